@@ -1,0 +1,264 @@
+/**
+ * Turnout's model: the resources users write and the state the controller keeps.
+ * Pure types only. `src/resources` validates user input into these shapes (zod), the store
+ * persists them, and the pure core (`src/core`) decides on them.
+ */
+
+export const API_VERSION = "turnout.dev/v1";
+
+export interface Metadata {
+  name: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+
+/** A duration as users write it: "30s", "5m", "1h30m", "250ms", or a number of seconds. */
+export type DurationInput = string | number;
+
+// ---------------------------------------------------------------------------------------
+// Service
+// ---------------------------------------------------------------------------------------
+
+export interface ServiceResource {
+  apiVersion: typeof API_VERSION;
+  kind: "Service";
+  metadata: Metadata;
+  spec: ServiceSpec;
+}
+
+export interface ServiceSpec {
+  /** Where the router listens for this service's users. */
+  listen: { port: number; host: string };
+  /** Where the sticky key of a request comes from (exactly one of the three). */
+  stickiness?: StickinessSpec;
+  runtime: RuntimeSpec;
+  /** The desired version. Changing it starts a rollout. */
+  version: string;
+  /** How a rollout proceeds. Without one, a new version replaces the old one at once. */
+  strategy?: StrategySpec;
+}
+
+export type StickinessSpec = { header: string } | { cookie: string } | { query: string };
+
+export type RuntimeSpec = { static: StaticRuntimeSpec } | { process: ProcessRuntimeSpec };
+
+export interface StaticRuntimeSpec {
+  /** Upstream base URLs for each version, e.g. `{ v1: { upstreams: ["http://127.0.0.1:9001"] } }`. */
+  versions: Record<string, { upstreams: string[] }>;
+}
+
+export interface ProbeSpec {
+  /** HTTP path probed with GET; any 2xx/3xx is ready. */
+  path: string;
+  periodSeconds: number;
+  timeoutSeconds: number;
+  initialDelaySeconds: number;
+}
+
+export interface ProcessRuntimeSpec {
+  /** argv; `${version}`, `${port}` and `${instance}` are replaced in each element. */
+  command: string[];
+  cwd?: string;
+  /** Environment for every instance; values are templated like `command`. PORT is always set. */
+  env?: Record<string, string>;
+  replicas: number;
+  readiness: ProbeSpec;
+  /** How long an instance may take to become ready before it counts as failed. */
+  startupTimeoutSeconds: number;
+  /** Time between SIGTERM and SIGKILL when an instance is stopped. */
+  terminationGracePeriodSeconds: number;
+  /** Per-version overrides (extra env, another command). */
+  versions?: Record<string, { command?: string[]; env?: Record<string, string> }>;
+}
+
+export interface StrategySpec {
+  canary?: CanaryStrategySpec;
+}
+
+export interface CanaryStrategySpec {
+  steps: CanaryStep[];
+}
+
+/** One step of a canary. Exactly one key per step. */
+export type CanaryStep = { setWeight: number } | { pause: PauseStep };
+
+/** A pause for a duration, or (no duration) until someone promotes. */
+export interface PauseStep {
+  duration?: DurationInput;
+}
+
+// ---------------------------------------------------------------------------------------
+// AnalysisTemplate (validated and stored now; run by the analysis engine when it lands)
+// ---------------------------------------------------------------------------------------
+
+export interface AnalysisTemplateResource {
+  apiVersion: typeof API_VERSION;
+  kind: "AnalysisTemplate";
+  metadata: Metadata;
+  spec: AnalysisTemplateSpec;
+}
+
+export interface AnalysisTemplateSpec {
+  args?: { name: string; value?: string }[];
+  metrics: AnalysisMetricSpec[];
+}
+
+export type MetricSourceSpec =
+  | { builtin: "error_rate" | "latency" | "request_rate" }
+  | { prometheus: { address: string; query: string } }
+  | {
+      web: {
+        url: string;
+        method: "GET" | "POST";
+        headers?: Record<string, string>;
+        body?: string;
+        jsonPath?: string;
+        timeoutSeconds: number;
+      };
+    }
+  | { command: { command: string[]; timeoutSeconds: number } };
+
+export type JudgeSpec =
+  | { threshold: { min?: number; max?: number } }
+  | {
+      relative: {
+        /** "ratio": candidate/baseline; "difference": candidate - baseline. */
+        mode: "ratio" | "difference";
+        maxIncrease?: number;
+        maxDecrease?: number;
+      };
+    }
+  | { sequential: { maxIncrease: number; alpha: number } }
+  | { mannWhitney: { maxRelativeIncrease: number; alpha: number } };
+
+export interface AnalysisMetricSpec {
+  name: string;
+  source: MetricSourceSpec;
+  judge: JudgeSpec;
+  interval?: DurationInput;
+  count?: number;
+  minSamples?: number;
+  failureLimit?: number;
+  inconclusiveLimit?: number;
+  consecutiveErrorLimit?: number;
+  dryRun?: boolean;
+}
+
+export type Resource = ServiceResource | AnalysisTemplateResource;
+export type ResourceKind = Resource["kind"];
+export const RESOURCE_KINDS: readonly ResourceKind[] = ["Service", "AnalysisTemplate"];
+
+// ---------------------------------------------------------------------------------------
+// Rollout status (written only by the controller)
+// ---------------------------------------------------------------------------------------
+
+/**
+ * - Healthy: one version serves everything and no rollout has run since the service appeared
+ *   (or the desired version is back to the stable one).
+ * - Progressing: a rollout is moving by itself (waiting for readiness, a timed pause, a step).
+ * - Paused: a rollout waits for a person (an indefinite pause step, or `turnout pause`).
+ * - Degraded: the rollout was aborted or failed; all traffic is on the stable version; the
+ *   message says who and why. Stays so until the desired version changes or `retry`.
+ * - Completed: the last rollout finished; its version is now stable and takes 100%.
+ */
+export type Phase = "Healthy" | "Progressing" | "Paused" | "Degraded" | "Completed";
+
+export interface ServiceStatus {
+  phase: Phase;
+  /** One line: why the service is in this phase. */
+  message: string;
+  /** The generation of the Service resource this status reflects. */
+  observedGeneration: number;
+  /** The version that serves users when no rollout runs. */
+  stableVersion: string | null;
+  /** The version being rolled out (null when none). */
+  canaryVersion: string | null;
+  /** Index of the current step of the rollout (steps.length once all are done). */
+  stepIndex: number | null;
+  /** When the current step began (clock ms); timed pauses count from here. */
+  stepStartedAt: number | null;
+  /** Percent of traffic on the canary version, 0..100, fractional allowed. */
+  canaryWeight: number;
+  /** Set by `turnout pause`; cleared by `resume`. */
+  pausedByUser: boolean;
+  /** The version that was aborted; a rollout to it does not restart by itself. */
+  abortedVersion: string | null;
+  /** Monotonic rollout counter: 0 before the first rollout. */
+  rolloutNumber: number;
+  /** Earlier stable versions, most recent first (at most 10); `undo` goes to the first. */
+  previousStableVersions: string[];
+  /** When the phase last changed (clock ms). */
+  lastTransitionAt: number;
+}
+
+// ---------------------------------------------------------------------------------------
+// Commands (written by the API, consumed by the controller) and events (append-only history)
+// ---------------------------------------------------------------------------------------
+
+export type CommandType = "promote" | "abort" | "pause" | "resume" | "retry";
+
+export interface CommandDraft {
+  service: string;
+  type: CommandType;
+  /** e.g. `{ full: true }` for promote. */
+  args: Record<string, unknown>;
+  /** Who asked (e.g. "cli", "api", a user name). */
+  actor: string;
+  reason?: string;
+}
+
+export interface Command extends CommandDraft {
+  id: number;
+  createdAt: number;
+}
+
+export type CommandOutcome = "applied" | "rejected";
+
+export interface CommandResult {
+  id: number;
+  outcome: CommandOutcome;
+  message: string;
+}
+
+export interface EventDraft {
+  service: string;
+  /** e.g. RolloutStarted, WeightChanged, StepCompleted, Paused, Aborted, RolloutCompleted. */
+  type: string;
+  /** "controller" or who asked. */
+  actor: string;
+  /** One line: what happened and why. */
+  message: string;
+  /** The numbers behind it (weights, versions, step index, durations...). */
+  data: Record<string, unknown>;
+  /** Clock ms. */
+  time: number;
+}
+
+export interface TurnoutEvent extends EventDraft {
+  id: number;
+}
+
+// ---------------------------------------------------------------------------------------
+// Route tables (written by the controller, read by routers)
+// ---------------------------------------------------------------------------------------
+
+export interface RouteBackend {
+  version: string;
+  /** Percent of traffic, 0..100 (fractional). The backends of a table sum to 100. */
+  weight: number;
+  /** Base URLs of the version's ready instances, e.g. "http://127.0.0.1:41234". */
+  endpoints: string[];
+}
+
+export interface RouteTable {
+  service: string;
+  /** Increases with every change of this service's table. */
+  revision: number;
+  listen: { host: string; port: number };
+  stickiness?: StickinessSpec;
+  /** Version of the sticky hashing scheme, kept so it can change later without moving users. */
+  hashVersion: number;
+  backends: RouteBackend[];
+  /** Clock ms when the controller wrote it. */
+  updatedAt: number;
+}

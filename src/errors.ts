@@ -1,0 +1,91 @@
+/**
+ * The one error table. Every error Turnout reports has a stable code, an HTTP status and a
+ * documented meaning (docs/errors.md; a test fails when the two drift). API error bodies are
+ * `{ error: { code, message, path?, details? } }`.
+ */
+
+export const ERRORS = {
+  TURNOUT_ERR_RESOURCE_PARSE: { status: 400, summary: "A YAML or JSON document could not be parsed." },
+  TURNOUT_ERR_RESOURCE_INVALID: {
+    status: 400,
+    summary: "One or more resources failed validation; `details.errors` lists every problem with its file, document and field path.",
+  },
+  TURNOUT_ERR_API_BAD_REQUEST: { status: 400, summary: "The request body or a parameter is malformed." },
+  TURNOUT_ERR_API_UNSUPPORTED_MEDIA_TYPE: { status: 415, summary: "The request body's content type is not JSON or YAML." },
+  TURNOUT_ERR_API_PAYLOAD_TOO_LARGE: { status: 413, summary: "The request body is larger than the API accepts." },
+  TURNOUT_ERR_API_NOT_FOUND: { status: 404, summary: "No such API route." },
+  TURNOUT_ERR_AUTH_UNAUTHORIZED: { status: 401, summary: "The bearer token is missing or wrong." },
+  TURNOUT_ERR_SERVICE_NOT_FOUND: { status: 404, summary: "No Service of that name has been applied." },
+  TURNOUT_ERR_RESOURCE_NOT_FOUND: { status: 404, summary: "No resource of that kind and name has been applied." },
+  TURNOUT_ERR_ROLLOUT_CONFLICT: {
+    status: 409,
+    summary: "The command does not apply to the service's current state (e.g. promote with no rollout in progress).",
+  },
+  TURNOUT_ERR_COMMAND_TIMEOUT: {
+    status: 504,
+    summary: "The controller did not take up the command in time; it stays queued and will still be applied.",
+  },
+  TURNOUT_ERR_STORE_UNAVAILABLE: { status: 503, summary: "The store could not be read or written." },
+  TURNOUT_ERR_ROUTER_NO_BACKEND: { status: 503, summary: "The router has no ready instance for the chosen version." },
+  TURNOUT_ERR_ROUTER_UPSTREAM: { status: 502, summary: "The upstream instance failed or closed the connection." },
+  TURNOUT_ERR_ROUTER_TIMEOUT: { status: 504, summary: "The upstream instance did not answer in time." },
+  TURNOUT_ERR_CLI_NO_SERVER: {
+    status: 503,
+    summary: "The CLI found no running Turnout server (start one with `turnout up`, or pass --server).",
+  },
+  TURNOUT_ERR_CLI_USAGE: { status: 400, summary: "The command line is wrong (exit code 2)." },
+  TURNOUT_ERR_INTERNAL: { status: 500, summary: "A bug: Turnout failed in a way it did not expect." },
+} as const satisfies Record<string, { status: number; summary: string }>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** A problem with one field of one resource. */
+export interface FieldError {
+  /** File the resource came from, when it came from a file. */
+  file?: string;
+  /** 0-based index of the YAML document (or JSON array element) in the file. */
+  document?: number;
+  /** Kind and name of the resource, when known. */
+  resource?: string;
+  /** Dotted field path, e.g. `spec.strategy.canary.steps[2].setWeight`. */
+  path: string;
+  message: string;
+  /** 1-based position in the file, when known. */
+  line?: number;
+  column?: number;
+}
+
+export class TurnoutError extends Error {
+  readonly status: number;
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details: { path?: string; errors?: FieldError[]; [k: string]: unknown } = {},
+  ) {
+    super(message);
+    this.name = "TurnoutError";
+    this.status = ERRORS[code].status;
+  }
+
+  toJSON(): { error: { code: ErrorCode; message: string; path?: string; details?: unknown } } {
+    const { path, ...rest } = this.details;
+    return {
+      error: {
+        code: this.code,
+        message: this.message,
+        ...(path !== undefined ? { path } : {}),
+        ...(Object.keys(rest).length > 0 ? { details: rest } : {}),
+      },
+    };
+  }
+}
+
+/** "file.yaml (document 2) spec.listen.port: must be 1..65535, got 0" */
+export function formatFieldError(e: FieldError): string {
+  const where: string[] = [];
+  if (e.file) where.push(e.line ? `${e.file}:${e.line}:${e.column ?? 1}` : e.file);
+  if (e.document !== undefined) where.push(`document ${e.document + 1}`);
+  if (e.resource) where.push(e.resource);
+  const prefix = where.length > 0 ? `${where.join(" ")}: ` : "";
+  return `${prefix}${e.path ? `${e.path}: ` : ""}${e.message}`;
+}

@@ -34,7 +34,7 @@ export const ERRORS = {
     summary: "The CLI found no running Turnout server (start one with `turnout up`, or pass --server).",
   },
   TURNOUT_ERR_CLI_USAGE: { status: 400, summary: "The command line is wrong (exit code 2)." },
-  TURNOUT_ERR_INTERNAL: { status: 500, summary: "A bug: Turnout failed in a way it did not expect." },
+  TURNOUT_ERR_INTERNAL_BUG: { status: 500, summary: "A bug: Turnout failed in a way it did not expect." },
 } as const satisfies Record<string, { status: number; summary: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;

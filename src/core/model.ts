@@ -183,6 +183,8 @@ export interface ServiceStatus {
   pausedByUser: boolean;
   /** The version that was aborted; a rollout to it does not restart by itself. */
   abortedVersion: string | null;
+  /** When the current rollout began (clock ms); null when none runs. */
+  rolloutStartedAt: number | null;
   /** Monotonic rollout counter: 0 before the first rollout. */
   rolloutNumber: number;
   /** Earlier stable versions, most recent first (at most 10); `undo` goes to the first. */

@@ -1,0 +1,407 @@
+/**
+ * The HTTP API: `/api/v1/` mirrors the CLI one to one, `/healthz` answers without a token.
+ *
+ * The API writes only what people ask for (resources and commands) and reads the rest; the
+ * controller does the work and is the only writer of status and route tables. A command
+ * call waits until the controller has taken the command up, so `turnout abort` returns once
+ * all traffic is back on stable, and says so.
+ */
+import { timingSafeEqual } from "node:crypto";
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import type { Clock } from "../core/clock.js";
+import type { CommandType, Resource, ServiceResource } from "../core/model.js";
+import { TurnoutError } from "../errors.js";
+import { crossCheck, parseResources } from "../resources/load.js";
+import type { StoredCommand, Store } from "../store/store.js";
+
+export interface ApiOptions {
+  store: Store;
+  clock: Clock;
+  /** The admin bearer token; every route but /healthz requires it. */
+  token: string;
+  /** Turnout's package version, reported by /healthz and /api/v1/info. */
+  version: string;
+  /** Per-version live counters from an in-process router, shown by `status`. */
+  routerStats?: (service: string) => unknown;
+  /** Nudges an in-process controller so a command is taken up at once. */
+  wakeController?: () => void;
+  /** How long a command call waits for the controller before answering 504. */
+  commandTimeoutMs?: number;
+  /** Request body limit in bytes. */
+  bodyLimit?: number;
+  logger?: boolean | object;
+}
+
+const COMMANDS: readonly CommandType[] = ["promote", "abort", "pause", "resume", "retry"];
+
+interface CommandBody {
+  full?: boolean;
+  reason?: string;
+  actor?: string;
+}
+
+export function buildApi(opts: ApiOptions): FastifyInstance {
+  const { store, clock } = opts;
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    bodyLimit: opts.bodyLimit ?? 4 * 1024 * 1024,
+    // Error bodies are ours; fastify's default would leak its own codes.
+    return503OnClosing: true,
+  });
+  const tokenBuf = Buffer.from(opts.token);
+
+  // YAML (and plain text holding YAML or JSON) arrives as a string; JSON is parsed by fastify.
+  app.addContentTypeParser(
+    ["application/yaml", "application/x-yaml", "text/yaml", "text/plain"],
+    { parseAs: "string" },
+    (_req, body, done) => done(null, body),
+  );
+
+  app.setNotFoundHandler((req, reply) => {
+    sendError(reply, new TurnoutError("TURNOUT_ERR_API_NOT_FOUND", `no route ${req.method} ${req.url}`));
+  });
+
+  app.setErrorHandler((err: FastifyError | TurnoutError, _req, reply) => {
+    if (err instanceof TurnoutError) return sendError(reply, err);
+    const code = (err as FastifyError).code;
+    if (code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") {
+      return sendError(
+        reply,
+        new TurnoutError(
+          "TURNOUT_ERR_API_UNSUPPORTED_MEDIA_TYPE",
+          `unsupported content type; send application/json or application/yaml`,
+        ),
+      );
+    }
+    if (code === "FST_ERR_CTP_BODY_TOO_LARGE") {
+      return sendError(reply, new TurnoutError("TURNOUT_ERR_API_PAYLOAD_TOO_LARGE", err.message));
+    }
+    const status = (err as FastifyError).statusCode;
+    if (status !== undefined && status >= 400 && status < 500) {
+      return sendError(reply, new TurnoutError("TURNOUT_ERR_API_BAD_REQUEST", err.message));
+    }
+    app.log.error(err);
+    return sendError(reply, new TurnoutError("TURNOUT_ERR_INTERNAL_BUG", `internal error: ${err.message}`));
+  });
+
+  app.addHook("onRequest", async (req) => {
+    if (req.url === "/healthz" || req.url.startsWith("/healthz?")) return;
+    const h = req.headers.authorization ?? "";
+    const m = /^Bearer\s+(.+)$/i.exec(h);
+    const given = Buffer.from(m?.[1]?.trim() ?? "");
+    if (!m || given.length !== tokenBuf.length || !timingSafeEqual(given, tokenBuf)) {
+      throw new TurnoutError(
+        "TURNOUT_ERR_AUTH_UNAUTHORIZED",
+        m ? "wrong bearer token" : "missing bearer token: send Authorization: Bearer <token> (see .turnout/token)",
+      );
+    }
+  });
+
+  app.get("/healthz", async () => ({ ok: true, version: opts.version }));
+  app.get("/api/v1/info", async () => ({ version: opts.version, now: clock.now() }));
+
+  // ---- resources ------------------------------------------------------------------------
+
+  const validateBody = async (req: FastifyRequest): Promise<Resource[]> => {
+    const resources = bodyToResources(req.body);
+    const existing = (await store.listResources("Service")).map((s) => s.resource);
+    const errors = crossCheck(resources, existing);
+    if (errors.length > 0) throw invalid(errors);
+    return resources;
+  };
+
+  app.post("/api/v1/validate", async (req) => {
+    const resources = await validateBody(req);
+    return { valid: true, resources: resources.map((r) => ({ kind: r.kind, name: r.metadata.name })) };
+  });
+
+  app.post("/api/v1/apply", async (req) => {
+    const resources = await validateBody(req);
+    const results = await store.applyResources(resources, { actor: actorOf(req), now: clock.now() });
+    opts.wakeController?.();
+    return { results };
+  });
+
+  app.get("/api/v1/services", async () => {
+    const services = await store.listResources("Service");
+    return {
+      items: await Promise.all(
+        services.map(async (s) => ({
+          name: s.name,
+          generation: s.generation,
+          resource: s.resource,
+          status: await store.getStatus(s.name),
+        })),
+      ),
+    };
+  });
+
+  app.get<{ Params: { name: string } }>("/api/v1/services/:name", async (req) => {
+    const s = await mustService(req.params.name);
+    return {
+      name: s.name,
+      generation: s.generation,
+      resource: s.resource,
+      status: await store.getStatus(s.name),
+      routeTable: await store.getRouteTable(s.name),
+    };
+  });
+
+  app.delete<{ Params: { name: string } }>("/api/v1/services/:name", async (req) => {
+    await mustService(req.params.name);
+    await store.deleteResource("Service", req.params.name, { actor: actorOf(req), now: clock.now() });
+    opts.wakeController?.();
+    return { deleted: true, name: req.params.name };
+  });
+
+  app.get<{ Params: { name: string } }>("/api/v1/services/:name/status", async (req) => statusView(req.params.name));
+
+  app.get<{ Params: { name: string }; Querystring: { afterId?: string; limit?: string } }>(
+    "/api/v1/services/:name/history",
+    async (req) => {
+      await mustService(req.params.name, true);
+      const afterId = intParam(req.query.afterId, "afterId");
+      const limit = intParam(req.query.limit, "limit");
+      const events = await store.listEvents(req.params.name, {
+        ...(afterId !== undefined ? { afterId } : {}),
+        ...(limit !== undefined ? { limit } : {}),
+      });
+      return { service: req.params.name, events };
+    },
+  );
+
+  app.get("/api/v1/analysistemplates", async () => {
+    const items = await store.listResources("AnalysisTemplate");
+    return { items: items.map((t) => ({ name: t.name, generation: t.generation, resource: t.resource })) };
+  });
+
+  // ---- commands -------------------------------------------------------------------------
+
+  for (const type of COMMANDS) {
+    app.post<{ Params: { name: string }; Body: CommandBody | undefined }>(
+      `/api/v1/services/:name/${type}`,
+      async (req, reply) => {
+        await mustService(req.params.name);
+        const body = commandBody(req.body);
+        const cmd = await store.enqueueCommand(
+          {
+            service: req.params.name,
+            type,
+            args: type === "promote" ? { full: body.full === true } : {},
+            actor: body.actor ?? actorOf(req),
+            ...(body.reason ? { reason: body.reason } : {}),
+          },
+          clock.now(),
+        );
+        opts.wakeController?.();
+        const done = await waitForCommand(cmd.id);
+        if (done.result?.outcome === "rejected") {
+          throw new TurnoutError("TURNOUT_ERR_ROLLOUT_CONFLICT", done.result.message, { command: done.id });
+        }
+        reply.code(200);
+        return {
+          command: { id: done.id, type, outcome: done.result?.outcome, message: done.result?.message },
+          ...(await statusView(req.params.name)),
+        };
+      },
+    );
+  }
+
+  app.post<{ Params: { name: string }; Body: CommandBody | undefined }>(
+    "/api/v1/services/:name/undo",
+    async (req) => {
+      const svc = await mustService(req.params.name);
+      const body = commandBody(req.body);
+      const status = await store.getStatus(svc.name);
+      // During a rollout "previous stable" is the version still serving; after one, the last.
+      const target = status?.canaryVersion ? status.stableVersion : (status?.previousStableVersions[0] ?? null);
+      if (!target) {
+        throw new TurnoutError(
+          "TURNOUT_ERR_ROLLOUT_CONFLICT",
+          `${svc.name} has no previous stable version to go back to`,
+        );
+      }
+      if (target === svc.resource.spec.version) {
+        throw new TurnoutError("TURNOUT_ERR_ROLLOUT_CONFLICT", `${svc.name} already wants ${target}`);
+      }
+      const next: ServiceResource = structuredClone(svc.resource);
+      next.spec.version = target;
+      const errors = crossCheck([next], []);
+      if (errors.length > 0) throw invalid(errors);
+      const actor = body.actor ?? actorOf(req);
+      const now = clock.now();
+      const [applied] = await store.applyResources([next], { actor, now });
+      await store.appendEvents([
+        {
+          service: svc.name,
+          type: "Undo",
+          actor,
+          message: `undo by ${actor}${body.reason ? ` (${body.reason})` : ""}: desired version ${svc.resource.spec.version} -> ${target}`,
+          data: { from: svc.resource.spec.version, to: target, generation: applied?.generation ?? null },
+          time: now,
+        },
+      ]);
+      opts.wakeController?.();
+      const generation = applied?.generation ?? svc.generation;
+      await waitFor(async () => ((await store.getStatus(svc.name))?.observedGeneration ?? 0) >= generation);
+      return { undo: { from: svc.resource.spec.version, to: target, generation }, ...(await statusView(svc.name)) };
+    },
+  );
+
+  // ---- helpers --------------------------------------------------------------------------
+
+  async function mustService(name: string, allowDeleted = false) {
+    const s = await store.getResource("Service", name);
+    if (!s) {
+      if (allowDeleted && (await store.listEvents(name, { limit: 1 })).length > 0) return null;
+      throw new TurnoutError("TURNOUT_ERR_SERVICE_NOT_FOUND", `no service named ${JSON.stringify(name)}`, {
+        path: "name",
+      });
+    }
+    return s;
+  }
+
+  async function statusView(name: string) {
+    const s = await mustService(name);
+    if (!s) throw new TurnoutError("TURNOUT_ERR_SERVICE_NOT_FOUND", `no service named ${name}`);
+    const spec = s.resource.spec;
+    return {
+      service: name,
+      generation: s.generation,
+      desiredVersion: spec.version,
+      steps: spec.strategy?.canary?.steps ?? [],
+      status: await store.getStatus(name),
+      routeTable: await store.getRouteTable(name),
+      ...(opts.routerStats ? { traffic: opts.routerStats(name) } : {}),
+      now: clock.now(),
+    };
+  }
+
+  async function waitForCommand(id: number): Promise<StoredCommand> {
+    let cmd: StoredCommand | null = null;
+    await waitFor(async () => {
+      cmd = await store.getCommand(id);
+      return cmd?.handledAt != null;
+    });
+    return cmd as unknown as StoredCommand;
+  }
+
+  /** Waits on store changes (same process) with a short poll as the fallback (other processes). */
+  async function waitFor(done: () => Promise<boolean>): Promise<void> {
+    const deadline = Date.now() + (opts.commandTimeoutMs ?? 15_000);
+    if (await done()) return;
+    await new Promise<void>((resolve, reject) => {
+      let busy = false;
+      const check = async () => {
+        if (busy) return;
+        busy = true;
+        try {
+          if (await done()) return finish();
+          if (Date.now() > deadline) {
+            return finish(
+              new TurnoutError(
+                "TURNOUT_ERR_COMMAND_TIMEOUT",
+                "the controller did not take the request up in time; it stays queued (is `turnout up` running?)",
+              ),
+            );
+          }
+        } catch (err) {
+          return finish(err as Error);
+        } finally {
+          busy = false;
+        }
+      };
+      const timer = setInterval(check, 50);
+      const off = store.onChange(() => void check());
+      const finish = (err?: Error) => {
+        clearInterval(timer);
+        off();
+        if (err) reject(err);
+        else resolve();
+      };
+    });
+  }
+
+  return app;
+}
+
+function sendError(reply: FastifyReply, err: TurnoutError) {
+  return reply.code(err.status).type("application/json").send(err.toJSON());
+}
+
+function invalid(errors: ReturnType<typeof crossCheck>): TurnoutError {
+  const first = errors[0];
+  return new TurnoutError(
+    "TURNOUT_ERR_RESOURCE_INVALID",
+    `${errors.length} problem${errors.length === 1 ? "" : "s"} in the resources${first ? `; first: ${first.path}: ${first.message}` : ""}`,
+    { ...(first ? { path: first.path } : {}), errors },
+  );
+}
+
+/** Body: a YAML/JSON string, a resource object, an array of them, or `{ resources: [...] }`. */
+function bodyToResources(body: unknown): Resource[] {
+  let text: string;
+  if (typeof body === "string") text = body;
+  else if (body === undefined || body === null) {
+    throw new TurnoutError("TURNOUT_ERR_API_BAD_REQUEST", "empty body: send resources as YAML or JSON");
+  } else if (typeof body === "object" && !Array.isArray(body) && "resources" in body) {
+    text = JSON.stringify((body as { resources: unknown }).resources);
+  } else text = JSON.stringify(body);
+  if (text.trim() === "") throw new TurnoutError("TURNOUT_ERR_API_BAD_REQUEST", "empty body: send resources as YAML or JSON");
+  const { resources, errors } = parseResources(text, { format: "auto" });
+  if (errors.length > 0) {
+    const parse = errors.every((e) => e.path === "" && e.line !== undefined);
+    if (parse) {
+      throw new TurnoutError("TURNOUT_ERR_RESOURCE_PARSE", `cannot parse the body: ${errors[0]?.message}`, {
+        path: "",
+        errors,
+      });
+    }
+    throw invalid(errors);
+  }
+  if (resources.length === 0) throw new TurnoutError("TURNOUT_ERR_API_BAD_REQUEST", "the body holds no resources");
+  return resources;
+}
+
+function commandBody(body: unknown): CommandBody {
+  if (body === undefined || body === null || body === "") return {};
+  if (typeof body !== "object" || Array.isArray(body)) {
+    throw new TurnoutError("TURNOUT_ERR_API_BAD_REQUEST", "the body must be a JSON object like {\"reason\": \"...\"}");
+  }
+  const b = body as Record<string, unknown>;
+  const allowed = new Set(["full", "reason", "actor"]);
+  for (const k of Object.keys(b)) {
+    if (!allowed.has(k)) {
+      throw new TurnoutError("TURNOUT_ERR_API_BAD_REQUEST", `unknown field ${JSON.stringify(k)}; allowed: full, reason, actor`, {
+        path: k,
+      });
+    }
+  }
+  if (b.full !== undefined && typeof b.full !== "boolean") {
+    throw new TurnoutError("TURNOUT_ERR_API_BAD_REQUEST", "full: must be a boolean", { path: "full" });
+  }
+  for (const k of ["reason", "actor"] as const) {
+    if (b[k] !== undefined && (typeof b[k] !== "string" || (b[k] as string).length > 500)) {
+      throw new TurnoutError("TURNOUT_ERR_API_BAD_REQUEST", `${k}: must be a string of at most 500 characters`, {
+        path: k,
+      });
+    }
+  }
+  return b as CommandBody;
+}
+
+function actorOf(req: FastifyRequest): string {
+  const h = req.headers["x-turnout-actor"];
+  const v = Array.isArray(h) ? h[0] : h;
+  return v && v.length <= 200 ? v : "api";
+}
+
+function intParam(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d{1,15}$/.test(v)) {
+    throw new TurnoutError("TURNOUT_ERR_API_BAD_REQUEST", `${name}: must be a non-negative integer, got ${JSON.stringify(v)}`, {
+      path: name,
+    });
+  }
+  return Number(v);
+}

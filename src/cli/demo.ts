@@ -1,0 +1,248 @@
+/**
+ * `turnout demo`: the main job end to end on the embedded defaults (SQLite, local processes).
+ * Starts Turnout, runs two versions of the example model server, drives traffic at the
+ * router, rolls v1 -> v2 with a canary (timed pauses and one pause a person must promote,
+ * which the demo does through the API), shows progress each second, and exits 0 when done.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Pool } from "undici";
+import type { ServiceResource, ServiceStatus, TurnoutEvent } from "../core/model.js";
+import { packageRoot } from "../version.js";
+import { Client } from "./client.js";
+import { bold, cyan, dim, formatHistory, green, phaseColor, red } from "./format.js";
+
+const SERVICE = "fraud-model";
+
+function serviceSpec(port: number, version: string): ServiceResource {
+  return {
+    apiVersion: "turnout.dev/v1",
+    kind: "Service",
+    metadata: { name: SERVICE },
+    spec: {
+      listen: { host: "127.0.0.1", port },
+      runtime: {
+        process: {
+          command: [process.execPath, join(packageRoot(), "examples/model/server.mjs")],
+          env: { MODEL_VERSION: "${version}" },
+          replicas: 2,
+          readiness: { path: "/healthz", periodSeconds: 0.2, timeoutSeconds: 1, initialDelaySeconds: 0 },
+          startupTimeoutSeconds: 30,
+          terminationGracePeriodSeconds: 5,
+        },
+      },
+      version,
+      strategy: {
+        canary: {
+          steps: [
+            { setWeight: 10 },
+            { pause: { duration: "4s" } },
+            { setWeight: 25 },
+            { pause: { duration: "4s" } },
+            { setWeight: 50 },
+            { pause: {} },
+            { setWeight: 75 },
+            { pause: { duration: "3s" } },
+          ],
+        },
+      },
+    },
+  };
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.unref();
+    s.on("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const a = s.address();
+      const port = typeof a === "object" && a ? a.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Synthetic users: a few concurrent loops posting feature vectors, counting answers per version. */
+class Traffic {
+  private pool: Pool;
+  private stopped = false;
+  private loops: Promise<void>[] = [];
+  private seed = 42;
+  window = new Map<string, number>();
+  total = new Map<string, number>();
+  errors = 0;
+  requests = 0;
+
+  constructor(port: number) {
+    this.pool = new Pool(`http://127.0.0.1:${port}`, { connections: 8 });
+  }
+  private rand(): number {
+    // mulberry32: a seeded generator, so every demo run sends the same inputs.
+    this.seed = (this.seed + 0x6d2b79f5) | 0;
+    let t = this.seed;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  start(concurrency = 4, perLoopDelayMs = 20): void {
+    for (let i = 0; i < concurrency; i++) {
+      this.loops.push(
+        (async () => {
+          while (!this.stopped) {
+            const features = [this.rand(), this.rand(), this.rand(), this.rand()];
+            try {
+              const res = await this.pool.request({
+                path: "/predict",
+                method: "POST",
+                headers: { "content-type": "application/json" },
+                body: JSON.stringify({ features }),
+              });
+              await res.body.text();
+              this.requests++;
+              if (res.statusCode >= 500) this.errors++;
+              const v = String(res.headers["x-turnout-version"] ?? "?");
+              this.window.set(v, (this.window.get(v) ?? 0) + 1);
+              this.total.set(v, (this.total.get(v) ?? 0) + 1);
+            } catch {
+              this.requests++;
+              this.errors++;
+            }
+            await new Promise((r) => setTimeout(r, perLoopDelayMs));
+          }
+        })(),
+      );
+    }
+  }
+  takeWindow(): Map<string, number> {
+    const w = this.window;
+    this.window = new Map();
+    return w;
+  }
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.all(this.loops);
+    await this.pool.close();
+  }
+}
+
+interface StatusView {
+  status: ServiceStatus | null;
+  routeTable: { backends: { version: string; weight: number; endpoints: string[] }[] } | null;
+  steps: unknown[];
+  generation: number;
+}
+
+export async function runDemo(opts: { keep: boolean }): Promise<number> {
+  const { startTurnout, createLogger } = await import("../server.js");
+  const dataDir = mkdtempSync(join(tmpdir(), "turnout-demo-"));
+  process.env.TURNOUT_LOG_LEVEL ??= "warn";
+  const out = (s: string) => process.stdout.write(`${s}\n`);
+  out(bold("Turnout demo: a canary of an example fraud model, v1 -> v2"));
+  out(dim(`data dir ${dataDir}`));
+
+  const t = await startTurnout({ dataDir, port: 0, logger: createLogger(), pollIntervalMs: 250 });
+  const api = new Client({ server: t.url, token: t.token, actor: "demo" });
+  let traffic: Traffic | null = null;
+  let interrupted = false;
+  const cleanup = async () => {
+    await traffic?.stop().catch(() => undefined);
+    await t.stop();
+    if (!opts.keep) rmSync(dataDir, { recursive: true, force: true });
+  };
+  const onSignal = () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    out(dim("\ninterrupted: stopping everything..."));
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  try {
+    const port = await freePort();
+    out(`${cyan("1.")} API on ${t.url}; the router will listen on http://127.0.0.1:${port}`);
+    await api.call("POST", "/api/v1/apply", { resources: [serviceSpec(port, "v1")] });
+    out(`${cyan("2.")} applied service ${SERVICE} at v1 (2 local processes of examples/model/server.mjs)`);
+    const view = () => api.call<StatusView>("GET", `/api/v1/services/${SERVICE}/status`);
+    const ready = await until(
+      async () => {
+        const v = await view();
+        const b = v.routeTable?.backends.find((x) => x.version === "v1");
+        return (b?.endpoints.length ?? 0) >= 2;
+      },
+      30_000,
+      () => interrupted,
+    );
+    if (!ready) throw new Error(interrupted ? "interrupted" : "v1 did not become ready in 30 s");
+    out(`   v1 is ${green("Healthy")}: 2/2 instances ready, serving 100%`);
+
+    traffic = new Traffic(port);
+    traffic.start();
+    out(`${cyan("3.")} synthetic users are sending predictions (about 150 requests/s)`);
+    await api.call("POST", "/api/v1/apply", { resources: [serviceSpec(port, "v2")] });
+    out(`${cyan("4.")} applied v2: the canary starts (setWeight 10, 25, 50 with pauses; one pause waits for a person)\n`);
+
+    const started = Date.now();
+    let promoted = false;
+    let final: ServiceStatus | null = null;
+    while (!interrupted) {
+      await new Promise((r) => setTimeout(r, 1000));
+      const v = await view();
+      const s = v.status;
+      const w = traffic.takeWindow();
+      const n = [...w.values()].reduce((a, b) => a + b, 0) || 1;
+      const observed = [...w.entries()]
+        .sort()
+        .map(([ver, c]) => `${ver} ${((100 * c) / n).toFixed(1)}%`)
+        .join(" ");
+      const configured = (v.routeTable?.backends ?? [])
+        .filter((b) => b.weight > 0)
+        .map((b) => `${b.version} ${b.weight}%`)
+        .join(" ");
+      const step = s?.stepIndex !== null && s?.stepIndex !== undefined ? `step ${Math.min(s.stepIndex + 1, v.steps.length)}/${v.steps.length}` : "";
+      const secs = String(Math.round((Date.now() - started) / 1000)).padStart(3);
+      out(
+        `[${secs}s] ${phaseColor(s?.phase ?? "?").padEnd(12)} ${step.padEnd(9)} weights ${configured.padEnd(14)} observed ${observed.padEnd(20)} ${dim(`${traffic.requests} req, ${traffic.errors} errors`)}`,
+      );
+      if (s?.phase === "Paused" && !promoted) {
+        out(dim(`       ${s.message}`));
+        out(`       ${cyan("a person checks the canary and promotes it:")} turnout promote ${SERVICE}`);
+        await api.call("POST", `/api/v1/services/${SERVICE}/promote`, { reason: "demo: dashboards look fine" });
+        promoted = true;
+      }
+      if (s && (s.phase === "Completed" || s.phase === "Degraded") && !s.canaryVersion) {
+        final = s;
+        break;
+      }
+      if (Date.now() - started > 120_000) throw new Error("the rollout did not finish in 120 s");
+    }
+    await traffic.stop();
+    if (!final) return 130;
+    out("");
+    out(`${final.phase === "Completed" ? green("done") : red("rolled back")}: ${final.message}`);
+    const totals = [...traffic.total.entries()].sort().map(([ver, c]) => `${ver} ${c}`).join(", ");
+    out(`requests: ${traffic.requests} (${totals}); failed: ${traffic.errors}`);
+    const history = await api.call<{ events: TurnoutEvent[] }>("GET", `/api/v1/services/${SERVICE}/history`);
+    out(`\n${bold("history")} (turnout history ${SERVICE}):`);
+    out(formatHistory(history.events));
+    return final.phase === "Completed" && traffic.errors === 0 ? 0 : 1;
+  } catch (err) {
+    if (!interrupted) process.stderr.write(`${red("demo failed")}: ${(err as Error).message}\n`);
+    return interrupted ? 130 : 1;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    await cleanup();
+  }
+}
+
+async function until(check: () => Promise<boolean>, timeoutMs: number, cancelled: () => boolean): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline && !cancelled()) {
+    if (await check()) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return false;
+}

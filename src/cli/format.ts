@@ -1,0 +1,131 @@
+/** Human-readable output for the CLI. `-o json` bypasses all of this. */
+import { durationMs, formatDuration } from "../core/duration.js";
+import type { CanaryStep, RouteTable, ServiceResource, ServiceStatus, TurnoutEvent } from "../core/model.js";
+import { describeStep } from "../core/rollout.js";
+
+export interface VersionTraffic {
+  version: string;
+  requests: number;
+  status: Record<string, number>;
+  upstreamErrors: number;
+  latencyMsSum: number;
+  latencyMsMax?: number;
+}
+
+export interface StatusView {
+  service: string;
+  generation: number;
+  desiredVersion: string;
+  steps: CanaryStep[];
+  status: ServiceStatus | null;
+  routeTable: RouteTable | null;
+  traffic?: VersionTraffic[];
+  now: number;
+}
+
+const useColor = process.stdout.isTTY && !process.env.NO_COLOR;
+const paint = (code: number) => (s: string) => (useColor ? `\x1b[${code}m${s}\x1b[0m` : s);
+export const bold = paint(1);
+export const dim = paint(2);
+export const red = paint(31);
+export const green = paint(32);
+export const yellow = paint(33);
+export const cyan = paint(36);
+
+export function phaseColor(phase: string): string {
+  switch (phase) {
+    case "Healthy":
+    case "Completed":
+      return green(phase);
+    case "Degraded":
+      return red(phase);
+    case "Paused":
+      return yellow(phase);
+    default:
+      return cyan(phase);
+  }
+}
+
+export function formatStatus(v: StatusView): string {
+  const s = v.status;
+  const lines: string[] = [];
+  const row = (k: string, val: string) => lines.push(`${`${k}:`.padEnd(13)}${val}`);
+  row("Service", bold(v.service));
+  if (!s) {
+    row("Phase", dim("not reconciled yet (is the controller running?)"));
+    return lines.join("\n");
+  }
+  row("Phase", `${phaseColor(s.phase)}  ${s.message}`);
+  const weights = new Map((v.routeTable?.backends ?? []).map((b) => [b.version, b]));
+  const w = (ver: string | null) => {
+    if (!ver) return "";
+    const b = weights.get(ver);
+    return b ? `${b.weight}%  ${dim(`${b.endpoints.length} ready endpoint${b.endpoints.length === 1 ? "" : "s"}`)}` : "0%";
+  };
+  row("Stable", `${s.stableVersion ?? "-"}  ${w(s.stableVersion)}`);
+  if (s.canaryVersion) row("Canary", `${s.canaryVersion}  ${w(s.canaryVersion)}`);
+  if (s.abortedVersion) row("Aborted", red(s.abortedVersion));
+  if (v.desiredVersion !== s.canaryVersion && v.desiredVersion !== s.stableVersion) {
+    row("Desired", `${v.desiredVersion}${s.abortedVersion === v.desiredVersion ? dim("  (aborted; `turnout retry` to try again)") : ""}`);
+  }
+  if (s.canaryVersion && v.steps.length > 0) {
+    const idx = s.stepIndex ?? 0;
+    v.steps.forEach((step, i) => {
+      let mark = "  ";
+      let text = describeStep(step);
+      if (i < idx) mark = green("✓ ");
+      else if (i === idx) {
+        mark = cyan("▶ ");
+        if ("pause" in step && step.pause.duration !== undefined && s.stepStartedAt !== null && !s.pausedByUser) {
+          const left = s.stepStartedAt + durationMs(step.pause.duration) - v.now;
+          text += dim(`  (${formatDuration(Math.max(0, left))} left)`);
+        }
+      }
+      lines.push(`${i === 0 ? "Steps:".padEnd(13) : " ".repeat(13)}${mark}${text}`);
+    });
+  }
+  if (v.traffic && v.traffic.length > 0) {
+    const parts = v.traffic.map((t) => {
+      const errors = (t.status["5xx"] ?? 0) + t.upstreamErrors;
+      const mean = t.requests > 0 ? t.latencyMsSum / t.requests : 0;
+      return `${t.version} ${t.requests.toLocaleString("en-US")} req, ${errors} errors, mean ${mean.toFixed(1)} ms`;
+    });
+    row("Traffic", parts.join(dim("  |  ")));
+  }
+  row("Generation", `${v.generation} (observed ${s.observedGeneration})`);
+  if (s.previousStableVersions.length > 0) row("Previous", s.previousStableVersions.join(", "));
+  return lines.join("\n");
+}
+
+export function formatServices(items: { name: string; generation: number; resource: ServiceResource; status: ServiceStatus | null }[]): string {
+  const header = ["NAME", "PHASE", "STABLE", "CANARY", "WEIGHT", "DESIRED", "LISTEN", "MESSAGE"];
+  const rows = items.map((i) => [
+    i.name,
+    i.status?.phase ?? "-",
+    i.status?.stableVersion ?? "-",
+    i.status?.canaryVersion ?? "-",
+    i.status?.canaryVersion ? `${i.status.canaryWeight}%` : "-",
+    i.resource.spec.version,
+    `${i.resource.spec.listen.host}:${i.resource.spec.listen.port}`,
+    i.status?.message ?? "",
+  ]);
+  return table([header, ...rows]);
+}
+
+export function formatHistory(events: TurnoutEvent[]): string {
+  if (events.length === 0) return dim("no events yet");
+  const rows = events.map((e) => [new Date(e.time).toISOString().replace("T", " ").slice(0, 19), e.type, e.actor, e.message]);
+  return table([["TIME", "EVENT", "BY", "WHAT"], ...rows]);
+}
+
+/** Left-aligned columns; the last column is not padded. */
+export function table(rows: string[][]): string {
+  const widths: number[] = [];
+  for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
+  return rows
+    .map((r, ri) => {
+      const line = r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join("  ");
+      return ri === 0 ? bold(line) : line;
+    })
+    .join("\n");
+}

@@ -1,0 +1,352 @@
+#!/usr/bin/env node
+/**
+ * `turnout`: the command line. Exit codes: 0 success, 1 failure, 2 usage error.
+ * Client commands take --server/--token (or TURNOUT_SERVER/TURNOUT_TOKEN) and otherwise find
+ * the local server and its token in the data dir.
+ */
+import { Command, CommanderError, Option } from "commander";
+import { stringify as toYaml } from "yaml";
+import type { ServiceResource, ServiceStatus, TurnoutEvent } from "../core/model.js";
+import { DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from "../defaults.js";
+import { type FieldError, TurnoutError, formatFieldError } from "../errors.js";
+import { packageVersion } from "../version.js";
+import { ApiError, Client } from "./client.js";
+import { type StatusView, bold, dim, formatHistory, formatServices, formatStatus, green, red } from "./format.js";
+
+type Output = "text" | "json" | "yaml";
+
+interface GlobalOpts {
+  server?: string;
+  token?: string;
+  dataDir?: string;
+}
+
+const program = new Command();
+program
+  .name("turnout")
+  .description("Release new versions of services and ML models safely.")
+  .version(packageVersion(), "-V, --version")
+  .option("--server <url>", "Turnout API URL (env TURNOUT_SERVER; default: from the data dir, else http://127.0.0.1:4040)")
+  .option("--token <token>", "admin bearer token (env TURNOUT_TOKEN; default: read from the data dir)")
+  .option("--data-dir <dir>", `data directory (env TURNOUT_DATA_DIR; default ./${DEFAULT_DATA_DIR})`)
+  .showHelpAfterError("(run with --help for usage)")
+  .exitOverride();
+
+const outputOption = () => new Option("-o, --output <format>", "output format").choices(["text", "json", "yaml"]).default("text");
+
+function client(cmd: Command): Client {
+  const g = cmd.optsWithGlobals<GlobalOpts>();
+  return new Client({
+    ...(g.server ? { server: g.server } : {}),
+    ...(g.token ? { token: g.token } : {}),
+    ...(g.dataDir ? { dataDir: g.dataDir } : {}),
+  });
+}
+
+function print(data: unknown, output: Output, human: () => string): void {
+  if (output === "json") process.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
+  else if (output === "yaml") process.stdout.write(toYaml(data));
+  else process.stdout.write(`${human()}\n`);
+}
+
+// ---- up ---------------------------------------------------------------------------------
+
+program
+  .command("up")
+  .description("start Turnout: API on 127.0.0.1:4040, routers on the ports services name, controller; data in ./.turnout")
+  .option("--port <n>", "API port (env TURNOUT_PORT; 0 picks a free one)", parsePort)
+  .option("--host <host>", "API host", DEFAULT_HOST)
+  .action(async (opts: { port?: number; host: string }, cmd: Command) => {
+    const { startTurnout } = await import("../server.js");
+    const g = cmd.optsWithGlobals<GlobalOpts>();
+    const envPort = process.env.TURNOUT_PORT !== undefined ? parsePort(process.env.TURNOUT_PORT) : undefined;
+    const t = await startTurnout({
+      ...(g.dataDir ? { dataDir: g.dataDir } : {}),
+      host: opts.host,
+      port: opts.port ?? envPort ?? DEFAULT_PORT,
+    });
+    process.stdout.write(`Turnout API listening on ${t.url}\n`);
+    process.stdout.write(dim(`data in ${t.dataDir} (token in ${t.dataDir}/token); Ctrl-C to stop\n`));
+    await waitForSignal(t.stop);
+  });
+
+// ---- resources --------------------------------------------------------------------------
+
+program
+  .command("validate")
+  .description("check resource files offline (all errors at once, with file, document and field path)")
+  .requiredOption("-f, --filename <path...>", "file or directory (YAML or JSON)")
+  .addOption(outputOption())
+  .action(async (opts: { filename: string[]; output: Output }) => {
+    const { resources, errors } = await loadAll(opts.filename);
+    if (opts.output !== "text") {
+      print({ valid: errors.length === 0, resources: resources.map(ref), errors }, opts.output, () => "");
+    } else if (errors.length === 0) {
+      process.stdout.write(`${green("valid")}: ${resources.map((r) => `${r.kind}/${r.name}`).join(", ") || "no resources"}\n`);
+    } else {
+      printFieldErrors(errors);
+    }
+    if (errors.length > 0) process.exitCode = 1;
+  });
+
+program
+  .command("apply")
+  .description("create or update resources from files (validated first; nothing changes if any is invalid)")
+  .requiredOption("-f, --filename <path...>", "file or directory (YAML or JSON)")
+  .addOption(outputOption())
+  .action(async (opts: { filename: string[]; output: Output }, cmd: Command) => {
+    const { resources, errors, raw } = await loadAll(opts.filename);
+    if (errors.length > 0) {
+      printFieldErrors(errors);
+      process.exitCode = 1;
+      return;
+    }
+    const res = await client(cmd).call<{ results: { kind: string; name: string; action: string; generation: number }[] }>(
+      "POST",
+      "/api/v1/apply",
+      { resources: raw },
+    );
+    print(res, opts.output, () =>
+      res.results.map((r) => `${r.kind.toLowerCase()}/${r.name} ${r.action} ${dim(`(generation ${r.generation})`)}`).join("\n"),
+    );
+    void resources;
+  });
+
+program
+  .command("get")
+  .description("list resources: services | analysistemplates")
+  .argument("<kind>", "services or analysistemplates")
+  .argument("[name]", "one resource by name")
+  .addOption(outputOption())
+  .action(async (kind: string, name: string | undefined, opts: { output: Output }, cmd: Command) => {
+    const c = client(cmd);
+    const k = kind.toLowerCase();
+    if (["service", "services", "svc"].includes(k)) {
+      const res = await c.call<{ items: { name: string; generation: number; resource: ServiceResource; status: ServiceStatus | null }[] }>(
+        "GET",
+        "/api/v1/services",
+      );
+      const items = name ? res.items.filter((i) => i.name === name) : res.items;
+      if (name && items.length === 0) throw new ApiError(404, "TURNOUT_ERR_SERVICE_NOT_FOUND", `no service named ${JSON.stringify(name)}`);
+      if (opts.output === "text") print(null, "text", () => (items.length ? formatServices(items) : dim("no services")));
+      else print(name ? items[0] : { items }, opts.output, () => "");
+      return;
+    }
+    if (["analysistemplate", "analysistemplates", "at"].includes(k)) {
+      const res = await c.call<{ items: { name: string; generation: number; resource: { spec: { metrics: { name: string }[] } } }[] }>(
+        "GET",
+        "/api/v1/analysistemplates",
+      );
+      const items = name ? res.items.filter((i) => i.name === name) : res.items;
+      print(name ? items[0] : { items }, opts.output, () =>
+        items.length ? items.map((i) => `${i.name}  ${dim(`metrics: ${i.resource.spec.metrics.map((m) => m.name).join(", ")}`)}`).join("\n") : dim("no analysis templates"),
+      );
+      return;
+    }
+    throw new TurnoutError("TURNOUT_ERR_CLI_USAGE", `unknown kind ${JSON.stringify(kind)}; known: services, analysistemplates`);
+  });
+
+program
+  .command("delete")
+  .description("delete a service (its instances stop; its history is kept)")
+  .argument("<kind>", "service")
+  .argument("<name>")
+  .action(async (kind: string, name: string, _o: unknown, cmd: Command) => {
+    if (!["service", "services", "svc"].includes(kind.toLowerCase())) {
+      throw new TurnoutError("TURNOUT_ERR_CLI_USAGE", `only services can be deleted, not ${JSON.stringify(kind)}`);
+    }
+    await client(cmd).call("DELETE", `/api/v1/services/${encodeURIComponent(name)}`);
+    process.stdout.write(`service/${name} deleted\n`);
+  });
+
+// ---- status and history -----------------------------------------------------------------
+
+program
+  .command("status")
+  .description("show a service's rollout: phase and why, weights, steps, live traffic")
+  .argument("<service>")
+  .addOption(outputOption())
+  .option("-w, --watch", "keep showing until the rollout ends (exit 0 when it completes, 1 when Degraded)")
+  .option("--timeout <seconds>", "with --watch: give up after this many seconds (exit 1)", Number)
+  .action(async (service: string, opts: { output: Output; watch?: boolean; timeout?: number }, cmd: Command) => {
+    const c = client(cmd);
+    const path = `/api/v1/services/${encodeURIComponent(service)}/status`;
+    if (!opts.watch) {
+      const v = await c.call<StatusView>("GET", path);
+      print(v, opts.output, () => formatStatus(v));
+      return;
+    }
+    const deadline = opts.timeout ? Date.now() + opts.timeout * 1000 : Number.POSITIVE_INFINITY;
+    let last = "";
+    for (;;) {
+      const v = await c.call<StatusView>("GET", path);
+      const text = opts.output === "text" ? formatStatus(v) : JSON.stringify(v);
+      if (text !== last) {
+        if (opts.output === "text" && process.stdout.isTTY) process.stdout.write("\x1b[2J\x1b[H");
+        else if (last && opts.output === "text") process.stdout.write("\n");
+        print(v, opts.output, () => formatStatus(v));
+        last = text;
+      }
+      const phase = v.status?.phase;
+      const settled = v.status && !v.status.canaryVersion && v.status.observedGeneration >= v.generation;
+      if (settled && phase !== "Progressing" && phase !== "Paused") {
+        if (phase === "Degraded") process.exitCode = 1;
+        return;
+      }
+      if (Date.now() > deadline) {
+        process.stderr.write(red(`timed out after ${opts.timeout}s; the rollout is still ${phase}\n`));
+        process.exitCode = 1;
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  });
+
+program
+  .command("history")
+  .description("a service's event history: what changed, who did it and why")
+  .argument("<service>")
+  .addOption(outputOption())
+  .option("--limit <n>", "at most this many events (the most recent)", Number)
+  .action(async (service: string, opts: { output: Output; limit?: number }, cmd: Command) => {
+    const res = await client(cmd).call<{ service: string; events: TurnoutEvent[] }>(
+      "GET",
+      `/api/v1/services/${encodeURIComponent(service)}/history`,
+    );
+    const events = opts.limit ? res.events.slice(-opts.limit) : res.events;
+    print({ service, events }, opts.output, () => formatHistory(events));
+  });
+
+// ---- rollout commands -------------------------------------------------------------------
+
+const actions: [string, string, boolean][] = [
+  ["promote", "go to the next step (--full: skip every remaining step, 100% to the new version)", true],
+  ["abort", "send all traffic back to the stable version at once (phase Degraded)", false],
+  ["pause", "hold the rollout at its current step", false],
+  ["resume", "continue a paused rollout", false],
+  ["retry", "start an aborted rollout again from its first step", false],
+  ["undo", "roll back to the previous stable version", false],
+];
+for (const [name, description, hasFull] of actions) {
+  const c = program
+    .command(name)
+    .description(description)
+    .argument("<service>")
+    .option("--reason <text>", "why; recorded in the history")
+    .addOption(outputOption());
+  if (hasFull) c.option("--full", "skip all remaining steps");
+  c.action(async (service: string, opts: { reason?: string; full?: boolean; output: Output }, cmd: Command) => {
+    const body: Record<string, unknown> = {};
+    if (opts.reason) body.reason = opts.reason;
+    if (opts.full) body.full = true;
+    const res = await client(cmd).call<StatusView & { command?: { message: string }; undo?: { from: string; to: string } }>(
+      "POST",
+      `/api/v1/services/${encodeURIComponent(service)}/${name}`,
+      body,
+    );
+    print(res, opts.output, () => {
+      const head = res.undo
+        ? `${green("undo")}: desired version ${res.undo.from} -> ${res.undo.to}`
+        : `${green(name)}: ${res.command?.message ?? "done"}`;
+      return `${head}\n\n${formatStatus(res)}`;
+    });
+  });
+}
+
+// ---- demo -------------------------------------------------------------------------------
+
+program
+  .command("demo")
+  .description("run a canary of an example model end to end on the embedded defaults, then exit")
+  .option("--keep", "keep the demo's data dir instead of deleting it")
+  .action(async (opts: { keep?: boolean }) => {
+    const { runDemo } = await import("./demo.js");
+    process.exitCode = await runDemo({ keep: opts.keep === true });
+  });
+
+// ---- plumbing ---------------------------------------------------------------------------
+
+function parsePort(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) {
+    throw new TurnoutError("TURNOUT_ERR_CLI_USAGE", `port must be an integer 0..65535, got ${JSON.stringify(v)}`);
+  }
+  return n;
+}
+
+function ref(r: { kind: string; name: string }) {
+  return { kind: r.kind, name: r.name };
+}
+
+async function loadAll(paths: string[]) {
+  const { loadPath, crossCheck } = await import("../resources/load.js");
+  const all = { resources: [] as { kind: string; name: string }[], errors: [] as FieldError[], raw: [] as unknown[] };
+  const loaded = [];
+  for (const p of paths) {
+    const r = await loadPath(p);
+    loaded.push(...r.resources);
+    all.errors.push(...r.errors);
+  }
+  if (all.errors.length === 0) all.errors.push(...crossCheck(loaded));
+  all.resources = loaded.map((r) => ({ kind: r.kind, name: r.metadata.name }));
+  all.raw = loaded;
+  return all;
+}
+
+function printFieldErrors(errors: FieldError[]): void {
+  process.stderr.write(`${red(`${errors.length} problem${errors.length === 1 ? "" : "s"}`)}:\n`);
+  for (const e of errors) process.stderr.write(`  ${formatFieldError(e)}\n`);
+}
+
+function waitForSignal(stop: () => Promise<void>): Promise<void> {
+  return new Promise((resolve) => {
+    let stopping = false;
+    const onSignal = (sig: NodeJS.Signals) => {
+      if (stopping) {
+        process.stderr.write("forced exit\n");
+        process.exit(130);
+      }
+      stopping = true;
+      process.stderr.write(dim(`\n${sig}: stopping (instances get their grace period)...\n`));
+      void stop().then(resolve, (err: unknown) => {
+        process.stderr.write(`error while stopping: ${String(err)}\n`);
+        process.exitCode = 1;
+        resolve();
+      });
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+  });
+}
+
+function reportError(err: unknown): number {
+  if (err instanceof CommanderError) {
+    if (err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.code === "commander.help") return 0;
+    return err.exitCode === 0 ? 0 : 2;
+  }
+  if (err instanceof ApiError) {
+    process.stderr.write(`${red("error")}: ${err.message} ${dim(`[${err.code}]`)}\n`);
+    if (err.errors) for (const e of err.errors) process.stderr.write(`  ${formatFieldError(e)}\n`);
+    else if (err.path) process.stderr.write(`  at ${err.path}\n`);
+    return 1;
+  }
+  if (err instanceof TurnoutError) {
+    process.stderr.write(`${red("error")}: ${err.message} ${dim(`[${err.code}]`)}\n`);
+    return err.code === "TURNOUT_ERR_CLI_USAGE" ? 2 : 1;
+  }
+  const e = err as { code?: string; message?: string };
+  if (e?.code === "EADDRINUSE") {
+    process.stderr.write(`${red("error")}: ${e.message}; is Turnout already running? Use --port to pick another port\n`);
+    return 1;
+  }
+  process.stderr.write(`${red("error")}: ${e?.message ?? String(err)}\n`);
+  if (process.env.TURNOUT_DEBUG) console.error(err);
+  return 1;
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  process.exitCode = reportError(err);
+}
+void bold;

@@ -1,0 +1,234 @@
+/**
+ * The reconcile loop: read the store, ask the pure core what to do, carry it out, persist.
+ *
+ * The controller is the only writer of rollout status and route tables (DESIGN invariant 1).
+ * Everything it decides comes from `core/rollout.ts`; this file only does I/O: it reads
+ * specs, statuses and commands, reads readiness from the runtime, writes one transaction per
+ * service per tick (only when something changed), then tells the runtime which versions to run.
+ *
+ * Ticks are driven by an injected clock: tests call `tick()` themselves; `start()` runs a loop
+ * that ticks on store or runtime changes, at the next timed wake-up, and every `resyncMs`.
+ */
+import { isDeepStrictEqual } from "node:util";
+import type { Clock } from "../core/clock.js";
+import type { RouteTable, ServiceResource, ServiceStatus } from "../core/model.js";
+import { type VersionReadiness, reconcile } from "../core/rollout.js";
+import type { Runtime } from "../runtime/runtime.js";
+import type { StoredResource, Store } from "../store/store.js";
+
+export interface ControllerLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+const silent: ControllerLogger = { info() {}, warn() {}, error() {} };
+
+export interface ControllerOptions {
+  store: Store;
+  runtime: Runtime;
+  clock: Clock;
+  logger?: ControllerLogger;
+  /** Upper bound between two ticks when nothing signals a change (other processes' writes). */
+  resyncMs?: number;
+}
+
+export interface TickReport {
+  services: number;
+  /** Services whose status, route table or events were written this tick. */
+  written: string[];
+  /** Earliest clock ms at which a service needs a tick by itself. */
+  wakeAt: number | null;
+}
+
+export class Controller {
+  private readonly store: Store;
+  private readonly runtime: Runtime;
+  private readonly clock: Clock;
+  private readonly log: ControllerLogger;
+  private readonly resyncMs: number;
+  private known = new Set<string>();
+  private running: Promise<TickReport> | null = null;
+  private again = false;
+  private timer: NodeJS.Timeout | null = null;
+  private stopped = true;
+  private unsubscribe: (() => void)[] = [];
+
+  constructor(opts: ControllerOptions) {
+    this.store = opts.store;
+    this.runtime = opts.runtime;
+    this.clock = opts.clock;
+    this.log = opts.logger ?? silent;
+    this.resyncMs = opts.resyncMs ?? 1000;
+  }
+
+  /**
+   * One pass over every service. Ticks never overlap: a tick requested while one runs is
+   * folded into one more pass right after it.
+   */
+  async tick(): Promise<TickReport> {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = this.tickOnce();
+    try {
+      let report = await this.running;
+      while (this.again) {
+        this.again = false;
+        this.running = this.tickOnce();
+        report = await this.running;
+      }
+      return report;
+    } finally {
+      this.running = null;
+    }
+  }
+
+  private async tickOnce(): Promise<TickReport> {
+    const services = await this.store.listResources("Service");
+    const commands = await this.store.pendingCommands();
+    const report: TickReport = { services: services.length, written: [], wakeAt: null };
+    const names = new Set(services.map((s) => s.name));
+
+    // Services deleted since the last tick: stop their instances.
+    for (const name of this.known) {
+      if (!names.has(name)) {
+        await this.runtime.remove(name).catch((err: unknown) => this.log.error({ err, service: name }, "remove failed"));
+      }
+    }
+    this.known = names;
+
+    for (const svc of services) {
+      try {
+        const wrote = await this.reconcileService(
+          svc,
+          commands.filter((c) => c.service === svc.name),
+          report,
+        );
+        if (wrote) report.written.push(svc.name);
+      } catch (err) {
+        // One broken service must not stop the others from progressing.
+        this.log.error({ err, service: svc.name }, "reconcile failed");
+      }
+    }
+    return report;
+  }
+
+  private async reconcileService(
+    svc: StoredResource<ServiceResource>,
+    commands: Awaited<ReturnType<Store["pendingCommands"]>>,
+    report: TickReport,
+  ): Promise<boolean> {
+    const name = svc.name;
+    const spec = svc.resource.spec;
+    const now = this.clock.now();
+    const status = await this.store.getStatus(name);
+    const instances = this.runtime.instances(name);
+    const readiness: Record<string, VersionReadiness> = {};
+    for (const inst of instances) {
+      const r = readiness[inst.version] ?? { ready: 0, failed: 0 };
+      if (inst.state === "ready") r.ready += 1;
+      if (inst.state === "failed") {
+        r.failed += 1;
+        if (inst.message) r.message = inst.message;
+      }
+      readiness[inst.version] = r;
+    }
+
+    const out = reconcile({
+      now,
+      service: { name, generation: svc.generation, spec },
+      status,
+      commands: commands.map(({ result: _r, handledAt: _h, ...c }) => c),
+      readiness,
+    });
+    if (out.wakeAt !== null) report.wakeAt = report.wakeAt === null ? out.wakeAt : Math.min(report.wakeAt, out.wakeAt);
+
+    const endpoints = (version: string) =>
+      instances.filter((i) => i.version === version && i.state === "ready").map((i) => i.url);
+    const table: Omit<RouteTable, "revision"> = {
+      service: name,
+      listen: { host: spec.listen.host, port: spec.listen.port },
+      ...(spec.stickiness ? { stickiness: spec.stickiness } : {}),
+      hashVersion: 1,
+      backends: out.weights.map((w) => ({ version: w.version, weight: w.weight, endpoints: endpoints(w.version) })),
+      updatedAt: now,
+    };
+    const current = await this.store.getRouteTable(name);
+    const tableChanged = !current || !sameTable(current, table);
+    const statusChanged = !status || !sameStatus(status, out.status);
+
+    let wrote = false;
+    if (tableChanged || statusChanged || out.events.length > 0 || out.commandResults.length > 0) {
+      await this.store.commit({
+        service: name,
+        ...(statusChanged ? { status: out.status } : {}),
+        ...(tableChanged ? { routeTable: table } : {}),
+        events: out.events,
+        commandResults: out.commandResults,
+        now,
+      });
+      wrote = true;
+      for (const e of out.events) this.log.info({ service: name, event: e.type, data: e.data }, e.message);
+    }
+
+    // Routes are in force before instances are stopped, so no request is sent to a stopping one.
+    await this.runtime.ensure(name, spec.runtime, out.targets);
+    return wrote;
+  }
+
+  /** Runs ticks until `stop()`: on changes, at wake-ups, and every `resyncMs` at the least. */
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    const poke = () => this.schedule(0);
+    this.unsubscribe.push(this.store.onChange((what) => what !== "status" && what !== "routeTables" && poke()));
+    this.unsubscribe.push(this.runtime.onChange(poke));
+    this.schedule(0);
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.loop(), Math.max(0, delayMs));
+  }
+
+  private async loop(): Promise<void> {
+    this.timer = null;
+    let next = this.resyncMs;
+    try {
+      const report = await this.tick();
+      if (report.wakeAt !== null) next = Math.min(next, Math.max(0, report.wakeAt - this.clock.now()));
+    } catch (err) {
+      this.log.error({ err }, "controller tick failed; retrying");
+    }
+    if (!this.timer) this.schedule(next);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    for (const u of this.unsubscribe) u();
+    this.unsubscribe = [];
+    if (this.running) await this.running.catch(() => undefined);
+  }
+}
+
+function sameTable(a: RouteTable, b: Omit<RouteTable, "revision">): boolean {
+  // Field by field in a fixed order: the stored copy may order its keys differently.
+  const key = (t: Omit<RouteTable, "revision">) =>
+    JSON.stringify([
+      t.listen.host,
+      t.listen.port,
+      t.stickiness ?? null,
+      t.hashVersion,
+      t.backends.map((x) => [x.version, x.weight, x.endpoints]),
+    ]);
+  return key(a) === key(b);
+}
+
+function sameStatus(a: ServiceStatus, b: ServiceStatus): boolean {
+  return isDeepStrictEqual(a, b);
+}

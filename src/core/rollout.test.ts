@@ -1,0 +1,373 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { FakeClock } from "./clock.js";
+import type { CanaryStep, Command, CommandType, ServiceSpec, ServiceStatus } from "./model.js";
+import { type ReconcileOutput, type VersionReadiness, reconcile, weightsOf } from "./rollout.js";
+
+/** A scenario driver: ticks the pure core with a fake clock, like the controller does. */
+class Scenario {
+  clock = new FakeClock();
+  status: ServiceStatus | null = null;
+  generation = 1;
+  spec: ServiceSpec;
+  readiness: Record<string, VersionReadiness> = {};
+  private nextId = 1;
+  private queue: Command[] = [];
+  last!: ReconcileOutput;
+
+  constructor(steps: CanaryStep[] | undefined, version = "v1") {
+    this.spec = {
+      listen: { host: "127.0.0.1", port: 8080 },
+      runtime: { static: { versions: { v1: { upstreams: ["http://127.0.0.1:1"] } } } },
+      version,
+      ...(steps ? { strategy: { canary: { steps } } } : {}),
+    };
+    this.ready("v1");
+  }
+  ready(v: string, ready = 1, failed = 0, message?: string) {
+    this.readiness[v] = { ready, failed, ...(message ? { message } : {}) };
+  }
+  setVersion(v: string) {
+    this.spec = { ...this.spec, version: v };
+    this.generation += 1;
+  }
+  command(type: CommandType, args: Record<string, unknown> = {}, actor = "alice", reason?: string) {
+    this.queue.push({
+      id: this.nextId++,
+      service: "svc",
+      type,
+      args,
+      actor,
+      createdAt: this.clock.now(),
+      ...(reason ? { reason } : {}),
+    });
+  }
+  tick(): ReconcileOutput {
+    this.last = reconcile({
+      now: this.clock.now(),
+      service: { name: "svc", generation: this.generation, spec: this.spec },
+      status: this.status,
+      commands: this.queue,
+      readiness: this.readiness,
+    });
+    this.queue = [];
+    this.status = this.last.status;
+    return this.last;
+  }
+  get s(): ServiceStatus {
+    return this.status as ServiceStatus;
+  }
+  canaryWeight(): number {
+    return this.last.weights.find((x) => x.version === this.s.canaryVersion)?.weight ?? 0;
+  }
+  eventTypes(): string[] {
+    return this.last.events.map((e) => e.type);
+  }
+}
+
+const STEPS: CanaryStep[] = [
+  { setWeight: 10 },
+  { pause: { duration: "30s" } },
+  { setWeight: 50 },
+  { pause: {} },
+  { setWeight: 80 },
+];
+
+describe("rollout core", () => {
+  it("makes the first version stable at once (Healthy, 100%)", () => {
+    const sc = new Scenario(STEPS);
+    const out = sc.tick();
+    assert.equal(sc.s.phase, "Healthy");
+    assert.equal(sc.s.stableVersion, "v1");
+    assert.equal(sc.s.canaryVersion, null);
+    assert.deepEqual(out.weights, [{ version: "v1", weight: 100 }]);
+    assert.deepEqual(out.targets, [{ version: "v1", replicas: 1 }]);
+    assert.deepEqual(sc.eventTypes(), ["StableVersionSet"]);
+    // A second tick with nothing new changes nothing and emits nothing.
+    const before = structuredClone(sc.s);
+    sc.tick();
+    assert.deepEqual(sc.s, before);
+    assert.deepEqual(sc.last.events, []);
+  });
+
+  it("walks Healthy -> Progressing -> Paused -> Completed through the steps", () => {
+    const sc = new Scenario(STEPS);
+    sc.tick();
+    sc.setVersion("v2");
+    // Not ready yet: the rollout starts but waits with 0% on the canary.
+    sc.tick();
+    assert.equal(sc.s.phase, "Progressing");
+    assert.equal(sc.s.canaryVersion, "v2");
+    assert.match(sc.s.message, /waiting for v2: 0\/1 instances ready/);
+    assert.deepEqual(sc.last.targets, [
+      { version: "v1", replicas: 1 },
+      { version: "v2", replicas: 1 },
+    ]);
+    assert.equal(sc.canaryWeight(), 0);
+    assert.deepEqual(sc.eventTypes(), ["RolloutStarted"]);
+
+    sc.ready("v2");
+    sc.tick();
+    // setWeight 10 ran, now in the 30s pause.
+    assert.equal(sc.s.phase, "Progressing");
+    assert.equal(sc.s.stepIndex, 1);
+    assert.deepEqual(sc.last.weights, [
+      { version: "v1", weight: 90 },
+      { version: "v2", weight: 10 },
+    ]);
+    assert.equal(sc.last.wakeAt, sc.clock.now() + 30_000);
+
+    sc.clock.advance(29_999);
+    sc.tick();
+    assert.equal(sc.s.stepIndex, 1, "a timed pause does not end early");
+
+    sc.clock.advance(1);
+    sc.tick();
+    // Pause done, setWeight 50, then the indefinite pause.
+    assert.equal(sc.s.phase, "Paused");
+    assert.equal(sc.s.stepIndex, 3);
+    assert.equal(sc.canaryWeight(), 50);
+    assert.match(sc.s.message, /until promoted/);
+    assert.equal(sc.last.wakeAt, null);
+
+    sc.clock.advance(3_600_000);
+    sc.tick();
+    assert.equal(sc.s.phase, "Paused", "an indefinite pause waits for a person");
+
+    sc.command("promote");
+    sc.tick();
+    assert.equal(sc.last.commandResults[0]?.outcome, "applied");
+    assert.equal(sc.s.phase, "Completed");
+    assert.equal(sc.s.stableVersion, "v2");
+    assert.equal(sc.s.canaryVersion, null);
+    assert.deepEqual(sc.s.previousStableVersions, ["v1"]);
+    assert.deepEqual(sc.last.weights, [{ version: "v2", weight: 100 }]);
+    assert.deepEqual(sc.last.targets, [{ version: "v2", replicas: 1 }]);
+    const types = sc.eventTypes();
+    assert.deepEqual(types, ["Promoted", "WeightChanged", "RolloutCompleted"]);
+    const done = sc.last.events.at(-1)!;
+    assert.equal(done.data.tookMs, 3_630_000);
+  });
+
+  it("supports fractional weights down to 0.0001%", () => {
+    const sc = new Scenario([{ setWeight: 0.01 }, { pause: {} }, { setWeight: 33.3333 }, { pause: {} }]);
+    sc.tick();
+    sc.setVersion("v2");
+    sc.ready("v2");
+    sc.tick();
+    assert.deepEqual(sc.last.weights, [
+      { version: "v1", weight: 99.99 },
+      { version: "v2", weight: 0.01 },
+    ]);
+    sc.command("promote");
+    sc.tick();
+    assert.deepEqual(sc.last.weights, [
+      { version: "v1", weight: 66.6667 },
+      { version: "v2", weight: 33.3333 },
+    ]);
+    const sum = sc.last.weights.reduce((a, b) => a + b.weight, 0);
+    assert.ok(Math.abs(sum - 100) < 1e-9);
+  });
+
+  it("abort sends all traffic back to stable at once and records who and why (Degraded)", () => {
+    const sc = new Scenario(STEPS);
+    sc.tick();
+    sc.setVersion("v2");
+    sc.ready("v2");
+    sc.tick();
+    assert.equal(sc.canaryWeight(), 10);
+    sc.command("abort", {}, "bob", "errors in checkout");
+    sc.tick();
+    assert.equal(sc.s.phase, "Degraded");
+    assert.deepEqual(sc.last.weights, [{ version: "v1", weight: 100 }]);
+    assert.deepEqual(sc.last.targets, [{ version: "v1", replicas: 1 }]);
+    assert.equal(sc.s.abortedVersion, "v2");
+    assert.match(sc.s.message, /aborted by bob \(errors in checkout\)/);
+    const ev = sc.last.events.find((e) => e.type === "RolloutAborted")!;
+    assert.equal(ev.actor, "bob");
+    assert.equal(ev.data.fromWeight, 10);
+    assert.equal(ev.data.reason, "errors in checkout");
+    // Stays Degraded: the aborted version does not restart by itself.
+    sc.clock.advance(60_000);
+    sc.tick();
+    assert.equal(sc.s.phase, "Degraded");
+    assert.equal(sc.s.canaryVersion, null);
+  });
+
+  it("retry restarts an aborted rollout from the first step", () => {
+    const sc = new Scenario(STEPS);
+    sc.tick();
+    sc.setVersion("v2");
+    sc.ready("v2");
+    sc.tick();
+    sc.command("abort");
+    sc.tick();
+    sc.command("retry");
+    sc.tick();
+    assert.equal(sc.last.commandResults[0]?.outcome, "applied");
+    assert.equal(sc.s.canaryVersion, "v2");
+    assert.equal(sc.s.rolloutNumber, 2);
+    assert.equal(sc.canaryWeight(), 10);
+    assert.equal(sc.s.phase, "Progressing");
+  });
+
+  it("a Degraded service recovers when the desired version goes back to stable", () => {
+    const sc = new Scenario(STEPS);
+    sc.tick();
+    sc.setVersion("v2");
+    sc.ready("v2");
+    sc.tick();
+    sc.command("abort");
+    sc.tick();
+    sc.setVersion("v1");
+    sc.tick();
+    assert.equal(sc.s.phase, "Healthy");
+    assert.equal(sc.s.abortedVersion, null);
+  });
+
+  it("pause and resume by a person; time paused does not count toward a timed pause", () => {
+    const sc = new Scenario(STEPS);
+    sc.tick();
+    sc.setVersion("v2");
+    sc.ready("v2");
+    sc.tick(); // at the 30s pause
+    sc.clock.advance(20_000);
+    sc.command("pause", {}, "carol");
+    sc.tick();
+    assert.equal(sc.s.phase, "Paused");
+    assert.equal(sc.s.pausedByUser, true);
+    sc.clock.advance(120_000);
+    sc.tick();
+    assert.equal(sc.s.phase, "Paused");
+    assert.equal(sc.s.stepIndex, 1);
+    sc.command("resume", {}, "carol");
+    sc.tick();
+    assert.equal(sc.s.phase, "Progressing");
+    assert.equal(sc.s.stepIndex, 1);
+    sc.clock.advance(29_000);
+    sc.tick();
+    assert.equal(sc.s.stepIndex, 1);
+    sc.clock.advance(1_000);
+    sc.tick();
+    assert.equal(sc.s.stepIndex, 3);
+  });
+
+  it("resume on an indefinite pause step moves on, like promote", () => {
+    const sc = new Scenario([{ setWeight: 20 }, { pause: {} }, { setWeight: 60 }, { pause: {} }]);
+    sc.tick();
+    sc.setVersion("v2");
+    sc.ready("v2");
+    sc.tick();
+    assert.equal(sc.s.phase, "Paused");
+    sc.command("resume");
+    sc.tick();
+    assert.equal(sc.canaryWeight(), 60);
+  });
+
+  it("promote --full skips every remaining step", () => {
+    const sc = new Scenario(STEPS);
+    sc.tick();
+    sc.setVersion("v2");
+    sc.ready("v2");
+    sc.tick();
+    sc.command("promote", { full: true });
+    sc.tick();
+    assert.equal(sc.s.phase, "Completed");
+    assert.deepEqual(sc.last.weights, [{ version: "v2", weight: 100 }]);
+  });
+
+  it("rejects commands that do not apply, and changes nothing", () => {
+    const sc = new Scenario(STEPS);
+    sc.tick();
+    const before = structuredClone(sc.s);
+    for (const t of ["promote", "abort", "pause", "resume", "retry"] as const) sc.command(t);
+    sc.tick();
+    assert.deepEqual(
+      sc.last.commandResults.map((r) => r.outcome),
+      ["rejected", "rejected", "rejected", "rejected", "rejected"],
+    );
+    assert.match(sc.last.commandResults[0]!.message, /no rollout in progress/);
+    assert.deepEqual(sc.s, before);
+  });
+
+  it("without a strategy a new version takes 100% as soon as it is ready", () => {
+    const sc = new Scenario(undefined);
+    sc.tick();
+    sc.setVersion("v2");
+    sc.tick();
+    assert.equal(sc.s.phase, "Progressing");
+    assert.deepEqual(sc.last.weights, [
+      { version: "v1", weight: 100 },
+      { version: "v2", weight: 0 },
+    ]);
+    sc.ready("v2");
+    sc.tick();
+    assert.equal(sc.s.phase, "Completed");
+    assert.deepEqual(sc.last.weights, [{ version: "v2", weight: 100 }]);
+  });
+
+  it("a candidate whose instances fail is rolled back automatically with the reason", () => {
+    const sc = new Scenario(STEPS);
+    sc.tick();
+    sc.setVersion("v2");
+    sc.ready("v2", 0, 1, "exited with code 1");
+    sc.tick();
+    assert.equal(sc.s.phase, "Degraded");
+    assert.match(sc.s.message, /v2 failed to start \(exited with code 1\)/);
+    assert.deepEqual(sc.last.weights, [{ version: "v1", weight: 100 }]);
+  });
+
+  it("changing the desired version mid-rollout restarts with the new candidate", () => {
+    const sc = new Scenario(STEPS);
+    sc.tick();
+    sc.setVersion("v2");
+    sc.ready("v2");
+    sc.tick();
+    sc.setVersion("v3");
+    sc.tick();
+    assert.equal(sc.s.canaryVersion, "v3");
+    assert.equal(sc.s.stepIndex, 0);
+    assert.deepEqual(sc.last.targets, [
+      { version: "v1", replicas: 1 },
+      { version: "v3", replicas: 1 },
+    ]);
+    assert.match(sc.last.events[0]!.message, /v2 replaced by v3/);
+    assert.match(sc.s.message, /waiting for v3/);
+  });
+
+  it("setting the desired version back to stable mid-rollout cancels it (Healthy)", () => {
+    const sc = new Scenario(STEPS);
+    sc.tick();
+    sc.setVersion("v2");
+    sc.ready("v2");
+    sc.tick();
+    sc.setVersion("v1");
+    sc.tick();
+    assert.equal(sc.s.phase, "Healthy");
+    assert.deepEqual(sc.last.weights, [{ version: "v1", weight: 100 }]);
+    assert.deepEqual(sc.eventTypes(), ["RolloutCancelled"]);
+  });
+
+  it("resumes at the same step from a persisted status (crash safety)", () => {
+    const sc = new Scenario(STEPS);
+    sc.tick();
+    sc.setVersion("v2");
+    sc.ready("v2");
+    sc.tick();
+    sc.clock.advance(10_000);
+    // Round-trip the status through JSON as the store does.
+    sc.status = JSON.parse(JSON.stringify(sc.s));
+    sc.tick();
+    assert.equal(sc.s.stepIndex, 1);
+    assert.equal(sc.canaryWeight(), 10);
+    sc.clock.advance(20_000);
+    sc.tick();
+    assert.equal(sc.s.stepIndex, 3);
+  });
+
+  it("weightsOf ignores a canary equal to stable", () => {
+    const s = new Scenario(STEPS);
+    s.tick();
+    assert.deepEqual(weightsOf({ ...s.s, canaryVersion: "v1", canaryWeight: 40 }), [{ version: "v1", weight: 100 }]);
+  });
+});

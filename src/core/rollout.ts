@@ -1,0 +1,507 @@
+/**
+ * The rollout decision: a pure function of a service's spec, its last status, the commands
+ * people sent, what the runtime reports, and `now`. No I/O, no clock reads, no logging
+ * (DESIGN invariant 2). The controller feeds it and carries out what it returns.
+ *
+ * One reconcile runs a short list of named stages, in order (CONVENTIONS 3). Each stage reads
+ * and updates the working state and returns an outcome: "continue" to run the next stage,
+ * "stop" to skip the remaining decision stages (routes and targets are always computed).
+ */
+import { durationMs, formatDuration } from "./duration.js";
+import type {
+  CanaryStep,
+  Command,
+  CommandResult,
+  EventDraft,
+  ServiceSpec,
+  ServiceStatus,
+} from "./model.js";
+
+/** What the runtime reports for one version of the service. */
+export interface VersionReadiness {
+  /** Instances that pass their readiness probe. */
+  ready: number;
+  /** Instances that failed (exited, or never became ready in time). */
+  failed: number;
+  /** Why the last failed instance failed. */
+  message?: string;
+}
+
+export interface ReconcileInput {
+  now: number;
+  service: { name: string; generation: number; spec: ServiceSpec };
+  /** Null for a service the controller has never seen. */
+  status: ServiceStatus | null;
+  /** Pending commands for this service, oldest first. */
+  commands: Command[];
+  /** Per version; a version the runtime does not run is absent. */
+  readiness: Record<string, VersionReadiness>;
+}
+
+export interface VersionWeight {
+  version: string;
+  /** Percent, 0..100; the list sums to 100. */
+  weight: number;
+}
+
+export interface ReconcileOutput {
+  status: ServiceStatus;
+  events: EventDraft[];
+  commandResults: CommandResult[];
+  /** The traffic split to put in force. */
+  weights: VersionWeight[];
+  /** Versions the runtime must run, with their instance counts. */
+  targets: { version: string; replicas: number }[];
+  /** Clock ms at which something will change by itself (a timed pause ends); null if none. */
+  wakeAt: number | null;
+}
+
+export type StageOutcome = "continue" | "stop";
+
+/** Mutable working state of one reconcile; never escapes it. */
+interface Work {
+  readonly input: ReconcileInput;
+  readonly now: number;
+  readonly name: string;
+  readonly spec: ServiceSpec;
+  readonly steps: CanaryStep[];
+  status: ServiceStatus;
+  events: EventDraft[];
+  results: CommandResult[];
+  wakeAt: number | null;
+}
+
+export interface Stage {
+  name: string;
+  run(w: Work): StageOutcome;
+}
+
+/** Keeps weights on the 0.0001% grid so that 100 - w is exact enough to compare and print. */
+export function roundWeight(w: number): number {
+  return Math.round(w * 10_000) / 10_000;
+}
+
+/** Instances each version should run with, per the spec. */
+export function replicasOf(spec: ServiceSpec): number {
+  if ("process" in spec.runtime) return spec.runtime.process.replicas;
+  return 1;
+}
+
+export function stepsOf(spec: ServiceSpec): CanaryStep[] {
+  return spec.strategy?.canary?.steps ?? [];
+}
+
+/** Describes a step for people: "setWeight 20", "pause 30s", "pause (until promoted)". */
+export function describeStep(step: CanaryStep): string {
+  if ("setWeight" in step) return `setWeight ${step.setWeight}`;
+  if (step.pause.duration !== undefined) return `pause ${formatDuration(durationMs(step.pause.duration))}`;
+  return "pause (until promoted)";
+}
+
+export function emptyStatus(now: number): ServiceStatus {
+  return {
+    phase: "Healthy",
+    message: "",
+    observedGeneration: 0,
+    stableVersion: null,
+    canaryVersion: null,
+    stepIndex: null,
+    stepStartedAt: null,
+    canaryWeight: 0,
+    pausedByUser: false,
+    abortedVersion: null,
+    rolloutStartedAt: null,
+    rolloutNumber: 0,
+    previousStableVersions: [],
+    lastTransitionAt: now,
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers shared by stages
+// ---------------------------------------------------------------------------------------
+
+function emit(w: Work, type: string, message: string, data: Record<string, unknown>, actor = "controller") {
+  w.events.push({ service: w.name, type, actor, message, data, time: w.now });
+}
+
+function setPhase(w: Work, phase: ServiceStatus["phase"], message: string): void {
+  if (w.status.phase !== phase) w.status.lastTransitionAt = w.now;
+  w.status.phase = phase;
+  w.status.message = message;
+}
+
+function inRollout(s: ServiceStatus): boolean {
+  return s.canaryVersion !== null;
+}
+
+function stepLabel(w: Work, i: number): string {
+  return `step ${i + 1}/${w.steps.length}`;
+}
+
+/** Ends the rollout with all traffic back on stable; used by abort and automatic failures. */
+function rollBack(w: Work, actor: string, why: string, data: Record<string, unknown>): void {
+  const s = w.status;
+  const canary = s.canaryVersion;
+  const fromWeight = s.canaryWeight;
+  s.abortedVersion = canary;
+  s.canaryVersion = null;
+  s.canaryWeight = 0;
+  s.stepIndex = null;
+  s.stepStartedAt = null;
+  s.pausedByUser = false;
+  s.rolloutStartedAt = null;
+  const message = `rollout to ${canary} aborted: ${why}; ${s.stableVersion} serves 100%`;
+  setPhase(w, "Degraded", message);
+  emit(w, "RolloutAborted", message, { version: canary, stable: s.stableVersion, fromWeight, ...data }, actor);
+}
+
+function startRollout(w: Work): void {
+  const s = w.status;
+  const to = w.spec.version;
+  const replaced = s.canaryVersion;
+  s.canaryVersion = to;
+  s.canaryWeight = 0;
+  s.stepIndex = 0;
+  s.stepStartedAt = w.now;
+  s.pausedByUser = false;
+  s.abortedVersion = null;
+  s.rolloutStartedAt = w.now;
+  s.rolloutNumber += 1;
+  const message = replaced
+    ? `rollout ${s.rolloutNumber}: ${replaced} replaced by ${to} mid-rollout; starting over from ${s.stableVersion}`
+    : `rollout ${s.rolloutNumber}: ${s.stableVersion} -> ${to} (${w.steps.length} steps)`;
+  setPhase(w, "Progressing", message);
+  emit(w, "RolloutStarted", message, {
+    rollout: s.rolloutNumber,
+    from: s.stableVersion,
+    to,
+    replaced,
+    steps: w.steps.length,
+    generation: w.input.service.generation,
+  });
+}
+
+function complete(w: Work): void {
+  const s = w.status;
+  const from = s.stableVersion;
+  const to = s.canaryVersion as string;
+  const tookMs = s.rolloutStartedAt === null ? 0 : w.now - s.rolloutStartedAt;
+  if (from !== null && from !== to) {
+    s.previousStableVersions = [from, ...s.previousStableVersions.filter((v) => v !== from && v !== to)].slice(
+      0,
+      10,
+    );
+  }
+  s.stableVersion = to;
+  s.canaryVersion = null;
+  s.canaryWeight = 0;
+  s.stepIndex = null;
+  s.stepStartedAt = null;
+  s.pausedByUser = false;
+  s.rolloutStartedAt = null;
+  const message = `rollout ${s.rolloutNumber} completed: ${to} is stable and serves 100% (took ${formatDuration(tookMs)})`;
+  setPhase(w, "Completed", message);
+  emit(w, "RolloutCompleted", message, { rollout: s.rolloutNumber, from, to, tookMs });
+}
+
+/** Moves past the current step; the next one starts now. */
+function advance(w: Work): void {
+  const s = w.status;
+  s.stepIndex = (s.stepIndex ?? 0) + 1;
+  s.stepStartedAt = w.now;
+}
+
+// ---------------------------------------------------------------------------------------
+// Stages
+// ---------------------------------------------------------------------------------------
+
+/** 1. A service seen for the first time: its version is stable at once, no rollout. */
+const initialize: Stage = {
+  name: "initialize",
+  run(w) {
+    const s = w.status;
+    if (s.stableVersion !== null) return "continue";
+    s.stableVersion = w.spec.version;
+    s.observedGeneration = w.input.service.generation;
+    const message = `${w.spec.version} is the first version; it serves 100%`;
+    setPhase(w, "Healthy", message);
+    emit(w, "StableVersionSet", message, { version: w.spec.version });
+    return "continue";
+  },
+};
+
+/** 2. Commands people sent (promote, abort, pause, resume, retry), in the order they came. */
+const applyCommands: Stage = {
+  name: "commands",
+  run(w) {
+    for (const cmd of w.input.commands) {
+      const r = applyCommand(w, cmd);
+      w.results.push({ id: cmd.id, outcome: r.ok ? "applied" : "rejected", message: r.message });
+    }
+    return "continue";
+  },
+};
+
+function applyCommand(w: Work, cmd: Command): { ok: boolean; message: string } {
+  const s = w.status;
+  const who = cmd.actor;
+  const why = cmd.reason ? ` (${cmd.reason})` : "";
+  const noRollout = {
+    ok: false,
+    message: `no rollout in progress for ${w.name} (phase ${s.phase}); nothing to ${cmd.type}`,
+  };
+  switch (cmd.type) {
+    case "abort": {
+      if (!inRollout(s)) return noRollout;
+      const canary = s.canaryVersion;
+      rollBack(w, who, `aborted by ${who}${why}`, { reason: cmd.reason ?? null });
+      return { ok: true, message: `aborted rollout to ${canary}; ${s.stableVersion} serves 100%` };
+    }
+    case "pause": {
+      if (!inRollout(s)) return noRollout;
+      if (s.pausedByUser) return { ok: true, message: "already paused" };
+      s.pausedByUser = true;
+      const message = `paused by ${who}${why} at ${stepLabel(w, s.stepIndex ?? 0)}, ${s.canaryVersion} at ${s.canaryWeight}%`;
+      setPhase(w, "Paused", message);
+      emit(w, "Paused", message, { stepIndex: s.stepIndex, weight: s.canaryWeight }, who);
+      return { ok: true, message: "paused" };
+    }
+    case "resume": {
+      if (!inRollout(s)) return noRollout;
+      if (s.pausedByUser) {
+        s.pausedByUser = false;
+        // A timed pause does not count the time spent paused by a person.
+        s.stepStartedAt = w.now;
+        const message = `resumed by ${who}${why}`;
+        setPhase(w, "Progressing", message);
+        emit(w, "Resumed", message, { stepIndex: s.stepIndex }, who);
+        return { ok: true, message: "resumed" };
+      }
+      const step = w.steps[s.stepIndex ?? 0];
+      if (step && "pause" in step && step.pause.duration === undefined) {
+        return promoteStep(w, cmd);
+      }
+      return { ok: false, message: `${w.name} is not paused (phase ${s.phase})` };
+    }
+    case "promote": {
+      if (!inRollout(s)) return noRollout;
+      if (cmd.args.full === true) {
+        const message = `fully promoted by ${who}${why}: skipping the remaining steps`;
+        emit(w, "Promoted", message, { full: true, fromStep: s.stepIndex, weight: s.canaryWeight }, who);
+        s.stepIndex = w.steps.length;
+        s.stepStartedAt = w.now;
+        s.pausedByUser = false;
+        return { ok: true, message: `${s.canaryVersion} promoted to 100%` };
+      }
+      return promoteStep(w, cmd);
+    }
+    case "retry": {
+      if (s.phase !== "Degraded" || s.abortedVersion === null) {
+        return { ok: false, message: `nothing to retry: ${w.name} is ${s.phase}, not Degraded` };
+      }
+      if (s.abortedVersion !== w.spec.version) {
+        return {
+          ok: false,
+          message: `the aborted version ${s.abortedVersion} is no longer the desired version ${w.spec.version}`,
+        };
+      }
+      emit(w, "Retried", `retry of ${s.abortedVersion} requested by ${who}${why}`, { version: s.abortedVersion }, who);
+      s.abortedVersion = null; // the desiredVersion stage starts the rollout again
+      return { ok: true, message: `retrying rollout to ${w.spec.version}` };
+    }
+  }
+}
+
+function promoteStep(w: Work, cmd: Command): { ok: boolean; message: string } {
+  const s = w.status;
+  const i = s.stepIndex ?? 0;
+  const step = w.steps[i];
+  const message = `promoted by ${cmd.actor}${cmd.reason ? ` (${cmd.reason})` : ""}: ${
+    step ? `skipped ${stepLabel(w, i)} (${describeStep(step)})` : "finishing"
+  }`;
+  emit(w, "Promoted", message, { full: false, fromStep: i, weight: s.canaryWeight }, cmd.actor);
+  s.pausedByUser = false;
+  advance(w);
+  return { ok: true, message };
+}
+
+/** 3. Compare the desired version with what runs: start, restart or cancel a rollout. */
+const desiredVersion: Stage = {
+  name: "desiredVersion",
+  run(w) {
+    const s = w.status;
+    const want = w.spec.version;
+    s.observedGeneration = w.input.service.generation;
+    if (want === s.stableVersion) {
+      if (inRollout(s)) {
+        const canary = s.canaryVersion;
+        s.canaryVersion = null;
+        s.canaryWeight = 0;
+        s.stepIndex = null;
+        s.stepStartedAt = null;
+        s.pausedByUser = false;
+        s.rolloutStartedAt = null;
+        const message = `desired version is back to ${want}: rollout to ${canary} cancelled; ${want} serves 100%`;
+        setPhase(w, "Healthy", message);
+        emit(w, "RolloutCancelled", message, { version: canary, stable: want });
+      } else if (s.phase === "Degraded") {
+        s.abortedVersion = null;
+        setPhase(w, "Healthy", `desired version is back to ${want}, the stable version`);
+        emit(w, "Recovered", s.message, { stable: want });
+      }
+      return "continue";
+    }
+    if (want === s.canaryVersion) return "continue";
+    if (want === s.abortedVersion) return "stop"; // stays Degraded until retry or a new version
+    startRollout(w);
+    return "continue";
+  },
+};
+
+/** 4. A rollout waits until every instance of the new version is ready; a failed one aborts it. */
+const waitForCanary: Stage = {
+  name: "waitForCanary",
+  run(w) {
+    const s = w.status;
+    if (!inRollout(s)) return "continue";
+    const v = s.canaryVersion as string;
+    const want = replicasOf(w.spec);
+    const r = w.input.readiness[v] ?? { ready: 0, failed: 0 };
+    if (r.failed > 0) {
+      rollBack(w, "controller", `${v} failed to start (${r.message ?? `${r.failed} instance(s) failed`})`, {
+        ready: r.ready,
+        failed: r.failed,
+        wanted: want,
+      });
+      return "stop";
+    }
+    if (r.ready < want) {
+      if (!s.pausedByUser) setPhase(w, "Progressing", `waiting for ${v}: ${r.ready}/${want} instances ready`);
+      return "stop";
+    }
+    return "continue";
+  },
+};
+
+/** 5. Run the steps: setWeight moves traffic, pause waits for time or a person. */
+const runSteps: Stage = {
+  name: "steps",
+  run(w) {
+    const s = w.status;
+    if (!inRollout(s)) return "continue";
+    if (s.pausedByUser) {
+      if (s.phase !== "Paused") setPhase(w, "Paused", `paused by a person at ${stepLabel(w, s.stepIndex ?? 0)}`);
+      return "stop";
+    }
+    // Bounded: each iteration either advances a step or returns.
+    while ((s.stepIndex ?? 0) < w.steps.length) {
+      const i = s.stepIndex ?? 0;
+      const step = w.steps[i] as CanaryStep;
+      if ("setWeight" in step) {
+        const from = s.canaryWeight;
+        const to = roundWeight(step.setWeight);
+        if (from !== to) {
+          s.canaryWeight = to;
+          emit(w, "WeightChanged", `${s.canaryVersion} weight ${from}% -> ${to}% (${stepLabel(w, i)})`, {
+            version: s.canaryVersion,
+            from,
+            to,
+            step: i,
+          });
+        }
+        advance(w);
+        continue;
+      }
+      const started = s.stepStartedAt ?? w.now;
+      if (step.pause.duration === undefined) {
+        setPhase(
+          w,
+          "Paused",
+          `paused at ${stepLabel(w, i)} with ${s.canaryVersion} at ${s.canaryWeight}%, until promoted`,
+        );
+        return "stop";
+      }
+      const d = durationMs(step.pause.duration);
+      if (w.now - started < d) {
+        w.wakeAt = started + d;
+        setPhase(
+          w,
+          "Progressing",
+          `pausing ${formatDuration(d)} at ${stepLabel(w, i)} with ${s.canaryVersion} at ${s.canaryWeight}%`,
+        );
+        return "stop";
+      }
+      emit(w, "StepCompleted", `${stepLabel(w, i)} (${describeStep(step)}) done`, { step: i });
+      advance(w);
+    }
+    complete(w);
+    return "continue";
+  },
+};
+
+/** 6. A quiet service says what serves it. */
+const steady: Stage = {
+  name: "steady",
+  run(w) {
+    const s = w.status;
+    if (inRollout(s) || s.phase === "Degraded" || s.phase === "Completed") return "continue";
+    const stable = s.stableVersion as string;
+    const r = w.input.readiness[stable];
+    const want = replicasOf(w.spec);
+    const ready = r ? `${r.ready}/${want} ready` : "no instances yet";
+    setPhase(w, "Healthy", `${stable} serves 100% (${ready})`);
+    return "continue";
+  },
+};
+
+/** The decision stages, in order. Exported for tests and for `turnout status` to explain. */
+export const STAGES: readonly Stage[] = [initialize, applyCommands, desiredVersion, waitForCanary, runSteps, steady];
+
+/** Runs the stages and derives the route weights and runtime targets. */
+export function reconcile(input: ReconcileInput): ReconcileOutput {
+  const w: Work = {
+    input,
+    now: input.now,
+    name: input.service.name,
+    spec: input.service.spec,
+    steps: stepsOf(input.service.spec),
+    status: input.status ? structuredClone(input.status) : emptyStatus(input.now),
+    events: [],
+    results: [],
+    wakeAt: null,
+  };
+  for (const stage of STAGES) {
+    if (stage.run(w) === "stop") break;
+  }
+  return {
+    status: w.status,
+    events: w.events,
+    commandResults: w.results,
+    weights: weightsOf(w.status),
+    targets: targetsOf(w.status, w.spec),
+    wakeAt: w.wakeAt,
+  };
+}
+
+export function weightsOf(s: ServiceStatus): VersionWeight[] {
+  const stable = s.stableVersion;
+  if (stable === null) return [];
+  if (s.canaryVersion === null || s.canaryVersion === stable) return [{ version: stable, weight: 100 }];
+  const c = roundWeight(s.canaryWeight);
+  return [
+    { version: stable, weight: roundWeight(100 - c) },
+    { version: s.canaryVersion, weight: c },
+  ];
+}
+
+/** Stable always runs; the canary runs during its rollout. Aborted and replaced versions stop. */
+export function targetsOf(s: ServiceStatus, spec: ServiceSpec): { version: string; replicas: number }[] {
+  const replicas = replicasOf(spec);
+  const out: { version: string; replicas: number }[] = [];
+  if (s.stableVersion !== null) out.push({ version: s.stableVersion, replicas });
+  if (s.canaryVersion !== null && s.canaryVersion !== s.stableVersion) {
+    out.push({ version: s.canaryVersion, replicas });
+  }
+  return out;
+}

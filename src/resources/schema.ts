@@ -1,0 +1,719 @@
+/**
+ * Zod schemas for the resources users write (`apiVersion: turnout.dev/v1`), and the one place
+ * that turns zod issues into messages a person can act on ("must be 0..100, got 120").
+ *
+ * The schemas are the single source for validation, defaults, the model types (checked at
+ * compile time below) and the editor JSON Schema (`./jsonschema.ts`).
+ */
+import { z } from "zod";
+import { parseDuration } from "../core/duration.js";
+import {
+  API_VERSION,
+  type AnalysisTemplateResource,
+  RESOURCE_KINDS,
+  type Resource,
+  type ServiceResource,
+} from "../core/model.js";
+
+// ---------------------------------------------------------------------------------------
+// Describing values in messages
+// ---------------------------------------------------------------------------------------
+
+/** How a value reads in a message: strings quoted, collections by their shape. */
+export function describeValue(v: unknown): string {
+  if (v === undefined) return "nothing";
+  if (v === null) return "null (an empty value)";
+  if (typeof v === "string") {
+    const s = v.length > 60 ? `${v.slice(0, 57)}...` : v;
+    return JSON.stringify(s);
+  }
+  if (typeof v === "number" || typeof v === "boolean" || typeof v === "bigint") return String(v);
+  if (Array.isArray(v)) return v.length === 0 ? "an empty list" : "a list";
+  if (typeof v === "object") return Object.keys(v).length === 0 ? "an empty object" : "an object";
+  return typeof v;
+}
+
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+const EXPECTED_TEXT: Record<string, string> = {
+  string: "a string",
+  number: "a number",
+  int: "an integer",
+  boolean: "true or false",
+  object: "an object",
+  record: "an object",
+  array: "a list",
+};
+
+function expectedText(expected: string): string {
+  return EXPECTED_TEXT[expected] ?? expected;
+}
+
+/** "a" and "b" / "a", "b" or "c" */
+function orList(items: readonly string[], quote = true): string {
+  const q = items.map((i) => (quote ? JSON.stringify(i) : i));
+  if (q.length <= 1) return q.join("");
+  return `${q.slice(0, -1).join(", ")} or ${q[q.length - 1]}`;
+}
+
+/** Edit distance, for "did you mean" hints on misspelt keys and kinds. */
+function editDistance(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0]!;
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const up = prev[j]!;
+      prev[j] = Math.min(up + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = up;
+    }
+  }
+  return prev[b.length]!;
+}
+
+export function closest(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Number.POSITIVE_INFINITY;
+  for (const c of candidates) {
+    const d = editDistance(word.toLowerCase(), c.toLowerCase());
+    if (d < bestD) {
+      bestD = d;
+      best = c;
+    }
+  }
+  // Beyond a third of the word's length the "suggestion" is noise rather than a typo fix.
+  return bestD <= Math.max(1, Math.floor(word.length / 3)) ? best : undefined;
+}
+
+// ---------------------------------------------------------------------------------------
+// Building blocks
+// ---------------------------------------------------------------------------------------
+
+interface ObjectInfo {
+  /** What an unknown key is called in messages ("field", "step kind", "strategy"). */
+  noun: string;
+  /** Keys that are planned but not accepted yet; the message says so instead of "unknown". */
+  notYet?: readonly string[];
+}
+
+// Keyed by the object's allowed keys: zod clones a schema on every `.superRefine`/`.meta`, so
+// the instance that reports an unknown key is not the one built here, but its shape is.
+const objectInfo = new Map<string, ObjectInfo>();
+const shapeKey = (keys: readonly string[]) => keys.join("\u0000");
+
+/** A strict object: unknown keys are errors that name the allowed ones. */
+function strict<S extends z.ZodRawShape>(shape: S, info?: ObjectInfo): z.ZodObject<S, z.core.$strict> {
+  if (info) objectInfo.set(shapeKey(Object.keys(shape)), info);
+  return z.strictObject(shape);
+}
+
+type OneKey<T> = { [K in keyof T]: { [P in K]: T[K] } }[keyof T];
+
+/**
+ * An object with exactly one of the given keys, typed as the union of one-key objects.
+ * Built as an object of optional keys plus a count check rather than `z.union`, because a union
+ * of failing branches reports "invalid input" instead of the error inside the branch that the
+ * user obviously meant.
+ */
+function exactlyOne<S extends Record<string, z.ZodType>>(
+  shape: S,
+  info?: ObjectInfo,
+): z.ZodType<
+  OneKey<{ [K in keyof S]: z.output<S[K]> }>,
+  OneKey<{ [K in keyof S]: z.input<S[K]> }>
+> {
+  const keys = Object.keys(shape);
+  const optional: z.ZodRawShape = {};
+  for (const k of keys) optional[k] = shape[k]!.optional();
+  const schema = strict(optional, info)
+    .superRefine(
+      (v, ctx) => {
+        const present = keys.filter((k) => v[k] !== undefined);
+        if (present.length === 1) return;
+        ctx.addIssue({
+          code: "custom",
+          input: v,
+          message:
+            present.length === 0
+              ? `must have exactly one of ${orList(keys)}, got ${describeValue(v)}`
+              : `must have exactly one of ${orList(keys)}, got ${present.length}: ${present.map((p) => JSON.stringify(p)).join(" and ")}`,
+        });
+      },
+      {
+        // Runs even when a branch has errors (so "both static and process" is reported with
+        // them), but not when the input is no object or has unknown keys: those already have a
+        // clearer message, and a typo'd key would otherwise also be reported as "none".
+        when: (p) =>
+          isPlainObject(p.value) &&
+          !p.issues.some((i) => i.code === "unrecognized_keys" && (i.path?.length ?? 0) === 0),
+      },
+    )
+    .meta({ minProperties: 1, maxProperties: 1 });
+  return schema as unknown as z.ZodType<
+    OneKey<{ [K in keyof S]: z.output<S[K]> }>,
+    OneKey<{ [K in keyof S]: z.input<S[K]> }>
+  >;
+}
+
+interface NumOpts {
+  int?: boolean;
+  /** Inclusive bounds. */
+  min?: number;
+  max?: number;
+  /** Exclusive bounds. */
+  gt?: number;
+  lt?: number;
+  /** At most this many decimal places. */
+  decimals?: number;
+}
+
+function rangeText(o: NumOpts): string {
+  const what = o.int ? "an integer" : "a number";
+  if (o.gt !== undefined && o.lt !== undefined)
+    return `${what} between ${o.gt} and ${o.lt} (exclusive)`;
+  if (o.min !== undefined && o.max !== undefined) return `${what} ${o.min}..${o.max}`;
+  if (o.min !== undefined) return `${what} >= ${o.min}`;
+  if (o.gt !== undefined) return `${what} > ${o.gt}`;
+  if (o.max !== undefined) return `${what} <= ${o.max}`;
+  return what;
+}
+
+/** A number whose every failure reads "must be <range>, got <value>". */
+function num(o: NumOpts = {}): z.ZodNumber {
+  const range = rangeText(o);
+  const error = (iss: { input?: unknown }) => `must be ${range}, got ${describeValue(iss.input)}`;
+  let s = z.number({ error });
+  if (o.int) s = s.int({ error });
+  if (o.min !== undefined) s = s.gte(o.min, { error });
+  if (o.max !== undefined) s = s.lte(o.max, { error });
+  if (o.gt !== undefined) s = s.gt(o.gt, { error });
+  if (o.lt !== undefined) s = s.lt(o.lt, { error });
+  if (o.decimals !== undefined) {
+    const places = o.decimals;
+    s = s.multipleOf(10 ** -places, {
+      error: (iss) =>
+        `must have at most ${places} decimal places (steps of ${10 ** -places}), got ${describeValue(iss.input)}`,
+    });
+  }
+  return s;
+}
+
+const nonEmpty = (what = "a non-empty string") =>
+  z.string().min(1, { error: `must be ${what}, got an empty string` });
+
+/** Resource names end up in URLs, metric labels and host names, hence DNS labels. */
+export const RESOURCE_NAME = /^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const resourceName = z.string().regex(RESOURCE_NAME, {
+  error: (iss) =>
+    `must be a DNS label: 1..63 characters of lowercase a-z, 0-9 and "-", starting with a letter and not ending with "-"; got ${describeValue(iss.input)}`,
+});
+
+/** Version names are templated into commands and file paths, hence the small alphabet. */
+export const VERSION_NAME = /^[A-Za-z0-9._-]{1,63}$/;
+const versionName = z.string().regex(VERSION_NAME, {
+  error: (iss) =>
+    `must be a version name: 1..63 characters of A-Z, a-z, 0-9, ".", "_" and "-"; got ${describeValue(iss.input)}`,
+});
+
+const metricName = z.string().regex(/^[A-Za-z0-9._-]{1,63}$/, {
+  error: (iss) =>
+    `must be a name of 1..63 characters of A-Z, a-z, 0-9, ".", "_" and "-"; got ${describeValue(iss.input)}`,
+});
+
+/** RFC 9110 token: what header and cookie names may contain. */
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const token = (what: string, example: string) =>
+  z.string().regex(TOKEN, {
+    error: (iss) => `must be ${what} like "${example}", got ${describeValue(iss.input)}`,
+  });
+
+const stringMap = (keyMessage: string) =>
+  z.record(
+    z.string().regex(/^[^=\0]+$/, { error: keyMessage }),
+    z.string({
+      error: (iss) =>
+        iss.input === undefined
+          ? "is required (a string)"
+          : `must be a string, got ${describeValue(iss.input)}${quoteHint(iss.input)}`,
+    }),
+  );
+
+/** YAML turns `1`, `true` and `1.0` into numbers and booleans; say how to keep them strings. */
+function quoteHint(v: unknown): string {
+  return typeof v === "number" || typeof v === "boolean"
+    ? ` (write it in quotes: "${String(v)}")`
+    : "";
+}
+
+const DURATION_PATTERN = "^\\s*(\\d+(\\.\\d+)?(ms|s|m|h|d))+\\s*$";
+
+const duration = (o: { positive?: boolean } = {}) =>
+  z.union(
+    [
+      z
+        .string()
+        .superRefine((s, ctx) => {
+          const r = parseDuration(s);
+          if ("error" in r) ctx.addIssue({ code: "custom", input: s, message: r.error });
+          else if (o.positive && r.ms === 0)
+            ctx.addIssue({ code: "custom", input: s, message: `must be longer than 0, got "${s}"` });
+        })
+        .meta({ pattern: DURATION_PATTERN }),
+      o.positive ? num({ gt: 0 }) : num({ min: 0 }),
+    ],
+    {
+      error: (iss) =>
+        `must be a duration like "30s", "5m" or "1h30m", or a number of seconds; got ${describeValue(iss.input)}`,
+    },
+  );
+
+const httpUrl = (o: { allowQuery: boolean }) =>
+  z
+    .string()
+    .superRefine((s, ctx) => {
+      const expected = `an absolute http:// or https:// URL${o.allowQuery ? "" : " without query or fragment"}`;
+      let u: URL;
+      try {
+        u = new URL(s);
+      } catch {
+        ctx.addIssue({
+          code: "custom",
+          input: s,
+          message: `must be ${expected}, got ${describeValue(s)}`,
+        });
+        return;
+      }
+      if (u.protocol !== "http:" && u.protocol !== "https:") {
+        ctx.addIssue({
+          code: "custom",
+          input: s,
+          message: `must be ${expected}, got ${describeValue(s)} (scheme "${u.protocol.slice(0, -1)}")`,
+        });
+      } else if (!o.allowQuery && (u.search !== "" || u.hash !== "" || /[?#]/.test(s))) {
+        ctx.addIssue({
+          code: "custom",
+          input: s,
+          message: `must be ${expected}, got ${describeValue(s)}`,
+        });
+      }
+    })
+    .meta({ format: "uri", pattern: "^https?://" });
+
+const command = z
+  .array(z.string(), {
+    error: (iss) =>
+      `must be a list of strings (argv), e.g. [node, server.mjs]; got ${describeValue(iss.input)}`,
+  })
+  .min(1, { error: "must be a non-empty list (argv), e.g. [node, server.mjs]; got an empty list" })
+  .superRefine((argv, ctx) => {
+    if (argv[0] === "")
+      ctx.addIssue({ code: "custom", path: [0], input: "", message: "must name a program, got an empty string" });
+  });
+
+// ---------------------------------------------------------------------------------------
+// Shared
+// ---------------------------------------------------------------------------------------
+
+const apiVersion = z.literal(API_VERSION, {
+  error: (iss) => `must be "${API_VERSION}", got ${describeValue(iss.input)}`,
+});
+
+const MetadataSchema = strict({
+  name: resourceName,
+  labels: stringMap('label names must not be empty or contain "="').optional(),
+  annotations: stringMap('annotation names must not be empty or contain "="').optional(),
+});
+
+// ---------------------------------------------------------------------------------------
+// Service
+// ---------------------------------------------------------------------------------------
+
+const ListenSchema = strict({
+  port: num({ int: true, min: 1, max: 65535 }),
+  host: z
+    .string()
+    .regex(/^[A-Za-z0-9.:[\]-]+$/, {
+      error: (iss) =>
+        `must be a host name or IP address like "127.0.0.1" or "0.0.0.0", got ${describeValue(iss.input)}`,
+    })
+    .default("127.0.0.1"),
+});
+
+const StickinessSchema = exactlyOne({
+  header: token("an HTTP header name", "x-user-id"),
+  cookie: token("a cookie name", "session"),
+  query: nonEmpty("a query parameter name"),
+});
+
+const StaticRuntimeSchema = strict({
+  versions: z
+    .record(
+      versionName,
+      strict({
+        upstreams: z
+          .array(httpUrl({ allowQuery: false }))
+          .min(1, { error: "must list at least one upstream URL, got an empty list" }),
+      }),
+    )
+    .superRefine((v, ctx) => {
+      if (Object.keys(v).length === 0)
+        ctx.addIssue({
+          code: "custom",
+          input: v,
+          message:
+            'must list at least one version, e.g. v1: { upstreams: ["http://127.0.0.1:9001"] }; got none',
+        });
+    })
+    .meta({ minProperties: 1 }),
+});
+
+const DEFAULT_READINESS = {
+  path: "/healthz",
+  periodSeconds: 1,
+  timeoutSeconds: 1,
+  initialDelaySeconds: 0,
+} as const;
+
+const ProbeSchema = strict({
+  path: z
+    .string()
+    .regex(/^\//, {
+      error: (iss) => `must be an HTTP path starting with "/", got ${describeValue(iss.input)}`,
+    })
+    .default(DEFAULT_READINESS.path),
+  periodSeconds: num({ gt: 0 }).default(DEFAULT_READINESS.periodSeconds),
+  timeoutSeconds: num({ gt: 0 }).default(DEFAULT_READINESS.timeoutSeconds),
+  initialDelaySeconds: num({ min: 0 }).default(DEFAULT_READINESS.initialDelaySeconds),
+});
+
+const envSchema = stringMap('environment variable names must not be empty or contain "="');
+
+const ProcessRuntimeSchema = strict({
+  command,
+  cwd: nonEmpty("a directory").optional(),
+  env: envSchema.optional(),
+  replicas: num({ int: true, min: 1, max: 100 }).default(1),
+  // A function default: each parse gets its own object, so callers may mutate the result.
+  readiness: ProbeSchema.default(() => ({ ...DEFAULT_READINESS })),
+  startupTimeoutSeconds: num({ gt: 0 }).default(60),
+  terminationGracePeriodSeconds: num({ min: 0 }).default(10),
+  versions: z
+    .record(versionName, strict({ command: command.optional(), env: envSchema.optional() }))
+    .optional(),
+});
+
+const RuntimeSchema = exactlyOne({ static: StaticRuntimeSchema, process: ProcessRuntimeSchema });
+
+const PauseStepSchema = strict({ duration: duration().optional() });
+
+const CanaryStepSchema = exactlyOne(
+  { setWeight: num({ min: 0, max: 100, decimals: 4 }), pause: PauseStepSchema },
+  { noun: "step kind" },
+);
+
+const CanaryStrategySchema = strict({
+  steps: z.array(CanaryStepSchema),
+});
+
+const StrategySchema = exactlyOne(
+  { canary: CanaryStrategySchema },
+  { noun: "strategy", notYet: ["blueGreen", "rolling", "shadow", "abTest"] },
+);
+
+const ServiceSpecSchema = strict({
+  listen: ListenSchema,
+  stickiness: StickinessSchema.optional(),
+  runtime: RuntimeSchema,
+  version: versionName,
+  strategy: StrategySchema.optional(),
+}).superRefine(
+  (spec, ctx) => {
+    // The desired version of a static service must be one it knows the upstreams of.
+    const runtime: unknown = spec.runtime;
+    const versions = isPlainObject(runtime) && isPlainObject(runtime.static) ? runtime.static.versions : undefined;
+    if (!isPlainObject(versions) || typeof spec.version !== "string") return;
+    const known = Object.keys(versions);
+    if (known.length === 0 || known.includes(spec.version)) return;
+    ctx.addIssue({
+      code: "custom",
+      path: ["version"],
+      input: spec.version,
+      message: `must be one of the versions of spec.runtime.static.versions (${orList(known)}), got ${describeValue(spec.version)}`,
+    });
+  },
+  // Checked even when other fields are wrong, so that all errors come at once.
+  { when: (p) => isPlainObject(p.value) },
+);
+
+export const ServiceSchema = strict({
+  apiVersion,
+  kind: z.literal("Service"),
+  metadata: MetadataSchema,
+  spec: ServiceSpecSchema,
+}).meta({ title: "Service", description: "A service users call, and how new versions of it roll out." });
+
+// ---------------------------------------------------------------------------------------
+// AnalysisTemplate
+// ---------------------------------------------------------------------------------------
+
+const MetricSourceSchema = exactlyOne({
+  builtin: z.enum(["error_rate", "latency", "request_rate"]),
+  prometheus: strict({
+    address: httpUrl({ allowQuery: false }),
+    query: nonEmpty("a PromQL query"),
+  }),
+  web: strict({
+    url: httpUrl({ allowQuery: true }),
+    method: z.enum(["GET", "POST"]).default("GET"),
+    headers: stringMap('header names must not be empty or contain "="').optional(),
+    body: z.string().optional(),
+    jsonPath: nonEmpty("a JSON path like $.data.value").optional(),
+    timeoutSeconds: num({ gt: 0 }).default(10),
+  }),
+  command: strict({ command, timeoutSeconds: num({ gt: 0 }).default(10) }),
+});
+
+const alpha = () => num({ gt: 0, lt: 1 }).default(0.05);
+
+const JudgeSchema = exactlyOne({
+  threshold: strict({ min: num().optional(), max: num().optional() }).superRefine((t, ctx) => {
+    if (t.min === undefined && t.max === undefined)
+      ctx.addIssue({ code: "custom", input: t, message: 'needs "min", "max" or both, got neither' });
+    else if (t.min !== undefined && t.max !== undefined && t.min > t.max)
+      ctx.addIssue({
+        code: "custom",
+        path: ["max"],
+        input: t.max,
+        message: `must be >= min (${t.min}), got ${t.max}`,
+      });
+  }),
+  relative: strict({
+    mode: z.enum(["ratio", "difference"]),
+    maxIncrease: num({ min: 0 }).optional(),
+    maxDecrease: num({ min: 0 }).optional(),
+  }).superRefine((r, ctx) => {
+    if (r.maxIncrease === undefined && r.maxDecrease === undefined)
+      ctx.addIssue({
+        code: "custom",
+        input: r,
+        message: 'needs "maxIncrease", "maxDecrease" or both, got neither',
+      });
+  }),
+  sequential: strict({ maxIncrease: num({ min: 0 }), alpha: alpha() }),
+  mannWhitney: strict({ maxRelativeIncrease: num({ min: 0 }), alpha: alpha() }),
+});
+
+const MetricSchema = strict({
+  name: metricName,
+  source: MetricSourceSchema,
+  judge: JudgeSchema,
+  interval: duration({ positive: true }).optional(),
+  count: num({ int: true, min: 1 }).optional(),
+  minSamples: num({ int: true, min: 0 }).optional(),
+  failureLimit: num({ int: true, min: 0 }).optional(),
+  inconclusiveLimit: num({ int: true, min: 0 }).optional(),
+  consecutiveErrorLimit: num({ int: true, min: 0 }).optional(),
+  dryRun: z.boolean().optional(),
+});
+
+/** Issues for repeated `name`s in a list, at the later occurrence. */
+function uniqueNames(what: string) {
+  return (items: unknown[], ctx: z.core.$RefinementCtx<unknown[]>) => {
+    const seen = new Map<string, number>();
+    items.forEach((item, i) => {
+      const name = isPlainObject(item) ? item.name : undefined;
+      if (typeof name !== "string") return;
+      const first = seen.get(name);
+      if (first === undefined) seen.set(name, i);
+      else
+        ctx.addIssue({
+          code: "custom",
+          path: [i, "name"],
+          input: name,
+          message: `duplicate ${what} name "${name}" (already used by item ${first})`,
+        });
+    });
+  };
+}
+
+const AnalysisTemplateSpecSchema = strict({
+  args: z
+    .array(strict({ name: nonEmpty("an argument name"), value: z.string().optional() }))
+    .superRefine(uniqueNames("argument"), { when: (p) => Array.isArray(p.value) })
+    .optional(),
+  metrics: z
+    .array(MetricSchema)
+    .min(1, { error: "must list at least one metric, got an empty list" })
+    .superRefine(uniqueNames("metric"), { when: (p) => Array.isArray(p.value) }),
+});
+
+export const AnalysisTemplateSchema = strict({
+  apiVersion,
+  kind: z.literal("AnalysisTemplate"),
+  metadata: MetadataSchema,
+  spec: AnalysisTemplateSpecSchema,
+}).meta({
+  title: "AnalysisTemplate",
+  description: "Metrics, where they come from, and how each is judged during a rollout.",
+});
+
+export const SCHEMAS = {
+  Service: ServiceSchema,
+  AnalysisTemplate: AnalysisTemplateSchema,
+} as const satisfies Record<Resource["kind"], z.ZodType>;
+
+// Compile-time: what the schemas produce is the model, and the model passes the schemas (so a
+// stored resource can be validated again). A drift fails `tsc` here, not at runtime elsewhere.
+type Assignable<A, B> = [A] extends [B] ? true : false;
+true satisfies Assignable<z.output<typeof ServiceSchema>, ServiceResource>;
+true satisfies Assignable<ServiceResource, z.input<typeof ServiceSchema>>;
+true satisfies Assignable<z.output<typeof AnalysisTemplateSchema>, AnalysisTemplateResource>;
+true satisfies Assignable<AnalysisTemplateResource, z.input<typeof AnalysisTemplateSchema>>;
+
+// ---------------------------------------------------------------------------------------
+// Validation of one document
+// ---------------------------------------------------------------------------------------
+
+export type PathSegment = string | number;
+
+/** One problem in one document; `atKey` when the position is the key itself (unknown keys). */
+export interface DocumentIssue {
+  path: PathSegment[];
+  message: string;
+  atKey?: boolean;
+}
+
+export interface DocumentResult {
+  resource?: Resource;
+  /** "Service/fraud-model" when kind and name are strings, even if invalid. */
+  label?: string;
+  issues: DocumentIssue[];
+}
+
+/** `spec.strategy.canary.steps[2].setWeight`; odd keys in brackets: `versions["1.0"]`. */
+export function formatPath(path: readonly PathSegment[]): string {
+  let out = "";
+  for (const seg of path) {
+    if (typeof seg === "number") out += `[${seg}]`;
+    else if (/^[A-Za-z_][A-Za-z0-9_-]*$/.test(seg)) out += out === "" ? seg : `.${seg}`;
+    else out += `[${JSON.stringify(seg)}]`;
+  }
+  return out;
+}
+
+function issueMessage(iss: z.core.$ZodRawIssue): string | undefined {
+  switch (iss.code) {
+    case "invalid_type": {
+      const expected = expectedText(String(iss.expected));
+      if (iss.input === undefined) return `is required (${expected})`;
+      return `must be ${expected}, got ${describeValue(iss.input)}${iss.expected === "string" ? quoteHint(iss.input) : ""}`;
+    }
+    case "invalid_value": {
+      const values = iss.values.map((v) => String(v));
+      return `must be ${values.length > 2 ? "one of " : ""}${orList(values)}, got ${describeValue(iss.input)}`;
+    }
+    case "too_small":
+      if (iss.origin === "array")
+        return `must have at least ${iss.minimum} item(s), got ${(iss.input as unknown[]).length}`;
+      if (iss.origin === "string") return "must not be empty";
+      return `must be >= ${iss.minimum}, got ${describeValue(iss.input)}`;
+    case "too_big":
+      if (iss.origin === "array")
+        return `must have at most ${iss.maximum} item(s), got ${(iss.input as unknown[]).length}`;
+      return `must be <= ${iss.maximum}, got ${describeValue(iss.input)}`;
+    case "invalid_union":
+      return `does not match any allowed form, got ${describeValue(iss.input)}`;
+    default:
+      return undefined;
+  }
+}
+
+function unknownKeyMessage(key: string, allowed: readonly string[]): string {
+  const info = objectInfo.get(shapeKey(allowed)) ?? { noun: "field" };
+  if (info.notYet?.includes(key))
+    return `${info.noun} "${key}" is not supported yet; supported: ${allowed.join(", ")}`;
+  const guess = closest(key, allowed);
+  return `unknown ${info.noun} "${key}"; allowed: ${allowed.join(", ")}${guess ? ` (did you mean "${guess}"?)` : ""}`;
+}
+
+/**
+ * Validates one parsed document (any JSON value) as a resource. Never throws; every problem
+ * found is in `issues`, with the path of the field it concerns.
+ */
+export function validateDocument(value: unknown): DocumentResult {
+  if (!isPlainObject(value)) {
+    return {
+      issues: [
+        {
+          path: [],
+          message: `must be an object with apiVersion, kind, metadata and spec; got ${describeValue(value)}`,
+        },
+      ],
+    };
+  }
+  const kind = value.kind;
+  const name = isPlainObject(value.metadata) ? value.metadata.name : undefined;
+  const label =
+    typeof kind === "string" && typeof name === "string" ? `${kind}/${name}` : undefined;
+
+  if (!RESOURCE_KINDS.includes(kind as Resource["kind"])) {
+    const issues: DocumentIssue[] = [];
+    if (value.apiVersion !== API_VERSION)
+      issues.push({
+        path: ["apiVersion"],
+        message: `must be "${API_VERSION}", got ${describeValue(value.apiVersion)}`,
+      });
+    const guess = typeof kind === "string" ? closest(kind, RESOURCE_KINDS) : undefined;
+    issues.push({
+      path: ["kind"],
+      message:
+        kind === undefined
+          ? `is required; known kinds: ${RESOURCE_KINDS.join(", ")}`
+          : `unknown kind ${describeValue(kind)}; known kinds: ${RESOURCE_KINDS.join(", ")}${guess ? ` (did you mean "${guess}"?)` : ""}`,
+    });
+    return { ...(label ? { label } : {}), issues };
+  }
+
+  const schema: z.ZodType = SCHEMAS[kind as Resource["kind"]];
+  // Allowed keys of each object with unknown keys, by path; the finalized issue no longer
+  // carries the schema, so they are captured while zod still has it.
+  const allowedAt = new Map<string, string[]>();
+  const result = schema.safeParse(value, {
+    error: (iss) => {
+      if (iss.code === "unrecognized_keys") {
+        const shape = (iss.inst as { _zod?: { def?: { shape?: object } } } | undefined)?._zod?.def
+          ?.shape;
+        allowedAt.set(JSON.stringify(iss.path ?? []), shape ? Object.keys(shape) : []);
+        return "unknown field";
+      }
+      return issueMessage(iss);
+    },
+  });
+  if (result.success) return { resource: result.data as Resource, ...(label ? { label } : {}), issues: [] };
+
+  const issues: DocumentIssue[] = [];
+  const seen = new Set<string>();
+  const add = (i: DocumentIssue) => {
+    // int/min/max checks of one number share a message; say it once.
+    const k = `${JSON.stringify(i.path)} ${i.message}`;
+    if (seen.has(k)) return;
+    seen.add(k);
+    issues.push(i);
+  };
+  for (const iss of result.error.issues) {
+    const path = iss.path.filter((p): p is PathSegment => typeof p !== "symbol");
+    if (iss.code === "unrecognized_keys") {
+      const allowed = allowedAt.get(JSON.stringify(iss.path)) ?? [];
+      for (const key of iss.keys)
+        add({ path: [...path, key], message: unknownKeyMessage(key, allowed), atKey: true });
+    } else if (iss.code === "invalid_key") {
+      const inner = iss.issues.map((i) => i.message).join("; ");
+      add({ path, message: `invalid key ${describeValue(path[path.length - 1])}: ${inner}`, atKey: true });
+    } else {
+      add({ path, message: iss.message });
+    }
+  }
+  return { ...(label ? { label } : {}), issues };
+}

@@ -1,0 +1,106 @@
+/**
+ * The store's tables as the code sees them today: every table name and column is declared
+ * here once, and `mappers.ts` turns rows into model objects. Migrations do not import these
+ * types on purpose: a migration describes the schema as it was when it was written, and must
+ * keep compiling and meaning the same thing after this file moves on.
+ *
+ * Portable choices (SQLite now, PostgreSQL later):
+ * - JSON is stored as TEXT (canonical JSON, see `json.ts`), never as a JSON column type, so
+ *   the same bytes compare equal on both databases.
+ * - Clock milliseconds are BIGINT. node-postgres returns BIGINT as a string, so mappers
+ *   always pass numeric columns through `Number()` rather than trusting the driver.
+ */
+import type { Generated } from "kysely";
+
+/** Current content of each applied resource; one row per kind and name. */
+export interface ResourcesTable {
+  kind: string;
+  name: string;
+  /** Starts at 1; +1 whenever the canonical JSON of the resource changes. */
+  generation: number;
+  /** Canonical JSON of the whole resource (apiVersion, kind, metadata, spec). */
+  body: string;
+  created_at: number;
+  updated_at: number;
+}
+
+/**
+ * Every generation ever stored, kept after the resource is deleted (history survives).
+ * Keyed by its own id because a resource deleted and applied again restarts at generation 1,
+ * so (kind, name, generation) is not unique over time.
+ */
+export interface ResourceRevisionsTable {
+  id: Generated<number>;
+  kind: string;
+  name: string;
+  generation: number;
+  body: string;
+  applied_at: number;
+  actor: string;
+}
+
+/** The controller's status of each service (JSON of `ServiceStatus`). */
+export interface ServiceStatusTable {
+  service: string;
+  body: string;
+  updated_at: number;
+}
+
+/**
+ * The route table in force for each service. `revision` and `updated_at` are the only source
+ * of those two fields; `body` holds the rest of the `RouteTable`.
+ */
+export interface RouteTablesTable {
+  service: string;
+  revision: number;
+  body: string;
+  updated_at: number;
+}
+
+/** Append-only history. `service` is "" for events about non-Service resources. */
+export interface EventsTable {
+  id: Generated<number>;
+  service: string;
+  time: number;
+  type: string;
+  actor: string;
+  message: string;
+  data: string;
+}
+
+/** Commands from the API to the controller; pending while `handled_at` is null. */
+export interface CommandsTable {
+  id: Generated<number>;
+  service: string;
+  type: string;
+  args: string;
+  actor: string;
+  reason: string | null;
+  created_at: number;
+  handled_at: number | null;
+  outcome: string | null;
+  result_message: string | null;
+}
+
+/**
+ * Monotonic counters bumped inside write transactions. `route_tables` backs
+ * `routeTablesFingerprint()`: a counter (not a sum of revisions) because a delete followed by
+ * other writes could bring a sum back to an earlier value that a router already saw.
+ */
+export interface StoreCountersTable {
+  name: string;
+  value: number;
+}
+
+export interface Database {
+  resources: ResourcesTable;
+  resource_revisions: ResourceRevisionsTable;
+  service_status: ServiceStatusTable;
+  route_tables: RouteTablesTable;
+  events: EventsTable;
+  commands: CommandsTable;
+  store_counters: StoreCountersTable;
+}
+
+/** Names of the rows in `store_counters`. */
+export const COUNTER_ROUTE_TABLES = "route_tables";

@@ -1,0 +1,177 @@
+/** Shared helpers for end-to-end tests: real processes, real sockets, port 0. */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { type Server, createServer } from "node:http";
+import { createServer as createNetServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Pool } from "undici";
+
+export const ROOT = new URL("..", import.meta.url).pathname;
+const CLI = [process.execPath, "--import", "tsx", join(ROOT, "src/cli/main.ts")];
+
+export function tempDir(prefix = "turnout-test-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** A backend that answers every request with its name, so tests can count who answered. */
+export async function startBackend(name: string): Promise<{ url: string; server: Server; close(): Promise<void> }> {
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      res.writeHead(200, { "content-type": "text/plain" });
+      res.end(name);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const addr = server.address();
+  const port = typeof addr === "object" && addr ? addr.port : 0;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    server,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createNetServer();
+    s.on("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const a = s.address();
+      const port = typeof a === "object" && a ? a.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface Up {
+  proc: ChildProcess;
+  url: string;
+  token: string;
+  dataDir: string;
+  stderr: () => string;
+  /** Sends a signal and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Starts `turnout up --port 0` in a child process and waits for its "listening" line. */
+export async function startUp(dataDir: string, env: Record<string, string> = {}): Promise<Up> {
+  const proc = spawn(CLI[0]!, [...CLI.slice(1), "up", "--port", "0", "--data-dir", dataDir], {
+    cwd: ROOT,
+    env: { ...process.env, TURNOUT_LOG_LEVEL: "warn", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  let err = "";
+  proc.stderr!.on("data", (d) => (err += d));
+  const exited = new Promise<number | null>((r) => proc.on("exit", (code) => r(code)));
+  const url = await new Promise<string>((resolve, reject) => {
+    proc.stdout!.on("data", (d) => {
+      out += d;
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    void exited.then((code) => reject(new Error(`turnout up exited with ${code}: ${err}`)));
+  });
+  const token = readFileSync(join(dataDir, "token"), "utf8").trim();
+  return {
+    proc,
+    url,
+    token,
+    dataDir,
+    stderr: () => err,
+    async stop(signal: NodeJS.Signals = "SIGINT") {
+      if (proc.exitCode !== null) return proc.exitCode;
+      proc.kill(signal);
+      return exited;
+    },
+  };
+}
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the `turnout` CLI (from source) and collects its output. */
+export function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const p = spawn(CLI[0]!, [...CLI.slice(1), ...args], {
+      cwd: ROOT,
+      env: { ...process.env, NO_COLOR: "1", ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.on("data", (d) => (stdout += d));
+    p.stderr.on("data", (d) => (stderr += d));
+    p.on("exit", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** Polls a condition until it holds or the deadline passes (then throws with the last state). */
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined | false | null>,
+  timeoutMs = 15_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v;
+      last = v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${String(last)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Sends `n` requests to a router port over keep-alive connections and counts answers by body. */
+export async function sendMany(port: number, n: number, concurrency = 16): Promise<Map<string, number>> {
+  const pool = new Pool(`http://127.0.0.1:${port}`, { connections: concurrency });
+  const counts = new Map<string, number>();
+  let sent = 0;
+  const worker = async () => {
+    while (sent < n) {
+      sent++;
+      const res = await pool.request({ path: "/", method: "GET" });
+      const body = await res.body.text();
+      const key = res.statusCode === 200 ? body : `status ${res.statusCode}`;
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  await pool.close();
+  return counts;
+}
+
+/** Calls the API with a token (or none) and returns status and parsed JSON. */
+export async function api(
+  up: { url: string; token: string },
+  method: string,
+  path: string,
+  body?: unknown,
+  opts: { token?: string | null; contentType?: string } = {},
+): Promise<{ status: number; json: any }> {
+  const headers: Record<string, string> = {};
+  const token = opts.token === undefined ? up.token : opts.token;
+  if (token !== null) headers.authorization = `Bearer ${token}`;
+  let payload: string | undefined;
+  if (body !== undefined) {
+    headers["content-type"] = opts.contentType ?? "application/json";
+    payload = typeof body === "string" ? body : JSON.stringify(body);
+  }
+  const res = await fetch(`${up.url}${path}`, { method, headers, ...(payload !== undefined ? { body: payload } : {}) });
+  const text = await res.text();
+  return { status: res.status, json: text ? JSON.parse(text) : undefined };
+}

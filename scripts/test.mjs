@@ -27,6 +27,9 @@ const concurrency = process.env.TEST_CONCURRENCY ?? "2";
 const r = spawnSync(
   process.execPath,
   ["--import", "tsx", "--test", `--test-concurrency=${concurrency}`, ...files],
-  { stdio: "inherit", env: { ...process.env, TURNOUT_LOG_LEVEL: process.env.TURNOUT_LOG_LEVEL ?? "silent" } },
+  {
+    stdio: "inherit",
+    env: { ...process.env, TURNOUT_LOG_LEVEL: process.env.TURNOUT_LOG_LEVEL ?? "silent" },
+  },
 );
 process.exit(r.status ?? 1);

@@ -1,16 +1,22 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
-import { ERRORS, TurnoutError, formatFieldError } from "./errors.js";
+import { ERRORS, formatFieldError, TurnoutError } from "./errors.js";
 
 test("docs/errors.md documents every error code with its status, and nothing else", () => {
   const doc = readFileSync(new URL("../docs/errors.md", import.meta.url), "utf8");
   const rows = new Map<string, number>();
-  for (const m of doc.matchAll(/^\| `(TURNOUT_ERR_[A-Z_]+)` \| (\d{3}) \|/gm)) rows.set(m[1]!, Number(m[2]));
+  for (const m of doc.matchAll(/^\| `(TURNOUT_ERR_[A-Z_]+)` \| (\d{3}) \|/gm))
+    rows.set(m[1]!, Number(m[2]));
   for (const [code, { status }] of Object.entries(ERRORS)) {
-    assert.equal(rows.get(code), status, `${code} must be documented with HTTP ${status} in docs/errors.md`);
+    assert.equal(
+      rows.get(code),
+      status,
+      `${code} must be documented with HTTP ${status} in docs/errors.md`,
+    );
   }
-  for (const code of rows.keys()) assert.ok(code in ERRORS, `${code} is documented but not in src/errors.ts`);
+  for (const code of rows.keys())
+    assert.ok(code in ERRORS, `${code} is documented but not in src/errors.ts`);
 });
 
 test("error codes follow TURNOUT_ERR_<AREA>_<WHAT>", () => {
@@ -32,7 +38,15 @@ test("TurnoutError serializes to the API error body", () => {
     },
   });
   assert.equal(
-    formatFieldError({ file: "a.yaml", line: 3, column: 5, document: 1, resource: "Service/web", path: "spec.version", message: "x" }),
+    formatFieldError({
+      file: "a.yaml",
+      line: 3,
+      column: 5,
+      document: 1,
+      resource: "Service/web",
+      path: "spec.version",
+      message: "x",
+    }),
     "a.yaml:3:5 document 2 Service/web: spec.version: x",
   );
 });

@@ -5,36 +5,78 @@
  */
 
 export const ERRORS = {
-  TURNOUT_ERR_RESOURCE_PARSE: { status: 400, summary: "A YAML or JSON document could not be parsed." },
+  TURNOUT_ERR_RESOURCE_PARSE: {
+    status: 400,
+    summary: "A YAML or JSON document could not be parsed.",
+  },
   TURNOUT_ERR_RESOURCE_INVALID: {
     status: 400,
-    summary: "One or more resources failed validation; `details.errors` lists every problem with its file, document and field path.",
+    summary:
+      "One or more resources failed validation; `details.errors` lists every problem with its file, document and field path.",
   },
-  TURNOUT_ERR_API_BAD_REQUEST: { status: 400, summary: "The request body or a parameter is malformed." },
-  TURNOUT_ERR_API_UNSUPPORTED_MEDIA_TYPE: { status: 415, summary: "The request body's content type is not JSON or YAML." },
-  TURNOUT_ERR_API_PAYLOAD_TOO_LARGE: { status: 413, summary: "The request body is larger than the API accepts." },
+  TURNOUT_ERR_API_BAD_REQUEST: {
+    status: 400,
+    summary: "The request body or a parameter is malformed.",
+  },
+  TURNOUT_ERR_API_UNSUPPORTED_MEDIA_TYPE: {
+    status: 415,
+    summary: "The request body's content type is not JSON or YAML.",
+  },
+  TURNOUT_ERR_API_PAYLOAD_TOO_LARGE: {
+    status: 413,
+    summary: "The request body is larger than the API accepts.",
+  },
   TURNOUT_ERR_API_NOT_FOUND: { status: 404, summary: "No such API route." },
   TURNOUT_ERR_AUTH_UNAUTHORIZED: { status: 401, summary: "The bearer token is missing or wrong." },
-  TURNOUT_ERR_SERVICE_NOT_FOUND: { status: 404, summary: "No Service of that name has been applied." },
-  TURNOUT_ERR_RESOURCE_NOT_FOUND: { status: 404, summary: "No resource of that kind and name has been applied." },
+  TURNOUT_ERR_SERVICE_NOT_FOUND: {
+    status: 404,
+    summary: "No Service of that name has been applied.",
+  },
+  TURNOUT_ERR_RESOURCE_NOT_FOUND: {
+    status: 404,
+    summary: "No resource of that kind and name has been applied.",
+  },
   TURNOUT_ERR_ROLLOUT_CONFLICT: {
     status: 409,
-    summary: "The command does not apply to the service's current state (e.g. promote with no rollout in progress).",
+    summary:
+      "The command does not apply to the service's current state (e.g. promote with no rollout in progress).",
   },
   TURNOUT_ERR_COMMAND_TIMEOUT: {
     status: 504,
-    summary: "The controller did not take up the command in time; it stays queued and will still be applied.",
+    summary:
+      "The controller did not take up the command in time; it stays queued and will still be applied.",
   },
-  TURNOUT_ERR_STORE_UNAVAILABLE: { status: 503, summary: "The store could not be read or written." },
-  TURNOUT_ERR_ROUTER_NO_BACKEND: { status: 503, summary: "The router has no ready instance for the chosen version." },
-  TURNOUT_ERR_ROUTER_UPSTREAM: { status: 502, summary: "The upstream instance failed or closed the connection." },
-  TURNOUT_ERR_ROUTER_TIMEOUT: { status: 504, summary: "The upstream instance did not answer in time." },
+  TURNOUT_ERR_STORE_UNAVAILABLE: {
+    status: 503,
+    summary: "The store could not be read or written.",
+  },
+  TURNOUT_ERR_ROUTER_BAD_REQUEST: {
+    status: 400,
+    summary:
+      "The router rejected a malformed request (bad framing, oversized headers) before proxying it.",
+  },
+  TURNOUT_ERR_ROUTER_NO_BACKEND: {
+    status: 503,
+    summary: "The router has no ready instance for the chosen version.",
+  },
+  TURNOUT_ERR_ROUTER_UPSTREAM: {
+    status: 502,
+    summary: "The upstream instance failed or closed the connection.",
+  },
+  TURNOUT_ERR_ROUTER_TIMEOUT: {
+    status: 504,
+    summary: "The upstream instance did not answer in time.",
+  },
   TURNOUT_ERR_CLI_NO_SERVER: {
     status: 503,
-    summary: "The CLI found no running Turnout server (start one with `turnout up`, or pass --server).",
+    summary:
+      "The CLI found no running Turnout server (start one with `turnout up`, or pass --server).",
   },
   TURNOUT_ERR_CLI_USAGE: { status: 400, summary: "The command line is wrong (exit code 2)." },
-  TURNOUT_ERR_INTERNAL_BUG: { status: 500, summary: "A bug: Turnout failed in a way it did not expect." },
+  TURNOUT_ERR_INTERNAL_BUG: {
+    status: 500,
+    summary: "A bug: Turnout failed in a way it did not expect.",
+  },
 } as const satisfies Record<string, { status: number; summary: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -7,13 +7,21 @@
  * into separate processes sharing PostgreSQL later (DESIGN invariant 6).
  */
 import { randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { join, resolve } from "node:path";
 import pino, { type Logger } from "pino";
 import { buildApi } from "./api/server.js";
-import { DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from "./defaults.js";
 import { Controller } from "./controller/controller.js";
 import { type Clock, systemClock } from "./core/clock.js";
+import { DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from "./defaults.js";
 import { Router } from "./router/router.js";
 import { MultiRuntime } from "./runtime/index.js";
 import { ProcessRuntime } from "./runtime/process/process-runtime.js";
@@ -44,7 +52,6 @@ export interface RunningTurnout {
   logger: Logger;
   stop(): Promise<void>;
 }
-
 
 export function createLogger(): Logger {
   const level = process.env.TURNOUT_LOG_LEVEL ?? "info";
@@ -112,7 +119,10 @@ export async function startTurnout(opts: TurnoutOptions = {}): Promise<RunningTu
     throw err;
   }
   const url = address.replace("[::1]", "127.0.0.1");
-  writeFileSync(join(dataDir, "server.json"), `${JSON.stringify({ url, pid: process.pid }, null, 2)}\n`);
+  writeFileSync(
+    join(dataDir, "server.json"),
+    `${JSON.stringify({ url, pid: process.pid }, null, 2)}\n`,
+  );
   logger.info({ url, dataDir }, "turnout is up");
 
   let stopping: Promise<void> | null = null;

@@ -1,7 +1,7 @@
 /** Shared helpers for end-to-end tests: real processes, real sockets, port 0. */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
-import { type Server, createServer } from "node:http";
+import { createServer, type Server } from "node:http";
 import { createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,7 +15,9 @@ export function tempDir(prefix = "turnout-test-"): string {
 }
 
 /** A backend that answers every request with its name, so tests can count who answered. */
-export async function startBackend(name: string): Promise<{ url: string; server: Server; close(): Promise<void> }> {
+export async function startBackend(
+  name: string,
+): Promise<{ url: string; server: Server; close(): Promise<void> }> {
   const server = createServer((req, res) => {
     req.resume();
     req.on("end", () => {
@@ -131,13 +133,18 @@ export async function waitFor<T>(
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${String(last)}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}; last: ${String(last)}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
 
 /** Sends `n` requests to a router port over keep-alive connections and counts answers by body. */
-export async function sendMany(port: number, n: number, concurrency = 16): Promise<Map<string, number>> {
+export async function sendMany(
+  port: number,
+  n: number,
+  concurrency = 16,
+): Promise<Map<string, number>> {
   const pool = new Pool(`http://127.0.0.1:${port}`, { connections: concurrency });
   const counts = new Map<string, number>();
   let sent = 0;
@@ -171,7 +178,11 @@ export async function api(
     headers["content-type"] = opts.contentType ?? "application/json";
     payload = typeof body === "string" ? body : JSON.stringify(body);
   }
-  const res = await fetch(`${up.url}${path}`, { method, headers, ...(payload !== undefined ? { body: payload } : {}) });
+  const res = await fetch(`${up.url}${path}`, {
+    method,
+    headers,
+    ...(payload !== undefined ? { body: payload } : {}),
+  });
   const text = await res.text();
   return { status: res.status, json: text ? JSON.parse(text) : undefined };
 }

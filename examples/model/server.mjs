@@ -116,7 +116,10 @@ async function handle(req, res) {
       return send(res, 400, { error: e.message });
     }
     const features = body?.features;
-    if (!Array.isArray(features) || !features.every((x) => typeof x === "number" && Number.isFinite(x))) {
+    if (
+      !Array.isArray(features) ||
+      !features.every((x) => typeof x === "number" && Number.isFinite(x))
+    ) {
       return send(res, 400, { error: 'expected {"features": [numbers]}' });
     }
     return send(res, 200, predict(features));
@@ -132,7 +135,9 @@ const server = http.createServer((req, res) => {
 });
 
 server.listen(port, host, () => {
-  console.log(`model server version=${version} listening on http://${host}:${port} pid=${process.pid}`);
+  console.log(
+    `model server version=${version} listening on http://${host}:${port} pid=${process.pid}`,
+  );
 });
 
 // Graceful stop, as Turnout's process runtime expects: stop accepting, let in-flight requests

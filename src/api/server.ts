@@ -7,12 +7,17 @@
  * all traffic is back on stable, and says so.
  */
 import { timingSafeEqual } from "node:crypto";
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from "fastify";
 import type { Clock } from "../core/clock.js";
 import type { CommandType, Resource, ServiceResource } from "../core/model.js";
 import { TurnoutError } from "../errors.js";
 import { crossCheck, parseResources } from "../resources/load.js";
-import type { StoredCommand, Store } from "../store/store.js";
+import type { Store, StoredCommand } from "../store/store.js";
 
 export interface ApiOptions {
   store: Store;
@@ -58,7 +63,10 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
   );
 
   app.setNotFoundHandler((req, reply) => {
-    sendError(reply, new TurnoutError("TURNOUT_ERR_API_NOT_FOUND", `no route ${req.method} ${req.url}`));
+    sendError(
+      reply,
+      new TurnoutError("TURNOUT_ERR_API_NOT_FOUND", `no route ${req.method} ${req.url}`),
+    );
   });
 
   app.setErrorHandler((err: FastifyError | TurnoutError, _req, reply) => {
@@ -81,7 +89,10 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
       return sendError(reply, new TurnoutError("TURNOUT_ERR_API_BAD_REQUEST", err.message));
     }
     app.log.error(err);
-    return sendError(reply, new TurnoutError("TURNOUT_ERR_INTERNAL_BUG", `internal error: ${err.message}`));
+    return sendError(
+      reply,
+      new TurnoutError("TURNOUT_ERR_INTERNAL_BUG", `internal error: ${err.message}`),
+    );
   });
 
   app.addHook("onRequest", async (req) => {
@@ -92,7 +103,9 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
     if (!m || given.length !== tokenBuf.length || !timingSafeEqual(given, tokenBuf)) {
       throw new TurnoutError(
         "TURNOUT_ERR_AUTH_UNAUTHORIZED",
-        m ? "wrong bearer token" : "missing bearer token: send Authorization: Bearer <token> (see .turnout/token)",
+        m
+          ? "wrong bearer token"
+          : "missing bearer token: send Authorization: Bearer <token> (see .turnout/token)",
       );
     }
   });
@@ -112,12 +125,18 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
 
   app.post("/api/v1/validate", async (req) => {
     const resources = await validateBody(req);
-    return { valid: true, resources: resources.map((r) => ({ kind: r.kind, name: r.metadata.name })) };
+    return {
+      valid: true,
+      resources: resources.map((r) => ({ kind: r.kind, name: r.metadata.name })),
+    };
   });
 
   app.post("/api/v1/apply", async (req) => {
     const resources = await validateBody(req);
-    const results = await store.applyResources(resources, { actor: actorOf(req), now: clock.now() });
+    const results = await store.applyResources(resources, {
+      actor: actorOf(req),
+      now: clock.now(),
+    });
     opts.wakeController?.();
     return { results };
   });
@@ -149,17 +168,26 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
 
   app.delete<{ Params: { name: string } }>("/api/v1/services/:name", async (req) => {
     await mustService(req.params.name);
-    await store.deleteResource("Service", req.params.name, { actor: actorOf(req), now: clock.now() });
+    await store.deleteResource("Service", req.params.name, {
+      actor: actorOf(req),
+      now: clock.now(),
+    });
     opts.wakeController?.();
     return { deleted: true, name: req.params.name };
   });
 
-  app.get<{ Params: { name: string } }>("/api/v1/services/:name/status", async (req) => statusView(req.params.name));
+  app.get<{ Params: { name: string } }>("/api/v1/services/:name/status", async (req) =>
+    statusView(req.params.name),
+  );
 
   app.get<{ Params: { name: string }; Querystring: { afterId?: string; limit?: string } }>(
     "/api/v1/services/:name/history",
     async (req) => {
-      await mustService(req.params.name, true);
+      // A deleted service keeps its history.
+      const known =
+        (await store.getResource("Service", req.params.name)) !== null ||
+        (await store.listEvents(req.params.name, { limit: 1 })).length > 0;
+      if (!known) throw notFound(req.params.name);
       const afterId = intParam(req.query.afterId, "afterId");
       const limit = intParam(req.query.limit, "limit");
       const events = await store.listEvents(req.params.name, {
@@ -172,7 +200,9 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
 
   app.get("/api/v1/analysistemplates", async () => {
     const items = await store.listResources("AnalysisTemplate");
-    return { items: items.map((t) => ({ name: t.name, generation: t.generation, resource: t.resource })) };
+    return {
+      items: items.map((t) => ({ name: t.name, generation: t.generation, resource: t.resource })),
+    };
   });
 
   // ---- commands -------------------------------------------------------------------------
@@ -196,11 +226,18 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
         opts.wakeController?.();
         const done = await waitForCommand(cmd.id);
         if (done.result?.outcome === "rejected") {
-          throw new TurnoutError("TURNOUT_ERR_ROLLOUT_CONFLICT", done.result.message, { command: done.id });
+          throw new TurnoutError("TURNOUT_ERR_ROLLOUT_CONFLICT", done.result.message, {
+            command: done.id,
+          });
         }
         reply.code(200);
         return {
-          command: { id: done.id, type, outcome: done.result?.outcome, message: done.result?.message },
+          command: {
+            id: done.id,
+            type,
+            outcome: done.result?.outcome,
+            message: done.result?.message,
+          },
           ...(await statusView(req.params.name)),
         };
       },
@@ -214,7 +251,9 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
       const body = commandBody(req.body);
       const status = await store.getStatus(svc.name);
       // During a rollout "previous stable" is the version still serving; after one, the last.
-      const target = status?.canaryVersion ? status.stableVersion : (status?.previousStableVersions[0] ?? null);
+      const target = status?.canaryVersion
+        ? status.stableVersion
+        : (status?.previousStableVersions[0] ?? null);
       if (!target) {
         throw new TurnoutError(
           "TURNOUT_ERR_ROLLOUT_CONFLICT",
@@ -222,7 +261,10 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
         );
       }
       if (target === svc.resource.spec.version) {
-        throw new TurnoutError("TURNOUT_ERR_ROLLOUT_CONFLICT", `${svc.name} already wants ${target}`);
+        throw new TurnoutError(
+          "TURNOUT_ERR_ROLLOUT_CONFLICT",
+          `${svc.name} already wants ${target}`,
+        );
       }
       const next: ServiceResource = structuredClone(svc.resource);
       next.spec.version = target;
@@ -237,33 +279,46 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
           type: "Undo",
           actor,
           message: `undo by ${actor}${body.reason ? ` (${body.reason})` : ""}: desired version ${svc.resource.spec.version} -> ${target}`,
-          data: { from: svc.resource.spec.version, to: target, generation: applied?.generation ?? null },
+          data: {
+            from: svc.resource.spec.version,
+            to: target,
+            generation: applied?.generation ?? null,
+          },
           time: now,
         },
       ]);
       opts.wakeController?.();
       const generation = applied?.generation ?? svc.generation;
-      await waitFor(async () => ((await store.getStatus(svc.name))?.observedGeneration ?? 0) >= generation);
-      return { undo: { from: svc.resource.spec.version, to: target, generation }, ...(await statusView(svc.name)) };
+      await waitFor(
+        async () => ((await store.getStatus(svc.name))?.observedGeneration ?? 0) >= generation,
+      );
+      return {
+        undo: { from: svc.resource.spec.version, to: target, generation },
+        ...(await statusView(svc.name)),
+      };
     },
   );
 
   // ---- helpers --------------------------------------------------------------------------
 
-  async function mustService(name: string, allowDeleted = false) {
-    const s = await store.getResource("Service", name);
-    if (!s) {
-      if (allowDeleted && (await store.listEvents(name, { limit: 1 })).length > 0) return null;
-      throw new TurnoutError("TURNOUT_ERR_SERVICE_NOT_FOUND", `no service named ${JSON.stringify(name)}`, {
+  function notFound(name: string): TurnoutError {
+    return new TurnoutError(
+      "TURNOUT_ERR_SERVICE_NOT_FOUND",
+      `no service named ${JSON.stringify(name)}`,
+      {
         path: "name",
-      });
-    }
+      },
+    );
+  }
+
+  async function mustService(name: string) {
+    const s = await store.getResource("Service", name);
+    if (!s) throw notFound(name);
     return s;
   }
 
   async function statusView(name: string) {
     const s = await mustService(name);
-    if (!s) throw new TurnoutError("TURNOUT_ERR_SERVICE_NOT_FOUND", `no service named ${name}`);
     const spec = s.resource.spec;
     return {
       service: name,
@@ -343,48 +398,73 @@ function bodyToResources(body: unknown): Resource[] {
   let text: string;
   if (typeof body === "string") text = body;
   else if (body === undefined || body === null) {
-    throw new TurnoutError("TURNOUT_ERR_API_BAD_REQUEST", "empty body: send resources as YAML or JSON");
+    throw new TurnoutError(
+      "TURNOUT_ERR_API_BAD_REQUEST",
+      "empty body: send resources as YAML or JSON",
+    );
   } else if (typeof body === "object" && !Array.isArray(body) && "resources" in body) {
     text = JSON.stringify((body as { resources: unknown }).resources);
   } else text = JSON.stringify(body);
-  if (text.trim() === "") throw new TurnoutError("TURNOUT_ERR_API_BAD_REQUEST", "empty body: send resources as YAML or JSON");
+  if (text.trim() === "")
+    throw new TurnoutError(
+      "TURNOUT_ERR_API_BAD_REQUEST",
+      "empty body: send resources as YAML or JSON",
+    );
   const { resources, errors } = parseResources(text, { format: "auto" });
   if (errors.length > 0) {
-    const parse = errors.every((e) => e.path === "" && e.line !== undefined);
+    const parse = errors.some((e) => /^(YAML|JSON) syntax error/.test(e.message));
     if (parse) {
-      throw new TurnoutError("TURNOUT_ERR_RESOURCE_PARSE", `cannot parse the body: ${errors[0]?.message}`, {
-        path: "",
-        errors,
-      });
+      throw new TurnoutError(
+        "TURNOUT_ERR_RESOURCE_PARSE",
+        `cannot parse the body: ${errors[0]?.message}`,
+        {
+          path: "",
+          errors,
+        },
+      );
     }
     throw invalid(errors);
   }
-  if (resources.length === 0) throw new TurnoutError("TURNOUT_ERR_API_BAD_REQUEST", "the body holds no resources");
+  if (resources.length === 0)
+    throw new TurnoutError("TURNOUT_ERR_API_BAD_REQUEST", "the body holds no resources");
   return resources;
 }
 
 function commandBody(body: unknown): CommandBody {
   if (body === undefined || body === null || body === "") return {};
   if (typeof body !== "object" || Array.isArray(body)) {
-    throw new TurnoutError("TURNOUT_ERR_API_BAD_REQUEST", "the body must be a JSON object like {\"reason\": \"...\"}");
+    throw new TurnoutError(
+      "TURNOUT_ERR_API_BAD_REQUEST",
+      'the body must be a JSON object like {"reason": "..."}',
+    );
   }
   const b = body as Record<string, unknown>;
   const allowed = new Set(["full", "reason", "actor"]);
   for (const k of Object.keys(b)) {
     if (!allowed.has(k)) {
-      throw new TurnoutError("TURNOUT_ERR_API_BAD_REQUEST", `unknown field ${JSON.stringify(k)}; allowed: full, reason, actor`, {
-        path: k,
-      });
+      throw new TurnoutError(
+        "TURNOUT_ERR_API_BAD_REQUEST",
+        `unknown field ${JSON.stringify(k)}; allowed: full, reason, actor`,
+        {
+          path: k,
+        },
+      );
     }
   }
   if (b.full !== undefined && typeof b.full !== "boolean") {
-    throw new TurnoutError("TURNOUT_ERR_API_BAD_REQUEST", "full: must be a boolean", { path: "full" });
+    throw new TurnoutError("TURNOUT_ERR_API_BAD_REQUEST", "full: must be a boolean", {
+      path: "full",
+    });
   }
   for (const k of ["reason", "actor"] as const) {
     if (b[k] !== undefined && (typeof b[k] !== "string" || (b[k] as string).length > 500)) {
-      throw new TurnoutError("TURNOUT_ERR_API_BAD_REQUEST", `${k}: must be a string of at most 500 characters`, {
-        path: k,
-      });
+      throw new TurnoutError(
+        "TURNOUT_ERR_API_BAD_REQUEST",
+        `${k}: must be a string of at most 500 characters`,
+        {
+          path: k,
+        },
+      );
     }
   }
   return b as CommandBody;
@@ -399,9 +479,13 @@ function actorOf(req: FastifyRequest): string {
 function intParam(v: string | undefined, name: string): number | undefined {
   if (v === undefined) return undefined;
   if (!/^\d{1,15}$/.test(v)) {
-    throw new TurnoutError("TURNOUT_ERR_API_BAD_REQUEST", `${name}: must be a non-negative integer, got ${JSON.stringify(v)}`, {
-      path: name,
-    });
+    throw new TurnoutError(
+      "TURNOUT_ERR_API_BAD_REQUEST",
+      `${name}: must be a non-negative integer, got ${JSON.stringify(v)}`,
+      {
+        path: name,
+      },
+    );
   }
   return Number(v);
 }

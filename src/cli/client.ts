@@ -6,8 +6,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { request } from "undici";
-import { type ErrorCode, type FieldError, TurnoutError } from "../errors.js";
 import { DEFAULT_DATA_DIR, DEFAULT_PORT } from "../defaults.js";
+import { type ErrorCode, type FieldError, TurnoutError } from "../errors.js";
 
 export interface ClientOptions {
   server?: string;
@@ -36,15 +36,21 @@ export class Client {
 
   constructor(opts: ClientOptions) {
     const dataDir = resolve(opts.dataDir ?? process.env.TURNOUT_DATA_DIR ?? DEFAULT_DATA_DIR);
-    this.server = (opts.server ?? process.env.TURNOUT_SERVER ?? readServerUrl(dataDir) ?? `http://127.0.0.1:${DEFAULT_PORT}`).replace(
-      /\/+$/,
-      "",
-    );
+    this.server = (
+      opts.server ??
+      process.env.TURNOUT_SERVER ??
+      readServerUrl(dataDir) ??
+      `http://127.0.0.1:${DEFAULT_PORT}`
+    ).replace(/\/+$/, "");
     this.token = opts.token ?? process.env.TURNOUT_TOKEN ?? readToken(dataDir);
     this.actor = opts.actor ?? `cli:${process.env.USER ?? process.env.USERNAME ?? "unknown"}`;
   }
 
-  async call<T = unknown>(method: "GET" | "POST" | "DELETE", path: string, body?: unknown): Promise<T> {
+  async call<T = unknown>(
+    method: "GET" | "POST" | "DELETE",
+    path: string,
+    body?: unknown,
+  ): Promise<T> {
     const headers: Record<string, string> = { "x-turnout-actor": this.actor };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     let payload: string | undefined;
@@ -54,7 +60,12 @@ export class Client {
     }
     let res: Awaited<ReturnType<typeof request>>;
     try {
-      res = await request(`${this.server}${path}`, { method, headers, body: payload, headersTimeout: 60_000 });
+      res = await request(`${this.server}${path}`, {
+        method,
+        headers,
+        body: payload,
+        headersTimeout: 60_000,
+      });
     } catch (err) {
       const e = err as { code?: string; message?: string };
       throw new TurnoutError(
@@ -67,10 +78,23 @@ export class Client {
     try {
       json = text ? JSON.parse(text) : undefined;
     } catch {
-      throw new ApiError(res.statusCode, "TURNOUT_ERR_INTERNAL_BUG", `the server answered ${res.statusCode} with non-JSON: ${text.slice(0, 200)}`);
+      throw new ApiError(
+        res.statusCode,
+        "TURNOUT_ERR_INTERNAL_BUG",
+        `the server answered ${res.statusCode} with non-JSON: ${text.slice(0, 200)}`,
+      );
     }
     if (res.statusCode >= 400) {
-      const e = (json as { error?: { code?: string; message?: string; path?: string; details?: { errors?: FieldError[] } } })?.error;
+      const e = (
+        json as {
+          error?: {
+            code?: string;
+            message?: string;
+            path?: string;
+            details?: { errors?: FieldError[] };
+          };
+        }
+      )?.error;
       throw new ApiError(
         res.statusCode,
         e?.code ?? "TURNOUT_ERR_INTERNAL_BUG",

@@ -28,7 +28,12 @@ function serviceSpec(port: number, version: string): ServiceResource {
           command: [process.execPath, join(packageRoot(), "examples/model/server.mjs")],
           env: { MODEL_VERSION: "${version}" },
           replicas: 2,
-          readiness: { path: "/healthz", periodSeconds: 0.2, timeoutSeconds: 1, initialDelaySeconds: 0 },
+          readiness: {
+            path: "/healthz",
+            periodSeconds: 0.2,
+            timeoutSeconds: 1,
+            initialDelaySeconds: 0,
+          },
           startupTimeoutSeconds: 30,
           terminationGracePeriodSeconds: 5,
         },
@@ -164,7 +169,9 @@ export async function runDemo(opts: { keep: boolean }): Promise<number> {
     const port = await freePort();
     out(`${cyan("1.")} API on ${t.url}; the router will listen on http://127.0.0.1:${port}`);
     await api.call("POST", "/api/v1/apply", { resources: [serviceSpec(port, "v1")] });
-    out(`${cyan("2.")} applied service ${SERVICE} at v1 (2 local processes of examples/model/server.mjs)`);
+    out(
+      `${cyan("2.")} applied service ${SERVICE} at v1 (2 local processes of examples/model/server.mjs)`,
+    );
     const view = () => api.call<StatusView>("GET", `/api/v1/services/${SERVICE}/status`);
     const ready = await until(
       async () => {
@@ -182,7 +189,9 @@ export async function runDemo(opts: { keep: boolean }): Promise<number> {
     traffic.start();
     out(`${cyan("3.")} synthetic users are sending predictions (about 150 requests/s)`);
     await api.call("POST", "/api/v1/apply", { resources: [serviceSpec(port, "v2")] });
-    out(`${cyan("4.")} applied v2: the canary starts (setWeight 10, 25, 50 with pauses; one pause waits for a person)\n`);
+    out(
+      `${cyan("4.")} applied v2: the canary starts (setWeight 10, 25, 50 with pauses; one pause waits for a person)\n`,
+    );
 
     const started = Date.now();
     let promoted = false;
@@ -201,15 +210,22 @@ export async function runDemo(opts: { keep: boolean }): Promise<number> {
         .filter((b) => b.weight > 0)
         .map((b) => `${b.version} ${b.weight}%`)
         .join(" ");
-      const step = s?.stepIndex !== null && s?.stepIndex !== undefined ? `step ${Math.min(s.stepIndex + 1, v.steps.length)}/${v.steps.length}` : "";
+      const step =
+        s?.stepIndex !== null && s?.stepIndex !== undefined
+          ? `step ${Math.min(s.stepIndex + 1, v.steps.length)}/${v.steps.length}`
+          : "";
       const secs = String(Math.round((Date.now() - started) / 1000)).padStart(3);
       out(
         `[${secs}s] ${phaseColor(s?.phase ?? "?").padEnd(12)} ${step.padEnd(9)} weights ${configured.padEnd(14)} observed ${observed.padEnd(20)} ${dim(`${traffic.requests} req, ${traffic.errors} errors`)}`,
       );
       if (s?.phase === "Paused" && !promoted) {
         out(dim(`       ${s.message}`));
-        out(`       ${cyan("a person checks the canary and promotes it:")} turnout promote ${SERVICE}`);
-        await api.call("POST", `/api/v1/services/${SERVICE}/promote`, { reason: "demo: dashboards look fine" });
+        out(
+          `       ${cyan("a person checks the canary and promotes it:")} turnout promote ${SERVICE}`,
+        );
+        await api.call("POST", `/api/v1/services/${SERVICE}/promote`, {
+          reason: "demo: dashboards look fine",
+        });
         promoted = true;
       }
       if (s && (s.phase === "Completed" || s.phase === "Degraded") && !s.canaryVersion) {
@@ -222,9 +238,15 @@ export async function runDemo(opts: { keep: boolean }): Promise<number> {
     if (!final) return 130;
     out("");
     out(`${final.phase === "Completed" ? green("done") : red("rolled back")}: ${final.message}`);
-    const totals = [...traffic.total.entries()].sort().map(([ver, c]) => `${ver} ${c}`).join(", ");
+    const totals = [...traffic.total.entries()]
+      .sort()
+      .map(([ver, c]) => `${ver} ${c}`)
+      .join(", ");
     out(`requests: ${traffic.requests} (${totals}); failed: ${traffic.errors}`);
-    const history = await api.call<{ events: TurnoutEvent[] }>("GET", `/api/v1/services/${SERVICE}/history`);
+    const history = await api.call<{ events: TurnoutEvent[] }>(
+      "GET",
+      `/api/v1/services/${SERVICE}/history`,
+    );
     out(`\n${bold("history")} (turnout history ${SERVICE}):`);
     out(formatHistory(history.events));
     return final.phase === "Completed" && traffic.errors === 0 ? 0 : 1;
@@ -238,7 +260,11 @@ export async function runDemo(opts: { keep: boolean }): Promise<number> {
   }
 }
 
-async function until(check: () => Promise<boolean>, timeoutMs: number, cancelled: () => boolean): Promise<boolean> {
+async function until(
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+  cancelled: () => boolean,
+): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline && !cancelled()) {
     if (await check()) return true;

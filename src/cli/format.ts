@@ -1,6 +1,12 @@
 /** Human-readable output for the CLI. `-o json` bypasses all of this. */
 import { durationMs, formatDuration } from "../core/duration.js";
-import type { CanaryStep, RouteTable, ServiceResource, ServiceStatus, TurnoutEvent } from "../core/model.js";
+import type {
+  CanaryStep,
+  RouteTable,
+  ServiceResource,
+  ServiceStatus,
+  TurnoutEvent,
+} from "../core/model.js";
 import { describeStep } from "../core/rollout.js";
 
 export interface VersionTraffic {
@@ -60,13 +66,18 @@ export function formatStatus(v: StatusView): string {
   const w = (ver: string | null) => {
     if (!ver) return "";
     const b = weights.get(ver);
-    return b ? `${b.weight}%  ${dim(`${b.endpoints.length} ready endpoint${b.endpoints.length === 1 ? "" : "s"}`)}` : "0%";
+    return b
+      ? `${b.weight}%  ${dim(`${b.endpoints.length} ready endpoint${b.endpoints.length === 1 ? "" : "s"}`)}`
+      : "0%";
   };
   row("Stable", `${s.stableVersion ?? "-"}  ${w(s.stableVersion)}`);
   if (s.canaryVersion) row("Canary", `${s.canaryVersion}  ${w(s.canaryVersion)}`);
   if (s.abortedVersion) row("Aborted", red(s.abortedVersion));
   if (v.desiredVersion !== s.canaryVersion && v.desiredVersion !== s.stableVersion) {
-    row("Desired", `${v.desiredVersion}${s.abortedVersion === v.desiredVersion ? dim("  (aborted; `turnout retry` to try again)") : ""}`);
+    row(
+      "Desired",
+      `${v.desiredVersion}${s.abortedVersion === v.desiredVersion ? dim("  (aborted; `turnout retry` to try again)") : ""}`,
+    );
   }
   if (s.canaryVersion && v.steps.length > 0) {
     const idx = s.stepIndex ?? 0;
@@ -76,7 +87,12 @@ export function formatStatus(v: StatusView): string {
       if (i < idx) mark = green("✓ ");
       else if (i === idx) {
         mark = cyan("▶ ");
-        if ("pause" in step && step.pause.duration !== undefined && s.stepStartedAt !== null && !s.pausedByUser) {
+        if (
+          "pause" in step &&
+          step.pause.duration !== undefined &&
+          s.stepStartedAt !== null &&
+          !s.pausedByUser
+        ) {
           const left = s.stepStartedAt + durationMs(step.pause.duration) - v.now;
           text += dim(`  (${formatDuration(Math.max(0, left))} left)`);
         }
@@ -97,7 +113,14 @@ export function formatStatus(v: StatusView): string {
   return lines.join("\n");
 }
 
-export function formatServices(items: { name: string; generation: number; resource: ServiceResource; status: ServiceStatus | null }[]): string {
+export function formatServices(
+  items: {
+    name: string;
+    generation: number;
+    resource: ServiceResource;
+    status: ServiceStatus | null;
+  }[],
+): string {
   const header = ["NAME", "PHASE", "STABLE", "CANARY", "WEIGHT", "DESIRED", "LISTEN", "MESSAGE"];
   const rows = items.map((i) => [
     i.name,
@@ -114,14 +137,23 @@ export function formatServices(items: { name: string; generation: number; resour
 
 export function formatHistory(events: TurnoutEvent[]): string {
   if (events.length === 0) return dim("no events yet");
-  const rows = events.map((e) => [new Date(e.time).toISOString().replace("T", " ").slice(0, 19), e.type, e.actor, e.message]);
+  const rows = events.map((e) => [
+    new Date(e.time).toISOString().replace("T", " ").slice(0, 19),
+    e.type,
+    e.actor,
+    e.message,
+  ]);
   return table([["TIME", "EVENT", "BY", "WHAT"], ...rows]);
 }
 
 /** Left-aligned columns; the last column is not padded. */
 export function table(rows: string[][]): string {
   const widths: number[] = [];
-  for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
+  for (const r of rows) {
+    r.forEach((c, i) => {
+      widths[i] = Math.max(widths[i] ?? 0, c.length);
+    });
+  }
   return rows
     .map((r, ri) => {
       const line = r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join("  ");

@@ -8,10 +8,18 @@ import { Command, CommanderError, Option } from "commander";
 import { stringify as toYaml } from "yaml";
 import type { ServiceResource, ServiceStatus, TurnoutEvent } from "../core/model.js";
 import { DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from "../defaults.js";
-import { type FieldError, TurnoutError, formatFieldError } from "../errors.js";
+import { type FieldError, formatFieldError, TurnoutError } from "../errors.js";
 import { packageVersion } from "../version.js";
 import { ApiError, Client } from "./client.js";
-import { type StatusView, bold, dim, formatHistory, formatServices, formatStatus, green, red } from "./format.js";
+import {
+  dim,
+  formatHistory,
+  formatServices,
+  formatStatus,
+  green,
+  red,
+  type StatusView,
+} from "./format.js";
 
 type Output = "text" | "json" | "yaml";
 
@@ -26,13 +34,25 @@ program
   .name("turnout")
   .description("Release new versions of services and ML models safely.")
   .version(packageVersion(), "-V, --version")
-  .option("--server <url>", "Turnout API URL (env TURNOUT_SERVER; default: from the data dir, else http://127.0.0.1:4040)")
-  .option("--token <token>", "admin bearer token (env TURNOUT_TOKEN; default: read from the data dir)")
-  .option("--data-dir <dir>", `data directory (env TURNOUT_DATA_DIR; default ./${DEFAULT_DATA_DIR})`)
+  .option(
+    "--server <url>",
+    "Turnout API URL (env TURNOUT_SERVER; default: from the data dir, else http://127.0.0.1:4040)",
+  )
+  .option(
+    "--token <token>",
+    "admin bearer token (env TURNOUT_TOKEN; default: read from the data dir)",
+  )
+  .option(
+    "--data-dir <dir>",
+    `data directory (env TURNOUT_DATA_DIR; default ./${DEFAULT_DATA_DIR})`,
+  )
   .showHelpAfterError("(run with --help for usage)")
   .exitOverride();
 
-const outputOption = () => new Option("-o, --output <format>", "output format").choices(["text", "json", "yaml"]).default("text");
+const outputOption = () =>
+  new Option("-o, --output <format>", "output format")
+    .choices(["text", "json", "yaml"])
+    .default("text");
 
 function client(cmd: Command): Client {
   const g = cmd.optsWithGlobals<GlobalOpts>();
@@ -53,20 +73,25 @@ function print(data: unknown, output: Output, human: () => string): void {
 
 program
   .command("up")
-  .description("start Turnout: API on 127.0.0.1:4040, routers on the ports services name, controller; data in ./.turnout")
+  .description(
+    "start Turnout: API on 127.0.0.1:4040, routers on the ports services name, controller; data in ./.turnout",
+  )
   .option("--port <n>", "API port (env TURNOUT_PORT; 0 picks a free one)", parsePort)
   .option("--host <host>", "API host", DEFAULT_HOST)
   .action(async (opts: { port?: number; host: string }, cmd: Command) => {
     const { startTurnout } = await import("../server.js");
     const g = cmd.optsWithGlobals<GlobalOpts>();
-    const envPort = process.env.TURNOUT_PORT !== undefined ? parsePort(process.env.TURNOUT_PORT) : undefined;
+    const envPort =
+      process.env.TURNOUT_PORT !== undefined ? parsePort(process.env.TURNOUT_PORT) : undefined;
     const t = await startTurnout({
       ...(g.dataDir ? { dataDir: g.dataDir } : {}),
       host: opts.host,
       port: opts.port ?? envPort ?? DEFAULT_PORT,
     });
     process.stdout.write(`Turnout API listening on ${t.url}\n`);
-    process.stdout.write(dim(`data in ${t.dataDir} (token in ${t.dataDir}/token); Ctrl-C to stop\n`));
+    process.stdout.write(
+      dim(`data in ${t.dataDir} (token in ${t.dataDir}/token); Ctrl-C to stop\n`),
+    );
     await waitForSignal(t.stop);
   });
 
@@ -74,15 +99,23 @@ program
 
 program
   .command("validate")
-  .description("check resource files offline (all errors at once, with file, document and field path)")
+  .description(
+    "check resource files offline (all errors at once, with file, document and field path)",
+  )
   .requiredOption("-f, --filename <path...>", "file or directory (YAML or JSON)")
   .addOption(outputOption())
   .action(async (opts: { filename: string[]; output: Output }) => {
     const { resources, errors } = await loadAll(opts.filename);
     if (opts.output !== "text") {
-      print({ valid: errors.length === 0, resources: resources.map(ref), errors }, opts.output, () => "");
+      print(
+        { valid: errors.length === 0, resources: resources.map(ref), errors },
+        opts.output,
+        () => "",
+      );
     } else if (errors.length === 0) {
-      process.stdout.write(`${green("valid")}: ${resources.map((r) => `${r.kind}/${r.name}`).join(", ") || "no resources"}\n`);
+      process.stdout.write(
+        `${green("valid")}: ${resources.map((r) => `${r.kind}/${r.name}`).join(", ") || "no resources"}\n`,
+      );
     } else {
       printFieldErrors(errors);
     }
@@ -91,25 +124,29 @@ program
 
 program
   .command("apply")
-  .description("create or update resources from files (validated first; nothing changes if any is invalid)")
+  .description(
+    "create or update resources from files (validated first; nothing changes if any is invalid)",
+  )
   .requiredOption("-f, --filename <path...>", "file or directory (YAML or JSON)")
   .addOption(outputOption())
   .action(async (opts: { filename: string[]; output: Output }, cmd: Command) => {
-    const { resources, errors, raw } = await loadAll(opts.filename);
+    const { errors, raw } = await loadAll(opts.filename);
     if (errors.length > 0) {
       printFieldErrors(errors);
       process.exitCode = 1;
       return;
     }
-    const res = await client(cmd).call<{ results: { kind: string; name: string; action: string; generation: number }[] }>(
-      "POST",
-      "/api/v1/apply",
-      { resources: raw },
-    );
+    const res = await client(cmd).call<{
+      results: { kind: string; name: string; action: string; generation: number }[];
+    }>("POST", "/api/v1/apply", { resources: raw });
     print(res, opts.output, () =>
-      res.results.map((r) => `${r.kind.toLowerCase()}/${r.name} ${r.action} ${dim(`(generation ${r.generation})`)}`).join("\n"),
+      res.results
+        .map(
+          (r) =>
+            `${r.kind.toLowerCase()}/${r.name} ${r.action} ${dim(`(generation ${r.generation})`)}`,
+        )
+        .join("\n"),
     );
-    void resources;
   });
 
 program
@@ -118,33 +155,58 @@ program
   .argument("<kind>", "services or analysistemplates")
   .argument("[name]", "one resource by name")
   .addOption(outputOption())
-  .action(async (kind: string, name: string | undefined, opts: { output: Output }, cmd: Command) => {
-    const c = client(cmd);
-    const k = kind.toLowerCase();
-    if (["service", "services", "svc"].includes(k)) {
-      const res = await c.call<{ items: { name: string; generation: number; resource: ServiceResource; status: ServiceStatus | null }[] }>(
-        "GET",
-        "/api/v1/services",
+  .action(
+    async (kind: string, name: string | undefined, opts: { output: Output }, cmd: Command) => {
+      const c = client(cmd);
+      const k = kind.toLowerCase();
+      if (["service", "services", "svc"].includes(k)) {
+        const res = await c.call<{
+          items: {
+            name: string;
+            generation: number;
+            resource: ServiceResource;
+            status: ServiceStatus | null;
+          }[];
+        }>("GET", "/api/v1/services");
+        const items = name ? res.items.filter((i) => i.name === name) : res.items;
+        if (name && items.length === 0)
+          throw new ApiError(
+            404,
+            "TURNOUT_ERR_SERVICE_NOT_FOUND",
+            `no service named ${JSON.stringify(name)}`,
+          );
+        if (opts.output === "text")
+          print(null, "text", () => (items.length ? formatServices(items) : dim("no services")));
+        else print(name ? items[0] : { items }, opts.output, () => "");
+        return;
+      }
+      if (["analysistemplate", "analysistemplates", "at"].includes(k)) {
+        const res = await c.call<{
+          items: {
+            name: string;
+            generation: number;
+            resource: { spec: { metrics: { name: string }[] } };
+          }[];
+        }>("GET", "/api/v1/analysistemplates");
+        const items = name ? res.items.filter((i) => i.name === name) : res.items;
+        print(name ? items[0] : { items }, opts.output, () =>
+          items.length
+            ? items
+                .map(
+                  (i) =>
+                    `${i.name}  ${dim(`metrics: ${i.resource.spec.metrics.map((m) => m.name).join(", ")}`)}`,
+                )
+                .join("\n")
+            : dim("no analysis templates"),
+        );
+        return;
+      }
+      throw new TurnoutError(
+        "TURNOUT_ERR_CLI_USAGE",
+        `unknown kind ${JSON.stringify(kind)}; known: services, analysistemplates`,
       );
-      const items = name ? res.items.filter((i) => i.name === name) : res.items;
-      if (name && items.length === 0) throw new ApiError(404, "TURNOUT_ERR_SERVICE_NOT_FOUND", `no service named ${JSON.stringify(name)}`);
-      if (opts.output === "text") print(null, "text", () => (items.length ? formatServices(items) : dim("no services")));
-      else print(name ? items[0] : { items }, opts.output, () => "");
-      return;
-    }
-    if (["analysistemplate", "analysistemplates", "at"].includes(k)) {
-      const res = await c.call<{ items: { name: string; generation: number; resource: { spec: { metrics: { name: string }[] } } }[] }>(
-        "GET",
-        "/api/v1/analysistemplates",
-      );
-      const items = name ? res.items.filter((i) => i.name === name) : res.items;
-      print(name ? items[0] : { items }, opts.output, () =>
-        items.length ? items.map((i) => `${i.name}  ${dim(`metrics: ${i.resource.spec.metrics.map((m) => m.name).join(", ")}`)}`).join("\n") : dim("no analysis templates"),
-      );
-      return;
-    }
-    throw new TurnoutError("TURNOUT_ERR_CLI_USAGE", `unknown kind ${JSON.stringify(kind)}; known: services, analysistemplates`);
-  });
+    },
+  );
 
 program
   .command("delete")
@@ -153,7 +215,10 @@ program
   .argument("<name>")
   .action(async (kind: string, name: string, _o: unknown, cmd: Command) => {
     if (!["service", "services", "svc"].includes(kind.toLowerCase())) {
-      throw new TurnoutError("TURNOUT_ERR_CLI_USAGE", `only services can be deleted, not ${JSON.stringify(kind)}`);
+      throw new TurnoutError(
+        "TURNOUT_ERR_CLI_USAGE",
+        `only services can be deleted, not ${JSON.stringify(kind)}`,
+      );
     }
     await client(cmd).call("DELETE", `/api/v1/services/${encodeURIComponent(name)}`);
     process.stdout.write(`service/${name} deleted\n`);
@@ -166,41 +231,53 @@ program
   .description("show a service's rollout: phase and why, weights, steps, live traffic")
   .argument("<service>")
   .addOption(outputOption())
-  .option("-w, --watch", "keep showing until the rollout ends (exit 0 when it completes, 1 when Degraded)")
+  .option(
+    "-w, --watch",
+    "keep showing until the rollout ends (exit 0 when it completes, 1 when Degraded)",
+  )
   .option("--timeout <seconds>", "with --watch: give up after this many seconds (exit 1)", Number)
-  .action(async (service: string, opts: { output: Output; watch?: boolean; timeout?: number }, cmd: Command) => {
-    const c = client(cmd);
-    const path = `/api/v1/services/${encodeURIComponent(service)}/status`;
-    if (!opts.watch) {
-      const v = await c.call<StatusView>("GET", path);
-      print(v, opts.output, () => formatStatus(v));
-      return;
-    }
-    const deadline = opts.timeout ? Date.now() + opts.timeout * 1000 : Number.POSITIVE_INFINITY;
-    let last = "";
-    for (;;) {
-      const v = await c.call<StatusView>("GET", path);
-      const text = opts.output === "text" ? formatStatus(v) : JSON.stringify(v);
-      if (text !== last) {
-        if (opts.output === "text" && process.stdout.isTTY) process.stdout.write("\x1b[2J\x1b[H");
-        else if (last && opts.output === "text") process.stdout.write("\n");
+  .action(
+    async (
+      service: string,
+      opts: { output: Output; watch?: boolean; timeout?: number },
+      cmd: Command,
+    ) => {
+      const c = client(cmd);
+      const path = `/api/v1/services/${encodeURIComponent(service)}/status`;
+      if (!opts.watch) {
+        const v = await c.call<StatusView>("GET", path);
         print(v, opts.output, () => formatStatus(v));
-        last = text;
-      }
-      const phase = v.status?.phase;
-      const settled = v.status && !v.status.canaryVersion && v.status.observedGeneration >= v.generation;
-      if (settled && phase !== "Progressing" && phase !== "Paused") {
-        if (phase === "Degraded") process.exitCode = 1;
         return;
       }
-      if (Date.now() > deadline) {
-        process.stderr.write(red(`timed out after ${opts.timeout}s; the rollout is still ${phase}\n`));
-        process.exitCode = 1;
-        return;
+      const deadline = opts.timeout ? Date.now() + opts.timeout * 1000 : Number.POSITIVE_INFINITY;
+      let last = "";
+      for (;;) {
+        const v = await c.call<StatusView>("GET", path);
+        const text = opts.output === "text" ? formatStatus(v) : JSON.stringify(v);
+        if (text !== last) {
+          if (opts.output === "text" && process.stdout.isTTY) process.stdout.write("\x1b[2J\x1b[H");
+          else if (last && opts.output === "text") process.stdout.write("\n");
+          print(v, opts.output, () => formatStatus(v));
+          last = text;
+        }
+        const phase = v.status?.phase;
+        const settled =
+          v.status && !v.status.canaryVersion && v.status.observedGeneration >= v.generation;
+        if (settled && phase !== "Progressing" && phase !== "Paused") {
+          if (phase === "Degraded") process.exitCode = 1;
+          return;
+        }
+        if (Date.now() > deadline) {
+          process.stderr.write(
+            red(`timed out after ${opts.timeout}s; the rollout is still ${phase}\n`),
+          );
+          process.exitCode = 1;
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 1000));
       }
-      await new Promise((r) => setTimeout(r, 1000));
-    }
-  });
+    },
+  );
 
 program
   .command("history")
@@ -220,7 +297,11 @@ program
 // ---- rollout commands -------------------------------------------------------------------
 
 const actions: [string, string, boolean][] = [
-  ["promote", "go to the next step (--full: skip every remaining step, 100% to the new version)", true],
+  [
+    "promote",
+    "go to the next step (--full: skip every remaining step, 100% to the new version)",
+    true,
+  ],
   ["abort", "send all traffic back to the stable version at once (phase Degraded)", false],
   ["pause", "hold the rollout at its current step", false],
   ["resume", "continue a paused rollout", false],
@@ -235,22 +316,26 @@ for (const [name, description, hasFull] of actions) {
     .option("--reason <text>", "why; recorded in the history")
     .addOption(outputOption());
   if (hasFull) c.option("--full", "skip all remaining steps");
-  c.action(async (service: string, opts: { reason?: string; full?: boolean; output: Output }, cmd: Command) => {
-    const body: Record<string, unknown> = {};
-    if (opts.reason) body.reason = opts.reason;
-    if (opts.full) body.full = true;
-    const res = await client(cmd).call<StatusView & { command?: { message: string }; undo?: { from: string; to: string } }>(
-      "POST",
-      `/api/v1/services/${encodeURIComponent(service)}/${name}`,
-      body,
-    );
-    print(res, opts.output, () => {
-      const head = res.undo
-        ? `${green("undo")}: desired version ${res.undo.from} -> ${res.undo.to}`
-        : `${green(name)}: ${res.command?.message ?? "done"}`;
-      return `${head}\n\n${formatStatus(res)}`;
-    });
-  });
+  c.action(
+    async (
+      service: string,
+      opts: { reason?: string; full?: boolean; output: Output },
+      cmd: Command,
+    ) => {
+      const body: Record<string, unknown> = {};
+      if (opts.reason) body.reason = opts.reason;
+      if (opts.full) body.full = true;
+      const res = await client(cmd).call<
+        StatusView & { command?: { message: string }; undo?: { from: string; to: string } }
+      >("POST", `/api/v1/services/${encodeURIComponent(service)}/${name}`, body);
+      print(res, opts.output, () => {
+        const head = res.undo
+          ? `${green("undo")}: desired version ${res.undo.from} -> ${res.undo.to}`
+          : `${green(name)}: ${res.command?.message ?? "done"}`;
+        return `${head}\n\n${formatStatus(res)}`;
+      });
+    },
+  );
 }
 
 // ---- demo -------------------------------------------------------------------------------
@@ -269,7 +354,10 @@ program
 function parsePort(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0 || n > 65535) {
-    throw new TurnoutError("TURNOUT_ERR_CLI_USAGE", `port must be an integer 0..65535, got ${JSON.stringify(v)}`);
+    throw new TurnoutError(
+      "TURNOUT_ERR_CLI_USAGE",
+      `port must be an integer 0..65535, got ${JSON.stringify(v)}`,
+    );
   }
   return n;
 }
@@ -279,18 +367,14 @@ function ref(r: { kind: string; name: string }) {
 }
 
 async function loadAll(paths: string[]) {
-  const { loadPath, crossCheck } = await import("../resources/load.js");
-  const all = { resources: [] as { kind: string; name: string }[], errors: [] as FieldError[], raw: [] as unknown[] };
-  const loaded = [];
-  for (const p of paths) {
-    const r = await loadPath(p);
-    loaded.push(...r.resources);
-    all.errors.push(...r.errors);
-  }
-  if (all.errors.length === 0) all.errors.push(...crossCheck(loaded));
-  all.resources = loaded.map((r) => ({ kind: r.kind, name: r.metadata.name }));
-  all.raw = loaded;
-  return all;
+  const { loadPaths } = await import("../resources/load.js");
+  // One set: clashes between files (same name, same port) still carry file and line.
+  const r = await loadPaths(paths);
+  return {
+    resources: r.resources.map((x) => ({ kind: x.kind, name: x.metadata.name })),
+    errors: r.errors,
+    raw: r.resources as unknown[],
+  };
 }
 
 function printFieldErrors(errors: FieldError[]): void {
@@ -321,7 +405,12 @@ function waitForSignal(stop: () => Promise<void>): Promise<void> {
 
 function reportError(err: unknown): number {
   if (err instanceof CommanderError) {
-    if (err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.code === "commander.help") return 0;
+    if (
+      err.code === "commander.helpDisplayed" ||
+      err.code === "commander.version" ||
+      err.code === "commander.help"
+    )
+      return 0;
     return err.exitCode === 0 ? 0 : 2;
   }
   if (err instanceof ApiError) {
@@ -336,7 +425,9 @@ function reportError(err: unknown): number {
   }
   const e = err as { code?: string; message?: string };
   if (e?.code === "EADDRINUSE") {
-    process.stderr.write(`${red("error")}: ${e.message}; is Turnout already running? Use --port to pick another port\n`);
+    process.stderr.write(
+      `${red("error")}: ${e.message}; is Turnout already running? Use --port to pick another port\n`,
+    );
     return 1;
   }
   process.stderr.write(`${red("error")}: ${e?.message ?? String(err)}\n`);
@@ -349,4 +440,3 @@ try {
 } catch (err) {
   process.exitCode = reportError(err);
 }
-void bold;

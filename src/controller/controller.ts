@@ -12,9 +12,9 @@
 import { isDeepStrictEqual } from "node:util";
 import type { Clock } from "../core/clock.js";
 import type { RouteTable, ServiceResource, ServiceStatus } from "../core/model.js";
-import { type VersionReadiness, reconcile } from "../core/rollout.js";
+import { reconcile, type VersionReadiness } from "../core/rollout.js";
 import type { Runtime } from "../runtime/runtime.js";
-import type { StoredResource, Store } from "../store/store.js";
+import type { Store, StoredResource } from "../store/store.js";
 
 export interface ControllerLogger {
   info(obj: object, msg?: string): void;
@@ -94,7 +94,9 @@ export class Controller {
     // Services deleted since the last tick: stop their instances.
     for (const name of this.known) {
       if (!names.has(name)) {
-        await this.runtime.remove(name).catch((err: unknown) => this.log.error({ err, service: name }, "remove failed"));
+        await this.runtime
+          .remove(name)
+          .catch((err: unknown) => this.log.error({ err, service: name }, "remove failed"));
       }
     }
     this.known = names;
@@ -143,7 +145,8 @@ export class Controller {
       commands: commands.map(({ result: _r, handledAt: _h, ...c }) => c),
       readiness,
     });
-    if (out.wakeAt !== null) report.wakeAt = report.wakeAt === null ? out.wakeAt : Math.min(report.wakeAt, out.wakeAt);
+    if (out.wakeAt !== null)
+      report.wakeAt = report.wakeAt === null ? out.wakeAt : Math.min(report.wakeAt, out.wakeAt);
 
     const endpoints = (version: string) =>
       instances.filter((i) => i.version === version && i.state === "ready").map((i) => i.url);
@@ -152,7 +155,11 @@ export class Controller {
       listen: { host: spec.listen.host, port: spec.listen.port },
       ...(spec.stickiness ? { stickiness: spec.stickiness } : {}),
       hashVersion: 1,
-      backends: out.weights.map((w) => ({ version: w.version, weight: w.weight, endpoints: endpoints(w.version) })),
+      backends: out.weights.map((w) => ({
+        version: w.version,
+        weight: w.weight,
+        endpoints: endpoints(w.version),
+      })),
       updatedAt: now,
     };
     const current = await this.store.getRouteTable(name);
@@ -170,7 +177,8 @@ export class Controller {
         now,
       });
       wrote = true;
-      for (const e of out.events) this.log.info({ service: name, event: e.type, data: e.data }, e.message);
+      for (const e of out.events)
+        this.log.info({ service: name, event: e.type, data: e.data }, e.message);
     }
 
     // Routes are in force before instances are stopped, so no request is sent to a stopping one.
@@ -183,7 +191,9 @@ export class Controller {
     if (!this.stopped) return;
     this.stopped = false;
     const poke = () => this.schedule(0);
-    this.unsubscribe.push(this.store.onChange((what) => what !== "status" && what !== "routeTables" && poke()));
+    this.unsubscribe.push(
+      this.store.onChange((what) => what !== "status" && what !== "routeTables" && poke()),
+    );
     this.unsubscribe.push(this.runtime.onChange(poke));
     this.schedule(0);
   }
@@ -199,7 +209,8 @@ export class Controller {
     let next = this.resyncMs;
     try {
       const report = await this.tick();
-      if (report.wakeAt !== null) next = Math.min(next, Math.max(0, report.wakeAt - this.clock.now()));
+      if (report.wakeAt !== null)
+        next = Math.min(next, Math.max(0, report.wakeAt - this.clock.now()));
     } catch (err) {
       this.log.error({ err }, "controller tick failed; retrying");
     }

@@ -11,7 +11,8 @@ const PART = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/y;
 /** Returns milliseconds, or an error message saying what is wrong. */
 export function parseDuration(input: DurationInput): { ms: number } | { error: string } {
   if (typeof input === "number") {
-    if (!Number.isFinite(input) || input < 0) return { error: `must be >= 0 seconds, got ${input}` };
+    if (!Number.isFinite(input) || input < 0)
+      return { error: `must be >= 0 seconds, got ${input}` };
     return { ms: Math.round(input * 1000) };
   }
   const s = input.trim();
@@ -23,7 +24,9 @@ export function parseDuration(input: DurationInput): { ms: number } | { error: s
     PART.lastIndex = pos;
     const m = PART.exec(s);
     if (!m) {
-      return { error: `must be a duration like "30s", "5m" or "1h30m", got ${JSON.stringify(input)}` };
+      return {
+        error: `must be a duration like "30s", "5m" or "1h30m", got ${JSON.stringify(input)}`,
+      };
     }
     total += Number(m[1]) * (UNIT_MS[m[2]!] ?? 0);
     pos = PART.lastIndex;

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { FakeClock } from "./clock.js";
 import type { CanaryStep, Command, CommandType, ServiceSpec, ServiceStatus } from "./model.js";
-import { type ReconcileOutput, type VersionReadiness, reconcile, weightsOf } from "./rollout.js";
+import { type ReconcileOutput, reconcile, type VersionReadiness, weightsOf } from "./rollout.js";
 
 /** A scenario driver: ticks the pure core with a fake clock, like the controller does. */
 class Scenario {
@@ -150,7 +150,12 @@ describe("rollout core", () => {
   });
 
   it("supports fractional weights down to 0.0001%", () => {
-    const sc = new Scenario([{ setWeight: 0.01 }, { pause: {} }, { setWeight: 33.3333 }, { pause: {} }]);
+    const sc = new Scenario([
+      { setWeight: 0.01 },
+      { pause: {} },
+      { setWeight: 33.3333 },
+      { pause: {} },
+    ]);
     sc.tick();
     sc.setVersion("v2");
     sc.ready("v2");
@@ -368,6 +373,8 @@ describe("rollout core", () => {
   it("weightsOf ignores a canary equal to stable", () => {
     const s = new Scenario(STEPS);
     s.tick();
-    assert.deepEqual(weightsOf({ ...s.s, canaryVersion: "v1", canaryWeight: 40 }), [{ version: "v1", weight: 100 }]);
+    assert.deepEqual(weightsOf({ ...s.s, canaryVersion: "v1", canaryWeight: 40 }), [
+      { version: "v1", weight: 100 },
+    ]);
   });
 });

@@ -94,7 +94,8 @@ export function stepsOf(spec: ServiceSpec): CanaryStep[] {
 /** Describes a step for people: "setWeight 20", "pause 30s", "pause (until promoted)". */
 export function describeStep(step: CanaryStep): string {
   if ("setWeight" in step) return `setWeight ${step.setWeight}`;
-  if (step.pause.duration !== undefined) return `pause ${formatDuration(durationMs(step.pause.duration))}`;
+  if (step.pause.duration !== undefined)
+    return `pause ${formatDuration(durationMs(step.pause.duration))}`;
   return "pause (until promoted)";
 }
 
@@ -121,7 +122,13 @@ export function emptyStatus(now: number): ServiceStatus {
 // Helpers shared by stages
 // ---------------------------------------------------------------------------------------
 
-function emit(w: Work, type: string, message: string, data: Record<string, unknown>, actor = "controller") {
+function emit(
+  w: Work,
+  type: string,
+  message: string,
+  data: Record<string, unknown>,
+  actor = "controller",
+) {
   w.events.push({ service: w.name, type, actor, message, data, time: w.now });
 }
 
@@ -153,7 +160,13 @@ function rollBack(w: Work, actor: string, why: string, data: Record<string, unkn
   s.rolloutStartedAt = null;
   const message = `rollout to ${canary} aborted: ${why}; ${s.stableVersion} serves 100%`;
   setPhase(w, "Degraded", message);
-  emit(w, "RolloutAborted", message, { version: canary, stable: s.stableVersion, fromWeight, ...data }, actor);
+  emit(
+    w,
+    "RolloutAborted",
+    message,
+    { version: canary, stable: s.stableVersion, fromWeight, ...data },
+    actor,
+  );
 }
 
 function startRollout(w: Work): void {
@@ -188,10 +201,10 @@ function complete(w: Work): void {
   const to = s.canaryVersion as string;
   const tookMs = s.rolloutStartedAt === null ? 0 : w.now - s.rolloutStartedAt;
   if (from !== null && from !== to) {
-    s.previousStableVersions = [from, ...s.previousStableVersions.filter((v) => v !== from && v !== to)].slice(
-      0,
-      10,
-    );
+    s.previousStableVersions = [
+      from,
+      ...s.previousStableVersions.filter((v) => v !== from && v !== to),
+    ].slice(0, 10);
   }
   s.stableVersion = to;
   s.canaryVersion = null;
@@ -288,7 +301,13 @@ function applyCommand(w: Work, cmd: Command): { ok: boolean; message: string } {
       if (!inRollout(s)) return noRollout;
       if (cmd.args.full === true) {
         const message = `fully promoted by ${who}${why}: skipping the remaining steps`;
-        emit(w, "Promoted", message, { full: true, fromStep: s.stepIndex, weight: s.canaryWeight }, who);
+        emit(
+          w,
+          "Promoted",
+          message,
+          { full: true, fromStep: s.stepIndex, weight: s.canaryWeight },
+          who,
+        );
         s.stepIndex = w.steps.length;
         s.stepStartedAt = w.now;
         s.pausedByUser = false;
@@ -306,7 +325,13 @@ function applyCommand(w: Work, cmd: Command): { ok: boolean; message: string } {
           message: `the aborted version ${s.abortedVersion} is no longer the desired version ${w.spec.version}`,
         };
       }
-      emit(w, "Retried", `retry of ${s.abortedVersion} requested by ${who}${why}`, { version: s.abortedVersion }, who);
+      emit(
+        w,
+        "Retried",
+        `retry of ${s.abortedVersion} requested by ${who}${why}`,
+        { version: s.abortedVersion },
+        who,
+      );
       s.abortedVersion = null; // the desiredVersion stage starts the rollout again
       return { ok: true, message: `retrying rollout to ${w.spec.version}` };
     }
@@ -369,15 +394,21 @@ const waitForCanary: Stage = {
     const want = replicasOf(w.spec);
     const r = w.input.readiness[v] ?? { ready: 0, failed: 0 };
     if (r.failed > 0) {
-      rollBack(w, "controller", `${v} failed to start (${r.message ?? `${r.failed} instance(s) failed`})`, {
-        ready: r.ready,
-        failed: r.failed,
-        wanted: want,
-      });
+      rollBack(
+        w,
+        "controller",
+        `${v} failed to start (${r.message ?? `${r.failed} instance(s) failed`})`,
+        {
+          ready: r.ready,
+          failed: r.failed,
+          wanted: want,
+        },
+      );
       return "stop";
     }
     if (r.ready < want) {
-      if (!s.pausedByUser) setPhase(w, "Progressing", `waiting for ${v}: ${r.ready}/${want} instances ready`);
+      if (!s.pausedByUser)
+        setPhase(w, "Progressing", `waiting for ${v}: ${r.ready}/${want} instances ready`);
       return "stop";
     }
     return "continue";
@@ -391,7 +422,8 @@ const runSteps: Stage = {
     const s = w.status;
     if (!inRollout(s)) return "continue";
     if (s.pausedByUser) {
-      if (s.phase !== "Paused") setPhase(w, "Paused", `paused by a person at ${stepLabel(w, s.stepIndex ?? 0)}`);
+      if (s.phase !== "Paused")
+        setPhase(w, "Paused", `paused by a person at ${stepLabel(w, s.stepIndex ?? 0)}`);
       return "stop";
     }
     // Bounded: each iteration either advances a step or returns.
@@ -403,12 +435,17 @@ const runSteps: Stage = {
         const to = roundWeight(step.setWeight);
         if (from !== to) {
           s.canaryWeight = to;
-          emit(w, "WeightChanged", `${s.canaryVersion} weight ${from}% -> ${to}% (${stepLabel(w, i)})`, {
-            version: s.canaryVersion,
-            from,
-            to,
-            step: i,
-          });
+          emit(
+            w,
+            "WeightChanged",
+            `${s.canaryVersion} weight ${from}% -> ${to}% (${stepLabel(w, i)})`,
+            {
+              version: s.canaryVersion,
+              from,
+              to,
+              step: i,
+            },
+          );
         }
         advance(w);
         continue;
@@ -456,7 +493,14 @@ const steady: Stage = {
 };
 
 /** The decision stages, in order. Exported for tests and for `turnout status` to explain. */
-export const STAGES: readonly Stage[] = [initialize, applyCommands, desiredVersion, waitForCanary, runSteps, steady];
+export const STAGES: readonly Stage[] = [
+  initialize,
+  applyCommands,
+  desiredVersion,
+  waitForCanary,
+  runSteps,
+  steady,
+];
 
 /** Runs the stages and derives the route weights and runtime targets. */
 export function reconcile(input: ReconcileInput): ReconcileOutput {
@@ -487,7 +531,8 @@ export function reconcile(input: ReconcileInput): ReconcileOutput {
 export function weightsOf(s: ServiceStatus): VersionWeight[] {
   const stable = s.stableVersion;
   if (stable === null) return [];
-  if (s.canaryVersion === null || s.canaryVersion === stable) return [{ version: stable, weight: 100 }];
+  if (s.canaryVersion === null || s.canaryVersion === stable)
+    return [{ version: stable, weight: 100 }];
   const c = roundWeight(s.canaryWeight);
   return [
     { version: stable, weight: roundWeight(100 - c) },
@@ -496,7 +541,10 @@ export function weightsOf(s: ServiceStatus): VersionWeight[] {
 }
 
 /** Stable always runs; the canary runs during its rollout. Aborted and replaced versions stop. */
-export function targetsOf(s: ServiceStatus, spec: ServiceSpec): { version: string; replicas: number }[] {
+export function targetsOf(
+  s: ServiceStatus,
+  spec: ServiceSpec,
+): { version: string; replicas: number }[] {
   const replicas = replicasOf(spec);
   const out: { version: string; replicas: number }[] = [];
   if (s.stableVersion !== null) out.push({ version: s.stableVersion, replicas });

@@ -8,8 +8,9 @@
 import { z } from "zod";
 import { parseDuration } from "../core/duration.js";
 import {
-  API_VERSION,
   type AnalysisTemplateResource,
+  API_VERSION,
+  type CanaryStrategySpec,
   RESOURCE_KINDS,
   type Resource,
   type ServiceResource,
@@ -58,19 +59,24 @@ function orList(items: readonly string[], quote = true): string {
   return `${q.slice(0, -1).join(", ")} or ${q[q.length - 1]}`;
 }
 
-/** Edit distance, for "did you mean" hints on misspelt keys and kinds. */
+/**
+ * Edit distance counting a swap of neighbours as one edit ("prot" -> "port"), the commonest
+ * typo; for "did you mean" hints on misspelt keys and kinds.
+ */
 function editDistance(a: string, b: string): number {
-  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
   for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0]!;
-    prev[0] = i;
     for (let j = 1; j <= b.length; j++) {
-      const up = prev[j]!;
-      prev[j] = Math.min(up + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = up;
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = v;
     }
   }
-  return prev[b.length]!;
+  return d[a.length]![b.length]!;
 }
 
 export function closest(word: string, candidates: readonly string[]): string | undefined {
@@ -104,7 +110,10 @@ const objectInfo = new Map<string, ObjectInfo>();
 const shapeKey = (keys: readonly string[]) => keys.join("\u0000");
 
 /** A strict object: unknown keys are errors that name the allowed ones. */
-function strict<S extends z.ZodRawShape>(shape: S, info?: ObjectInfo): z.ZodObject<S, z.core.$strict> {
+function strict<S extends z.ZodRawShape>(
+  shape: S,
+  info?: ObjectInfo,
+): z.ZodObject<S, z.core.$strict> {
   if (info) objectInfo.set(shapeKey(Object.keys(shape)), info);
   return z.strictObject(shape);
 }
@@ -125,7 +134,7 @@ function exactlyOne<S extends Record<string, z.ZodType>>(
   OneKey<{ [K in keyof S]: z.input<S[K]> }>
 > {
   const keys = Object.keys(shape);
-  const optional: z.ZodRawShape = {};
+  const optional: Record<string, z.ZodType> = {};
   for (const k of keys) optional[k] = shape[k]!.optional();
   const schema = strict(optional, info)
     .superRefine(
@@ -183,7 +192,10 @@ function rangeText(o: NumOpts): string {
 /** A number whose every failure reads "must be <range>, got <value>". */
 function num(o: NumOpts = {}): z.ZodNumber {
   const range = rangeText(o);
-  const error = (iss: { input?: unknown }) => `must be ${range}, got ${describeValue(iss.input)}`;
+  const error = (iss: { input?: unknown }) =>
+    iss.input === undefined
+      ? `is required (${range})`
+      : `must be ${range}, got ${describeValue(iss.input)}`;
   let s = z.number({ error });
   if (o.int) s = s.int({ error });
   if (o.min !== undefined) s = s.gte(o.min, { error });
@@ -191,10 +203,13 @@ function num(o: NumOpts = {}): z.ZodNumber {
   if (o.gt !== undefined) s = s.gt(o.gt, { error });
   if (o.lt !== undefined) s = s.lt(o.lt, { error });
   if (o.decimals !== undefined) {
+    // A refinement rather than `.multipleOf`: JSON Schema validators in editors test
+    // `multipleOf: 0.0001` by float division and would flag 33.3333 as wrong.
+    const scale = 10 ** o.decimals;
     const places = o.decimals;
-    s = s.multipleOf(10 ** -places, {
+    s = s.refine((v) => Math.abs(v * scale - Math.round(v * scale)) < 1e-6, {
       error: (iss) =>
-        `must have at most ${places} decimal places (steps of ${10 ** -places}), got ${describeValue(iss.input)}`,
+        `must have at most ${places} decimal places (steps of ${1 / scale}), got ${describeValue(iss.input)}`,
     });
   }
   return s;
@@ -258,7 +273,11 @@ const duration = (o: { positive?: boolean } = {}) =>
           const r = parseDuration(s);
           if ("error" in r) ctx.addIssue({ code: "custom", input: s, message: r.error });
           else if (o.positive && r.ms === 0)
-            ctx.addIssue({ code: "custom", input: s, message: `must be longer than 0, got "${s}"` });
+            ctx.addIssue({
+              code: "custom",
+              input: s,
+              message: `must be longer than 0, got "${s}"`,
+            });
         })
         .meta({ pattern: DURATION_PATTERN }),
       o.positive ? num({ gt: 0 }) : num({ min: 0 }),
@@ -309,7 +328,12 @@ const command = z
   .min(1, { error: "must be a non-empty list (argv), e.g. [node, server.mjs]; got an empty list" })
   .superRefine((argv, ctx) => {
     if (argv[0] === "")
-      ctx.addIssue({ code: "custom", path: [0], input: "", message: "must name a program, got an empty string" });
+      ctx.addIssue({
+        code: "custom",
+        path: [0],
+        input: "",
+        message: "must name a program, got an empty string",
+      });
   });
 
 // ---------------------------------------------------------------------------------------
@@ -321,9 +345,13 @@ const apiVersion = z.literal(API_VERSION, {
 });
 
 const MetadataSchema = strict({
-  name: resourceName,
-  labels: stringMap('label names must not be empty or contain "="').optional(),
-  annotations: stringMap('annotation names must not be empty or contain "="').optional(),
+  name: resourceName.describe("Name, unique per kind: a DNS label such as fraud-model."),
+  labels: stringMap('label names must not be empty or contain "="')
+    .optional()
+    .describe("Free-form string pairs for people and tools; Turnout does not interpret them."),
+  annotations: stringMap('annotation names must not be empty or contain "="')
+    .optional()
+    .describe("Free-form string pairs, for longer notes than labels."),
 });
 
 // ---------------------------------------------------------------------------------------
@@ -331,21 +359,26 @@ const MetadataSchema = strict({
 // ---------------------------------------------------------------------------------------
 
 const ListenSchema = strict({
-  port: num({ int: true, min: 1, max: 65535 }),
+  port: num({ int: true, min: 1, max: 65535 }).describe("TCP port the router listens on."),
   host: z
     .string()
     .regex(/^[A-Za-z0-9.:[\]-]+$/, {
       error: (iss) =>
         `must be a host name or IP address like "127.0.0.1" or "0.0.0.0", got ${describeValue(iss.input)}`,
     })
-    .default("127.0.0.1"),
+    .default("127.0.0.1")
+    .describe('Address to listen on; "0.0.0.0" for every interface.'),
 });
 
 const StickinessSchema = exactlyOne({
-  header: token("an HTTP header name", "x-user-id"),
-  cookie: token("a cookie name", "session"),
-  query: nonEmpty("a query parameter name"),
-});
+  header: token("an HTTP header name", "x-user-id").describe(
+    "Sticky key from this request header.",
+  ),
+  cookie: token("a cookie name", "session").describe("Sticky key from this cookie."),
+  query: nonEmpty("a query parameter name").describe("Sticky key from this query parameter."),
+}).describe(
+  "Where a request's sticky key comes from (exactly one); requests with the same key see the same version.",
+);
 
 const StaticRuntimeSchema = strict({
   versions: z
@@ -354,7 +387,8 @@ const StaticRuntimeSchema = strict({
       strict({
         upstreams: z
           .array(httpUrl({ allowQuery: false }))
-          .min(1, { error: "must list at least one upstream URL, got an empty list" }),
+          .min(1, { error: "must list at least one upstream URL, got an empty list" })
+          .describe("Base URLs of the version's instances, e.g. http://127.0.0.1:9001."),
       }),
     )
     .superRefine((v, ctx) => {
@@ -366,7 +400,8 @@ const StaticRuntimeSchema = strict({
             'must list at least one version, e.g. v1: { upstreams: ["http://127.0.0.1:9001"] }; got none',
         });
     })
-    .meta({ minProperties: 1 }),
+    .meta({ minProperties: 1 })
+    .describe("Each version by name, with the URLs where it runs."),
 });
 
 const DEFAULT_READINESS = {
@@ -382,57 +417,92 @@ const ProbeSchema = strict({
     .regex(/^\//, {
       error: (iss) => `must be an HTTP path starting with "/", got ${describeValue(iss.input)}`,
     })
-    .default(DEFAULT_READINESS.path),
-  periodSeconds: num({ gt: 0 }).default(DEFAULT_READINESS.periodSeconds),
-  timeoutSeconds: num({ gt: 0 }).default(DEFAULT_READINESS.timeoutSeconds),
-  initialDelaySeconds: num({ min: 0 }).default(DEFAULT_READINESS.initialDelaySeconds),
+    .default(DEFAULT_READINESS.path)
+    .describe("Path probed with GET; any 2xx or 3xx answer means ready."),
+  periodSeconds: num({ gt: 0 })
+    .default(DEFAULT_READINESS.periodSeconds)
+    .describe("Seconds between probes."),
+  timeoutSeconds: num({ gt: 0 })
+    .default(DEFAULT_READINESS.timeoutSeconds)
+    .describe("Seconds before a probe counts as failed."),
+  initialDelaySeconds: num({ min: 0 })
+    .default(DEFAULT_READINESS.initialDelaySeconds)
+    .describe("Seconds after start before the first probe."),
 });
 
 const envSchema = stringMap('environment variable names must not be empty or contain "="');
 
 const ProcessRuntimeSchema = strict({
-  command,
-  cwd: nonEmpty("a directory").optional(),
-  env: envSchema.optional(),
-  replicas: num({ int: true, min: 1, max: 100 }).default(1),
+  command: command.describe(
+    "argv of each instance; ${version}, ${port} and ${instance} are replaced in each element.",
+  ),
+  cwd: nonEmpty("a directory").optional().describe("Working directory of the instances."),
+  env: envSchema
+    .optional()
+    .describe("Environment of every instance, templated like command; PORT is always set."),
+  replicas: num({ int: true, min: 1, max: 100 }).default(1).describe("Instances per version."),
   // A function default: each parse gets its own object, so callers may mutate the result.
-  readiness: ProbeSchema.default(() => ({ ...DEFAULT_READINESS })),
-  startupTimeoutSeconds: num({ gt: 0 }).default(60),
-  terminationGracePeriodSeconds: num({ min: 0 }).default(10),
+  readiness: ProbeSchema.default(() => ({ ...DEFAULT_READINESS })).describe(
+    "HTTP readiness probe; an instance takes traffic once it passes.",
+  ),
+  startupTimeoutSeconds: num({ gt: 0 })
+    .default(60)
+    .describe("Seconds an instance may take to become ready before it counts as failed."),
+  terminationGracePeriodSeconds: num({ min: 0 })
+    .default(10)
+    .describe("Seconds between SIGTERM and SIGKILL when an instance stops."),
   versions: z
     .record(versionName, strict({ command: command.optional(), env: envSchema.optional() }))
-    .optional(),
+    .optional()
+    .describe("Per-version overrides: another command, or env merged over the common env."),
 });
 
-const RuntimeSchema = exactlyOne({ static: StaticRuntimeSchema, process: ProcessRuntimeSchema });
+const RuntimeSchema = exactlyOne({
+  static: StaticRuntimeSchema.describe("Versions run elsewhere, at URLs you give."),
+  process: ProcessRuntimeSchema.describe(
+    "Turnout starts, probes, drains and stops local processes.",
+  ),
+}).describe("Where instances run (exactly one).");
 
-const PauseStepSchema = strict({ duration: duration().optional() });
+const PauseStepSchema = strict({
+  duration: duration()
+    .optional()
+    .describe('How long to wait ("30s", "5m", "1h30m" or seconds); without it, until promoted.'),
+});
 
 const CanaryStepSchema = exactlyOne(
-  { setWeight: num({ min: 0, max: 100, decimals: 4 }), pause: PauseStepSchema },
+  {
+    setWeight: num({ min: 0, max: 100, decimals: 4 }).describe(
+      "Percent of traffic on the new version, 0..100, up to 4 decimals.",
+    ),
+    pause: PauseStepSchema.describe("Wait for a duration, or ({}) until someone promotes."),
+  },
   { noun: "step kind" },
-);
+).describe("One step: exactly one of setWeight or pause.");
 
 const CanaryStrategySchema = strict({
-  steps: z.array(CanaryStepSchema),
+  steps: z
+    .array(CanaryStepSchema)
+    .describe("Run in order; after the last, the version takes 100%."),
 });
 
 const StrategySchema = exactlyOne(
-  { canary: CanaryStrategySchema },
+  { canary: CanaryStrategySchema.describe("Move traffic to the new version step by step.") },
   { noun: "strategy", notYet: ["blueGreen", "rolling", "shadow", "abTest"] },
-);
+).describe("How a rollout proceeds; without one, a new version replaces the old at once.");
 
 const ServiceSpecSchema = strict({
-  listen: ListenSchema,
+  listen: ListenSchema.describe("Where the router listens for this service's users."),
   stickiness: StickinessSchema.optional(),
   runtime: RuntimeSchema,
-  version: versionName,
+  version: versionName.describe("The desired version; changing it starts a rollout."),
   strategy: StrategySchema.optional(),
 }).superRefine(
   (spec, ctx) => {
     // The desired version of a static service must be one it knows the upstreams of.
     const runtime: unknown = spec.runtime;
-    const versions = isPlainObject(runtime) && isPlainObject(runtime.static) ? runtime.static.versions : undefined;
+    const versions =
+      isPlainObject(runtime) && isPlainObject(runtime.static) ? runtime.static.versions : undefined;
     if (!isPlainObject(versions) || typeof spec.version !== "string") return;
     const known = Object.keys(versions);
     if (known.length === 0 || known.includes(spec.version)) return;
@@ -452,14 +522,19 @@ export const ServiceSchema = strict({
   kind: z.literal("Service"),
   metadata: MetadataSchema,
   spec: ServiceSpecSchema,
-}).meta({ title: "Service", description: "A service users call, and how new versions of it roll out." });
+}).meta({
+  title: "Service",
+  description: "A service users call, and how new versions of it roll out.",
+});
 
 // ---------------------------------------------------------------------------------------
 // AnalysisTemplate
 // ---------------------------------------------------------------------------------------
 
 const MetricSourceSchema = exactlyOne({
-  builtin: z.enum(["error_rate", "latency", "request_rate"]),
+  builtin: z
+    .enum(["error_rate", "latency", "request_rate"])
+    .describe("A metric the router measures per version itself."),
   prometheus: strict({
     address: httpUrl({ allowQuery: false }),
     query: nonEmpty("a PromQL query"),
@@ -471,16 +546,22 @@ const MetricSourceSchema = exactlyOne({
     body: z.string().optional(),
     jsonPath: nonEmpty("a JSON path like $.data.value").optional(),
     timeoutSeconds: num({ gt: 0 }).default(10),
-  }),
-  command: strict({ command, timeoutSeconds: num({ gt: 0 }).default(10) }),
-});
+  }).describe("An HTTP endpoint that returns the value (picked with jsonPath)."),
+  command: strict({ command, timeoutSeconds: num({ gt: 0 }).default(10) }).describe(
+    "A command that prints the value.",
+  ),
+}).describe("Where the metric's value comes from (exactly one).");
 
 const alpha = () => num({ gt: 0, lt: 1 }).default(0.05);
 
 const JudgeSchema = exactlyOne({
   threshold: strict({ min: num().optional(), max: num().optional() }).superRefine((t, ctx) => {
     if (t.min === undefined && t.max === undefined)
-      ctx.addIssue({ code: "custom", input: t, message: 'needs "min", "max" or both, got neither' });
+      ctx.addIssue({
+        code: "custom",
+        input: t,
+        message: 'needs "min", "max" or both, got neither',
+      });
     else if (t.min !== undefined && t.max !== undefined && t.min > t.max)
       ctx.addIssue({
         code: "custom",
@@ -501,25 +582,37 @@ const JudgeSchema = exactlyOne({
         message: 'needs "maxIncrease", "maxDecrease" or both, got neither',
       });
   }),
-  sequential: strict({ maxIncrease: num({ min: 0 }), alpha: alpha() }),
-  mannWhitney: strict({ maxRelativeIncrease: num({ min: 0 }), alpha: alpha() }),
-});
+  sequential: strict({ maxIncrease: num({ min: 0 }), alpha: alpha() }).describe(
+    "Sequential test of candidate against baseline rates; may be checked at every look.",
+  ),
+  mannWhitney: strict({ maxRelativeIncrease: num({ min: 0 }), alpha: alpha() }).describe(
+    "Mann-Whitney U test of candidate against baseline samples (e.g. latencies).",
+  ),
+}).describe("How the value is judged: pass, fail or inconclusive (exactly one).");
 
 const MetricSchema = strict({
   name: metricName,
   source: MetricSourceSchema,
   judge: JudgeSchema,
-  interval: duration({ positive: true }).optional(),
-  count: num({ int: true, min: 1 }).optional(),
-  minSamples: num({ int: true, min: 0 }).optional(),
-  failureLimit: num({ int: true, min: 0 }).optional(),
-  inconclusiveLimit: num({ int: true, min: 0 }).optional(),
-  consecutiveErrorLimit: num({ int: true, min: 0 }).optional(),
-  dryRun: z.boolean().optional(),
+  interval: duration({ positive: true }).optional().describe("Time between measurements."),
+  count: num({ int: true, min: 1 }).optional().describe("Number of measurements."),
+  minSamples: num({ int: true, min: 0 })
+    .optional()
+    .describe("Below this many samples the result is inconclusive, never pass."),
+  failureLimit: num({ int: true, min: 0 })
+    .optional()
+    .describe("Failed measurements tolerated before the analysis fails."),
+  inconclusiveLimit: num({ int: true, min: 0 })
+    .optional()
+    .describe("Inconclusive measurements tolerated before the analysis is inconclusive."),
+  consecutiveErrorLimit: num({ int: true, min: 0 })
+    .optional()
+    .describe("Errors in a row (e.g. the source is unreachable) tolerated before failing."),
+  dryRun: z.boolean().optional().describe("Measure and report, but never fail the rollout."),
 });
 
 /** Issues for repeated `name`s in a list, at the later occurrence. */
-function uniqueNames(what: string) {
+function uniqueNames(what: string, list: string) {
   return (items: unknown[], ctx: z.core.$RefinementCtx<unknown[]>) => {
     const seen = new Map<string, number>();
     items.forEach((item, i) => {
@@ -532,7 +625,7 @@ function uniqueNames(what: string) {
           code: "custom",
           path: [i, "name"],
           input: name,
-          message: `duplicate ${what} name "${name}" (already used by item ${first})`,
+          message: `duplicate ${what} name "${name}" (already used by ${list}[${first}])`,
         });
     });
   };
@@ -541,12 +634,13 @@ function uniqueNames(what: string) {
 const AnalysisTemplateSpecSchema = strict({
   args: z
     .array(strict({ name: nonEmpty("an argument name"), value: z.string().optional() }))
-    .superRefine(uniqueNames("argument"), { when: (p) => Array.isArray(p.value) })
-    .optional(),
+    .superRefine(uniqueNames("argument", "args"), { when: (p) => Array.isArray(p.value) })
+    .optional()
+    .describe("Arguments that a rollout passes in, with optional default values."),
   metrics: z
     .array(MetricSchema)
     .min(1, { error: "must list at least one metric, got an empty list" })
-    .superRefine(uniqueNames("metric"), { when: (p) => Array.isArray(p.value) }),
+    .superRefine(uniqueNames("metric", "metrics"), { when: (p) => Array.isArray(p.value) }),
 });
 
 export const AnalysisTemplateSchema = strict({
@@ -566,9 +660,13 @@ export const SCHEMAS = {
 
 // Compile-time: what the schemas produce is the model, and the model passes the schemas (so a
 // stored resource can be validated again). A drift fails `tsc` here, not at runtime elsewhere.
+// The model lets `strategy` be `{}` (room for strategies to come); the schema wants one key.
 type Assignable<A, B> = [A] extends [B] ? true : false;
 true satisfies Assignable<z.output<typeof ServiceSchema>, ServiceResource>;
-true satisfies Assignable<ServiceResource, z.input<typeof ServiceSchema>>;
+true satisfies Assignable<
+  ServiceResource & { spec: { strategy?: { canary: CanaryStrategySpec } } },
+  z.input<typeof ServiceSchema>
+>;
 true satisfies Assignable<z.output<typeof AnalysisTemplateSchema>, AnalysisTemplateResource>;
 true satisfies Assignable<AnalysisTemplateResource, z.input<typeof AnalysisTemplateSchema>>;
 
@@ -691,7 +789,8 @@ export function validateDocument(value: unknown): DocumentResult {
       return issueMessage(iss);
     },
   });
-  if (result.success) return { resource: result.data as Resource, ...(label ? { label } : {}), issues: [] };
+  if (result.success)
+    return { resource: result.data as Resource, ...(label ? { label } : {}), issues: [] };
 
   const issues: DocumentIssue[] = [];
   const seen = new Set<string>();
@@ -710,7 +809,11 @@ export function validateDocument(value: unknown): DocumentResult {
         add({ path: [...path, key], message: unknownKeyMessage(key, allowed), atKey: true });
     } else if (iss.code === "invalid_key") {
       const inner = iss.issues.map((i) => i.message).join("; ");
-      add({ path, message: `invalid key ${describeValue(path[path.length - 1])}: ${inner}`, atKey: true });
+      add({
+        path,
+        message: `invalid key ${describeValue(path[path.length - 1])}: ${inner}`,
+        atKey: true,
+      });
     } else {
       add({ path, message: iss.message });
     }

@@ -69,7 +69,7 @@ export function handleRequest(
       sendError(
         res,
         400,
-        "TURNOUT_ERR_API_BAD_REQUEST",
+        "TURNOUT_ERR_ROUTER_BAD_REQUEST",
         `request target ${JSON.stringify(req.url)} is not a path`,
         incomingRequestId(req) ?? randomUUID(),
       );
@@ -114,7 +114,13 @@ export function handleRequest(
     // A bug, not a bad request (those are answered above); keep serving.
     ctx.logger.error({ err, service: table.service }, "router: request handling failed");
     if (!res.headersSent) {
-      sendError(res, 500, "TURNOUT_ERR_INTERNAL", "the router failed to handle the request", randomUUID());
+      sendError(
+        res,
+        500,
+        "TURNOUT_ERR_INTERNAL_BUG",
+        "the router failed to handle the request",
+        randomUUID(),
+      );
     } else {
       res.destroy();
     }
@@ -199,14 +205,19 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
       }
       out.push(name, value);
     }
-    if (connection !== undefined) removeHeaders(out, connectionOptions(connection));
+    if (connection !== undefined && connection !== "keep-alive" && connection !== "close") {
+      removeHeaders(out, connectionOptions(connection));
+    }
     // With both, the length is not the length of the decoded body (RFC 9112 §6.3).
     if (chunked && length !== undefined) removeHeaders(out, ["content-length"]);
     this.hasBody = chunked || (length !== undefined && length !== "0");
 
     const client = this.req.socket.remoteAddress;
     if (forwardedFor !== undefined) {
-      out.push("x-forwarded-for", client === undefined ? forwardedFor : `${forwardedFor}, ${client}`);
+      out.push(
+        "x-forwarded-for",
+        client === undefined ? forwardedFor : `${forwardedFor}, ${client}`,
+      );
     } else if (client !== undefined) {
       out.push("x-forwarded-for", client);
     }
@@ -238,10 +249,14 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
     if (statusCode < 200 || this.done || this.clientGone) return;
     const out: string[] = [];
     const connection = headers.connection;
-    const listed = connection === undefined ? null : connectionTokens(connection);
+    const listed =
+      connection === undefined || connection === "keep-alive" || connection === "close"
+        ? null
+        : connectionTokens(connection);
     let sawRequestId = false;
     for (const name in headers) {
-      if (HOP_BY_HOP.has(name) || (listed !== null && listed.includes(name))) continue;
+      // An upstream's own x-turnout-version (a router in front of a router) is replaced.
+      if (HOP_BY_HOP.has(name) || listed?.includes(name) || name === "x-turnout-version") continue;
       const value = headers[name];
       if (value === undefined) continue;
       if (typeof value === "string") {
@@ -265,7 +280,7 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.res.write(chunk)) return;
+    if (this.statusCode === 0 || this.res.write(chunk)) return;
     // The client reads slower than the upstream sends: stop reading the upstream socket until
     // the client's buffer drains, so memory stays bounded whatever the body size.
     controller.pause();
@@ -292,12 +307,21 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
     const code = (err as { code?: string }).code;
     if (code === "UND_ERR_INVALID_ARG" || code === "UND_ERR_NOT_SUPPORTED") {
       // undici refused the request itself (e.g. a path it cannot send): the client's fault.
-      this.fail(400, "TURNOUT_ERR_API_BAD_REQUEST", `the request cannot be forwarded: ${err.message}`);
+      this.fail(
+        400,
+        "TURNOUT_ERR_ROUTER_BAD_REQUEST",
+        `the request cannot be forwarded: ${err.message}`,
+      );
       return;
     }
     this.backend.counters.upstreamErrors++;
     this.ctx.logger.debug(
-      { err, version: this.backend.version, endpoint: this.endpoint.url, requestId: this.requestId },
+      {
+        err,
+        version: this.backend.version,
+        endpoint: this.endpoint.url,
+        requestId: this.requestId,
+      },
       "router: upstream request failed",
     );
     if (this.res.headersSent) {
@@ -310,9 +334,17 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
     }
     const why = code ?? err.message;
     if (isTimeout(code)) {
-      this.fail(504, "TURNOUT_ERR_ROUTER_TIMEOUT", `version ${this.backend.version} did not answer in time (${why})`);
+      this.fail(
+        504,
+        "TURNOUT_ERR_ROUTER_TIMEOUT",
+        `version ${this.backend.version} did not answer in time (${why})`,
+      );
     } else {
-      this.fail(502, "TURNOUT_ERR_ROUTER_UPSTREAM", `version ${this.backend.version} failed (${why})`);
+      this.fail(
+        502,
+        "TURNOUT_ERR_ROUTER_UPSTREAM",
+        `version ${this.backend.version} failed (${why})`,
+      );
     }
   }
 
@@ -426,7 +458,10 @@ export function sendError(
  * API's is used.
  */
 export function onClientError(err: Error & { code?: string }, socket: Duplex): void {
-  const s = socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null; bytesWritten?: number };
+  const s = socket as Duplex & {
+    _httpMessage?: { headersSent?: boolean } | null;
+    bytesWritten?: number;
+  };
   if (err.code === "ECONNRESET" || !s.writable || s._httpMessage?.headersSent) {
     s.destroy();
     return;
@@ -438,7 +473,10 @@ export function onClientError(err: Error & { code?: string }, socket: Duplex): v
         ? [408, "Request Timeout"]
         : [400, "Bad Request"];
   const body = JSON.stringify({
-    error: { code: "TURNOUT_ERR_API_BAD_REQUEST" satisfies ErrorCode, message: `malformed HTTP request (${err.code ?? err.message})` },
+    error: {
+      code: "TURNOUT_ERR_ROUTER_BAD_REQUEST" satisfies ErrorCode,
+      message: `malformed HTTP request (${err.code ?? err.message})`,
+    },
   });
   s.end(
     `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json; charset=utf-8\r\n` +

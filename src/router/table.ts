@@ -75,9 +75,15 @@ export function compileTable(
         continue;
       }
       origins.add(ep.origin);
-      endpoints.push({ url, origin: ep.origin, pathPrefix: ep.pathPrefix, pool: ctx.pools.get(ep.origin) });
+      endpoints.push({
+        url,
+        origin: ep.origin,
+        pathPrefix: ep.pathPrefix,
+        pool: ctx.pools.get(ep.origin),
+      });
     }
-    const weight = Number.isFinite(b.weight) && b.weight > 0 ? Math.round(b.weight * WEIGHT_SCALE) : 0;
+    const weight =
+      Number.isFinite(b.weight) && b.weight > 0 ? Math.round(b.weight * WEIGHT_SCALE) : 0;
     if (!(Number.isFinite(b.weight) && b.weight >= 0)) {
       problems.push(`version ${b.version}: weight ${b.weight} is not a number >= 0; treated as 0`);
     }
@@ -120,7 +126,9 @@ function carryState(prev: CompiledTable | undefined, next: CompiledBackend[]): v
   if (prev === undefined) return;
   const sameSplit =
     prev.backends.length === next.length &&
-    next.every((b, i) => prev.backends[i]?.version === b.version && prev.backends[i]?.weight === b.weight);
+    next.every(
+      (b, i) => prev.backends[i]?.version === b.version && prev.backends[i]?.weight === b.weight,
+    );
   for (let i = 0; i < next.length; i++) {
     const b = next[i]!;
     const old = sameSplit ? prev.backends[i] : prev.backends.find((p) => p.version === b.version);

@@ -9,7 +9,12 @@ import type { Instance, Runtime, VersionTarget } from "./runtime.js";
 import { StaticRuntime } from "./static/static-runtime.js";
 
 export { PortAllocator } from "./process/ports.js";
-export { ProcessRuntime, type ProcessInstance, type ProcessRuntimeOptions, type RuntimeLogger } from "./process/process-runtime.js";
+export {
+  type ProcessInstance,
+  ProcessRuntime,
+  type ProcessRuntimeOptions,
+  type RuntimeLogger,
+} from "./process/process-runtime.js";
 export type { Instance, Runtime, VersionTarget } from "./runtime.js";
 export { StaticRuntime } from "./static/static-runtime.js";
 
@@ -80,7 +85,10 @@ export class MultiRuntime implements Runtime {
 
   async shutdown(): Promise<void> {
     // Both, even if one fails: a failure in one must not leave the other's processes running.
-    const results = await Promise.allSettled([this.staticRuntime.shutdown(), this.processRuntime.shutdown()]);
+    const results = await Promise.allSettled([
+      this.staticRuntime.shutdown(),
+      this.processRuntime.shutdown(),
+    ]);
     this.kinds.clear();
     const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed) throw failed.reason;

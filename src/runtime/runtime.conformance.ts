@@ -66,7 +66,11 @@ export function waitForInstances(
     const deadline = setTimeout(() => {
       finish();
       const now = JSON.stringify(runtime.instances(service));
-      reject(new Error(`timed out after ${timeoutMs}ms waiting for ${what}; instances of ${service}: ${now}`));
+      reject(
+        new Error(
+          `timed out after ${timeoutMs}ms waiting for ${what}; instances of ${service}: ${now}`,
+        ),
+      );
     }, timeoutMs);
     check();
   });
@@ -78,7 +82,9 @@ export function httpGet(url: string, timeoutMs = 5000): Promise<{ status: number
     const req = http.get(url, { agent: false, timeout: timeoutMs }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") }));
+      res.on("end", () =>
+        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") }),
+      );
       res.on("error", reject);
     });
     req.on("timeout", () => req.destroy(new Error(`GET ${url} timed out`)));
@@ -98,11 +104,17 @@ export function describeRuntimeConformance(
 ): void {
   describe(`Runtime conformance: ${name}`, { timeout: 30_000 }, () => {
     let fx: RuntimeFixture;
-    const targets = (versions: readonly string[]) => versions.map((version) => ({ version, replicas: CONFORMANCE_REPLICAS }));
+    const targets = (versions: readonly string[]) =>
+      versions.map((version) => ({ version, replicas: CONFORMANCE_REPLICAS }));
     const ensure = (service: string, versions: readonly string[]) =>
       fx.runtime.ensure(service, fx.spec([...versions]), targets(versions));
     const ready = (service: string, versions: readonly string[]) =>
-      waitForInstances(fx.runtime, service, (l) => allReady(l, versions), `${versions.join("+")} ready`);
+      waitForInstances(
+        fx.runtime,
+        service,
+        (l) => allReady(l, versions),
+        `${versions.join("+")} ready`,
+      );
 
     beforeEach(async () => {
       fx = await make();
@@ -120,11 +132,20 @@ export function describeRuntimeConformance(
       let changes = 0;
       const off = fx.runtime.onChange(() => changes++);
       await ensure("svc", ["v1"]);
-      assert.ok(fx.runtime.instances("svc").length > 0, "instances are listed as soon as ensure returns");
+      assert.ok(
+        fx.runtime.instances("svc").length > 0,
+        "instances are listed as soon as ensure returns",
+      );
       // poll: false, so only onChange can end this wait.
-      const list = await waitForInstances(fx.runtime, "svc", (l) => allReady(l, ["v1"]), "v1 ready via onChange", {
-        poll: false,
-      });
+      const list = await waitForInstances(
+        fx.runtime,
+        "svc",
+        (l) => allReady(l, ["v1"]),
+        "v1 ready via onChange",
+        {
+          poll: false,
+        },
+      );
       off();
       assert.ok(changes > 0);
       assert.equal(new Set(list.map((i) => i.id)).size, list.length, "ids are unique");
@@ -160,7 +181,12 @@ export function describeRuntimeConformance(
       await ensure("svc", ["v1", "v2"]);
       const both = await ready("svc", ["v1", "v2"]);
       await ensure("svc", ["v2"]);
-      const list = await waitForInstances(fx.runtime, "svc", (l) => ofVersion(l, "v1").length === 0, "v1 gone");
+      const list = await waitForInstances(
+        fx.runtime,
+        "svc",
+        (l) => ofVersion(l, "v1").length === 0,
+        "v1 gone",
+      );
       assert.deepEqual(
         list.map((i) => [i.id, i.url, i.state]),
         ofVersion(both, "v2").map((i) => [i.id, i.url, i.state]),
@@ -183,7 +209,11 @@ export function describeRuntimeConformance(
       await ready("a", ["v1"]);
       const bBefore = await ready("b", ["v1"]);
       await fx.runtime.remove("a");
-      assert.deepEqual(fx.runtime.instances("a"), [], "remove() resolves once the instances are gone");
+      assert.deepEqual(
+        fx.runtime.instances("a"),
+        [],
+        "remove() resolves once the instances are gone",
+      );
       assert.deepEqual(fx.runtime.instances("b"), bBefore);
       await fx.runtime.remove("never-existed");
     });

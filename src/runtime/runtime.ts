@@ -28,15 +28,26 @@ export interface Runtime {
   /**
    * Makes the running set for `service` match `targets`: starts missing instances of the listed
    * versions, stops (gracefully) instances of versions not listed, scales to `replicas`.
-   * Returns without waiting for readiness; idempotent, called every controller tick.
+   * Returns without waiting for readiness, and without waiting for stops to finish: an instance
+   * being stopped is listed as "stopping" until it is gone. Idempotent, called every controller
+   * tick. Rejects when the spec is not for this runtime or cannot serve a target (e.g. a static
+   * version without upstreams); then nothing changes.
    */
   ensure(service: string, spec: RuntimeSpec, targets: VersionTarget[]): Promise<void>;
-  /** Current instances of a service (all versions). */
+  /**
+   * Current instances of a service (all versions), a snapshot the caller may keep. Only "ready"
+   * ones should receive traffic; "failed" ones stay listed (with `message`) until the version is
+   * no longer targeted, so the controller and the user can see why.
+   */
   instances(service: string): Instance[];
-  /** Stops every instance of a service (e.g. the service was deleted). */
+  /** Stops every instance of a service (e.g. the service was deleted); resolves once they are gone. */
   remove(service: string): Promise<void>;
-  /** Stops everything, waiting for graceful termination; no orphans are left. */
+  /** Stops everything, waiting for graceful termination; no orphans are left. Meant for
+   *  the end of the runtime's life (the process runtime refuses `ensure` afterwards). */
   shutdown(): Promise<void>;
-  /** Called when readiness of any instance changes, so the controller can tick at once. */
+  /**
+   * Called when the state of any instance changes or instances appear or disappear, so the
+   * controller can tick at once. Listeners must not throw (a throw is logged and ignored).
+   */
   onChange(listener: () => void): () => void;
 }

@@ -18,7 +18,8 @@ export function canonicalJson(value: unknown): string {
     }
     return isPlainObject(v) ? sortKeys(v) : v;
   });
-  if (text === undefined) throw new TypeError(`cannot store a value of type ${typeof value} as JSON`);
+  if (text === undefined)
+    throw new TypeError(`cannot store a value of type ${typeof value} as JSON`);
   return text;
 }
 

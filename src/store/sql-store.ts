@@ -27,12 +27,12 @@ import {
 import { TurnoutError } from "../errors.js";
 import { canonicalJson } from "./json.js";
 import {
-  type RouteTableBody,
   mapCommand,
   mapEvent,
   mapResource,
   mapRouteTable,
   mapStatus,
+  type RouteTableBody,
 } from "./mappers.js";
 import { COUNTER_ROUTE_TABLES, type Database } from "./schema.js";
 import type {
@@ -122,7 +122,12 @@ export class SqlStore implements Store {
             .values({ kind, name, generation, body, created_at: opts.now, updated_at: opts.now })
             .execute();
         } else if (existing.body === body) {
-          outcomes.push({ kind, name, action: "unchanged", generation: Number(existing.generation) });
+          outcomes.push({
+            kind,
+            name,
+            action: "unchanged",
+            generation: Number(existing.generation),
+          });
           continue;
         } else {
           action = "configured";
@@ -167,7 +172,9 @@ export class SqlStore implements Store {
         .where("kind", "=", kind)
         .where("name", "=", name)
         .executeTakeFirst();
-      return row === undefined ? null : (mapResource(row) as StoredResource<Extract<Resource, { kind: K }>>);
+      return row === undefined
+        ? null
+        : (mapResource(row) as StoredResource<Extract<Resource, { kind: K }>>);
     });
   }
 
@@ -211,16 +218,26 @@ export class SqlStore implements Store {
       const data: Record<string, unknown> = { kind, name, generation: Number(deleted.generation) };
 
       if (kind === "Service") {
-        const status = await trx.deleteFrom("service_status").where("service", "=", name).executeTakeFirst();
+        const status = await trx
+          .deleteFrom("service_status")
+          .where("service", "=", name)
+          .executeTakeFirst();
         if (status.numDeletedRows > 0n) changed.add("status");
-        const table = await trx.deleteFrom("route_tables").where("service", "=", name).executeTakeFirst();
+        const table = await trx
+          .deleteFrom("route_tables")
+          .where("service", "=", name)
+          .executeTakeFirst();
         if (table.numDeletedRows > 0n) {
           await bumpRouteTablesCounter(trx);
           changed.add("routeTables");
         }
         const rejected = await trx
           .updateTable("commands")
-          .set({ handled_at: opts.now, outcome: "rejected", result_message: SERVICE_DELETED_MESSAGE })
+          .set({
+            handled_at: opts.now,
+            outcome: "rejected",
+            result_message: SERVICE_DELETED_MESSAGE,
+          })
           .where("service", "=", name)
           .where("handled_at", "is", null)
           .returning("id")
@@ -321,7 +338,11 @@ export class SqlStore implements Store {
 
   async getCommand(id: number): Promise<StoredCommand | null> {
     return this.#read(async (db) => {
-      const row = await db.selectFrom("commands").selectAll().where("id", "=", id).executeTakeFirst();
+      const row = await db
+        .selectFrom("commands")
+        .selectAll()
+        .where("id", "=", id)
+        .executeTakeFirst();
       return row === undefined ? null : mapCommand(row);
     });
   }
@@ -348,12 +369,19 @@ export class SqlStore implements Store {
    * Events of a service in id order (the order they were appended). Ids increase across all
    * services, so `afterId` = the last id seen is a stable cursor for paging and watching.
    */
-  async listEvents(service: string, opts: { afterId?: number; limit?: number } = {}): Promise<TurnoutEvent[]> {
+  async listEvents(
+    service: string,
+    opts: { afterId?: number; limit?: number } = {},
+  ): Promise<TurnoutEvent[]> {
     const { afterId, limit } = opts;
     if (limit !== undefined && (!Number.isInteger(limit) || limit < 0)) {
-      throw new TurnoutError("TURNOUT_ERR_API_BAD_REQUEST", `limit must be a whole number >= 0, got ${limit}`, {
-        path: "limit",
-      });
+      throw new TurnoutError(
+        "TURNOUT_ERR_API_BAD_REQUEST",
+        `limit must be a whole number >= 0, got ${limit}`,
+        {
+          path: "limit",
+        },
+      );
     }
     if (limit === 0) return [];
     return this.#read(async (db) => {
@@ -428,12 +456,20 @@ export class SqlStore implements Store {
         }
         // Callers may pass a table they got from the store, revision included; the store
         // alone assigns revisions, and updatedAt lives in its own column.
-        const { revision: _ignored, updatedAt, ...rest } = c.routeTable as Partial<Pick<RouteTable, "revision">> &
-          Omit<RouteTable, "revision">;
+        const {
+          revision: _ignored,
+          updatedAt,
+          ...rest
+        } = c.routeTable as Partial<Pick<RouteTable, "revision">> & Omit<RouteTable, "revision">;
         const body: RouteTableBody = rest;
         const row = await trx
           .insertInto("route_tables")
-          .values({ service: c.service, revision: 1, body: canonicalJson(body), updated_at: updatedAt })
+          .values({
+            service: c.service,
+            revision: 1,
+            body: canonicalJson(body),
+            updated_at: updatedAt,
+          })
           .onConflict((oc) =>
             oc.column("service").doUpdateSet({
               revision: (eb) => eb("route_tables.revision", "+", 1),
@@ -462,7 +498,11 @@ export class SqlStore implements Store {
           changed.add("commands");
           continue;
         }
-        const cmd = await trx.selectFrom("commands").select("service").where("id", "=", r.id).executeTakeFirst();
+        const cmd = await trx
+          .selectFrom("commands")
+          .select("service")
+          .where("id", "=", r.id)
+          .executeTakeFirst();
         if (cmd === undefined || cmd.service !== c.service) {
           throw new TurnoutError(
             "TURNOUT_ERR_INTERNAL_BUG",
@@ -512,15 +552,20 @@ export class SqlStore implements Store {
    * Runs `fn` in a write transaction, then tells listeners what it changed. `changed` is only
    * read after the commit succeeded, so a rollback notifies nobody.
    */
-  async #write<T>(fn: (trx: Transaction<Database>, changed: Set<StoreChange>) => Promise<T>): Promise<T> {
+  async #write<T>(
+    fn: (trx: Transaction<Database>, changed: Set<StoreChange>) => Promise<T>,
+  ): Promise<T> {
     const changed = new Set<StoreChange>();
-    const result = await this.#track(() => this.#db.transaction().execute((trx) => fn(trx, changed)));
+    const result = await this.#track(() =>
+      this.#db.transaction().execute((trx) => fn(trx, changed)),
+    );
     this.#notify(changed);
     return result;
   }
 
   async #track<T>(op: () => Promise<T>): Promise<T> {
-    if (this.#closed) throw new TurnoutError("TURNOUT_ERR_STORE_UNAVAILABLE", "the store is closed");
+    if (this.#closed)
+      throw new TurnoutError("TURNOUT_ERR_STORE_UNAVAILABLE", "the store is closed");
     const p = op();
     this.#inflight.add(p);
     try {
@@ -560,9 +605,13 @@ function resourceKey(resource: Resource): { kind: ResourceKind; name: string } {
     });
   }
   if (typeof name !== "string" || name === "") {
-    throw new TurnoutError("TURNOUT_ERR_RESOURCE_INVALID", `${String(kind)} without metadata.name`, {
-      path: "metadata.name",
-    });
+    throw new TurnoutError(
+      "TURNOUT_ERR_RESOURCE_INVALID",
+      `${String(kind)} without metadata.name`,
+      {
+        path: "metadata.name",
+      },
+    );
   }
   return { kind: kind as ResourceKind, name };
 }

@@ -59,14 +59,23 @@ export interface Store {
    * keeps its generation. Events (one per created/configured resource) are appended in the same
    * transaction.
    */
-  applyResources(resources: Resource[], opts: { actor: string; now: number }): Promise<ApplyOutcome[]>;
+  applyResources(
+    resources: Resource[],
+    opts: { actor: string; now: number },
+  ): Promise<ApplyOutcome[]>;
   getResource<K extends ResourceKind>(
     kind: K,
     name: string,
   ): Promise<StoredResource<Extract<Resource, { kind: K }>> | null>;
-  listResources<K extends ResourceKind>(kind: K): Promise<StoredResource<Extract<Resource, { kind: K }>>[]>;
+  listResources<K extends ResourceKind>(
+    kind: K,
+  ): Promise<StoredResource<Extract<Resource, { kind: K }>>[]>;
   /** Deletes a resource (and, for a Service, its status, route table and pending commands). */
-  deleteResource(kind: ResourceKind, name: string, opts: { actor: string; now: number }): Promise<boolean>;
+  deleteResource(
+    kind: ResourceKind,
+    name: string,
+    opts: { actor: string; now: number },
+  ): Promise<boolean>;
 
   getStatus(service: string): Promise<ServiceStatus | null>;
 
@@ -95,7 +104,9 @@ export interface Store {
    * Subscribe to changes written through this store instance (same process). Other processes
    * learn of changes by polling; this only makes the single-process case immediate.
    */
-  onChange(listener: (what: "resources" | "commands" | "routeTables" | "status") => void): () => void;
+  onChange(
+    listener: (what: "resources" | "commands" | "routeTables" | "status") => void,
+  ): () => void;
 
   close(): Promise<void>;
 }

@@ -7,11 +7,24 @@ import assert from "node:assert/strict";
 import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { type Up, api, cli, freePort, sendMany, startBackend, startUp, tempDir, waitFor } from "../helpers.js";
+import {
+  api,
+  cli,
+  freePort,
+  sendMany,
+  startBackend,
+  startUp,
+  tempDir,
+  type Up,
+  waitFor,
+} from "../helpers.js";
 
 function serviceYaml(port: number, upstreams: Record<string, string[]>, version: string): string {
   const versions = Object.entries(upstreams)
-    .map(([v, urls]) => `        ${v}: { upstreams: [${urls.map((u) => JSON.stringify(u)).join(", ")}] }`)
+    .map(
+      ([v, urls]) =>
+        `        ${v}: { upstreams: [${urls.map((u) => JSON.stringify(u)).join(", ")}] }`,
+    )
     .join("\n");
   return `apiVersion: turnout.dev/v1
 kind: Service
@@ -80,7 +93,10 @@ describe("turnout up, end to end with static versions", () => {
     const counts = await sendMany(port, 400);
     assert.equal(share(counts, "v1"), 100);
     // Spread over both v1 instances.
-    assert.ok((counts.get("v1-a") ?? 0) > 100 && (counts.get("v1-b") ?? 0) > 100, JSON.stringify([...counts]));
+    assert.ok(
+      (counts.get("v1-a") ?? 0) > 100 && (counts.get("v1-b") ?? 0) > 100,
+      JSON.stringify([...counts]),
+    );
   });
 
   it("starts a canary when the version changes (applied through the API as YAML)", async () => {
@@ -127,7 +143,9 @@ describe("turnout up, end to end with static versions", () => {
     assert.match(v.status.message, /latency spike/);
     const h = await cli(["history", "shop", "-o", "json"], env());
     assert.equal(h.code, 0, h.stderr);
-    const aborted = JSON.parse(h.stdout).events.find((e: { type: string }) => e.type === "RolloutAborted");
+    const aborted = JSON.parse(h.stdout).events.find(
+      (e: { type: string }) => e.type === "RolloutAborted",
+    );
     assert.ok(aborted, "history has the abort");
     assert.match(aborted.actor, /^cli:/);
     assert.equal(aborted.data.reason, "latency spike");
@@ -179,7 +197,10 @@ describe("turnout up, end to end with static versions", () => {
     const before = (await api(up, "GET", "/api/v1/services/shop")).json;
     const yaml = serviceYaml(port, upstreams, "v2");
     for (const token of [null, "wrong-token"]) {
-      const r = await api(up, "POST", "/api/v1/apply", yaml, { token, contentType: "application/yaml" });
+      const r = await api(up, "POST", "/api/v1/apply", yaml, {
+        token,
+        contentType: "application/yaml",
+      });
       assert.equal(r.status, 401);
       assert.equal(r.json.error.code, "TURNOUT_ERR_AUTH_UNAUTHORIZED");
       const c = await api(up, "POST", "/api/v1/services/shop/abort", {}, { token });
@@ -223,7 +244,9 @@ describe("turnout up, end to end with static versions", () => {
     const unknown = await api(up, "GET", "/api/v1/nothing-here");
     assert.equal(unknown.status, 404);
     assert.equal(unknown.json.error.code, "TURNOUT_ERR_API_NOT_FOUND");
-    const media = await api(up, "POST", "/api/v1/apply", "<xml/>", { contentType: "application/xml" });
+    const media = await api(up, "POST", "/api/v1/apply", "<xml/>", {
+      contentType: "application/xml",
+    });
     assert.equal(media.status, 415);
     const afterwards = (await api(up, "GET", "/api/v1/services/shop")).json;
     assert.equal(afterwards.generation, before.generation);

@@ -6,15 +6,20 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import type { ProbeSpec, ProcessRuntimeSpec } from "../../core/model.js";
-import type { Instance } from "../runtime.js";
 import { describeRuntimeConformance, httpGet, waitForInstances } from "../runtime.conformance.js";
+import type { Instance } from "../runtime.js";
 import { PortAllocator } from "./ports.js";
 import { type ProcessInstance, ProcessRuntime, template } from "./process-runtime.js";
 
 const MODEL_SERVER = fileURLToPath(new URL("../../../examples/model/server.mjs", import.meta.url));
 const RUNTIME_MODULE = fileURLToPath(new URL("./process-runtime.ts", import.meta.url));
 const node = process.execPath;
-const FAST_PROBE: ProbeSpec = { path: "/healthz", periodSeconds: 0.05, timeoutSeconds: 1, initialDelaySeconds: 0 };
+const FAST_PROBE: ProbeSpec = {
+  path: "/healthz",
+  periodSeconds: 0.05,
+  timeoutSeconds: 1,
+  initialDelaySeconds: 0,
+};
 
 function processSpec(overrides: Partial<ProcessRuntimeSpec> = {}): { process: ProcessRuntimeSpec } {
   return {
@@ -74,9 +79,12 @@ async function waitGone(pid: number, timeoutMs = 5000): Promise<void> {
 
 const one = (version = "v1") => [{ version, replicas: 1 }];
 const readyOne = (rt: ProcessRuntime, service = "svc") =>
-  waitForInstances(rt, service, (l) => l.length === 1 && l[0]!.state === "ready", "one ready instance").then(
-    (l) => l[0] as ProcessInstance,
-  );
+  waitForInstances(
+    rt,
+    service,
+    (l) => l.length === 1 && l[0]!.state === "ready",
+    "one ready instance",
+  ).then((l) => l[0] as ProcessInstance);
 
 let dataRoot: string;
 before(() => {
@@ -112,7 +120,10 @@ describe("ProcessRuntime", { timeout: 20_000 }, () => {
           readiness: { ...FAST_PROBE, path: "/" },
           versions: {
             v1: { env: { EXTRA: "v1-only" } },
-            v2: { command: [node, MODEL_SERVER], env: { MODEL_VERSION: "model-${version}-${port}" } },
+            v2: {
+              command: [node, MODEL_SERVER],
+              env: { MODEL_VERSION: "model-${version}-${port}" },
+            },
           },
         }),
         [
@@ -120,7 +131,12 @@ describe("ProcessRuntime", { timeout: 20_000 }, () => {
           { version: "v2", replicas: 1 },
         ],
       );
-      const list = (await waitForInstances(rt, "svc", (l) => l.length === 2 && l.every((i) => i.state === "ready"), "ready")) as ProcessInstance[];
+      const list = (await waitForInstances(
+        rt,
+        "svc",
+        (l) => l.length === 2 && l.every((i) => i.state === "ready"),
+        "ready",
+      )) as ProcessInstance[];
       const [v1, v2] = list as [ProcessInstance, ProcessInstance];
       const echoed = JSON.parse((await httpGet(`${v1.url}/`)).body);
       assert.deepEqual(echoed, {
@@ -142,9 +158,18 @@ describe("ProcessRuntime", { timeout: 20_000 }, () => {
     const rt = new ProcessRuntime();
     try {
       const t0 = Date.now();
-      await rt.ensure("svc", processSpec({ env: { MODEL_VERSION: "v1", READY_AFTER_MS: "600" } }), one());
+      await rt.ensure(
+        "svc",
+        processSpec({ env: { MODEL_VERSION: "v1", READY_AFTER_MS: "600" } }),
+        one(),
+      );
       // The probe has answered 503 at least once while the model "loads".
-      await waitForInstances(rt, "svc", (l) => l[0]?.state === "starting" && /HTTP 503/.test(l[0].message ?? ""), "a 503 probe");
+      await waitForInstances(
+        rt,
+        "svc",
+        (l) => l[0]?.state === "starting" && /HTTP 503/.test(l[0].message ?? ""),
+        "a 503 probe",
+      );
       await readyOne(rt);
       assert.ok(Date.now() - t0 >= 600, `ready after ${Date.now() - t0}ms, before READY_AFTER_MS`);
       assert.equal(rt.instances("svc")[0]!.message, undefined);
@@ -159,12 +184,16 @@ describe("ProcessRuntime", { timeout: 20_000 }, () => {
       const t0 = Date.now();
       await rt.ensure(
         "svc",
-        processSpec({ command: inlineServer("() => [503, { ok: false }]"), startupTimeoutSeconds: 1 }),
+        processSpec({
+          command: inlineServer("() => [503, { ok: false }]"),
+          startupTimeoutSeconds: 1,
+        }),
         one(),
       );
       const pid = (rt.instances("svc")[0] as ProcessInstance).pid!;
       const [failed] = await waitForInstances(rt, "svc", (l) => l[0]?.state === "failed", "failed");
-      assert.ok(Date.now() - t0 >= 1000, "not before the startup timeout");
+      // A few ms of slack: Node timers may fire a hair before the ms Date.now() reports.
+      assert.ok(Date.now() - t0 >= 990, "not before the startup timeout");
       assert.match(failed!.message!, /not ready within 1s \(readiness probe: HTTP 503\)/);
       await waitGone(pid);
       // Kept, not restarted, so the controller can see why.
@@ -195,9 +224,21 @@ describe("ProcessRuntime", { timeout: 20_000 }, () => {
   it("marks an instance failed when its command cannot start", async () => {
     const rt = new ProcessRuntime();
     try {
-      await rt.ensure("svc", processSpec({ command: [path.join(dataRoot, "no-such-binary")] }), one());
+      await rt.ensure(
+        "svc",
+        processSpec({ command: [path.join(dataRoot, "no-such-binary")] }),
+        one(),
+      );
       const [i] = await waitForInstances(rt, "svc", (l) => l[0]?.state === "failed", "failed");
       assert.match(i!.message!, /^could not start: .*ENOENT/);
+      await rt.ensure("svc", processSpec({ cwd: path.join(dataRoot, "no-such-dir") }), one("v2"));
+      const [j] = await waitForInstances(
+        rt,
+        "svc",
+        (l) => l[0]?.state === "failed" && l[0].version === "v2",
+        "v2 failed",
+      );
+      assert.match(j!.message!, /^could not start: cwd .*no-such-dir is not a directory$/);
     } finally {
       await rt.shutdown();
     }
@@ -219,7 +260,7 @@ describe("ProcessRuntime", { timeout: 20_000 }, () => {
       off();
       const took = Date.now() - t0;
       assert.ok(sawStopping, "marked stopping first, so the router drops it");
-      assert.ok(took >= 500 && took < 4000, `stopped after ${took}ms`);
+      assert.ok(took >= 490 && took < 4000, `stopped after ${took}ms`);
       await waitGone(pid!);
       assert.match(readFileSync(logFile!, "utf8"), /svc\/v1\/0 killed by SIGKILL/);
     } finally {
@@ -261,7 +302,9 @@ describe("ProcessRuntime", { timeout: 20_000 }, () => {
         a.ensure("s2", spec, [{ version: "v1", replicas: 2 }]),
         b.ensure("s1", spec, [{ version: "v1", replicas: 3 }]),
       ]);
-      const ports = [...a.instances("s1"), ...a.instances("s2"), ...b.instances("s1")].map((i) => i.port);
+      const ports = [...a.instances("s1"), ...a.instances("s2"), ...b.instances("s1")].map(
+        (i) => i.port,
+      );
       assert.equal(ports.length, 8);
       assert.equal(new Set(ports).size, 8, `ports: ${ports.join(",")}`);
     } finally {
@@ -277,7 +320,12 @@ describe("ProcessRuntime", { timeout: 20_000 }, () => {
     const rt = new ProcessRuntime({ dataDir });
     try {
       await rt.ensure("svc", processSpec(), [{ version: "v1", replicas: 2 }]);
-      await waitForInstances(rt, "svc", (l) => l.length === 2 && l.every((i) => i.state === "ready"), "ready");
+      await waitForInstances(
+        rt,
+        "svc",
+        (l) => l.length === 2 && l.every((i) => i.state === "ready"),
+        "ready",
+      );
       const file = (i: number) => path.join(dataDir, "logs", "svc", `v1-${i}.log`);
       assert.equal((rt.instances("svc")[1] as ProcessInstance).logFile, path.resolve(file(1)));
       await rt.remove("svc");
@@ -312,34 +360,58 @@ describe("ProcessRuntime", { timeout: 20_000 }, () => {
       );
       await waitForInstances(rt, "svc", (l) => l.length === 1, "scaled down");
       await rt.ensure("svc", spec, [{ version: "v1", replicas: 2 }]);
-      assert.deepEqual(live(rt.instances("svc")).map((i) => i.id), ["svc/v1/0", "svc/v1/1"]);
+      assert.deepEqual(
+        live(rt.instances("svc")).map((i) => i.id),
+        ["svc/v1/0", "svc/v1/1"],
+      );
     } finally {
       await rt.shutdown();
     }
   });
 
+  it("shutdown() during a first ensure still stops what that ensure starts", async () => {
+    const rt = new ProcessRuntime();
+    const ensuring = rt.ensure("svc", processSpec(), one());
+    const shutting = rt.shutdown();
+    await ensuring;
+    const pid = (rt.instances("svc")[0] as ProcessInstance | undefined)?.pid;
+    assert.ok(pid !== undefined, "the ensure ran before the shutdown");
+    await shutting;
+    assert.deepEqual(rt.instances("svc"), []);
+    await waitGone(pid);
+  });
+
   it("refuses to ensure after shutdown and rejects a static spec", async () => {
     const rt = new ProcessRuntime();
-    await assert.rejects(rt.ensure("svc", { static: { versions: {} } }, []), /no process runtime spec/);
+    await assert.rejects(
+      rt.ensure("svc", { static: { versions: {} } }, []),
+      /no process runtime spec/,
+    );
     await rt.shutdown();
     await assert.rejects(rt.ensure("svc", processSpec(), one()), /after shutdown/);
   });
 
   it("template() replaces only the three known names", () => {
     assert.equal(
-      template("${version}:${port}:${instance}:${other}:$version", { version: "v1", port: "80", instance: "2" }),
+      template("${version}:${port}:${instance}:${other}:$version", {
+        version: "v1",
+        port: "80",
+        instance: "2",
+      }),
       "v1:80:2:${other}:$version",
     );
   });
 });
 
 /**
- * No orphans when Turnout's process ends without `shutdown()`. These run a separate Node
- * process (through tsx, like this test) that starts one instance and then ends in one of
- * three ways; afterwards the instance's process must be gone.
+ * No orphans when Turnout's process ends. These run a separate Node process (through tsx, like
+ * this test) that starts one instance and then ends in one of three ways: process.exit() and an
+ * uncaught exception skip `shutdown()`, so the exit hook must SIGKILL the instance; after
+ * `shutdown()` the event loop must run dry by itself (no timer or handle left behind).
  */
 describe("ProcessRuntime in a Node process that ends", { timeout: 20_000 }, () => {
-  const driver = (ending: "exit" | "drain" | "shutdown") => `
+  type Ending = "exit" | "crash" | "shutdown";
+  const driver = (ending: Ending) => `
     import { ProcessRuntime } from ${JSON.stringify(RUNTIME_MODULE)};
     const rt = new ProcessRuntime();
     await rt.ensure("svc", ${JSON.stringify(processSpec())}, [{ version: "v1", replicas: 1 }]);
@@ -349,13 +421,12 @@ describe("ProcessRuntime in a Node process that ends", { timeout: 20_000 }, () =
       });
     });
     console.log(JSON.stringify({ pid: rt.instances("svc")[0].pid }));
-    ${ending === "exit" ? "process.exit(0);" : ending === "shutdown" ? "await rt.shutdown();" : ""}
-    // "drain": nothing left to do; Node must exit because the runtime keeps no handle alive.
+    ${{ exit: "process.exit(0);", crash: 'throw new Error("boom");', shutdown: "await rt.shutdown();" }[ending]}
   `;
 
-  async function runDriver(ending: "exit" | "drain" | "shutdown"): Promise<{ code: number | null; pid: number }> {
+  async function runDriver(ending: Ending): Promise<{ code: number | null; pid: number }> {
     const child = spawn(node, ["--import", "tsx", "--input-type=module", "-e", driver(ending)], {
-      stdio: ["ignore", "pipe", "inherit"],
+      stdio: ["ignore", "pipe", "pipe"],
     });
     let out = "";
     child.stdout.on("data", (c: Buffer) => {
@@ -375,10 +446,14 @@ describe("ProcessRuntime in a Node process that ends", { timeout: 20_000 }, () =
     return { code, pid: (JSON.parse(line) as { pid: number }).pid };
   }
 
-  for (const ending of ["exit", "drain", "shutdown"] as const) {
+  for (const [ending, exitCode] of [
+    ["exit", 0],
+    ["crash", 1],
+    ["shutdown", 0],
+  ] as const) {
     it(`leaves no instance process behind after ${ending}`, async () => {
       const { code, pid } = await runDriver(ending);
-      assert.equal(code, 0);
+      assert.equal(code, exitCode);
       await waitGone(pid);
     });
   }

@@ -13,7 +13,7 @@
  * POSIX only for now: process groups and negative pids do not exist on Windows.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { appendFileSync, closeSync, mkdirSync, openSync, writeSync } from "node:fs";
+import { appendFileSync, closeSync, mkdirSync, openSync, statSync, writeSync } from "node:fs";
 import path from "node:path";
 import type { ProcessRuntimeSpec, RuntimeSpec } from "../../core/model.js";
 import { TurnoutError } from "../../errors.js";
@@ -112,16 +112,28 @@ export class ProcessRuntime implements Runtime {
    * the command and env they were started with: a changed spec applies to new instances only.
    */
   ensure(service: string, spec: RuntimeSpec, targets: VersionTarget[]): Promise<void> {
+    // Checked on entry, not when the queued call runs: an ensure made before shutdown() goes
+    // ahead, and shutdown() (queued behind it) stops what it starts.
+    if (this.closed) {
+      return Promise.reject(
+        new TurnoutError("TURNOUT_ERR_INTERNAL_BUG", "process runtime: ensure after shutdown"),
+      );
+    }
     return this.serial(service, async () => {
-      if (this.closed) throw new TurnoutError("TURNOUT_ERR_INTERNAL_BUG", "process runtime: ensure after shutdown");
       if (!("process" in spec)) {
-        throw new TurnoutError("TURNOUT_ERR_INTERNAL_BUG", `process runtime: service ${service} has no process runtime spec`);
+        throw new TurnoutError(
+          "TURNOUT_ERR_INTERNAL_BUG",
+          `process runtime: service ${service} has no process runtime spec`,
+        );
       }
       const p = spec.process;
       const wanted = new Map<string, number>();
       for (const t of targets) {
         if (wanted.has(t.version)) {
-          throw new TurnoutError("TURNOUT_ERR_INTERNAL_BUG", `process runtime: version ${t.version} of ${service} listed twice`);
+          throw new TurnoutError(
+            "TURNOUT_ERR_INTERNAL_BUG",
+            `process runtime: version ${t.version} of ${service} listed twice`,
+          );
         }
         wanted.set(t.version, Math.max(0, Math.floor(t.replicas)));
       }
@@ -138,7 +150,8 @@ export class ProcessRuntime implements Runtime {
       for (const [version, replicas] of wanted) {
         const ofVersion = all.filter((m) => m.version === version);
         const live = ofVersion.filter((m) => !m.removal).sort((a, b) => b.index - a.index);
-        for (const m of live.slice(0, Math.max(0, live.length - replicas))) this.stopInBackground(m);
+        for (const m of live.slice(0, Math.max(0, live.length - replicas)))
+          this.stopInBackground(m);
         const used = new Set(ofVersion.map((m) => m.index));
         for (let missing = replicas - live.length, i = 0; missing > 0; i++) {
           if (used.has(i)) continue;
@@ -148,6 +161,9 @@ export class ProcessRuntime implements Runtime {
         }
       }
       await Promise.all(starts);
+      // New "starting" instances are a change too (as they are for the static runtime); the
+      // ensuing tick's ensure starts nothing, so this cannot loop.
+      if (starts.length > 0) this.emit();
     });
   }
 
@@ -155,7 +171,9 @@ export class ProcessRuntime implements Runtime {
     const current = this.services.get(service);
     if (!current) return [];
     return [...current.values()]
-      .sort((a, b) => (a.version === b.version ? a.index - b.index : a.version < b.version ? -1 : 1))
+      .sort((a, b) =>
+        a.version === b.version ? a.index - b.index : a.version < b.version ? -1 : 1,
+      )
       .map((m) => ({
         id: m.id,
         version: m.version,
@@ -177,7 +195,10 @@ export class ProcessRuntime implements Runtime {
   /** Stops everything gracefully and waits; afterwards no process, timer or exit hook is left. */
   async shutdown(): Promise<void> {
     this.closed = true;
-    await Promise.all([...this.services.keys()].map((s) => this.serial(s, () => this.stopService(s))));
+    // Services with an ensure still in flight may not be in `services` yet (their instances are
+    // added after a port is allocated); queuing behind that ensure catches what it starts.
+    const names = new Set([...this.services.keys(), ...this.queues.keys()]);
+    await Promise.all([...names].map((s) => this.serial(s, () => this.stopService(s))));
     await Promise.all([...this.backgroundStops]);
     if (this.exitHook) {
       process.off("exit", this.exitHook);
@@ -196,9 +217,15 @@ export class ProcessRuntime implements Runtime {
   // Lifecycle of one instance
   // -------------------------------------------------------------------------------------
 
-  private async start(service: string, version: string, index: number, p: ProcessRuntimeSpec): Promise<void> {
+  private async start(
+    service: string,
+    version: string,
+    index: number,
+    p: ProcessRuntimeSpec,
+  ): Promise<void> {
     const port = await this.ports.allocate();
-    const override = p.versions && Object.hasOwn(p.versions, version) ? p.versions[version] : undefined;
+    const override =
+      p.versions && Object.hasOwn(p.versions, version) ? p.versions[version] : undefined;
     const vars: Record<string, string> = { version, port: String(port), instance: String(index) };
     const argv = (override?.command ?? p.command).map((a) => template(a, vars));
     const env: NodeJS.ProcessEnv = { ...process.env };
@@ -207,7 +234,12 @@ export class ProcessRuntime implements Runtime {
     env.PORT = String(port);
     const cwd = path.resolve(process.cwd(), p.cwd ?? ".");
     const logFile = this.dataDir
-      ? path.join(path.resolve(this.dataDir), "logs", safeName(service), `${safeName(version)}-${index}.log`)
+      ? path.join(
+          path.resolve(this.dataDir),
+          "logs",
+          safeName(service),
+          `${safeName(version)}-${index}.log`,
+        )
       : undefined;
 
     let resolveExited!: () => void;
@@ -246,9 +278,17 @@ export class ProcessRuntime implements Runtime {
     current.set(m.id, m);
     const log = { service, version, instance: m.id, port };
 
-    if (argv.length === 0 || argv[0] === "") {
+    // Checked here because spawn reports a missing cwd as "spawn <command> ENOENT", which
+    // blames the command.
+    const problem =
+      argv.length === 0 || argv[0] === ""
+        ? "empty command"
+        : !statSync(cwd, { throwIfNoEntry: false })?.isDirectory()
+          ? `could not start: cwd ${cwd} is not a directory`
+          : undefined;
+    if (problem) {
       this.markExited(m);
-      this.setState(m, "failed", "empty command");
+      this.setState(m, "failed", problem);
       return;
     }
 
@@ -257,7 +297,10 @@ export class ProcessRuntime implements Runtime {
       if (logFile) {
         mkdirSync(path.dirname(logFile), { recursive: true });
         fd = openSync(logFile, "a");
-        writeSync(fd, `--- turnout: ${new Date().toISOString()} starting ${m.id} on port ${port}: ${JSON.stringify(argv)}\n`);
+        writeSync(
+          fd,
+          `--- turnout: ${new Date().toISOString()} starting ${m.id} on port ${port}: ${JSON.stringify(argv)}\n`,
+        );
       }
       // Own process group (detached) so that signals reach grandchildren too; output goes
       // straight to the log file descriptor, so nothing is buffered in Turnout.
@@ -269,11 +312,11 @@ export class ProcessRuntime implements Runtime {
       });
       m.child = child;
       m.pid = child.pid;
-      child.once("error", (err) => this.onSpawnError(m, err));
+      // `on`, not `once`: an "error" event without a listener would crash Turnout.
+      child.on("error", (err) => this.onSpawnError(m, err));
       child.once("exit", (code, signal) => this.onExit(m, code, signal));
-      // Turnout's lifetime is set by its servers, not its children: a forgotten child must not
-      // keep Node alive, and the exit hook then kills it. `stop` re-refs it while it drains.
-      child.unref();
+      // The child stays ref'd, like a server: a program that runs instances lives until it
+      // stops them. (Unref'd, a script awaiting readiness would end with nothing to wait on.)
     } catch (err) {
       this.onSpawnError(m, err as Error);
       return;
@@ -333,7 +376,10 @@ export class ProcessRuntime implements Runtime {
   private onExit(m: Managed, code: number | null, signal: NodeJS.Signals | null): void {
     const how = code !== null ? `exited with code ${code}` : `killed by ${signal}`;
     // The leader is gone; anything left in its group (a child that ignored SIGTERM, or one
-    // the leader did not wait for) is an orphan now, so it goes at once.
+    // the leader did not wait for) is an orphan now, so it goes at once. Waiting out the grace
+    // period for such leftovers instead would need to tell live members from zombies, which a
+    // container whose init never reaps (Docker without --init) keeps forever. A launcher that
+    // should let its child drain must wait for it (npm does; so does `exec` in a shell script).
     if (m.pid !== undefined) killGroup(m.pid, "SIGKILL");
     this.markExited(m);
     // Synchronous, so the line is there by the time stop() resolves; it is one short write.
@@ -345,7 +391,10 @@ export class ProcessRuntime implements Runtime {
       }
     }
     const expected = m.termination !== undefined;
-    this.logger[expected ? "info" : "warn"]({ instance: m.id, pid: m.pid, code, signal }, `instance ${how}`);
+    this.logger[expected ? "info" : "warn"](
+      { instance: m.id, pid: m.pid, code, signal },
+      `instance ${how}`,
+    );
     if (!expected && m.state !== "failed") {
       this.setState(m, "failed", `process ${how}${m.logFile ? ` (log: ${m.logFile})` : ""}`);
     }
@@ -367,12 +416,13 @@ export class ProcessRuntime implements Runtime {
     }
     const pid = m.pid;
     this.clearTimers(m);
-    // Keep Node alive while the instance drains, or a shutdown at the end of a program would
-    // end with the exit hook's SIGKILL instead of a graceful stop.
-    m.child?.ref();
     killGroup(pid, "SIGTERM");
+    // Ref'd, unlike the probe timers: it is bounded, and a stop must finish.
     const kill = setTimeout(() => {
-      this.logger.warn({ instance: m.id, pid, graceSeconds: m.graceMs / 1000 }, "instance ignored SIGTERM; SIGKILL");
+      this.logger.warn(
+        { instance: m.id, pid, graceSeconds: m.graceMs / 1000 },
+        "instance ignored SIGTERM; SIGKILL",
+      );
       killGroup(pid, "SIGKILL");
     }, m.graceMs);
     m.termination = m.exitedPromise.then(() => clearTimeout(kill));
@@ -390,7 +440,9 @@ export class ProcessRuntime implements Runtime {
   }
 
   private stopInBackground(m: Managed): void {
-    const p = this.stop(m).catch((err) => this.logger.error({ instance: m.id, err: String(err) }, "stop failed"));
+    const p = this.stop(m).catch((err) =>
+      this.logger.error({ instance: m.id, err: String(err) }, "stop failed"),
+    );
     this.backgroundStops.add(p);
     p.finally(() => this.backgroundStops.delete(p));
   }
@@ -432,11 +484,13 @@ export class ProcessRuntime implements Runtime {
     }
   }
 
-  /** Timers of an instance are unref'd: probing a starting instance must not keep Node alive. */
+  /** Unref'd: the child process is what keeps Node alive; a probe timer never should on its own. */
   private addTimer(m: Managed, ms: number, fn: () => void | Promise<void>): void {
     const t = setTimeout(() => {
       m.timers.delete(t);
-      Promise.resolve(fn()).catch((err) => this.logger.error({ instance: m.id, err: String(err) }, "timer failed"));
+      Promise.resolve()
+        .then(fn)
+        .catch((err) => this.logger.error({ instance: m.id, err: String(err) }, "timer failed"));
     }, ms);
     t.unref();
     m.timers.add(t);
@@ -472,7 +526,8 @@ export class ProcessRuntime implements Runtime {
     if (this.exitHook) return;
     this.exitHook = () => {
       for (const current of this.services.values()) {
-        for (const m of current.values()) if (!m.exited && m.pid !== undefined) killGroup(m.pid, "SIGKILL");
+        for (const m of current.values())
+          if (!m.exited && m.pid !== undefined) killGroup(m.pid, "SIGKILL");
       }
     };
     process.on("exit", this.exitHook);

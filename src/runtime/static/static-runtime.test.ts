@@ -4,7 +4,11 @@ import type { AddressInfo } from "node:net";
 import { describe, it } from "node:test";
 import type { RuntimeSpec } from "../../core/model.js";
 import { TurnoutError } from "../../errors.js";
-import { CONFORMANCE_REPLICAS, CONFORMANCE_VERSIONS, describeRuntimeConformance } from "../runtime.conformance.js";
+import {
+  CONFORMANCE_REPLICAS,
+  CONFORMANCE_VERSIONS,
+  describeRuntimeConformance,
+} from "../runtime.conformance.js";
 import { StaticRuntime } from "./static-runtime.js";
 
 /** In-process upstreams answering `GET /` with their version, as the suite expects. */
@@ -28,7 +32,10 @@ async function startUpstream(version: string): Promise<{ url: string; close(): P
 describeRuntimeConformance("static", async () => {
   const upstreams = new Map<string, { url: string; close(): Promise<void> }[]>();
   for (const v of CONFORMANCE_VERSIONS) {
-    upstreams.set(v, await Promise.all(Array.from({ length: CONFORMANCE_REPLICAS }, () => startUpstream(v))));
+    upstreams.set(
+      v,
+      await Promise.all(Array.from({ length: CONFORMANCE_REPLICAS }, () => startUpstream(v))),
+    );
   }
   return {
     runtime: new StaticRuntime(),

@@ -20,14 +20,20 @@ export class StaticRuntime implements Runtime {
    */
   async ensure(service: string, spec: RuntimeSpec, targets: VersionTarget[]): Promise<void> {
     if (!("static" in spec)) {
-      throw new TurnoutError("TURNOUT_ERR_INTERNAL_BUG", `static runtime: service ${service} has no static runtime spec`);
+      throw new TurnoutError(
+        "TURNOUT_ERR_INTERNAL_BUG",
+        `static runtime: service ${service} has no static runtime spec`,
+      );
     }
     const versions = spec.static.versions;
     const next: Instance[] = [];
     const seen = new Set<string>();
     for (const t of targets) {
       if (seen.has(t.version)) {
-        throw new TurnoutError("TURNOUT_ERR_INTERNAL_BUG", `static runtime: version ${t.version} of ${service} listed twice`);
+        throw new TurnoutError(
+          "TURNOUT_ERR_INTERNAL_BUG",
+          `static runtime: version ${t.version} of ${service} listed twice`,
+        );
       }
       seen.add(t.version);
       // hasOwn: a version named "constructor" must not find Object.prototype's.

@@ -4,8 +4,8 @@
  * `dialect.ts`. Table and column names are repeated here rather than imported from
  * `schema.ts` because a migration must keep describing the schema as of its own number.
  */
-import type { Kysely, Migration } from "kysely";
-import { type SqlDialectName, addIdColumn } from "./dialect.js";
+import { type Kysely, type Migration, sql } from "kysely";
+import { addIdColumn, type SqlDialectName } from "./dialect.js";
 
 export function initial(dialect: SqlDialectName): Migration {
   return {
@@ -59,7 +59,11 @@ export function initial(dialect: SqlDialectName): Migration {
         .addColumn("data", "text", (c) => c.notNull())
         .execute();
       // listEvents reads one service's events in id order, often after a given id.
-      await db.schema.createIndex("events_by_service").on("events").columns(["service", "id"]).execute();
+      await db.schema
+        .createIndex("events_by_service")
+        .on("events")
+        .columns(["service", "id"])
+        .execute();
 
       await addIdColumn(db.schema.createTable("commands"), dialect)
         .addColumn("service", "text", (c) => c.notNull())
@@ -78,7 +82,7 @@ export function initial(dialect: SqlDialectName): Migration {
         .createIndex("commands_pending")
         .on("commands")
         .columns(["service", "id"])
-        .where("handled_at", "is", null)
+        .where(sql.ref("handled_at"), "is", null)
         .execute();
 
       await db.schema

@@ -28,7 +28,10 @@ export function turnoutMigrations(dialect: SqlDialectName): Record<string, Migra
  * `BEGIN IMMEDIATE` transaction, so a second process opening the same file waits and then
  * finds nothing left to do.
  */
-export async function migrateToLatest(db: Kysely<unknown>, dialect: SqlDialectName): Promise<string[]> {
+export async function migrateToLatest(
+  db: Kysely<unknown>,
+  dialect: SqlDialectName,
+): Promise<string[]> {
   const migrator = new Migrator({
     db,
     provider: { getMigrations: async () => turnoutMigrations(dialect) },
@@ -37,11 +40,17 @@ export async function migrateToLatest(db: Kysely<unknown>, dialect: SqlDialectNa
   if (error !== undefined) {
     const failed = results?.find((r: MigrationResult) => r.status === "Error")?.migrationName;
     const message = error instanceof Error ? error.message : String(error);
-    const hint = message.includes("is missing") ? " (was the database written by a newer Turnout?)" : "";
+    const hint = message.includes("is missing")
+      ? " (was the database written by a newer Turnout?)"
+      : "";
     const what = failed !== undefined ? `store migration ${failed}` : "store migrations";
-    const e = new TurnoutError("TURNOUT_ERR_STORE_UNAVAILABLE", `${what} failed: ${message}${hint}`, {
-      migration: failed,
-    });
+    const e = new TurnoutError(
+      "TURNOUT_ERR_STORE_UNAVAILABLE",
+      `${what} failed: ${message}${hint}`,
+      {
+        migration: failed,
+      },
+    );
     e.cause = error;
     throw e;
   }

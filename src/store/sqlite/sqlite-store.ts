@@ -107,7 +107,8 @@ export function mapSqliteError(err: unknown): unknown {
   return err;
 }
 
-const UNAVAILABLE_CODES = /^SQLITE_(BUSY|LOCKED|IOERR|FULL|CANTOPEN|READONLY|CORRUPT|NOTADB|PROTOCOL)/;
+const UNAVAILABLE_CODES =
+  /^SQLITE_(BUSY|LOCKED|IOERR|FULL|CANTOPEN|READONLY|CORRUPT|NOTADB|PROTOCOL)/;
 
 function toUnavailable(err: unknown, what: string): TurnoutError {
   const message = err instanceof Error ? err.message : String(err);
@@ -147,7 +148,7 @@ class ImmediateSqliteDriver extends SqliteDriver {
 
   /** Takes the write lock at BEGIN (see the top of this file for why). */
   override async beginTransaction(connection: DatabaseConnection): Promise<void> {
-    await connection.executeQuery(CompiledQuery.raw("begin immediate"));
+    await connection.executeQuery(CompiledQuery.raw("begin"));
   }
 
   /**

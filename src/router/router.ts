@@ -1,0 +1,490 @@
+/**
+ * The router: Turnout's data plane. It watches the route tables in the store, keeps one HTTP
+ * listener per service, and proxies each request to a version chosen by the table's weights.
+ *
+ * How tables arrive (DESIGN invariant 6, "same code, one process or many"): `onChange` makes a
+ * write in the same process visible at once; polling a cheap fingerprint catches writes from
+ * other processes. Either way the router re-reads all tables and applies those that changed.
+ *
+ * How a table is applied: it is compiled into an immutable object (see `table.ts`) and the
+ * listener's reference is swapped in one assignment. A request reads the reference once when
+ * it arrives and uses that table to the end, so a swap never mixes two tables in one request
+ * and needs no lock.
+ *
+ * When the store is unreachable the router keeps serving the tables it has (DESIGN invariant
+ * 4), warns once per outage and retries at each poll.
+ */
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Logger } from "pino";
+import type { RouteTable } from "../core/model.js";
+import type { Store } from "../store/store.js";
+import { UpstreamPools } from "./pools.js";
+import { handleRequest, onClientError, type ProxyContext } from "./proxy.js";
+import { VersionCounters, type VersionStats } from "./stats.js";
+import { type CompiledTable, compileTable } from "./table.js";
+
+export type { VersionStats } from "./stats.js";
+
+/** What the router reads from the store; tests use `MemoryRouteTableSource` (`testing.ts`). */
+export type RouteTableSource = Pick<
+  Store,
+  "listRouteTables" | "routeTablesFingerprint" | "onChange"
+>;
+
+/** The logging methods the router uses; a pino logger fits. */
+export type RouterLogger = Pick<Logger, "debug" | "info" | "warn" | "error">;
+
+export interface RouterOptions {
+  source: RouteTableSource;
+  logger?: RouterLogger;
+  /** How often the store's fingerprint is polled for changes made by other processes. Default 500. */
+  pollIntervalMs?: number;
+  /** How long an upstream may take to send its response headers before the client gets a 504. Default 30 s. */
+  upstreamTimeoutMs?: number;
+  /** How long a closing listener waits for in-flight requests before cutting them. Default 10 s. */
+  drainTimeoutMs?: number;
+}
+
+/** One service's listener as `Router.listeners()` reports it. */
+export interface ListenerInfo {
+  service: string;
+  host: string;
+  /** The bound port (the ephemeral one when the table asks for port 0), or the requested one when not bound. */
+  port: number;
+  /** Why the listener is not bound (e.g. "EADDRINUSE: ..."); retried at each poll. */
+  error?: string;
+}
+
+/** What one reload did; see `Router.onReload`. */
+export interface ReloadEvent {
+  /** False when the source could not be read (the last known tables stay in force). */
+  ok: boolean;
+  /** Services whose table was applied or removed, or whose listener got bound at last. */
+  changed: string[];
+  error?: unknown;
+}
+
+interface BoundServer {
+  server: Server;
+  /** Read by the server's request handler; set when the server starts to close. */
+  closing: boolean;
+}
+
+interface ServiceListener {
+  service: string;
+  /** The address the table asks for. */
+  host: string;
+  port: number;
+  bound: BoundServer | null;
+  boundPort: number | null;
+  error: string | undefined;
+  /** The table in force; replaced (never mutated) on every change. */
+  table: CompiledTable;
+  /** The source table as JSON, to skip recompiling unchanged tables. */
+  signature: string;
+}
+
+const noop = (): void => {};
+const silentLogger: RouterLogger = { debug: noop, info: noop, warn: noop, error: noop };
+
+/**
+ * Serves every service that has a route table.
+ *
+ * @example
+ * const router = new Router({ source: store, logger });
+ * await router.start();
+ * router.listeners(); // [{ service: "fraud-model", host: "0.0.0.0", port: 8080 }]
+ * router.stats("fraud-model"); // [{ version: "v1", requests: 9000, ... }, ...]
+ * await router.stop();
+ */
+export class Router {
+  readonly #source: RouteTableSource;
+  readonly #logger: RouterLogger;
+  readonly #pollIntervalMs: number;
+  readonly #drainTimeoutMs: number;
+  readonly #ctx: ProxyContext;
+  readonly #pools: UpstreamPools;
+  readonly #listeners = new Map<string, ServiceListener>();
+  /** Counters per service and version; they outlive tables so swaps keep the numbers. */
+  readonly #counters = new Map<string, Map<string, VersionCounters>>();
+  readonly #closing = new Set<Promise<void>>();
+  readonly #reloadListeners = new Set<(e: ReloadEvent) => void>();
+
+  #started = false;
+  #stopped = false;
+  #unsubscribe: (() => void) | null = null;
+  #pollTimer: NodeJS.Timeout | null = null;
+  /** Fingerprint of the tables last applied; null until a reload succeeds. */
+  #fingerprint: string | null = null;
+  /** True while the source fails; makes the warning once per outage. */
+  #outage = false;
+  /** Tail of the queue that runs reloads and bind retries one at a time. */
+  #queue: Promise<void> = Promise.resolve();
+  /** A reload that is queued but not started yet; further requests join it. */
+  #pendingReload: Promise<void> | null = null;
+
+  constructor(opts: RouterOptions) {
+    this.#source = opts.source;
+    this.#logger = opts.logger ?? silentLogger;
+    this.#pollIntervalMs = opts.pollIntervalMs ?? 500;
+    this.#drainTimeoutMs = opts.drainTimeoutMs ?? 10_000;
+    const headersTimeoutMs = opts.upstreamTimeoutMs ?? 30_000;
+    this.#pools = new UpstreamPools({
+      headersTimeoutMs,
+      // Longest silence between body chunks (undici's default); long enough for streamed
+      // responses that pause, short enough that a stuck upstream frees its connection.
+      bodyTimeoutMs: 300_000,
+      connectTimeoutMs: Math.min(10_000, headersTimeoutMs),
+    });
+    this.#ctx = { logger: this.#logger };
+  }
+
+  /**
+   * Reads the tables, binds their listeners and starts watching. Resolves once the first
+   * reload is done, even if the source could not be read (the router then serves nothing yet
+   * and retries at each poll).
+   */
+  async start(): Promise<void> {
+    if (this.#started) throw new Error("Router.start() called twice");
+    this.#started = true;
+    this.#unsubscribe = this.#source.onChange((what) => {
+      if (what === "routeTables") void this.#requestReload();
+    });
+    await this.#requestReload();
+    this.#schedulePoll();
+  }
+
+  /**
+   * Stops watching, closes every listener gracefully (in-flight requests finish, up to
+   * `drainTimeoutMs`), then closes the upstream pools.
+   */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#unsubscribe?.();
+    this.#unsubscribe = null;
+    if (this.#pollTimer !== null) clearTimeout(this.#pollTimer);
+    this.#pollTimer = null;
+    await this.#queue;
+    for (const l of this.#listeners.values()) {
+      if (l.bound !== null) this.#closeServer(l.bound);
+      l.bound = null;
+    }
+    this.#listeners.clear();
+    await Promise.all([...this.#closing]);
+    await this.#pools.closeAll();
+  }
+
+  /** One entry per service with a table, sorted by service. */
+  listeners(): ListenerInfo[] {
+    return [...this.#listeners.values()]
+      .sort((a, b) => (a.service < b.service ? -1 : a.service > b.service ? 1 : 0))
+      .map((l) => ({
+        service: l.service,
+        host: l.host,
+        port: l.boundPort ?? l.port,
+        ...(l.error !== undefined ? { error: l.error } : {}),
+      }));
+  }
+
+  /** Counters of every version the service has routed to since its table appeared. */
+  stats(service: string): VersionStats[] {
+    const byVersion = this.#counters.get(service);
+    return byVersion === undefined ? [] : [...byVersion.values()].map((c) => c.snapshot());
+  }
+
+  /** Subscribes to the outcome of every reload (for logs, dashboards and tests). */
+  onReload(listener: (e: ReloadEvent) => void): () => void {
+    this.#reloadListeners.add(listener);
+    return () => this.#reloadListeners.delete(listener);
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Watching the source
+  // -------------------------------------------------------------------------------------
+
+  /** Runs `job` after every job queued before it (reloads and binds never overlap). */
+  #serial(job: () => Promise<void>): Promise<void> {
+    const run = this.#queue.then(job);
+    this.#queue = run.catch((err) => this.#logger.error({ err }, "router: reload failed"));
+    return this.#queue;
+  }
+
+  #requestReload(): Promise<void> {
+    // A burst of writes (the controller updating many services) costs at most one reload
+    // running and one queued.
+    if (this.#pendingReload !== null) return this.#pendingReload;
+    const p = this.#serial(async () => {
+      this.#pendingReload = null;
+      await this.#reload();
+    });
+    this.#pendingReload = p;
+    return p;
+  }
+
+  #schedulePoll(): void {
+    if (this.#stopped) return;
+    this.#pollTimer = setTimeout(() => void this.#poll(), this.#pollIntervalMs);
+    // Listeners keep the process alive; the poll timer alone should not.
+    this.#pollTimer.unref();
+  }
+
+  async #poll(): Promise<void> {
+    try {
+      let fingerprint: string | undefined;
+      try {
+        fingerprint = await this.#source.routeTablesFingerprint();
+      } catch (err) {
+        this.#sourceFailed(err);
+        this.#emit({ ok: false, changed: [], error: err });
+      }
+      if (this.#stopped) return;
+      if (fingerprint !== undefined && fingerprint !== this.#fingerprint) {
+        await this.#requestReload();
+      } else if ([...this.#listeners.values()].some((l) => l.bound === null)) {
+        await this.#serial(() => this.#retryBinds());
+      }
+    } finally {
+      this.#schedulePoll();
+    }
+  }
+
+  async #reload(): Promise<void> {
+    if (this.#stopped) return;
+    let fingerprint: string;
+    let tables: RouteTable[];
+    try {
+      // Fingerprint first: a write landing between the two reads shows up as a changed
+      // fingerprint at the next poll, so it is never missed (at worst read twice).
+      fingerprint = await this.#source.routeTablesFingerprint();
+      tables = await this.#source.listRouteTables();
+    } catch (err) {
+      this.#sourceFailed(err);
+      this.#emit({ ok: false, changed: [], error: err });
+      return;
+    }
+    if (this.#stopped) return;
+    if (this.#outage) {
+      this.#outage = false;
+      this.#logger.info("router: route table source is reachable again");
+    }
+    const changed = await this.#apply(tables);
+    this.#fingerprint = fingerprint;
+    this.#emit({ ok: true, changed });
+  }
+
+  #sourceFailed(err: unknown): void {
+    if (this.#outage) return;
+    this.#outage = true;
+    this.#logger.warn(
+      { err, services: [...this.#listeners.keys()] },
+      "router: cannot read route tables; serving the last known tables until the source is back",
+    );
+  }
+
+  #emit(e: ReloadEvent): void {
+    for (const l of this.#reloadListeners) {
+      try {
+        l(e);
+      } catch (err) {
+        this.#logger.error({ err }, "router: reload listener threw");
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Applying tables
+  // -------------------------------------------------------------------------------------
+
+  /** Applies a full set of tables; returns the services whose table changed or went away. */
+  async #apply(tables: RouteTable[]): Promise<string[]> {
+    const changed: string[] = [];
+    const seen = new Set<string>();
+    const binds: Promise<void>[] = [];
+    for (const t of tables) {
+      if (seen.has(t.service)) {
+        this.#logger.warn(
+          { service: t.service },
+          "router: two route tables for one service; using the first",
+        );
+        continue;
+      }
+      seen.add(t.service);
+      const signature = JSON.stringify(t);
+      const l = this.#listeners.get(t.service);
+      if (l !== undefined && l.signature === signature) continue;
+      changed.push(t.service);
+
+      const { table, problems } = compileTable(t, {
+        pools: this.#pools,
+        counters: (version) => this.#countersOf(t.service, version),
+        previous: l?.table,
+      });
+      for (const p of problems) this.#logger.warn({ service: t.service }, `router: ${p}`);
+      this.#logger.info(
+        {
+          service: t.service,
+          revision: t.revision,
+          backends: t.backends.map((b) => ({
+            version: b.version,
+            weight: b.weight,
+            endpoints: b.endpoints.length,
+          })),
+        },
+        "router: route table applied",
+      );
+
+      if (l === undefined) {
+        const created: ServiceListener = {
+          service: t.service,
+          host: t.listen.host,
+          port: t.listen.port,
+          bound: null,
+          boundPort: null,
+          error: undefined,
+          table,
+          signature,
+        };
+        this.#listeners.set(t.service, created);
+        binds.push(this.#bind(created));
+        continue;
+      }
+      // The swap: from here on new requests use `table`; requests in flight keep theirs.
+      l.table = table;
+      l.signature = signature;
+      if (l.host !== t.listen.host || l.port !== t.listen.port) {
+        // Move: bind the new address first, then drain the old one, so the service is never
+        // unreachable on both.
+        const old = l.bound;
+        l.host = t.listen.host;
+        l.port = t.listen.port;
+        l.bound = null;
+        l.boundPort = null;
+        l.error = undefined;
+        binds.push(
+          this.#bind(l).finally(() => {
+            if (old !== null) this.#closeServer(old);
+          }),
+        );
+      }
+    }
+
+    for (const [service, l] of this.#listeners) {
+      if (seen.has(service)) continue;
+      changed.push(service);
+      this.#listeners.delete(service);
+      this.#counters.delete(service);
+      if (l.bound !== null) this.#closeServer(l.bound);
+      l.bound = null;
+      this.#logger.info({ service }, "router: route table removed; listener closing");
+    }
+
+    const inUse = new Set<string>();
+    for (const l of this.#listeners.values()) for (const o of l.table.origins) inUse.add(o);
+    this.#pools.retainOnly(inUse);
+
+    await Promise.all(binds);
+    return changed;
+  }
+
+  #countersOf(service: string, version: string): VersionCounters {
+    let byVersion = this.#counters.get(service);
+    if (byVersion === undefined) {
+      byVersion = new Map();
+      this.#counters.set(service, byVersion);
+    }
+    let c = byVersion.get(version);
+    if (c === undefined) {
+      c = new VersionCounters(version);
+      byVersion.set(version, c);
+    }
+    return c;
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Listeners
+  // -------------------------------------------------------------------------------------
+
+  async #retryBinds(): Promise<void> {
+    if (this.#stopped) return;
+    const unbound = [...this.#listeners.values()].filter((l) => l.bound === null);
+    await Promise.all(unbound.map((l) => this.#bind(l)));
+    const changed = unbound.filter((l) => l.bound !== null).map((l) => l.service);
+    if (changed.length > 0) this.#emit({ ok: true, changed });
+  }
+
+  /** Binds `l` to its address; a failure is recorded in `l.error`, never thrown. */
+  async #bind(l: ServiceListener): Promise<void> {
+    const entry: BoundServer = { server: createServer(), closing: false };
+    const { server } = entry;
+    // One closure per server, none per request. It reads `l.table` at each request, which is
+    // the whole of the atomic swap.
+    server.on("request", (req, res) => {
+      if (entry.closing) res.shouldKeepAlive = false;
+      handleRequest(this.#ctx, l.table, req, res);
+    });
+    server.on("clientError", onClientError);
+    const host = l.host;
+    const port = l.port;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(port, host, () => {
+          server.off("error", reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      const message = `${e.code ?? "ERROR"}: ${e.message}`;
+      // Logged when it first happens or changes; the poll retries quietly.
+      if (l.error !== message) {
+        this.#logger.error({ service: l.service, host, port, err }, "router: cannot listen");
+      }
+      l.error = message;
+      return;
+    }
+    server.on("error", (err) =>
+      this.#logger.error({ err, service: l.service }, "router: listener error"),
+    );
+    // The table moved or disappeared while binding: this server is not wanted any more.
+    if (
+      this.#stopped ||
+      this.#listeners.get(l.service) !== l ||
+      l.host !== host ||
+      l.port !== port
+    ) {
+      this.#closeServer(entry);
+      return;
+    }
+    l.bound = entry;
+    l.boundPort = (server.address() as AddressInfo).port;
+    l.error = undefined;
+    this.#logger.info({ service: l.service, host, port: l.boundPort }, "router: listening");
+  }
+
+  /**
+   * Closes a server gracefully: it stops accepting at once, idle keep-alive connections are
+   * closed, responses in flight finish (with `Connection: close`), and whatever is left after
+   * `drainTimeoutMs` is cut.
+   */
+  #closeServer(entry: BoundServer): void {
+    entry.closing = true;
+    const { server } = entry;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    // A connection whose response was already under way when closing began goes idle later
+    // and would otherwise linger until its keep-alive timeout.
+    const sweep = setInterval(() => server.closeIdleConnections(), 50);
+    const force = setTimeout(() => server.closeAllConnections(), this.#drainTimeoutMs);
+    sweep.unref();
+    force.unref();
+    const tracked = closed.finally(() => {
+      clearInterval(sweep);
+      clearTimeout(force);
+      this.#closing.delete(tracked);
+    });
+    this.#closing.add(tracked);
+  }
+}

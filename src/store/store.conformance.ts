@@ -1,0 +1,882 @@
+/**
+ * The conformance suite every Store passes (SQLite now, PostgreSQL later). An implementation's
+ * test file calls `describeStoreConformance` with a factory that opens a fresh, empty store;
+ * the suite owns the behaviour that the API, the controller and the routers rely on, and the
+ * implementation's own tests cover the rest (pragmas, migrations, several processes...).
+ *
+ * Every time is an explicit `now`; nothing sleeps.
+ */
+import assert from "node:assert/strict";
+import { once } from "node:events";
+import { describe, it } from "node:test";
+import {
+  type AnalysisTemplateResource,
+  API_VERSION,
+  type EventDraft,
+  type RouteTable,
+  type ServiceResource,
+  type ServiceStatus,
+} from "../core/model.js";
+import type { Store } from "./store.js";
+
+export interface StoreFixture {
+  /** A fresh store with no data. */
+  store: Store;
+  /**
+   * Opens another store over the same data. The suite closes `store` before calling it and
+   * closes the store it returns. Omit it when data does not outlive the store (":memory:");
+   * the durability test is then skipped.
+   */
+  reopen?: () => Promise<Store>;
+  /** Frees what the fixture made. `store` may already be closed (close is idempotent). */
+  cleanup: () => Promise<void>;
+}
+
+const T0 = 1_700_000_000_000;
+
+/** Registers the conformance tests for one Store implementation. */
+export function describeStoreConformance(name: string, open: () => Promise<StoreFixture>): void {
+  describe(`Store conformance: ${name}`, () => {
+    /** Each test gets its own empty store, cleaned up even when the test fails. */
+    const test = (
+      title: string,
+      fn: (f: StoreFixture, t: { skip(msg: string): void }) => Promise<void>,
+    ) =>
+      it(title, async (t) => {
+        const f = await open();
+        try {
+          await fn(f, t);
+        } finally {
+          await f.cleanup();
+        }
+      });
+
+    // -----------------------------------------------------------------------------------
+    // Resources
+    // -----------------------------------------------------------------------------------
+
+    test("apply creates, configures and leaves unchanged, counting generations", async ({
+      store,
+    }) => {
+      const created = await store.applyResources([service("fraud"), template("golden")], {
+        actor: "alice",
+        now: T0,
+      });
+      assert.deepEqual(created, [
+        { kind: "Service", name: "fraud", action: "created", generation: 1 },
+        { kind: "AnalysisTemplate", name: "golden", action: "created", generation: 1 },
+      ]);
+      const first = await store.getResource("Service", "fraud");
+      assert.deepEqual(first, {
+        kind: "Service",
+        name: "fraud",
+        generation: 1,
+        resource: service("fraud"),
+        createdAt: T0,
+        updatedAt: T0,
+      });
+
+      const again = await store.applyResources([service("fraud")], {
+        actor: "alice",
+        now: T0 + 1000,
+      });
+      assert.deepEqual(again, [
+        { kind: "Service", name: "fraud", action: "unchanged", generation: 1 },
+      ]);
+      // The same content with keys in another order is still the same content.
+      const reordered = reverseKeys(service("fraud"));
+      assert.deepEqual(await store.applyResources([reordered], { actor: "bob", now: T0 + 1500 }), [
+        { kind: "Service", name: "fraud", action: "unchanged", generation: 1 },
+      ]);
+      assert.equal(
+        (await store.getResource("Service", "fraud"))?.updatedAt,
+        T0,
+        "unchanged writes nothing",
+      );
+
+      const configured = await store.applyResources([service("fraud", "v2")], {
+        actor: "bob",
+        now: T0 + 2000,
+      });
+      assert.deepEqual(configured, [
+        { kind: "Service", name: "fraud", action: "configured", generation: 2 },
+      ]);
+      const second = await store.getResource("Service", "fraud");
+      assert.equal(second?.generation, 2);
+      assert.equal(second?.resource.spec.version, "v2");
+      assert.equal(second?.createdAt, T0);
+      assert.equal(second?.updatedAt, T0 + 2000);
+
+      // One event per created/configured resource; none for unchanged ones.
+      const events = await store.listEvents("fraud");
+      assert.deepEqual(
+        events.map(({ id: _id, ...e }) => e),
+        [
+          {
+            service: "fraud",
+            type: "ResourceApplied",
+            actor: "alice",
+            message: "Service/fraud created (generation 1)",
+            data: { kind: "Service", name: "fraud", generation: 1, action: "created" },
+            time: T0,
+          },
+          {
+            service: "fraud",
+            type: "ResourceApplied",
+            actor: "bob",
+            message: "Service/fraud configured (generation 2)",
+            data: { kind: "Service", name: "fraud", generation: 2, action: "configured" },
+            time: T0 + 2000,
+          },
+        ],
+      );
+      // Events about other kinds belong to no service.
+      const global = await store.listEvents("");
+      assert.equal(global.length, 1);
+      assert.equal(global[0]?.message, "AnalysisTemplate/golden created (generation 1)");
+      assert.equal((await store.listEvents("golden")).length, 0);
+    });
+
+    test("apply is atomic: a resource that cannot be stored leaves nothing behind", async ({
+      store,
+    }) => {
+      await store.applyResources([service("a")], { actor: "alice", now: T0 });
+      const changes: string[] = [];
+      store.onChange((what) => changes.push(what));
+      // A BigInt has no JSON form, so the third resource fails after the first two were
+      // written inside the transaction; the rollback must undo them.
+      const bad = template("bad");
+      bad.metadata.labels = { size: 1n as unknown as string };
+      await assert.rejects(
+        store.applyResources([service("a", "v2"), service("b"), bad], {
+          actor: "alice",
+          now: T0 + 1000,
+        }),
+      );
+
+      const a = await store.getResource("Service", "a");
+      assert.equal(a?.generation, 1);
+      assert.equal(a?.resource.spec.version, "v1");
+      assert.equal(await store.getResource("Service", "b"), null);
+      assert.equal(await store.getResource("AnalysisTemplate", "bad"), null);
+      assert.equal(
+        (await store.listEvents("a")).length,
+        1,
+        "no event for the rolled-back configure",
+      );
+      assert.equal((await store.listEvents("b")).length, 0);
+      assert.equal((await store.listEvents("")).length, 0);
+      assert.deepEqual(changes, [], "no notification for a write that did not happen");
+
+      // And the store still works afterwards.
+      const ok = await store.applyResources([service("b")], { actor: "alice", now: T0 + 2000 });
+      assert.deepEqual(ok, [{ kind: "Service", name: "b", action: "created", generation: 1 }]);
+    });
+
+    test("apply rejects a resource of an unknown kind", async ({ store }) => {
+      const odd = { ...template("x"), kind: "Gadget" } as unknown as AnalysisTemplateResource;
+      await assert.rejects(store.applyResources([service("a"), odd], { actor: "alice", now: T0 }), {
+        code: "TURNOUT_ERR_RESOURCE_INVALID",
+      });
+      assert.equal(await store.getResource("Service", "a"), null);
+    });
+
+    test("get and list resources by kind", async ({ store }) => {
+      await store.applyResources(
+        [service("zeta"), template("alpha"), service("alpha"), service("mid")],
+        {
+          actor: "alice",
+          now: T0,
+        },
+      );
+      const services = await store.listResources("Service");
+      assert.deepEqual(
+        services.map((s) => s.name),
+        ["alpha", "mid", "zeta"],
+      );
+      assert.ok(services.every((s) => s.kind === "Service" && s.resource.kind === "Service"));
+      const templates = await store.listResources("AnalysisTemplate");
+      assert.deepEqual(
+        templates.map((s) => [s.kind, s.name]),
+        [["AnalysisTemplate", "alpha"]],
+      );
+      assert.deepEqual(
+        (await store.getResource("AnalysisTemplate", "alpha"))?.resource,
+        template("alpha"),
+      );
+      assert.equal(
+        await store.getResource("AnalysisTemplate", "zeta"),
+        null,
+        "kind is part of the key",
+      );
+      assert.equal(await store.getResource("Service", "nope"), null);
+    });
+
+    // -----------------------------------------------------------------------------------
+    // Status, route tables, commit
+    // -----------------------------------------------------------------------------------
+
+    test("status round-trips through commit and is replaced by the next one", async ({ store }) => {
+      await store.applyResources([service("a")], { actor: "alice", now: T0 });
+      assert.equal(await store.getStatus("a"), null);
+      const s1 = status({ observedGeneration: 1 });
+      await store.commit({ service: "a", status: s1, now: T0 + 1 });
+      assert.deepEqual(await store.getStatus("a"), s1);
+      const s2 = status({
+        phase: "Progressing",
+        canaryVersion: "v2",
+        canaryWeight: 12.5,
+        stepIndex: 0,
+      });
+      await store.commit({ service: "a", status: s2, now: T0 + 2 });
+      assert.deepEqual(await store.getStatus("a"), s2);
+      assert.equal(await store.getStatus("b"), null);
+    });
+
+    test("commit writes status, route table, events and command results; revisions count up", async ({
+      store,
+    }) => {
+      await store.applyResources([service("a"), service("b")], { actor: "alice", now: T0 });
+      const cmd = await store.enqueueCommand(
+        { service: "a", type: "promote", args: { full: true }, actor: "cli" },
+        T0 + 10,
+      );
+
+      const first = await store.commit({
+        service: "a",
+        status: status(),
+        routeTable: table("a", 0, T0 + 20),
+        events: [event("a", "RolloutStarted", T0 + 20)],
+        commandResults: [{ id: cmd.id, outcome: "applied", message: "promoted" }],
+        now: T0 + 20,
+      });
+      assert.equal(first.routeTable?.revision, 1);
+      assert.deepEqual(first.routeTable, { ...table("a", 0, T0 + 20), revision: 1 });
+      assert.deepEqual(await store.getRouteTable("a"), first.routeTable);
+      assert.deepEqual(await store.getStatus("a"), status());
+      assert.deepEqual(
+        (await store.listEvents("a")).map((e) => e.type),
+        ["ResourceApplied", "RolloutStarted"],
+      );
+      const handled = await store.getCommand(cmd.id);
+      assert.equal(handled?.handledAt, T0 + 20);
+      assert.deepEqual(handled?.result, { id: cmd.id, outcome: "applied", message: "promoted" });
+
+      // Any revision the caller passes is ignored: the store assigns previous + 1.
+      const withStaleRevision = { ...table("a", 25, T0 + 30), revision: 42 } as Omit<
+        RouteTable,
+        "revision"
+      >;
+      const second = await store.commit({
+        service: "a",
+        routeTable: withStaleRevision,
+        now: T0 + 30,
+      });
+      assert.equal(second.routeTable?.revision, 2);
+      const third = await store.commit({
+        service: "a",
+        routeTable: table("a", 50, T0 + 40),
+        now: T0 + 40,
+      });
+      assert.equal(third.routeTable?.revision, 3);
+      assert.deepEqual(await store.getRouteTable("a"), { ...table("a", 50, T0 + 40), revision: 3 });
+
+      // A commit without a route table leaves it as it is.
+      const noTable = await store.commit({
+        service: "a",
+        status: status({ message: "x" }),
+        now: T0 + 50,
+      });
+      assert.equal(noTable.routeTable, undefined);
+      assert.equal((await store.getRouteTable("a"))?.revision, 3);
+
+      // Revisions are per service.
+      const b = await store.commit({
+        service: "b",
+        routeTable: table("b", 0, T0 + 60),
+        now: T0 + 60,
+      });
+      assert.equal(b.routeTable?.revision, 1);
+      assert.deepEqual(
+        (await store.listRouteTables()).map((t) => [t.service, t.revision]),
+        [
+          ["a", 3],
+          ["b", 1],
+        ],
+      );
+      assert.equal(await store.getRouteTable("c"), null);
+    });
+
+    test("commit is atomic: a failing part leaves nothing behind", async ({ store }) => {
+      await store.applyResources([service("a")], { actor: "alice", now: T0 });
+      const fingerprint = await store.routeTablesFingerprint();
+      const changes: string[] = [];
+      store.onChange((what) => changes.push(what));
+      // Command 424242 does not exist: a bug in the caller, found after everything else was
+      // written in the transaction.
+      await assert.rejects(
+        store.commit({
+          service: "a",
+          status: status(),
+          routeTable: table("a", 0, T0 + 1),
+          events: [event("a", "RolloutStarted", T0 + 1)],
+          commandResults: [{ id: 424242, outcome: "applied", message: "?" }],
+          now: T0 + 1,
+        }),
+      );
+      assert.equal(await store.getStatus("a"), null);
+      assert.equal(await store.getRouteTable("a"), null);
+      assert.deepEqual(
+        (await store.listEvents("a")).map((e) => e.type),
+        ["ResourceApplied"],
+      );
+      assert.equal(await store.routeTablesFingerprint(), fingerprint);
+      assert.deepEqual(changes, []);
+
+      // The first table written after the failure is still revision 1.
+      const ok = await store.commit({
+        service: "a",
+        routeTable: table("a", 0, T0 + 2),
+        now: T0 + 2,
+      });
+      assert.equal(ok.routeTable?.revision, 1);
+    });
+
+    test("commit refuses status or route table of a missing Service, but takes its events", async ({
+      store,
+    }) => {
+      await assert.rejects(store.commit({ service: "ghost", status: status(), now: T0 }), {
+        code: "TURNOUT_ERR_SERVICE_NOT_FOUND",
+      });
+      await assert.rejects(
+        store.commit({ service: "ghost", routeTable: table("ghost", 0, T0), now: T0 }),
+        {
+          code: "TURNOUT_ERR_SERVICE_NOT_FOUND",
+        },
+      );
+      assert.equal(await store.getStatus("ghost"), null);
+      assert.equal(await store.getRouteTable("ghost"), null);
+      assert.deepEqual(
+        await store.commit({ service: "ghost", events: [event("ghost", "Cleanup", T0)], now: T0 }),
+        {},
+      );
+      assert.deepEqual(
+        (await store.listEvents("ghost")).map((e) => e.type),
+        ["Cleanup"],
+      );
+    });
+
+    test("the route-table fingerprint changes on every route-table write and delete", async ({
+      store,
+    }) => {
+      await store.applyResources([service("a"), service("b")], { actor: "alice", now: T0 });
+      const seen = [await store.routeTablesFingerprint()];
+      assert.equal(await store.routeTablesFingerprint(), seen[0], "reading does not change it");
+      const write = async (svc: string, w: number, now: number) => {
+        await store.commit({ service: svc, routeTable: table(svc, w, now), now });
+        seen.push(await store.routeTablesFingerprint());
+      };
+      await write("a", 0, T0 + 1);
+      await write("b", 0, T0 + 2);
+      await write("a", 0, T0 + 3); // the same table again still counts as a write
+      await write("a", 10, T0 + 4);
+      await store.deleteResource("Service", "b", { actor: "alice", now: T0 + 5 });
+      seen.push(await store.routeTablesFingerprint());
+      // Recreating the deleted service's table must not bring back a value seen before.
+      await store.applyResources([service("b")], { actor: "alice", now: T0 + 6 });
+      await write("b", 0, T0 + 7);
+      assert.equal(new Set(seen).size, seen.length, `all distinct: ${seen.join(", ")}`);
+    });
+
+    // -----------------------------------------------------------------------------------
+    // Commands
+    // -----------------------------------------------------------------------------------
+
+    test("commands are queued, listed oldest first and marked handled", async ({ store }) => {
+      await store.applyResources([service("a"), service("b")], { actor: "alice", now: T0 });
+      const c1 = await store.enqueueCommand(
+        { service: "a", type: "pause", args: {}, actor: "cli", reason: "looks odd" },
+        T0 + 1,
+      );
+      const c2 = await store.enqueueCommand(
+        { service: "b", type: "abort", args: {}, actor: "api" },
+        T0 + 2,
+      );
+      const c3 = await store.enqueueCommand(
+        { service: "a", type: "promote", args: { full: true }, actor: "cli" },
+        T0 + 3,
+      );
+      assert.ok(c1.id < c2.id && c2.id < c3.id, "ids increase");
+      assert.deepEqual(c1, {
+        id: c1.id,
+        service: "a",
+        type: "pause",
+        args: {},
+        actor: "cli",
+        reason: "looks odd",
+        createdAt: T0 + 1,
+        result: null,
+        handledAt: null,
+      });
+      assert.equal(c3.reason, undefined);
+      assert.deepEqual(await store.getCommand(c3.id), c3);
+      assert.equal(await store.getCommand(c3.id + 1000), null);
+
+      assert.deepEqual(
+        (await store.pendingCommands()).map((c) => c.id),
+        [c1.id, c2.id, c3.id],
+      );
+      assert.deepEqual(
+        (await store.pendingCommands("a")).map((c) => c.id),
+        [c1.id, c3.id],
+      );
+      assert.deepEqual(await store.pendingCommands("nobody"), []);
+
+      await store.commit({
+        service: "a",
+        commandResults: [{ id: c1.id, outcome: "rejected", message: "nothing to pause" }],
+        now: T0 + 4,
+      });
+      assert.deepEqual(
+        (await store.pendingCommands()).map((c) => c.id),
+        [c2.id, c3.id],
+      );
+      const h1 = await store.getCommand(c1.id);
+      assert.equal(h1?.handledAt, T0 + 4);
+      assert.deepEqual(h1?.result, { id: c1.id, outcome: "rejected", message: "nothing to pause" });
+
+      // A second result for a handled command does not overwrite the first.
+      await store.commit({
+        service: "a",
+        commandResults: [{ id: c1.id, outcome: "applied", message: "late" }],
+        now: T0 + 5,
+      });
+      assert.deepEqual((await store.getCommand(c1.id))?.result, h1?.result);
+      assert.equal((await store.getCommand(c1.id))?.handledAt, T0 + 4);
+
+      // A result must belong to the committing service.
+      await assert.rejects(
+        store.commit({
+          service: "a",
+          commandResults: [{ id: c2.id, outcome: "applied", message: "" }],
+          now: T0 + 6,
+        }),
+      );
+      assert.equal((await store.getCommand(c2.id))?.handledAt, null);
+    });
+
+    // -----------------------------------------------------------------------------------
+    // Events
+    // -----------------------------------------------------------------------------------
+
+    test("events are kept in order and paged with afterId and limit", async ({ store }) => {
+      await store.appendEvents([]);
+      await store.appendEvents([event("a", "E1", T0 + 1), event("b", "B1", T0 + 2)]);
+      await store.appendEvents([
+        event("a", "E2", T0 + 3, { weight: 5, nested: { p: 0.01, list: [1, "x", null] } }),
+      ]);
+      await store.appendEvents([
+        event("a", "E3", T0 + 4),
+        event("a", "E4", T0 + 5),
+        event("b", "B2", T0 + 6),
+      ]);
+
+      const all = await store.listEvents("a");
+      assert.deepEqual(
+        all.map((e) => e.type),
+        ["E1", "E2", "E3", "E4"],
+      );
+      assert.ok(
+        all.every((e, i) => i === 0 || e.id > (all[i - 1]?.id ?? 0)),
+        "ids increase",
+      );
+      assert.deepEqual(all[1], {
+        id: all[1]?.id,
+        ...event("a", "E2", T0 + 3, { weight: 5, nested: { p: 0.01, list: [1, "x", null] } }),
+      });
+      assert.deepEqual(
+        (await store.listEvents("b")).map((e) => e.type),
+        ["B1", "B2"],
+      );
+
+      const afterSecond = await store.listEvents("a", { afterId: all[1]?.id });
+      assert.deepEqual(
+        afterSecond.map((e) => e.type),
+        ["E3", "E4"],
+      );
+      assert.deepEqual(
+        (await store.listEvents("a", { limit: 2 })).map((e) => e.type),
+        ["E1", "E2"],
+      );
+      assert.deepEqual(
+        (await store.listEvents("a", { afterId: all[0]?.id, limit: 2 })).map((e) => e.type),
+        ["E2", "E3"],
+      );
+      assert.deepEqual(await store.listEvents("a", { afterId: all[3]?.id }), []);
+      assert.deepEqual(await store.listEvents("a", { limit: 0 }), []);
+      assert.deepEqual(await store.listEvents("nobody"), []);
+      await assert.rejects(store.listEvents("a", { limit: -1 }));
+
+      // Paging by afterId walks the whole history without gaps or repeats.
+      const paged: string[] = [];
+      let cursor: number | undefined;
+      for (;;) {
+        const page = await store.listEvents("a", {
+          ...(cursor !== undefined ? { afterId: cursor } : {}),
+          limit: 3,
+        });
+        if (page.length === 0) break;
+        paged.push(...page.map((e) => e.type));
+        cursor = page[page.length - 1]?.id;
+      }
+      assert.deepEqual(paged, ["E1", "E2", "E3", "E4"]);
+    });
+
+    // -----------------------------------------------------------------------------------
+    // Delete
+    // -----------------------------------------------------------------------------------
+
+    test("deleting a Service removes its status, table and pending commands, and keeps its history", async ({
+      store,
+    }) => {
+      // A template with the same name as the Service must not be touched.
+      await store.applyResources([service("a"), template("a"), service("b")], {
+        actor: "alice",
+        now: T0,
+      });
+      const done = await store.enqueueCommand(
+        { service: "a", type: "pause", args: {}, actor: "cli" },
+        T0 + 1,
+      );
+      await store.commit({
+        service: "a",
+        status: status(),
+        routeTable: table("a", 0, T0 + 2),
+        events: [event("a", "RolloutStarted", T0 + 2)],
+        commandResults: [{ id: done.id, outcome: "applied", message: "paused" }],
+        now: T0 + 2,
+      });
+      await store.commit({
+        service: "b",
+        status: status(),
+        routeTable: table("b", 0, T0 + 2),
+        now: T0 + 2,
+      });
+      const pending = await store.enqueueCommand(
+        { service: "a", type: "resume", args: {}, actor: "cli" },
+        T0 + 3,
+      );
+      const other = await store.enqueueCommand(
+        { service: "b", type: "pause", args: {}, actor: "cli" },
+        T0 + 3,
+      );
+
+      assert.equal(await store.deleteResource("Service", "a", { actor: "bob", now: T0 + 4 }), true);
+
+      assert.equal(await store.getResource("Service", "a"), null);
+      assert.equal(await store.getStatus("a"), null);
+      assert.equal(await store.getRouteTable("a"), null);
+      assert.deepEqual(
+        (await store.listRouteTables()).map((t) => t.service),
+        ["b"],
+      );
+      const rejected = await store.getCommand(pending.id);
+      assert.equal(rejected?.handledAt, T0 + 4);
+      assert.deepEqual(rejected?.result, {
+        id: pending.id,
+        outcome: "rejected",
+        message: "service deleted",
+      });
+      assert.deepEqual((await store.getCommand(done.id))?.result, {
+        id: done.id,
+        outcome: "applied",
+        message: "paused",
+      });
+      assert.deepEqual(
+        (await store.pendingCommands()).map((c) => c.id),
+        [other.id],
+      );
+      assert.notEqual(await store.getResource("AnalysisTemplate", "a"), null);
+      assert.notEqual(await store.getStatus("b"), null);
+
+      const history = await store.listEvents("a");
+      assert.deepEqual(
+        history.map((e) => e.type),
+        ["ResourceApplied", "RolloutStarted", "ResourceDeleted"],
+      );
+      const deleted = history[2];
+      assert.equal(deleted?.actor, "bob");
+      assert.equal(deleted?.time, T0 + 4);
+      assert.equal(deleted?.message, "Service/a deleted");
+      assert.equal(deleted?.data.kind, "Service");
+      assert.equal(deleted?.data.name, "a");
+
+      // Absent: false, and nothing is recorded.
+      assert.equal(
+        await store.deleteResource("Service", "a", { actor: "bob", now: T0 + 5 }),
+        false,
+      );
+      assert.equal(
+        await store.deleteResource("Service", "never", { actor: "bob", now: T0 + 5 }),
+        false,
+      );
+      assert.equal((await store.listEvents("a")).length, 3);
+      assert.equal((await store.listEvents("never")).length, 0);
+
+      // Applied again, it starts over.
+      assert.deepEqual(
+        await store.applyResources([service("a")], { actor: "alice", now: T0 + 6 }),
+        [{ kind: "Service", name: "a", action: "created", generation: 1 }],
+      );
+
+      // Deleting another kind records the event without a service and touches no service.
+      assert.equal(
+        await store.deleteResource("AnalysisTemplate", "a", { actor: "bob", now: T0 + 7 }),
+        true,
+      );
+      assert.equal(await store.getResource("AnalysisTemplate", "a"), null);
+      assert.notEqual(await store.getResource("Service", "a"), null);
+      assert.equal((await store.listEvents("")).at(-1)?.message, "AnalysisTemplate/a deleted");
+    });
+
+    // -----------------------------------------------------------------------------------
+    // Durability, notifications, lifecycle
+    // -----------------------------------------------------------------------------------
+
+    test("data survives close and reopen", async (f, t) => {
+      const { store, reopen } = f;
+      if (reopen === undefined) {
+        t.skip("this store's data does not outlive it");
+        return;
+      }
+      await store.applyResources([service("a"), template("g")], { actor: "alice", now: T0 });
+      await store.applyResources([service("a", "v2")], { actor: "alice", now: T0 + 1 });
+      const cmd = await store.enqueueCommand(
+        { service: "a", type: "promote", args: {}, actor: "cli" },
+        T0 + 2,
+      );
+      const { routeTable } = await store.commit({
+        service: "a",
+        status: status({ observedGeneration: 2 }),
+        routeTable: table("a", 10, T0 + 3),
+        events: [event("a", "RolloutStarted", T0 + 3)],
+        now: T0 + 3,
+      });
+      const before = {
+        resources: await store.listResources("Service"),
+        templates: await store.listResources("AnalysisTemplate"),
+        events: await store.listEvents("a"),
+        fingerprint: await store.routeTablesFingerprint(),
+      };
+      await store.close();
+
+      const again = await reopen();
+      try {
+        assert.deepEqual(await again.listResources("Service"), before.resources);
+        assert.deepEqual(await again.listResources("AnalysisTemplate"), before.templates);
+        assert.deepEqual(await again.getStatus("a"), status({ observedGeneration: 2 }));
+        assert.deepEqual(await again.getRouteTable("a"), routeTable);
+        assert.deepEqual(await again.getCommand(cmd.id), cmd);
+        assert.deepEqual(await again.listEvents("a"), before.events);
+        assert.equal(await again.routeTablesFingerprint(), before.fingerprint);
+
+        // Counters carry on where they were.
+        const next = await again.commit({
+          service: "a",
+          routeTable: table("a", 20, T0 + 4),
+          now: T0 + 4,
+        });
+        assert.equal(next.routeTable?.revision, 2);
+        assert.notEqual(await again.routeTablesFingerprint(), before.fingerprint);
+        await again.appendEvents([event("a", "Later", T0 + 5)]);
+        const events = await again.listEvents("a");
+        assert.ok((events.at(-1)?.id ?? 0) > (before.events.at(-1)?.id ?? 0));
+        const unchanged = await again.applyResources([service("a", "v2")], {
+          actor: "alice",
+          now: T0 + 6,
+        });
+        assert.deepEqual(unchanged, [
+          { kind: "Service", name: "a", action: "unchanged", generation: 2 },
+        ]);
+      } finally {
+        await again.close();
+      }
+    });
+
+    test("onChange tells listeners what changed, after the write committed", async ({ store }) => {
+      const seen: string[] = [];
+      const reads: Promise<unknown>[] = [];
+      const off = store.onChange((what) => {
+        seen.push(what);
+        // Reading from a listener must see the new data (and must not deadlock).
+        if (what === "resources") reads.push(store.getResource("Service", "a"));
+      });
+
+      await store.applyResources([service("a")], { actor: "alice", now: T0 });
+      assert.deepEqual(seen, ["resources"]);
+      assert.notEqual(await reads[0], null);
+
+      seen.length = 0;
+      await store.applyResources([service("a")], { actor: "alice", now: T0 + 1 });
+      assert.deepEqual(seen, [], "nothing changed, nobody is told");
+
+      const cmd = await store.enqueueCommand(
+        { service: "a", type: "pause", args: {}, actor: "cli" },
+        T0 + 2,
+      );
+      assert.deepEqual(seen, ["commands"]);
+
+      seen.length = 0;
+      await store.commit({
+        service: "a",
+        status: status(),
+        routeTable: table("a", 0, T0 + 3),
+        commandResults: [{ id: cmd.id, outcome: "applied", message: "" }],
+        now: T0 + 3,
+      });
+      assert.deepEqual([...seen].sort(), ["commands", "routeTables", "status"]);
+
+      seen.length = 0;
+      await store.deleteResource("Service", "a", { actor: "alice", now: T0 + 4 });
+      assert.deepEqual([...seen].sort(), ["resources", "routeTables", "status"]);
+
+      seen.length = 0;
+      await assert.rejects(store.commit({ service: "a", status: status(), now: T0 + 5 }));
+      assert.deepEqual(seen, [], "a rolled-back write tells nobody");
+
+      off();
+      await store.applyResources([service("b")], { actor: "alice", now: T0 + 6 });
+      assert.deepEqual(seen, [], "unsubscribed");
+    });
+
+    test("a listener that throws does not fail the write or starve other listeners", async ({
+      store,
+    }) => {
+      const seen: string[] = [];
+      store.onChange(() => {
+        throw new Error("listener bug");
+      });
+      store.onChange((what) => seen.push(what));
+      const warned = once(process, "warning");
+      const out = await store.applyResources([service("a")], { actor: "alice", now: T0 });
+      assert.equal(out[0]?.action, "created");
+      assert.deepEqual(seen, ["resources"]);
+      const [warning] = (await warned) as [Error];
+      assert.match(warning.message, /listener bug/);
+    });
+
+    test("close is idempotent and the store refuses work afterwards", async ({ store }) => {
+      await store.applyResources([service("a")], { actor: "alice", now: T0 });
+      await store.close();
+      await store.close();
+      await assert.rejects(store.getStatus("a"), { code: "TURNOUT_ERR_STORE_UNAVAILABLE" });
+      await assert.rejects(store.applyResources([service("b")], { actor: "alice", now: T0 }), {
+        code: "TURNOUT_ERR_STORE_UNAVAILABLE",
+      });
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------
+
+function service(name: string, version = "v1"): ServiceResource {
+  return {
+    apiVersion: API_VERSION,
+    kind: "Service",
+    metadata: { name, labels: { team: "risk" } },
+    spec: {
+      listen: { port: 8080, host: "127.0.0.1" },
+      stickiness: { header: "x-user-id" },
+      runtime: {
+        static: {
+          versions: {
+            v1: { upstreams: ["http://127.0.0.1:9001", "http://127.0.0.1:9002"] },
+            v2: { upstreams: ["http://127.0.0.1:9003"] },
+          },
+        },
+      },
+      version,
+      strategy: {
+        canary: { steps: [{ setWeight: 5 }, { pause: { duration: "30s" } }, { setWeight: 50 }] },
+      },
+    },
+  };
+}
+
+function template(name: string): AnalysisTemplateResource {
+  return {
+    apiVersion: API_VERSION,
+    kind: "AnalysisTemplate",
+    metadata: { name },
+    spec: {
+      metrics: [
+        {
+          name: "errors",
+          source: { builtin: "error_rate" },
+          judge: { sequential: { maxIncrease: 0.01, alpha: 0.01 } },
+          minSamples: 200,
+        },
+      ],
+    },
+  };
+}
+
+function status(overrides: Partial<ServiceStatus> = {}): ServiceStatus {
+  return {
+    phase: "Healthy",
+    message: "v1 serves all traffic",
+    observedGeneration: 1,
+    stableVersion: "v1",
+    canaryVersion: null,
+    stepIndex: null,
+    stepStartedAt: null,
+    canaryWeight: 0,
+    pausedByUser: false,
+    abortedVersion: null,
+    rolloutStartedAt: null,
+    rolloutNumber: 0,
+    previousStableVersions: [],
+    lastTransitionAt: T0,
+    ...overrides,
+  };
+}
+
+function table(service: string, canaryWeight: number, now: number): Omit<RouteTable, "revision"> {
+  return {
+    service,
+    listen: { host: "127.0.0.1", port: 8080 },
+    stickiness: { header: "x-user-id" },
+    hashVersion: 1,
+    backends: [
+      { version: "v1", weight: 100 - canaryWeight, endpoints: ["http://127.0.0.1:9001"] },
+      ...(canaryWeight > 0
+        ? [{ version: "v2", weight: canaryWeight, endpoints: ["http://127.0.0.1:9003"] }]
+        : []),
+    ],
+    updatedAt: now,
+  };
+}
+
+function event(
+  service: string,
+  type: string,
+  time: number,
+  data: Record<string, unknown> = {},
+): EventDraft {
+  return { service, type, actor: "controller", message: `${type} happened`, data, time };
+}
+
+/** A deep copy with every object's keys in reverse order. */
+function reverseKeys<T>(value: T): T {
+  if (Array.isArray(value)) return value.map(reverseKeys) as T;
+  if (value !== null && typeof value === "object") {
+    return Object.fromEntries(
+      Object.keys(value)
+        .reverse()
+        .map((k) => [k, reverseKeys((value as Record<string, unknown>)[k])]),
+    ) as T;
+  }
+  return value;
+}

@@ -6,7 +6,7 @@ import { ERRORS, formatFieldError, TurnoutError } from "./errors.js";
 test("docs/errors.md documents every error code with its status, and nothing else", () => {
   const doc = readFileSync(new URL("../docs/errors.md", import.meta.url), "utf8");
   const rows = new Map<string, number>();
-  for (const m of doc.matchAll(/^\| `(TURNOUT_ERR_[A-Z_]+)` \| (\d{3}) \|/gm))
+  for (const m of doc.matchAll(/^\|\s*`(TURNOUT_ERR_[A-Z_]+)`\s*\|\s*(\d{3})\s*\|/gm))
     rows.set(m[1]!, Number(m[2]));
   for (const [code, { status }] of Object.entries(ERRORS)) {
     assert.equal(

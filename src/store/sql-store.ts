@@ -40,11 +40,11 @@ import type {
   ApplyOutcome,
   ControllerCommit,
   Store,
+  StoreChange,
   StoredCommand,
   StoredResource,
 } from "./store.js";
 
-export type StoreChange = "resources" | "commands" | "routeTables" | "status";
 type ChangeListener = (what: StoreChange) => void;
 
 export interface SqlStoreOptions {

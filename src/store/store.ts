@@ -26,6 +26,9 @@ export interface StoredResource<R extends Resource = Resource> {
   updatedAt: number;
 }
 
+/** What `onChange` listeners are told changed. */
+export type StoreChange = "resources" | "commands" | "routeTables" | "status";
+
 export type ApplyAction = "created" | "configured" | "unchanged";
 
 export interface ApplyOutcome {
@@ -55,9 +58,11 @@ export interface ControllerCommit {
 
 export interface Store {
   /**
-   * Applies resources in one transaction: either all are stored or none is. Unchanged content
-   * keeps its generation. Events (one per created/configured resource) are appended in the same
-   * transaction.
+   * Applies resources in one transaction: either all are stored or none is. Content is compared
+   * as canonical JSON (key order never counts): new -> generation 1 "created"; changed ->
+   * generation + 1 "configured"; same -> "unchanged", same generation, nothing written. One
+   * "ResourceApplied" event per created/configured resource is appended in the same transaction
+   * (`service` = the name for a Service, "" for other kinds). Outcomes are in input order.
    */
   applyResources(
     resources: Resource[],
@@ -70,7 +75,11 @@ export interface Store {
   listResources<K extends ResourceKind>(
     kind: K,
   ): Promise<StoredResource<Extract<Resource, { kind: K }>>[]>;
-  /** Deletes a resource (and, for a Service, its status, route table and pending commands). */
+  /**
+   * Deletes a resource; false when there was none. For a Service, also deletes its status and
+   * route table and rejects its pending commands ("service deleted"). Its events are kept and a
+   * "ResourceDeleted" event is appended. Applied again later, it restarts at generation 1.
+   */
   deleteResource(
     kind: ResourceKind,
     name: string,
@@ -82,8 +91,9 @@ export interface Store {
   getRouteTable(service: string): Promise<RouteTable | null>;
   listRouteTables(): Promise<RouteTable[]>;
   /**
-   * A cheap fingerprint of all route tables (e.g. sum or max of revisions plus count) that
-   * changes whenever any table is written or deleted; routers poll it to know when to reload.
+   * A cheap, opaque fingerprint of all route tables that changes whenever any table is written
+   * or deleted, and never returns to an earlier value; routers poll it to know when to reload.
+   * Compare it for equality only.
    */
   routeTablesFingerprint(): Promise<string>;
 
@@ -94,19 +104,31 @@ export interface Store {
 
   /** Appends events on their own (e.g. the API recording an `undo`). */
   appendEvents(events: EventDraft[]): Promise<void>;
-  /** Events of a service, oldest first. `afterId` for paging or watching. */
+  /**
+   * Events of a service, oldest first (ascending id). `afterId` (the last id seen) for paging
+   * or watching. Events of non-Service resources are under service "".
+   */
   listEvents(service: string, opts?: { afterId?: number; limit?: number }): Promise<TurnoutEvent[]>;
 
-  /** The controller's write: status, route table, events and command results, atomically. */
+  /**
+   * The controller's write: status, route table, events and command results, atomically.
+   * Status or route table for a Service that no longer exists fails with
+   * TURNOUT_ERR_SERVICE_NOT_FOUND (it was deleted during the tick). A result for an already
+   * handled command is ignored (the first result stands).
+   */
   commit(c: ControllerCommit): Promise<{ routeTable?: RouteTable }>;
 
   /**
    * Subscribe to changes written through this store instance (same process). Other processes
-   * learn of changes by polling; this only makes the single-process case immediate.
+   * learn of changes by polling; this only makes the single-process case immediate. Listeners
+   * run after the transaction committed (never for a rolled-back write), once per kind of
+   * change; appending events alone notifies nobody. Returns the unsubscribe function.
    */
-  onChange(
-    listener: (what: "resources" | "commands" | "routeTables" | "status") => void,
-  ): () => void;
+  onChange(listener: (what: StoreChange) => void): () => void;
 
+  /**
+   * Waits for operations in flight, then closes. Idempotent; later calls fail with
+   * TURNOUT_ERR_STORE_UNAVAILABLE.
+   */
   close(): Promise<void>;
 }

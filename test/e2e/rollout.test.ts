@@ -152,6 +152,10 @@ describe("turnout up, end to end with static versions", () => {
     assert.equal(aborted.data.fromWeight, 70.5);
     const text = await cli(["history", "shop"], env());
     assert.match(text.stdout, /RolloutAborted/);
+    // --watch ends at once on a settled rollout, and says Degraded with exit 1.
+    const watch = await cli(["status", "shop", "--watch", "--timeout", "10"], env());
+    assert.equal(watch.code, 1);
+    assert.match(watch.stdout, /Degraded/);
   });
 
   it("rejects commands that do not apply with exit 1 and a clear message", async () => {
@@ -174,6 +178,8 @@ describe("turnout up, end to end with static versions", () => {
     assert.equal(full.code, 0, full.stderr);
     let v = await status();
     assert.equal(v.status.phase, "Completed");
+    const watch = await cli(["status", "shop", "--watch", "--timeout", "10"], env());
+    assert.equal(watch.code, 0, watch.stderr);
     assert.equal(v.status.stableVersion, "v2");
     assert.equal(share(await sendMany(port, 300), "v2"), 100);
 

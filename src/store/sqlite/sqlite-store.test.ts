@@ -163,31 +163,47 @@ describe("SQLite store", () => {
     });
   });
 
-  it("several processes writing the same service at once lose nothing", async () => {
+  it("several processes writing the same service at once lose nothing", {
+    timeout: 60_000,
+  }, async () => {
     await inTempDir(async (dir) => {
       const file = path.join(dir, "multi.db");
       const workers = 3;
       const rounds = 40;
       // The workers open a fresh file at the same moment, so they race on the migrations too.
       const worker = fileURLToPath(new URL("./concurrency-worker.ts", import.meta.url));
-      const children = Array.from({ length: workers }, (_, w) =>
-        spawn(process.execPath, ["--import", "tsx", worker, file, String(w), String(rounds)], {
-          stdio: ["pipe", "pipe", "inherit"],
-        }),
-      );
-      const outputs = children.map((c) => {
-        let out = "";
-        c.stdout.on("data", (d: Buffer) => {
-          out += d.toString();
-        });
-        return () => out;
+      const children = Array.from({ length: workers }, (_, w) => {
+        const child = spawn(
+          process.execPath,
+          ["--import", "tsx", worker, file, String(w), String(rounds)],
+          {
+            stdio: ["pipe", "pipe", "pipe"],
+          },
+        );
+        let output = "";
+        const collect = (d: Buffer) => {
+          output += d.toString();
+        };
+        child.stdout.on("data", collect);
+        child.stderr.on("data", collect);
+        const exited = once(child, "exit").then(([code]) => code as number | null);
+        const ready = Promise.race([
+          once(child.stdout, "data"),
+          exited.then((code) => {
+            throw new Error(`worker ${w} exited (${code}) before it was ready:\n${output}`);
+          }),
+        ]);
+        return { child, exited, ready, output: () => output };
       });
-      const exits = children.map((c) => once(c, "exit"));
-      // All workers ready before any starts writing, so their transactions overlap.
-      await Promise.all(children.map((c) => once(c.stdout, "data")));
-      for (const c of children) c.stdin.end("go\n");
-      const codes = (await Promise.all(exits)).map(([code]) => code);
-      assert.deepEqual(codes, Array(workers).fill(0), outputs.map((o) => o()).join("\n"));
+      try {
+        // All workers ready before any starts writing, so their transactions overlap.
+        await Promise.all(children.map((c) => c.ready));
+        for (const c of children) c.child.stdin.end("go\n");
+        const codes = await Promise.all(children.map((c) => c.exited));
+        assert.deepEqual(codes, Array(workers).fill(0), children.map((c) => c.output()).join("\n"));
+      } finally {
+        for (const c of children) if (c.child.exitCode === null) c.child.kill();
+      }
 
       const store = await openSqliteStore({ path: file });
       try {

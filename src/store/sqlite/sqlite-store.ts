@@ -148,7 +148,7 @@ class ImmediateSqliteDriver extends SqliteDriver {
 
   /** Takes the write lock at BEGIN (see the top of this file for why). */
   override async beginTransaction(connection: DatabaseConnection): Promise<void> {
-    await connection.executeQuery(CompiledQuery.raw("begin"));
+    await connection.executeQuery(CompiledQuery.raw("begin immediate"));
   }
 
   /**

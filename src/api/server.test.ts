@@ -20,7 +20,14 @@ function svc(name: string, port: number, version = "v1") {
     metadata: { name },
     spec: {
       listen: { port },
-      runtime: { static: { versions: { v1: { upstreams: ["http://127.0.0.1:9001"] }, v2: { upstreams: ["http://127.0.0.1:9002"] } } } },
+      runtime: {
+        static: {
+          versions: {
+            v1: { upstreams: ["http://127.0.0.1:9001"] },
+            v2: { upstreams: ["http://127.0.0.1:9002"] },
+          },
+        },
+      },
       version,
     },
   };
@@ -34,7 +41,14 @@ describe("API without a running controller", () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), "turnout-api-"));
     store = await openSqliteStore({ path: join(dir, "t.db") });
-    app = buildApi({ store, clock: new FakeClock(), token: TOKEN, version: "test", commandTimeoutMs: 200, bodyLimit: 64 * 1024 });
+    app = buildApi({
+      store,
+      clock: new FakeClock(),
+      token: TOKEN,
+      version: "test",
+      commandTimeoutMs: 200,
+      bodyLimit: 64 * 1024,
+    });
     await app.ready();
   });
   after(async () => {
@@ -44,10 +58,22 @@ describe("API without a running controller", () => {
   });
 
   it("applies JSON resources and reports created, then unchanged", async () => {
-    let r = await app.inject({ method: "POST", url: "/api/v1/apply", headers: auth, payload: svc("a", 18001) });
+    let r = await app.inject({
+      method: "POST",
+      url: "/api/v1/apply",
+      headers: auth,
+      payload: svc("a", 18001),
+    });
     assert.equal(r.statusCode, 200, r.body);
-    assert.deepEqual(r.json().results, [{ kind: "Service", name: "a", action: "created", generation: 1 }]);
-    r = await app.inject({ method: "POST", url: "/api/v1/apply", headers: auth, payload: { resources: [svc("a", 18001)] } });
+    assert.deepEqual(r.json().results, [
+      { kind: "Service", name: "a", action: "created", generation: 1 },
+    ]);
+    r = await app.inject({
+      method: "POST",
+      url: "/api/v1/apply",
+      headers: auth,
+      payload: { resources: [svc("a", 18001)] },
+    });
     assert.equal(r.json().results[0].action, "unchanged");
   });
 
@@ -63,11 +89,20 @@ describe("API without a running controller", () => {
     assert.equal(e.code, "TURNOUT_ERR_RESOURCE_INVALID");
     assert.equal(e.path, "spec.listen.port");
     assert.match(JSON.stringify(e.details.errors), /a/);
-    assert.equal(await store.getResource("Service", "b"), null, "the valid one was not stored either");
+    assert.equal(
+      await store.getResource("Service", "b"),
+      null,
+      "the valid one was not stored either",
+    );
   });
 
   it("validate checks without storing", async () => {
-    const r = await app.inject({ method: "POST", url: "/api/v1/validate", headers: auth, payload: svc("d", 18003) });
+    const r = await app.inject({
+      method: "POST",
+      url: "/api/v1/validate",
+      headers: auth,
+      payload: svc("d", 18003),
+    });
     assert.equal(r.statusCode, 200);
     assert.equal(r.json().valid, true);
     assert.equal(await store.getResource("Service", "d"), null);
@@ -89,7 +124,11 @@ describe("API without a running controller", () => {
   });
 
   it("404s for unknown services, with the path of the bad field", async () => {
-    const r = await app.inject({ method: "POST", url: "/api/v1/services/zzz/promote", headers: auth });
+    const r = await app.inject({
+      method: "POST",
+      url: "/api/v1/services/zzz/promote",
+      headers: auth,
+    });
     assert.equal(r.statusCode, 404);
     assert.equal(r.json().error.code, "TURNOUT_ERR_SERVICE_NOT_FOUND");
     assert.equal(r.json().error.path, "name");
@@ -105,7 +144,11 @@ describe("API without a running controller", () => {
     });
     assert.equal(r.statusCode, 413);
     assert.equal(r.json().error.code, "TURNOUT_ERR_API_PAYLOAD_TOO_LARGE");
-    r = await app.inject({ method: "GET", url: "/api/v1/services/a/history?limit=-1", headers: auth });
+    r = await app.inject({
+      method: "GET",
+      url: "/api/v1/services/a/history?limit=-1",
+      headers: auth,
+    });
     assert.equal(r.statusCode, 400);
     assert.equal(r.json().error.path, "limit");
     r = await app.inject({
@@ -119,7 +162,11 @@ describe("API without a running controller", () => {
   });
 
   it("compares tokens exactly (a prefix of the token is refused)", async () => {
-    const r = await app.inject({ method: "GET", url: "/api/v1/services", headers: { authorization: "Bearer test-" } });
+    const r = await app.inject({
+      method: "GET",
+      url: "/api/v1/services",
+      headers: { authorization: "Bearer test-" },
+    });
     assert.equal(r.statusCode, 401);
   });
 });

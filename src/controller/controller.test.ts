@@ -32,7 +32,16 @@ function service(version: string): ServiceResource {
         },
       },
       version,
-      strategy: { canary: { steps: [{ setWeight: 25 }, { pause: { duration: "1m" } }, { setWeight: 50 }, { pause: {} }] } },
+      strategy: {
+        canary: {
+          steps: [
+            { setWeight: 25 },
+            { pause: { duration: "1m" } },
+            { setWeight: 50 },
+            { pause: {} },
+          ],
+        },
+      },
     },
   };
 }
@@ -41,7 +50,11 @@ function service(version: string): ServiceResource {
 class RecordingRuntime implements Runtime {
   calls: VersionTarget[][] = [];
   constructor(private inner: Runtime) {}
-  async ensure(service: string, spec: ServiceResource["spec"]["runtime"], targets: VersionTarget[]) {
+  async ensure(
+    service: string,
+    spec: ServiceResource["spec"]["runtime"],
+    targets: VersionTarget[],
+  ) {
     this.calls.push(targets);
     return this.inner.ensure(service, spec, targets);
   }
@@ -66,7 +79,9 @@ describe("controller (SQLite store, static runtime, fake clock)", () => {
   let runtime: RecordingRuntime;
   let controller: Controller;
   const weights = async () =>
-    Object.fromEntries((await store.getRouteTable("web"))!.backends.map((b) => [b.version, b.weight]));
+    Object.fromEntries(
+      (await store.getRouteTable("web"))!.backends.map((b) => [b.version, b.weight]),
+    );
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), "turnout-ctl-"));
@@ -139,7 +154,10 @@ describe("controller (SQLite store, static runtime, fake clock)", () => {
     assert.deepEqual(await weights(), { v1: 100 });
     assert.equal((await store.getStatus("web"))?.phase, "Degraded");
     assert.deepEqual(runtime.calls.at(-1), [{ version: "v1", replicas: 1 }]);
-    const again = await store.enqueueCommand({ service: "web", type: "promote", args: {}, actor: "ops" }, clock.now());
+    const again = await store.enqueueCommand(
+      { service: "web", type: "promote", args: {}, actor: "ops" },
+      clock.now(),
+    );
     await controller.tick();
     assert.equal((await store.getCommand(again.id))?.result?.outcome, "rejected");
     const aborted = (await store.listEvents("web")).find((e) => e.type === "RolloutAborted");

@@ -13,6 +13,7 @@ import { isDeepStrictEqual } from "node:util";
 import type { Clock } from "../core/clock.js";
 import type { RouteTable, ServiceResource, ServiceStatus } from "../core/model.js";
 import { reconcile, type VersionReadiness } from "../core/rollout.js";
+import { buildRouteTable } from "../core/routes.js";
 import type { Runtime } from "../runtime/runtime.js";
 import type { Store, StoredResource } from "../store/store.js";
 
@@ -148,20 +149,15 @@ export class Controller {
     if (out.wakeAt !== null)
       report.wakeAt = report.wakeAt === null ? out.wakeAt : Math.min(report.wakeAt, out.wakeAt);
 
-    const endpoints = (version: string) =>
-      instances.filter((i) => i.version === version && i.state === "ready").map((i) => i.url);
-    const table: Omit<RouteTable, "revision"> = {
+    const table = buildRouteTable({
       service: name,
-      listen: { host: spec.listen.host, port: spec.listen.port },
-      ...(spec.stickiness ? { stickiness: spec.stickiness } : {}),
-      hashVersion: 1,
-      backends: out.weights.map((w) => ({
-        version: w.version,
-        weight: w.weight,
-        endpoints: endpoints(w.version),
-      })),
-      updatedAt: now,
-    };
+      spec,
+      status: out.status,
+      weights: out.weights,
+      endpoints: (version) =>
+        instances.filter((i) => i.version === version && i.state === "ready").map((i) => i.url),
+      now,
+    });
     const current = await this.store.getRouteTable(name);
     const tableChanged = !current || !sameTable(current, table);
     const statusChanged = !status || !sameStatus(status, out.status);
@@ -229,15 +225,8 @@ export class Controller {
 
 function sameTable(a: RouteTable, b: Omit<RouteTable, "revision">): boolean {
   // Field by field in a fixed order: the stored copy may order its keys differently.
-  const key = (t: Omit<RouteTable, "revision">) =>
-    JSON.stringify([
-      t.listen.host,
-      t.listen.port,
-      t.stickiness ?? null,
-      t.hashVersion,
-      t.backends.map((x) => [x.version, x.weight, x.endpoints]),
-    ]);
-  return key(a) === key(b);
+  const key = (t: Omit<RouteTable, "revision">) => ({ ...t, revision: 0, updatedAt: 0 }) as unknown;
+  return isDeepStrictEqual(key(a), key(b));
 }
 
 function sameStatus(a: ServiceStatus, b: ServiceStatus): boolean {

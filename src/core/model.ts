@@ -31,6 +31,10 @@ export interface ServiceSpec {
   listen: { port: number; host: string };
   /** Where the sticky key of a request comes from (exactly one of the three). */
   stickiness?: StickinessSpec;
+  /** Match rules that pin requests to a version, and the opt-in version override header. */
+  routing?: RoutingSpec;
+  /** How the router balances, health-checks, retries and times out. Defaults apply. */
+  trafficPolicy?: TrafficPolicySpec;
   runtime: RuntimeSpec;
   /** The desired version. Changing it starts a rollout. */
   version: string;
@@ -38,7 +42,70 @@ export interface ServiceSpec {
   strategy?: StrategySpec;
 }
 
-export type StickinessSpec = { header: string } | { cookie: string } | { query: string };
+export type StickinessSpec = ({ header: string } | { cookie: string } | { query: string }) & {
+  /** Hash salt; defaults to the service name. Changing it moves users between versions. */
+  salt?: string;
+};
+
+/** One condition on a request value: exactly one of the three. */
+export type ValueMatch = { equals: string } | { regex: string } | { exists: boolean };
+
+/**
+ * A rule that sends matching requests to one version, before any weighted split. All the
+ * conditions given must hold. `to` is "canary", "stable" or a version name; a rule whose
+ * target is not running (e.g. "canary" with no rollout) is skipped.
+ */
+export interface MatchRule {
+  header?: { name: string } & ValueMatch;
+  cookie?: { name: string } & ValueMatch;
+  pathPrefix?: string;
+  to: string;
+}
+
+export interface RoutingSpec {
+  matches?: MatchRule[];
+  /** Honour a client's `x-turnout-version: <version>` header (for testers). Off by default. */
+  versionOverride?: boolean;
+}
+
+export interface TrafficPolicySpec {
+  /** How a version's instances share its requests. */
+  loadBalancing: "leastRequest" | "roundRobin";
+  /** Active health checks of every instance; off when absent. */
+  healthCheck?: {
+    path: string;
+    intervalSeconds: number;
+    timeoutSeconds: number;
+    healthyThreshold: number;
+    unhealthyThreshold: number;
+  };
+  /** Passive ejection of an instance after consecutive connect errors or 5xx. */
+  outlierDetection: {
+    consecutiveFailures: number;
+    ejectionSeconds: number;
+    /** Never eject more than this share of a version's instances. */
+    maxEjectionPercent: number;
+  };
+  /** Idempotent requests are retried on connect errors only, on another instance. */
+  retries: { attempts: number };
+  timeouts: {
+    /** Time a client may take to send the request headers. */
+    requestHeadersSeconds: number;
+    /** Keep-alive idle time of client connections. */
+    idleSeconds: number;
+    /** Time an upstream may take to send its response headers. */
+    upstreamSeconds: number;
+  };
+  maxRequestBodyBytes: number;
+}
+
+export const DEFAULT_TRAFFIC_POLICY: TrafficPolicySpec = {
+  loadBalancing: "leastRequest",
+  outlierDetection: { consecutiveFailures: 5, ejectionSeconds: 30, maxEjectionPercent: 50 },
+  retries: { attempts: 1 },
+  timeouts: { requestHeadersSeconds: 10, idleSeconds: 60, upstreamSeconds: 30 },
+  maxRequestBodyBytes: 10 * 1024 * 1024,
+};
 
 export type RuntimeSpec = { static: StaticRuntimeSpec } | { process: ProcessRuntimeSpec };
 
@@ -252,15 +319,25 @@ export interface RouteBackend {
   endpoints: string[];
 }
 
+/** A match rule with its target resolved to a version name. */
+export type RouteMatch = Omit<MatchRule, "to"> & { version: string };
+
 export interface RouteTable {
   service: string;
   /** Increases with every change of this service's table. */
   revision: number;
   listen: { host: string; port: number };
-  stickiness?: StickinessSpec;
+  /** Sticky assignment; the salt is resolved (the service name when the spec gives none). */
+  stickiness?: StickinessSpec & { salt: string };
   /** Version of the sticky hashing scheme, kept so it can change later without moving users. */
   hashVersion: number;
+  /** Canary first, then stable: sticky buckets fill in this order, so users stay as weights grow. */
   backends: RouteBackend[];
+  /** Evaluated in order before the split; the first that matches picks the version. */
+  matches?: RouteMatch[];
+  versionOverride?: boolean;
+  /** The traffic policy with defaults filled in. */
+  policy?: TrafficPolicySpec;
   /** Clock ms when the controller wrote it. */
   updatedAt: number;
 }

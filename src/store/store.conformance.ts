@@ -847,7 +847,7 @@ function table(service: string, canaryWeight: number, now: number): Omit<RouteTa
   return {
     service,
     listen: { host: "127.0.0.1", port: 8080 },
-    stickiness: { header: "x-user-id" },
+    stickiness: { header: "x-user-id", salt: service },
     hashVersion: 1,
     backends: [
       { version: "v1", weight: 100 - canaryWeight, endpoints: ["http://127.0.0.1:9001"] },

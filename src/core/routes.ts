@@ -1,0 +1,66 @@
+/**
+ * Builds a service's route table from the decision (weights) and the ready endpoints: pure,
+ * so the controller only gathers inputs and writes the result.
+ */
+import {
+  DEFAULT_TRAFFIC_POLICY,
+  type RouteMatch,
+  type RouteTable,
+  type ServiceSpec,
+  type ServiceStatus,
+} from "./model.js";
+import type { VersionWeight } from "./rollout.js";
+
+/** The sticky hashing scheme in force; see core/hashing.ts. Bump only with a new scheme. */
+export const HASH_VERSION = 1;
+
+export interface RouteInputs {
+  service: string;
+  spec: ServiceSpec;
+  status: ServiceStatus;
+  weights: VersionWeight[];
+  /** Ready endpoints per version. */
+  endpoints: (version: string) => string[];
+  now: number;
+}
+
+export function buildRouteTable(i: RouteInputs): Omit<RouteTable, "revision"> {
+  const { spec, status } = i;
+  // Canary first: sticky buckets are filled in backend order, so as the canary's weight grows
+  // the users already on it stay on it and only new buckets move over.
+  const ordered = [...i.weights].sort(
+    (a, b) =>
+      Number(b.version === status.canaryVersion) - Number(a.version === status.canaryVersion),
+  );
+  const running = new Set(i.weights.map((w) => w.version));
+  const resolve = (to: string): string | null => {
+    if (to === "canary") return status.canaryVersion;
+    if (to === "stable") return status.stableVersion;
+    return to;
+  };
+  const matches: RouteMatch[] = [];
+  for (const rule of spec.routing?.matches ?? []) {
+    const version = resolve(rule.to);
+    // A rule whose target does not run now (no canary, unknown version) is skipped.
+    if (version === null || !running.has(version)) continue;
+    const { to: _to, ...conditions } = rule;
+    matches.push({ ...conditions, version });
+  }
+  const table: Omit<RouteTable, "revision"> = {
+    service: i.service,
+    listen: { host: spec.listen.host, port: spec.listen.port },
+    hashVersion: HASH_VERSION,
+    backends: ordered.map((w) => ({
+      version: w.version,
+      weight: w.weight,
+      endpoints: i.endpoints(w.version),
+    })),
+    policy: spec.trafficPolicy ?? DEFAULT_TRAFFIC_POLICY,
+    updatedAt: i.now,
+  };
+  if (spec.stickiness)
+    table.stickiness = { ...spec.stickiness, salt: spec.stickiness.salt ?? i.service };
+  if (matches.length > 0) table.matches = matches;
+  if (spec.routing?.versionOverride) table.versionOverride = true;
+  return table;
+}

@@ -101,6 +101,7 @@ export async function startTurnout(opts: TurnoutOptions = {}): Promise<RunningTu
     token,
     version: packageVersion(),
     routerStats: (service) => router.stats(service),
+    routerListener: (service) => router.listeners().find((l) => l.service === service),
     wakeController: () => void controller.tick().catch(() => undefined),
   });
 

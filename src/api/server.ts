@@ -28,6 +28,8 @@ export interface ApiOptions {
   version: string;
   /** Per-version live counters from an in-process router, shown by `status`. */
   routerStats?: (service: string) => unknown;
+  /** Where an in-process router listens for a service, and why it cannot (port taken...). */
+  routerListener?: (service: string) => { host: string; port: number; error?: string } | undefined;
   /** Nudges an in-process controller so a command is taken up at once. */
   wakeController?: () => void;
   /** How long a command call waits for the controller before answering 504. */
@@ -328,6 +330,7 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
       status: await store.getStatus(name),
       routeTable: await store.getRouteTable(name),
       ...(opts.routerStats ? { traffic: opts.routerStats(name) } : {}),
+      ...(opts.routerListener ? { listener: opts.routerListener(name) ?? null } : {}),
       now: clock.now(),
     };
   }

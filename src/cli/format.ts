@@ -26,6 +26,7 @@ export interface StatusView {
   status: ServiceStatus | null;
   routeTable: RouteTable | null;
   traffic?: VersionTraffic[];
+  listener?: { host: string; port: number; error?: string } | null;
   now: number;
 }
 
@@ -107,6 +108,10 @@ export function formatStatus(v: StatusView): string {
       return `${t.version} ${t.requests.toLocaleString("en-US")} req, ${errors} errors, mean ${mean.toFixed(1)} ms`;
     });
     row("Traffic", parts.join(dim("  |  ")));
+  }
+  if (v.listener) {
+    const at = `http://${v.listener.host}:${v.listener.port}`;
+    row("Listening", v.listener.error ? red(`${at}: ${v.listener.error}`) : at);
   }
   row("Generation", `${v.generation} (observed ${s.observedGeneration})`);
   if (s.previousStableVersions.length > 0) row("Previous", s.previousStableVersions.join(", "));

@@ -146,18 +146,23 @@ function stepLabel(w: Work, i: number): string {
   return `step ${i + 1}/${w.steps.length}`;
 }
 
-/** Ends the rollout with all traffic back on stable; used by abort and automatic failures. */
-function rollBack(w: Work, actor: string, why: string, data: Record<string, unknown>): void {
-  const s = w.status;
-  const canary = s.canaryVersion;
-  const fromWeight = s.canaryWeight;
-  s.abortedVersion = canary;
+/** Forgets the rollout in progress: no canary, no step, no weight. */
+function clearRollout(s: ServiceStatus): void {
   s.canaryVersion = null;
   s.canaryWeight = 0;
   s.stepIndex = null;
   s.stepStartedAt = null;
   s.pausedByUser = false;
   s.rolloutStartedAt = null;
+}
+
+/** Ends the rollout with all traffic back on stable; used by abort and automatic failures. */
+function rollBack(w: Work, actor: string, why: string, data: Record<string, unknown>): void {
+  const s = w.status;
+  const canary = s.canaryVersion;
+  const fromWeight = s.canaryWeight;
+  s.abortedVersion = canary;
+  clearRollout(s);
   const message = `rollout to ${canary} aborted: ${why}; ${s.stableVersion} serves 100%`;
   setPhase(w, "Degraded", message);
   emit(
@@ -207,12 +212,7 @@ function complete(w: Work): void {
     ].slice(0, 10);
   }
   s.stableVersion = to;
-  s.canaryVersion = null;
-  s.canaryWeight = 0;
-  s.stepIndex = null;
-  s.stepStartedAt = null;
-  s.pausedByUser = false;
-  s.rolloutStartedAt = null;
+  clearRollout(s);
   const message = `rollout ${s.rolloutNumber} completed: ${to} is stable and serves 100% (took ${formatDuration(tookMs)})`;
   setPhase(w, "Completed", message);
   emit(w, "RolloutCompleted", message, { rollout: s.rolloutNumber, from, to, tookMs });
@@ -361,12 +361,7 @@ const desiredVersion: Stage = {
     if (want === s.stableVersion) {
       if (inRollout(s)) {
         const canary = s.canaryVersion;
-        s.canaryVersion = null;
-        s.canaryWeight = 0;
-        s.stepIndex = null;
-        s.stepStartedAt = null;
-        s.pausedByUser = false;
-        s.rolloutStartedAt = null;
+        clearRollout(s);
         const message = `desired version is back to ${want}: rollout to ${canary} cancelled; ${want} serves 100%`;
         setPhase(w, "Healthy", message);
         emit(w, "RolloutCancelled", message, { version: canary, stable: want });

@@ -1,0 +1,79 @@
+/**
+ * `turnout demo` is the main job: it must finish a canary with zero failed requests and exit 0,
+ * and Ctrl-C must stop it without leaving a process behind.
+ */
+import assert from "node:assert/strict";
+import { execFileSync, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { ROOT, waitFor } from "../helpers.js";
+
+const CLI = [process.execPath, "--import", "tsx", join(ROOT, "src/cli/main.ts"), "demo"];
+
+function childrenOf(pid: number): number[] {
+  try {
+    return execFileSync("ps", ["-o", "pid=", "--ppid", String(pid)], { encoding: "utf8" })
+      .split("\n")
+      .map((s) => Number(s.trim()))
+      .filter((n) => n > 0);
+  } catch {
+    return [];
+  }
+}
+
+/** Gone, or a zombie nobody reaps (this sandbox's PID 1 does not). */
+function isGone(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
+  } catch {
+    return true;
+  }
+}
+
+function run(onLine?: (line: string, pid: number) => void) {
+  const p = spawn(CLI[0]!, CLI.slice(1), {
+    cwd: ROOT,
+    env: { ...process.env, NO_COLOR: "1", TURNOUT_LOG_LEVEL: "warn" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  let err = "";
+  p.stdout.on("data", (d: Buffer) => {
+    const text = d.toString();
+    out += text;
+    for (const line of text.split("\n")) onLine?.(line, p.pid!);
+  });
+  p.stderr.on("data", (d) => (err += d));
+  const done = new Promise<number | null>((r) => p.on("exit", (code) => r(code)));
+  return { p, done, out: () => out, err: () => err };
+}
+
+describe("turnout demo", () => {
+  it("rolls v1 -> v2 to completion with zero failed requests and exits 0", async () => {
+    const d = run();
+    const code = await d.done;
+    assert.equal(code, 0, `${d.out()}\n${d.err()}`);
+    assert.match(d.out(), /done: rollout 1 completed: v2 is stable/);
+    assert.match(d.out(), /failed: 0/);
+    assert.match(d.out(), /Promoted\s+demo/);
+  });
+
+  it("stops everything on Ctrl-C, leaving no process behind", async () => {
+    let instances: number[] = [];
+    let signalled = false;
+    const d = run((line, pid) => {
+      if (!signalled && line.includes("synthetic users")) {
+        signalled = true;
+        instances = childrenOf(pid);
+        process.kill(pid, "SIGINT");
+      }
+    });
+    const code = await d.done;
+    assert.ok(signalled, d.out());
+    assert.equal(code, 130, d.err());
+    assert.ok(instances.length >= 2, `the demo had its model instances running: ${instances}`);
+    await waitFor("instances gone", async () => instances.every(isGone), 10_000);
+  });
+});

@@ -53,7 +53,21 @@ export const ERRORS = {
   TURNOUT_ERR_ROUTER_BAD_REQUEST: {
     status: 400,
     summary:
-      "The router rejected a malformed request (bad framing, oversized headers) before proxying it.",
+      "The router rejected a malformed request (bad framing such as a request smuggling attempt, a bad target or Host) before proxying it.",
+  },
+  TURNOUT_ERR_ROUTER_HEADERS_TOO_LARGE: {
+    status: 431,
+    summary: "The request headers are larger than the router accepts.",
+  },
+  TURNOUT_ERR_ROUTER_BODY_TOO_LARGE: {
+    status: 413,
+    summary:
+      "The request body is larger than the service's `trafficPolicy.maxRequestBodyBytes`.",
+  },
+  TURNOUT_ERR_ROUTER_CLIENT_TIMEOUT: {
+    status: 408,
+    summary:
+      "The client did not send its request headers within `trafficPolicy.timeouts.requestHeadersSeconds`.",
   },
   TURNOUT_ERR_ROUTER_NO_BACKEND: {
     status: 503,

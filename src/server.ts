@@ -18,6 +18,7 @@ import {
 } from "node:fs";
 import { join, resolve } from "node:path";
 import pino, { type Logger } from "pino";
+import { createMetricsRegistry } from "./api/metrics.js";
 import { buildApi } from "./api/server.js";
 import { Controller } from "./controller/controller.js";
 import { type Clock, systemClock } from "./core/clock.js";
@@ -87,6 +88,8 @@ export async function startTurnout(opts: TurnoutOptions = {}): Promise<RunningTu
     source: store,
     logger: logger.child({ part: "router" }),
     pollIntervalMs: opts.pollIntervalMs ?? 500,
+    // Seconds stamped by the same clock the controller (and so analysis) reads windows with.
+    measurements: { sink: store, now: () => clock.now() },
   });
   const controller = new Controller({
     store,
@@ -103,6 +106,7 @@ export async function startTurnout(opts: TurnoutOptions = {}): Promise<RunningTu
     routerStats: (service) => router.stats(service),
     routerListener: (service) => router.listeners().find((l) => l.service === service),
     wakeController: () => void controller.tick().catch(() => undefined),
+    metrics: createMetricsRegistry({ store, recorder: router.measurements }),
   });
 
   await router.start();

@@ -18,6 +18,7 @@ import type { CommandType, Resource, ServiceResource } from "../core/model.js";
 import { TurnoutError } from "../errors.js";
 import { crossCheck, parseResources } from "../resources/load.js";
 import type { Store, StoredCommand } from "../store/store.js";
+import { isMetricsPath, type MetricsRegistry, registerMetricsRoute } from "./metrics.js";
 
 export interface ApiOptions {
   store: Store;
@@ -37,6 +38,8 @@ export interface ApiOptions {
   /** Request body limit in bytes. */
   bodyLimit?: number;
   logger?: boolean | object;
+  /** Served at `GET /metrics` without a token (`createMetricsRegistry`); no route without it. */
+  metrics?: MetricsRegistry;
 }
 
 const COMMANDS: readonly CommandType[] = ["promote", "abort", "pause", "resume", "retry"];
@@ -99,6 +102,7 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
 
   app.addHook("onRequest", async (req) => {
     if (req.url === "/healthz" || req.url.startsWith("/healthz?")) return;
+    if (opts.metrics !== undefined && isMetricsPath(req.url)) return;
     const h = req.headers.authorization ?? "";
     const m = /^Bearer\s+(.+)$/i.exec(h);
     const given = Buffer.from(m?.[1]?.trim() ?? "");
@@ -113,6 +117,7 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
   });
 
   app.get("/healthz", async () => ({ ok: true, version: opts.version }));
+  if (opts.metrics !== undefined) registerMetricsRoute(app, opts.metrics);
   app.get("/api/v1/info", async () => ({ version: opts.version, now: clock.now() }));
 
   // ---- resources ------------------------------------------------------------------------

@@ -14,7 +14,10 @@ import {
   RESOURCE_KINDS,
   type Resource,
   type ServiceResource,
+  type StickinessSpec,
+  type ValueMatch,
 } from "../core/model.js";
+import { regexProblem } from "../core/regex.js";
 
 // ---------------------------------------------------------------------------------------
 // Describing values in messages
@@ -370,15 +373,175 @@ const ListenSchema = strict({
     .describe('Address to listen on; "0.0.0.0" for every interface.'),
 });
 
-const StickinessSchema = exactlyOne({
-  header: token("an HTTP header name", "x-user-id").describe(
-    "Sticky key from this request header.",
-  ),
-  cookie: token("a cookie name", "session").describe("Sticky key from this cookie."),
-  query: nonEmpty("a query parameter name").describe("Sticky key from this query parameter."),
-}).describe(
-  "Where a request's sticky key comes from (exactly one); requests with the same key see the same version.",
+/**
+ * Issues when not exactly one of `keys` is present; for objects that have other fields besides
+ * the one-of group (so `exactlyOne` does not fit). Registered with `when` like `exactlyOne`.
+ */
+function oneOfKeys(keys: readonly string[]) {
+  return [
+    (v: Record<string, unknown>, ctx: z.core.$RefinementCtx<Record<string, unknown>>) => {
+      const present = keys.filter((k) => v[k] !== undefined);
+      if (present.length === 1) return;
+      ctx.addIssue({
+        code: "custom",
+        input: v,
+        message:
+          present.length === 0
+            ? `must have exactly one of ${orList(keys)}, got none`
+            : `must have exactly one of ${orList(keys)}, got ${present.length}: ${present.map((p) => JSON.stringify(p)).join(" and ")}`,
+      });
+    },
+    {
+      when: (p: { value: unknown; issues: readonly z.core.$ZodRawIssue[] }) =>
+        isPlainObject(p.value) &&
+        !p.issues.some((i) => i.code === "unrecognized_keys" && (i.path?.length ?? 0) === 0),
+    },
+  ] as const;
+}
+
+/** JSON Schema for "exactly one of these keys" (editors check it; zod checks `oneOfKeys`). */
+const oneOfMeta = (keys: readonly string[]) => ({ oneOf: keys.map((k) => ({ required: [k] })) });
+
+const STICKY_SOURCES = ["header", "cookie", "query"] as const;
+
+const StickinessSchema = strict({
+  header: token("an HTTP header name", "x-user-id")
+    .optional()
+    .describe("Sticky key from this request header (its first occurrence)."),
+  cookie: token("a cookie name", "session")
+    .optional()
+    .describe(
+      "Sticky key from this cookie; a client without it is issued one (a random id, for a year).",
+    ),
+  // Only characters that are never percent-encoded, so the raw query string can be searched
+  // for the name as is.
+  query: z
+    .string()
+    .regex(/^[A-Za-z0-9._~-]+$/, {
+      error: (iss) =>
+        `must be a query parameter name of A-Z, a-z, 0-9, ".", "_", "~" and "-" like "user", got ${describeValue(iss.input)}`,
+    })
+    .optional()
+    .describe("Sticky key from this query parameter (form-decoded)."),
+  salt: nonEmpty()
+    .optional()
+    .describe(
+      "Hash salt; defaults to the service name. Changing it moves users between versions.",
+    ),
+})
+  .superRefine(...oneOfKeys(STICKY_SOURCES))
+  .meta(oneOfMeta(STICKY_SOURCES))
+  .describe(
+    "Where a request's sticky key comes from (exactly one of header, cookie or query), and the hash salt; requests with the same key see the same version.",
+  ) as unknown as z.ZodType<StickinessSpec, StickinessSpec>;
+
+const VALUE_MATCHES = ["equals", "regex", "exists"] as const;
+
+/** A regex of a match rule: must compile and be safe to run on client input (core/regex.ts). */
+const userRegex = z.string().superRefine((s, ctx) => {
+  const problem = regexProblem(s);
+  if (problem !== null) ctx.addIssue({ code: "custom", input: s, message: problem });
+});
+
+/** `{ name, equals | regex | exists }` for a header or a cookie. */
+const valueMatch = (name: z.ZodType<string>, what: string) =>
+  strict({
+    name,
+    equals: z.string().optional().describe(`The ${what}'s value is exactly this.`),
+    regex: userRegex
+      .optional()
+      .describe(
+        `The ${what}'s value matches this JavaScript regular expression (searched anywhere unless anchored with ^ or $; values over 1 KiB never match).`,
+      ),
+    exists: z
+      .boolean()
+      .optional()
+      .describe(`true: the ${what} is present (any value); false: it is absent.`),
+  })
+    .superRefine(...oneOfKeys(VALUE_MATCHES))
+    .meta(oneOfMeta(VALUE_MATCHES)) as unknown as z.ZodType<
+    { name: string } & ValueMatch,
+    { name: string } & ValueMatch
+  >;
+
+const MatchRuleSchema = strict({
+  header: valueMatch(token("an HTTP header name", "x-beta"), "header")
+    .optional()
+    .describe("A request header condition; header names are case-insensitive."),
+  cookie: valueMatch(token("a cookie name", "tester"), "cookie")
+    .optional()
+    .describe("A cookie condition; cookie names are case-sensitive."),
+  pathPrefix: z
+    .string()
+    .regex(/^\/[^?#\s]*$/, {
+      error: (iss) =>
+        `must be a URL path starting with "/", without query, fragment or spaces, like "/beta"; got ${describeValue(iss.input)}`,
+    })
+    .optional()
+    .describe('The URL path starts with this, on whole segments ("/beta" matches "/beta/x", not "/betamax").'),
+  to: z
+    .string()
+    .regex(VERSION_NAME, {
+      error: (iss) =>
+        `must be "canary", "stable" or a version name (1..63 characters of A-Z, a-z, 0-9, ".", "_" and "-"); got ${describeValue(iss.input)}`,
+    })
+    .describe('Where matching requests go: "canary", "stable" or a version name.'),
+}).superRefine(
+  (rule, ctx) => {
+    if (rule.header !== undefined || rule.cookie !== undefined || rule.pathPrefix !== undefined)
+      return;
+    ctx.addIssue({
+      code: "custom",
+      input: rule,
+      message:
+        'needs at least one condition ("header", "cookie" or "pathPrefix"); a rule without one would take every request',
+    });
+  },
+  {
+    when: (p) =>
+      isPlainObject(p.value) &&
+      !p.issues.some((i) => i.code === "unrecognized_keys" && (i.path?.length ?? 0) === 0),
+  },
 );
+
+const RoutingSchema = strict({
+  matches: z
+    .array(MatchRuleSchema)
+    .optional()
+    .describe(
+      "Rules tried in order before the split; the first whose conditions all hold sends the request to its version. A rule whose version is not running is skipped.",
+    ),
+  versionOverride: z
+    .boolean()
+    .optional()
+    .describe(
+      "Honour a client's x-turnout-version: <version> request header (for testers and previews). Off by default.",
+    ),
+}).describe("Match rules that pin requests to a version, and the opt-in version override header.");
+
+/** For static runtimes: every `to` of a match rule names a role or a version it knows. */
+function checkRoutingTargets(
+  spec: { runtime: unknown; routing?: unknown },
+  ctx: z.core.$RefinementCtx<{ runtime: unknown; routing?: unknown }>,
+): void {
+  const runtime = spec.runtime;
+  const versions =
+    isPlainObject(runtime) && isPlainObject(runtime.static) ? runtime.static.versions : undefined;
+  const matches = isPlainObject(spec.routing) ? spec.routing.matches : undefined;
+  if (!isPlainObject(versions) || !Array.isArray(matches)) return;
+  const known = Object.keys(versions);
+  if (known.length === 0) return;
+  matches.forEach((rule: unknown, i) => {
+    const to = isPlainObject(rule) ? rule.to : undefined;
+    if (typeof to !== "string" || to === "canary" || to === "stable" || known.includes(to)) return;
+    ctx.addIssue({
+      code: "custom",
+      path: ["routing", "matches", i, "to"],
+      input: to,
+      message: `must be "canary", "stable" or one of the versions of spec.runtime.static.versions (${orList(known)}), got ${describeValue(to)}`,
+    });
+  });
+}
 
 const StaticRuntimeSchema = strict({
   versions: z
@@ -494,6 +657,7 @@ const StrategySchema = exactlyOne(
 const ServiceSpecSchema = strict({
   listen: ListenSchema.describe("Where the router listens for this service's users."),
   stickiness: StickinessSchema.optional(),
+  routing: RoutingSchema.optional(),
   runtime: RuntimeSchema,
   version: versionName.describe("The desired version; changing it starts a rollout."),
   strategy: StrategySchema.optional(),
@@ -515,7 +679,7 @@ const ServiceSpecSchema = strict({
   },
   // Checked even when other fields are wrong, so that all errors come at once.
   { when: (p) => isPlainObject(p.value) },
-);
+).superRefine(checkRoutingTargets, { when: (p) => isPlainObject(p.value) });
 
 export const ServiceSchema = strict({
   apiVersion,

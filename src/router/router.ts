@@ -16,12 +16,28 @@
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
-import type { RouteTable } from "../core/model.js";
+import { DEFAULT_TRAFFIC_POLICY, type RouteTable, type TrafficPolicySpec } from "../core/model.js";
 import type { Store } from "../store/store.js";
-import { UpstreamPools } from "./pools.js";
-import { handleRequest, onClientError, type ProxyContext } from "./proxy.js";
-import { VersionCounters, type VersionStats } from "./stats.js";
+import {
+  type Clock,
+  type HealthCheckSpec,
+  type HealthEvent,
+  HealthMonitor,
+  OutlierDetector,
+  type Probe,
+  systemClock,
+} from "./health.js";
+import { type Endpoint, UpstreamPools } from "./pools.js";
+import { handleRequest, handleUpgrade, onClientError, type ProxyContext } from "./proxy.js";
+import {
+  MeasurementFlusher,
+  MeasurementRecorder,
+  type RouterMeasurementOptions,
+  type SeriesCounters,
+  type VersionStats,
+} from "./stats.js";
 import { type CompiledTable, compileTable } from "./table.js";
 
 export type { VersionStats } from "./stats.js";
@@ -40,10 +56,38 @@ export interface RouterOptions {
   logger?: RouterLogger;
   /** How often the store's fingerprint is polled for changes made by other processes. Default 500. */
   pollIntervalMs?: number;
-  /** How long an upstream may take to send its response headers before the client gets a 504. Default 30 s. */
+  /**
+   * How long an upstream may take to send its response headers before the client gets a 504,
+   * for tables without a traffic policy (a table's `policy.timeouts.upstreamSeconds` wins).
+   * Default 30 s.
+   */
   upstreamTimeoutMs?: number;
   /** How long a closing listener waits for in-flight requests before cutting them. Default 10 s. */
   drainTimeoutMs?: number;
+  /** How long the pool of an endpoint that left every table is kept, in case it returns. Default 10 s. */
+  poolIdleGraceMs?: number;
+  /** Largest request head (request line and headers) accepted; larger gets a 431. Default 16 KiB. */
+  maxHeaderBytes?: number;
+  /** Time for ejections and health checks (tests pass a manual clock). */
+  clock?: Clock;
+  /** The active health check's probe (tests pass a fake). Default: GET through the endpoint's pool. */
+  healthProbe?: Probe;
+  /**
+   * Measurements: the ring's window and clock, and the store (`sink`) that completed seconds
+   * are flushed to every second. Without a sink they stay in memory only.
+   */
+  measurements?: RouterMeasurementOptions;
+}
+
+/** One endpoint's state as `Router.endpoints()` reports it. */
+export interface EndpointInfo {
+  url: string;
+  /** Whether the balancer picks it (not ejected, not failing active checks). */
+  available: boolean;
+  ejected: boolean;
+  activeHealthy: boolean;
+  outstanding: number;
+  consecutiveFailures: number;
 }
 
 /** One service's listener as `Router.listeners()` reports it. */
@@ -69,6 +113,8 @@ interface BoundServer {
   server: Server;
   /** Read by the server's request handler; set when the server starts to close. */
   closing: boolean;
+  /** Upgraded (WebSocket) client sockets: the server forgets them, so closing must cut them. */
+  upgrades: Set<Duplex>;
 }
 
 interface ServiceListener {
@@ -105,9 +151,15 @@ export class Router {
   readonly #drainTimeoutMs: number;
   readonly #ctx: ProxyContext;
   readonly #pools: UpstreamPools;
+  readonly #outliers: OutlierDetector;
+  readonly #health: HealthMonitor;
+  /** The policy of tables that carry none (tables from older controllers, tests). */
+  readonly #defaultPolicy: TrafficPolicySpec;
+  readonly #maxHeaderBytes: number;
   readonly #listeners = new Map<string, ServiceListener>();
-  /** Counters per service and version; they outlive tables so swaps keep the numbers. */
-  readonly #counters = new Map<string, Map<string, VersionCounters>>();
+  /** Counters per service and series; they outlive tables so swaps keep the numbers. */
+  readonly #recorder: MeasurementRecorder;
+  readonly #flusher: MeasurementFlusher;
   readonly #closing = new Set<Promise<void>>();
   readonly #reloadListeners = new Set<(e: ReloadEvent) => void>();
 
@@ -129,15 +181,41 @@ export class Router {
     this.#logger = opts.logger ?? silentLogger;
     this.#pollIntervalMs = opts.pollIntervalMs ?? 500;
     this.#drainTimeoutMs = opts.drainTimeoutMs ?? 10_000;
+    this.#maxHeaderBytes = opts.maxHeaderBytes ?? 16 * 1024;
     const headersTimeoutMs = opts.upstreamTimeoutMs ?? 30_000;
+    this.#defaultPolicy = {
+      ...DEFAULT_TRAFFIC_POLICY,
+      timeouts: { ...DEFAULT_TRAFFIC_POLICY.timeouts, upstreamSeconds: headersTimeoutMs / 1000 },
+    };
+    const clock = opts.clock ?? systemClock;
+    const onHealth = (e: HealthEvent) => this.#logHealth(e);
+    this.#outliers = new OutlierDetector(clock, onHealth);
+    this.#health = new HealthMonitor({
+      clock,
+      outliers: this.#outliers,
+      onEvent: onHealth,
+      ...(opts.healthProbe ? { probe: opts.healthProbe } : {}),
+    });
     this.#pools = new UpstreamPools({
       headersTimeoutMs,
       // Longest silence between body chunks (undici's default); long enough for streamed
       // responses that pause, short enough that a stuck upstream frees its connection.
       bodyTimeoutMs: 300_000,
       connectTimeoutMs: Math.min(10_000, headersTimeoutMs),
+      idleGraceMs: opts.poolIdleGraceMs ?? 10_000,
+      clock,
+      onRetire: (ep) => this.#outliers.dispose(ep),
     });
-    this.#ctx = { logger: this.#logger };
+    this.#ctx = { logger: this.#logger, outliers: this.#outliers };
+    const m = opts.measurements ?? {};
+    this.#recorder = new MeasurementRecorder(m);
+    this.#flusher = new MeasurementFlusher({
+      recorder: this.#recorder,
+      sink: m.sink,
+      logger: this.#logger,
+      ...(m.flushIntervalMs !== undefined ? { intervalMs: m.flushIntervalMs } : {}),
+      ...(m.retentionSeconds !== undefined ? { retentionSeconds: m.retentionSeconds } : {}),
+    });
   }
 
   /**
@@ -153,6 +231,7 @@ export class Router {
     });
     await this.#requestReload();
     this.#schedulePoll();
+    this.#flusher.start();
   }
 
   /**
@@ -172,7 +251,10 @@ export class Router {
       l.bound = null;
     }
     this.#listeners.clear();
+    this.#health.stopAll();
     await Promise.all([...this.#closing]);
+    // After the drain, so the last requests' second (partial) is written too.
+    await this.#flusher.stop();
     await this.#pools.closeAll();
   }
 
@@ -190,8 +272,28 @@ export class Router {
 
   /** Counters of every version the service has routed to since its table appeared. */
   stats(service: string): VersionStats[] {
-    const byVersion = this.#counters.get(service);
-    return byVersion === undefined ? [] : [...byVersion.values()].map((c) => c.snapshot());
+    return this.#recorder.stats(service);
+  }
+
+  /** The measurement recorder: 1-second buckets by series (`RouterMeasurementSource`, /metrics). */
+  get measurements(): MeasurementRecorder {
+    return this.#recorder;
+  }
+
+  /** The endpoints of a service's table in force, with what the balancer knows of them. */
+  endpoints(service: string): EndpointInfo[] {
+    const l = this.#listeners.get(service);
+    if (l === undefined) return [];
+    const seen = new Set<Endpoint>();
+    for (const b of l.table.backends) for (const ep of b.endpoints) seen.add(ep);
+    return [...seen].map((ep) => ({
+      url: ep.url,
+      available: ep.available,
+      ejected: ep.ejected,
+      activeHealthy: ep.activeHealthy,
+      outstanding: ep.outstanding,
+      consecutiveFailures: ep.consecutiveFailures,
+    }));
   }
 
   /** Subscribes to the outcome of every reload (for logs, dashboards and tests). */
@@ -316,7 +418,9 @@ export class Router {
       if (l !== undefined && l.signature === signature) continue;
       changed.push(t.service);
 
-      const { table, problems } = compileTable(t, {
+      // A table without a policy (an older controller, a test) gets the router's defaults.
+      const withPolicy = t.policy === undefined ? { ...t, policy: this.#defaultPolicy } : t;
+      const { table, problems } = compileTable(withPolicy, {
         pools: this.#pools,
         counters: (version) => this.#countersOf(t.service, version),
         previous: l?.table,
@@ -353,6 +457,7 @@ export class Router {
       // The swap: from here on new requests use `table`; requests in flight keep theirs.
       l.table = table;
       l.signature = signature;
+      if (l.bound !== null) applyServerPolicy(l.bound.server, table.policy);
       if (l.host !== t.listen.host || l.port !== t.listen.port) {
         // Move: bind the new address first, then drain the old one, so the service is never
         // unreachable on both.
@@ -374,32 +479,33 @@ export class Router {
       if (seen.has(service)) continue;
       changed.push(service);
       this.#listeners.delete(service);
-      this.#counters.delete(service);
+      this.#recorder.retire(service);
       if (l.bound !== null) this.#closeServer(l.bound);
       l.bound = null;
       this.#logger.info({ service }, "router: route table removed; listener closing");
     }
 
+    // Endpoints no table names any more: their checks stop now, their pools after a grace.
     const inUse = new Set<string>();
-    for (const l of this.#listeners.values()) for (const o of l.table.origins) inUse.add(o);
+    const checks = new Map<string, { target: Endpoint; spec: HealthCheckSpec }>();
+    for (const l of this.#listeners.values()) {
+      const spec = l.table.policy.healthCheck;
+      for (const b of l.table.backends) {
+        for (const ep of b.endpoints) {
+          inUse.add(ep.url);
+          if (spec !== undefined && !checks.has(ep.url)) checks.set(ep.url, { target: ep, spec });
+        }
+      }
+    }
     this.#pools.retainOnly(inUse);
+    this.#health.sync(checks);
 
     await Promise.all(binds);
     return changed;
   }
 
-  #countersOf(service: string, version: string): VersionCounters {
-    let byVersion = this.#counters.get(service);
-    if (byVersion === undefined) {
-      byVersion = new Map();
-      this.#counters.set(service, byVersion);
-    }
-    let c = byVersion.get(version);
-    if (c === undefined) {
-      c = new VersionCounters(version);
-      byVersion.set(version, c);
-    }
-    return c;
+  #countersOf(service: string, version: string): SeriesCounters {
+    return this.#recorder.series(service, version);
   }
 
   // -------------------------------------------------------------------------------------
@@ -416,13 +522,36 @@ export class Router {
 
   /** Binds `l` to its address; a failure is recorded in `l.error`, never thrown. */
   async #bind(l: ServiceListener): Promise<void> {
-    const entry: BoundServer = { server: createServer(), closing: false };
+    const policy = l.table.policy;
+    const headersTimeout = policy.timeouts.requestHeadersSeconds * 1000;
+    const entry: BoundServer = {
+      server: createServer({
+        maxHeaderSize: this.#maxHeaderBytes,
+        // Checked by the proxy, which answers in JSON (Node's own 400 has no body).
+        requireHostHeader: false,
+        // How often Node looks for clients over their header or request time: often enough
+        // that a short timeout is enforced close to its value.
+        connectionsCheckingInterval: Math.max(100, Math.min(1000, headersTimeout / 4)),
+      }),
+      closing: false,
+      upgrades: new Set(),
+    };
     const { server } = entry;
+    applyServerPolicy(server, policy);
     // One closure per server, none per request. It reads `l.table` at each request, which is
     // the whole of the atomic swap.
     server.on("request", (req, res) => {
       if (entry.closing) res.shouldKeepAlive = false;
       handleRequest(this.#ctx, l.table, req, res);
+    });
+    server.on("upgrade", (req, socket: Duplex, head: Buffer) => {
+      if (entry.closing) {
+        socket.destroy();
+        return;
+      }
+      entry.upgrades.add(socket);
+      socket.once("close", () => entry.upgrades.delete(socket));
+      handleUpgrade(this.#ctx, l.table, req, socket, head);
     });
     server.on("clientError", onClientError);
     const host = l.host;
@@ -464,6 +593,22 @@ export class Router {
     this.#logger.info({ service: l.service, host, port: l.boundPort }, "router: listening");
   }
 
+  #logHealth(e: HealthEvent): void {
+    switch (e.kind) {
+      case "ejected":
+        this.#logger.warn(
+          { endpoint: e.url, ms: e.durationMs, reason: e.reason },
+          "router: endpoint ejected",
+        );
+        break;
+      case "unhealthy":
+        this.#logger.warn({ endpoint: e.url, reason: e.reason }, "router: endpoint unhealthy");
+        break;
+      default:
+        this.#logger.info({ endpoint: e.url }, `router: endpoint ${e.kind}`);
+    }
+  }
+
   /**
    * Closes a server gracefully: it stops accepting at once, idle keep-alive connections are
    * closed, responses in flight finish (with `Connection: close`), and whatever is left after
@@ -477,7 +622,12 @@ export class Router {
     // A connection whose response was already under way when closing began goes idle later
     // and would otherwise linger until its keep-alive timeout.
     const sweep = setInterval(() => server.closeIdleConnections(), 50);
-    const force = setTimeout(() => server.closeAllConnections(), this.#drainTimeoutMs);
+    // Upgraded connections (WebSockets) are long-lived by nature: they get the drain time too,
+    // then are cut with the rest.
+    const force = setTimeout(() => {
+      server.closeAllConnections();
+      for (const s of entry.upgrades) s.destroy();
+    }, this.#drainTimeoutMs);
     sweep.unref();
     force.unref();
     const tracked = closed.finally(() => {
@@ -487,4 +637,18 @@ export class Router {
     });
     this.#closing.add(tracked);
   }
+}
+
+/**
+ * Applies a policy's client-side timeouts to a listening server. Node reads these on every
+ * check and response, so a changed table takes effect on the running listener (the header size
+ * limit is fixed when the listener is created).
+ */
+function applyServerPolicy(server: Server, policy: TrafficPolicySpec): void {
+  const headersTimeout = policy.timeouts.requestHeadersSeconds * 1000;
+  server.headersTimeout = headersTimeout;
+  // The whole request, body included: generous (uploads may be large), and never shorter than
+  // the headers' time, which Node requires.
+  server.requestTimeout = Math.max(headersTimeout, 300_000);
+  server.keepAliveTimeout = policy.timeouts.idleSeconds * 1000;
 }

@@ -1,9 +1,54 @@
 /**
- * Per-version request counters (measurements v1). One `VersionCounters` object per service and
- * version lives for as long as the service has a table; compiled tables hold a direct reference
- * to it, so recording a response is a few integer increments on the hot path, with no lookup
- * and no allocation. A proper latency histogram replaces `latencyMs*` in a later issue.
+ * The router's measurements: per service and per series (today a version; later also an
+ * experiment arm and a flag variant, see `SeriesLabels`), a ring of 1-second buckets holding
+ * requests, status classes, upstream errors and a latency sketch.
+ *
+ * The hot path: compiled tables hold a direct reference to each version's `SeriesCounters`,
+ * so recording a response is a clock read, a compare, a few integer increments and one
+ * `Sketch.add` (a log and an array increment). Buckets are preallocated per series and reused
+ * when the ring wraps, and their sketches keep their bins, so once a series has seen a window
+ * of traffic recording allocates nothing. The work that touches a whole bucket (folding a
+ * finished second into the running totals) happens once per second per series, on the first
+ * request of the next second.
+ *
+ * Readers: `window()` merges the buckets of a time range (for analysis through
+ * `RouterMeasurementSource`), `stats()` gives the live totals (CLI and dashboard), `totals()`
+ * feeds Prometheus, and `MeasurementFlusher` writes each completed second to the store so that
+ * analysis in another process reads the same numbers (DESIGN invariant 6).
  */
+import { hostname } from "node:os";
+import { Sketch } from "../core/sketch.js";
+import type { MeasurementRow, Store } from "../store/store.js";
+import type { RouterLogger } from "./router.js";
+
+/** Default length of the in-memory ring, in seconds. */
+export const DEFAULT_WINDOW_SECONDS = 300;
+/** Default age after which the flusher prunes stored measurements (6 hours). */
+export const DEFAULT_RETENTION_SECONDS = 6 * 3600;
+
+/**
+ * What distinguishes one series of a service. `labels` is "" today; when experiments and flags
+ * arrive it holds their arm and variant in `canonicalLabels` form, so that the store's key,
+ * the in-memory key and the Prometheus labels all extend without a new schema.
+ */
+export interface SeriesLabels {
+  version: string;
+  /** Canonical extra labels (`canonicalLabels`), "" for none. */
+  labels: string;
+}
+
+/**
+ * The canonical string of extra labels: sorted by name, `name=value` pairs URL-encoded and
+ * joined by `&`; "" for none. Equal label sets always give equal strings.
+ *
+ * @example canonicalLabels({ variant: "on", arm: "b" }) // "arm=b&variant=on"
+ */
+export function canonicalLabels(labels: Readonly<Record<string, string>>): string {
+  return Object.keys(labels)
+    .sort()
+    .map((k) => `${encodeURIComponent(k)}=${encodeURIComponent(labels[k]!)}`)
+    .join("&");
+}
 
 /** A snapshot of one version's counters, as `Router.stats()` returns it. */
 export interface VersionStats {
@@ -18,41 +63,604 @@ export interface VersionStats {
   /** Number of responses whose latency is in `latencyMsSum` (for the mean). */
   latencyCount: number;
   latencyMsMax: number;
+  /** Median latency since the version's first request (sketch, ±1%); null before any response. */
+  p50Ms: number | null;
+  /** 99th percentile latency, as `p50Ms`. */
+  p99Ms: number | null;
 }
 
-export class VersionCounters {
+/** One series' numbers over a time range: what `MeasurementRecorder.window()` returns. */
+export interface SeriesWindow extends SeriesLabels {
+  /** Responses completed in the range (every request that got a status). */
+  requests: number;
+  status: { "2xx": number; "3xx": number; "4xx": number; "5xx": number };
+  upstreamErrors: number;
+  /** Latency of those responses in ms, merged over the range. */
+  latency: Sketch;
+  /** The seconds (epoch seconds, ascending) that have data. */
+  seconds: number[];
+}
+
+/** Cumulative numbers of one series since it appeared, for Prometheus counters. */
+export interface SeriesTotals extends SeriesLabels {
+  /** Responses by status class. */
+  status: { "2xx": number; "3xx": number; "4xx": number; "5xx": number };
+  /** Responses (including any outside the four classes). */
+  responses: number;
+  upstreamErrors: number;
+  /** Latency in ms of every response; a copy the caller may keep. */
+  latency: Sketch;
+}
+
+/** One second of one series. Reset and reused when the ring wraps. */
+class SecondBucket {
+  /** Epoch second; -1 while unused. */
+  sec = -1;
   requests = 0;
   s2xx = 0;
   s3xx = 0;
   s4xx = 0;
   s5xx = 0;
   upstreamErrors = 0;
-  latencyMsSum = 0;
-  latencyCount = 0;
-  latencyMsMax = 0;
+  readonly latency: Sketch;
 
-  constructor(readonly version: string) {}
+  constructor(alpha: number) {
+    this.latency = new Sketch({ alpha });
+  }
 
-  /** Counts one response sent to the client and its latency (request start to last byte). */
+  reset(sec: number): void {
+    this.sec = sec;
+    this.requests = 0;
+    this.s2xx = 0;
+    this.s3xx = 0;
+    this.s4xx = 0;
+    this.s5xx = 0;
+    this.upstreamErrors = 0;
+    this.latency.clear();
+  }
+
+  get empty(): boolean {
+    return this.requests === 0 && this.upstreamErrors === 0;
+  }
+
+  addTo(into: SecondBucket): void {
+    into.requests += this.requests;
+    into.s2xx += this.s2xx;
+    into.s3xx += this.s3xx;
+    into.s4xx += this.s4xx;
+    into.s5xx += this.s5xx;
+    into.upstreamErrors += this.upstreamErrors;
+    into.latency.merge(this.latency);
+  }
+}
+
+/** Settings shared by every series of one recorder. */
+interface RecorderConfig {
+  readonly windowSeconds: number;
+  readonly alpha: number;
+  readonly now: () => number;
+  /** Seconds overwritten in the ring before they were flushed (a long store outage). */
+  dropped: number;
+}
+
+/**
+ * The counters of one series (service + version [+ labels]); the object a compiled table's
+ * backend points at. The proxy calls `recordResponse` once per finished request,
+ * `recordUpstreamError` when an upstream fails, and increments `requests` when it picks the
+ * version.
+ */
+export class SeriesCounters implements SeriesLabels {
+  /** Requests routed to this series, counted by the proxy when it chooses the version. */
+  requests = 0;
+  /** Every second that has left the ring's current slot, summed (for totals and stats). */
+  readonly #total: SecondBucket;
+  /** The ring, indexed by second modulo the window; null until first used or after a sweep. */
+  #slots: (SecondBucket | undefined)[] | null = null;
+  /** The bucket of the latest second recorded. */
+  #cur: SecondBucket | null = null;
+  /** Seconds up to this one are in the store. */
+  #flushedThrough = Number.NEGATIVE_INFINITY;
+  readonly #cfg: RecorderConfig;
+
+  constructor(
+    readonly service: string,
+    readonly version: string,
+    readonly labels: string,
+    cfg: RecorderConfig,
+  ) {
+    this.#cfg = cfg;
+    this.#total = new SecondBucket(cfg.alpha);
+  }
+
+  /**
+   * Records how one request ended, in one call with one clock read: the status sent to the
+   * client, its latency (arrival to last byte), and whether an upstream failed on the way.
+   * O(1); allocation-free once the ring is warm.
+   */
+  record(statusCode: number, latencyMs: number, upstreamError: boolean): void {
+    const sec = Math.floor(this.#cfg.now() / 1000);
+    let b = this.#cur;
+    if (b === null || b.sec !== sec) b = this.#roll(sec);
+    b.requests++;
+    if (statusCode >= 500) b.s5xx++;
+    else if (statusCode >= 400) b.s4xx++;
+    else if (statusCode >= 300) b.s3xx++;
+    else if (statusCode >= 200) b.s2xx++;
+    if (upstreamError) b.upstreamErrors++;
+    b.latency.add(latencyMs);
+  }
+
+  /** Counts one response and its latency; `record()` without an upstream error. */
   recordResponse(statusCode: number, latencyMs: number): void {
-    if (statusCode >= 500) this.s5xx++;
-    else if (statusCode >= 400) this.s4xx++;
-    else if (statusCode >= 300) this.s3xx++;
-    else if (statusCode >= 200) this.s2xx++;
-    this.latencyMsSum += latencyMs;
-    this.latencyCount++;
-    if (latencyMs > this.latencyMsMax) this.latencyMsMax = latencyMs;
+    const sec = Math.floor(this.#cfg.now() / 1000);
+    let b = this.#cur;
+    if (b === null || b.sec !== sec) b = this.#roll(sec);
+    b.requests++;
+    if (statusCode >= 500) b.s5xx++;
+    else if (statusCode >= 400) b.s4xx++;
+    else if (statusCode >= 300) b.s3xx++;
+    else if (statusCode >= 200) b.s2xx++;
+    b.latency.add(latencyMs);
+  }
+
+  /** Counts one upstream failure (connect error, reset, timeout, broken response stream). */
+  recordUpstreamError(): void {
+    const sec = Math.floor(this.#cfg.now() / 1000);
+    let b = this.#cur;
+    if (b === null || b.sec !== sec) b = this.#roll(sec);
+    b.upstreamErrors++;
+  }
+
+  /** Moves to the bucket of `sec`; once per second per series. */
+  #roll(sec: number): SecondBucket {
+    const cur = this.#cur;
+    if (cur !== null) {
+      // The clock stepped back (NTP): keep counting into the newest second rather than
+      // reopening one that may already be flushed.
+      if (sec < cur.sec) return cur;
+      cur.addTo(this.#total);
+    }
+    const w = this.#cfg.windowSeconds;
+    this.#slots ??= new Array<SecondBucket | undefined>(w);
+    const i = ((sec % w) + w) % w;
+    let b = this.#slots[i];
+    if (b === undefined) {
+      b = new SecondBucket(this.#cfg.alpha);
+      this.#slots[i] = b;
+    } else if (b.sec > this.#flushedThrough && !b.empty) {
+      // The store has been failing for a whole window: this second is lost to it.
+      this.#cfg.dropped++;
+    }
+    b.reset(sec);
+    this.#cur = b;
+    return b;
+  }
+
+  /** Totals since the series appeared: completed seconds plus the current one. */
+  totals(): SeriesTotals {
+    const t = new SecondBucket(this.#cfg.alpha);
+    this.#total.addTo(t);
+    this.#cur?.addTo(t);
+    return {
+      version: this.version,
+      labels: this.labels,
+      status: { "2xx": t.s2xx, "3xx": t.s3xx, "4xx": t.s4xx, "5xx": t.s5xx },
+      responses: t.requests,
+      upstreamErrors: t.upstreamErrors,
+      latency: t.latency,
+    };
   }
 
   snapshot(): VersionStats {
+    const t = this.totals();
+    const n = t.latency.count;
     return {
       version: this.version,
       requests: this.requests,
-      status: { "2xx": this.s2xx, "3xx": this.s3xx, "4xx": this.s4xx, "5xx": this.s5xx },
-      upstreamErrors: this.upstreamErrors,
-      latencyMsSum: this.latencyMsSum,
-      latencyCount: this.latencyCount,
-      latencyMsMax: this.latencyMsMax,
+      status: t.status,
+      upstreamErrors: t.upstreamErrors,
+      latencyMsSum: t.latency.sum,
+      latencyCount: n,
+      latencyMsMax: n === 0 ? 0 : t.latency.max,
+      p50Ms: n === 0 ? null : t.latency.quantile(0.5),
+      p99Ms: n === 0 ? null : t.latency.quantile(0.99),
     };
   }
+
+  /** Merges the buckets of seconds in [fromSec, toSec); null when none has data. */
+  window(fromSec: number, toSec: number): SeriesWindow | null {
+    if (this.#slots === null) return null;
+    const picked: SecondBucket[] = [];
+    for (const b of this.#slots) {
+      if (b !== undefined && b.sec >= fromSec && b.sec < toSec && !b.empty) picked.push(b);
+    }
+    if (picked.length === 0) return null;
+    picked.sort((a, b) => a.sec - b.sec);
+    const sum = new SecondBucket(this.#cfg.alpha);
+    for (const b of picked) b.addTo(sum);
+    return {
+      version: this.version,
+      labels: this.labels,
+      requests: sum.requests,
+      status: { "2xx": sum.s2xx, "3xx": sum.s3xx, "4xx": sum.s4xx, "5xx": sum.s5xx },
+      upstreamErrors: sum.upstreamErrors,
+      latency: sum.latency,
+      seconds: picked.map((b) => b.sec),
+    };
+  }
+
+  /** Rows for the seconds not yet flushed, up to `lastSec` (inclusive). */
+  unflushed(lastSec: number, routerId: string, out: MeasurementRow[]): void {
+    if (this.#slots === null) return;
+    for (const b of this.#slots) {
+      if (b === undefined || b.sec <= this.#flushedThrough || b.sec > lastSec || b.empty) continue;
+      out.push({
+        service: this.service,
+        version: this.version,
+        labels: this.labels,
+        second: b.sec,
+        routerId,
+        requests: b.requests,
+        s2xx: b.s2xx,
+        s3xx: b.s3xx,
+        s4xx: b.s4xx,
+        s5xx: b.s5xx,
+        upstreamErrors: b.upstreamErrors,
+        latency: b.latency.toJSON(),
+      });
+    }
+  }
+
+  /** True once the ring is freed (no traffic for a window, everything flushed). */
+  get idle(): boolean {
+    return this.#slots === null;
+  }
+
+  markFlushed(throughSec: number): void {
+    if (throughSec > this.#flushedThrough) this.#flushedThrough = throughSec;
+  }
+
+  /** True when every second with data is in the store. */
+  get flushed(): boolean {
+    return this.#cur === null || this.#cur.sec <= this.#flushedThrough;
+  }
+
+  /**
+   * Frees the ring of a series that has had no traffic for a whole window and is flushed
+   * (versions that left the route table would otherwise hold their buckets forever). Totals
+   * stay; the ring comes back on the next request.
+   */
+  release(nowSec: number): boolean {
+    const cur = this.#cur;
+    if (this.#slots === null) return false;
+    if (cur !== null && (cur.sec > nowSec - this.#cfg.windowSeconds || !this.flushed)) {
+      return false;
+    }
+    if (cur !== null) cur.addTo(this.#total);
+    this.#cur = null;
+    this.#slots = null;
+    return true;
+  }
+}
+
+/** @deprecated The name from before series had labels; the same class. */
+export type VersionCounters = SeriesCounters;
+
+export interface MeasurementRecorderOptions {
+  /** Seconds kept in memory per series. Default 300. */
+  windowSeconds?: number;
+  /** Clock in ms (default `Date.now`); read once per recorded request. */
+  now?: () => number;
+  /** Identifies this router's rows in the store. Default `<hostname>:<pid>[:<n>]`. */
+  routerId?: string;
+  /** Sketch accuracy. Default 0.01. */
+  alpha?: number;
+}
+
+interface ServiceSeries {
+  readonly series: Map<string, SeriesCounters>;
+  /** The service's table went away: hidden from readers, deleted once flushed. */
+  retired: boolean;
+}
+
+let recorderCount = 0;
+
+/** A batch of rows to write, and what to mark once it is written. */
+export interface FlushBatch {
+  rows: MeasurementRow[];
+  /** Call after the rows were stored. */
+  commit(): void;
+}
+
+/**
+ * Every series of one router. Owned by the `Router`; `series()` hands out the counters that
+ * compiled tables record into.
+ */
+export class MeasurementRecorder {
+  readonly routerId: string;
+  readonly windowSeconds: number;
+  readonly #cfg: RecorderConfig;
+  readonly #services = new Map<string, ServiceSeries>();
+
+  constructor(opts: MeasurementRecorderOptions = {}) {
+    const windowSeconds = opts.windowSeconds ?? DEFAULT_WINDOW_SECONDS;
+    if (!(Number.isInteger(windowSeconds) && windowSeconds >= 2)) {
+      throw new RangeError(`windowSeconds must be an integer >= 2, got ${windowSeconds}`);
+    }
+    this.windowSeconds = windowSeconds;
+    this.#cfg = {
+      windowSeconds,
+      alpha: opts.alpha ?? 0.01,
+      now: opts.now ?? Date.now,
+      dropped: 0,
+    };
+    recorderCount++;
+    this.routerId =
+      opts.routerId ??
+      // Several routers in one process (tests) must not overwrite each other's rows.
+      `${hostname()}:${process.pid}${recorderCount > 1 ? `:${recorderCount}` : ""}`;
+  }
+
+  /** Seconds lost because the store failed for longer than the window. */
+  get droppedSeconds(): number {
+    return this.#cfg.dropped;
+  }
+
+  /** Current time in ms by the recorder's clock. */
+  now(): number {
+    return this.#cfg.now();
+  }
+
+  /** The counters of a series, created on first use; the same object for the same key. */
+  series(service: string, version: string, labels = ""): SeriesCounters {
+    let s = this.#services.get(service);
+    if (s === undefined) {
+      s = { series: new Map(), retired: false };
+      this.#services.set(service, s);
+    }
+    s.retired = false;
+    const key = labels === "" ? version : `${version}\u0000${labels}`;
+    let c = s.series.get(key);
+    if (c === undefined) {
+      c = new SeriesCounters(service, version, labels, this.#cfg);
+      s.series.set(key, c);
+    }
+    return c;
+  }
+
+  /**
+   * The service's table is gone: hide its series from readers at once and free them once
+   * their last seconds are flushed (or at the next sweep when nothing flushes).
+   */
+  retire(service: string): void {
+    const s = this.#services.get(service);
+    if (s !== undefined) s.retired = true;
+  }
+
+  /** Services with series, sorted. */
+  services(): string[] {
+    return [...this.#services.entries()]
+      .filter(([, s]) => !s.retired)
+      .map(([name]) => name)
+      .sort();
+  }
+
+  /** Live totals per version of a service (`Router.stats`). Today one entry per version. */
+  stats(service: string): VersionStats[] {
+    const s = this.#services.get(service);
+    if (s === undefined || s.retired) return [];
+    return [...s.series.values()].map((c) => c.snapshot());
+  }
+
+  /** Cumulative totals per series, for Prometheus. */
+  totals(service: string): SeriesTotals[] {
+    const s = this.#services.get(service);
+    if (s === undefined || s.retired) return [];
+    return [...s.series.values()].map((c) => c.totals());
+  }
+
+  /**
+   * The service's numbers per series (key: version, or version + "\0" + labels) over the
+   * seconds that start in [fromMs, toMs), including the current, incomplete second when it
+   * starts in the range. Only the last `windowSeconds` are in memory.
+   */
+  window(service: string, fromMs: number, toMs: number): Map<string, SeriesWindow> {
+    const out = new Map<string, SeriesWindow>();
+    const s = this.#services.get(service);
+    if (s === undefined || s.retired) return out;
+    const { fromSec, toSec } = secondsOf(fromMs, toMs);
+    for (const [key, c] of s.series) {
+      const w = c.window(fromSec, toSec);
+      if (w !== null) out.set(key, w);
+    }
+    return out;
+  }
+
+  /**
+   * Rows for every second not yet in the store: completed seconds, and with `includeCurrent`
+   * the current one too (written again, complete, at a later flush: rows are upserts).
+   */
+  collect(includeCurrent: boolean): FlushBatch {
+    const nowSec = Math.floor(this.#cfg.now() / 1000);
+    const lastSec = includeCurrent ? nowSec : nowSec - 1;
+    const rows: MeasurementRow[] = [];
+    const all: SeriesCounters[] = [];
+    for (const s of this.#services.values()) {
+      for (const c of s.series.values()) {
+        c.unflushed(lastSec, this.routerId, rows);
+        all.push(c);
+      }
+    }
+    return {
+      rows,
+      // The current second stays unflushed: it is written again once complete.
+      commit: () => {
+        for (const c of all) c.markFlushed(nowSec - 1);
+      },
+    };
+  }
+
+  /**
+   * Treats every completed second as flushed, for a router without a store: the ring then
+   * counts no "lost" seconds and idle series can be swept.
+   */
+  discardCompleted(): void {
+    const lastSec = Math.floor(this.#cfg.now() / 1000) - 1;
+    for (const s of this.#services.values())
+      for (const c of s.series.values()) c.markFlushed(lastSec);
+  }
+
+  /**
+   * Housekeeping, once per flush: frees the rings of idle, flushed series, and forgets retired
+   * services once everything they recorded is flushed. While the store is down nothing is
+   * freed, and the rings bound the memory.
+   */
+  sweep(): void {
+    const nowSec = Math.floor(this.#cfg.now() / 1000);
+    for (const [name, s] of this.#services) {
+      let released = true;
+      for (const c of s.series.values()) released = (c.release(nowSec) || c.idle) && released;
+      if (s.retired && (released || [...s.series.values()].every((c) => c.flushed))) {
+        this.#services.delete(name);
+      }
+    }
+  }
+}
+
+/** The whole seconds whose start lies in [fromMs, toMs): [fromSec, toSec). */
+export function secondsOf(fromMs: number, toMs: number): { fromSec: number; toSec: number } {
+  return { fromSec: Math.ceil(fromMs / 1000), toSec: Math.ceil(toMs / 1000) };
+}
+
+/** What the flusher needs from the store. */
+export type MeasurementSink = Pick<Store, "writeMeasurements" | "pruneMeasurements">;
+
+export interface MeasurementFlusherOptions {
+  recorder: MeasurementRecorder;
+  /** Where completed seconds go; without one, nothing is written (memory only). */
+  sink?: MeasurementSink | undefined;
+  logger: RouterLogger;
+  /** Default 1000. */
+  intervalMs?: number;
+  /** Stored measurements older than this are pruned (every minute). Default 6 h; 0 disables. */
+  retentionSeconds?: number;
+}
+
+/** How often the flusher prunes old rows. */
+const PRUNE_EVERY_MS = 60_000;
+
+/**
+ * Writes each completed second to the store, every `intervalMs`, in one batch. A failing store
+ * never touches serving: the failure is logged once per outage, the seconds stay in the ring
+ * and go out with the next successful flush; what the ring overwrites meanwhile (an outage
+ * longer than the window) is counted and reported when the store is back, so memory stays
+ * bounded by the window.
+ */
+export class MeasurementFlusher {
+  readonly #recorder: MeasurementRecorder;
+  readonly #sink: MeasurementSink | undefined;
+  readonly #logger: RouterLogger;
+  readonly #intervalMs: number;
+  readonly #retentionSeconds: number;
+  #timer: NodeJS.Timeout | null = null;
+  #running: Promise<void> | null = null;
+  #outage = false;
+  #droppedReported = 0;
+  #lastPruneMs = Number.NEGATIVE_INFINITY;
+  #stopped = false;
+
+  constructor(opts: MeasurementFlusherOptions) {
+    this.#recorder = opts.recorder;
+    this.#sink = opts.sink;
+    this.#logger = opts.logger;
+    this.#intervalMs = opts.intervalMs ?? 1000;
+    this.#retentionSeconds = opts.retentionSeconds ?? DEFAULT_RETENTION_SECONDS;
+  }
+
+  start(): void {
+    if (this.#timer !== null || this.#stopped) return;
+    this.#timer = setInterval(() => void this.flush(false), this.#intervalMs);
+    // Listeners keep the process alive; the flush timer alone should not.
+    this.#timer.unref();
+  }
+
+  /** Stops the timer and writes everything left, the current second included. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = null;
+    await this.#running;
+    await this.#flushOnce(true);
+  }
+
+  /**
+   * One flush now (joins one already running). Never rejects: failures are logged and retried
+   * at the next flush.
+   */
+  flush(includeCurrent = false): Promise<void> {
+    if (this.#running !== null) return this.#running;
+    const p = this.#flushOnce(includeCurrent).finally(() => {
+      this.#running = null;
+    });
+    this.#running = p;
+    return p;
+  }
+
+  async #flushOnce(includeCurrent: boolean): Promise<void> {
+    const sink = this.#sink;
+    if (sink === undefined) {
+      this.#recorder.discardCompleted();
+      this.#recorder.sweep();
+      return;
+    }
+    const batch = this.#recorder.collect(includeCurrent);
+    try {
+      if (batch.rows.length > 0) await sink.writeMeasurements(batch.rows);
+    } catch (err) {
+      if (!this.#outage) {
+        this.#outage = true;
+        this.#logger.warn(
+          { err, rows: batch.rows.length },
+          "router: cannot write measurements; keeping them in memory (up to the window) and retrying every flush",
+        );
+      }
+      return;
+    }
+    batch.commit();
+    const dropped = this.#recorder.droppedSeconds - this.#droppedReported;
+    if (this.#outage) {
+      this.#outage = false;
+      this.#logger.info(
+        { droppedSeconds: dropped },
+        "router: measurements are being written again",
+      );
+    } else if (dropped > 0) {
+      this.#logger.warn({ droppedSeconds: dropped }, "router: measurements were lost");
+    }
+    this.#droppedReported += dropped;
+    this.#recorder.sweep();
+    await this.#prune(sink);
+  }
+
+  async #prune(sink: MeasurementSink): Promise<void> {
+    if (this.#retentionSeconds <= 0) return;
+    const now = this.#recorder.now();
+    if (now - this.#lastPruneMs < PRUNE_EVERY_MS) return;
+    this.#lastPruneMs = now;
+    try {
+      await sink.pruneMeasurements(Math.floor(now / 1000) - this.#retentionSeconds);
+    } catch (err) {
+      this.#logger.debug({ err }, "router: pruning old measurements failed; retrying later");
+    }
+  }
+}
+
+/** The router's `measurements` option: the recorder's settings and where to flush. */
+export interface RouterMeasurementOptions extends MeasurementRecorderOptions {
+  /** The store (or anything with its two measurement methods); memory only without one. */
+  sink?: MeasurementSink;
+  /** How often completed seconds are written. Default 1000 ms. */
+  flushIntervalMs?: number;
+  /** Stored rows older than this are pruned. Default 6 h; 0 keeps everything. */
+  retentionSeconds?: number;
 }

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { RouteTable } from "../core/model.js";
 import { UpstreamPools } from "./pools.js";
-import { VersionCounters } from "./stats.js";
+import { MeasurementRecorder } from "./stats.js";
 import { type CompiledTable, compileTable, pickBackend, pickEndpoint } from "./table.js";
 
 const pools = new UpstreamPools({
@@ -11,6 +11,7 @@ const pools = new UpstreamPools({
   connectTimeoutMs: 1000,
 });
 test.after(() => pools.closeAll());
+const recorder = new MeasurementRecorder();
 
 function compile(backends: RouteTable["backends"], previous?: CompiledTable) {
   return compileTable(
@@ -22,7 +23,7 @@ function compile(backends: RouteTable["backends"], previous?: CompiledTable) {
       updatedAt: 0,
       backends,
     },
-    { pools, counters: (v) => new VersionCounters(v), previous },
+    { pools, counters: (v) => recorder.series("svc", v), previous },
   );
 }
 
@@ -116,4 +117,139 @@ test("state carries over a swap that keeps the split, and restarts when it chang
     changed.backends.map((x) => x.current),
     [0, 0],
   );
+});
+
+// ---------------------------------------------------------------------------------------
+// Selection: sticky ranges, match rules and override, compiled once per table.
+// ---------------------------------------------------------------------------------------
+
+function compileFull(extra: Partial<RouteTable> & Pick<RouteTable, "backends">) {
+  return compileTable(
+    {
+      service: "svc",
+      revision: 1,
+      listen: { host: "127.0.0.1", port: 0 },
+      hashVersion: 1,
+      updatedAt: 0,
+      ...extra,
+    },
+    { pools, counters: (v) => recorder.series("svc", v) },
+  );
+}
+
+const canaryStable = (canary: number) => [
+  { version: "v2", weight: canary, endpoints: ["http://127.0.0.1:2"] },
+  { version: "v1", weight: 100 - canary, endpoints: ["http://127.0.0.1:1"] },
+];
+
+test("without stickiness, rules or override there is no selection step", () => {
+  const { table } = compile(canaryStable(10));
+  assert.equal(table.selection, null);
+  assert.deepEqual([...table.byVersion.keys()], ["v2", "v1"]);
+});
+
+test("sticky ranges are exact integers in table order, summing to 1,000,000", () => {
+  for (const [canary, ends] of [
+    [0.01, [100, 1_000_000]],
+    [50, [500_000, 1_000_000]],
+    [99.99, [999_900, 1_000_000]],
+    [33.3333, [333_333, 1_000_000]],
+  ] as const) {
+    const { table, problems } = compileFull({
+      backends: canaryStable(canary),
+      stickiness: { header: "X-User-Id", salt: "s" },
+    });
+    assert.deepEqual(problems, []);
+    const sticky = table.selection?.sticky;
+    assert.ok(sticky);
+    assert.deepEqual(sticky.ends, ends);
+    assert.deepEqual(
+      sticky.owners.map((o) => o?.version),
+      ["v2", "v1"],
+    );
+    assert.equal(sticky.name, "x-user-id", "header names are compared lower-cased");
+    assert.equal(sticky.salt, "s");
+  }
+});
+
+test("a version without endpoints keeps its range, with no owner; a 0% version has none", () => {
+  const { table } = compileFull({
+    backends: [
+      { version: "v3", weight: 0, endpoints: ["http://127.0.0.1:3"] },
+      { version: "v2", weight: 20, endpoints: [] },
+      { version: "v1", weight: 80, endpoints: ["http://127.0.0.1:1"] },
+    ],
+    stickiness: { cookie: "Session", salt: "svc" },
+  });
+  const sticky = table.selection!.sticky!;
+  assert.deepEqual(sticky.ends, [200_000, 1_000_000]);
+  assert.deepEqual(
+    sticky.owners.map((o) => o?.version ?? null),
+    [null, "v1"],
+  );
+  assert.equal(sticky.name, "Session", "cookie names are case-sensitive");
+  assert.equal(sticky.cookiePrefix, "Session=");
+});
+
+test("ranges that do not cover 100% and unknown hash versions are reported", () => {
+  const short = compileFull({
+    backends: [{ version: "v1", weight: 60, endpoints: ["http://127.0.0.1:1"] }],
+    stickiness: { query: "user", salt: "svc" },
+  });
+  assert.match(short.problems.join("\n"), /sticky ranges cover 60% of the buckets/);
+  const unknown = compileFull({
+    backends: canaryStable(10),
+    hashVersion: 9,
+    stickiness: { header: "x-user-id", salt: "svc" },
+  });
+  assert.equal(unknown.table.selection, null);
+  assert.match(unknown.problems.join("\n"), /stickiness off: unknown sticky hash version 9/);
+});
+
+test("match rules compile once: names lower-cased, regexes built, unusable rules dropped", () => {
+  const { table, problems } = compileFull({
+    backends: [
+      { version: "v2", weight: 0, endpoints: ["http://127.0.0.1:2"] },
+      { version: "v1", weight: 100, endpoints: ["http://127.0.0.1:1"] },
+      { version: "v0", weight: 0, endpoints: [] },
+    ],
+    matches: [
+      { header: { name: "X-Beta", equals: "1" }, version: "v2" },
+      { cookie: { name: "Tester", regex: "^(alice|bob)$" }, pathPrefix: "/api", version: "v2" },
+      { header: { name: "x-bad", regex: "(a+)+" }, version: "v2" },
+      { header: { name: "x-down", exists: true }, version: "v0" },
+      { header: { name: "x-gone", exists: false }, version: "v9" },
+    ],
+  });
+  const sel = table.selection!;
+  assert.equal(sel.matches.length, 2);
+  assert.equal(sel.matches[0]!.header!.name, "x-beta");
+  assert.equal(sel.matches[1]!.cookie!.name, "Tester");
+  assert.ok(sel.matches[1]!.cookie!.regex instanceof RegExp);
+  assert.equal(sel.matches[1]!.pathPrefix, "/api");
+  assert.equal(sel.matches[0]!.backend.version, "v2");
+  assert.equal(problems.length, 1);
+  assert.match(
+    problems[0]!,
+    /match rule 3 \(to v2\): header x-bad: regex "\(a\+\)\+" must not repeat/,
+  );
+  // The 0% version is a target of rules but takes no share of the split.
+  assert.deepEqual(
+    table.backends.map((b) => b.version),
+    ["v1"],
+  );
+  assert.deepEqual([...table.byVersion.keys()], ["v2", "v1"]);
+});
+
+test("the override alone makes 0% versions with endpoints reachable", () => {
+  const { table } = compileFull({
+    backends: [
+      { version: "v2", weight: 0, endpoints: ["http://127.0.0.1:2"] },
+      { version: "v1", weight: 100, endpoints: ["http://127.0.0.1:1"] },
+    ],
+    versionOverride: true,
+  });
+  assert.equal(table.selection?.versionOverride, true);
+  assert.equal(table.byVersion.get("v2")?.weight, 0);
+  assert.equal(table.totalWeight, 1_000_000);
 });

@@ -5,9 +5,11 @@
  * request keeps the table it started with (its SWRR state is only touched synchronously, when
  * a request picks its backend).
  */
-import type { Pool } from "undici";
-import type { RouteTable } from "../core/model.js";
-import type { UpstreamPools } from "./pools.js";
+
+import { hashScheme } from "../core/hashing.js";
+import { DEFAULT_TRAFFIC_POLICY, type RouteTable, type TrafficPolicySpec } from "../core/model.js";
+import { compileUserRegex } from "../core/regex.js";
+import type { Endpoint, UpstreamPools } from "./pools.js";
 import type { VersionCounters } from "./stats.js";
 
 /**
@@ -16,14 +18,8 @@ import type { VersionCounters } from "./stats.js";
  */
 export const WEIGHT_SCALE = 10_000;
 
-export interface CompiledEndpoint {
-  /** The endpoint as the table names it, e.g. "http://127.0.0.1:9001". */
-  readonly url: string;
-  readonly origin: string;
-  /** Path of the base URL without its trailing slash ("" for none); prefixed to request paths. */
-  readonly pathPrefix: string;
-  readonly pool: Pool;
-}
+/** An upstream instance, shared by every table that names its URL (see pools.ts). */
+export type CompiledEndpoint = Endpoint;
 
 export interface CompiledBackend {
   readonly version: string;
@@ -47,6 +43,15 @@ export interface CompiledTable {
   readonly totalWeight: number;
   /** Origins of all endpoints, so that unused pools can be closed. */
   readonly origins: ReadonlySet<string>;
+  /** Balancing, health, retries, timeouts and limits (defaults filled in). */
+  readonly policy: TrafficPolicySpec;
+  /**
+   * Every version that a match rule or the override header may pick, by name: those with at
+   * least one endpoint, including weight 0 (previews) when the table has rules or the override.
+   */
+  readonly byVersion: ReadonlyMap<string, CompiledBackend>;
+  /** Override, match rules and sticky ranges (see select.ts); null when the split alone decides. */
+  readonly selection: CompiledSelection | null;
 }
 
 export interface CompileContext {
@@ -65,6 +70,9 @@ export function compileTable(
   const problems: string[] = [];
   const backends: CompiledBackend[] = [];
   const origins = new Set<string>();
+  const byVersion = new Map<string, CompiledBackend>();
+  // Rules and the override may send requests to a version the split gives nothing (a preview).
+  const targetable = (table.matches?.length ?? 0) > 0 || table.versionOverride === true;
   let totalWeight = 0;
   for (const b of table.backends) {
     const endpoints: CompiledEndpoint[] = [];
@@ -75,12 +83,7 @@ export function compileTable(
         continue;
       }
       origins.add(ep.origin);
-      endpoints.push({
-        url,
-        origin: ep.origin,
-        pathPrefix: ep.pathPrefix,
-        pool: ctx.pools.get(ep.origin),
-      });
+      endpoints.push(ctx.pools.endpoint(url, ep.origin, ep.pathPrefix));
     }
     const weight =
       Number.isFinite(b.weight) && b.weight > 0 ? Math.round(b.weight * WEIGHT_SCALE) : 0;
@@ -90,18 +93,22 @@ export function compileTable(
     // A version without endpoints gives its share to the others rather than failing its
     // share of requests: during a rollout an instance may briefly be unready, and users
     // should not see 503s for it. Its counters then show that it received nothing.
-    if (weight === 0 || endpoints.length === 0) continue;
-    backends.push({
+    if (endpoints.length === 0 || (weight === 0 && !targetable)) continue;
+    const backend: CompiledBackend = {
       version: b.version,
       weight,
       current: 0,
       endpoints,
       cursor: 0,
       counters: ctx.counters(b.version),
-    });
+    };
+    if (!byVersion.has(b.version)) byVersion.set(b.version, backend);
+    if (weight === 0) continue;
+    backends.push(backend);
     totalWeight += weight;
   }
   carryState(ctx.previous, backends);
+  const selection = compileSelection(table, byVersion, backends, problems);
   return {
     table: {
       service: table.service,
@@ -110,6 +117,9 @@ export function compileTable(
       backends,
       totalWeight,
       origins,
+      policy: table.policy ?? DEFAULT_TRAFFIC_POLICY,
+      byVersion,
+      selection,
     },
     problems,
   };
@@ -179,4 +189,171 @@ export function pickEndpoint(backend: CompiledBackend): CompiledEndpoint | null 
   const i = backend.cursor < eps.length ? backend.cursor : 0;
   backend.cursor = i + 1 === eps.length ? 0 : i + 1;
   return eps[i]!;
+}
+
+// ---------------------------------------------------------------------------------------
+// Selection: the override header, match rules and sticky ranges, compiled once per table so
+// that select.ts does no parsing, lower-casing or regex compiling per request.
+// ---------------------------------------------------------------------------------------
+
+/** How a condition compares a value: `CONDITION_EQUALS`, `CONDITION_REGEX` or `CONDITION_EXISTS`. */
+export type ConditionKind = 0 | 1 | 2;
+export const CONDITION_EQUALS = 0;
+export const CONDITION_REGEX = 1;
+export const CONDITION_EXISTS = 2;
+
+/** One header or cookie condition of a match rule. */
+export interface CompiledCondition {
+  /** Header names lower-cased (they are case-insensitive); cookie names as written. */
+  readonly name: string;
+  readonly kind: ConditionKind;
+  readonly equals: string;
+  readonly regex: RegExp | null;
+  /** For `CONDITION_EXISTS`: true means present, false means absent. */
+  readonly exists: boolean;
+}
+
+export interface CompiledMatch {
+  readonly header: CompiledCondition | null;
+  readonly cookie: CompiledCondition | null;
+  /** A path prefix matched on whole segments ("/beta" matches "/beta" and "/beta/x", not "/betamax"). */
+  readonly pathPrefix: string | null;
+  /** The version the rule pins requests to; it has at least one endpoint. */
+  readonly backend: CompiledBackend;
+}
+
+export interface CompiledSticky {
+  readonly source: "header" | "cookie" | "query";
+  /** Header name lower-cased; cookie and query parameter names as written. */
+  readonly name: string;
+  readonly salt: string;
+  readonly hashVersion: number;
+  /** The bucket function of `hashVersion` (core/hashing.ts), resolved once. */
+  readonly bucket: (salt: string, key: string) => number;
+  /**
+   * Consecutive bucket ranges in table order (canary first): `owners[i]` owns
+   * [ends[i - 1] ?? 0, ends[i]). Each range is weight × WEIGHT_SCALE buckets wide, so a 100%
+   * table covers all 1,000,000 exactly. An owner is null when its version cannot take traffic
+   * now (no endpoints): its keys fall back to the split until it can, then come back.
+   */
+  readonly ends: readonly number[];
+  readonly owners: readonly (CompiledBackend | null)[];
+  /** `name=`, to which an issued cookie appends its id and `ISSUED_COOKIE_ATTRIBUTES`. */
+  readonly cookiePrefix: string;
+}
+
+export interface CompiledSelection {
+  /** Honour the client's `x-turnout-version` header. */
+  readonly versionOverride: boolean;
+  /** In table order; only rules whose version has endpoints and whose conditions compiled. */
+  readonly matches: readonly CompiledMatch[];
+  readonly sticky: CompiledSticky | null;
+}
+
+/** Attributes of a sticky cookie the router issues: a year, every path, not readable by scripts. */
+export const ISSUED_COOKIE_ATTRIBUTES = "; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax";
+
+function compileSelection(
+  table: RouteTable,
+  byVersion: ReadonlyMap<string, CompiledBackend>,
+  backends: readonly CompiledBackend[],
+  problems: string[],
+): CompiledSelection | null {
+  const matches: CompiledMatch[] = [];
+  (table.matches ?? []).forEach((m, i) => {
+    const what = `match rule ${i + 1} (to ${m.version})`;
+    const backend = byVersion.get(m.version);
+    // No endpoints (e.g. not ready yet): the rule falls through, as if it did not match.
+    if (backend === undefined) return;
+    const header = m.header ? compileCondition(m.header, true, `${what}: header`, problems) : null;
+    const cookie = m.cookie ? compileCondition(m.cookie, false, `${what}: cookie`, problems) : null;
+    if (header === undefined || cookie === undefined) return;
+    const pathPrefix = m.pathPrefix === undefined ? null : m.pathPrefix;
+    if (pathPrefix !== null && !pathPrefix.startsWith("/")) {
+      problems.push(
+        `${what}: pathPrefix ${JSON.stringify(pathPrefix)} does not start with "/"; rule skipped`,
+      );
+      return;
+    }
+    if (header === null && cookie === null && pathPrefix === null) {
+      problems.push(`${what}: no condition; rule skipped`);
+      return;
+    }
+    matches.push({ header, cookie, pathPrefix, backend });
+  });
+  const sticky = compileSticky(table, backends, problems);
+  const versionOverride = table.versionOverride === true;
+  if (!versionOverride && matches.length === 0 && sticky === null) return null;
+  return { versionOverride, matches, sticky };
+}
+
+/** A compiled condition, or undefined (reported in `problems`) when it cannot be used. */
+function compileCondition(
+  c: { name: string; equals?: string; regex?: string; exists?: boolean },
+  isHeader: boolean,
+  what: string,
+  problems: string[],
+): CompiledCondition | undefined {
+  const name = isHeader ? c.name.toLowerCase() : c.name;
+  if (typeof c.equals === "string") {
+    return { name, kind: CONDITION_EQUALS, equals: c.equals, regex: null, exists: true };
+  }
+  if (typeof c.regex === "string") {
+    const regex = compileUserRegex(c.regex);
+    if (typeof regex === "string") {
+      problems.push(`${what} ${c.name}: regex ${JSON.stringify(c.regex)} ${regex}; rule skipped`);
+      return undefined;
+    }
+    return { name, kind: CONDITION_REGEX, equals: "", regex, exists: true };
+  }
+  if (typeof c.exists === "boolean") {
+    return { name, kind: CONDITION_EXISTS, equals: "", regex: null, exists: c.exists };
+  }
+  problems.push(`${what} ${c.name}: needs one of equals, regex or exists; rule skipped`);
+  return undefined;
+}
+
+function compileSticky(
+  table: RouteTable,
+  backends: readonly CompiledBackend[],
+  problems: string[],
+): CompiledSticky | null {
+  const st = table.stickiness;
+  if (st === undefined) return null;
+  let bucket: (salt: string, key: string) => number;
+  try {
+    bucket = hashScheme(table.hashVersion).bucket;
+  } catch (err) {
+    // Better an exact split than a guess at a scheme this build does not know.
+    problems.push(`stickiness off: ${(err as Error).message}`);
+    return null;
+  }
+  const source = "header" in st ? "header" : "cookie" in st ? "cookie" : "query";
+  const raw = "header" in st ? st.header : "cookie" in st ? st.cookie : st.query;
+  const ends: number[] = [];
+  const owners: (CompiledBackend | null)[] = [];
+  let end = 0;
+  for (const b of table.backends) {
+    const size =
+      Number.isFinite(b.weight) && b.weight > 0 ? Math.round(b.weight * WEIGHT_SCALE) : 0;
+    if (size === 0) continue;
+    end += size;
+    ends.push(end);
+    owners.push(backends.find((x) => x.version === b.version) ?? null);
+  }
+  if (end !== 100 * WEIGHT_SCALE) {
+    problems.push(
+      `sticky ranges cover ${end / WEIGHT_SCALE}% of the buckets, not 100%; keys outside them follow the split`,
+    );
+  }
+  return {
+    source,
+    name: source === "header" ? raw.toLowerCase() : raw,
+    salt: st.salt,
+    hashVersion: table.hashVersion,
+    bucket,
+    ends,
+    owners,
+    cookiePrefix: `${raw}=`,
+  };
 }

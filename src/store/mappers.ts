@@ -13,15 +13,17 @@ import type {
   ServiceStatus,
   TurnoutEvent,
 } from "../core/model.js";
+import type { SketchJson } from "../core/sketch.js";
 import { parseJson } from "./json.js";
 import type {
   CommandsTable,
   EventsTable,
+  MeasurementsTable,
   ResourcesTable,
   RouteTablesTable,
   ServiceStatusTable,
 } from "./schema.js";
-import type { StoredCommand, StoredResource } from "./store.js";
+import type { MeasurementRow, StoredCommand, StoredResource } from "./store.js";
 
 export function mapResource(row: Selectable<ResourcesTable>): StoredResource {
   return {
@@ -77,5 +79,22 @@ export function mapCommand(row: Selectable<CommandsTable>): StoredCommand {
       row.handled_at === null
         ? null
         : { id, outcome: row.outcome as CommandOutcome, message: row.result_message ?? "" },
+  };
+}
+
+export function mapMeasurement(row: Selectable<MeasurementsTable>): MeasurementRow {
+  return {
+    service: row.service,
+    version: row.version,
+    labels: row.labels,
+    second: Number(row.second),
+    routerId: row.router_id,
+    requests: Number(row.requests),
+    s2xx: Number(row.s2xx),
+    s3xx: Number(row.s3xx),
+    s4xx: Number(row.s4xx),
+    s5xx: Number(row.s5xx),
+    upstreamErrors: Number(row.upstream_errors),
+    latency: parseJson<SketchJson>(row.latency),
   };
 }

@@ -92,6 +92,26 @@ export interface StoreCountersTable {
   value: number;
 }
 
+/**
+ * One row per service, version, labels, second and router: what a router measured in that
+ * second. Key order (service, second, ...) serves the analysis read, one service over a range
+ * of seconds; `latency` is the sketch as JSON (`SketchJson`).
+ */
+export interface MeasurementsTable {
+  service: string;
+  second: number;
+  version: string;
+  labels: string;
+  router_id: string;
+  requests: number;
+  s2xx: number;
+  s3xx: number;
+  s4xx: number;
+  s5xx: number;
+  upstream_errors: number;
+  latency: string;
+}
+
 export interface Database {
   resources: ResourcesTable;
   resource_revisions: ResourceRevisionsTable;
@@ -100,6 +120,7 @@ export interface Database {
   events: EventsTable;
   commands: CommandsTable;
   store_counters: StoreCountersTable;
+  measurements: MeasurementsTable;
 }
 
 /** Names of the rows in `store_counters`. */

@@ -29,6 +29,7 @@ import { canonicalJson } from "./json.js";
 import {
   mapCommand,
   mapEvent,
+  mapMeasurement,
   mapResource,
   mapRouteTable,
   mapStatus,
@@ -39,6 +40,8 @@ import type {
   ApplyAction,
   ApplyOutcome,
   ControllerCommit,
+  MeasurementQuery,
+  MeasurementRow,
   Store,
   StoreChange,
   StoredCommand,
@@ -516,6 +519,83 @@ export class SqlStore implements Store {
   }
 
   // -------------------------------------------------------------------------------------
+  // Measurements (written by routers, read by analysis)
+  // -------------------------------------------------------------------------------------
+
+  /**
+   * Upserts rows in one transaction, in batches of MEASUREMENT_BATCH. A row with an existing
+   * key replaces it (never adds to it), so writing a second again, complete after partial or
+   * again after a failed commit, is idempotent.
+   */
+  async writeMeasurements(rows: MeasurementRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    await this.#write(async (trx) => {
+      for (let i = 0; i < rows.length; i += MEASUREMENT_BATCH) {
+        await trx
+          .insertInto("measurements")
+          .values(
+            rows.slice(i, i + MEASUREMENT_BATCH).map((r) => ({
+              service: r.service,
+              second: r.second,
+              version: r.version,
+              labels: r.labels,
+              router_id: r.routerId,
+              requests: r.requests,
+              s2xx: r.s2xx,
+              s3xx: r.s3xx,
+              s4xx: r.s4xx,
+              s5xx: r.s5xx,
+              upstream_errors: r.upstreamErrors,
+              // Sketch.toJSON() has a fixed key order: plain JSON is canonical enough.
+              latency: JSON.stringify(r.latency),
+            })),
+          )
+          .onConflict((oc) =>
+            oc.columns(["service", "second", "version", "labels", "router_id"]).doUpdateSet({
+              requests: (eb) => eb.ref("excluded.requests"),
+              s2xx: (eb) => eb.ref("excluded.s2xx"),
+              s3xx: (eb) => eb.ref("excluded.s3xx"),
+              s4xx: (eb) => eb.ref("excluded.s4xx"),
+              s5xx: (eb) => eb.ref("excluded.s5xx"),
+              upstream_errors: (eb) => eb.ref("excluded.upstream_errors"),
+              latency: (eb) => eb.ref("excluded.latency"),
+            }),
+          )
+          .execute();
+      }
+    });
+  }
+
+  async readMeasurements(q: MeasurementQuery): Promise<MeasurementRow[]> {
+    return this.#read(async (db) => {
+      let query = db
+        .selectFrom("measurements")
+        .selectAll()
+        .where("service", "=", q.service)
+        .where("second", ">=", q.fromSec)
+        .where("second", "<", q.toSec);
+      if (q.version !== undefined) query = query.where("version", "=", q.version);
+      const rows = await query
+        .orderBy("second")
+        .orderBy("version")
+        .orderBy("labels")
+        .orderBy("router_id")
+        .execute();
+      return rows.map(mapMeasurement);
+    });
+  }
+
+  async pruneMeasurements(olderThanSec: number): Promise<number> {
+    return this.#write(async (trx) => {
+      const r = await trx
+        .deleteFrom("measurements")
+        .where("second", "<", olderThanSec)
+        .executeTakeFirst();
+      return Number(r.numDeletedRows);
+    });
+  }
+
+  // -------------------------------------------------------------------------------------
   // Notifications and lifecycle
   // -------------------------------------------------------------------------------------
 
@@ -623,6 +703,8 @@ function eventService(kind: ResourceKind, name: string): string {
 
 /** Rows per INSERT: keeps the bound parameters far below SQLite's limit (32766). */
 const EVENT_BATCH = 500;
+/** Measurement rows per INSERT: 12 parameters each, 6000 per statement. */
+const MEASUREMENT_BATCH = 500;
 
 async function insertEvents(trx: Transaction<Database>, events: EventDraft[]): Promise<void> {
   for (let i = 0; i < events.length; i += EVENT_BATCH) {

@@ -17,7 +17,7 @@ import {
   type ServiceResource,
   type ServiceStatus,
 } from "../core/model.js";
-import type { Store } from "./store.js";
+import type { MeasurementRow, Store } from "./store.js";
 
 export interface StoreFixture {
   /** A fresh store with no data. */
@@ -765,6 +765,113 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       assert.match(warning.message, /listener bug/);
     });
 
+    // -----------------------------------------------------------------------------------
+    // Measurements
+    // -----------------------------------------------------------------------------------
+
+    test("measurements: written rows read back by service, range and version, in key order", async ({
+      store,
+    }) => {
+      const S = T0 / 1000;
+      await store.writeMeasurements([
+        measurement({ second: S + 1, version: "v2", routerId: "r2" }),
+        measurement({ second: S + 1, version: "v2", routerId: "r1" }),
+        measurement({ second: S, version: "v2" }),
+        measurement({ second: S, version: "v1", labels: "arm=b" }),
+        measurement({ second: S, version: "v1" }),
+        measurement({ second: S + 2, version: "v1" }),
+        measurement({ service: "other", second: S }),
+      ]);
+      const all = await store.readMeasurements({ service: "svc", fromSec: S, toSec: S + 2 });
+      assert.deepEqual(
+        all.map((r) => [r.second - S, r.version, r.labels, r.routerId]),
+        [
+          [0, "v1", "", "r1"],
+          [0, "v1", "arm=b", "r1"],
+          [0, "v2", "", "r1"],
+          [1, "v2", "", "r1"],
+          [1, "v2", "", "r2"],
+        ],
+        "toSec is exclusive; ordered by second, version, labels, router",
+      );
+      assert.deepEqual(
+        all[0],
+        measurement({ second: S, version: "v1" }),
+        "every field round-trips",
+      );
+      const v2 = await store.readMeasurements({
+        service: "svc",
+        fromSec: S + 1,
+        toSec: S + 10,
+        version: "v2",
+      });
+      assert.equal(v2.length, 2);
+      assert.deepEqual(
+        await store.readMeasurements({ service: "none", fromSec: 0, toSec: S * 2 }),
+        [],
+      );
+      await store.writeMeasurements([]);
+    });
+
+    test("measurements: a row with the same key replaces the old one (a second rewritten complete)", async ({
+      store,
+    }) => {
+      const S = T0 / 1000;
+      await store.writeMeasurements([measurement({ second: S, requests: 3, s2xx: 3 })]);
+      const full = measurement({ second: S, requests: 9, s2xx: 8, s5xx: 1, upstreamErrors: 1 });
+      full.latency = {
+        v: 1,
+        alpha: 0.01,
+        zero: 0,
+        sum: 90.5,
+        min: 1,
+        max: 40,
+        i: [0, 3, 180],
+        c: [4, 4, 1],
+      };
+      await store.writeMeasurements([full]);
+      await store.writeMeasurements([full]);
+      assert.deepEqual(await store.readMeasurements({ service: "svc", fromSec: S, toSec: S + 1 }), [
+        full,
+      ]);
+    });
+
+    test("measurements: one transaction per write, large batches included", async ({ store }) => {
+      const S = T0 / 1000;
+      const rows = Array.from({ length: 1234 }, (_, i) =>
+        measurement({ second: S + Math.floor(i / 2), version: i % 2 === 0 ? "v1" : "v2" }),
+      );
+      await store.writeMeasurements(rows);
+      assert.equal(
+        (await store.readMeasurements({ service: "svc", fromSec: S, toSec: S + 10_000 })).length,
+        1234,
+      );
+      // A batch with a row that cannot be stored writes nothing.
+      const bad = [
+        measurement({ second: S - 1 }),
+        { ...measurement({ second: S - 2 }), requests: undefined as unknown as number },
+      ];
+      await assert.rejects(store.writeMeasurements(bad));
+      assert.deepEqual(
+        await store.readMeasurements({ service: "svc", fromSec: S - 2, toSec: S }),
+        [],
+      );
+    });
+
+    test("measurements: pruning deletes rows older than a second and says how many", async ({
+      store,
+    }) => {
+      const S = T0 / 1000;
+      await store.writeMeasurements([0, 1, 2, 3].map((i) => measurement({ second: S + i })));
+      assert.equal(await store.pruneMeasurements(S + 2), 2);
+      assert.equal(await store.pruneMeasurements(S + 2), 0);
+      const left = await store.readMeasurements({ service: "svc", fromSec: 0, toSec: S * 2 });
+      assert.deepEqual(
+        left.map((r) => r.second - S),
+        [2, 3],
+      );
+    });
+
     test("close is idempotent and the store refuses work afterwards", async ({ store }) => {
       await store.applyResources([service("a")], { actor: "alice", now: T0 });
       await store.close();
@@ -780,6 +887,33 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
 // ---------------------------------------------------------------------------------------
 // Fixtures
 // ---------------------------------------------------------------------------------------
+
+function measurement(overrides: Partial<MeasurementRow> = {}): MeasurementRow {
+  return {
+    service: "svc",
+    version: "v1",
+    labels: "",
+    second: T0 / 1000,
+    routerId: "r1",
+    requests: 10,
+    s2xx: 7,
+    s3xx: 1,
+    s4xx: 1,
+    s5xx: 1,
+    upstreamErrors: 1,
+    latency: {
+      v: 1,
+      alpha: 0.01,
+      zero: 1,
+      sum: 123.25,
+      min: 0,
+      max: 50,
+      i: [-3, 1, 200],
+      c: [2, 6, 1],
+    },
+    ...overrides,
+  };
+}
 
 function service(name: string, version = "v1"): ServiceResource {
   return {

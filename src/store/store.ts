@@ -15,6 +15,7 @@ import type {
   ServiceStatus,
   TurnoutEvent,
 } from "../core/model.js";
+import type { SketchJson } from "../core/sketch.js";
 
 export interface StoredResource<R extends Resource = Resource> {
   kind: R["kind"];
@@ -54,6 +55,39 @@ export interface ControllerCommit {
   commandResults?: CommandResult[];
   /** Clock ms, for handledAt. */
   now: number;
+}
+
+/**
+ * One second of one series as a router measured it. Routers write these (`writeMeasurements`);
+ * analysis reads them back (`readMeasurements`) and merges across routers.
+ */
+export interface MeasurementRow {
+  service: string;
+  version: string;
+  /** Further series labels (experiment arm, flag variant) in canonical form; "" for none. */
+  labels: string;
+  /** Epoch second the numbers belong to. */
+  second: number;
+  /** The router that measured them; several routers write the same second side by side. */
+  routerId: string;
+  /** Responses completed in that second. */
+  requests: number;
+  s2xx: number;
+  s3xx: number;
+  s4xx: number;
+  s5xx: number;
+  upstreamErrors: number;
+  /** Latency sketch of those responses, in ms (`Sketch.toJSON()`). */
+  latency: SketchJson;
+}
+
+/** Which measurements to read: one service, seconds in [fromSec, toSec), optionally one version. */
+export interface MeasurementQuery {
+  service: string;
+  fromSec: number;
+  /** Exclusive. */
+  toSec: number;
+  version?: string;
 }
 
 export interface Store {
@@ -117,6 +151,20 @@ export interface Store {
    * handled command is ignored (the first result stands).
    */
   commit(c: ControllerCommit): Promise<{ routeTable?: RouteTable }>;
+
+  /**
+   * Stores measurement rows in one transaction. A row whose key (service, version, labels,
+   * second, router) exists replaces it: a router writes a partial second at shutdown or retries
+   * after a failure, and the last write of a second is the complete one. Notifies nobody.
+   */
+  writeMeasurements(rows: MeasurementRow[]): Promise<void>;
+  /**
+   * Rows of one service with `fromSec <= second < toSec` (and the version, when given), ordered
+   * by second, version, labels and router id.
+   */
+  readMeasurements(q: MeasurementQuery): Promise<MeasurementRow[]>;
+  /** Deletes rows with `second < olderThanSec`; returns how many. */
+  pruneMeasurements(olderThanSec: number): Promise<number>;
 
   /**
    * Subscribe to changes written through this store instance (same process). Other processes

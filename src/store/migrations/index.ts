@@ -8,6 +8,7 @@
 import { type Kysely, type Migration, type MigrationResult, Migrator } from "kysely";
 import { TurnoutError } from "../../errors.js";
 import { initial } from "./0001_initial.js";
+import { measurements } from "./0002_measurements.js";
 import type { SqlDialectName } from "./dialect.js";
 
 export type { SqlDialectName } from "./dialect.js";
@@ -16,6 +17,7 @@ export type { SqlDialectName } from "./dialect.js";
 export function turnoutMigrations(dialect: SqlDialectName): Record<string, Migration> {
   return {
     "0001_initial": initial(dialect),
+    "0002_measurements": measurements(dialect),
   };
 }
 

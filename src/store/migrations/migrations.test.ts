@@ -35,11 +35,11 @@ describe("migrations", () => {
         if (e.level === "query") statements.push(e.query.sql);
       },
     });
-    assert.deepEqual(await migrateToLatest(db, "postgres"), ["0001_initial"]);
+    assert.deepEqual(await migrateToLatest(db, "postgres"), ["0001_initial", "0002_measurements"]);
     await db.destroy();
 
     const ddl = statements.filter((s) => /^create (table|index)/.test(s) && !s.includes("kysely_"));
-    assert.equal(ddl.filter((s) => s.startsWith("create table")).length, 7);
+    assert.equal(ddl.filter((s) => s.startsWith("create table")).length, 8);
     for (const s of ddl) {
       assert.doesNotMatch(s, /auto_?increment|without rowid|strict\b/i, s);
     }

@@ -82,13 +82,13 @@ describe("SQLite store", () => {
     await inTempDir(async (dir) => {
       const file = path.join(dir, "t.db");
       const first = await openSqliteDatabase({ path: file });
-      assert.deepEqual(first.migrated, ["0001_initial"]);
+      assert.deepEqual(first.migrated, ["0001_initial", "0002_measurements"]);
       await first.db.destroy();
 
       const before = readMigrations(file);
       assert.deepEqual(
         before.map((m) => m.name),
-        ["0001_initial"],
+        ["0001_initial", "0002_measurements"],
       );
 
       const second = await openSqliteDatabase({ path: file });

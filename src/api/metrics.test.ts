@@ -1,0 +1,250 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { request } from "undici";
+import { FakeClock } from "../core/clock.js";
+import { API_VERSION, type ServiceResource, type ServiceStatus } from "../core/model.js";
+import { MeasurementRecorder } from "../router/stats.js";
+import { openSqliteStore } from "../store/sqlite/sqlite-store.js";
+import type { Store } from "../store/store.js";
+import { createMetricsRegistry, DURATION_BUCKETS_SECONDS } from "./metrics.js";
+import { buildApi } from "./server.js";
+
+const T0 = 1_700_000_000_000;
+const V1_LATENCIES_MS = [0.3, 0.7, 3, 7, 15, 40, 70, 200];
+const TOKEN = "secret-token";
+
+interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** Parses Prometheus text format: sample lines, plus the TYPE of each family. */
+function parse(text: string): { samples: Sample[]; types: Map<string, string> } {
+  const samples: Sample[] = [];
+  const types = new Map<string, string>();
+  for (const line of text.split("\n")) {
+    if (line === "") continue;
+    const type = /^# TYPE (\S+) (\S+)$/.exec(line);
+    if (type) {
+      types.set(type[1]!, type[2]!);
+      continue;
+    }
+    if (line.startsWith("#")) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    assert.ok(m, `not a sample line: ${line}`);
+    const labels: Record<string, string> = {};
+    for (const l of (m[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!;
+    samples.push({ name: m[1]!, labels, value: Number(m[3]) });
+  }
+  return { samples, types };
+}
+
+function find(samples: Sample[], name: string, labels: Record<string, string>): number | undefined {
+  return samples.find(
+    (s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v),
+  )?.value;
+}
+
+function service(name: string): ServiceResource {
+  return {
+    apiVersion: API_VERSION,
+    kind: "Service",
+    metadata: { name },
+    spec: {
+      listen: { port: 8080, host: "127.0.0.1" },
+      runtime: { static: { versions: { v1: { upstreams: ["http://127.0.0.1:9001"] } } } },
+      version: "v1",
+    },
+  } as ServiceResource;
+}
+
+function status(phase: ServiceStatus["phase"]): ServiceStatus {
+  return {
+    phase,
+    message: "",
+    observedGeneration: 1,
+    stableVersion: "v1",
+    canaryVersion: "v2",
+    stepIndex: 0,
+    stepStartedAt: T0,
+    canaryWeight: 10,
+    pausedByUser: false,
+    abortedVersion: null,
+    rolloutStartedAt: T0,
+    rolloutNumber: 1,
+    previousStableVersions: [],
+    lastTransitionAt: T0,
+  };
+}
+
+async function seededStore(): Promise<Store> {
+  const store = await openSqliteStore({ path: ":memory:" });
+  await store.applyResources([service("shop")], { actor: "test", now: T0 });
+  await store.commit({
+    service: "shop",
+    status: status("Progressing"),
+    routeTable: {
+      service: "shop",
+      listen: { host: "127.0.0.1", port: 8080 },
+      hashVersion: 1,
+      backends: [
+        { version: "v2", weight: 10, endpoints: [] },
+        { version: "v1", weight: 90, endpoints: [] },
+      ],
+      updatedAt: T0,
+    },
+    now: T0,
+  });
+  return store;
+}
+
+describe("GET /metrics", () => {
+  it("serves Prometheus text without a token: router counters, latency histogram, weights, phases, process", async (t) => {
+    const store = await seededStore();
+    t.after(() => store.close());
+    const clock = { t: T0 };
+    const recorder = new MeasurementRecorder({ now: () => clock.t });
+    const v1 = recorder.series("shop", "v1");
+    const v2 = recorder.series("shop", "v2");
+    // v1: 1000 responses over several seconds, at latencies well inside the histogram's
+    // buckets (a value within 1% of a bound may fall on either side); v2: slow ones and errors.
+    const latencies = (i: number) => V1_LATENCIES_MS[i % V1_LATENCIES_MS.length]!;
+    for (let i = 0; i < 1000; i++) {
+      clock.t = T0 + i * 7;
+      v1.record(i % 100 === 0 ? 404 : 200, latencies(i), false);
+    }
+    v2.record(200, 300, false);
+    v2.record(502, 4, true);
+    v2.record(504, 30_000, true);
+
+    const api = buildApi({
+      store,
+      clock: new FakeClock(T0),
+      token: TOKEN,
+      version: "test",
+      metrics: createMetricsRegistry({ store, recorder }),
+    });
+    t.after(() => api.close());
+    const url = await api.listen({ host: "127.0.0.1", port: 0 });
+
+    const res = await request(`${url}/metrics`);
+    assert.equal(res.statusCode, 200);
+    assert.match(String(res.headers["content-type"]), /^text\/plain; version=0\.0\.4/);
+    const { samples, types } = parse(await res.body.text());
+
+    // Counters.
+    assert.equal(types.get("turnout_router_requests_total"), "counter");
+    const req = (version: string, code_class: string) =>
+      find(samples, "turnout_router_requests_total", { service: "shop", version, code_class });
+    assert.equal(req("v1", "2xx"), 990);
+    assert.equal(req("v1", "4xx"), 10);
+    assert.equal(req("v1", "5xx"), 0);
+    assert.equal(req("v2", "5xx"), 2);
+    assert.equal(
+      find(samples, "turnout_router_upstream_errors_total", { service: "shop", version: "v2" }),
+      2,
+    );
+
+    // Histogram: cumulative buckets, +Inf = count, sum in seconds.
+    assert.equal(types.get("turnout_router_request_duration_seconds"), "histogram");
+    const bucket = (version: string, le: string) =>
+      find(samples, "turnout_router_request_duration_seconds_bucket", {
+        service: "shop",
+        version,
+        le,
+      });
+    const counts = DURATION_BUCKETS_SECONDS.map((le) => bucket("v1", String(le))!);
+    assert.ok(
+      counts.every((c, i) => i === 0 || c >= counts[i - 1]!),
+      "cumulative",
+    );
+    assert.equal(bucket("v1", "+Inf"), 1000);
+    const v1Values = Array.from({ length: 1000 }, (_, i) => latencies(i));
+    for (const le of DURATION_BUCKETS_SECONDS) {
+      const exact = v1Values.filter((ms) => ms <= le * 1000).length;
+      assert.equal(bucket("v1", String(le)), exact, `le=${le}`);
+    }
+    assert.equal(bucket("v2", "0.005"), 1);
+    assert.equal(bucket("v2", "10"), 2);
+    assert.equal(bucket("v2", "+Inf"), 3);
+    const v1SumMs = v1Values.reduce((a, b) => a + b);
+    const sum = find(samples, "turnout_router_request_duration_seconds_sum", {
+      service: "shop",
+      version: "v1",
+    })!;
+    assert.ok(Math.abs(sum - v1SumMs / 1000) < 1e-9);
+    assert.equal(
+      find(samples, "turnout_router_request_duration_seconds_count", {
+        service: "shop",
+        version: "v1",
+      }),
+      1000,
+    );
+
+    // Store gauges.
+    assert.equal(
+      find(samples, "turnout_route_weight_percent", { service: "shop", version: "v2" }),
+      10,
+    );
+    assert.equal(
+      find(samples, "turnout_route_weight_percent", { service: "shop", version: "v1" }),
+      90,
+    );
+    assert.equal(
+      find(samples, "turnout_rollout_phase", { service: "shop", phase: "Progressing" }),
+      1,
+    );
+    assert.equal(find(samples, "turnout_rollout_phase", { service: "shop", phase: "Healthy" }), 0);
+    assert.equal(
+      samples.filter((s) => s.name === "turnout_rollout_phase").length,
+      5,
+      "one sample per phase",
+    );
+    assert.equal(find(samples, "turnout_store_up", {}), 1);
+
+    // Process metrics, prefixed.
+    assert.ok((find(samples, "turnout_process_cpu_user_seconds_total", {}) ?? -1) >= 0);
+    assert.ok((find(samples, "turnout_process_resident_memory_bytes", {}) ?? 0) > 0);
+
+    // Counters only go up: more traffic, a second scrape.
+    clock.t += 5000;
+    v1.record(200, 1, false);
+    const again = parse(await (await request(`${url}/metrics`)).body.text()).samples;
+    assert.equal(
+      find(again, "turnout_router_requests_total", {
+        service: "shop",
+        version: "v1",
+        code_class: "2xx",
+      }),
+      991,
+    );
+
+    // Everything else still wants the token.
+    const denied = await request(`${url}/api/v1/services`);
+    assert.equal(denied.statusCode, 401);
+    await denied.body.dump();
+  });
+
+  it("a failing store sets turnout_store_up to 0 and the scrape still succeeds", async () => {
+    const broken = {
+      listRouteTables: () => Promise.reject(new Error("down")),
+      listResources: () => Promise.reject(new Error("down")),
+      getStatus: () => Promise.reject(new Error("down")),
+    } as unknown as Store;
+    const registry = createMetricsRegistry({ store: broken, processMetrics: false });
+    const { samples } = parse(await registry.metrics());
+    assert.equal(find(samples, "turnout_store_up", {}), 0);
+    assert.equal(samples.filter((s) => s.name === "turnout_route_weight_percent").length, 0);
+    assert.equal(samples.filter((s) => s.name.startsWith("turnout_router_")).length, 0);
+  });
+
+  it("without a registry there is no /metrics route", async (t) => {
+    const store = await openSqliteStore({ path: ":memory:" });
+    t.after(() => store.close());
+    const api = buildApi({ store, clock: new FakeClock(T0), token: TOKEN, version: "test" });
+    t.after(() => api.close());
+    const res = await api.inject({ method: "GET", url: "/metrics" });
+    assert.equal(res.statusCode, 401);
+  });
+});

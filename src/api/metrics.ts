@@ -1,0 +1,276 @@
+/**
+ * `GET /metrics`: Prometheus text format, open like `/healthz` (Prometheus scrapes it without
+ * the admin token; it exposes counts, latencies, weights and phases, never secrets).
+ *
+ * Everything is computed at scrape time, nothing on the request path:
+ * - `turnout_router_requests_total{service,version,code_class}` and
+ *   `turnout_router_upstream_errors_total{service,version}` are the router's running totals;
+ * - `turnout_router_request_duration_seconds{service,version}` is a histogram whose buckets are
+ *   read from the router's latency sketches by a custom collector. Observing a prom-client
+ *   Histogram on the hot path would cost a label lookup (hashing the label values) and a
+ *   bucket search per request on top of the sketch that analysis needs anyway; reading the
+ *   sketch at scrape costs nothing per request. A bucket count is exact except for values
+ *   within 1% of a bucket's bound, which may land on either side of it.
+ * - `turnout_route_weight_percent{service,version}`, `turnout_rollout_phase{service,phase}`
+ *   (1 for the current phase, 0 for the others) and `turnout_store_up` read the store;
+ * - prom-client's default process metrics, prefixed `turnout_`.
+ *
+ * The router numbers come from the router in this process; when routers run in their own
+ * processes each will serve its own /metrics.
+ */
+import type { FastifyInstance } from "fastify";
+import { Counter, collectDefaultMetrics, Gauge, type Metric, Registry } from "prom-client";
+import type { Phase } from "../core/model.js";
+import type { Sketch } from "../core/sketch.js";
+import type { MeasurementRecorder } from "../router/stats.js";
+import type { Store } from "../store/store.js";
+
+/** The registry `/metrics` serves (prom-client's). */
+export type MetricsRegistry = Registry;
+
+/** Histogram bounds in seconds: Prometheus' defaults extended down to 0.5 ms for a proxy. */
+export const DURATION_BUCKETS_SECONDS = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+] as const;
+
+const PHASES: readonly Phase[] = Object.keys({
+  Healthy: true,
+  Progressing: true,
+  Paused: true,
+  Degraded: true,
+  Completed: true,
+} satisfies Record<Phase, true>) as Phase[];
+
+export interface MetricsOptions {
+  /** Read at scrape time for route weights and rollout phases. */
+  store: Pick<Store, "listRouteTables" | "listResources" | "getStatus">;
+  /** The in-process router's measurements; without it the router metrics are absent. */
+  recorder?: Pick<MeasurementRecorder, "services" | "totals">;
+  /** prom-client's default process metrics (prefix `turnout_`). Default true. */
+  processMetrics?: boolean;
+}
+
+/** Per service and version, summed over the series labels (experiment arm, flag variant). */
+interface VersionTotals {
+  service: string;
+  version: string;
+  status: { "2xx": number; "3xx": number; "4xx": number; "5xx": number };
+  upstreamErrors: number;
+  latency: Sketch[];
+}
+
+function versionTotals(
+  recorder: Pick<MeasurementRecorder, "services" | "totals">,
+): VersionTotals[] {
+  const out: VersionTotals[] = [];
+  for (const service of recorder.services()) {
+    const byVersion = new Map<string, VersionTotals>();
+    for (const t of recorder.totals(service)) {
+      let v = byVersion.get(t.version);
+      if (v === undefined) {
+        v = {
+          service,
+          version: t.version,
+          status: { "2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0 },
+          upstreamErrors: 0,
+          latency: [],
+        };
+        byVersion.set(t.version, v);
+      }
+      v.status["2xx"] += t.status["2xx"];
+      v.status["3xx"] += t.status["3xx"];
+      v.status["4xx"] += t.status["4xx"];
+      v.status["5xx"] += t.status["5xx"];
+      v.upstreamErrors += t.upstreamErrors;
+      v.latency.push(t.latency);
+    }
+    out.push(...byVersion.values());
+  }
+  return out;
+}
+
+interface MetricValue {
+  labels: Record<string, string>;
+  value: number;
+  metricName?: string;
+}
+
+const DURATION_NAME = "turnout_router_request_duration_seconds";
+
+/**
+ * A histogram collector over the router's sketches. prom-client has no Histogram whose buckets
+ * can be set from outside, but its registry takes any object with a name, a type and `get()`.
+ */
+function durationHistogram(recorder: Pick<MeasurementRecorder, "services" | "totals">): Metric {
+  const help = "Time from a request's arrival to the last byte of its response, by version.";
+  const collector = {
+    name: DURATION_NAME,
+    help,
+    type: "histogram",
+    aggregator: "sum",
+    reset(): void {},
+    async get() {
+      const values: MetricValue[] = [];
+      for (const v of versionTotals(recorder)) {
+        const labels = { service: v.service, version: v.version };
+        for (const le of DURATION_BUCKETS_SECONDS) {
+          let n = 0;
+          for (const s of v.latency) n += s.countAtOrBelow(le * 1000);
+          values.push({
+            labels: { ...labels, le: String(le) },
+            value: n,
+            metricName: `${DURATION_NAME}_bucket`,
+          });
+        }
+        let count = 0;
+        let sumMs = 0;
+        for (const s of v.latency) {
+          count += s.count;
+          sumMs += s.sum;
+        }
+        values.push({
+          labels: { ...labels, le: "+Inf" },
+          value: count,
+          metricName: `${DURATION_NAME}_bucket`,
+        });
+        values.push({ labels, value: sumMs / 1000, metricName: `${DURATION_NAME}_sum` });
+        values.push({ labels, value: count, metricName: `${DURATION_NAME}_count` });
+      }
+      return { name: DURATION_NAME, help, type: "histogram", values, aggregator: "sum" };
+    },
+  };
+  return collector as unknown as Metric;
+}
+
+/**
+ * The registry behind `/metrics`: router counters and latency histogram (from `recorder`),
+ * route weights and rollout phases (from the store), process metrics.
+ *
+ * @example
+ * const metrics = createMetricsRegistry({ store, recorder: router.measurements });
+ * buildApi({ ..., metrics });
+ */
+export function createMetricsRegistry(opts: MetricsOptions): Registry {
+  const registry = new Registry();
+  const { store, recorder } = opts;
+
+  if (recorder !== undefined) {
+    new Counter({
+      name: "turnout_router_requests_total",
+      help: "Responses the router sent, by service, version and status class (its own 502/503/504 included).",
+      labelNames: ["service", "version", "code_class"] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const v of versionTotals(recorder)) {
+          for (const code_class of ["2xx", "3xx", "4xx", "5xx"] as const) {
+            this.inc({ service: v.service, version: v.version, code_class }, v.status[code_class]);
+          }
+        }
+      },
+    });
+    new Counter({
+      name: "turnout_router_upstream_errors_total",
+      help: "Upstream failures (connect errors, resets, timeouts, broken response streams), by version.",
+      labelNames: ["service", "version"] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const v of versionTotals(recorder)) {
+          this.inc({ service: v.service, version: v.version }, v.upstreamErrors);
+        }
+      },
+    });
+    registry.registerMetric(durationHistogram(recorder));
+  }
+
+  // The store gauges share one read per scrape: weights and phases come from one snapshot,
+  // and a store that fails turns turnout_store_up to 0 instead of failing the scrape.
+  let pending: Promise<StoreSnapshot> | null = null;
+  const snapshot = (): Promise<StoreSnapshot> => {
+    pending ??= readStore(store).finally(() => {
+      // Cleared on the next tick, after every collector of this scrape has its copy.
+      setImmediate(() => {
+        pending = null;
+      });
+    });
+    return pending;
+  };
+  new Gauge({
+    name: "turnout_store_up",
+    help: "1 when the store answered this scrape, 0 when it failed.",
+    registers: [registry],
+    async collect() {
+      this.set((await snapshot()).ok ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: "turnout_route_weight_percent",
+    help: "Percent of traffic the route table in force sends to each version.",
+    labelNames: ["service", "version"] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const w of (await snapshot()).weights) this.set(w.labels, w.value);
+    },
+  });
+  new Gauge({
+    name: "turnout_rollout_phase",
+    help: "The service's rollout phase: 1 for the current one, 0 for the others.",
+    labelNames: ["service", "phase"] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const { service, phase } of (await snapshot()).phases) {
+        for (const p of PHASES) this.set({ service, phase: p }, p === phase ? 1 : 0);
+      }
+    },
+  });
+
+  if (opts.processMetrics ?? true)
+    collectDefaultMetrics({ register: registry, prefix: "turnout_" });
+  return registry;
+}
+
+interface StoreSnapshot {
+  ok: boolean;
+  weights: { labels: { service: string; version: string }; value: number }[];
+  phases: { service: string; phase: Phase }[];
+}
+
+async function readStore(store: MetricsOptions["store"]): Promise<StoreSnapshot> {
+  try {
+    const [tables, services] = await Promise.all([
+      store.listRouteTables(),
+      store.listResources("Service"),
+    ]);
+    const weights = tables.flatMap((t) =>
+      t.backends.map((b) => ({
+        labels: { service: t.service, version: b.version },
+        value: b.weight,
+      })),
+    );
+    const statuses = await Promise.all(services.map((s) => store.getStatus(s.name)));
+    const phases = services.flatMap((s, i) => {
+      const st = statuses[i];
+      return st ? [{ service: s.name, phase: st.phase }] : [];
+    });
+    return { ok: true, weights, phases };
+  } catch {
+    return { ok: false, weights: [], phases: [] };
+  }
+}
+
+/** Registers `GET /metrics` (no token: the caller's auth hook must let it through). */
+export function registerMetricsRoute(app: FastifyInstance, registry: Registry): void {
+  app.get("/metrics", async (_req, reply) => {
+    const text = await registry.metrics();
+    reply.header("content-type", registry.contentType);
+    return text;
+  });
+}
+
+/** The paths that answer without the admin token, besides /healthz. */
+export function isMetricsPath(url: string): boolean {
+  return url === "/metrics" || url.startsWith("/metrics?");
+}

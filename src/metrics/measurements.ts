@@ -1,0 +1,212 @@
+/**
+ * How analysis reads the router's measurements: one interface, `MeasurementSource`, and two
+ * implementations that give the same numbers for the same traffic (a shared conformance test
+ * checks it):
+ * - `StoreMeasurementSource` reads the rows routers flushed to the store and merges them
+ *   across routers: the path that works when routers run in other processes or machines
+ *   (DESIGN invariant 6: analysis never calls a router directly).
+ * - `RouterMeasurementSource` reads an in-process router's ring: no store round trip and it
+ *   includes the current, unflushed second; for one-process setups and tests.
+ *
+ * The canary analysis reads candidate and baseline over the same window through this.
+ */
+import { Sketch } from "../core/sketch.js";
+import type { MeasurementRecorder } from "../router/stats.js";
+import { secondsOf } from "../router/stats.js";
+import type { Store } from "../store/store.js";
+
+/** Which measurements to read: `[fromMs, toMs)`, every whole second that starts in it. */
+export interface WindowQuery {
+  service: string;
+  /** Only this version; all versions when omitted. */
+  version?: string;
+  fromMs: number;
+  toMs: number;
+}
+
+/** One version's numbers over a window. */
+export interface WindowStats {
+  version: string;
+  /** Responses completed in the window. */
+  requests: number;
+  /** Responses by status class (the router's own 502/503/504 included). */
+  status: { "2xx": number; "3xx": number; "4xx": number; "5xx": number };
+  /** Upstream failures (connect errors, resets, timeouts, broken response streams). */
+  upstreamErrors: number;
+  /** 5xx responses / requests; 0 when there were no requests. */
+  errorRate: number;
+  /** Latency in ms of the window's responses (relative error 1%), merged across routers. */
+  latency: Sketch;
+  /** Latency quantiles in ms from `latency`; null when there were no responses. */
+  p50Ms: number | null;
+  p90Ms: number | null;
+  p99Ms: number | null;
+  /** First and last epoch second with data, and how many seconds had data. */
+  firstSec: number;
+  lastSec: number;
+  seconds: number;
+}
+
+/** Reads measurements by window; see the module comment for the two implementations. */
+export interface MeasurementSource {
+  /** Per version (the map's key), the numbers over the window; versions without data are absent. */
+  window(q: WindowQuery): Promise<Map<string, WindowStats>>;
+}
+
+/**
+ * Sums per-second pieces into WindowStats per version. Both sources feed it, so they agree by
+ * construction on everything but where the pieces come from.
+ */
+class WindowAccumulator {
+  readonly #byVersion = new Map<
+    string,
+    {
+      requests: number;
+      s2xx: number;
+      s3xx: number;
+      s4xx: number;
+      s5xx: number;
+      upstreamErrors: number;
+      latency: Sketch;
+      seconds: Set<number>;
+    }
+  >();
+
+  add(
+    version: string,
+    p: {
+      requests: number;
+      s2xx: number;
+      s3xx: number;
+      s4xx: number;
+      s5xx: number;
+      upstreamErrors: number;
+      latency: Sketch;
+    },
+    seconds: Iterable<number>,
+  ): void {
+    let v = this.#byVersion.get(version);
+    if (v === undefined) {
+      v = {
+        requests: 0,
+        s2xx: 0,
+        s3xx: 0,
+        s4xx: 0,
+        s5xx: 0,
+        upstreamErrors: 0,
+        latency: new Sketch({ alpha: p.latency.alpha }),
+        seconds: new Set(),
+      };
+      this.#byVersion.set(version, v);
+    }
+    v.requests += p.requests;
+    v.s2xx += p.s2xx;
+    v.s3xx += p.s3xx;
+    v.s4xx += p.s4xx;
+    v.s5xx += p.s5xx;
+    v.upstreamErrors += p.upstreamErrors;
+    v.latency.merge(p.latency);
+    for (const s of seconds) v.seconds.add(s);
+  }
+
+  result(): Map<string, WindowStats> {
+    const out = new Map<string, WindowStats>();
+    const versions = [...this.#byVersion.keys()].sort();
+    for (const version of versions) {
+      const v = this.#byVersion.get(version)!;
+      const n = v.latency.count;
+      let first = Number.POSITIVE_INFINITY;
+      let last = Number.NEGATIVE_INFINITY;
+      for (const s of v.seconds) {
+        if (s < first) first = s;
+        if (s > last) last = s;
+      }
+      out.set(version, {
+        version,
+        requests: v.requests,
+        status: { "2xx": v.s2xx, "3xx": v.s3xx, "4xx": v.s4xx, "5xx": v.s5xx },
+        upstreamErrors: v.upstreamErrors,
+        errorRate: v.requests === 0 ? 0 : v.s5xx / v.requests,
+        latency: v.latency,
+        p50Ms: n === 0 ? null : v.latency.quantile(0.5),
+        p90Ms: n === 0 ? null : v.latency.quantile(0.9),
+        p99Ms: n === 0 ? null : v.latency.quantile(0.99),
+        firstSec: first,
+        lastSec: last,
+        seconds: v.seconds.size,
+      });
+    }
+    return out;
+  }
+}
+
+/**
+ * Reads the rows routers wrote to the store, summed across routers and series labels.
+ *
+ * @example
+ * const source = new StoreMeasurementSource(store);
+ * const w = await source.window({ service: "fraud", fromMs: now - 60_000, toMs: now });
+ * w.get("v2")?.errorRate;
+ */
+export class StoreMeasurementSource implements MeasurementSource {
+  constructor(private readonly store: Pick<Store, "readMeasurements">) {}
+
+  async window(q: WindowQuery): Promise<Map<string, WindowStats>> {
+    const { fromSec, toSec } = secondsOf(q.fromMs, q.toMs);
+    const acc = new WindowAccumulator();
+    if (toSec <= fromSec) return acc.result();
+    const rows = await this.store.readMeasurements({
+      service: q.service,
+      fromSec,
+      toSec,
+      ...(q.version !== undefined ? { version: q.version } : {}),
+    });
+    for (const r of rows) {
+      acc.add(
+        r.version,
+        {
+          requests: r.requests,
+          s2xx: r.s2xx,
+          s3xx: r.s3xx,
+          s4xx: r.s4xx,
+          s5xx: r.s5xx,
+          upstreamErrors: r.upstreamErrors,
+          latency: Sketch.fromJSON(r.latency),
+        },
+        [r.second],
+      );
+    }
+    return acc.result();
+  }
+}
+
+/**
+ * Reads an in-process router's 1-second ring (the last `windowSeconds` only), including the
+ * second in progress.
+ *
+ * @example new RouterMeasurementSource(router.measurements)
+ */
+export class RouterMeasurementSource implements MeasurementSource {
+  constructor(private readonly recorder: Pick<MeasurementRecorder, "window">) {}
+
+  async window(q: WindowQuery): Promise<Map<string, WindowStats>> {
+    const acc = new WindowAccumulator();
+    for (const w of this.recorder.window(q.service, q.fromMs, q.toMs).values()) {
+      if (q.version !== undefined && w.version !== q.version) continue;
+      acc.add(
+        w.version,
+        {
+          requests: w.requests,
+          s2xx: w.status["2xx"],
+          s3xx: w.status["3xx"],
+          s4xx: w.status["4xx"],
+          s5xx: w.status["5xx"],
+          upstreamErrors: w.upstreamErrors,
+          latency: w.latency,
+        },
+        w.seconds,
+      );
+    }
+    return acc.result();
+  }
+}

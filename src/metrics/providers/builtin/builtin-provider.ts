@@ -1,0 +1,181 @@
+/**
+ * Builtin: the router's own per-version measurements, candidate and baseline over the same
+ * window, read through an injected `MeasurementsReader` (so analysis never calls the router
+ * directly, and the router may run in another process).
+ *
+ * - `error_rate`: each side's `errorRate`, with `proportion` = { events: errors, trials:
+ *   requests } for a sequential test on proportions. errors = round(errorRate x requests), so
+ *   the counts agree with the reader's own definition of an error.
+ * - `latency`: each side's p99 as `value`, p50/p90/p95/p99 as `quantiles`, and `values` for a
+ *   rank test. The reader keeps a sketch, not the requests, so `values` is the sketch read at
+ *   an even grid of quantiles ((i + 0.5) / k for i < k, k = min(count, latencySamplePoints)):
+ *   a sample with the window's distribution but k points, not `count`. A rank test on it has
+ *   the power of k observations (conservative when count > k); `sampleSize` is still `count`.
+ * - `request_rate`: requests per second over the window, `sampleSize` = requests.
+ *
+ * A candidate with no requests in the window is "no data". A baseline with none is left out
+ * (a relative judge then has no baseline and says so); so is a request without a baseline.
+ */
+import {
+  BUILTIN_METRICS,
+  type BuiltinMetric,
+  invalid,
+  type Measurement,
+  type MeasureRequest,
+  type MetricProvider,
+  providerKind,
+  type SideMeasurement,
+} from "../provider.js";
+import { describeError, failed, measured } from "../support.js";
+
+/**
+ * One version's measurements over a window, as the router's measurements module provides them.
+ * A structural copy of that module's type, so this folder does not depend on it.
+ */
+export interface VersionWindow {
+  requests: number;
+  status: { "2xx": number; "3xx": number; "4xx": number; "5xx": number };
+  upstreamErrors: number;
+  /** 0..1 */
+  errorRate: number;
+  latency: {
+    /** Latency at quantile q in 0..1, in milliseconds. */
+    quantile(q: number): number;
+    count: number;
+  };
+}
+
+/** Reads per-version measurements of a service over a window (all versions when no version). */
+export interface MeasurementsReader {
+  window(q: {
+    service: string;
+    version?: string;
+    fromMs: number;
+    toMs: number;
+  }): Promise<Map<string, VersionWindow>>;
+}
+
+export interface BuiltinProviderOptions {
+  measurements: MeasurementsReader;
+  /** Most latency samples per side (see the module comment). Default 200. */
+  latencySamplePoints?: number;
+}
+
+export class BuiltinProvider implements MetricProvider {
+  readonly kind = "builtin" as const;
+  private readonly samplePoints: number;
+
+  constructor(private readonly opts: BuiltinProviderOptions) {
+    this.samplePoints = opts.latencySamplePoints ?? 200;
+  }
+
+  async measure(req: MeasureRequest, signal: AbortSignal): Promise<Measurement> {
+    if (providerKind(req.source) !== "builtin") {
+      throw invalid("source", `the builtin provider cannot measure ${Object.keys(req.source)}`);
+    }
+    const metric = (req.source as { builtin: unknown }).builtin;
+    if (!(BUILTIN_METRICS as unknown[]).includes(metric)) {
+      throw invalid(
+        "source.builtin",
+        `must be one of ${BUILTIN_METRICS.join(", ")}, got ${JSON.stringify(metric)}`,
+      );
+    }
+    if (!(req.fromMs < req.toMs)) {
+      throw new RangeError(`window must have fromMs < toMs, got ${req.fromMs}..${req.toMs}`);
+    }
+    const raw = { metric, window: { fromMs: req.fromMs, toMs: req.toMs } };
+    if (signal.aborted) return failed("aborted", "aborted before reading measurements", raw);
+
+    // The reader takes no signal; racing it keeps an abort prompt even if the read is slow.
+    let byVersion: Map<string, VersionWindow>;
+    let onAbort: (() => void) | undefined;
+    try {
+      byVersion = await Promise.race([
+        this.opts.measurements.window({ service: req.service, fromMs: req.fromMs, toMs: req.toMs }),
+        new Promise<never>((_, reject) => {
+          onAbort = () => reject(signal.reason);
+          signal.addEventListener("abort", onAbort, { once: true });
+        }),
+      ]);
+    } catch (err) {
+      if (signal.aborted) return failed("aborted", "aborted while reading measurements", raw);
+      return failed("failed", `reading the router's measurements: ${describeError(err)}`, raw);
+    } finally {
+      if (onAbort) signal.removeEventListener("abort", onAbort);
+    }
+
+    const seconds = (req.toMs - req.fromMs) / 1000;
+    const side = (version: string): SideMeasurement | undefined => {
+      const w = byVersion.get(version);
+      const n = metric === "latency" ? w?.latency.count : w?.requests;
+      if (!w || !(n !== undefined && n > 0)) return undefined;
+      return this.side(metric as BuiltinMetric, version, w, seconds);
+    };
+    const candidate = side(req.candidate);
+    const baseline = req.baseline !== undefined ? side(req.baseline) : undefined;
+    const summary = (v: string | undefined) => {
+      const w = v === undefined ? undefined : byVersion.get(v);
+      return w === undefined
+        ? null
+        : {
+            requests: w.requests,
+            status: w.status,
+            upstreamErrors: w.upstreamErrors,
+            errorRate: w.errorRate,
+          };
+    };
+    const rawOut = {
+      ...raw,
+      candidate: { version: req.candidate, ...summary(req.candidate) },
+      ...(req.baseline !== undefined
+        ? { baseline: { version: req.baseline, ...summary(req.baseline) } }
+        : {}),
+    };
+    if (!candidate) {
+      return failed(
+        "noData",
+        `no data: candidate ${req.candidate} of ${req.service} had no ${metric === "latency" ? "latency samples" : "requests"} in the window`,
+        rawOut,
+      );
+    }
+    if (!Number.isFinite(candidate.value) || (baseline && !Number.isFinite(baseline.value))) {
+      return failed("failed", `the router's ${metric} is not a finite number`, rawOut);
+    }
+    const { values } = candidate;
+    return measured({
+      value: candidate.value,
+      ...(values ? { values } : {}),
+      sampleSize: candidate.sampleSize,
+      candidate,
+      ...(baseline ? { baseline } : {}),
+      // Samples are numbers the judge already has; the record keeps the counts only.
+      raw: rawOut,
+    });
+  }
+
+  private side(
+    metric: BuiltinMetric,
+    version: string,
+    w: VersionWindow,
+    seconds: number,
+  ): SideMeasurement {
+    switch (metric) {
+      case "error_rate":
+        return {
+          version,
+          value: w.errorRate,
+          sampleSize: w.requests,
+          proportion: { events: Math.round(w.errorRate * w.requests), trials: w.requests },
+        };
+      case "request_rate":
+        return { version, value: w.requests / seconds, sampleSize: w.requests };
+      case "latency": {
+        const q = (p: number) => w.latency.quantile(p);
+        const k = Math.min(w.latency.count, this.samplePoints);
+        const values = Array.from({ length: k }, (_, i) => q((i + 0.5) / k));
+        const quantiles = { p50: q(0.5), p90: q(0.9), p95: q(0.95), p99: q(0.99) };
+        return { version, value: quantiles.p99, sampleSize: w.latency.count, quantiles, values };
+      }
+    }
+  }
+}

@@ -19,6 +19,7 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
+import { Agent } from "node:http";
 import { createServer } from "node:net";
 import { cpus, loadavg, release, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -337,9 +338,9 @@ async function main() {
     p.runs = [];
     p.splitCounts = [0, 0];
   }
-  // A request with a sticky key through Turnout, to see that the header is accepted.
-  const sticky = await httpGet(pTurnout, { "x-user-id": "user-1" });
-  if (sticky.status !== 200) throw new Error(`turnout: sticky request got ${sticky.status}`);
+  // Sticky assignment, request by request, before any load.
+  const stickyCheck = await checkSticky(pTurnout);
+  console.log(`sticky check: ${stickyCheck.verdict}`);
 
   const wrk = async (port, connections, seconds) => {
     const out = await runPinned("wrk", cores.wrk, "wrk", [
@@ -457,6 +458,8 @@ async function main() {
     .find((m) => m?.stats !== undefined);
 
   const results = summarize(opts, machine, cores, proxies, statsLine?.stats);
+  results.proxies[0].split.expectedStickyShareB = stickyCheck.expectedShareB;
+  results.proxies[0].stickyCheck = stickyCheck;
 
   // 5. When a goal is not met, profile Turnout under the same load to show where time goes.
   if (opts.profile || results.goals.some((g) => !g.met)) {
@@ -506,6 +509,69 @@ function coreBusy(a, b) {
     const dt = t[1] - a[i][1];
     return dt > 0 ? Math.round(((t[0] - a[i][0]) / dt) * 1000) / 1000 : 0;
   });
+}
+
+const STICKY_SAMPLE_USERS = 200;
+const STICKY_REPEATS = 3;
+
+/**
+ * Checks sticky assignment through Turnout: each of 200 users sends 3 requests, which must all
+ * reach one backend (the backends name themselves in `X-Backend`), and, when the built code
+ * has `bucketOf`, the backend its bucket says: the canary ("b", first in the table) owns the
+ * first 10% of buckets. Also returns the share of wrk's 10,000 users whose bucket is the
+ * canary's, which is what Turnout's observed split should be with stickiness on (wrk cycles
+ * through the users evenly), rather than exactly 10%.
+ */
+async function checkSticky(port) {
+  let bucketOf = null;
+  try {
+    const mod = await import(join(ROOT, "dist", "core", "hashing.js"));
+    if (typeof mod.bucketOf === "function") bucketOf = mod.bucketOf;
+  } catch {
+    // Not built yet: only consistency is checked.
+  }
+  const canary = (user) => bucketOf("bench", user, 1) < 100_000;
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  let consistent = 0;
+  let matchesHash = 0;
+  try {
+    for (let k = 1; k <= STICKY_SAMPLE_USERS; k++) {
+      const user = `user-${k}`;
+      const seen = new Set();
+      for (let i = 0; i < STICKY_REPEATS; i++) {
+        const r = await httpGet(port, { "x-user-id": user }, agent);
+        if (r.status !== 200) throw new Error(`turnout: request for ${user} got ${r.status}`);
+        seen.add(r.headers["x-backend"]);
+      }
+      if (seen.size === 1) consistent++;
+      if (bucketOf !== null && seen.size === 1 && seen.has(canary(user) ? "b" : "a")) matchesHash++;
+    }
+  } finally {
+    agent.destroy();
+  }
+  let expectedShareB = null;
+  if (bucketOf !== null) {
+    let inCanary = 0;
+    for (let k = 1; k <= USERS; k++) if (canary(`user-${k}`)) inCanary++;
+    expectedShareB = inCanary / USERS;
+  }
+  const inEffect =
+    consistent === STICKY_SAMPLE_USERS && (bucketOf === null || matchesHash === consistent);
+  const verdict =
+    `${consistent} of ${STICKY_SAMPLE_USERS} users kept one backend over ${STICKY_REPEATS} requests` +
+    (bucketOf === null
+      ? " (no bucketOf in dist/core/hashing.js to compare with)"
+      : `, ${matchesHash} on the backend their hash bucket names`) +
+    `: sticky assignment ${inEffect ? "in effect" : "NOT in effect"}`;
+  return {
+    users: STICKY_SAMPLE_USERS,
+    repeats: STICKY_REPEATS,
+    consistent,
+    matchesHash: bucketOf === null ? null : matchesHash,
+    inEffect,
+    expectedShareB,
+    verdict,
+  };
 }
 
 function round1(x) {

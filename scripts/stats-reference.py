@@ -105,7 +105,7 @@ for x in (-3.0, 0.0, 1.2):
     dist("normalCdf", [x], stats.norm.cdf(x))
 for x in (1.96, 12.0, 30.0):
     dist("normalSf", [x], stats.norm.sf(x))
-for p_ in (1e-12, 0.025, 0.5, 0.975):
+for p_ in (1e-300, 1e-12, 0.025, 0.5, 0.975, 1 - 1e-9):
     dist("normalQuantile", [p_], stats.norm.ppf(p_))
 for x, df in ((-2.5, 3.0), (1.3, 17.25), (40.0, 10.0), (8.0, 1e5)):
     dist("studentTCdf", [x, df], stats.t.cdf(x, df))

@@ -34,7 +34,8 @@ function nginxHttpCommon(dir, name) {
 
 /**
  * The two fast backends, one nginx process. Each logs a 2-byte line ("1\\n") per request into
- * its own file, buffered, so the split can be counted from file sizes at almost no cost.
+ * its own file, buffered, so the split can be counted from file sizes at almost no cost, and
+ * names itself in an `X-Backend: a|b` response header.
  */
 export function backendsNginxConf(dir, ports, logs) {
   const servers = ports
@@ -43,6 +44,8 @@ export function backendsNginxConf(dir, ports, logs) {
   server {
     listen 127.0.0.1:${port} backlog=4096;
     access_log ${logs[i]} one buffer=64k flush=100ms;
+    # Names the backend, so that sticky assignment can be checked request by request.
+    add_header X-Backend ${String.fromCharCode(97 + i)};
     location / { return 200 "ok"; }
   }`,
     )

@@ -111,18 +111,18 @@ export function waitForReadyLine(h, timeoutMs = 20_000) {
   });
 }
 
-/** One GET with a fresh connection; resolves with {status, body}. */
-export function httpGet(port, headers = {}) {
+/** One GET (a fresh connection unless an agent is given); resolves with {status, headers, body}. */
+export function httpGet(port, headers = {}, agent = false) {
   return new Promise((resolve, reject) => {
     const req = request(
-      { host: "127.0.0.1", port, path: "/", agent: false, headers, timeout: 2000 },
+      { host: "127.0.0.1", port, path: "/", agent, headers, timeout: 2000 },
       (res) => {
         let body = "";
         res.setEncoding("utf8");
         res.on("data", (c) => {
           body += c;
         });
-        res.on("end", () => resolve({ status: res.statusCode, body }));
+        res.on("end", () => resolve({ status: res.statusCode, headers: res.headers, body }));
       },
     );
     req.on("timeout", () => req.destroy(new Error("timeout")));

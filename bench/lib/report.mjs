@@ -128,6 +128,18 @@ export function markdownSection(results) {
       : `Errors in measured runs: ${errs.map((p) => `${p.label}: ${p.errorsTotal}`).join(", ")}.`,
   );
   const t = results.proxies.find((p) => p.id === "turnout");
+  if (t?.stickyCheck !== undefined) {
+    const sc = t.stickyCheck;
+    const expected = t.split?.expectedShareB ?? sc.expectedShareB;
+    lines.push(
+      `Sticky check before the load: ${sc.verdict}.` +
+        (sc.expectedShareB === null || sc.expectedShareB === undefined
+          ? ""
+          : ` With stickiness on, Turnout's share to the 10% backend is the share of wrk's ` +
+            `${results.config.users.toLocaleString("en-US")} users whose bucket is the canary's: ` +
+            `${fmtPct(expected)} (observed ${fmtPct(t.split.shareB)}).`),
+    );
+  }
   if (t?.routerStats !== undefined) {
     lines.push(
       `Turnout's own counters at exit (all runs, warm-up included): ${t.routerStats

@@ -13,11 +13,12 @@
  * Why hand-written rather than an npm port: the router adds one value per request, so `add`
  * must be a log, a ceil and an array increment, with no allocation once the bins cover the
  * range seen; and a per-second sketch must be cleared and reused instead of re-allocated.
- * `@datadog/sketches-js` (npm, 2.1.1 when checked) keeps its bins in a plain `number[]` that
- * it re-centers with `slice`/`unshift(...new Array(n))`, has no way to clear a sketch for
- * reuse, and serializes only to protobuf (whose decoder drops min, max and sum). The other
- * ports on npm are small and unmaintained. The algorithm is short; owning it keeps the hot
- * path and the stored format under our control.
+ * `@datadog/sketches-js` (2.1.1, the latest on npm when checked) keeps its bins in a plain
+ * `number[]` that it re-centres with `slice` and `unshift(...new Array(n).fill(0))` as values
+ * spread, has no way to clear a sketch for reuse, and serializes only to protobuf through
+ * `protobufjs`, which it `require`s lazily without declaring it as a dependency (and whose
+ * `fromProto` drops min and max). The algorithm is short; owning it keeps the hot path and
+ * the stored format (`SketchJson`) under our control.
  *
  * Pure: no I/O, no clock.
  */

@@ -141,7 +141,9 @@ class WindowAccumulator {
 }
 
 /**
- * Reads the rows routers wrote to the store, summed across routers and series labels.
+ * Reads the rows routers wrote to the store, summed across routers and series labels. Routers
+ * flush each second once it is over, about every second: the last second or two before now
+ * are not there yet, so a window should end a few seconds back for complete numbers.
  *
  * @example
  * const source = new StoreMeasurementSource(store);

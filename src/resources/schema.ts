@@ -425,9 +425,7 @@ const StickinessSchema = strict({
     .describe("Sticky key from this query parameter (form-decoded)."),
   salt: nonEmpty()
     .optional()
-    .describe(
-      "Hash salt; defaults to the service name. Changing it moves users between versions.",
-    ),
+    .describe("Hash salt; defaults to the service name. Changing it moves users between versions."),
 })
   .superRefine(...oneOfKeys(STICKY_SOURCES))
   .meta(oneOfMeta(STICKY_SOURCES))
@@ -478,7 +476,9 @@ const MatchRuleSchema = strict({
         `must be a URL path starting with "/", without query, fragment or spaces, like "/beta"; got ${describeValue(iss.input)}`,
     })
     .optional()
-    .describe('The URL path starts with this, on whole segments ("/beta" matches "/beta/x", not "/betamax").'),
+    .describe(
+      'The URL path starts with this, on whole segments ("/beta" matches "/beta/x", not "/betamax").',
+    ),
   to: z
     .string()
     .regex(VERSION_NAME, {
@@ -486,23 +486,25 @@ const MatchRuleSchema = strict({
         `must be "canary", "stable" or a version name (1..63 characters of A-Z, a-z, 0-9, ".", "_" and "-"); got ${describeValue(iss.input)}`,
     })
     .describe('Where matching requests go: "canary", "stable" or a version name.'),
-}).superRefine(
-  (rule, ctx) => {
-    if (rule.header !== undefined || rule.cookie !== undefined || rule.pathPrefix !== undefined)
-      return;
-    ctx.addIssue({
-      code: "custom",
-      input: rule,
-      message:
-        'needs at least one condition ("header", "cookie" or "pathPrefix"); a rule without one would take every request',
-    });
-  },
-  {
-    when: (p) =>
-      isPlainObject(p.value) &&
-      !p.issues.some((i) => i.code === "unrecognized_keys" && (i.path?.length ?? 0) === 0),
-  },
-);
+})
+  .superRefine(
+    (rule, ctx) => {
+      if (rule.header !== undefined || rule.cookie !== undefined || rule.pathPrefix !== undefined)
+        return;
+      ctx.addIssue({
+        code: "custom",
+        input: rule,
+        message:
+          'needs at least one condition ("header", "cookie" or "pathPrefix"); a rule without one would take every request',
+      });
+    },
+    {
+      when: (p) =>
+        isPlainObject(p.value) &&
+        !p.issues.some((i) => i.code === "unrecognized_keys" && (i.path?.length ?? 0) === 0),
+    },
+  )
+  .meta({ anyOf: ["header", "cookie", "pathPrefix"].map((k) => ({ required: [k] })) });
 
 const RoutingSchema = strict({
   matches: z
@@ -533,7 +535,9 @@ function checkRoutingTargets(
   if (known.length === 0) return;
   matches.forEach((rule: unknown, i) => {
     const to = isPlainObject(rule) ? rule.to : undefined;
-    if (typeof to !== "string" || to === "canary" || to === "stable" || known.includes(to)) return;
+    // A malformed name is already reported by the field's own check.
+    if (typeof to !== "string" || !VERSION_NAME.test(to)) return;
+    if (to === "canary" || to === "stable" || known.includes(to)) return;
     ctx.addIssue({
       code: "custom",
       path: ["routing", "matches", i, "to"],
@@ -661,25 +665,29 @@ const ServiceSpecSchema = strict({
   runtime: RuntimeSchema,
   version: versionName.describe("The desired version; changing it starts a rollout."),
   strategy: StrategySchema.optional(),
-}).superRefine(
-  (spec, ctx) => {
-    // The desired version of a static service must be one it knows the upstreams of.
-    const runtime: unknown = spec.runtime;
-    const versions =
-      isPlainObject(runtime) && isPlainObject(runtime.static) ? runtime.static.versions : undefined;
-    if (!isPlainObject(versions) || typeof spec.version !== "string") return;
-    const known = Object.keys(versions);
-    if (known.length === 0 || known.includes(spec.version)) return;
-    ctx.addIssue({
-      code: "custom",
-      path: ["version"],
-      input: spec.version,
-      message: `must be one of the versions of spec.runtime.static.versions (${orList(known)}), got ${describeValue(spec.version)}`,
-    });
-  },
-  // Checked even when other fields are wrong, so that all errors come at once.
-  { when: (p) => isPlainObject(p.value) },
-).superRefine(checkRoutingTargets, { when: (p) => isPlainObject(p.value) });
+})
+  .superRefine(
+    (spec, ctx) => {
+      // The desired version of a static service must be one it knows the upstreams of.
+      const runtime: unknown = spec.runtime;
+      const versions =
+        isPlainObject(runtime) && isPlainObject(runtime.static)
+          ? runtime.static.versions
+          : undefined;
+      if (!isPlainObject(versions) || typeof spec.version !== "string") return;
+      const known = Object.keys(versions);
+      if (known.length === 0 || known.includes(spec.version)) return;
+      ctx.addIssue({
+        code: "custom",
+        path: ["version"],
+        input: spec.version,
+        message: `must be one of the versions of spec.runtime.static.versions (${orList(known)}), got ${describeValue(spec.version)}`,
+      });
+    },
+    // Checked even when other fields are wrong, so that all errors come at once.
+    { when: (p) => isPlainObject(p.value) },
+  )
+  .superRefine(checkRoutingTargets, { when: (p) => isPlainObject(p.value) });
 
 export const ServiceSchema = strict({
   apiVersion,

@@ -607,7 +607,10 @@ class ProxyExchange implements Dispatcher.DispatchHandler, ForwardState {
       recordOutcome(this.backend, 413, this.startedAt, false);
       return;
     }
-    if (this.clientGone || this.res.destroyed || this.req.socket.destroyed) {
+    // (Not `req.socket`: undici detaches it from a request body it gives up on, so that
+    // destroying the body does not destroy the client's connection.)
+    const clientSocket = this.res.socket;
+    if (this.clientGone || this.res.destroyed || clientSocket === null || clientSocket.destroyed) {
       // The client left (or its request body broke off): nobody to answer, nothing to count
       // against the upstream.
       this.done = true;
@@ -683,7 +686,9 @@ class ProxyExchange implements Dispatcher.DispatchHandler, ForwardState {
   /** Answers with a router error (before any upstream response was relayed). */
   fail(status: number, code: ErrorCode, message: string): void {
     this.done = true;
-    sendError(this.res, status, code, message, this.requestId, this.backend.version);
+    // A request body left half-read on the connection cannot be followed by another request.
+    const close = this.hasBody && !this.req.complete;
+    sendError(this.res, status, code, message, this.requestId, this.backend.version, close);
     recordOutcome(this.backend, status, this.startedAt, this.upstreamError);
   }
 

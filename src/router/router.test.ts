@@ -9,6 +9,7 @@ import { Pool, request } from "undici";
 import type { RouteBackend } from "../core/model.js";
 import { type ReloadEvent, Router, type RouterLogger } from "./router.js";
 import { MemoryRouteTableSource } from "./testing.js";
+import * as h from "./testing/harness.js";
 
 // ---------------------------------------------------------------------------------------
 // Helpers: real upstreams on 127.0.0.1:0, a router per test, waits driven by reload events.
@@ -661,4 +662,279 @@ test("a client that goes away aborts the upstream request and breaks nothing", a
   const [s] = router.stats("svc");
   assert.equal(s?.upstreamErrors, 0);
   assert.equal(s?.requests, 3);
+});
+
+// ---------------------------------------------------------------------------------------
+// Instances: balancing, passive ejection, active health checks, retries
+// ---------------------------------------------------------------------------------------
+
+/** Sends `n` sequential GETs; returns the bodies (backend names) or "status:body". */
+async function sequence(port: number, n: number, path = "/"): Promise<string[]> {
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const r = await h.get(port, path);
+    out.push(r.status === 200 ? r.text : `${r.status}:${r.text.slice(0, 40)}`);
+  }
+  return out;
+}
+
+test("least request avoids an instance with requests in flight; the count survives a table swap", async (t) => {
+  const [a, b] = await Promise.all([h.startBackend(t, "a"), h.startBackend(t, "b")]);
+  const source = new MemoryRouteTableSource();
+  const endpoints = [a.url, b.url];
+  source.set(h.table("svc", [{ version: "v1", weight: 100, endpoints }], h.policy()));
+  const router = await h.startRouter(t, source);
+  const port = h.portOf(router, "svc");
+
+  // One request held on a.
+  const held = http.request({ host: "127.0.0.1", port, path: "/hang", agent: false });
+  held.on("error", () => {});
+  held.end();
+  await h.until(() => a.seen.length === 1, 3000, "the held request");
+  assert.deepEqual(await sequence(port, 6), ["b", "b", "b", "b", "b", "b"]);
+  const info = () => router.endpoints("svc").find((e) => e.url === a.url)!;
+  assert.equal(info().outstanding, 1);
+
+  // A swap that keeps the URL keeps what is known about it.
+  const applied = h.nextReload(router);
+  source.set(
+    h.table(
+      "svc",
+      [
+        { version: "v1", weight: 50, endpoints },
+        { version: "v2", weight: 50, endpoints },
+      ],
+      h.policy(),
+    ),
+  );
+  await applied;
+  assert.equal(info().outstanding, 1);
+  assert.deepEqual(await sequence(port, 4), ["b", "b", "b", "b"]);
+
+  held.destroy();
+  await h.until(() => info().outstanding === 0, 3000, "the held request to end");
+  assert.deepEqual((await sequence(port, 4)).sort(), ["a", "a", "b", "b"]);
+});
+
+test("round robin takes turns whatever the load", async (t) => {
+  const [a, b] = await Promise.all([h.startBackend(t, "a"), h.startBackend(t, "b")]);
+  const source = new MemoryRouteTableSource();
+  source.set(
+    h.table(
+      "svc",
+      [{ version: "v1", weight: 100, endpoints: [a.url, b.url] }],
+      h.policy({ loadBalancing: "roundRobin" }),
+    ),
+  );
+  const router = await h.startRouter(t, source);
+  const port = h.portOf(router, "svc");
+  const held = http.request({ host: "127.0.0.1", port, path: "/hang", agent: false });
+  held.on("error", () => {});
+  held.end();
+  await h.until(() => a.seen.length === 1, 3000, "the held request");
+  assert.deepEqual(await sequence(port, 4), ["b", "a", "b", "a"]);
+  held.destroy();
+});
+
+test("passive ejection: consecutive 5xx eject an instance; it returns after the ejection time", async (t) => {
+  const [good, bad] = await Promise.all([h.startBackend(t, "good"), h.startBackend(t, "bad")]);
+  bad.status = 500;
+  const source = new MemoryRouteTableSource();
+  source.set(
+    h.table(
+      "svc",
+      [{ version: "v1", weight: 100, endpoints: [good.url, bad.url] }],
+      h.policy({
+        outlierDetection: { consecutiveFailures: 3, ejectionSeconds: 0.3, maxEjectionPercent: 50 },
+      }),
+    ),
+  );
+  const router = await h.startRouter(t, source);
+  const port = h.portOf(router, "svc");
+  const badInfo = () => router.endpoints("svc").find((e) => e.url === bad.url)!;
+
+  const first = await sequence(port, 6);
+  assert.deepEqual(first.filter((x) => x.startsWith("500")).length, 3);
+  assert.equal(badInfo().ejected, true);
+  assert.equal(badInfo().available, false);
+  const during = await sequence(port, 10);
+  assert.deepEqual(new Set(during), new Set(["good"]));
+  const sawBad = bad.seen.length;
+
+  // Recovery after the ejection time: the instance is tried again (and, still failing, ejected
+  // again for twice as long).
+  bad.status = 200;
+  await h.until(() => !badInfo().ejected, 3000, "the ejection to end");
+  const after = await sequence(port, 4);
+  assert.deepEqual(after.sort(), ["bad", "bad", "good", "good"]);
+  assert.ok(bad.seen.length > sawBad);
+});
+
+test("a version whose every instance fails is still tried: ejection never turns into 503s", async (t) => {
+  const [x, y] = await Promise.all([h.startBackend(t, "x"), h.startBackend(t, "y")]);
+  x.status = 500;
+  y.status = 503;
+  const source = new MemoryRouteTableSource();
+  source.set(
+    h.table(
+      "svc",
+      [{ version: "v1", weight: 100, endpoints: [x.url, y.url] }],
+      h.policy({
+        outlierDetection: { consecutiveFailures: 1, ejectionSeconds: 30, maxEjectionPercent: 100 },
+      }),
+    ),
+  );
+  const router = await h.startRouter(t, source);
+  const out = await sequence(h.portOf(router, "svc"), 10);
+  // The instances' own answers, never the router's "no backend".
+  assert.ok(
+    out.every((r) => r === "500:x" || r === "503:y"),
+    out.join(" "),
+  );
+  assert.ok(x.seen.length > 1 && y.seen.length > 1);
+  assert.ok(router.endpoints("svc").every((e) => e.ejected));
+});
+
+test("active health checks take a failing instance out and put it back", async (t) => {
+  const [a, b] = await Promise.all([h.startBackend(t, "a"), h.startBackend(t, "b")]);
+  const source = new MemoryRouteTableSource();
+  source.set(
+    h.table(
+      "svc",
+      [{ version: "v1", weight: 100, endpoints: [a.url, b.url] }],
+      h.policy({
+        healthCheck: {
+          path: "/healthz",
+          intervalSeconds: 0.02,
+          timeoutSeconds: 1,
+          healthyThreshold: 2,
+          unhealthyThreshold: 2,
+        },
+      }),
+    ),
+  );
+  const router = await h.startRouter(t, source);
+  const port = h.portOf(router, "svc");
+  const info = () => router.endpoints("svc").find((e) => e.url === b.url)!;
+  await h.until(() => b.seen.includes("GET /healthz"), 3000, "a first check");
+
+  b.status = 503;
+  await h.until(() => !info().activeHealthy, 3000, "b marked unhealthy");
+  const before = b.seen.filter((s) => s === "GET /").length;
+  assert.deepEqual(new Set(await sequence(port, 6)), new Set(["a"]));
+  assert.equal(b.seen.filter((s) => s === "GET /").length, before);
+
+  b.status = 200;
+  await h.until(() => info().available, 3000, "b healthy again");
+  assert.deepEqual((await sequence(port, 4)).sort(), ["a", "a", "b", "b"]);
+
+  // Checks stop when no table names the endpoint.
+  const applied = h.nextReload(router);
+  source.set(h.table("svc", [{ version: "v1", weight: 100, endpoints: [a.url] }], h.policy()));
+  await applied;
+  const checks = b.seen.length;
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(b.seen.length, checks, "b is still being checked");
+});
+
+/** An upstream that accepts connections and resets each one when a request arrives. */
+async function startResetter(t: TestContext): Promise<{ url: string; arrivals: string[] }> {
+  const arrivals: string[] = [];
+  const server = net.createServer((sock) => {
+    sock.on("error", () => {});
+    let buf = "";
+    sock.on("data", (c: Buffer) => {
+      buf += c.toString("latin1");
+      const end = buf.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      arrivals.push(buf.slice(0, buf.indexOf(" ")));
+      sock.resetAndDestroy();
+    });
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  t.after(() => new Promise((r) => server.close(r)));
+  return { url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`, arrivals };
+}
+
+test("retries: an idempotent request moves to another instance on a connect error", async (t) => {
+  const good = await h.startBackend(t, "good");
+  const refused = await h.refusedUrl();
+  const source = new MemoryRouteTableSource();
+  source.set(
+    h.table("svc", [{ version: "v1", weight: 100, endpoints: [refused, good.url] }], h.policy()),
+  );
+  const router = await h.startRouter(t, source);
+  const port = h.portOf(router, "svc");
+  // Every request gets an answer from the good instance, including the ones first sent to the
+  // refusing one.
+  for (const method of ["GET", "HEAD", "OPTIONS", "DELETE", "PUT"]) {
+    for (let i = 0; i < 4; i++) {
+      const res = await request(`http://127.0.0.1:${port}/`, { method });
+      await res.body.text();
+      assert.equal(res.statusCode, 200, `${method} #${i}`);
+    }
+  }
+  assert.equal(good.seen.length, 20);
+  const [s] = router.stats("svc");
+  assert.equal(s?.status["2xx"], 20);
+  assert.equal(s?.upstreamErrors, 0);
+});
+
+test("retries: POST, PATCH and requests with a body are never re-sent", async (t) => {
+  const good = await h.startBackend(t, "good");
+  const resetter = await startResetter(t);
+  const source = new MemoryRouteTableSource();
+  source.set(
+    h.table(
+      "svc",
+      [{ version: "v1", weight: 100, endpoints: [resetter.url, good.url] }],
+      h.policy({ loadBalancing: "roundRobin" }),
+    ),
+  );
+  const router = await h.startRouter(t, source);
+  const port = h.portOf(router, "svc");
+  const statuses: number[] = [];
+  const send = async (method: string, body?: string) => {
+    const res = await request(`http://127.0.0.1:${port}/`, {
+      method,
+      ...(body !== undefined ? { body } : {}),
+    });
+    await res.body.text();
+    statuses.push(res.statusCode);
+  };
+  // Round robin: the first of each pair goes to the resetter.
+  await send("POST");
+  await send("POST");
+  await send("PATCH", "x");
+  await send("PATCH", "x");
+  await send("PUT", "with a body");
+  await send("PUT", "with a body");
+  assert.deepEqual(statuses, [502, 200, 502, 200, 502, 200]);
+  assert.deepEqual(resetter.arrivals, ["POST", "PATCH", "PUT"]);
+  // Each request reached exactly one instance once: the failed ones were not re-sent.
+  assert.deepEqual(good.seen, ["POST /", "PATCH /", "PUT /"]);
+
+  // The same GET is retried: one arrival at each.
+  statuses.length = 0;
+  await send("GET");
+  assert.deepEqual(statuses, [200]);
+  assert.deepEqual(resetter.arrivals, ["POST", "PATCH", "PUT", "GET"]);
+  assert.equal(good.seen.at(-1), "GET /");
+});
+
+test("retries: attempts 0 turns retrying off", async (t) => {
+  const good = await h.startBackend(t, "good");
+  const source = new MemoryRouteTableSource();
+  source.set(
+    h.table(
+      "svc",
+      [{ version: "v1", weight: 100, endpoints: [await h.refusedUrl(), good.url] }],
+      h.policy({ retries: { attempts: 0 }, loadBalancing: "roundRobin" }),
+    ),
+  );
+  const router = await h.startRouter(t, source);
+  const r = await sequence(h.portOf(router, "svc"), 2);
+  assert.match(r[0]!, /^502:/);
+  assert.equal(r[1], "good");
 });

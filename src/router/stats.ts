@@ -145,9 +145,8 @@ interface RecorderConfig {
 
 /**
  * The counters of one series (service + version [+ labels]); the object a compiled table's
- * backend points at. The proxy calls `recordResponse` once per finished request,
- * `recordUpstreamError` when an upstream fails, and increments `requests` when it picks the
- * version.
+ * backend points at. The proxy increments `requests` when it picks the version and calls
+ * `record` once when the request ends.
  */
 export class SeriesCounters implements SeriesLabels {
   /** Requests routed to this series, counted by the proxy when it chooses the version. */
@@ -188,27 +187,6 @@ export class SeriesCounters implements SeriesLabels {
     else if (statusCode >= 200) b.s2xx++;
     if (upstreamError) b.upstreamErrors++;
     b.latency.add(latencyMs);
-  }
-
-  /** Counts one response and its latency; `record()` without an upstream error. */
-  recordResponse(statusCode: number, latencyMs: number): void {
-    const sec = Math.floor(this.#cfg.now() / 1000);
-    let b = this.#cur;
-    if (b === null || b.sec !== sec) b = this.#roll(sec);
-    b.requests++;
-    if (statusCode >= 500) b.s5xx++;
-    else if (statusCode >= 400) b.s4xx++;
-    else if (statusCode >= 300) b.s3xx++;
-    else if (statusCode >= 200) b.s2xx++;
-    b.latency.add(latencyMs);
-  }
-
-  /** Counts one upstream failure (connect error, reset, timeout, broken response stream). */
-  recordUpstreamError(): void {
-    const sec = Math.floor(this.#cfg.now() / 1000);
-    let b = this.#cur;
-    if (b === null || b.sec !== sec) b = this.#roll(sec);
-    b.upstreamErrors++;
   }
 
   /** Moves to the bucket of `sec`; once per second per series. */

@@ -147,3 +147,15 @@ export function describeError(err: unknown): string {
   }
   return String(err);
 }
+
+/**
+ * undici silently drops credentials in a URL (`http://user:pass@host`), which would turn into a
+ * puzzling 401; so they are taken out of the URL and sent as HTTP basic auth instead.
+ */
+export function basicAuthFromUrl(url: URL): string | undefined {
+  if (url.username === "" && url.password === "") return undefined;
+  const creds = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
+  url.username = "";
+  url.password = "";
+  return `Basic ${Buffer.from(creds).toString("base64")}`;
+}

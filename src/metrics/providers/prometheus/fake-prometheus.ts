@@ -11,6 +11,7 @@ export interface FakeQuery {
   method: string;
   endpoint: "query" | "query_range";
   params: Record<string, string>;
+  headers: http.IncomingHttpHeaders;
 }
 
 /** What to answer: a JSON body with a status, raw text, or nothing at all (hang). */
@@ -65,6 +66,7 @@ export async function startFakePrometheus(
         method: req.method ?? "",
         endpoint: m[1] as "query" | "query_range",
         params,
+        headers: req.headers,
       };
       queries.push(q);
       const a = answer(q);

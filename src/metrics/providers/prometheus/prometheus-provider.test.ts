@@ -105,6 +105,21 @@ describe("PrometheusProvider", () => {
     });
   });
 
+  it("credentials in the address go as basic auth and are never shown", async () => {
+    answer = () => apiError(401, "unauthorized", "bad credentials");
+    const address = fake.address.replace("http://", "http://ops:s%40cret@");
+    const m = await provider.measure(
+      conformanceRequest({ source: { prometheus: { address, query: "up" } } }),
+      new AbortController().signal,
+    );
+    assert.equal(
+      lastQuery().headers.authorization,
+      `Basic ${Buffer.from("ops:s@cret").toString("base64")}`,
+    );
+    assert.doesNotMatch(`${m.error} ${JSON.stringify(m.raw)}`, /ops|cret/);
+    assert.match(m.error!, /^Prometheus at http:\/\/127\.0\.0\.1:\d+\/prom: HTTP 401/);
+  });
+
   it("a scalar result is its value", async () => {
     const m = await measure({ query: "scalar(x)" }, () => success("scalar", [T, "0.125"]));
     assert.equal(m.value, 0.125);

@@ -12,7 +12,8 @@
  * - HTTP or API errors carry the status, Prometheus' `errorType` and `error`.
  *
  * Queries are POSTed as a form, as Prometheus allows, so long queries do not hit URL limits.
- * The response is read up to `maxResponseBytes`.
+ * The response is read up to `maxResponseBytes`. Credentials in the address
+ * (`https://user:pass@host`) are sent as basic auth and never shown.
  */
 import { type Dispatcher, request } from "undici";
 import { parseDuration } from "../../../core/duration.js";
@@ -27,6 +28,7 @@ import {
   providerKind,
 } from "../provider.js";
 import {
+  basicAuthFromUrl,
   deadline,
   describeError,
   failed,
@@ -106,9 +108,27 @@ export class PrometheusProvider implements MetricProvider {
       endpoint = "query";
       form.set("time", String(req.toMs / 1000));
     }
-    const base = spec.address.endsWith("/") ? spec.address : `${spec.address}/`;
-    const url = new URL(`api/v1/${endpoint}`, base);
-    const where = `Prometheus at ${spec.address}`;
+    let url: URL;
+    try {
+      url = new URL(
+        `api/v1/${endpoint}`,
+        spec.address.endsWith("/") ? spec.address : `${spec.address}/`,
+      );
+    } catch {
+      throw invalid(
+        "source.prometheus.address",
+        `must be an http(s) URL, got ${JSON.stringify(spec.address)}`,
+      );
+    }
+    if (url.protocol !== "http:" && url.protocol !== "https:") {
+      throw invalid(
+        "source.prometheus.address",
+        `must be an http(s) URL, got ${JSON.stringify(spec.address)}`,
+      );
+    }
+    const authorization = basicAuthFromUrl(url);
+    // Named without credentials (http://user:pass@host) in messages and raw.
+    const where = `Prometheus at ${url.origin}${url.pathname.slice(0, -`api/v1/${endpoint}`.length - 1)}`;
     const rawBase = { query: spec.query, endpoint };
 
     // 2. Ask, within the timeout; the caller's abort and the timeout are told apart.
@@ -122,6 +142,7 @@ export class PrometheusProvider implements MetricProvider {
         headers: {
           "content-type": "application/x-www-form-urlencoded",
           accept: "application/json",
+          ...(authorization ? { authorization } : {}),
         },
         body: form.toString(),
         signal: dl.signal,

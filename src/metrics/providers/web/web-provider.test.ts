@@ -110,8 +110,9 @@ describe("WebProvider", () => {
   const measure = async (
     web: Partial<WebSourceSpec> & { url: string },
     p: WebProvider = provider,
+    base: (b: string) => string = (b) => b,
   ): Promise<Measurement> => {
-    const source = { web: { ...web, url: `${srv.base}${web.url}` } };
+    const source = { web: { ...web, url: `${base(srv.base)}${web.url}` } };
     const req = conformanceRequest({ source, args: { token: "s3cret", user: "u1" } });
     const m = await p.measure(req, new AbortController().signal);
     assertWellFormed(m);
@@ -165,6 +166,24 @@ describe("WebProvider", () => {
     assert.deepEqual(JSON.parse(s.body), { candidate: "v2", baseline: "v1", service: "svc" });
     // The query string and headers may hold secrets: never in messages or raw.
     assert.doesNotMatch(JSON.stringify(m.raw), /s3cret|user=u1/);
+  });
+
+  it("sends credentials in the URL as basic auth, never showing them", async () => {
+    const m = await measure({ url: "/value", jsonPath: "$.data.v" }, provider, (base) =>
+      base.replace("http://", "http://ops:s%40cret@"),
+    );
+    assert.equal(m.value, 0.5);
+    assert.equal(
+      srv.seen[srv.seen.length - 1]!.headers.authorization,
+      `Basic ${Buffer.from("ops:s@cret").toString("base64")}`,
+    );
+    assert.doesNotMatch(JSON.stringify(m.raw), /ops|cret/);
+    await assert.rejects(
+      measure({ url: "/value", headers: { Authorization: "Bearer x" } }, provider, (base) =>
+        base.replace("http://", "http://ops:pw@"),
+      ),
+      (err: unknown) => err instanceof TurnoutError && /keep one/.test(err.message),
+    );
   });
 
   it("keeps a content type the source sets", async () => {

@@ -8,7 +8,8 @@
  *   `threshold: {min: 1}`). `null` is "no data". NaN, infinities and anything else are errors.
  * - Non-2xx (redirects are not followed) is an error with the status and the start of the body.
  *
- * Messages and `raw` name the URL without its query string, which may hold a key; headers are
+ * Credentials in the URL (`https://user:pass@host/...`) are sent as basic auth. Messages and
+ * `raw` name the URL without credentials or query string, which may hold a key; headers are
  * never recorded.
  */
 import { type Dispatcher, request } from "undici";
@@ -21,6 +22,7 @@ import {
   type WebSourceSpec,
 } from "../provider.js";
 import {
+  basicAuthFromUrl,
   boundRaw,
   deadline,
   describeError,
@@ -84,6 +86,16 @@ export class WebProvider implements MetricProvider {
       throw invalid("source.web.timeoutSeconds", `must be > 0, got ${timeoutSeconds}`);
     }
     const headers: Record<string, string> = { ...spec.headers };
+    const authorization = basicAuthFromUrl(url);
+    if (authorization !== undefined) {
+      if (Object.keys(headers).some((h) => h.toLowerCase() === "authorization")) {
+        throw invalid(
+          "source.web.url",
+          "has credentials and the headers set authorization too; keep one",
+        );
+      }
+      headers.authorization = authorization;
+    }
     if (
       spec.body !== undefined &&
       !Object.keys(headers).some((h) => h.toLowerCase() === "content-type")

@@ -7,7 +7,7 @@
 // --keep-profile (also copy the .cpuprofile to bench/results/, for DevTools),
 // --bare (add a featureless node:http + undici proxy as a reference point),
 // --node-flags "..." (extra node flags for Turnout's process, e.g. "--max-semi-space-size=4"),
-// --quick (1 round of 3 s: a smoke test; results are not written).
+// --no-write (print only), --quick (1 round of 3 s, a smoke test; implies --no-write).
 import { spawnSync } from "node:child_process";
 import {
   copyFileSync,
@@ -65,6 +65,7 @@ function parseArgs(argv) {
     keepProfile: false,
     bare: false,
     nodeFlags: [],
+    write: true,
     quick: false,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -82,9 +83,11 @@ function parseArgs(argv) {
     else if (a === "--profile") o.profile = true;
     else if (a === "--keep-profile") o.keepProfile = o.profile = true;
     else if (a === "--bare") o.bare = true;
+    else if (a === "--no-write") o.write = false;
     else if (a === "--node-flags") o.nodeFlags = (argv[++i] ?? "").split(/\s+/).filter(Boolean);
     else if (a === "--quick") {
       o.quick = true;
+      o.write = false;
       o.rounds = 1;
       o.duration = 3;
       o.warmup = 1;
@@ -457,7 +460,7 @@ async function main() {
     })
     .find((m) => m?.stats !== undefined);
 
-  const results = summarize(opts, machine, cores, proxies, statsLine?.stats);
+  const results = summarize(opts, machine, cores, proxies, statsLine?.stats, stickyCheck);
   results.proxies[0].split.expectedStickyShareB = stickyCheck.expectedShareB;
   results.proxies[0].stickyCheck = stickyCheck;
 
@@ -477,8 +480,8 @@ async function main() {
 
   console.log("");
   console.log(terminalTable(results));
-  if (opts.quick) {
-    console.log("\n--quick: results not written");
+  if (!opts.write) {
+    console.log("\nresults not written (--quick or --no-write)");
     return;
   }
   mkdirSync(join(BENCH, "results"), { recursive: true });
@@ -607,7 +610,7 @@ async function settledLogSizes(logs) {
   }
 }
 
-function summarize(opts, machine, cores, proxies, routerStats) {
+function summarize(opts, machine, cores, proxies, routerStats, stickyCheck) {
   const pick = (p, key) => p.runs.map((r) => r[key]);
   const out = proxies.map((p) => {
     const total = p.splitCounts[0] + p.splitCounts[1];
@@ -654,6 +657,13 @@ function summarize(opts, machine, cores, proxies, routerStats) {
   const p99Nginx = by("nginx").turnoutRatio.p99;
   const rss = t.rss.hwmMB;
   const goals = [
+    {
+      goal: "sticky assignment in effect during the measurement (precondition)",
+      target: true,
+      actual: stickyCheck.inEffect,
+      measured: stickyCheck.verdict.slice(0, stickyCheck.verdict.lastIndexOf(":")),
+      met: stickyCheck.inEffect,
+    },
     {
       goal: `req/s ≥ ${GOALS.rpsVsNginx}× nginx`,
       target: GOALS.rpsVsNginx,
@@ -731,7 +741,7 @@ async function profileTurnout(dir, cores, port, config, wrk, opts) {
   const file = readdirSync(profDir).find((f) => f.endsWith(".cpuprofile"));
   if (file === undefined) throw new Error("turnout (profiled): no .cpuprofile was written");
   const agg = aggregateCpuProfile(JSON.parse(readFileSync(join(profDir, file), "utf8")), 20);
-  if (opts.keepProfile && !opts.quick) {
+  if (opts.keepProfile && opts.write) {
     mkdirSync(join(BENCH, "results"), { recursive: true });
     copyFileSync(join(profDir, file), join(BENCH, "results", "turnout-router.cpuprofile"));
   }

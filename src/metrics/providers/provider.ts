@@ -16,6 +16,7 @@
  *   a template naming an argument the request does not carry, an unknown `reduce`, a JSON path
  *   that does not parse. These are `TurnoutError`s with code `TURNOUT_ERR_RESOURCE_INVALID` and
  *   the field's path; retrying cannot help, so the engine should stop the analysis with them.
+ *   (A window with `fromMs >= toMs` where a provider needs one is a `RangeError`: a caller's bug.)
  */
 import type { DurationInput, MetricSourceSpec } from "../../core/model.js";
 import { TurnoutError } from "../../errors.js";

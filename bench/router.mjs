@@ -754,6 +754,7 @@ async function profileTurnout(dir, cores, port, config, wrk, opts) {
 
 let cleanupDir = null;
 let cleaning = null;
+let interrupted = false;
 function cleanup() {
   cleaning ??= stopAll().finally(() => {
     if (cleanupDir !== null) rmSync(cleanupDir, { recursive: true, force: true });
@@ -766,6 +767,7 @@ process.on("exit", () => {
 });
 for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) {
   process.on(sig, () => {
+    interrupted = true;
     console.error(`\n${sig}: stopping every process the benchmark started ...`);
     cleanup().finally(() => process.exit(130));
   });
@@ -775,7 +777,9 @@ try {
   await main();
   await cleanup();
 } catch (err) {
-  console.error(`bench:router failed: ${err instanceof Error ? err.message : err}`);
+  // After Ctrl-C the runs fail because their processes were stopped; that is not news.
+  if (!interrupted)
+    console.error(`bench:router failed: ${err instanceof Error ? err.message : err}`);
   await cleanup();
-  process.exit(1);
+  process.exit(interrupted ? 130 : 1);
 }

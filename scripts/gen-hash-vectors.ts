@@ -3,7 +3,9 @@
 // streaming hash (src/core/hashing.ts) and by a plain byte-at-a-time MurmurHash3 over
 // `Buffer.from(input, "utf8")` below; the script refuses to write if they disagree. The
 // implementation itself is pinned to the published MurmurHash3_x86_32 vectors in
-// src/core/hashing.test.ts. Never regenerate v1 with different values: that would move users.
+// src/core/hashing.test.ts, and `perl scripts/check-hash-vectors.pl` checks this file with an
+// independent implementation (Debian's Digest::MurmurHash3::PurePerl; all vectors agreed when
+// it was written). Never regenerate v1 with different values: that would move users.
 import { writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";

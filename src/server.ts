@@ -88,8 +88,9 @@ export async function startTurnout(opts: TurnoutOptions = {}): Promise<RunningTu
     source: store,
     logger: logger.child({ part: "router" }),
     pollIntervalMs: opts.pollIntervalMs ?? 500,
-    // Seconds stamped by the same clock the controller (and so analysis) reads windows with.
-    measurements: { sink: store, now: () => clock.now() },
+    // Seconds stamped by the same clock the controller (and so analysis) reads windows with;
+    // the router's own (cheaper) reading of the system clock when that is the clock.
+    measurements: { sink: store, ...(clock === systemClock ? {} : { now: () => clock.now() }) },
   });
   const controller = new Controller({
     store,

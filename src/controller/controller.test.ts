@@ -153,6 +153,13 @@ describe("controller (SQLite store, static runtime, fake clock)", () => {
     assert.equal(done?.result?.outcome, "applied");
     assert.deepEqual(await weights(), { v1: 100 });
     assert.equal((await store.getStatus("web"))?.phase, "Degraded");
+    // The aborted v2 keeps running without traffic for the scale-down delay (default 30 s).
+    assert.deepEqual(
+      runtime.calls.at(-1)?.map((t) => t.version),
+      ["v1", "v2"],
+    );
+    clock.advance(30_000);
+    await controller.tick();
     assert.deepEqual(runtime.calls.at(-1), [{ version: "v1", replicas: 1 }]);
     const again = await store.enqueueCommand(
       { service: "web", type: "promote", args: {}, actor: "ops" },

@@ -144,10 +144,39 @@ export interface StrategySpec {
 
 export interface CanaryStrategySpec {
   steps: CanaryStep[];
+  /** Analysis that runs in the background from `startingStep` on until the rollout ends. */
+  analysis?: BackgroundAnalysisSpec;
+  /** After an abort or a failed analysis, the candidate keeps running this long (for debugging). */
+  abortScaleDownDelaySeconds?: number;
+  /**
+   * A version that was stable among the last `revisions` stable versions comes back without
+   * steps (a rollback is not a new release). Absent: every change goes through the steps.
+   */
+  rollbackWindow?: { revisions: number };
+}
+
+/** AnalysisTemplates to run, with the arguments they take. */
+export interface AnalysisRefSpec {
+  templates: string[];
+  args?: { name: string; value: string }[];
+}
+
+export interface BackgroundAnalysisSpec extends AnalysisRefSpec {
+  /** Index of the step from which the background analysis runs (0 = from the start). */
+  startingStep: number;
+}
+
+/** Matching requests go to the canary (`match`), or the header route is removed (no `match`). */
+export interface HeaderRouteStep {
+  match?: Omit<MatchRule, "to">;
 }
 
 /** One step of a canary. Exactly one key per step. */
-export type CanaryStep = { setWeight: number } | { pause: PauseStep };
+export type CanaryStep =
+  | { setWeight: number }
+  | { pause: PauseStep }
+  | { analysis: AnalysisRefSpec }
+  | { setHeaderRoute: HeaderRouteStep };
 
 /** A pause for a duration, or (no duration) until someone promotes. */
 export interface PauseStep {
@@ -172,7 +201,15 @@ export interface AnalysisTemplateSpec {
 
 export type MetricSourceSpec =
   | { builtin: "error_rate" | "latency" | "request_rate" }
-  | { prometheus: { address: string; query: string } }
+  | {
+      prometheus: {
+        address: string;
+        query: string;
+        rangeQuery?: { step: DurationInput };
+        reduce?: "first" | "sum" | "max" | "min" | "avg";
+        timeoutSeconds: number;
+      };
+    }
   | {
       web: {
         url: string;
@@ -258,6 +295,10 @@ export interface ServiceStatus {
   previousStableVersions: string[];
   /** When the phase last changed (clock ms). */
   lastTransitionAt: number;
+  /** Requests matching this go to the canary (set by a setHeaderRoute step; cleared at the end). */
+  headerRoute?: Omit<MatchRule, "to"> | null;
+  /** An aborted candidate keeps running until then (clock ms), then is stopped. */
+  abortScaleDownAt?: number | null;
 }
 
 // ---------------------------------------------------------------------------------------

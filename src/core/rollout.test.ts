@@ -185,7 +185,11 @@ describe("rollout core", () => {
     sc.tick();
     assert.equal(sc.s.phase, "Degraded");
     assert.deepEqual(sc.last.weights, [{ version: "v1", weight: 100 }]);
-    assert.deepEqual(sc.last.targets, [{ version: "v1", replicas: 1 }]);
+    // The candidate keeps running (no traffic) for the default 30 s, for people to look at.
+    assert.deepEqual(
+      sc.last.targets.map((t) => t.version),
+      ["v1", "v2"],
+    );
     assert.equal(sc.s.abortedVersion, "v2");
     assert.match(sc.s.message, /aborted by bob \(errors in checkout\)/);
     const ev = sc.last.events.find((e) => e.type === "RolloutAborted")!;
@@ -368,6 +372,82 @@ describe("rollout core", () => {
     sc.clock.advance(20_000);
     sc.tick();
     assert.equal(sc.s.stepIndex, 3);
+  });
+
+  it("setHeaderRoute sends matching requests to the canary until the rollout ends", async () => {
+    const { buildRouteTable } = await import("./routes.js");
+    const sc = new Scenario([
+      { setHeaderRoute: { match: { header: { name: "x-tester", equals: "1" } } } },
+      { setWeight: 10 },
+      { pause: {} },
+    ]);
+    sc.tick();
+    sc.setVersion("v2");
+    sc.ready("v2");
+    sc.tick();
+    const table = buildRouteTable({
+      service: "svc",
+      spec: sc.spec,
+      status: sc.s,
+      weights: sc.last.weights,
+      endpoints: () => ["http://127.0.0.1:1"],
+      now: sc.clock.now(),
+    });
+    assert.deepEqual(table.matches, [{ header: { name: "x-tester", equals: "1" }, version: "v2" }]);
+    assert.equal(
+      table.backends[0]?.version,
+      "v2",
+      "canary first, so sticky users stay as it grows",
+    );
+    sc.command("promote");
+    sc.tick();
+    assert.equal(sc.s.headerRoute, null);
+  });
+
+  it("a version within the rollback window comes back without steps", () => {
+    const sc = new Scenario(STEPS);
+    sc.spec = {
+      ...sc.spec,
+      strategy: { canary: { steps: STEPS, rollbackWindow: { revisions: 2 } } },
+    };
+    sc.tick();
+    sc.setVersion("v2");
+    sc.ready("v2");
+    sc.tick();
+    sc.command("promote", { full: true });
+    sc.tick();
+    assert.equal(sc.s.stableVersion, "v2");
+    sc.setVersion("v1");
+    sc.tick();
+    assert.equal(sc.s.phase, "Completed");
+    assert.equal(sc.s.stableVersion, "v1");
+    assert.match(sc.last.events[0]!.message, /rollback window/);
+  });
+
+  it("an aborted candidate keeps running without traffic for abortScaleDownDelaySeconds", () => {
+    const sc = new Scenario(STEPS);
+    sc.spec = {
+      ...sc.spec,
+      strategy: { canary: { steps: STEPS, abortScaleDownDelaySeconds: 60 } },
+    };
+    sc.tick();
+    sc.setVersion("v2");
+    sc.ready("v2");
+    sc.tick();
+    sc.command("abort");
+    sc.tick();
+    assert.deepEqual(sc.last.weights, [{ version: "v1", weight: 100 }]);
+    assert.deepEqual(
+      sc.last.targets.map((t) => t.version),
+      ["v1", "v2"],
+    );
+    assert.equal(sc.last.wakeAt, sc.clock.now() + 60_000);
+    sc.clock.advance(60_000);
+    sc.tick();
+    assert.deepEqual(
+      sc.last.targets.map((t) => t.version),
+      ["v1"],
+    );
   });
 
   it("weightsOf ignores a canary equal to stable", () => {

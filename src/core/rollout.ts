@@ -9,10 +9,12 @@
  */
 import { durationMs, formatDuration } from "./duration.js";
 import type {
+  AnalysisRefSpec,
   CanaryStep,
   Command,
   CommandResult,
   EventDraft,
+  MatchRule,
   ServiceSpec,
   ServiceStatus,
 } from "./model.js";
@@ -94,10 +96,35 @@ export function stepsOf(spec: ServiceSpec): CanaryStep[] {
 /** Describes a step for people: "setWeight 20", "pause 30s", "pause (until promoted)". */
 export function describeStep(step: CanaryStep): string {
   if ("setWeight" in step) return `setWeight ${step.setWeight}`;
+  if ("analysis" in step) return `analysis (${step.analysis.templates.join(", ")})`;
+  if ("setHeaderRoute" in step) {
+    const m = step.setHeaderRoute.match;
+    return m ? `setHeaderRoute ${describeMatch(m)}` : "setHeaderRoute (remove)";
+  }
   if (step.pause.duration !== undefined)
     return `pause ${formatDuration(durationMs(step.pause.duration))}`;
   return "pause (until promoted)";
 }
+
+/** "header x-beta=1, path /beta" for people. */
+export function describeMatch(m: Omit<MatchRule, "to">): string {
+  const value = (v: { equals: string } | { regex: string } | { exists: boolean }) =>
+    "equals" in v
+      ? `=${v.equals}`
+      : "regex" in v
+        ? `~/${v.regex}/`
+        : v.exists
+          ? " present"
+          : " absent";
+  const parts: string[] = [];
+  if (m.header) parts.push(`header ${m.header.name}${value(m.header)}`);
+  if (m.cookie) parts.push(`cookie ${m.cookie.name}${value(m.cookie)}`);
+  if (m.pathPrefix) parts.push(`path ${m.pathPrefix}`);
+  return parts.join(", ");
+}
+
+/** Default seconds an aborted candidate keeps running (Argo Rollouts' abortScaleDownDelaySeconds). */
+export const DEFAULT_ABORT_SCALE_DOWN_DELAY_SECONDS = 30;
 
 export function emptyStatus(now: number): ServiceStatus {
   return {
@@ -154,6 +181,7 @@ function clearRollout(s: ServiceStatus): void {
   s.stepStartedAt = null;
   s.pausedByUser = false;
   s.rolloutStartedAt = null;
+  s.headerRoute = null;
 }
 
 /** Ends the rollout with all traffic back on stable; used by abort and automatic failures. */
@@ -163,6 +191,9 @@ function rollBack(w: Work, actor: string, why: string, data: Record<string, unkn
   const fromWeight = s.canaryWeight;
   s.abortedVersion = canary;
   clearRollout(s);
+  const delay =
+    w.spec.strategy?.canary?.abortScaleDownDelaySeconds ?? DEFAULT_ABORT_SCALE_DOWN_DELAY_SECONDS;
+  s.abortScaleDownAt = delay > 0 ? w.now + delay * 1000 : null;
   const message = `rollout to ${canary} aborted: ${why}; ${s.stableVersion} serves 100%`;
   setPhase(w, "Degraded", message);
   emit(
@@ -178,17 +209,23 @@ function startRollout(w: Work): void {
   const s = w.status;
   const to = w.spec.version;
   const replaced = s.canaryVersion;
+  clearRollout(s);
   s.canaryVersion = to;
-  s.canaryWeight = 0;
   s.stepIndex = 0;
   s.stepStartedAt = w.now;
-  s.pausedByUser = false;
   s.abortedVersion = null;
+  s.abortScaleDownAt = null;
   s.rolloutStartedAt = w.now;
   s.rolloutNumber += 1;
+  // A recent stable version coming back is a rollback, not a new release: no steps.
+  const window = w.spec.strategy?.canary?.rollbackWindow?.revisions ?? 0;
+  const inWindow = window > 0 && s.previousStableVersions.slice(0, window).includes(to);
+  if (inWindow) s.stepIndex = w.steps.length;
   const message = replaced
     ? `rollout ${s.rolloutNumber}: ${replaced} replaced by ${to} mid-rollout; starting over from ${s.stableVersion}`
-    : `rollout ${s.rolloutNumber}: ${s.stableVersion} -> ${to} (${w.steps.length} steps)`;
+    : inWindow
+      ? `rollout ${s.rolloutNumber}: ${s.stableVersion} -> ${to}, a recent stable version (rollback window ${window}): no steps`
+      : `rollout ${s.rolloutNumber}: ${s.stableVersion} -> ${to} (${w.steps.length} steps)`;
   setPhase(w, "Progressing", message);
   emit(w, "RolloutStarted", message, {
     rollout: s.rolloutNumber,
@@ -196,6 +233,7 @@ function startRollout(w: Work): void {
     to,
     replaced,
     steps: w.steps.length,
+    rollbackWindow: inWindow,
     generation: w.input.service.generation,
   });
 }
@@ -445,6 +483,25 @@ const runSteps: Stage = {
         advance(w);
         continue;
       }
+      if ("setHeaderRoute" in step) {
+        const match = step.setHeaderRoute.match ?? null;
+        s.headerRoute = match;
+        emit(
+          w,
+          "HeaderRouteSet",
+          match
+            ? `requests with ${describeMatch(match)} go to ${s.canaryVersion} (${stepLabel(w, i)})`
+            : `header route removed (${stepLabel(w, i)})`,
+          { step: i, match },
+        );
+        advance(w);
+        continue;
+      }
+      if ("analysis" in step) {
+        if (runAnalysisStep(w, i, step.analysis) === "stop") return "stop";
+        advance(w);
+        continue;
+      }
       const started = s.stepStartedAt ?? w.now;
       if (step.pause.duration === undefined) {
         setPhase(
@@ -471,6 +528,20 @@ const runSteps: Stage = {
     return "continue";
   },
 };
+
+/**
+ * An inline analysis step. Until the analysis engine is wired in, validation rejects analysis
+ * steps, so this is never reached with one.
+ */
+function runAnalysisStep(w: Work, i: number, _ref: AnalysisRefSpec): StageOutcome {
+  // Never pass an analysis that did not run: hold the rollout for a person instead.
+  setPhase(
+    w,
+    "Paused",
+    `${stepLabel(w, i)} is an analysis step, which this controller cannot run yet`,
+  );
+  return "stop";
+}
 
 /** 6. A quiet service says what serves it. */
 const steady: Stage = {
@@ -518,9 +589,21 @@ export function reconcile(input: ReconcileInput): ReconcileOutput {
     events: w.events,
     commandResults: w.results,
     weights: weightsOf(w.status),
-    targets: targetsOf(w.status, w.spec),
-    wakeAt: w.wakeAt,
+    targets: targetsOf(w.status, w.spec, w.now),
+    wakeAt: earliest(w.wakeAt, scaleDownAt(w.status, w.now)),
   };
+}
+
+function earliest(a: number | null, b: number | null): number | null {
+  if (a === null) return b;
+  if (b === null) return a;
+  return Math.min(a, b);
+}
+
+/** When an aborted candidate is due to stop, if that is still ahead. */
+function scaleDownAt(s: ServiceStatus, now: number): number | null {
+  const at = s.abortScaleDownAt ?? null;
+  return at !== null && at > now ? at : null;
 }
 
 export function weightsOf(s: ServiceStatus): VersionWeight[] {
@@ -539,12 +622,23 @@ export function weightsOf(s: ServiceStatus): VersionWeight[] {
 export function targetsOf(
   s: ServiceStatus,
   spec: ServiceSpec,
+  now: number,
 ): { version: string; replicas: number }[] {
   const replicas = replicasOf(spec);
   const out: { version: string; replicas: number }[] = [];
   if (s.stableVersion !== null) out.push({ version: s.stableVersion, replicas });
   if (s.canaryVersion !== null && s.canaryVersion !== s.stableVersion) {
     out.push({ version: s.canaryVersion, replicas });
+  }
+  // An aborted candidate stays up (without traffic) for a while, so people can look at it.
+  const keep = s.abortedVersion;
+  if (
+    keep !== null &&
+    keep !== s.stableVersion &&
+    keep !== s.canaryVersion &&
+    (s.abortScaleDownAt ?? 0) > now
+  ) {
+    out.push({ version: keep, replicas });
   }
   return out;
 }

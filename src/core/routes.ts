@@ -39,6 +39,10 @@ export function buildRouteTable(i: RouteInputs): Omit<RouteTable, "revision"> {
     return to;
   };
   const matches: RouteMatch[] = [];
+  // A setHeaderRoute step's route comes first: it is the rollout's own, for testers of the canary.
+  if (status.headerRoute && status.canaryVersion && running.has(status.canaryVersion)) {
+    matches.push({ ...status.headerRoute, version: status.canaryVersion });
+  }
   for (const rule of spec.routing?.matches ?? []) {
     const version = resolve(rule.to);
     // A rule whose target does not run now (no canary, unknown version) is skipped.

@@ -11,6 +11,7 @@ import {
   type AnalysisTemplateResource,
   API_VERSION,
   type CanaryStrategySpec,
+  DEFAULT_TRAFFIC_POLICY,
   RESOURCE_KINDS,
   type Resource,
   type ServiceResource,
@@ -462,7 +463,7 @@ const valueMatch = (name: z.ZodType<string>, what: string) =>
     { name: string } & ValueMatch
   >;
 
-const MatchRuleSchema = strict({
+const matchConditionShape = {
   header: valueMatch(token("an HTTP header name", "x-beta"), "header")
     .optional()
     .describe("A request header condition; header names are case-insensitive."),
@@ -479,6 +480,37 @@ const MatchRuleSchema = strict({
     .describe(
       'The URL path starts with this, on whole segments ("/beta" matches "/beta/x", not "/betamax").',
     ),
+};
+
+/** A rule must have a condition: one without any would take every request. */
+const needsCondition = [
+  (
+    rule: { header?: unknown; cookie?: unknown; pathPrefix?: unknown },
+    ctx: z.core.$RefinementCtx,
+  ) => {
+    if (rule.header !== undefined || rule.cookie !== undefined || rule.pathPrefix !== undefined)
+      return;
+    ctx.addIssue({
+      code: "custom",
+      input: rule,
+      message:
+        'needs at least one condition ("header", "cookie" or "pathPrefix"); a rule without one would take every request',
+    });
+  },
+  {
+    when: (p: z.core.ParsePayload) =>
+      isPlainObject(p.value) &&
+      !p.issues.some((i) => i.code === "unrecognized_keys" && (i.path?.length ?? 0) === 0),
+  },
+] as const;
+
+/** The conditions of a setHeaderRoute step (a match rule whose target is the canary). */
+const MatchConditionsSchema = strict({ ...matchConditionShape })
+  .superRefine(...needsCondition)
+  .meta({ anyOf: ["header", "cookie", "pathPrefix"].map((k) => ({ required: [k] })) });
+
+const MatchRuleSchema = strict({
+  ...matchConditionShape,
   to: z
     .string()
     .regex(VERSION_NAME, {
@@ -487,23 +519,7 @@ const MatchRuleSchema = strict({
     })
     .describe('Where matching requests go: "canary", "stable" or a version name.'),
 })
-  .superRefine(
-    (rule, ctx) => {
-      if (rule.header !== undefined || rule.cookie !== undefined || rule.pathPrefix !== undefined)
-        return;
-      ctx.addIssue({
-        code: "custom",
-        input: rule,
-        message:
-          'needs at least one condition ("header", "cookie" or "pathPrefix"); a rule without one would take every request',
-      });
-    },
-    {
-      when: (p) =>
-        isPlainObject(p.value) &&
-        !p.issues.some((i) => i.code === "unrecognized_keys" && (i.path?.length ?? 0) === 0),
-    },
-  )
+  .superRefine(...needsCondition)
   .meta({ anyOf: ["header", "cookie", "pathPrefix"].map((k) => ({ required: [k] })) });
 
 const RoutingSchema = strict({
@@ -546,6 +562,95 @@ function checkRoutingTargets(
     });
   });
 }
+
+const TP = DEFAULT_TRAFFIC_POLICY;
+const DEFAULT_HEALTH_CHECK = {
+  path: "/healthz",
+  intervalSeconds: 5,
+  timeoutSeconds: 1,
+  healthyThreshold: 2,
+  unhealthyThreshold: 3,
+} as const;
+
+const HealthCheckSchema = strict({
+  path: z
+    .string()
+    .regex(/^\//, {
+      error: (iss) => `must be an HTTP path starting with "/", got ${describeValue(iss.input)}`,
+    })
+    .default(DEFAULT_HEALTH_CHECK.path)
+    .describe("Path checked with GET on every instance; a 2xx or 3xx answer passes."),
+  intervalSeconds: num({ gt: 0 })
+    .default(DEFAULT_HEALTH_CHECK.intervalSeconds)
+    .describe("Seconds from the end of one check to the start of the next."),
+  timeoutSeconds: num({ gt: 0 })
+    .default(DEFAULT_HEALTH_CHECK.timeoutSeconds)
+    .describe("Seconds before a check counts as failed."),
+  healthyThreshold: num({ int: true, min: 1 })
+    .default(DEFAULT_HEALTH_CHECK.healthyThreshold)
+    .describe("Passing checks in a row that bring an unhealthy instance back."),
+  unhealthyThreshold: num({ int: true, min: 1 })
+    .default(DEFAULT_HEALTH_CHECK.unhealthyThreshold)
+    .describe("Failing checks in a row that take an instance out of the balancing."),
+});
+
+const OutlierDetectionSchema = strict({
+  consecutiveFailures: num({ int: true, min: 1 })
+    .default(TP.outlierDetection.consecutiveFailures)
+    .describe("Connect errors or 5xx in a row that eject an instance."),
+  ejectionSeconds: num({ gt: 0 })
+    .default(TP.outlierDetection.ejectionSeconds)
+    .describe(
+      "How long an ejected instance is skipped; doubles for each ejection that follows soon after (at most 300 s).",
+    ),
+  maxEjectionPercent: num({ min: 0, max: 100 })
+    .default(TP.outlierDetection.maxEjectionPercent)
+    .describe(
+      "At most this percent of a version's instances are ejected at once (at least one; 0 turns ejection off).",
+    ),
+});
+
+const TrafficPolicySchema = strict({
+  loadBalancing: z
+    .enum(["leastRequest", "roundRobin"], {
+      error: (iss) => `must be "leastRequest" or "roundRobin", got ${describeValue(iss.input)}`,
+    })
+    .default(TP.loadBalancing)
+    .describe(
+      "How a version's instances share its requests: fewest requests in flight, or in turn.",
+    ),
+  healthCheck: HealthCheckSchema.optional().describe(
+    "Active health checks of every instance; off when absent ({} for the defaults).",
+  ),
+  outlierDetection: OutlierDetectionSchema.default(() => ({ ...TP.outlierDetection })).describe(
+    "Passive ejection of instances that fail requests.",
+  ),
+  retries: strict({
+    attempts: num({ int: true, min: 0, max: 10 })
+      .default(TP.retries.attempts)
+      .describe("Retries of one request (0 turns them off)."),
+  })
+    .default(() => ({ ...TP.retries }))
+    .describe(
+      "Idempotent requests without a body are retried on connect errors only, on another instance.",
+    ),
+  timeouts: strict({
+    requestHeadersSeconds: num({ gt: 0 })
+      .default(TP.timeouts.requestHeadersSeconds)
+      .describe("Time a client may take to send its request headers (then 408)."),
+    idleSeconds: num({ gt: 0 })
+      .default(TP.timeouts.idleSeconds)
+      .describe("Keep-alive idle time of client connections."),
+    upstreamSeconds: num({ gt: 0 })
+      .default(TP.timeouts.upstreamSeconds)
+      .describe("Time an instance may take to send its response headers (then 504)."),
+  })
+    .default(() => ({ ...TP.timeouts }))
+    .describe("Client and upstream timeouts."),
+  maxRequestBodyBytes: num({ int: true, min: 0 })
+    .default(TP.maxRequestBodyBytes)
+    .describe("Largest request body accepted (then 413)."),
+}).describe("How the router balances, health-checks, retries and times out; defaults apply.");
 
 const StaticRuntimeSchema = strict({
   versions: z
@@ -637,20 +742,66 @@ const PauseStepSchema = strict({
     .describe('How long to wait ("30s", "5m", "1h30m" or seconds); without it, until promoted.'),
 });
 
+const analysisRefShape = {
+  templates: z
+    .array(resourceName)
+    .min(1, { error: "must name at least one AnalysisTemplate, got an empty list" })
+    .describe("Names of AnalysisTemplates to run."),
+  args: z
+    .array(strict({ name: nonEmpty("an argument name"), value: z.string() }))
+    .superRefine(uniqueNames("argument", "args"), { when: (p) => Array.isArray(p.value) })
+    .optional()
+    .describe("Values for the templates' arguments ({{args.NAME}} in their sources)."),
+};
+
 const CanaryStepSchema = exactlyOne(
   {
     setWeight: num({ min: 0, max: 100, decimals: 4 }).describe(
       "Percent of traffic on the new version, 0..100, up to 4 decimals.",
     ),
     pause: PauseStepSchema.describe("Wait for a duration, or ({}) until someone promotes."),
+    analysis: strict({ ...analysisRefShape }).describe(
+      "Run the templates' metrics now and wait for the verdict: pass goes on, fail rolls back, inconclusive pauses.",
+    ),
+    setHeaderRoute: strict({
+      match: MatchConditionsSchema.optional().describe(
+        "Requests matching these conditions go to the canary; without match, the header route is removed.",
+      ),
+    }).describe(
+      "Send requests that match (e.g. testers' header) to the canary, whatever the weight.",
+    ),
   },
   { noun: "step kind" },
-).describe("One step: exactly one of setWeight or pause.");
+).describe("One step: exactly one of setWeight, pause, analysis or setHeaderRoute.");
 
 const CanaryStrategySchema = strict({
   steps: z
     .array(CanaryStepSchema)
     .describe("Run in order; after the last, the version takes 100%."),
+  analysis: strict({
+    ...analysisRefShape,
+    startingStep: num({ int: true, min: 0 })
+      .default(0)
+      .describe("Index of the step from which the analysis runs (0: from the start)."),
+  })
+    .optional()
+    .describe(
+      "Analysis that runs in the background during the rollout; a failure rolls back at once.",
+    ),
+  abortScaleDownDelaySeconds: num({ min: 0 })
+    .optional()
+    .describe(
+      "After an abort, the candidate keeps running this long without traffic (default 30).",
+    ),
+  rollbackWindow: strict({
+    revisions: num({ int: true, min: 1, max: 10 }).describe(
+      "How many recent stable versions count as a rollback.",
+    ),
+  })
+    .optional()
+    .describe(
+      "A recent stable version coming back skips the steps (a rollback is not a new release).",
+    ),
 });
 
 const StrategySchema = exactlyOne(
@@ -662,6 +813,7 @@ const ServiceSpecSchema = strict({
   listen: ListenSchema.describe("Where the router listens for this service's users."),
   stickiness: StickinessSchema.optional(),
   routing: RoutingSchema.optional(),
+  trafficPolicy: TrafficPolicySchema.optional(),
   runtime: RuntimeSchema,
   version: versionName.describe("The desired version; changing it starts a rollout."),
   strategy: StrategySchema.optional(),
@@ -708,9 +860,23 @@ const MetricSourceSchema = exactlyOne({
     .enum(["error_rate", "latency", "request_rate"])
     .describe("A metric the router measures per version itself."),
   prometheus: strict({
-    address: httpUrl({ allowQuery: false }),
-    query: nonEmpty("a PromQL query"),
-  }),
+    address: httpUrl({ allowQuery: false }).describe("Base URL of the Prometheus HTTP API."),
+    query: nonEmpty("a PromQL query").describe(
+      "PromQL; {{args.NAME}}, {{service}}, {{candidate}} and {{baseline}} are replaced.",
+    ),
+    rangeQuery: strict({ step: duration() })
+      .optional()
+      .describe(
+        "Query the analysis window at this step (all points are samples); without it, an instant query.",
+      ),
+    reduce: z
+      .enum(["first", "sum", "max", "min", "avg"])
+      .optional()
+      .describe(
+        "How several series combine into one; without it, more than one series is an error.",
+      ),
+    timeoutSeconds: num({ gt: 0 }).default(10),
+  }).describe("A PromQL query against a Prometheus server."),
   web: strict({
     url: httpUrl({ allowQuery: true }),
     method: z.enum(["GET", "POST"]).default("GET"),

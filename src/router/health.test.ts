@@ -12,8 +12,8 @@ import {
   initialHealth,
   MAX_EJECTION_MS,
   ManualClock,
-  OutlierDetector,
   type OutlierDetectionSpec,
+  OutlierDetector,
   type ProbeResult,
   type ProbeTarget,
 } from "./health.js";
@@ -74,10 +74,16 @@ test("repeated ejections double, up to the cap; time in service decays the multi
     while (a.ejected) clock.advance(1000);
     durations.push(clock.now() - start);
   }
-  assert.deepEqual(
-    durations,
-    [10_000, 20_000, 40_000, 80_000, 160_000, MAX_EJECTION_MS, MAX_EJECTION_MS, MAX_EJECTION_MS],
-  );
+  assert.deepEqual(durations, [
+    10_000,
+    20_000,
+    40_000,
+    80_000,
+    160_000,
+    MAX_EJECTION_MS,
+    MAX_EJECTION_MS,
+    MAX_EJECTION_MS,
+  ]);
 
   // Long in service: back to the base time.
   clock.advance(100 * 10_000);
@@ -121,7 +127,8 @@ test("the balancer skips ejected endpoints, and uses them when nothing else is l
   d.failure(eps[1]!, eps, { ...spec, consecutiveFailures: 1, maxEjectionPercent: 100 });
   const picks = Array.from({ length: 6 }, () => pickInstance(b, true, null)?.url);
   assert.deepEqual(picks, ["a", "c", "a", "c", "a", "c"]);
-  for (const e of eps) d.failure(e, eps, { ...spec, consecutiveFailures: 1, maxEjectionPercent: 100 });
+  for (const e of eps)
+    d.failure(e, eps, { ...spec, consecutiveFailures: 1, maxEjectionPercent: 100 });
   assert.ok(eps.every((e) => e.ejected));
   const panic = new Set(Array.from({ length: 6 }, () => pickInstance(b, false, null)?.url));
   assert.deepEqual([...panic].sort(), ["a", "b", "c"]);

@@ -9,7 +9,6 @@ import { once } from "node:events";
 import http from "node:http";
 import net from "node:net";
 import { test } from "node:test";
-import { MemoryRouteTableSource } from "./testing.js";
 import {
   type Backend,
   get,
@@ -25,6 +24,7 @@ import {
   table,
   until,
 } from "./testing/harness.js";
+import { MemoryRouteTableSource } from "./testing.js";
 
 async function oneBackendRouter(
   t: test.TestContext,
@@ -156,7 +156,10 @@ test("x-request-id is propagated, or made, and returned to the client", async (t
 // ---------------------------------------------------------------------------------------
 
 test("a client too slow with its headers gets a 408 JSON answer and is disconnected", async (t) => {
-  const { a, port } = await oneBackendRouter(t, policy({ timeouts: { requestHeadersSeconds: 0.3 } }));
+  const { a, port } = await oneBackendRouter(
+    t,
+    policy({ timeouts: { requestHeadersSeconds: 0.3 } }),
+  );
   const started = Date.now();
   const r = await rawExchange(port, "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ", 5000);
   assert.ok(r.closed, "the connection was not closed");
@@ -413,7 +416,9 @@ test("a smuggling attempt behind a valid keep-alive request: the first is served
 const WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /** A WebSocket echo server in a few lines: node:http's upgrade event and raw frames. */
-async function startWsEcho(t: test.TestContext): Promise<{ url: string; headers: http.IncomingHttpHeaders[] }> {
+async function startWsEcho(
+  t: test.TestContext,
+): Promise<{ url: string; headers: http.IncomingHttpHeaders[] }> {
   const headers: http.IncomingHttpHeaders[] = [];
   const upgraded = new Set<net.Socket>();
   const server = http.createServer((_req, res) => res.end("plain"));

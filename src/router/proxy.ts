@@ -40,8 +40,8 @@ import type { ErrorCode } from "../errors.js";
 import type { OutlierDetector } from "./health.js";
 import { type Endpoint, pickInstance } from "./pools.js";
 import type { RouterLogger } from "./router.js";
-import type { CompiledBackend, CompiledTable } from "./table.js";
 import { type SelectOutput, selectBackend as selectVersion } from "./select.js";
+import type { CompiledBackend, CompiledTable } from "./table.js";
 
 /** Shared by every request of one router; never allocated per request. */
 export interface ProxyContext {
@@ -194,7 +194,8 @@ function recordOutcome(
   startedAt: number,
   upstreamError: boolean,
 ): void {
-  backend.counters.record(statusCode, performance.now() - startedAt, upstreamError);
+  // One clock read there serves the latency and the 1-second bucket.
+  backend.counters.recordSince(statusCode, startedAt, upstreamError);
 }
 
 // ---------------------------------------------------------------------------------------

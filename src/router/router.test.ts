@@ -8,8 +8,8 @@ import { type TestContext, test } from "node:test";
 import { Pool, request } from "undici";
 import type { RouteBackend } from "../core/model.js";
 import { type ReloadEvent, Router, type RouterLogger } from "./router.js";
-import { MemoryRouteTableSource } from "./testing.js";
 import * as h from "./testing/harness.js";
+import { MemoryRouteTableSource } from "./testing.js";
 
 // ---------------------------------------------------------------------------------------
 // Helpers: real upstreams on 127.0.0.1:0, a router per test, waits driven by reload events.

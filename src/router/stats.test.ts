@@ -132,6 +132,25 @@ describe("MeasurementRecorder", () => {
     assert.equal(rec.series("empty", "v1").snapshot().p50Ms, null);
   });
 
+  it("recordSince measures the latency from a performance.now() reading and stamps the second", () => {
+    const rec = new MeasurementRecorder();
+    const s = rec.series("svc", "v1");
+    const before = Math.floor(Date.now() / 1000);
+    s.recordSince(200, performance.now() - 25, true);
+    const after = Math.floor(Date.now() / 1000);
+    const w = rec.window("svc", before * 1000, (after + 1) * 1000).get("v1");
+    assert.equal(w?.requests, 1);
+    assert.equal(w?.upstreamErrors, 1);
+    assert.ok(w!.seconds[0]! >= before && w!.seconds[0]! <= after);
+    const lat = w!.latency.max;
+    assert.ok(lat >= 25 && lat < 25 + 1000, `latency ${lat}`);
+
+    // With an injected clock, that clock stamps the second.
+    const fake = new MeasurementRecorder({ now: () => T0 + 1500 });
+    fake.series("svc", "v1").recordSince(200, performance.now(), false);
+    assert.deepEqual(fake.window("svc", T0, T0 + 5000).get("v1")?.seconds, [T0 / 1000 + 1]);
+  });
+
   it("a clock that steps back keeps counting into the newest second", () => {
     const c = clock(T0 + 5000);
     const rec = new MeasurementRecorder({ now: c.now });

@@ -7,8 +7,8 @@ import { test } from "node:test";
 import { Pool } from "undici";
 import { ManualClock } from "./health.js";
 import { UpstreamPools } from "./pools.js";
-import { MemoryRouteTableSource } from "./testing.js";
 import { nextReload, policy, portOf, startBackend, startRouter, table } from "./testing/harness.js";
+import { MemoryRouteTableSource } from "./testing.js";
 
 test("100 table swaps under 32 busy keep-alive clients (20,000 requests) fail none", async (t) => {
   const bs = await Promise.all(["a", "b", "c", "d"].map((n) => startBackend(t, n)));
@@ -25,7 +25,11 @@ test("100 table swaps under 32 busy keep-alive clients (20,000 requests) fail no
     ];
     if (i % 4 === 1) backends.push({ version: "v3", weight: 10, endpoints: [d, a] });
     else backends[1]!.weight += i % 2 === 0 ? 0 : 10;
-    return table("svc", backends, policy({ loadBalancing: i % 5 === 0 ? "roundRobin" : "leastRequest" }));
+    return table(
+      "svc",
+      backends,
+      policy({ loadBalancing: i % 5 === 0 ? "roundRobin" : "leastRequest" }),
+    );
   };
   source.set(variant(0));
   const router = await startRouter(t, source);
@@ -61,7 +65,10 @@ test("100 table swaps under 32 busy keep-alive clients (20,000 requests) fail no
         if (res.statusCode !== 200) failures.push(`${res.statusCode} ${body}`);
         const v = String(res.headers["x-turnout-version"]);
         let m = byVersion.get(v);
-        if (m === undefined) byVersion.set(v, (m = new Map()));
+        if (m === undefined) {
+          m = new Map();
+          byVersion.set(v, m);
+        }
         m.set(body, (m.get(body) ?? 0) + 1);
       } catch (err) {
         failures.push(String(err));

@@ -2,6 +2,7 @@
 export * from "./bayes.js";
 export * from "./distributions.js";
 export * from "./mannWhitney.js";
+export * from "./mannWhitneyBinned.js";
 export * from "./multiple.js";
 export * from "./power.js";
 export * from "./proportions.js";

@@ -10,7 +10,11 @@ import net from "node:net";
 import type { TestContext } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { request } from "undici";
-import { DEFAULT_TRAFFIC_POLICY, type RouteBackend, type TrafficPolicySpec } from "../../core/model.js";
+import {
+  DEFAULT_TRAFFIC_POLICY,
+  type RouteBackend,
+  type TrafficPolicySpec,
+} from "../../core/model.js";
 import { type ReloadEvent, Router, type RouterOptions } from "../router.js";
 import type { MemoryRouteTableSource } from "../testing.js";
 
@@ -95,18 +99,22 @@ export async function startRouter(
   return router;
 }
 
-type PolicyPatch = {
-  [K in keyof TrafficPolicySpec]?: TrafficPolicySpec[K] extends object
-    ? Partial<TrafficPolicySpec[K]>
-    : TrafficPolicySpec[K];
-};
+interface PolicyPatch {
+  loadBalancing?: TrafficPolicySpec["loadBalancing"];
+  healthCheck?: Partial<NonNullable<TrafficPolicySpec["healthCheck"]>>;
+  outlierDetection?: Partial<TrafficPolicySpec["outlierDetection"]>;
+  retries?: Partial<TrafficPolicySpec["retries"]>;
+  timeouts?: Partial<TrafficPolicySpec["timeouts"]>;
+  maxRequestBodyBytes?: number;
+}
 
 /** The default policy with some fields changed (nested objects merged). */
 export function policy(patch: PolicyPatch = {}): TrafficPolicySpec {
   const d = DEFAULT_TRAFFIC_POLICY;
   const p: TrafficPolicySpec = {
     ...d,
-    ...(patch as Partial<TrafficPolicySpec>),
+    loadBalancing: patch.loadBalancing ?? d.loadBalancing,
+    maxRequestBodyBytes: patch.maxRequestBodyBytes ?? d.maxRequestBodyBytes,
     outlierDetection: { ...d.outlierDetection, ...patch.outlierDetection },
     retries: { ...d.retries, ...patch.retries },
     timeouts: { ...d.timeouts, ...patch.timeouts },

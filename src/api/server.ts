@@ -17,6 +17,7 @@ import type { Clock } from "../core/clock.js";
 import type { CommandType, Resource, ServiceResource } from "../core/model.js";
 import { TurnoutError } from "../errors.js";
 import { crossCheck, parseResources } from "../resources/load.js";
+import { checkAnalysisRefs } from "../resources/refs.js";
 import type { Store, StoredCommand } from "../store/store.js";
 import { isMetricsPath, type MetricsRegistry, registerMetricsRoute } from "./metrics.js";
 
@@ -125,7 +126,8 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
   const validateBody = async (req: FastifyRequest): Promise<Resource[]> => {
     const resources = bodyToResources(req.body);
     const existing = (await store.listResources("Service")).map((s) => s.resource);
-    const errors = crossCheck(resources, existing);
+    const templates = (await store.listResources("AnalysisTemplate")).map((t) => t.resource);
+    const errors = [...crossCheck(resources, existing), ...checkAnalysisRefs(resources, templates)];
     if (errors.length > 0) throw invalid(errors);
     return resources;
   };

@@ -369,10 +369,13 @@ function ref(r: { kind: string; name: string }) {
 async function loadAll(paths: string[]) {
   const { loadPaths } = await import("../resources/load.js");
   // One set: clashes between files (same name, same port) still carry file and line.
+  const { checkAnalysisRefs } = await import("../resources/refs.js");
   const r = await loadPaths(paths);
+  // Offline: templates may already be on the server, so only the files' own are checked.
+  const refs = checkAnalysisRefs(r.resources, [], { requireKnownTemplates: false });
   return {
     resources: r.resources.map((x) => ({ kind: x.kind, name: x.metadata.name })),
-    errors: r.errors,
+    errors: [...r.errors, ...refs],
     raw: r.resources as unknown[],
   };
 }

@@ -174,6 +174,15 @@ function build() {
   }
 }
 
+/** Formats the written files as the project's linter wants them, so `npm run lint` stays green. */
+function formatOutputs(files) {
+  const biome = join(ROOT, "node_modules", ".bin", "biome");
+  const r = spawnSync(biome, ["format", "--write", ...files], { encoding: "utf8" });
+  if (r.status !== 0) {
+    console.warn(`note: could not format ${files.join(", ")} with biome; run npm run format`);
+  }
+}
+
 /** Free loopback ports, held open together so that they are distinct. */
 async function freePorts(n) {
   const servers = [];
@@ -487,6 +496,7 @@ async function main() {
   mkdirSync(join(BENCH, "results"), { recursive: true });
   writeFileSync(join(BENCH, "results", "router.json"), `${JSON.stringify(results, null, 2)}\n`);
   updateReadme(join(BENCH, "README.md"), markdownSection(results));
+  formatOutputs([join(BENCH, "README.md"), join(BENCH, "results", "router.json")]);
   console.log("\nwrote bench/results/router.json and bench/README.md");
 }
 
@@ -666,6 +676,7 @@ function summarize(opts, machine, cores, proxies, routerStats, stickyCheck) {
     },
     {
       goal: `req/s ≥ ${GOALS.rpsVsNginx}× nginx`,
+      reference: "nginx",
       target: GOALS.rpsVsNginx,
       actual: rpsNginx,
       measured: `${rpsNginx.toFixed(2)}×`,
@@ -673,6 +684,7 @@ function summarize(opts, machine, cores, proxies, routerStats, stickyCheck) {
     },
     {
       goal: `req/s ≥ ${GOALS.rpsVsFastify}× fastify + reply-from`,
+      reference: "fastify",
       target: GOALS.rpsVsFastify,
       actual: rpsFastify,
       measured: `${rpsFastify.toFixed(2)}×`,
@@ -680,6 +692,7 @@ function summarize(opts, machine, cores, proxies, routerStats, stickyCheck) {
     },
     {
       goal: `p99 ≤ ${GOALS.p99VsNginx}× nginx's`,
+      reference: "nginx",
       target: GOALS.p99VsNginx,
       actual: p99Nginx,
       measured: `${p99Nginx.toFixed(2)}× (${t.p99Ms.median.toFixed(2)} ms vs ${by("nginx").p99Ms.median.toFixed(2)} ms)`,
@@ -693,6 +706,19 @@ function summarize(opts, machine, cores, proxies, routerStats, stickyCheck) {
       met: rss <= GOALS.rssMB,
     },
   ];
+  // A reference that did not saturate its core was held back by the load generator's core
+  // (wrk and the backends share it): its requests/s understate it, and ratios to it flatter
+  // Turnout. Requests per CPU-second does not depend on that.
+  for (const id of ["nginx", "haproxy", "fastify"]) {
+    const ref = by(id);
+    const used = ref.proxyCpuShare.median;
+    if (used >= 0.95) continue;
+    const caveat =
+      `${ref.label} used ${Math.round(used * 100)}% of its core, held back by wrk and the backends ` +
+      `on core ${cores.wrk}, so this ratio flatters Turnout; per CPU-second Turnout is ` +
+      `${ref.turnoutRatio.rpsPerCpuSecond.toFixed(2)}× ${ref.label}`;
+    for (const g of goals) if (g.reference === id) g.caveat = caveat;
+  }
   return {
     date: new Date().toISOString(),
     git: gitRevision(),

@@ -23,6 +23,7 @@ import { buildApi } from "./api/server.js";
 import { Controller } from "./controller/controller.js";
 import { type Clock, systemClock } from "./core/clock.js";
 import { DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from "./defaults.js";
+import { StoreMeasurementSource } from "./metrics/measurements.js";
 import { Router } from "./router/router.js";
 import { MultiRuntime } from "./runtime/index.js";
 import { ProcessRuntime } from "./runtime/process/process-runtime.js";
@@ -98,6 +99,8 @@ export async function startTurnout(opts: TurnoutOptions = {}): Promise<RunningTu
     clock,
     logger: logger.child({ part: "controller" }),
     resyncMs: opts.pollIntervalMs ?? 1000,
+    // Analysis reads what routers flushed to the store, as it would with routers elsewhere.
+    providers: { measurements: new StoreMeasurementSource(store) },
   });
   const api = buildApi({
     store,

@@ -50,7 +50,11 @@ export function terminalTable(results) {
     ]);
   }
   const goals = results.goals
-    .map((g) => `  ${g.met ? "met    " : "NOT met"}  ${g.goal}: ${g.measured}`)
+    .map(
+      (g) =>
+        `  ${g.met ? "met    " : "NOT met"}  ${g.goal}: ${g.measured}` +
+        (g.caveat ? `\n           (${g.caveat})` : ""),
+    )
     .join("\n");
   let text = `${pad(rows)}\n\nGoals (Turnout, sticky split + measurements on):\n${goals}`;
   const pr = results.profile;
@@ -118,7 +122,10 @@ export function markdownSection(results) {
   lines.push("| goal (Turnout, sticky split + measurements on) | measured | |");
   lines.push("|---|---|---|");
   for (const g of results.goals) {
-    lines.push(`| ${g.goal} | ${g.measured} | ${g.met ? "met" : "**not met**"} |`);
+    const verdict = g.met ? "met" : "**not met**";
+    lines.push(
+      `| ${g.goal} | ${g.measured} | ${g.caveat ? `${verdict} (${g.caveat})` : verdict} |`,
+    );
   }
   const errs = results.proxies.filter((p) => p.errorsTotal > 0);
   lines.push("");

@@ -11,11 +11,18 @@
  */
 import { isDeepStrictEqual } from "node:util";
 import type { Clock } from "../core/clock.js";
-import type { RouteTable, ServiceResource, ServiceStatus } from "../core/model.js";
+import type {
+  AnalysisTemplateSpec,
+  RouteTable,
+  ServiceResource,
+  ServiceStatus,
+} from "../core/model.js";
 import { reconcile, type VersionReadiness } from "../core/rollout.js";
 import { buildRouteTable } from "../core/routes.js";
+import type { ProviderDeps } from "../metrics/providers/index.js";
 import type { Runtime } from "../runtime/runtime.js";
 import type { Store, StoredResource } from "../store/store.js";
+import { AnalysisExecutor } from "./analysis-executor.js";
 
 export interface ControllerLogger {
   info(obj: object, msg?: string): void;
@@ -32,6 +39,11 @@ export interface ControllerOptions {
   logger?: ControllerLogger;
   /** Upper bound between two ticks when nothing signals a change (other processes' writes). */
   resyncMs?: number;
+  /**
+   * What analysis measurements need (the router's measurements for builtin metrics, HTTP
+   * dispatchers...). Without it, analysis runs get error verdicts for builtin metrics.
+   */
+  providers?: ProviderDeps;
 }
 
 export interface TickReport {
@@ -54,6 +66,7 @@ export class Controller {
   private timer: NodeJS.Timeout | null = null;
   private stopped = true;
   private unsubscribe: (() => void)[] = [];
+  private readonly analysis: AnalysisExecutor;
 
   constructor(opts: ControllerOptions) {
     this.store = opts.store;
@@ -61,6 +74,21 @@ export class Controller {
     this.clock = opts.clock;
     this.log = opts.logger ?? silent;
     this.resyncMs = opts.resyncMs ?? 1000;
+    this.analysis = new AnalysisExecutor(
+      opts.providers ?? {},
+      () => {
+        if (!this.stopped) this.schedule(0);
+      },
+      this.log,
+    );
+  }
+
+  /**
+   * Waits until the analysis measurements in flight have been taken and recorded; for tests
+   * that drive ticks by hand with a fake clock.
+   */
+  async settleAnalysis(): Promise<void> {
+    await this.analysis.idle();
   }
 
   /**
@@ -89,6 +117,9 @@ export class Controller {
   private async tickOnce(): Promise<TickReport> {
     const services = await this.store.listResources("Service");
     const commands = await this.store.pendingCommands();
+    const templates: Record<string, AnalysisTemplateSpec> = {};
+    for (const t of await this.store.listResources("AnalysisTemplate"))
+      templates[t.name] = t.resource.spec;
     const report: TickReport = { services: services.length, written: [], wakeAt: null };
     const names = new Set(services.map((s) => s.name));
 
@@ -107,6 +138,7 @@ export class Controller {
         const wrote = await this.reconcileService(
           svc,
           commands.filter((c) => c.service === svc.name),
+          templates,
           report,
         );
         if (wrote) report.written.push(svc.name);
@@ -121,6 +153,7 @@ export class Controller {
   private async reconcileService(
     svc: StoredResource<ServiceResource>,
     commands: Awaited<ReturnType<Store["pendingCommands"]>>,
+    templates: Record<string, AnalysisTemplateSpec>,
     report: TickReport,
   ): Promise<boolean> {
     const name = svc.name;
@@ -145,6 +178,8 @@ export class Controller {
       status,
       commands: commands.map(({ result: _r, handledAt: _h, ...c }) => c),
       readiness,
+      templates,
+      observations: this.analysis.take(name),
     });
     if (out.wakeAt !== null)
       report.wakeAt = report.wakeAt === null ? out.wakeAt : Math.min(report.wakeAt, out.wakeAt);
@@ -177,6 +212,8 @@ export class Controller {
         this.log.info({ service: name, event: e.type, data: e.data }, e.message);
     }
 
+    // Measurements due now start after the commit, so a crash never records one twice.
+    this.analysis.schedule(name, out.status, now);
     // Routes are in force before instances are stopped, so no request is sent to a stopping one.
     await this.runtime.ensure(name, spec.runtime, out.targets);
     return wrote;
@@ -215,6 +252,7 @@ export class Controller {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.analysis.stop();
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     for (const u of this.unsubscribe) u();

@@ -4,6 +4,8 @@
  * persists them, and the pure core (`src/core`) decides on them.
  */
 
+import type { RunState } from "./analysis/run.js";
+
 export const API_VERSION = "turnout.dev/v1";
 
 export interface Metadata {
@@ -299,6 +301,11 @@ export interface ServiceStatus {
   headerRoute?: Omit<MatchRule, "to"> | null;
   /** An aborted candidate keeps running until then (clock ms), then is stopped. */
   abortScaleDownAt?: number | null;
+  /** Analysis runs of the rollout in progress: an inline step's, and the background one. */
+  analysis?: {
+    step?: { stepIndex: number; rollout: number; run: RunState } | null;
+    background?: RunState | null;
+  };
 }
 
 // ---------------------------------------------------------------------------------------

@@ -7,9 +7,20 @@
  * and updates the working state and returns an outcome: "continue" to run the next stage,
  * "stop" to skip the remaining decision stages (routes and targets are always computed).
  */
+import type { Observation } from "./analysis/observation.js";
+import {
+  nextDueAt,
+  observe,
+  type RunState,
+  type RunTemplate,
+  startRun,
+  summarize,
+  terminateRun,
+} from "./analysis/run.js";
 import { durationMs, formatDuration } from "./duration.js";
 import type {
   AnalysisRefSpec,
+  AnalysisTemplateSpec,
   CanaryStep,
   Command,
   CommandResult,
@@ -38,6 +49,21 @@ export interface ReconcileInput {
   commands: Command[];
   /** Per version; a version the runtime does not run is absent. */
   readiness: Record<string, VersionReadiness>;
+  /** AnalysisTemplates by name, for analysis steps and background analysis. */
+  templates?: Record<string, AnalysisTemplateSpec>;
+  /** Measurements the controller took for this service's analysis runs since the last tick. */
+  observations?: AnalysisObservation[];
+}
+
+/** One measurement taken for a metric of an analysis run, with the window it covered. */
+export interface AnalysisObservation {
+  run: "step" | "background";
+  /** The run's `startedAt`: a result for a run that has since been replaced is dropped. */
+  runStartedAt: number;
+  metric: string;
+  observation: Observation;
+  fromMs: number;
+  toMs: number;
 }
 
 export interface VersionWeight {
@@ -182,6 +208,7 @@ function clearRollout(s: ServiceStatus): void {
   s.pausedByUser = false;
   s.rolloutStartedAt = null;
   s.headerRoute = null;
+  s.analysis = { step: null, background: null };
 }
 
 /** Ends the rollout with all traffic back on stable; used by abort and automatic failures. */
@@ -322,6 +349,8 @@ function applyCommand(w: Work, cmd: Command): { ok: boolean; message: string } {
       if (!inRollout(s)) return noRollout;
       if (s.pausedByUser) {
         s.pausedByUser = false;
+        // An inconclusive (or interrupted) analysis step runs again from the start.
+        if (s.analysis?.step) s.analysis.step = null;
         // A timed pause does not count the time spent paused by a person.
         s.stepStartedAt = w.now;
         const message = `resumed by ${who}${why}`;
@@ -385,6 +414,7 @@ function promoteStep(w: Work, cmd: Command): { ok: boolean; message: string } {
   }`;
   emit(w, "Promoted", message, { full: false, fromStep: i, weight: s.canaryWeight }, cmd.actor);
   s.pausedByUser = false;
+  if (s.analysis?.step) s.analysis.step = null;
   advance(w);
   return { ok: true, message };
 }
@@ -417,7 +447,155 @@ const desiredVersion: Stage = {
   },
 };
 
-/** 4. A rollout waits until every instance of the new version is ready; a failed one aborts it. */
+/**
+ * 4. Analysis: record the measurements the controller took, run the background analysis, and
+ * roll back at once when an analysis fails (automatic rollback).
+ */
+const analysis: Stage = {
+  name: "analysis",
+  run(w) {
+    const s = w.status;
+    const a = s.analysis ?? {};
+    s.analysis = a;
+    // 1. Feed each measurement to its run; results for runs that have been replaced are dropped.
+    for (const o of w.input.observations ?? []) {
+      const target = o.run === "step" ? a.step?.run : a.background;
+      if (!target || target.startedAt !== o.runStartedAt) continue;
+      const next = observe(target, o.metric, o.observation, w.now, {
+        fromMs: o.fromMs,
+        toMs: o.toMs,
+      });
+      const last = next.metrics.find((m) => m.name === o.metric)?.verdicts.at(-1);
+      if (last?.counted && last.verdict.outcome !== "pass") {
+        emit(w, "AnalysisVerdict", `${o.metric}: ${last.verdict.explanation}`, {
+          run: o.run,
+          metric: o.metric,
+          outcome: last.verdict.outcome,
+          pValue: last.verdict.pValue ?? null,
+          statistic: last.verdict.statistic ?? null,
+          effect: last.verdict.effect ?? null,
+          window: { fromMs: o.fromMs, toMs: o.toMs },
+        });
+      }
+      if (o.run === "step" && a.step) a.step = { ...a.step, run: next };
+      else a.background = next;
+    }
+    if (!inRollout(s)) {
+      a.background = null;
+      return "continue";
+    }
+    // 2. A background run that has an outcome acts on it (it is started after the steps below).
+    if (a.background) {
+      const verdict = settle(w, a.background, "background analysis");
+      if (verdict === "rolledBack") return "stop";
+      if (verdict === "inconclusive") {
+        a.background = null; // starts afresh when a person resumes
+        return "stop";
+      }
+      if (verdict === "passed") {
+        a.background = null; // a finite background run that passed: start another
+      } else {
+        w.wakeAt = earliest(w.wakeAt, nextDueAt(a.background));
+      }
+    }
+    return "continue";
+  },
+};
+
+/**
+ * The background analysis runs from its starting step until the rollout ends. Called after the
+ * steps, so a run starts in the same tick as the step that reaches its starting point.
+ */
+function startBackgroundAnalysis(w: Work): void {
+  const s = w.status;
+  const bg = w.spec.strategy?.canary?.analysis;
+  if (!bg || !inRollout(s) || s.pausedByUser || (s.stepIndex ?? 0) < bg.startingStep) return;
+  const a = (s.analysis ??= {});
+  if (a.background) return;
+  a.background = beginRun(w, bg, "background");
+  emit(w, "AnalysisStarted", `background analysis started (${bg.templates.join(", ")})`, {
+    run: "background",
+    templates: bg.templates,
+  });
+  // A run that cannot start (a missing template) rolls back now, not a tick later.
+  if (settle(w, a.background, "background analysis") !== "running") a.background = null;
+  else w.wakeAt = earliest(w.wakeAt, nextDueAt(a.background));
+}
+
+function beginRun(w: Work, ref: AnalysisRefSpec, kind: "inline" | "background"): RunState {
+  const templates: RunTemplate[] = [];
+  const missing: string[] = [];
+  for (const name of ref.templates) {
+    const spec = w.input.templates?.[name];
+    if (spec) templates.push({ name, spec });
+    else missing.push(name);
+  }
+  const run = startRun(templates, ref.args ?? [], w.now, { kind });
+  if (missing.length > 0) {
+    return {
+      ...run,
+      phase: "Error",
+      message: `no AnalysisTemplate named ${missing.join(", ")}`,
+      finishedAt: w.now,
+    };
+  }
+  return run;
+}
+
+/**
+ * Acts on a run's phase: a failure or an error rolls back at once, inconclusive waits for a
+ * person; "running" and "passed" let the rollout go on.
+ */
+function settle(
+  w: Work,
+  run: RunState,
+  label: string,
+): "running" | "passed" | "rolledBack" | "inconclusive" {
+  const sum = summarize(run);
+  if (sum.phase === "Running") return "running";
+  const data = {
+    run: label,
+    phase: sum.phase,
+    metrics: sum.metrics.map((m) => ({
+      name: m.name,
+      phase: m.phase,
+      dryRun: m.dryRun,
+      counters: m.counters,
+      last: m.last
+        ? {
+            outcome: m.last.verdict.outcome,
+            explanation: m.last.verdict.explanation,
+            pValue: m.last.verdict.pValue ?? null,
+            statistic: m.last.verdict.statistic ?? null,
+            bound: m.last.verdict.bound ?? null,
+            effect: m.last.verdict.effect ?? null,
+            inputs: m.last.verdict.inputs,
+          }
+        : null,
+    })),
+  };
+  if (sum.phase === "Successful") {
+    emit(w, "AnalysisSucceeded", `${label} passed: ${sum.message}`, data);
+    return "passed";
+  }
+  if (sum.phase === "Failed" || sum.phase === "Error") {
+    const what = `${label} ${sum.phase === "Failed" ? "failed" : "errored"}: ${sum.message}`;
+    emit(w, "AnalysisFailed", what, data);
+    rollBack(w, "controller", what, { analysis: label });
+    return "rolledBack";
+  }
+  emit(w, "AnalysisInconclusive", `${label} inconclusive: ${sum.message}`, data);
+  w.status.pausedByUser = true;
+  setPhase(
+    w,
+    "Paused",
+    `${label} inconclusive: ${sum.message}; run \`turnout promote\` to go on or \`turnout abort\``,
+  );
+  return "inconclusive";
+}
+
+/** 5. A rollout waits until every instance of the new version is ready; a failed one aborts it. */
+
 const waitForCanary: Stage = {
   name: "waitForCanary",
   run(w) {
@@ -533,13 +711,33 @@ const runSteps: Stage = {
  * An inline analysis step. Until the analysis engine is wired in, validation rejects analysis
  * steps, so this is never reached with one.
  */
-function runAnalysisStep(w: Work, i: number, _ref: AnalysisRefSpec): StageOutcome {
-  // Never pass an analysis that did not run: hold the rollout for a person instead.
-  setPhase(
-    w,
-    "Paused",
-    `${stepLabel(w, i)} is an analysis step, which this controller cannot run yet`,
-  );
+function runAnalysisStep(w: Work, i: number, ref: AnalysisRefSpec): StageOutcome {
+  const s = w.status;
+  const a = (s.analysis ??= {});
+  if (!a.step || a.step.stepIndex !== i || a.step.rollout !== s.rolloutNumber) {
+    a.step = { stepIndex: i, rollout: s.rolloutNumber, run: beginRun(w, ref, "inline") };
+    emit(
+      w,
+      "AnalysisStarted",
+      `analysis started at ${stepLabel(w, i)} (${ref.templates.join(", ")})`,
+      {
+        run: "step",
+        step: i,
+        templates: ref.templates,
+      },
+    );
+  }
+  const run = a.step.run;
+  const outcome = settle(w, run, `analysis at ${stepLabel(w, i)}`);
+  if (outcome === "running") {
+    w.wakeAt = earliest(w.wakeAt, nextDueAt(run));
+    setPhase(w, "Progressing", `analysis at ${stepLabel(w, i)}: ${run.message}`);
+    return "stop";
+  }
+  if (outcome === "passed") {
+    a.step = null;
+    return "continue";
+  }
   return "stop";
 }
 
@@ -563,6 +761,7 @@ export const STAGES: readonly Stage[] = [
   initialize,
   applyCommands,
   desiredVersion,
+  analysis,
   waitForCanary,
   runSteps,
   steady,
@@ -584,6 +783,7 @@ export function reconcile(input: ReconcileInput): ReconcileOutput {
   for (const stage of STAGES) {
     if (stage.run(w) === "stop") break;
   }
+  startBackgroundAnalysis(w);
   return {
     status: w.status,
     events: w.events,

@@ -239,3 +239,24 @@ describe("Sketch", () => {
     assert.equal(s.quantile(0.5), 10);
   });
 });
+
+describe("Sketch.bins", () => {
+  it("lists every value once, in increasing order, each within the relative accuracy", () => {
+    const s = new Sketch();
+    const values = [0, 0, 0.5, 1, 1.004, 2, 10, 10, 250, 1000];
+    for (const v of values) s.add(v);
+    const bins = s.bins();
+    assert.equal(
+      bins.reduce((a, b) => a + b.count, 0),
+      values.length,
+    );
+    for (let i = 1; i < bins.length; i++) assert.ok(bins[i]!.value > bins[i - 1]!.value);
+    for (const v of values.filter((x) => x > 0)) {
+      assert.ok(
+        bins.some((b) => Math.abs(b.value - v) <= DEFAULT_RELATIVE_ACCURACY * v + 1e-12),
+        `a bin represents ${v}`,
+      );
+    }
+    assert.equal(bins[0]!.count, 2, "the zero bin comes first");
+  });
+});

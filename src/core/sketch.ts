@@ -257,6 +257,21 @@ export class Sketch {
     return s;
   }
 
+  /**
+   * The histogram: each non-empty bin's representative value (within the relative accuracy of
+   * every value in it, clamped to min/max) and count, in increasing order; the zero bin first.
+   * A rank test on these bins is exact for the binned data (values in one bin are ties).
+   */
+  bins(): { value: number; count: number }[] {
+    const out: { value: number; count: number }[] = [];
+    if (this.#zero > 0) out.push({ value: this.#clamp(0), count: this.#zero });
+    for (let b = this.#lo; b <= this.#hi; b++) {
+      const n = this.#bins[b - this.#offset]!;
+      if (n > 0) out.push({ value: this.#clamp(this.#binValue(b)), count: n });
+    }
+    return out;
+  }
+
   /** The compact stored form (see `SketchJson`). */
   toJSON(): SketchJson {
     const i: number[] = [];

@@ -171,19 +171,19 @@ test("a client too slow with its headers gets a 408 JSON answer and is disconnec
 
 test("idle keep-alive connections close after idleSeconds; a policy change applies to the running listener", async (t) => {
   const { source, router, port } = await oneBackendRouter(t, policy());
-  const idleClose = async () => {
+  const idleClose = async (waitMs: number) => {
     const sock = net.connect(port, "127.0.0.1");
     sock.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     await once(sock, "data");
     const answeredAt = Date.now();
     const closed = await Promise.race([
       once(sock, "close").then(() => Date.now() - answeredAt),
-      new Promise<number>((r) => setTimeout(() => r(-1), 600)),
+      new Promise<number>((r) => setTimeout(() => r(-1), waitMs)),
     ]);
     sock.destroy();
     return closed;
   };
-  assert.equal(await idleClose(), -1, "the default idle time is 60 s");
+  assert.equal(await idleClose(600), -1, "the default idle time is 60 s");
   const applied = nextReload(router);
   source.set(
     table(
@@ -194,8 +194,9 @@ test("idle keep-alive connections close after idleSeconds; a policy change appli
   );
   await applied;
   assert.equal(portOf(router, "svc"), port, "same listener");
-  const after = await idleClose();
-  assert.ok(after >= 150 && after < 600, `closed after ${after} ms`);
+  // Far below the default's 60 s; the margin is for a busy machine's event loop.
+  const after = await idleClose(5000);
+  assert.ok(after >= 150 && after < 5000, `closed after ${after} ms`);
 });
 
 test("an upstream that does not answer in upstreamSeconds gives a 504 JSON answer", async (t) => {
@@ -532,6 +533,28 @@ test("an upgrade the upstream declines is relayed; a refused upstream gives 502 
   );
   assert.equal(statusOf(down.text), 502);
   assert.equal(jsonOf(down.text).error.code, "TURNOUT_ERR_ROUTER_UPSTREAM");
+});
+
+test("an upgrade with cookie stickiness and no cookie gets its cookie in the 101 head", async (t) => {
+  const ws = await startWsEcho(t);
+  const source = new MemoryRouteTableSource();
+  source.set({
+    ...table("svc", [{ version: "v1", weight: 100, endpoints: [ws.url] }]),
+    stickiness: { cookie: "uid", salt: "svc" },
+  });
+  const router = await startRouter(t, source);
+  const sock = net.connect(portOf(router, "svc"), "127.0.0.1");
+  t.after(() => sock.destroy());
+  let head = "";
+  sock.on("data", (c: Buffer) => {
+    head += c.toString("latin1");
+  });
+  sock.write(
+    "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+  );
+  await until(() => head.includes("\r\n\r\n"), 3000, "the handshake answer");
+  assert.match(head, /^HTTP\/1\.1 101 /);
+  assert.match(head, /\r\nset-cookie: uid=[^;\r]+;/i);
 });
 
 test("a listener that closes cuts its WebSocket connections after the drain time", async (t) => {

@@ -174,11 +174,6 @@ function selectBackend(
   return selectVersion(table, req, out);
 }
 
-/**
- * Upgrades (WebSocket) have no response object: a cookie issued for one is not sent (the 101
- * head is written in `responseHead`), so a client without the cookie is assigned per connection.
- */
-const UPGRADE_SELECTION: SelectOutput = { setCookie: null };
 
 // ---------------------------------------------------------------------------------------
 // The counters site: the one place where the outcome of a request is recorded.
@@ -787,7 +782,10 @@ export function handleUpgrade(
       writeRawError(socket, st.rejectStatus, code, st.rejectMessage, st.requestId);
       return;
     }
-    const backend = selectBackend(table, req, UPGRADE_SELECTION);
+    // Upgrades have no response object: a sticky cookie issued for one goes into the head
+    // that `responseHead` writes (101 or the instance's refusal).
+    const selection: SelectOutput = { setCookie: null };
+    const backend = selectBackend(table, req, selection);
     const endpoint =
       backend === null
         ? null
@@ -803,7 +801,17 @@ export function handleUpgrade(
       return;
     }
     backend.counters.requests++;
-    new UpgradeTunnel(ctx, table, backend, endpoint, socket, head, st.requestId, startedAt).open(
+    new UpgradeTunnel(
+      ctx,
+      table,
+      backend,
+      endpoint,
+      socket,
+      head,
+      st.requestId,
+      selection.setCookie,
+      startedAt,
+    ).open(
       req.method ?? "GET",
       endpoint.pathPrefix + target!,
       headers,
@@ -830,6 +838,7 @@ class UpgradeTunnel {
     readonly socket: Duplex,
     readonly head: Buffer,
     readonly requestId: string,
+    readonly setCookie: string | null,
     readonly startedAt: number,
   ) {}
 
@@ -878,7 +887,7 @@ class UpgradeTunnel {
     }
     this.noteSuccess();
     const status = res.statusCode ?? 101;
-    this.socket.write(responseHead(res, this.backend.version, this.requestId, true));
+    this.socket.write(responseHead(res, this.backend.version, this.requestId, this.setCookie, true));
     if (upHead.length > 0) this.socket.write(upHead);
     if (this.head.length > 0) upSocket.write(this.head);
     upSocket.pipe(this.socket);
@@ -893,7 +902,7 @@ class UpgradeTunnel {
     const status = res.statusCode ?? 502;
     if (status >= 500) this.noteFailure();
     else this.noteSuccess();
-    this.socket.write(responseHead(res, this.backend.version, this.requestId, false));
+    this.socket.write(responseHead(res, this.backend.version, this.requestId, this.setCookie, false));
     res.pipe(this.socket);
     res.on("error", () => this.socket.destroy());
     recordOutcome(this.backend, status, this.startedAt, status >= 500);
@@ -950,6 +959,7 @@ function responseHead(
   res: IncomingMessage,
   version: string,
   requestId: string,
+  setCookie: string | null,
   upgraded: boolean,
 ): string {
   let s = `HTTP/1.1 ${res.statusCode} ${res.statusMessage ?? ""}\r\n`;
@@ -968,6 +978,7 @@ function responseHead(
   }
   s += `x-turnout-version: ${version}\r\n`;
   if (!sawRequestId) s += `x-request-id: ${requestId}\r\n`;
+  if (setCookie !== null) s += `set-cookie: ${setCookie}\r\n`;
   // A declined upgrade's body is relayed as it comes and ends with the connection.
   if (!upgraded) s += "connection: close\r\n";
   return `${s}\r\n`;

@@ -259,7 +259,28 @@ describe("sequential", () => {
     assert.equal(later.outcome, "fail");
     assert.equal(later.pValue, first.pValue);
     assert.deepEqual(later.memory, { looks: 2, minPValue: first.pValue, rejectedAtLook: 1 });
-    explains(later, "since look 1");
+    explains(
+      later,
+      "errors 0.45% (90/20000) vs baseline 0.9% (180/20000): -0.45 points now, but shown above +1 allowed at look 1 (mSPRT p=0.00038 < alpha 0.01; a rejection stands)",
+    );
+    const worse = judge(spec, two(200, 4000, 36, 4000), ctx({ previous: first.memory! }));
+    explains(worse, "+4.1 points > +1 allowed (mSPRT p=", "since look 1)");
+  });
+
+  test("explanations never round a value onto its limit", () => {
+    const t = judge({ threshold: { max: 0.01 } }, { value: 0.010004 }, ctx());
+    assert.equal(t.outcome, "fail");
+    explains(t, "errors 0.010004 > max 0.01");
+    const r = judge(
+      { relative: { mode: "ratio", maxIncrease: 0.2 } },
+      {
+        candidate: { value: 120.0004, sampleSize: 500 },
+        baseline: { value: 100, sampleSize: 500 },
+      },
+      ctx({ metric: "p99" }),
+    );
+    assert.equal(r.outcome, "fail");
+    explains(r, "(+20.0004%) > +20% allowed");
   });
 
   /** Cumulative counts per 10-second look at 100 req/s with 10% on the canary. */

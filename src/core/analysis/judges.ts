@@ -236,12 +236,19 @@ function judgeThreshold(
   const ofN = n !== undefined ? ` (n=${n})` : "";
   const common = { ...base, statistic: value };
   if (t.min !== undefined && value < t.min) {
-    return verdict(common, "fail", `${ctx.metric} ${num(value)} < min ${num(t.min)}${ofN}`);
+    const [v, min] = apart(value, t.min, num);
+    return verdict(common, "fail", `${ctx.metric} ${v} < min ${min}${ofN}`);
   }
   if (t.max !== undefined && value > t.max) {
-    return verdict(common, "fail", `${ctx.metric} ${num(value)} > max ${num(t.max)}${ofN}`);
+    const [v, max] = apart(value, t.max, num);
+    return verdict(common, "fail", `${ctx.metric} ${v} > max ${max}${ofN}`);
   }
-  return verdict(common, "pass", `${ctx.metric} ${num(value)} within ${bounds}${ofN}`);
+  const near = t.max ?? t.min!;
+  return verdict(
+    common,
+    "pass",
+    `${ctx.metric} ${apart(value, near, num)[0]} within ${bounds}${ofN}`,
+  );
 }
 
 function describeBounds(min?: number, max?: number): string {
@@ -298,14 +305,23 @@ function judgeRelative(
       statistic: ratio,
       effect: { measure: "ratio" as const, value: ratio, details: { relativeChange: change } },
     };
-    const said = `${head}: ratio ${num(ratio)} (${signedPct(change)})`;
+    const said = (limit: number) => {
+      const [x, y] = apart(change, limit, signedPct);
+      return [`${head}: ratio ${num(ratio)} (${x})`, y] as const;
+    };
     if (r.maxIncrease !== undefined && change > r.maxIncrease) {
-      return verdict(common, "fail", `${said} > ${signedPct(r.maxIncrease)} allowed`);
+      const [text, limit] = said(r.maxIncrease);
+      return verdict(common, "fail", `${text} > ${limit} allowed`);
     }
     if (r.maxDecrease !== undefined && change < -r.maxDecrease) {
-      return verdict(common, "fail", `${said} < ${signedPct(-r.maxDecrease)} allowed`);
+      const [text, limit] = said(-r.maxDecrease);
+      return verdict(common, "fail", `${text} < ${limit} allowed`);
     }
-    return verdict(common, "pass", `${said} within ${allowed}`);
+    return verdict(
+      common,
+      "pass",
+      `${said(r.maxIncrease ?? -r.maxDecrease!)[0]} within ${allowed}`,
+    );
   }
   const diff = c - b.value;
   const common = {
@@ -313,14 +329,19 @@ function judgeRelative(
     statistic: diff,
     effect: { measure: "difference" as const, value: diff },
   };
-  const said = `${head}: ${signed(diff)}`;
+  const said = (limit: number) => {
+    const [x, y] = apart(diff, limit, signed);
+    return [`${head}: ${x}`, y] as const;
+  };
   if (r.maxIncrease !== undefined && diff > r.maxIncrease) {
-    return verdict(common, "fail", `${said} > ${signed(r.maxIncrease)} allowed`);
+    const [text, limit] = said(r.maxIncrease);
+    return verdict(common, "fail", `${text} > ${limit} allowed`);
   }
   if (r.maxDecrease !== undefined && diff < -r.maxDecrease) {
-    return verdict(common, "fail", `${said} < ${signed(-r.maxDecrease)} allowed`);
+    const [text, limit] = said(-r.maxDecrease);
+    return verdict(common, "fail", `${text} < ${limit} allowed`);
   }
-  return verdict(common, "pass", `${said} within ${allowed}`);
+  return verdict(common, "pass", `${said(r.maxIncrease ?? -r.maxDecrease!)[0]} within ${allowed}`);
 }
 
 function describeBand(inc: number | undefined, dec: number | undefined, relative: boolean): string {
@@ -452,17 +473,22 @@ function judgeSequential(
   if (Number.isFinite(cs.lower) && Number.isFinite(cs.upper)) {
     common.bound = { lower: cs.lower, upper: cs.upper };
   }
-  const diff = `${signedPoints(m.estimate)} points`;
+  const [est, lim] = apart(m.estimate, s.maxIncrease, signedPoints, 2);
+  const diff = `${est} points`;
   const allowed = `${signedPoints(s.maxIncrease)} allowed`;
   const p = `mSPRT p=${pval(m.pValue)}`;
-  // 3. Fail on rejection.
+  // 3. Fail on rejection (which, once reached, the running minimum keeps).
   if (rejected) {
-    const since =
-      rejectedAtLook !== undefined && rejectedAtLook < look ? `, since look ${rejectedAtLook}` : "";
+    const test = `${p} ${m.pValue < s.alpha ? "<" : "≤"} alpha ${num(s.alpha)}`;
+    const earlier = rejectedAtLook !== undefined && rejectedAtLook < look;
+    if (m.estimate > s.maxIncrease) {
+      const since = earlier ? `, since look ${rejectedAtLook}` : "";
+      return verdict(common, "fail", `${head}: ${diff} > ${lim} allowed (${test}${since})`);
+    }
     return verdict(
       common,
       "fail",
-      `${head}: ${diff} > ${allowed} (${p} ${m.pValue < s.alpha ? "<" : "≤"} alpha ${num(s.alpha)}${since})`,
+      `${head}: ${diff} now, but shown above ${allowed} at look ${rejectedAtLook} (${test}; a rejection stands)`,
     );
   }
   // 4. Too few requests to pass.
@@ -471,14 +497,15 @@ function judgeSequential(
   if (short)
     return inconclusive(common, "tooFewSamples", `${head}: ${diff}; ${short}: ${yet} (${p})`, true);
   // 5. Pass on a bound below the allowance; else wait.
-  const upper = `always-valid upper bound ${signedPoints(cs.upper)}`;
+  const [up, upLim] = apart(cs.upper, s.maxIncrease, signedPoints, 2);
+  const upper = `always-valid upper bound ${up}`;
   if (cs.upper < s.maxIncrease) {
-    return verdict(common, "pass", `${head}: ${diff}, ${upper} < ${allowed} (${p})`);
+    return verdict(common, "pass", `${head}: ${diff}, ${upper} < ${upLim} allowed (${p})`);
   }
   return inconclusive(
     common,
     "notEnoughEvidence",
-    `${head}: ${diff}, ${upper} not below ${allowed}: ${yet} (${p} ≥ alpha ${num(s.alpha)})`,
+    `${head}: ${diff}, ${upper} not below ${upLim} allowed: ${yet} (${p} ≥ alpha ${num(s.alpha)})`,
     true,
   );
 }
@@ -595,8 +622,12 @@ function judgeMannWhitney(
     common.effect = { measure: "relativeShift", value: e.relativeShift, details };
   }
   const head = `${ctx.metric} median ${num(e.candidateMedian)} vs baseline ${num(e.baselineMedian)} (n=${r.nCandidate}/${r.nBaseline})`;
-  const shift = `shift ${signed(e.hodgesLehmannShift)}${e.relativeShift !== null ? ` (${signedPct(e.relativeShift)})` : ""}`;
-  const allowed = `${signedPct(w.maxRelativeIncrease)} allowed`;
+  const [rel, lim] =
+    e.relativeShift !== null
+      ? apart(e.relativeShift, w.maxRelativeIncrease, signedPct)
+      : ["", signedPct(w.maxRelativeIncrease)];
+  const shift = `shift ${signed(e.hodgesLehmannShift)}${e.relativeShift !== null ? ` (${rel})` : ""}`;
+  const allowed = `${lim} allowed`;
   const p = `Mann-Whitney p=${pval(r.pValue)}`;
   // 4. Classify.
   if (r.pValue < w.alpha) {
@@ -730,17 +761,35 @@ export function num(v: number, digits = 3): string {
   return String(Number(v.toPrecision(digits)));
 }
 
-function signed(v: number): string {
-  return `${v >= 0 ? "+" : ""}${num(v)}`;
+function signed(v: number, digits = 3): string {
+  return `${v >= 0 ? "+" : ""}${num(v, digits)}`;
 }
 
-function signedPct(v: number): string {
-  return `${v >= 0 ? "+" : ""}${num(v * 100)}%`;
+function signedPct(v: number, digits = 3): string {
+  return `${v >= 0 ? "+" : ""}${num(v * 100, digits)}%`;
 }
 
 /** A difference of rates in percentage points: 0.032 -> "+3.2". */
-function signedPoints(v: number): string {
-  return `${v >= 0 ? "+" : ""}${num(v * 100, 2)}`;
+function signedPoints(v: number, digits = 2): string {
+  return `${v >= 0 ? "+" : ""}${num(v * 100, digits)}`;
+}
+
+/**
+ * `a` and `b` formatted with `f` at the fewest significant digits (from `digits` on) that tell
+ * them apart, so that an explanation never reads "0.01 > max 0.01".
+ */
+function apart(
+  a: number,
+  b: number,
+  f: (v: number, digits: number) => string,
+  digits = 3,
+): [string, string] {
+  for (let d = digits; d < 15; d++) {
+    const x = f(a, d);
+    const y = f(b, d);
+    if (x !== y || a === b) return [x, y];
+  }
+  return [f(a, 15), f(b, 15)];
 }
 
 /** "4.1% (41/1000)". */

@@ -181,6 +181,11 @@ export interface SideMeasurement {
    * is read from a sketch, and its samples are quantiles on an even grid (see builtin/).
    */
   values?: number[];
+  /**
+   * The latency histogram (a sketch's bins: value and count, increasing): a rank test on bins
+   * uses every request, where `values` is only a grid of quantiles. Preferred when present.
+   */
+  bins?: { value: number; count: number }[];
 }
 
 /** Why a measurement has no numbers. */

@@ -41,6 +41,8 @@ export interface VersionWindow {
   latency: {
     /** Latency at quantile q in 0..1, in milliseconds. */
     quantile(q: number): number;
+    /** The histogram's bins, when the reader keeps one (value in ms and count). */
+    bins?(): { value: number; count: number }[];
     count: number;
   };
 }
@@ -174,7 +176,17 @@ export class BuiltinProvider implements MetricProvider {
         const k = Math.min(w.latency.count, this.samplePoints);
         const values = Array.from({ length: k }, (_, i) => q((i + 0.5) / k));
         const quantiles = { p50: q(0.5), p90: q(0.9), p95: q(0.95), p99: q(0.99) };
-        return { version, value: quantiles.p99, sampleSize: w.latency.count, quantiles, values };
+        // Bins when the reader's sketch has them (the router's does): Mann-Whitney then tests
+        // every request, not the grid.
+        const bins = typeof w.latency.bins === "function" ? w.latency.bins() : undefined;
+        return {
+          version,
+          value: quantiles.p99,
+          sampleSize: w.latency.count,
+          quantiles,
+          values,
+          ...(bins && bins.length > 0 ? { bins } : {}),
+        };
       }
     }
   }

@@ -1,0 +1,232 @@
+/**
+ * The rollout core with analysis: inline analysis steps and background analysis, driven with a
+ * fake clock and observations fed in as the controller would (no I/O).
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { dueMeasurements } from "./analysis/run.js";
+import { FakeClock } from "./clock.js";
+import type { AnalysisTemplateSpec, CanaryStep, ServiceSpec, ServiceStatus } from "./model.js";
+import { type AnalysisObservation, type ReconcileOutput, reconcile } from "./rollout.js";
+
+const ERRORS: AnalysisTemplateSpec = {
+  metrics: [
+    {
+      name: "errors",
+      source: { builtin: "error_rate" },
+      judge: { threshold: { max: 0.05 } },
+      interval: "10s",
+      count: 2,
+    },
+  ],
+};
+
+class Sim {
+  clock = new FakeClock();
+  status: ServiceStatus | null = null;
+  generation = 1;
+  spec: ServiceSpec;
+  last!: ReconcileOutput;
+  pending: AnalysisObservation[] = [];
+  commands: { type: "promote" | "resume" | "abort" }[] = [];
+
+  constructor(steps: CanaryStep[], background?: { startingStep: number }) {
+    this.spec = {
+      listen: { host: "127.0.0.1", port: 8080 },
+      runtime: { static: { versions: { v1: { upstreams: ["http://127.0.0.1:1"] } } } },
+      version: "v1",
+      strategy: {
+        canary: {
+          steps,
+          ...(background ? { analysis: { templates: ["errors"], ...background } } : {}),
+        },
+      },
+    };
+  }
+  tick(): ReconcileOutput {
+    this.last = reconcile({
+      now: this.clock.now(),
+      service: { name: "svc", generation: this.generation, spec: this.spec },
+      status: this.status,
+      commands: this.commands.map((c, i) => ({
+        id: i + 1,
+        service: "svc",
+        type: c.type,
+        args: {},
+        actor: "ops",
+        createdAt: this.clock.now(),
+      })),
+      readiness: { v1: { ready: 1, failed: 0 }, v2: { ready: 1, failed: 0 } },
+      templates: { errors: ERRORS },
+      observations: this.pending,
+    });
+    this.pending = [];
+    this.commands = [];
+    this.status = this.last.status;
+    return this.last;
+  }
+  start(): void {
+    this.tick();
+    this.spec = { ...this.spec, version: "v2" };
+    this.generation++;
+    this.tick();
+  }
+  /** Answers every due measurement with the given error rate, as the controller would. */
+  measure(errorRate: number): number {
+    const s = this.status!;
+    let n = 0;
+    const runs = [
+      ["step", s.analysis?.step?.run] as const,
+      ["background", s.analysis?.background] as const,
+    ];
+    for (const [kind, run] of runs) {
+      if (!run) continue;
+      for (const due of dueMeasurements(run, this.clock.now())) {
+        n++;
+        this.pending.push({
+          run: kind,
+          runStartedAt: run.startedAt,
+          metric: due.metric,
+          fromMs: due.fromMs,
+          toMs: due.toMs,
+          observation: {
+            value: errorRate,
+            sampleSize: 1000,
+            candidate: {
+              value: errorRate,
+              sampleSize: 1000,
+              proportion: { events: Math.round(errorRate * 1000), trials: 1000 },
+            },
+            baseline: { value: 0.01, sampleSize: 1000, proportion: { events: 10, trials: 1000 } },
+          },
+        });
+      }
+    }
+    return n;
+  }
+  types(): string[] {
+    return this.last.events.map((e) => e.type);
+  }
+}
+
+describe("rollout core with analysis", () => {
+  it("an inline analysis step that passes lets the rollout go on", () => {
+    const sim = new Sim([
+      { setWeight: 20 },
+      { analysis: { templates: ["errors"] } },
+      { setWeight: 60 },
+      { pause: {} },
+    ]);
+    sim.start();
+    assert.equal(sim.status?.phase, "Progressing");
+    assert.match(sim.status!.message, /analysis at step 2\/4/);
+    assert.equal(
+      sim.last.wakeAt,
+      sim.clock.now() + 10_000,
+      "the controller wakes when a measurement is due",
+    );
+    for (let i = 0; i < 2; i++) {
+      sim.clock.advance(10_000);
+      assert.equal(sim.measure(0.01), 1);
+      sim.tick();
+    }
+    assert.ok(sim.types().includes("AnalysisSucceeded"), sim.types().join());
+    assert.equal(sim.status?.phase, "Paused");
+    assert.equal(sim.status?.canaryWeight, 60);
+  });
+
+  it("a failing inline analysis rolls back at once, with the verdict's explanation", () => {
+    const sim = new Sim([
+      { setWeight: 20 },
+      { analysis: { templates: ["errors"] } },
+      { setWeight: 60 },
+    ]);
+    sim.start();
+    sim.clock.advance(10_000);
+    sim.measure(0.2);
+    const out = sim.tick();
+    assert.equal(sim.status?.phase, "Degraded");
+    assert.deepEqual(out.weights, [{ version: "v1", weight: 100 }]);
+    assert.match(sim.status!.message, /analysis at step 2\/3 failed/);
+    const failed = out.events.find((e) => e.type === "AnalysisFailed");
+    assert.ok(failed, sim.types().join());
+    const metrics = failed.data.metrics as {
+      name: string;
+      last: { outcome: string; explanation: string };
+    }[];
+    assert.equal(metrics[0]?.last.outcome, "fail");
+    assert.match(metrics[0]!.last.explanation, /0\.2|20/);
+    assert.ok(sim.types().includes("AnalysisVerdict"));
+  });
+
+  it("background analysis from a chosen step fails the rollout while it pauses", () => {
+    const sim = new Sim([{ setWeight: 10 }, { pause: {} }, { setWeight: 50 }, { pause: {} }], {
+      startingStep: 1,
+    });
+    sim.start();
+    assert.equal(sim.status?.phase, "Paused");
+    assert.ok(sim.status?.analysis?.background, "started at step 1");
+    sim.clock.advance(10_000);
+    sim.measure(0.01);
+    sim.tick();
+    assert.equal(sim.status?.phase, "Paused");
+    sim.clock.advance(10_000);
+    sim.measure(0.3);
+    sim.tick();
+    assert.equal(sim.status?.phase, "Degraded");
+    assert.match(sim.status!.message, /background analysis failed/);
+    assert.equal(sim.status?.analysis?.background, null);
+  });
+
+  it("a missing template is an analysis error that rolls back, saying which", () => {
+    const sim = new Sim([{ setWeight: 10 }, { analysis: { templates: ["nope"] } }]);
+    sim.start();
+    assert.equal(sim.status?.phase, "Degraded");
+    assert.match(sim.status!.message, /no AnalysisTemplate named nope/);
+  });
+
+  it("no data is inconclusive, never a pass: the rollout waits for a person", () => {
+    const sim = new Sim([
+      { setWeight: 10 },
+      { analysis: { templates: ["errors"] } },
+      { setWeight: 50 },
+      { pause: {} },
+    ]);
+    sim.start();
+    for (let i = 0; i < 2; i++) {
+      sim.clock.advance(10_000);
+      const run = sim.status!.analysis!.step!.run;
+      for (const due of dueMeasurements(run, sim.clock.now())) {
+        sim.pending.push({
+          run: "step",
+          runStartedAt: run.startedAt,
+          metric: due.metric,
+          fromMs: due.fromMs,
+          toMs: due.toMs,
+          observation: { error: "no requests to v2 in the window", errorKind: "noData" },
+        });
+      }
+      sim.tick();
+    }
+    assert.equal(
+      sim.status?.phase,
+      "Paused",
+      JSON.stringify(sim.last.events.map((e) => e.message)),
+    );
+    assert.match(sim.status!.message, /inconclusive/);
+    assert.equal(sim.status?.canaryWeight, 10);
+    sim.commands.push({ type: "promote" });
+    sim.tick();
+    assert.equal(sim.status?.canaryWeight, 50, JSON.stringify([sim.status, sim.last.events]));
+  });
+
+  it("drops results for a run that has been replaced", () => {
+    const sim = new Sim([{ setWeight: 20 }, { analysis: { templates: ["errors"] } }]);
+    sim.start();
+    sim.clock.advance(10_000);
+    sim.measure(0.5);
+    for (const o of sim.pending) o.runStartedAt -= 1;
+    sim.tick();
+    assert.equal(sim.status?.phase, "Progressing");
+  });
+});

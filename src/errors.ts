@@ -61,8 +61,7 @@ export const ERRORS = {
   },
   TURNOUT_ERR_ROUTER_BODY_TOO_LARGE: {
     status: 413,
-    summary:
-      "The request body is larger than the service's `trafficPolicy.maxRequestBodyBytes`.",
+    summary: "The request body is larger than the service's `trafficPolicy.maxRequestBodyBytes`.",
   },
   TURNOUT_ERR_ROUTER_CLIENT_TIMEOUT: {
     status: 408,

@@ -1,4 +1,6 @@
 /** Human-readable output for the CLI. `-o json` bypasses all of this. */
+
+import type { RunState } from "../core/analysis/run.js";
 import { durationMs, formatDuration } from "../core/duration.js";
 import type {
   CanaryStep,
@@ -53,6 +55,12 @@ export function phaseColor(phase: string): string {
   }
 }
 
+function verdictColor(outcome: string): string {
+  if (outcome === "pass") return green(outcome);
+  if (outcome === "fail" || outcome === "error") return red(outcome);
+  return yellow(outcome);
+}
+
 export function formatStatus(v: StatusView): string {
   const s = v.status;
   const lines: string[] = [];
@@ -100,6 +108,28 @@ export function formatStatus(v: StatusView): string {
       }
       lines.push(`${i === 0 ? "Steps:".padEnd(13) : " ".repeat(13)}${mark}${text}`);
     });
+  }
+  const runs: [string, RunState | null | undefined][] = [
+    ["step", s.analysis?.step?.run],
+    ["background", s.analysis?.background],
+  ];
+  for (const [label, run] of runs) {
+    if (!run) continue;
+    lines.push(`${"Analysis:".padEnd(13)}${label} ${phaseColor(run.phase)}  ${dim(run.message)}`);
+    for (const m of run.metrics) {
+      const last = m.verdicts.at(-1);
+      const c = m.counters;
+      const tally = dim(
+        `(${c.successful} pass, ${c.failed} fail, ${c.inconclusive + c.provisional} inconclusive, ${c.error} error)`,
+      );
+      lines.push(
+        `${" ".repeat(13)}${m.dryRun ? dim("[dry run] ") : ""}${bold(m.name)} ${m.phase} ${tally}${
+          last
+            ? `\n${" ".repeat(15)}${verdictColor(last.verdict.outcome)} ${last.verdict.explanation}`
+            : ""
+        }`,
+      );
+    }
   }
   if (v.traffic && v.traffic.length > 0) {
     const parts = v.traffic.map((t) => {

@@ -21,7 +21,8 @@ export function checkAnalysisRefs(
     if (!canary) continue;
     const refs: { ref: AnalysisRefSpec; path: string }[] = [];
     canary.steps.forEach((step, i) => {
-      if ("analysis" in step) refs.push({ ref: step.analysis, path: `spec.strategy.canary.steps[${i}].analysis` });
+      if ("analysis" in step)
+        refs.push({ ref: step.analysis, path: `spec.strategy.canary.steps[${i}].analysis` });
     });
     if (canary.analysis) {
       refs.push({ ref: canary.analysis, path: "spec.strategy.canary.analysis" });
@@ -49,7 +50,9 @@ export function checkAnalysisRefs(
           }
           return;
         }
-        const missing = (t.spec.args ?? []).filter((a) => a.value === undefined && !given.has(a.name)).map((a) => a.name);
+        const missing = (t.spec.args ?? [])
+          .filter((a) => a.value === undefined && !given.has(a.name))
+          .map((a) => a.name);
         if (missing.length > 0) {
           errors.push({
             resource: `Service/${r.metadata.name}`,

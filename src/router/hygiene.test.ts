@@ -10,7 +10,6 @@ import http from "node:http";
 import net from "node:net";
 import { test } from "node:test";
 import {
-  type Backend,
   get,
   jsonOf,
   nextReload,
@@ -572,5 +571,3 @@ test("a listener that closes cuts its WebSocket connections after the drain time
   source.delete("svc");
   await closed;
 });
-
-export type { Backend };

@@ -174,7 +174,6 @@ function selectBackend(
   return selectVersion(table, req, out);
 }
 
-
 // ---------------------------------------------------------------------------------------
 // The counters site: the one place where the outcome of a request is recorded.
 // ---------------------------------------------------------------------------------------
@@ -811,11 +810,7 @@ export function handleUpgrade(
       st.requestId,
       selection.setCookie,
       startedAt,
-    ).open(
-      req.method ?? "GET",
-      endpoint.pathPrefix + target!,
-      headers,
-    );
+    ).open(req.method ?? "GET", endpoint.pathPrefix + target!, headers);
   } catch (err) {
     ctx.logger.error({ err, service: table.service }, "router: upgrade handling failed");
     socket.destroy();
@@ -887,7 +882,9 @@ class UpgradeTunnel {
     }
     this.noteSuccess();
     const status = res.statusCode ?? 101;
-    this.socket.write(responseHead(res, this.backend.version, this.requestId, this.setCookie, true));
+    this.socket.write(
+      responseHead(res, this.backend.version, this.requestId, this.setCookie, true),
+    );
     if (upHead.length > 0) this.socket.write(upHead);
     if (this.head.length > 0) upSocket.write(this.head);
     upSocket.pipe(this.socket);
@@ -902,7 +899,9 @@ class UpgradeTunnel {
     const status = res.statusCode ?? 502;
     if (status >= 500) this.noteFailure();
     else this.noteSuccess();
-    this.socket.write(responseHead(res, this.backend.version, this.requestId, this.setCookie, false));
+    this.socket.write(
+      responseHead(res, this.backend.version, this.requestId, this.setCookie, false),
+    );
     res.pipe(this.socket);
     res.on("error", () => this.socket.destroy());
     recordOutcome(this.backend, status, this.startedAt, status >= 500);

@@ -517,7 +517,27 @@ describe("observe: judge and record with the metric's memory", () => {
       { error: "no data: no requests", errorKind: "noData", raw: null },
       T0 + 20 * S,
     );
-    assert.deepEqual([s.phase, s.metrics[0]!.counters.inconclusive], ["Running", 1]);
+    // Not the last measurement: "no data yet" waits (provisional) instead of counting.
+    assert.deepEqual(
+      [s.phase, s.metrics[0]!.counters.inconclusive, s.metrics[0]!.counters.provisional],
+      ["Running", 0, 1],
+    );
+    s = observe(
+      s,
+      "a",
+      { error: "no data: no requests", errorKind: "noData", raw: null },
+      T0 + 30 * S,
+    );
+    s = observe(
+      s,
+      "a",
+      { error: "no data: no requests", errorKind: "noData", raw: null },
+      T0 + 40 * S,
+    );
+    // The last one counts: 1 inconclusive is within the limit of 1, and with no pass at all the
+    // metric ends Inconclusive (never a pass on no data).
+    assert.equal(s.metrics[0]!.counters.inconclusive, 1);
+    assert.equal(s.phase, "Inconclusive");
   });
 });
 

@@ -29,7 +29,9 @@
  *   Inconclusive when inconclusive > inconclusiveLimit (default 0), Error when
  *   consecutiveErrors > consecutiveErrorLimit (default 4), checked after every measurement.
  * - Turnout: a *provisional* inconclusive verdict (the sequential judge's "not enough evidence
- *   yet" or "too few requests yet") before the metric's last measurement does not count
+ *   yet", and any judge's "no data yet" or "too few requests yet", since every measurement's
+ *   window opens at the run's start and only grows) before the metric's last measurement does
+ *   not count
  *   towards inconclusiveLimit. That judge is built to be looked at again and again on a growing
  *   window; counting its early "not yet" would end every run at the first look. It is recorded
  *   (counters.provisional) and shown. At the last measurement it counts like any other.
@@ -469,7 +471,14 @@ export function recordVerdict(
       c.failed++;
       break;
     case "inconclusive":
-      if (verdict.provisional && !final) {
+      // The window grows from the run's start, so "no data yet" and "too few requests yet"
+      // can only get better by waiting: they count only at the last measurement.
+      if (
+        (verdict.provisional ||
+          verdict.reason === "noData" ||
+          verdict.reason === "tooFewSamples") &&
+        !final
+      ) {
         c.provisional++;
         counted = false;
       } else {

@@ -15,7 +15,6 @@ import {
   type RunTemplate,
   startRun,
   summarize,
-  terminateRun,
 } from "./analysis/run.js";
 import { durationMs, formatDuration } from "./duration.js";
 import type {
@@ -510,7 +509,8 @@ function startBackgroundAnalysis(w: Work): void {
   const s = w.status;
   const bg = w.spec.strategy?.canary?.analysis;
   if (!bg || !inRollout(s) || s.pausedByUser || (s.stepIndex ?? 0) < bg.startingStep) return;
-  const a = (s.analysis ??= {});
+  s.analysis ??= {};
+  const a = s.analysis;
   if (a.background) return;
   a.background = beginRun(w, bg, "background");
   emit(w, "AnalysisStarted", `background analysis started (${bg.templates.join(", ")})`, {
@@ -713,7 +713,8 @@ const runSteps: Stage = {
  */
 function runAnalysisStep(w: Work, i: number, ref: AnalysisRefSpec): StageOutcome {
   const s = w.status;
-  const a = (s.analysis ??= {});
+  s.analysis ??= {};
+  const a = s.analysis;
   if (!a.step || a.step.stepIndex !== i || a.step.rollout !== s.rolloutNumber) {
     a.step = { stepIndex: i, rollout: s.rolloutNumber, run: beginRun(w, ref, "inline") };
     emit(

@@ -9,12 +9,37 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Pool } from "undici";
-import type { ServiceResource, ServiceStatus, TurnoutEvent } from "../core/model.js";
+import type {
+  AnalysisTemplateResource,
+  ServiceResource,
+  ServiceStatus,
+  TurnoutEvent,
+} from "../core/model.js";
 import { packageRoot } from "../version.js";
 import { Client } from "./client.js";
 import { bold, cyan, dim, formatHistory, green, phaseColor, red } from "./format.js";
 
 const SERVICE = "fraud-model";
+
+/** The gate every rollout of the demo passes through: the router's own error rates. */
+const TEMPLATE: AnalysisTemplateResource = {
+  apiVersion: "turnout.dev/v1",
+  kind: "AnalysisTemplate",
+  metadata: { name: "error-budget" },
+  spec: {
+    metrics: [
+      {
+        name: "errors",
+        source: { builtin: "error_rate" },
+        // Always valid under continuous monitoring: looked at every 2 s, false rollbacks stay
+        // below 1%, and a bad canary stops as soon as the evidence allows.
+        judge: { sequential: { maxIncrease: 0.02, alpha: 0.01 } },
+        interval: "2s",
+        minSamples: 30,
+      },
+    ],
+  },
+};
 
 function serviceSpec(port: number, version: string): ServiceResource {
   return {
@@ -36,6 +61,8 @@ function serviceSpec(port: number, version: string): ServiceResource {
           },
           startupTimeoutSeconds: 30,
           terminationGracePeriodSeconds: 5,
+          // v3 is the bad release of the story: 25% of its answers are errors.
+          versions: { v3: { env: { ERROR_RATE: "0.25" } } },
         },
       },
       version,
@@ -51,6 +78,8 @@ function serviceSpec(port: number, version: string): ServiceResource {
             { setWeight: 75 },
             { pause: { duration: "3s" } },
           ],
+          analysis: { templates: ["error-budget"], startingStep: 0 },
+          abortScaleDownDelaySeconds: 0,
         },
       },
     },
@@ -79,6 +108,7 @@ class Traffic {
   window = new Map<string, number>();
   total = new Map<string, number>();
   errors = 0;
+  errorsBy = new Map<string, number>();
   requests = 0;
 
   constructor(port: number) {
@@ -107,8 +137,11 @@ class Traffic {
               });
               await res.body.text();
               this.requests++;
-              if (res.statusCode >= 500) this.errors++;
               const v = String(res.headers["x-turnout-version"] ?? "?");
+              if (res.statusCode >= 500) {
+                this.errors++;
+                this.errorsBy.set(v, (this.errorsBy.get(v) ?? 0) + 1);
+              }
               this.window.set(v, (this.window.get(v) ?? 0) + 1);
               this.total.set(v, (this.total.get(v) ?? 0) + 1);
             } catch {
@@ -145,7 +178,7 @@ export async function runDemo(opts: { keep: boolean }): Promise<number> {
   const dataDir = mkdtempSync(join(tmpdir(), "turnout-demo-"));
   process.env.TURNOUT_LOG_LEVEL ??= "warn";
   const out = (s: string) => process.stdout.write(`${s}\n`);
-  out(bold("Turnout demo: a canary of an example fraud model, v1 -> v2"));
+  out(bold("Turnout demo: canaries of an example fraud model: v1 -> v2, then a bad v3"));
   out(dim(`data dir ${dataDir}`));
 
   const t = await startTurnout({ dataDir, port: 0, logger: createLogger(), pollIntervalMs: 250 });
@@ -168,7 +201,7 @@ export async function runDemo(opts: { keep: boolean }): Promise<number> {
   try {
     const port = await freePort();
     out(`${cyan("1.")} API on ${t.url}; the router will listen on http://127.0.0.1:${port}`);
-    await api.call("POST", "/api/v1/apply", { resources: [serviceSpec(port, "v1")] });
+    await api.call("POST", "/api/v1/apply", { resources: [TEMPLATE, serviceSpec(port, "v1")] });
     out(
       `${cyan("2.")} applied service ${SERVICE} at v1 (2 local processes of examples/model/server.mjs)`,
     );
@@ -193,63 +226,81 @@ export async function runDemo(opts: { keep: boolean }): Promise<number> {
       `${cyan("4.")} applied v2: the canary starts (setWeight 10, 25, 50 with pauses; one pause waits for a person)\n`,
     );
 
-    const started = Date.now();
-    let promoted = false;
-    let final: ServiceStatus | null = null;
-    while (!interrupted) {
-      await new Promise((r) => setTimeout(r, 1000));
-      const v = await view();
-      const s = v.status;
-      const w = traffic.takeWindow();
-      const n = [...w.values()].reduce((a, b) => a + b, 0) || 1;
-      const observed = [...w.entries()]
-        .sort()
-        .map(([ver, c]) => `${ver} ${((100 * c) / n).toFixed(1)}%`)
-        .join(" ");
-      const configured = (v.routeTable?.backends ?? [])
-        .filter((b) => b.weight > 0)
-        .map((b) => `${b.version} ${b.weight}%`)
-        .join(" ");
-      const step =
-        s?.stepIndex !== null && s?.stepIndex !== undefined
-          ? `step ${Math.min(s.stepIndex + 1, v.steps.length)}/${v.steps.length}`
-          : "";
-      const secs = String(Math.round((Date.now() - started) / 1000)).padStart(3);
-      out(
-        `[${secs}s] ${phaseColor(s?.phase ?? "?").padEnd(12)} ${step.padEnd(9)} weights ${configured.padEnd(14)} observed ${observed.padEnd(20)} ${dim(`${traffic.requests} req, ${traffic.errors} errors`)}`,
-      );
-      if (s?.phase === "Paused" && !promoted) {
-        out(dim(`       ${s.message}`));
+    const watch = async (): Promise<ServiceStatus | null> => {
+      const started = Date.now();
+      let promoted = false;
+      while (!interrupted) {
+        await new Promise((r) => setTimeout(r, 1000));
+        const v = await view();
+        const s = v.status;
+        const w = traffic!.takeWindow();
+        const n = [...w.values()].reduce((a, b) => a + b, 0) || 1;
+        const observed = [...w.entries()]
+          .sort()
+          .map(([ver, c]) => `${ver} ${((100 * c) / n).toFixed(1)}%`)
+          .join(" ");
+        const configured = (v.routeTable?.backends ?? [])
+          .filter((b) => b.weight > 0)
+          .map((b) => `${b.version} ${b.weight}%`)
+          .join(" ");
+        const step =
+          s?.stepIndex !== null && s?.stepIndex !== undefined
+            ? `step ${Math.min(s.stepIndex + 1, v.steps.length)}/${v.steps.length}`
+            : "";
+        const secs = String(Math.round((Date.now() - started) / 1000)).padStart(3);
         out(
-          `       ${cyan("a person checks the canary and promotes it:")} turnout promote ${SERVICE}`,
+          `[${secs}s] ${phaseColor(s?.phase ?? "?").padEnd(12)} ${step.padEnd(9)} weights ${configured.padEnd(14)} observed ${observed.padEnd(20)} ${dim(`${traffic!.requests} req, ${traffic!.errors} errors`)}`,
         );
-        await api.call("POST", `/api/v1/services/${SERVICE}/promote`, {
-          reason: "demo: dashboards look fine",
-        });
-        promoted = true;
+        if (s?.phase === "Paused" && !promoted) {
+          out(dim(`       ${s.message}`));
+          out(
+            `       ${cyan("a person checks the canary and promotes it:")} turnout promote ${SERVICE}`,
+          );
+          await api.call("POST", `/api/v1/services/${SERVICE}/promote`, {
+            reason: "demo: dashboards look fine",
+          });
+          promoted = true;
+        }
+        if (s && (s.phase === "Completed" || s.phase === "Degraded") && !s.canaryVersion) return s;
+        if (Date.now() - started > 120_000) throw new Error("the rollout did not finish in 120 s");
       }
-      if (s && (s.phase === "Completed" || s.phase === "Degraded") && !s.canaryVersion) {
-        final = s;
-        break;
-      }
-      if (Date.now() - started > 120_000) throw new Error("the rollout did not finish in 120 s");
-    }
+      return null;
+    };
+
+    const good = await watch();
+    if (!good) return 130;
+    out(`\n${good.phase === "Completed" ? green("done") : red("rolled back")}: ${good.message}\n`);
+
+    await api.call("POST", "/api/v1/apply", { resources: [serviceSpec(port, "v3")] });
+    out(
+      `${cyan("5.")} applied v3, a bad release (25% of its answers are errors); the error-budget analysis watches it\n`,
+    );
+    const bad = await watch();
     await traffic.stop();
-    if (!final) return 130;
-    out("");
-    out(`${final.phase === "Completed" ? green("done") : red("rolled back")}: ${final.message}`);
-    const totals = [...traffic.total.entries()]
-      .sort()
-      .map(([ver, c]) => `${ver} ${c}`)
-      .join(", ");
-    out(`requests: ${traffic.requests} (${totals}); failed: ${traffic.errors}`);
+    if (!bad) return 130;
+    out(
+      `\n${bad.phase === "Degraded" ? green("rolled back automatically") : red("not rolled back")}: ${bad.message}`,
+    );
     const history = await api.call<{ events: TurnoutEvent[] }>(
       "GET",
       `/api/v1/services/${SERVICE}/history`,
     );
+    const verdict = history.events.findLast((e) => e.type === "AnalysisFailed");
+    const metrics = (verdict?.data.metrics ?? []) as {
+      name: string;
+      last: { explanation: string } | null;
+    }[];
+    for (const m of metrics) if (m.last) out(`   verdict: ${m.last.explanation}`);
+
+    const totals = [...traffic.total.entries()]
+      .sort()
+      .map(([ver, c]) => `${ver} ${c} (${traffic!.errorsBy.get(ver) ?? 0} errors)`)
+      .join(", ");
+    out(`requests: ${traffic.requests}: ${totals}`);
     out(`\n${bold("history")} (turnout history ${SERVICE}):`);
     out(formatHistory(history.events));
-    return final.phase === "Completed" && traffic.errors === 0 ? 0 : 1;
+    const goodErrors = (traffic.errorsBy.get("v1") ?? 0) + (traffic.errorsBy.get("v2") ?? 0);
+    return good.phase === "Completed" && bad.phase === "Degraded" && goodErrors === 0 ? 0 : 1;
   } catch (err) {
     if (!interrupted) process.stderr.write(`${red("demo failed")}: ${(err as Error).message}\n`);
     return interrupted ? 130 : 1;

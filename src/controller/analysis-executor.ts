@@ -104,7 +104,8 @@ export class AnalysisExecutor {
         toMs: due.toMs,
       });
       this.done.set(service, list);
-      if (observation.error !== undefined) {
+      // "No data yet" is normal at the start of a run; anything else is worth a warning.
+      if (observation.error !== undefined && observation.errorKind !== "noData") {
         this.log.warn(
           { service, metric: due.metric, error: observation.error },
           "measurement failed",

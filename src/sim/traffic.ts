@@ -79,6 +79,7 @@ export class SimulatedTraffic implements MeasurementsReader {
   readonly #samples: number;
   readonly #firstSec: number;
   readonly #series = new Map<string, VersionSeries>();
+  readonly #scratch = new Sketch();
   #nextSec: number;
 
   constructor(
@@ -146,7 +147,10 @@ export class SimulatedTraffic implements MeasurementsReader {
       // 3. Errors and latencies of the version's requests.
       const b = series.behaviour;
       const errors = binomialSample(rng, n, b.errorRate);
-      const latency = new Sketch();
+      // Drawn into a reused sketch and copied: a copy allocates its bins once, where a fresh
+      // sketch would grow them step by step as values spread.
+      const latency = this.#scratch;
+      latency.clear();
       if (n <= this.#samples) {
         for (let i = 0; i < n; i++) latency.add(b.latency(rng));
       } else {
@@ -159,7 +163,7 @@ export class SimulatedTraffic implements MeasurementsReader {
           for (let j = 0; j < times; j++) latency.add(v);
         }
       }
-      const rec: SecondRecord = { requests: n, errors, latency };
+      const rec: SecondRecord = { requests: n, errors, latency: latency.clone() };
       series.seconds[second - this.#firstSec] = rec;
       out.set(w.version, rec);
     }

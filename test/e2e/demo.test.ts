@@ -51,12 +51,17 @@ function run(onLine?: (line: string, pid: number) => void) {
 }
 
 describe("turnout demo", () => {
-  it("rolls v1 -> v2 to completion with zero failed requests and exits 0", async () => {
+  it("rolls v1 -> v2 to completion, rolls the bad v3 back automatically, and exits 0", async () => {
     const d = run();
     const code = await d.done;
     assert.equal(code, 0, `${d.out()}\n${d.err()}`);
     assert.match(d.out(), /done: rollout 1 completed: v2 is stable/);
-    assert.match(d.out(), /failed: 0/);
+    assert.match(
+      d.out(),
+      /rolled back automatically: rollout to v3 aborted: background analysis failed/,
+    );
+    assert.match(d.out(), /verdict: errors \d+(\.\d+)?% \(\d+\/\d+\) vs baseline/);
+    assert.match(d.out(), /v1 \d+ \(0 errors\), v2 \d+ \(0 errors\)/);
     assert.match(d.out(), /Promoted\s+demo/);
   });
 

@@ -90,7 +90,12 @@ spec:
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it("rolls a failing candidate back automatically and explains why", async () => {
+  it("rolls a failing candidate back automatically and explains why", async (ctx) => {
+    // When each new table for the service was put in force by the router (wall clock).
+    const reloads: number[] = [];
+    t.router.onReload((e) => {
+      if (e.ok && e.changed.includes("checkout")) reloads.push(Date.now());
+    });
     const pool = new Pool(`http://127.0.0.1:${port}`, { connections: 4 });
     let afterRollback = { v2: 0, total: 0 };
     let rolledBack = false;
@@ -148,6 +153,10 @@ spec:
     assert.match(metric.last.explanation, /%/);
     const aborted = events.find((e: { type: string }) => e.type === "RolloutAborted");
     assert.equal(aborted.actor, "controller");
+    // The verdict's time is the tick that judged; the table is in force when the router applied it.
+    const inForce = reloads.find((at) => at >= aborted.time);
+    assert.ok(inForce !== undefined, "the router applied the rollback's table");
+    ctx.diagnostic(`verdict to route table in force: ${inForce - aborted.time} ms`);
 
     // The human views show the verdict.
     const st = await cli(["--server", t.url, "--token", t.token, "status", "checkout"]);

@@ -136,9 +136,7 @@ export class SimulatedTraffic implements MeasurementsReader {
     for (const w of weights) {
       const series = this.#series.get(w.version);
       if (!series) throw new Error(`the simulated traffic has no version "${w.version}"`);
-      if (w.weight <= 0) {
-        continue;
-      }
+      if (w.weight <= 0) continue;
       const p = weightLeft > 0 ? Math.min(1, w.weight / weightLeft) : 0;
       const n = p >= 1 ? remaining : binomialSample(rng, remaining, p);
       remaining -= n;

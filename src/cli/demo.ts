@@ -5,7 +5,6 @@
  * which the demo does through the API), shows progress each second, and exits 0 when done.
  */
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Pool } from "undici";
@@ -15,6 +14,7 @@ import type {
   ServiceStatus,
   TurnoutEvent,
 } from "../core/model.js";
+import { defaultPortAllocator } from "../runtime/process/ports.js";
 import { packageRoot } from "../version.js";
 import { Client } from "./client.js";
 import { bold, cyan, dim, formatHistory, green, phaseColor, red } from "./format.js";
@@ -84,19 +84,6 @@ function serviceSpec(port: number, version: string): ServiceResource {
       },
     },
   };
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.unref();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      const port = typeof a === "object" && a ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** Synthetic users: a few concurrent loops posting feature vectors, counting answers per version. */
@@ -199,7 +186,8 @@ export async function runDemo(opts: { keep: boolean }): Promise<number> {
   process.on("SIGTERM", onSignal);
 
   try {
-    const port = await freePort();
+    // The runtime's allocator: the router's port is then never handed to a model instance.
+    const port = await defaultPortAllocator.allocate();
     out(`${cyan("1.")} API on ${t.url}; the router will listen on http://127.0.0.1:${port}`);
     await api.call("POST", "/api/v1/apply", { resources: [TEMPLATE, serviceSpec(port, "v1")] });
     out(

@@ -563,6 +563,12 @@ function checkRoutingTargets(
   });
 }
 
+/** An HTTP path for probes and health checks. */
+const httpPath = () =>
+  z.string().regex(/^\//, {
+    error: (iss) => `must be an HTTP path starting with "/", got ${describeValue(iss.input)}`,
+  });
+
 const TP = DEFAULT_TRAFFIC_POLICY;
 const DEFAULT_HEALTH_CHECK = {
   path: "/healthz",
@@ -573,11 +579,7 @@ const DEFAULT_HEALTH_CHECK = {
 } as const;
 
 const HealthCheckSchema = strict({
-  path: z
-    .string()
-    .regex(/^\//, {
-      error: (iss) => `must be an HTTP path starting with "/", got ${describeValue(iss.input)}`,
-    })
+  path: httpPath()
     .default(DEFAULT_HEALTH_CHECK.path)
     .describe("Path checked with GET on every instance; a 2xx or 3xx answer passes."),
   intervalSeconds: num({ gt: 0 })
@@ -684,11 +686,7 @@ const DEFAULT_READINESS = {
 } as const;
 
 const ProbeSchema = strict({
-  path: z
-    .string()
-    .regex(/^\//, {
-      error: (iss) => `must be an HTTP path starting with "/", got ${describeValue(iss.input)}`,
-    })
+  path: httpPath()
     .default(DEFAULT_READINESS.path)
     .describe("Path probed with GET; any 2xx or 3xx answer means ready."),
   periodSeconds: num({ gt: 0 })

@@ -21,7 +21,7 @@
  *   3. dispatch; on a connect error an idempotent, bodyless request is retried on another
  *      instance; every attempt's outcome feeds passive ejection;
  *   4. relay the response (hop-by-hop headers removed) and record the outcome once
- *      (`recordOutcome`, the one counters site).
+ *      (`counters.recordSince`: one clock read serves the latency and the 1-second bucket).
  * WebSocket (and other) upgrades take the same steps 1-2 in `handleUpgrade`, then splice the
  * two sockets.
  */
@@ -40,7 +40,7 @@ import type { ErrorCode } from "../errors.js";
 import type { OutlierDetector } from "./health.js";
 import { type Endpoint, pickInstance } from "./pools.js";
 import type { RouterLogger } from "./router.js";
-import { type SelectOutput, selectBackend as selectVersion } from "./select.js";
+import { type SelectOutput, selectBackend } from "./select.js";
 import type { CompiledBackend, CompiledTable } from "./table.js";
 
 /** Shared by every request of one router; never allocated per request. */
@@ -155,41 +155,6 @@ export function handleRequest(
       res.destroy();
     }
   }
-}
-
-// ---------------------------------------------------------------------------------------
-// The pick site: the one place where a request, or an upgrade, gets its version.
-// ---------------------------------------------------------------------------------------
-
-/**
- * Chooses the version for a request (select.ts: override header, match rules, sticky hash,
- * else the weighted split); null when no version can take traffic. A sticky cookie to issue
- * lands in `out.setCookie`; the exchange adds it to the response head (`onResponseStart`).
- */
-function selectBackend(
-  table: CompiledTable,
-  req: IncomingMessage,
-  out: SelectOutput,
-): CompiledBackend | null {
-  return selectVersion(table, req, out);
-}
-
-// ---------------------------------------------------------------------------------------
-// The counters site: the one place where the outcome of a request is recorded.
-// ---------------------------------------------------------------------------------------
-
-/**
- * Records how a request to `backend` ended: the status sent to the client (the router's own
- * 502/504 included), the latency from arrival to the last byte, and whether an upstream failed.
- */
-function recordOutcome(
-  backend: CompiledBackend,
-  statusCode: number,
-  startedAt: number,
-  upstreamError: boolean,
-): void {
-  // One clock read there serves the latency and the 1-second bucket.
-  backend.counters.recordSince(statusCode, startedAt, upstreamError);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -578,7 +543,7 @@ class ProxyExchange implements Dispatcher.DispatchHandler, ForwardState {
     if (this.done) return;
     this.done = true;
     this.res.end();
-    recordOutcome(this.backend, this.statusCode, this.startedAt, this.upstreamError);
+    this.backend.counters.recordSince(this.statusCode, this.startedAt, this.upstreamError);
   }
 
   onResponseError(_controller: Dispatcher.DispatchController | undefined, err: Error): void {
@@ -599,7 +564,7 @@ class ProxyExchange implements Dispatcher.DispatchHandler, ForwardState {
           true,
         );
       }
-      recordOutcome(this.backend, 413, this.startedAt, false);
+      this.backend.counters.recordSince(413, this.startedAt, false);
       return;
     }
     // (Not `req.socket`: undici detaches it from a request body it gives up on, so that
@@ -659,7 +624,7 @@ class ProxyExchange implements Dispatcher.DispatchHandler, ForwardState {
       // for a complete one.
       this.done = true;
       this.res.destroy();
-      recordOutcome(this.backend, this.statusCode, this.startedAt, true);
+      this.backend.counters.recordSince(this.statusCode, this.startedAt, true);
       return;
     }
     const why = code ?? err.message;
@@ -684,7 +649,7 @@ class ProxyExchange implements Dispatcher.DispatchHandler, ForwardState {
     // A request body left half-read on the connection cannot be followed by another request.
     const close = this.hasBody && !this.req.complete;
     sendError(this.res, status, code, message, this.requestId, this.backend.version, close);
-    recordOutcome(this.backend, status, this.startedAt, this.upstreamError);
+    this.backend.counters.recordSince(status, this.startedAt, this.upstreamError);
   }
 
   onClientClose(): void {
@@ -713,7 +678,7 @@ class ProxyExchange implements Dispatcher.DispatchHandler, ForwardState {
         this.backend.version,
         true,
       );
-    recordOutcome(this.backend, 400, this.startedAt, false);
+    this.backend.counters.recordSince(400, this.startedAt, false);
   }
 
   /** Counts a chunk of a chunked request body; aborts the upstream request over the limit. */
@@ -890,7 +855,7 @@ class UpgradeTunnel {
     upSocket.pipe(this.socket);
     this.socket.pipe(upSocket);
     upSocket.on("close", () => this.close());
-    recordOutcome(this.backend, status, this.startedAt, false);
+    this.backend.counters.recordSince(status, this.startedAt, false);
   }
 
   /** The instance answered without upgrading: relay its answer and close. */
@@ -904,7 +869,7 @@ class UpgradeTunnel {
     );
     res.pipe(this.socket);
     res.on("error", () => this.socket.destroy());
-    recordOutcome(this.backend, status, this.startedAt, status >= 500);
+    this.backend.counters.recordSince(status, this.startedAt, status >= 500);
   }
 
   onError(err: Error & { code?: string }): void {
@@ -924,7 +889,7 @@ class UpgradeTunnel {
       this.requestId,
       this.backend.version,
     );
-    recordOutcome(this.backend, status, this.startedAt, true);
+    this.backend.counters.recordSince(status, this.startedAt, true);
     this.close();
   }
 

@@ -119,8 +119,44 @@ export function mannWhitneyU(
     if (t > 1) tieTerm += t * t * t - t;
   }
 
-  // 2. U statistics and the tie-corrected normal approximation (scipy's _get_mwu_z).
-  const u1 = rankSumCandidate - (n1 * (n1 + 1)) / 2;
+  // 2-3. The test and the effect sizes, shared with the binned variant.
+  return mannWhitneyFromRanks({
+    rankSumCandidate,
+    tieTerm,
+    n1,
+    n2,
+    alternative,
+    continuity,
+    alpha,
+    hodgesLehmannShift: hodgesLehmannSorted(c, b),
+    kthDifference: (k) => kthDifference(c, b, k),
+    candidateMedian: medianSorted(c),
+    baselineMedian: medianSorted(b),
+  });
+}
+
+/**
+ * Steps 2 and 3 of the test, shared by `mannWhitneyU` and `mannWhitneyBinned` (which differ only
+ * in how they rank and how they find order statistics of the pairwise differences): U, the
+ * tie-corrected normal approximation (scipy's _get_mwu_z), and the effect sizes with the Moses
+ * interval of the shift.
+ */
+export function mannWhitneyFromRanks(r: {
+  rankSumCandidate: number;
+  tieTerm: number;
+  n1: number;
+  n2: number;
+  alternative: Alternative;
+  continuity: boolean;
+  alpha: number;
+  hodgesLehmannShift: number;
+  /** The k-th smallest (1-based) of the n1·n2 differences candidate − baseline. */
+  kthDifference: (k: number) => number;
+  candidateMedian: number;
+  baselineMedian: number;
+}): MannWhitneyResult {
+  const { n1, n2, tieTerm, alternative, continuity, alpha, baselineMedian } = r;
+  const u1 = r.rankSumCandidate - (n1 * (n1 + 1)) / 2;
   const u2 = n1 * n2 - u1;
   const n = n1 + n2;
   const mu = (n1 * n2) / 2;
@@ -133,20 +169,13 @@ export function mannWhitneyU(
     z = (u - mu - (continuity ? 0.5 : 0)) / s;
     pValue = Math.min(1, Math.max(0, factor * normalSf(z)));
   }
-
-  // 3. Effect sizes.
   const ps = u1 / (n1 * n2);
-  const hl = hodgesLehmannSorted(c, b);
+  const hl = r.hodgesLehmannShift;
   const k = Math.floor(mu - normalQuantile(1 - alpha / 2) * s);
   const shiftInterval: Interval | null =
     k >= 1
-      ? {
-          lower: kthDifference(c, b, k),
-          upper: kthDifference(c, b, n1 * n2 + 1 - k),
-          level: 1 - alpha,
-        }
+      ? { lower: r.kthDifference(k), upper: r.kthDifference(n1 * n2 + 1 - k), level: 1 - alpha }
       : null;
-  const baselineMedian = medianSorted(b);
   return {
     test: "mann-whitney-u",
     alternative,
@@ -163,7 +192,7 @@ export function mannWhitneyU(
       hodgesLehmannShift: hl,
       relativeShift: baselineMedian === 0 ? null : hl / baselineMedian,
       shiftInterval,
-      candidateMedian: medianSorted(c),
+      candidateMedian: r.candidateMedian,
       baselineMedian,
     },
   };

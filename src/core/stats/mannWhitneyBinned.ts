@@ -13,10 +13,13 @@
  * Binning itself is the approximation: requests that differ by less than a bin's width tie. With
  * a DDSketch at 1 % relative accuracy that matters only for shifts under ~2 %.
  */
-import { normalQuantile, normalSf } from "./distributions.js";
-import type { MannWhitneyOptions, MannWhitneyResult } from "./mannWhitney.js";
+import {
+  type MannWhitneyOptions,
+  type MannWhitneyResult,
+  mannWhitneyFromRanks,
+} from "./mannWhitney.js";
 import { mulberry32 } from "./random.js";
-import { checkAlpha, type Interval } from "./types.js";
+import { checkAlpha } from "./types.js";
 
 /** One bin: a value and how many observations it stands for. */
 export interface ValueBin {
@@ -86,59 +89,27 @@ export function mannWhitneyBinned(
     start += t;
   }
 
-  // 2. U and the tie-corrected normal approximation, exactly as `mannWhitneyU` (scipy).
-  const u1 = rankSumCandidate - (n1 * (n1 + 1)) / 2;
-  const u2 = n1 * n2 - u1;
-  const n = n1 + n2;
-  const mu = (n1 * n2) / 2;
-  const s = Math.sqrt(((n1 * n2) / 12) * (n + 1 - (n > 1 ? tieTerm / (n * (n - 1)) : 0)));
-  const u = alternative === "greater" ? u1 : alternative === "less" ? u2 : Math.max(u1, u2);
-  const factor = alternative === "two-sided" ? 2 : 1;
-  let z = 0;
-  let pValue = 1;
-  if (s > 0) {
-    z = (u - mu - (continuity ? 0.5 : 0)) / s;
-    pValue = Math.min(1, Math.max(0, factor * normalSf(z)));
-  }
-
-  // 3. Effect sizes from weighted order statistics of the pairwise differences.
-  const ps = u1 / (n1 * n2);
+  // 2-3. The test and the effect sizes, from weighted order statistics of the pairwise
+  //      differences: the same code as `mannWhitneyU`.
   const total = n1 * n2;
   const half = Math.floor((total + 1) / 2);
   const hl =
     total % 2 === 1
       ? kthWeightedDifference(c, b, half)
       : (kthWeightedDifference(c, b, half) + kthWeightedDifference(c, b, half + 1)) / 2;
-  const k = Math.floor(mu - normalQuantile(1 - alpha / 2) * s);
-  const shiftInterval: Interval | null =
-    k >= 1
-      ? {
-          lower: kthWeightedDifference(c, b, k),
-          upper: kthWeightedDifference(c, b, total + 1 - k),
-          level: 1 - alpha,
-        }
-      : null;
-  const baselineMedian = binnedMedian(b);
-  return {
-    test: "mann-whitney-u",
+  return mannWhitneyFromRanks({
+    rankSumCandidate,
+    tieTerm,
+    n1,
+    n2,
     alternative,
     continuity,
-    nCandidate: n1,
-    nBaseline: n2,
-    u: u1,
-    z,
-    pValue,
-    tieTerm,
-    effect: {
-      probabilityOfSuperiority: ps,
-      rankBiserial: 2 * ps - 1,
-      hodgesLehmannShift: hl,
-      relativeShift: baselineMedian === 0 ? null : hl / baselineMedian,
-      shiftInterval,
-      candidateMedian: binnedMedian(c),
-      baselineMedian,
-    },
-  };
+    alpha,
+    hodgesLehmannShift: hl,
+    kthDifference: (k) => kthWeightedDifference(c, b, k),
+    candidateMedian: binnedMedian(c),
+    baselineMedian: binnedMedian(b),
+  });
 }
 
 /** Validates, sorts by value, merges equal values and drops empty bins. */

@@ -173,12 +173,19 @@ export interface HeaderRouteStep {
   match?: Omit<MatchRule, "to">;
 }
 
-/** One step of a canary. Exactly one key per step. */
-export type CanaryStep =
+/**
+ * One step of a rollout: exactly one key per step. Strategies compile to a list of these, and
+ * a user may write the list directly (`strategy.canary.steps`). Each kind's semantics live in
+ * `src/core/steps/<key>.ts`.
+ */
+export type RolloutStep =
   | { setWeight: number }
   | { pause: PauseStep }
   | { analysis: AnalysisRefSpec }
   | { setHeaderRoute: HeaderRouteStep };
+
+/** The steps a canary strategy lists (every step kind is allowed there). */
+export type CanaryStep = RolloutStep;
 
 /** A pause for a duration, or (no duration) until someone promotes. */
 export interface PauseStep {

@@ -629,6 +629,23 @@ export class SqlStore implements Store {
   }
 
   /**
+   * For feature stores (experiments, flags, shadow reports) that keep their own tables in the
+   * same database: a write transaction with this store's error mapping, close tracking and
+   * change notification (add what changed to `changed`). Declare extra tables with
+   * `trx.withTables<{ my_table: MyRow }>()`; their migrations go in `migrations/`.
+   */
+  transact<T>(
+    fn: (trx: Transaction<Database>, changed: Set<StoreChange>) => Promise<T>,
+  ): Promise<T> {
+    return this.#write(fn);
+  }
+
+  /** A read for feature stores, like `transact` (no transaction, no notification). */
+  query<T>(fn: (db: Kysely<Database>) => Promise<T>): Promise<T> {
+    return this.#read(fn);
+  }
+
+  /**
    * Runs `fn` in a write transaction, then tells listeners what it changed. `changed` is only
    * read after the commit succeeded, so a rollback notifies nobody.
    */

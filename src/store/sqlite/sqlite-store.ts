@@ -52,7 +52,7 @@ export const DEFAULT_BUSY_TIMEOUT_MS = 5000;
  *
  * @example const store = await openSqliteStore({ path: ".turnout/turnout.db" });
  */
-export async function openSqliteStore(opts: SqliteStoreOptions): Promise<Store> {
+export async function openSqliteStore(opts: SqliteStoreOptions): Promise<SqlStore> {
   const { db } = await openSqliteDatabase(opts);
   return new SqlStore({ db, mapError: mapSqliteError });
 }

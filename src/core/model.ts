@@ -138,7 +138,52 @@ export interface ProcessRuntimeSpec {
   terminationGracePeriodSeconds: number;
   /** Per-version overrides (extra env, another command). */
   versions?: Record<string, { command?: string[]; env?: Record<string, string> }>;
+  /** Restarts an instance that stops answering (after it was ready once); absent: no liveness probe. */
+  liveness?: LivenessProbeSpec;
+  /** Seconds a stopped instance keeps running, unlisted, before SIGTERM (default 2). */
+  drainSeconds?: number;
+  /** Back-off of restarts after a crash (defaults in the runtime). */
+  restartPolicy?: Partial<RestartPolicySpec>;
+  /** Rotation of each instance's log file (defaults in the runtime). */
+  logs?: Partial<ProcessLogsSpec>;
 }
+
+export interface LivenessProbeSpec {
+  path: string;
+  periodSeconds: number;
+  timeoutSeconds: number;
+  /** Consecutive failed probes that restart the instance. */
+  failureThreshold: number;
+}
+
+export interface RestartPolicySpec {
+  /** First delay before a restart; doubles after each crash up to `maxBackoffSeconds`. */
+  initialBackoffSeconds: number;
+  maxBackoffSeconds: number;
+  /** A run this long without a crash resets the back-off to its first delay. */
+  resetAfterSeconds: number;
+  /** Consecutive crashes without becoming ready after which the instance is reported failed. */
+  failureThreshold: number;
+}
+
+export interface ProcessLogsSpec {
+  /** Size at which an instance's log file is rotated. */
+  maxBytes: number;
+  /** Files kept per instance, the current one included. */
+  maxFiles: number;
+}
+
+/** Kubernetes' CrashLoopBackOff shape (10 s there; 1 s here, where a local process restarts fast). */
+export const DEFAULT_RESTART_POLICY: RestartPolicySpec = {
+  initialBackoffSeconds: 1,
+  maxBackoffSeconds: 300,
+  resetAfterSeconds: 600,
+  failureThreshold: 3,
+};
+/** As the kubelet's containerLogMaxSize / containerLogMaxFiles. */
+export const DEFAULT_PROCESS_LOGS: ProcessLogsSpec = { maxBytes: 10 * 1024 * 1024, maxFiles: 5 };
+/** Longer than an out-of-process router's table poll (500 ms by default), so it swaps first. */
+export const DEFAULT_DRAIN_SECONDS = 2;
 
 export interface StrategySpec {
   canary?: CanaryStrategySpec;

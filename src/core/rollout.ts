@@ -16,18 +16,25 @@ import {
   startRun,
   summarize,
 } from "./analysis/run.js";
-import { durationMs, formatDuration } from "./duration.js";
+import { formatDuration } from "./duration.js";
 import type {
   AnalysisRefSpec,
   AnalysisTemplateSpec,
-  CanaryStep,
   Command,
   CommandResult,
   EventDraft,
-  MatchRule,
+  RolloutStep,
   ServiceSpec,
   ServiceStatus,
 } from "./model.js";
+import { clearStepState, describeStep, kindOf, type StepContext } from "./steps/index.js";
+import { roundWeight } from "./steps/setWeight.js";
+import { type CompiledStrategy, compileStrategy } from "./strategies/index.js";
+
+export { describeStep } from "./steps/index.js";
+export { describeMatch } from "./steps/setHeaderRoute.js";
+export { roundWeight } from "./steps/setWeight.js";
+export { DEFAULT_ABORT_SCALE_DOWN_DELAY_SECONDS } from "./strategies/index.js";
 
 /** What the runtime reports for one version of the service. */
 export interface VersionReadiness {
@@ -91,7 +98,8 @@ interface Work {
   readonly now: number;
   readonly name: string;
   readonly spec: ServiceSpec;
-  readonly steps: CanaryStep[];
+  readonly strategy: CompiledStrategy;
+  readonly steps: RolloutStep[];
   status: ServiceStatus;
   events: EventDraft[];
   results: CommandResult[];
@@ -103,53 +111,16 @@ export interface Stage {
   run(w: Work): StageOutcome;
 }
 
-/** Keeps weights on the 0.0001% grid so that 100 - w is exact enough to compare and print. */
-export function roundWeight(w: number): number {
-  return Math.round(w * 10_000) / 10_000;
-}
-
 /** Instances each version should run with, per the spec. */
 export function replicasOf(spec: ServiceSpec): number {
   if ("process" in spec.runtime) return spec.runtime.process.replicas;
   return 1;
 }
 
-export function stepsOf(spec: ServiceSpec): CanaryStep[] {
-  return spec.strategy?.canary?.steps ?? [];
+/** The steps of the service's strategy, compiled. */
+export function stepsOf(spec: ServiceSpec): RolloutStep[] {
+  return compileStrategy(spec).steps;
 }
-
-/** Describes a step for people: "setWeight 20", "pause 30s", "pause (until promoted)". */
-export function describeStep(step: CanaryStep): string {
-  if ("setWeight" in step) return `setWeight ${step.setWeight}`;
-  if ("analysis" in step) return `analysis (${step.analysis.templates.join(", ")})`;
-  if ("setHeaderRoute" in step) {
-    const m = step.setHeaderRoute.match;
-    return m ? `setHeaderRoute ${describeMatch(m)}` : "setHeaderRoute (remove)";
-  }
-  if (step.pause.duration !== undefined)
-    return `pause ${formatDuration(durationMs(step.pause.duration))}`;
-  return "pause (until promoted)";
-}
-
-/** "header x-beta=1, path /beta" for people. */
-export function describeMatch(m: Omit<MatchRule, "to">): string {
-  const value = (v: { equals: string } | { regex: string } | { exists: boolean }) =>
-    "equals" in v
-      ? `=${v.equals}`
-      : "regex" in v
-        ? `~/${v.regex}/`
-        : v.exists
-          ? " present"
-          : " absent";
-  const parts: string[] = [];
-  if (m.header) parts.push(`header ${m.header.name}${value(m.header)}`);
-  if (m.cookie) parts.push(`cookie ${m.cookie.name}${value(m.cookie)}`);
-  if (m.pathPrefix) parts.push(`path ${m.pathPrefix}`);
-  return parts.join(", ");
-}
-
-/** Default seconds an aborted candidate keeps running (Argo Rollouts' abortScaleDownDelaySeconds). */
-export const DEFAULT_ABORT_SCALE_DOWN_DELAY_SECONDS = 30;
 
 export function emptyStatus(now: number): ServiceStatus {
   return {
@@ -206,8 +177,8 @@ function clearRollout(s: ServiceStatus): void {
   s.stepStartedAt = null;
   s.pausedByUser = false;
   s.rolloutStartedAt = null;
-  s.headerRoute = null;
   s.analysis = { step: null, background: null };
+  clearStepState(s);
 }
 
 /** Ends the rollout with all traffic back on stable; used by abort and automatic failures. */
@@ -217,8 +188,7 @@ function rollBack(w: Work, actor: string, why: string, data: Record<string, unkn
   const fromWeight = s.canaryWeight;
   s.abortedVersion = canary;
   clearRollout(s);
-  const delay =
-    w.spec.strategy?.canary?.abortScaleDownDelaySeconds ?? DEFAULT_ABORT_SCALE_DOWN_DELAY_SECONDS;
+  const delay = w.strategy.abortScaleDownDelaySeconds;
   s.abortScaleDownAt = delay > 0 ? w.now + delay * 1000 : null;
   const message = `rollout to ${canary} aborted: ${why}; ${s.stableVersion} serves 100%`;
   setPhase(w, "Degraded", message);
@@ -244,7 +214,7 @@ function startRollout(w: Work): void {
   s.rolloutStartedAt = w.now;
   s.rolloutNumber += 1;
   // A recent stable version coming back is a rollback, not a new release: no steps.
-  const window = w.spec.strategy?.canary?.rollbackWindow?.revisions ?? 0;
+  const window = w.strategy.rollbackWindow;
   const inWindow = window > 0 && s.previousStableVersions.slice(0, window).includes(to);
   if (inWindow) s.stepIndex = w.steps.length;
   const message = replaced
@@ -358,8 +328,9 @@ function applyCommand(w: Work, cmd: Command): { ok: boolean; message: string } {
         return { ok: true, message: "resumed" };
       }
       const step = w.steps[s.stepIndex ?? 0];
-      if (step && "pause" in step && step.pause.duration === undefined) {
-        return promoteStep(w, cmd);
+      if (step) {
+        const { kind, body } = kindOf(step);
+        if (kind.waitsForPerson?.(body)) return promoteStep(w, cmd);
       }
       return { ok: false, message: `${w.name} is not paused (phase ${s.phase})` };
     }
@@ -507,7 +478,7 @@ const analysis: Stage = {
  */
 function startBackgroundAnalysis(w: Work): void {
   const s = w.status;
-  const bg = w.spec.strategy?.canary?.analysis;
+  const bg = w.strategy.background;
   if (!bg || !inRollout(s) || s.pausedByUser || (s.stepIndex ?? 0) < bg.startingStep) return;
   s.analysis ??= {};
   const a = s.analysis;
@@ -626,7 +597,7 @@ const waitForCanary: Stage = {
   },
 };
 
-/** 5. Run the steps: setWeight moves traffic, pause waits for time or a person. */
+/** 6. Run the steps, each by its kind (`steps/`), until one waits or all are done. */
 const runSteps: Stage = {
   name: "steps",
   run(w) {
@@ -638,68 +609,11 @@ const runSteps: Stage = {
       return "stop";
     }
     // Bounded: each iteration either advances a step or returns.
+    const ctx = stepContext(w);
     while ((s.stepIndex ?? 0) < w.steps.length) {
       const i = s.stepIndex ?? 0;
-      const step = w.steps[i] as CanaryStep;
-      if ("setWeight" in step) {
-        const from = s.canaryWeight;
-        const to = roundWeight(step.setWeight);
-        if (from !== to) {
-          s.canaryWeight = to;
-          emit(
-            w,
-            "WeightChanged",
-            `${s.canaryVersion} weight ${from}% -> ${to}% (${stepLabel(w, i)})`,
-            {
-              version: s.canaryVersion,
-              from,
-              to,
-              step: i,
-            },
-          );
-        }
-        advance(w);
-        continue;
-      }
-      if ("setHeaderRoute" in step) {
-        const match = step.setHeaderRoute.match ?? null;
-        s.headerRoute = match;
-        emit(
-          w,
-          "HeaderRouteSet",
-          match
-            ? `requests with ${describeMatch(match)} go to ${s.canaryVersion} (${stepLabel(w, i)})`
-            : `header route removed (${stepLabel(w, i)})`,
-          { step: i, match },
-        );
-        advance(w);
-        continue;
-      }
-      if ("analysis" in step) {
-        if (runAnalysisStep(w, i, step.analysis) === "stop") return "stop";
-        advance(w);
-        continue;
-      }
-      const started = s.stepStartedAt ?? w.now;
-      if (step.pause.duration === undefined) {
-        setPhase(
-          w,
-          "Paused",
-          `paused at ${stepLabel(w, i)} with ${s.canaryVersion} at ${s.canaryWeight}%, until promoted`,
-        );
-        return "stop";
-      }
-      const d = durationMs(step.pause.duration);
-      if (w.now - started < d) {
-        w.wakeAt = started + d;
-        setPhase(
-          w,
-          "Progressing",
-          `pausing ${formatDuration(d)} at ${stepLabel(w, i)} with ${s.canaryVersion} at ${s.canaryWeight}%`,
-        );
-        return "stop";
-      }
-      emit(w, "StepCompleted", `${stepLabel(w, i)} (${describeStep(step)}) done`, { step: i });
+      const { kind, body } = kindOf(w.steps[i] as RolloutStep);
+      if (kind.run(ctx, i, body) === "wait") return "stop";
       advance(w);
     }
     complete(w);
@@ -707,11 +621,31 @@ const runSteps: Stage = {
   },
 };
 
-/**
- * An inline analysis step. Until the analysis engine is wired in, validation rejects analysis
- * steps, so this is never reached with one.
- */
-function runAnalysisStep(w: Work, i: number, ref: AnalysisRefSpec): StageOutcome {
+/** What step kinds see of a reconcile (`steps/types.ts`). */
+function stepContext(w: Work): StepContext {
+  return {
+    now: w.now,
+    name: w.name,
+    spec: w.spec,
+    input: w.input,
+    steps: w.steps,
+    status: w.status,
+    get stepStartedAt() {
+      return w.status.stepStartedAt ?? w.now;
+    },
+    emit: (type, message, data, actor) => emit(w, type, message, data, actor),
+    setPhase: (phase, message) => setPhase(w, phase, message),
+    label: (i) => stepLabel(w, i),
+    wakeAt: (ms) => {
+      w.wakeAt = earliest(w.wakeAt, ms);
+    },
+    rollBack: (why, data) => rollBack(w, "controller", why, data),
+    analysisGate: (i, ref) => analysisGate(w, i, ref),
+  };
+}
+
+/** An inline analysis at step `i`: the `analysis` step, and the gates of other strategies. */
+function analysisGate(w: Work, i: number, ref: AnalysisRefSpec): "running" | "passed" | "stopped" {
   const s = w.status;
   s.analysis ??= {};
   const a = s.analysis;
@@ -733,16 +667,16 @@ function runAnalysisStep(w: Work, i: number, ref: AnalysisRefSpec): StageOutcome
   if (outcome === "running") {
     w.wakeAt = earliest(w.wakeAt, nextDueAt(run));
     setPhase(w, "Progressing", `analysis at ${stepLabel(w, i)}: ${run.message}`);
-    return "stop";
+    return "running";
   }
   if (outcome === "passed") {
     a.step = null;
-    return "continue";
+    return "passed";
   }
-  return "stop";
+  return "stopped";
 }
 
-/** 6. A quiet service says what serves it. */
+/** 7. A quiet service says what serves it. */
 const steady: Stage = {
   name: "steady",
   run(w) {
@@ -770,12 +704,14 @@ export const STAGES: readonly Stage[] = [
 
 /** Runs the stages and derives the route weights and runtime targets. */
 export function reconcile(input: ReconcileInput): ReconcileOutput {
+  const strategy = compileStrategy(input.service.spec);
   const w: Work = {
     input,
     now: input.now,
     name: input.service.name,
     spec: input.service.spec,
-    steps: stepsOf(input.service.spec),
+    strategy,
+    steps: strategy.steps,
     status: input.status ? structuredClone(input.status) : emptyStatus(input.now),
     events: [],
     results: [],

@@ -11,6 +11,9 @@ import {
   type AnalysisTemplateResource,
   API_VERSION,
   type CanaryStrategySpec,
+  DEFAULT_DRAIN_SECONDS,
+  DEFAULT_PROCESS_LOGS,
+  DEFAULT_RESTART_POLICY,
   DEFAULT_TRAFFIC_POLICY,
   RESOURCE_KINDS,
   type Resource,
@@ -700,6 +703,42 @@ const ProbeSchema = strict({
     .describe("Seconds after start before the first probe."),
 });
 
+const LivenessSchema = strict({
+  path: httpPath().default("/healthz").describe("Path probed with GET; 2xx or 3xx is alive."),
+  periodSeconds: num({ gt: 0 }).default(10).describe("Seconds between probes."),
+  timeoutSeconds: num({ gt: 0 }).default(1).describe("Seconds before a probe counts as failed."),
+  failureThreshold: num({ int: true, min: 1 })
+    .default(3)
+    .describe("Consecutive failed probes that restart the instance."),
+});
+
+const RP = DEFAULT_RESTART_POLICY;
+const RestartPolicySchema = strict({
+  initialBackoffSeconds: num({ gt: 0 })
+    .default(RP.initialBackoffSeconds)
+    .describe("Delay before the first restart; it doubles after each further crash."),
+  maxBackoffSeconds: num({ gt: 0 })
+    .default(RP.maxBackoffSeconds)
+    .describe("Longest delay between restarts."),
+  resetAfterSeconds: num({ gt: 0 })
+    .default(RP.resetAfterSeconds)
+    .describe("A run this long without a crash resets the delay to its first value."),
+  failureThreshold: num({ int: true, min: 1 })
+    .default(RP.failureThreshold)
+    .describe(
+      "Consecutive crashes without becoming ready after which the instance is reported failed (it keeps being restarted).",
+    ),
+});
+
+const ProcessLogsSchema = strict({
+  maxBytes: num({ int: true, min: 1024 })
+    .default(DEFAULT_PROCESS_LOGS.maxBytes)
+    .describe("Size in bytes at which an instance's log file is rotated."),
+  maxFiles: num({ int: true, min: 1, max: 100 })
+    .default(DEFAULT_PROCESS_LOGS.maxFiles)
+    .describe("Log files kept per instance, the current one included."),
+});
+
 const envSchema = stringMap('environment variable names must not be empty or contain "="');
 
 const ProcessRuntimeSchema = strict({
@@ -725,6 +764,20 @@ const ProcessRuntimeSchema = strict({
     .record(versionName, strict({ command: command.optional(), env: envSchema.optional() }))
     .optional()
     .describe("Per-version overrides: another command, or env merged over the common env."),
+  liveness: LivenessSchema.optional().describe(
+    "HTTP liveness probe, from the first time an instance is ready; failing it restarts the instance.",
+  ),
+  drainSeconds: num({ min: 0 })
+    .default(DEFAULT_DRAIN_SECONDS)
+    .describe(
+      "Seconds a stopping instance keeps running after it leaves the route table, before SIGTERM; must exceed the time routers take to swap tables.",
+    ),
+  restartPolicy: RestartPolicySchema.default(() => ({ ...DEFAULT_RESTART_POLICY })).describe(
+    "Restarts after a crash, with exponential back-off (as Kubernetes' CrashLoopBackOff).",
+  ),
+  logs: ProcessLogsSchema.default(() => ({ ...DEFAULT_PROCESS_LOGS })).describe(
+    "Each instance's stdout and stderr go to <dataDir>/logs/<service>/<version>-<instance>.log, rotated by size.",
+  ),
 });
 
 const RuntimeSchema = exactlyOne({
@@ -752,29 +805,34 @@ const analysisRefShape = {
     .describe("Values for the templates' arguments ({{args.NAME}} in their sources)."),
 };
 
-const CanaryStepSchema = exactlyOne(
-  {
-    setWeight: num({ min: 0, max: 100, decimals: 4 }).describe(
-      "Percent of traffic on the new version, 0..100, up to 4 decimals.",
+/**
+ * The body schema of every step kind, by its key (`src/core/steps/`): a new kind adds one
+ * entry here. A step is exactly one of these keys.
+ */
+const STEP_SCHEMAS = {
+  setWeight: num({ min: 0, max: 100, decimals: 4 }).describe(
+    "Percent of traffic on the new version, 0..100, up to 4 decimals.",
+  ),
+  pause: PauseStepSchema.describe("Wait for a duration, or ({}) until someone promotes."),
+  analysis: strict({ ...analysisRefShape }).describe(
+    "Run the templates' metrics now and wait for the verdict: pass goes on, fail rolls back, inconclusive pauses.",
+  ),
+  setHeaderRoute: strict({
+    match: MatchConditionsSchema.optional().describe(
+      "Requests matching these conditions go to the canary; without match, the header route is removed.",
     ),
-    pause: PauseStepSchema.describe("Wait for a duration, or ({}) until someone promotes."),
-    analysis: strict({ ...analysisRefShape }).describe(
-      "Run the templates' metrics now and wait for the verdict: pass goes on, fail rolls back, inconclusive pauses.",
-    ),
-    setHeaderRoute: strict({
-      match: MatchConditionsSchema.optional().describe(
-        "Requests matching these conditions go to the canary; without match, the header route is removed.",
-      ),
-    }).describe(
-      "Send requests that match (e.g. testers' header) to the canary, whatever the weight.",
-    ),
-  },
-  { noun: "step kind" },
-).describe("One step: exactly one of setWeight, pause, analysis or setHeaderRoute.");
+  }).describe(
+    "Send requests that match (e.g. testers' header) to the canary, whatever the weight.",
+  ),
+};
+
+const RolloutStepSchema = exactlyOne(STEP_SCHEMAS, { noun: "step kind" }).describe(
+  `One step: exactly one of ${Object.keys(STEP_SCHEMAS).join(", ")}.`,
+);
 
 const CanaryStrategySchema = strict({
   steps: z
-    .array(CanaryStepSchema)
+    .array(RolloutStepSchema)
     .describe("Run in order; after the last, the version takes 100%."),
   analysis: strict({
     ...analysisRefShape,

@@ -7,6 +7,7 @@ export * from "./multiple.js";
 export * from "./power.js";
 export * from "./proportions.js";
 export * from "./random.js";
+export * from "./ratio.js";
 export * from "./sequential.js";
 export * from "./srm.js";
 export type { Alternative, BinomialCounts, Interval, SampleSummary } from "./types.js";

@@ -12,11 +12,13 @@ import {
   asymptoticConfidenceSequence,
   bayesBinomial,
   bayesNormal,
+  cuped,
   mannWhitneyU,
   msprtTwoMeans,
   msprtTwoProportions,
   powerTwoMeans,
   powerTwoProportions,
+  ratioTest,
   sampleRatioMismatch,
   sampleSizeTwoMeans,
   sampleSizeTwoProportions,
@@ -91,6 +93,8 @@ const run: Record<string, (i: Record<string, any>) => unknown> = {
       method: i.method,
     }),
   bayesNormal: (i) => bayesNormal(i.control, i.treatment, { alpha: i.alpha }),
+  ratioTest: (i) => ratioTest(i.control, i.treatment, { alpha: i.alpha }),
+  cuped: (i) => cuped(i.control, i.treatment),
 };
 
 /** The value at a dotted path; null when the path runs through a null (e.g. an absent interval). */

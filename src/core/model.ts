@@ -5,6 +5,16 @@
  */
 
 import type { RunState } from "./analysis/run.js";
+import type {
+  AbTestStrategySpec,
+  ExperimentSpec,
+  ExperimentStatus,
+  RouteExperiment,
+} from "./experiment/types.js";
+import type { FlagResource, FlagStepOverride, SegmentResource } from "./flags/types.js";
+import type { MirrorRouteStep, RouteMirror, ShadowStatus, ShadowStep } from "./shadow/types.js";
+
+export type { FlagResource, FlagStepOverride, SegmentResource } from "./flags/types.js";
 
 export const API_VERSION = "turnout.dev/v1";
 
@@ -42,6 +52,11 @@ export interface ServiceSpec {
   version: string;
   /** How a rollout proceeds. Without one, a new version replaces the old one at once. */
   strategy?: StrategySpec;
+  /**
+   * Flags the router evaluates per request (targeting key = the sticky key): the results go
+   * upstream in `x-turnout-flags` and label the router's measurements (src/router/flags-edge.ts).
+   */
+  flags?: string[];
 }
 
 export type StickinessSpec = ({ header: string } | { cookie: string } | { query: string }) & {
@@ -187,6 +202,81 @@ export const DEFAULT_DRAIN_SECONDS = 2;
 
 export interface StrategySpec {
   canary?: CanaryStrategySpec;
+  blueGreen?: BlueGreenStrategySpec;
+  rolling?: RollingStrategySpec;
+  /** An A/B test preset: compiles to one `experiment` step (src/core/strategies/abTest.ts). */
+  abTest?: AbTestStrategySpec;
+  /** A dark launch preset: compiles to one `shadow` step (src/core/strategies/shadow.ts). */
+  shadow?: ShadowStep;
+}
+
+/**
+ * Blue-green (Argo Rollouts' names): green starts beside blue and is reachable only through
+ * the preview route while blue serves every user; then all traffic switches at once. Blue
+ * stays warm for `scaleDownDelaySeconds`, so a rollback in that time is an instant switch back.
+ */
+export interface BlueGreenStrategySpec {
+  /** How green is reached before the switch: a port of its own and/or matching requests. */
+  preview?: { port?: number; match?: Omit<MatchRule, "to"> };
+  /** Instances of green before the switch (default: the full replica count). */
+  previewReplicas?: number;
+  /** Must pass before the switch; a failure aborts. */
+  prePromotionAnalysis?: AnalysisRefSpec;
+  /** Switch by itself this long after green is ready (and passed); absent: wait for `promote`. */
+  autoPromotionSeconds?: number;
+  /** Runs after the switch; a failure switches back to blue at once. */
+  postPromotionAnalysis?: AnalysisRefSpec;
+  /** Blue keeps running this long after the switch (default 30). */
+  scaleDownDelaySeconds?: number;
+  /** After an abort, green keeps running this long (default 30). */
+  abortScaleDownDelaySeconds?: number;
+  /** Green must be ready within this (default 600). */
+  progressDeadlineSeconds?: number;
+}
+
+/** A replica count, or a percent of it ("25%"), as Kubernetes' intOrString. */
+export type IntOrPercent = number | `${number}%`;
+
+/**
+ * Rolling update with Kubernetes' semantics and defaults: at most `maxSurge` instances above
+ * the replica count, at most `maxUnavailable` below it; traffic follows ready instances.
+ */
+export interface RollingStrategySpec {
+  /** Default "25%", rounded up. */
+  maxSurge?: IntOrPercent;
+  /** Default "25%", rounded down. */
+  maxUnavailable?: IntOrPercent;
+  /** A new instance counts as available after it has been ready this long (default 0). */
+  minReadySeconds?: number;
+  /** Without progress for this long, the update is aborted and the old version restored (default 600). */
+  progressDeadlineSeconds?: number;
+  /** Run between batches: each batch waits for its verdict before the next one starts. */
+  analysis?: AnalysisRefSpec;
+}
+
+/** The `rollingUpdate` step: replaces the old version's instances batch by batch. */
+export interface RollingUpdateStep {
+  maxSurge: IntOrPercent;
+  maxUnavailable: IntOrPercent;
+  minReadySeconds: number;
+  progressDeadlineSeconds: number;
+  analysis?: AnalysisRefSpec;
+}
+
+/** Progress of a `rollingUpdate` step (in the status, so a restarted controller resumes it). */
+export interface RollingState {
+  /** Instances the new and the old version should run now. */
+  newReplicas: number;
+  oldReplicas: number;
+  /** New instances counted available (ready for minReadySeconds). */
+  available: number;
+  /** New instances seen ready, and since when that many have been (minReadySeconds). */
+  seenReady: number;
+  readySince: number | null;
+  /** Last time an instance became available or an old one was removed (progressDeadline). */
+  lastProgressAt: number;
+  /** The `newReplicas` whose batch passed its analysis (null: none yet). */
+  gatedAt: number | null;
 }
 
 export interface CanaryStrategySpec {
@@ -200,6 +290,8 @@ export interface CanaryStrategySpec {
    * steps (a rollback is not a new release). Absent: every change goes through the steps.
    */
   rollbackWindow?: { revisions: number };
+  /** A candidate not ready this long after the rollout began is aborted (default 600). */
+  progressDeadlineSeconds?: number;
 }
 
 /** AnalysisTemplates to run, with the arguments they take. */
@@ -227,10 +319,30 @@ export type RolloutStep =
   | { setWeight: number }
   | { pause: PauseStep }
   | { analysis: AnalysisRefSpec }
-  | { setHeaderRoute: HeaderRouteStep };
+  | { experiment: ExperimentSpec }
+  | { setHeaderRoute: HeaderRouteStep }
+  | { switch: SwitchStep }
+  | { rollingUpdate: RollingUpdateStep }
+  | { setFlag: SetFlagStep }
+  | { shadow: ShadowStep }
+  | { setMirrorRoute: MirrorRouteStep };
+
+/** `setFlag`: change a Flag during a rollout (see src/core/steps/setFlag.ts). */
+export interface SetFlagStep {
+  flag: string;
+  /** Percent of contexts on the flag's rollout variant, 0..100 (0.0001 steps). */
+  percentage?: number;
+  /** Serve this variant to everyone. */
+  variant?: string;
+  /** Turn the flag on or off. */
+  enabled?: boolean;
+}
 
 /** The steps a canary strategy lists (every step kind is allowed there). */
 export type CanaryStep = RolloutStep;
+
+/** `switch: {}`: the candidate scales to its full size, then takes 100% at once (blue-green). */
+export type SwitchStep = Record<string, never>;
 
 /** A pause for a duration, or (no duration) until someone promotes. */
 export interface PauseStep {
@@ -286,7 +398,14 @@ export type JudgeSpec =
         maxDecrease?: number;
       };
     }
-  | { sequential: { maxIncrease: number; alpha: number } }
+  | {
+      sequential: {
+        maxIncrease: number;
+        /** Excess over maxIncrease the test is tuned to catch fastest (mixing scale); optional. */
+        detect?: number;
+        alpha: number;
+      };
+    }
   | { mannWhitney: { maxRelativeIncrease: number; alpha: number } };
 
 export interface AnalysisMetricSpec {
@@ -302,9 +421,14 @@ export interface AnalysisMetricSpec {
   dryRun?: boolean;
 }
 
-export type Resource = ServiceResource | AnalysisTemplateResource;
+export type Resource = ServiceResource | AnalysisTemplateResource | FlagResource | SegmentResource;
 export type ResourceKind = Resource["kind"];
-export const RESOURCE_KINDS: readonly ResourceKind[] = ["Service", "AnalysisTemplate"];
+export const RESOURCE_KINDS: readonly ResourceKind[] = [
+  "Service",
+  "AnalysisTemplate",
+  "Flag",
+  "Segment",
+];
 
 // ---------------------------------------------------------------------------------------
 // Rollout status (written only by the controller)
@@ -351,8 +475,28 @@ export interface ServiceStatus {
   lastTransitionAt: number;
   /** Requests matching this go to the canary (set by a setHeaderRoute step; cleared at the end). */
   headerRoute?: Omit<MatchRule, "to"> | null;
+  /** The A/B experiment an `experiment` step runs (cleared when it ends). */
+  experiment?: ExperimentStatus | null;
+  /** The mirror a `shadow` or `setMirrorRoute` step put in force (cleared when it ends). */
+  shadow?: ShadowStatus | null;
   /** An aborted candidate keeps running until then (clock ms), then is stopped. */
   abortScaleDownAt?: number | null;
+  /** Instances per version when a step says other than the spec's replicas (rolling, preview). */
+  replicas?: Record<string, number> | null;
+  /** The candidate's own preview listener (blue-green), until the switch. */
+  preview?: { port: number } | null;
+  /** The version that was stable before the last rollout keeps running until then (clock ms). */
+  previousScaleDownAt?: number | null;
+  /** Progress of a rolling update. */
+  rolling?: RollingState | null;
+  /** Since when the rollout has waited for the candidate's instances (progress deadline). */
+  candidateWaitSince?: number | null;
+  /**
+   * What this service's rollouts did to flags (setFlag steps, and the kill after a rollback),
+   * by flag key. Kept after the rollout ends: a completed rollout leaves its flags where its
+   * last step put them; a rolled-back one leaves them off. Read by the flag snapshot.
+   */
+  flags?: Record<string, FlagStepOverride>;
   /** Analysis runs of the rollout in progress: an inline step's, and the background one. */
   analysis?: {
     step?: { stepIndex: number; rollout: number; run: RunState } | null;
@@ -435,9 +579,17 @@ export interface RouteTable {
   backends: RouteBackend[];
   /** Evaluated in order before the split; the first that matches picks the version. */
   matches?: RouteMatch[];
+  /** A second listener that sends everything to one version (blue-green's preview). */
+  preview?: { listen: { host: string; port: number }; version: string };
   versionOverride?: boolean;
   /** The traffic policy with defaults filled in. */
   policy?: TrafficPolicySpec;
+  /** Flags the router evaluates per request (`spec.flags`; see src/router/flags-edge.ts). */
+  flags?: string[];
   /** Clock ms when the controller wrote it. */
   updatedAt: number;
+  /** An A/B experiment: the router assigns units to arms and logs exposures. */
+  experiment?: RouteExperiment;
+  /** Copies of a share of requests go to a shadow version and are compared (src/router/mirror.ts). */
+  mirror?: RouteMirror;
 }

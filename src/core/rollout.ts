@@ -17,6 +17,7 @@ import {
   summarize,
 } from "./analysis/run.js";
 import { formatDuration } from "./duration.js";
+import type { ExperimentData } from "./experiment/types.js";
 import type {
   AnalysisRefSpec,
   AnalysisTemplateSpec,
@@ -27,10 +28,17 @@ import type {
   ServiceSpec,
   ServiceStatus,
 } from "./model.js";
+import { replicasOf } from "./replicas.js";
+import type { ShadowReport } from "./shadow/aggregate.js";
 import { clearStepState, describeStep, kindOf, type StepContext } from "./steps/index.js";
 import { roundWeight } from "./steps/setWeight.js";
-import { type CompiledStrategy, compileStrategy } from "./strategies/index.js";
+import {
+  type CompiledStrategy,
+  compileStrategy,
+  DEFAULT_PROGRESS_DEADLINE_SECONDS,
+} from "./strategies/index.js";
 
+export { replicasOf } from "./replicas.js";
 export { describeStep } from "./steps/index.js";
 export { describeMatch } from "./steps/setHeaderRoute.js";
 export { roundWeight } from "./steps/setWeight.js";
@@ -59,6 +67,10 @@ export interface ReconcileInput {
   templates?: Record<string, AnalysisTemplateSpec>;
   /** Measurements the controller took for this service's analysis runs since the last tick. */
   observations?: AnalysisObservation[];
+  /** Aggregated exposures and outcomes of the running experiment (the `experiment` step reads it). */
+  experimentData?: ExperimentData;
+  /** The report of the mirror phase in `status.shadow` (the `shadow` step's gate reads it). */
+  shadowReport?: { id: string; report: ShadowReport } | null;
 }
 
 /** One measurement taken for a metric of an analysis run, with the window it covered. */
@@ -109,12 +121,6 @@ interface Work {
 export interface Stage {
   name: string;
   run(w: Work): StageOutcome;
-}
-
-/** Instances each version should run with, per the spec. */
-export function replicasOf(spec: ServiceSpec): number {
-  if ("process" in spec.runtime) return spec.runtime.process.replicas;
-  return 1;
 }
 
 /** The steps of the service's strategy, compiled. */
@@ -178,6 +184,9 @@ function clearRollout(s: ServiceStatus): void {
   s.pausedByUser = false;
   s.rolloutStartedAt = null;
   s.analysis = { step: null, background: null };
+  s.replicas = null;
+  s.preview = null;
+  s.candidateWaitSince = null;
   clearStepState(s);
 }
 
@@ -187,11 +196,13 @@ function rollBack(w: Work, actor: string, why: string, data: Record<string, unkn
   const canary = s.canaryVersion;
   const fromWeight = s.canaryWeight;
   s.abortedVersion = canary;
+  const message = `rollout to ${canary} aborted: ${why}; ${s.stableVersion} serves 100%`;
+  // The phase first: step kinds' `clear` sees a rollback as Degraded at this time (setFlag
+  // turns its flags off then).
+  setPhase(w, "Degraded", message);
   clearRollout(s);
   const delay = w.strategy.abortScaleDownDelaySeconds;
   s.abortScaleDownAt = delay > 0 ? w.now + delay * 1000 : null;
-  const message = `rollout to ${canary} aborted: ${why}; ${s.stableVersion} serves 100%`;
-  setPhase(w, "Degraded", message);
   emit(
     w,
     "RolloutAborted",
@@ -213,6 +224,10 @@ function startRollout(w: Work): void {
   s.abortScaleDownAt = null;
   s.rolloutStartedAt = w.now;
   s.rolloutNumber += 1;
+  const st = w.strategy;
+  if (st.candidateReplicas !== undefined) s.replicas = { [to]: st.candidateReplicas };
+  if (st.preview?.match) s.headerRoute = st.preview.match;
+  if (st.preview?.port !== undefined) s.preview = { port: st.preview.port };
   // A recent stable version coming back is a rollback, not a new release: no steps.
   const window = w.strategy.rollbackWindow;
   const inWindow = window > 0 && s.previousStableVersions.slice(0, window).includes(to);
@@ -247,6 +262,9 @@ function complete(w: Work): void {
   }
   s.stableVersion = to;
   clearRollout(s);
+  // Blue-green: the old version stays warm, so that going back to it is a switch, not a start.
+  const warm = w.strategy.scaleDownDelaySeconds ?? 0;
+  s.previousScaleDownAt = from !== null && from !== to && warm > 0 ? w.now + warm * 1000 : null;
   const message = `rollout ${s.rolloutNumber} completed: ${to} is stable and serves 100% (took ${formatDuration(tookMs)})`;
   setPhase(w, "Completed", message);
   emit(w, "RolloutCompleted", message, { rollout: s.rolloutNumber, from, to, tookMs });
@@ -572,8 +590,10 @@ const waitForCanary: Stage = {
   run(w) {
     const s = w.status;
     if (!inRollout(s)) return "continue";
+    // A rolling update grows the candidate itself, batch by batch.
+    if (w.strategy.waitForCandidate === false) return "continue";
     const v = s.canaryVersion as string;
-    const want = replicasOf(w.spec);
+    const want = s.replicas?.[v] ?? replicasOf(w.spec);
     const r = w.input.readiness[v] ?? { ready: 0, failed: 0 };
     if (r.failed > 0) {
       rollBack(
@@ -589,10 +609,25 @@ const waitForCanary: Stage = {
       return "stop";
     }
     if (r.ready < want) {
+      // The progress deadline counts from when the wait began (a start, or an instance lost).
+      s.candidateWaitSince ??= w.now;
+      const deadline =
+        (w.strategy.progressDeadlineSeconds ?? DEFAULT_PROGRESS_DEADLINE_SECONDS) * 1000;
+      if (!s.pausedByUser && w.now - s.candidateWaitSince > deadline) {
+        rollBack(
+          w,
+          "controller",
+          `${v} not ready within the progress deadline (${formatDuration(deadline)}): ${r.ready}/${want} instances ready`,
+          { ready: r.ready, wanted: want, deadlineSeconds: deadline / 1000 },
+        );
+        return "stop";
+      }
+      w.wakeAt = earliest(w.wakeAt, s.candidateWaitSince + deadline + 1);
       if (!s.pausedByUser)
         setPhase(w, "Progressing", `waiting for ${v}: ${r.ready}/${want} instances ready`);
       return "stop";
     }
+    s.candidateWaitSince = null;
     return "continue";
   },
 };
@@ -739,8 +774,8 @@ function earliest(a: number | null, b: number | null): number | null {
 
 /** When an aborted candidate is due to stop, if that is still ahead. */
 function scaleDownAt(s: ServiceStatus, now: number): number | null {
-  const at = s.abortScaleDownAt ?? null;
-  return at !== null && at > now ? at : null;
+  const due = (at: number | null | undefined) => (at != null && at > now ? at : null);
+  return earliest(due(s.abortScaleDownAt), due(s.previousScaleDownAt));
 }
 
 export function weightsOf(s: ServiceStatus): VersionWeight[] {
@@ -762,20 +797,24 @@ export function targetsOf(
   now: number,
 ): { version: string; replicas: number }[] {
   const replicas = replicasOf(spec);
+  // A step may run a version at another size (a rolling update's batches, a smaller preview).
+  const of = (v: string) => s.replicas?.[v] ?? replicas;
   const out: { version: string; replicas: number }[] = [];
-  if (s.stableVersion !== null) out.push({ version: s.stableVersion, replicas });
-  if (s.canaryVersion !== null && s.canaryVersion !== s.stableVersion) {
-    out.push({ version: s.canaryVersion, replicas });
+  const listed = (v: string) => out.some((t) => t.version === v);
+  if (s.stableVersion !== null)
+    out.push({ version: s.stableVersion, replicas: of(s.stableVersion) });
+  if (s.canaryVersion !== null && !listed(s.canaryVersion)) {
+    out.push({ version: s.canaryVersion, replicas: of(s.canaryVersion) });
   }
   // An aborted candidate stays up (without traffic) for a while, so people can look at it.
   const keep = s.abortedVersion;
-  if (
-    keep !== null &&
-    keep !== s.stableVersion &&
-    keep !== s.canaryVersion &&
-    (s.abortScaleDownAt ?? 0) > now
-  ) {
+  if (keep !== null && !listed(keep) && (s.abortScaleDownAt ?? 0) > now) {
     out.push({ version: keep, replicas });
+  }
+  // Blue-green: the previous stable version stays warm for scaleDownDelaySeconds.
+  const previous = s.previousStableVersions[0];
+  if (previous !== undefined && !listed(previous) && (s.previousScaleDownAt ?? 0) > now) {
+    out.push({ version: previous, replicas });
   }
   return out;
 }

@@ -9,7 +9,9 @@ import {
   type ServiceSpec,
   type ServiceStatus,
 } from "./model.js";
+import { routeExperimentOf } from "./experiment/spec.js";
 import type { VersionWeight } from "./rollout.js";
+import { routeMirrorOf } from "./shadow/route.js";
 
 /** The sticky hashing scheme in force; see core/hashing.ts. Bump only with a new scheme. */
 export const HASH_VERSION = 1;
@@ -66,5 +68,44 @@ export function buildRouteTable(i: RouteInputs): Omit<RouteTable, "revision"> {
     table.stickiness = { ...spec.stickiness, salt: spec.stickiness.salt ?? i.service };
   if (matches.length > 0) table.matches = matches;
   if (spec.routing?.versionOverride) table.versionOverride = true;
+  if (spec.flags !== undefined && spec.flags.length > 0) table.flags = [...spec.flags];
+  // An experiment step's arms: the router assigns units to them and logs exposures.
+  const experiment = status.experiment ? routeExperimentOf(spec, status.experiment) : null;
+  if (experiment) table.experiment = experiment;
+  // A shadow or setMirrorRoute step's mirror: copies go to the candidate and are compared.
+  const mirror = routeMirrorOf(status, i.endpoints);
+  if (mirror) table.mirror = mirror;
+  // Blue-green's preview listener: everything on it goes to the candidate, until the switch.
+  if (status.preview && status.canaryVersion && running.has(status.canaryVersion)) {
+    table.preview = {
+      listen: { host: spec.listen.host, port: status.preview.port },
+      version: status.canaryVersion,
+    };
+  }
   return table;
+}
+
+/** Suffix of the service name of a preview listener's table (its measurements are kept apart). */
+export const PREVIEW_SUFFIX = ":preview";
+
+/**
+ * The tables a router serves: each table, plus one for its preview listener if it has one. The
+ * preview table sends everything to the preview version (no split, no match rules), under the
+ * service name + ":preview", so testers' requests never count in the service's analysis.
+ */
+export function expandPreviews(tables: RouteTable[]): RouteTable[] {
+  const out: RouteTable[] = [];
+  for (const t of tables) {
+    out.push(t);
+    if (!t.preview) continue;
+    const backend = t.backends.find((b) => b.version === t.preview?.version);
+    const { preview, matches: _m, versionOverride: _o, ...rest } = t;
+    out.push({
+      ...rest,
+      service: `${t.service}${PREVIEW_SUFFIX}`,
+      listen: preview.listen,
+      backends: [{ version: preview.version, weight: 100, endpoints: backend?.endpoints ?? [] }],
+    });
+  }
+  return out;
 }

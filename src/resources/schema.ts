@@ -7,6 +7,7 @@
  */
 import { z } from "zod";
 import { parseDuration } from "../core/duration.js";
+import type { ExperimentSpec } from "../core/experiment/types.js";
 import {
   type AnalysisTemplateResource,
   API_VERSION,
@@ -15,13 +16,16 @@ import {
   DEFAULT_PROCESS_LOGS,
   DEFAULT_RESTART_POLICY,
   DEFAULT_TRAFFIC_POLICY,
+  type FlagResource,
   RESOURCE_KINDS,
   type Resource,
+  type SegmentResource,
   type ServiceResource,
   type StickinessSpec,
   type ValueMatch,
 } from "../core/model.js";
 import { regexProblem } from "../core/regex.js";
+import { shadowSchemas } from "./shadow-schema.js";
 
 // ---------------------------------------------------------------------------------------
 // Describing values in messages
@@ -805,10 +809,251 @@ const analysisRefShape = {
     .describe("Values for the templates' arguments ({{args.NAME}} in their sources)."),
 };
 
+// ---- A/B experiments (src/core/experiment/, src/core/steps/experiment.ts) --------------
+
+const KEY_SOURCES = ["header", "cookie", "query"] as const;
+const queryName = z.string().regex(/^[A-Za-z0-9._~-]+$/, {
+  error: (iss) =>
+    `must be a query parameter name of A-Z, a-z, 0-9, ".", "_", "~" and "-" like "user", got ${describeValue(iss.input)}`,
+});
+
+const ExperimentMetricSourceSchema = exactlyOne({
+  event: metricName.describe("Outcome events posted to POST /api/v1/events with this metric name."),
+  responseHeader: token("an HTTP header name", "x-model-confidence").describe(
+    "A number the service returns in this response header, recorded by the router per exposed unit.",
+  ),
+  builtin: z
+    .enum(["error_rate", "latency"], {
+      error: (iss) => `must be "error_rate" or "latency", got ${describeValue(iss.input)}`,
+    })
+    .describe("The router's own per-version measurements over the experiment (unit: the request)."),
+}).describe("Where the metric's values come from (exactly one).");
+
+const ExperimentMetricSchema = strict({
+  name: metricName.describe("The metric's name in results."),
+  kind: z
+    .enum(["binomial", "mean", "ratio"], {
+      error: (iss) => `must be "binomial", "mean" or "ratio", got ${describeValue(iss.input)}`,
+    })
+    .describe(
+      "binomial: share of units with an event (conversion); mean: per-unit sum (units without events count 0); ratio: sum of source / sum of denominator (delta method).",
+    ),
+  role: z
+    .enum(["goal", "guardrail"], {
+      error: (iss) => `must be "goal" or "guardrail", got ${describeValue(iss.input)}`,
+    })
+    .default("goal")
+    .describe("goal: decides the experiment; guardrail: must not get significantly worse."),
+  source: ExperimentMetricSourceSchema,
+  denominator: ExperimentMetricSourceSchema.optional().describe(
+    "For ratio metrics: the denominator (an event or a response header).",
+  ),
+  better: z
+    .enum(["increase", "decrease"], {
+      error: (iss) => `must be "increase" or "decrease", got ${describeValue(iss.input)}`,
+    })
+    .optional()
+    .describe('Which way is better; default "increase", "decrease" for builtin metrics.'),
+}).superRefine((m, ctx) => {
+  const builtin = "builtin" in m.source ? m.source.builtin : undefined;
+  if (m.kind === "ratio" && !m.denominator)
+    ctx.addIssue({
+      code: "custom",
+      path: ["denominator"],
+      input: undefined,
+      message: "is required for a ratio metric",
+    });
+  if (m.kind !== "ratio" && m.denominator)
+    ctx.addIssue({
+      code: "custom",
+      path: ["denominator"],
+      input: m.denominator,
+      message: `only ratio metrics take a denominator, this one is ${m.kind}`,
+    });
+  if (m.denominator && "builtin" in m.denominator && m.denominator.builtin !== undefined)
+    ctx.addIssue({
+      code: "custom",
+      path: ["denominator", "builtin"],
+      input: m.denominator,
+      message: "a denominator must be an event or a response header",
+    });
+  if (builtin === "error_rate" && m.kind !== "binomial")
+    ctx.addIssue({
+      code: "custom",
+      path: ["kind"],
+      input: m.kind,
+      message: `builtin error_rate is a binomial metric, got ${m.kind}`,
+    });
+  if (builtin === "latency" && m.kind !== "mean")
+    ctx.addIssue({
+      code: "custom",
+      path: ["kind"],
+      input: m.kind,
+      message: `builtin latency is a mean metric, got ${m.kind}`,
+    });
+});
+
+const ArmSchema = strict({
+  name: metricName.describe('The arm\'s name, e.g. "A" or "control".'),
+  version: z
+    .enum(["stable", "canary"], {
+      error: (iss) =>
+        `must be "stable" (the version serving now) or "canary" (the candidate), got ${describeValue(iss.input)}`,
+    })
+    .describe("Which version serves the arm."),
+  weight: num({ gt: 0, max: 100 }).describe("Percent of the experiment's units in this arm."),
+});
+
+const experimentShape = {
+  name: resourceName
+    .optional()
+    .describe("Unique experiment name; default <service>-<candidate version>."),
+  arms: z
+    .array(ArmSchema)
+    .length(2, {
+      error: "must list exactly two arms (one stable, one canary) in this version of Turnout",
+    })
+    .superRefine(uniqueNames("arm", "arms"))
+    .superRefine((arms, ctx) => {
+      if (arms.length !== 2) return;
+      if (!arms.some((a) => a.version === "stable") || !arms.some((a) => a.version === "canary"))
+        ctx.addIssue({
+          code: "custom",
+          input: arms,
+          message: "needs one arm on stable (the control) and one on canary",
+        });
+      const sum = arms.reduce((s, a) => s + a.weight, 0);
+      if (Math.abs(sum - 100) > 1e-9)
+        ctx.addIssue({
+          code: "custom",
+          input: arms,
+          message: `weights must sum to 100, got ${sum}`,
+        });
+    })
+    .optional()
+    .describe("The arms; default A = stable (100 - split) and B = canary (split)."),
+  split: num({ gt: 0, lt: 100 })
+    .default(50)
+    .describe("Percent of units in B when arms are not listed."),
+  assignment: strict({
+    header: token("an HTTP header name", "x-user-id")
+      .optional()
+      .describe("Unit id from this request header."),
+    cookie: token("a cookie name", "uid")
+      .optional()
+      .describe("Unit id from this cookie; a client without it is issued one."),
+    query: queryName.optional().describe("Unit id from this query parameter."),
+    salt: nonEmpty().optional().describe("Hash salt; default the experiment's name."),
+  })
+    .superRefine(...oneOfKeys(KEY_SOURCES))
+    .meta(oneOfMeta(KEY_SOURCES))
+    .describe(
+      "Where a request's unit id comes from (exactly one of header, cookie or query).",
+    ) as unknown as z.ZodType<ExperimentSpec["assignment"], ExperimentSpec["assignment"]>,
+  force: strict({
+    header: token("an HTTP header name", "x-turnout-arm")
+      .optional()
+      .describe("A header naming the arm."),
+    query: queryName.optional().describe("A query parameter naming the arm."),
+  })
+    .optional()
+    .describe(
+      "QA override: requests naming an arm here are served by it and not logged as exposures.",
+    ),
+  metrics: z
+    .array(ExperimentMetricSchema)
+    .min(1, { error: "must list at least one metric" })
+    .superRefine(uniqueNames("metric", "metrics"))
+    .superRefine((ms, ctx) => {
+      if (!ms.some((m) => (m as { role?: string }).role !== "guardrail"))
+        ctx.addIssue({ code: "custom", input: ms, message: "needs at least one goal metric" });
+    })
+    .describe("Goal and guardrail metrics."),
+  method: z
+    .enum(["sequential", "fixedHorizon", "bayesian"], {
+      error: (iss) =>
+        `must be "sequential", "fixedHorizon" or "bayesian", got ${describeValue(iss.input)}`,
+    })
+    .default("sequential")
+    .describe(
+      "sequential: always-valid confidence sequences, look any time (default); fixedHorizon: z / Welch t at minSamples; bayesian: chance to win.",
+    ),
+  alpha: num({ gt: 0, lt: 1 }).default(0.05).describe("Type I error over the whole experiment."),
+  minSamples: num({ int: true, min: 2 })
+    .default(100)
+    .describe("Units per arm before any decision (for fixedHorizon: the planned sample size)."),
+  maxDuration: duration({ positive: true })
+    .default("1h")
+    .describe("Longest run; inconclusive by then keeps the stable version (A)."),
+  decision: z
+    .enum(["auto", "manual"], {
+      error: (iss) => `must be "auto" or "manual", got ${describeValue(iss.input)}`,
+    })
+    .default("auto")
+    .describe("On a win: promote at once (auto) or wait for `turnout promote` (manual)."),
+  correction: z
+    .enum(["holm", "bh"], {
+      error: (iss) => `must be "holm" or "bh", got ${describeValue(iss.input)}`,
+    })
+    .default("holm")
+    .describe("Across several goal metrics: Holm (family-wise) or Benjamini-Hochberg (FDR)."),
+  sequentialTuning: num({ gt: 0 })
+    .default(5000)
+    .describe("N* of the asymptotic confidence sequence: total units at which it is tightest."),
+  chanceToWin: num({ gt: 0.5, lt: 1 })
+    .default(0.95)
+    .describe("bayesian: chance to win needed to ship B (1 - this calls B worse)."),
+};
+
+const ExperimentStepSchema = strict({ ...experimentShape });
+
+const AbTestStrategySchema = strict({
+  ...experimentShape,
+  abortScaleDownDelaySeconds: num({ min: 0 })
+    .optional()
+    .describe("After a loss, the candidate keeps running this long without traffic (default 30)."),
+});
+
 /**
  * The body schema of every step kind, by its key (`src/core/steps/`): a new kind adds one
  * entry here. A step is exactly one of these keys.
  */
+const { ShadowStepSchema, MirrorRouteStepSchema } = shadowSchemas({
+  strict,
+  num,
+  duration: () => duration(),
+  match: MatchConditionsSchema,
+});
+
+/** Kubernetes' intOrString for surge/unavailable: a whole number or a percent ("25%"). */
+function intOrPercent(what: string) {
+  return z
+    .union([num({ int: true, min: 0 }), z.templateLiteral([z.number().min(0).max(100), "%"])], {
+      error: `${what} must be a whole number or a percent of the replicas like "25%"`,
+    })
+    .describe(`${what}: a whole number, or a percent of the replicas ("25%").`);
+}
+
+const RollingShape = {
+  maxSurge: intOrPercent("maxSurge")
+    .default("25%")
+    .describe('Instances above the replica count during the update (default "25%", rounded up).'),
+  maxUnavailable: intOrPercent("maxUnavailable")
+    .default("25%")
+    .describe(
+      'Instances below the replica count that may be unavailable (default "25%", rounded down).',
+    ),
+  minReadySeconds: num({ min: 0 })
+    .default(0)
+    .describe("A new instance counts as available after being ready this long (default 0)."),
+  progressDeadlineSeconds: num({ min: 1 })
+    .default(600)
+    .describe("Without progress for this long, the update aborts and the old version returns."),
+  analysis: strict({ ...analysisRefShape })
+    .optional()
+    .describe("Run between batches: each batch waits for a pass before the next one starts."),
+};
+
 const STEP_SCHEMAS = {
   setWeight: num({ min: 0, max: 100, decimals: 4 }).describe(
     "Percent of traffic on the new version, 0..100, up to 4 decimals.",
@@ -817,12 +1062,42 @@ const STEP_SCHEMAS = {
   analysis: strict({ ...analysisRefShape }).describe(
     "Run the templates' metrics now and wait for the verdict: pass goes on, fail rolls back, inconclusive pauses.",
   ),
+  setFlag: strict({
+    flag: resourceName.describe("The Flag to change."),
+    percentage: num({ min: 0, max: 100, decimals: 4 })
+      .optional()
+      .describe("Percent of contexts on the flag's rollout variant, 0..100, up to 4 decimals."),
+    variant: nonEmpty("a variant name").optional().describe("Serve this variant to everyone."),
+    enabled: z.boolean().optional().describe("Turn the flag on (true) or off (false)."),
+  })
+    .superRefine((b, ctx) => {
+      if (b.percentage === undefined && b.variant === undefined && b.enabled === undefined)
+        ctx.addIssue({
+          code: "custom",
+          input: b,
+          message: 'needs "percentage", "variant" or "enabled", got none',
+        });
+    })
+    .describe(
+      "Change a Flag (its percentage, variant or state); a rollback of the rollout turns it off.",
+    ),
+  experiment: ExperimentStepSchema.describe(
+    "An A/B test of the canary (B) against stable (A): sticky arms, exposures, metrics, a decision.",
+  ),
   setHeaderRoute: strict({
     match: MatchConditionsSchema.optional().describe(
       "Requests matching these conditions go to the canary; without match, the header route is removed.",
     ),
   }).describe(
     "Send requests that match (e.g. testers' header) to the canary, whatever the weight.",
+  ),
+  shadow: ShadowStepSchema,
+  setMirrorRoute: MirrorRouteStepSchema,
+  switch: strict({}).describe(
+    "Blue-green's switch: the candidate grows to full size, then takes 100% in one route-table swap.",
+  ),
+  rollingUpdate: strict(RollingShape).describe(
+    "Replace the old version's instances batch by batch (Kubernetes' rolling update).",
   ),
 };
 
@@ -858,11 +1133,74 @@ const CanaryStrategySchema = strict({
     .describe(
       "A recent stable version coming back skips the steps (a rollback is not a new release).",
     ),
+  progressDeadlineSeconds: num({ min: 1 })
+    .optional()
+    .describe("The candidate must be ready within this, or the rollout aborts (default 600)."),
+});
+
+const BlueGreenStrategySchema = strict({
+  preview: strict({
+    port: num({ int: true, min: 1, max: 65535 })
+      .optional()
+      .describe("A listener of its own that sends everything to green, until the switch."),
+    match: MatchConditionsSchema.optional().describe(
+      "Requests matching these conditions go to green on the service's port, until the switch.",
+    ),
+  })
+    .optional()
+    .describe("How testers reach green before the switch."),
+  previewReplicas: num({ int: true, min: 1 })
+    .optional()
+    .describe("Instances of green before the switch (default: the full replica count)."),
+  prePromotionAnalysis: strict({ ...analysisRefShape })
+    .optional()
+    .describe("Must pass before the switch; a failure aborts."),
+  autoPromotionSeconds: num({ min: 0 })
+    .optional()
+    .describe(
+      "Switch by itself this long after green is ready; without it, `turnout promote` switches.",
+    ),
+  postPromotionAnalysis: strict({ ...analysisRefShape })
+    .optional()
+    .describe("Runs after the switch; a failure switches back to blue at once."),
+  scaleDownDelaySeconds: num({ min: 0 })
+    .optional()
+    .describe(
+      "Blue keeps running this long after the switch, for an instant switch back (default 30).",
+    ),
+  abortScaleDownDelaySeconds: num({ min: 0 })
+    .optional()
+    .describe("After an abort, green keeps running this long without traffic (default 30)."),
+  progressDeadlineSeconds: num({ min: 1 })
+    .optional()
+    .describe("Green must be ready within this, or the rollout aborts (default 600)."),
+});
+
+const RollingStrategySchema = strict({
+  maxSurge: RollingShape.maxSurge.unwrap().optional(),
+  maxUnavailable: RollingShape.maxUnavailable.unwrap().optional(),
+  minReadySeconds: RollingShape.minReadySeconds.unwrap().optional(),
+  progressDeadlineSeconds: RollingShape.progressDeadlineSeconds.unwrap().optional(),
+  analysis: RollingShape.analysis,
 });
 
 const StrategySchema = exactlyOne(
-  { canary: CanaryStrategySchema.describe("Move traffic to the new version step by step.") },
-  { noun: "strategy", notYet: ["blueGreen", "rolling", "shadow", "abTest"] },
+  {
+    canary: CanaryStrategySchema.describe("Move traffic to the new version step by step."),
+    blueGreen: BlueGreenStrategySchema.describe(
+      "Run green beside blue, test it through the preview, then switch all traffic at once.",
+    ),
+    rolling: RollingStrategySchema.describe(
+      "Replace instances batch by batch with zero downtime; traffic follows ready instances.",
+    ),
+    abTest: AbTestStrategySchema.describe(
+      "An A/B test of the new version against the stable one; a win promotes it, a loss or no result keeps stable.",
+    ),
+    shadow: ShadowStepSchema.describe(
+      "A dark launch: mirror requests to the new version, compare the answers; the gate's pass promotes it, a fail keeps stable.",
+    ),
+  },
+  { noun: "strategy" },
 ).describe("How a rollout proceeds; without one, a new version replaces the old at once.");
 
 const ServiceSpecSchema = strict({
@@ -873,6 +1211,12 @@ const ServiceSpecSchema = strict({
   runtime: RuntimeSchema,
   version: versionName.describe("The desired version; changing it starts a rollout."),
   strategy: StrategySchema.optional(),
+  flags: z
+    .array(resourceName)
+    .optional()
+    .describe(
+      "Flags the router evaluates per request (targeting key: the sticky key); results go upstream in x-turnout-flags and label measurements.",
+    ),
 })
   .superRefine(
     (spec, ctx) => {
@@ -976,9 +1320,15 @@ const JudgeSchema = exactlyOne({
         message: 'needs "maxIncrease", "maxDecrease" or both, got neither',
       });
   }),
-  sequential: strict({ maxIncrease: num({ min: 0 }), alpha: alpha() }).describe(
-    "Sequential test of candidate against baseline rates; may be checked at every look.",
-  ),
+  sequential: strict({
+    maxIncrease: num({ min: 0 }),
+    detect: num({ gt: 0, max: 1 })
+      .optional()
+      .describe(
+        "The excess over maxIncrease to catch fastest (the mSPRT's mixing scale), as a fraction; default 0.02 (2 points).",
+      ),
+    alpha: alpha(),
+  }).describe("Sequential test of candidate against baseline rates; may be checked at every look."),
   mannWhitney: strict({ maxRelativeIncrease: num({ min: 0 }), alpha: alpha() }).describe(
     "Mann-Whitney U test of candidate against baseline samples (e.g. latencies).",
   ),
@@ -1047,9 +1397,221 @@ export const AnalysisTemplateSchema = strict({
   description: "Metrics, where they come from, and how each is judged during a rollout.",
 });
 
+// ---------------------------------------------------------------------------------------
+// Flag and Segment (evaluated by src/core/flags)
+// ---------------------------------------------------------------------------------------
+
+const CONDITION_OPS = [
+  "equals",
+  "notEquals",
+  "in",
+  "notIn",
+  "startsWith",
+  "endsWith",
+  "contains",
+  "gt",
+  "gte",
+  "lt",
+  "lte",
+  "semverEq",
+  "semverGt",
+  "semverGte",
+  "semverLt",
+  "semverLte",
+  "matches",
+  "exists",
+] as const;
+const scalar = z.union([z.string(), z.number(), z.boolean()]);
+const SEMVER_TEXT =
+  /^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/;
+
+const FlagConditionSchema = strict({
+  attribute: nonEmpty("a context attribute name").describe(
+    'A context attribute, e.g. "email", "plan" or "targetingKey".',
+  ),
+  op: z.enum(CONDITION_OPS).describe("How the attribute is tested."),
+  value: scalar.optional().describe("The operand of single-value operators."),
+  values: z.array(scalar).optional().describe('The list of "in" and "notIn".'),
+}).superRefine((c, ctx) => {
+  const list = c.op === "in" || c.op === "notIn";
+  if (list && c.values === undefined)
+    ctx.addIssue({
+      code: "custom",
+      path: ["values"],
+      input: c,
+      message: `is required for op "${c.op}" (a list)`,
+    });
+  if (!list && c.op !== "exists" && c.value === undefined)
+    ctx.addIssue({
+      code: "custom",
+      path: ["value"],
+      input: c,
+      message: `is required for op "${c.op}"`,
+    });
+  if (
+    ["gt", "gte", "lt", "lte"].includes(c.op) &&
+    c.value !== undefined &&
+    Number.isNaN(Number(c.value))
+  )
+    ctx.addIssue({
+      code: "custom",
+      path: ["value"],
+      input: c.value,
+      message: `must be a number for op "${c.op}", got ${describeValue(c.value)}`,
+    });
+  if (c.op.startsWith("semver") && !SEMVER_TEXT.test(String(c.value ?? "")))
+    ctx.addIssue({
+      code: "custom",
+      path: ["value"],
+      input: c.value,
+      message: `must be a semantic version like "1.2.3", got ${describeValue(c.value)}`,
+    });
+  if (c.op === "matches" && typeof c.value === "string") {
+    const problem = regexProblem(c.value);
+    if (problem !== null)
+      ctx.addIssue({ code: "custom", path: ["value"], input: c.value, message: problem });
+  }
+});
+
+const percent = () => num({ min: 0, max: 100, decimals: 4 });
+
+const FlagRuleSchema = strict({
+  name: nonEmpty("a rule name").optional().describe("For people and flagMetadata.rule."),
+  conditions: z.array(FlagConditionSchema).optional().describe("All must hold."),
+  segments: z.array(resourceName).optional().describe("Segments the context must belong to (all)."),
+  variant: nonEmpty("a variant name").optional().describe("Serve this variant."),
+  split: z
+    .record(nonEmpty("a variant name"), percent())
+    .optional()
+    .describe("Or split by bucket: percent per variant, summing to 100."),
+});
+
+const FlagSpecSchema = strict({
+  type: z.enum(["boolean", "string", "number", "object"]).describe("The OpenFeature flag type."),
+  variants: z
+    .record(
+      nonEmpty("a variant name"),
+      z.union([
+        z.boolean(),
+        z.string(),
+        z.number(),
+        z.record(z.string(), z.unknown()),
+        z.array(z.unknown()),
+      ]),
+    )
+    .describe("Each variant by name, with its value (of the flag's type)."),
+  defaultVariant: nonEmpty("a variant name").describe(
+    "Served when nothing else applies, and when the flag is disabled.",
+  ),
+  state: z
+    .enum(["ENABLED", "DISABLED"])
+    .default("ENABLED")
+    .describe("DISABLED is the kill switch: everyone gets the default variant."),
+  rules: z
+    .array(FlagRuleSchema)
+    .optional()
+    .describe("Targeting rules, in order; the first match wins."),
+  rollout: strict({
+    variant: nonEmpty("a variant name").describe("The variant rolled out."),
+    percentage: percent().describe("Percent of contexts that get it, 0..100, up to 4 decimals."),
+  })
+    .optional()
+    .describe(
+      "A percentage rollout for contexts no rule matched; the rest get the default variant.",
+    ),
+  bucketBy: nonEmpty("a context attribute name")
+    .optional()
+    .describe("The context attribute that buckets splits and rollouts (default targetingKey)."),
+  salt: nonEmpty().optional().describe("Bucket hash salt (default: the flag's name)."),
+  description: z.string().optional(),
+}).superRefine(
+  (f, ctx) => {
+    if (!isPlainObject(f.variants)) return;
+    const names = Object.keys(f.variants);
+    const known = (v: unknown, path: PathSegment[]) => {
+      if (typeof v === "string" && !names.includes(v))
+        ctx.addIssue({
+          code: "custom",
+          path,
+          input: v,
+          message: `must be one of the variants (${orList(names)}), got ${describeValue(v)}`,
+        });
+    };
+    if (names.length === 0)
+      ctx.addIssue({
+        code: "custom",
+        path: ["variants"],
+        input: f.variants,
+        message: "must list at least one variant",
+      });
+    for (const [n, v] of Object.entries(f.variants)) {
+      const ok = f.type === "object" ? typeof v === "object" && v !== null : typeof v === f.type;
+      if (!ok)
+        ctx.addIssue({
+          code: "custom",
+          path: ["variants", n],
+          input: v,
+          message: `must be a ${f.type} (the flag's type), got ${describeValue(v)}`,
+        });
+    }
+    known(f.defaultVariant, ["defaultVariant"]);
+    if (f.rollout) known(f.rollout.variant, ["rollout", "variant"]);
+    (f.rules ?? []).forEach((r, i) => {
+      if ((r.variant === undefined) === (r.split === undefined))
+        ctx.addIssue({
+          code: "custom",
+          path: ["rules", i],
+          input: r,
+          message: 'must have exactly one of "variant" and "split"',
+        });
+      known(r.variant, ["rules", i, "variant"]);
+      if (r.split) {
+        let sum = 0;
+        for (const [v, w] of Object.entries(r.split)) {
+          known(v, ["rules", i, "split", v]);
+          sum += w;
+        }
+        if (Math.abs(sum - 100) > 1e-6)
+          ctx.addIssue({
+            code: "custom",
+            path: ["rules", i, "split"],
+            input: r.split,
+            message: `must sum to 100, got ${Math.round(sum * 10000) / 10000}`,
+          });
+      }
+    });
+  },
+  { when: (p) => isPlainObject(p.value) },
+);
+
+export const FlagSchema = strict({
+  apiVersion,
+  kind: z.literal("Flag"),
+  metadata: MetadataSchema,
+  spec: FlagSpecSchema,
+}).meta({
+  title: "Flag",
+  description:
+    "A feature flag served over OFREP, at the router's edge and by the in-process provider.",
+});
+
+export const SegmentSchema = strict({
+  apiVersion,
+  kind: z.literal("Segment"),
+  metadata: MetadataSchema,
+  spec: strict({
+    included: z.array(z.string()).optional().describe("targetingKeys that always belong."),
+    excluded: z.array(z.string()).optional().describe("targetingKeys that never belong (wins)."),
+    conditions: z.array(FlagConditionSchema).optional().describe("Contexts meeting all belong."),
+    description: z.string().optional(),
+  }),
+}).meta({ title: "Segment", description: "A named set of contexts that Flag rules share." });
+
 export const SCHEMAS = {
   Service: ServiceSchema,
   AnalysisTemplate: AnalysisTemplateSchema,
+  Flag: FlagSchema,
+  Segment: SegmentSchema,
 } as const satisfies Record<Resource["kind"], z.ZodType>;
 
 // Compile-time: what the schemas produce is the model, and the model passes the schemas (so a
@@ -1063,6 +1625,8 @@ true satisfies Assignable<
 >;
 true satisfies Assignable<z.output<typeof AnalysisTemplateSchema>, AnalysisTemplateResource>;
 true satisfies Assignable<AnalysisTemplateResource, z.input<typeof AnalysisTemplateSchema>>;
+true satisfies Assignable<z.output<typeof FlagSchema>, FlagResource>;
+true satisfies Assignable<z.output<typeof SegmentSchema>, SegmentResource>;
 
 // ---------------------------------------------------------------------------------------
 // Validation of one document

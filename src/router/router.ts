@@ -19,6 +19,7 @@ import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import { DEFAULT_TRAFFIC_POLICY, type RouteTable, type TrafficPolicySpec } from "../core/model.js";
+import { expandPreviews } from "../core/routes.js";
 import type { Store } from "../store/store.js";
 import {
   type Clock,
@@ -38,6 +39,9 @@ import {
   type SeriesCounters,
   type VersionStats,
 } from "./stats.js";
+import { attachExperiment, type ExposureSink, ExposureLog } from "./exposures.js";
+import type { EdgeFlags } from "./flags-edge.js";
+import { type MirrorStats, Mirrors, type ShadowAggregateSink } from "./mirror.js";
 import { type CompiledTable, compileTable } from "./table.js";
 
 export type { VersionStats } from "./stats.js";
@@ -77,6 +81,12 @@ export interface RouterOptions {
    * are flushed to every second. Without a sink they stay in memory only.
    */
   measurements?: RouterMeasurementOptions;
+  /** Edge evaluation of the flags that tables name (flags-edge.ts); none without it. */
+  edgeFlags?: EdgeFlags;
+  /** Where mirror comparisons are flushed every second (the shadow store); memory only without. */
+  shadowSink?: ShadowAggregateSink;
+  /** Where A/B exposures and response-header events go (the experiment store); memory only without. */
+  exposures?: ExposureSink;
 }
 
 /** One endpoint's state as `Router.endpoints()` reports it. */
@@ -160,6 +170,10 @@ export class Router {
   /** Counters per service and series; they outlive tables so swaps keep the numbers. */
   readonly #recorder: MeasurementRecorder;
   readonly #flusher: MeasurementFlusher;
+  /** Shadow mirrors of every service (mirror.ts). */
+  readonly #mirrors: Mirrors;
+  /** First exposures of A/B experiment units, flushed to the store (exposures.ts). */
+  readonly #exposures: ExposureLog;
   readonly #closing = new Set<Promise<void>>();
   readonly #reloadListeners = new Set<(e: ReloadEvent) => void>();
 
@@ -206,15 +220,27 @@ export class Router {
       clock,
       onRetire: (ep) => this.#outliers.dispose(ep),
     });
-    this.#ctx = { logger: this.#logger, outliers: this.#outliers };
+    this.#ctx = { logger: this.#logger, outliers: this.#outliers, edge: opts.edgeFlags ?? null };
     const m = opts.measurements ?? {};
     this.#recorder = new MeasurementRecorder(m);
+    opts.edgeFlags?.bindRecorder(this.#recorder);
     this.#flusher = new MeasurementFlusher({
       recorder: this.#recorder,
       sink: m.sink,
       logger: this.#logger,
       ...(m.flushIntervalMs !== undefined ? { intervalMs: m.flushIntervalMs } : {}),
       ...(m.retentionSeconds !== undefined ? { retentionSeconds: m.retentionSeconds } : {}),
+    });
+    this.#exposures = new ExposureLog({
+      sink: opts.exposures,
+      logger: this.#logger,
+      ...(m.now !== undefined ? { now: m.now } : {}),
+    });
+    this.#mirrors = new Mirrors({
+      logger: this.#logger,
+      routerId: this.#recorder.routerId,
+      sink: opts.shadowSink,
+      ...(m.now !== undefined ? { now: m.now } : {}),
     });
   }
 
@@ -232,6 +258,8 @@ export class Router {
     await this.#requestReload();
     this.#schedulePoll();
     this.#flusher.start();
+    this.#exposures.start();
+    this.#mirrors.start();
   }
 
   /**
@@ -255,6 +283,8 @@ export class Router {
     await Promise.all([...this.#closing]);
     // After the drain, so the last requests' second (partial) is written too.
     await this.#flusher.stop();
+    await this.#exposures.stop();
+    await this.#mirrors.stop();
     await this.#pools.closeAll();
   }
 
@@ -273,6 +303,16 @@ export class Router {
   /** Counters of every version the service has routed to since its table appeared. */
   stats(service: string): VersionStats[] {
     return this.#recorder.stats(service);
+  }
+
+  /** The mirror's counters for a service (copies, drops by reason); null without a mirror. */
+  mirrorStats(service: string): MirrorStats | null {
+    return this.#mirrors.stats(service);
+  }
+
+  /** The mirrors: live reports (this router's pairs) and flushing, for tests and the API. */
+  get mirrors(): Mirrors {
+    return this.#mirrors;
   }
 
   /** The measurement recorder: 1-second buckets by series (`RouterMeasurementSource`, /metrics). */
@@ -400,7 +440,8 @@ export class Router {
   // -------------------------------------------------------------------------------------
 
   /** Applies a full set of tables; returns the services whose table changed or went away. */
-  async #apply(tables: RouteTable[]): Promise<string[]> {
+  async #apply(source: RouteTable[]): Promise<string[]> {
+    const tables = expandPreviews(source);
     const changed: string[] = [];
     const seen = new Set<string>();
     const binds: Promise<void>[] = [];
@@ -424,8 +465,12 @@ export class Router {
         pools: this.#pools,
         counters: (version) => this.#countersOf(t.service, version),
         previous: l?.table,
+        mirror: (m, problems) => this.#mirrors.compile(t.service, m, problems),
       });
       for (const p of problems) this.#logger.warn({ service: t.service }, `router: ${p}`);
+      for (const p of attachExperiment(table, t, this.#exposures))
+        this.#logger.warn({ service: t.service }, `router: ${p}`);
+      this.#ctx.edge?.configure(t);
       this.#logger.info(
         {
           service: t.service,
@@ -480,6 +525,7 @@ export class Router {
       changed.push(service);
       this.#listeners.delete(service);
       this.#recorder.retire(service);
+      this.#mirrors.retire(service);
       if (l.bound !== null) this.#closeServer(l.bound);
       l.bound = null;
       this.#logger.info({ service }, "router: route table removed; listener closing");

@@ -4,9 +4,14 @@
  */
 import type { RolloutStep, ServiceStatus } from "../model.js";
 import { analysis } from "./analysis.js";
+import { experiment } from "./experiment.js";
 import { pause } from "./pause.js";
+import { setFlag } from "./setFlag.js";
 import { setHeaderRoute } from "./setHeaderRoute.js";
+import { setMirrorRoute, shadow } from "./shadow.js";
+import { rollingUpdate } from "./rollingUpdate.js";
 import { setWeight } from "./setWeight.js";
+import { switchStep } from "./switch.js";
 import type { StepKind } from "./types.js";
 
 export type { StepContext, StepKind, StepResult } from "./types.js";
@@ -20,6 +25,12 @@ export const STEP_KINDS: { readonly [K in StepKey]: StepKind<BodyOf<K>> } = {
   pause,
   analysis,
   setHeaderRoute,
+  experiment,
+  setFlag,
+  shadow,
+  setMirrorRoute,
+  switch: switchStep,
+  rollingUpdate,
 };
 
 /** The kind of a step and its body. Throws on a step with no known key (validation prevents it). */

@@ -1,5 +1,5 @@
 /** The compiled form of a strategy, shared by every strategy file. */
-import type { BackgroundAnalysisSpec, RolloutStep } from "../model.js";
+import type { BackgroundAnalysisSpec, MatchRule, RolloutStep } from "../model.js";
 
 export interface CompiledStrategy {
   /** The strategy's name, for messages ("canary", "blueGreen", ...); "replace" without one. */
@@ -11,7 +11,20 @@ export interface CompiledStrategy {
   abortScaleDownDelaySeconds: number;
   /** A version among the last N stable ones comes back without steps (0: never). */
   rollbackWindow: number;
+  /** Steps start only once the candidate runs all the instances it should (default true; false: rolling). */
+  waitForCandidate?: boolean;
+  /** Instances the candidate starts with (default: the spec's replicas). */
+  candidateReplicas?: number;
+  /** The candidate's preview route until a `switch` step (blue-green). */
+  preview?: { port?: number; match?: Omit<MatchRule, "to"> };
+  /** After a rollout completes, the old stable version keeps running this long (seconds; default 0). */
+  scaleDownDelaySeconds?: number;
+  /** A candidate not ready this long after the rollout began is aborted (seconds; default 600). */
+  progressDeadlineSeconds?: number;
 }
 
 /** Default seconds an aborted candidate keeps running (Argo Rollouts' abortScaleDownDelaySeconds). */
 export const DEFAULT_ABORT_SCALE_DOWN_DELAY_SECONDS = 30;
+
+/** Kubernetes' default progressDeadlineSeconds. */
+export const DEFAULT_PROGRESS_DEADLINE_SECONDS = 600;

@@ -1,0 +1,147 @@
+/**
+ * `experiment: {...}`: an A/B test between the stable version (A, the control) and the
+ * candidate (B). The step puts the arms in the status (the route table carries them to the
+ * router, which assigns units and logs exposures), then on every tick analyzes what the
+ * controller read from the experiment store (`input.experimentData`) and decides:
+ *
+ *   1. SRM (chi-square p < 0.001): decisions are blocked and the message says so; at the
+ *      maximum duration the rollout rolls back (A stays);
+ *   2. "lose" (a guardrail or a goal significantly worse): roll back at once, with the numbers;
+ *   3. "win": decision auto -> the step is done and the rollout goes on (B is promoted);
+ *      decision manual -> paused until `turnout promote` (or `abort`);
+ *   4. "inconclusive" (a fixed horizon reached without a difference), or still running at
+ *      `maxDuration`: keep A (roll back) and say that it was inconclusive, not a loss;
+ *   5. otherwise wait, and look again at the next tick.
+ */
+import { durationMs, formatDuration } from "../duration.js";
+import {
+  analyzeExperiment,
+  canaryShare,
+  type ExperimentResults,
+  type ExperimentSpec,
+  experimentName,
+  resolveArms,
+} from "../experiment/index.js";
+import { roundWeight } from "./setWeight.js";
+import type { StepKind } from "./types.js";
+
+/** Numbers behind a decision, for the event history. */
+function numbers(r: ExperimentResults): Record<string, unknown> {
+  return {
+    experiment: r.name,
+    verdict: r.verdict,
+    method: r.method,
+    units: Object.fromEntries(r.arms.map((a) => [a.name, a.units])),
+    srm: { pValue: r.srm.pValue, mismatch: r.srm.mismatch },
+    metrics: r.metrics.map((m) => ({
+      name: m.name,
+      role: m.role,
+      values: Object.fromEntries(m.arms.map((a) => [a.arm, a.value])),
+      comparisons: m.comparisons.map((c) => ({
+        arm: c.arm,
+        difference: c.difference,
+        interval: c.interval ? [c.interval.lower, c.interval.upper] : null,
+        relative: c.relative,
+        pValue: c.pValue,
+        adjustedPValue: c.adjustedPValue,
+        chanceToWin: c.chanceToWin,
+        outcome: c.outcome,
+      })),
+    })),
+    reasons: r.reasons,
+  };
+}
+
+export const experiment: StepKind<ExperimentSpec> = {
+  key: "experiment",
+  describe: (e) =>
+    `experiment${e.name ? ` ${e.name}` : ""} (${e.method}; ${e.metrics.map((m) => m.name).join(", ")})`,
+  clear(status) {
+    status.experiment = null;
+  },
+  run(ctx, i, e) {
+    const s = ctx.status;
+    const stable = s.stableVersion as string;
+    const canary = s.canaryVersion as string;
+    // 1. Start: arms into the status (-> route table), the split into the weights.
+    let x = s.experiment;
+    if (!x || x.rollout !== s.rolloutNumber || x.stepIndex !== i) {
+      const name = experimentName(e, ctx.name, canary);
+      const arms = resolveArms(e, stable, canary);
+      const { salt, ...key } = e.assignment;
+      x = {
+        name,
+        rollout: s.rolloutNumber,
+        stepIndex: i,
+        startedAt: ctx.now,
+        arms,
+        key,
+        salt: salt ?? name,
+        ...(e.force ? { force: e.force } : {}),
+        verdict: "running",
+      };
+      s.experiment = x;
+      const from = s.canaryWeight;
+      s.canaryWeight = roundWeight(canaryShare(arms, canary));
+      ctx.emit(
+        "ExperimentStarted",
+        `experiment ${name} started (${ctx.label(i)}): ${arms.map((a) => `${a.name}=${a.version} ${a.weight}%`).join(", ")}, ${e.method}, alpha ${e.alpha}, up to ${formatDuration(durationMs(e.maxDuration))}`,
+        { step: i, experiment: name, arms, method: e.method, fromWeight: from },
+      );
+    }
+    const deadline = x.startedAt + durationMs(e.maxDuration);
+    ctx.wakeAt(deadline);
+
+    // 2. Analyze what the controller read for this experiment (nothing yet: running).
+    const data = ctx.input.experimentData;
+    const r =
+      data && data.experiment === x.name
+        ? analyzeExperiment(x.name, e, x.arms, data, x.arms.find((a) => a.version === stable)?.name)
+        : null;
+    const verdict = r?.verdict ?? "running";
+    const why = r ? r.reasons.join("; ") : "no data read yet";
+    x.verdict = verdict;
+    x.summary = why;
+    const expired = ctx.now >= deadline;
+    const where = `experiment ${x.name} (${ctx.label(i)})`;
+
+    // 3. Decide.
+    if (verdict === "lose") {
+      ctx.emit("ExperimentConcluded", `${where}: ${canary} loses: ${why}`, numbers(r!));
+      ctx.rollBack(`${where}: ${canary} loses: ${why}`, { experiment: x.name, verdict });
+      return "wait";
+    }
+    if (verdict === "win") {
+      if (e.decision === "manual") {
+        ctx.setPhase(
+          "Paused",
+          `${where}: ${canary} wins (${why}); run \`turnout promote\` to ship it or \`turnout abort\``,
+        );
+        return "wait";
+      }
+      ctx.emit("ExperimentConcluded", `${where}: ${canary} wins: ${why}`, numbers(r!));
+      s.experiment = null;
+      return "next";
+    }
+    if (verdict === "inconclusive" || expired) {
+      const what =
+        verdict === "srm"
+          ? `sample ratio mismatch until the maximum duration, no decision possible (${why})`
+          : verdict === "inconclusive"
+            ? `inconclusive at the planned horizon (${why})`
+            : `inconclusive after ${formatDuration(durationMs(e.maxDuration))} (${why})`;
+      const message = `${where}: ${what}; keeping ${stable}`;
+      ctx.emit("ExperimentConcluded", message, r ? numbers(r) : { experiment: x.name, verdict });
+      ctx.rollBack(message, { experiment: x.name, verdict: "inconclusive" });
+      return "wait";
+    }
+    const left = formatDuration(Math.max(0, deadline - ctx.now));
+    ctx.setPhase(
+      "Progressing",
+      verdict === "srm"
+        ? `${where}: decisions blocked: ${why}`
+        : `${where} running (${left} left at most): ${why}`,
+    );
+    return "wait";
+  },
+};

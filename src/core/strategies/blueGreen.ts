@@ -1,0 +1,37 @@
+/**
+ * Blue-green compiles to: [prePromotionAnalysis], a wait for promotion (timed with
+ * autoPromotionSeconds, else until `turnout promote`), the switch, [postPromotionAnalysis].
+ * Green starts at `previewReplicas` (default full size) behind the preview route; blue keeps
+ * serving everyone until the switch and stays warm for `scaleDownDelaySeconds` after it, and
+ * a rollback to blue within that time skips the steps (rollback window 1): a switch back.
+ */
+import type { BlueGreenStrategySpec, RolloutStep } from "../model.js";
+import {
+  type CompiledStrategy,
+  DEFAULT_ABORT_SCALE_DOWN_DELAY_SECONDS,
+  DEFAULT_PROGRESS_DEADLINE_SECONDS,
+} from "./types.js";
+
+export const DEFAULT_SCALE_DOWN_DELAY_SECONDS = 30;
+
+export function compileBlueGreen(bg: BlueGreenStrategySpec): CompiledStrategy {
+  const steps: RolloutStep[] = [];
+  if (bg.prePromotionAnalysis) steps.push({ analysis: bg.prePromotionAnalysis });
+  steps.push({
+    pause: bg.autoPromotionSeconds !== undefined ? { duration: bg.autoPromotionSeconds } : {},
+  });
+  steps.push({ switch: {} });
+  if (bg.postPromotionAnalysis) steps.push({ analysis: bg.postPromotionAnalysis });
+  return {
+    name: "blueGreen",
+    steps,
+    abortScaleDownDelaySeconds:
+      bg.abortScaleDownDelaySeconds ?? DEFAULT_ABORT_SCALE_DOWN_DELAY_SECONDS,
+    rollbackWindow: 1,
+    waitForCandidate: true,
+    ...(bg.previewReplicas !== undefined ? { candidateReplicas: bg.previewReplicas } : {}),
+    ...(bg.preview ? { preview: bg.preview } : {}),
+    scaleDownDelaySeconds: bg.scaleDownDelaySeconds ?? DEFAULT_SCALE_DOWN_DELAY_SECONDS,
+    progressDeadlineSeconds: bg.progressDeadlineSeconds ?? DEFAULT_PROGRESS_DEADLINE_SECONDS,
+  };
+}

@@ -15,11 +15,19 @@ import Fastify, {
 } from "fastify";
 import type { Clock } from "../core/clock.js";
 import type { CommandType, Resource, ServiceResource } from "../core/model.js";
+import { stepsOf } from "../core/rollout.js";
+import { compileStrategy } from "../core/strategies/index.js";
 import { TurnoutError } from "../errors.js";
 import { crossCheck, parseResources } from "../resources/load.js";
 import { checkAnalysisRefs } from "../resources/refs.js";
+import type { ExperimentStore } from "../store/experiment-store.js";
 import type { Store, StoredCommand } from "../store/store.js";
+import { registerExperimentRoutes } from "./experiments.js";
+import { type FlagsApiOptions, registerFlagsApi } from "./flags.js";
+import { registerLogsRoutes } from "./logs.js";
 import { isMetricsPath, type MetricsRegistry, registerMetricsRoute } from "./metrics.js";
+import { isClientKeyPath, type OfrepOptions, registerOfrep } from "./ofrep.js";
+import { registerShadowRoutes, type ShadowApiOptions } from "./shadow.js";
 
 export interface ApiOptions {
   store: Store;
@@ -41,6 +49,16 @@ export interface ApiOptions {
   logger?: boolean | object;
   /** Served at `GET /metrics` without a token (`createMetricsRegistry`); no route without it. */
   metrics?: MetricsRegistry;
+  /** A/B experiments: events, experiment list and results (api/experiments.ts); no routes without. */
+  experiments?: ExperimentStore;
+  /** Feature flags: OFREP and provider sync (client keys) and the admin flag routes. */
+  flags?: { ofrep: OfrepOptions; admin: FlagsApiOptions };
+  /** The data dir whose instance logs `GET /api/v1/services/:name/logs` serves; no route without it. */
+  logsDir?: string;
+  /** A service's runtime instances (state, restarts, last exit), shown by `status`. */
+  runtimeInstances?: (service: string) => unknown;
+  /** Shadow reports (`GET /api/v1/services/:name/shadow`, api/shadow.ts); no route without. */
+  shadow?: Omit<ShadowApiOptions, "store">;
 }
 
 const COMMANDS: readonly CommandType[] = ["promote", "abort", "pause", "resume", "retry"];
@@ -104,6 +122,8 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
   app.addHook("onRequest", async (req) => {
     if (req.url === "/healthz" || req.url.startsWith("/healthz?")) return;
     if (opts.metrics !== undefined && isMetricsPath(req.url)) return;
+    // OFREP and flag sync take client keys (checked in ofrep.ts), never the admin token.
+    if (opts.flags !== undefined && isClientKeyPath(req.url)) return;
     const h = req.headers.authorization ?? "";
     const m = /^Bearer\s+(.+)$/i.exec(h);
     const given = Buffer.from(m?.[1]?.trim() ?? "");
@@ -119,6 +139,13 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
 
   app.get("/healthz", async () => ({ ok: true, version: opts.version }));
   if (opts.metrics !== undefined) registerMetricsRoute(app, opts.metrics);
+  if (opts.experiments) registerExperimentRoutes(app, { experiments: opts.experiments, clock });
+  if (opts.logsDir !== undefined) registerLogsRoutes(app, { store, dataDir: opts.logsDir });
+  if (opts.shadow !== undefined) registerShadowRoutes(app, { ...opts.shadow, store });
+  if (opts.flags !== undefined) {
+    registerOfrep(app, opts.flags.ofrep);
+    registerFlagsApi(app, opts.flags.admin);
+  }
   app.get("/api/v1/info", async () => ({ version: opts.version, now: clock.now() }));
 
   // ---- resources ------------------------------------------------------------------------
@@ -333,11 +360,13 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
       service: name,
       generation: s.generation,
       desiredVersion: spec.version,
-      steps: spec.strategy?.canary?.steps ?? [],
+      strategy: compileStrategy(spec).name,
+      steps: stepsOf(spec),
       status: await store.getStatus(name),
       routeTable: await store.getRouteTable(name),
       ...(opts.routerStats ? { traffic: opts.routerStats(name) } : {}),
       ...(opts.routerListener ? { listener: opts.routerListener(name) ?? null } : {}),
+      ...(opts.runtimeInstances ? { instances: opts.runtimeInstances(name) } : {}),
       now: clock.now(),
     };
   }

@@ -13,14 +13,17 @@ import { isDeepStrictEqual } from "node:util";
 import type { Clock } from "../core/clock.js";
 import type {
   AnalysisTemplateSpec,
+  EventDraft,
   RouteTable,
   ServiceResource,
   ServiceStatus,
 } from "../core/model.js";
 import { reconcile, type VersionReadiness } from "../core/rollout.js";
 import { buildRouteTable } from "../core/routes.js";
+import type { ShadowReport } from "../core/shadow/aggregate.js";
 import type { ProviderDeps } from "../metrics/providers/index.js";
-import type { Runtime } from "../runtime/runtime.js";
+import type { Instance, Runtime } from "../runtime/runtime.js";
+import type { ExperimentControllerSource } from "../store/experiment-store.js";
 import type { Store, StoredResource } from "../store/store.js";
 import { AnalysisExecutor } from "./analysis-executor.js";
 
@@ -44,6 +47,10 @@ export interface ControllerOptions {
    * dispatchers...). Without it, analysis runs get error verdicts for builtin metrics.
    */
   providers?: ProviderDeps;
+  /** A/B experiments' data (exposures, events, measurements) for `experiment` steps. */
+  experiments?: ExperimentControllerSource;
+  /** Shadow phases' reports (the shadow store), for `shadow` steps' gates. */
+  shadowReports?: (service: string, id: string) => Promise<ShadowReport | null>;
 }
 
 export interface TickReport {
@@ -61,12 +68,16 @@ export class Controller {
   private readonly log: ControllerLogger;
   private readonly resyncMs: number;
   private known = new Set<string>();
+  /** Services this controller has reconciled since it started (for the restart event). */
+  private seen = new Set<string>();
   private running: Promise<TickReport> | null = null;
   private again = false;
   private timer: NodeJS.Timeout | null = null;
   private stopped = true;
   private unsubscribe: (() => void)[] = [];
   private readonly analysis: AnalysisExecutor;
+  private readonly experiments: ExperimentControllerSource | undefined;
+  private readonly shadowReports: ControllerOptions["shadowReports"];
 
   constructor(opts: ControllerOptions) {
     this.store = opts.store;
@@ -74,6 +85,8 @@ export class Controller {
     this.clock = opts.clock;
     this.log = opts.logger ?? silent;
     this.resyncMs = opts.resyncMs ?? 1000;
+    this.experiments = opts.experiments;
+    this.shadowReports = opts.shadowReports;
     this.analysis = new AnalysisExecutor(
       opts.providers ?? {},
       () => {
@@ -123,8 +136,9 @@ export class Controller {
     const report: TickReport = { services: services.length, written: [], wakeAt: null };
     const names = new Set(services.map((s) => s.name));
 
-    // Services deleted since the last tick: stop their instances.
-    for (const name of this.known) {
+    // Services deleted since the last tick: stop their instances. The runtime's own list adds
+    // services deleted while Turnout was down, whose instances it adopted on start.
+    for (const name of new Set([...this.known, ...(this.runtime.serviceNames?.() ?? [])])) {
       if (!names.has(name)) {
         await this.runtime
           .remove(name)
@@ -172,7 +186,15 @@ export class Controller {
       readiness[inst.version] = r;
     }
 
+    // The running experiment's aggregates, read before the pure core decides on them.
+    const experimentData = await this.experiments?.read(name, spec, status, now);
+    // The mirror phase's report, merged over routers, for the shadow step's gate.
+    const shadowId = status?.shadow?.id;
+    const shadowReport =
+      shadowId && this.shadowReports ? await this.shadowReports(name, shadowId) : null;
     const out = reconcile({
+      ...(experimentData ? { experimentData } : {}),
+      ...(shadowId && shadowReport ? { shadowReport: { id: shadowId, report: shadowReport } } : {}),
       now,
       service: { name, generation: svc.generation, spec },
       status,
@@ -197,6 +219,13 @@ export class Controller {
     const tableChanged = !current || !sameTable(current, table);
     const statusChanged = !status || !sameStatus(status, out.status);
 
+    // A controller (re)started over a stored status says so in the history, with what it found
+    // running: after a crash this is where the resumed rollout and adopted instances show.
+    if (!this.seen.has(name)) {
+      this.seen.add(name);
+      if (status) out.events.unshift(startedEvent(name, status, instances, now));
+    }
+
     let wrote = false;
     if (tableChanged || statusChanged || out.events.length > 0 || out.commandResults.length > 0) {
       await this.store.commit({
@@ -212,6 +241,7 @@ export class Controller {
         this.log.info({ service: name, event: e.type, data: e.data }, e.message);
     }
 
+    if (out.events.length > 0) await this.experiments?.record(name, out.events, now);
     // Measurements due now start after the commit, so a crash never records one twice.
     this.analysis.schedule(name, out.status, now);
     // Routes are in force before instances are stopped, so no request is sent to a stopping one.
@@ -269,4 +299,35 @@ function sameTable(a: RouteTable, b: Omit<RouteTable, "revision">): boolean {
 
 function sameStatus(a: ServiceStatus, b: ServiceStatus): boolean {
   return isDeepStrictEqual(a, b);
+}
+
+/** "controller started: resuming rollout 2 at step 2 (Paused); found running: v1 2, v2 2". */
+function startedEvent(
+  service: string,
+  status: ServiceStatus,
+  instances: Instance[],
+  now: number,
+): EventDraft {
+  const byVersion: Record<string, number> = {};
+  for (const i of instances) byVersion[i.version] = (byVersion[i.version] ?? 0) + 1;
+  const found = Object.entries(byVersion)
+    .map(([v, n]) => `${v} ${n}`)
+    .join(", ");
+  const where =
+    status.canaryVersion !== null
+      ? `resuming rollout ${status.rolloutNumber} (${status.stableVersion} -> ${status.canaryVersion}) at step ${(status.stepIndex ?? 0) + 1} (${status.phase})`
+      : `${status.stableVersion} stable (${status.phase})`;
+  return {
+    service,
+    type: "ControllerStarted",
+    actor: "controller",
+    message: `controller started: ${where}; instances found running: ${found || "none"}`,
+    data: {
+      phase: status.phase,
+      stepIndex: status.stepIndex,
+      rollout: status.rolloutNumber,
+      instances: instances.map((i) => ({ id: i.id, version: i.version, url: i.url, state: i.state })),
+    },
+    time: now,
+  };
 }

@@ -232,6 +232,12 @@ export interface BlueGreenStrategySpec {
   abortScaleDownDelaySeconds?: number;
   /** Green must be ready within this (default 600). */
   progressDeadlineSeconds?: number;
+  /**
+   * Blue-green with feature flags: steps run after the switch (and postPromotionAnalysis),
+   * e.g. setFlag 1% -> analysis -> setFlag 10% ... A failed analysis turns the flags off and
+   * switches back to blue (still warm), both at once.
+   */
+  flagSteps?: ({ setFlag: SetFlagStep } | { analysis: AnalysisRefSpec } | { pause: PauseStep })[];
 }
 
 /** A replica count, or a percent of it ("25%"), as Kubernetes' intOrString. */
@@ -365,8 +371,21 @@ export interface AnalysisTemplateSpec {
   metrics: AnalysisMetricSpec[];
 }
 
+/**
+ * A builtin metric compared between two variants of a flag evaluated at the edge, within the
+ * candidate version (series labelled `flag.<flag>=<variant>`): the feature on against off.
+ */
+export interface BuiltinFlagSource {
+  metric: "error_rate" | "latency" | "request_rate";
+  flag: string;
+  /** Default "on". */
+  candidate?: string;
+  /** Default "off". */
+  baseline?: string;
+}
+
 export type MetricSourceSpec =
-  | { builtin: "error_rate" | "latency" | "request_rate" }
+  | { builtin: "error_rate" | "latency" | "request_rate" | BuiltinFlagSource }
   | {
       prometheus: {
         address: string;

@@ -18,10 +18,11 @@
  *   relative change candidate/baseline − 1 must lie in [−maxDecrease, +maxIncrease] (0.2 means
  *   +20 %); "difference": candidate − baseline must lie in [−maxDecrease, +maxIncrease], in the
  *   metric's unit.
- * - sequential {maxIncrease, alpha}: a one-sided mixture SPRT on error counts, always valid
- *   under continuous monitoring (see `judgeSequential`).
+ * - sequential {maxIncrease, detect?, alpha}: a one-sided mixture SPRT on error counts, always
+ *   valid under continuous monitoring (see `judgeSequential`).
  * - mannWhitney {maxRelativeIncrease, alpha}: a one-sided rank test on latency samples or
- *   histogram bins with a Hodges–Lehmann shift as the effect, as Kayenta's judge.
+ *   histogram bins with a Hodges–Lehmann shift as the effect, as Kayenta's judge, its alpha
+ *   split over the looks of a run (see `judgeMannWhitney`).
  */
 import type { JudgeSpec } from "../model.js";
 import {
@@ -30,6 +31,7 @@ import {
   mannWhitneyU,
   msprtNormal,
   msprtTwoProportions,
+  twoProportionVariances,
   type ValueBin,
 } from "../stats/index.js";
 import type { Observation, ObservedSide, ObservedValues } from "./observation.js";
@@ -98,15 +100,16 @@ export interface Effect {
 }
 
 /**
- * What a judge carries from one measurement of a metric to the next. Only the sequential judge
- * uses it: the always-valid p-value is the running minimum over looks, so a rejection stays a
- * rejection. Only meaningful while the window keeps its start (one analysis run).
+ * What a judge carries from one measurement of a metric to the next. The sequential judge: the
+ * always-valid p-value is the running minimum over looks, so a rejection stays a rejection.
+ * The Mann-Whitney judge: how many tests it has made, which sets the share of alpha the next
+ * one may spend. Only meaningful while the window keeps its start (one analysis run).
  */
 export interface JudgeMemory {
-  /** Looks taken so far (measurements with usable counts on both sides). */
+  /** Looks taken so far (measurements with usable counts on both sides / tests made). */
   looks: number;
-  /** Running minimum of the always-valid p-value. */
-  minPValue: number;
+  /** Sequential judge: running minimum of the always-valid p-value. */
+  minPValue?: number;
   /** The look at which minPValue first fell to alpha or below. */
   rejectedAtLook?: number;
 }
@@ -150,16 +153,46 @@ export interface JudgeContext {
   previous?: JudgeMemory;
   /** This is the metric's last measurement (changes the wording of "not enough evidence"). */
   final?: boolean;
+  /**
+   * The metric's `count`, at most this many measurements, or null when unbounded (an analysis
+   * run always says). The Mann-Whitney judge splits its alpha over them (see
+   * `mannWhitneyLookAlpha`); absent, a judgment stands alone and gets the whole alpha.
+   */
+  plannedLooks?: number | null;
 }
 
 /**
- * The mixing scale tau of the sequential judge's mSPRT is max(maxIncrease, MIN_SEQUENTIAL_TAU):
- * the test is most sensitive to an excess over the allowance of about tau, so it scales with
- * what the user allows (an allowance of 1 point is tuned to catch ~2 points); the floor keeps
- * tau > 0 when maxIncrease is 0, at half a percentage point. A small tau also makes the test
- * demand many requests before rejecting, which guards the normal approximation at small n.
+ * The share of alpha the Mann-Whitney judge's `look`-th test (1-based) may spend, so that the
+ * chance of failing an identical candidate at ANY look of a run stays ≤ alpha (the union bound,
+ * whatever the dependence between looks on a growing window):
+ * - a judgment outside a run (`plannedLooks` absent): the whole alpha;
+ * - with a known number of looks N (the metric's count): alpha / N at each (Bonferroni);
+ * - unbounded (a background metric without count): alpha / (k(k + 1)) at the k-th, which
+ *   sums to alpha over k = 1, 2, ...: half at the first look, a sixth at the second, a
+ *   twelfth at the third; front-loaded, because a canary is bad from its first requests.
+ * The Mann-Whitney p-value is a fixed-sample one; tested against the full alpha at every look
+ * of a growing window, its false-failure rate would grow with the number of looks.
  */
-export const MIN_SEQUENTIAL_TAU = 0.005;
+export function mannWhitneyLookAlpha(
+  alpha: number,
+  look: number,
+  plannedLooks?: number | null,
+): number {
+  if (plannedLooks === undefined) return alpha;
+  if (plannedLooks !== null && plannedLooks >= 1) return alpha / plannedLooks;
+  return alpha / (look * (look + 1));
+}
+
+/**
+ * The sequential judge's default `detect`: the excess of the candidate's error rate over
+ * baseline + maxIncrease that its mSPRT is tuned to catch fastest (the mixing scale tau). The
+ * mixture's likelihood ratio against an excess s is largest for tau ≈ s, and a tau too small
+ * for the effect costs more than one too large (see bench/README.md, "Settings study"): 2
+ * points, so that a canary failing a few points more than allowed is caught within a few
+ * hundred requests. A service that cares about excesses of a tenth of a point sets a smaller
+ * one and waits longer for it.
+ */
+export const DEFAULT_SEQUENTIAL_DETECT = 0.02;
 
 /** The judge kind of a spec. */
 export function judgeKind(spec: JudgeSpec): JudgeKind {
@@ -358,16 +391,19 @@ function describeBand(inc: number | undefined, dec: number | undefined, relative
 /**
  * Error rates of candidate vs baseline over the window so far, tested for
  * H0: candidate rate − baseline rate ≤ maxIncrease with the one-sided mixture SPRT
- * (`msprtTwoProportions`, half-normal mixture, nullDifference = maxIncrease, tau as
- * MIN_SEQUENTIAL_TAU says). Its p-value is always valid: the run may look after every
+ * (`msprtTwoProportions`, half-normal mixture of scale tau = `detect`, default
+ * DEFAULT_SEQUENTIAL_DETECT; nullDifference = maxIncrease; the variance at the null, with a
+ * continuity correction). Its p-value is always valid: the run may look after every
  * measurement and stop at the first rejection while the chance of ever rejecting a true H0
  * stays ≤ alpha. The running minimum is carried in `memory`, so a rejection stays one.
  *
- * 1. FAIL as soon as the always-valid p ≤ alpha, whatever the sample size: a small tau makes
- *    that need real evidence, and stopping a bad canary early is the point of the test.
+ * 1. FAIL as soon as the always-valid p ≤ alpha, whatever the sample size: the mixture and
+ *    the continuity correction make that need real evidence at small counts (seeded A/A and
+ *    boundary runs in judges.test.ts and bench:decisions measure it), and stopping a bad
+ *    canary early is the point of the test.
  * 2. Otherwise INCONCLUSIVE (provisional) while either side has fewer than minSamples requests.
  * 3. PASS when the upper end of the always-valid confidence sequence for the difference (the
- *    normal-mixture one, level 1 − alpha, same tau; its variance taken at the boundary when
+ *    normal-mixture one, level 1 − alpha, same tau; the unpooled variance, or the one at the boundary when
  *    that is larger, see below) is below maxIncrease: positive evidence that the canary is not
  *    worse by more than allowed, valid at whichever look it happens.
  * 4. Otherwise INCONCLUSIVE (provisional): not enough evidence yet.
@@ -379,7 +415,7 @@ function describeBand(inc: number | undefined, dec: number | undefined, relative
  * go below 0 for an identical canary, so such a metric can fail but not pass.
  */
 function judgeSequential(
-  s: { maxIncrease: number; alpha: number },
+  s: { maxIncrease: number; detect?: number; alpha: number },
   obs: ObservedValues,
   ctx: JudgeContext,
   base: Base,
@@ -421,15 +457,21 @@ function judgeSequential(
       true,
     );
   }
-  // 2. The mSPRT at this look, carrying the running minimum p-value.
-  const tau = Math.max(s.maxIncrease, MIN_SEQUENTIAL_TAU);
+  // 2. The mSPRT at this look, carrying the running minimum p-value. Its variance is the one
+  //    at the null (both sides' errors pooled as if the candidate were exactly maxIncrease
+  //    worse): the likelihood ratio is a martingale under H0 with H0's variance, and the
+  //    candidate's own (inflated) rate would blunt the test against the very excess it seeks.
+  const tau = s.detect ?? DEFAULT_SEQUENTIAL_DETECT;
   const prev = ctx.previous;
+  const prevP = prev?.minPValue ?? 1;
   const m = msprtTwoProportions(bc, cc, {
     alpha: s.alpha,
     tau2: tau * tau,
     nullDifference: s.maxIncrease,
     alternative: "greater",
-    ...(prev ? { previousPValue: Math.min(1, Math.max(0, prev.minPValue)) } : {}),
+    variance: "null",
+    continuity: true,
+    ...(prev ? { previousPValue: Math.min(1, Math.max(0, prevP)) } : {}),
   });
   const look = (prev?.looks ?? 0) + 1;
   base.inputs.look = look;
@@ -446,7 +488,7 @@ function judgeSequential(
   // variance of a side that happens to show none is too small, and the bound too tight.
   const cs = msprtNormal(
     m.estimate,
-    Math.max(m.variance, boundaryVariance(bc, cc, s.maxIncrease)),
+    Math.max(twoProportionVariances(bc, cc, 0).unpooled, boundaryVariance(bc, cc, s.maxIncrease)),
     {
       alpha: s.alpha,
       tau2: m.tau2,
@@ -535,12 +577,17 @@ function boundaryVariance(
  *
  * 1. INCONCLUSIVE below minSamples on either side (the side's `sampleSize`, else its count of
  *    samples), or with no baseline.
- * 2. FAIL when p < alpha AND the relative shift (HL shift / baseline median) exceeds
- *    maxRelativeIncrease: the slowdown is both credible and larger than allowed. The point
- *    estimate is compared, not the interval's lower end: p < alpha already guards against
- *    noise, and requiring both would miss real regressions at moderate sample sizes. The
- *    interval is kept in `bound` for people to read.
+ * 2. FAIL when p < this look's alpha AND the relative shift (HL shift / baseline median)
+ *    exceeds maxRelativeIncrease: the slowdown is both credible and larger than allowed. The
+ *    point estimate is compared, not the interval's lower end: p < alpha already guards
+ *    against noise, and requiring both would miss real regressions at moderate sample sizes.
+ *    The interval (at this look's level) is kept in `bound` for people to read.
  * 3. PASS otherwise: enough samples, and no credible slowdown beyond the allowance.
+ *
+ * "This look's alpha": the p-value is a fixed-sample one, and a run tests a growing window
+ * again and again, so alpha is split over the tests a run makes (`mannWhitneyLookAlpha`):
+ * the chance that an identical candidate fails at any look stays ≤ alpha. Looks that stop at
+ * step 1 spend nothing.
  */
 function judgeMannWhitney(
   w: { maxRelativeIncrease: number; alpha: number },
@@ -594,8 +641,12 @@ function judgeMannWhitney(
       `${ctx.metric}: ${short ?? "no samples on one side"}: too little data to judge`,
     );
   }
-  // 3. The test: binned when either side has bins, else on the samples.
-  const options = { alternative: "greater" as const, alpha: w.alpha };
+  // 3. The test, against this look's share of alpha (its interval at that level too): binned
+  //    when either side has bins, else on the samples.
+  const look = (ctx.previous?.looks ?? 0) + 1;
+  base.inputs.look = look;
+  const alpha = mannWhitneyLookAlpha(w.alpha, look, ctx.plannedLooks);
+  const options = { alternative: "greater" as const, alpha };
   const r: MannWhitneyResult =
     cs.bins || bs.bins
       ? mannWhitneyBinned(cs.bins ?? unitBins(c.values!), bs.bins ?? unitBins(b.values!), options)
@@ -608,6 +659,7 @@ function judgeMannWhitney(
     test: `Mann-Whitney U (one-sided${cs.bins || bs.bins ? ", binned" : ""})`,
     statistic: r.u,
     pValue: r.pValue,
+    memory: { looks: look },
   };
   if (e.shiftInterval)
     common.bound = { lower: e.shiftInterval.lower, upper: e.shiftInterval.upper };
@@ -629,32 +681,36 @@ function judgeMannWhitney(
   const shift = `shift ${signed(e.hodgesLehmannShift)}${e.relativeShift !== null ? ` (${rel})` : ""}`;
   const allowed = `${lim} allowed`;
   const p = `Mann-Whitney p=${pval(r.pValue)}`;
+  const spent =
+    alpha === w.alpha
+      ? `alpha ${num(alpha)}`
+      : `alpha ${num(alpha)}, look ${look}'s share of ${num(w.alpha)}`;
   // 4. Classify.
-  if (r.pValue < w.alpha) {
+  if (r.pValue < alpha) {
     if (e.relativeShift === null) {
       return inconclusive(
         common,
         "undefinedEffect",
-        `${head}: ${shift}; relative shift undefined for a baseline median of 0 (${p} < alpha ${num(w.alpha)})`,
+        `${head}: ${shift}; relative shift undefined for a baseline median of 0 (${p} < ${spent})`,
       );
     }
     if (e.relativeShift > w.maxRelativeIncrease) {
       return verdict(
         common,
         "fail",
-        `${head}: ${shift} > ${allowed} (${p} < alpha ${num(w.alpha)})`,
+        `${head}: ${shift} > ${allowed} (${p} < ${spent})`,
       );
     }
     return verdict(
       common,
       "pass",
-      `${head}: ${shift} ≤ ${allowed} (${p} < alpha ${num(w.alpha)}: slower, but within the allowance)`,
+      `${head}: ${shift} ≤ ${allowed} (${p} < ${spent}: slower, but within the allowance)`,
     );
   }
   return verdict(
     common,
     "pass",
-    `${head}: ${shift}, no credible slowdown beyond ${allowed} (${p} ≥ alpha ${num(w.alpha)})`,
+    `${head}: ${shift}, no credible slowdown beyond ${allowed} (${p} ≥ ${spent})`,
   );
 }
 

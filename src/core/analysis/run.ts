@@ -62,8 +62,13 @@ export const ERROR_RETRY_MS = 10_000;
 export const DEFAULT_FAILURE_LIMIT = 0;
 export const DEFAULT_INCONCLUSIVE_LIMIT = 0;
 export const DEFAULT_CONSECUTIVE_ERROR_LIMIT = 4;
-/** Verdicts kept per metric; counters cover all of them. */
-export const DEFAULT_HISTORY_LIMIT = 20;
+/**
+ * Verdicts kept per metric; counters cover all of them, and every verdict that is not a pass is
+ * also an AnalysisVerdict event in the history (when it counted). Few, because the run lives in the status, which
+ * `reconcile` deep-copies on every tick (a verdict is about 1 kB): 20 made the status 44 kB
+ * and its copy the simulator's largest cost; 5 keep it near 12 kB.
+ */
+export const DEFAULT_HISTORY_LIMIT = 5;
 /**
  * minSamples when the metric does not set it: a known sample size of 0 is never judged; the
  * statistical judges want enough requests for their normal approximations.
@@ -85,7 +90,7 @@ export interface StartRunOptions {
   kind?: RunKind;
   /** Where every measurement's window opens; default `now` (the run's start). */
   windowStartMs?: number;
-  /** Verdicts kept per metric; default 20. */
+  /** Verdicts kept per metric; default DEFAULT_HISTORY_LIMIT (5). */
   historyLimit?: number;
 }
 
@@ -412,6 +417,7 @@ export function judgeContext(state: RunState, metric: string): JudgeContext {
     metric: m.name,
     minSamples: m.minSamples,
     final: isFinal(m),
+    plannedLooks: m.count,
     ...(m.memory ? { previous: m.memory } : {}),
   };
 }

@@ -43,8 +43,8 @@ export interface MetricSpec {
   source: MetricSource;
   /** For ratio metrics: the denominator's source (an event or a response header). */
   denominator?: MetricSource;
-  /** Which way is better; default "increase" ("decrease" for errors, latency, cost). */
-  better: "increase" | "decrease";
+  /** Which way is better; default "increase" ("decrease" for builtin error rate and latency). */
+  better?: "increase" | "decrease";
 }
 
 export interface ExperimentSpec {
@@ -81,6 +81,15 @@ export interface ExperimentSpec {
   sequentialTuning: number;
   /** bayesian: chance to win needed to ship B (and 1 − this to call B worse); default 0.95. */
   chanceToWin: number;
+}
+
+/**
+ * `strategy.abTest`: the A/B test preset. The same fields as the `experiment` step (to which it
+ * compiles) plus the rollout-wide setting of other strategies.
+ */
+export interface AbTestStrategySpec extends ExperimentSpec {
+  /** After a loss, the candidate keeps running this long without traffic (default 30). */
+  abortScaleDownDelaySeconds?: number;
 }
 
 /** What the `experiment` step keeps in the service status while it runs. */
@@ -142,6 +151,8 @@ export type MetricArmData =
   | { kind: "requests"; requests: number; errors: number; mean: number; variance: number };
 
 export interface ExperimentData {
+  /** The experiment's name (data for another experiment is ignored). */
+  experiment: string;
   /** Exposed units per arm name. */
   units: Record<string, number>;
   /** Per metric name, per arm name. */

@@ -155,3 +155,14 @@ export interface FlagOverride {
   /** With `percentage`: the variant rolled out. Alone: served to everyone (static). */
   variant?: string;
 }
+
+/** What a service's rollout put on a flag (`ServiceStatus.flags[key]`). */
+export interface FlagStepOverride extends FlagOverride {
+  /** Clock ms of the change: the latest of this and a person's override wins. */
+  at: number;
+  /** The rollout (status.rolloutNumber) and step that made it. */
+  rollout: number;
+  step: number;
+  /** Why, for the history (e.g. "rollout 3 aborted: analysis failed"). */
+  reason: string;
+}

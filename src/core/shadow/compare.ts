@@ -46,7 +46,8 @@ export function compileCompare(spec: CompareSpec = {}): CompiledCompare {
   let drift: CompiledCompare["drift"] = null;
   if (spec.drift) {
     const bins = spec.drift.bins ?? DEFAULT_DRIFT_BINS;
-    if (spec.drift.field !== undefined) drift = { path: parse(spec.drift.field), categorical: false, bins };
+    if (spec.drift.field !== undefined)
+      drift = { path: parse(spec.drift.field), categorical: false, bins };
     else if (regression) drift = { path: regression, categorical: false, bins };
     else if (classification) drift = { path: classification.path, categorical: true, bins };
   }

@@ -14,7 +14,11 @@ const PSI_FLOOR = 1e-4;
  *
  * @example psi([1, 2, 3, 4], [1, 2, 3, 4]) // 0
  */
-export function psi(expected: readonly number[], actual: readonly number[], bins = 10): number | null {
+export function psi(
+  expected: readonly number[],
+  actual: readonly number[],
+  bins = 10,
+): number | null {
   if (expected.length === 0 || actual.length === 0) return null;
   const e = [...expected].sort((x, y) => x - y);
   // Interior edges at the primary's quantiles; duplicates collapse (discrete predictions).

@@ -49,7 +49,9 @@ export function parsePath(pattern: string): PatternToken[] | string {
       if (inner === "*") out.push({ any: 1 });
       else if (/^\d+$/.test(inner)) out.push({ index: Number(inner) });
       else if (/^"(?:[^"\\]|\\.)*"$/.test(inner) || /^'[^']*'$/.test(inner)) {
-        out.push({ key: inner.startsWith('"') ? (JSON.parse(inner) as string) : inner.slice(1, -1) });
+        out.push({
+          key: inner.startsWith('"') ? (JSON.parse(inner) as string) : inner.slice(1, -1),
+        });
       } else return `bad bracket [${inner}] in ${JSON.stringify(pattern)}`;
       i = end + 1;
     } else {
@@ -64,7 +66,12 @@ export function matchPath(pattern: readonly PatternToken[], path: readonly PathT
   return matchFrom(pattern, 0, path, 0);
 }
 
-function matchFrom(p: readonly PatternToken[], pi: number, path: readonly PathToken[], xi: number): boolean {
+function matchFrom(
+  p: readonly PatternToken[],
+  pi: number,
+  path: readonly PathToken[],
+  xi: number,
+): boolean {
   if (pi === p.length) return xi === path.length;
   const t = p[pi]!;
   if ("deep" in t) {
@@ -150,7 +157,13 @@ function ignored(path: readonly PathToken[], opts: DiffOptions): boolean {
   return false;
 }
 
-function walk(a: unknown, b: unknown, path: PathToken[], opts: DiffOptions, out: FieldDiff[]): void {
+function walk(
+  a: unknown,
+  b: unknown,
+  path: PathToken[],
+  opts: DiffOptions,
+  out: FieldDiff[],
+): void {
   if (out.length >= MAX_DIFFS_PER_PAIR) return;
   if (ignored(path, opts)) return;
   if (typeof a === "number" && typeof b === "number") {
@@ -172,7 +185,11 @@ function walk(a: unknown, b: unknown, path: PathToken[], opts: DiffOptions, out:
     const x = a as unknown[];
     const y = b as unknown[];
     if (x.length !== y.length) {
-      out.push({ path: formatPath(path), primary: `length ${x.length}`, shadow: `length ${y.length}` });
+      out.push({
+        path: formatPath(path),
+        primary: `length ${x.length}`,
+        shadow: `length ${y.length}`,
+      });
     }
     const n = Math.min(x.length, y.length);
     for (let i = 0; i < n; i++) {

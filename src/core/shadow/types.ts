@@ -66,12 +66,15 @@ export const DEFAULT_MIRROR_LIMITS: Required<MirrorLimitsSpec> = {
   timeoutSeconds: 5,
 };
 
+/** Methods a mirror may copy. */
+export type MirrorMethod = "GET" | "HEAD" | "OPTIONS" | "POST" | "PUT" | "PATCH" | "DELETE";
+
 /** What copies are made of: shared by `shadow` and `setMirrorRoute`. */
 export interface MirrorSpec {
   /** Share of matching requests copied, 0.01..100. */
   percent: number;
   /** Methods copied. Default GET and HEAD; others need `sideEffectFree: true`. */
-  methods?: string[];
+  methods?: MirrorMethod[];
   /** The service declares the mirrored endpoints free of side effects (e.g. model inference). */
   sideEffectFree?: boolean;
   /** Request headers removed from copies (e.g. authorization, cookie). */
@@ -111,7 +114,7 @@ export interface ShadowStep extends MirrorSpec {
 export interface MirrorRouteStep {
   percent?: number;
   match?: Omit<MatchRule, "to">;
-  methods?: string[];
+  methods?: MirrorMethod[];
   sideEffectFree?: boolean;
   stripHeaders?: string[];
 }
@@ -164,4 +167,26 @@ export interface PairResult {
   /** Drift: the prediction of each side (number or label), or null. */
   drift: { primary: number | string; shadow: number | string } | null;
   latencyMs: { primary: number; shadow: number };
+}
+
+/**
+ * The mirror in a route table (`RouteTable.mirror`): where copies go and how they are made and
+ * compared. Built by `routes.ts` from `ShadowStatus`; read by the router's mirror.
+ */
+export interface RouteMirror {
+  /** The phase (`ShadowStatus.id`): the router aggregates and flushes reports under it. */
+  id: string;
+  /** The version copies go to, and its ready instances. */
+  version: string;
+  endpoints: string[];
+  /** Stable instances that get a second copy for noise learning (absent: no noise learning). */
+  noiseEndpoints?: string[];
+  percent: number;
+  /** Upper-case. */
+  methods: string[];
+  /** Lower-case. */
+  stripHeaders: string[];
+  match?: Omit<MatchRule, "to">;
+  limits: Required<MirrorLimitsSpec>;
+  compare: CompareSpec;
 }

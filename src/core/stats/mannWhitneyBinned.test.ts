@@ -39,6 +39,31 @@ function randomBins(rng: () => number, center: number, spread: number, bins: num
 }
 
 describe("mannWhitneyBinned", () => {
+  test("sketch-sized bins with many equal differences (the same bins on both sides) equal the expanded samples", () => {
+    // Two ~150-bin sides on one log grid: every cell on the diagonal is a difference of exactly
+    // 0, thousands of observations each, where the k-th is found by bracketing.
+    const rng = mulberry32(23);
+    const normal = normalSampler(rng);
+    const grid = (n: number, shift: number): ValueBin[] => {
+      const counts = new Map<number, number>();
+      for (let i = 0; i < n; i++) {
+        const g = Math.round((normal(Math.log(50), 0.5) + shift) / 0.02);
+        counts.set(g, (counts.get(g) ?? 0) + 1);
+      }
+      return [...counts].map(([g, count]) => ({ value: Math.exp(g * 0.02), count }));
+    };
+    for (const shift of [0, 0.05, Math.log(1.3)]) {
+      const c = grid(2000, shift);
+      const b = grid(6000, 0);
+      const got = mannWhitneyBinned(c, b, { alternative: "greater", alpha: 0.01 });
+      const want = mannWhitneyU(expand(c), expand(b), { alternative: "greater", alpha: 0.01 });
+      close(got.effect.hodgesLehmannShift, want.effect.hodgesLehmannShift, `shift ${shift} HL`);
+      close(got.effect.shiftInterval?.lower, want.effect.shiftInterval?.lower, `shift ${shift} lower`);
+      close(got.effect.shiftInterval?.upper, want.effect.shiftInterval?.upper, `shift ${shift} upper`);
+      close(got.pValue, want.pValue, `shift ${shift} p`);
+    }
+  });
+
   test("equals mannWhitneyU on the expanded samples within 1e-9 (seeded, ties within and across sides)", () => {
     const rng = mulberry32(11);
     const alternatives: Alternative[] = ["greater", "less", "two-sided"];

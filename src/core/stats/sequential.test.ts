@@ -10,6 +10,7 @@ import {
   msprtTwoMeans,
   msprtTwoProportions,
   sequentialRho,
+  twoProportionVariances,
 } from "./sequential.js";
 import type { SampleSummary } from "./types.js";
 
@@ -122,6 +123,47 @@ describe("validity under continuous monitoring (seeded A/A simulation)", () => {
     );
   });
 
+  test("canary error rates at 1%: the null variance with continuity correction stays ≤ alpha 1% at the null, over 2,000 runs of 60 looks", () => {
+    // The canary judge's setting: per look 100 candidate and 900 baseline requests; a
+    // candidate exactly at the null (A/A with null 0; 2% vs 1% with null +1 point).
+    const alpha = 0.01;
+    const runs = 2000;
+    const bound = alpha + 3 * Math.sqrt((alpha * (1 - alpha)) / runs);
+    for (const [nullDifference, canary, tau] of [
+      [0, 0.01, 0.04],
+      [0, 0.01, 0.02],
+      [0.01, 0.02, 0.02],
+    ] as const) {
+      const rng = mulberry32(101);
+      let rejected = 0;
+      for (let run = 0; run < runs; run++) {
+        let xb = 0;
+        let xc = 0;
+        let p = 1;
+        for (let look = 1; look <= 60 && p > alpha; look++) {
+          xb += binomialSample(rng, 900, 0.01);
+          xc += binomialSample(rng, 100, canary);
+          p = msprtTwoProportions(
+            { successes: xb, trials: 900 * look },
+            { successes: xc, trials: 100 * look },
+            {
+              alpha,
+              tau2: tau * tau,
+              nullDifference,
+              alternative: "greater",
+              variance: "null",
+              continuity: true,
+              previousPValue: p,
+            },
+          ).pValue;
+        }
+        if (p <= alpha) rejected++;
+      }
+      const what = `null ${nullDifference}, canary ${canary}, tau ${tau}`;
+      assert.ok(rejected / runs <= bound, `${what}: false-positive rate ${rejected / runs} > ${bound}`);
+    }
+  });
+
   test("a bad canary (1% → 3% errors) is stopped early by the one-sided mSPRT", () => {
     const rng = mulberry32(99);
     const runs = 100;
@@ -153,6 +195,41 @@ describe("validity under continuous monitoring (seeded A/A simulation)", () => {
 });
 
 describe("msprt", () => {
+  test("two-proportion variances: unpooled, and at the null (pooled for a null of 0)", () => {
+    const c = { successes: 18, trials: 1800 };
+    const t = { successes: 10, trials: 200 };
+    const v0 = twoProportionVariances(c, t, 0);
+    const p = (18 + 10 + 0.5) / (2000 + 1);
+    assert.ok(Math.abs(v0.atNull - p * (1 - p) * (1 / 1800 + 1 / 200)) < 1e-15);
+    const pc = 18.5 / 1801;
+    const pt = 10.5 / 201;
+    assert.ok(Math.abs(v0.unpooled - ((pc * (1 - pc)) / 1800 + (pt * (1 - pt)) / 200)) < 1e-15);
+    // At a null of +1 point the candidate's rate is the pooled baseline's + 0.01.
+    const v1 = twoProportionVariances(c, t, 0.01);
+    const b = (28 - 200 * 0.01 + 0.5) / 2001;
+    const expected = (b * (1 - b)) / 1800 + ((b + 0.01) * (1 - b - 0.01)) / 200;
+    assert.ok(Math.abs(v1.atNull - expected) < 1e-15);
+    // The 1% -> 5% canary: the null variance is a third of the unpooled one.
+    assert.ok(v0.atNull < v0.unpooled / 2.5);
+  });
+
+  test("continuity correction: the estimate moves half an event per arm towards the null, never past it", () => {
+    const c = { successes: 9, trials: 900 };
+    const t = { successes: 5, trials: 100 };
+    const opts = { alpha: 0.01, tau2: 0.04 ** 2, alternative: "greater" as const, variance: "null" as const };
+    const plain = msprtTwoProportions(c, t, opts);
+    const corrected = msprtTwoProportions(c, t, { ...opts, continuity: true });
+    assert.equal(corrected.estimate, plain.estimate);
+    const cc = 0.5 * (1 / 900 + 1 / 100);
+    assert.ok(Math.abs(corrected.z - (plain.estimate - cc) / Math.sqrt(plain.variance)) < 1e-12);
+    assert.ok(corrected.likelihoodRatio < plain.likelihoodRatio);
+    const near = msprtTwoProportions({ successes: 9, trials: 900 }, { successes: 1, trials: 100 }, {
+      ...opts,
+      continuity: true,
+    });
+    assert.equal(near.z, 0, "an estimate within the correction of the null is at the null");
+  });
+
   test("one-sided: evidence in the other direction gives no rejection", () => {
     const better = msprtTwoProportions(
       { successes: 100, trials: 10000 },

@@ -8,9 +8,9 @@ import { experiment } from "./experiment.js";
 import { pause } from "./pause.js";
 import { setFlag } from "./setFlag.js";
 import { setHeaderRoute } from "./setHeaderRoute.js";
-import { setMirrorRoute, shadow } from "./shadow.js";
 import { rollingUpdate } from "./rollingUpdate.js";
 import { setWeight } from "./setWeight.js";
+import { setMirrorRoute, shadow } from "./shadow.js";
 import { switchStep } from "./switch.js";
 import type { StepKind } from "./types.js";
 

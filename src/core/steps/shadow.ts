@@ -88,7 +88,14 @@ export const shadow: StepKind<ShadowStep> = {
       ctx.emit(
         "ShadowStarted",
         `${body.percent}% of requests mirrored to ${version}; users get ${s.stableVersion}'s answers (${ctx.label(i)})`,
-        { step: i, id, version, percent: body.percent, gate: body.gate, noise: body.noise === true },
+        {
+          step: i,
+          id,
+          version,
+          percent: body.percent,
+          gate: body.gate,
+          noise: body.noise === true,
+        },
       );
     }
     // 2. The gate, on the report routers flushed for this phase.
@@ -101,7 +108,14 @@ export const shadow: StepKind<ShadowStep> = {
       ctx.wakeAt(ctx.now + SHADOW_POLL_MS);
       return "wait";
     }
-    const data = { step: i, id, version, verdict: v.verdict, reasons: v.reasons, report: reportSummary(report) };
+    const data = {
+      step: i,
+      id,
+      version,
+      verdict: v.verdict,
+      reasons: v.reasons,
+      report: reportSummary(report),
+    };
     // 3. Fail: back to stable, numbers in the event.
     if (v.verdict === "fail") {
       ctx.rollBack(`shadow gate failed (${ctx.label(i)}): ${v.reasons.join("; ")}`, data);

@@ -22,6 +22,8 @@ export function compileBlueGreen(bg: BlueGreenStrategySpec): CompiledStrategy {
   });
   steps.push({ switch: {} });
   if (bg.postPromotionAnalysis) steps.push({ analysis: bg.postPromotionAnalysis });
+  // Blue-green with feature flags: the feature is raised after the switch (setFlag steps).
+  if (bg.flagSteps) steps.push(...bg.flagSteps);
   return {
     name: "blueGreen",
     steps,

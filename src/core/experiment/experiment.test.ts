@@ -1,0 +1,268 @@
+// The experiment core: the analysis from aggregates (methods, SRM, correction, verdicts) and
+// the `experiment` step driven through the rollout core with a fake clock.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { FakeClock } from "../clock.js";
+import type { ServiceSpec, ServiceStatus } from "../model.js";
+import { reconcile } from "../rollout.js";
+import { buildRouteTable } from "../routes.js";
+import { analyzeExperiment } from "./analyze.js";
+import type { ExperimentData, ExperimentSpec, MetricArmData } from "./types.js";
+
+const base: ExperimentSpec = {
+  split: 50,
+  assignment: { header: "x-user" },
+  metrics: [{ name: "conversion", kind: "binomial", role: "goal", source: { event: "buy" } }],
+  method: "sequential",
+  alpha: 0.05,
+  minSamples: 100,
+  maxDuration: "1h",
+  decision: "auto",
+  correction: "holm",
+  sequentialTuning: 5000,
+  chanceToWin: 0.95,
+};
+const arms = [
+  { name: "A", version: "v1", weight: 50 },
+  { name: "B", version: "v2", weight: 50 },
+];
+
+function sums(n: number, converted: number, perUnit = 1): MetricArmData {
+  return { kind: "sums", n, sum: converted * perUnit, sumSquares: converted * perUnit * perUnit, converted };
+}
+
+function data(
+  units: [number, number],
+  metrics: Record<string, [MetricArmData, MetricArmData]>,
+  experiment = "e",
+): ExperimentData {
+  return {
+    experiment,
+    units: { A: units[0], B: units[1] },
+    metrics: Object.fromEntries(Object.entries(metrics).map(([k, [a, b]]) => [k, { A: a, B: b }])),
+    readAt: 0,
+  };
+}
+
+describe("analyzeExperiment", () => {
+  it("a clear conversion lift wins under every method", () => {
+    for (const method of ["sequential", "fixedHorizon", "bayesian"] as const) {
+      const r = analyzeExperiment(
+        "e",
+        { ...base, method },
+        arms,
+        data([5000, 5000], { conversion: [sums(5000, 500), sums(5000, 650)] }),
+      );
+      assert.equal(r.verdict, "win", `${method}: ${r.reasons.join("; ")}`);
+      const c = r.metrics[0]!.comparisons[0]!;
+      assert.ok(Math.abs(c.difference - 0.03) < 1e-12);
+      assert.ok(c.relative !== null && Math.abs(c.relative - 0.3) < 1e-12);
+      assert.ok(c.interval && c.interval.lower > 0, method);
+      if (method === "bayesian") assert.ok(c.chanceToWin! > 0.99);
+      else assert.ok(c.pValue! < 0.05);
+    }
+  });
+
+  it("the sequential interval is wider than the fixed-horizon one at the same data", () => {
+    const d = data([3000, 3000], { conversion: [sums(3000, 300), sums(3000, 330)] });
+    const seq = analyzeExperiment("e", base, arms, d).metrics[0]!.comparisons[0]!;
+    const fix = analyzeExperiment("e", { ...base, method: "fixedHorizon" }, arms, d).metrics[0]!
+      .comparisons[0]!;
+    assert.ok(seq.interval!.upper - seq.interval!.lower > fix.interval!.upper - fix.interval!.lower);
+  });
+
+  it("SRM blocks the decision even with a big effect", () => {
+    const r = analyzeExperiment(
+      "e",
+      base,
+      arms,
+      data([5000, 4500], { conversion: [sums(5000, 500), sums(4500, 900)] }),
+    );
+    assert.equal(r.verdict, "srm");
+    assert.ok(r.srm.mismatch && r.srm.pValue < 0.001);
+    assert.match(r.reasons[0]!, /sample ratio mismatch/);
+  });
+
+  it("too few units: running; fixed horizon reached with no difference: inconclusive", () => {
+    const few = data([50, 50], { conversion: [sums(50, 5), sums(50, 9)] });
+    assert.equal(analyzeExperiment("e", base, arms, few).verdict, "running");
+    const flat = data([2000, 2000], { conversion: [sums(2000, 200), sums(2000, 201)] });
+    assert.equal(analyzeExperiment("e", base, arms, flat).verdict, "running");
+    assert.equal(
+      analyzeExperiment("e", { ...base, method: "fixedHorizon" }, arms, flat).verdict,
+      "inconclusive",
+    );
+  });
+
+  it("a guardrail that gets worse loses, whatever the goal does", () => {
+    const spec: ExperimentSpec = {
+      ...base,
+      metrics: [
+        ...base.metrics,
+        { name: "errors", kind: "binomial", role: "guardrail", source: { builtin: "error_rate" } },
+      ],
+    };
+    const r = analyzeExperiment(
+      "e",
+      spec,
+      arms,
+      data([5000, 5000], {
+        conversion: [sums(5000, 500), sums(5000, 650)],
+        errors: [
+          { kind: "requests", requests: 20000, errors: 20, mean: 0, variance: 0 },
+          { kind: "requests", requests: 20000, errors: 200, mean: 0, variance: 0 },
+        ],
+      }),
+    );
+    assert.equal(r.verdict, "lose");
+    assert.match(r.reasons[0]!, /guardrail worse: errors/);
+    assert.equal(r.metrics[1]!.better, "decrease");
+  });
+
+  it("Holm adjusts goal p-values across metrics; ratio metrics use the delta method", () => {
+    const spec: ExperimentSpec = {
+      ...base,
+      method: "fixedHorizon",
+      metrics: [
+        ...base.metrics,
+        {
+          name: "rps",
+          kind: "ratio",
+          role: "goal",
+          source: { event: "revenue" },
+          denominator: { event: "session" },
+        },
+      ],
+    };
+    const ratio = (n: number, mx: number, my: number): MetricArmData => ({
+      kind: "ratio",
+      n,
+      sumX: n * mx,
+      sumX2: n * (mx * mx + 4),
+      sumY: n * my,
+      sumY2: n * (my * my + 1),
+      sumXY: n * (mx * my + 0.5),
+    });
+    const r = analyzeExperiment(
+      "e",
+      spec,
+      arms,
+      data([4000, 4000], {
+        conversion: [sums(4000, 400), sums(4000, 440)],
+        rps: [ratio(4000, 10, 3), ratio(4000, 10.1, 3)],
+      }),
+    );
+    const [conv, rps] = r.metrics;
+    assert.equal(rps!.test, "ratio-delta-z");
+    const p = [conv!.comparisons[0]!.pValue!, rps!.comparisons[0]!.pValue!];
+    const adj = [conv!.comparisons[0]!.adjustedPValue!, rps!.comparisons[0]!.adjustedPValue!];
+    const lo = p[0]! < p[1]! ? 0 : 1;
+    assert.ok(Math.abs(adj[lo]! - Math.min(1, 2 * p[lo]!)) < 1e-12);
+  });
+});
+
+describe("experiment step", () => {
+  function scenario(exp: Partial<ExperimentSpec> = {}) {
+    const clock = new FakeClock();
+    let status: ServiceStatus | null = null;
+    let spec: ServiceSpec = {
+      listen: { host: "127.0.0.1", port: 8080 },
+      runtime: {
+        static: { versions: { v1: { upstreams: ["http://a"] }, v2: { upstreams: ["http://b"] } } },
+      },
+      version: "v1",
+      strategy: { abTest: { ...base, ...exp } },
+    };
+    const tick = (experimentData?: ExperimentData, commands: never[] = []) => {
+      const out = reconcile({
+        now: clock.now(),
+        service: { name: "shop", generation: 1, spec },
+        status,
+        commands,
+        readiness: { v1: { ready: 1, failed: 0 }, v2: { ready: 1, failed: 0 } },
+        ...(experimentData ? { experimentData } : {}),
+      });
+      status = out.status;
+      return out;
+    };
+    return {
+      clock,
+      tick,
+      get status() {
+        return status as ServiceStatus;
+      },
+      release(v: string) {
+        spec = { ...spec, version: v };
+      },
+      get spec() {
+        return spec;
+      },
+    };
+  }
+
+  it("starts with the split, puts the arms in the route table, and promotes a winner", () => {
+    const s = scenario();
+    s.tick();
+    s.release("v2");
+    const out = s.tick();
+    assert.equal(s.status.canaryWeight, 50);
+    assert.equal(s.status.experiment?.name, "shop-v2");
+    assert.ok(out.events.some((e) => e.type === "ExperimentStarted"));
+    const table = buildRouteTable({
+      service: "shop",
+      spec: s.spec,
+      status: s.status,
+      weights: out.weights,
+      endpoints: () => ["http://x"],
+      now: 0,
+    });
+    assert.deepEqual(table.experiment?.arms, [
+      { name: "A", version: "v1", weight: 50 },
+      { name: "B", version: "v2", weight: 50 },
+    ]);
+    assert.equal(table.experiment?.salt, "shop-v2");
+    s.clock.advance(60_000);
+    const d = data([5000, 5000], { conversion: [sums(5000, 500), sums(5000, 650)] }, "shop-v2");
+    const won = s.tick(d);
+    assert.equal(s.status.phase, "Completed", s.status.message);
+    assert.equal(s.status.stableVersion, "v2");
+    assert.ok(won.events.some((e) => e.type === "ExperimentConcluded" && /wins/.test(e.message)));
+  });
+
+  it("a loser rolls back with the numbers; manual decisions wait for a person", () => {
+    const s = scenario();
+    s.tick();
+    s.release("v2");
+    s.tick();
+    s.tick(data([5000, 5000], { conversion: [sums(5000, 650), sums(5000, 500)] }, "shop-v2"));
+    assert.equal(s.status.phase, "Degraded");
+    assert.match(s.status.message, /loses: goal worse: conversion/);
+    assert.equal(s.status.experiment, null);
+
+    const m = scenario({ decision: "manual" });
+    m.tick();
+    m.release("v2");
+    m.tick();
+    m.tick(data([5000, 5000], { conversion: [sums(5000, 500), sums(5000, 650)] }, "shop-v2"));
+    assert.equal(m.status.phase, "Paused");
+    assert.match(m.status.message, /turnout promote/);
+  });
+
+  it("inconclusive at maxDuration keeps A and says so; SRM blocks", () => {
+    const s = scenario({ maxDuration: "10m" });
+    s.tick();
+    s.release("v2");
+    s.tick();
+    const flat = data([2000, 2000], { conversion: [sums(2000, 200), sums(2000, 201)] }, "shop-v2");
+    s.tick(flat);
+    assert.equal(s.status.phase, "Progressing");
+    const srm = data([2000, 1700], { conversion: [sums(2000, 200), sums(1700, 400)] }, "shop-v2");
+    s.tick(srm);
+    assert.match(s.status.message, /decisions blocked: sample ratio mismatch/);
+    s.clock.advance(10 * 60_000);
+    s.tick(flat);
+    assert.equal(s.status.phase, "Degraded");
+    assert.match(s.status.message, /inconclusive after 10m.*keeping v1/);
+    assert.equal(s.status.stableVersion, "v1");
+  });
+});

@@ -15,7 +15,8 @@
  *   npm run bench:decisions -- --tune           # the settings study, on the tuning seeds
  *
  * Options: --seeds N (1000), --workers N (the machine's cores), --no-write, --tune,
- * --tune-seeds N (300).
+ * --tune-seeds N (300), --mw-looks N (the Mann-Whitney looks study on N seeds; writes nothing),
+ * --speed N (N A/A rollouts in this process: the simulator's speed; writes nothing).
  *
  * Seeds: the reported runs use seeds 1..N in every scenario; the settings study (--tune) uses
  * seeds from 1,000,001 on, so no setting is chosen on the runs it is reported with.
@@ -26,8 +27,12 @@ import { availableParallelism, cpus, release } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { AnalysisTemplateSpec, ServiceSpec } from "../src/core/model.js";
+import { mannWhitneyLookAlpha } from "../src/core/analysis/judges.js";
+import { Sketch } from "../src/core/sketch.js";
 import { mannWhitneyU } from "../src/core/stats/mannWhitney.js";
-import { lognormalLatency } from "../src/sim/random.js";
+import { mannWhitneyBinned } from "../src/core/stats/mannWhitneyBinned.js";
+import { binomialSample } from "../src/core/stats/random.js";
+import { lognormalLatency, simulationRng } from "../src/sim/random.js";
 import {
   type PolicyFactory,
   type PolicyStep,
@@ -116,7 +121,7 @@ function p99(median: number): number {
 // Policies
 
 interface TurnoutSettings {
-  errors: { maxIncrease: number; alpha: number; interval: string };
+  errors: { maxIncrease: number; detect?: number; alpha: number; interval: string };
   latency: { maxRelativeIncrease: number; alpha: number; interval: string; minSamples: number };
 }
 
@@ -125,13 +130,37 @@ interface TurnoutSettings {
  * background analysis from step 0 on (see bench/README.md for why each number).
  */
 const TURNOUT: TurnoutSettings = {
-  errors: { maxIncrease: 0.01, alpha: 0.01, interval: "10s" },
+  errors: { maxIncrease: 0, detect: 0.04, alpha: 0.01, interval: "10s" },
   latency: { maxRelativeIncrease: 0.2, alpha: 0.01, interval: "10s", minSamples: 50 },
 };
 
 /** The variants the settings study (--tune) compares, on the tuning seeds. */
 const TUNING: { id: string; label: string; settings: TurnoutSettings }[] = [
-  { id: "chosen", label: "chosen (10 s, +1 point, alpha 1%, +20%)", settings: TURNOUT },
+  {
+    id: "chosen",
+    label: "chosen (10 s; errors +0, detect 4 points, alpha 1%; latency +20%)",
+    settings: TURNOUT,
+  },
+  {
+    id: "allow1",
+    label: "errors maxIncrease 1 point (detect: default 2)",
+    settings: { ...TURNOUT, errors: { maxIncrease: 0.01, alpha: 0.01, interval: "10s" } },
+  },
+  {
+    id: "allow1detect4",
+    label: "errors maxIncrease 1 point, detect 4",
+    settings: { ...TURNOUT, errors: { ...TURNOUT.errors, maxIncrease: 0.01 } },
+  },
+  {
+    id: "detect2",
+    label: "errors detect 2 points",
+    settings: { ...TURNOUT, errors: { ...TURNOUT.errors, detect: 0.02 } },
+  },
+  {
+    id: "detect8",
+    label: "errors detect 8 points",
+    settings: { ...TURNOUT, errors: { ...TURNOUT.errors, detect: 0.08 } },
+  },
   {
     id: "interval5s",
     label: "interval 5 s",
@@ -146,29 +175,6 @@ const TUNING: { id: string; label: string; settings: TurnoutSettings }[] = [
     settings: { ...TURNOUT, errors: { ...TURNOUT.errors, alpha: 0.05 } },
   },
   {
-    id: "maxIncrease0",
-    label: "errors maxIncrease 0 (tau 0.005)",
-    settings: { ...TURNOUT, errors: { ...TURNOUT.errors, maxIncrease: 0 } },
-  },
-  {
-    id: "maxIncrease2",
-    label: "errors maxIncrease 2 points",
-    settings: { ...TURNOUT, errors: { ...TURNOUT.errors, maxIncrease: 0.02 } },
-  },
-  {
-    id: "interval5sAlpha5",
-    label: "interval 5 s and errors alpha 5%",
-    settings: {
-      errors: { ...TURNOUT.errors, interval: "5s", alpha: 0.05 },
-      latency: { ...TURNOUT.latency, interval: "5s" },
-    },
-  },
-  {
-    id: "latencyMin200",
-    label: "latency minSamples 200",
-    settings: { ...TURNOUT, latency: { ...TURNOUT.latency, minSamples: 200 } },
-  },
-  {
     id: "latency10",
     label: "latency +10% allowed",
     settings: { ...TURNOUT, latency: { ...TURNOUT.latency, maxRelativeIncrease: 0.1 } },
@@ -181,7 +187,13 @@ function turnoutTemplate(s: TurnoutSettings): AnalysisTemplateSpec {
       {
         name: "errors",
         source: { builtin: "error_rate" },
-        judge: { sequential: { maxIncrease: s.errors.maxIncrease, alpha: s.errors.alpha } },
+        judge: {
+          sequential: {
+            maxIncrease: s.errors.maxIncrease,
+            ...(s.errors.detect !== undefined ? { detect: s.errors.detect } : {}),
+            alpha: s.errors.alpha,
+          },
+        },
         interval: s.errors.interval,
       },
       {
@@ -797,6 +809,10 @@ function parseArgs(argv: string[]) {
     write: true,
     tune: false,
     tuneSeeds: 300,
+    /** Seeds for the Mann-Whitney looks study; 0: not run. */
+    mwLooks: 0,
+    /** A/A rollouts for the simulator speed figure; 0: not run. */
+    speed: 0,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -810,6 +826,8 @@ function parseArgs(argv: string[]) {
     else if (a === "--tune-seeds") opts.tuneSeeds = value();
     else if (a === "--no-write") opts.write = false;
     else if (a === "--tune") opts.tune = true;
+    else if (a === "--mw-looks") opts.mwLooks = value();
+    else if (a === "--speed") opts.speed = value();
     else if (a === "--worker") continue;
     else throw new Error(`unknown option ${a} (see the comment at the top of bench/decisions.ts)`);
   }
@@ -842,9 +860,72 @@ function settingsRecord() {
   };
 }
 
+/**
+ * The Mann-Whitney judge under continuous looks, without the rollout around it: A/A latency
+ * (the bench's log-normal, 100 requests/s, 10% to the canary) drawn into two sketches, the
+ * binned test on the growing window every 10 s for 10 minutes (60 looks), at alpha 1%. Counts
+ * the runs that would fail at ANY look: with the whole alpha at every look (the fixed-sample
+ * test peeked at) and with alpha split over the looks (`mannWhitneyLookAlpha`, unbounded: the
+ * k-th look gets alpha/(k(k+1))); each without and with the bench's +20% allowance on the shift.
+ */
+function mannWhitneyLooksStudy(seeds: number) {
+  const alpha = 0.01;
+  const looks = 60;
+  const counts = { whole: 0, split: 0, wholeAllowance: 0, splitAllowance: 0 };
+  for (let seed = 1; seed <= seeds; seed++) {
+    const rng = simulationRng(TUNING_SEED_START + 1_000_000 + seed);
+    const c = new Sketch();
+    const b = new Sketch();
+    const hit = { whole: false, split: false, wholeAllowance: false, splitAllowance: false };
+    for (let k = 1; k <= looks; k++) {
+      for (let s = 0; s < 10; s++) {
+        const n = binomialSample(rng, RPS, CANARY_WEIGHT / 100);
+        for (let i = 0; i < n; i++) c.add(baseLatency(rng));
+        for (let i = n; i < RPS; i++) b.add(baseLatency(rng));
+      }
+      const m = mannWhitneyBinned(c.bins(), b.bins(), { alternative: "greater", alpha });
+      const beyond = (m.effect.relativeShift ?? 0) > TURNOUT.latency.maxRelativeIncrease;
+      const share = mannWhitneyLookAlpha(alpha, k, null);
+      if (m.pValue < alpha) hit.whole = true;
+      if (m.pValue < share) hit.split = true;
+      if (m.pValue < alpha && beyond) hit.wholeAllowance = true;
+      if (m.pValue < share && beyond) hit.splitAllowance = true;
+    }
+    for (const key of Object.keys(counts) as (keyof typeof counts)[]) if (hit[key]) counts[key]++;
+  }
+  const rate = (n: number) => `${((100 * n) / seeds).toFixed(1)}% (${n}/${seeds})`;
+  return [
+    `Mann-Whitney A/A under continuous looks: ${seeds} runs × ${looks} looks (every 10 s for 10 minutes), alpha ${alpha}; runs failed at any look:`,
+    "",
+    "| alpha at each look | no allowance | +20% allowance on the shift |",
+    "| --- | ---: | ---: |",
+    `| whole alpha (fixed-sample test, peeked) | ${rate(counts.whole)} | ${rate(counts.wholeAllowance)} |`,
+    `| split: alpha/(k(k+1)) at the k-th look | ${rate(counts.split)} | ${rate(counts.splitAllowance)} |`,
+  ].join("\n");
+}
+
+/** Simulated A/A rollouts per second of Turnout alone, in this process (the figure in bench/README.md). */
+async function simulatorSpeed(rollouts: number) {
+  const aa = SCENARIOS.find((s) => s.id === "aa")!;
+  const factory = turnoutFactory(TURNOUT);
+  // One rollout to warm the JIT up, not counted.
+  await simulatePolicies({ seed: 0, traffic: aa.traffic, maxMs: MAX_MS, policies: { t: factory } });
+  const t0 = performance.now();
+  for (let seed = 1; seed <= rollouts; seed++) {
+    await simulatePolicies({ seed, traffic: aa.traffic, maxMs: MAX_MS, policies: { t: factory } });
+  }
+  const ms = (performance.now() - t0) / rollouts;
+  return `simulator: ${rollouts} Turnout A/A rollouts (10 simulated minutes each, 100 requests/s, a look per metric every 10 s) in one process: ${ms.toFixed(1)} ms each, ${(1000 / ms).toFixed(1)} rollouts/s`;
+}
+
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
   const started = performance.now();
+  if (opts.mwLooks > 0 || opts.speed > 0) {
+    if (opts.mwLooks > 0) console.log(mannWhitneyLooksStudy(opts.mwLooks));
+    if (opts.speed > 0) console.log(await simulatorSpeed(opts.speed));
+    return;
+  }
   const progress = (done: number, total: number) => {
     if (process.stderr.isTTY) process.stderr.write(`\r${done}/${total} jobs`);
     if (done === total && process.stderr.isTTY) process.stderr.write("\n");

@@ -444,12 +444,14 @@ def msprt_log_lr_quad(s, v, tau2, alternative):
     return c + math.log(factor * val)
 
 
-def msprt_case(kind, name, inp, estimate, v):
+def msprt_case(kind, name, inp, estimate, v, tested=None):
+    """`tested`: the estimate the likelihood ratio is computed at, when a continuity correction
+    moved it (the reported estimate and the centre of the CS stay `estimate`)."""
     tau2 = inp["tau2"]
     alpha = inp.get("alpha", 0.05)
     alt = inp.get("alternative", "two-sided")
     null = inp.get("nullDifference", 0.0)
-    s = estimate - null
+    s = (estimate if tested is None else tested) - null
     log_lr = msprt_lr(s, v, tau2, alt)
     log_quad = msprt_log_lr_quad(s, v, tau2, alt)
     if math.isfinite(log_quad) and log_lr > -30:
@@ -479,7 +481,22 @@ def msprt_props(name, xc, nc, xt, nt, **opts):
         return p * (1 - p) / n
 
     inp = {"control": {"successes": xc, "trials": nc}, "treatment": {"successes": xt, "trials": nt}, **opts}
-    msprt_case("msprtTwoProportions", name, inp, xt / nt - xc / nc, shrunk_var(xc, nc) + shrunk_var(xt, nt))
+    estimate = xt / nt - xc / nc
+    v = shrunk_var(xc, nc) + shrunk_var(xt, nt)
+    null = opts.get("nullDifference", 0.0)
+    if opts.get("variance") == "null":
+        # Both arms' events pooled as if treatment = control + null, shrunk by half an event,
+        # clamped so that both rates stay in (0, 1).
+        eps = 0.5 / (nc + nt + 1)
+        pc = (xc + xt - nt * null + 0.5) / (nc + nt + 1)
+        pc = min(min(1 - eps, 1 - eps - null), max(max(eps, eps - null), pc))
+        pt = pc + null
+        v = pc * (1 - pc) / nc + pt * (1 - pt) / nt
+    tested = None
+    if opts.get("continuity"):
+        cc = 0.5 * (1 / nt + 1 / nc)
+        tested = max(null, estimate - cc) if estimate > null else min(null, estimate + cc)
+    msprt_case("msprtTwoProportions", name, inp, estimate, v, tested)
 
 
 def msprt_means(name, c, t, **opts):
@@ -494,6 +511,10 @@ msprt_props("conversion, less, previous p 0.2", 120, 2400, 101, 2380, tau2=2.5e-
 msprt_props("null difference 0.01, greater", 100, 10000, 450, 20000, tau2=1e-4, nullDifference=0.01, alternative="greater")
 msprt_props("zero errors in both arms", 0, 800, 0, 200, tau2=1e-4, alternative="greater")
 msprt_props("all errors in the candidate", 0, 500, 100, 100, tau2=1e-4, alpha=0.01, alternative="greater")
+msprt_props("canary 1% vs 5%, variance at the null 0, continuity", 27, 2700, 15, 300, tau2=0.04**2, alpha=0.01, alternative="greater", variance="null", continuity=True)
+msprt_props("canary, variance at the null +1 point, continuity", 27, 2700, 15, 300, tau2=0.02**2, alpha=0.01, nullDifference=0.01, alternative="greater", variance="null", continuity=True)
+msprt_props("canary, variance at the null, no correction", 9, 900, 5, 100, tau2=0.04**2, alpha=0.01, alternative="greater", variance="null")
+msprt_props("continuity within half an event of the null", 9, 900, 1, 100, tau2=0.04**2, alpha=0.01, alternative="greater", variance="null", continuity=True)
 msprt_means("latency means", {"n": 4000, "mean": 120.0, "variance": 900.0}, {"n": 3900, "mean": 123.5, "variance": 1000.0}, tau2=4.0)
 msprt_means("latency means, greater", {"n": 400, "mean": 120.0, "variance": 900.0}, {"n": 390, "mean": 121.0, "variance": 1000.0}, tau2=4.0, alternative="greater", alpha=0.01)
 
@@ -541,6 +562,106 @@ acs("revenue, relative", {"n": 2500, "mean": 12.4, "variance": 310.0}, {"n": 255
 acs("conversion 5% vs 6% as Bernoulli summaries, N far past tuning", {"n": 40000, "mean": 0.05, "variance": 0.05 * 0.95}, {"n": 40000, "mean": 0.06, "variance": 0.06 * 0.94})
 acs("small N, alpha 0.1, tuning 1000", {"n": 60, "mean": 3.0, "variance": 4.0}, {"n": 50, "mean": 3.4, "variance": 5.0}, 0.1, 1000.0)
 acs("no difference", {"n": 1000, "mean": 1.0, "variance": 1.0}, {"n": 1000, "mean": 1.0, "variance": 1.0})
+
+
+# ---------------------------------------------------------------------------------------
+# Ratio metrics (delta method, Deng et al. 2018) and CUPED (Deng et al. 2013), from raw per-unit
+# data with numpy; the TypeScript side sees only the sums (n, Σx, Σx², Σy, Σy², Σxy), so this
+# checks the sums-to-moments algebra as well as the formulas. The delta-method variance is
+# cross-checked here against the variance of the ratio's linearization,
+# (x_i − R y_i) / ȳ, which is the same quantity by a second route.
+
+
+def sums_of(x, y):
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    return {"n": int(len(x)), "sumX": float(x.sum()), "sumX2": float((x * x).sum()), "sumY": float(y.sum()), "sumY2": float((y * y).sum()), "sumXY": float((x * y).sum())}
+
+
+def delta_ratio(x, y):
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    n = len(x)
+    mx, my = x.mean(), y.mean()
+    c = np.cov(x, y, ddof=1)
+    r = mx / my
+    v = (c[0, 0] / my**2 - 2 * mx * c[0, 1] / my**3 + mx**2 * c[1, 1] / my**4) / n
+    lin = (x - r * y) / my
+    close(v, lin.var(ddof=1) / n, rel=1e-9, what="delta method vs linearization")
+    return r, v
+
+
+def ratio_case(name, seed, n_c, n_t, lift, alpha=0.05):
+    rng = np.random.default_rng(seed)
+    sess_c = rng.poisson(3.0, n_c) + 1
+    sess_t = rng.poisson(3.0, n_t) + 1
+    rev_c = np.round(sess_c * rng.gamma(2.0, 5.0, n_c), 2)
+    rev_t = np.round(sess_t * rng.gamma(2.0, 5.0 * (1 + lift), n_t), 2)
+    rc, vc = delta_ratio(rev_c, sess_c)
+    rt, vt = delta_ratio(rev_t, sess_t)
+    d = rt - rc
+    se = math.sqrt(vc + vt)
+    z = d / se
+    p = 2 * stats.norm.sf(abs(z))
+    zc = stats.norm.ppf(1 - alpha / 2)
+    rl, rse = rel_lift(rc, vc, rt, vt)
+    add(
+        "ratioTest",
+        name,
+        {"control": sums_of(rev_c, sess_c), "treatment": sums_of(rev_t, sess_t), "alpha": alpha},
+        {
+            "control.ratio": rc,
+            "control.variance": vc,
+            "treatment.ratio": rt,
+            "treatment.variance": vt,
+            "difference": d,
+            "standardError": se,
+            "z": z,
+            "pValue": p,
+            "interval.lower": d - zc * se,
+            "interval.upper": d + zc * se,
+            "relativeLift": rl,
+            "relativeLiftInterval.lower": rl - zc * rse,
+            "relativeLiftInterval.upper": rl + zc * rse,
+        },
+    )
+
+
+ratio_case("revenue per session, no effect", 71, 800, 820, 0.0)
+ratio_case("revenue per session, +10%", 72, 1500, 1480, 0.10)
+
+
+def cuped_case(name, seed, n, lift, rho_target):
+    rng = np.random.default_rng(seed)
+    pre_c = rng.normal(10, 3, n)
+    pre_t = rng.normal(10, 3, n)
+    y_c = np.round(rho_target * pre_c + rng.normal(0, 2, n), 3)
+    y_t = np.round(rho_target * pre_t + lift + rng.normal(0, 2, n), 3)
+    x = np.concatenate([pre_c, pre_t])
+    y = np.concatenate([y_c, y_t])
+    c = np.cov(x, y, ddof=1)
+    theta = c[0, 1] / c[0, 0]
+    mx = x.mean()
+    adj_c = y_c - theta * (pre_c - mx)
+    adj_t = y_t - theta * (pre_t - mx)
+    adj = y - theta * (x - mx)
+    add(
+        "cuped",
+        name,
+        {"control": sums_of(pre_c, y_c), "treatment": sums_of(pre_t, y_t)},
+        {
+            "theta": theta,
+            "control.mean": adj_c.mean(),
+            "control.variance": adj_c.var(ddof=1),
+            "treatment.mean": adj_t.mean(),
+            "treatment.variance": adj_t.var(ddof=1),
+            "varianceReduction": 1 - adj.var(ddof=1) / y.var(ddof=1),
+        },
+        # Sums of squares of ~1e5 lose digits the raw arrays keep: relative 1e-6 still holds.
+    )
+
+
+cuped_case("pre-period covariate, +0.5", 81, 1000, 0.5, 0.8)
 
 # ---------------------------------------------------------------------------------------
 # Bayesian binomial: Evan Miller's exact sum for P(T > C) and quad for the expected loss

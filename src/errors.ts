@@ -85,6 +85,15 @@ export const ERRORS = {
     summary:
       "The CLI found no running Turnout server (start one with `turnout up`, or pass --server).",
   },
+  TURNOUT_ERR_EVENTS_INVALID: {
+    status: 400,
+    summary:
+      "An outcome-event batch was rejected as a whole; `details.errors` lists every bad event with its index and field path (nothing was stored).",
+  },
+  TURNOUT_ERR_EXPERIMENT_NOT_FOUND: {
+    status: 404,
+    summary: "No A/B experiment of that name has run.",
+  },
   TURNOUT_ERR_CLI_USAGE: { status: 400, summary: "The command line is wrong (exit code 2)." },
   TURNOUT_ERR_INTERNAL_BUG: {
     status: 500,

@@ -8,4 +8,13 @@ export * from "./core/model.js";
 export { type ReconcileInput, type ReconcileOutput, reconcile, STAGES } from "./core/rollout.js";
 export { ERRORS, type ErrorCode, type FieldError, TurnoutError } from "./errors.js";
 export { loadPath, parseResources } from "./resources/load.js";
+export {
+  compileFlags,
+  effectiveSpec,
+  evaluate as evaluateFlag,
+  type FlagDefinition,
+  type FlagSet,
+} from "./core/flags/evaluate.js";
+export type * from "./core/flags/types.js";
+export { TurnoutProvider, type TurnoutProviderOptions } from "./provider/index.js";
 export { type RunningTurnout, startTurnout, type TurnoutOptions } from "./server.js";

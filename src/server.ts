@@ -19,15 +19,20 @@ import {
 import { join, resolve } from "node:path";
 import pino, { type Logger } from "pino";
 import { createMetricsRegistry } from "./api/metrics.js";
+import { ClientKeys } from "./api/ofrep.js";
 import { buildApi } from "./api/server.js";
 import { Controller } from "./controller/controller.js";
 import { type Clock, systemClock } from "./core/clock.js";
 import { DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from "./defaults.js";
 import { StoreMeasurementSource } from "./metrics/measurements.js";
+import { EdgeFlags } from "./router/flags-edge.js";
 import { Router } from "./router/router.js";
 import { MultiRuntime } from "./runtime/index.js";
 import { ProcessRuntime } from "./runtime/process/process-runtime.js";
 import { StaticRuntime } from "./runtime/static/static-runtime.js";
+import { FlagSnapshotCache, FlagStore } from "./store/flag-store.js";
+import { ExperimentStore, experimentControllerSource } from "./store/experiment-store.js";
+import { ShadowStore } from "./store/shadow-store.js";
 import { openSqliteStore } from "./store/sqlite/sqlite-store.js";
 import type { Store } from "./store/store.js";
 import { packageVersion } from "./version.js";
@@ -52,6 +57,8 @@ export interface RunningTurnout {
   router: Router;
   controller: Controller;
   logger: Logger;
+  /** Feature flags: the snapshot evaluators use, and a client key for OFREP (`flag-keys`). */
+  flags: { cache: FlagSnapshotCache; clientKey: string };
   stop(): Promise<void>;
 }
 
@@ -81,12 +88,22 @@ export async function startTurnout(opts: TurnoutOptions = {}): Promise<RunningTu
   const clock = opts.clock ?? systemClock;
   const token = ensureToken(dataDir);
   const store = await openSqliteStore({ path: join(dataDir, "turnout.db") });
+  const experiments = new ExperimentStore(store);
+  const shadow = new ShadowStore(store);
   const runtime = new MultiRuntime({
     static: new StaticRuntime(),
     process: new ProcessRuntime({ logger: logger.child({ part: "runtime" }), dataDir }),
   });
+  // Flags: one snapshot for OFREP, the flag API and the router's edge evaluation.
+  const flagStore = new FlagStore(store);
+  const flagCache = new FlagSnapshotCache(flagStore, { pollMs: opts.pollIntervalMs ?? 1000 });
+  await flagCache.start();
+  const clientKeys = ClientKeys.ensure(dataDir);
   const router = new Router({
     source: store,
+    exposures: experiments,
+    edgeFlags: new EdgeFlags(flagCache),
+    shadowSink: shadow,
     logger: logger.child({ part: "router" }),
     pollIntervalMs: opts.pollIntervalMs ?? 500,
     // Seconds stamped by the same clock the controller (and so analysis) reads windows with;
@@ -101,6 +118,8 @@ export async function startTurnout(opts: TurnoutOptions = {}): Promise<RunningTu
     resyncMs: opts.pollIntervalMs ?? 1000,
     // Analysis reads what routers flushed to the store, as it would with routers elsewhere.
     providers: { measurements: new StoreMeasurementSource(store) },
+    experiments: experimentControllerSource(experiments),
+    shadowReports: async (service, id) => (await shadow.report(service, id))?.report ?? null,
   });
   const api = buildApi({
     store,
@@ -109,10 +128,21 @@ export async function startTurnout(opts: TurnoutOptions = {}): Promise<RunningTu
     version: packageVersion(),
     routerStats: (service) => router.stats(service),
     routerListener: (service) => router.listeners().find((l) => l.service === service),
+    logsDir: dataDir,
+    runtimeInstances: (service) => runtime.instances(service),
     wakeController: () => void controller.tick().catch(() => undefined),
+    experiments,
+    shadow: { shadow, mirrorStats: (service) => router.mirrorStats(service) },
     metrics: createMetricsRegistry({ store, recorder: router.measurements }),
+    flags: {
+      ofrep: { flags: flagCache, clientKeys },
+      admin: { flags: flagStore, cache: flagCache, clock },
+    },
   });
 
+  // Instances left by a Turnout that was killed are adopted and probed once before the
+  // controller's first tick, so its first route table already has them.
+  await runtime.adopted();
   await router.start();
   controller.start();
   const host = opts.host ?? DEFAULT_HOST;
@@ -121,6 +151,7 @@ export async function startTurnout(opts: TurnoutOptions = {}): Promise<RunningTu
   try {
     address = await api.listen({ host, port });
   } catch (err) {
+    flagCache.stop();
     await controller.stop();
     await router.stop();
     await runtime.shutdown();
@@ -138,6 +169,7 @@ export async function startTurnout(opts: TurnoutOptions = {}): Promise<RunningTu
   const stop = () => {
     stopping ??= (async () => {
       await api.close().catch(() => undefined);
+      flagCache.stop();
       await controller.stop();
       await router.stop();
       await runtime.shutdown();
@@ -146,5 +178,6 @@ export async function startTurnout(opts: TurnoutOptions = {}): Promise<RunningTu
     })();
     return stopping;
   };
-  return { url, token, dataDir, store, router, controller, logger, stop };
+  const flags = { cache: flagCache, clientKey: clientKeys.first() ?? "" };
+  return { url, token, dataDir, store, router, controller, logger, flags, stop };
 }

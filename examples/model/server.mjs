@@ -13,6 +13,8 @@
 //                   counter (deterministic, so a demo of a bad version behaves the same each run)
 //   LATENCY_MS      extra delay before every non-health response
 //   READY_AFTER_MS  GET /healthz answers 503 until this long after start (a slow model load)
+//   LOG_REQUESTS    1: print one line per non-health request as it arrives (tests wait on it)
+//   GRACE_MS        on SIGTERM, exit after this long even if a request never ends (default 30000)
 //
 // Routes: GET /healthz, GET /, POST /predict {"features":[numbers]}.
 import http from "node:http";
@@ -23,6 +25,7 @@ const host = process.env.HOST ?? "127.0.0.1";
 const errorRate = clamp01(Number(process.env.ERROR_RATE ?? 0));
 const latencyMs = Math.max(0, Number(process.env.LATENCY_MS ?? 0) || 0);
 const readyAfterMs = Math.max(0, Number(process.env.READY_AFTER_MS ?? 0) || 0);
+const logRequests = process.env.LOG_REQUESTS === "1";
 const startedAt = Date.now();
 const MAX_BODY = 1 << 20;
 
@@ -33,6 +36,7 @@ const BIAS = -0.4;
 const weights = BASE_WEIGHTS.map((w, i) => w + (unitHash(`${version}#${i}`) - 0.5) * 0.5);
 
 let served = 0;
+let closing = false;
 
 function clamp01(x) {
   return Number.isFinite(x) ? Math.min(1, Math.max(0, x)) : 0;
@@ -63,6 +67,9 @@ function send(res, status, body) {
     "content-type": "application/json",
     "content-length": Buffer.byteLength(text),
     "x-model-version": version,
+    // While shutting down, every answer closes its connection, so a keep-alive client (a
+    // router's pool) opens its next request elsewhere instead of on a socket about to close.
+    ...(closing ? { connection: "close" } : {}),
   });
   res.end(text);
 }
@@ -103,6 +110,7 @@ async function handle(req, res) {
     if (Date.now() - startedAt < readyAfterMs) return send(res, 503, { ok: false, loading: true });
     return send(res, 200, { ok: true });
   }
+  if (logRequests) console.log(`request ${req.method} ${url.pathname}`);
   if (latencyMs > 0) await new Promise((r) => setTimeout(r, latencyMs));
   if (shouldFail()) return send(res, 500, { error: "injected failure (ERROR_RATE)", version });
   if (url.pathname === "/" && req.method === "GET") {
@@ -128,6 +136,10 @@ async function handle(req, res) {
 }
 
 const server = http.createServer((req, res) => {
+  // While closing, a keep-alive socket is closed as soon as its answer is out, not at its timeout.
+  res.on("finish", () => {
+    if (closing) server.closeIdleConnections();
+  });
   handle(req, res).catch((e) => {
     if (!res.headersSent) send(res, 500, { error: String(e?.message ?? e) });
     else res.destroy();
@@ -140,14 +152,23 @@ server.listen(port, host, () => {
   );
 });
 
-// Graceful stop, as Turnout's process runtime expects: stop accepting, let in-flight requests
-// finish, exit 0. The timer is a safety net for a client that holds a connection open; it is
-// unref'd so that it never delays an exit that would happen anyway.
+// Graceful stop, as Turnout's process runtime expects (it has already taken this instance out
+// of the routers' tables and waited drainSeconds): stop accepting new connections, let requests
+// in flight finish (their answers say "connection: close"), close idle keep-alive sockets at
+// once and each busy one as soon as its answer is out, then exit 0. The runtime SIGKILLs the
+// group after terminationGracePeriodSeconds if a request never ends; GRACE_MS (default 30 s)
+// is this server's own safety net when run by hand. Unref'd: it never delays an exit.
+const graceMs = Math.max(0, Number(process.env.GRACE_MS ?? 30_000) || 0);
 function shutdown(signal) {
+  if (closing) return;
+  closing = true;
   console.log(`model server version=${version} got ${signal}, closing`);
-  server.close(() => process.exit(0));
+  server.close(() => {
+    console.log(`model server version=${version} closed, exiting`);
+    process.exit(0);
+  });
   server.closeIdleConnections();
-  setTimeout(() => process.exit(0), 5000).unref();
+  setTimeout(() => process.exit(0), graceMs).unref();
 }
 process.on("SIGTERM", () => shutdown("SIGTERM"));
 process.on("SIGINT", () => shutdown("SIGINT"));

@@ -17,6 +17,7 @@ import type {
 import { defaultPortAllocator } from "../runtime/process/ports.js";
 import { packageRoot } from "../version.js";
 import { Client } from "./client.js";
+import { runAbTestDemo } from "./demo/abtest.js";
 import { bold, cyan, dim, formatHistory, green, phaseColor, red } from "./format.js";
 
 const SERVICE = "fraud-model";
@@ -288,7 +289,11 @@ export async function runDemo(opts: { keep: boolean }): Promise<number> {
     out(`\n${bold("history")} (turnout history ${SERVICE}):`);
     out(formatHistory(history.events));
     const goodErrors = (traffic.errorsBy.get("v1") ?? 0) + (traffic.errorsBy.get("v2") ?? 0);
-    return good.phase === "Completed" && bad.phase === "Degraded" && goodErrors === 0 ? 0 : 1;
+    // The A/B test (demo/abtest.ts): two model versions, decided by synthetic users' purchases.
+    const abWon = await runAbTestDemo(api, out, () => interrupted);
+    return good.phase === "Completed" && bad.phase === "Degraded" && goodErrors === 0 && abWon
+      ? 0
+      : 1;
   } catch (err) {
     if (!interrupted) process.stderr.write(`${red("demo failed")}: ${(err as Error).message}\n`);
     return interrupted ? 130 : 1;

@@ -29,6 +29,14 @@ export interface StatusView {
   routeTable: RouteTable | null;
   traffic?: VersionTraffic[];
   listener?: { host: string; port: number; error?: string } | null;
+  /** The runtime's instances (process runtime: restarts and last exit too). */
+  instances?: {
+    id: string;
+    state: string;
+    message?: string;
+    restarts?: number;
+    lastExit?: string;
+  }[];
   now: number;
 }
 
@@ -138,6 +146,15 @@ export function formatStatus(v: StatusView): string {
       return `${t.version} ${t.requests.toLocaleString("en-US")} req, ${errors} errors, mean ${mean.toFixed(1)} ms`;
     });
     row("Traffic", parts.join(dim("  |  ")));
+  }
+  for (const [n, i] of (v.instances ?? []).entries()) {
+    const state =
+      i.state === "ready" ? green(i.state) : i.state === "failed" ? red(i.state) : i.state;
+    const restarts = i.restarts ? `  restarts ${i.restarts}` : "";
+    const why = i.message ?? (i.restarts && i.lastExit ? `last exit: ${i.lastExit}` : "");
+    lines.push(
+      `${n === 0 ? "Instances:".padEnd(13) : " ".repeat(13)}${i.id} ${state}${restarts}${why ? `  ${dim(why)}` : ""}`,
+    );
   }
   if (v.listener) {
     const at = `http://${v.listener.host}:${v.listener.port}`;

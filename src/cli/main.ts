@@ -11,6 +11,9 @@ import { DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from "../defaults.js";
 import { type FieldError, formatFieldError, TurnoutError } from "../errors.js";
 import { packageVersion } from "../version.js";
 import { ApiError, Client } from "./client.js";
+import { getExperiments, registerExperimentCommands } from "./experiment.js";
+import { getFlags, registerFlagsCommands } from "./flags.js";
+import { registerLogsCommand } from "./logs.js";
 import {
   dim,
   formatHistory,
@@ -201,9 +204,12 @@ program
         );
         return;
       }
+      if (["flag", "flags"].includes(k)) return getFlags(c, name, opts.output);
+      if (["experiment", "experiments", "exp"].includes(k))
+        return getExperiments(c, name, opts.output);
       throw new TurnoutError(
         "TURNOUT_ERR_CLI_USAGE",
-        `unknown kind ${JSON.stringify(kind)}; known: services, analysistemplates`,
+        `unknown kind ${JSON.stringify(kind)}; known: services, analysistemplates, flags`,
       );
     },
   );
@@ -337,6 +343,10 @@ for (const [name, description, hasFull] of actions) {
     },
   );
 }
+
+registerLogsCommand(program, client);
+registerFlagsCommands(program, client);
+registerExperimentCommands(program, client);
 
 // ---- demo -------------------------------------------------------------------------------
 

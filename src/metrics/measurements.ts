@@ -20,8 +20,18 @@ export interface WindowQuery {
   service: string;
   /** Only this version; all versions when omitted. */
   version?: string;
+  /**
+   * Only series carrying this label pair, in canonical form (e.g. `flag.new-checkout=on`, as
+   * the router's edge flag evaluation writes it); all series when omitted.
+   */
+  label?: string;
   fromMs: number;
   toMs: number;
+}
+
+/** Whether a canonical label string (`a=1&b=2`) holds the pair `label`. */
+export function hasLabel(labels: string, label: string): boolean {
+  return labels === label || labels.split("&").includes(label);
 }
 
 /** One version's numbers over a window. */
@@ -164,6 +174,7 @@ export class StoreMeasurementSource implements MeasurementSource {
       ...(q.version !== undefined ? { version: q.version } : {}),
     });
     for (const r of rows) {
+      if (q.label !== undefined && !hasLabel(r.labels, q.label)) continue;
       acc.add(
         r.version,
         {
@@ -195,6 +206,7 @@ export class RouterMeasurementSource implements MeasurementSource {
     const acc = new WindowAccumulator();
     for (const w of this.recorder.window(q.service, q.fromMs, q.toMs).values()) {
       if (q.version !== undefined && w.version !== q.version) continue;
+      if (q.label !== undefined && !hasLabel(w.labels, q.label)) continue;
       acc.add(
         w.version,
         {

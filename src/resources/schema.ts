@@ -1174,6 +1174,21 @@ const BlueGreenStrategySchema = strict({
   progressDeadlineSeconds: num({ min: 1 })
     .optional()
     .describe("Green must be ready within this, or the rollout aborts (default 600)."),
+  flagSteps: z
+    .array(
+      exactlyOne(
+        {
+          setFlag: STEP_SCHEMAS.setFlag,
+          analysis: STEP_SCHEMAS.analysis,
+          pause: STEP_SCHEMAS.pause,
+        },
+        { noun: "flag step kind" },
+      ),
+    )
+    .optional()
+    .describe(
+      "Blue-green with feature flags: setFlag, analysis and pause steps run after the switch; a failed analysis turns the flags off and switches back.",
+    ),
 });
 
 const RollingStrategySchema = strict({
@@ -1255,9 +1270,24 @@ export const ServiceSchema = strict({
 // AnalysisTemplate
 // ---------------------------------------------------------------------------------------
 
+const BUILTIN_METRIC_NAMES = ["error_rate", "latency", "request_rate"] as const;
 const MetricSourceSchema = exactlyOne({
   builtin: z
-    .enum(["error_rate", "latency", "request_rate"])
+    .union([
+      z.enum(BUILTIN_METRIC_NAMES),
+      strict({
+        metric: z.enum(BUILTIN_METRIC_NAMES),
+        flag: resourceName.describe("A flag the service evaluates at the edge (spec.flags)."),
+        candidate: nonEmpty("a variant name")
+          .optional()
+          .describe('The variant under test (default "on").'),
+        baseline: nonEmpty("a variant name")
+          .optional()
+          .describe('The variant it is compared with (default "off").'),
+      }).describe(
+        "The metric for two variants of a flag within the candidate version: the feature on against off.",
+      ),
+    ])
     .describe("A metric the router measures per version itself."),
   prometheus: strict({
     address: httpUrl({ allowQuery: false }).describe("Base URL of the Prometheus HTTP API."),

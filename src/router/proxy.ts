@@ -37,8 +37,11 @@ import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Dispatcher } from "undici";
 import type { ErrorCode } from "../errors.js";
+import { experimentOf, recordResponseHeaders, selectArm } from "./exposures.js";
 import type { OutlierDetector } from "./health.js";
+import type { MirrorTap } from "./mirror.js";
 import { type Endpoint, pickInstance } from "./pools.js";
+import type { EdgeFlags } from "./flags-edge.js";
 import type { RouterLogger } from "./router.js";
 import { type SelectOutput, selectBackend } from "./select.js";
 import type { CompiledBackend, CompiledTable } from "./table.js";
@@ -48,6 +51,8 @@ export interface ProxyContext {
   readonly logger: RouterLogger;
   /** Passive ejection: told about every attempt's outcome. */
   readonly outliers: OutlierDetector;
+  /** Edge flag evaluation (flags-edge.ts), or null. */
+  readonly edge?: EdgeFlags | null;
 }
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) plus `proxy-connection`, which some clients still send. */
@@ -115,7 +120,10 @@ export function handleRequest(
     }
 
     // 2. The version, then one of its instances.
-    const backend = selectBackend(table, req, ex);
+    // An A/B experiment assigns units to arms first (exposures.ts); the rest fall through.
+    const xp = experimentOf(table);
+    const backend =
+      (xp !== undefined ? selectArm(xp, req, ex) : null) ?? selectBackend(table, req, ex);
     const endpoint =
       backend === null
         ? null
@@ -133,8 +141,17 @@ export function handleRequest(
       );
       return;
     }
-    ex.backend = backend;
-    backend.counters.requests++;
+    // Flags evaluated at the edge go upstream in a header and label the measurements: the
+    // exchange records into the labelled series of the same version (flags-edge.ts).
+    const edge = ctx.edge;
+    ex.backend =
+      edge != null && edge.has(table.service)
+        ? edge.apply(table, backend, req, ex.headers, ex)
+        : backend;
+    ex.backend.counters.requests++;
+    // A mirror copies a share of requests to a shadow version (mirror.ts); one check otherwise.
+    if (table.mirror !== null)
+      ex.tap = table.mirror.tap(req, target, ex.headers, ex.hasBody, ex.requestId, startedAt);
 
     // 3. Dispatch; the exchange streams the rest.
     (res as TrackedResponse)[kExchange] = ex;
@@ -413,6 +430,10 @@ class ProxyExchange implements Dispatcher.DispatchHandler, ForwardState {
   upstreamError = false;
   controller: Dispatcher.DispatchController | null = null;
   drainListener: (() => void) | null = null;
+  /** Captures the answer for the mirror's comparison (mirror.ts); null unless mirrored. */
+  tap: MirrorTap | null = null;
+  /** The experiment unit this request exposes (exposures.ts), for response-header metrics. */
+  experimentUnit: string | null = null;
 
   constructor(
     readonly ctx: ProxyContext,
@@ -480,6 +501,7 @@ class ProxyExchange implements Dispatcher.DispatchHandler, ForwardState {
       (this.req as TrackedRequest)[kExchange] = this;
       this.req.on("data", onRequestData);
     }
+    if (this.tap !== null) this.tap.watchBody(this.req);
   }
 
   onResponseStart(
@@ -527,9 +549,16 @@ class ProxyExchange implements Dispatcher.DispatchHandler, ForwardState {
       return;
     }
     this.statusCode = statusCode;
+    if (this.experimentUnit !== null) {
+      const xp = experimentOf(this.table);
+      if (xp !== undefined && xp.responseHeaders.length > 0)
+        recordResponseHeaders(xp, this.experimentUnit, headers, this.requestId);
+    }
+    if (this.tap !== null) this.tap.primaryHead(statusCode, headers);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.tap !== null && this.statusCode !== 0) this.tap.primaryData(chunk);
     if (this.statusCode === 0 || this.res.write(chunk)) return;
     // The client reads slower than the upstream sends: stop reading the upstream socket until
     // the client's buffer drains, so memory stays bounded whatever the body size.
@@ -543,6 +572,7 @@ class ProxyExchange implements Dispatcher.DispatchHandler, ForwardState {
     if (this.done) return;
     this.done = true;
     this.res.end();
+    if (this.tap !== null) this.tap.primaryEnd();
     this.backend.counters.recordSince(this.statusCode, this.startedAt, this.upstreamError);
   }
 
@@ -653,6 +683,7 @@ class ProxyExchange implements Dispatcher.DispatchHandler, ForwardState {
   }
 
   onClientClose(): void {
+    if (this.tap !== null) this.tap.primaryClosed();
     if (this.done || this.res.writableFinished) return;
     this.clientGone = true;
     // Stop the upstream work nobody will read; before `onRequestStart` there is no controller

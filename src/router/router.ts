@@ -30,6 +30,7 @@ import {
   type Probe,
   systemClock,
 } from "./health.js";
+import { type MirrorStats, Mirrors, type ShadowAggregateSink } from "./mirror.js";
 import { type Endpoint, UpstreamPools } from "./pools.js";
 import { handleRequest, handleUpgrade, onClientError, type ProxyContext } from "./proxy.js";
 import {
@@ -41,7 +42,6 @@ import {
 } from "./stats.js";
 import { attachExperiment, type ExposureSink, ExposureLog } from "./exposures.js";
 import type { EdgeFlags } from "./flags-edge.js";
-import { type MirrorStats, Mirrors, type ShadowAggregateSink } from "./mirror.js";
 import { type CompiledTable, compileTable } from "./table.js";
 
 export type { VersionStats } from "./stats.js";

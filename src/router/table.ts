@@ -9,6 +9,7 @@
 import { hashScheme } from "../core/hashing.js";
 import { DEFAULT_TRAFFIC_POLICY, type RouteTable, type TrafficPolicySpec } from "../core/model.js";
 import { compileUserRegex } from "../core/regex.js";
+import type { CompiledMirror } from "./mirror.js";
 import type { Endpoint, UpstreamPools } from "./pools.js";
 import type { VersionCounters } from "./stats.js";
 
@@ -52,6 +53,8 @@ export interface CompiledTable {
   readonly byVersion: ReadonlyMap<string, CompiledBackend>;
   /** Override, match rules and sticky ranges (see select.ts); null when the split alone decides. */
   readonly selection: CompiledSelection | null;
+  /** Copies of a share of requests to a shadow version (mirror.ts); null when none. */
+  readonly mirror: CompiledMirror | null;
 }
 
 export interface CompileContext {
@@ -60,6 +63,8 @@ export interface CompileContext {
   counters(version: string): VersionCounters;
   /** The table being replaced, to carry balancing state over when the split is unchanged. */
   previous?: CompiledTable | undefined;
+  /** Compiles the table's mirror (the router's `Mirrors`); without it tables mirror nothing. */
+  mirror?: (m: RouteTable["mirror"], problems: string[]) => CompiledMirror | null;
 }
 
 /** Compiles a table. Never throws: bad endpoints and weights are skipped and described in `problems`. */
@@ -120,6 +125,7 @@ export function compileTable(
       policy: table.policy ?? DEFAULT_TRAFFIC_POLICY,
       byVersion,
       selection,
+      mirror: ctx.mirror?.(table.mirror, problems) ?? null,
     },
     problems,
   };

@@ -8,12 +8,15 @@ import { ProcessRuntime, type ProcessRuntimeOptions } from "./process/process-ru
 import type { Instance, Runtime, VersionTarget } from "./runtime.js";
 import { StaticRuntime } from "./static/static-runtime.js";
 
+export { type InstanceLog, type LogQuery, readServiceLogs } from "./process/logs.js";
 export { PortAllocator } from "./process/ports.js";
 export {
   type ProcessInstance,
   ProcessRuntime,
   type ProcessRuntimeOptions,
   type RuntimeLogger,
+  type Scheduler,
+  systemScheduler,
 } from "./process/process-runtime.js";
 export type { Instance, Runtime, VersionTarget } from "./runtime.js";
 export { StaticRuntime } from "./static/static-runtime.js";
@@ -64,7 +67,10 @@ export class MultiRuntime implements Runtime {
 
   async ensure(service: string, spec: RuntimeSpec, targets: VersionTarget[]): Promise<void> {
     const kind = runtimeKind(spec);
-    const previous = this.kinds.get(service);
+    // Instances adopted from a previous run count as the process kind's.
+    const previous =
+      this.kinds.get(service) ??
+      (this.processRuntime.instances(service).length > 0 ? "process" : undefined);
     this.kinds.set(service, kind);
     if (previous !== undefined && previous !== kind) await this.of(previous).remove(service);
     await this.of(kind).ensure(service, spec, targets);
@@ -72,11 +78,30 @@ export class MultiRuntime implements Runtime {
 
   instances(service: string): Instance[] {
     const kind = this.kinds.get(service);
-    return kind ? this.of(kind).instances(service) : [];
+    // Unknown kind: instances adopted by the process runtime before any ensure named them.
+    return kind ? this.of(kind).instances(service) : this.processRuntime.instances(service);
+  }
+
+  serviceNames(): string[] {
+    return [
+      ...new Set([
+        ...(this.staticRuntime.serviceNames?.() ?? []),
+        ...(this.processRuntime.serviceNames?.() ?? []),
+      ]),
+    ];
+  }
+
+  /** Resolves once the process runtime's adopted instances (if any) have been probed once. */
+  adopted(): Promise<void> {
+    return this.processRuntime instanceof ProcessRuntime
+      ? this.processRuntime.adopted
+      : Promise.resolve();
   }
 
   async remove(service: string): Promise<void> {
-    const kind = this.kinds.get(service);
+    const kind =
+      this.kinds.get(service) ??
+      (this.processRuntime.instances(service).length > 0 ? "process" : undefined);
     if (!kind) return;
     await this.of(kind).remove(service);
     // Only forget the kind if no ensure switched it meanwhile.

@@ -193,6 +193,42 @@ export function describeRuntimeConformance(
       );
     });
 
+    it("a version dropped by ensure is never listed ready again, and onChange reports its removal", async () => {
+      await ensure("svc", ["v1", "v2"]);
+      await ready("svc", ["v1", "v2"]);
+      await ensure("svc", ["v2"]);
+      // The moment ensure returns, routing built from instances() must not pick v1 any more.
+      assert.deepEqual(
+        fx.runtime.instances("svc").filter((i) => i.version === "v1" && i.state === "ready"),
+        [],
+      );
+      // poll: false: only onChange can end the wait, so the controller hears of the removal.
+      await waitForInstances(
+        fx.runtime,
+        "svc",
+        (l) => ofVersion(l, "v1").length === 0,
+        "v1 gone via onChange",
+        { poll: false },
+      );
+    });
+
+    it("instances() is a snapshot: changing it changes nothing in the runtime", async () => {
+      await ensure("svc", ["v1"]);
+      const list = await ready("svc", ["v1"]);
+      const copy = JSON.stringify(list);
+      list[0]!.state = "failed";
+      list.pop();
+      assert.equal(JSON.stringify(fx.runtime.instances("svc")), copy);
+    });
+
+    it("restarts and lastExit, when reported, are a count and a reason", async () => {
+      await ensure("svc", ["v1"]);
+      for (const i of await ready("svc", ["v1"])) {
+        if (i.restarts !== undefined) assert.ok(Number.isInteger(i.restarts) && i.restarts >= 0);
+        if (i.lastExit !== undefined) assert.equal(typeof i.lastExit, "string");
+      }
+    });
+
     it("instances answer HTTP at their url, each with its own version", async () => {
       await ensure("svc", ["v1", "v2"]);
       const list = await ready("svc", ["v1", "v2"]);

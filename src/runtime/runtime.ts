@@ -17,6 +17,10 @@ export interface Instance {
   state: "starting" | "ready" | "failed" | "stopping";
   /** Why it is not ready (last probe error, exit code...). */
   message?: string;
+  /** Times the runtime restarted it after a crash or a failed liveness probe (process runtime). */
+  restarts?: number;
+  /** Why its process last ended unasked, e.g. "process exited with code 1" (process runtime). */
+  lastExit?: string;
 }
 
 export interface VersionTarget {
@@ -40,6 +44,12 @@ export interface Runtime {
    * no longer targeted, so the controller and the user can see why.
    */
   instances(service: string): Instance[];
+  /**
+   * Services this runtime has instances of, including ones it found running from a previous
+   * life of Turnout (adopted) before any `ensure` named them; the controller removes those whose
+   * service no longer exists.
+   */
+  serviceNames?(): string[];
   /** Stops every instance of a service (e.g. the service was deleted); resolves once they are gone. */
   remove(service: string): Promise<void>;
   /** Stops everything, waiting for graceful termination; no orphans are left. Meant for

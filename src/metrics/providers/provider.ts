@@ -79,7 +79,12 @@ export const BUILTIN_METRICS: readonly BuiltinMetric[] = ["error_rate", "latency
 
 /** Every source a provider accepts. `MetricSourceSpec` (the model) is assignable to it. */
 export type ProviderSourceSpec =
-  | { builtin: BuiltinMetric }
+  | {
+      builtin:
+        | BuiltinMetric
+        // Compare two variants of an edge-evaluated flag within the candidate version.
+        | { metric: BuiltinMetric; flag: string; candidate?: string; baseline?: string };
+    }
   | { prometheus: PrometheusSourceSpec }
   | { web: WebSourceSpec }
   | { command: CommandSourceSpec };

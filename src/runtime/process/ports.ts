@@ -29,6 +29,16 @@ export class PortAllocator {
     throw new Error(`no free port found on ${this.host} after 50 attempts`);
   }
 
+  /**
+   * Marks a port as handed out without asking the OS (it is in use already: an instance adopted
+   * from a previous run listens on it). Returns false if this allocator had handed it out.
+   */
+  reserve(port: number): boolean {
+    if (this.taken.has(port)) return false;
+    this.taken.add(port);
+    return true;
+  }
+
   release(port: number): void {
     this.taken.delete(port);
   }

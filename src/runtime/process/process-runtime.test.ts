@@ -9,7 +9,12 @@ import type { ProbeSpec, ProcessRuntimeSpec } from "../../core/model.js";
 import { describeRuntimeConformance, httpGet, waitForInstances } from "../runtime.conformance.js";
 import type { Instance } from "../runtime.js";
 import { PortAllocator } from "./ports.js";
-import { type ProcessInstance, ProcessRuntime, template } from "./process-runtime.js";
+import {
+  type ProcessInstance,
+  ProcessRuntime,
+  type Scheduler,
+  template,
+} from "./process-runtime.js";
 
 const MODEL_SERVER = fileURLToPath(new URL("../../../examples/model/server.mjs", import.meta.url));
 const RUNTIME_MODULE = fileURLToPath(new URL("./process-runtime.ts", import.meta.url));
@@ -30,6 +35,8 @@ function processSpec(overrides: Partial<ProcessRuntimeSpec> = {}): { process: Pr
       readiness: FAST_PROBE,
       startupTimeoutSeconds: 10,
       terminationGracePeriodSeconds: 5,
+      // Short but not zero: stops of ready instances go through the drain path.
+      drainSeconds: 0.1,
       ...overrides,
     },
   };
@@ -74,6 +81,32 @@ async function waitGone(pid: number, timeoutMs = 5000): Promise<void> {
   while (!isGone(pid)) {
     if (Date.now() > deadline) assert.fail(`process ${pid} still alive after ${timeoutMs}ms`);
     await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Restart back-off in scheduler time: nothing fires until the test says so. */
+class FakeScheduler implements Scheduler {
+  t = 0;
+  pending: { fn: () => void; ms: number; at: number }[] = [];
+  now(): number {
+    return this.t;
+  }
+  setTimeout(fn: () => void, ms: number): unknown {
+    const h = { fn, ms, at: this.t + ms };
+    this.pending.push(h);
+    return h;
+  }
+  clearTimeout(handle: unknown): void {
+    this.pending = this.pending.filter((h) => h !== handle);
+  }
+  /** Moves time to the earliest timer and runs it; returns its delay. */
+  fireNext(): number {
+    this.pending.sort((a, b) => a.at - b.at);
+    const h = this.pending.shift();
+    if (!h) assert.fail("no timer pending");
+    this.t = Math.max(this.t, h.at);
+    h.fn();
+    return h.ms;
   }
 }
 
@@ -179,7 +212,8 @@ describe("ProcessRuntime", { timeout: 20_000 }, () => {
   });
 
   it("marks an instance failed when it is not ready within startupTimeoutSeconds, and stops its process", async () => {
-    const rt = new ProcessRuntime();
+    const sched = new FakeScheduler();
+    const rt = new ProcessRuntime({ scheduler: sched });
     try {
       const t0 = Date.now();
       await rt.ensure(
@@ -196,33 +230,100 @@ describe("ProcessRuntime", { timeout: 20_000 }, () => {
       assert.ok(Date.now() - t0 >= 990, "not before the startup timeout");
       assert.match(failed!.message!, /not ready within 1s \(readiness probe: HTTP 503\)/);
       await waitGone(pid);
-      // Kept, not restarted, so the controller can see why.
+      await waitForInstances(rt, "svc", () => sched.pending.length === 1, "a restart scheduled");
+      // Kept listed as failed, so the controller can see why, while its restart waits out the
+      // back-off (the fake scheduler never fires it here).
       await rt.ensure("svc", processSpec({ startupTimeoutSeconds: 1 }), one());
       assert.deepEqual(
-        rt.instances("svc").map((i) => [i.id, i.state]),
-        [["svc/v1/0", "failed"]],
+        rt.instances("svc").map((i) => [i.id, i.state, i.restarts]),
+        [["svc/v1/0", "failed", 0]],
       );
+      assert.deepEqual(
+        sched.pending.map((t) => t.ms),
+        [1000],
+      );
+      assert.match(rt.instances("svc")[0]!.lastExit!, /^not ready within 1s/);
     } finally {
       await rt.shutdown();
     }
   });
 
-  it("marks an instance failed when its process exits, with the exit code", async () => {
-    const rt = new ProcessRuntime({ dataDir: freshDataDir() });
+  it("restarts a crashed instance with exponential back-off, and reports it failed after failureThreshold crashes in a row", async () => {
+    const sched = new FakeScheduler();
+    const rt = new ProcessRuntime({ dataDir: freshDataDir(), scheduler: sched });
     try {
-      await rt.ensure("svc", processSpec({ command: [node, "-e", "process.exit(3)"] }), one());
-      const [i] = await waitForInstances(rt, "svc", (l) => l[0]?.state === "failed", "failed");
-      assert.match(i!.message!, /^process exited with code 3 \(log: .*v1-0\.log\)$/);
-      // Dropping the version forgets the failed instance.
-      await rt.ensure("svc", processSpec(), []);
+      const spec = processSpec({
+        command: [node, "-e", "process.exit(3)"],
+        restartPolicy: { initialBackoffSeconds: 1, maxBackoffSeconds: 4, failureThreshold: 3 },
+      });
+      await rt.ensure("svc", spec, one());
+      // A crash schedules exactly one restart; firing it spawns (pending 0) until the next crash.
+      const crash = (what: string) =>
+        waitForInstances(rt, "svc", () => sched.pending.length === 1, what);
+      // 1. The first crash: restarting, not failed (one crash during start-up is not a verdict).
+      let [i] = await crash("crash 1");
+      assert.equal(i!.state, "starting");
+      assert.match(i!.message!, /^process exited with code 3; restart in 1s; log: .*v1-0\.log$/);
+      assert.equal(i!.lastExit, "process exited with code 3");
+      assert.equal(i!.restarts, 0);
+      // 2. Delays double: 1 s, 2 s, then capped at 4 s; restarts are counted.
+      const delays: number[] = [];
+      for (let n = 2; n <= 4; n++) {
+        delays.push(sched.fireNext());
+        await crash(`crash ${n}`);
+      }
+      delays.push(sched.pending[0]!.ms);
+      assert.deepEqual(delays, [1000, 2000, 4000, 4000]);
+      [i] = rt.instances("svc");
+      assert.equal(i!.restarts, 3);
+      // 3. failureThreshold (3) crashes in a row without being ready: failed, still restarting.
+      assert.equal(i!.state, "failed");
+      assert.match(i!.message!, /crash loop: 4 in a row\); restart in 4s/);
+      // Dropping the version forgets the failed instance and cancels its restart.
+      await rt.ensure("svc", spec, []);
       await waitForInstances(rt, "svc", (l) => l.length === 0, "no instances");
+      assert.equal(sched.pending.length, 0);
     } finally {
       await rt.shutdown();
     }
   });
 
-  it("marks an instance failed when its command cannot start", async () => {
-    const rt = new ProcessRuntime();
+  it("resets the back-off after a run of resetAfterSeconds, and a restart that becomes ready is ready again", async () => {
+    const sched = new FakeScheduler();
+    const dataDir = freshDataDir();
+    const marker = path.join(dataRoot, `crash-once-${dirs}`);
+    // Crashes on its first start only (the marker file remembers), then serves.
+    const command = inlineServer(
+      "() => [200, { ok: true }]",
+      `const fs = require("node:fs"); if (!fs.existsSync(${JSON.stringify(marker)})) {
+         fs.writeFileSync(${JSON.stringify(marker)}, "x"); process.exit(7); }`,
+    );
+    const rt = new ProcessRuntime({ dataDir, scheduler: sched });
+    try {
+      await rt.ensure(
+        "svc",
+        processSpec({ command, restartPolicy: { resetAfterSeconds: 10 } }),
+        one(),
+      );
+      await waitForInstances(rt, "svc", () => sched.pending.length === 1, "crash");
+      assert.equal(sched.fireNext(), 1000);
+      const ready = await readyOne(rt);
+      assert.equal(ready.restarts, 1);
+      assert.equal(ready.lastExit, "process exited with code 7");
+      // Ran 20 s (scheduler time) then crashed: the next delay is back to 1 s.
+      sched.t += 20_000;
+      process.kill(ready.pid!, "SIGKILL");
+      const [i] = await waitForInstances(rt, "svc", () => sched.pending.length === 1, "crash 2");
+      assert.equal(sched.pending[0]!.ms, 1000);
+      assert.equal(i!.state, "starting", "one crash after being ready is not a failure");
+      assert.equal(i!.lastExit, "process killed by SIGKILL");
+    } finally {
+      await rt.shutdown();
+    }
+  });
+
+  it("marks an instance failed at once when its command cannot start", async () => {
+    const rt = new ProcessRuntime({ scheduler: new FakeScheduler() });
     try {
       await rt.ensure(
         "svc",
@@ -230,7 +331,7 @@ describe("ProcessRuntime", { timeout: 20_000 }, () => {
         one(),
       );
       const [i] = await waitForInstances(rt, "svc", (l) => l[0]?.state === "failed", "failed");
-      assert.match(i!.message!, /^could not start: .*ENOENT/);
+      assert.match(i!.message!, /^could not start: .*ENOENT.*; restart in 1s$/);
       await rt.ensure("svc", processSpec({ cwd: path.join(dataRoot, "no-such-dir") }), one("v2"));
       const [j] = await waitForInstances(
         rt,
@@ -238,7 +339,10 @@ describe("ProcessRuntime", { timeout: 20_000 }, () => {
         (l) => l[0]?.state === "failed" && l[0].version === "v2",
         "v2 failed",
       );
-      assert.match(j!.message!, /^could not start: cwd .*no-such-dir is not a directory$/);
+      assert.match(
+        j!.message!,
+        /^could not start: cwd .*no-such-dir is not a directory; restart in 1s$/,
+      );
     } finally {
       await rt.shutdown();
     }

@@ -1,25 +1,54 @@
 /**
  * The process runtime: Turnout starts each instance of a version as a local child process on
- * a port it picks, probes it for readiness, and stops it gracefully (SIGTERM, then SIGKILL
- * after the grace period) when the version is no longer wanted.
+ * a port it picks, probes it for readiness (and, once ready, for liveness), restarts it with
+ * exponential back-off when it crashes, and drains then stops it when it is no longer wanted.
  *
- * Every instance is spawned as the leader of its own process group, and every signal goes to
- * the whole group, so a command that is a shell script or a launcher which starts the real
- * server as its child is stopped completely. No orphans: `shutdown()` stops everything
- * gracefully, and a synchronous `process.on("exit")` hook SIGKILLs any group still alive when
- * Turnout exits for another reason. (If Turnout itself is SIGKILLed no hook runs; adopting or
- * reaping such leftovers on the next start arrives with a later issue.)
+ * Life of an instance (a slot `service/version/index` with a fixed port; its process may be
+ * restarted several times):
+ *   1. spawn: its own process group (detached), stdout+stderr appended to its log file; the
+ *      record (pid, start time, port...) is written to `<dataDir>/runtime/instances.json`
+ *      before the first probe.
+ *   2. "starting" until the readiness probe passes, then "ready"; from then on the liveness
+ *      probe (if configured) runs, and `failureThreshold` misses in a row restart the process.
+ *   3. A crash (the leader exits unasked) or a startup timeout schedules a restart after
+ *      `initialBackoffSeconds`, doubling per crash up to `maxBackoffSeconds`, back to the first
+ *      delay after a run of `resetAfterSeconds` (Kubernetes' CrashLoopBackOff). The instance is
+ *      "starting" meanwhile, and "failed" once it crashed `failureThreshold` times in a row
+ *      without becoming ready (or missed its startup timeout): the rollout core aborts on
+ *      failed instances, so one crash during start-up must not count, but a crash loop must.
+ *      Becoming ready clears "failed": it is a state, not a verdict.
+ *   4. stop (scale-down, version dropped, service removed): "stopping" at once (so the
+ *      controller's next route table leaves it out), then `drainSeconds` so routers swap tables
+ *      and in-flight requests finish, then SIGTERM to the group, then SIGKILL to the group after
+ *      `terminationGracePeriodSeconds`. An instance that was never ready skips the drain.
  *
- * POSIX only for now: process groups and negative pids do not exist on Windows.
+ * No orphans: every signal goes to the whole group, `shutdown()` stops everything, and a
+ * synchronous `process.on("exit")` hook SIGKILLs any group still alive when Turnout exits for
+ * another reason. When Turnout is SIGKILLed no hook runs; the next ProcessRuntime on the same
+ * data dir reads the records, ADOPTS each instance whose pid still runs with the recorded start
+ * time (its port stays reserved, it is probed again, and `ensure` keeps or stops it like any
+ * other), SIGKILLs groups whose leader is gone, and forgets the rest.
+ *
+ * POSIX only: process groups and negative pids do not exist on Windows; identity checks of
+ * adopted pids need Linux's /proc (elsewhere, a pid that cannot be verified is left alone).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { appendFileSync, closeSync, mkdirSync, openSync, statSync, writeSync } from "node:fs";
 import path from "node:path";
-import type { ProcessRuntimeSpec, RuntimeSpec } from "../../core/model.js";
+import {
+  DEFAULT_DRAIN_SECONDS,
+  DEFAULT_PROCESS_LOGS,
+  DEFAULT_RESTART_POLICY,
+  type ProcessRuntimeSpec,
+  type RuntimeSpec,
+} from "../../core/model.js";
 import { TurnoutError } from "../../errors.js";
 import type { Instance, Runtime, VersionTarget } from "../runtime.js";
+import { type InstanceRecord, InstancesFile, type LaunchConfig } from "./instances-file.js";
+import { instanceLogFile, rotateIfNeeded } from "./logs.js";
 import { defaultPortAllocator, type PortAllocator } from "./ports.js";
 import { type ProbeHandle, probeHttp } from "./probe.js";
+import { groupExists, isRunning, isSameProcess, killGroup, processStartTicks } from "./proc.js";
 
 /** The subset of pino's API the runtime uses; a pino logger fits as is. */
 export interface RuntimeLogger {
@@ -31,12 +60,42 @@ export interface RuntimeLogger {
 
 const silentLogger: RuntimeLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
+/**
+ * Time for restart back-off: when to restart, and how long an instance has run. Injected so a
+ * test can check the delays (1 s, 2 s, 4 s...) without waiting for them.
+ */
+export interface Scheduler {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const systemScheduler: Scheduler = {
+  now: () => Date.now(),
+  setTimeout(fn, ms) {
+    // Unref'd: a pending restart must not keep a Node process alive that has nothing else.
+    const t = setTimeout(fn, ms);
+    t.unref();
+    return t;
+  },
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+
 export interface ProcessRuntimeOptions {
   logger?: RuntimeLogger;
-  /** Instance output goes to `<dataDir>/logs/<service>/<version>-<i>.log`; discarded without it. */
+  /**
+   * Instance output goes to `<dataDir>/logs/<service>/<version>-<i>.log` (discarded without it),
+   * and the records that allow adoption after a SIGKILL to `<dataDir>/runtime/instances.json`.
+   */
   dataDir?: string;
   /** Defaults to one allocator shared by the whole Node process. */
   ports?: PortAllocator;
+  /** Restart back-off timing (default: real time). */
+  scheduler?: Scheduler;
+  /** How often an adopted instance (not our child: no exit event) is checked for life. Default 500 ms. */
+  watchIntervalMs?: number;
+  /** How often log files are checked for rotation. Default 1 s. */
+  logCheckIntervalMs?: number;
 }
 
 /** What `instances()` returns: an Instance plus what a person debugging it wants to see. */
@@ -47,11 +106,35 @@ export interface ProcessInstance extends Instance {
   /** Pid of the group leader while it runs. */
   pid?: number;
   logFile?: string;
+  /** Taken over from a previous Turnout process that was killed. */
+  adopted?: boolean;
 }
 
 type State = Instance["state"];
 
-/** Everything the runtime tracks about one instance. */
+/** One run of an instance's process. */
+interface Proc {
+  readonly pid: number;
+  readonly startTicks: string | undefined;
+  /** Scheduler time of the spawn (or adoption): how long it has run, for the back-off reset. */
+  readonly startedAt: number;
+  /** Epoch ms of the spawn, recorded for people. */
+  readonly startedAtEpoch: number;
+  /** Undefined for an adopted process: no exit event, it is watched by polling. */
+  readonly child: ChildProcess | undefined;
+  exited: boolean;
+  readonly exitedPromise: Promise<void>;
+  readonly resolveExited: () => void;
+  /** Set when Turnout ends the process itself for a reason (liveness, startup timeout). */
+  killReason: string | undefined;
+  /** The kill reason makes the instance failed at once (startup timeout). */
+  failNow: boolean;
+  livenessFailures: number;
+  termination: Promise<void> | undefined;
+  watch: NodeJS.Timeout | undefined;
+}
+
+/** Everything the runtime tracks about one instance slot. */
 interface Managed {
   readonly id: string;
   readonly service: string;
@@ -60,23 +143,24 @@ interface Managed {
   readonly port: number;
   readonly url: string;
   readonly logFile: string | undefined;
-  readonly probe: ProcessRuntimeSpec["readiness"];
-  readonly startupTimeoutMs: number;
-  readonly graceMs: number;
+  readonly launch: LaunchConfig;
+  readonly adopted: boolean;
   state: State;
   message: string | undefined;
-  child: ChildProcess | undefined;
-  pid: number | undefined;
-  /** The group leader has exited, or never started. */
-  exited: boolean;
-  readonly exitedPromise: Promise<void>;
-  resolveExited: () => void;
-  /** Probe and startup-deadline timers; cleared whenever the instance leaves "starting". */
+  proc: Proc | undefined;
+  /** Probe and startup-deadline timers of the current process. */
   readonly timers: Set<NodeJS.Timeout>;
   probeInFlight: ProbeHandle | undefined;
-  /** Set once SIGTERM has been sent; resolves when the leader has exited. */
-  termination: Promise<void> | undefined;
-  /** Set once the runtime has decided to drop the instance (not only kill its process). */
+  restarts: number;
+  lastExit: string | undefined;
+  /** Crashes since the instance was last ready; `failureThreshold` of them make it "failed". */
+  crashesSinceReady: number;
+  /** Exponent of the next back-off delay. */
+  backoffStep: number;
+  restartTimer: unknown;
+  /** Called once the first probe of an adopted instance has an answer. */
+  onFirstProbe: (() => void) | undefined;
+  /** Set once the runtime has decided to drop the instance. */
   removal: Promise<void> | undefined;
 }
 
@@ -85,6 +169,10 @@ export class ProcessRuntime implements Runtime {
   private readonly logger: RuntimeLogger;
   private readonly dataDir: string | undefined;
   private readonly ports: PortAllocator;
+  private readonly scheduler: Scheduler;
+  private readonly watchIntervalMs: number;
+  private readonly logCheckIntervalMs: number;
+  private readonly file: InstancesFile | undefined;
   /** service -> instance id -> instance. */
   private readonly services = new Map<string, Map<string, Managed>>();
   private readonly listeners = new Set<() => void>();
@@ -93,23 +181,34 @@ export class ProcessRuntime implements Runtime {
   /** Stops started by `ensure` that nobody awaits; `shutdown` waits for them. */
   private readonly backgroundStops = new Set<Promise<void>>();
   private exitHook: (() => void) | undefined;
+  private logTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  /**
+   * Resolves once every instance adopted at construction has answered its first readiness probe
+   * (or failed it), so a caller can start the controller with their readiness already known and
+   * its first route table is not empty.
+   */
+  readonly adopted: Promise<void>;
 
   constructor(opts: ProcessRuntimeOptions = {}) {
     this.logger = opts.logger ?? silentLogger;
     this.dataDir = opts.dataDir;
     this.ports = opts.ports ?? defaultPortAllocator;
+    this.scheduler = opts.scheduler ?? systemScheduler;
+    this.watchIntervalMs = opts.watchIntervalMs ?? 500;
+    this.logCheckIntervalMs = opts.logCheckIntervalMs ?? 1000;
+    this.file = this.dataDir !== undefined ? new InstancesFile(this.dataDir) : undefined;
+    this.adopted = this.adoptLeftovers();
   }
 
   /**
    * Starts missing instances and begins stopping unwanted ones. It returns once new processes
    * are spawned and stops are under way (their instances show "stopping" until the process has
-   * exited); it does not wait for readiness nor for graceful termination, so a controller tick
-   * never blocks for a grace period.
+   * exited); it does not wait for readiness nor for draining, so a controller tick never blocks.
    *
-   * A failed instance (exited, or never ready) is kept as "failed" and counts towards the
-   * replicas; it is not restarted (restart with backoff arrives later). Running instances keep
-   * the command and env they were started with: a changed spec applies to new instances only.
+   * A failed instance counts towards the replicas and keeps being restarted with back-off.
+   * Running instances keep the command and env they were started with (restarts too): a changed
+   * spec applies to new instances only, as a Kubernetes pod keeps its template.
    */
   ensure(service: string, spec: RuntimeSpec, targets: VersionTarget[]): Promise<void> {
     // Checked on entry, not when the queued call runs: an ensure made before shutdown() goes
@@ -143,13 +242,16 @@ export class ProcessRuntime implements Runtime {
       for (const m of all) {
         if (!m.removal && !wanted.has(m.version)) this.stopInBackground(m);
       }
-      // 2. Each wanted version scales to its replicas: extra ones go, highest index first, so that
-      //    the survivors keep the ids 0..n-1; missing ones start at the lowest free index. Indices
-      //    of instances still stopping stay taken, so no two listed instances share an id.
+      // 2. Each wanted version scales to its replicas. Extra ones go, those not serving first
+      //    (failed, then starting; as Kubernetes picks pods to delete), then the highest index.
+      //    Missing ones start at the lowest free index; indices of instances still stopping stay
+      //    taken, so no two listed instances share an id.
       const starts: Promise<void>[] = [];
       for (const [version, replicas] of wanted) {
         const ofVersion = all.filter((m) => m.version === version);
-        const live = ofVersion.filter((m) => !m.removal).sort((a, b) => b.index - a.index);
+        const live = ofVersion
+          .filter((m) => !m.removal)
+          .sort((a, b) => rank(a) - rank(b) || b.index - a.index);
         for (const m of live.slice(0, Math.max(0, live.length - replicas)))
           this.stopInBackground(m);
         const used = new Set(ofVersion.map((m) => m.index));
@@ -157,7 +259,7 @@ export class ProcessRuntime implements Runtime {
           if (used.has(i)) continue;
           used.add(i);
           missing--;
-          starts.push(this.start(service, version, i, p));
+          starts.push(this.create(service, version, i, p));
         }
       }
       await Promise.all(starts);
@@ -180,26 +282,39 @@ export class ProcessRuntime implements Runtime {
         url: m.url,
         state: m.state,
         ...(m.message !== undefined ? { message: m.message } : {}),
+        restarts: m.restarts,
+        ...(m.lastExit !== undefined ? { lastExit: m.lastExit } : {}),
         index: m.index,
         port: m.port,
-        ...(m.pid !== undefined && !m.exited ? { pid: m.pid } : {}),
+        ...(m.proc && !m.proc.exited ? { pid: m.proc.pid } : {}),
         ...(m.logFile !== undefined ? { logFile: m.logFile } : {}),
+        ...(m.adopted ? { adopted: true } : {}),
       }));
   }
 
-  /** Stops every instance of the service and waits until all of their processes have exited. */
-  remove(service: string): Promise<void> {
-    return this.serial(service, () => this.stopService(service));
+  /** Services with instances (adopted ones included, before any `ensure` named them). */
+  serviceNames(): string[] {
+    return [...this.services.keys()];
   }
 
-  /** Stops everything gracefully and waits; afterwards no process, timer or exit hook is left. */
+  /** Stops every instance of the service (draining those that served) and waits until they are gone. */
+  remove(service: string): Promise<void> {
+    return this.serial(service, () => this.stopService(service, true));
+  }
+
+  /**
+   * Stops everything and waits; afterwards no process, timer or exit hook is left, and the
+   * instance records are empty (nothing to adopt). No drain: Turnout's routers stop first.
+   */
   async shutdown(): Promise<void> {
     this.closed = true;
     // Services with an ensure still in flight may not be in `services` yet (their instances are
     // added after a port is allocated); queuing behind that ensure catches what it starts.
     const names = new Set([...this.services.keys(), ...this.queues.keys()]);
-    await Promise.all([...names].map((s) => this.serial(s, () => this.stopService(s))));
+    await Promise.all([...names].map((s) => this.serial(s, () => this.stopService(s, false))));
     await Promise.all([...this.backgroundStops]);
+    if (this.logTimer) clearInterval(this.logTimer);
+    this.logTimer = undefined;
     if (this.exitHook) {
       process.off("exit", this.exitHook);
       this.exitHook = undefined;
@@ -214,10 +329,80 @@ export class ProcessRuntime implements Runtime {
   }
 
   // -------------------------------------------------------------------------------------
+  // Adoption after a SIGKILL of the previous Turnout
+  // -------------------------------------------------------------------------------------
+
+  private adoptLeftovers(): Promise<void> {
+    if (!this.file) return Promise.resolve();
+    const { records, problem } = this.file.read();
+    if (problem) this.logger.warn({ problem }, "instance records unreadable; nothing adopted");
+    const firstProbes: Promise<void>[] = [];
+    for (const r of records) {
+      const log = { service: r.service, version: r.version, pid: r.pid, port: r.port };
+      if (r.startTicks !== undefined && isSameProcess(r.pid, r.startTicks)) {
+        firstProbes.push(this.adopt(r));
+        continue;
+      }
+      if (isRunning(r.pid)) {
+        // Another start time: the pid was reused by another program (and so was its group id,
+        // which Linux hands out only once the old group is empty). Without a start time (no
+        // /proc) it cannot be told. Either way it is not ours to signal.
+        this.logger.warn(
+          log,
+          "recorded pid now runs another program (or cannot be verified); left alone",
+        );
+        continue;
+      }
+      // The leader is gone. Linux never hands out a pid that is still some group's id, so a
+      // group that still exists is the instance's own leftovers: they go.
+      if (groupExists(r.pid)) {
+        this.logger.warn(log, "leader of a recorded instance is gone; killing its group");
+        killGroup(r.pid, "SIGKILL");
+      } else {
+        this.logger.info(log, "recorded instance no longer runs; forgotten");
+      }
+    }
+    this.persist();
+    return Promise.all(firstProbes).then(() => undefined);
+  }
+
+  private adopt(r: InstanceRecord): Promise<void> {
+    // Held before anything else can allocate: the adopted process is listening on it.
+    this.ports.reserve(r.port);
+    const m = this.newManaged(r.service, r.version, r.index, r.port, r.launch, r.logFile, true);
+    m.restarts = r.restarts;
+    m.message = "adopted after a restart of Turnout; probing";
+    const proc = this.newProc(r.pid, r.startTicks, undefined, r.startedAt);
+    m.proc = proc;
+    this.track(m);
+    this.installExitHook();
+    this.startLogRotation();
+    this.watch(m, proc, this.watchIntervalMs);
+    this.logger.info({ instance: m.id, pid: r.pid, port: r.port }, "instance adopted");
+    const first = new Promise<void>((resolve) => {
+      m.onFirstProbe = resolve;
+    });
+    this.addTimer(m, m.launch.startupTimeoutMs, () => this.onStartupTimeout(m, proc));
+    this.scheduleProbe(m, proc, 0);
+    return first;
+  }
+
+  /** An adopted process is not our child: no exit event, so its life is checked by polling. */
+  private watch(m: Managed, proc: Proc, everyMs: number): void {
+    if (proc.watch) clearInterval(proc.watch);
+    proc.watch = setInterval(() => {
+      if (proc.exited) return;
+      if (proc.startTicks !== undefined && isSameProcess(proc.pid, proc.startTicks)) return;
+      this.onProcExit(m, proc, "exited (adopted: exit status unknown)");
+    }, everyMs);
+    proc.watch.unref();
+  }
+
+  // -------------------------------------------------------------------------------------
   // Lifecycle of one instance
   // -------------------------------------------------------------------------------------
 
-  private async start(
+  private async create(
     service: string,
     version: string,
     index: number,
@@ -227,161 +412,184 @@ export class ProcessRuntime implements Runtime {
     const override =
       p.versions && Object.hasOwn(p.versions, version) ? p.versions[version] : undefined;
     const vars: Record<string, string> = { version, port: String(port), instance: String(index) };
-    const argv = (override?.command ?? p.command).map((a) => template(a, vars));
-    const env: NodeJS.ProcessEnv = { ...process.env };
+    const env: Record<string, string> = {};
     for (const [k, v] of Object.entries({ ...p.env, ...override?.env })) env[k] = template(v, vars);
     // PORT last: the port is the runtime's to choose, or the router would send traffic elsewhere.
     env.PORT = String(port);
-    const cwd = path.resolve(process.cwd(), p.cwd ?? ".");
-    const logFile = this.dataDir
-      ? path.join(
-          path.resolve(this.dataDir),
-          "logs",
-          safeName(service),
-          `${safeName(version)}-${index}.log`,
-        )
-      : undefined;
-
-    let resolveExited!: () => void;
-    const m: Managed = {
-      id: `${service}/${version}/${index}`,
-      service,
-      version,
-      index,
-      port,
-      url: `http://127.0.0.1:${port}`,
-      logFile,
-      probe: p.readiness,
+    const launch: LaunchConfig = {
+      argv: (override?.command ?? p.command).map((a) => template(a, vars)),
+      cwd: path.resolve(process.cwd(), p.cwd ?? "."),
+      env,
+      readiness: p.readiness,
+      ...(p.liveness ? { liveness: p.liveness } : {}),
       startupTimeoutMs: p.startupTimeoutSeconds * 1000,
       graceMs: p.terminationGracePeriodSeconds * 1000,
-      state: "starting",
-      message: "starting",
-      child: undefined,
-      pid: undefined,
-      exited: false,
-      exitedPromise: new Promise<void>((r) => {
-        resolveExited = r;
-      }),
-      resolveExited: () => resolveExited(),
-      timers: new Set(),
-      probeInFlight: undefined,
-      termination: undefined,
-      removal: undefined,
+      drainMs: (p.drainSeconds ?? DEFAULT_DRAIN_SECONDS) * 1000,
+      restart: { ...DEFAULT_RESTART_POLICY, ...p.restartPolicy },
+      logs: { ...DEFAULT_PROCESS_LOGS, ...p.logs },
     };
-    // Looked up again after the await: the service's map may have been dropped meanwhile
-    // (its last instance forgotten), and an untracked child would be an orphan.
-    let current = this.services.get(service);
-    if (!current) {
-      current = new Map();
-      this.services.set(service, current);
-    }
-    current.set(m.id, m);
-    const log = { service, version, instance: m.id, port };
+    const logFile = this.dataDir
+      ? instanceLogFile(this.dataDir, service, version, index)
+      : undefined;
+    const m = this.newManaged(service, version, index, port, launch, logFile, false);
+    // Tracked right after the await: an untracked child would be an orphan.
+    this.track(m);
+    this.spawnProcess(m);
+  }
 
+  private spawnProcess(m: Managed): void {
+    const { argv, cwd } = m.launch;
     // Checked here because spawn reports a missing cwd as "spawn <command> ENOENT", which
     // blames the command.
     const problem =
       argv.length === 0 || argv[0] === ""
         ? "empty command"
         : !statSync(cwd, { throwIfNoEntry: false })?.isDirectory()
-          ? `could not start: cwd ${cwd} is not a directory`
+          ? `cwd ${cwd} is not a directory`
           : undefined;
     if (problem) {
-      this.markExited(m);
-      this.setState(m, "failed", problem);
+      this.crashed(m, `could not start: ${problem}`, true);
       return;
     }
 
     let fd: number | undefined;
+    let child: ChildProcess;
     try {
-      if (logFile) {
-        mkdirSync(path.dirname(logFile), { recursive: true });
-        fd = openSync(logFile, "a");
+      if (m.logFile) {
+        mkdirSync(path.dirname(m.logFile), { recursive: true });
+        this.rotate(m);
+        fd = openSync(m.logFile, "a");
+        const what = m.restarts > 0 ? `restart ${m.restarts} of` : "starting";
         writeSync(
           fd,
-          `--- turnout: ${new Date().toISOString()} starting ${m.id} on port ${port}: ${JSON.stringify(argv)}\n`,
+          `--- turnout: ${new Date().toISOString()} ${what} ${m.id} on port ${m.port}: ${JSON.stringify(argv)}\n`,
         );
       }
       // Own process group (detached) so that signals reach grandchildren too; output goes
-      // straight to the log file descriptor, so nothing is buffered in Turnout.
-      const child = spawn(argv[0]!, argv.slice(1), {
+      // straight to the log file descriptor, so nothing is buffered in Turnout and the child
+      // can outlive a killed Turnout (see logs.ts).
+      child = spawn(argv[0]!, argv.slice(1), {
         cwd,
-        env,
+        env: { ...process.env, ...m.launch.env },
         detached: true,
         stdio: ["ignore", fd ?? "ignore", fd ?? "ignore"],
       });
-      m.child = child;
-      m.pid = child.pid;
-      // `on`, not `once`: an "error" event without a listener would crash Turnout.
-      child.on("error", (err) => this.onSpawnError(m, err));
-      child.once("exit", (code, signal) => this.onExit(m, code, signal));
-      // The child stays ref'd, like a server: a program that runs instances lives until it
-      // stops them. (Unref'd, a script awaiting readiness would end with nothing to wait on.)
     } catch (err) {
-      this.onSpawnError(m, err as Error);
+      this.crashed(m, `could not start: ${(err as Error).message}`, true);
       return;
     } finally {
       // The child holds its own copy of the descriptor.
       if (fd !== undefined) closeSync(fd);
     }
-    if (m.pid === undefined) return; // spawn failed; the "error" event reports why
+    if (child.pid === undefined) {
+      // spawn failed (ENOENT...): an "error" event says why, and no "exit" follows.
+      child.once("error", (err) => this.crashed(m, `could not start: ${err.message}`, true));
+      return;
+    }
+    const proc = this.newProc(child.pid, processStartTicks(child.pid), child, Date.now());
+    m.proc = proc;
+    // `on`, not `once`: an "error" event without a listener would crash Turnout.
+    child.on("error", (err) =>
+      this.logger.warn({ instance: m.id, err: err.message }, "child process error"),
+    );
+    child.once("exit", (code, signal) =>
+      this.onProcExit(m, proc, code !== null ? `exited with code ${code}` : `killed by ${signal}`),
+    );
+    // The child stays ref'd, like a server: a program that runs instances lives until it
+    // stops them. (Unref'd, a script awaiting readiness would end with nothing to wait on.)
+    // Recorded before the instance can be ready, so a SIGKILL of Turnout from here on leaves
+    // a record to adopt it by.
+    this.persist();
     this.installExitHook();
-    this.logger.info({ ...log, pid: m.pid, argv, cwd }, "instance started");
-
-    this.addTimer(m, m.startupTimeoutMs, () => this.onStartupTimeout(m));
-    this.scheduleProbe(m, m.probe.initialDelaySeconds * 1000);
+    this.startLogRotation();
+    this.logger.info(
+      { instance: m.id, port: m.port, pid: proc.pid, argv, cwd, restarts: m.restarts },
+      "instance started",
+    );
+    this.addTimer(m, m.launch.startupTimeoutMs, () => this.onStartupTimeout(m, proc));
+    this.scheduleProbe(m, proc, m.launch.readiness.initialDelaySeconds * 1000);
   }
 
-  private scheduleProbe(m: Managed, delayMs: number): void {
+  private scheduleProbe(m: Managed, proc: Proc, delayMs: number): void {
+    const probe = m.launch.readiness;
     this.addTimer(m, delayMs, async () => {
-      if (m.state !== "starting") return;
-      const url = `${m.url}${m.probe.path.startsWith("/") ? "" : "/"}${m.probe.path}`;
-      const handle = probeHttp(url, m.probe.timeoutSeconds * 1000);
-      m.probeInFlight = handle;
-      const r = await handle.result;
-      m.probeInFlight = undefined;
-      if (m.state !== "starting") return;
+      if (m.proc !== proc || proc.exited || m.removal || m.state === "ready") return;
+      const r = await this.probeOnce(m, probe.path, probe.timeoutSeconds);
+      if (m.proc !== proc || proc.exited || m.removal) return;
+      this.firstProbeDone(m);
       if (r.ok) {
         this.clearTimers(m);
+        m.crashesSinceReady = 0;
         this.setState(m, "ready", undefined);
+        if (m.launch.liveness)
+          this.scheduleLiveness(m, proc, m.launch.liveness.periodSeconds * 1000);
         return;
       }
       // Recorded without an onChange: still not ready, nothing for the controller to act on.
-      m.message = `readiness probe: ${r.detail}`;
-      this.scheduleProbe(m, m.probe.periodSeconds * 1000);
+      // A failed instance keeps the message that says why it failed.
+      if (m.state !== "failed") m.message = `readiness probe: ${r.detail}`;
+      this.scheduleProbe(m, proc, probe.periodSeconds * 1000);
     });
   }
 
-  private onStartupTimeout(m: Managed): void {
-    if (m.state !== "starting") return;
-    const last = m.message && m.message !== "starting" ? m.message : "no probe answered yet";
-    this.setState(m, "failed", `not ready within ${m.startupTimeoutMs / 1000}s (${last})`);
-    // A process that never got ready is of no use; end it but keep the failed instance listed
-    // so the controller sees why, until ensure drops the version.
-    this.terminate(m).catch(() => {});
+  private scheduleLiveness(m: Managed, proc: Proc, delayMs: number): void {
+    const spec = m.launch.liveness;
+    if (!spec) return;
+    this.addTimer(m, delayMs, async () => {
+      if (m.proc !== proc || proc.exited || m.removal || proc.killReason) return;
+      const r = await this.probeOnce(m, spec.path, spec.timeoutSeconds);
+      if (m.proc !== proc || proc.exited || m.removal || proc.killReason) return;
+      proc.livenessFailures = r.ok ? 0 : proc.livenessFailures + 1;
+      if (proc.livenessFailures >= spec.failureThreshold) {
+        // As the kubelet does: the container is killed (gracefully) and restarted.
+        proc.killReason = `liveness probe failed ${proc.livenessFailures} times (${r.detail})`;
+        this.setState(m, "starting", `${proc.killReason}; restarting`);
+        this.terminate(m, proc);
+        return;
+      }
+      this.scheduleLiveness(m, proc, spec.periodSeconds * 1000);
+    });
   }
 
-  private onSpawnError(m: Managed, err: Error): void {
-    if (m.exited) return;
-    // Only a failed spawn has no pid; any later "error" is not about the process's life.
-    if (m.pid !== undefined) {
-      this.logger.warn({ instance: m.id, err: err.message }, "child process error");
-      return;
-    }
-    this.markExited(m);
-    this.logger.error({ instance: m.id, err: err.message }, "instance could not start");
-    this.setState(m, "failed", `could not start: ${err.message}`);
+  private probeOnce(m: Managed, probePath: string, timeoutSeconds: number) {
+    const url = `${m.url}${probePath.startsWith("/") ? "" : "/"}${probePath}`;
+    const handle = probeHttp(url, timeoutSeconds * 1000);
+    m.probeInFlight = handle;
+    return handle.result.finally(() => {
+      if (m.probeInFlight === handle) m.probeInFlight = undefined;
+    });
   }
 
-  private onExit(m: Managed, code: number | null, signal: NodeJS.Signals | null): void {
-    const how = code !== null ? `exited with code ${code}` : `killed by ${signal}`;
+  private firstProbeDone(m: Managed): void {
+    const done = m.onFirstProbe;
+    m.onFirstProbe = undefined;
+    done?.();
+  }
+
+  private onStartupTimeout(m: Managed, proc: Proc): void {
+    if (m.proc !== proc || proc.exited || m.removal || m.state === "ready") return;
+    const last = m.message?.startsWith("readiness probe: ") ? m.message : "no probe answered yet";
+    proc.killReason = `not ready within ${m.launch.startupTimeoutMs / 1000}s (${last})`;
+    proc.failNow = true;
+    this.firstProbeDone(m);
+    // Failed at once: a start-up that timed out is what the user must see; the restart may
+    // still bring it up, and then it is ready again.
+    this.setState(m, "failed", `${proc.killReason}; restarting`);
+    this.terminate(m, proc);
+  }
+
+  private onProcExit(m: Managed, proc: Proc, how: string): void {
+    if (proc.exited) return;
     // The leader is gone; anything left in its group (a child that ignored SIGTERM, or one
     // the leader did not wait for) is an orphan now, so it goes at once. Waiting out the grace
     // period for such leftovers instead would need to tell live members from zombies, which a
     // container whose init never reaps (Docker without --init) keeps forever. A launcher that
     // should let its child drain must wait for it (npm does; so does `exec` in a shell script).
-    if (m.pid !== undefined) killGroup(m.pid, "SIGKILL");
-    this.markExited(m);
+    killGroup(proc.pid, "SIGKILL");
+    proc.exited = true;
+    if (proc.watch) clearInterval(proc.watch);
+    proc.watch = undefined;
+    proc.resolveExited();
     // Synchronous, so the line is there by the time stop() resolves; it is one short write.
     if (m.logFile) {
       try {
@@ -390,67 +598,129 @@ export class ProcessRuntime implements Runtime {
         // The log is a convenience; a full disk must not break stopping.
       }
     }
-    const expected = m.termination !== undefined;
+    if (m.proc !== proc) return;
+    this.clearTimers(m);
+    this.firstProbeDone(m);
+    m.proc = undefined;
+    this.persist();
+    const expected = m.removal !== undefined || this.closed;
     this.logger[expected ? "info" : "warn"](
-      { instance: m.id, pid: m.pid, code, signal },
+      { instance: m.id, pid: proc.pid, how, reason: proc.killReason },
       `instance ${how}`,
     );
-    if (!expected && m.state !== "failed") {
-      this.setState(m, "failed", `process ${how}${m.logFile ? ` (log: ${m.logFile})` : ""}`);
-    }
+    if (expected) return;
+    this.crashed(m, proc.killReason ?? `process ${how}`, proc.failNow, proc);
   }
 
-  private markExited(m: Managed): void {
-    if (m.exited) return;
-    m.exited = true;
-    this.clearTimers(m);
-    m.resolveExited();
+  /**
+   * The process is gone unasked (or never started): schedule its restart with back-off, and
+   * decide whether the instance now counts as failed.
+   */
+  private crashed(m: Managed, reason: string, failNow: boolean, proc?: Proc): void {
+    if (m.removal || this.closed) return;
+    const policy = m.launch.restart;
+    const now = this.scheduler.now();
+    if (proc && now - proc.startedAt >= policy.resetAfterSeconds * 1000) m.backoffStep = 0;
+    const delaySeconds = Math.min(
+      policy.maxBackoffSeconds,
+      policy.initialBackoffSeconds * 2 ** m.backoffStep,
+    );
+    m.backoffStep++;
+    m.crashesSinceReady++;
+    m.lastExit = reason;
+    const failed = failNow || m.crashesSinceReady >= policy.failureThreshold;
+    const loop = m.crashesSinceReady > 1 ? ` (crash loop: ${m.crashesSinceReady} in a row)` : "";
+    const where = m.logFile ? `; log: ${m.logFile}` : "";
+    const message = `${reason}${loop}; restart in ${delaySeconds}s${where}`;
+    this.logger.warn(
+      { instance: m.id, reason, restarts: m.restarts, delaySeconds, failed },
+      "instance crashed; restart scheduled",
+    );
+    m.restartTimer = this.scheduler.setTimeout(() => {
+      m.restartTimer = undefined;
+      if (m.removal || this.closed) return;
+      m.restarts++;
+      // Kept as the message until the probe says more (a failed instance keeps its state).
+      m.message = `restarted (${m.restarts}) after: ${reason}`;
+      this.spawnProcess(m);
+      this.emit();
+    }, delaySeconds * 1000);
+    // Always a change: the controller and `status` show restarts and the last exit.
+    m.state = failed ? "failed" : "starting";
+    m.message = message;
+    this.emit();
   }
 
   /** SIGTERM to the group, SIGKILL after the grace period; resolves when the leader has exited. */
-  private terminate(m: Managed): Promise<void> {
-    if (m.termination) return m.termination;
-    if (m.exited || m.pid === undefined) {
-      m.termination = Promise.resolve();
-      return m.termination;
+  private terminate(m: Managed, proc: Proc): Promise<void> {
+    if (proc.termination) return proc.termination;
+    if (proc.exited) {
+      proc.termination = Promise.resolve();
+      return proc.termination;
     }
-    const pid = m.pid;
-    this.clearTimers(m);
+    const pid = proc.pid;
     killGroup(pid, "SIGTERM");
+    // An adopted process has no exit event: look for its end often now.
+    if (!proc.child) this.watch(m, proc, 20);
     // Ref'd, unlike the probe timers: it is bounded, and a stop must finish.
     const kill = setTimeout(() => {
       this.logger.warn(
-        { instance: m.id, pid, graceSeconds: m.graceMs / 1000 },
+        { instance: m.id, pid, graceSeconds: m.launch.graceMs / 1000 },
         "instance ignored SIGTERM; SIGKILL",
       );
       killGroup(pid, "SIGKILL");
-    }, m.graceMs);
-    m.termination = m.exitedPromise.then(() => clearTimeout(kill));
-    return m.termination;
+    }, m.launch.graceMs);
+    proc.termination = proc.exitedPromise.then(() => clearTimeout(kill));
+    return proc.termination;
   }
 
-  /** Marks the instance "stopping" (the router drops it), terminates it, then forgets it. */
-  private stop(m: Managed): Promise<void> {
+  /**
+   * Stops the instance for good: "stopping" at once (routers drop it at the next table), the
+   * drain, SIGTERM, SIGKILL; then forgets it.
+   */
+  private stop(m: Managed, drain: boolean): Promise<void> {
     if (m.removal) return m.removal;
+    if (m.restartTimer !== undefined) this.scheduler.clearTimeout(m.restartTimer);
+    m.restartTimer = undefined;
     this.clearTimers(m);
-    if (!m.exited) this.setState(m, "stopping", "stopping");
-    this.logger.info({ instance: m.id, pid: m.pid }, "stopping instance");
-    m.removal = this.terminate(m).then(() => this.forget(m));
+    this.firstProbeDone(m);
+    const proc = m.proc;
+    // Only an instance that served can have requests in flight or be in a route table.
+    const drainMs = drain && m.state === "ready" ? m.launch.drainMs : 0;
+    m.removal = (async () => {
+      if (proc && !proc.exited) {
+        this.setState(m, "stopping", drainMs > 0 ? `draining for ${drainMs / 1000}s` : "stopping");
+        this.logger.info({ instance: m.id, pid: proc.pid, drainMs }, "stopping instance");
+        if (drainMs > 0) {
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([
+            new Promise<void>((r) => {
+              timer = setTimeout(r, drainMs);
+            }),
+            proc.exitedPromise,
+          ]);
+          clearTimeout(timer);
+          m.message = "stopping (SIGTERM sent)";
+        }
+        await this.terminate(m, proc);
+      }
+      this.forget(m);
+    })();
     return m.removal;
   }
 
   private stopInBackground(m: Managed): void {
-    const p = this.stop(m).catch((err) =>
+    const p = this.stop(m, true).catch((err) =>
       this.logger.error({ instance: m.id, err: String(err) }, "stop failed"),
     );
     this.backgroundStops.add(p);
     p.finally(() => this.backgroundStops.delete(p));
   }
 
-  private async stopService(service: string): Promise<void> {
+  private async stopService(service: string, drain: boolean): Promise<void> {
     const current = this.services.get(service);
     if (!current) return;
-    await Promise.all([...current.values()].map((m) => this.stop(m)));
+    await Promise.all([...current.values()].map((m) => this.stop(m, drain)));
   }
 
   private forget(m: Managed): void {
@@ -458,12 +728,130 @@ export class ProcessRuntime implements Runtime {
     if (!current?.delete(m.id)) return;
     if (current.size === 0) this.services.delete(m.service);
     this.ports.release(m.port);
+    this.persist();
     this.emit();
   }
 
   // -------------------------------------------------------------------------------------
   // Helpers
   // -------------------------------------------------------------------------------------
+
+  private newManaged(
+    service: string,
+    version: string,
+    index: number,
+    port: number,
+    launch: LaunchConfig,
+    logFile: string | undefined,
+    adopted: boolean,
+  ): Managed {
+    return {
+      id: `${service}/${version}/${index}`,
+      service,
+      version,
+      index,
+      port,
+      url: `http://127.0.0.1:${port}`,
+      logFile,
+      launch,
+      adopted,
+      state: "starting",
+      message: "starting",
+      proc: undefined,
+      timers: new Set(),
+      probeInFlight: undefined,
+      restarts: 0,
+      lastExit: undefined,
+      crashesSinceReady: 0,
+      backoffStep: 0,
+      restartTimer: undefined,
+      onFirstProbe: undefined,
+      removal: undefined,
+    };
+  }
+
+  private newProc(
+    pid: number,
+    startTicks: string | undefined,
+    child: ChildProcess | undefined,
+    startedAtEpoch: number,
+  ): Proc {
+    let resolveExited!: () => void;
+    return {
+      pid,
+      startTicks,
+      startedAt: this.scheduler.now(),
+      startedAtEpoch,
+      child,
+      exited: false,
+      exitedPromise: new Promise<void>((r) => {
+        resolveExited = r;
+      }),
+      resolveExited: () => resolveExited(),
+      killReason: undefined,
+      failNow: false,
+      livenessFailures: 0,
+      termination: undefined,
+      watch: undefined,
+    };
+  }
+
+  private track(m: Managed): void {
+    let current = this.services.get(m.service);
+    if (!current) {
+      current = new Map();
+      this.services.set(m.service, current);
+    }
+    current.set(m.id, m);
+  }
+
+  /** Writes the records of every running process; a failure is logged (adoption is best effort). */
+  private persist(): void {
+    if (!this.file) return;
+    const records: InstanceRecord[] = [];
+    for (const current of this.services.values()) {
+      for (const m of current.values()) {
+        const p = m.proc;
+        if (!p || p.exited) continue;
+        records.push({
+          service: m.service,
+          version: m.version,
+          index: m.index,
+          port: m.port,
+          pid: p.pid,
+          ...(p.startTicks !== undefined ? { startTicks: p.startTicks } : {}),
+          startedAt: p.startedAtEpoch,
+          ...(m.logFile !== undefined ? { logFile: m.logFile } : {}),
+          restarts: m.restarts,
+          launch: m.launch,
+        });
+      }
+    }
+    try {
+      this.file.write(records);
+    } catch (err) {
+      this.logger.error({ err: String(err), file: this.file.file }, "cannot record instances");
+    }
+  }
+
+  private rotate(m: Managed): void {
+    if (!m.logFile) return;
+    try {
+      if (rotateIfNeeded(m.logFile, m.launch.logs.maxBytes, m.launch.logs.maxFiles))
+        this.logger.info({ instance: m.id, file: m.logFile }, "log rotated");
+    } catch (err) {
+      this.logger.warn({ instance: m.id, err: String(err) }, "log rotation failed");
+    }
+  }
+
+  private startLogRotation(): void {
+    if (this.logTimer || !this.dataDir) return;
+    this.logTimer = setInterval(() => {
+      for (const current of this.services.values())
+        for (const m of current.values()) if (m.proc && !m.proc.exited) this.rotate(m);
+    }, this.logCheckIntervalMs);
+    this.logTimer.unref();
+  }
 
   private setState(m: Managed, state: State, message: string | undefined): void {
     const changed = m.state !== state;
@@ -527,29 +915,19 @@ export class ProcessRuntime implements Runtime {
     this.exitHook = () => {
       for (const current of this.services.values()) {
         for (const m of current.values())
-          if (!m.exited && m.pid !== undefined) killGroup(m.pid, "SIGKILL");
+          if (m.proc && !m.proc.exited) killGroup(m.proc.pid, "SIGKILL");
       }
     };
     process.on("exit", this.exitHook);
   }
 }
 
+/** Scale-down order: instances that serve nothing go first. */
+function rank(m: Managed): number {
+  return m.state === "ready" ? 2 : m.state === "starting" ? 1 : 0;
+}
+
 /** Replaces `${version}`, `${port}` and `${instance}`; other `${...}` text is left as written. */
 export function template(s: string, vars: Record<string, string>): string {
   return s.replace(/\$\{(version|port|instance)\}/g, (whole, name: string) => vars[name] ?? whole);
-}
-
-/** A name safe as one path segment: service and version names must never walk out of dataDir. */
-function safeName(s: string): string {
-  const cleaned = s.replace(/[^A-Za-z0-9._-]/g, "_");
-  return cleaned === "." || cleaned === ".." || cleaned === "" ? "_" : cleaned;
-}
-
-/** Signals the whole process group led by `pid`; a group that is already gone is fine. */
-function killGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ESRCH") throw err;
-  }
 }

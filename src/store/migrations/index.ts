@@ -9,6 +9,9 @@ import { type Kysely, type Migration, type MigrationResult, Migrator } from "kys
 import { TurnoutError } from "../../errors.js";
 import { initial } from "./0001_initial.js";
 import { measurements } from "./0002_measurements.js";
+import { shadow } from "./0003_shadow.js";
+import { experiments } from "./0004_experiments.js";
+import { flags } from "./0005_flags.js";
 import type { SqlDialectName } from "./dialect.js";
 
 export type { SqlDialectName } from "./dialect.js";
@@ -18,6 +21,9 @@ export function turnoutMigrations(dialect: SqlDialectName): Record<string, Migra
   return {
     "0001_initial": initial(dialect),
     "0002_measurements": measurements(dialect),
+    "0003_shadow": shadow(dialect),
+    "0004_experiments": experiments(dialect),
+    "0005_flags": flags(dialect),
   };
 }
 

@@ -1,0 +1,290 @@
+/**
+ * OFREP, the OpenFeature Remote Evaluation Protocol (open-feature/protocol, service/openapi.yaml):
+ *
+ * - `POST /ofrep/v1/evaluate/flags/{key}`: one flag; 200 `{key, value, reason, variant,
+ *   metadata}`, 404 `{key, errorCode: FLAG_NOT_FOUND, errorDetails}`, 400 `{key, errorCode,
+ *   errorDetails}` (PARSE_ERROR, TARGETING_KEY_MISSING, INVALID_CONTEXT, GENERAL).
+ * - `POST /ofrep/v1/evaluate/flags`: every flag for one context (what web providers fetch);
+ *   200 `{flags: [...]}` with an ETag, 304 when If-None-Match names it, 400 `{errorCode,
+ *   errorDetails}` for a bad request.
+ * - `GET /ofrep/v1/configuration`: what Turnout supports, with an ETag.
+ *
+ * And Turnout's own sync endpoint for the in-process provider (`src/provider`):
+ * `GET /flags/v1/definitions[?wait=SECONDS]` returns the effective definitions with an ETag;
+ * with If-None-Match and `wait`, it answers when they change (long poll) or 304 at the end.
+ *
+ * All of them take a *client key* (`X-API-Key: K` or `Authorization: Bearer K`), never the admin
+ * token: client keys go into applications, which must not be able to change anything. Keys are
+ * lines of `<dataDir>/flag-keys` (made with one random key on first start, mode 0600; edit the
+ * file to add or revoke keys, it is re-read within a second).
+ */
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { evaluateCompiled } from "../core/flags/evaluate.js";
+import type { ResolutionDetails } from "../core/flags/types.js";
+import type { FlagSnapshot, FlagSnapshotCache } from "../store/flag-store.js";
+import { canonicalJson } from "../store/json.js";
+
+export interface OfrepOptions {
+  flags: FlagSnapshotCache;
+  /** Whether a client key is valid. */
+  clientKeys: ClientKeys;
+  /** Longest long-poll wait of /flags/v1/definitions, in seconds. Default 60. */
+  maxWaitSeconds?: number;
+}
+
+/** Paths that take a client key instead of the admin token (the admin hook lets them through). */
+export function isClientKeyPath(url: string): boolean {
+  return url.startsWith("/ofrep/") || url.startsWith("/flags/v1/");
+}
+
+/** The valid client keys: lines of a file, re-read when it changes (checked once a second). */
+export class ClientKeys {
+  readonly #file: string | null;
+  #keys: Buffer[] = [];
+  #checkedAt = 0;
+  #mtime = -1;
+
+  constructor(file: string | null, keys: string[] = []) {
+    this.#file = file;
+    this.#keys = keys.map((k) => Buffer.from(k));
+  }
+
+  /** Reads `<dataDir>/flag-keys`, or makes it with one random key (mode 0600). */
+  static ensure(dataDir: string): ClientKeys {
+    const file = join(dataDir, "flag-keys");
+    if (!existsSync(file)) {
+      const key = `tfk_${randomBytes(24).toString("base64url")}`;
+      writeFileSync(
+        file,
+        `# Turnout flag client keys (OFREP and provider sync), one per line.\n${key}\n`,
+        { mode: 0o600 },
+      );
+      chmodSync(file, 0o600);
+    }
+    return new ClientKeys(file);
+  }
+
+  /** The first key, for tools and tests. */
+  first(): string | undefined {
+    this.#reload(Date.now());
+    return this.#keys[0]?.toString();
+  }
+
+  has(key: string): boolean {
+    this.#reload(Date.now());
+    const given = Buffer.from(key);
+    let ok = false;
+    // Every key is compared, in constant time each, so timing says nothing about which matched.
+    for (const k of this.#keys) if (k.length === given.length && timingSafeEqual(k, given)) ok = true;
+    return ok;
+  }
+
+  #reload(now: number): void {
+    if (this.#file === null || now - this.#checkedAt < 1000) return;
+    this.#checkedAt = now;
+    try {
+      const m = statSync(this.#file).mtimeMs;
+      if (m === this.#mtime) return;
+      this.#mtime = m;
+      this.#keys = readFileSync(this.#file, "utf8")
+        .split("\n")
+        .map((l) => l.trim())
+        .filter((l) => l !== "" && !l.startsWith("#"))
+        .map((l) => Buffer.from(l));
+    } catch {
+      // A missing or unreadable file keeps the keys last read.
+    }
+  }
+}
+
+/** The OFREP success body of one evaluation, or the failure body (and its HTTP status). */
+function toOfrep(key: string, r: ResolutionDetails): { status: number; body: object } {
+  if (r.errorCode !== undefined) {
+    return {
+      status: r.errorCode === "FLAG_NOT_FOUND" ? 404 : 400,
+      body: { key, errorCode: r.errorCode, errorDetails: r.errorMessage ?? r.errorCode },
+    };
+  }
+  const body: Record<string, unknown> = { key, value: r.value, reason: r.reason };
+  if (r.variant !== undefined) body.variant = r.variant;
+  body.metadata = r.flagMetadata;
+  return { status: 200, body };
+}
+
+function clientKeyOf(req: FastifyRequest): string | undefined {
+  const k = req.headers["x-api-key"];
+  if (typeof k === "string" && k !== "") return k;
+  const h = req.headers.authorization;
+  if (h === undefined) return undefined;
+  const m = /^Bearer\s+(.+)$/i.exec(h);
+  return m?.[1]?.trim();
+}
+
+/** Whether an If-None-Match header names `etag` (a list, weak validators, or `*`). */
+export function etagMatches(header: string | string[] | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  const value = Array.isArray(header) ? header.join(",") : header;
+  if (value.trim() === "*") return true;
+  return value.split(",").some((t) => t.trim().replace(/^W\//, "") === etag);
+}
+
+class BadRequest extends Error {
+  constructor(
+    readonly errorCode: "PARSE_ERROR" | "INVALID_CONTEXT",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The evaluation context of a request body (raw JSON text, possibly empty). */
+function contextOf(raw: unknown): Record<string, unknown> {
+  let body: unknown = raw;
+  if (typeof raw === "string") {
+    if (raw.trim() === "") return {};
+    try {
+      body = JSON.parse(raw);
+    } catch (err) {
+      throw new BadRequest("PARSE_ERROR", `the request body is not JSON: ${(err as Error).message}`);
+    }
+  }
+  if (body === undefined || body === null) return {};
+  if (typeof body !== "object" || Array.isArray(body))
+    throw new BadRequest("INVALID_CONTEXT", "the request body must be an object {context: {...}}");
+  const ctx = (body as { context?: unknown }).context;
+  if (ctx === undefined || ctx === null) return {};
+  if (typeof ctx !== "object" || Array.isArray(ctx))
+    throw new BadRequest("INVALID_CONTEXT", "context must be an object");
+  return ctx as Record<string, unknown>;
+}
+
+/** Registers OFREP and the provider sync endpoint on `app` (own body parsing and errors). */
+export function registerOfrep(app: FastifyInstance, opts: OfrepOptions): void {
+  const maxWait = opts.maxWaitSeconds ?? 60;
+  app.register(async (ofrep) => {
+    // Bodies are parsed here, not by fastify, so that bad JSON is OFREP's PARSE_ERROR and a
+    // missing or odd content type (some clients send none) still evaluates.
+    ofrep.removeAllContentTypeParsers();
+    ofrep.addContentTypeParser("*", { parseAs: "string" }, (_req, body, done) => done(null, body));
+
+    ofrep.setErrorHandler((err: Error & { statusCode?: number }, _req, reply) => {
+      const status = err.statusCode ?? 500;
+      reply.code(status >= 400 && status < 600 ? status : 500).send({ errorDetails: err.message });
+    });
+
+    ofrep.addHook("onRequest", async (req, reply) => {
+      const key = clientKeyOf(req);
+      if (key === undefined || !opts.clientKeys.has(key)) {
+        reply.code(401).send({
+          errorDetails:
+            key === undefined
+              ? "missing client key: send X-API-Key: <key> or Authorization: Bearer <key> (see <dataDir>/flag-keys)"
+              : "unknown client key",
+        });
+        return reply;
+      }
+    });
+
+    ofrep.post<{ Params: { key: string } }>("/ofrep/v1/evaluate/flags/:key", async (req, reply) => {
+      const key = req.params.key;
+      let ctx: Record<string, unknown>;
+      try {
+        ctx = contextOf(req.body);
+      } catch (err) {
+        if (err instanceof BadRequest)
+          return reply.code(400).send({ key, errorCode: err.errorCode, errorDetails: err.message });
+        throw err;
+      }
+      const snap = opts.flags.current;
+      const f = snap.flags.get(key);
+      const r: ResolutionDetails =
+        f === undefined
+          ? {
+              value: undefined,
+              reason: "ERROR",
+              errorCode: "FLAG_NOT_FOUND",
+              errorMessage: `flag ${key} not found`,
+              flagMetadata: {},
+            }
+          : evaluateCompiled(f, ctx);
+      const out = toOfrep(key, r);
+      return reply.code(out.status).send(out.body);
+    });
+
+    ofrep.post("/ofrep/v1/evaluate/flags", async (req, reply) => {
+      let ctx: Record<string, unknown>;
+      try {
+        ctx = contextOf(req.body);
+      } catch (err) {
+        if (err instanceof BadRequest)
+          return reply.code(400).send({ errorCode: err.errorCode, errorDetails: err.message });
+        throw err;
+      }
+      const snap = opts.flags.current;
+      // The answer depends on the definitions and on the context: both go into the tag.
+      const etag = `"${createHash("sha256")
+        .update(snap.etag)
+        .update(canonicalJson(ctx))
+        .digest("base64url")
+        .slice(0, 27)}"`;
+      reply.header("etag", etag);
+      if (etagMatches(req.headers["if-none-match"], etag)) return reply.code(304).send();
+      return reply.send({ flags: bulk(snap, ctx) });
+    });
+
+    ofrep.get("/ofrep/v1/configuration", async (req, reply) => {
+      const body = {
+        name: "turnout",
+        capabilities: {
+          cacheInvalidation: { polling: { enabled: true, minPollingIntervalMs: 1000 } },
+          flagEvaluation: { supportedTypes: ["boolean", "string", "int", "float", "object"] },
+          caching: { enabled: false },
+        },
+      };
+      const etag = `"${createHash("sha256").update(canonicalJson(body)).digest("base64url").slice(0, 27)}"`;
+      reply.header("etag", etag);
+      if (etagMatches(req.headers["if-none-match"], etag)) return reply.code(304).send();
+      return body;
+    });
+
+    ofrep.get<{ Querystring: { wait?: string } }>("/flags/v1/definitions", async (req, reply) => {
+      const wait = Math.min(Math.max(Number(req.query.wait ?? 0) || 0, 0), maxWait);
+      let snap = opts.flags.current;
+      const inm = req.headers["if-none-match"];
+      if (wait > 0 && etagMatches(inm, snap.etag)) {
+        snap = await new Promise<FlagSnapshot>((resolve) => {
+          let done = false;
+          const finish = (s: FlagSnapshot) => {
+            if (done) return;
+            done = true;
+            clearTimeout(timer);
+            off();
+            req.raw.off("close", onClose);
+            resolve(s);
+          };
+          const onClose = () => finish(opts.flags.current);
+          const off = opts.flags.onUpdate(finish);
+          const timer = setTimeout(() => finish(opts.flags.current), wait * 1000);
+          req.raw.on("close", onClose);
+        });
+      }
+      reply.header("etag", snap.etag);
+      if (etagMatches(inm, snap.etag)) return reply.code(304).send();
+      return {
+        etag: snap.etag,
+        flags: snap.definitions,
+        segments: snap.segments,
+      };
+    });
+  });
+}
+
+/** Every flag of the snapshot for one context, as OFREP bulk items. */
+function bulk(snap: FlagSnapshot, ctx: Record<string, unknown>): object[] {
+  const out: object[] = [];
+  for (const f of snap.flags.values()) out.push(toOfrep(f.key, evaluateCompiled(f, ctx)).body);
+  return out;
+}

@@ -1,0 +1,120 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import type { ExperimentSpec } from "../core/experiment/types.js";
+import { ExperimentStore } from "./experiment-store.js";
+import type { SqlStore } from "./sql-store.js";
+import { openSqliteStore } from "./sqlite/sqlite-store.js";
+
+const spec: ExperimentSpec = {
+  split: 50,
+  assignment: { header: "x-user" },
+  metrics: [
+    { name: "conversion", kind: "binomial", role: "goal", source: { event: "purchase" } },
+    { name: "revenue", kind: "mean", role: "goal", source: { event: "purchase" } },
+    {
+      name: "rps",
+      kind: "ratio",
+      role: "guardrail",
+      source: { event: "purchase" },
+      denominator: { event: "session" },
+    },
+    { name: "conf", kind: "mean", role: "guardrail", source: { responseHeader: "X-Conf" } },
+  ],
+  method: "sequential",
+  alpha: 0.05,
+  minSamples: 2,
+  maxDuration: "1h",
+  decision: "auto",
+  correction: "holm",
+  sequentialTuning: 5000,
+  chanceToWin: 0.95,
+};
+const arms = [
+  { name: "A", version: "v1", weight: 50 },
+  { name: "B", version: "v2", weight: 50 },
+];
+
+describe("ExperimentStore", () => {
+  let store: SqlStore;
+  let x: ExperimentStore;
+  before(async () => {
+    store = await openSqliteStore({ path: ":memory:" });
+    x = new ExperimentStore(store);
+  });
+  after(() => store.close());
+
+  test("events: durable, idempotent by key", async () => {
+    const ev = (k: string, unit: string, metric: string, value: number, ts = 10_000) => ({
+      idempotencyKey: k,
+      unit,
+      metric,
+      value,
+      timestamp: ts,
+    });
+    const first = await x.recordEvents(
+      [
+        ev("k1", "u1", "purchase", 10),
+        ev("k2", "u1", "purchase", 5),
+        ev("k3", "u3", "purchase", 7),
+        ev("k4", "u1", "session", 2),
+        ev("k5", "u2", "session", 1),
+        ev("k6", "u3", "session", 1),
+        ev("k7", "u4", "session", 3),
+        // Before the exposure by more than the allowed skew: not counted.
+        ev("k8", "u2", "purchase", 100, 1_000),
+        ev("k9", "u2", "header:x-conf", 0.9),
+        ev("k10", "u4", "header:x-conf", 0.7),
+      ],
+      20_000,
+    );
+    assert.deepEqual(first, { accepted: 10, duplicates: 0 });
+    const again = await x.recordEvents([ev("k1", "u1", "purchase", 10), ev("k11", "u4", "purchase", 1)], 21_000);
+    assert.deepEqual(again, { accepted: 1, duplicates: 1 });
+  });
+
+  test("exposures keep the first, and data aggregates per arm", async () => {
+    await x.recordExposures([
+      { experiment: "e1", unit: "u1", arm: "A", at: 9_000 },
+      { experiment: "e1", unit: "u2", arm: "A", at: 9_000 },
+      { experiment: "e1", unit: "u3", arm: "B", at: 9_000 },
+      { experiment: "e1", unit: "u4", arm: "B", at: 9_000 },
+    ]);
+    await x.recordExposures([{ experiment: "e1", unit: "u1", arm: "B", at: 9_500 }]);
+    const d = await x.data({ name: "e1", service: "svc", spec, arms, startedAt: 8_000 }, 30_000);
+    assert.deepEqual(d.units, { A: 2, B: 2 });
+    assert.deepEqual(d.metrics.conversion, {
+      A: { kind: "sums", n: 2, sum: 15, sumSquares: 225, converted: 1 },
+      B: { kind: "sums", n: 2, sum: 8, sumSquares: 50, converted: 2 },
+    });
+    assert.deepEqual(d.metrics.rps, {
+      A: { kind: "ratio", n: 2, sumX: 15, sumX2: 225, sumY: 3, sumY2: 5, sumXY: 30 },
+      B: { kind: "ratio", n: 2, sumX: 8, sumX2: 50, sumY: 4, sumY2: 10, sumXY: 10 },
+    });
+    assert.equal((d.metrics.conf?.A as { sum: number }).sum, 0.9);
+  });
+
+  test("experiments are saved and listed", async () => {
+    await x.saveExperiment({
+      name: "e1",
+      service: "svc",
+      spec,
+      arms,
+      state: { status: "running" },
+      startedAt: 8_000,
+      updatedAt: 8_000,
+    });
+    await x.saveExperiment({
+      name: "e1",
+      service: "svc",
+      spec,
+      arms,
+      state: { status: "win", summary: "B wins" },
+      startedAt: 8_000,
+      updatedAt: 9_000,
+    });
+    const all = await x.listExperiments();
+    assert.equal(all.length, 1);
+    assert.equal(all[0]!.state.status, "win");
+    assert.equal((await x.getExperiment("nope")), null);
+  });
+});

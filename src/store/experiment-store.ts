@@ -1,0 +1,421 @@
+/**
+ * The experiment store: experiments' declarations, first exposures and outcome events, in the
+ * same database as everything else (tables from migration 0004), through `SqlStore.transact`
+ * and `SqlStore.query`.
+ *
+ * Durability: `recordEvents` returns only once its transaction has committed, and the API
+ * replies only after that, so an accepted event is never lost. Idempotency: the idempotency
+ * key is the primary key and inserts skip existing keys, so a retried batch counts once.
+ * Exposures: the (experiment, unit) primary key keeps the first exposure, whichever router
+ * (or retry) writes it first.
+ */
+import { type Kysely, sql, type Transaction } from "kysely";
+import { canonicalJson } from "./json.js";
+import type { ExperimentData, MetricArmData, MetricSource, MetricSpec, ResolvedArm } from "../core/experiment/index.js";
+import { responseHeaderMetric } from "../core/experiment/index.js";
+import type { ExperimentSpec } from "../core/experiment/types.js";
+import type { EventDraft, ServiceSpec, ServiceStatus } from "../core/model.js";
+import { compileStrategy } from "../core/strategies/index.js";
+import { Sketch } from "../core/sketch.js";
+import type { SqlStore } from "./sql-store.js";
+import type { MeasurementRow } from "./store.js";
+
+/** Row shapes of migration 0004's tables. */
+type ExperimentTables = {
+  experiments: {
+    name: string;
+    service: string;
+    spec: string;
+    arms: string;
+    state: string;
+    started_at: number;
+    updated_at: number;
+  };
+  experiment_exposures: { experiment: string; unit: string; arm: string; first_at: number };
+  experiment_events: {
+    idempotency_key: string;
+    unit: string;
+    metric: string;
+    value: number;
+    ts: number;
+    received_at: number;
+  };
+};
+
+/** One outcome event, validated (see api/experiments.ts). */
+export interface OutcomeEvent {
+  idempotencyKey: string;
+  unit: string;
+  metric: string;
+  value: number;
+  /** Clock ms when it happened. */
+  timestamp: number;
+}
+
+export interface Exposure {
+  experiment: string;
+  unit: string;
+  arm: string;
+  /** Clock ms. */
+  at: number;
+}
+
+/** An experiment as stored: its declaration and what the controller last said about it. */
+export interface StoredExperiment {
+  name: string;
+  service: string;
+  spec: ExperimentSpec;
+  arms: ResolvedArm[];
+  /** "running", or the verdict it ended with, and the one-line summary. */
+  state: { status: string; summary?: string; endedAt?: number };
+  startedAt: number;
+  updatedAt: number;
+}
+
+/**
+ * Events whose timestamp is up to this much before the unit's first exposure still count: the
+ * application's clock and the router's differ a little, and an event sent in reply to the very
+ * first response must not be lost to that.
+ */
+export const CLOCK_SKEW_MS = 5_000;
+
+/** Rows per INSERT: SQLite allows 32,766 parameters; 6 columns × 500 stays far below. */
+const BATCH = 500;
+
+type Db = Kysely<ExperimentTables>;
+
+export class ExperimentStore {
+  constructor(private readonly store: Pick<SqlStore, "transact" | "query" | "readMeasurements">) {}
+
+  #write<T>(fn: (db: Transaction<ExperimentTables>) => Promise<T>): Promise<T> {
+    return this.store.transact((trx) => fn(trx.withTables<ExperimentTables>() as never));
+  }
+
+  #read<T>(fn: (db: Db) => Promise<T>): Promise<T> {
+    return this.store.query((db) => fn(db.withTables<ExperimentTables>() as never));
+  }
+
+  /** Stores events; returns how many were new and how many were duplicates (already stored). */
+  async recordEvents(
+    events: readonly OutcomeEvent[],
+    receivedAt: number,
+  ): Promise<{ accepted: number; duplicates: number }> {
+    if (events.length === 0) return { accepted: 0, duplicates: 0 };
+    return this.#write(async (db) => {
+      let inserted = 0;
+      for (let i = 0; i < events.length; i += BATCH) {
+        const rows = events.slice(i, i + BATCH).map((e) => ({
+          idempotency_key: e.idempotencyKey,
+          unit: e.unit,
+          metric: e.metric,
+          value: e.value,
+          ts: e.timestamp,
+          received_at: receivedAt,
+        }));
+        const r = await db
+          .insertInto("experiment_events")
+          .values(rows)
+          .onConflict((oc) => oc.column("idempotency_key").doNothing())
+          .executeTakeFirst();
+        inserted += Number(r.numInsertedOrUpdatedRows ?? 0);
+      }
+      return { accepted: inserted, duplicates: events.length - inserted };
+    });
+  }
+
+  /** Stores first exposures; a unit already exposed in the experiment keeps its first row. */
+  async recordExposures(exposures: readonly Exposure[]): Promise<void> {
+    if (exposures.length === 0) return;
+    await this.#write(async (db) => {
+      for (let i = 0; i < exposures.length; i += BATCH) {
+        await db
+          .insertInto("experiment_exposures")
+          .values(
+            exposures.slice(i, i + BATCH).map((x) => ({
+              experiment: x.experiment,
+              unit: x.unit,
+              arm: x.arm,
+              first_at: x.at,
+            })),
+          )
+          .onConflict((oc) => oc.columns(["experiment", "unit"]).doNothing())
+          .execute();
+      }
+    });
+  }
+
+  /** Creates or updates an experiment's row (the controller, every tick it runs). */
+  async saveExperiment(e: StoredExperiment): Promise<void> {
+    const row = {
+      name: e.name,
+      service: e.service,
+      spec: canonicalJson(e.spec),
+      arms: canonicalJson(e.arms),
+      state: canonicalJson(e.state),
+      started_at: e.startedAt,
+      updated_at: e.updatedAt,
+    };
+    await this.#write(async (db) => {
+      await db
+        .insertInto("experiments")
+        .values(row)
+        .onConflict((oc) =>
+          oc.column("name").doUpdateSet({
+            spec: row.spec,
+            arms: row.arms,
+            state: row.state,
+            updated_at: row.updated_at,
+          }),
+        )
+        .execute();
+    });
+  }
+
+  async listExperiments(): Promise<StoredExperiment[]> {
+    const rows = await this.#read((db) =>
+      db.selectFrom("experiments").selectAll().orderBy("started_at", "desc").execute(),
+    );
+    return rows.map(toExperiment);
+  }
+
+  async getExperiment(name: string): Promise<StoredExperiment | null> {
+    const row = await this.#read((db) =>
+      db.selectFrom("experiments").selectAll().where("name", "=", name).executeTakeFirst(),
+    );
+    return row ? toExperiment(row) : null;
+  }
+
+  /**
+   * Everything the analysis needs, aggregated in SQL, as of `now` (exposures and events with
+   * later timestamps are left out, so an ended experiment reads as it was when it was decided):
+   * units per arm, and per metric and arm the per-unit sums (events after the unit's first
+   * exposure, `CLOCK_SKEW_MS` allowed) or, for builtin metrics, the router's measurements of the
+   * arm's version since the start.
+   */
+  async data(e: Pick<StoredExperiment, "name" | "service" | "spec" | "arms" | "startedAt">, now: number): Promise<ExperimentData> {
+    return this.#read(async (db) => {
+      const units: Record<string, number> = {};
+      const counted = await db
+        .selectFrom("experiment_exposures")
+        .select(["arm", (eb) => eb.fn.countAll<number>().as("n")])
+        .where("experiment", "=", e.name)
+        .where("first_at", "<=", now)
+        .groupBy("arm")
+        .execute();
+      for (const r of counted) units[r.arm] = Number(r.n);
+      const metrics: ExperimentData["metrics"] = {};
+      let measured: Map<string, MetricArmData> | null = null;
+      for (const m of e.spec.metrics) {
+        if ("builtin" in m.source) {
+          measured ??= await this.#measured(e, now);
+          metrics[m.name] = builtinData(m, e.arms, measured);
+        } else if (m.kind === "ratio" && m.denominator) {
+          metrics[m.name] = await ratioData(
+            db,
+            e.name,
+            eventName(m.source),
+            eventName(m.denominator),
+            now,
+          );
+        } else {
+          metrics[m.name] = await sumsData(db, e.name, eventName(m.source), now);
+        }
+      }
+      return { experiment: e.name, units, metrics, readAt: now };
+    });
+  }
+
+  /** Per version: requests, 5xx and latency moments since the experiment started. */
+  async #measured(e: Pick<StoredExperiment, "service" | "startedAt">, now: number): Promise<Map<string, MetricArmData>> {
+    const rows: MeasurementRow[] = await this.store.readMeasurements({
+      service: e.service,
+      fromSec: Math.floor(e.startedAt / 1000),
+      toSec: Math.floor(now / 1000) + 1,
+    });
+    const acc = new Map<string, { requests: number; errors: number; sketch: Sketch }>();
+    for (const r of rows) {
+      if (r.labels !== "") continue;
+      let a = acc.get(r.version);
+      if (!a) {
+        a = { requests: 0, errors: 0, sketch: new Sketch() };
+        acc.set(r.version, a);
+      }
+      a.requests += r.requests;
+      a.errors += r.s5xx;
+      a.sketch.merge(Sketch.fromJSON(r.latency));
+    }
+    const out = new Map<string, MetricArmData>();
+    for (const [version, a] of acc) {
+      // Latency moments from the sketch's bins (values within 1% of the truth).
+      let n = 0;
+      let s = 0;
+      let ss = 0;
+      for (const b of a.sketch.bins()) {
+        n += b.count;
+        s += b.value * b.count;
+        ss += b.value * b.value * b.count;
+      }
+      const mean = n > 0 ? s / n : 0;
+      const variance = n > 1 ? Math.max(0, (ss - n * mean * mean) / (n - 1)) : 0;
+      out.set(version, { kind: "requests", requests: a.requests, errors: a.errors, mean, variance });
+    }
+    return out;
+  }
+}
+
+/** The event name a source reads: the event itself, or the router's record of a header. */
+function eventName(s: MetricSource): string {
+  if ("event" in s) return s.event;
+  if ("responseHeader" in s) return responseHeaderMetric(s.responseHeader);
+  throw new Error("builtin sources have no events");
+}
+
+function builtinData(
+  m: MetricSpec,
+  arms: readonly ResolvedArm[],
+  measured: Map<string, MetricArmData>,
+): Record<string, MetricArmData> {
+  const out: Record<string, MetricArmData> = {};
+  for (const a of arms) {
+    const d = measured.get(a.version);
+    if (d) out[a.name] = d;
+  }
+  void m;
+  return out;
+}
+
+/** Per arm: units, Σ per-unit value, Σ of its square, and units with at least one event. */
+async function sumsData(
+  db: Db,
+  experiment: string,
+  metric: string,
+  until: number,
+): Promise<Record<string, MetricArmData>> {
+  const r = await sql<{ arm: string; n: number; s: number | null; ss: number | null; conv: number | null }>`
+    SELECT x.arm AS arm, COUNT(*) AS n, SUM(COALESCE(u.v, 0)) AS s, SUM(COALESCE(u.v, 0) * COALESCE(u.v, 0)) AS ss,
+           SUM(CASE WHEN u.c > 0 THEN 1 ELSE 0 END) AS conv
+    FROM experiment_exposures x
+    LEFT JOIN (
+      SELECT e.unit AS unit, SUM(e.value) AS v, COUNT(*) AS c
+      FROM experiment_events e
+      JOIN experiment_exposures x2 ON x2.experiment = ${experiment} AND x2.unit = e.unit
+      WHERE e.metric = ${metric} AND e.ts >= x2.first_at - ${CLOCK_SKEW_MS} AND e.ts <= ${until}
+      GROUP BY e.unit
+    ) u ON u.unit = x.unit
+    WHERE x.experiment = ${experiment} AND x.first_at <= ${until}
+    GROUP BY x.arm`.execute(db);
+  const out: Record<string, MetricArmData> = {};
+  for (const row of r.rows) {
+    out[row.arm] = {
+      kind: "sums",
+      n: Number(row.n),
+      sum: Number(row.s ?? 0),
+      sumSquares: Number(row.ss ?? 0),
+      converted: Number(row.conv ?? 0),
+    };
+  }
+  return out;
+}
+
+/** Per arm: the per-unit numerator x and denominator y sums for the delta method. */
+async function ratioData(
+  db: Db,
+  experiment: string,
+  numerator: string,
+  denominator: string,
+  until: number,
+): Promise<Record<string, MetricArmData>> {
+  const perUnit = (metric: string) => sql`
+      SELECT e.unit AS unit, SUM(e.value) AS v
+      FROM experiment_events e
+      JOIN experiment_exposures x2 ON x2.experiment = ${experiment} AND x2.unit = e.unit
+      WHERE e.metric = ${metric} AND e.ts >= x2.first_at - ${CLOCK_SKEW_MS} AND e.ts <= ${until}
+      GROUP BY e.unit`;
+  const r = await sql<{ arm: string; n: number; sx: number | null; sx2: number | null; sy: number | null; sy2: number | null; sxy: number | null }>`
+    SELECT x.arm AS arm, COUNT(*) AS n,
+           SUM(COALESCE(a.v, 0)) AS sx, SUM(COALESCE(a.v, 0) * COALESCE(a.v, 0)) AS sx2,
+           SUM(COALESCE(b.v, 0)) AS sy, SUM(COALESCE(b.v, 0) * COALESCE(b.v, 0)) AS sy2,
+           SUM(COALESCE(a.v, 0) * COALESCE(b.v, 0)) AS sxy
+    FROM experiment_exposures x
+    LEFT JOIN (${perUnit(numerator)}) a ON a.unit = x.unit
+    LEFT JOIN (${perUnit(denominator)}) b ON b.unit = x.unit
+    WHERE x.experiment = ${experiment} AND x.first_at <= ${until}
+    GROUP BY x.arm`.execute(db);
+  const out: Record<string, MetricArmData> = {};
+  for (const row of r.rows) {
+    out[row.arm] = {
+      kind: "ratio",
+      n: Number(row.n),
+      sumX: Number(row.sx ?? 0),
+      sumX2: Number(row.sx2 ?? 0),
+      sumY: Number(row.sy ?? 0),
+      sumY2: Number(row.sy2 ?? 0),
+      sumXY: Number(row.sxy ?? 0),
+    };
+  }
+  return out;
+}
+
+function toExperiment(row: ExperimentTables["experiments"]): StoredExperiment {
+  return {
+    name: row.name,
+    service: row.service,
+    spec: JSON.parse(row.spec) as ExperimentSpec,
+    arms: JSON.parse(row.arms) as ResolvedArm[],
+    state: JSON.parse(row.state) as StoredExperiment["state"],
+    startedAt: Number(row.started_at),
+    updatedAt: Number(row.updated_at),
+  };
+}
+
+/**
+ * What the controller asks of experiments each tick (a small interface, so the controller
+ * needs no SQL): `read` registers the running experiment and returns its aggregated data for
+ * the pure core; `record` keeps the verdict once the step has concluded.
+ */
+export interface ExperimentControllerSource {
+  read(
+    service: string,
+    spec: ServiceSpec,
+    status: ServiceStatus | null,
+    now: number,
+  ): Promise<ExperimentData | undefined>;
+  record(service: string, events: readonly EventDraft[], now: number): Promise<void>;
+}
+
+/** The controller's view of the experiment store. */
+export function experimentControllerSource(x: ExperimentStore): ExperimentControllerSource {
+  return {
+    async read(service, spec, status, now) {
+      const e = status?.experiment;
+      if (!e) return undefined;
+      const step = compileStrategy(spec).steps[e.stepIndex];
+      if (!step || !("experiment" in step)) return undefined;
+      const stored = {
+        name: e.name,
+        service,
+        spec: step.experiment,
+        arms: e.arms,
+        state: { status: e.verdict ?? "running", ...(e.summary ? { summary: e.summary } : {}) },
+        startedAt: e.startedAt,
+        updatedAt: now,
+      };
+      await x.saveExperiment(stored);
+      return x.data(stored, now);
+    },
+    async record(_service, events, now) {
+      for (const ev of events) {
+        if (ev.type !== "ExperimentConcluded") continue;
+        const name = ev.data.experiment;
+        if (typeof name !== "string") continue;
+        const e = await x.getExperiment(name);
+        if (!e) continue;
+        await x.saveExperiment({
+          ...e,
+          state: { status: String(ev.data.verdict ?? "concluded"), summary: ev.message, endedAt: now },
+          updatedAt: now,
+        });
+      }
+    },
+  };
+}

@@ -18,6 +18,7 @@ import { defaultPortAllocator } from "../runtime/process/ports.js";
 import { packageRoot } from "../version.js";
 import { Client } from "./client.js";
 import { runAbTestDemo } from "./demo/abtest.js";
+import { runZeroDowntimeDemo } from "./demo/zero-downtime.js";
 import { bold, cyan, dim, formatHistory, green, phaseColor, red } from "./format.js";
 
 const SERVICE = "fraud-model";
@@ -289,9 +290,15 @@ export async function runDemo(opts: { keep: boolean }): Promise<number> {
     out(`\n${bold("history")} (turnout history ${SERVICE}):`);
     out(formatHistory(history.events));
     const goodErrors = (traffic.errorsBy.get("v1") ?? 0) + (traffic.errorsBy.get("v2") ?? 0);
+    // Rolling and blue-green under load (demo/zero-downtime.ts).
+    const zeroDowntime = await runZeroDowntimeDemo(api, out, () => interrupted);
     // The A/B test (demo/abtest.ts): two model versions, decided by synthetic users' purchases.
     const abWon = await runAbTestDemo(api, out, () => interrupted);
-    return good.phase === "Completed" && bad.phase === "Degraded" && goodErrors === 0 && abWon
+    return good.phase === "Completed" &&
+      bad.phase === "Degraded" &&
+      goodErrors === 0 &&
+      zeroDowntime &&
+      abWon
       ? 0
       : 1;
   } catch (err) {

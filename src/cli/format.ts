@@ -10,6 +10,7 @@ import type {
   TurnoutEvent,
 } from "../core/model.js";
 import { describeStep } from "../core/rollout.js";
+import { formatShadowLines, type ShadowView } from "./shadow.js";
 
 export interface VersionTraffic {
   version: string;
@@ -37,6 +38,8 @@ export interface StatusView {
     restarts?: number;
     lastExit?: string;
   }[];
+  /** The shadow phase: the mirror in force and its report (api/shadow.ts). */
+  shadow?: ShadowView | null;
   now: number;
 }
 
@@ -90,6 +93,21 @@ export function formatStatus(v: StatusView): string {
   row("Stable", `${s.stableVersion ?? "-"}  ${w(s.stableVersion)}`);
   if (s.canaryVersion) row("Canary", `${s.canaryVersion}  ${w(s.canaryVersion)}`);
   if (s.abortedVersion) row("Aborted", red(s.abortedVersion));
+  if (s.rolling && s.canaryVersion) {
+    const r = s.rolling;
+    row(
+      "Rolling",
+      `${s.canaryVersion} ${r.available} available / ${r.newReplicas} wanted, ${s.stableVersion} ${r.oldReplicas} wanted`,
+    );
+  }
+  if (s.preview && s.canaryVersion) row("Preview", `${s.canaryVersion} on port ${s.preview.port}`);
+  const warm = s.previousStableVersions[0];
+  if (warm && s.previousScaleDownAt && s.previousScaleDownAt > v.now) {
+    row(
+      "Warm",
+      `${warm} ${dim(`(kept running ${formatDuration(s.previousScaleDownAt - v.now)} more for an instant undo)`)}`,
+    );
+  }
   if (v.desiredVersion !== s.canaryVersion && v.desiredVersion !== s.stableVersion) {
     row(
       "Desired",
@@ -139,6 +157,7 @@ export function formatStatus(v: StatusView): string {
       );
     }
   }
+  lines.push(...formatShadowLines(v.shadow));
   if (v.traffic && v.traffic.length > 0) {
     const parts = v.traffic.map((t) => {
       const errors = (t.status["5xx"] ?? 0) + t.upstreamErrors;

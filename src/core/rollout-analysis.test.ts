@@ -6,7 +6,13 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { dueMeasurements } from "./analysis/run.js";
 import { FakeClock } from "./clock.js";
-import type { AnalysisTemplateSpec, CanaryStep, ServiceSpec, ServiceStatus } from "./model.js";
+import type {
+  AnalysisTemplateSpec,
+  CanaryStep,
+  ServiceSpec,
+  ServiceStatus,
+  StrategySpec,
+} from "./model.js";
 import { type AnalysisObservation, type ReconcileOutput, reconcile } from "./rollout.js";
 
 const ERRORS: AnalysisTemplateSpec = {
@@ -30,12 +36,17 @@ class Sim {
   pending: AnalysisObservation[] = [];
   commands: { type: "promote" | "resume" | "abort" }[] = [];
 
-  constructor(steps: CanaryStep[], background?: { startingStep: number }) {
+  readiness: Record<string, { ready: number; failed: number }> = {
+    v1: { ready: 1, failed: 0 },
+    v2: { ready: 1, failed: 0 },
+  };
+
+  constructor(steps: CanaryStep[], background?: { startingStep: number }, strategy?: StrategySpec) {
     this.spec = {
       listen: { host: "127.0.0.1", port: 8080 },
       runtime: { static: { versions: { v1: { upstreams: ["http://127.0.0.1:1"] } } } },
       version: "v1",
-      strategy: {
+      strategy: strategy ?? {
         canary: {
           steps,
           ...(background ? { analysis: { templates: ["errors"], ...background } } : {}),
@@ -56,7 +67,7 @@ class Sim {
         actor: "ops",
         createdAt: this.clock.now(),
       })),
-      readiness: { v1: { ready: 1, failed: 0 }, v2: { ready: 1, failed: 0 } },
+      readiness: this.readiness,
       templates: { errors: ERRORS },
       observations: this.pending,
     });
@@ -228,5 +239,96 @@ describe("rollout core with analysis", () => {
     for (const o of sim.pending) o.runStartedAt -= 1;
     sim.tick();
     assert.equal(sim.status?.phase, "Progressing");
+  });
+});
+
+describe("blue-green and rolling gates use the analysis engine", () => {
+  const weight = (sim: Sim, v: string) =>
+    sim.last.weights.find((w) => w.version === v)?.weight ?? 0;
+  /** Ticks every 10 s, answering due measurements, until the phase is one of `until`. */
+  const run = (sim: Sim, errorRate: number, until: string[]) => {
+    for (let i = 0; i < 20 && !until.includes(sim.status?.phase ?? ""); i++) {
+      sim.clock.advance(10_000);
+      sim.measure(errorRate);
+      sim.tick();
+    }
+  };
+
+  it("prePromotionAnalysis passes, then the switch waits for promote", () => {
+    const sim = new Sim([], undefined, {
+      blueGreen: { prePromotionAnalysis: { templates: ["errors"] } },
+    });
+    sim.start();
+    run(sim, 0.01, ["Paused", "Degraded"]);
+    assert.equal(sim.status?.phase, "Paused");
+    assert.equal(weight(sim, "v1"), 100);
+    sim.commands.push({ type: "promote" });
+    sim.tick();
+    assert.equal(sim.status?.phase, "Completed");
+    assert.equal(weight(sim, "v2"), 100);
+  });
+
+  it("prePromotionAnalysis fails: aborted before any user reached green", () => {
+    const sim = new Sim([], undefined, {
+      blueGreen: { prePromotionAnalysis: { templates: ["errors"] } },
+    });
+    sim.start();
+    run(sim, 0.2, ["Paused", "Degraded"]);
+    assert.equal(sim.status?.phase, "Degraded");
+    assert.match(sim.status?.message ?? "", /analysis at step 1\/3 failed/);
+    assert.equal(weight(sim, "v1"), 100);
+  });
+
+  it("postPromotionAnalysis fails after the switch: traffic switches back to blue", () => {
+    const sim = new Sim([], undefined, {
+      blueGreen: { autoPromotionSeconds: 0, postPromotionAnalysis: { templates: ["errors"] } },
+    });
+    sim.start();
+    sim.tick();
+    assert.equal(weight(sim, "v2"), 100, "switched");
+    assert.equal(sim.status?.stableVersion, "v1", "blue still stable until the analysis passes");
+    run(sim, 0.2, ["Completed", "Degraded"]);
+    assert.equal(sim.status?.phase, "Degraded");
+    assert.equal(weight(sim, "v1"), 100);
+  });
+
+  it("rolling: each batch waits for the analysis before the next one", () => {
+    const sim = new Sim([], undefined, {
+      rolling: { maxSurge: 1, maxUnavailable: 0, analysis: { templates: ["errors"] } },
+    });
+    sim.spec = {
+      ...sim.spec,
+      runtime: {
+        process: {
+          command: ["x"],
+          replicas: 2,
+          readiness: { path: "/", periodSeconds: 1, timeoutSeconds: 1, initialDelaySeconds: 0 },
+          startupTimeoutSeconds: 10,
+          terminationGracePeriodSeconds: 1,
+        },
+      } as ServiceSpec["runtime"],
+    };
+    sim.readiness = { v1: { ready: 2, failed: 0 }, v2: { ready: 0, failed: 0 } };
+    sim.start();
+    assert.deepEqual(sim.status?.replicas, { v2: 1, v1: 2 });
+    sim.readiness.v2 = { ready: 1, failed: 0 };
+    sim.tick();
+    assert.ok(sim.status?.analysis?.step?.run, "batch 1 available: its analysis runs");
+    assert.deepEqual(sim.status?.replicas, { v2: 1, v1: 2 }, "nothing more until it passes");
+    // Passing measurements: the batch's analysis succeeds, and only then the next batch starts.
+    let passedAt = -1;
+    for (let t = 0; t < 10 && passedAt < 0; t++) {
+      sim.clock.advance(10_000);
+      sim.measure(0.01);
+      sim.tick();
+      if (sim.types().includes("AnalysisSucceeded")) passedAt = t;
+      else assert.deepEqual(sim.status?.replicas, { v2: 1, v1: 2 });
+    }
+    assert.ok(passedAt >= 0, "the batch analysis passed");
+    assert.deepEqual(sim.status?.replicas, { v2: 2, v1: 1 }, "the next batch started");
+    sim.readiness = { v1: { ready: 1, failed: 0 }, v2: { ready: 2, failed: 0 } };
+    sim.tick();
+    assert.equal(sim.status?.phase, "Completed", sim.status?.message);
+    assert.equal(weight(sim, "v2"), 100);
   });
 });

@@ -1197,6 +1197,17 @@ const RollingStrategySchema = strict({
   minReadySeconds: RollingShape.minReadySeconds.unwrap().optional(),
   progressDeadlineSeconds: RollingShape.progressDeadlineSeconds.unwrap().optional(),
   analysis: RollingShape.analysis,
+}).superRefine((r, ctx) => {
+  // As Kubernetes: with no surge and no unavailability an update could never make progress.
+  const zero = (v: unknown) => v === 0 || (typeof v === "string" && Number.parseFloat(v) === 0);
+  if (zero(r.maxSurge) && zero(r.maxUnavailable)) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["maxUnavailable"],
+      input: r.maxUnavailable,
+      message: "may not be 0 when maxSurge is 0: the update could never make progress",
+    });
+  }
 });
 
 const StrategySchema = exactlyOne(

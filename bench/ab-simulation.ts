@@ -18,8 +18,12 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { analyzeExperiment } from "../src/core/experiment/analyze.js";
-import type { ExperimentData, ExperimentSpec, MetricArmData } from "../src/core/experiment/types.js";
-import { binomialSample, mulberry32, type Rng } from "../src/core/stats/random.js";
+import type {
+  ExperimentData,
+  ExperimentSpec,
+  MetricArmData,
+} from "../src/core/experiment/types.js";
+import { mulberry32, type Rng } from "../src/core/stats/random.js";
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: number) => {
@@ -83,7 +87,12 @@ function addBatch(rng: Rng, a: Arm, b: Arm, pA: number, pB: number, kind: Kind):
 
 function dataOf(a: Arm, b: Arm): ExperimentData {
   const m = (x: Arm): MetricArmData => ({ kind: "sums", ...x });
-  return { experiment: "sim", units: { A: a.n, B: b.n }, metrics: { m: { A: m(a), B: m(b) } }, readAt: 0 };
+  return {
+    experiment: "sim",
+    units: { A: a.n, B: b.n },
+    metrics: { m: { A: m(a), B: m(b) } },
+    readAt: 0,
+  };
 }
 
 interface Outcome {
@@ -117,7 +126,10 @@ function simulate(kind: Kind, pA: number, pB: number) {
     for (let look = 1; look <= LOOKS; look++) {
       addBatch(rng, a, b, pA, pB, kind);
       const d = dataOf(a, b);
-      for (const [name, m] of Object.entries(methods) as [keyof typeof methods, (typeof methods)[keyof typeof methods]][]) {
+      for (const [name, m] of Object.entries(methods) as [
+        keyof typeof methods,
+        (typeof methods)[keyof typeof methods],
+      ][]) {
         if (done.has(name) || (!m.everyLook && look < LOOKS)) continue;
         const r = analyzeExperiment("sim", m.spec, arms, d);
         if (r.verdict === "srm") srm.add(name);
@@ -168,14 +180,19 @@ const results = {
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 for (const [name, s] of Object.entries(results.scenarios)) {
-  const rows = Object.entries(s).filter(([, v]) => typeof v === "object") as unknown as [string, { decidedRate: number; standardError: number; medianUsersAtDecision: number | null }][];
+  const rows = Object.entries(s).filter(([, v]) => typeof v === "object") as unknown as [
+    string,
+    { decidedRate: number; standardError: number; medianUsersAtDecision: number | null },
+  ][];
   process.stdout.write(`${name}\n`);
   for (const [m, v] of rows)
     process.stdout.write(
       `  ${m.padEnd(12)} decided ${pct(v.decidedRate).padStart(6)} ± ${pct(v.standardError)}  median users at decision ${v.medianUsersAtDecision ?? "-"}\n`,
     );
 }
-process.stdout.write(`${RUNS} runs per scenario, ${LOOKS} looks of ${BATCH} users, ${results.seconds.toFixed(1)} s\n`);
+process.stdout.write(
+  `${RUNS} runs per scenario, ${LOOKS} looks of ${BATCH} users, ${results.seconds.toFixed(1)} s\n`,
+);
 if (WRITE) {
   const file = join(dirname(fileURLToPath(import.meta.url)), "results", "ab.json");
   mkdirSync(dirname(file), { recursive: true });

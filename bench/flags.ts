@@ -48,7 +48,9 @@ const turnout = compileFlags([
   {
     key: "rule",
     spec: bool({
-      rules: [{ conditions: [{ attribute: "email", op: "endsWith", value: "@acme.com" }], variant: "on" }],
+      rules: [
+        { conditions: [{ attribute: "email", op: "endsWith", value: "@acme.com" }], variant: "on" },
+      ],
     }),
   },
   { key: "percentage", spec: bool({ rollout: { variant: "on", percentage: 50 } }) },
@@ -69,7 +71,12 @@ flagd.setConfigurations(
         state: "ENABLED",
         variants: { on: true, off: false },
         defaultVariant: "off",
-        targeting: { fractional: [["on", 50], ["off", 50]] },
+        targeting: {
+          fractional: [
+            ["on", 50],
+            ["off", 50],
+          ],
+        },
       },
     },
   }),
@@ -79,8 +86,14 @@ const gb = new GrowthBookClient().initSync({
   payload: {
     features: {
       static: { defaultValue: true },
-      rule: { defaultValue: false, rules: [{ condition: { email: { $regex: "@acme\\.com$" } }, force: true }] },
-      percentage: { defaultValue: false, rules: [{ force: true, coverage: 0.5, hashAttribute: "id" }] },
+      rule: {
+        defaultValue: false,
+        rules: [{ condition: { email: { $regex: "@acme\\.com$" } }, force: true }],
+      },
+      percentage: {
+        defaultValue: false,
+        rules: [{ force: true, coverage: 0.5, hashAttribute: "id" }],
+      },
     },
   },
 });
@@ -100,7 +113,9 @@ const unleash = new Unleash({
           {
             name: "default",
             parameters: {},
-            constraints: [{ contextName: "email", operator: "STR_ENDS_WITH", values: ["@acme.com"] }],
+            constraints: [
+              { contextName: "email", operator: "STR_ENDS_WITH", values: ["@acme.com"] },
+            ],
           },
         ],
       },
@@ -108,7 +123,10 @@ const unleash = new Unleash({
         name: "percentage",
         enabled: true,
         strategies: [
-          { name: "flexibleRollout", parameters: { rollout: "50", stickiness: "userId", groupId: "percentage" } },
+          {
+            name: "flexibleRollout",
+            parameters: { rollout: "50", stickiness: "userId", groupId: "percentage" },
+          },
         ],
       },
     ] as never,
@@ -176,7 +194,9 @@ async function inProcess() {
       const v = median(samples.get(`${impl.name}/${f}`)!) as number;
       row[impl.name] = { perSec: Math.round(v), turnoutSpeedup: Math.round((t / v) * 10) / 10 };
     }
-    row.onShare = Object.fromEntries(impls.map((i) => [i.name, Math.round(shares.get(`${i.name}/${f}`)! * 1000) / 1000]));
+    row.onShare = Object.fromEntries(
+      impls.map((i) => [i.name, Math.round(shares.get(`${i.name}/${f}`)! * 1000) / 1000]),
+    );
     return row;
   });
   unleash.destroy();
@@ -186,20 +206,18 @@ async function inProcess() {
 // ---- OFREP with wrk -----------------------------------------------------------------------
 
 async function ofrepThroughput() {
-  if (spawnSync("wrk", ["--version"]).error) return { skipped: "wrk not installed (apt-get install -y wrk)" };
+  if (spawnSync("wrk", ["--version"]).error)
+    return { skipped: "wrk not installed (apt-get install -y wrk)" };
   const dir = join(tmpdir(), `turnout-bench-flags-${process.pid}`);
   mkdirSync(dir, { recursive: true });
   const serverCore = cpus().length > 1 ? 1 : 0;
-  const h = startPinned("turnout", serverCore, process.execPath, [
-    "--import",
-    "tsx",
-    join(ROOT, "src/cli/main.ts"),
-    "up",
-    "--port",
-    "0",
-    "--data-dir",
-    dir,
-  ], { env: { ...process.env, TURNOUT_LOG_LEVEL: "warn" }, cwd: ROOT });
+  const h = startPinned(
+    "turnout",
+    serverCore,
+    process.execPath,
+    ["--import", "tsx", join(ROOT, "src/cli/main.ts"), "up", "--port", "0", "--data-dir", dir],
+    { env: { ...process.env, TURNOUT_LOG_LEVEL: "warn" }, cwd: ROOT },
+  );
   try {
     const url = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`turnout not up: ${h.stderr}`)), 30_000);
@@ -213,7 +231,9 @@ async function ofrepThroughput() {
       check();
     });
     const token = readFileSync(join(dir, "token"), "utf8").trim();
-    const key = readFileSync(join(dir, "flag-keys"), "utf8").split("\n").find((l) => l.startsWith("tfk_"))!;
+    const key = readFileSync(join(dir, "flag-keys"), "utf8")
+      .split("\n")
+      .find((l) => l.startsWith("tfk_"))!;
     const yaml = `apiVersion: turnout.dev/v1
 kind: Flag
 metadata: { name: percentage }
@@ -235,7 +255,18 @@ spec:
     const wrk = (target: string) => {
       const out = spawnSync(
         "taskset",
-        ["-c", String(clientCore), "wrk", "-t1", "-c64", `-d${seconds}s`, "--latency", "-s", join(ROOT, "bench/lib/ofrep.lua"), target],
+        [
+          "-c",
+          String(clientCore),
+          "wrk",
+          "-t1",
+          "-c64",
+          `-d${seconds}s`,
+          "--latency",
+          "-s",
+          join(ROOT, "bench/lib/ofrep.lua"),
+          target,
+        ],
         { env: { ...process.env, TURNOUT_FLAG_KEY: key }, encoding: "utf8" },
       );
       const w = parseWrk(out.stdout);
@@ -243,9 +274,13 @@ spec:
     };
     // The baseline: a bare fastify answering a constant body, pinned to the same core,
     // measured between Turnout's runs so both see the same machine load.
-    const base = startPinned("fastify-baseline", serverCore, process.execPath, [
-      join(ROOT, "bench/lib/fastify-baseline.mjs"),
-    ], { cwd: ROOT });
+    const base = startPinned(
+      "fastify-baseline",
+      serverCore,
+      process.execPath,
+      [join(ROOT, "bench/lib/fastify-baseline.mjs")],
+      { cwd: ROOT },
+    );
     const { port: basePort } = (await waitForReadyLine(base)) as { port: number };
     const runs: ReturnType<typeof wrk>[] = [];
     const baseline: ReturnType<typeof wrk>[] = [];
@@ -279,10 +314,14 @@ spec:
 
 // ---- report -------------------------------------------------------------------------------
 
+// The JSON rows as they are printed; loosely typed on purpose (report code only).
+// biome-ignore lint/suspicious/noExplicitAny: report rows are read field by field
+type Rec = Record<string, any>;
+
 const START = "<!-- bench:flags:results:start -->";
 const END = "<!-- bench:flags:results:end -->";
 
-function markdown(result: { evaluation: Record<string, any>[]; ofrep: Record<string, any>; machine: string; date: string }) {
+function markdown(result: { evaluation: Rec[]; ofrep: Rec; machine: string; date: string }) {
   const lines = [
     START,
     `Measured ${result.date} on ${result.machine} (\`npm run bench:flags\`${quick ? " --quick" : ""}). Evaluations per second, one thread, median of ${ROUNDS} interleaved rounds; the speed-up is Turnout's rate divided by the other's.`,
@@ -293,7 +332,9 @@ function markdown(result: { evaluation: Record<string, any>[]; ofrep: Record<str
   const fmt = (n: number) => n.toLocaleString("en-US");
   for (const r of result.evaluation) {
     const cell = (k: string) => `${fmt(r[k].perSec)} (${r[k].turnoutSpeedup}×)`;
-    lines.push(`| ${r.flag} | ${fmt(r.turnoutPerSec)} | ${cell("flagd-core")} | ${cell("growthbook")} | ${cell("unleash")} |`);
+    lines.push(
+      `| ${r.flag} | ${fmt(r.turnoutPerSec)} | ${cell("flagd-core")} | ${cell("growthbook")} | ${cell("unleash")} |`,
+    );
   }
   lines.push("");
   const o = result.ofrep;
@@ -310,7 +351,7 @@ async function main() {
   process.on("SIGINT", () => void stopAll().then(() => process.exit(130)));
   const evaluation = await inProcess();
   console.table(
-    evaluation.map((r: Record<string, any>) => ({
+    evaluation.map((r: Rec) => ({
       flag: r.flag,
       turnout: r.turnoutPerSec,
       "flagd-core": `${r["flagd-core"].perSec} (${r["flagd-core"].turnoutSpeedup}x)`,
@@ -335,7 +376,8 @@ async function main() {
   const section = markdown(result as never);
   const a = readme.indexOf(START);
   const b = readme.indexOf(END);
-  if (a !== -1 && b !== -1) writeFileSync(readmePath, readme.slice(0, a) + section + readme.slice(b + END.length));
+  if (a !== -1 && b !== -1)
+    writeFileSync(readmePath, readme.slice(0, a) + section + readme.slice(b + END.length));
   else console.log(`\n(bench/README.md has no ${START} markers; the section is:)\n${section}`);
 }
 

@@ -4,10 +4,6 @@
  */
 export { type Clock, FakeClock, systemClock } from "./core/clock.js";
 export { formatDuration, parseDuration } from "./core/duration.js";
-export * from "./core/model.js";
-export { type ReconcileInput, type ReconcileOutput, reconcile, STAGES } from "./core/rollout.js";
-export { ERRORS, type ErrorCode, type FieldError, TurnoutError } from "./errors.js";
-export { loadPath, parseResources } from "./resources/load.js";
 export {
   compileFlags,
   effectiveSpec,
@@ -16,5 +12,9 @@ export {
   type FlagSet,
 } from "./core/flags/evaluate.js";
 export type * from "./core/flags/types.js";
+export * from "./core/model.js";
+export { type ReconcileInput, type ReconcileOutput, reconcile, STAGES } from "./core/rollout.js";
+export { ERRORS, type ErrorCode, type FieldError, TurnoutError } from "./errors.js";
 export { TurnoutProvider, type TurnoutProviderOptions } from "./provider/index.js";
+export { loadPath, parseResources } from "./resources/load.js";
 export { type RunningTurnout, startTurnout, type TurnoutOptions } from "./server.js";

@@ -26,12 +26,13 @@ import { type Clock, systemClock } from "./core/clock.js";
 import { DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from "./defaults.js";
 import { StoreMeasurementSource } from "./metrics/measurements.js";
 import { EdgeFlags } from "./router/flags-edge.js";
+import { withMirrorMetrics } from "./router/mirror-metrics.js";
 import { Router } from "./router/router.js";
 import { MultiRuntime } from "./runtime/index.js";
 import { ProcessRuntime } from "./runtime/process/process-runtime.js";
 import { StaticRuntime } from "./runtime/static/static-runtime.js";
-import { FlagSnapshotCache, FlagStore } from "./store/flag-store.js";
 import { ExperimentStore, experimentControllerSource } from "./store/experiment-store.js";
+import { FlagSnapshotCache, FlagStore } from "./store/flag-store.js";
 import { ShadowStore } from "./store/shadow-store.js";
 import { openSqliteStore } from "./store/sqlite/sqlite-store.js";
 import type { Store } from "./store/store.js";
@@ -133,7 +134,10 @@ export async function startTurnout(opts: TurnoutOptions = {}): Promise<RunningTu
     wakeController: () => void controller.tick().catch(() => undefined),
     experiments,
     shadow: { shadow, mirrorStats: (service) => router.mirrorStats(service) },
-    metrics: createMetricsRegistry({ store, recorder: router.measurements }),
+    metrics: withMirrorMetrics(
+      createMetricsRegistry({ store, recorder: router.measurements }),
+      router.mirrors,
+    ),
     flags: {
       ofrep: { flags: flagCache, clientKeys },
       admin: { flags: flagStore, cache: flagCache, clock },

@@ -43,7 +43,9 @@ export function parseEvents(
       ? (body as { events?: unknown }).events
       : undefined;
   if (!Array.isArray(list)) {
-    return { errors: [{ path: "events", message: 'must be an array of events: {"events": [...]}' }] };
+    return {
+      errors: [{ path: "events", message: 'must be an array of events: {"events": [...]}' }],
+    };
   }
   if (list.length === 0) return { errors: [{ path: "events", message: "must not be empty" }] };
   if (list.length > MAX_BATCH) {
@@ -84,7 +86,10 @@ export function parseEvents(
     const unit = str("unit");
     const metric = str("metric");
     if (metric !== undefined && !METRIC.test(metric))
-      bad("metric", `must be 1..100 characters of A-Z, a-z, 0-9, ".", "_", ":" and "-", got ${JSON.stringify(metric)}`);
+      bad(
+        "metric",
+        `must be 1..100 characters of A-Z, a-z, 0-9, ".", "_", ":" and "-", got ${JSON.stringify(metric)}`,
+      );
     let value = 1;
     if (e.value !== undefined) {
       if (typeof e.value !== "number" || !Number.isFinite(e.value))
@@ -124,7 +129,9 @@ export async function experimentResults(
   x: ExperimentStore,
   e: StoredExperiment,
   now: number,
-): Promise<ExperimentResults & { state: StoredExperiment["state"]; service: string; startedAt: number }> {
+): Promise<
+  ExperimentResults & { state: StoredExperiment["state"]; service: string; startedAt: number }
+> {
   const at = e.state.endedAt ?? now;
   const data = await x.data(e, at);
   const control = e.arms[0]!.name;

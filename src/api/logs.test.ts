@@ -1,6 +1,6 @@
 /** `GET /api/v1/services/:name/logs` and its client `turnout logs`, over log files in a data dir. */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -120,5 +120,47 @@ describe("logs API and CLI", () => {
     const bad = await cli(["logs", "nobody", ...common]);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /no service named "nobody"/);
+  });
+  it("turnout logs --follow prints new lines as they come, and instances that appear", async () => {
+    const p = spawn(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        CLI,
+        "logs",
+        "shop",
+        "v1",
+        "-f",
+        "--tail",
+        "1",
+        "--server",
+        url,
+        "--token",
+        TOKEN,
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let out = "";
+    p.stdout.on("data", (c: Buffer) => {
+      out += c.toString("utf8");
+    });
+    const printed = async (text: string) => {
+      const deadline = Date.now() + 20_000;
+      while (!out.includes(text)) {
+        if (Date.now() > deadline)
+          assert.fail(`no ${JSON.stringify(text)} in ${JSON.stringify(out)}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    try {
+      await printed("[v1/1] b2\n");
+      appendFileSync(join(logDir, "v1-1.log"), "b3\nb4\n");
+      await printed("[v1/1] b3\n[v1/1] b4\n");
+      writeFileSync(join(logDir, "v1-7.log"), "new instance\n");
+      await printed("[v1/7] new instance\n");
+    } finally {
+      p.kill();
+    }
   });
 });

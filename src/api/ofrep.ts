@@ -21,7 +21,7 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import { evaluateCompiled } from "../core/flags/evaluate.js";
 import type { ResolutionDetails } from "../core/flags/types.js";
 import type { FlagSnapshot, FlagSnapshotCache } from "../store/flag-store.js";
@@ -78,7 +78,8 @@ export class ClientKeys {
     const given = Buffer.from(key);
     let ok = false;
     // Every key is compared, in constant time each, so timing says nothing about which matched.
-    for (const k of this.#keys) if (k.length === given.length && timingSafeEqual(k, given)) ok = true;
+    for (const k of this.#keys)
+      if (k.length === given.length && timingSafeEqual(k, given)) ok = true;
     return ok;
   }
 
@@ -148,7 +149,10 @@ function contextOf(raw: unknown): Record<string, unknown> {
     try {
       body = JSON.parse(raw);
     } catch (err) {
-      throw new BadRequest("PARSE_ERROR", `the request body is not JSON: ${(err as Error).message}`);
+      throw new BadRequest(
+        "PARSE_ERROR",
+        `the request body is not JSON: ${(err as Error).message}`,
+      );
     }
   }
   if (body === undefined || body === null) return {};

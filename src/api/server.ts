@@ -27,7 +27,7 @@ import { type FlagsApiOptions, registerFlagsApi } from "./flags.js";
 import { registerLogsRoutes } from "./logs.js";
 import { isMetricsPath, type MetricsRegistry, registerMetricsRoute } from "./metrics.js";
 import { isClientKeyPath, type OfrepOptions, registerOfrep } from "./ofrep.js";
-import { registerShadowRoutes, type ShadowApiOptions } from "./shadow.js";
+import { registerShadowRoutes, type ShadowApiOptions, shadowView } from "./shadow.js";
 
 export interface ApiOptions {
   store: Store;
@@ -367,6 +367,7 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
       ...(opts.routerStats ? { traffic: opts.routerStats(name) } : {}),
       ...(opts.routerListener ? { listener: opts.routerListener(name) ?? null } : {}),
       ...(opts.runtimeInstances ? { instances: opts.runtimeInstances(name) } : {}),
+      ...(opts.shadow ? { shadow: await shadowView({ ...opts.shadow, store }, name) } : {}),
       now: clock.now(),
     };
   }

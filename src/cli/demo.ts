@@ -18,6 +18,8 @@ import { defaultPortAllocator } from "../runtime/process/ports.js";
 import { packageRoot } from "../version.js";
 import { Client } from "./client.js";
 import { runAbTestDemo } from "./demo/abtest.js";
+import { runFlagsDemo } from "./demo/flags.js";
+import { runShadowDemo } from "./demo/shadow.js";
 import { runZeroDowntimeDemo } from "./demo/zero-downtime.js";
 import { bold, cyan, dim, formatHistory, green, phaseColor, red } from "./format.js";
 
@@ -294,11 +296,19 @@ export async function runDemo(opts: { keep: boolean }): Promise<number> {
     const zeroDowntime = await runZeroDowntimeDemo(api, out, () => interrupted);
     // The A/B test (demo/abtest.ts): two model versions, decided by synthetic users' purchases.
     const abWon = await runAbTestDemo(api, out, () => interrupted);
+    if (interrupted) return 130;
+    // The shadow deployment (demo/shadow.ts): a model version compared on mirrored traffic.
+    const shadowPassed = await runShadowDemo(api, out, () => interrupted);
+    if (interrupted) return 130;
+    // Blue-green with feature flags (demo/flags.ts): a flag raised after the switch, killed.
+    const flagsKilled = await runFlagsDemo(api, out, () => interrupted);
     return good.phase === "Completed" &&
       bad.phase === "Degraded" &&
       goodErrors === 0 &&
       zeroDowntime &&
-      abWon
+      abWon &&
+      shadowPassed &&
+      flagsKilled
       ? 0
       : 1;
   } catch (err) {

@@ -8,11 +8,11 @@ import { stringify as toYaml } from "yaml";
 import type { ExperimentResults } from "../core/experiment/analyze.js";
 import {
   asymptoticCsHalfWidth,
-  normalQuantile,
   normalCdf,
+  normalQuantile,
+  type SampleSizeResult,
   sampleSizeTwoMeans,
   sampleSizeTwoProportions,
-  type SampleSizeResult,
   sequentialRho,
 } from "../core/stats/index.js";
 import type { Client } from "./client.js";
@@ -193,9 +193,7 @@ export function registerExperimentCommands(
 
   exp
     .command("results")
-    .description(
-      "lifts, intervals, p-values or chance to win, and the SRM check of an experiment",
-    )
+    .description("lifts, intervals, p-values or chance to win, and the SRM check of an experiment")
     .argument("<name>", "the experiment's name (see `turnout get experiments`)")
     .addOption(outputOption())
     .action(async (name: string, opts: { output: Output }, cmd: Command) => {
@@ -222,13 +220,21 @@ export function registerExperimentCommands(
     .option("--baseline <rate>", "control conversion rate, e.g. 0.05", float("--baseline"))
     .option("--sd <sd>", "standard deviation of the per-unit value (mean metrics)", float("--sd"))
     .option("--mean <mean>", "control mean (for a relative --mde with --sd)", float("--mean"))
-    .requiredOption("--mde <effect>", "minimum detectable effect (relative unless --absolute)", float("--mde"))
+    .requiredOption(
+      "--mde <effect>",
+      "minimum detectable effect (relative unless --absolute)",
+      float("--mde"),
+    )
     .option("--absolute", "the mde is absolute (points or units), not relative")
     .option("--alpha <a>", "significance level", float("--alpha"), 0.05)
     .option("--power <p>", "power", float("--power"), 0.8)
     .option("--split <percent>", "percent of units in B", float("--split"), 50)
     .option("--tuning <n>", "N* of the sequential confidence sequence", float("--tuning"), 5000)
-    .option("--daily-units <n>", "units per day entering the experiment (for a duration)", float("--daily-units"))
+    .option(
+      "--daily-units <n>",
+      "units per day entering the experiment (for a duration)",
+      float("--daily-units"),
+    )
     .addOption(outputOption())
     .action(
       (opts: {
@@ -245,7 +251,9 @@ export function registerExperimentCommands(
         output: Output;
       }) => {
         if ((opts.baseline === undefined) === (opts.sd === undefined))
-          throw new InvalidArgumentError("give exactly one of --baseline (conversion) or --sd (mean)");
+          throw new InvalidArgumentError(
+            "give exactly one of --baseline (conversion) or --sd (mean)",
+          );
         if (!(opts.split > 0 && opts.split < 100))
           throw new InvalidArgumentError(`--split must be between 0 and 100, got ${opts.split}`);
         const common = {

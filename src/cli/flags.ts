@@ -64,7 +64,8 @@ function describeFlag(v: FlagView): string {
       .join(", ")}`,
   ];
   if (e.rollout) lines.push(`rollout:  ${e.rollout.percentage}% get ${e.rollout.variant}`);
-  if (e.rules?.length) lines.push(`rules:    ${e.rules.map((r, i) => r.name ?? `rule ${i + 1}`).join(", ")}`);
+  if (e.rules?.length)
+    lines.push(`rules:    ${e.rules.map((r, i) => r.name ?? `rule ${i + 1}`).join(", ")}`);
   if (v.override)
     lines.push(
       `override: ${JSON.stringify(v.override.override)} by ${v.override.actor}${v.override.reason ? ` (${v.override.reason})` : ""}`,
@@ -146,7 +147,11 @@ export function registerFlagsCommands(program: Command, client: (cmd: Command) =
           `/api/v1/flags/${encodeURIComponent(name)}/${action}`,
           body,
         );
-        print(v, opts.output, () => `${green(action)}: ${v.message ?? "done"}\n\n${describeFlag(v)}`);
+        print(
+          v,
+          opts.output,
+          () => `${green(action)}: ${v.message ?? "done"}\n\n${describeFlag(v)}`,
+        );
       },
     );
   };

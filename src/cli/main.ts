@@ -13,7 +13,6 @@ import { packageVersion } from "../version.js";
 import { ApiError, Client } from "./client.js";
 import { getExperiments, registerExperimentCommands } from "./experiment.js";
 import { getFlags, registerFlagsCommands } from "./flags.js";
-import { registerLogsCommand } from "./logs.js";
 import {
   dim,
   formatHistory,
@@ -23,6 +22,8 @@ import {
   red,
   type StatusView,
 } from "./format.js";
+import { registerLogsCommand } from "./logs.js";
+import { registerShadowCommands } from "./shadow.js";
 
 type Output = "text" | "json" | "yaml";
 
@@ -347,6 +348,7 @@ for (const [name, description, hasFull] of actions) {
 registerLogsCommand(program, client);
 registerFlagsCommands(program, client);
 registerExperimentCommands(program, client);
+registerShadowCommands(program, client);
 
 // ---- demo -------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
  * Builds a service's route table from the decision (weights) and the ready endpoints: pure,
  * so the controller only gathers inputs and writes the result.
  */
+import { routeExperimentOf } from "./experiment/spec.js";
 import {
   DEFAULT_TRAFFIC_POLICY,
   type RouteMatch,
@@ -9,7 +10,6 @@ import {
   type ServiceSpec,
   type ServiceStatus,
 } from "./model.js";
-import { routeExperimentOf } from "./experiment/spec.js";
 import type { VersionWeight } from "./rollout.js";
 import { routeMirrorOf } from "./shadow/route.js";
 

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { RESOURCE_KINDS } from "../core/model.js";
 import { renderJsonSchema } from "./jsonschema.js";
 import { closest, formatPath, validateDocument } from "./schema.js";
 
@@ -139,8 +140,42 @@ describe("validateDocument", () => {
         },
         startupTimeoutSeconds: 60,
         terminationGracePeriodSeconds: 10,
+        drainSeconds: 2,
+        restartPolicy: {
+          initialBackoffSeconds: 1,
+          maxBackoffSeconds: 300,
+          resetAfterSeconds: 600,
+          failureThreshold: 3,
+        },
+        logs: { maxBytes: 10485760, maxFiles: 5 },
       },
     });
+    // liveness: absent means no liveness probe; given, its fields default as Kubernetes'.
+    const live = validateDocument(
+      service({ runtime: { process: { command: ["x"], liveness: { path: "/live" } } } }),
+    );
+    assert.deepEqual(
+      live.resource?.kind === "Service" &&
+        "process" in live.resource.spec.runtime &&
+        live.resource.spec.runtime.process.liveness,
+      { path: "/live", periodSeconds: 10, timeoutSeconds: 1, failureThreshold: 3 },
+    );
+    const bad = problems(
+      service({
+        runtime: {
+          process: { command: ["x"], drainSeconds: -1, restartPolicy: { maxBackoff: 3 } },
+        },
+      }),
+    );
+    assert.equal(bad.length, 2, bad.join("\n"));
+    assert.match(
+      bad.join("\n"),
+      /spec\.runtime\.process\.drainSeconds: must be a number >= 0, got -1/,
+    );
+    assert.match(
+      bad.join("\n"),
+      /spec\.runtime\.process\.restartPolicy\.maxBackoff: unknown field "maxBackoff"/,
+    );
     const partial = validateDocument(
       service({ runtime: { process: { command: ["x"], readiness: { path: "/ready" } } } }),
     );
@@ -215,14 +250,14 @@ describe("validateDocument", () => {
 
   test("unknown kind and wrong apiVersion are both reported", () => {
     assert.deepEqual(
-      problems({ apiVersion: "turnout.dev/v2", kind: "Flag", metadata: { name: "f" } }),
+      problems({ apiVersion: "turnout.dev/v2", kind: "Gadget", metadata: { name: "f" } }),
       [
         'apiVersion: must be "turnout.dev/v1", got "turnout.dev/v2"',
-        'kind: unknown kind "Flag"; known kinds: Service, AnalysisTemplate',
+        `kind: unknown kind "Gadget"; known kinds: ${RESOURCE_KINDS.join(", ")}`,
       ],
     );
     assert.deepEqual(problems({ apiVersion: "turnout.dev/v1" }), [
-      "kind: is required; known kinds: Service, AnalysisTemplate",
+      `kind: is required; known kinds: ${RESOURCE_KINDS.join(", ")}`,
     ]);
   });
 });

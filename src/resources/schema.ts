@@ -756,7 +756,7 @@ const ProcessRuntimeSchema = strict({
   replicas: num({ int: true, min: 1, max: 100 }).default(1).describe("Instances per version."),
   // A function default: each parse gets its own object, so callers may mutate the result.
   readiness: ProbeSchema.default(() => ({ ...DEFAULT_READINESS })).describe(
-    "HTTP readiness probe; an instance takes traffic once it passes.",
+    "HTTP readiness probe, for the instance's whole life: it takes traffic once the probe passes, and none after 3 failures in a row until it passes again.",
   ),
   startupTimeoutSeconds: num({ gt: 0 })
     .default(60)
@@ -848,6 +848,13 @@ const ExperimentMetricSchema = strict({
   denominator: ExperimentMetricSourceSchema.optional().describe(
     "For ratio metrics: the denominator (an event or a response header).",
   ),
+  covariate: strict({
+    event: metricName.describe("The event whose pre-exposure sum per unit is the covariate."),
+  })
+    .optional()
+    .describe(
+      "CUPED (mean metrics): a pre-period covariate, the unit's sum of this event from before its first exposure.",
+    ),
   better: z
     .enum(["increase", "decrease"], {
       error: (iss) => `must be "increase" or "decrease", got ${describeValue(iss.input)}`,
@@ -869,6 +876,13 @@ const ExperimentMetricSchema = strict({
       path: ["denominator"],
       input: m.denominator,
       message: `only ratio metrics take a denominator, this one is ${m.kind}`,
+    });
+  if (m.covariate && m.kind !== "mean")
+    ctx.addIssue({
+      code: "custom",
+      path: ["covariate"],
+      input: m.covariate,
+      message: `only mean metrics take a covariate (CUPED), this one is ${m.kind}`,
     });
   if (m.denominator && "builtin" in m.denominator && m.denominator.builtin !== undefined)
     ctx.addIssue({

@@ -48,7 +48,8 @@ export type DropReason =
   | "shadow_timeout"
   | "shadow_error"
   | "primary_failed"
-  | "compare_backlog";
+  | "compare_backlog"
+  | "shadow_unavailable";
 
 /** One router's aggregate of one mirror phase, as flushed to the store. */
 export interface ShadowAggregateRow {
@@ -96,6 +97,14 @@ const MAX_COMPARE_BACKLOG = 1024;
 const COMPARE_BATCH = 64;
 /** Sampling is exact in steps of 0.01%: each request adds percent × 100 to an accumulator. */
 const SAMPLE_FULL = 10_000;
+/**
+ * Consecutive shadow failures (refused, reset, timed out) after which copies stop for a while:
+ * a dead shadow would otherwise cost a connection attempt, an error and a report entry per
+ * request, which at full load takes CPU from the primary's requests.
+ */
+const BREAKER_FAILURES = 5;
+const BREAKER_MIN_MS = 500;
+const BREAKER_MAX_MS = 30_000;
 
 interface ShadowEndpoint {
   readonly pool: Pool;
@@ -109,6 +118,13 @@ class MirrorState {
   agg = new ShadowAggregate();
   dirty = false;
   acc = 0;
+  /** False once the service's table has no mirror: queued copies are then not sent. */
+  active = true;
+  /** Consecutive failed copies; at BREAKER_FAILURES copies pause until `openUntil`. */
+  failures = 0;
+  /** performance.now() until which no copy is made (0: closed); the pause doubles each time. */
+  openUntil = 0;
+  openMs = BREAKER_MIN_MS;
   inFlight = 0;
   readonly queue: MirrorTap[] = [];
   pumpScheduled = false;
@@ -122,7 +138,7 @@ class MirrorState {
   drop(reason: DropReason): void {
     this.drops[reason] = (this.drops[reason] ?? 0) + 1;
     // Copies that were never made or never compared; the shadow's own failures are pairs.
-    if (reason !== "shadow_timeout" && reason !== "shadow_error") {
+    if (reason !== "shadow_timeout" && reason !== "shadow_error" && reason !== "shadow_unavailable") {
       this.agg.drop(reason);
       this.dirty = true;
     }
@@ -161,6 +177,13 @@ export class Mirrors {
   /** The compiled mirror for a table (null without one). Keeps the service's state across tables. */
   compile(service: string, m: RouteMirror | undefined, problems: string[]): CompiledMirror | null {
     if (m === undefined) {
+      // The phase is over (or never began): copies not yet sent are no longer wanted, and
+      // would fail on pools that are closing. Copies in flight finish (`Pool.close`).
+      const old = this.#states.get(service);
+      if (old !== undefined) {
+        old.active = false;
+        old.queue.length = 0;
+      }
       this.#setOrigins(service, new Set());
       return null;
     }
@@ -169,6 +192,7 @@ export class Mirrors {
       st = new MirrorState(service);
       this.#states.set(service, st);
     }
+    st.active = true;
     if (st.id !== m.id) {
       this.#retire(st);
       st.id = m.id;
@@ -245,6 +269,16 @@ export class Mirrors {
       queued: st.queue.length,
       drops: { ...st.drops },
     };
+  }
+
+  /** Every service's mirror counters (for /metrics). */
+  allStats(): ({ service: string } & MirrorStats)[] {
+    const out: ({ service: string } & MirrorStats)[] = [];
+    for (const service of this.#states.keys()) {
+      const s = this.stats(service);
+      if (s !== null) out.push({ service, ...s });
+    }
+    return out;
   }
 
   /** The live report of a service's current phase (this router's pairs only). */
@@ -368,6 +402,7 @@ export class Mirrors {
   /** Queues a tap whose copy is ready to go (its request body, if any, complete). */
   enqueue(tap: MirrorTap): void {
     const st = tap.state;
+    if (!st.active) return;
     if (st.queue.length >= tap.mirror.spec.limits.maxQueue) {
       tap.dropped = true;
       st.drop("queue_full");
@@ -420,9 +455,28 @@ export class Mirrors {
   }
 }
 
+/** Counts a copy's outcome for the breaker: 5 failures in a row pause copies, a success resets. */
+function breaker(st: MirrorState, ok: boolean): void {
+  if (ok) {
+    st.failures = 0;
+    st.openUntil = 0;
+    st.openMs = BREAKER_MIN_MS;
+    return;
+  }
+  st.failures++;
+  if (st.failures < BREAKER_FAILURES) return;
+  st.failures = 0;
+  st.openUntil = performance.now() + st.openMs;
+  st.openMs = Math.min(st.openMs * 2, BREAKER_MAX_MS);
+}
+
 /** Sends queued copies while the service has concurrency left. */
 function pump(st: MirrorState): void {
   st.pumpScheduled = false;
+  if (!st.active) {
+    st.queue.length = 0;
+    return;
+  }
   while (st.queue.length > 0) {
     const tap = st.queue[0]!;
     if (st.inFlight >= tap.mirror.spec.limits.maxConcurrency) return;
@@ -476,7 +530,12 @@ export class CompiledMirror {
     if (st.acc < SAMPLE_FULL) return null;
     st.acc -= SAMPLE_FULL;
     st.mirrored++;
-    // 2. A body announced over the limit is not mirrored at all.
+    // 2. The shadow is failing: no copy until the pause ends (then the next ones probe it).
+    if (st.openUntil !== 0 && performance.now() < st.openUntil) {
+      st.drop("shadow_unavailable");
+      return null;
+    }
+    // 3. A body announced over the limit is not mirrored at all.
     const limits = this.spec.limits;
     if (hasBody) {
       const length = Number(req.headers["content-length"]);
@@ -485,7 +544,7 @@ export class CompiledMirror {
         return null;
       }
     }
-    // 3. The queue is full now: do not even capture.
+    // 4. The queue is full now: do not even capture.
     if (st.inFlight >= limits.maxConcurrency && st.queue.length >= limits.maxQueue) {
       st.drop("queue_full");
       return null;
@@ -700,6 +759,7 @@ export class MirrorTap {
   /** A copy ended (answered or failed). */
   copyDone(cap: Capture): void {
     if (cap.outcome === 1) cap.latencyMs = performance.now() - this.#sentAt;
+    if (cap === this.shadow) breaker(this.state, cap.outcome === 1);
     this.#pending--;
     if (this.#pending > 0) return;
     const st = this.state;

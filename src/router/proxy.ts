@@ -38,10 +38,10 @@ import type { Duplex } from "node:stream";
 import type { Dispatcher } from "undici";
 import type { ErrorCode } from "../errors.js";
 import { experimentOf, recordResponseHeaders, selectArm } from "./exposures.js";
+import type { EdgeFlags } from "./flags-edge.js";
 import type { OutlierDetector } from "./health.js";
 import type { MirrorTap } from "./mirror.js";
 import { type Endpoint, pickInstance } from "./pools.js";
-import type { EdgeFlags } from "./flags-edge.js";
 import type { RouterLogger } from "./router.js";
 import { type SelectOutput, selectBackend } from "./select.js";
 import type { CompiledBackend, CompiledTable } from "./table.js";
@@ -144,10 +144,9 @@ export function handleRequest(
     // Flags evaluated at the edge go upstream in a header and label the measurements: the
     // exchange records into the labelled series of the same version (flags-edge.ts).
     const edge = ctx.edge;
-    ex.backend =
-      edge != null && edge.has(table.service)
-        ? edge.apply(table, backend, req, ex.headers, ex)
-        : backend;
+    ex.backend = edge?.has(table.service)
+      ? edge.apply(table, backend, req, ex.headers, ex)
+      : backend;
     ex.backend.counters.requests++;
     // A mirror copies a share of requests to a shadow version (mirror.ts); one check otherwise.
     if (table.mirror !== null)

@@ -21,6 +21,8 @@ import type { Logger } from "pino";
 import { DEFAULT_TRAFFIC_POLICY, type RouteTable, type TrafficPolicySpec } from "../core/model.js";
 import { expandPreviews } from "../core/routes.js";
 import type { Store } from "../store/store.js";
+import { attachExperiment, ExposureLog, type ExposureSink } from "./exposures.js";
+import type { EdgeFlags } from "./flags-edge.js";
 import {
   type Clock,
   type HealthCheckSpec,
@@ -40,8 +42,6 @@ import {
   type SeriesCounters,
   type VersionStats,
 } from "./stats.js";
-import { attachExperiment, type ExposureSink, ExposureLog } from "./exposures.js";
-import type { EdgeFlags } from "./flags-edge.js";
 import { type CompiledTable, compileTable } from "./table.js";
 
 export type { VersionStats } from "./stats.js";

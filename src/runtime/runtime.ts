@@ -41,7 +41,10 @@ export interface Runtime {
   /**
    * Current instances of a service (all versions), a snapshot the caller may keep. Only "ready"
    * ones should receive traffic; "failed" ones stay listed (with `message`) until the version is
-   * no longer targeted, so the controller and the user can see why.
+   * no longer targeted, so the controller and the user can see why. "failed" is a state, not a
+   * verdict: a runtime that restarts instances (process) reports one that keeps crashing as
+   * failed and, should a restart become ready, as ready again. "stopping" ones (draining) are
+   * still running but must receive no new requests.
    */
   instances(service: string): Instance[];
   /**

@@ -68,7 +68,10 @@ describe("ExperimentStore", () => {
       20_000,
     );
     assert.deepEqual(first, { accepted: 10, duplicates: 0 });
-    const again = await x.recordEvents([ev("k1", "u1", "purchase", 10), ev("k11", "u4", "purchase", 1)], 21_000);
+    const again = await x.recordEvents(
+      [ev("k1", "u1", "purchase", 10), ev("k11", "u4", "purchase", 1)],
+      21_000,
+    );
     assert.deepEqual(again, { accepted: 1, duplicates: 1 });
   });
 
@@ -90,7 +93,55 @@ describe("ExperimentStore", () => {
       A: { kind: "ratio", n: 2, sumX: 15, sumX2: 225, sumY: 3, sumY2: 5, sumXY: 30 },
       B: { kind: "ratio", n: 2, sumX: 8, sumX2: 50, sumY: 4, sumY2: 10, sumXY: 10 },
     });
-    assert.equal((d.metrics.conf?.A as { sum: number }).sum, 0.9);
+    assert.equal((d.metrics.conf!.A as { sum: number }).sum, 0.9);
+  });
+
+  test("CUPED: the covariate sums events from before each unit's first exposure", async () => {
+    await x.recordEvents(
+      [
+        // Before exposure (9,000 - 5,000 skew): covariate. After: the metric.
+        { idempotencyKey: "c1", unit: "u1", metric: "spend", value: 3, timestamp: 1_000 },
+        { idempotencyKey: "c2", unit: "u1", metric: "spend", value: 4, timestamp: 2_000 },
+        { idempotencyKey: "c3", unit: "u3", metric: "spend", value: 5, timestamp: 1_000 },
+        { idempotencyKey: "c4", unit: "u1", metric: "spend", value: 10, timestamp: 12_000 },
+        { idempotencyKey: "c5", unit: "u3", metric: "spend", value: 1, timestamp: 12_000 },
+      ],
+      20_000,
+    );
+    const cupedSpec: ExperimentSpec = {
+      ...spec,
+      metrics: [
+        {
+          name: "spend",
+          kind: "mean",
+          role: "goal",
+          source: { event: "spend" },
+          covariate: { event: "spend" },
+        },
+      ],
+    };
+    const d = await x.data(
+      { name: "e1", service: "svc", spec: cupedSpec, arms, startedAt: 8_000 },
+      30_000,
+    );
+    assert.deepEqual(d.metrics.spend, {
+      A: {
+        kind: "sums",
+        n: 2,
+        sum: 10,
+        sumSquares: 100,
+        converted: 1,
+        covariate: { sumX: 7, sumX2: 49, sumXY: 70 },
+      },
+      B: {
+        kind: "sums",
+        n: 2,
+        sum: 1,
+        sumSquares: 1,
+        converted: 1,
+        covariate: { sumX: 5, sumX2: 25, sumXY: 5 },
+      },
+    });
   });
 
   test("experiments are saved and listed", async () => {
@@ -115,6 +166,6 @@ describe("ExperimentStore", () => {
     const all = await x.listExperiments();
     assert.equal(all.length, 1);
     assert.equal(all[0]!.state.status, "win");
-    assert.equal((await x.getExperiment("nope")), null);
+    assert.equal(await x.getExperiment("nope"), null);
   });
 });

@@ -10,13 +10,19 @@
  * (or retry) writes it first.
  */
 import { type Kysely, sql, type Transaction } from "kysely";
-import { canonicalJson } from "./json.js";
-import type { ExperimentData, MetricArmData, MetricSource, MetricSpec, ResolvedArm } from "../core/experiment/index.js";
+import type {
+  ExperimentData,
+  MetricArmData,
+  MetricSource,
+  MetricSpec,
+  ResolvedArm,
+} from "../core/experiment/index.js";
 import { responseHeaderMetric } from "../core/experiment/index.js";
 import type { ExperimentSpec } from "../core/experiment/types.js";
 import type { EventDraft, ServiceSpec, ServiceStatus } from "../core/model.js";
-import { compileStrategy } from "../core/strategies/index.js";
 import { Sketch } from "../core/sketch.js";
+import { compileStrategy } from "../core/strategies/index.js";
+import { canonicalJson } from "./json.js";
 import type { SqlStore } from "./sql-store.js";
 import type { MeasurementRow } from "./store.js";
 
@@ -192,7 +198,10 @@ export class ExperimentStore {
    * exposure, `CLOCK_SKEW_MS` allowed) or, for builtin metrics, the router's measurements of the
    * arm's version since the start.
    */
-  async data(e: Pick<StoredExperiment, "name" | "service" | "spec" | "arms" | "startedAt">, now: number): Promise<ExperimentData> {
+  async data(
+    e: Pick<StoredExperiment, "name" | "service" | "spec" | "arms" | "startedAt">,
+    now: number,
+  ): Promise<ExperimentData> {
     return this.#read(async (db) => {
       const units: Record<string, number> = {};
       const counted = await db
@@ -217,6 +226,14 @@ export class ExperimentStore {
             eventName(m.denominator),
             now,
           );
+        } else if (m.kind === "mean" && m.covariate) {
+          metrics[m.name] = await cupedData(
+            db,
+            e.name,
+            eventName(m.source),
+            m.covariate.event,
+            now,
+          );
         } else {
           metrics[m.name] = await sumsData(db, e.name, eventName(m.source), now);
         }
@@ -226,7 +243,10 @@ export class ExperimentStore {
   }
 
   /** Per version: requests, 5xx and latency moments since the experiment started. */
-  async #measured(e: Pick<StoredExperiment, "service" | "startedAt">, now: number): Promise<Map<string, MetricArmData>> {
+  async #measured(
+    e: Pick<StoredExperiment, "service" | "startedAt">,
+    now: number,
+  ): Promise<Map<string, MetricArmData>> {
     const rows: MeasurementRow[] = await this.store.readMeasurements({
       service: e.service,
       fromSec: Math.floor(e.startedAt / 1000),
@@ -257,7 +277,13 @@ export class ExperimentStore {
       }
       const mean = n > 0 ? s / n : 0;
       const variance = n > 1 ? Math.max(0, (ss - n * mean * mean) / (n - 1)) : 0;
-      out.set(version, { kind: "requests", requests: a.requests, errors: a.errors, mean, variance });
+      out.set(version, {
+        kind: "requests",
+        requests: a.requests,
+        errors: a.errors,
+        mean,
+        variance,
+      });
     }
     return out;
   }
@@ -291,7 +317,13 @@ async function sumsData(
   metric: string,
   until: number,
 ): Promise<Record<string, MetricArmData>> {
-  const r = await sql<{ arm: string; n: number; s: number | null; ss: number | null; conv: number | null }>`
+  const r = await sql<{
+    arm: string;
+    n: number;
+    s: number | null;
+    ss: number | null;
+    conv: number | null;
+  }>`
     SELECT x.arm AS arm, COUNT(*) AS n, SUM(COALESCE(u.v, 0)) AS s, SUM(COALESCE(u.v, 0) * COALESCE(u.v, 0)) AS ss,
            SUM(CASE WHEN u.c > 0 THEN 1 ELSE 0 END) AS conv
     FROM experiment_exposures x
@@ -331,7 +363,15 @@ async function ratioData(
       JOIN experiment_exposures x2 ON x2.experiment = ${experiment} AND x2.unit = e.unit
       WHERE e.metric = ${metric} AND e.ts >= x2.first_at - ${CLOCK_SKEW_MS} AND e.ts <= ${until}
       GROUP BY e.unit`;
-  const r = await sql<{ arm: string; n: number; sx: number | null; sx2: number | null; sy: number | null; sy2: number | null; sxy: number | null }>`
+  const r = await sql<{
+    arm: string;
+    n: number;
+    sx: number | null;
+    sx2: number | null;
+    sy: number | null;
+    sy2: number | null;
+    sxy: number | null;
+  }>`
     SELECT x.arm AS arm, COUNT(*) AS n,
            SUM(COALESCE(a.v, 0)) AS sx, SUM(COALESCE(a.v, 0) * COALESCE(a.v, 0)) AS sx2,
            SUM(COALESCE(b.v, 0)) AS sy, SUM(COALESCE(b.v, 0) * COALESCE(b.v, 0)) AS sy2,
@@ -351,6 +391,68 @@ async function ratioData(
       sumY: Number(row.sy ?? 0),
       sumY2: Number(row.sy2 ?? 0),
       sumXY: Number(row.sxy ?? 0),
+    };
+  }
+  return out;
+}
+
+/**
+ * Per arm: the metric's per-unit sums (after exposure) with a pre-period covariate's (the
+ * unit's events of `covariate` from before its first exposure, less the skew allowance) for
+ * CUPED.
+ */
+async function cupedData(
+  db: Db,
+  experiment: string,
+  metric: string,
+  covariate: string,
+  until: number,
+): Promise<Record<string, MetricArmData>> {
+  const r = await sql<{
+    arm: string;
+    n: number;
+    s: number | null;
+    ss: number | null;
+    conv: number | null;
+    sx: number | null;
+    sx2: number | null;
+    sxy: number | null;
+  }>`
+    SELECT x.arm AS arm, COUNT(*) AS n,
+           SUM(COALESCE(a.v, 0)) AS s, SUM(COALESCE(a.v, 0) * COALESCE(a.v, 0)) AS ss,
+           SUM(CASE WHEN a.c > 0 THEN 1 ELSE 0 END) AS conv,
+           SUM(COALESCE(b.v, 0)) AS sx, SUM(COALESCE(b.v, 0) * COALESCE(b.v, 0)) AS sx2,
+           SUM(COALESCE(a.v, 0) * COALESCE(b.v, 0)) AS sxy
+    FROM experiment_exposures x
+    LEFT JOIN (
+      SELECT e.unit AS unit, SUM(e.value) AS v, COUNT(*) AS c
+      FROM experiment_events e
+      JOIN experiment_exposures x2 ON x2.experiment = ${experiment} AND x2.unit = e.unit
+      WHERE e.metric = ${metric} AND e.ts >= x2.first_at - ${CLOCK_SKEW_MS} AND e.ts <= ${until}
+      GROUP BY e.unit
+    ) a ON a.unit = x.unit
+    LEFT JOIN (
+      SELECT e.unit AS unit, SUM(e.value) AS v
+      FROM experiment_events e
+      JOIN experiment_exposures x2 ON x2.experiment = ${experiment} AND x2.unit = e.unit
+      WHERE e.metric = ${covariate} AND e.ts < x2.first_at - ${CLOCK_SKEW_MS}
+      GROUP BY e.unit
+    ) b ON b.unit = x.unit
+    WHERE x.experiment = ${experiment} AND x.first_at <= ${until}
+    GROUP BY x.arm`.execute(db);
+  const out: Record<string, MetricArmData> = {};
+  for (const row of r.rows) {
+    out[row.arm] = {
+      kind: "sums",
+      n: Number(row.n),
+      sum: Number(row.s ?? 0),
+      sumSquares: Number(row.ss ?? 0),
+      converted: Number(row.conv ?? 0),
+      covariate: {
+        sumX: Number(row.sx ?? 0),
+        sumX2: Number(row.sx2 ?? 0),
+        sumXY: Number(row.sxy ?? 0),
+      },
     };
   }
   return out;
@@ -412,7 +514,11 @@ export function experimentControllerSource(x: ExperimentStore): ExperimentContro
         if (!e) continue;
         await x.saveExperiment({
           ...e,
-          state: { status: String(ev.data.verdict ?? "concluded"), summary: ev.message, endedAt: now },
+          state: {
+            status: String(ev.data.verdict ?? "concluded"),
+            summary: ev.message,
+            endedAt: now,
+          },
           updatedAt: now,
         });
       }

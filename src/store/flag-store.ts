@@ -24,12 +24,7 @@ import {
   type FlagDefinition,
   type FlagSet,
 } from "../core/flags/evaluate.js";
-import type {
-  FlagOverride,
-  FlagSpec,
-  FlagStepOverride,
-  SegmentSpec,
-} from "../core/flags/types.js";
+import type { FlagOverride, FlagSpec, FlagStepOverride, SegmentSpec } from "../core/flags/types.js";
 import { canonicalJson } from "./json.js";
 import type { SqlStore } from "./sql-store.js";
 import type { Store } from "./store.js";
@@ -357,7 +352,6 @@ export class FlagSnapshotCache {
   #timer: NodeJS.Timeout | null = null;
   #unsubscribe: (() => void) | null = null;
   #loading: Promise<FlagSnapshot> | null = null;
-  #again = false;
   readonly #listeners = new Set<(s: FlagSnapshot) => void>();
   /** Last reload error, for diagnostics. */
   lastError: unknown = null;
@@ -408,11 +402,8 @@ export class FlagSnapshotCache {
    * that just wrote sees its write (the kill switch answers only when it is in force).
    */
   refresh(): Promise<FlagSnapshot> {
-    if (this.#loading !== null) {
-      this.#again = true;
-      return this.#loading.then(() => this.refresh());
-    }
-    this.#again = false;
+    // A load in flight may have read before the caller's write: wait for it, then load again.
+    if (this.#loading !== null) return this.#loading.then(() => this.refresh());
     this.#loading = this.#flags
       .loadSnapshot()
       .then((s) => {

@@ -11,7 +11,7 @@ import { createServer, type Server } from "node:http";
 import { after, before, describe, it } from "node:test";
 import { Pool } from "undici";
 import { type RunningTurnout, startTurnout } from "../../src/server.js";
-import { api, cli, freePort, tempDir, waitFor } from "../helpers.js";
+import { api, cli, freePort, startUp, tempDir, waitFor } from "../helpers.js";
 
 function backend(name: string, confidence: string): Promise<{ url: string; server: Server }> {
   const server = createServer((req, res) => {
@@ -76,7 +76,9 @@ spec:
     assert.equal(r.status, 200, JSON.stringify(r.json));
     await waitFor("the experiment in the route table", async () => {
       const s = await api(t, "GET", "/api/v1/services/shop/status");
-      return s.json?.status?.experiment?.name === "checkout-v2" && s.json.status.canaryWeight === 50;
+      return (
+        s.json?.status?.experiment?.name === "checkout-v2" && s.json.status.canaryWeight === 50
+      );
     });
     // The router has the table once a request with a user id is answered by v2 for some user.
     await waitFor("the router applying the table", async () => {
@@ -100,7 +102,11 @@ spec:
         Array.from({ length: 8 }, async (_, w) => {
           for (let i = w; i < USERS; i += 8) {
             const user = `user-${i}`;
-            const res = await pool.request({ path: "/", method: "GET", headers: { "x-user": user } });
+            const res = await pool.request({
+              path: "/",
+              method: "GET",
+              headers: { "x-user": user },
+            });
             const v = await res.body.text();
             const arm = v === "v1" ? "A" : "B";
             if (round === 0) armOf.set(user, arm);
@@ -130,7 +136,11 @@ spec:
     );
     const first = await api(t, "POST", "/api/v1/events", { events });
     assert.equal(first.status, 200, JSON.stringify(first.json));
-    assert.deepEqual(first.json, { received: events.length, accepted: events.length, duplicates: 0 });
+    assert.deepEqual(first.json, {
+      received: events.length,
+      accepted: events.length,
+      duplicates: 0,
+    });
     const again = await api(t, "POST", "/api/v1/events", { events: events.slice(0, 10) });
     assert.deepEqual(again.json, { received: 10, accepted: 0, duplicates: 10 });
 
@@ -138,7 +148,13 @@ spec:
       events: [
         { idempotencyKey: "ok-1", unit: "user-1", metric: "buy", timestamp: now },
         { idempotencyKey: "bad-1", unit: "", metric: "buy", timestamp: now },
-        { idempotencyKey: "bad-2", unit: "user-2", metric: "buy", value: "7", timestamp: "yesterday" },
+        {
+          idempotencyKey: "bad-2",
+          unit: "user-2",
+          metric: "buy",
+          value: "7",
+          timestamp: "yesterday",
+        },
         { idempotencyKey: "bad-3", unit: "user-3", metric: "buy", timestamp: now + 3_600_000 },
       ],
     });
@@ -169,7 +185,12 @@ spec:
     );
     assert.match(status.message, /v2 wins .*turnout promote/);
 
-    const r = await api(t, "GET", "/api/v1/experiments/checkout-v2/results");
+    // The router flushes exposures and header events every 500 ms: wait for the last ones.
+    const r = await waitFor("every response header recorded", async () => {
+      const res = await api(t, "GET", "/api/v1/experiments/checkout-v2/results");
+      const conf = res.json?.metrics?.find((m: any) => m.name === "confidence");
+      return conf?.arms[0].value > 1.6 - 1e-9 && conf?.arms[1].value > 1.64 - 1e-9 ? res : null;
+    });
     assert.equal(r.status, 200, JSON.stringify(r.json));
     assert.equal(r.json.verdict, "win");
     assert.equal(r.json.srm.mismatch, false);
@@ -188,6 +209,20 @@ spec:
     assert.match(text.stdout, /conversion +goal +B/);
     const list = await cli(["get", "experiments", "-o", "json"], env);
     assert.equal(JSON.parse(list.stdout).items[0].name, "checkout-v2");
+    const plan = await cli([
+      "experiment",
+      "plan",
+      "--baseline",
+      "0.05",
+      "--mde",
+      "0.1",
+      "-o",
+      "json",
+    ]);
+    assert.equal(plan.code, 0, plan.stderr);
+    // statsmodels' samplesize_proportions_2indep_onetail gives 31,234 per arm (power.test.ts).
+    assert.equal(JSON.parse(plan.stdout).fixedHorizon.control, 31234);
+    assert.ok(JSON.parse(plan.stdout).sequential.perArm > 31234);
 
     const p = await api(t, "POST", "/api/v1/services/shop/promote", {});
     assert.equal(p.status, 200, JSON.stringify(p.json));
@@ -197,5 +232,32 @@ spec:
     });
     const missing = await api(t, "GET", "/api/v1/experiments/nope/results");
     assert.equal(missing.json.error.code, "TURNOUT_ERR_EXPERIMENT_NOT_FOUND");
+  });
+});
+
+describe("outcome events survive a crash", () => {
+  it("events acknowledged before a SIGKILL are there after the restart (their keys are duplicates)", async () => {
+    const dir = tempDir("turnout-ab-crash-");
+    try {
+      let up = await startUp(dir);
+      const now = Date.now();
+      const events = Array.from({ length: 500 }, (_, i) => ({
+        idempotencyKey: `crash-${i}`,
+        unit: `u${i}`,
+        metric: "buy",
+        value: i,
+        timestamp: now,
+      }));
+      const r = await api(up, "POST", "/api/v1/events", { events });
+      assert.equal(r.json.accepted, 500, JSON.stringify(r.json));
+      // No graceful shutdown: the reply was the only promise.
+      assert.equal(await up.stop("SIGKILL"), null);
+      up = await startUp(dir);
+      const again = await api(up, "POST", "/api/v1/events", { events });
+      assert.deepEqual(again.json, { received: 500, accepted: 0, duplicates: 500 });
+      await up.stop();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

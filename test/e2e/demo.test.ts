@@ -63,6 +63,9 @@ describe("turnout demo", () => {
     assert.match(d.out(), /verdict: errors \d+(\.\d+)?% \(\d+\/\d+\) vs baseline/);
     assert.match(d.out(), /v1 \d+ \(0 errors\), v2 \d+ \(0 errors\)/);
     assert.match(d.out(), /Promoted\s+demo/);
+    // The A/B part (src/cli/demo/abtest.ts): m2 wins on purchases and is promoted.
+    assert.match(d.out(), /m2 promoted: rollout 1 completed: m2 is stable/);
+    assert.match(d.out(), /SRM: +ok/);
   });
 
   it("stops everything on Ctrl-C, leaving no process behind", async () => {

@@ -4,7 +4,7 @@
  *   the sticky header), passes `x-turnout-flags` upstream (a client's own is replaced) and
  *   labels its measurements by variant;
  * - the manual kill switch (API and CLI) reaching the edge at once;
- * - blue-green with feature flags as a step list: switch to v2, then setFlag 50% with an
+ * - blue-green with feature flags (`blueGreen.flagSteps`): switch to v2, then setFlag 50% with an
  *   analysis step; v2 fails when the feature is on, the analysis fails, the rollout rolls
  *   back and the flag is turned off at once, with why in the flag's history.
  */
@@ -78,9 +78,9 @@ spec:
         v2: { upstreams: ["${v2.url}"] }
   version: ${version}
   strategy:
-    canary:
-      steps:
-        - setWeight: 100
+    blueGreen:
+      autoPromotionSeconds: 0
+      flagSteps:
         - setFlag: { flag: new-checkout, percentage: 50 }
         - analysis: { templates: [errors] }
         - setFlag: { flag: new-checkout, percentage: 100 }
@@ -99,9 +99,10 @@ kind: AnalysisTemplate
 metadata: { name: errors }
 spec:
   metrics:
-    - name: error-rate
-      source: { builtin: error_rate }
-      judge: { threshold: { max: 0.05 } }
+    - name: checkout-errors
+      # The candidate's requests with the feature on against those with it off.
+      source: { builtin: { metric: error_rate, flag: new-checkout } }
+      judge: { sequential: { maxIncrease: 0.02, alpha: 0.01 } }
       interval: 1s
       count: 30
       minSamples: 20
@@ -127,14 +128,32 @@ ${serviceYaml("v1")}`;
     // The API answered once the flag was in force: no wait.
     assert.equal((await get("u1")).body, "v1|new-checkout=on");
     // The manual kill switch, from the CLI.
-    const kill = await cli(["flags", "disable", "new-checkout", "--reason", "e2e", "--server", t.url, "--token", t.token]);
+    const kill = await cli([
+      "flags",
+      "disable",
+      "new-checkout",
+      "--reason",
+      "e2e",
+      "--server",
+      t.url,
+      "--token",
+      t.token,
+    ]);
     assert.equal(kill.code, 0, kill.stderr);
     assert.match(kill.stdout, /disabled/);
     assert.equal((await get("u1")).body, "v1|new-checkout=off");
     const list = await cli(["get", "flags", "-o", "json", "--server", t.url, "--token", t.token]);
     assert.equal(list.code, 0, list.stderr);
     assert.equal(JSON.parse(list.stdout).flags[0].state, "DISABLED");
-    const reset = await cli(["flags", "reset", "new-checkout", "--server", t.url, "--token", t.token]);
+    const reset = await cli([
+      "flags",
+      "reset",
+      "new-checkout",
+      "--server",
+      t.url,
+      "--token",
+      t.token,
+    ]);
     assert.equal(reset.code, 0, reset.stderr);
     assert.equal((await get("u1")).body, "v1|new-checkout=off");
   });
@@ -165,6 +184,7 @@ ${serviceYaml("v1")}`;
         30_000,
       );
       assert.match(status.message, /aborted/);
+      assert.match(status.message, /checkout-errors/);
       assert.equal(status.flags["new-checkout"].state, "DISABLED");
     } finally {
       stop = true;
@@ -178,7 +198,7 @@ ${serviceYaml("v1")}`;
       headers: { "x-api-key": t.flags.clientKey, "content-type": "application/json" },
       body: JSON.stringify({ context: { targetingKey: "user-1" } }),
     });
-    assert.equal((await ofrep.json() as { reason: string }).reason, "DISABLED");
+    assert.equal(((await ofrep.json()) as { reason: string }).reason, "DISABLED");
     const h = await api(t, "GET", "/api/v1/flags/new-checkout/history");
     const actions = h.json.history.map((e: { action: string }) => e.action);
     assert.ok(actions.includes("rollout"), actions.join(","));

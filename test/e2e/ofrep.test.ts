@@ -52,7 +52,6 @@ spec:
   conditions: [{ attribute: plan, op: in, values: [pro, team] }]
 `;
 
-// biome-ignore lint/suspicious/noExplicitAny: test bodies are checked field by field
 const json = (r: Response): Promise<any> => r.json();
 
 describe("OFREP", () => {
@@ -63,7 +62,9 @@ describe("OFREP", () => {
     fetch(`${up.url}${path}`, {
       method: body === undefined ? "GET" : "POST",
       headers: { "x-api-key": key, "content-type": "application/json", ...headers },
-      ...(body !== undefined ? { body: typeof body === "string" ? body : JSON.stringify(body) } : {}),
+      ...(body !== undefined
+        ? { body: typeof body === "string" ? body : JSON.stringify(body) }
+        : {}),
     });
 
   before(async () => {
@@ -81,7 +82,10 @@ describe("OFREP", () => {
   });
 
   it("needs a client key, not the admin token", async () => {
-    const none = await fetch(`${up.url}/ofrep/v1/evaluate/flags/banner`, { method: "POST", body: "{}" });
+    const none = await fetch(`${up.url}/ofrep/v1/evaluate/flags/banner`, {
+      method: "POST",
+      body: "{}",
+    });
     assert.equal(none.status, 401);
     const admin = await fetch(`${up.url}/ofrep/v1/evaluate/flags/banner`, {
       method: "POST",
@@ -140,15 +144,22 @@ describe("OFREP", () => {
     const etag = a.headers.get("etag");
     assert.ok(etag);
     const body = await json(a);
-    assert.deepEqual(
-      body.flags.map((f: { key: string }) => f.key).sort(),
-      ["banner", "limits", "new-checkout"],
-    );
-    assert.deepEqual(body.flags.find((f: { key: string }) => f.key === "limits").value, { max: 100 });
+    assert.deepEqual(body.flags.map((f: { key: string }) => f.key).sort(), [
+      "banner",
+      "limits",
+      "new-checkout",
+    ]);
+    assert.deepEqual(body.flags.find((f: { key: string }) => f.key === "limits").value, {
+      max: 100,
+    });
     const b = await ofrep("/ofrep/v1/evaluate/flags", ctx, { "if-none-match": etag! });
     assert.equal(b.status, 304);
     // Another context is another answer.
-    const c = await ofrep("/ofrep/v1/evaluate/flags", { context: { targetingKey: "u3" } }, { "if-none-match": etag! });
+    const c = await ofrep(
+      "/ofrep/v1/evaluate/flags",
+      { context: { targetingKey: "u3" } },
+      { "if-none-match": etag! },
+    );
     assert.equal(c.status, 200);
     const bad = await ofrep("/ofrep/v1/evaluate/flags", "[");
     assert.equal(bad.status, 400);
@@ -200,7 +211,10 @@ describe("OFREP", () => {
     const back = await api(up, "POST", "/api/v1/flags/new-checkout/enable", {});
     assert.equal(back.status, 200);
     assert.equal(
-      await client.getBooleanValue("new-checkout", false, { targetingKey: "u1", email: "b@acme.test" }),
+      await client.getBooleanValue("new-checkout", false, {
+        targetingKey: "u1",
+        email: "b@acme.test",
+      }),
       true,
     );
     await OpenFeature.clearProviders();
@@ -226,7 +240,8 @@ describe("OFREP", () => {
     assert.deepEqual(client.getObjectValue("limits", {}), { max: 100 });
     assert.equal(client.getStringValue("banner", "x"), "hello");
     const deadline = Date.now() + 10_000;
-    while (!statuses.includes(304) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    while (!statuses.includes(304) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
     assert.equal(statuses[0], 200);
     assert.ok(statuses.includes(304), `statuses ${statuses.join(",")}`);
     // A change shows up at the next poll (200 with the new values).

@@ -33,7 +33,12 @@ function service(port: number, version: string): ServiceResource {
           command: [process.execPath, join(packageRoot(), "examples/model/server.mjs")],
           env: { MODEL_VERSION: "${version}" },
           replicas: 1,
-          readiness: { path: "/healthz", periodSeconds: 0.2, timeoutSeconds: 1, initialDelaySeconds: 0 },
+          readiness: {
+            path: "/healthz",
+            periodSeconds: 0.2,
+            timeoutSeconds: 1,
+            initialDelaySeconds: 0,
+          },
           startupTimeoutSeconds: 30,
           terminationGracePeriodSeconds: 5,
         },
@@ -47,7 +52,12 @@ function service(port: number, version: string): ServiceResource {
           force: { header: "x-turnout-arm" },
           metrics: [
             { name: "purchase", kind: "binomial", role: "goal", source: { event: "purchase" } },
-            { name: "errors", kind: "binomial", role: "guardrail", source: { builtin: "error_rate" } },
+            {
+              name: "errors",
+              kind: "binomial",
+              role: "guardrail",
+              source: { builtin: "error_rate" },
+            },
           ],
           method: "sequential",
           alpha: 0.05,
@@ -77,12 +87,10 @@ export async function runAbTestDemo(
   out(`\n${bold("A/B test")}: two versions of a recommender model, decided by what users do`);
   await api.call("POST", "/api/v1/apply", { resources: [service(port, "m1")] });
   const status = async () =>
-    (
-      await api.call<{ status: ServiceStatus | null; routeTable: { backends: { endpoints: string[] }[] } | null }>(
-        "GET",
-        `/api/v1/services/${SERVICE}/status`,
-      )
-    );
+    await api.call<{
+      status: ServiceStatus | null;
+      routeTable: { backends: { endpoints: string[] }[] } | null;
+    }>("GET", `/api/v1/services/${SERVICE}/status`);
   const deadline = Date.now() + 30_000;
   while (!cancelled()) {
     const v = await status();
@@ -90,6 +98,7 @@ export async function runAbTestDemo(
     if (Date.now() > deadline) throw new Error("m1 did not become ready in 30 s");
     await new Promise((r) => setTimeout(r, 100));
   }
+  if (cancelled()) return false;
   await api.call("POST", "/api/v1/apply", { resources: [service(port, "m2")] });
   out(
     `${cyan("6.")} applied ${SERVICE} m2 with strategy abTest: users split 50/50 by x-user (sticky), purchases posted as events, sequential test (alpha 0.05)`,
@@ -104,6 +113,7 @@ export async function runAbTestDemo(
     await new Promise((r) => setTimeout(r, 100));
   }
 
+  if (cancelled()) return false;
   const rng = mulberry32(7);
   const pool = new Pool(`http://127.0.0.1:${port}`, { connections: 8 });
   let users = 0;
@@ -138,7 +148,12 @@ export async function runAbTestDemo(
             s.users++;
             if (rng() < (BUY[v] ?? 0)) {
               s.bought++;
-              batch.push({ idempotencyKey: `buy-${user}`, unit: user, metric: "purchase", timestamp: Date.now() });
+              batch.push({
+                idempotencyKey: `buy-${user}`,
+                unit: user,
+                metric: "purchase",
+                timestamp: Date.now(),
+              });
             }
             byVersion.set(v, s);
           }
@@ -150,7 +165,10 @@ export async function runAbTestDemo(
         lastPrint = Date.now();
         const seen = [...byVersion]
           .sort()
-          .map(([ver, s]) => `${ver} ${s.users} users ${((100 * s.bought) / Math.max(1, s.users)).toFixed(1)}% bought`)
+          .map(
+            ([ver, s]) =>
+              `${ver} ${s.users} users ${((100 * s.bought) / Math.max(1, s.users)).toFixed(1)}% bought`,
+          )
           .join(", ");
         out(`[${String(Math.round((Date.now() - started) / 1000)).padStart(3)}s] ${seen}`);
         out(dim(`       ${v.status?.message ?? ""}`));
@@ -165,7 +183,9 @@ export async function runAbTestDemo(
     await pool.close();
   }
   if (!final) return false;
-  out(`\n${final.phase === "Completed" ? green("m2 promoted") : red("m2 not promoted")}: ${final.message}\n`);
+  out(
+    `\n${final.phase === "Completed" ? green("m2 promoted") : red("m2 not promoted")}: ${final.message}\n`,
+  );
   out(`${bold("results")} (turnout experiment results ${EXPERIMENT}):`);
   const results = await api.call<Parameters<typeof formatResults>[0]>(
     "GET",

@@ -461,6 +461,8 @@ function judgeSequential(
   //    at the null (both sides' errors pooled as if the candidate were exactly maxIncrease
   //    worse): the likelihood ratio is a martingale under H0 with H0's variance, and the
   //    candidate's own (inflated) rate would blunt the test against the very excess it seeks.
+  //    The continuity correction keeps the first looks, where a few errors decide and their
+  //    tail is heavier than the normal one, within alpha (sequential.test.ts measures both).
   const tau = s.detect ?? DEFAULT_SEQUENTIAL_DETECT;
   const prev = ctx.previous;
   const prevP = prev?.minPValue ?? 1;
@@ -695,11 +697,7 @@ function judgeMannWhitney(
       );
     }
     if (e.relativeShift > w.maxRelativeIncrease) {
-      return verdict(
-        common,
-        "fail",
-        `${head}: ${shift} > ${allowed} (${p} < ${spent})`,
-      );
+      return verdict(common, "fail", `${head}: ${shift} > ${allowed} (${p} < ${spent})`);
     }
     return verdict(
       common,

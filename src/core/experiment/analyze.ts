@@ -23,6 +23,7 @@ import {
   bayesBinomial,
   bayesNormal,
   binomialSummary,
+  cuped,
   type Interval,
   normalQuantile,
   ratioSummary,
@@ -33,7 +34,14 @@ import {
   twoProportionZTest,
   welchTTest,
 } from "../stats/index.js";
-import type { ExperimentData, ExperimentSpec, MetricArmData, MetricSpec } from "./types.js";
+import type {
+  CovariateSums,
+  ExperimentData,
+  ExperimentSpec,
+  MeanSums,
+  MetricArmData,
+  MetricSpec,
+} from "./types.js";
 
 export interface ArmResult {
   name: string;
@@ -73,6 +81,8 @@ export interface MetricResult {
   /** Per arm: units (or requests, for builtin metrics) and the metric's value. */
   arms: { arm: string; n: number; value: number | null }[];
   comparisons: Comparison[];
+  /** CUPED, when the metric has a covariate: θ and the share of variance it removed. */
+  cuped?: { theta: number; varianceReduction: number };
   /** Why there are no comparisons (too little data), when there are none. */
   note?: string;
 }
@@ -86,7 +96,13 @@ export interface ExperimentResults {
   correction: ExperimentSpec["correction"];
   control: string;
   arms: ArmResult[];
-  srm: { pValue: number; statistic: number; mismatch: boolean; threshold: number; expected: number[] };
+  srm: {
+    pValue: number;
+    statistic: number;
+    mismatch: boolean;
+    threshold: number;
+    expected: number[];
+  };
   metrics: MetricResult[];
   verdict: Verdict;
   /** One line per reason behind the verdict, with the numbers. */
@@ -122,7 +138,7 @@ function nOf(d: MetricArmData): number {
   return d.kind === "requests" ? d.requests : d.n;
 }
 
-function valueOf(m: MetricSpec, d: MetricArmData): number | null {
+function metricValue(m: MetricSpec, d: MetricArmData): number | null {
   const n = nOf(d);
   if (n === 0) return null;
   if (m.kind === "binomial") {
@@ -137,23 +153,73 @@ function valueOf(m: MetricSpec, d: MetricArmData): number | null {
 const EMPTY: Record<string, MetricArmData> = {};
 
 /** Compares one treatment arm with the control for one metric, by the experiment's method. */
+/** CUPED-adjusted summaries when both arms carry covariate sums (mean metrics). */
+function cupedOf(
+  c: MetricArmData,
+  t: MetricArmData,
+): {
+  control: SampleSummary;
+  treatment: SampleSummary;
+  theta: number;
+  varianceReduction: number;
+} | null {
+  if (c.kind !== "sums" || t.kind !== "sums" || !c.covariate || !t.covariate) return null;
+  if (c.n < 2 || t.n < 2) return null;
+  const pair = (d: MeanSums & { covariate: CovariateSums }) => ({
+    n: d.n,
+    sumX: d.covariate.sumX,
+    sumX2: d.covariate.sumX2,
+    sumY: d.sum,
+    sumY2: d.sumSquares,
+    sumXY: d.covariate.sumXY,
+  });
+  return cuped(
+    pair(c as MeanSums & { covariate: CovariateSums }),
+    pair(t as MeanSums & { covariate: CovariateSums }),
+  );
+}
+
 function compare(
   spec: ExperimentSpec,
   m: MetricSpec,
   c: MetricArmData,
   t: MetricArmData,
   arm: string,
-): { test: string; cmp: Comparison } | { note: string } {
-  const alpha = spec.alpha;
-  const zc = normalQuantile(1 - alpha / 2);
+):
+  | { test: string; cmp: Comparison; cuped?: { theta: number; varianceReduction: number } }
+  | { note: string } {
   const binomial = m.kind === "binomial";
   const cc = binomial ? countsOf(c) : null;
   const tc = binomial ? countsOf(t) : null;
   if (binomial && (!cc || !tc || cc.trials < 2 || tc.trials < 2))
     return { note: "too few units for a comparison" };
-  const cs = binomial ? binomialSummary(cc!) : summaryOf(c);
-  const ts = binomial ? binomialSummary(tc!) : summaryOf(t);
+  const adj = !binomial && m.covariate ? cupedOf(c, t) : null;
+  const cs = binomial ? binomialSummary(cc!) : (adj?.control ?? summaryOf(c));
+  const ts = binomial ? binomialSummary(tc!) : (adj?.treatment ?? summaryOf(t));
   if (!cs || !ts) return { note: "too few units (or a zero denominator) for a comparison" };
+  const r = compareSummaries(spec, m, c, t, arm, cs, ts, cc, tc);
+  if (!adj || "note" in r) return r;
+  return {
+    ...r,
+    test: `${r.test}+cuped`,
+    cuped: { theta: adj.theta, varianceReduction: adj.varianceReduction },
+  };
+}
+
+function compareSummaries(
+  spec: ExperimentSpec,
+  m: MetricSpec,
+  c: MetricArmData,
+  t: MetricArmData,
+  arm: string,
+  cs: SampleSummary,
+  ts: SampleSummary,
+  cc: { successes: number; trials: number } | null,
+  tc: { successes: number; trials: number } | null,
+): { test: string; cmp: Comparison } | { note: string } {
+  const alpha = spec.alpha;
+  const zc = normalQuantile(1 - alpha / 2);
+  const binomial = m.kind === "binomial";
   const base: Comparison = {
     arm,
     difference: ts.mean - cs.mean,
@@ -305,7 +371,7 @@ export function analyzeExperiment(
     const per = data.metrics[m.name] ?? EMPTY;
     const armsOut = arms.map((a) => {
       const d = per[a.name];
-      return { arm: a.name, n: d ? nOf(d) : 0, value: d ? valueOf(m, d) : null };
+      return { arm: a.name, n: d ? nOf(d) : 0, value: d ? metricValue(m, d) : null };
     });
     const out: MetricResult = {
       name: m.name,
@@ -330,6 +396,7 @@ export function analyzeExperiment(
       }
       out.test = r.test;
       out.comparisons.push(r.cmp);
+      if (r.cuped) out.cuped = r.cuped;
     }
     return out;
   });
@@ -399,15 +466,15 @@ export function analyzeExperiment(
         ? `chance to win ${((c.chanceToWin ?? 0) * 100).toFixed(1)}%`
         : `p=${fmtP(c.pValue)}${m.role === "goal" && goalCmps.length > 1 ? ` adjusted ${fmtP(c.adjustedPValue)}` : ""}`
     }`;
-  const guardFails = metrics.filter((m) => m.role === "guardrail").flatMap((m) =>
-    m.comparisons.filter((c) => c.outcome === "worse").map((c) => describe(m, c)),
-  );
-  const goalWorse = metrics.filter((m) => m.role === "goal").flatMap((m) =>
-    m.comparisons.filter((c) => c.outcome === "worse").map((c) => describe(m, c)),
-  );
-  const goalBetter = metrics.filter((m) => m.role === "goal").flatMap((m) =>
-    m.comparisons.filter((c) => c.outcome === "better").map((c) => describe(m, c)),
-  );
+  const guardFails = metrics
+    .filter((m) => m.role === "guardrail")
+    .flatMap((m) => m.comparisons.filter((c) => c.outcome === "worse").map((c) => describe(m, c)));
+  const goalWorse = metrics
+    .filter((m) => m.role === "goal")
+    .flatMap((m) => m.comparisons.filter((c) => c.outcome === "worse").map((c) => describe(m, c)));
+  const goalBetter = metrics
+    .filter((m) => m.role === "goal")
+    .flatMap((m) => m.comparisons.filter((c) => c.outcome === "better").map((c) => describe(m, c)));
   if (guardFails.length > 0) {
     reasons.push(...guardFails.map((g) => `guardrail worse: ${g}`));
     return result("lose");

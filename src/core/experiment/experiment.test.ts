@@ -28,7 +28,13 @@ const arms = [
 ];
 
 function sums(n: number, converted: number, perUnit = 1): MetricArmData {
-  return { kind: "sums", n, sum: converted * perUnit, sumSquares: converted * perUnit * perUnit, converted };
+  return {
+    kind: "sums",
+    n,
+    sum: converted * perUnit,
+    sumSquares: converted * perUnit * perUnit,
+    converted,
+  };
 }
 
 function data(
@@ -68,7 +74,9 @@ describe("analyzeExperiment", () => {
     const seq = analyzeExperiment("e", base, arms, d).metrics[0]!.comparisons[0]!;
     const fix = analyzeExperiment("e", { ...base, method: "fixedHorizon" }, arms, d).metrics[0]!
       .comparisons[0]!;
-    assert.ok(seq.interval!.upper - seq.interval!.lower > fix.interval!.upper - fix.interval!.lower);
+    assert.ok(
+      seq.interval!.upper - seq.interval!.lower > fix.interval!.upper - fix.interval!.lower,
+    );
   });
 
   it("SRM blocks the decision even with a big effect", () => {
@@ -161,6 +169,63 @@ describe("analyzeExperiment", () => {
   });
 });
 
+describe("CUPED in the analysis", () => {
+  it("a correlated pre-period covariate narrows the interval and keeps the estimate unbiased", () => {
+    // Per-unit metric y = x + noise with the same covariate distribution in both arms.
+    const arm = (n: number, shift: number, seed: number) => {
+      let s = seed;
+      const rnd = () => {
+        s = (s * 1103515245 + 12345) % 2147483648;
+        return s / 2147483648;
+      };
+      let sum = 0;
+      let sumSquares = 0;
+      let sumX = 0;
+      let sumX2 = 0;
+      let sumXY = 0;
+      for (let i = 0; i < n; i++) {
+        const x = 10 + 6 * rnd();
+        const y = x + shift + 2 * (rnd() - 0.5);
+        sum += y;
+        sumSquares += y * y;
+        sumX += x;
+        sumX2 += x * x;
+        sumXY += x * y;
+      }
+      return {
+        kind: "sums" as const,
+        n,
+        sum,
+        sumSquares,
+        converted: n,
+        covariate: { sumX, sumX2, sumXY },
+      };
+    };
+    const metric = {
+      name: "spend",
+      kind: "mean" as const,
+      role: "goal" as const,
+      source: { event: "spend" },
+    };
+    const d = data([2000, 2000], { spend: [arm(2000, 0, 1), arm(2000, 0.1, 2)] });
+    const plain = analyzeExperiment("e", { ...base, metrics: [metric] }, arms, d).metrics[0]!;
+    const adj = analyzeExperiment(
+      "e",
+      { ...base, metrics: [{ ...metric, covariate: { event: "spend" } }] },
+      arms,
+      d,
+    ).metrics[0]!;
+    const width = (m: typeof plain) =>
+      m.comparisons[0]!.interval!.upper - m.comparisons[0]!.interval!.lower;
+    assert.equal(adj.test, "asymptotic-cs+cuped");
+    assert.ok(adj.cuped!.varianceReduction > 0.8, JSON.stringify(adj.cuped));
+    assert.ok(width(adj) < width(plain) / 2);
+    assert.ok(Math.abs(adj.comparisons[0]!.difference - 0.1) < 0.05);
+    assert.equal(adj.comparisons[0]!.outcome, "better");
+    assert.equal(plain.comparisons[0]!.outcome, "none");
+  });
+});
+
 describe("experiment step", () => {
   function scenario(exp: Partial<ExperimentSpec> = {}) {
     const clock = new FakeClock();
@@ -246,6 +311,10 @@ describe("experiment step", () => {
     m.tick(data([5000, 5000], { conversion: [sums(5000, 500), sums(5000, 650)] }, "shop-v2"));
     assert.equal(m.status.phase, "Paused");
     assert.match(m.status.message, /turnout promote/);
+    // The win holds while it waits, even if a later look no longer excludes 0.
+    m.tick(data([5200, 5200], { conversion: [sums(5200, 520), sums(5200, 530)] }, "shop-v2"));
+    assert.equal(m.status.phase, "Paused");
+    assert.match(m.status.message, /v2 wins/);
   });
 
   it("inconclusive at maxDuration keeps A and says so; SRM blocks", () => {

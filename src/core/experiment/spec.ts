@@ -21,7 +21,11 @@ export const EXPERIMENT_DEFAULTS = {
 } as const;
 
 /** The experiment's name: as declared, else `<service>-<candidate version>`. */
-export function experimentName(spec: Pick<ExperimentSpec, "name">, service: string, candidate: string): string {
+export function experimentName(
+  spec: Pick<ExperimentSpec, "name">,
+  service: string,
+  candidate: string,
+): string {
   return spec.name ?? `${service}-${candidate}`;
 }
 

@@ -43,6 +43,11 @@ export interface MetricSpec {
   source: MetricSource;
   /** For ratio metrics: the denominator's source (an event or a response header). */
   denominator?: MetricSource;
+  /**
+   * CUPED (mean metrics): a pre-period covariate, the unit's sum of this event's values from
+   * before its first exposure. It explains part of the metric's variance, so intervals shrink.
+   */
+  covariate?: { event: string };
   /** Which way is better; default "increase" ("decrease" for builtin error rate and latency). */
   better?: "increase" | "decrease";
 }
@@ -143,9 +148,16 @@ export interface RatioSums {
   sumXY: number;
 }
 
+/** Pre-period covariate sums of one arm (CUPED): Σx, Σx², Σx·y over the same units. */
+export interface CovariateSums {
+  sumX: number;
+  sumX2: number;
+  sumXY: number;
+}
+
 /** One arm's numbers for one metric; `kind` says which shape. */
 export type MetricArmData =
-  | ({ kind: "sums" } & MeanSums)
+  | ({ kind: "sums"; covariate?: CovariateSums } & MeanSums)
   | ({ kind: "ratio" } & RatioSums)
   /** Router measurements: requests and 5xx, or latency count / mean / variance in ms. */
   | { kind: "requests"; requests: number; errors: number; mean: number; variance: number };

@@ -24,9 +24,13 @@ test("static, disabled, not found and type mismatch", () => {
     reason: "STATIC",
     flagMetadata: { generation: 3 },
   });
-  const d = evaluate(set(bool({ state: "DISABLED", rollout: { variant: "on", percentage: 100 } })), "f", {
-    targetingKey: "u",
-  });
+  const d = evaluate(
+    set(bool({ state: "DISABLED", rollout: { variant: "on", percentage: 100 } })),
+    "f",
+    {
+      targetingKey: "u",
+    },
+  );
   assert.equal(d.reason, "DISABLED");
   assert.equal(d.value, false);
   assert.equal(evaluate(s, "nope", {}).errorCode, "FLAG_NOT_FOUND");
@@ -38,25 +42,102 @@ test("static, disabled, not found and type mismatch", () => {
 
 test("every operator", () => {
   const cases: [FlagSpec["rules"], Record<string, unknown>, boolean][] = [
-    [[{ conditions: [{ attribute: "email", op: "endsWith", value: "@acme.com" }], variant: "on" }], { email: "a@acme.com" }, true],
-    [[{ conditions: [{ attribute: "email", op: "endsWith", value: "@acme.com" }], variant: "on" }], { email: "a@other.com" }, false],
-    [[{ conditions: [{ attribute: "email", op: "startsWith", value: "a@" }], variant: "on" }], { email: "a@x" }, true],
-    [[{ conditions: [{ attribute: "email", op: "contains", value: "acme" }], variant: "on" }], { email: "a@acme.com" }, true],
-    [[{ conditions: [{ attribute: "plan", op: "equals", value: "pro" }], variant: "on" }], { plan: "pro" }, true],
-    [[{ conditions: [{ attribute: "plan", op: "notEquals", value: "pro" }], variant: "on" }], { plan: "free" }, true],
-    [[{ conditions: [{ attribute: "plan", op: "in", values: ["pro", "team"] }], variant: "on" }], { plan: "team" }, true],
-    [[{ conditions: [{ attribute: "plan", op: "notIn", values: ["pro", "team"] }], variant: "on" }], { plan: "team" }, false],
-    [[{ conditions: [{ attribute: "plan", op: "notIn", values: ["pro"] }], variant: "on" }], {}, true],
-    [[{ conditions: [{ attribute: "age", op: "gte", value: 18 }], variant: "on" }], { age: 18 }, true],
-    [[{ conditions: [{ attribute: "age", op: "gt", value: 18 }], variant: "on" }], { age: "18" }, false],
-    [[{ conditions: [{ attribute: "age", op: "lt", value: 18 }], variant: "on" }], { age: "x" }, false],
-    [[{ conditions: [{ attribute: "app", op: "semverGte", value: "2.0.0" }], variant: "on" }], { app: "v2.1.0" }, true],
-    [[{ conditions: [{ attribute: "app", op: "semverLt", value: "2.0.0" }], variant: "on" }], { app: "2.0.0-rc.1" }, true],
-    [[{ conditions: [{ attribute: "app", op: "semverEq", value: "2.0.0" }], variant: "on" }], { app: "2.0.0+b7" }, true],
-    [[{ conditions: [{ attribute: "id", op: "matches", value: "^u-\\d+$" }], variant: "on" }], { id: "u-12" }, true],
-    [[{ conditions: [{ attribute: "id", op: "matches", value: "^u-\\d+$" }], variant: "on" }], { id: "x-12" }, false],
+    [
+      [{ conditions: [{ attribute: "email", op: "endsWith", value: "@acme.com" }], variant: "on" }],
+      { email: "a@acme.com" },
+      true,
+    ],
+    [
+      [{ conditions: [{ attribute: "email", op: "endsWith", value: "@acme.com" }], variant: "on" }],
+      { email: "a@other.com" },
+      false,
+    ],
+    [
+      [{ conditions: [{ attribute: "email", op: "startsWith", value: "a@" }], variant: "on" }],
+      { email: "a@x" },
+      true,
+    ],
+    [
+      [{ conditions: [{ attribute: "email", op: "contains", value: "acme" }], variant: "on" }],
+      { email: "a@acme.com" },
+      true,
+    ],
+    [
+      [{ conditions: [{ attribute: "plan", op: "equals", value: "pro" }], variant: "on" }],
+      { plan: "pro" },
+      true,
+    ],
+    [
+      [{ conditions: [{ attribute: "plan", op: "notEquals", value: "pro" }], variant: "on" }],
+      { plan: "free" },
+      true,
+    ],
+    [
+      [{ conditions: [{ attribute: "plan", op: "in", values: ["pro", "team"] }], variant: "on" }],
+      { plan: "team" },
+      true,
+    ],
+    [
+      [
+        {
+          conditions: [{ attribute: "plan", op: "notIn", values: ["pro", "team"] }],
+          variant: "on",
+        },
+      ],
+      { plan: "team" },
+      false,
+    ],
+    [
+      [{ conditions: [{ attribute: "plan", op: "notIn", values: ["pro"] }], variant: "on" }],
+      {},
+      true,
+    ],
+    [
+      [{ conditions: [{ attribute: "age", op: "gte", value: 18 }], variant: "on" }],
+      { age: 18 },
+      true,
+    ],
+    [
+      [{ conditions: [{ attribute: "age", op: "gt", value: 18 }], variant: "on" }],
+      { age: "18" },
+      false,
+    ],
+    [
+      [{ conditions: [{ attribute: "age", op: "lt", value: 18 }], variant: "on" }],
+      { age: "x" },
+      false,
+    ],
+    [
+      [{ conditions: [{ attribute: "app", op: "semverGte", value: "2.0.0" }], variant: "on" }],
+      { app: "v2.1.0" },
+      true,
+    ],
+    [
+      [{ conditions: [{ attribute: "app", op: "semverLt", value: "2.0.0" }], variant: "on" }],
+      { app: "2.0.0-rc.1" },
+      true,
+    ],
+    [
+      [{ conditions: [{ attribute: "app", op: "semverEq", value: "2.0.0" }], variant: "on" }],
+      { app: "2.0.0+b7" },
+      true,
+    ],
+    [
+      [{ conditions: [{ attribute: "id", op: "matches", value: "^u-\\d+$" }], variant: "on" }],
+      { id: "u-12" },
+      true,
+    ],
+    [
+      [{ conditions: [{ attribute: "id", op: "matches", value: "^u-\\d+$" }], variant: "on" }],
+      { id: "x-12" },
+      false,
+    ],
     [[{ conditions: [{ attribute: "id", op: "exists" }], variant: "on" }], { id: "x" }, true],
-    [[{ conditions: [{ attribute: "beta", op: "equals", value: true }], variant: "on" }], { beta: true }, true],
+    [
+      [{ conditions: [{ attribute: "beta", op: "equals", value: true }], variant: "on" }],
+      { beta: true },
+      true,
+    ],
   ];
   for (const [rules, ctx, matched] of cases) {
     const r = evaluate(set(bool({ rules })), "f", ctx);
@@ -67,7 +148,13 @@ test("every operator", () => {
 
 test("a catastrophic regex never matches and does not hang", () => {
   const r = evaluate(
-    set(bool({ rules: [{ conditions: [{ attribute: "x", op: "matches", value: "(a+)+b" }], variant: "on" }] })),
+    set(
+      bool({
+        rules: [
+          { conditions: [{ attribute: "x", op: "matches", value: "(a+)+b" }], variant: "on" },
+        ],
+      }),
+    ),
     "f",
     { x: `${"a".repeat(40)}c` },
   );
@@ -76,7 +163,11 @@ test("a catastrophic regex never matches and does not hang", () => {
 
 test("segments: included, excluded, conditions", () => {
   const segments = {
-    staff: { included: ["boss"], excluded: ["intern@acme.com"], conditions: [{ attribute: "targetingKey", op: "endsWith" as const, value: "@acme.com" }] },
+    staff: {
+      included: ["boss"],
+      excluded: ["intern@acme.com"],
+      conditions: [{ attribute: "targetingKey", op: "endsWith" as const, value: "@acme.com" }],
+    },
   };
   const s = set(bool({ rules: [{ name: "staff", segments: ["staff"], variant: "on" }] }), segments);
   assert.equal(evaluate(s, "f", { targetingKey: "boss" }).value, true);
@@ -117,7 +208,15 @@ test("percentage rollout uses the router's hash v1 at 0.0001% resolution and is 
 
 test("bucketBy another attribute; split rules", () => {
   const s = set(
-    bool({ bucketBy: "org", rules: [{ conditions: [{ attribute: "plan", op: "equals", value: "pro" }], split: { on: 50, off: 50 } }] }),
+    bool({
+      bucketBy: "org",
+      rules: [
+        {
+          conditions: [{ attribute: "plan", op: "equals", value: "pro" }],
+          split: { on: 50, off: 50 },
+        },
+      ],
+    }),
   );
   const a = evaluate(s, "f", { org: "o1", plan: "pro", targetingKey: "x" });
   const b = evaluate(s, "f", { org: "o1", plan: "pro", targetingKey: "y" });
@@ -138,7 +237,19 @@ test("effectiveSpec applies rollout and manual overrides", () => {
 });
 
 test("semver precedence", () => {
-  const order = ["1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1", "1.0.0", "1.0.1", "1.1.0", "2.0.0"];
+  const order = [
+    "1.0.0-alpha",
+    "1.0.0-alpha.1",
+    "1.0.0-alpha.beta",
+    "1.0.0-beta",
+    "1.0.0-beta.2",
+    "1.0.0-beta.11",
+    "1.0.0-rc.1",
+    "1.0.0",
+    "1.0.1",
+    "1.1.0",
+    "2.0.0",
+  ];
   for (let i = 0; i + 1 < order.length; i++) {
     assert.equal(compareSemver(parseSemver(order[i]!)!, parseSemver(order[i + 1]!)!), -1, order[i]);
   }

@@ -109,7 +109,13 @@ export function errorResult(
   errorMessage: string,
   flagMetadata: FlagMetadata = EMPTY,
 ): ResolutionDetails {
-  return Object.freeze({ value: undefined, reason: "ERROR", errorCode, errorMessage, flagMetadata });
+  return Object.freeze({
+    value: undefined,
+    reason: "ERROR",
+    errorCode,
+    errorMessage,
+    flagMetadata,
+  });
 }
 
 /** The flag with a rollout's or a person's override applied (pure; the spec is not changed). */
@@ -162,14 +168,14 @@ function compileFlag(d: FlagDefinition, segmentTest: (name: string) => Test): Co
   const { spec } = d;
   const meta: FlagMetadata =
     d.generation === undefined ? EMPTY : Object.freeze({ generation: d.generation });
-  const valueOf = (v: string): FlagValue | undefined =>
+  const variantValue = (v: string): FlagValue | undefined =>
     Object.hasOwn(spec.variants, v) ? spec.variants[v] : undefined;
   const byVariant = (reason: ResolutionDetails["reason"], m: FlagMetadata = meta) => {
     const map = new Map<string, ResolutionDetails>();
     return (v: string) => {
       let r = map.get(v);
       if (r === undefined) {
-        r = result(valueOf(v), v, reason, m);
+        r = result(variantValue(v), v, reason, m);
         map.set(v, r);
       }
       return r;
@@ -197,7 +203,7 @@ function compileFlag(d: FlagDefinition, segmentTest: (name: string) => Test): Co
       test: allOf(tests),
       result:
         rule.variant !== undefined
-          ? result(valueOf(rule.variant), rule.variant, "TARGETING_MATCH", ruleMeta)
+          ? result(variantValue(rule.variant), rule.variant, "TARGETING_MATCH", ruleMeta)
           : null,
       split: rule.split !== undefined ? compileSplit(rule.split) : null,
     };
@@ -208,13 +214,13 @@ function compileFlag(d: FlagDefinition, segmentTest: (name: string) => Test): Co
     key: d.key,
     type: spec.type,
     isDisabled: spec.state === "DISABLED",
-    disabled: result(valueOf(spec.defaultVariant), spec.defaultVariant, "DISABLED", meta),
+    disabled: result(variantValue(spec.defaultVariant), spec.defaultVariant, "DISABLED", meta),
     rules,
     rolloutEnd: rollout === undefined ? 0 : Math.round(rollout.percentage * 10_000),
     rolloutOn: rollout === undefined ? null : split(rollout.variant),
     rolloutOff: rollout === undefined ? null : split(spec.defaultVariant),
     fallthrough: result(
-      valueOf(spec.defaultVariant),
+      variantValue(spec.defaultVariant),
       spec.defaultVariant,
       hasLogic ? "DEFAULT" : "STATIC",
       meta,
@@ -245,7 +251,7 @@ function compileSegment(seg: SegmentSpec): Test {
       if (excluded.has(key)) return false;
       if (included.has(key)) return true;
     }
-    return all !== null && all(ctx);
+    return all?.(ctx) === true;
   };
 }
 

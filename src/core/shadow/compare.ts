@@ -65,9 +65,32 @@ export function compileCompare(spec: CompareSpec = {}): CompiledCompare {
 
 const decoder = new TextDecoder("utf-8", { fatal: false });
 
-/** Parses a body as JSON; undefined when it is not JSON. */
+/**
+ * Parses a body as JSON; undefined when it is not JSON. A body whose first non-space byte
+ * cannot start a JSON text is not parsed at all: a thrown SyntaxError per pair costs more
+ * than the rest of the comparison (plain-text answers, e.g. "ok").
+ */
 function parseJson(body: Uint8Array): unknown {
-  if (body.length === 0) return undefined;
+  let i = 0;
+  while (
+    i < body.length &&
+    (body[i] === 0x20 || body[i] === 0x0a || body[i] === 0x0d || body[i] === 0x09)
+  )
+    i++;
+  if (i === body.length) return undefined;
+  const c = body[i]!;
+  // { [ " - 0-9 t f n
+  if (
+    c !== 0x7b &&
+    c !== 0x5b &&
+    c !== 0x22 &&
+    c !== 0x2d &&
+    !(c >= 0x30 && c <= 0x39) &&
+    c !== 0x74 &&
+    c !== 0x66 &&
+    c !== 0x6e
+  )
+    return undefined;
   try {
     return JSON.parse(decoder.decode(body));
   } catch {

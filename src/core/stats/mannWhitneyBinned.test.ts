@@ -58,8 +58,16 @@ describe("mannWhitneyBinned", () => {
       const got = mannWhitneyBinned(c, b, { alternative: "greater", alpha: 0.01 });
       const want = mannWhitneyU(expand(c), expand(b), { alternative: "greater", alpha: 0.01 });
       close(got.effect.hodgesLehmannShift, want.effect.hodgesLehmannShift, `shift ${shift} HL`);
-      close(got.effect.shiftInterval?.lower, want.effect.shiftInterval?.lower, `shift ${shift} lower`);
-      close(got.effect.shiftInterval?.upper, want.effect.shiftInterval?.upper, `shift ${shift} upper`);
+      close(
+        got.effect.shiftInterval?.lower,
+        want.effect.shiftInterval?.lower,
+        `shift ${shift} lower`,
+      );
+      close(
+        got.effect.shiftInterval?.upper,
+        want.effect.shiftInterval?.upper,
+        `shift ${shift} upper`,
+      );
       close(got.pValue, want.pValue, `shift ${shift} p`);
     }
   });

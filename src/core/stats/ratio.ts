@@ -21,7 +21,13 @@
  */
 import { normalQuantile, normalSf } from "./distributions.js";
 import { relativeLiftDelta } from "./proportions.js";
-import { type Alternative, checkAlpha, type Interval, pFromStatistic, type SampleSummary } from "./types.js";
+import {
+  type Alternative,
+  checkAlpha,
+  type Interval,
+  pFromStatistic,
+  type SampleSummary,
+} from "./types.js";
 
 /**
  * Sums over the units of one arm, as SQL can aggregate them: n units, Σx, Σx², Σy, Σy², Σxy.
@@ -79,7 +85,9 @@ export function ratioEstimate(s: PairSums): RatioEstimate {
   const y = m.meanY;
   const r = m.meanX / y;
   const variance =
-    (m.varX / (y * y) - (2 * m.meanX * m.covXY) / (y * y * y) + (m.meanX * m.meanX * m.varY) / (y * y * y * y)) /
+    (m.varX / (y * y) -
+      (2 * m.meanX * m.covXY) / (y * y * y) +
+      (m.meanX * m.meanX * m.varY) / (y * y * y * y)) /
     m.n;
   return { n: m.n, ratio: r, variance: Math.max(0, variance) };
 }
@@ -126,7 +134,8 @@ export function ratioTest(
   const difference = t.ratio - c.ratio;
   const se = Math.sqrt(c.variance + t.variance);
   const z = se > 0 ? difference / se : 0;
-  const pValue = se > 0 ? pFromStatistic(z, alternative, (x) => normalSf(x)) : difference === 0 ? 1 : 0;
+  const pValue =
+    se > 0 ? pFromStatistic(z, alternative, (x) => normalSf(x)) : difference === 0 ? 1 : 0;
   const zc = normalQuantile(1 - alpha / 2);
   const level = 1 - alpha;
   const rel = relativeLiftDelta(c.ratio, c.variance, t.ratio, t.variance);
@@ -144,7 +153,11 @@ export function ratioTest(
     relativeLift: rel?.lift ?? null,
     relativeLiftStandardError: rel?.standardError ?? null,
     relativeLiftInterval: rel
-      ? { lower: rel.lift - zc * rel.standardError, upper: rel.lift + zc * rel.standardError, level }
+      ? {
+          lower: rel.lift - zc * rel.standardError,
+          upper: rel.lift + zc * rel.standardError,
+          level,
+        }
       : null,
   };
 }

@@ -160,7 +160,10 @@ describe("validity under continuous monitoring (seeded A/A simulation)", () => {
         if (p <= alpha) rejected++;
       }
       const what = `null ${nullDifference}, canary ${canary}, tau ${tau}`;
-      assert.ok(rejected / runs <= bound, `${what}: false-positive rate ${rejected / runs} > ${bound}`);
+      assert.ok(
+        rejected / runs <= bound,
+        `${what}: false-positive rate ${rejected / runs} > ${bound}`,
+      );
     }
   });
 
@@ -216,17 +219,26 @@ describe("msprt", () => {
   test("continuity correction: the estimate moves half an event per arm towards the null, never past it", () => {
     const c = { successes: 9, trials: 900 };
     const t = { successes: 5, trials: 100 };
-    const opts = { alpha: 0.01, tau2: 0.04 ** 2, alternative: "greater" as const, variance: "null" as const };
+    const opts = {
+      alpha: 0.01,
+      tau2: 0.04 ** 2,
+      alternative: "greater" as const,
+      variance: "null" as const,
+    };
     const plain = msprtTwoProportions(c, t, opts);
     const corrected = msprtTwoProportions(c, t, { ...opts, continuity: true });
     assert.equal(corrected.estimate, plain.estimate);
     const cc = 0.5 * (1 / 900 + 1 / 100);
     assert.ok(Math.abs(corrected.z - (plain.estimate - cc) / Math.sqrt(plain.variance)) < 1e-12);
     assert.ok(corrected.likelihoodRatio < plain.likelihoodRatio);
-    const near = msprtTwoProportions({ successes: 9, trials: 900 }, { successes: 1, trials: 100 }, {
-      ...opts,
-      continuity: true,
-    });
+    const near = msprtTwoProportions(
+      { successes: 9, trials: 900 },
+      { successes: 1, trials: 100 },
+      {
+        ...opts,
+        continuity: true,
+      },
+    );
     assert.equal(near.z, 0, "an estimate within the correction of the null is at the null");
   });
 

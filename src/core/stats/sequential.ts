@@ -218,8 +218,7 @@ export function msprtTwoProportions(
   // it), as Yates's correction does for the fixed-sample test of two proportions.
   const nul = options.nullDifference ?? 0;
   const cc = 0.5 * (1 / treatment.trials + 1 / control.trials);
-  const toward =
-    estimate > nul ? Math.max(nul, estimate - cc) : Math.min(nul, estimate + cc);
+  const toward = estimate > nul ? Math.max(nul, estimate - cc) : Math.min(nul, estimate + cc);
   const r = msprtNormal(toward, variance, options);
   const half = (r.confidenceSequence.upper - r.confidenceSequence.lower) / 2;
   return {

@@ -98,8 +98,11 @@ export const experiment: StepKind<ExperimentSpec> = {
       data && data.experiment === x.name
         ? analyzeExperiment(x.name, e, x.arms, data, x.arms.find((a) => a.version === stable)?.name)
         : null;
-    const verdict = r?.verdict ?? "running";
-    const why = r ? r.reasons.join("; ") : "no data read yet";
+    // A win waiting for a person stays a win (a confidence sequence may cover 0 again later by
+    // chance), unless the candidate has since lost: losses always act.
+    const held = e.decision === "manual" && x.verdict === "win" && r?.verdict !== "lose";
+    const verdict = held ? "win" : (r?.verdict ?? "running");
+    const why = held && x.summary ? x.summary : r ? r.reasons.join("; ") : "no data read yet";
     x.verdict = verdict;
     x.summary = why;
     const expired = ctx.now >= deadline;

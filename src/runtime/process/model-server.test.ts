@@ -63,8 +63,9 @@ describe("examples/model/server.mjs on SIGTERM", { timeout: 20_000 }, () => {
       assert.equal(res.connection, "close", "answers during shutdown close their connection");
       assert.equal(await exited, 0);
       assert.ok(idleClosed, "the idle keep-alive socket was closed");
-      // Exited once the request was done (LATENCY_MS 500), not at the 30 s safety timer.
-      assert.ok(Date.now() - t0 < 5000, `exited after ${Date.now() - t0}ms`);
+      // Exited once the request was done (LATENCY_MS 500), not at the 30 s safety timer
+      // (the bound is loose for a loaded machine).
+      assert.ok(Date.now() - t0 < 15_000, `exited after ${Date.now() - t0}ms`);
       // No longer accepting.
       await assert.rejects(request("/healthz"));
     } finally {

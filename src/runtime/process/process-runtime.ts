@@ -130,6 +130,10 @@ interface Proc {
   /** The kill reason makes the instance failed at once (startup timeout). */
   failNow: boolean;
   livenessFailures: number;
+  /** Passed readiness once: from then on a failing probe only takes it out of traffic. */
+  wasReady: boolean;
+  readinessFailures: number;
+  startupTimer: NodeJS.Timeout | undefined;
   termination: Promise<void> | undefined;
   watch: NodeJS.Timeout | undefined;
 }
@@ -150,7 +154,8 @@ interface Managed {
   proc: Proc | undefined;
   /** Probe and startup-deadline timers of the current process. */
   readonly timers: Set<NodeJS.Timeout>;
-  probeInFlight: ProbeHandle | undefined;
+  /** Readiness and liveness probes may be in flight together. */
+  readonly probesInFlight: Set<ProbeHandle>;
   restarts: number;
   lastExit: string | undefined;
   /** Crashes since the instance was last ready; `failureThreshold` of them make it "failed". */
@@ -382,12 +387,18 @@ export class ProcessRuntime implements Runtime {
     const first = new Promise<void>((resolve) => {
       m.onFirstProbe = resolve;
     });
-    this.addTimer(m, m.launch.startupTimeoutMs, () => this.onStartupTimeout(m, proc));
+    proc.startupTimer = this.addTimer(m, m.launch.startupTimeoutMs, () =>
+      this.onStartupTimeout(m, proc),
+    );
     this.scheduleProbe(m, proc, 0);
     return first;
   }
 
-  /** An adopted process is not our child: no exit event, so its life is checked by polling. */
+  /**
+   * An adopted process is not our child: no exit event, so its life is checked by polling.
+   * The interval stays ref'd, as a spawned child does: a program that runs instances lives until
+   * it stops them (and a script awaiting `adopted` is not left with an empty event loop).
+   */
   private watch(m: Managed, proc: Proc, everyMs: number): void {
     if (proc.watch) clearInterval(proc.watch);
     proc.watch = setInterval(() => {
@@ -395,7 +406,6 @@ export class ProcessRuntime implements Runtime {
       if (proc.startTicks !== undefined && isSameProcess(proc.pid, proc.startTicks)) return;
       this.onProcExit(m, proc, "exited (adopted: exit status unknown)");
     }, everyMs);
-    proc.watch.unref();
   }
 
   // -------------------------------------------------------------------------------------
@@ -506,28 +516,51 @@ export class ProcessRuntime implements Runtime {
       { instance: m.id, port: m.port, pid: proc.pid, argv, cwd, restarts: m.restarts },
       "instance started",
     );
-    this.addTimer(m, m.launch.startupTimeoutMs, () => this.onStartupTimeout(m, proc));
+    proc.startupTimer = this.addTimer(m, m.launch.startupTimeoutMs, () =>
+      this.onStartupTimeout(m, proc),
+    );
     this.scheduleProbe(m, proc, m.launch.readiness.initialDelaySeconds * 1000);
   }
 
+  /**
+   * The readiness probe runs for the life of the process, as Kubernetes' does: until the first
+   * pass it decides when the instance starts taking traffic (the startup timeout counts); after
+   * that, READINESS_FAILURE_THRESHOLD failures in a row take it out of traffic ("starting")
+   * until it passes again. It never restarts anything; that is the liveness probe's job.
+   */
   private scheduleProbe(m: Managed, proc: Proc, delayMs: number): void {
     const probe = m.launch.readiness;
     this.addTimer(m, delayMs, async () => {
-      if (m.proc !== proc || proc.exited || m.removal || m.state === "ready") return;
+      if (m.proc !== proc || proc.exited || m.removal || proc.killReason) return;
       const r = await this.probeOnce(m, probe.path, probe.timeoutSeconds);
-      if (m.proc !== proc || proc.exited || m.removal) return;
+      if (m.proc !== proc || proc.exited || m.removal || proc.killReason) return;
       this.firstProbeDone(m);
       if (r.ok) {
-        this.clearTimers(m);
-        m.crashesSinceReady = 0;
-        this.setState(m, "ready", undefined);
-        if (m.launch.liveness)
-          this.scheduleLiveness(m, proc, m.launch.liveness.periodSeconds * 1000);
-        return;
+        proc.readinessFailures = 0;
+        if (m.state !== "ready") {
+          const first = !proc.wasReady;
+          proc.wasReady = true;
+          if (proc.startupTimer) {
+            clearTimeout(proc.startupTimer);
+            m.timers.delete(proc.startupTimer);
+            proc.startupTimer = undefined;
+          }
+          m.crashesSinceReady = 0;
+          this.setState(m, "ready", undefined);
+          if (first && m.launch.liveness)
+            this.scheduleLiveness(m, proc, m.launch.liveness.periodSeconds * 1000);
+        }
+      } else if (!proc.wasReady) {
+        // Recorded without an onChange: still not ready, nothing for the controller to act on.
+        // A failed instance keeps the message that says why it failed.
+        if (m.state !== "failed") m.message = `readiness probe: ${r.detail}`;
+      } else if (++proc.readinessFailures >= READINESS_FAILURE_THRESHOLD && m.state === "ready") {
+        this.setState(
+          m,
+          "starting",
+          `not ready: readiness probe failed ${proc.readinessFailures} times in a row (${r.detail})`,
+        );
       }
-      // Recorded without an onChange: still not ready, nothing for the controller to act on.
-      // A failed instance keeps the message that says why it failed.
-      if (m.state !== "failed") m.message = `readiness probe: ${r.detail}`;
       this.scheduleProbe(m, proc, probe.periodSeconds * 1000);
     });
   }
@@ -554,10 +587,8 @@ export class ProcessRuntime implements Runtime {
   private probeOnce(m: Managed, probePath: string, timeoutSeconds: number) {
     const url = `${m.url}${probePath.startsWith("/") ? "" : "/"}${probePath}`;
     const handle = probeHttp(url, timeoutSeconds * 1000);
-    m.probeInFlight = handle;
-    return handle.result.finally(() => {
-      if (m.probeInFlight === handle) m.probeInFlight = undefined;
-    });
+    m.probesInFlight.add(handle);
+    return handle.result.finally(() => m.probesInFlight.delete(handle));
   }
 
   private firstProbeDone(m: Managed): void {
@@ -567,7 +598,7 @@ export class ProcessRuntime implements Runtime {
   }
 
   private onStartupTimeout(m: Managed, proc: Proc): void {
-    if (m.proc !== proc || proc.exited || m.removal || m.state === "ready") return;
+    if (m.proc !== proc || proc.exited || m.removal || proc.wasReady) return;
     const last = m.message?.startsWith("readiness probe: ") ? m.message : "no probe answered yet";
     proc.killReason = `not ready within ${m.launch.startupTimeoutMs / 1000}s (${last})`;
     proc.failNow = true;
@@ -759,7 +790,7 @@ export class ProcessRuntime implements Runtime {
       message: "starting",
       proc: undefined,
       timers: new Set(),
-      probeInFlight: undefined,
+      probesInFlight: new Set(),
       restarts: 0,
       lastExit: undefined,
       crashesSinceReady: 0,
@@ -791,6 +822,9 @@ export class ProcessRuntime implements Runtime {
       killReason: undefined,
       failNow: false,
       livenessFailures: 0,
+      wasReady: false,
+      readinessFailures: 0,
+      startupTimer: undefined,
       termination: undefined,
       watch: undefined,
     };
@@ -873,7 +907,7 @@ export class ProcessRuntime implements Runtime {
   }
 
   /** Unref'd: the child process is what keeps Node alive; a probe timer never should on its own. */
-  private addTimer(m: Managed, ms: number, fn: () => void | Promise<void>): void {
+  private addTimer(m: Managed, ms: number, fn: () => void | Promise<void>): NodeJS.Timeout {
     const t = setTimeout(() => {
       m.timers.delete(t);
       Promise.resolve()
@@ -882,13 +916,14 @@ export class ProcessRuntime implements Runtime {
     }, ms);
     t.unref();
     m.timers.add(t);
+    return t;
   }
 
   private clearTimers(m: Managed): void {
     for (const t of m.timers) clearTimeout(t);
     m.timers.clear();
-    m.probeInFlight?.cancel();
-    m.probeInFlight = undefined;
+    for (const h of m.probesInFlight) h.cancel();
+    m.probesInFlight.clear();
   }
 
   private serial<T>(service: string, fn: () => Promise<T>): Promise<T> {
@@ -921,6 +956,9 @@ export class ProcessRuntime implements Runtime {
     process.on("exit", this.exitHook);
   }
 }
+
+/** Failed readiness probes in a row that take a ready instance out of traffic (Kubernetes' default). */
+export const READINESS_FAILURE_THRESHOLD = 3;
 
 /** Scale-down order: instances that serve nothing go first. */
 function rank(m: Managed): number {

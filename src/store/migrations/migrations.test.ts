@@ -35,11 +35,17 @@ describe("migrations", () => {
         if (e.level === "query") statements.push(e.query.sql);
       },
     });
-    assert.deepEqual(await migrateToLatest(db, "postgres"), ["0001_initial", "0002_measurements"]);
+    // Every migration runs, in order (feature migrations are added by their features).
+    assert.deepEqual(
+      await migrateToLatest(db, "postgres"),
+      Object.keys(turnoutMigrations("postgres")).sort(),
+    );
     await db.destroy();
 
     const ddl = statements.filter((s) => /^create (table|index)/.test(s) && !s.includes("kysely_"));
-    assert.equal(ddl.filter((s) => s.startsWith("create table")).length, 8);
+    // The 8 core tables, plus feature tables (0004 experiments: experiments, exposures, events).
+    assert.ok(ddl.filter((s) => s.startsWith("create table")).length >= 8 + 3);
+    assert.ok(ddl.some((s) => s.startsWith('create table "experiment_events"')));
     for (const s of ddl) {
       assert.doesNotMatch(s, /auto_?increment|without rowid|strict\b/i, s);
     }

@@ -52,6 +52,8 @@ export interface MeasurementsReader {
   window(q: {
     service: string;
     version?: string;
+    /** Only series with this canonical label pair (e.g. `flag.new-checkout=on`). */
+    label?: string;
     fromMs: number;
     toMs: number;
   }): Promise<Map<string, VersionWindow>>;
@@ -75,7 +77,13 @@ export class BuiltinProvider implements MetricProvider {
     if (providerKind(req.source) !== "builtin") {
       throw invalid("source", `the builtin provider cannot measure ${Object.keys(req.source)}`);
     }
-    const metric = (req.source as { builtin: unknown }).builtin;
+    const builtin = (req.source as { builtin: unknown }).builtin;
+    // The flag form compares two variants of an edge-evaluated flag within the candidate.
+    const flag =
+      typeof builtin === "object" && builtin !== null
+        ? (builtin as { metric: unknown; flag: string; candidate?: string; baseline?: string })
+        : null;
+    const metric = flag !== null ? flag.metric : builtin;
     if (!(BUILTIN_METRICS as unknown[]).includes(metric)) {
       throw invalid(
         "source.builtin",
@@ -91,9 +99,33 @@ export class BuiltinProvider implements MetricProvider {
     // The reader takes no signal; racing it keeps an abort prompt even if the read is slow.
     let byVersion: Map<string, VersionWindow>;
     let onAbort: (() => void) | undefined;
+    // Flag form: the two sides are two label sets of the candidate version, named
+    // "<version> <flag>=<variant>" so that the rest reads them like two versions.
+    let candidateName = req.candidate;
+    let baselineName = req.baseline;
+    const read = async (): Promise<Map<string, VersionWindow>> => {
+      const q = { service: req.service, fromMs: req.fromMs, toMs: req.toMs };
+      if (flag === null) return this.opts.measurements.window(q);
+      const on = flag.candidate ?? "on";
+      const off = flag.baseline ?? "off";
+      const label = (v: string) =>
+        `${encodeURIComponent(`flag.${flag.flag}`)}=${encodeURIComponent(v)}`;
+      const [a, b] = await Promise.all([
+        this.opts.measurements.window({ ...q, version: req.candidate, label: label(on) }),
+        this.opts.measurements.window({ ...q, version: req.candidate, label: label(off) }),
+      ]);
+      candidateName = `${req.candidate} ${flag.flag}=${on}`;
+      baselineName = `${req.candidate} ${flag.flag}=${off}`;
+      const out = new Map<string, VersionWindow>();
+      const wa = a.get(req.candidate);
+      const wb = b.get(req.candidate);
+      if (wa) out.set(candidateName, wa);
+      if (wb) out.set(baselineName, wb);
+      return out;
+    };
     try {
       byVersion = await Promise.race([
-        this.opts.measurements.window({ service: req.service, fromMs: req.fromMs, toMs: req.toMs }),
+        read(),
         new Promise<never>((_, reject) => {
           onAbort = () => reject(signal.reason);
           signal.addEventListener("abort", onAbort, { once: true });
@@ -113,8 +145,8 @@ export class BuiltinProvider implements MetricProvider {
       if (!w || !(n !== undefined && n > 0)) return undefined;
       return this.side(metric as BuiltinMetric, version, w, seconds);
     };
-    const candidate = side(req.candidate);
-    const baseline = req.baseline !== undefined ? side(req.baseline) : undefined;
+    const candidate = side(candidateName);
+    const baseline = baselineName !== undefined ? side(baselineName) : undefined;
     const summary = (v: string | undefined) => {
       const w = v === undefined ? undefined : byVersion.get(v);
       return w === undefined
@@ -128,15 +160,15 @@ export class BuiltinProvider implements MetricProvider {
     };
     const rawOut = {
       ...raw,
-      candidate: { version: req.candidate, ...summary(req.candidate) },
-      ...(req.baseline !== undefined
-        ? { baseline: { version: req.baseline, ...summary(req.baseline) } }
+      candidate: { version: candidateName, ...summary(candidateName) },
+      ...(baselineName !== undefined
+        ? { baseline: { version: baselineName, ...summary(baselineName) } }
         : {}),
     };
     if (!candidate) {
       return failed(
         "noData",
-        `no data: candidate ${req.candidate} of ${req.service} had no ${metric === "latency" ? "latency samples" : "requests"} in the window`,
+        `no data: candidate ${candidateName} of ${req.service} had no ${metric === "latency" ? "latency samples" : "requests"} in the window`,
         rawOut,
       );
     }

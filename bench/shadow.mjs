@@ -299,7 +299,15 @@ async function main() {
       "turnout",
       cores.proxy,
       process.execPath,
-      ["--import", "tsx", join(ROOT, "bench", "shadow.mjs"), "--serve", JSON.stringify(cfg)],
+      [
+        // e.g. SHADOW_BENCH_NODE_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the router.
+        ...(process.env.SHADOW_BENCH_NODE_FLAGS?.split(" ").filter(Boolean) ?? []),
+        "--import",
+        "tsx",
+        join(ROOT, "bench", "shadow.mjs"),
+        "--serve",
+        JSON.stringify(cfg),
+      ],
       { env: { ...process.env, NODE_ENV: "production" }, cwd: ROOT },
     );
     await waitForReadyLine(turnout);
@@ -459,7 +467,7 @@ ${row("nginx-mirror", "nginx, `mirror` 100%")}
 - Round by round, Turnout ${r.ratios.turnoutMirrorVsNoneByRound.map((x) => x.toFixed(2)).join(", ")}; nginx ${r.ratios.nginxMirrorVsNoneByRound.map((x) => x.toFixed(2)).join(", ")}.${r.machine.loadAtStart[0] > r.machine.nproc ? ` The machine was busy with other work (load ${r.machine.loadAtStart[0].toFixed(1)} on ${r.machine.nproc} cores): absolute figures are low and noisy; the ratios, measured back to back, are the result.` : ""}
 - A dead shadow (connections refused) keeps ${r.ratios.deadShadowVsNone.toFixed(2)}x of the requests/s, p99 ${r.ratios.p99DeadShadowVsNone.toFixed(2)}x; a shadow that never answers keeps ${r.ratios.slowShadowVsNone.toFixed(2)}x, p99 ${r.ratios.p99SlowShadowVsNone.toFixed(2)}x (its copies are dropped as \`queue_full\`: ${r.turnoutMirror?.slow?.drops?.queue_full ?? "?"}); zero errors for users either way.
 - Turnout mirrored / nginx mirrored: ${r.ratios.turnoutMirrorVsNginxMirror.toFixed(2)}x. Turnout's p99 with the mirror is ${r.ratios.p99TurnoutMirrorVsNone.toFixed(2)}x its p99 without.
-- Turnout's mirror counters at the end: ${r.turnoutMirror ? `\`${JSON.stringify(r.turnoutMirror.mirror?.drops ?? {})}\` drops, ${r.turnoutMirror.mirror?.compared ?? "?"} pairs compared` : "not reported"}. A copy that cannot be sent at once waits in a bounded queue or is dropped (counted); nginx's mirror instead holds the client's request until the copy's subrequest is done.
+- Turnout's mirror counters at the end: ${r.turnoutMirror ? `\`${JSON.stringify(r.turnoutMirror.mirror?.drops ?? {})}\` drops, ${r.turnoutMirror.mirror?.compared ?? "?"} pairs compared` : "not reported"}. A copy that cannot be sent at once waits in a bounded queue or is dropped (counted); with nginx's \`mirror\`, a keep-alive connection's next request waits until the copy's subrequest is done (a known nginx behaviour), so a slow shadow slows nginx's clients.
 ${END}`;
   let text = readFileSync(file, "utf8");
   const a = text.indexOf(START);

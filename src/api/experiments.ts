@@ -14,7 +14,7 @@
  */
 import type { FastifyInstance } from "fastify";
 import type { Clock } from "../core/clock.js";
-import { analyzeExperiment, type ExperimentResults } from "../core/experiment/index.js";
+import { analyzeExperiment, controlArm, type ExperimentResults } from "../core/experiment/index.js";
 import { type FieldError, TurnoutError } from "../errors.js";
 import type { ExperimentStore, OutcomeEvent, StoredExperiment } from "../store/experiment-store.js";
 
@@ -134,7 +134,7 @@ export async function experimentResults(
 > {
   const at = e.state.endedAt ?? now;
   const data = await x.data(e, at);
-  const control = e.arms[0]!.name;
+  const control = controlArm(e.spec);
   return {
     ...analyzeExperiment(e.name, e.spec, e.arms, data, control),
     state: e.state,

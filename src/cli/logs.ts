@@ -5,10 +5,11 @@
  * instance that appears meanwhile (a new version, a restart on a new index) is followed from
  * its first line. Ctrl-C ends it.
  *
- * The version is an argument, not `--version V`: commander reads program options anywhere on
- * the command line, so `--version` after `logs` would print Turnout's version instead.
+ * The version is an argument, or `--version V`: commander reads program options anywhere on the
+ * command line, so `--version` after `logs` would print Turnout's version; `logsVersionArgv`
+ * rewrites it to the command's own `--only-version` before commander sees it.
  */
-import { type Command, InvalidArgumentError } from "commander";
+import { type Command, InvalidArgumentError, Option } from "commander";
 import type { Client } from "./client.js";
 import { dim } from "./format.js";
 
@@ -19,6 +20,7 @@ interface LogsAnswer {
 
 interface LogsOptions {
   version?: string;
+  onlyVersion?: string;
   instance?: number;
   tail: number;
   follow?: boolean;
@@ -34,12 +36,16 @@ export function registerLogsCommand(program: Command, client: (cmd: Command) => 
     .description("show the output (stdout and stderr) of a service's instances (process runtime)")
     .argument("<service>")
     .argument("[version]", "only this version's instances")
+    .option("--version <version>", "only this version's instances (as the argument)")
     .option("--instance <n>", "only the instance with this index", nonNegative)
     .option("--tail <n>", "lines per instance to show first", nonNegative, 100)
     .option("-f, --follow", "keep printing new lines until Ctrl-C")
     .option("-o, --output <format>", "text, or json (one object per answer)", "text")
+    .addOption(new Option("--only-version <version>").hideHelp())
     .action(async (service: string, version: string | undefined, o: LogsOptions, cmd: Command) => {
-      const opts = { ...o, ...(version !== undefined ? { version } : {}) };
+      const v = version ?? o.onlyVersion;
+      const { onlyVersion: _, ...rest } = o;
+      const opts = { ...rest, ...(v !== undefined ? { version: v } : {}) };
       const c = client(cmd);
       const base = `/api/v1/services/${encodeURIComponent(service)}/logs`;
       const query = (extra: Record<string, string | number | undefined>) => {
@@ -96,4 +102,23 @@ function nonNegative(v: string): number {
   if (!/^\d{1,9}$/.test(v))
     throw new InvalidArgumentError(`must be a non-negative integer, got ${JSON.stringify(v)}`);
   return Number(v);
+}
+
+/**
+ * `turnout logs SERVICE --version V` as the issue and users write it: commander would take
+ * `--version` for the program's own flag, so after `logs` it becomes `--only-version`.
+ */
+export function logsVersionArgv(argv: string[]): string[] {
+  // The subcommand is the first word that is not a program option or its value.
+  const takesValue = new Set(["--server", "--token", "--data-dir"]);
+  let i = 2;
+  while (i < argv.length && (argv[i] as string).startsWith("-"))
+    i += takesValue.has(argv[i] as string) ? 2 : 1;
+  if (argv[i] !== "logs") return argv;
+  return argv.map((a, j) => {
+    if (j <= i) return a;
+    if (a === "--version") return "--only-version";
+    if (a.startsWith("--version=")) return `--only-version=${a.slice("--version=".length)}`;
+    return a;
+  });
 }

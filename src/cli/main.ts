@@ -22,7 +22,7 @@ import {
   red,
   type StatusView,
 } from "./format.js";
-import { registerLogsCommand } from "./logs.js";
+import { logsVersionArgv, registerLogsCommand } from "./logs.js";
 import { registerShadowCommands } from "./shadow.js";
 
 type Output = "text" | "json" | "yaml";
@@ -155,7 +155,7 @@ program
 
 program
   .command("get")
-  .description("list resources: services | analysistemplates")
+  .description("list resources: services | analysistemplates | flags")
   .argument("<kind>", "services or analysistemplates")
   .argument("[name]", "one resource by name")
   .addOption(outputOption())
@@ -451,7 +451,7 @@ function reportError(err: unknown): number {
 }
 
 try {
-  await program.parseAsync(process.argv);
+  await program.parseAsync(logsVersionArgv(process.argv));
 } catch (err) {
   process.exitCode = reportError(err);
 }

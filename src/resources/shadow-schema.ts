@@ -102,7 +102,7 @@ export function shadowSchemas(k: SchemaKit) {
       maxCompareBytes: k
         .num({ int: true, min: 0 })
         .optional()
-        .describe("Response bodies compared up to this size (default 1 MiB)."),
+        .describe("Response bodies compared up to this size (default 256 KiB)."),
       timeoutSeconds: k
         .num({ gt: 0, max: 300 })
         .optional()

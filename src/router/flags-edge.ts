@@ -116,8 +116,20 @@ export class EdgeFlags {
     }
     headers.push(FLAGS_HEADER, header);
     if (this.#recorder === null) return backend;
+    // Another feature may already have labelled the series (an experiment's arm): keep its
+    // labels and add the flags', in canonical order.
+    const base = backend.counters.labels;
+    if (base !== "") labels = mergeLabels(base, labels);
     return { ...backend, counters: this.#recorder.series(table.service, backend.version, labels) };
   }
+}
+
+/** Two canonical label strings as one, sorted by name (see `canonicalLabels` in stats.ts). */
+export function mergeLabels(a: string, b: string): string {
+  const name = (pair: string) => pair.slice(0, pair.indexOf("="));
+  return [...a.split("&"), ...b.split("&")]
+    .sort((x, y) => (name(x) < name(y) ? -1 : name(x) > name(y) ? 1 : 0))
+    .join("&");
 }
 
 function stickyKey(cfg: EdgeConfig, req: IncomingMessage, sel: SelectOutput): string | undefined {

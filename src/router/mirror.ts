@@ -138,7 +138,11 @@ class MirrorState {
   drop(reason: DropReason): void {
     this.drops[reason] = (this.drops[reason] ?? 0) + 1;
     // Copies that were never made or never compared; the shadow's own failures are pairs.
-    if (reason !== "shadow_timeout" && reason !== "shadow_error" && reason !== "shadow_unavailable") {
+    if (
+      reason !== "shadow_timeout" &&
+      reason !== "shadow_error" &&
+      reason !== "shadow_unavailable"
+    ) {
       this.agg.drop(reason);
       this.dirty = true;
     }

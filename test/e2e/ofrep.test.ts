@@ -13,6 +13,7 @@ import { OFREPProvider } from "@openfeature/ofrep-provider";
 import { OFREPWebProvider } from "@openfeature/ofrep-web-provider";
 import { OpenFeature } from "@openfeature/server-sdk";
 import { OpenFeature as WebOpenFeature } from "@openfeature/web-sdk";
+import { TurnoutProvider } from "../../src/provider/index.js";
 import { api, startUp, tempDir, type Up } from "../helpers.js";
 
 const FLAGS = `apiVersion: turnout.dev/v1
@@ -217,6 +218,50 @@ describe("OFREP", () => {
       }),
       true,
     );
+    await OpenFeature.clearProviders();
+  });
+
+  it("the in-process provider syncs definitions and evaluates locally; a kill arrives by long poll", async () => {
+    const changes: string[] = [];
+    const provider = new TurnoutProvider({
+      url: up.url,
+      clientKey: key,
+      waitSeconds: 20,
+      onChange: (etag) => changes.push(etag),
+    });
+    await OpenFeature.setProviderAndWait("in-process", provider);
+    const client = OpenFeature.getClient("in-process");
+    const d = await client.getBooleanDetails("new-checkout", false, {
+      targetingKey: "u1",
+      email: "boss@acme.test",
+    });
+    assert.equal(d.value, true);
+    assert.equal(d.reason, "TARGETING_MATCH");
+    assert.deepEqual(await client.getObjectValue("limits", {}, { plan: "pro" }), { max: 100 });
+    assert.equal((await client.getNumberDetails("banner", 1)).errorCode, "TYPE_MISMATCH");
+    // The same answers as OFREP for a sample of users (one core, two transports).
+    for (let i = 0; i < 50; i++) {
+      const ctx = { targetingKey: `user-${i}` };
+      const remote = await json(
+        await ofrep("/ofrep/v1/evaluate/flags/new-checkout", { context: ctx }),
+      );
+      assert.equal(await client.getBooleanValue("new-checkout", false, ctx), remote.value);
+    }
+    const seen = changes.length;
+    const kill = await api(up, "POST", "/api/v1/flags/new-checkout/disable", {
+      reason: "provider",
+    });
+    assert.equal(kill.status, 200);
+    // The long poll answers with the change; wait for that notification, not for a time.
+    const deadline = Date.now() + 10_000;
+    while (changes.length === seen && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
+    assert.ok(changes.length > seen, "the provider got the change");
+    assert.equal(
+      (await client.getBooleanDetails("new-checkout", true, { targetingKey: "u1" })).reason,
+      "DISABLED",
+    );
+    await api(up, "POST", "/api/v1/flags/new-checkout/enable", {});
     await OpenFeature.clearProviders();
   });
 

@@ -7,6 +7,7 @@ import type { ServiceSpec, ServiceStatus } from "../model.js";
 import { reconcile } from "../rollout.js";
 import { buildRouteTable } from "../routes.js";
 import { analyzeExperiment } from "./analyze.js";
+import { controlArm, resolveArms } from "./spec.js";
 import type { ExperimentData, ExperimentSpec, MetricArmData } from "./types.js";
 
 const base: ExperimentSpec = {
@@ -166,6 +167,25 @@ describe("analyzeExperiment", () => {
     const adj = [conv!.comparisons[0]!.adjustedPValue!, rps!.comparisons[0]!.adjustedPValue!];
     const lo = p[0]! < p[1]! ? 0 : 1;
     assert.ok(Math.abs(adj[lo]! - Math.min(1, 2 * p[lo]!)) < 1e-12);
+  });
+});
+
+describe("arms", () => {
+  it("the control is the arm on stable, whatever the order", () => {
+    assert.equal(controlArm({}), "A");
+    assert.equal(
+      controlArm({
+        arms: [
+          { name: "treatment", version: "canary", weight: 20 },
+          { name: "control", version: "stable", weight: 80 },
+        ],
+      }),
+      "control",
+    );
+    assert.deepEqual(resolveArms({ split: 20 }, "v1", "v2"), [
+      { name: "A", version: "v1", weight: 80 },
+      { name: "B", version: "v2", weight: 20 },
+    ]);
   });
 });
 

@@ -30,6 +30,11 @@ export function experimentName(
 }
 
 /** Arms with their versions; the default is A = stable (100 − split), B = canary (split). */
+/** The control arm's name: the arm on the stable version ("A" by default). */
+export function controlArm(spec: Pick<ExperimentSpec, "arms">): string {
+  return spec.arms?.find((a) => a.version === "stable")?.name ?? "A";
+}
+
 export function resolveArms(
   spec: Pick<ExperimentSpec, "arms" | "split">,
   stable: string,

@@ -231,8 +231,13 @@ test("effectiveSpec applies rollout and manual overrides", () => {
   assert.equal(effectiveSpec(bool(), { percentage: 5 }).rollout?.variant, "on");
   assert.equal(effectiveSpec(base, { state: "DISABLED" }).state, "DISABLED");
   const v = effectiveSpec(base, { variant: "on" });
-  assert.equal(v.defaultVariant, "on");
   assert.equal(v.rollout, undefined);
+  const served = evaluate(compileFlags([{ key: "f", spec: v }]), "f", {});
+  assert.equal(served.value, true);
+  assert.equal(served.reason, "TARGETING_MATCH");
+  // The kill switch still serves the default variant, not the overriding one.
+  const killed = effectiveSpec(v, { state: "DISABLED" });
+  assert.equal(evaluate(compileFlags([{ key: "f", spec: killed }]), "f", {}).value, false);
   assert.equal(base.rollout?.percentage, 0, "the input is not changed");
 });
 

@@ -127,9 +127,9 @@ export function effectiveSpec(spec: FlagSpec, o: FlagOverride | undefined): Flag
     const variant = o.variant ?? spec.rollout?.variant ?? otherVariant(spec);
     if (variant !== undefined) out.rollout = { variant, percentage: o.percentage };
   } else if (o.variant !== undefined) {
-    // A variant alone serves it to everyone: rules and rollout step aside.
-    out.defaultVariant = o.variant;
-    delete out.rules;
+    // A variant alone serves it to everyone: one unconditional rule, rules and rollout step
+    // aside. The default variant stays what it was, so the kill switch still serves it.
+    out.rules = [{ name: "override", variant: o.variant }];
     delete out.rollout;
   }
   return out;

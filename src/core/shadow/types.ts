@@ -62,7 +62,8 @@ export const DEFAULT_MIRROR_LIMITS: Required<MirrorLimitsSpec> = {
   maxConcurrency: 64,
   maxQueue: 256,
   maxBodyBytes: 1024 * 1024,
-  maxCompareBytes: 1024 * 1024,
+  // Pairs waiting for a slot or a comparison hold both answers: 256 KiB bounds that memory.
+  maxCompareBytes: 256 * 1024,
   timeoutSeconds: 5,
 };
 

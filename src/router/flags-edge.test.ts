@@ -1,0 +1,79 @@
+import assert from "node:assert/strict";
+import type { IncomingMessage } from "node:http";
+import { test } from "node:test";
+import { compileFlags } from "../core/flags/evaluate.js";
+import type { RouteTable } from "../core/model.js";
+import { EdgeFlags, mergeLabels } from "./flags-edge.js";
+import { MeasurementRecorder } from "./stats.js";
+import type { CompiledBackend, CompiledTable } from "./table.js";
+
+const flags = compileFlags([
+  {
+    key: "beta",
+    spec: {
+      type: "boolean",
+      variants: { on: true, off: false },
+      defaultVariant: "off",
+      state: "ENABLED",
+      rules: [
+        {
+          conditions: [{ attribute: "targetingKey", op: "startsWith", value: "staff-" }],
+          variant: "on",
+        },
+      ],
+      rollout: { variant: "on", percentage: 0 },
+    },
+  },
+]);
+
+function setup() {
+  const edge = new EdgeFlags({ current: { flags } });
+  const recorder = new MeasurementRecorder();
+  edge.bindRecorder(recorder);
+  edge.configure({
+    service: "shop",
+    stickiness: { header: "X-User", salt: "shop" },
+    flags: ["beta"],
+  } as unknown as RouteTable);
+  const backend = {
+    version: "v2",
+    counters: recorder.series("shop", "v2"),
+  } as unknown as CompiledBackend;
+  const table = { service: "shop" } as CompiledTable;
+  const req = (headers: string[]) =>
+    ({ rawHeaders: headers, url: "/" }) as unknown as IncomingMessage;
+  return { edge, recorder, backend, table, req };
+}
+
+test("evaluates with the sticky key, replaces a client's header, labels the series", () => {
+  const { edge, backend, table, req } = setup();
+  const headers = ["x-turnout-flags", "beta=on", "host", "a"];
+  const b = edge.apply(
+    table,
+    backend,
+    req(["X-User", "staff-1", "x-turnout-flags", "beta=on"]),
+    headers,
+    {
+      setCookie: null,
+    },
+  );
+  assert.deepEqual(headers, ["host", "a", "x-turnout-flags", "beta=on"]);
+  assert.equal(b.counters.labels, "flag.beta=on");
+  assert.equal(b.version, "v2");
+  const h2: string[] = [];
+  const c = edge.apply(table, backend, req(["X-User", "user-1"]), h2, { setCookie: null });
+  assert.deepEqual(h2, ["x-turnout-flags", "beta=off"]);
+  assert.equal(c.counters.labels, "flag.beta=off");
+  // No sticky key: the 0% rollout cannot bucket, so the flag is left out and labelled _error.
+  const h3: string[] = [];
+  const d = edge.apply(table, backend, req([]), h3, { setCookie: null });
+  assert.deepEqual(h3, ["x-turnout-flags", ""]);
+  assert.equal(d.counters.labels, "flag.beta=_error");
+  // A service without flags is untouched.
+  assert.equal(edge.has("other"), false);
+});
+
+test("labels from another feature are kept, in canonical order", () => {
+  assert.equal(mergeLabels("arm=b", "flag.beta=on"), "arm=b&flag.beta=on");
+  assert.equal(mergeLabels("zeta=1", "flag.a=on&flag.a-b=off"), "flag.a=on&flag.a-b=off&zeta=1");
+});

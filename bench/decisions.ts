@@ -16,7 +16,8 @@
  *
  * Options: --seeds N (1000), --workers N (the machine's cores), --no-write, --tune,
  * --tune-seeds N (300), --mw-looks N (the Mann-Whitney looks study on N seeds; writes nothing),
- * --speed N (N A/A rollouts in this process: the simulator's speed; writes nothing).
+ * --speed N (N A/A rollouts in this process: the simulator's speed; writes nothing), --bounds
+ * (the detection bounds quoted in bench/README.md; writes nothing).
  *
  * Seeds: the reported runs use seeds 1..N in every scenario; the settings study (--tune) uses
  * seeds from 1,000,001 on, so no setting is chosen on the runs it is reported with.
@@ -813,6 +814,7 @@ function parseArgs(argv: string[]) {
     mwLooks: 0,
     /** A/A rollouts for the simulator speed figure; 0: not run. */
     speed: 0,
+    bounds: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -828,6 +830,7 @@ function parseArgs(argv: string[]) {
     else if (a === "--tune") opts.tune = true;
     else if (a === "--mw-looks") opts.mwLooks = value();
     else if (a === "--speed") opts.speed = value();
+    else if (a === "--bounds") opts.bounds = true;
     else if (a === "--worker") continue;
     else throw new Error(`unknown option ${a} (see the comment at the top of bench/decisions.ts)`);
   }
@@ -904,6 +907,69 @@ function mannWhitneyLooksStudy(seeds: number) {
   ].join("\n");
 }
 
+/**
+ * The bounds in bench/README.md ("How fast could any test be?"), computed exactly: (1) the most
+ * powerful level-alpha test of a canary rate p0 against 5% on n requests with the baseline's
+ * rate known (reject when X ≥ c, X ~ Binomial(n, p)); (2) the oracle SPRT of 5% against p0,
+ * looking after every request, stopping when the likelihood ratio reaches 1/alpha: the chance it
+ * has stopped by n requests, summed over the binomial paths (dynamic programming on the error
+ * count).
+ */
+function detectionBounds(): string {
+  const alpha = 0.01;
+  const bad = 0.05;
+  const lines: string[] = [];
+  const binomTail = (n: number, p: number, c: number) => {
+    // P(X >= c) by summing the pmf in log space.
+    let sum = 0;
+    for (let x = c; x <= n; x++) {
+      let logC = 0;
+      for (let i = 1; i <= x; i++) logC += Math.log((n - x + i) / i);
+      sum += Math.exp(logC + x * Math.log(p) + (n - x) * Math.log(1 - p));
+    }
+    return sum;
+  };
+  for (const p0 of [0.01, 0.02]) {
+    for (const n of [100, 200, 300, 400]) {
+      let c = 0;
+      while (binomTail(n, p0, c) > alpha) c++;
+      lines.push(
+        `most powerful fixed test, null ${p0 * 100}%, ${n} requests: reject when X >= ${c} (size ${(100 * binomTail(n, p0, c)).toFixed(2)}%), power against 5%: ${(100 * binomTail(n, bad, c)).toFixed(1)}%`,
+      );
+    }
+    const up = Math.log(bad / p0);
+    const down = Math.log((1 - bad) / (1 - p0));
+    const threshold = Math.log(1 / alpha);
+    let alive = new Float64Array([1]); // alive[x]: not yet stopped, x errors so far
+    let stopped = 0;
+    const at: Record<number, number> = {};
+    let n99: number | null = null;
+    for (let n = 1; n <= 600; n++) {
+      const next = new Float64Array(n + 1);
+      for (let x = 0; x < alive.length; x++) {
+        const pr = alive[x]!;
+        if (pr === 0) continue;
+        for (const [dx, q] of [
+          [1, bad],
+          [0, 1 - bad],
+        ] as const) {
+          const xx = x + dx;
+          if (xx * up + (n - xx) * down >= threshold) stopped += pr * q;
+          else next[xx]! += pr * q;
+        }
+      }
+      alive = next;
+      if ([100, 200, 300, 600].includes(n)) at[n] = stopped;
+      if (n99 === null && stopped >= 0.99) n99 = n;
+    }
+    const kl = bad * Math.log(bad / p0) + (1 - bad) * Math.log((1 - bad) / (1 - p0));
+    lines.push(
+      `oracle SPRT, 5% against ${p0 * 100}%: KL ${kl.toFixed(4)} nats/request, Wald's mean ${Math.round(threshold / kl)} requests; stopped by 100/200/300/600 requests: ${[100, 200, 300, 600].map((n) => `${(100 * at[n]!).toFixed(1)}%`).join(" / ")}; 99% by ${n99 ?? "more than 600"} requests`,
+    );
+  }
+  return lines.join("\n");
+}
+
 /** Simulated A/A rollouts per second of Turnout alone, in this process (the figure in bench/README.md). */
 async function simulatorSpeed(rollouts: number) {
   const aa = SCENARIOS.find((s) => s.id === "aa")!;
@@ -921,7 +987,8 @@ async function simulatorSpeed(rollouts: number) {
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
   const started = performance.now();
-  if (opts.mwLooks > 0 || opts.speed > 0) {
+  if (opts.mwLooks > 0 || opts.speed > 0 || opts.bounds) {
+    if (opts.bounds) console.log(detectionBounds());
     if (opts.mwLooks > 0) console.log(mannWhitneyLooksStudy(opts.mwLooks));
     if (opts.speed > 0) console.log(await simulatorSpeed(opts.speed));
     return;

@@ -14,7 +14,8 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Clock } from "../core/clock.js";
 import type { FlagOverride, FlagResource } from "../core/flags/types.js";
-import { TurnoutError } from "../errors.js";
+import type { Resource, RolloutStep } from "../core/model.js";
+import { type FieldError, TurnoutError } from "../errors.js";
 import type { FlagSnapshotCache, FlagStore } from "../store/flag-store.js";
 
 export interface FlagsApiOptions {
@@ -204,4 +205,89 @@ export function registerFlagsApi(app: FastifyInstance, opts: FlagsApiOptions): v
       change(req, action),
     );
   }
+}
+
+/**
+ * References to flags, checked at apply time against the stored Flags and Segments and those
+ * in the same apply: a Service's `flags`, its setFlag steps (canary steps and
+ * `blueGreen.flagSteps`: the flag exists, a `variant` is one of its variants, a `percentage`
+ * has a variant to roll out), and Flag rules' segments. A typo would otherwise be evaluated
+ * as "flag not found" at the edge, or a segment that matches nobody.
+ */
+export function checkFlagRefs(
+  resources: readonly Resource[],
+  stored: { flags: readonly FlagResource[]; segments: readonly string[] },
+): FieldError[] {
+  const flags = new Map<string, FlagResource>();
+  for (const f of stored.flags) flags.set(f.metadata.name, f);
+  const segments = new Set(stored.segments);
+  for (const r of resources) {
+    if (r.kind === "Flag") flags.set(r.metadata.name, r);
+    if (r.kind === "Segment") segments.add(r.metadata.name);
+  }
+  const known = () => [...flags.keys()].sort().join(", ") || "none";
+  const errors: FieldError[] = [];
+  for (const r of resources) {
+    const resource = `${r.kind}/${r.metadata.name}`;
+    if (r.kind === "Flag") {
+      (r.spec.rules ?? []).forEach((rule, i) => {
+        (rule.segments ?? []).forEach((s, j) => {
+          if (!segments.has(s))
+            errors.push({
+              resource,
+              path: `spec.rules[${i}].segments[${j}]`,
+              message: `no Segment named ${JSON.stringify(s)} is stored or in this apply`,
+            });
+        });
+      });
+    }
+    if (r.kind !== "Service") continue;
+    (r.spec.flags ?? []).forEach((name, i) => {
+      if (!flags.has(name))
+        errors.push({
+          resource,
+          path: `spec.flags[${i}]`,
+          message: `no Flag named ${JSON.stringify(name)}; known: ${known()}`,
+        });
+    });
+    const steps: { step: RolloutStep; path: string }[] = [];
+    (r.spec.strategy?.canary?.steps ?? []).forEach((step, i) =>
+      steps.push({ step, path: `spec.strategy.canary.steps[${i}].setFlag` }),
+    );
+    (r.spec.strategy?.blueGreen?.flagSteps ?? []).forEach((step, i) =>
+      steps.push({ step, path: `spec.strategy.blueGreen.flagSteps[${i}].setFlag` }),
+    );
+    for (const { step, path } of steps) {
+      if (!("setFlag" in step)) continue;
+      const body = step.setFlag;
+      const flag = flags.get(body.flag);
+      if (flag === undefined) {
+        errors.push({
+          resource,
+          path: `${path}.flag`,
+          message: `no Flag named ${JSON.stringify(body.flag)}; known: ${known()}`,
+        });
+        continue;
+      }
+      const variants = Object.keys(flag.spec.variants);
+      if (body.variant !== undefined && !variants.includes(body.variant))
+        errors.push({
+          resource,
+          path: `${path}.variant`,
+          message: `must be one of the variants of Flag ${body.flag} (${variants.join(", ")}), got ${JSON.stringify(body.variant)}`,
+        });
+      if (
+        body.percentage !== undefined &&
+        body.variant === undefined &&
+        flag.spec.rollout === undefined &&
+        !variants.some((v) => v !== flag.spec.defaultVariant)
+      )
+        errors.push({
+          resource,
+          path: `${path}.percentage`,
+          message: `Flag ${body.flag} has no variant besides its default to roll out`,
+        });
+    }
+  }
+  return errors;
 }

@@ -266,13 +266,14 @@ export function registerOfrep(app: FastifyInstance, opts: OfrepOptions): void {
             done = true;
             clearTimeout(timer);
             off();
-            req.raw.off("close", onClose);
+            reply.raw.off("close", onClose);
             resolve(s);
           };
           const onClose = () => finish(opts.flags.current);
           const off = opts.flags.onUpdate(finish);
           const timer = setTimeout(() => finish(opts.flags.current), wait * 1000);
-          req.raw.on("close", onClose);
+          // The response's close: the client went away (an aborted long poll ends at once).
+          reply.raw.on("close", onClose);
         });
       }
       reply.header("etag", snap.etag);

@@ -23,7 +23,7 @@ import { checkAnalysisRefs } from "../resources/refs.js";
 import type { ExperimentStore } from "../store/experiment-store.js";
 import type { Store, StoredCommand } from "../store/store.js";
 import { registerExperimentRoutes } from "./experiments.js";
-import { type FlagsApiOptions, registerFlagsApi } from "./flags.js";
+import { checkFlagRefs, type FlagsApiOptions, registerFlagsApi } from "./flags.js";
 import { registerLogsRoutes } from "./logs.js";
 import { isMetricsPath, type MetricsRegistry, registerMetricsRoute } from "./metrics.js";
 import { isClientKeyPath, type OfrepOptions, registerOfrep } from "./ofrep.js";
@@ -155,6 +155,12 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
     const existing = (await store.listResources("Service")).map((s) => s.resource);
     const templates = (await store.listResources("AnalysisTemplate")).map((t) => t.resource);
     const errors = [...crossCheck(resources, existing), ...checkAnalysisRefs(resources, templates)];
+    // References to flags (Service.flags, setFlag steps, segments), when flags are served.
+    if (opts.flags !== undefined) {
+      const flags = (await store.listResources("Flag")).map((f) => f.resource);
+      const segments = (await store.listResources("Segment")).map((s) => s.name);
+      errors.push(...checkFlagRefs(resources, { flags, segments }));
+    }
     if (errors.length > 0) throw invalid(errors);
     return resources;
   };

@@ -99,12 +99,16 @@ export function expandPreviews(tables: RouteTable[]): RouteTable[] {
     out.push(t);
     if (!t.preview) continue;
     const backend = t.backends.find((b) => b.version === t.preview?.version);
-    const { preview, matches: _m, versionOverride: _o, ...rest } = t;
+    // Only what a plain listener needs: no match rules, mirror, experiment or edge flags, which
+    // belong to the service's users, not to testers of the preview.
     out.push({
-      ...rest,
       service: `${t.service}${PREVIEW_SUFFIX}`,
-      listen: preview.listen,
-      backends: [{ version: preview.version, weight: 100, endpoints: backend?.endpoints ?? [] }],
+      revision: t.revision,
+      listen: t.preview.listen,
+      hashVersion: t.hashVersion,
+      backends: [{ version: t.preview.version, weight: 100, endpoints: backend?.endpoints ?? [] }],
+      ...(t.policy ? { policy: t.policy } : {}),
+      updatedAt: t.updatedAt,
     });
   }
   return out;

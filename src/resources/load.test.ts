@@ -315,6 +315,14 @@ describe("valid fixtures", () => {
       readiness: { path: "/healthz", periodSeconds: 1, timeoutSeconds: 1, initialDelaySeconds: 0 },
       startupTimeoutSeconds: 60,
       terminationGracePeriodSeconds: 10,
+      drainSeconds: 2,
+      restartPolicy: {
+        initialBackoffSeconds: 1,
+        maxBackoffSeconds: 300,
+        resetAfterSeconds: 600,
+        failureThreshold: 3,
+      },
+      logs: { maxBytes: 10 * 1024 * 1024, maxFiles: 5 },
     });
     assert.deepEqual(fraud.spec.strategy?.canary?.steps, [
       { setWeight: 5 },

@@ -158,6 +158,36 @@ ${serviceYaml("v1")}`;
     assert.equal((await get("u1")).body, "v1|new-checkout=off");
   });
 
+  it("refuses references to flags, variants and segments that do not exist", async () => {
+    const bad = serviceYaml("v1")
+      .replace("flags: [new-checkout]", "flags: [new-chekout]")
+      .replace("percentage: 100 }", "variant: maybe }");
+    const r = await api(t, "POST", "/api/v1/apply", bad, { contentType: "application/yaml" });
+    assert.equal(r.status, 400);
+    const paths = r.json.error.details.errors.map((e: { path: string }) => e.path);
+    assert.deepEqual(paths, [
+      "spec.flags[0]",
+      "spec.strategy.blueGreen.flagSteps[2].setFlag.variant",
+    ]);
+    const seg = await api(
+      t,
+      "POST",
+      "/api/v1/apply",
+      `apiVersion: turnout.dev/v1
+kind: Flag
+metadata: { name: other }
+spec:
+  type: boolean
+  variants: { on: true, off: false }
+  defaultVariant: off
+  rules: [{ segments: [nobody], variant: on }]
+`,
+      { contentType: "application/yaml" },
+    );
+    assert.equal(seg.status, 400);
+    assert.equal(seg.json.error.details.errors[0].path, "spec.rules[0].segments[0]");
+  });
+
   it("a failed analysis after setFlag turns the flag off at once and records why", async () => {
     const r = await api(t, "POST", "/api/v1/apply", serviceYaml("v2"), {
       contentType: "application/yaml",

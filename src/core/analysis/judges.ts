@@ -186,11 +186,10 @@ export function mannWhitneyLookAlpha(
 /**
  * The sequential judge's default `detect`: the excess of the candidate's error rate over
  * baseline + maxIncrease that its mSPRT is tuned to catch fastest (the mixing scale tau). The
- * mixture's likelihood ratio against an excess s is largest for tau ≈ s, and a tau too small
- * for the effect costs more than one too large (see bench/README.md, "Settings study"): 2
- * points, so that a canary failing a few points more than allowed is caught within a few
- * hundred requests. A service that cares about excesses of a tenth of a point sets a smaller
- * one and waits longer for it.
+ * mixture's likelihood ratio against an excess s is largest for tau ≈ s. 2 points suits
+ * canaries that fail a few points more than allowed; in bench:decisions' settings study, 2, 4
+ * and 8 points rolled back a 4-point excess equally fast at 10-s looks (the looks set the pace
+ * there). A service that cares about excesses of a tenth of a point sets a smaller one.
  */
 export const DEFAULT_SEQUENTIAL_DETECT = 0.02;
 

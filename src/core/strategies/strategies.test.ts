@@ -8,7 +8,7 @@ import { describe, it } from "node:test";
 import { FakeClock } from "../clock.js";
 import type { Command, CommandType, ServiceSpec, ServiceStatus, StrategySpec } from "../model.js";
 import { type ReconcileOutput, reconcile, type VersionReadiness } from "../rollout.js";
-import { buildRouteTable } from "../routes.js";
+import { buildRouteTable, expandPreviews } from "../routes.js";
 
 class Sim {
   clock = new FakeClock();
@@ -272,6 +272,23 @@ describe("blue-green strategy", () => {
       { version: "v1", replicas: 4 },
     ]);
     assert.equal(sim.last.wakeAt, sim.clock.now() + 30_000);
+  });
+
+  it("the preview listener's table sends everything to green and carries nothing else", () => {
+    const sim = new Sim(bg());
+    sim.tick();
+    sim.setVersion("v2");
+    for (let i = 0; i < 3; i++) sim.tick();
+    const table = { ...sim.table(), revision: 7, mirror: { fake: true } } as never;
+    const [main, preview] = expandPreviews([table]);
+    assert.equal(main, table);
+    assert.equal(preview?.service, "svc:preview");
+    assert.deepEqual(preview?.listen, { host: "127.0.0.1", port: 9090 });
+    assert.deepEqual(preview?.backends, [
+      { version: "v2", weight: 100, endpoints: ["v2-0", "v2-1", "v2-2", "v2-3"] },
+    ]);
+    assert.equal((preview as unknown as Record<string, unknown>).mirror, undefined);
+    assert.equal(preview?.matches, undefined);
   });
 
   it("a rollback within scaleDownDelay is an instant switch back; later blue is gone", () => {

@@ -326,16 +326,31 @@ function markdown(result: { evaluation: Rec[]; ofrep: Rec; machine: string; date
     START,
     `Measured ${result.date} on ${result.machine} (\`npm run bench:flags\`${quick ? " --quick" : ""}). Evaluations per second, one thread, median of ${ROUNDS} interleaved rounds; the speed-up is Turnout's rate divided by the other's.`,
     "",
-    "| flag | Turnout | flagd-core | GrowthBook | unleash-client |",
-    "| ---- | ------: | ---------: | ---------: | -------------: |",
   ];
   const fmt = (n: number) => n.toLocaleString("en-US");
-  for (const r of result.evaluation) {
-    const cell = (k: string) => `${fmt(r[k].perSec)} (${r[k].turnoutSpeedup}×)`;
-    lines.push(
-      `| ${r.flag} | ${fmt(r.turnoutPerSec)} | ${cell("flagd-core")} | ${cell("growthbook")} | ${cell("unleash")} |`,
-    );
-  }
+  // Columns padded as the repository's formatter (biome) lays tables out: first column left,
+  // the others right-aligned, so a fresh run leaves README.md formatted.
+  const rows = [
+    ["flag", "Turnout", "flagd-core", "GrowthBook", "unleash-client"],
+    ...result.evaluation.map((r) => {
+      const cell = (k: string) => `${fmt(r[k].perSec)} (${r[k].turnoutSpeedup}×)`;
+      return [
+        r.flag,
+        fmt(r.turnoutPerSec),
+        cell("flagd-core"),
+        cell("growthbook"),
+        cell("unleash"),
+      ];
+    }),
+  ];
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((row) => row[c]!.length)));
+  const line = (row: string[]) =>
+    `| ${row.map((v, c) => (c === 0 ? v.padEnd(widths[c]!) : v.padStart(widths[c]!))).join(" | ")} |`;
+  lines.push(line(rows[0]!));
+  lines.push(
+    `| ${widths.map((w, c) => (c === 0 ? "-".repeat(w) : `${"-".repeat(w - 1)}:`)).join(" | ")} |`,
+  );
+  for (const row of rows.slice(1)) lines.push(line(row));
   lines.push("");
   const o = result.ofrep;
   if (o.skipped) lines.push(`OFREP throughput: not measured (${o.skipped}).`);

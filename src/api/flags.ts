@@ -251,12 +251,12 @@ export function checkFlagRefs(
         });
     });
     const steps: { step: RolloutStep; path: string }[] = [];
-    (r.spec.strategy?.canary?.steps ?? []).forEach((step, i) =>
-      steps.push({ step, path: `spec.strategy.canary.steps[${i}].setFlag` }),
-    );
-    (r.spec.strategy?.blueGreen?.flagSteps ?? []).forEach((step, i) =>
-      steps.push({ step, path: `spec.strategy.blueGreen.flagSteps[${i}].setFlag` }),
-    );
+    (r.spec.strategy?.canary?.steps ?? []).forEach((step, i) => {
+      steps.push({ step, path: `spec.strategy.canary.steps[${i}].setFlag` });
+    });
+    (r.spec.strategy?.blueGreen?.flagSteps ?? []).forEach((step, i) => {
+      steps.push({ step, path: `spec.strategy.blueGreen.flagSteps[${i}].setFlag` });
+    });
     for (const { step, path } of steps) {
       if (!("setFlag" in step)) continue;
       const body = step.setFlag;

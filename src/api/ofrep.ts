@@ -168,6 +168,11 @@ function contextOf(raw: unknown): Record<string, unknown> {
 /** Registers OFREP and the provider sync endpoint on `app` (own body parsing and errors). */
 export function registerOfrep(app: FastifyInstance, opts: OfrepOptions): void {
   const maxWait = opts.maxWaitSeconds ?? 60;
+  /** Long polls in progress: ended at once when the server closes, so that it need not wait. */
+  const polls = new Set<() => void>();
+  app.addHook("preClose", async () => {
+    for (const end of [...polls]) end();
+  });
   app.register(async (ofrep) => {
     // Bodies are parsed here, not by fastify, so that bad JSON is OFREP's PARSE_ERROR and a
     // missing or odd content type (some clients send none) still evaluates.
@@ -266,17 +271,23 @@ export function registerOfrep(app: FastifyInstance, opts: OfrepOptions): void {
             done = true;
             clearTimeout(timer);
             off();
+            polls.delete(end);
             reply.raw.off("close", onClose);
             resolve(s);
           };
           const onClose = () => finish(opts.flags.current);
           const off = opts.flags.onUpdate(finish);
+          const end = () => finish(opts.flags.current);
+          polls.add(end);
           const timer = setTimeout(() => finish(opts.flags.current), wait * 1000);
           // The response's close: the client went away (an aborted long poll ends at once).
           reply.raw.on("close", onClose);
         });
       }
       reply.header("etag", snap.etag);
+      // A long poll's connection is not kept alive: a poller that went away mid-wait must not
+      // leave a connection that keeps the server from closing.
+      if (wait > 0) reply.header("connection", "close");
       if (etagMatches(inm, snap.etag)) return reply.code(304).send();
       return {
         etag: snap.etag,

@@ -806,6 +806,10 @@ export function targetsOf(
   if (s.canaryVersion !== null && !listed(s.canaryVersion)) {
     out.push({ version: s.canaryVersion, replicas: of(s.canaryVersion) });
   }
+  // Versions a step runs besides these (an experiment's further arms).
+  for (const [v, n] of Object.entries(s.replicas ?? {})) {
+    if (!listed(v)) out.push({ version: v, replicas: n });
+  }
   // An aborted candidate stays up (without traffic) for a while, so people can look at it.
   const keep = s.abortedVersion;
   if (keep !== null && !listed(keep) && (s.abortScaleDownAt ?? 0) > now) {

@@ -34,6 +34,12 @@ export function buildRouteTable(i: RouteInputs): Omit<RouteTable, "revision"> {
     (a, b) =>
       Number(b.version === status.canaryVersion) - Number(a.version === status.canaryVersion),
   );
+  // An experiment's further arms (versions beside stable and canary) get backends without
+  // weight: only the units assigned to them reach them.
+  for (const arm of status.experiment?.arms ?? []) {
+    if (!ordered.some((w) => w.version === arm.version))
+      ordered.push({ version: arm.version, weight: 0 });
+  }
   const running = new Set(i.weights.map((w) => w.version));
   const resolve = (to: string): string | null => {
     if (to === "canary") return status.canaryVersion;

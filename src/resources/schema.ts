@@ -909,12 +909,9 @@ const ExperimentMetricSchema = strict({
 
 const ArmSchema = strict({
   name: metricName.describe('The arm\'s name, e.g. "A" or "control".'),
-  version: z
-    .enum(["stable", "canary"], {
-      error: (iss) =>
-        `must be "stable" (the version serving now) or "canary" (the candidate), got ${describeValue(iss.input)}`,
-    })
-    .describe("Which version serves the arm."),
+  version: versionName.describe(
+    'Which version serves the arm: "stable" (the version serving now), "canary" (the candidate) or another version by name (a third arm).',
+  ),
   weight: num({ gt: 0, max: 100 }).describe("Percent of the experiment's units in this arm."),
 });
 
@@ -924,12 +921,11 @@ const experimentShape = {
     .describe("Unique experiment name; default <service>-<candidate version>."),
   arms: z
     .array(ArmSchema)
-    .length(2, {
-      error: "must list exactly two arms (one stable, one canary) in this version of Turnout",
-    })
+    .min(2, { error: "must list at least two arms (one stable, one canary)" })
+    .max(10, { error: "must list at most 10 arms" })
     .superRefine(uniqueNames("arm", "arms"))
     .superRefine((arms, ctx) => {
-      if (arms.length !== 2) return;
+      if (arms.length < 2) return;
       if (!arms.some((a) => a.version === "stable") || !arms.some((a) => a.version === "canary"))
         ctx.addIssue({
           code: "custom",

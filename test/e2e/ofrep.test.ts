@@ -221,6 +221,40 @@ describe("OFREP", () => {
     await OpenFeature.clearProviders();
   });
 
+  it("the real web SDK's bulk flow: evaluate all, then 304 while nothing changes", async () => {
+    const statuses: number[] = [];
+    const fetchImplementation = async (input: string | URL | Request, init?: RequestInit) => {
+      const res = await fetch(input, init);
+      if (String(input instanceof Request ? input.url : input).endsWith("/ofrep/v1/evaluate/flags"))
+        statuses.push(res.status);
+      return res;
+    };
+    const provider = new OFREPWebProvider({
+      baseUrl: up.url,
+      headers: [["X-API-Key", key]],
+      fetchImplementation,
+      pollInterval: 100,
+    } as ConstructorParameters<typeof OFREPWebProvider>[0]);
+    await WebOpenFeature.setContext({ targetingKey: "u9", plan: "pro" });
+    await WebOpenFeature.setProviderAndWait(provider);
+    const client = WebOpenFeature.getClient();
+    assert.deepEqual(client.getObjectValue("limits", {}), { max: 100 });
+    assert.equal(client.getStringValue("banner", "x"), "hello");
+    const deadline = Date.now() + 10_000;
+    while (!statuses.includes(304) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
+    assert.equal(statuses[0], 200);
+    assert.ok(statuses.includes(304), `statuses ${statuses.join(",")}`);
+    // A change shows up at the next poll (200 with the new values).
+    const set = await api(up, "POST", "/api/v1/flags/banner/set", { variant: "b" });
+    assert.equal(set.status, 200, JSON.stringify(set.json));
+    const until = Date.now() + 10_000;
+    while (client.getStringValue("banner", "x") !== "bonjour" && Date.now() < until)
+      await new Promise((r) => setTimeout(r, 50));
+    assert.equal(client.getStringValue("banner", "x"), "bonjour");
+    await WebOpenFeature.clearProviders();
+    await provider.onClose?.();
+  });
   it("the in-process provider syncs definitions and evaluates locally; a kill arrives by long poll", async () => {
     const changes: string[] = [];
     const provider = new TurnoutProvider({
@@ -263,39 +297,7 @@ describe("OFREP", () => {
     );
     await api(up, "POST", "/api/v1/flags/new-checkout/enable", {});
     await OpenFeature.clearProviders();
-  });
-
-  it("the real web SDK's bulk flow: evaluate all, then 304 while nothing changes", async () => {
-    const statuses: number[] = [];
-    const fetchImplementation = async (input: string | URL | Request, init?: RequestInit) => {
-      const res = await fetch(input, init);
-      if (String(input instanceof Request ? input.url : input).endsWith("/ofrep/v1/evaluate/flags"))
-        statuses.push(res.status);
-      return res;
-    };
-    const provider = new OFREPWebProvider({
-      baseUrl: up.url,
-      headers: [["X-API-Key", key]],
-      fetchImplementation,
-      pollInterval: 100,
-    } as ConstructorParameters<typeof OFREPWebProvider>[0]);
-    await WebOpenFeature.setContext({ targetingKey: "u9", plan: "pro" });
-    await WebOpenFeature.setProviderAndWait(provider);
-    const client = WebOpenFeature.getClient();
-    assert.deepEqual(client.getObjectValue("limits", {}), { max: 100 });
-    assert.equal(client.getStringValue("banner", "x"), "hello");
-    const deadline = Date.now() + 10_000;
-    while (!statuses.includes(304) && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 50));
-    assert.equal(statuses[0], 200);
-    assert.ok(statuses.includes(304), `statuses ${statuses.join(",")}`);
-    // A change shows up at the next poll (200 with the new values).
-    const set = await api(up, "POST", "/api/v1/flags/banner/set", { variant: "b" });
-    assert.equal(set.status, 200, JSON.stringify(set.json));
-    const until = Date.now() + 10_000;
-    while (client.getStringValue("banner", "x") !== "bonjour" && Date.now() < until)
-      await new Promise((r) => setTimeout(r, 50));
-    assert.equal(client.getStringValue("banner", "x"), "bonjour");
-    await WebOpenFeature.clearProviders();
+    // Stops the long poll (clearProviders may not close a domain-scoped provider itself).
+    await provider.onClose();
   });
 });

@@ -258,13 +258,17 @@ describe("experiment step", () => {
       version: "v1",
       strategy: { abTest: { ...base, ...exp } },
     };
+    const readiness: Record<string, { ready: number; failed: number }> = {
+      v1: { ready: 1, failed: 0 },
+      v2: { ready: 1, failed: 0 },
+    };
     const tick = (experimentData?: ExperimentData, commands: never[] = []) => {
       const out = reconcile({
         now: clock.now(),
         service: { name: "shop", generation: 1, spec },
         status,
         commands,
-        readiness: { v1: { ready: 1, failed: 0 }, v2: { ready: 1, failed: 0 } },
+        readiness,
         ...(experimentData ? { experimentData } : {}),
       });
       status = out.status;
@@ -273,6 +277,7 @@ describe("experiment step", () => {
     return {
       clock,
       tick,
+      readiness,
       get status() {
         return status as ServiceStatus;
       },
@@ -312,6 +317,63 @@ describe("experiment step", () => {
     assert.equal(s.status.phase, "Completed", s.status.message);
     assert.equal(s.status.stableVersion, "v2");
     assert.ok(won.events.some((e) => e.type === "ExperimentConcluded" && /wins/.test(e.message)));
+  });
+
+  it("three arms: the third arm's version runs beside them, and its win keeps stable", () => {
+    const s = scenario({
+      arms: [
+        { name: "A", version: "stable", weight: 34 },
+        { name: "B", version: "canary", weight: 33 },
+        { name: "C", version: "v3", weight: 33 },
+      ],
+    });
+    s.tick();
+    s.release("v2");
+    let out = s.tick();
+    assert.match(s.status.message, /waiting for the experiment's arm versions: v3 0\/1 ready/);
+    assert.deepEqual(
+      out.targets.map((t) => t.version),
+      ["v1", "v2", "v3"],
+      "the third arm's version is started",
+    );
+    assert.equal(s.status.experiment ?? null, null, "the experiment waits for every arm");
+    s.readiness.v3 = { ready: 1, failed: 0 };
+    out = s.tick();
+    assert.deepEqual(
+      s.status.experiment?.arms.map((a) => a.version),
+      ["v1", "v2", "v3"],
+    );
+    const table = buildRouteTable({
+      service: "shop",
+      spec: s.spec,
+      status: s.status,
+      weights: out.weights,
+      endpoints: (v) => [`http://${v}`],
+      now: 0,
+    });
+    assert.deepEqual(
+      table.backends.find((b) => b.version === "v3"),
+      { version: "v3", weight: 0, endpoints: ["http://v3"] },
+      "a backend without weight: only units assigned to C reach it",
+    );
+    s.clock.advance(60_000);
+    const three: ExperimentData = {
+      experiment: "shop-v2",
+      units: { A: 5000, B: 5000, C: 5000 },
+      metrics: {
+        conversion: { A: sums(5000, 500), B: sums(5000, 505), C: sums(5000, 700) },
+      },
+      readAt: 0,
+    };
+    out = s.tick(three);
+    assert.equal(s.status.phase, "Degraded");
+    assert.match(s.status.message, /arm C \(v3\) wins, not v2/);
+    assert.match(s.status.message, /set spec.version to v3/);
+    assert.deepEqual(
+      out.targets.map((t) => t.version),
+      ["v1", "v2"],
+      "v3 stops with the experiment (v2 kept for the abort delay)",
+    );
   });
 
   it("a loser rolls back with the numbers; manual decisions wait for a person", () => {

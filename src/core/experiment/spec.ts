@@ -29,12 +29,12 @@ export function experimentName(
   return spec.name ?? `${service}-${candidate}`;
 }
 
-/** Arms with their versions; the default is A = stable (100 − split), B = canary (split). */
 /** The control arm's name: the arm on the stable version ("A" by default). */
 export function controlArm(spec: Pick<ExperimentSpec, "arms">): string {
   return spec.arms?.find((a) => a.version === "stable")?.name ?? "A";
 }
 
+/** Arms with their versions; the default is A = stable (100 − split), B = canary (split). */
 export function resolveArms(
   spec: Pick<ExperimentSpec, "arms" | "split">,
   stable: string,
@@ -46,7 +46,7 @@ export function resolveArms(
   ];
   return arms.map((a) => ({
     name: a.name,
-    version: a.version === "stable" ? stable : canary,
+    version: a.version === "stable" ? stable : a.version === "canary" ? canary : a.version,
     weight: a.weight,
   }));
 }

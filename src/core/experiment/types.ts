@@ -11,8 +11,12 @@ export type AssignmentKeySpec = { header: string } | { cookie: string } | { quer
 /** One arm: a name people read ("A", "B", "control") and the version that serves it. */
 export interface ArmSpec {
   name: string;
-  /** "stable" (the version serving now, the control) or "canary" (the candidate). */
-  version: "stable" | "canary";
+  /**
+   * "stable" (the version serving now; the first such arm is the control), "canary" (the
+   * candidate), or another version by name: a further arm, run beside them while the
+   * experiment lasts.
+   */
+  version: string;
   /** Relative allocation weight (percent of the experiment's units). */
   weight: number;
 }

@@ -22,6 +22,8 @@ import {
   experimentName,
   resolveArms,
 } from "../experiment/index.js";
+import type { ServiceStatus } from "../model.js";
+import { replicasOf } from "../replicas.js";
 import { roundWeight } from "./setWeight.js";
 import type { StepKind } from "./types.js";
 
@@ -52,6 +54,21 @@ function numbers(r: ExperimentResults): Record<string, unknown> {
   };
 }
 
+/** Versions of arms beyond stable and canary (a third arm): run only while the experiment lasts. */
+function extraVersions(e: ExperimentSpec): string[] {
+  return [
+    ...new Set(
+      (e.arms ?? []).map((a) => a.version).filter((v) => v !== "stable" && v !== "canary"),
+    ),
+  ];
+}
+
+function dropExtras(s: ServiceStatus, e: ExperimentSpec): void {
+  if (!s.replicas) return;
+  const keep = Object.entries(s.replicas).filter(([v]) => !extraVersions(e).includes(v));
+  s.replicas = keep.length > 0 ? Object.fromEntries(keep) : null;
+}
+
 export const experiment: StepKind<ExperimentSpec> = {
   key: "experiment",
   describe: (e) =>
@@ -66,6 +83,25 @@ export const experiment: StepKind<ExperimentSpec> = {
     // 1. Start: arms into the status (-> route table), the split into the weights.
     let x = s.experiment;
     if (!x || x.rollout !== s.rolloutNumber || x.stepIndex !== i) {
+      // 0. Further arms' versions start first; the experiment starts once they are all ready.
+      const extras = extraVersions(e).filter((v) => v !== stable && v !== canary);
+      if (extras.length > 0) {
+        const n = replicasOf(ctx.spec);
+        s.replicas = { ...(s.replicas ?? {}), ...Object.fromEntries(extras.map((v) => [v, n])) };
+        const waiting = extras.filter((v) => (ctx.input.readiness[v]?.ready ?? 0) < n);
+        const failed = extras.filter((v) => (ctx.input.readiness[v]?.failed ?? 0) > 0);
+        if (failed.length > 0) {
+          ctx.rollBack(`arm version ${failed.join(", ")} failed to start`, { versions: failed });
+          return "wait";
+        }
+        if (waiting.length > 0) {
+          ctx.setPhase(
+            "Progressing",
+            `${ctx.label(i)}: waiting for the experiment's arm versions: ${waiting.map((v) => `${v} ${ctx.input.readiness[v]?.ready ?? 0}/${n}`).join(", ")} ready`,
+          );
+          return "wait";
+        }
+      }
       const name = experimentName(e, ctx.name, canary);
       const arms = resolveArms(e, stable, canary);
       const { salt, ...key } = e.assignment;
@@ -114,6 +150,24 @@ export const experiment: StepKind<ExperimentSpec> = {
       ctx.rollBack(`${where}: ${canary} loses: ${why}`, { experiment: x.name, verdict });
       return "wait";
     }
+    if (verdict === "win" && !held && r?.verdict === "win") {
+      // Several treatment arms: the candidate ships only if one of its arms is better; another
+      // arm winning keeps stable, and says which version to roll out instead.
+      const better = new Set(
+        r.metrics
+          .filter((m) => m.role === "goal")
+          .flatMap((m) => m.comparisons.filter((c) => c.outcome === "better").map((c) => c.arm)),
+      );
+      const candidateWins = x.arms.some((a) => a.version === canary && better.has(a.name));
+      if (!candidateWins) {
+        const others = x.arms.filter((a) => better.has(a.name));
+        const list = others.map((a) => `${a.name} (${a.version})`).join(", ");
+        const message = `${where}: arm ${list} wins, not ${canary}: ${why}; keeping ${stable} (set spec.version to ${others[0]?.version ?? "the winner"} to roll it out)`;
+        ctx.emit("ExperimentConcluded", message, numbers(r));
+        ctx.rollBack(message, { experiment: x.name, verdict: "otherArmWins", winners: others });
+        return "wait";
+      }
+    }
     if (verdict === "win") {
       if (e.decision === "manual") {
         ctx.setPhase(
@@ -124,6 +178,7 @@ export const experiment: StepKind<ExperimentSpec> = {
       }
       ctx.emit("ExperimentConcluded", `${where}: ${canary} wins: ${why}`, numbers(r!));
       s.experiment = null;
+      dropExtras(s, e);
       return "next";
     }
     if (verdict === "inconclusive" || expired) {

@@ -151,3 +151,42 @@ test("a failed flush keeps the rows for the next one", async () => {
   );
   assert.equal(log.pending, 0);
 });
+
+test("a third arm on a version without weight is served to its units only", () => {
+  const log = new ExposureLog({ sink: new FakeSink(), logger: silent, now: () => 0 });
+  const raw: RouteTable = {
+    service: "svc",
+    revision: 1,
+    listen: { host: "127.0.0.1", port: 0 },
+    hashVersion: 1,
+    updatedAt: 0,
+    backends: [
+      { version: "v2", weight: 33, endpoints: ["http://127.0.0.1:1"] },
+      { version: "v1", weight: 67, endpoints: ["http://127.0.0.1:2"] },
+      { version: "v3", weight: 0, endpoints: ["http://127.0.0.1:3"] },
+    ],
+    experiment: {
+      name: "exp3",
+      arms: [
+        { name: "A", version: "v1", weight: 34 },
+        { name: "B", version: "v2", weight: 33 },
+        { name: "C", version: "v3", weight: 33 },
+      ],
+      key: { header: "x-user" },
+      salt: "s3",
+    },
+  };
+  const { table } = compileTable(raw, { pools, counters: (v) => recorder.series("svc", v) });
+  assert.deepEqual(attachExperiment(table, raw, log), []);
+  const x = experimentOf(table)!;
+  const out = { setCookie: null, experimentUnit: null as string | null };
+  const seen: Record<string, number> = {};
+  for (let i = 0; i < 3000; i++) {
+    const v = selectArm(x, req({ "x-user": `u${i}` }), out)?.version ?? "none";
+    seen[v] = (seen[v] ?? 0) + 1;
+  }
+  assert.deepEqual(Object.keys(seen).sort(), ["v1", "v2", "v3"]);
+  assert.ok((seen.v3 ?? 0) > 900 && (seen.v3 ?? 0) < 1100, JSON.stringify(seen));
+  // The split (requests without a unit id) never sends anything to the weightless version.
+  assert.ok(!table.backends.some((b) => b.version === "v3"));
+});

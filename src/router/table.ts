@@ -76,8 +76,12 @@ export function compileTable(
   const backends: CompiledBackend[] = [];
   const origins = new Set<string>();
   const byVersion = new Map<string, CompiledBackend>();
-  // Rules and the override may send requests to a version the split gives nothing (a preview).
-  const targetable = (table.matches?.length ?? 0) > 0 || table.versionOverride === true;
+  // Rules, the override and experiment arms may send requests to a version the split gives
+  // nothing (a preview, an experiment's further arm).
+  const targetable =
+    (table.matches?.length ?? 0) > 0 ||
+    table.versionOverride === true ||
+    (table.experiment?.arms.length ?? 0) > 0;
   let totalWeight = 0;
   for (const b of table.backends) {
     const endpoints: CompiledEndpoint[] = [];

@@ -326,7 +326,12 @@ function startedEvent(
       phase: status.phase,
       stepIndex: status.stepIndex,
       rollout: status.rolloutNumber,
-      instances: instances.map((i) => ({ id: i.id, version: i.version, url: i.url, state: i.state })),
+      instances: instances.map((i) => ({
+        id: i.id,
+        version: i.version,
+        url: i.url,
+        state: i.state,
+      })),
     },
     time: now,
   };

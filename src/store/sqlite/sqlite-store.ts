@@ -36,7 +36,6 @@ import { TurnoutError } from "../../errors.js";
 import { migrateToLatest } from "../migrations/index.js";
 import type { Database } from "../schema.js";
 import { SqlStore } from "../sql-store.js";
-import type { Store } from "../store.js";
 
 export interface SqliteStoreOptions {
   /** File path (its directory is created if missing), or ":memory:" for a private database. */

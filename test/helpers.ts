@@ -1,5 +1,5 @@
 /** Shared helpers for end-to-end tests: real processes, real sockets, port 0. */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { createServer as createNetServer } from "node:net";
@@ -185,4 +185,14 @@ export async function api(
   });
   const text = await res.text();
   return { status: res.status, json: text ? JSON.parse(text) : undefined };
+}
+
+/** Pids of the processes whose command line contains `marker` (the test's own instances). */
+export function pidsWith(marker: string): number[] {
+  try {
+    const out = execFileSync("pgrep", ["-f", marker], { encoding: "utf8" });
+    return out.split("\n").filter(Boolean).map(Number);
+  } catch {
+    return []; // pgrep exits 1 when nothing matches
+  }
 }

@@ -15,10 +15,10 @@ import type {
   TurnoutEvent,
 } from "../core/model.js";
 import { defaultPortAllocator } from "../runtime/process/ports.js";
-import { packageRoot } from "../version.js";
 import { Client } from "./client.js";
 import { runAbTestDemo } from "./demo/abtest.js";
 import { runFlagsDemo } from "./demo/flags.js";
+import { modelRuntime } from "./demo/model.js";
 import { runShadowDemo } from "./demo/shadow.js";
 import { runZeroDowntimeDemo } from "./demo/zero-downtime.js";
 import { bold, cyan, dim, formatHistory, green, phaseColor, red } from "./format.js";
@@ -52,23 +52,10 @@ function serviceSpec(port: number, version: string): ServiceResource {
     metadata: { name: SERVICE },
     spec: {
       listen: { host: "127.0.0.1", port },
-      runtime: {
-        process: {
-          command: [process.execPath, join(packageRoot(), "examples/model/server.mjs")],
-          env: { MODEL_VERSION: "${version}" },
-          replicas: 2,
-          readiness: {
-            path: "/healthz",
-            periodSeconds: 0.2,
-            timeoutSeconds: 1,
-            initialDelaySeconds: 0,
-          },
-          startupTimeoutSeconds: 30,
-          terminationGracePeriodSeconds: 5,
-          // v3 is the bad release of the story: 25% of its answers are errors.
-          versions: { v3: { env: { ERROR_RATE: "0.25" } } },
-        },
-      },
+      runtime: modelRuntime(2, {
+        // v3 is the bad release of the story: 25% of its answers are errors.
+        versions: { v3: { env: { ERROR_RATE: "0.25" } } },
+      }),
       version,
       strategy: {
         canary: {

@@ -3,20 +3,10 @@
  * processes, switches v1 -> v2 when they are ready, and leaves no process behind on exit.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import { api, freePort, ROOT, startUp, tempDir, waitFor } from "../helpers.js";
-
-function pidsWith(marker: string): number[] {
-  try {
-    const out = execFileSync("pgrep", ["-f", marker], { encoding: "utf8" });
-    return out.split("\n").filter(Boolean).map(Number);
-  } catch {
-    return []; // pgrep exits 1 when nothing matches
-  }
-}
+import { api, freePort, pidsWith, ROOT, startUp, tempDir, waitFor } from "../helpers.js";
 
 async function predict(
   port: number,

@@ -8,23 +8,13 @@
  * duplicate port.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import { api, freePort, ROOT, startUp, tempDir, type Up, waitFor } from "../helpers.js";
+import { api, freePort, pidsWith, ROOT, startUp, tempDir, type Up, waitFor } from "../helpers.js";
 import { type Load, type LoadStats, startLoad } from "../load.js";
 
 const PER_PHASE = 2_000;
-
-function pidsWith(marker: string): number[] {
-  try {
-    const out = execFileSync("pgrep", ["-f", marker], { encoding: "utf8" });
-    return out.split("\n").filter(Boolean).map(Number);
-  } catch {
-    return []; // pgrep exits 1 when nothing matches
-  }
-}
 
 function service(
   port: number,

@@ -6,15 +6,14 @@
  * in batches; Turnout's router assigns the users and logs their exposures, and the controller
  * runs the sequential analysis until m2 wins and is promoted. Then the results table.
  */
-import { join } from "node:path";
 import { Pool } from "undici";
 import type { ServiceResource, ServiceStatus } from "../../core/model.js";
 import { mulberry32 } from "../../core/stats/random.js";
 import { defaultPortAllocator } from "../../runtime/process/ports.js";
-import { packageRoot } from "../../version.js";
 import type { Client } from "../client.js";
 import { formatResults } from "../experiment.js";
 import { bold, cyan, dim, green, red } from "../format.js";
+import { modelRuntime } from "./model.js";
 
 const SERVICE = "recommender";
 const EXPERIMENT = "recommender-m2";
@@ -28,21 +27,7 @@ function service(port: number, version: string): ServiceResource {
     metadata: { name: SERVICE },
     spec: {
       listen: { host: "127.0.0.1", port },
-      runtime: {
-        process: {
-          command: [process.execPath, join(packageRoot(), "examples/model/server.mjs")],
-          env: { MODEL_VERSION: "${version}" },
-          replicas: 1,
-          readiness: {
-            path: "/healthz",
-            periodSeconds: 0.2,
-            timeoutSeconds: 1,
-            initialDelaySeconds: 0,
-          },
-          startupTimeoutSeconds: 30,
-          terminationGracePeriodSeconds: 5,
-        },
-      },
+      runtime: modelRuntime(1),
       version,
       strategy: {
         abTest: {

@@ -5,15 +5,14 @@
  * the report shows the agreement, which labels flipped, the score error and drift, latency and
  * drops; the gate passes on it and the rollout goes on into a canary (shadow -> 50% -> 100%).
  */
-import { join } from "node:path";
 import { Pool } from "undici";
 import type { ServiceResource, ServiceStatus } from "../../core/model.js";
 import { mulberry32 } from "../../core/stats/random.js";
 import { defaultPortAllocator } from "../../runtime/process/ports.js";
-import { packageRoot } from "../../version.js";
 import type { Client } from "../client.js";
 import { bold, cyan, dim, green, red } from "../format.js";
 import { formatShadow, type ShadowView } from "../shadow.js";
+import { modelRuntime } from "./model.js";
 
 const SERVICE = "fraud-shadow";
 
@@ -24,21 +23,7 @@ function service(port: number, version: string): ServiceResource {
     metadata: { name: SERVICE },
     spec: {
       listen: { host: "127.0.0.1", port },
-      runtime: {
-        process: {
-          command: [process.execPath, join(packageRoot(), "examples/model/server.mjs")],
-          env: { MODEL_VERSION: "${version}" },
-          replicas: 1,
-          readiness: {
-            path: "/healthz",
-            periodSeconds: 0.2,
-            timeoutSeconds: 1,
-            initialDelaySeconds: 0,
-          },
-          startupTimeoutSeconds: 30,
-          terminationGracePeriodSeconds: 5,
-        },
-      },
+      runtime: modelRuntime(1),
       version,
       strategy: {
         canary: {

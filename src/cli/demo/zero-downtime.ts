@@ -7,12 +7,11 @@
  */
 
 import { Agent, request } from "node:http";
-import { join } from "node:path";
 import type { ServiceResource, ServiceStatus } from "../../core/model.js";
 import { defaultPortAllocator } from "../../runtime/process/ports.js";
-import { packageRoot } from "../../version.js";
 import type { Client } from "../client.js";
 import { bold, cyan, dim, green, red } from "../format.js";
+import { modelRuntime } from "./model.js";
 
 const SERVICE = "checkout";
 
@@ -28,22 +27,7 @@ function service(
     metadata: { name: SERVICE },
     spec: {
       listen: { host: "127.0.0.1", port },
-      runtime: {
-        process: {
-          command: [process.execPath, join(packageRoot(), "examples/model/server.mjs")],
-          env: { MODEL_VERSION: "${version}" },
-          replicas: 4,
-          readiness: {
-            path: "/healthz",
-            periodSeconds: 0.2,
-            timeoutSeconds: 1,
-            initialDelaySeconds: 0,
-          },
-          startupTimeoutSeconds: 30,
-          terminationGracePeriodSeconds: 5,
-          drainSeconds: 0.5,
-        },
-      },
+      runtime: modelRuntime(4, { drainSeconds: 0.5 }),
       version,
       strategy: rolling
         ? { rolling: { maxSurge: 1, maxUnavailable: 0 } }

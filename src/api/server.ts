@@ -7,6 +7,7 @@
  * all traffic is back on stable, and says so.
  */
 import { timingSafeEqual } from "node:crypto";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import Fastify, {
   type FastifyError,
   type FastifyInstance,
@@ -26,7 +27,7 @@ import { registerExperimentRoutes } from "./experiments.js";
 import { checkFlagRefs, type FlagsApiOptions, registerFlagsApi } from "./flags.js";
 import { registerLogsRoutes } from "./logs.js";
 import { isMetricsPath, type MetricsRegistry, registerMetricsRoute } from "./metrics.js";
-import { isClientKeyPath, type OfrepOptions, registerOfrep } from "./ofrep.js";
+import { isClientKeyPath, type OfrepOptions, ofrepFastPath, registerOfrep } from "./ofrep.js";
 import { registerShadowRoutes, type ShadowApiOptions, shadowView } from "./shadow.js";
 
 export interface ApiOptions {
@@ -71,11 +72,21 @@ interface CommandBody {
 
 export function buildApi(opts: ApiOptions): FastifyInstance {
   const { store, clock } = opts;
+  // OFREP's single evaluations skip fastify's routing (ofrep.ts explains why and what it keeps).
+  const fast = opts.flags ? ofrepFastPath(opts.flags.ofrep) : null;
   const app = Fastify({
     logger: opts.logger ?? false,
     bodyLimit: opts.bodyLimit ?? 4 * 1024 * 1024,
     // Error bodies are ours; fastify's default would leak its own codes.
     return503OnClosing: true,
+    ...(fast
+      ? {
+          serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) =>
+            createServer((req, res) => {
+              if (!fast(req, res)) handler(req, res);
+            }),
+        }
+      : {}),
   });
   const tokenBuf = Buffer.from(opts.token);
 

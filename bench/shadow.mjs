@@ -476,6 +476,14 @@ ${END}`;
   else
     text += `\n## Shadow mirroring (\`npm run bench:shadow\`)\n\nRequests/s with 100% of requests mirrored to a shadow (copies sent, answers captured and compared) against none, same run, same process, beside nginx's \`mirror\` directive. The proxies are pinned to one core; the two nginx backends and wrk share the other.\n\n${section}\n`;
   writeFileSync(file, text);
+  // The tables above are written unpadded; the project's formatter aligns them (lint checks it).
+  spawnSync(
+    process.execPath,
+    [join(ROOT, "node_modules/@biomejs/biome/bin/biome"), "format", "--write", file],
+    {
+      stdio: "ignore",
+    },
+  );
 }
 
 // Last, so that every constant above is initialized.

@@ -332,3 +332,45 @@ describe("blue-green and rolling gates use the analysis engine", () => {
     assert.equal(weight(sim, "v2"), 100);
   });
 });
+
+describe("blue-green with feature flags", () => {
+  const strategy: StrategySpec = {
+    blueGreen: {
+      autoPromotionSeconds: 0,
+      flagSteps: [
+        { setFlag: { flag: "f", percentage: 50 } },
+        { analysis: { templates: ["errors"] } },
+        { setFlag: { flag: "f", percentage: 100 } },
+      ],
+    },
+  };
+
+  it("a failed analysis after a flag step turns the flag off and keeps green", () => {
+    const sim = new Sim([], undefined, strategy);
+    sim.start();
+    sim.tick();
+    assert.equal(sim.status?.flags?.f?.percentage, 50);
+    for (let i = 0; i < 10 && sim.status?.phase !== "Completed"; i++) {
+      sim.clock.advance(10_000);
+      sim.measure(0.2);
+      sim.tick();
+    }
+    assert.equal(sim.status?.phase, "Completed", sim.status?.message);
+    assert.equal(sim.status?.stableVersion, "v2", "no switch back: the version is fine");
+    assert.match(sim.status?.message ?? "", /completed with the feature off: flag f turned off/);
+    assert.equal(sim.status?.flags?.f?.state, "DISABLED");
+    assert.match(sim.status?.flags?.f?.reason ?? "", /^turned off: analysis at step 4\/5 failed/);
+    assert.ok(sim.types().includes("FlagKilled"));
+  });
+
+  it("an abort during the flag steps switches back to blue and turns the flag off", () => {
+    const sim = new Sim([], undefined, strategy);
+    sim.start();
+    sim.tick();
+    sim.commands.push({ type: "abort" });
+    sim.tick();
+    assert.equal(sim.status?.phase, "Degraded");
+    assert.equal(sim.status?.stableVersion, "v1");
+    assert.equal(sim.status?.flags?.f?.state, "DISABLED");
+  });
+});

@@ -570,6 +570,10 @@ function settle(
   if (sum.phase === "Failed" || sum.phase === "Error") {
     const what = `${label} ${sum.phase === "Failed" ? "failed" : "errored"}: ${sum.message}`;
     emit(w, "AnalysisFailed", what, data);
+    if (label !== "background analysis" && flagsToKill(w).length > 0) {
+      killFeature(w, what);
+      return "rolledBack";
+    }
     rollBack(w, "controller", what, { analysis: label });
     return "rolledBack";
   }
@@ -581,6 +585,48 @@ function settle(
     `${label} inconclusive: ${sum.message}; run \`turnout promote\` to go on or \`turnout abort\``,
   );
   return "inconclusive";
+}
+
+/** Flags this rollout raised, when a failure should turn them off rather than switch back. */
+function flagsToKill(w: Work): string[] {
+  const s = w.status;
+  if (!w.strategy.flagFailureKeepsVersion || s.canaryWeight !== 100) return [];
+  return Object.entries(s.flags ?? {})
+    .filter(([, e]) => e.rollout === s.rolloutNumber && e.state !== "DISABLED")
+    .map(([key]) => key);
+}
+
+/**
+ * Blue-green with feature flags: the feature failed, not the version. Its flags go off at
+ * once (no redeploy) and the new version, already serving 100%, completes with the feature
+ * dark; `turnout flags enable` brings it back once fixed.
+ */
+function killFeature(w: Work, why: string): void {
+  const s = w.status;
+  const killed = flagsToKill(w);
+  const flags = { ...(s.flags ?? {}) };
+  for (const key of killed) {
+    flags[key] = {
+      ...(flags[key] as NonNullable<(typeof flags)[string]>),
+      state: "DISABLED",
+      at: w.now,
+      reason: `turned off: ${why}`,
+    };
+  }
+  s.flags = flags;
+  const version = s.canaryVersion;
+  emit(
+    w,
+    "FlagKilled",
+    `flag ${killed.join(", ")} turned off: ${why}; ${version} keeps serving with the feature off`,
+    { flags: killed, version, reason: why },
+  );
+  complete(w);
+  setPhase(
+    w,
+    "Completed",
+    `rollout ${s.rolloutNumber} completed with the feature off: flag ${killed.join(", ")} turned off (${why}); ${s.stableVersion} serves 100%`,
+  );
 }
 
 /** 5. A rollout waits until every instance of the new version is ready; a failed one aborts it. */

@@ -4,8 +4,8 @@
  * `flagSteps` raise the feature 10% -> 50% with an analysis comparing the router's error rate
  * of green's requests with the feature on against those with it off (the router evaluates the
  * flag per request at the edge and labels its measurements by variant). The new checkout fails
- * a third of its orders: the analysis fails, the flag is turned off at once and traffic goes
- * back to blue, still warm. Then the manual kill switch: `turnout flags disable`, in force at
+ * a third of its orders: the analysis fails, the flag is turned off at once and green keeps
+ * serving with the feature dark (no redeploy, no switch back). Then the manual kill switch: `turnout flags disable`, in force at
  * the edge when the command returns. Runs in about 15 s.
  */
 import { createServer, type Server } from "node:http";
@@ -166,7 +166,7 @@ export async function runFlagsDemo(
     if (final === null) return false;
     const f = await api.call<{ effective: { state: string } }>("GET", "/api/v1/flags/new-checkout");
     out(
-      `${final.phase === "Degraded" && f.effective.state === "DISABLED" ? green("flag turned off at once") : red("flag not turned off")}: ${final.message}`,
+      `${final.phase === "Completed" && f.effective.state === "DISABLED" ? green("flag turned off at once, green kept") : red("flag not turned off")}: ${final.message}`,
     );
     const h = await api.call<{ history: { action: string; message: string }[] }>(
       "GET",
@@ -185,7 +185,7 @@ export async function runFlagsDemo(
     const ms = (performance.now() - t0).toFixed(0);
     out(`   before: "${before}"; right after disable (${ms} ms incl. the API call): "${after}"`);
     return (
-      final.phase === "Degraded" &&
+      final.phase === "Completed" &&
       f.effective.state === "DISABLED" &&
       before.includes("new") &&
       after.includes("old")

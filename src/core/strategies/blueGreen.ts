@@ -24,6 +24,7 @@ export function compileBlueGreen(bg: BlueGreenStrategySpec): CompiledStrategy {
   if (bg.postPromotionAnalysis) steps.push({ analysis: bg.postPromotionAnalysis });
   // Blue-green with feature flags: the feature is raised after the switch (setFlag steps).
   if (bg.flagSteps) steps.push(...bg.flagSteps);
+  const flags = (bg.flagSteps?.length ?? 0) > 0;
   return {
     name: "blueGreen",
     steps,
@@ -35,5 +36,6 @@ export function compileBlueGreen(bg: BlueGreenStrategySpec): CompiledStrategy {
     ...(bg.preview ? { preview: bg.preview } : {}),
     scaleDownDelaySeconds: bg.scaleDownDelaySeconds ?? DEFAULT_SCALE_DOWN_DELAY_SECONDS,
     progressDeadlineSeconds: bg.progressDeadlineSeconds ?? DEFAULT_PROGRESS_DEADLINE_SECONDS,
+    ...(flags ? { flagFailureKeepsVersion: true } : {}),
   };
 }

@@ -21,6 +21,12 @@ export interface CompiledStrategy {
   scaleDownDelaySeconds?: number;
   /** A candidate not ready this long after the rollout began is aborted (seconds; default 600). */
   progressDeadlineSeconds?: number;
+  /**
+   * Blue-green with feature flags: once the candidate serves 100% and this rollout has raised
+   * flags, a failed inline analysis turns those flags off and keeps the candidate (the code is
+   * fine with the feature dark) instead of switching back.
+   */
+  flagFailureKeepsVersion?: boolean;
 }
 
 /** Default seconds an aborted candidate keeps running (Argo Rollouts' abortScaleDownDelaySeconds). */

@@ -211,11 +211,14 @@ async function ofrepThroughput() {
   const dir = join(tmpdir(), `turnout-bench-flags-${process.pid}`);
   mkdirSync(dir, { recursive: true });
   const serverCore = cpus().length > 1 ? 1 : 0;
+  // The built package, as users run it (and as bench:router measures it): no TypeScript loader.
+  const built = spawnSync("npm", ["run", "build", "--silent"], { cwd: ROOT, encoding: "utf8" });
+  if (built.status !== 0) throw new Error(`npm run build failed:\n${built.stdout}${built.stderr}`);
   const h = startPinned(
     "turnout",
     serverCore,
     process.execPath,
-    ["--import", "tsx", join(ROOT, "src/cli/main.ts"), "up", "--port", "0", "--data-dir", dir],
+    [join(ROOT, "dist/cli/main.js"), "up", "--port", "0", "--data-dir", dir],
     { env: { ...process.env, TURNOUT_LOG_LEVEL: "warn" }, cwd: ROOT },
   );
   try {

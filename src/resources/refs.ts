@@ -3,7 +3,13 @@
  * exist (in the same apply or already stored) and receive every argument they need. Checked by
  * the API at apply time, against the stored templates; `validate` offline checks only the files.
  */
-import type { AnalysisRefSpec, AnalysisTemplateResource, Resource } from "../core/model.js";
+import type {
+  AnalysisRefSpec,
+  AnalysisTemplateResource,
+  Resource,
+  RolloutStep,
+  StrategySpec,
+} from "../core/model.js";
 import type { FieldError } from "../errors.js";
 
 export function checkAnalysisRefs(
@@ -17,22 +23,14 @@ export function checkAnalysisRefs(
   const errors: FieldError[] = [];
   for (const r of resources) {
     if (r.kind !== "Service") continue;
+    const refs = analysisRefsOf(r.spec.strategy);
     const canary = r.spec.strategy?.canary;
-    if (!canary) continue;
-    const refs: { ref: AnalysisRefSpec; path: string }[] = [];
-    canary.steps.forEach((step, i) => {
-      if ("analysis" in step)
-        refs.push({ ref: step.analysis, path: `spec.strategy.canary.steps[${i}].analysis` });
-    });
-    if (canary.analysis) {
-      refs.push({ ref: canary.analysis, path: "spec.strategy.canary.analysis" });
-      if (canary.analysis.startingStep > canary.steps.length) {
-        errors.push({
-          resource: `Service/${r.metadata.name}`,
-          path: "spec.strategy.canary.analysis.startingStep",
-          message: `must be at most the number of steps (${canary.steps.length}), got ${canary.analysis.startingStep}`,
-        });
-      }
+    if (canary?.analysis && canary.analysis.startingStep > canary.steps.length) {
+      errors.push({
+        resource: `Service/${r.metadata.name}`,
+        path: "spec.strategy.canary.analysis.startingStep",
+        message: `must be at most the number of steps (${canary.steps.length}), got ${canary.analysis.startingStep}`,
+      });
     }
     for (const { ref, path } of refs) {
       const given = new Set((ref.args ?? []).map((a) => a.name));
@@ -64,4 +62,27 @@ export function checkAnalysisRefs(
     }
   }
   return errors;
+}
+
+/** Every place a strategy names AnalysisTemplates, with its path for error messages. */
+function analysisRefsOf(st: StrategySpec | undefined): { ref: AnalysisRefSpec; path: string }[] {
+  const refs: { ref: AnalysisRefSpec; path: string }[] = [];
+  const steps = (list: readonly RolloutStep[] | undefined, at: string) =>
+    list?.forEach((step, i) => {
+      if ("analysis" in step) refs.push({ ref: step.analysis, path: `${at}[${i}].analysis` });
+      if ("rollingUpdate" in step && step.rollingUpdate.analysis)
+        refs.push({ ref: step.rollingUpdate.analysis, path: `${at}[${i}].rollingUpdate.analysis` });
+    });
+  const base = "spec.strategy";
+  steps(st?.canary?.steps, `${base}.canary.steps`);
+  if (st?.canary?.analysis) refs.push({ ref: st.canary.analysis, path: `${base}.canary.analysis` });
+  const bg = st?.blueGreen;
+  if (bg?.prePromotionAnalysis)
+    refs.push({ ref: bg.prePromotionAnalysis, path: `${base}.blueGreen.prePromotionAnalysis` });
+  if (bg?.postPromotionAnalysis)
+    refs.push({ ref: bg.postPromotionAnalysis, path: `${base}.blueGreen.postPromotionAnalysis` });
+  steps(bg?.flagSteps, `${base}.blueGreen.flagSteps`);
+  if (st?.rolling?.analysis)
+    refs.push({ ref: st.rolling.analysis, path: `${base}.rolling.analysis` });
+  return refs;
 }

@@ -20,7 +20,6 @@ import {
   writeFileSync,
 } from "node:fs";
 import { Agent } from "node:http";
-import { createServer } from "node:net";
 import { cpus, loadavg, release, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -28,6 +27,7 @@ import { backendsNginxConf, haproxyConf, proxyNginxConf } from "./lib/configs.mj
 import { aggregateCpuProfile } from "./lib/cpuprofile.mjs";
 import {
   cpuSecondsOf,
+  freePorts,
   httpGet,
   killAllNow,
   memoryOf,
@@ -181,22 +181,6 @@ function formatOutputs(files) {
   if (r.status !== 0) {
     console.warn(`note: could not format ${files.join(", ")} with biome; run npm run format`);
   }
-}
-
-/** Free loopback ports, held open together so that they are distinct. */
-async function freePorts(n) {
-  const servers = [];
-  for (let i = 0; i < n; i++) {
-    const s = createServer();
-    await new Promise((resolve, reject) => {
-      s.once("error", reject);
-      s.listen(0, "127.0.0.1", resolve);
-    });
-    servers.push(s);
-  }
-  const ports = servers.map((s) => s.address().port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

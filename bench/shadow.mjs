@@ -14,8 +14,10 @@ import { createServer } from "node:net";
 import { cpus, loadavg, release, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { nginxHead } from "./lib/configs.mjs";
 import {
   cpuSecondsOf,
+  freePorts,
   killAllNow,
   processTree,
   runPinned,
@@ -120,43 +122,6 @@ function parseArgs(argv) {
     else throw new Error(`unknown option ${a}`);
   }
   return o;
-}
-
-async function freePorts(n) {
-  const servers = [];
-  for (let i = 0; i < n; i++) {
-    const s = createServer();
-    await new Promise((resolve, reject) => {
-      s.once("error", reject);
-      s.listen(0, "127.0.0.1", resolve);
-    });
-    servers.push(s);
-  }
-  const ports = servers.map((s) => s.address().port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
-}
-
-const userLine = () => (process.getuid?.() === 0 ? "user root;" : "");
-
-function nginxHead(dir, name) {
-  return `${userLine()}
-worker_processes 1;
-pid ${dir}/${name}.pid;
-error_log ${dir}/${name}.error.log warn;
-worker_rlimit_nofile 16384;
-events { worker_connections 8192; multi_accept on; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/${name}-tmp/body;
-  proxy_temp_path ${dir}/${name}-tmp/proxy;
-  fastcgi_temp_path ${dir}/${name}-tmp/fastcgi;
-  uwsgi_temp_path ${dir}/${name}-tmp/uwsgi;
-  scgi_temp_path ${dir}/${name}-tmp/scgi;
-  default_type text/plain;
-  keepalive_requests 10000000;
-  keepalive_timeout 120s;
-`;
 }
 
 /** The backends: primary and shadow answer "ok"; each logs 2 bytes per request to count them. */

@@ -32,6 +32,11 @@ function nginxHttpCommon(dir, name) {
 `;
 }
 
+/** The start of an nginx config up to and inside `http {`, for configs of other benchmarks. */
+export function nginxHead(dir, name) {
+  return `${nginxCommon(dir, name)}http {${nginxHttpCommon(dir, name)}`;
+}
+
 /**
  * The two fast backends, one nginx process. Each logs a 2-byte line ("1\\n") per request into
  * its own file, buffered, so the split can be counted from file sizes at almost no cost, and

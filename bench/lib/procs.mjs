@@ -3,6 +3,7 @@
 import { spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { request } from "node:http";
+import { createServer } from "node:net";
 
 const children = new Set();
 
@@ -224,4 +225,20 @@ export function cpuSecondsOf(pids) {
   }
   // USER_HZ is 100 on every Linux this runs on.
   return ticks / 100;
+}
+
+/** Free loopback ports, held open together so that they are distinct. */
+export async function freePorts(n) {
+  const servers = [];
+  for (let i = 0; i < n; i++) {
+    const s = createServer();
+    await new Promise((resolve, reject) => {
+      s.once("error", reject);
+      s.listen(0, "127.0.0.1", resolve);
+    });
+    servers.push(s);
+  }
+  const ports = servers.map((s) => s.address().port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
 }

@@ -18,7 +18,7 @@ import { defaultPortAllocator } from "../runtime/process/ports.js";
 import { Client } from "./client.js";
 import { runAbTestDemo } from "./demo/abtest.js";
 import { runFlagsDemo } from "./demo/flags.js";
-import { modelRuntime } from "./demo/model.js";
+import { modelRuntime, until } from "./demo/model.js";
 import { runShadowDemo } from "./demo/shadow.js";
 import { runZeroDowntimeDemo } from "./demo/zero-downtime.js";
 import { bold, cyan, dim, formatHistory, green, phaseColor, red } from "./format.js";
@@ -306,17 +306,4 @@ export async function runDemo(opts: { keep: boolean }): Promise<number> {
     process.off("SIGTERM", onSignal);
     await cleanup();
   }
-}
-
-async function until(
-  check: () => Promise<boolean>,
-  timeoutMs: number,
-  cancelled: () => boolean,
-): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline && !cancelled()) {
-    if (await check()) return true;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return false;
 }

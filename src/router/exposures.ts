@@ -188,11 +188,9 @@ export interface CompiledExperiment {
   readonly log: ExposureLog | null;
 }
 
-const compiled = new WeakMap<CompiledTable, CompiledExperiment>();
-
-/** The experiment compiled for a table, if its route table has one (one WeakMap lookup). */
+/** The experiment compiled for a table, if its route table has one. */
 export function experimentOf(table: CompiledTable): CompiledExperiment | undefined {
-  return compiled.get(table);
+  return table.experiment ?? undefined;
 }
 
 /**
@@ -225,7 +223,7 @@ export function attachExperiment(
   const source = "header" in x.key ? "header" : "cookie" in x.key ? "cookie" : "query";
   const keyName =
     "header" in x.key ? x.key.header.toLowerCase() : "cookie" in x.key ? x.key.cookie : x.key.query;
-  compiled.set(table, {
+  table.experiment = {
     name: x.name,
     source,
     keyName,
@@ -239,7 +237,7 @@ export function attachExperiment(
     forceQuery: x.force?.query ?? null,
     responseHeaders: x.responseHeaders ?? [],
     log,
-  });
+  };
   return problems;
 }
 

@@ -37,7 +37,7 @@ import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Dispatcher } from "undici";
 import type { ErrorCode } from "../errors.js";
-import { experimentOf, recordResponseHeaders, selectArm } from "./exposures.js";
+import { recordResponseHeaders, selectArm } from "./exposures.js";
 import type { EdgeFlags } from "./flags-edge.js";
 import type { OutlierDetector } from "./health.js";
 import type { MirrorTap } from "./mirror.js";
@@ -121,9 +121,8 @@ export function handleRequest(
 
     // 2. The version, then one of its instances.
     // An A/B experiment assigns units to arms first (exposures.ts); the rest fall through.
-    const xp = experimentOf(table);
-    const backend =
-      (xp !== undefined ? selectArm(xp, req, ex) : null) ?? selectBackend(table, req, ex);
+    const xp = table.experiment;
+    const backend = (xp !== null ? selectArm(xp, req, ex) : null) ?? selectBackend(table, req, ex);
     const endpoint =
       backend === null
         ? null
@@ -549,8 +548,8 @@ class ProxyExchange implements Dispatcher.DispatchHandler, ForwardState {
     }
     this.statusCode = statusCode;
     if (this.experimentUnit !== null) {
-      const xp = experimentOf(this.table);
-      if (xp !== undefined && xp.responseHeaders.length > 0)
+      const xp = this.table.experiment;
+      if (xp !== null && xp.responseHeaders.length > 0)
         recordResponseHeaders(xp, this.experimentUnit, headers, this.requestId);
     }
     if (this.tap !== null) this.tap.primaryHead(statusCode, headers);

@@ -9,6 +9,7 @@
 import { hashScheme } from "../core/hashing.js";
 import { DEFAULT_TRAFFIC_POLICY, type RouteTable, type TrafficPolicySpec } from "../core/model.js";
 import { compileUserRegex } from "../core/regex.js";
+import type { CompiledExperiment } from "./exposures.js";
 import type { CompiledMirror } from "./mirror.js";
 import type { Endpoint, UpstreamPools } from "./pools.js";
 import type { VersionCounters } from "./stats.js";
@@ -55,6 +56,11 @@ export interface CompiledTable {
   readonly selection: CompiledSelection | null;
   /** Copies of a share of requests to a shadow version (mirror.ts); null when none. */
   readonly mirror: CompiledMirror | null;
+  /**
+   * The A/B experiment's arms (exposures.ts); null when none. Set by `attachExperiment` right
+   * after compiling, before the table is put in force, so a request reads it with the table.
+   */
+  experiment: CompiledExperiment | null;
 }
 
 export interface CompileContext {
@@ -130,6 +136,7 @@ export function compileTable(
       byVersion,
       selection,
       mirror: ctx.mirror?.(table.mirror, problems) ?? null,
+      experiment: null,
     },
     problems,
   };

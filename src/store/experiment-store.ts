@@ -217,7 +217,7 @@ export class ExperimentStore {
       for (const m of e.spec.metrics) {
         if ("builtin" in m.source) {
           measured ??= await this.#measured(e, now);
-          metrics[m.name] = builtinData(m, e.arms, measured);
+          metrics[m.name] = builtinData(e.arms, measured);
         } else if (m.kind === "ratio" && m.denominator) {
           metrics[m.name] = await ratioData(
             db,
@@ -296,8 +296,8 @@ function eventName(s: MetricSource): string {
   throw new Error("builtin sources have no events");
 }
 
+/** Per arm: the router's measurements of the arm's version. */
 function builtinData(
-  m: MetricSpec,
   arms: readonly ResolvedArm[],
   measured: Map<string, MetricArmData>,
 ): Record<string, MetricArmData> {
@@ -306,8 +306,20 @@ function builtinData(
     const d = measured.get(a.version);
     if (d) out[a.name] = d;
   }
-  void m;
   return out;
+}
+
+/**
+ * Per exposed unit: the sum (`v`) and count (`c`) of its `metric` events from its first
+ * exposure (less the clock-skew allowance) until `until`. Every metric query joins this.
+ */
+function afterExposure(experiment: string, metric: string, until: number) {
+  return sql`
+      SELECT e.unit AS unit, SUM(e.value) AS v, COUNT(*) AS c
+      FROM experiment_events e
+      JOIN experiment_exposures x2 ON x2.experiment = ${experiment} AND x2.unit = e.unit
+      WHERE e.metric = ${metric} AND e.ts >= x2.first_at - ${CLOCK_SKEW_MS} AND e.ts <= ${until}
+      GROUP BY e.unit`;
 }
 
 /** Per arm: units, Σ per-unit value, Σ of its square, and units with at least one event. */
@@ -327,13 +339,7 @@ async function sumsData(
     SELECT x.arm AS arm, COUNT(*) AS n, SUM(COALESCE(u.v, 0)) AS s, SUM(COALESCE(u.v, 0) * COALESCE(u.v, 0)) AS ss,
            SUM(CASE WHEN u.c > 0 THEN 1 ELSE 0 END) AS conv
     FROM experiment_exposures x
-    LEFT JOIN (
-      SELECT e.unit AS unit, SUM(e.value) AS v, COUNT(*) AS c
-      FROM experiment_events e
-      JOIN experiment_exposures x2 ON x2.experiment = ${experiment} AND x2.unit = e.unit
-      WHERE e.metric = ${metric} AND e.ts >= x2.first_at - ${CLOCK_SKEW_MS} AND e.ts <= ${until}
-      GROUP BY e.unit
-    ) u ON u.unit = x.unit
+    LEFT JOIN (${afterExposure(experiment, metric, until)}) u ON u.unit = x.unit
     WHERE x.experiment = ${experiment} AND x.first_at <= ${until}
     GROUP BY x.arm`.execute(db);
   const out: Record<string, MetricArmData> = {};
@@ -357,12 +363,6 @@ async function ratioData(
   denominator: string,
   until: number,
 ): Promise<Record<string, MetricArmData>> {
-  const perUnit = (metric: string) => sql`
-      SELECT e.unit AS unit, SUM(e.value) AS v
-      FROM experiment_events e
-      JOIN experiment_exposures x2 ON x2.experiment = ${experiment} AND x2.unit = e.unit
-      WHERE e.metric = ${metric} AND e.ts >= x2.first_at - ${CLOCK_SKEW_MS} AND e.ts <= ${until}
-      GROUP BY e.unit`;
   const r = await sql<{
     arm: string;
     n: number;
@@ -377,8 +377,8 @@ async function ratioData(
            SUM(COALESCE(b.v, 0)) AS sy, SUM(COALESCE(b.v, 0) * COALESCE(b.v, 0)) AS sy2,
            SUM(COALESCE(a.v, 0) * COALESCE(b.v, 0)) AS sxy
     FROM experiment_exposures x
-    LEFT JOIN (${perUnit(numerator)}) a ON a.unit = x.unit
-    LEFT JOIN (${perUnit(denominator)}) b ON b.unit = x.unit
+    LEFT JOIN (${afterExposure(experiment, numerator, until)}) a ON a.unit = x.unit
+    LEFT JOIN (${afterExposure(experiment, denominator, until)}) b ON b.unit = x.unit
     WHERE x.experiment = ${experiment} AND x.first_at <= ${until}
     GROUP BY x.arm`.execute(db);
   const out: Record<string, MetricArmData> = {};
@@ -424,13 +424,7 @@ async function cupedData(
            SUM(COALESCE(b.v, 0)) AS sx, SUM(COALESCE(b.v, 0) * COALESCE(b.v, 0)) AS sx2,
            SUM(COALESCE(a.v, 0) * COALESCE(b.v, 0)) AS sxy
     FROM experiment_exposures x
-    LEFT JOIN (
-      SELECT e.unit AS unit, SUM(e.value) AS v, COUNT(*) AS c
-      FROM experiment_events e
-      JOIN experiment_exposures x2 ON x2.experiment = ${experiment} AND x2.unit = e.unit
-      WHERE e.metric = ${metric} AND e.ts >= x2.first_at - ${CLOCK_SKEW_MS} AND e.ts <= ${until}
-      GROUP BY e.unit
-    ) a ON a.unit = x.unit
+    LEFT JOIN (${afterExposure(experiment, metric, until)}) a ON a.unit = x.unit
     LEFT JOIN (
       SELECT e.unit AS unit, SUM(e.value) AS v
       FROM experiment_events e

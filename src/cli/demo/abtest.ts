@@ -13,7 +13,7 @@ import { defaultPortAllocator } from "../../runtime/process/ports.js";
 import type { Client } from "../client.js";
 import { formatResults } from "../experiment.js";
 import { bold, cyan, dim, green, red } from "../format.js";
-import { modelRuntime } from "./model.js";
+import { modelRuntime, until } from "./model.js";
 
 const SERVICE = "recommender";
 const EXPERIMENT = "recommender-m2";
@@ -76,27 +76,30 @@ export async function runAbTestDemo(
       status: ServiceStatus | null;
       routeTable: { backends: { endpoints: string[] }[] } | null;
     }>("GET", `/api/v1/services/${SERVICE}/status`);
-  const deadline = Date.now() + 30_000;
-  while (!cancelled()) {
-    const v = await status();
-    if ((v.routeTable?.backends[0]?.endpoints.length ?? 0) > 0) break;
-    if (Date.now() > deadline) throw new Error("m1 did not become ready in 30 s");
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const ready = await until(
+    async () => ((await status()).routeTable?.backends[0]?.endpoints.length ?? 0) > 0,
+    30_000,
+    cancelled,
+  );
+  if (cancelled()) return false;
+  if (!ready) throw new Error("m1 did not become ready in 30 s");
   if (cancelled()) return false;
   await api.call("POST", "/api/v1/apply", { resources: [service(port, "m2")] });
   out(
     `${cyan("6.")} applied ${SERVICE} m2 with strategy abTest: users split 50/50 by x-user (sticky), purchases posted as events, sequential test (alpha 0.05)`,
   );
   // The router has the experiment once a forced request reaches m2.
-  while (!cancelled()) {
-    const res = await fetch(`http://127.0.0.1:${port}/`, {
-      headers: { "x-user": "qa", "x-turnout-arm": "B" },
-    }).catch(() => null);
-    if (res && res.headers.get("x-turnout-version") === "m2") break;
-    if (Date.now() > deadline + 30_000) throw new Error("the experiment did not start in 30 s");
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const experimentLive = await until(
+    async () => {
+      const res = await fetch(`http://127.0.0.1:${port}/`, {
+        headers: { "x-user": "qa", "x-turnout-arm": "B" },
+      }).catch(() => null);
+      return res?.headers.get("x-turnout-version") === "m2";
+    },
+    30_000,
+    cancelled,
+  );
+  if (!experimentLive && !cancelled()) throw new Error("the experiment did not start in 30 s");
 
   if (cancelled()) return false;
   const rng = mulberry32(7);

@@ -1,6 +1,6 @@
 /**
- * The demo's services all run the example model server (`examples/model/server.mjs`) as local
- * processes; this is that process runtime, with what each part of the demo changes.
+ * What the demo's parts share: the example model server (`examples/model/server.mjs`) as
+ * local processes, and polling the API until something holds.
  */
 import { join } from "node:path";
 import type { ProcessRuntimeSpec, ServiceResource } from "../../core/model.js";
@@ -27,4 +27,18 @@ export function modelRuntime(
       ...extra,
     } as ProcessRuntimeSpec,
   };
+}
+
+/** Polls `check` every 100 ms until it holds (true), the time is up or the demo is cancelled (false). */
+export async function until(
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+  cancelled: () => boolean,
+): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline && !cancelled()) {
+    if (await check()) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return false;
 }

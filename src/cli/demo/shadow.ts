@@ -12,7 +12,7 @@ import { defaultPortAllocator } from "../../runtime/process/ports.js";
 import type { Client } from "../client.js";
 import { bold, cyan, dim, green, red } from "../format.js";
 import { formatShadow, type ShadowView } from "../shadow.js";
-import { modelRuntime } from "./model.js";
+import { modelRuntime, until } from "./model.js";
 
 const SERVICE = "fraud-shadow";
 
@@ -71,13 +71,13 @@ export async function runShadowDemo(
       status: ServiceStatus | null;
       routeTable: { backends: { endpoints: string[] }[] } | null;
     }>("GET", `/api/v1/services/${SERVICE}/status`);
-  const deadline = Date.now() + 30_000;
-  while (!cancelled()) {
-    const v = await status();
-    if ((v.routeTable?.backends[0]?.endpoints.length ?? 0) > 0) break;
-    if (Date.now() > deadline) throw new Error("d1 did not become ready in 30 s");
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const ready = await until(
+    async () => ((await status()).routeTable?.backends[0]?.endpoints.length ?? 0) > 0,
+    30_000,
+    cancelled,
+  );
+  if (cancelled()) return false;
+  if (!ready) throw new Error("d1 did not become ready in 30 s");
   await api.call("POST", "/api/v1/apply", { resources: [service(port, "d2")] });
   out(
     `${cyan("7.")} applied ${SERVICE} d2: shadow 100% of POST /predict (labels, scores, drift compared; noise learned from a second copy to d1), gate: 300 pairs, agreement >= 95%; then a canary at 50%`,

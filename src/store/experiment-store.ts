@@ -14,7 +14,6 @@ import type {
   ExperimentData,
   MetricArmData,
   MetricSource,
-  MetricSpec,
   ResolvedArm,
 } from "../core/experiment/index.js";
 import { responseHeaderMetric } from "../core/experiment/index.js";

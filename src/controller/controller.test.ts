@@ -134,7 +134,11 @@ describe("controller (SQLite store, static runtime, fake clock)", () => {
   });
 
   it("a new controller on the same store resumes at the same step (crash safety)", async () => {
-    const second = new Controller({ store, runtime: new StaticRuntime(), clock });
+    // The first one "crashed": the second claims the writer epoch and carries on alone.
+    await controller.stop();
+    runtime = new RecordingRuntime(new StaticRuntime());
+    const second = new Controller({ store, runtime, clock });
+    controller = second;
     await second.tick();
     await second.tick();
     const s = await store.getStatus("web");
@@ -178,5 +182,98 @@ describe("controller (SQLite store, static runtime, fake clock)", () => {
     await controller.tick();
     assert.deepEqual(runtime.instances("web"), []);
     assert.equal(await store.getRouteTable("web"), null);
+  });
+});
+
+describe("controller fencing (two controllers on one store)", () => {
+  let dir: string;
+  let store: Store;
+  const clock = new FakeClock();
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), "turnout-ctl-fence-"));
+    store = await openSqliteStore({ path: join(dir, "t.db") });
+  });
+  after(async () => {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("the superseded controller's tick is refused, mid-tick included; no event is recorded twice", async () => {
+    const runtimeA = new RecordingRuntime(new StaticRuntime());
+    const a = new Controller({ store, runtime: runtimeA, clock, holder: "controller A" });
+    await store.applyResources([service("v1")], { actor: "test", now: clock.now() });
+    await a.tick();
+    await a.tick();
+    assert.equal(a.writerEpoch, 1);
+    assert.equal((await store.getStatus("web"))?.phase, "Healthy");
+
+    // A second controller claims the store while A is in the middle of a tick: A has read
+    // everything and decided to start the rollout when B takes over, so A's commit must be
+    // refused inside its transaction (a check before the tick alone would let it through).
+    await store.applyResources([service("v2")], { actor: "test", now: clock.now() });
+    const runtimeB = new RecordingRuntime(new StaticRuntime());
+    const b = new Controller({ store, runtime: runtimeB, clock, holder: "controller B" });
+    let claimed = false;
+    const racing = new Proxy(store, {
+      get(target, prop, receiver) {
+        if (prop === "getRouteTable" && !claimed) {
+          return async (name: string) => {
+            claimed = true;
+            await b.tick(); // claims epoch 2 and starts the rollout itself
+            return target.getRouteTable(name);
+          };
+        }
+        const v = Reflect.get(target, prop, receiver);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    }) as Store;
+    const a2 = new Controller({ store: racing, runtime: runtimeA, clock, holder: "controller A" });
+    await a.stop();
+    // A again (same runtime), now through the racing store: its claim (epoch 2) is overtaken.
+    await assert.rejects(a2.tick(), { code: "TURNOUT_ERR_STORE_FENCED" });
+    assert.ok(claimed);
+    assert.equal(b.writerEpoch, 3);
+    assert.equal(a2.isFenced, true);
+    const callsAfterFence = runtimeA.calls.length;
+
+    // Stopped for good: later ticks are refused at once and touch neither store nor runtime.
+    const events = await store.listEvents("web");
+    await assert.rejects(a2.tick(), { code: "TURNOUT_ERR_STORE_FENCED" });
+    assert.equal(runtimeA.calls.length, callsAfterFence, "a fenced controller starts nothing");
+    assert.deepEqual(await store.listEvents("web"), events);
+
+    // B carries on; every event of the rollout is there exactly once.
+    await b.tick();
+    await b.tick();
+    assert.equal((await store.getStatus("web"))?.canaryVersion, "v2");
+    const types = (await store.listEvents("web")).map((e) => e.type);
+    assert.equal(types.filter((t) => t === "RolloutStarted").length, 1, types.join(","));
+    const seen = new Set<string>();
+    for (const e of await store.listEvents("web")) {
+      const key = `${e.type} ${e.message}`;
+      assert.ok(!seen.has(key), `recorded twice: ${key}`);
+      seen.add(key);
+    }
+    await b.stop();
+  });
+
+  it("a controller superseded between ticks stops before touching the runtime", async () => {
+    const runtimeC = new RecordingRuntime(new StaticRuntime());
+    const c = new Controller({ store, runtime: runtimeC, clock, holder: "controller C" });
+    await c.tick();
+    const calls = runtimeC.calls.length;
+    assert.ok(calls > 0);
+    const newer = await store.acquireWriterEpoch("controller D", clock.now());
+    assert.ok(newer > (c.writerEpoch ?? 0));
+    await assert.rejects(c.tick(), (err: { code?: string; message?: string }) => {
+      assert.equal(err.code, "TURNOUT_ERR_STORE_FENCED");
+      assert.match(err.message ?? "", /held by controller D/);
+      return true;
+    });
+    assert.equal(runtimeC.calls.length, calls);
+    // start() after being fenced does nothing either.
+    c.start();
+    await c.stop();
+    assert.equal(runtimeC.calls.length, calls);
   });
 });

@@ -9,6 +9,7 @@
  * Ticks are driven by an injected clock: tests call `tick()` themselves; `start()` runs a loop
  * that ticks on store or runtime changes, at the next timed wake-up, and every `resyncMs`.
  */
+import { hostname } from "node:os";
 import { isDeepStrictEqual } from "node:util";
 import type { Clock } from "../core/clock.js";
 import type {
@@ -21,6 +22,7 @@ import type {
 import { reconcile, type VersionReadiness } from "../core/rollout.js";
 import { buildRouteTable } from "../core/routes.js";
 import type { ShadowReport } from "../core/shadow/aggregate.js";
+import { TurnoutError } from "../errors.js";
 import type { ProviderDeps } from "../metrics/providers/index.js";
 import type { Instance, Runtime } from "../runtime/runtime.js";
 import type { ExperimentControllerSource } from "../store/experiment-store.js";
@@ -51,6 +53,8 @@ export interface ControllerOptions {
   experiments?: ExperimentControllerSource;
   /** Shadow phases' reports (the shadow store), for `shadow` steps' gates. */
   shadowReports?: (service: string, id: string) => Promise<ShadowReport | null>;
+  /** Who claims the writer epoch, for other writers' error messages. Default pid and host. */
+  holder?: string;
 }
 
 export interface TickReport {
@@ -78,6 +82,15 @@ export class Controller {
   private readonly analysis: AnalysisExecutor;
   private readonly experiments: ExperimentControllerSource | undefined;
   private readonly shadowReports: ControllerOptions["shadowReports"];
+  /**
+   * Fencing (DESIGN invariant 7): the writer epoch claimed at the first tick, carried by every
+   * commit. Once another controller claims a newer one, the store refuses this one's commits
+   * and the controller stops for good (`fenced`): it never retries as if nothing happened.
+   * With a lease (several controllers), the claim moves to the election; the rest stays.
+   */
+  private epoch: number | null = null;
+  private fenced: TurnoutError | null = null;
+  private readonly holder: string;
 
   constructor(opts: ControllerOptions) {
     this.store = opts.store;
@@ -87,6 +100,7 @@ export class Controller {
     this.resyncMs = opts.resyncMs ?? 1000;
     this.experiments = opts.experiments;
     this.shadowReports = opts.shadowReports;
+    this.holder = opts.holder ?? `controller pid ${process.pid} on ${hostname()}`;
     this.analysis = new AnalysisExecutor(
       opts.providers ?? {},
       () => {
@@ -109,6 +123,7 @@ export class Controller {
    * folded into one more pass right after it.
    */
   async tick(): Promise<TickReport> {
+    if (this.fenced) throw this.fenced;
     if (this.running) {
       this.again = true;
       return this.running;
@@ -127,7 +142,44 @@ export class Controller {
     }
   }
 
+  /** The writer epoch this controller holds; null before its first tick. */
+  get writerEpoch(): number | null {
+    return this.epoch;
+  }
+
+  /** True once another controller took over; this one then does nothing more. */
+  get isFenced(): boolean {
+    return this.fenced !== null;
+  }
+
   private async tickOnce(): Promise<TickReport> {
+    try {
+      return await this.tickFenced();
+    } catch (err) {
+      if (err instanceof TurnoutError && err.code === "TURNOUT_ERR_STORE_FENCED") this.fence(err);
+      throw err;
+    }
+  }
+
+  /**
+   * Claims the epoch on the first tick; later ticks check it is still ours before touching
+   * the runtime, so a superseded controller neither commits nor starts or stops instances
+   * (a claim made during a tick is caught by that tick's commit, in its transaction).
+   */
+  private async tickFenced(): Promise<TickReport> {
+    if (this.epoch === null) {
+      this.epoch = await this.store.acquireWriterEpoch(this.holder, this.clock.now());
+      this.log.info({ epoch: this.epoch, holder: this.holder }, "controller claimed writer epoch");
+    } else {
+      const current = await this.store.currentWriterEpoch();
+      if (current?.epoch !== this.epoch) {
+        throw new TurnoutError(
+          "TURNOUT_ERR_STORE_FENCED",
+          `writer epoch ${this.epoch} is no longer current (${current ? `epoch ${current.epoch} is held by ${current.holder}` : "no writer holds one"}); this controller stops acting`,
+          { epoch: this.epoch, currentEpoch: current?.epoch ?? null },
+        );
+      }
+    }
     const services = await this.store.listResources("Service");
     const commands = await this.store.pendingCommands();
     const templates: Record<string, AnalysisTemplateSpec> = {};
@@ -157,6 +209,8 @@ export class Controller {
         );
         if (wrote) report.written.push(svc.name);
       } catch (err) {
+        // Fenced: no other service may be acted on either.
+        if (err instanceof TurnoutError && err.code === "TURNOUT_ERR_STORE_FENCED") throw err;
         // One broken service must not stop the others from progressing.
         this.log.error({ err, service: svc.name }, "reconcile failed");
       }
@@ -230,6 +284,7 @@ export class Controller {
     if (tableChanged || statusChanged || out.events.length > 0 || out.commandResults.length > 0) {
       await this.store.commit({
         service: name,
+        epoch: this.epoch ?? undefined,
         ...(statusChanged ? { status: out.status } : {}),
         ...(tableChanged ? { routeTable: table } : {}),
         events: out.events,
@@ -251,7 +306,7 @@ export class Controller {
 
   /** Runs ticks until `stop()`: on changes, at wake-ups, and every `resyncMs` at the least. */
   start(): void {
-    if (!this.stopped) return;
+    if (!this.stopped || this.fenced) return;
     this.stopped = false;
     const poke = () => this.schedule(0);
     this.unsubscribe.push(
@@ -275,9 +330,26 @@ export class Controller {
       if (report.wakeAt !== null)
         next = Math.min(next, Math.max(0, report.wakeAt - this.clock.now()));
     } catch (err) {
+      if (this.fenced) return;
       this.log.error({ err }, "controller tick failed; retrying");
     }
     if (!this.timer) this.schedule(next);
+  }
+
+  /** Stops the loop for good, from inside a tick (so without waiting for that tick). */
+  private fence(err: TurnoutError): void {
+    if (this.fenced) return;
+    this.fenced = err;
+    this.log.error(
+      { err: { code: err.code, message: err.message }, epoch: this.epoch },
+      "another controller took over the store; this controller stops acting",
+    );
+    this.stopped = true;
+    this.analysis.stop();
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    for (const u of this.unsubscribe) u();
+    this.unsubscribe = [];
   }
 
   async stop(): Promise<void> {

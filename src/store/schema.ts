@@ -112,6 +112,17 @@ export interface MeasurementsTable {
   latency: string;
 }
 
+/**
+ * The fencing epoch of each single-writer role ("controller"): bumped by every claim, checked
+ * by every commit of that role (see `SqlStore.acquireWriterEpoch`).
+ */
+export interface WriterEpochsTable {
+  role: string;
+  epoch: number;
+  holder: string;
+  acquired_at: number;
+}
+
 export interface Database {
   resources: ResourcesTable;
   resource_revisions: ResourceRevisionsTable;
@@ -121,7 +132,11 @@ export interface Database {
   commands: CommandsTable;
   store_counters: StoreCountersTable;
   measurements: MeasurementsTable;
+  writer_epochs: WriterEpochsTable;
 }
 
 /** Names of the rows in `store_counters`. */
 export const COUNTER_ROUTE_TABLES = "route_tables";
+
+/** The role whose writer epoch fences `commit` (the controller's write). */
+export const WRITER_ROLE_CONTROLLER = "controller";

@@ -35,7 +35,7 @@ import {
   mapStatus,
   type RouteTableBody,
 } from "./mappers.js";
-import { COUNTER_ROUTE_TABLES, type Database } from "./schema.js";
+import { COUNTER_ROUTE_TABLES, type Database, WRITER_ROLE_CONTROLLER } from "./schema.js";
 import type {
   ApplyAction,
   ApplyOutcome,
@@ -46,6 +46,7 @@ import type {
   StoreChange,
   StoredCommand,
   StoredResource,
+  WriterEpoch,
 } from "./store.js";
 
 type ChangeListener = (what: StoreChange) => void;
@@ -412,12 +413,17 @@ export class SqlStore implements Store {
    *   TURNOUT_ERR_SERVICE_NOT_FOUND and writes nothing: the Service was deleted while the tick
    *   ran, and writing would resurrect a route table that routers would serve. A commit of
    *   only events (e.g. a cleanup message) is accepted for any service.
+   * - Fencing first: unless `epoch` is the current writer epoch (or there is none and the
+   *   commit carries none), TURNOUT_ERR_STORE_FENCED and nothing is written. The check reads
+   *   the epoch inside the write transaction, which the dialect serializes against every other
+   *   writer (see the top of this file), so a claim can never slip between check and write.
    * - Command results set handled_at = now. A result for a command that was already handled
    *   (say, rejected when its Service was deleted) is ignored: the first result stands. A
    *   result for an unknown command, or one of another service, is a bug and throws.
    */
   async commit(c: ControllerCommit): Promise<{ routeTable?: RouteTable }> {
     return this.#write(async (trx, changed) => {
+      await checkWriterEpoch(trx, c);
       if (c.status !== undefined || c.routeTable !== undefined) {
         const service = await trx
           .selectFrom("resources")
@@ -515,6 +521,46 @@ export class SqlStore implements Store {
       }
 
       return routeTable === undefined ? {} : { routeTable };
+    });
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Writer epoch (fencing of the controller's write)
+  // -------------------------------------------------------------------------------------
+
+  /**
+   * One atomic upsert: concurrent claims get distinct, increasing epochs, and the last one to
+   * commit holds the role. Lease-based election adds a condition here (the lease expired, or
+   * the claimant already holds it) and leaves `commit`'s check unchanged.
+   */
+  async acquireWriterEpoch(holder: string, now: number): Promise<number> {
+    return this.#write(async (trx) => {
+      const row = await trx
+        .insertInto("writer_epochs")
+        .values({ role: WRITER_ROLE_CONTROLLER, epoch: 1, holder, acquired_at: now })
+        .onConflict((oc) =>
+          oc.column("role").doUpdateSet({
+            epoch: (eb) => eb("writer_epochs.epoch", "+", 1),
+            holder: (eb) => eb.ref("excluded.holder"),
+            acquired_at: (eb) => eb.ref("excluded.acquired_at"),
+          }),
+        )
+        .returning("epoch")
+        .executeTakeFirstOrThrow();
+      return Number(row.epoch);
+    });
+  }
+
+  async currentWriterEpoch(): Promise<WriterEpoch | null> {
+    return this.#read(async (db) => {
+      const row = await db
+        .selectFrom("writer_epochs")
+        .selectAll()
+        .where("role", "=", WRITER_ROLE_CONTROLLER)
+        .executeTakeFirst();
+      return row === undefined
+        ? null
+        : { epoch: Number(row.epoch), holder: row.holder, acquiredAt: Number(row.acquired_at) };
     });
   }
 
@@ -739,6 +785,25 @@ async function insertEvents(trx: Transaction<Database>, events: EventDraft[]): P
       )
       .execute();
   }
+}
+
+/** Throws TURNOUT_ERR_STORE_FENCED unless the commit carries the current writer epoch. */
+async function checkWriterEpoch(trx: Transaction<Database>, c: ControllerCommit): Promise<void> {
+  const row = await trx
+    .selectFrom("writer_epochs")
+    .select(["epoch", "holder"])
+    .where("role", "=", WRITER_ROLE_CONTROLLER)
+    .executeTakeFirst();
+  const current = row === undefined ? undefined : Number(row.epoch);
+  if (c.epoch === current) return;
+  const held =
+    row === undefined ? "no writer has claimed one" : `epoch ${current} is held by ${row.holder}`;
+  const given = c.epoch === undefined ? "no writer epoch" : `writer epoch ${c.epoch}`;
+  throw new TurnoutError(
+    "TURNOUT_ERR_STORE_FENCED",
+    `commit for ${c.service} refused: it carries ${given}, but ${held}; another controller took over, so this one must stop acting`,
+    { service: c.service, epoch: c.epoch ?? null, currentEpoch: current ?? null },
+  );
 }
 
 async function bumpRouteTablesCounter(trx: Transaction<Database>): Promise<void> {

@@ -18,6 +18,7 @@ import {
   type ServiceStatus,
 } from "../core/model.js";
 import type { MeasurementRow, Store } from "./store.js";
+import { describeWriterEpochConformance } from "./writer-epoch.conformance.js";
 
 export interface StoreFixture {
   /** A fresh store with no data. */
@@ -638,6 +639,9 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       assert.notEqual(await store.getResource("Service", "a"), null);
       assert.equal((await store.listEvents("")).at(-1)?.message, "AnalysisTemplate/a deleted");
     });
+
+    // Fencing of the controller's write (its own file: this one is long enough).
+    describeWriterEpochConformance({ test, service, status, table, event, T0 });
 
     // -----------------------------------------------------------------------------------
     // Durability, notifications, lifecycle

@@ -48,6 +48,13 @@ export interface StoredCommand extends Command {
 /** Everything one controller tick writes for one service, committed in one transaction. */
 export interface ControllerCommit {
   service: string;
+  /**
+   * The writer epoch the controller holds (`acquireWriterEpoch`). The commit is refused with
+   * TURNOUT_ERR_STORE_FENCED, writing nothing, unless it is the current epoch. Omitted only by
+   * tools and tests on a store that no writer has claimed yet: once one has, a commit without
+   * an epoch is refused as well.
+   */
+  epoch?: number;
   status?: ServiceStatus;
   /** The table to put in force; the store assigns `revision` = previous + 1. */
   routeTable?: Omit<RouteTable, "revision">;
@@ -88,6 +95,15 @@ export interface MeasurementQuery {
   /** Exclusive. */
   toSec: number;
   version?: string;
+}
+
+/** Who holds the controller role's writer epoch, and since when. */
+export interface WriterEpoch {
+  epoch: number;
+  /** Free text naming the claimant, e.g. "controller pid 4242 on host-a". */
+  holder: string;
+  /** Clock ms of the claim. */
+  acquiredAt: number;
 }
 
 export interface Store {
@@ -151,6 +167,18 @@ export interface Store {
    * handled command is ignored (the first result stands).
    */
   commit(c: ControllerCommit): Promise<{ routeTable?: RouteTable }>;
+
+  /**
+   * Claims the controller role: increments the writer epoch (1 for the first claim) in one
+   * transaction and returns the new value, recording `holder`. From then on only commits that
+   * carry this epoch are accepted; the previous holder's are refused with
+   * TURNOUT_ERR_STORE_FENCED (fencing, DESIGN invariant 7). Claiming always succeeds: who may
+   * claim is decided above the store (the data dir lock for `turnout up`; a lease for several
+   * controllers), and the epoch makes sure that a superseded writer can never write again.
+   */
+  acquireWriterEpoch(holder: string, now: number): Promise<number>;
+  /** The current claim of the controller role, or null when no writer has claimed it. */
+  currentWriterEpoch(): Promise<WriterEpoch | null>;
 
   /**
    * Stores measurement rows in one transaction. A row whose key (service, version, labels,

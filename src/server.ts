@@ -7,28 +7,25 @@
  * into separate processes sharing PostgreSQL later (DESIGN invariant 6).
  */
 import { randomBytes } from "node:crypto";
-import {
-  chmodSync,
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
+import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { type AddressInfo, isIP } from "node:net";
 import { join, resolve } from "node:path";
+import { createSecureContext } from "node:tls";
 import pino, { type Logger } from "pino";
 import { createMetricsRegistry } from "./api/metrics.js";
 import { ClientKeys } from "./api/ofrep.js";
 import { buildApi } from "./api/server.js";
 import { Controller } from "./controller/controller.js";
 import { type Clock, systemClock } from "./core/clock.js";
+import { lockDataDir, readOnlyError, SERVER_FILE, type ServerRecord } from "./data-dir.js";
 import { DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from "./defaults.js";
+import { TurnoutError } from "./errors.js";
 import { StoreMeasurementSource } from "./metrics/measurements.js";
 import { EdgeFlags } from "./router/flags-edge.js";
 import { withMirrorMetrics } from "./router/mirror-metrics.js";
 import { Router } from "./router/router.js";
 import { MultiRuntime } from "./runtime/index.js";
+import { processStartTicks } from "./runtime/process/proc.js";
 import { ProcessRuntime } from "./runtime/process/process-runtime.js";
 import { StaticRuntime } from "./runtime/static/static-runtime.js";
 import { ExperimentStore, experimentControllerSource } from "./store/experiment-store.js";
@@ -48,10 +45,26 @@ export interface TurnoutOptions {
   logger?: Logger;
   /** Milliseconds between store polls by the router and controller resyncs. */
   pollIntervalMs?: number;
+  /** Serve the API over HTTPS with this certificate and key (PEM files). */
+  tls?: { certFile: string; keyFile: string };
+}
+
+/** Where the API listens, as bound (for 0.0.0.0 / :: that is every interface). */
+export interface ApiListen {
+  protocol: "http" | "https";
+  /** The bound address, e.g. "127.0.0.1", "0.0.0.0", "::". */
+  address: string;
+  port: number;
+  /** Bound to 0.0.0.0 or ::: reachable on every interface of the machine. */
+  allInterfaces: boolean;
+  /** Reachable from other machines (bound beyond loopback). */
+  exposed: boolean;
 }
 
 export interface RunningTurnout {
+  /** The URL for clients on this machine (recorded in server.json). */
   url: string;
+  listen: ApiListen;
   token: string;
   dataDir: string;
   store: Store;
@@ -76,19 +89,47 @@ export function ensureToken(dataDir: string): string {
     if (t.length > 0) return t;
   }
   const token = randomBytes(24).toString("base64url");
-  writeFileSync(file, `${token}\n`, { mode: 0o600 });
-  chmodSync(file, 0o600);
+  try {
+    writeFileSync(file, `${token}\n`, { mode: 0o600 });
+    chmodSync(file, 0o600);
+  } catch (err) {
+    throw readOnlyError(dataDir, err, file) ?? err;
+  }
   return token;
 }
 
+/**
+ * Starts Turnout on a data dir. The data dir's lock comes first, before anything reads or
+ * writes its contents: a second Turnout on the same data dir fails with
+ * TURNOUT_ERR_DATA_DIR_LOCKED and touches nothing (see data-dir.ts).
+ */
 export async function startTurnout(opts: TurnoutOptions = {}): Promise<RunningTurnout> {
   const dataDir = resolve(opts.dataDir ?? process.env.TURNOUT_DATA_DIR ?? DEFAULT_DATA_DIR);
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  if (!statSync(dataDir).isDirectory()) throw new Error(`${dataDir} is not a directory`);
   const logger = opts.logger ?? createLogger();
+  const tls = opts.tls ? loadTls(opts.tls) : undefined;
+  const lock = lockDataDir(dataDir, logger);
+  try {
+    const t = await startLocked(opts, dataDir, logger, tls);
+    const stop = t.stop;
+    return { ...t, stop: () => stop().finally(() => lock.release()) };
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+}
+
+async function startLocked(
+  opts: TurnoutOptions,
+  dataDir: string,
+  logger: Logger,
+  tls: LoadedTls | undefined,
+): Promise<RunningTurnout> {
   const clock = opts.clock ?? systemClock;
   const token = ensureToken(dataDir);
-  const store = await openSqliteStore({ path: join(dataDir, "turnout.db") });
+  const dbFile = join(dataDir, "turnout.db");
+  const store = await openSqliteStore({ path: dbFile }).catch((err: unknown) => {
+    throw readOnlyError(dataDir, err, dbFile) ?? err;
+  });
   const experiments = new ExperimentStore(store);
   const shadow = new ShadowStore(store);
   const runtime = new MultiRuntime({
@@ -142,6 +183,7 @@ export async function startTurnout(opts: TurnoutOptions = {}): Promise<RunningTu
       ofrep: { flags: flagCache, clientKeys },
       admin: { flags: flagStore, cache: flagCache, clock },
     },
+    ...(tls ? { https: { cert: tls.cert, key: tls.key } } : {}),
   });
 
   // Instances left by a Turnout that was killed are adopted and probed once before the
@@ -151,9 +193,8 @@ export async function startTurnout(opts: TurnoutOptions = {}): Promise<RunningTu
   controller.start();
   const host = opts.host ?? DEFAULT_HOST;
   const port = opts.port ?? DEFAULT_PORT;
-  let address: string;
   try {
-    address = await api.listen({ host, port });
+    await api.listen({ host, port });
   } catch (err) {
     flagCache.stop();
     await controller.stop();
@@ -162,12 +203,23 @@ export async function startTurnout(opts: TurnoutOptions = {}): Promise<RunningTu
     await store.close();
     throw err;
   }
-  const url = address.replace("[::1]", "127.0.0.1");
-  writeFileSync(
-    join(dataDir, "server.json"),
-    `${JSON.stringify({ url, pid: process.pid }, null, 2)}\n`,
-  );
-  logger.info({ url, dataDir }, "turnout is up");
+  const listen = boundAddress(api.server.address() as AddressInfo, tls !== undefined);
+  const url = localUrl(listen, host);
+  const startTicks = processStartTicks(process.pid);
+  const record: ServerRecord = {
+    url,
+    pid: process.pid,
+    ...(startTicks !== undefined ? { startTicks } : {}),
+    ...(tls ? { tlsCert: tls.certFile } : {}),
+  };
+  writeFileSync(join(dataDir, SERVER_FILE), `${JSON.stringify(record, null, 2)}\n`);
+  logger.info({ url, dataDir, listen }, "turnout is up");
+  if (listen.exposed && !tls) {
+    logger.warn(
+      { listen },
+      "the API and /metrics are reachable from the network in plain HTTP; give --tls-cert and --tls-key, or listen on 127.0.0.1",
+    );
+  }
 
   let stopping: Promise<void> | null = null;
   const stop = () => {
@@ -178,10 +230,69 @@ export async function startTurnout(opts: TurnoutOptions = {}): Promise<RunningTu
       await router.stop();
       await runtime.shutdown();
       await store.close();
-      rmSync(join(dataDir, "server.json"), { force: true });
+      rmSync(join(dataDir, SERVER_FILE), { force: true });
     })();
     return stopping;
   };
   const flags = { cache: flagCache, clientKey: clientKeys.first() ?? "" };
-  return { url, token, dataDir, store, router, controller, logger, flags, stop };
+  return { url, listen, token, dataDir, store, router, controller, logger, flags, stop };
+}
+
+interface LoadedTls {
+  certFile: string;
+  cert: Buffer;
+  key: Buffer;
+}
+
+/** Reads and checks the API's certificate and key up front, so a bad pair fails at once. */
+function loadTls(files: { certFile: string; keyFile: string }): LoadedTls {
+  const read = (file: string, what: string) => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new TurnoutError(
+        "TURNOUT_ERR_TLS_CONFIG",
+        `cannot read the TLS ${what} ${file}: ${(err as Error).message}`,
+        { path: file },
+      );
+    }
+  };
+  const certFile = resolve(files.certFile);
+  const cert = read(certFile, "certificate (--tls-cert)");
+  const key = read(resolve(files.keyFile), "key (--tls-key)");
+  try {
+    createSecureContext({ cert, key });
+  } catch (err) {
+    throw new TurnoutError(
+      "TURNOUT_ERR_TLS_CONFIG",
+      `the TLS certificate ${certFile} and key ${files.keyFile} cannot be used together: ${(err as Error).message}`,
+    );
+  }
+  return { certFile, cert, key };
+}
+
+function boundAddress(a: AddressInfo, tls: boolean): ApiListen {
+  const allInterfaces = a.address === "0.0.0.0" || a.address === "::";
+  const loopback =
+    /^127\./.test(a.address) || a.address === "::1" || a.address === "::ffff:127.0.0.1";
+  return {
+    protocol: tls ? "https" : "http",
+    address: a.address,
+    port: a.port,
+    allInterfaces,
+    exposed: !loopback,
+  };
+}
+
+/**
+ * The URL a client on this machine uses: loopback for every-interface binds and "localhost"
+ * (which fastify binds on all its loopback addresses), the name itself when the API was told
+ * a host name (a TLS certificate names hosts, not the address they resolve to).
+ */
+function localUrl(l: ApiListen, host: string): string {
+  let h: string;
+  if (l.allInterfaces || host === "localhost") h = "127.0.0.1";
+  else if (isIP(host) === 0) h = host;
+  else h = l.address.includes(":") ? `[${l.address}]` : l.address;
+  return `${l.protocol}://${h}:${l.port}`;
 }

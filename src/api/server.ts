@@ -8,6 +8,7 @@
  */
 import { timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import Fastify, {
   type FastifyError,
   type FastifyInstance,
@@ -60,6 +61,8 @@ export interface ApiOptions {
   runtimeInstances?: (service: string) => unknown;
   /** Shadow reports (`GET /api/v1/services/:name/shadow`, api/shadow.ts); no route without. */
   shadow?: Omit<ShadowApiOptions, "store">;
+  /** Serve HTTPS only, with this certificate and key (PEM); plain HTTP when absent. */
+  https?: { cert: string | Buffer; key: string | Buffer };
 }
 
 const COMMANDS: readonly CommandType[] = ["promote", "abort", "pause", "resume", "retry"];
@@ -81,12 +84,16 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
     return503OnClosing: true,
     ...(fast
       ? {
-          serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) =>
-            createServer((req, res) => {
+          serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) => {
+            const onRequest = (req: IncomingMessage, res: ServerResponse) => {
               if (!fast(req, res)) handler(req, res);
-            }),
+            };
+            return opts.https ? createHttpsServer(opts.https, onRequest) : createServer(onRequest);
+          },
         }
-      : {}),
+      : opts.https
+        ? { https: opts.https }
+        : {}),
   });
   const tokenBuf = Buffer.from(opts.token);
 

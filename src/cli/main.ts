@@ -4,6 +4,7 @@
  * Client commands take --server/--token (or TURNOUT_SERVER/TURNOUT_TOKEN) and otherwise find
  * the local server and its token in the data dir.
  */
+import { networkInterfaces } from "node:os";
 import { Command, CommanderError, Option } from "commander";
 import { stringify as toYaml } from "yaml";
 import type { ServiceResource, ServiceStatus, TurnoutEvent } from "../core/model.js";
@@ -31,6 +32,7 @@ interface GlobalOpts {
   server?: string;
   token?: string;
   dataDir?: string;
+  ca?: string;
 }
 
 const program = new Command();
@@ -40,12 +42,13 @@ program
   .version(packageVersion(), "-V, --version")
   .option(
     "--server <url>",
-    "Turnout API URL (env TURNOUT_SERVER; default: from the data dir, else http://127.0.0.1:4040)",
+    "Turnout API URL, used with --token (env TURNOUT_SERVER; default: the live server recorded in the data dir)",
   )
   .option(
     "--token <token>",
-    "admin bearer token (env TURNOUT_TOKEN; default: read from the data dir)",
+    "admin bearer token (env TURNOUT_TOKEN; default: the data dir's token, sent only to the data dir's own server)",
   )
+  .option("--ca <file>", "CA certificate (PEM) to trust for an https server (env TURNOUT_CA)")
   .option(
     "--data-dir <dir>",
     `data directory (env TURNOUT_DATA_DIR; default ./${DEFAULT_DATA_DIR})`,
@@ -64,6 +67,7 @@ function client(cmd: Command): Client {
     ...(g.server ? { server: g.server } : {}),
     ...(g.token ? { token: g.token } : {}),
     ...(g.dataDir ? { dataDir: g.dataDir } : {}),
+    ...(g.ca ? { ca: g.ca } : {}),
   });
 }
 
@@ -81,23 +85,59 @@ program
     "start Turnout: API on 127.0.0.1:4040, routers on the ports services name, controller; data in ./.turnout",
   )
   .option("--port <n>", "API port (env TURNOUT_PORT; 0 picks a free one)", parsePort)
-  .option("--host <host>", "API host", DEFAULT_HOST)
-  .action(async (opts: { port?: number; host: string }, cmd: Command) => {
-    const { startTurnout } = await import("../server.js");
-    const g = cmd.optsWithGlobals<GlobalOpts>();
-    const envPort =
-      process.env.TURNOUT_PORT !== undefined ? parsePort(process.env.TURNOUT_PORT) : undefined;
-    const t = await startTurnout({
-      ...(g.dataDir ? { dataDir: g.dataDir } : {}),
-      host: opts.host,
-      port: opts.port ?? envPort ?? DEFAULT_PORT,
-    });
-    process.stdout.write(`Turnout API listening on ${t.url}\n`);
-    process.stdout.write(
-      dim(`data in ${t.dataDir} (token in ${t.dataDir}/token); Ctrl-C to stop\n`),
-    );
-    await waitForSignal(t.stop);
-  });
+  .option(
+    "--host <host>",
+    "API host (0.0.0.0 or :: listens on every interface: then use --tls-cert/--tls-key)",
+    DEFAULT_HOST,
+  )
+  .option(
+    "--tls-cert <file>",
+    "serve the API over HTTPS with this certificate (PEM; with --tls-key)",
+  )
+  .option("--tls-key <file>", "the private key (PEM) of --tls-cert")
+  .action(
+    async (
+      opts: { port?: number; host: string; tlsCert?: string; tlsKey?: string },
+      cmd: Command,
+    ) => {
+      if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined))
+        throw new TurnoutError(
+          "TURNOUT_ERR_CLI_USAGE",
+          "--tls-cert and --tls-key go together: give both, or neither",
+        );
+      const { startTurnout } = await import("../server.js");
+      const g = cmd.optsWithGlobals<GlobalOpts>();
+      const envPort =
+        process.env.TURNOUT_PORT !== undefined ? parsePort(process.env.TURNOUT_PORT) : undefined;
+      const t = await startTurnout({
+        ...(g.dataDir ? { dataDir: g.dataDir } : {}),
+        host: opts.host,
+        port: opts.port ?? envPort ?? DEFAULT_PORT,
+        ...(opts.tlsCert && opts.tlsKey
+          ? { tls: { certFile: opts.tlsCert, keyFile: opts.tlsKey } }
+          : {}),
+      });
+      const { listen } = t;
+      if (listen.allInterfaces) {
+        const bound = listen.address.includes(":") ? `[${listen.address}]` : listen.address;
+        const lan = networkUrls(listen.protocol, listen.port, listen.address === "0.0.0.0");
+        process.stdout.write(
+          `Turnout API listening on ${listen.protocol}://${bound}:${listen.port} (all interfaces): ${t.url} from this machine${lan.length > 0 ? `, ${lan.join(", ")} from the network` : ""}\n`,
+        );
+      } else {
+        process.stdout.write(`Turnout API listening on ${t.url}\n`);
+      }
+      if (listen.exposed && listen.protocol === "http") {
+        process.stderr.write(
+          `${red("warning")}: the API and /metrics are reachable from the network in plain HTTP (the admin token and all traffic unencrypted); serve HTTPS with --tls-cert FILE --tls-key FILE, or keep --host 127.0.0.1\n`,
+        );
+      }
+      process.stdout.write(
+        dim(`data in ${t.dataDir} (token in ${t.dataDir}/token); Ctrl-C to stop\n`),
+      );
+      await waitForSignal(t.stop);
+    },
+  );
 
 // ---- resources --------------------------------------------------------------------------
 
@@ -397,6 +437,18 @@ function printFieldErrors(errors: FieldError[]): void {
   for (const e of errors) process.stderr.write(`  ${formatFieldError(e)}\n`);
 }
 
+/** The machine's non-loopback addresses as API URLs, IPv4 first. */
+function networkUrls(protocol: string, port: number, ipv4Only: boolean): string[] {
+  const out: string[] = [];
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) {
+      if (a.internal || (ipv4Only && a.family !== "IPv4")) continue;
+      out.push(`${protocol}://${a.family === "IPv6" ? `[${a.address}]` : a.address}:${port}`);
+    }
+  }
+  return out.sort((x, y) => Number(x.includes("[")) - Number(y.includes("["))).slice(0, 4);
+}
+
 function waitForSignal(stop: () => Promise<void>): Promise<void> {
   return new Promise((resolve) => {
     let stopping = false;
@@ -440,8 +492,10 @@ function reportError(err: unknown): number {
   }
   const e = err as { code?: string; message?: string };
   if (e?.code === "EADDRINUSE") {
+    // Not another Turnout on this data dir (its lock would have said so): another program, or
+    // a Turnout on another data dir.
     process.stderr.write(
-      `${red("error")}: ${e.message}; is Turnout already running? Use --port to pick another port\n`,
+      `${red("error")}: ${e.message}: another program, or a Turnout on another data dir, holds that address; if it is the API's, pick another with --port\n`,
     );
     return 1;
   }

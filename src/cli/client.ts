@@ -186,7 +186,9 @@ export class Client {
       t.tokenFrom !== undefined
         ? `refused the token from ${t.tokenFrom}`
         : `got no token (none from --token or TURNOUT_TOKEN${t.serverFrom.startsWith("the server record") ? `, and no ${t.dataDir}/token` : `; the token of data dir ${t.dataDir} is sent only to the server it records`})`;
-    return `${serverSaid.replace(/ \(see [^)]*\)$/, "")}: Turnout at ${t.server} (from ${t.serverFrom}) ${sent}. ${POINT_ELSEWHERE}`;
+    // The server's own hint ("see .turnout/token") is about its data dir, not the CLI's.
+    const what = serverSaid.split(":")[0];
+    return `${what}: Turnout at ${t.server} (from ${t.serverFrom}) ${sent}. ${POINT_ELSEWHERE}`;
   }
 
   private connectError(err: unknown): TurnoutError {

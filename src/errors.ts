@@ -53,22 +53,22 @@ export const ERRORS = {
   TURNOUT_ERR_STORE_FENCED: {
     status: 409,
     summary:
-      "A controller commit carried a writer epoch that is no longer the current one (another controller took over); nothing was written and that controller stops acting.",
+      "A controller commit carried a writer epoch that is no longer current (another controller took over): nothing written, that one stops.",
   },
   TURNOUT_ERR_DATA_DIR_LOCKED: {
     status: 409,
     summary:
-      "Another `turnout up` is running on the same data dir (its pid and URL are in the message); nothing was touched.",
+      "Another `turnout up` runs on the same data dir (the message names its pid and URL); nothing was touched.",
   },
   TURNOUT_ERR_DATA_DIR_READ_ONLY: {
     status: 503,
     summary:
-      "The data dir (or a file in it) cannot be written: a read-only file system or missing permission. Choose a writable --data-dir.",
+      "The data dir cannot be written (read-only file system, no permission); choose a writable `--data-dir`.",
   },
   TURNOUT_ERR_TLS_CONFIG: {
     status: 400,
     summary:
-      "The API's TLS certificate or key (`--tls-cert`, `--tls-key`), or a CA file the CLI was told to trust (`--ca`, `TURNOUT_CA`), could not be read or used.",
+      "A TLS certificate or key (`--tls-cert`, `--tls-key`) or a CA file (`--ca`, `TURNOUT_CA`) could not be read or used.",
   },
   TURNOUT_ERR_ROUTER_BAD_REQUEST: {
     status: 400,

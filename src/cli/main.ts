@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /**
  * `turnout`: the command line. Exit codes: 0 success, 1 failure, 2 usage error.
- * Client commands take --server/--token (or TURNOUT_SERVER/TURNOUT_TOKEN) and otherwise find
- * the local server and its token in the data dir.
+ * Client commands take --server with --token (or TURNOUT_SERVER/TURNOUT_TOKEN), or else the
+ * live server recorded in the data dir with its token; never a mix (see client.ts).
  */
 import { networkInterfaces } from "node:os";
 import { Command, CommanderError, Option } from "commander";

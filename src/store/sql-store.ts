@@ -787,7 +787,12 @@ async function insertEvents(trx: Transaction<Database>, events: EventDraft[]): P
   }
 }
 
-/** Throws TURNOUT_ERR_STORE_FENCED unless the commit carries the current writer epoch. */
+/**
+ * Throws TURNOUT_ERR_STORE_FENCED unless the commit carries the current writer epoch. Sound
+ * because write transactions are serialized (top of this file): a claim cannot commit between
+ * this read and the commit's writes. A dialect that runs writers side by side (PostgreSQL at
+ * READ COMMITTED) must lock the row here (`FOR SHARE`) so that a claim waits for the commit.
+ */
 async function checkWriterEpoch(trx: Transaction<Database>, c: ControllerCommit): Promise<void> {
   const row = await trx
     .selectFrom("writer_epochs")

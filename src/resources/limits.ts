@@ -94,7 +94,7 @@ export const LIMITS = {
     max: 253,
     unit: "characters",
     fields:
-      "names written freely: header, cookie and query parameter names, salts, argument, variant, rule and context attribute names, bucketBy, env and web header names, cwd's segments",
+      "names written freely: header, cookie and query parameter names, salts, argument, variant, rule and context attribute names, bucketBy, env and web header names, duration strings",
     why: "the longest DNS name; no header or attribute name comes close",
   },
   VALUE_LENGTH: {

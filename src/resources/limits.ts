@@ -539,23 +539,24 @@ export const LIMITS_BEGIN =
   "<!-- limits:begin (generated from src/resources/limits.ts by `npm run schema`) -->";
 export const LIMITS_END = "<!-- limits:end -->";
 
-/** The reference's table of limits (docs/resources.md), between the markers. */
+/** The reference's table of limits (docs/resources.md), between the markers, aligned. */
 export function renderLimitsTable(): string {
-  const rows = Object.entries(LIMITS).map(([name, l]: [string, Limit]) =>
-    [
-      `\`${name}\``,
-      l.fields.replaceAll("|", "\\|"),
-      l.unit,
-      valueText(l, l.min),
-      valueText(l, l.max),
-      l.why.replaceAll("|", "\\|"),
-    ].join(" | "),
-  );
+  const header = ["Limit", "Applies to", "Unit", "Min", "Max", "Why"];
+  const rows = Object.entries(LIMITS).map(([name, l]: [string, Limit]) => [
+    `\`${name}\``,
+    l.fields.replaceAll("|", "\\|"),
+    l.unit,
+    valueText(l, l.min),
+    valueText(l, l.max),
+    l.why.replaceAll("|", "\\|"),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |`;
   return [
     LIMITS_BEGIN,
-    "| Limit | Applies to | Unit | Min | Max | Why |",
-    "| ----- | ---------- | ---- | --- | --- | --- |",
-    ...rows.map((r) => `| ${r} |`),
+    line(header),
+    line(widths.map((w) => "-".repeat(w))),
+    ...rows.map(line),
     LIMITS_END,
   ].join("\n");
 }

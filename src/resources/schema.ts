@@ -533,7 +533,9 @@ const MetadataSchema = strict({
     ),
   )
     .optional()
-    .describe("Free-form string pairs for people and tools; Turnout does not interpret them."),
+    .describe(
+      "String pairs for people and tools, in Kubernetes label syntax; Turnout does not interpret them.",
+    ),
   annotations: stringMap("", {
     entries: "ANNOTATIONS",
     noun: "annotations",
@@ -541,7 +543,7 @@ const MetadataSchema = strict({
     key: labelKey,
   })
     .optional()
-    .describe("Free-form string pairs, for longer notes than labels."),
+    .describe("String pairs for longer notes than labels; keys in label syntax."),
 });
 
 // ---------------------------------------------------------------------------------------

@@ -442,6 +442,49 @@ export const LIMITS = {
     why: "an index into at most STEPS steps",
   },
 
+  RETRY_ATTEMPTS: {
+    min: 0,
+    max: 10,
+    unit: "integer",
+    fields: "trafficPolicy.retries.attempts",
+    why: "each retry is another instance's work for one request",
+  },
+  ROLLBACK_REVISIONS: {
+    min: 1,
+    max: 10,
+    unit: "integer",
+    fields: "canary.rollbackWindow.revisions",
+    why: "recent stable versions worth skipping the steps for",
+  },
+  LOG_FILES: {
+    min: 1,
+    max: 100,
+    unit: "integer",
+    fields: "runtime.process.logs.maxFiles",
+    why: "rotated files kept per instance",
+  },
+  MIRROR_CONCURRENCY: {
+    min: 1,
+    max: 10_000,
+    unit: "integer",
+    fields: "shadow limits.maxConcurrency",
+    why: "copies in flight hold sockets and memory on the router",
+  },
+  MIRROR_QUEUE: {
+    min: 0,
+    max: 1_000_000,
+    unit: "integer",
+    fields: "shadow limits.maxQueue",
+    why: "queued copies hold their bodies in memory",
+  },
+  DRIFT_BINS: {
+    min: 2,
+    max: 100,
+    unit: "integer",
+    fields: "shadow compare.drift.bins",
+    why: "PSI with more bins than samples per bin is noise",
+  },
+
   // ---- Sizes -------------------------------------------------------------------------------
   REQUEST_BODY_BYTES: {
     min: 0,

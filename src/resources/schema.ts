@@ -812,7 +812,7 @@ const TrafficPolicySchema = strict({
     "Passive ejection of instances that fail requests.",
   ),
   retries: strict({
-    attempts: num({ int: true, min: 0, max: 10 })
+    attempts: limited("RETRY_ATTEMPTS")
       .default(TP.retries.attempts)
       .describe("Retries of one request (0 turns them off)."),
   })
@@ -923,7 +923,7 @@ const ProcessLogsSchema = strict({
   maxBytes: limited("LOG_FILE_BYTES")
     .default(DEFAULT_PROCESS_LOGS.maxBytes)
     .describe("Size in bytes at which an instance's log file is rotated."),
-  maxFiles: num({ int: true, min: 1, max: 100 })
+  maxFiles: limited("LOG_FILES")
     .default(DEFAULT_PROCESS_LOGS.maxFiles)
     .describe("Log files kept per instance, the current one included."),
 });
@@ -1345,7 +1345,7 @@ const CanaryStrategySchema = strict({
       "After an abort, the candidate keeps running this long without traffic (default 30).",
     ),
   rollbackWindow: strict({
-    revisions: num({ int: true, min: 1, max: 10 }).describe(
+    revisions: limited("ROLLBACK_REVISIONS").describe(
       "How many recent stable versions count as a rollback.",
     ),
   })

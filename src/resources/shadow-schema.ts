@@ -96,11 +96,11 @@ export function shadowSchemas(k: SchemaKit) {
   const LimitsSchema = k
     .strict({
       maxConcurrency: k
-        .num({ int: true, min: 1, max: 10_000 })
+        .limited("MIRROR_CONCURRENCY")
         .optional()
         .describe("Copies in flight at once (default 64)."),
       maxQueue: k
-        .num({ int: true, min: 0, max: 1_000_000 })
+        .limited("MIRROR_QUEUE")
         .optional()
         .describe("Copies waiting; more are dropped (default 256)."),
       maxBodyBytes: k
@@ -155,7 +155,7 @@ export function shadowSchemas(k: SchemaKit) {
       drift: k
         .strict({
           field: jsonPath.optional(),
-          bins: k.num({ int: true, min: 2, max: 100 }).optional(),
+          bins: k.limited("DRIFT_BINS").optional(),
         })
         .optional()
         .describe("Drift of the prediction distribution (PSI, Kolmogorov-Smirnov)."),

@@ -170,7 +170,7 @@ describe("validateDocument", () => {
     assert.equal(bad.length, 2, bad.join("\n"));
     assert.match(
       bad.join("\n"),
-      /spec\.runtime\.process\.drainSeconds: must be a number >= 0, got -1/,
+      /spec\.runtime\.process\.drainSeconds: must be a number 0..86400, got -1/,
     );
     assert.match(
       bad.join("\n"),

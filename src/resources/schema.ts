@@ -25,6 +25,7 @@ import {
   type ValueMatch,
 } from "../core/model.js";
 import { regexProblem } from "../core/regex.js";
+import { durationText, LIMITS, type Limit, type LimitName } from "./limits.js";
 import { shadowSchemas } from "./shadow-schema.js";
 
 // ---------------------------------------------------------------------------------------
@@ -47,6 +48,27 @@ export function describeValue(v: unknown): string {
 
 export function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Size of a value as compact UTF-8 JSON: what is stored and served. Infinity when it has no
+ * JSON form (too deeply nested to serialize).
+ */
+export function jsonBytes(v: unknown): number {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(v);
+  } catch {
+    return Number.POSITIVE_INFINITY;
+  }
+  if (text === undefined) return 0;
+  let bytes = text.length;
+  // Code units past ASCII take 2 or 3 UTF-8 bytes (a surrogate pair: 4 for its two units).
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0x80) bytes += c >= 0x800 && (c < 0xd800 || c > 0xdfff) ? 2 : 1;
+  }
+  return bytes;
 }
 
 const EXPECTED_TEXT: Record<string, string> = {
@@ -226,8 +248,76 @@ function num(o: NumOpts = {}): z.ZodNumber {
   return s;
 }
 
-const nonEmpty = (what = "a non-empty string") =>
-  z.string().min(1, { error: `must be ${what}, got an empty string` });
+/** A number bounded by one entry of the limits table (an integer for counts and sizes). */
+function limited(name: LimitName, o: NumOpts = {}): z.ZodNumber {
+  const l: Limit = LIMITS[name];
+  const int = l.unit === "integer" || l.unit === "bytes";
+  return num({
+    ...(int ? { int } : {}),
+    ...(l.min !== undefined && o.gt === undefined ? { min: l.min } : {}),
+    max: l.max,
+    ...o,
+  });
+}
+
+/** `must be at most 253 characters, got 300`; `abort` spares the later checks a huge string. */
+const maxChars = (name: LimitName) => {
+  const max = LIMITS[name].max;
+  return [
+    max,
+    {
+      abort: true,
+      error: (iss: { input?: unknown }) =>
+        `must be at most ${max} characters, got ${typeof iss.input === "string" ? iss.input.length : describeValue(iss.input)}`,
+    },
+  ] as const;
+};
+
+/** A string of at most the limit's length. */
+const str = (name: LimitName = "VALUE_LENGTH") => z.string().max(...maxChars(name));
+
+const nonEmpty = (what = "a non-empty string", limit: LimitName = "NAME_LENGTH") =>
+  z
+    .string()
+    .max(...maxChars(limit))
+    .min(1, { error: `must be ${what}, got an empty string` });
+
+/**
+ * A list of at most the limit's items. The count is checked before any item is parsed (a
+ * refinement of the array would run after all of them), so 150,000 steps cost one comparison.
+ */
+function capped<T extends z.ZodArray<z.ZodType>>(name: LimitName, noun: string, schema: T) {
+  const max = LIMITS[name].max;
+  return z.preprocess((v, ctx) => {
+    if (Array.isArray(v) && v.length > max)
+      ctx.addIssue({
+        code: "custom",
+        input: v,
+        message: `must have at most ${max} ${noun}, got ${v.length}`,
+      });
+    return v;
+  }, schema.max(max)) as unknown as z.ZodType<z.output<T>, z.input<T>>;
+}
+
+/** A map of at most the limit's entries, counted before any entry is parsed. */
+function cappedRecord<T extends z.ZodType>(name: LimitName, noun: string, schema: T) {
+  const max = LIMITS[name].max;
+  return z.preprocess(
+    (v, ctx) => {
+      if (isPlainObject(v)) {
+        const n = Object.keys(v).length;
+        if (n > max)
+          ctx.addIssue({
+            code: "custom",
+            input: v,
+            message: `must have at most ${max} ${noun}, got ${n}`,
+          });
+      }
+      return v;
+    },
+    schema.meta({ maxProperties: max }),
+  ) as unknown as z.ZodType<z.output<T>, z.input<T>>;
+}
 
 /** Resource names end up in URLs, metric labels and host names, hence DNS labels. */
 export const RESOURCE_NAME = /^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -251,20 +341,64 @@ const metricName = z.string().regex(/^[A-Za-z0-9._-]{1,63}$/, {
 /** RFC 9110 token: what header and cookie names may contain. */
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const token = (what: string, example: string) =>
-  z.string().regex(TOKEN, {
+  str("NAME_LENGTH").regex(TOKEN, {
     error: (iss) => `must be ${what} like "${example}", got ${describeValue(iss.input)}`,
   });
 
-const stringMap = (keyMessage: string) =>
-  z.record(
-    z.string().regex(/^[^=\0]+$/, { error: keyMessage }),
-    z.string({
+/** A string whose wrong type says how to quote it; at most the limit's length. */
+const stringValue = (limit: LimitName) =>
+  z
+    .string({
       error: (iss) =>
         iss.input === undefined
           ? "is required (a string)"
           : `must be a string, got ${describeValue(iss.input)}${quoteHint(iss.input)}`,
-    }),
+    })
+    .max(...maxChars(limit));
+
+const stringMap = (
+  keyMessage: string,
+  o: { entries: LimitName; noun: string; value: LimitName; key?: z.ZodType<string> },
+) =>
+  cappedRecord(
+    o.entries,
+    o.noun,
+    z.record(
+      o.key ??
+        z
+          .string()
+          .max(...maxChars("NAME_LENGTH"))
+          .regex(/^[^=\0]+$/, { error: keyMessage }),
+      stringValue(o.value),
+    ),
   );
+
+// Kubernetes' label syntax (apimachinery validation.IsQualifiedName and IsValidLabelValue).
+const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$/;
+
+/** Why a label or annotation key is not a Kubernetes qualified name, or null. */
+function labelKeyProblem(key: string): string | null {
+  const slash = key.indexOf("/");
+  const prefix = slash < 0 ? undefined : key.slice(0, slash);
+  const name = slash < 0 ? key : key.slice(slash + 1);
+  if (prefix !== undefined && (prefix.length > 253 || !DNS_SUBDOMAIN.test(prefix)))
+    return `prefix must be a DNS subdomain of at most 253 characters (lowercase a-z, 0-9, "-" and ".")`;
+  if (!LABEL_NAME.test(name))
+    return `must be [prefix/]name, the name 1..63 characters of A-Z, a-z, 0-9, "-", "_" and ".", starting and ending with a letter or digit (Kubernetes label syntax)`;
+  return null;
+}
+
+const labelKey = z
+  .string()
+  .max(...maxChars("LABEL_KEY"))
+  .superRefine((k, ctx) => {
+    const problem = labelKeyProblem(k);
+    if (problem !== null) ctx.addIssue({ code: "custom", input: k, message: problem });
+  })
+  // For editors; the refinement above gives the message.
+  .meta({ pattern: `^(${DNS_SUBDOMAIN.source.slice(1, -1)}/)?${LABEL_NAME.source.slice(1)}` });
 
 /** YAML turns `1`, `true` and `1.0` into numbers and booleans; say how to keep them strings. */
 function quoteHint(v: unknown): string {
@@ -275,33 +409,57 @@ function quoteHint(v: unknown): string {
 
 const DURATION_PATTERN = "^\\s*(\\d+(\\.\\d+)?(ms|s|m|h|d))+\\s*$";
 
-const duration = (o: { positive?: boolean } = {}) =>
-  z.union(
-    [
-      z
-        .string()
-        .superRefine((s, ctx) => {
-          const r = parseDuration(s);
-          if ("error" in r) ctx.addIssue({ code: "custom", input: s, message: r.error });
-          else if (o.positive && r.ms === 0)
-            ctx.addIssue({
-              code: "custom",
-              input: s,
-              message: `must be longer than 0, got "${s}"`,
-            });
-        })
-        .meta({ pattern: DURATION_PATTERN }),
-      o.positive ? num({ gt: 0 }) : num({ min: 0 }),
-    ],
-    {
-      error: (iss) =>
-        `must be a duration like "30s", "5m" or "1h30m", or a number of seconds; got ${describeValue(iss.input)}`,
-    },
-  );
+/**
+ * A duration ("30s", "1h30m" or seconds) within a limit of the table. The form is checked by
+ * each branch, the range once for both, so "100d" and 8640000 get the same message.
+ */
+const duration = (limit: LimitName, o: { positive?: boolean } = {}) => {
+  const l: Limit = LIMITS[limit];
+  const minMs = l.min ?? 0;
+  const maxMs = l.max;
+  const range = `${durationText(minMs)}..${durationText(maxMs)}`;
+  return z
+    .union(
+      [
+        z
+          .string()
+          // Longer than any real duration; bounds the parser's work on a pasted blob.
+          .max(...maxChars("NAME_LENGTH"))
+          .superRefine((s, ctx) => {
+            const r = parseDuration(s);
+            if ("error" in r) ctx.addIssue({ code: "custom", input: s, message: r.error });
+            else if (o.positive && r.ms === 0)
+              ctx.addIssue({
+                code: "custom",
+                input: s,
+                message: `must be longer than 0, got "${s}"`,
+              });
+          })
+          .meta({ pattern: DURATION_PATTERN }),
+        (o.positive ? num({ gt: 0 }) : num({ min: 0 })).meta({
+          minimum: minMs / 1000,
+          maximum: maxMs / 1000,
+        }),
+      ],
+      {
+        error: (iss) =>
+          `must be a duration like "30s", "5m" or "1h30m", or a number of seconds; got ${describeValue(iss.input)}`,
+      },
+    )
+    .superRefine((v, ctx) => {
+      const r = parseDuration(v);
+      if ("error" in r || (o.positive && r.ms === 0)) return;
+      if (r.ms < minMs || r.ms > maxMs)
+        ctx.addIssue({
+          code: "custom",
+          input: v,
+          message: `must be a duration ${range}, got ${describeValue(v)}${typeof v === "number" ? " seconds" : ""}`,
+        });
+    });
+};
 
 const httpUrl = (o: { allowQuery: boolean }) =>
-  z
-    .string()
+  str("PATH_LENGTH")
     .superRefine((s, ctx) => {
       const expected = `an absolute http:// or https:// URL${o.allowQuery ? "" : " without query or fragment"}`;
       let u: URL;
@@ -331,21 +489,27 @@ const httpUrl = (o: { allowQuery: boolean }) =>
     })
     .meta({ format: "uri", pattern: "^https?://" });
 
-const command = z
-  .array(z.string(), {
-    error: (iss) =>
-      `must be a list of strings (argv), e.g. [node, server.mjs]; got ${describeValue(iss.input)}`,
-  })
-  .min(1, { error: "must be a non-empty list (argv), e.g. [node, server.mjs]; got an empty list" })
-  .superRefine((argv, ctx) => {
-    if (argv[0] === "")
-      ctx.addIssue({
-        code: "custom",
-        path: [0],
-        input: "",
-        message: "must name a program, got an empty string",
-      });
-  });
+const command = capped(
+  "COMMAND_ARGS",
+  "arguments",
+  z
+    .array(str("TEXT_LENGTH"), {
+      error: (iss) =>
+        `must be a list of strings (argv), e.g. [node, server.mjs]; got ${describeValue(iss.input)}`,
+    })
+    .min(1, {
+      error: "must be a non-empty list (argv), e.g. [node, server.mjs]; got an empty list",
+    })
+    .superRefine((argv, ctx) => {
+      if (argv[0] === "")
+        ctx.addIssue({
+          code: "custom",
+          path: [0],
+          input: "",
+          message: "must name a program, got an empty string",
+        });
+    }),
+);
 
 // ---------------------------------------------------------------------------------------
 // Shared
@@ -357,12 +521,29 @@ const apiVersion = z.literal(API_VERSION, {
 
 const MetadataSchema = strict({
   name: resourceName.describe("Name, unique per kind: a DNS label such as fraud-model."),
-  labels: stringMap('label names must not be empty or contain "="')
+  labels: cappedRecord(
+    "LABELS",
+    "labels",
+    z.record(
+      labelKey,
+      stringValue("LABEL_VALUE").regex(LABEL_VALUE, {
+        error: (iss) =>
+          `must be a label value: at most 63 characters of A-Z, a-z, 0-9, "-", "_" and ".", starting and ending with a letter or digit (Kubernetes label syntax), got ${describeValue(iss.input)}`,
+      }),
+    ),
+  )
     .optional()
-    .describe("Free-form string pairs for people and tools; Turnout does not interpret them."),
-  annotations: stringMap('annotation names must not be empty or contain "="')
+    .describe(
+      "String pairs for people and tools, in Kubernetes label syntax; Turnout does not interpret them.",
+    ),
+  annotations: stringMap("", {
+    entries: "ANNOTATIONS",
+    noun: "annotations",
+    value: "ANNOTATION_VALUE",
+    key: labelKey,
+  })
     .optional()
-    .describe("Free-form string pairs, for longer notes than labels."),
+    .describe("String pairs for longer notes than labels; keys in label syntax."),
 });
 
 // ---------------------------------------------------------------------------------------
@@ -371,8 +552,7 @@ const MetadataSchema = strict({
 
 const ListenSchema = strict({
   port: num({ int: true, min: 1, max: 65535 }).describe("TCP port the router listens on."),
-  host: z
-    .string()
+  host: str("PATH_LENGTH")
     .regex(/^[A-Za-z0-9.:[\]-]+$/, {
       error: (iss) =>
         `must be a host name or IP address like "127.0.0.1" or "0.0.0.0", got ${describeValue(iss.input)}`,
@@ -423,8 +603,7 @@ const StickinessSchema = strict({
     ),
   // Only characters that are never percent-encoded, so the raw query string can be searched
   // for the name as is.
-  query: z
-    .string()
+  query: str("NAME_LENGTH")
     .regex(/^[A-Za-z0-9._~-]+$/, {
       error: (iss) =>
         `must be a query parameter name of A-Z, a-z, 0-9, ".", "_", "~" and "-" like "user", got ${describeValue(iss.input)}`,
@@ -453,7 +632,7 @@ const userRegex = z.string().superRefine((s, ctx) => {
 const valueMatch = (name: z.ZodType<string>, what: string) =>
   strict({
     name,
-    equals: z.string().optional().describe(`The ${what}'s value is exactly this.`),
+    equals: str("VALUE_LENGTH").optional().describe(`The ${what}'s value is exactly this.`),
     regex: userRegex
       .optional()
       .describe(
@@ -477,8 +656,7 @@ const matchConditionShape = {
   cookie: valueMatch(token("a cookie name", "tester"), "cookie")
     .optional()
     .describe("A cookie condition; cookie names are case-sensitive."),
-  pathPrefix: z
-    .string()
+  pathPrefix: str("PATH_LENGTH")
     .regex(/^\/[^?#\s]*$/, {
       error: (iss) =>
         `must be a URL path starting with "/", without query, fragment or spaces, like "/beta"; got ${describeValue(iss.input)}`,
@@ -530,8 +708,7 @@ const MatchRuleSchema = strict({
   .meta({ anyOf: ["header", "cookie", "pathPrefix"].map((k) => ({ required: [k] })) });
 
 const RoutingSchema = strict({
-  matches: z
-    .array(MatchRuleSchema)
+  matches: capped("MATCHES", "rules", z.array(MatchRuleSchema))
     .optional()
     .describe(
       "Rules tried in order before the split; the first whose conditions all hold sends the request to its version. A rule whose version is not running is skipped.",
@@ -572,7 +749,7 @@ function checkRoutingTargets(
 
 /** An HTTP path for probes and health checks. */
 const httpPath = () =>
-  z.string().regex(/^\//, {
+  str("PATH_LENGTH").regex(/^\//, {
     error: (iss) => `must be an HTTP path starting with "/", got ${describeValue(iss.input)}`,
   });
 
@@ -589,25 +766,25 @@ const HealthCheckSchema = strict({
   path: httpPath()
     .default(DEFAULT_HEALTH_CHECK.path)
     .describe("Path checked with GET on every instance; a 2xx or 3xx answer passes."),
-  intervalSeconds: num({ gt: 0 })
+  intervalSeconds: limited("PROBE_PERIOD_SECONDS")
     .default(DEFAULT_HEALTH_CHECK.intervalSeconds)
     .describe("Seconds from the end of one check to the start of the next."),
-  timeoutSeconds: num({ gt: 0 })
+  timeoutSeconds: limited("PROBE_TIMEOUT_SECONDS")
     .default(DEFAULT_HEALTH_CHECK.timeoutSeconds)
     .describe("Seconds before a check counts as failed."),
-  healthyThreshold: num({ int: true, min: 1 })
+  healthyThreshold: limited("PROBE_THRESHOLD")
     .default(DEFAULT_HEALTH_CHECK.healthyThreshold)
     .describe("Passing checks in a row that bring an unhealthy instance back."),
-  unhealthyThreshold: num({ int: true, min: 1 })
+  unhealthyThreshold: limited("PROBE_THRESHOLD")
     .default(DEFAULT_HEALTH_CHECK.unhealthyThreshold)
     .describe("Failing checks in a row that take an instance out of the balancing."),
 });
 
 const OutlierDetectionSchema = strict({
-  consecutiveFailures: num({ int: true, min: 1 })
+  consecutiveFailures: limited("CONSECUTIVE_FAILURES")
     .default(TP.outlierDetection.consecutiveFailures)
     .describe("Connect errors or 5xx in a row that eject an instance."),
-  ejectionSeconds: num({ gt: 0 })
+  ejectionSeconds: limited("EJECTION_SECONDS")
     .default(TP.outlierDetection.ejectionSeconds)
     .describe(
       "How long an ejected instance is skipped; doubles for each ejection that follows soon after (at most 300 s).",
@@ -635,7 +812,7 @@ const TrafficPolicySchema = strict({
     "Passive ejection of instances that fail requests.",
   ),
   retries: strict({
-    attempts: num({ int: true, min: 0, max: 10 })
+    attempts: limited("RETRY_ATTEMPTS")
       .default(TP.retries.attempts)
       .describe("Retries of one request (0 turns them off)."),
   })
@@ -644,45 +821,51 @@ const TrafficPolicySchema = strict({
       "Idempotent requests without a body are retried on connect errors only, on another instance.",
     ),
   timeouts: strict({
-    requestHeadersSeconds: num({ gt: 0 })
+    requestHeadersSeconds: limited("REQUEST_HEADERS_TIMEOUT_SECONDS")
       .default(TP.timeouts.requestHeadersSeconds)
       .describe("Time a client may take to send its request headers (then 408)."),
-    idleSeconds: num({ gt: 0 })
+    idleSeconds: limited("IDLE_TIMEOUT_SECONDS")
       .default(TP.timeouts.idleSeconds)
       .describe("Keep-alive idle time of client connections."),
-    upstreamSeconds: num({ gt: 0 })
+    upstreamSeconds: limited("UPSTREAM_TIMEOUT_SECONDS")
       .default(TP.timeouts.upstreamSeconds)
       .describe("Time an instance may take to send its response headers (then 504)."),
   })
     .default(() => ({ ...TP.timeouts }))
     .describe("Client and upstream timeouts."),
-  maxRequestBodyBytes: num({ int: true, min: 0 })
+  maxRequestBodyBytes: limited("REQUEST_BODY_BYTES")
     .default(TP.maxRequestBodyBytes)
     .describe("Largest request body accepted (then 413)."),
 }).describe("How the router balances, health-checks, retries and times out; defaults apply.");
 
 const StaticRuntimeSchema = strict({
-  versions: z
-    .record(
-      versionName,
-      strict({
-        upstreams: z
-          .array(httpUrl({ allowQuery: false }))
-          .min(1, { error: "must list at least one upstream URL, got an empty list" })
-          .describe("Base URLs of the version's instances, e.g. http://127.0.0.1:9001."),
-      }),
-    )
-    .superRefine((v, ctx) => {
-      if (Object.keys(v).length === 0)
-        ctx.addIssue({
-          code: "custom",
-          input: v,
-          message:
-            'must list at least one version, e.g. v1: { upstreams: ["http://127.0.0.1:9001"] }; got none',
-        });
-    })
-    .meta({ minProperties: 1 })
-    .describe("Each version by name, with the URLs where it runs."),
+  versions: cappedRecord(
+    "VERSIONS",
+    "versions",
+    z
+      .record(
+        versionName,
+        strict({
+          upstreams: capped(
+            "UPSTREAMS",
+            "upstreams",
+            z
+              .array(httpUrl({ allowQuery: false }))
+              .min(1, { error: "must list at least one upstream URL, got an empty list" }),
+          ).describe("Base URLs of the version's instances, e.g. http://127.0.0.1:9001."),
+        }),
+      )
+      .superRefine((v, ctx) => {
+        if (Object.keys(v).length === 0)
+          ctx.addIssue({
+            code: "custom",
+            input: v,
+            message:
+              'must list at least one version, e.g. v1: { upstreams: ["http://127.0.0.1:9001"] }; got none',
+          });
+      })
+      .meta({ minProperties: 1 }),
+  ).describe("Each version by name, with the URLs where it runs."),
 });
 
 const DEFAULT_READINESS = {
@@ -696,38 +879,40 @@ const ProbeSchema = strict({
   path: httpPath()
     .default(DEFAULT_READINESS.path)
     .describe("Path probed with GET; any 2xx or 3xx answer means ready."),
-  periodSeconds: num({ gt: 0 })
+  periodSeconds: limited("PROBE_PERIOD_SECONDS")
     .default(DEFAULT_READINESS.periodSeconds)
     .describe("Seconds between probes."),
-  timeoutSeconds: num({ gt: 0 })
+  timeoutSeconds: limited("PROBE_TIMEOUT_SECONDS")
     .default(DEFAULT_READINESS.timeoutSeconds)
     .describe("Seconds before a probe counts as failed."),
-  initialDelaySeconds: num({ min: 0 })
+  initialDelaySeconds: limited("PROBE_DELAY_SECONDS")
     .default(DEFAULT_READINESS.initialDelaySeconds)
     .describe("Seconds after start before the first probe."),
 });
 
 const LivenessSchema = strict({
   path: httpPath().default("/healthz").describe("Path probed with GET; 2xx or 3xx is alive."),
-  periodSeconds: num({ gt: 0 }).default(10).describe("Seconds between probes."),
-  timeoutSeconds: num({ gt: 0 }).default(1).describe("Seconds before a probe counts as failed."),
-  failureThreshold: num({ int: true, min: 1 })
+  periodSeconds: limited("PROBE_PERIOD_SECONDS").default(10).describe("Seconds between probes."),
+  timeoutSeconds: limited("PROBE_TIMEOUT_SECONDS")
+    .default(1)
+    .describe("Seconds before a probe counts as failed."),
+  failureThreshold: limited("PROBE_THRESHOLD")
     .default(3)
     .describe("Consecutive failed probes that restart the instance."),
 });
 
 const RP = DEFAULT_RESTART_POLICY;
 const RestartPolicySchema = strict({
-  initialBackoffSeconds: num({ gt: 0 })
+  initialBackoffSeconds: limited("BACKOFF_SECONDS")
     .default(RP.initialBackoffSeconds)
     .describe("Delay before the first restart; it doubles after each further crash."),
-  maxBackoffSeconds: num({ gt: 0 })
+  maxBackoffSeconds: limited("BACKOFF_SECONDS")
     .default(RP.maxBackoffSeconds)
     .describe("Longest delay between restarts."),
-  resetAfterSeconds: num({ gt: 0 })
+  resetAfterSeconds: limited("BACKOFF_SECONDS")
     .default(RP.resetAfterSeconds)
     .describe("A run this long without a crash resets the delay to its first value."),
-  failureThreshold: num({ int: true, min: 1 })
+  failureThreshold: limited("PROBE_THRESHOLD")
     .default(RP.failureThreshold)
     .describe(
       "Consecutive crashes without becoming ready after which the instance is reported failed (it keeps being restarted).",
@@ -735,43 +920,52 @@ const RestartPolicySchema = strict({
 });
 
 const ProcessLogsSchema = strict({
-  maxBytes: num({ int: true, min: 1024 })
+  maxBytes: limited("LOG_FILE_BYTES")
     .default(DEFAULT_PROCESS_LOGS.maxBytes)
     .describe("Size in bytes at which an instance's log file is rotated."),
-  maxFiles: num({ int: true, min: 1, max: 100 })
+  maxFiles: limited("LOG_FILES")
     .default(DEFAULT_PROCESS_LOGS.maxFiles)
     .describe("Log files kept per instance, the current one included."),
 });
 
-const envSchema = stringMap('environment variable names must not be empty or contain "="');
+const envSchema = stringMap('environment variable names must not be empty or contain "="', {
+  entries: "ENV",
+  noun: "variables",
+  value: "TEXT_LENGTH",
+});
 
 const ProcessRuntimeSchema = strict({
   command: command.describe(
     "argv of each instance; ${version}, ${port} and ${instance} are replaced in each element.",
   ),
-  cwd: nonEmpty("a directory").optional().describe("Working directory of the instances."),
+  cwd: nonEmpty("a directory", "PATH_LENGTH")
+    .optional()
+    .describe("Working directory of the instances."),
   env: envSchema
     .optional()
     .describe("Environment of every instance, templated like command; PORT is always set."),
-  replicas: num({ int: true, min: 1, max: 100 }).default(1).describe("Instances per version."),
+  replicas: limited("REPLICAS").default(1).describe("Instances per version."),
   // A function default: each parse gets its own object, so callers may mutate the result.
   readiness: ProbeSchema.default(() => ({ ...DEFAULT_READINESS })).describe(
     "HTTP readiness probe, for the instance's whole life: it takes traffic once the probe passes, and none after 3 failures in a row until it passes again.",
   ),
-  startupTimeoutSeconds: num({ gt: 0 })
+  startupTimeoutSeconds: limited("STARTUP_TIMEOUT_SECONDS")
     .default(60)
     .describe("Seconds an instance may take to become ready before it counts as failed."),
-  terminationGracePeriodSeconds: num({ min: 0 })
+  terminationGracePeriodSeconds: limited("DELAY_SECONDS")
     .default(10)
     .describe("Seconds between SIGTERM and SIGKILL when an instance stops."),
-  versions: z
-    .record(versionName, strict({ command: command.optional(), env: envSchema.optional() }))
+  versions: cappedRecord(
+    "VERSIONS",
+    "versions",
+    z.record(versionName, strict({ command: command.optional(), env: envSchema.optional() })),
+  )
     .optional()
     .describe("Per-version overrides: another command, or env merged over the common env."),
   liveness: LivenessSchema.optional().describe(
     "HTTP liveness probe, from the first time an instance is ready; failing it restarts the instance.",
   ),
-  drainSeconds: num({ min: 0 })
+  drainSeconds: limited("DELAY_SECONDS")
     .default(DEFAULT_DRAIN_SECONDS)
     .describe(
       "Seconds a stopping instance keeps running after it leaves the route table, before SIGTERM; must exceed the time routers take to swap tables.",
@@ -792,19 +986,26 @@ const RuntimeSchema = exactlyOne({
 }).describe("Where instances run (exactly one).");
 
 const PauseStepSchema = strict({
-  duration: duration()
+  duration: duration("PAUSE")
     .optional()
     .describe('How long to wait ("30s", "5m", "1h30m" or seconds); without it, until promoted.'),
 });
 
 const analysisRefShape = {
-  templates: z
-    .array(resourceName)
-    .min(1, { error: "must name at least one AnalysisTemplate, got an empty list" })
-    .describe("Names of AnalysisTemplates to run."),
-  args: z
-    .array(strict({ name: nonEmpty("an argument name"), value: z.string() }))
-    .superRefine(uniqueNames("argument", "args"), { when: (p) => Array.isArray(p.value) })
+  templates: capped(
+    "TEMPLATES",
+    "templates",
+    z
+      .array(resourceName)
+      .min(1, { error: "must name at least one AnalysisTemplate, got an empty list" }),
+  ).describe("Names of AnalysisTemplates to run."),
+  args: capped(
+    "ARGS",
+    "arguments",
+    z
+      .array(strict({ name: nonEmpty("an argument name"), value: str("VALUE_LENGTH") }))
+      .superRefine(uniqueNames("argument", "args"), { when: (p) => Array.isArray(p.value) }),
+  )
     .optional()
     .describe("Values for the templates' arguments ({{args.NAME}} in their sources)."),
 };
@@ -812,7 +1013,7 @@ const analysisRefShape = {
 // ---- A/B experiments (src/core/experiment/, src/core/steps/experiment.ts) --------------
 
 const KEY_SOURCES = ["header", "cookie", "query"] as const;
-const queryName = z.string().regex(/^[A-Za-z0-9._~-]+$/, {
+const queryName = str("NAME_LENGTH").regex(/^[A-Za-z0-9._~-]+$/, {
   error: (iss) =>
     `must be a query parameter name of A-Z, a-z, 0-9, ".", "_", "~" and "-" like "user", got ${describeValue(iss.input)}`,
 });
@@ -919,27 +1120,30 @@ const experimentShape = {
   name: resourceName
     .optional()
     .describe("Unique experiment name; default <service>-<candidate version>."),
-  arms: z
-    .array(ArmSchema)
-    .min(2, { error: "must list at least two arms (one stable, one canary)" })
-    .max(10, { error: "must list at most 10 arms" })
-    .superRefine(uniqueNames("arm", "arms"))
-    .superRefine((arms, ctx) => {
-      if (arms.length < 2) return;
-      if (!arms.some((a) => a.version === "stable") || !arms.some((a) => a.version === "canary"))
-        ctx.addIssue({
-          code: "custom",
-          input: arms,
-          message: "needs one arm on stable (the control) and one on canary",
-        });
-      const sum = arms.reduce((s, a) => s + a.weight, 0);
-      if (Math.abs(sum - 100) > 1e-9)
-        ctx.addIssue({
-          code: "custom",
-          input: arms,
-          message: `weights must sum to 100, got ${sum}`,
-        });
-    })
+  arms: capped(
+    "ARMS",
+    "arms",
+    z
+      .array(ArmSchema)
+      .min(LIMITS.ARMS.min, { error: "must list at least two arms (one stable, one canary)" })
+      .superRefine(uniqueNames("arm", "arms"))
+      .superRefine((arms, ctx) => {
+        if (arms.length < 2) return;
+        if (!arms.some((a) => a.version === "stable") || !arms.some((a) => a.version === "canary"))
+          ctx.addIssue({
+            code: "custom",
+            input: arms,
+            message: "needs one arm on stable (the control) and one on canary",
+          });
+        const sum = arms.reduce((s, a) => s + a.weight, 0);
+        if (Math.abs(sum - 100) > 1e-9)
+          ctx.addIssue({
+            code: "custom",
+            input: arms,
+            message: `weights must sum to 100, got ${sum}`,
+          });
+      }),
+  )
     .optional()
     .describe("The arms; default A = stable (100 - split) and B = canary (split)."),
   split: num({ gt: 0, lt: 100 })
@@ -970,15 +1174,18 @@ const experimentShape = {
     .describe(
       "QA override: requests naming an arm here are served by it and not logged as exposures.",
     ),
-  metrics: z
-    .array(ExperimentMetricSchema)
-    .min(1, { error: "must list at least one metric" })
-    .superRefine(uniqueNames("metric", "metrics"))
-    .superRefine((ms, ctx) => {
-      if (!ms.some((m) => (m as { role?: string }).role !== "guardrail"))
-        ctx.addIssue({ code: "custom", input: ms, message: "needs at least one goal metric" });
-    })
-    .describe("Goal and guardrail metrics."),
+  metrics: capped(
+    "EXPERIMENT_METRICS",
+    "metrics",
+    z
+      .array(ExperimentMetricSchema)
+      .min(1, { error: "must list at least one metric" })
+      .superRefine(uniqueNames("metric", "metrics"))
+      .superRefine((ms, ctx) => {
+        if (!ms.some((m) => (m as { role?: string }).role !== "guardrail"))
+          ctx.addIssue({ code: "custom", input: ms, message: "needs at least one goal metric" });
+      }),
+  ).describe("Goal and guardrail metrics."),
   method: z
     .enum(["sequential", "fixedHorizon", "bayesian"], {
       error: (iss) =>
@@ -989,10 +1196,10 @@ const experimentShape = {
       "sequential: always-valid confidence sequences, look any time (default); fixedHorizon: z / Welch t at minSamples; bayesian: chance to win.",
     ),
   alpha: num({ gt: 0, lt: 1 }).default(0.05).describe("Type I error over the whole experiment."),
-  minSamples: num({ int: true, min: 2 })
+  minSamples: limited("SAMPLES", { min: 2 })
     .default(100)
     .describe("Units per arm before any decision (for fixedHorizon: the planned sample size)."),
-  maxDuration: duration({ positive: true })
+  maxDuration: duration("EXPERIMENT_DURATION", { positive: true })
     .default("1h")
     .describe("Longest run; inconclusive by then keeps the stable version (A)."),
   decision: z
@@ -1007,7 +1214,7 @@ const experimentShape = {
     })
     .default("holm")
     .describe("Across several goal metrics: Holm (family-wise) or Benjamini-Hochberg (FDR)."),
-  sequentialTuning: num({ gt: 0 })
+  sequentialTuning: num({ gt: 0, max: LIMITS.SAMPLES.max })
     .default(5000)
     .describe("N* of the asymptotic confidence sequence: total units at which it is tightest."),
   chanceToWin: num({ gt: 0.5, lt: 1 })
@@ -1019,7 +1226,7 @@ const ExperimentStepSchema = strict({ ...experimentShape });
 
 const AbTestStrategySchema = strict({
   ...experimentShape,
-  abortScaleDownDelaySeconds: num({ min: 0 })
+  abortScaleDownDelaySeconds: limited("DELAY_SECONDS")
     .optional()
     .describe("After a loss, the candidate keeps running this long without traffic (default 30)."),
 });
@@ -1031,14 +1238,17 @@ const AbTestStrategySchema = strict({
 const { ShadowStepSchema, MirrorRouteStepSchema } = shadowSchemas({
   strict,
   num,
-  duration: () => duration(),
+  limited,
+  capped,
+  str,
+  duration: () => duration("PAUSE"),
   match: MatchConditionsSchema,
 });
 
 /** Kubernetes' intOrString for surge/unavailable: a whole number or a percent ("25%"). */
 function intOrPercent(what: string) {
   return z
-    .union([num({ int: true, min: 0 }), z.templateLiteral([z.number().min(0).max(100), "%"])], {
+    .union([limited("SURGE"), z.templateLiteral([z.number().min(0).max(100), "%"])], {
       error: `${what} must be a whole number or a percent of the replicas like "25%"`,
     })
     .describe(`${what}: a whole number, or a percent of the replicas ("25%").`);
@@ -1053,10 +1263,10 @@ const RollingShape = {
     .describe(
       'Instances below the replica count that may be unavailable (default "25%", rounded down).',
     ),
-  minReadySeconds: num({ min: 0 })
+  minReadySeconds: limited("DELAY_SECONDS")
     .default(0)
     .describe("A new instance counts as available after being ready this long (default 0)."),
-  progressDeadlineSeconds: num({ min: 1 })
+  progressDeadlineSeconds: limited("PROGRESS_DEADLINE_SECONDS")
     .default(600)
     .describe("Without progress for this long, the update aborts and the old version returns."),
   analysis: strict({ ...analysisRefShape })
@@ -1116,12 +1326,12 @@ const RolloutStepSchema = exactlyOne(STEP_SCHEMAS, { noun: "step kind" }).descri
 );
 
 const CanaryStrategySchema = strict({
-  steps: z
-    .array(RolloutStepSchema)
-    .describe("Run in order; after the last, the version takes 100%."),
+  steps: capped("STEPS", "steps", z.array(RolloutStepSchema)).describe(
+    "Run in order; after the last, the version takes 100%.",
+  ),
   analysis: strict({
     ...analysisRefShape,
-    startingStep: num({ int: true, min: 0 })
+    startingStep: limited("STARTING_STEP")
       .default(0)
       .describe("Index of the step from which the analysis runs (0: from the start)."),
   })
@@ -1129,13 +1339,13 @@ const CanaryStrategySchema = strict({
     .describe(
       "Analysis that runs in the background during the rollout; a failure rolls back at once.",
     ),
-  abortScaleDownDelaySeconds: num({ min: 0 })
+  abortScaleDownDelaySeconds: limited("DELAY_SECONDS")
     .optional()
     .describe(
       "After an abort, the candidate keeps running this long without traffic (default 30).",
     ),
   rollbackWindow: strict({
-    revisions: num({ int: true, min: 1, max: 10 }).describe(
+    revisions: limited("ROLLBACK_REVISIONS").describe(
       "How many recent stable versions count as a rollback.",
     ),
   })
@@ -1143,7 +1353,7 @@ const CanaryStrategySchema = strict({
     .describe(
       "A recent stable version coming back skips the steps (a rollback is not a new release).",
     ),
-  progressDeadlineSeconds: num({ min: 1 })
+  progressDeadlineSeconds: limited("PROGRESS_DEADLINE_SECONDS")
     .optional()
     .describe("The candidate must be ready within this, or the rollout aborts (default 600)."),
 });
@@ -1159,13 +1369,13 @@ const BlueGreenStrategySchema = strict({
   })
     .optional()
     .describe("How testers reach green before the switch."),
-  previewReplicas: num({ int: true, min: 1 })
+  previewReplicas: limited("REPLICAS")
     .optional()
     .describe("Instances of green before the switch (default: the full replica count)."),
   prePromotionAnalysis: strict({ ...analysisRefShape })
     .optional()
     .describe("Must pass before the switch; a failure aborts."),
-  autoPromotionSeconds: num({ min: 0 })
+  autoPromotionSeconds: limited("AUTO_PROMOTION_SECONDS")
     .optional()
     .describe(
       "Switch by itself this long after green is ready; without it, `turnout promote` switches.",
@@ -1173,19 +1383,21 @@ const BlueGreenStrategySchema = strict({
   postPromotionAnalysis: strict({ ...analysisRefShape })
     .optional()
     .describe("Runs after the switch; a failure switches back to blue at once."),
-  scaleDownDelaySeconds: num({ min: 0 })
+  scaleDownDelaySeconds: limited("DELAY_SECONDS")
     .optional()
     .describe(
       "Blue keeps running this long after the switch, for an instant switch back (default 30).",
     ),
-  abortScaleDownDelaySeconds: num({ min: 0 })
+  abortScaleDownDelaySeconds: limited("DELAY_SECONDS")
     .optional()
     .describe("After an abort, green keeps running this long without traffic (default 30)."),
-  progressDeadlineSeconds: num({ min: 1 })
+  progressDeadlineSeconds: limited("PROGRESS_DEADLINE_SECONDS")
     .optional()
     .describe("Green must be ready within this, or the rollout aborts (default 600)."),
-  flagSteps: z
-    .array(
+  flagSteps: capped(
+    "STEPS",
+    "steps",
+    z.array(
       exactlyOne(
         {
           setFlag: STEP_SCHEMAS.setFlag,
@@ -1194,7 +1406,8 @@ const BlueGreenStrategySchema = strict({
         },
         { noun: "flag step kind" },
       ),
-    )
+    ),
+  )
     .optional()
     .describe(
       "Blue-green with feature flags: setFlag, analysis and pause steps run after the switch; a failed analysis turns the flags off and switches back.",
@@ -1247,8 +1460,7 @@ const ServiceSpecSchema = strict({
   runtime: RuntimeSchema,
   version: versionName.describe("The desired version; changing it starts a rollout."),
   strategy: StrategySchema.optional(),
-  flags: z
-    .array(resourceName)
+  flags: capped("SERVICE_FLAGS", "flags", z.array(resourceName))
     .optional()
     .describe(
       "Flags the router evaluates per request (targeting key: the sticky key); results go upstream in x-turnout-flags and label measurements.",
@@ -1312,10 +1524,10 @@ const MetricSourceSchema = exactlyOne({
     .describe("A metric the router measures per version itself."),
   prometheus: strict({
     address: httpUrl({ allowQuery: false }).describe("Base URL of the Prometheus HTTP API."),
-    query: nonEmpty("a PromQL query").describe(
+    query: nonEmpty("a PromQL query", "TEXT_LENGTH").describe(
       "PromQL; {{args.NAME}}, {{service}}, {{candidate}} and {{baseline}} are replaced.",
     ),
-    rangeQuery: strict({ step: duration() })
+    rangeQuery: strict({ step: duration("QUERY_STEP", { positive: true }) })
       .optional()
       .describe(
         "Query the analysis window at this step (all points are samples); without it, an instant query.",
@@ -1326,25 +1538,33 @@ const MetricSourceSchema = exactlyOne({
       .describe(
         "How several series combine into one; without it, more than one series is an error.",
       ),
-    timeoutSeconds: num({ gt: 0 }).default(10),
+    timeoutSeconds: limited("SOURCE_TIMEOUT_SECONDS").default(10),
   }).describe("A PromQL query against a Prometheus server."),
   web: strict({
     url: httpUrl({ allowQuery: true }),
     method: z.enum(["GET", "POST"]).default("GET"),
-    headers: stringMap('header names must not be empty or contain "="').optional(),
-    body: z.string().optional(),
-    jsonPath: nonEmpty("a JSON path like $.data.value").optional(),
-    timeoutSeconds: num({ gt: 0 }).default(10),
+    headers: stringMap('header names must not be empty or contain "="', {
+      entries: "HEADER_LISTS",
+      noun: "headers",
+      value: "VALUE_LENGTH",
+    }).optional(),
+    body: str("TEXT_LENGTH").optional(),
+    jsonPath: nonEmpty("a JSON path like $.data.value", "PATH_LENGTH").optional(),
+    timeoutSeconds: limited("SOURCE_TIMEOUT_SECONDS").default(10),
   }).describe("An HTTP endpoint that returns the value (picked with jsonPath)."),
-  command: strict({ command, timeoutSeconds: num({ gt: 0 }).default(10) }).describe(
-    "A command that prints the value.",
-  ),
+  command: strict({
+    command,
+    timeoutSeconds: limited("SOURCE_TIMEOUT_SECONDS").default(10),
+  }).describe("A command that prints the value."),
 }).describe("Where the metric's value comes from (exactly one).");
 
 const alpha = () => num({ gt: 0, lt: 1 }).default(0.05);
 
 const JudgeSchema = exactlyOne({
-  threshold: strict({ min: num().optional(), max: num().optional() }).superRefine((t, ctx) => {
+  threshold: strict({
+    min: limited("MEASURED_VALUE").optional(),
+    max: limited("MEASURED_VALUE").optional(),
+  }).superRefine((t, ctx) => {
     if (t.min === undefined && t.max === undefined)
       ctx.addIssue({
         code: "custom",
@@ -1361,8 +1581,8 @@ const JudgeSchema = exactlyOne({
   }),
   relative: strict({
     mode: z.enum(["ratio", "difference"]),
-    maxIncrease: num({ min: 0 }).optional(),
-    maxDecrease: num({ min: 0 }).optional(),
+    maxIncrease: limited("MEASURED_VALUE", { min: 0 }).optional(),
+    maxDecrease: limited("MEASURED_VALUE", { min: 0 }).optional(),
   }).superRefine((r, ctx) => {
     if (r.maxIncrease === undefined && r.maxDecrease === undefined)
       ctx.addIssue({
@@ -1372,7 +1592,7 @@ const JudgeSchema = exactlyOne({
       });
   }),
   sequential: strict({
-    maxIncrease: num({ min: 0 }),
+    maxIncrease: limited("RATE_CHANGE"),
     detect: num({ gt: 0, max: 1 })
       .optional()
       .describe(
@@ -1380,7 +1600,7 @@ const JudgeSchema = exactlyOne({
       ),
     alpha: alpha(),
   }).describe("Sequential test of candidate against baseline rates; may be checked at every look."),
-  mannWhitney: strict({ maxRelativeIncrease: num({ min: 0 }), alpha: alpha() }).describe(
+  mannWhitney: strict({ maxRelativeIncrease: limited("RELATIVE_CHANGE"), alpha: alpha() }).describe(
     "Mann-Whitney U test of candidate against baseline samples (e.g. latencies).",
   ),
 }).describe("How the value is judged: pass, fail or inconclusive (exactly one).");
@@ -1389,18 +1609,20 @@ const MetricSchema = strict({
   name: metricName,
   source: MetricSourceSchema,
   judge: JudgeSchema,
-  interval: duration({ positive: true }).optional().describe("Time between measurements."),
-  count: num({ int: true, min: 1 }).optional().describe("Number of measurements."),
-  minSamples: num({ int: true, min: 0 })
+  interval: duration("ANALYSIS_INTERVAL", { positive: true })
+    .optional()
+    .describe("Time between measurements."),
+  count: limited("MEASUREMENTS").optional().describe("Number of measurements."),
+  minSamples: limited("SAMPLES", { min: 0 })
     .optional()
     .describe("Below this many samples the result is inconclusive, never pass."),
-  failureLimit: num({ int: true, min: 0 })
+  failureLimit: limited("MEASUREMENT_LIMIT")
     .optional()
     .describe("Failed measurements tolerated before the analysis fails."),
-  inconclusiveLimit: num({ int: true, min: 0 })
+  inconclusiveLimit: limited("MEASUREMENT_LIMIT")
     .optional()
     .describe("Inconclusive measurements tolerated before the analysis is inconclusive."),
-  consecutiveErrorLimit: num({ int: true, min: 0 })
+  consecutiveErrorLimit: limited("MEASUREMENT_LIMIT")
     .optional()
     .describe("Errors in a row (e.g. the source is unreachable) tolerated before failing."),
   dryRun: z.boolean().optional().describe("Measure and report, but never fail the rollout."),
@@ -1427,15 +1649,23 @@ function uniqueNames(what: string, list: string) {
 }
 
 const AnalysisTemplateSpecSchema = strict({
-  args: z
-    .array(strict({ name: nonEmpty("an argument name"), value: z.string().optional() }))
-    .superRefine(uniqueNames("argument", "args"), { when: (p) => Array.isArray(p.value) })
+  args: capped(
+    "ARGS",
+    "arguments",
+    z
+      .array(strict({ name: nonEmpty("an argument name"), value: str("VALUE_LENGTH").optional() }))
+      .superRefine(uniqueNames("argument", "args"), { when: (p) => Array.isArray(p.value) }),
+  )
     .optional()
     .describe("Arguments that a rollout passes in, with optional default values."),
-  metrics: z
-    .array(MetricSchema)
-    .min(1, { error: "must list at least one metric, got an empty list" })
-    .superRefine(uniqueNames("metric", "metrics"), { when: (p) => Array.isArray(p.value) }),
+  metrics: capped(
+    "TEMPLATE_METRICS",
+    "metrics",
+    z
+      .array(MetricSchema)
+      .min(1, { error: "must list at least one metric, got an empty list" })
+      .superRefine(uniqueNames("metric", "metrics"), { when: (p) => Array.isArray(p.value) }),
+  ),
 });
 
 export const AnalysisTemplateSchema = strict({
@@ -1472,7 +1702,7 @@ const CONDITION_OPS = [
   "matches",
   "exists",
 ] as const;
-const scalar = z.union([z.string(), z.number(), z.boolean()]);
+const scalar = z.union([str("VALUE_LENGTH"), z.number(), z.boolean()]);
 const SEMVER_TEXT =
   /^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/;
 
@@ -1482,7 +1712,9 @@ const FlagConditionSchema = strict({
   ),
   op: z.enum(CONDITION_OPS).describe("How the attribute is tested."),
   value: scalar.optional().describe("The operand of single-value operators."),
-  values: z.array(scalar).optional().describe('The list of "in" and "notIn".'),
+  values: capped("CONDITION_VALUES", "values", z.array(scalar))
+    .optional()
+    .describe('The list of "in" and "notIn".'),
 }).superRefine((c, ctx) => {
   const list = c.op === "in" || c.op === "notIn";
   if (list && c.values === undefined)
@@ -1526,31 +1758,50 @@ const FlagConditionSchema = strict({
 
 const percent = () => num({ min: 0, max: 100, decimals: 4 });
 
+/** A JSON value of at most the limit's bytes (flag variants travel to every client). */
+function jsonAtMost(name: LimitName) {
+  const max = LIMITS[name].max;
+  return (v: unknown, ctx: z.core.$RefinementCtx) => {
+    const bytes = jsonBytes(v);
+    if (bytes > max)
+      ctx.addIssue({
+        code: "custom",
+        input: v,
+        message: `must be at most ${max} bytes as JSON, got ${bytes}`,
+      });
+  };
+}
+
 const FlagRuleSchema = strict({
   name: nonEmpty("a rule name").optional().describe("For people and flagMetadata.rule."),
-  conditions: z.array(FlagConditionSchema).optional().describe("All must hold."),
-  segments: z.array(resourceName).optional().describe("Segments the context must belong to (all)."),
+  conditions: capped("CONDITIONS", "conditions", z.array(FlagConditionSchema))
+    .optional()
+    .describe("All must hold."),
+  segments: capped("RULE_SEGMENTS", "segments", z.array(resourceName))
+    .optional()
+    .describe("Segments the context must belong to (all)."),
   variant: nonEmpty("a variant name").optional().describe("Serve this variant."),
-  split: z
-    .record(nonEmpty("a variant name"), percent())
+  split: cappedRecord("FLAG_VARIANTS", "variants", z.record(nonEmpty("a variant name"), percent()))
     .optional()
     .describe("Or split by bucket: percent per variant, summing to 100."),
 });
 
 const FlagSpecSchema = strict({
   type: z.enum(["boolean", "string", "number", "object"]).describe("The OpenFeature flag type."),
-  variants: z
-    .record(
+  variants: cappedRecord(
+    "FLAG_VARIANTS",
+    "variants",
+    z.record(
       nonEmpty("a variant name"),
       z.union([
         z.boolean(),
-        z.string(),
+        str("TEXT_LENGTH"),
         z.number(),
-        z.record(z.string(), z.unknown()),
-        z.array(z.unknown()),
+        z.record(z.string(), z.unknown()).superRefine(jsonAtMost("VARIANT_VALUE_BYTES")),
+        z.array(z.unknown()).superRefine(jsonAtMost("VARIANT_VALUE_BYTES")),
       ]),
-    )
-    .describe("Each variant by name, with its value (of the flag's type)."),
+    ),
+  ).describe("Each variant by name, with its value (of the flag's type)."),
   defaultVariant: nonEmpty("a variant name").describe(
     "Served when nothing else applies, and when the flag is disabled.",
   ),
@@ -1558,8 +1809,7 @@ const FlagSpecSchema = strict({
     .enum(["ENABLED", "DISABLED"])
     .default("ENABLED")
     .describe("DISABLED is the kill switch: everyone gets the default variant."),
-  rules: z
-    .array(FlagRuleSchema)
+  rules: capped("FLAG_RULES", "rules", z.array(FlagRuleSchema))
     .optional()
     .describe("Targeting rules, in order; the first match wins."),
   rollout: strict({
@@ -1574,7 +1824,7 @@ const FlagSpecSchema = strict({
     .optional()
     .describe("The context attribute that buckets splits and rollouts (default targetingKey)."),
   salt: nonEmpty().optional().describe("Bucket hash salt (default: the flag's name)."),
-  description: z.string().optional(),
+  description: str("TEXT_LENGTH").optional(),
 }).superRefine(
   (f, ctx) => {
     if (!isPlainObject(f.variants)) return;
@@ -1651,10 +1901,16 @@ export const SegmentSchema = strict({
   kind: z.literal("Segment"),
   metadata: MetadataSchema,
   spec: strict({
-    included: z.array(z.string()).optional().describe("targetingKeys that always belong."),
-    excluded: z.array(z.string()).optional().describe("targetingKeys that never belong (wins)."),
-    conditions: z.array(FlagConditionSchema).optional().describe("Contexts meeting all belong."),
-    description: z.string().optional(),
+    included: capped("SEGMENT_KEYS", "keys", z.array(str("VALUE_LENGTH")))
+      .optional()
+      .describe("targetingKeys that always belong."),
+    excluded: capped("SEGMENT_KEYS", "keys", z.array(str("VALUE_LENGTH")))
+      .optional()
+      .describe("targetingKeys that never belong (wins)."),
+    conditions: capped("CONDITIONS", "conditions", z.array(FlagConditionSchema))
+      .optional()
+      .describe("Contexts meeting all belong."),
+    description: str("TEXT_LENGTH").optional(),
   }),
 }).meta({ title: "Segment", description: "A named set of contexts that Flag rules share." });
 
@@ -1781,6 +2037,23 @@ export function validateDocument(value: unknown): DocumentResult {
           : `unknown kind ${describeValue(kind)}; known kinds: ${RESOURCE_KINDS.join(", ")}${guess ? ` (did you mean "${guess}"?)` : ""}`,
     });
     return { ...(label ? { label } : {}), issues };
+  }
+
+  // Before the schema, so an oversized document costs one serialization, not a full parse.
+  const bytes = jsonBytes(value);
+  if (bytes > LIMITS.DOCUMENT_BYTES.max) {
+    return {
+      ...(label ? { label } : {}),
+      issues: [
+        {
+          path: [],
+          message:
+            bytes === Number.POSITIVE_INFINITY
+              ? "is nested too deeply to store"
+              : `must be at most ${LIMITS.DOCUMENT_BYTES.max} bytes as JSON (1 MiB), got ${bytes}`,
+        },
+      ],
+    };
   }
 
   const schema: z.ZodType = SCHEMAS[kind as Resource["kind"]];

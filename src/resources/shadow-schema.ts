@@ -7,6 +7,7 @@
 import { z } from "zod";
 import type { MatchRule } from "../core/model.js";
 import { parsePath } from "../core/shadow/json-diff.js";
+import type { LimitName } from "./limits.js";
 
 /** The building blocks of `schema.ts` that these schemas use. */
 export interface SchemaKit {
@@ -18,6 +19,16 @@ export interface SchemaKit {
     gt?: number;
     decimals?: number;
   }): z.ZodNumber;
+  /** A number bounded by an entry of the limits table. */
+  limited(name: LimitName, o?: { min?: number; gt?: number }): z.ZodNumber;
+  /** A list of at most the limit's items, counted before its items are parsed. */
+  capped<T extends z.ZodArray<z.ZodType>>(
+    name: LimitName,
+    noun: string,
+    schema: T,
+  ): z.ZodType<z.output<T>, z.input<T>>;
+  /** A string of at most the limit's characters. */
+  str(name?: LimitName): z.ZodString;
   duration(): z.ZodType<string | number>;
   match: z.ZodType<Omit<MatchRule, "to">>;
 }
@@ -25,20 +36,6 @@ export interface SchemaKit {
 /** Methods that are safe to copy without a declaration (RFC 9110 safe methods). */
 export const SAFE_METHODS = ["GET", "HEAD", "OPTIONS"];
 const METHODS = ["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"] as const;
-
-const jsonPath = z.string().superRefine((s, ctx) => {
-  const r = parsePath(s);
-  if (typeof r === "string")
-    ctx.addIssue({
-      code: "custom",
-      input: s,
-      message: `must be a JSON path like "$.a.b[*].c": ${r}`,
-    });
-});
-
-const headerName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, {
-  error: (iss) => `must be an HTTP header name, got ${JSON.stringify(iss.input)}`,
-});
 
 /**
  * Copies of unsafe methods reach the shadow's side effects (a second payment, a second email):
@@ -65,12 +62,24 @@ const isObject = (v: unknown): v is Record<string, unknown> =>
   v !== null && typeof v === "object" && !Array.isArray(v);
 
 export function shadowSchemas(k: SchemaKit) {
+  const jsonPath = k.str("PATH_LENGTH").superRefine((s, ctx) => {
+    const r = parsePath(s);
+    if (typeof r === "string")
+      ctx.addIssue({
+        code: "custom",
+        input: s,
+        message: `must be a JSON path like "$.a.b[*].c": ${r}`,
+      });
+  });
+  const headerName = k.str("NAME_LENGTH").regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, {
+    error: (iss) => `must be an HTTP header name, got ${JSON.stringify(iss.input)}`,
+  });
+  const headerList = () => k.capped("HEADER_LISTS", "headers", z.array(headerName));
   const percent = k.num({ min: 0.01, max: 100, decimals: 2 });
   const mirrorShape = {
     percent: percent.describe("Share of matching requests copied to the shadow, 0.01..100."),
-    methods: z
-      .array(z.enum(METHODS))
-      .min(1)
+    methods: k
+      .capped("METHODS", "methods", z.array(z.enum(METHODS)).min(1))
       .optional()
       .describe("Methods copied (default GET, HEAD); POST and others need sideEffectFree: true."),
     sideEffectFree: z
@@ -79,8 +88,7 @@ export function shadowSchemas(k: SchemaKit) {
       .describe(
         "The endpoints have no side effects (model inference): unsafe methods may be copied.",
       ),
-    stripHeaders: z
-      .array(headerName)
+    stripHeaders: headerList()
       .optional()
       .describe("Request headers removed from copies, e.g. [authorization, cookie]."),
     match: k.match.optional().describe("Only requests that match are copied."),
@@ -88,23 +96,23 @@ export function shadowSchemas(k: SchemaKit) {
   const LimitsSchema = k
     .strict({
       maxConcurrency: k
-        .num({ int: true, min: 1, max: 10_000 })
+        .limited("MIRROR_CONCURRENCY")
         .optional()
         .describe("Copies in flight at once (default 64)."),
       maxQueue: k
-        .num({ int: true, min: 0, max: 1_000_000 })
+        .limited("MIRROR_QUEUE")
         .optional()
         .describe("Copies waiting; more are dropped (default 256)."),
       maxBodyBytes: k
-        .num({ int: true, min: 0 })
+        .limited("MIRROR_BODY_BYTES")
         .optional()
         .describe("Request bodies buffered for copies up to this size (default 1 MiB)."),
       maxCompareBytes: k
-        .num({ int: true, min: 0 })
+        .limited("MIRROR_COMPARE_BYTES")
         .optional()
         .describe("Response bodies compared up to this size (default 256 KiB)."),
       timeoutSeconds: k
-        .num({ gt: 0, max: 300 })
+        .limited("MIRROR_TIMEOUT_SECONDS")
         .optional()
         .describe("A copy without an answer by then is dropped (default 5)."),
     })
@@ -112,23 +120,23 @@ export function shadowSchemas(k: SchemaKit) {
   const CompareSchema = k
     .strict({
       status: z.boolean().optional().describe("Compare status codes (default true)."),
-      headers: z.array(headerName).optional().describe("Response headers compared by value."),
+      headers: headerList().optional().describe("Response headers compared by value."),
       body: z
         .enum(["json", "text", "hash", "none"])
         .optional()
         .describe("How bodies compare (default json)."),
-      ignore: z
-        .array(jsonPath)
+      ignore: k
+        .capped("IGNORE_PATHS", "paths", z.array(jsonPath))
         .optional()
         .describe('JSON paths left out: "$.meta.id", "$.items[*].ts", "$..timestamp".'),
       tolerance: k
         .strict({
           absolute: k
-            .num({ min: 0 })
+            .limited("MEASURED_VALUE", { min: 0 })
             .optional()
             .describe("Numbers within this absolute difference are equal."),
           relative: k
-            .num({ min: 0 })
+            .limited("RELATIVE_CHANGE")
             .optional()
             .describe("Numbers within this relative difference are equal."),
         })
@@ -147,7 +155,7 @@ export function shadowSchemas(k: SchemaKit) {
       drift: k
         .strict({
           field: jsonPath.optional(),
-          bins: k.num({ int: true, min: 2, max: 100 }).optional(),
+          bins: k.limited("DRIFT_BINS").optional(),
         })
         .optional()
         .describe("Drift of the prediction distribution (PSI, Kolmogorov-Smirnov)."),
@@ -156,7 +164,7 @@ export function shadowSchemas(k: SchemaKit) {
   const GateSchema = k
     .strict({
       minSamples: k
-        .num({ int: true, min: 1 })
+        .limited("SAMPLES", { min: 1 })
         .describe("Compared pairs needed before a verdict; fewer is never a pass."),
       maxMismatchRate: k
         .num({ min: 0, max: 1 })
@@ -167,11 +175,11 @@ export function shadowSchemas(k: SchemaKit) {
         .optional()
         .describe("Smallest classification agreement (else share of matching pairs), 0..1."),
       maxLatencyIncrease: k
-        .num({ min: 0 })
+        .limited("RELATIVE_CHANGE")
         .optional()
         .describe("Largest relative increase of median latency (0.2 = +20%)."),
       maxDriftPsi: k
-        .num({ min: 0 })
+        .limited("DRIFT_PSI")
         .optional()
         .describe("Largest PSI of the prediction distribution."),
       duration: k.duration().optional().describe("The phase lasts at least this long."),

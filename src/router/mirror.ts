@@ -596,7 +596,7 @@ function holds(c: MirrorCondition, value: string | undefined): boolean {
   if (c.exists !== null) return (value !== undefined) === c.exists;
   if (value === undefined) return false;
   if (c.equals !== null) return value === c.equals;
-  return c.regex !== null && c.regex.test(value);
+  return c.regex?.test(value) === true;
 }
 
 /** One answer being captured (the primary's, a shadow copy's, or the noise copy's). */

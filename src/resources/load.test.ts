@@ -303,7 +303,13 @@ describe("valid fixtures", () => {
     const { resources, errors } = await loadPath(VALID);
     assert.deepEqual(errors, [], show(errors));
     const byName = new Map(resources.map((r) => [r.metadata.name, r]));
-    assert.deepEqual([...byName.keys()].sort(), ["checkout", "fraud-model", "golden-signals"]);
+    assert.deepEqual([...byName.keys()].sort(), [
+      "checkout",
+      "fraud-model",
+      "golden-signals",
+      "regex-flag",
+      "regex-rules",
+    ]);
 
     const fraud = byName.get("fraud-model") as ServiceResource;
     assert.deepEqual(fraud.spec.listen, { port: 8080, host: "127.0.0.1" });

@@ -622,7 +622,7 @@ const StickinessSchema = strict({
 
 const VALUE_MATCHES = ["equals", "regex", "exists"] as const;
 
-/** A regex of a match rule: must compile and be safe to run on client input (core/regex.ts). */
+/** A regex of a match rule: must compile with RE2 within its bounds (core/regex.ts). */
 const userRegex = z.string().superRefine((s, ctx) => {
   const problem = regexProblem(s);
   if (problem !== null) ctx.addIssue({ code: "custom", input: s, message: problem });
@@ -636,7 +636,7 @@ const valueMatch = (name: z.ZodType<string>, what: string) =>
     regex: userRegex
       .optional()
       .describe(
-        `The ${what}'s value matches this JavaScript regular expression (searched anywhere unless anchored with ^ or $; values over 1 KiB never match).`,
+        `The ${what}'s value matches this regular expression (RE2 syntax, linear-time; searched anywhere unless anchored with ^ or $; values over 16 KiB never match).`,
       ),
     exists: z
       .boolean()

@@ -27,7 +27,7 @@
  */
 import type { IncomingMessage } from "node:http";
 import { type Dispatcher, Pool } from "undici";
-import { compileUserRegex } from "../core/regex.js";
+import { compileUserRegex, type UserRegex } from "../core/regex.js";
 import {
   ShadowAggregate,
   type ShadowAggregateState,
@@ -153,7 +153,7 @@ class MirrorState {
 interface MirrorCondition {
   name: string;
   equals: string | null;
-  regex: RegExp | null;
+  regex: UserRegex | null;
   exists: boolean | null;
 }
 
@@ -596,7 +596,7 @@ function holds(c: MirrorCondition, value: string | undefined): boolean {
   if (c.exists !== null) return (value !== undefined) === c.exists;
   if (value === undefined) return false;
   if (c.equals !== null) return value === c.equals;
-  return c.regex !== null && value.length <= 1024 && c.regex.test(value);
+  return c.regex?.test(value) === true;
 }
 
 /** One answer being captured (the primary's, a shadow copy's, or the noise copy's). */

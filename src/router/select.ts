@@ -6,8 +6,8 @@
  *    0 included, for previews). Any other value is ignored and selection goes on.
  * 2. Match rules, in table order: the first rule whose conditions all hold picks its version.
  *    Conditions: a header (name case-insensitive; its first occurrence) or a cookie that
- *    `equals` a string, matches a `regex` (searched anywhere, no flags; values over 1 KiB never
- *    match, see core/regex.ts) or `exists` (true: present, false: absent); `pathPrefix` on the
+ *    `equals` a string, matches a `regex` (RE2 syntax, searched anywhere; linear time; values
+ *    over 16 KiB never match, see core/regex.ts) or `exists` (true: present, false: absent); `pathPrefix` on the
  *    URL path, on whole segments ("/beta" matches "/beta", "/beta/" and "/beta/x", never
  *    "/betamax"), compared as sent (no percent-decoding). A rule whose version has no endpoints
  *    is skipped, so requests fall through to the next steps.
@@ -34,7 +34,6 @@
  */
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
-import { MAX_MATCH_VALUE_LENGTH } from "../core/regex.js";
 import {
   CONDITION_EQUALS,
   CONDITION_EXISTS,
@@ -142,8 +141,7 @@ function conditionHolds(c: CompiledCondition, value: string | undefined): boolea
   if (c.kind === CONDITION_EXISTS) return (value !== undefined) === c.exists;
   if (value === undefined) return false;
   if (c.kind === CONDITION_EQUALS) return value === c.equals;
-  // Longer values never match: the cap is what bounds the work of a user's regex.
-  return value.length <= MAX_MATCH_VALUE_LENGTH && c.regex!.test(value);
+  return c.regex!.test(value);
 }
 
 /** Whether `raw` (any case) is `lower` (lower-case), without allocating a lower-cased copy. */

@@ -8,7 +8,7 @@
 
 import { hashScheme } from "../core/hashing.js";
 import { DEFAULT_TRAFFIC_POLICY, type RouteTable, type TrafficPolicySpec } from "../core/model.js";
-import { compileUserRegex } from "../core/regex.js";
+import { compileUserRegex, type UserRegex } from "../core/regex.js";
 import type { CompiledExperiment } from "./exposures.js";
 import type { CompiledMirror } from "./mirror.js";
 import type { Endpoint, UpstreamPools } from "./pools.js";
@@ -225,7 +225,8 @@ export interface CompiledCondition {
   readonly name: string;
   readonly kind: ConditionKind;
   readonly equals: string;
-  readonly regex: RegExp | null;
+  /** Linear-time (RE2), see core/regex.ts. */
+  readonly regex: UserRegex | null;
   /** For `CONDITION_EXISTS`: true means present, false means absent. */
   readonly exists: boolean;
 }

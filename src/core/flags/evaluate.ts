@@ -23,7 +23,7 @@
  *   7. Otherwise the default variant, reason DEFAULT.
  */
 import { BUCKET_SCALE, hashScheme } from "../hashing.js";
-import { compileUserRegex, MAX_MATCH_VALUE_LENGTH } from "../regex.js";
+import { compileUserRegex } from "../regex.js";
 import { compareSemver, parseSemver, type SemVer } from "./semver.js";
 import type {
   EvaluationContext,
@@ -335,13 +335,13 @@ function compileCondition(c: FlagCondition): Test {
       };
     }
     case "matches": {
-      // Validation rejects patterns that can backtrack catastrophically (core/regex.ts); a
-      // pattern that slipped through (another Turnout wrote it) never matches.
+      // Linear-time RE2 matching (core/regex.ts), whatever the pattern and the value; a
+      // pattern validation would refuse (another Turnout wrote it) never matches.
       const re = compileUserRegex(want);
       if (typeof re === "string") return never;
       return (ctx) => {
         const t = text(ctx[a]);
-        return t !== undefined && t.length <= MAX_MATCH_VALUE_LENGTH && re.test(t);
+        return t !== undefined && re.test(t);
       };
     }
     default:

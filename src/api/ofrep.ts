@@ -231,6 +231,10 @@ export function ofrepFastPath(
     if (req.method !== "POST" || url === undefined || !url.startsWith(SINGLE)) return false;
     const rest = url.slice(SINGLE.length);
     if (rest === "" || rest.includes("/") || rest.includes("?")) return false;
+    // A body declared larger than a context needs goes the general way (fastify's limit and
+    // answers); refusing it here would reset a client still sending it.
+    const declared = Number(req.headers["content-length"] ?? 0);
+    if (!(declared <= FAST_BODY_LIMIT)) return false;
     let key: string;
     try {
       key = decodeURIComponent(rest);

@@ -145,11 +145,12 @@ export function checkJson(
   let lineStart = 0;
   const fail = (kind: LimitKind, max: number, at: number): never => {
     const column = at - lineStart + 1;
-    const path = jsonPath(frames);
+    // Depth and keys: the path of the collection at fault; a string: the path of the string.
+    const path = jsonPath(kind === "depth" || kind === "keys" ? frames.slice(0, -1) : frames);
     throw new InputLimitError(
       kind,
       max,
-      `${what} ${WHAT[kind](max)} (at line ${line}, column ${column}${path ? `, ${path}` : ""})`,
+      `${what} ${WHAT[kind](max)} (at line ${line}, column ${column}${path ? `, ${path.length > 60 ? `${path.slice(0, 60)}…` : path}` : ""})`,
       line,
       column,
       path,
@@ -281,18 +282,25 @@ export function checkYaml(
     block.push({ col, entries: 1, map });
     if (block.length + flow.length > limits.maxDepth) fail("depth", limits.maxDepth, offset);
   };
-  /** A node starting in block context at the current offset. */
-  const blockNode = (map: boolean) => {
-    const col = offset - lineStart;
-    if (atLineStart) {
-      atLineStart = false;
+  /** An entry (`- `, `? `, or a key) in block context at `col`: a sibling, or a new level. */
+  const blockEntry = (col: number, atStart: boolean, inside: boolean, map: boolean) => {
+    if (atStart) {
       while (block.length > 0 && block[block.length - 1]!.col > col) block.pop();
       const top = block[block.length - 1];
       if (top !== undefined && top.col === col) {
         top.map = map;
         if (map && ++top.entries > limits.maxKeys) fail("keys", limits.maxKeys, offset);
       } else push(col, map);
-    } else if (nested) push(col, map);
+    } else if (inside) push(col, map);
+  };
+  /**
+   * A scalar or alias in block context: a key if `:` follows, else a leaf, which opens no
+   * level. Where it stood is kept until the next token says which.
+   */
+  let key = null as { col: number; atStart: boolean; inside: boolean } | null;
+  const scalarStart = () => {
+    if (flow.length === 0) key = { col: offset - lineStart, atStart: atLineStart, inside: nested };
+    atLineStart = false;
     nested = false;
   };
 
@@ -313,7 +321,7 @@ export function checkYaml(
     if (atScalar) {
       // The scalar's own text: plain, or the body of a block scalar (placed by its header).
       atScalar = false;
-      if (flow.length === 0 && source !== "" && !blockScalar) blockNode(true);
+      if (source !== "" && !blockScalar) scalarStart();
       blockScalar = false;
       node();
       if (source.length > limits.maxScalarChars) fail("scalar", limits.maxScalarChars, offset);
@@ -336,6 +344,7 @@ export function checkYaml(
         lineStart = offset;
         atLineStart = flow.length === 0;
         nested = false;
+        key = null;
         continue;
       case "doc-start":
       case "doc-end":
@@ -346,17 +355,26 @@ export function checkYaml(
       case "seq-item-ind":
       case "explicit-key-ind":
         if (flow.length === 0) {
-          blockNode(type === "explicit-key-ind");
+          blockEntry(offset - lineStart, atLineStart, nested, type === "explicit-key-ind");
+          atLineStart = false;
           nested = true;
+          key = null;
           node();
         }
         break;
       case "map-value-ind":
-        if (flow.length === 0) nested = false;
+        if (flow.length === 0) {
+          if (key !== null) blockEntry(key.col, key.atStart, key.inside, true);
+          // The value of an explicit key (`? k` then `: v` on a line of its own).
+          else if (atLineStart) blockEntry(offset - lineStart, true, false, true);
+          nested = key === null && atLineStart;
+          atLineStart = false;
+          key = null;
+        }
         break;
       case "flow-seq-start":
       case "flow-map-start":
-        if (flow.length === 0) blockNode(false);
+        if (flow.length === 0) scalarStart(); // `{a: 1}: v` is rare, but a key all the same
         flow.push({ entries: 1, map: type === "flow-map-start" });
         node();
         if (block.length + flow.length > limits.maxDepth) fail("depth", limits.maxDepth, offset);
@@ -375,19 +393,21 @@ export function checkYaml(
       }
       case "alias":
         if (++aliases > limits.maxAliases) fail("aliases", limits.maxAliases, offset);
-        if (flow.length === 0) blockNode(true);
+        scalarStart();
         node();
         break;
       case "single-quoted-scalar":
       case "double-quoted-scalar":
-        if (flow.length === 0) blockNode(true);
+        scalarStart();
         node();
         if (source.length - 2 > limits.maxScalarChars)
           fail("scalar", limits.maxScalarChars, offset);
         advance(source);
         continue;
       case "block-scalar-header":
-        if (flow.length === 0) blockNode(true);
+        atLineStart = false;
+        nested = false;
+        key = null;
         blockScalar = true;
         break;
       default:

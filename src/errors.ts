@@ -27,6 +27,34 @@ export const ERRORS = {
     summary: "The request body is larger than the API accepts.",
   },
   TURNOUT_ERR_API_NOT_FOUND: { status: 404, summary: "No such API route." },
+  TURNOUT_ERR_API_HEADERS_TOO_LARGE: {
+    status: 431,
+    summary: "The request headers are larger than the API accepts (16 KiB, as the router).",
+  },
+  TURNOUT_ERR_API_CLIENT_TIMEOUT: {
+    status: 408,
+    summary:
+      "The client did not send its request headers within the API's header timeout (the router's default `requestHeadersSeconds`, 10 s).",
+  },
+  TURNOUT_ERR_API_EXPECTATION_FAILED: {
+    status: 417,
+    summary: "The request's `Expect` header asks for something other than `100-continue`.",
+  },
+  TURNOUT_ERR_INPUT_TOO_DEEP: {
+    status: 400,
+    summary:
+      "A YAML or JSON text nests deeper than Turnout accepts (64 levels); the message names the line and column (and, for JSON, the path) where the limit was passed. Checked before parsing.",
+  },
+  TURNOUT_ERR_INPUT_TOO_LARGE: {
+    status: 400,
+    summary:
+      "A YAML or JSON text (or a file given to the CLI) passes a size limit: bytes (4 MiB), keys of one mapping (1,000), values (100,000) or characters of one string (128 KiB); `details.limit` says which. Checked before parsing.",
+  },
+  TURNOUT_ERR_INPUT_TOO_MANY_ALIASES: {
+    status: 400,
+    summary:
+      "A YAML text uses more aliases (`*name`) than Turnout accepts (100), or their expansion would be larger: the shape of an alias bomb.",
+  },
   TURNOUT_ERR_AUTH_UNAUTHORIZED: { status: 401, summary: "The bearer token is missing or wrong." },
   TURNOUT_ERR_SERVICE_NOT_FOUND: {
     status: 404,
@@ -110,6 +138,11 @@ export const ERRORS = {
     summary:
       "An outcome-event batch was rejected as a whole; `details.errors` lists every bad event with its index and field path (nothing was stored).",
   },
+  TURNOUT_ERR_EVENTS_IDEMPOTENCY_CONFLICT: {
+    status: 422,
+    summary:
+      "An outcome event reuses the idempotency key of a stored event with a different payload (unit, metric, value or timestamp); the batch was rejected as a whole and `details.conflicts` lists the keys.",
+  },
   TURNOUT_ERR_EXPERIMENT_NOT_FOUND: {
     status: 404,
     summary: "No A/B experiment of that name has run.",
@@ -137,6 +170,8 @@ export interface FieldError {
   /** 1-based position in the file, when known. */
   line?: number;
   column?: number;
+  /** The error code when the problem has its own (an input limit), else the caller's. */
+  code?: ErrorCode;
 }
 
 export class TurnoutError extends Error {

@@ -10,7 +10,8 @@
  * MAX_AGE_MS and no further ahead than MAX_FUTURE_MS. A batch with any bad event is rejected
  * as a whole (400 TURNOUT_ERR_EVENTS_INVALID listing every bad event with its index and path),
  * so nothing is half-stored; a good batch is committed before the 200, and a repeated
- * idempotency key is accepted and not counted again (`duplicates` in the reply).
+ * idempotency key with the same payload is accepted and not counted again (`duplicates` in the
+ * reply); with a different payload it is a conflict (422, nothing of the batch stored).
  */
 import type { FastifyInstance } from "fastify";
 import type { Clock } from "../core/clock.js";
@@ -160,7 +161,15 @@ export function registerExperimentRoutes(app: FastifyInstance, opts: ExperimentA
       );
     }
     // Committed before the reply: an accepted event is durable.
-    const r = await x.recordEvents(parsed.events, now);
+    const r = await x.recordEvents(parsed.events, now, { rejectConflicts: true });
+    if ("conflicts" in r) {
+      const first = r.conflicts[0]!;
+      throw new TurnoutError(
+        "TURNOUT_ERR_EVENTS_IDEMPOTENCY_CONFLICT",
+        `${r.conflicts.length} event(s) reuse an idempotency key already stored with a different payload; nothing was stored: events[${first.index}].idempotencyKey ${JSON.stringify(first.idempotencyKey)} differs in ${first.fields.join(", ")}`,
+        { path: `events[${first.index}].idempotencyKey`, conflicts: r.conflicts },
+      );
+    }
     reply.code(200);
     return { received: parsed.events.length, ...r };
   });

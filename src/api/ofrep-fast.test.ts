@@ -41,6 +41,18 @@ describe("OFREP fast path", () => {
     }
   });
 
+  it("leaves a body declared larger than a context to fastify, which reads or refuses it whole", () => {
+    const r = res();
+    const big = {
+      method: "POST",
+      url: "/ofrep/v1/evaluate/flags/x",
+      headers: { "content-length": String(64 * 1024 + 1) },
+      resume() {},
+    } as unknown as IncomingMessage;
+    assert.equal(fast(big, r as unknown as ServerResponse), false);
+    assert.equal(r.status, 0);
+  });
+
   it("refuses a request without a client key as the fastify route does", () => {
     const r = res();
     assert.equal(

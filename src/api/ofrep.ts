@@ -25,6 +25,7 @@ import { join } from "node:path";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { evaluateCompiled } from "../core/flags/evaluate.js";
 import type { ResolutionDetails } from "../core/flags/types.js";
+import { checkJson, InputLimitError } from "../resources/input-limits.js";
 import type { FlagSnapshot, FlagSnapshotCache } from "../store/flag-store.js";
 import { canonicalJson } from "../store/json.js";
 
@@ -147,6 +148,15 @@ function contextOf(raw: unknown): Record<string, unknown> {
   let body: unknown = raw;
   if (typeof raw === "string") {
     if (raw.trim() === "") return {};
+    // Bounded before parsing (resources/input-limits.ts): a context nested too deeply would
+    // overflow the stack of the evaluation and of its canonical JSON, so it is not valid.
+    try {
+      checkJson(raw, undefined, "the request body");
+    } catch (err) {
+      if (err instanceof InputLimitError)
+        throw new BadRequest("INVALID_CONTEXT", `${err.message} [${err.code}]`);
+      throw err;
+    }
     try {
       body = JSON.parse(raw);
     } catch (err) {
@@ -221,6 +231,10 @@ export function ofrepFastPath(
     if (req.method !== "POST" || url === undefined || !url.startsWith(SINGLE)) return false;
     const rest = url.slice(SINGLE.length);
     if (rest === "" || rest.includes("/") || rest.includes("?")) return false;
+    // A body declared larger than a context needs goes the general way (fastify's limit and
+    // answers); refusing it here would reset a client still sending it.
+    const declared = Number(req.headers["content-length"] ?? 0);
+    if (!(declared <= FAST_BODY_LIMIT)) return false;
     let key: string;
     try {
       key = decodeURIComponent(rest);
@@ -262,7 +276,7 @@ export function ofrepFastPath(
         const out = evaluateOne(opts, key, raw);
         send(out.status, out.body);
       } catch (err) {
-        send(500, { errorDetails: (err as Error).message });
+        send(500, { key, errorCode: "GENERAL", errorDetails: (err as Error).message });
       }
     });
     req.on("error", () => {

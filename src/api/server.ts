@@ -7,8 +7,9 @@
  * all traffic is back on stable, and says so.
  */
 import { timingSafeEqual } from "node:crypto";
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer, type IncomingMessage, type ServerResponse, STATUS_CODES } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
+import type { Duplex } from "node:stream";
 import Fastify, {
   type FastifyError,
   type FastifyInstance,
@@ -16,10 +17,16 @@ import Fastify, {
   type FastifyRequest,
 } from "fastify";
 import type { Clock } from "../core/clock.js";
-import type { CommandType, Resource, ServiceResource } from "../core/model.js";
+import {
+  type CommandType,
+  DEFAULT_TRAFFIC_POLICY,
+  type Resource,
+  type ServiceResource,
+} from "../core/model.js";
 import { stepsOf } from "../core/rollout.js";
 import { compileStrategy } from "../core/strategies/index.js";
-import { TurnoutError } from "../errors.js";
+import { type ErrorCode, TurnoutError } from "../errors.js";
+import { checkJson, INPUT_LIMITS } from "../resources/input-limits.js";
 import { crossCheck, parseResources } from "../resources/load.js";
 import { checkAnalysisRefs } from "../resources/refs.js";
 import type { ExperimentStore } from "../store/experiment-store.js";
@@ -46,8 +53,14 @@ export interface ApiOptions {
   wakeController?: () => void;
   /** How long a command call waits for the controller before answering 504. */
   commandTimeoutMs?: number;
-  /** Request body limit in bytes. */
+  /** Request body limit in bytes (default: the input limit, 4 MiB). */
   bodyLimit?: number;
+  /**
+   * Client-side timeouts, by default the router's (`DEFAULT_TRAFFIC_POLICY.timeouts`): the
+   * request headers must arrive within `headersMs`, an idle keep-alive connection is closed
+   * after `idleMs`.
+   */
+  timeouts?: { headersMs?: number; idleMs?: number };
   logger?: boolean | object;
   /** Served at `GET /metrics` without a token (`createMetricsRegistry`); no route without it. */
   metrics?: MetricsRegistry;
@@ -73,36 +86,89 @@ interface CommandBody {
   actor?: string;
 }
 
+/** The API's largest request head: the router's default, and Node's. */
+export const API_MAX_HEADER_BYTES = 16 * 1024;
+
 export function buildApi(opts: ApiOptions): FastifyInstance {
   const { store, clock } = opts;
   // OFREP's single evaluations skip fastify's routing (ofrep.ts explains why and what it keeps).
   const fast = opts.flags ? ofrepFastPath(opts.flags.ofrep) : null;
+  const bodyLimit = opts.bodyLimit ?? INPUT_LIMITS.maxBytes;
+  const headersMs =
+    opts.timeouts?.headersMs ?? DEFAULT_TRAFFIC_POLICY.timeouts.requestHeadersSeconds * 1000;
+  const idleMs = opts.timeouts?.idleMs ?? DEFAULT_TRAFFIC_POLICY.timeouts.idleSeconds * 1000;
   const app = Fastify({
     logger: opts.logger ?? false,
-    bodyLimit: opts.bodyLimit ?? 4 * 1024 * 1024,
+    bodyLimit,
     // Error bodies are ours; fastify's default would leak its own codes.
     return503OnClosing: true,
-    ...(fast
-      ? {
-          serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) => {
-            const onRequest = (req: IncomingMessage, res: ServerResponse) => {
-              if (!fast(req, res)) handler(req, res);
-            };
-            return opts.https ? createHttpsServer(opts.https, onRequest) : createServer(onRequest);
-          },
+    clientErrorHandler: answerClientError,
+    serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) => {
+      const dispatch = fast
+        ? (req: IncomingMessage, res: ServerResponse) => {
+            if (!fast(req, res)) handler(req, res);
+          }
+        : handler;
+      const serverOptions = {
+        maxHeaderSize: API_MAX_HEADER_BYTES,
+        // Often enough that a short header timeout is enforced close to its value.
+        connectionsCheckingInterval: Math.max(100, Math.min(1000, headersMs / 4)),
+      };
+      const server = opts.https
+        ? createHttpsServer({ ...opts.https, ...serverOptions }, dispatch)
+        : createServer(serverOptions, dispatch);
+      server.headersTimeout = headersMs;
+      // The whole request, body included; never shorter than the headers' time (Node's rule).
+      server.requestTimeout = Math.max(headersMs, 300_000);
+      server.keepAliveTimeout = idleMs;
+      // Node answers `Expect: 100-continue` with 100 before anyone has looked at the request;
+      // a body that is too large must be refused before the client sends it.
+      server.on("checkContinue", (req: IncomingMessage, res: ServerResponse) => {
+        const length = Number(req.headers["content-length"]);
+        if (Number.isFinite(length) && length > bodyLimit) {
+          return writeError(
+            res,
+            new TurnoutError(
+              "TURNOUT_ERR_API_PAYLOAD_TOO_LARGE",
+              `the request body (${length} bytes) is larger than the API accepts (${bodyLimit} bytes)`,
+            ),
+          );
         }
-      : opts.https
-        ? { https: opts.https }
-        : {}),
+        res.writeContinue();
+        dispatch(req, res);
+      });
+      server.on("checkExpectation", (req: IncomingMessage, res: ServerResponse) =>
+        writeError(
+          res,
+          new TurnoutError(
+            "TURNOUT_ERR_API_EXPECTATION_FAILED",
+            `unsupported Expect: ${JSON.stringify(req.headers.expect)}; only 100-continue is supported`,
+          ),
+        ),
+      );
+      return server;
+    },
   });
   const tokenBuf = Buffer.from(opts.token);
 
-  // YAML (and plain text holding YAML or JSON) arrives as a string; JSON is parsed by fastify.
+  // YAML (and plain text holding YAML or JSON) arrives as a string and is bounded where it is
+  // parsed (resources/load.ts). JSON is bounded before fastify's parser (which keeps its
+  // prototype-poisoning checks) sees it: input-limits.ts explains why.
   app.addContentTypeParser(
     ["application/yaml", "application/x-yaml", "text/yaml", "text/plain"],
     { parseAs: "string" },
     (_req, body, done) => done(null, body),
   );
+  const jsonParser = app.getDefaultJsonParser("error", "error");
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (req, body, done) => {
+    try {
+      checkJson(body as string, { ...INPUT_LIMITS, maxBytes: bodyLimit }, "the request body");
+    } catch (err) {
+      return done(err as Error, undefined);
+    }
+    jsonParser(req, body as string, done);
+  });
 
   app.setNotFoundHandler((req, reply) => {
     sendError(
@@ -448,6 +514,50 @@ function sendError(reply: FastifyReply, err: TurnoutError) {
   return reply.code(err.status).type("application/json").send(err.toJSON());
 }
 
+/** An error answered on node:http before fastify: the body unread, so the connection closes. */
+function writeError(res: ServerResponse, err: TurnoutError): void {
+  const body = JSON.stringify(err.toJSON());
+  res.writeHead(err.status, {
+    "content-type": "application/json; charset=utf-8",
+    "content-length": Buffer.byteLength(body),
+    connection: "close",
+  });
+  res.end(body);
+}
+
+/**
+ * Malformed requests, request heads over `API_MAX_HEADER_BYTES` and clients too slow to send
+ * their headers, answered in Turnout's error format (fastify's and Node's have their own).
+ */
+function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === "ECONNRESET" || socket.destroyed) return;
+  // A response already under way on this connection cannot be followed by another.
+  const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse })._httpMessage;
+  if (!socket.writable || (inFlight?.headersSent ?? false)) {
+    socket.destroy();
+    return;
+  }
+  let status = 400;
+  let code: ErrorCode = "TURNOUT_ERR_API_BAD_REQUEST";
+  let message = `malformed HTTP request (${err.code ?? err.message})`;
+  if (err.code === "HPE_HEADER_OVERFLOW") {
+    status = 431;
+    code = "TURNOUT_ERR_API_HEADERS_TOO_LARGE";
+    message = `the request headers are larger than the API accepts (${API_MAX_HEADER_BYTES} bytes)`;
+  } else if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") {
+    status = 408;
+    code = "TURNOUT_ERR_API_CLIENT_TIMEOUT";
+    message = "the client did not send its request in time";
+  }
+  const body = JSON.stringify(new TurnoutError(code, message).toJSON());
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n` +
+      "content-type: application/json; charset=utf-8\r\n" +
+      `content-length: ${Buffer.byteLength(body)}\r\n` +
+      `connection: close\r\n\r\n${body}`,
+  );
+}
+
 function invalid(errors: ReturnType<typeof crossCheck>): TurnoutError {
   const first = errors[0];
   return new TurnoutError(
@@ -475,6 +585,14 @@ function bodyToResources(body: unknown): Resource[] {
       "empty body: send resources as YAML or JSON",
     );
   const { resources, errors } = parseResources(text, { format: "auto" });
+  // An input limit is the whole answer: nothing behind it was parsed.
+  const limit = errors.find((e) => e.code !== undefined);
+  if (limit?.code !== undefined) {
+    throw new TurnoutError(limit.code, `the body ${limit.message.replace(/^the document /, "")}`, {
+      path: limit.path,
+      ...(limit.line !== undefined ? { line: limit.line, column: limit.column } : {}),
+    });
+  }
   if (errors.length > 0) {
     const parse = errors.some((e) => /^(YAML|JSON) syntax error/.test(e.message));
     if (parse) {

@@ -2,7 +2,7 @@
  * Text (YAML or JSON) and files -> validated resources, with every problem reported at once and
  * each located by file, document, field path, line and column.
  */
-import { readdir, readFile, stat } from "node:fs/promises";
+import { open, readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import {
   type Document,
@@ -18,6 +18,13 @@ import {
 } from "yaml";
 import type { Resource, ServiceResource } from "../core/model.js";
 import type { FieldError } from "../errors.js";
+import {
+  checkJson,
+  checkYaml,
+  INPUT_LIMITS,
+  InputLimitError,
+  yamlOptions,
+} from "./input-limits.js";
 import { type DocumentIssue, formatPath, type PathSegment, validateDocument } from "./schema.js";
 
 export type ResourceFormat = "yaml" | "json";
@@ -104,9 +111,10 @@ export async function loadPaths(paths: readonly string[]): Promise<LoadResult> {
   for (const file of files) {
     let text: string;
     try {
-      text = await readFile(file, "utf8");
+      text = await readBounded(file, INPUT_LIMITS.maxBytes);
     } catch (err) {
-      errors.push({ file, path: "", message: fsMessage(err) });
+      if (err instanceof InputLimitError) errors.push(limitError(err, file));
+      else errors.push({ file, path: "", message: fsMessage(err) });
       continue;
     }
     const parsed = parseText(text, { file });
@@ -175,6 +183,12 @@ function pickFormat(text: string, opts: ParseOptions): ResourceFormat | "probabl
 }
 
 function parseYaml(text: string, file: string | undefined): ParsedText {
+  try {
+    checkYaml(text);
+  } catch (err) {
+    if (err instanceof InputLimitError) return { entries: [], errors: [limitError(err, file)] };
+    throw err;
+  }
   const lineCounter = new LineCounter();
   const docs = Array.from(
     parseAllDocuments(text, { lineCounter, prettyErrors: true, uniqueKeys: true }),
@@ -202,15 +216,19 @@ function parseYaml(text: string, file: string | undefined): ParsedText {
     const locate = locator(doc.contents, doc, lineCounter);
     let value: unknown;
     try {
-      value = doc.toJS({ maxAliasCount: 100 });
+      value = doc.toJS(yamlOptions());
     } catch (err) {
-      // Alias expansion bombs and the like.
+      // Alias expansion bombs ("billion laughs"): few aliases, each naming a large node.
+      const bomb = /alias/i.test((err as Error).message);
       errors.push({
         ...(file !== undefined ? { file } : {}),
         document,
         path: "",
-        message: `YAML error: ${(err as Error).message}`,
+        message: bomb
+          ? `YAML error: the aliases would expand to more than ${INPUT_LIMITS.maxAliases} nodes (an alias bomb)`
+          : `YAML error: ${(err as Error).message}`,
         ...at(locate([])),
+        ...(bomb ? { code: "TURNOUT_ERR_INPUT_TOO_MANY_ALIASES" as const } : {}),
       });
       return;
     }
@@ -222,6 +240,12 @@ function parseYaml(text: string, file: string | undefined): ParsedText {
 function parseJson(text: string, file: string | undefined, yamlFallback: boolean): ParsedText {
   if (text.trim() === "") return { entries: [], errors: [] };
   let value: unknown;
+  try {
+    checkJson(text);
+  } catch (err) {
+    if (err instanceof InputLimitError) return { entries: [], errors: [limitError(err, file)] };
+    throw err;
+  }
   try {
     value = JSON.parse(text);
   } catch (err) {
@@ -499,6 +523,44 @@ async function listResourceFiles(dir: string): Promise<string[]> {
     else if (d.isFile() && RESOURCE_FILE.test(d.name)) out.push(p);
   }
   return out;
+}
+
+/**
+ * A file's text, refused once it passes `max` bytes: a stat would not do, since a FIFO,
+ * `/dev/zero` or `<(...)` has no size.
+ */
+async function readBounded(file: string, max: number): Promise<string> {
+  const fh = await open(file, "r");
+  try {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for (;;) {
+      const buf = Buffer.allocUnsafe(Math.min(1024 * 1024, max + 1 - size));
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      chunks.push(buf.subarray(0, bytesRead));
+      size += bytesRead;
+      if (size > max)
+        throw new InputLimitError(
+          "bytes",
+          max,
+          `the file is larger than ${max / (1024 * 1024)} MiB; split it into several files`,
+        );
+    }
+    return Buffer.concat(chunks, size).toString("utf8");
+  } finally {
+    await fh.close();
+  }
+}
+
+function limitError(err: InputLimitError, file: string | undefined): FieldError {
+  return {
+    ...(file !== undefined ? { file } : {}),
+    path: err.details.path ?? "",
+    message: err.message,
+    ...(err.line !== undefined ? { line: err.line, column: err.column ?? 1 } : {}),
+    code: err.code,
+  };
 }
 
 function fsMessage(err: unknown): string {

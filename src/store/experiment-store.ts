@@ -57,6 +57,14 @@ export interface OutcomeEvent {
   timestamp: number;
 }
 
+/** An event whose idempotency key is stored with another payload: which fields differ. */
+export interface EventConflict {
+  /** Index of the event in its batch. */
+  index: number;
+  idempotencyKey: string;
+  fields: ("unit" | "metric" | "value" | "timestamp")[];
+}
+
 export interface Exposure {
   experiment: string;
   unit: string;
@@ -100,13 +108,53 @@ export class ExperimentStore {
     return this.store.query((db) => fn(db.withTables<ExperimentTables>() as never));
   }
 
-  /** Stores events; returns how many were new and how many were duplicates (already stored). */
+  /**
+   * Stores events; returns how many were new and how many were duplicates (already stored with
+   * the same payload). A key already stored with a different payload is a conflict: then
+   * nothing of the batch is stored and the conflicts are returned (the API answers 422), since
+   * dropping the new event silently would lose data, and replacing the old one would count a
+   * retry twice. Without `rejectConflicts` (the router's own events, whose keys it makes
+   * unique), a conflicting event is skipped and counted as a duplicate.
+   */
   async recordEvents(
     events: readonly OutcomeEvent[],
     receivedAt: number,
-  ): Promise<{ accepted: number; duplicates: number }> {
+    opts: { rejectConflicts?: boolean } = {},
+  ): Promise<{ accepted: number; duplicates: number } | { conflicts: EventConflict[] }> {
     if (events.length === 0) return { accepted: 0, duplicates: 0 };
     return this.#write(async (db) => {
+      // Checked and inserted in one transaction: no other writer comes between the two.
+      const conflicts: EventConflict[] = [];
+      for (let i = 0; opts.rejectConflicts === true && i < events.length; i += BATCH) {
+        const chunk = events.slice(i, i + BATCH);
+        const stored = await db
+          .selectFrom("experiment_events")
+          .select(["idempotency_key", "unit", "metric", "value", "ts"])
+          .where(
+            "idempotency_key",
+            "in",
+            chunk.map((e) => e.idempotencyKey),
+          )
+          .execute();
+        const byKey = new Map(stored.map((r) => [r.idempotency_key, r]));
+        for (const [j, e] of chunk.entries()) {
+          const r = byKey.get(e.idempotencyKey);
+          if (r === undefined) continue;
+          const fields = (
+            [
+              ["unit", r.unit, e.unit],
+              ["metric", r.metric, e.metric],
+              ["value", r.value, e.value],
+              ["timestamp", r.ts, e.timestamp],
+            ] as const
+          )
+            .filter(([, a, b]) => a !== b)
+            .map(([f]) => f);
+          if (fields.length > 0)
+            conflicts.push({ index: i + j, idempotencyKey: e.idempotencyKey, fields });
+        }
+      }
+      if (conflicts.length > 0) return { conflicts };
       let inserted = 0;
       for (let i = 0; i < events.length; i += BATCH) {
         const rows = events.slice(i, i + BATCH).map((e) => ({

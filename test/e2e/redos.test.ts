@@ -71,7 +71,7 @@ describe("user patterns through OFREP", () => {
 
   it("catastrophic patterns in rules and segments evaluate 10 kB attributes in bounded time", async () => {
     const n = 10_000;
-    for (const context of [
+    for (const context of <Record<string, string>[]>[
       { email: `${"a".repeat(n)}!` },
       { name: `${"a".repeat(n)}!` },
       { code: `${"a".repeat(n)}!` },

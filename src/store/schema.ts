@@ -112,6 +112,22 @@ export interface MeasurementsTable {
   latency: string;
 }
 
+/** One row per registered router (migration 0007); `heartbeat_at` says whether it is live. */
+export interface RoutersTable {
+  id: string;
+  address: string;
+  pid: number;
+  started_at: number;
+  heartbeat_at: number;
+}
+
+/** The route-table revision each router has in force, per service it serves. */
+export interface RouterRevisionsTable {
+  router_id: string;
+  service: string;
+  revision: number;
+}
+
 export interface Database {
   resources: ResourcesTable;
   resource_revisions: ResourceRevisionsTable;
@@ -121,6 +137,8 @@ export interface Database {
   commands: CommandsTable;
   store_counters: StoreCountersTable;
   measurements: MeasurementsTable;
+  routers: RoutersTable;
+  router_revisions: RouterRevisionsTable;
 }
 
 /** Names of the rows in `store_counters`. */

@@ -12,6 +12,7 @@ import { measurements } from "./0002_measurements.js";
 import { shadow } from "./0003_shadow.js";
 import { experiments } from "./0004_experiments.js";
 import { flags } from "./0005_flags.js";
+import { routers } from "./0007_routers.js";
 import type { SqlDialectName } from "./dialect.js";
 
 export type { SqlDialectName } from "./dialect.js";
@@ -24,6 +25,7 @@ export function turnoutMigrations(dialect: SqlDialectName): Record<string, Migra
     "0003_shadow": shadow(dialect),
     "0004_experiments": experiments(dialect),
     "0005_flags": flags(dialect),
+    "0007_routers": routers(dialect),
   };
 }
 

@@ -43,7 +43,7 @@ import {
   type RuntimeSpec,
 } from "../../core/model.js";
 import { TurnoutError } from "../../errors.js";
-import type { Instance, Runtime, VersionTarget } from "../runtime.js";
+import type { Instance, Runtime, StopGate, VersionTarget } from "../runtime.js";
 import { type InstanceRecord, InstancesFile, type LaunchConfig } from "./instances-file.js";
 import { instanceLogFile, rotateIfNeeded } from "./logs.js";
 import { defaultPortAllocator, type PortAllocator } from "./ports.js";
@@ -186,6 +186,7 @@ export class ProcessRuntime implements Runtime {
   /** Stops started by `ensure` that nobody awaits; `shutdown` waits for them. */
   private readonly backgroundStops = new Set<Promise<void>>();
   private exitHook: (() => void) | undefined;
+  private gate: StopGate | null = null;
   private logTimer: NodeJS.Timeout | undefined;
   private closed = false;
   /**
@@ -324,6 +325,11 @@ export class ProcessRuntime implements Runtime {
       process.off("exit", this.exitHook);
       this.exitHook = undefined;
     }
+  }
+
+  /** The controller's gate: stops of instances that served wait on it before SIGTERM. */
+  setStopGate(gate: StopGate | null): void {
+    this.gate = gate;
   }
 
   onChange(listener: () => void): () => void {
@@ -716,12 +722,32 @@ export class ProcessRuntime implements Runtime {
     this.clearTimers(m);
     this.firstProbeDone(m);
     const proc = m.proc;
-    // Only an instance that served can have requests in flight or be in a route table.
-    const drainMs = drain && m.state === "ready" ? m.launch.drainMs : 0;
+    // Only an instance that served can have requests in flight or be in a route table (a
+    // readiness flap leaves it "starting" but perhaps still in a router's table).
+    const served = drain && (m.state === "ready" || proc?.wasReady === true);
+    const gate = served ? this.gate : null;
+    const drainMs = served ? m.launch.drainMs : 0;
     m.removal = (async () => {
       if (proc && !proc.exited) {
-        this.setState(m, "stopping", drainMs > 0 ? `draining for ${drainMs / 1000}s` : "stopping");
+        this.setState(
+          m,
+          "stopping",
+          gate
+            ? "stopping: waiting until every router serves a table without it"
+            : drainMs > 0
+              ? `draining for ${drainMs / 1000}s`
+              : "stopping",
+        );
         this.logger.info({ instance: m.id, pid: proc.pid, drainMs }, "stopping instance");
+        if (gate) {
+          // The instance goes out of the next route table as "stopping"; the gate resolves
+          // once every live router has that table in force. Only then can no new request
+          // reach it, and only then does the drain (for requests in flight) start.
+          const released = gate({ service: m.service, id: m.id, version: m.version, url: m.url });
+          await Promise.race([released.catch(() => undefined), proc.exitedPromise]);
+          if (!proc.exited && drainMs > 0) m.message = `draining for ${drainMs / 1000}s`;
+          this.logger.info({ instance: m.id }, "instance released by every router");
+        }
         if (drainMs > 0) {
           let timer: NodeJS.Timeout | undefined;
           await Promise.race([

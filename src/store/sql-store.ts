@@ -667,9 +667,9 @@ export class SqlStore implements Store {
         .execute();
       const by = new Map<string, Record<string, number>>();
       for (const v of revisions) {
-        let m = by.get(v.router_id);
-        if (m === undefined) by.set(v.router_id, (m = {}));
+        const m = by.get(v.router_id) ?? {};
         m[v.service] = Number(v.revision);
+        by.set(v.router_id, m);
       }
       return rows.map((row) => mapRouter(row, by.get(row.id) ?? {}));
     });

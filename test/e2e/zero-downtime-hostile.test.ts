@@ -6,17 +6,22 @@
  * blue-green switch (the old version stopped under load) and a switch back (undo: the candidate
  * stopped under load) must each fail 0 requests.
  *
- * What makes it pass is DESIGN invariant 9: an instance is signalled only after every live
- * router reports a table without it in force (plus `drainSeconds` for requests in flight).
+ * Two routers serve: the one inside `turnout up`, and a second in its own process that learns
+ * of tables only by polling the store (every 400 ms, twice `drainSeconds`), as routers on other
+ * machines do; half the clients go through each. What makes it pass is DESIGN invariant 9: an
+ * instance is signalled only after every live router reports a table without it in force
+ * (then `drainSeconds` covers requests in flight). Before it, a stop waited `drainSeconds`
+ * alone, and the lagging router kept sending requests to instances that had exited.
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
+import { rmSync } from "node:fs";
 import { Agent, request } from "node:http";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { rmSync } from "node:fs";
-import { api, freePort, pidsWith, ROOT, startUp, tempDir, type Up, waitFor } from "../helpers.js";
+import { openSqliteStore } from "../../src/store/sqlite/sqlite-store.js";
+import { api, pidsWith, ROOT, startUp, tempDir, type Up, waitFor } from "../helpers.js";
 
 const CLIENTS = 16;
 /** Requests each phase must see at the least, beyond those before it started. */
@@ -31,8 +36,8 @@ interface Hammer {
   stop(): Promise<void>;
 }
 
-/** CLIENTS loops with no pause; every 4th request of each on a fresh connection. */
-function hammer(port: number): Hammer {
+/** CLIENTS loops with no pause, spread over `ports`; every 4th request of each on a fresh connection. */
+function hammer(ports: number[]): Hammer {
   const agent = new Agent({ keepAlive: true, maxSockets: CLIENTS });
   let running = true;
   let done = 0;
@@ -50,7 +55,7 @@ function hammer(port: number): Hammer {
       if (done >= waiters[i]!.at) waiters.splice(i, 1)[0]!.resolve();
     }
   };
-  const once = (fresh: boolean) =>
+  const once = (port: number, fresh: boolean) =>
     new Promise<void>((resolve) => {
       const req = request(
         {
@@ -58,7 +63,10 @@ function hammer(port: number): Hammer {
           port,
           path: "/predict",
           method: "POST",
-          headers: { "content-type": "application/json", ...(fresh ? { connection: "close" } : {}) },
+          headers: {
+            "content-type": "application/json",
+            ...(fresh ? { connection: "close" } : {}),
+          },
           agent: fresh ? false : agent,
         },
         (res) => {
@@ -87,8 +95,9 @@ function hammer(port: number): Hammer {
       });
       req.end('{"features":[0.1,0.2,0.3]}');
     });
-  const loops = Array.from({ length: CLIENTS }, async () => {
-    for (let i = 0; running; i++) await once(i % 4 === 3);
+  const loops = Array.from({ length: CLIENTS }, async (_, c) => {
+    const port = ports[c % ports.length]!;
+    for (let i = 0; running; i++) await once(port, i % 4 === 3);
   });
   return {
     sent: () => done,
@@ -107,13 +116,35 @@ function hammer(port: number): Hammer {
   };
 }
 
-function service(port: number, marker: string, version: string, strategy: object) {
+/** The second router; resolves once it listens for the service. */
+async function startSecondRouter(storeFile: string): Promise<{ proc: ChildProcess; port: number }> {
+  const proc = spawn(
+    process.execPath,
+    ["--import", "tsx", join(ROOT, "test/e2e/fixtures/router-process.ts"), storeFile, "web", "400"],
+    { cwd: ROOT, stdio: ["pipe", "pipe", "pipe"] },
+  );
+  let err = "";
+  proc.stderr?.on("data", (d) => (err += d));
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = "";
+    proc.stdout?.on("data", (d) => {
+      out += d;
+      const line = out.split("\n")[0];
+      if (out.includes("\n") && line) resolve((JSON.parse(line) as { port: number }).port);
+    });
+    proc.once("exit", (code) => reject(new Error(`second router exited with ${code}: ${err}`)));
+  });
+  return { proc, port };
+}
+
+function service(marker: string, version: string, strategy: object) {
   return {
     apiVersion: "turnout.dev/v1",
     kind: "Service",
     metadata: { name: "web" },
     spec: {
-      listen: { port },
+      // Port 0: each router listens on a port of its own.
+      listen: { port: 0 },
       runtime: {
         process: {
           command: [process.execPath, join(ROOT, "test/e2e/fixtures/abrupt-server.mjs"), marker],
@@ -160,7 +191,7 @@ describe("zero downtime with an abrupt backend on a busy machine (issue #6)", ()
 
   it("rolling update, blue-green switch and switch back fail 0 requests", async () => {
     const up = await startUp(dir, process.env.ZDH_LOG ? { TURNOUT_LOG_LEVEL: "info" } : {});
-    const port = await freePort();
+    let second: { proc: ChildProcess; port: number } | null = null;
     const rolling = { rolling: { maxSurge: 1, maxUnavailable: 0 } };
     const blueGreen = (scaleDownDelaySeconds: number) => ({
       blueGreen: { scaleDownDelaySeconds },
@@ -183,18 +214,31 @@ describe("zero downtime with an abrupt backend on a busy machine (issue #6)", ()
       results.push({ name, sent, failed, failures: l.failures() });
     };
     try {
-      let r = await api(up, "POST", "/api/v1/apply", service(port, marker, "v1", rolling));
+      let r = await api(up, "POST", "/api/v1/apply", service(marker, "v1", rolling));
       assert.equal(r.status, 200, JSON.stringify(r.json));
-      await waitFor(
+      const s1 = await waitFor(
         "v1 serving",
-        async () => (await status(up)).routeTable?.backends?.[0]?.endpoints?.length === 4,
+        async () => {
+          const s = await status(up);
+          return s.routeTable?.backends?.[0]?.endpoints?.length === 4 && s.listener?.port && s;
+        },
         30_000,
       );
-      load = hammer(port);
+      second = await startSecondRouter(join(dir, "turnout.db"));
+      const registry = await openSqliteStore({ path: join(dir, "turnout.db") });
+      try {
+        await waitFor("both routers registered and serving web", async () => {
+          const routers = await registry.listRouters();
+          return routers.length === 2 && routers.every((r) => r.revisions.web !== undefined);
+        });
+      } finally {
+        await registry.close();
+      }
+      load = hammer([s1.listener.port, second.port]);
       await load.waitFor(200);
 
       await phase("rolling v1 -> v2", async () => {
-        r = await api(up, "POST", "/api/v1/apply", service(port, marker, "v2", rolling));
+        r = await api(up, "POST", "/api/v1/apply", service(marker, "v2", rolling));
         assert.equal(r.status, 200, JSON.stringify(r.json));
         await waitFor(
           "rolling update done, v1 gone",
@@ -207,9 +251,13 @@ describe("zero downtime with an abrupt backend on a busy machine (issue #6)", ()
       });
 
       await phase("blue-green switch v2 -> v3, v2 stopped", async () => {
-        r = await api(up, "POST", "/api/v1/apply", service(port, marker, "v3", blueGreen(0.5)));
+        r = await api(up, "POST", "/api/v1/apply", service(marker, "v3", blueGreen(0.5)));
         assert.equal(r.status, 200, JSON.stringify(r.json));
-        await waitFor("v3 ready", async () => (await status(up)).status?.phase === "Paused", 60_000);
+        await waitFor(
+          "v3 ready",
+          async () => (await status(up)).status?.phase === "Paused",
+          60_000,
+        );
         r = await api(up, "POST", "/api/v1/services/web/promote", {});
         assert.equal(r.status, 200, JSON.stringify(r.json));
         await waitFor(
@@ -221,15 +269,22 @@ describe("zero downtime with an abrupt backend on a busy machine (issue #6)", ()
       });
 
       await phase("switch back v4 -> v3 (undo), v4 stopped", async () => {
-        r = await api(up, "POST", "/api/v1/apply", service(port, marker, "v4", blueGreen(120)));
+        r = await api(up, "POST", "/api/v1/apply", service(marker, "v4", blueGreen(120)));
         assert.equal(r.status, 200, JSON.stringify(r.json));
-        await waitFor("v4 ready", async () => (await status(up)).status?.phase === "Paused", 60_000);
+        await waitFor(
+          "v4 ready",
+          async () => (await status(up)).status?.phase === "Paused",
+          60_000,
+        );
         r = await api(up, "POST", "/api/v1/services/web/promote", {});
         assert.equal(r.status, 200, JSON.stringify(r.json));
-        await waitFor("switched to v4", async () => (await status(up)).status?.stableVersion === "v4");
+        await waitFor(
+          "switched to v4",
+          async () => (await status(up)).status?.stableVersion === "v4",
+        );
         const v4 = load?.byVersion().v4 ?? 0;
         await waitFor("v4 serves", async () => (load?.byVersion().v4 ?? 0) > v4 + 100);
-        r = await api(up, "POST", "/api/v1/apply", service(port, marker, "v3", blueGreen(0.5)));
+        r = await api(up, "POST", "/api/v1/apply", service(marker, "v3", blueGreen(0.5)));
         assert.equal(r.status, 200, JSON.stringify(r.json));
         await waitFor(
           "switched back, v4 gone",
@@ -246,15 +301,25 @@ describe("zero downtime with an abrupt backend on a busy machine (issue #6)", ()
       });
 
       for (const p of results)
-        assert.equal(p.failed, 0, `${p.name}: ${p.failed} of ${p.sent} failed: ${p.failures.join(" | ")}`);
+        assert.equal(
+          p.failed,
+          0,
+          `${p.name}: ${p.failed} of ${p.sent} failed: ${p.failures.join(" | ")}`,
+        );
       const history = (await api(up, "GET", "/api/v1/services/web/history?limit=1000")).json;
       const types: string[] = history.events.map((e: { type: string }) => e.type);
       assert.ok(!types.includes("DrainTimedOut"), `every stop was confirmed: ${types.join(", ")}`);
     } finally {
       await load?.stop();
+      second?.proc.kill("SIGTERM");
       await up.stop();
-      if (process.env.ZDH_LOG) (await import("node:fs")).writeFileSync(process.env.ZDH_LOG, up.stderr());
+      if (process.env.ZDH_LOG)
+        (await import("node:fs")).writeFileSync(process.env.ZDH_LOG, up.stderr());
     }
-    await waitFor("no orphan processes", async () => pidsWith(marker).length <= busy.length, 20_000);
+    await waitFor(
+      "no orphan processes",
+      async () => pidsWith(marker).length <= busy.length,
+      20_000,
+    );
   });
 });

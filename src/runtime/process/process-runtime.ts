@@ -187,6 +187,9 @@ export class ProcessRuntime implements Runtime {
   private readonly backgroundStops = new Set<Promise<void>>();
   private exitHook: (() => void) | undefined;
   private gate: StopGate | null = null;
+  /** Resolves when `shutdown()` begins: stops waiting on the gate go ahead then. */
+  private readonly closing: Promise<void>;
+  private startClosing!: () => void;
   private logTimer: NodeJS.Timeout | undefined;
   private closed = false;
   /**
@@ -204,6 +207,9 @@ export class ProcessRuntime implements Runtime {
     this.watchIntervalMs = opts.watchIntervalMs ?? 500;
     this.logCheckIntervalMs = opts.logCheckIntervalMs ?? 1000;
     this.file = this.dataDir !== undefined ? new InstancesFile(this.dataDir) : undefined;
+    this.closing = new Promise<void>((r) => {
+      this.startClosing = r;
+    });
     this.adopted = this.adoptLeftovers();
   }
 
@@ -314,6 +320,7 @@ export class ProcessRuntime implements Runtime {
    */
   async shutdown(): Promise<void> {
     this.closed = true;
+    this.startClosing();
     // Services with an ensure still in flight may not be in `services` yet (their instances are
     // added after a port is allocated); queuing behind that ensure catches what it starts.
     const names = new Set([...this.services.keys(), ...this.queues.keys()]);
@@ -744,7 +751,7 @@ export class ProcessRuntime implements Runtime {
           // once every live router has that table in force. Only then can no new request
           // reach it, and only then does the drain (for requests in flight) start.
           const released = gate({ service: m.service, id: m.id, version: m.version, url: m.url });
-          await Promise.race([released.catch(() => undefined), proc.exitedPromise]);
+          await Promise.race([released.catch(() => undefined), proc.exitedPromise, this.closing]);
           if (!proc.exited && drainMs > 0) m.message = `draining for ${drainMs / 1000}s`;
           this.logger.info({ instance: m.id }, "instance released by every router");
         }

@@ -18,9 +18,11 @@
  *      failed instances, so one crash during start-up must not count, but a crash loop must.
  *      Becoming ready clears "failed": it is a state, not a verdict.
  *   4. stop (scale-down, version dropped, service removed): "stopping" at once (so the
- *      controller's next route table leaves it out), then `drainSeconds` so routers swap tables
- *      and in-flight requests finish, then SIGTERM to the group, then SIGKILL to the group after
- *      `terminationGracePeriodSeconds`. An instance that was never ready skips the drain.
+ *      controller's next route table leaves it out), then the stop gate (`setStopGate`, the
+ *      controller's: until every live router serves a table without it), then `drainSeconds`
+ *      for requests in flight, then SIGTERM to the group, then SIGKILL to the group after
+ *      `terminationGracePeriodSeconds`. An instance that was never ready skips gate and drain;
+ *      `shutdown()` skips both (Turnout's routers stop first).
  *
  * No orphans: every signal goes to the whole group, `shutdown()` stops everything, and a
  * synchronous `process.on("exit")` hook SIGKILLs any group still alive when Turnout exits for

@@ -28,6 +28,7 @@ import type { Instance, Runtime } from "../runtime/runtime.js";
 import type { ExperimentControllerSource } from "../store/experiment-store.js";
 import type { Store, StoredResource } from "../store/store.js";
 import { AnalysisExecutor } from "./analysis-executor.js";
+import { ReleaseGate } from "./release-gate.js";
 
 export interface ControllerLogger {
   info(obj: object, msg?: string): void;
@@ -55,6 +56,13 @@ export interface ControllerOptions {
   shadowReports?: (service: string, id: string) => Promise<ShadowReport | null>;
   /** Who claims the writer epoch, for other writers' error messages. Default pid and host. */
   holder?: string;
+  /**
+   * How long the stop of an instance waits for every live router to confirm a table without it
+   * before it goes ahead anyway (with a `DrainTimedOut` event). Default 10 s.
+   */
+  releaseTimeoutMs?: number;
+  /** A router whose last heartbeat is older than this is not waited for. Default 5 s. */
+  routerLiveMs?: number;
 }
 
 export interface TickReport {
@@ -91,6 +99,10 @@ export class Controller {
   private epoch: number | null = null;
   private fenced: TurnoutError | null = null;
   private readonly holder: string;
+  /** Holds stops of instances until every live router serves a table without them. */
+  readonly release: ReleaseGate;
+  /** Events from outside a tick (a stop that timed out), written with the service's next commit. */
+  private pendingEvents = new Map<string, EventDraft[]>();
 
   constructor(opts: ControllerOptions) {
     this.store = opts.store;
@@ -108,6 +120,21 @@ export class Controller {
       },
       this.log,
     );
+    this.release = new ReleaseGate({
+      store: this.store,
+      clock: this.clock,
+      ...(opts.releaseTimeoutMs !== undefined ? { timeoutMs: opts.releaseTimeoutMs } : {}),
+      ...(opts.routerLiveMs !== undefined ? { liveMs: opts.routerLiveMs } : {}),
+      onTimeout: (event) => {
+        const list = this.pendingEvents.get(event.service) ?? [];
+        list.push(event);
+        this.pendingEvents.set(event.service, list);
+        this.schedule(0);
+      },
+      logger: this.log,
+    });
+    // Installed at once, not at start(): tests that tick by hand stop instances too.
+    this.runtime.setStopGate?.(this.release.gate);
   }
 
   /**
@@ -198,6 +225,12 @@ export class Controller {
       }
     }
     this.known = names;
+    // Events of services deleted meanwhile have no commit to ride with.
+    for (const [service, events] of this.pendingEvents) {
+      if (names.has(service)) continue;
+      this.pendingEvents.delete(service);
+      await this.store.appendEvents(events);
+    }
 
     for (const svc of services) {
       try {
@@ -259,6 +292,11 @@ export class Controller {
     });
     if (out.wakeAt !== null)
       report.wakeAt = report.wakeAt === null ? out.wakeAt : Math.min(report.wakeAt, out.wakeAt);
+    const pending = this.pendingEvents.get(name);
+    if (pending) {
+      this.pendingEvents.delete(name);
+      out.events.unshift(...pending);
+    }
 
     const table = buildRouteTable({
       service: name,
@@ -299,7 +337,8 @@ export class Controller {
     if (out.events.length > 0) await this.experiments?.record(name, out.events, now);
     // Measurements due now start after the commit, so a crash never records one twice.
     this.analysis.schedule(name, out.status, now);
-    // Routes are in force before instances are stopped, so no request is sent to a stopping one.
+    // Stops begin here, but an instance is signalled only once every live router serves a table
+    // without it (the runtime waits on `this.release`; the next tick writes that table).
     await this.runtime.ensure(name, spec.runtime, out.targets);
     return wrote;
   }
@@ -310,7 +349,10 @@ export class Controller {
     this.stopped = false;
     const poke = () => this.schedule(0);
     this.unsubscribe.push(
-      this.store.onChange((what) => what !== "status" && what !== "routeTables" && poke()),
+      // Its own writes and routers' reports (the stop gate watches those) need no tick.
+      this.store.onChange(
+        (what) => what !== "status" && what !== "routeTables" && what !== "routers" && poke(),
+      ),
     );
     this.unsubscribe.push(this.runtime.onChange(poke));
     this.schedule(0);
@@ -355,6 +397,10 @@ export class Controller {
   async stop(): Promise<void> {
     this.stopped = true;
     this.analysis.stop();
+    // Its routers stop with it (one process) or carry on with the last tables; either way no
+    // stop may hang on a controller that is gone.
+    this.runtime.setStopGate?.(null);
+    this.release.close();
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     for (const u of this.unsubscribe) u();

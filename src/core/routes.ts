@@ -12,6 +12,7 @@ import {
 } from "./model.js";
 import type { VersionWeight } from "./rollout.js";
 import { routeMirrorOf } from "./shadow/route.js";
+import { roundWeight } from "./steps/setWeight.js";
 
 /** The sticky hashing scheme in force; see core/hashing.ts. Bump only with a new scheme. */
 export const HASH_VERSION = 1;
@@ -62,11 +63,7 @@ export function buildRouteTable(i: RouteInputs): Omit<RouteTable, "revision"> {
     service: i.service,
     listen: { host: spec.listen.host, port: spec.listen.port },
     hashVersion: HASH_VERSION,
-    backends: ordered.map((w) => ({
-      version: w.version,
-      weight: w.weight,
-      endpoints: i.endpoints(w.version),
-    })),
+    backends: servedWeights(ordered, i.endpoints),
     policy: spec.trafficPolicy ?? DEFAULT_TRAFFIC_POLICY,
     updatedAt: i.now,
   };
@@ -89,6 +86,39 @@ export function buildRouteTable(i: RouteInputs): Omit<RouteTable, "revision"> {
     };
   }
   return table;
+}
+
+/**
+ * A version gets traffic only where routers have somewhere to send it: the share of a version
+ * without a ready endpoint (all its instances unready for a moment, or not started yet) goes to
+ * the versions that have one, in proportion to their weights. Routers would do the same on their
+ * own, but the table then says what is really in force, for every data plane and every reader.
+ * When no weighted version has an endpoint the weights stay as decided: there is nowhere to move
+ * the traffic to, and sending users to a version the rollout gives nothing (a blue-green
+ * preview, an aborted candidate) would be worse than the router's 503.
+ */
+function servedWeights(
+  ordered: VersionWeight[],
+  endpointsOf: (version: string) => string[],
+): RouteTable["backends"] {
+  const backends = ordered.map((w) => ({
+    version: w.version,
+    weight: w.weight,
+    endpoints: endpointsOf(w.version),
+  }));
+  let lost = 0;
+  let kept = 0;
+  for (const b of backends) {
+    if (b.weight <= 0) continue;
+    if (b.endpoints.length === 0) lost += b.weight;
+    else kept += b.weight;
+  }
+  if (lost === 0 || kept === 0) return backends;
+  for (const b of backends) {
+    if (b.weight <= 0) continue;
+    b.weight = b.endpoints.length === 0 ? 0 : roundWeight(b.weight + (lost * b.weight) / kept);
+  }
+  return backends;
 }
 
 /** Suffix of the service name of a preview listener's table (its measurements are kept apart). */

@@ -16,11 +16,12 @@
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { hostname } from "node:os";
 import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import { DEFAULT_TRAFFIC_POLICY, type RouteTable, type TrafficPolicySpec } from "../core/model.js";
 import { expandPreviews } from "../core/routes.js";
-import type { Store } from "../store/store.js";
+import type { RouterReport, Store } from "../store/store.js";
 import { attachExperiment, ExposureLog, type ExposureSink } from "./exposures.js";
 import type { EdgeFlags } from "./flags-edge.js";
 import {
@@ -46,11 +47,17 @@ import { type CompiledTable, compileTable } from "./table.js";
 
 export type { VersionStats } from "./stats.js";
 
-/** What the router reads from the store; tests use `MemoryRouteTableSource` (`testing.ts`). */
+/**
+ * What the router reads from the store; tests use `MemoryRouteTableSource` (`testing.ts`). A
+ * source with the router registry (`reportRouter`) also learns which table revisions this
+ * router has in force, which is what lets the controller stop instances safely (DESIGN
+ * invariant 9); without it the router serves the same, unregistered.
+ */
 export type RouteTableSource = Pick<
   Store,
   "listRouteTables" | "routeTablesFingerprint" | "onChange"
->;
+> &
+  Partial<Pick<Store, "reportRouter" | "removeRouter">>;
 
 /** The logging methods the router uses; a pino logger fits. */
 export type RouterLogger = Pick<Logger, "debug" | "info" | "warn" | "error">;
@@ -87,6 +94,13 @@ export interface RouterOptions {
   shadowSink?: ShadowAggregateSink;
   /** Where A/B exposures and response-header events go (the experiment store); memory only without. */
   exposures?: ExposureSink;
+  /**
+   * This router's id in the registry and in its measurement rows; unique per router process.
+   * Default `measurements.routerId`, else `<hostname>:<pid>[:<n>]`.
+   */
+  routerId?: string;
+  /** How often the router renews its registration (heartbeat). Default 1000 ms. */
+  heartbeatMs?: number;
 }
 
 /** One endpoint's state as `Router.endpoints()` reports it. */
@@ -176,6 +190,18 @@ export class Router {
   readonly #exposures: ExposureLog;
   readonly #closing = new Set<Promise<void>>();
   readonly #reloadListeners = new Set<(e: ReloadEvent) => void>();
+  /** Revision in force per service (source tables, previews aside), as the registry is told. */
+  readonly #revisions = new Map<string, number>();
+  readonly #heartbeatMs: number;
+  /** Epoch ms, for heartbeats: the clock the controller judges liveness with. */
+  readonly #wallNow: () => number;
+  readonly #startedAt: number;
+  #heartbeat: NodeJS.Timeout | null = null;
+  /** A report in flight, and whether another is wanted after it (reports never overlap). */
+  #reporting: Promise<void> | null = null;
+  #reportAgain = false;
+  /** True while reports fail; makes the warning once per outage. */
+  #reportOutage = false;
 
   #started = false;
   #stopped = false;
@@ -222,7 +248,11 @@ export class Router {
     });
     this.#ctx = { logger: this.#logger, outliers: this.#outliers, edge: opts.edgeFlags ?? null };
     const m = opts.measurements ?? {};
-    this.#recorder = new MeasurementRecorder(m);
+    const routerId = opts.routerId ?? m.routerId;
+    this.#recorder = new MeasurementRecorder(routerId !== undefined ? { ...m, routerId } : m);
+    this.#heartbeatMs = opts.heartbeatMs ?? 1000;
+    this.#wallNow = m.now ?? Date.now;
+    this.#startedAt = this.#wallNow();
     opts.edgeFlags?.bindRecorder(this.#recorder);
     this.#flusher = new MeasurementFlusher({
       recorder: this.#recorder,
@@ -257,6 +287,7 @@ export class Router {
     });
     await this.#requestReload();
     this.#schedulePoll();
+    this.#scheduleHeartbeat();
     this.#flusher.start();
     this.#exposures.start();
     this.#mirrors.start();
@@ -273,6 +304,8 @@ export class Router {
     this.#unsubscribe = null;
     if (this.#pollTimer !== null) clearTimeout(this.#pollTimer);
     this.#pollTimer = null;
+    if (this.#heartbeat !== null) clearTimeout(this.#heartbeat);
+    this.#heartbeat = null;
     await this.#queue;
     for (const l of this.#listeners.values()) {
       if (l.bound !== null) this.#closeServer(l.bound);
@@ -286,6 +319,21 @@ export class Router {
     await this.#exposures.stop();
     await this.#mirrors.stop();
     await this.#pools.closeAll();
+    // Last: a router that serves nothing has nothing for the controller to wait on.
+    await this.#reporting?.catch(() => undefined);
+    await this.#source.removeRouter?.(this.id).catch((err: unknown) => {
+      this.#logger.warn({ err }, "router: cannot deregister; the registry forgets it when stale");
+    });
+  }
+
+  /** This router's id in the registry and its measurement rows. */
+  get id(): string {
+    return this.#recorder.routerId;
+  }
+
+  /** The route-table revision in force per service (what the registry is told). */
+  revisions(): Record<string, number> {
+    return Object.fromEntries(this.#revisions);
   }
 
   /** One entry per service with a table, sorted by service. */
@@ -413,7 +461,71 @@ export class Router {
     }
     const changed = await this.#apply(tables);
     this.#fingerprint = fingerprint;
+    // Told at once, not at the next heartbeat: the controller holds instances until then.
+    if (changed.length > 0 || !this.#registered) void this.#report();
     this.#emit({ ok: true, changed });
+  }
+
+  // -------------------------------------------------------------------------------------
+  // The router registry
+  // -------------------------------------------------------------------------------------
+
+  /** Set once a report has been stored. */
+  #registered = false;
+
+  #scheduleHeartbeat(): void {
+    if (this.#stopped || this.#source.reportRouter === undefined) return;
+    this.#heartbeat = setTimeout(() => {
+      void this.#report().finally(() => this.#scheduleHeartbeat());
+    }, this.#heartbeatMs);
+    this.#heartbeat.unref();
+  }
+
+  /**
+   * Writes this router's registration with the revisions in force now. Reports run one at a
+   * time; one asked for while another is in flight runs right after it, with what is in force
+   * then, so the last report always carries the latest revisions.
+   */
+  #report(): Promise<void> {
+    const report = this.#source.reportRouter?.bind(this.#source);
+    if (report === undefined || this.#stopped) return Promise.resolve();
+    if (this.#reporting !== null) {
+      this.#reportAgain = true;
+      return this.#reporting;
+    }
+    const run = async (): Promise<void> => {
+      do {
+        this.#reportAgain = false;
+        const r: RouterReport = {
+          id: this.id,
+          address: `${hostname()} (${this.listeners()
+            .map((l) => `${l.service} ${l.host}:${l.port}`)
+            .join(", ")})`,
+          pid: process.pid,
+          startedAt: this.#startedAt,
+          heartbeatAt: this.#wallNow(),
+          revisions: Object.fromEntries(this.#revisions),
+        };
+        try {
+          await report(r);
+          this.#registered = true;
+          if (this.#reportOutage) {
+            this.#reportOutage = false;
+            this.#logger.info("router: registry reachable again");
+          }
+        } catch (err) {
+          if (!this.#reportOutage) {
+            this.#reportOutage = true;
+            this.#logger.warn({ err }, "router: cannot report to the router registry; retrying");
+          }
+          return;
+        }
+      } while (this.#reportAgain && !this.#stopped);
+    };
+    this.#reporting = run().finally(() => {
+      this.#reporting = null;
+    });
+    return this.#reporting;
   }
 
   #sourceFailed(err: unknown): void {
@@ -442,6 +554,8 @@ export class Router {
   /** Applies a full set of tables; returns the services whose table changed or went away. */
   async #apply(source: RouteTable[]): Promise<string[]> {
     const tables = expandPreviews(source);
+    const revisions = new Map<string, number>();
+    for (const t of source) if (!revisions.has(t.service)) revisions.set(t.service, t.revision);
     const changed: string[] = [];
     const seen = new Set<string>();
     const binds: Promise<void>[] = [];
@@ -545,6 +659,9 @@ export class Router {
     }
     this.#pools.retainOnly(inUse);
     this.#health.sync(checks);
+    // Every table above is in force now (swapped, or its listener created): what is reported.
+    this.#revisions.clear();
+    for (const [service, revision] of revisions) this.#revisions.set(service, revision);
 
     await Promise.all(binds);
     return changed;

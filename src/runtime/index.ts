@@ -5,7 +5,7 @@
 import type { RuntimeSpec } from "../core/model.js";
 import { TurnoutError } from "../errors.js";
 import { ProcessRuntime, type ProcessRuntimeOptions } from "./process/process-runtime.js";
-import type { Instance, Runtime, VersionTarget } from "./runtime.js";
+import type { Instance, Runtime, StopGate, VersionTarget } from "./runtime.js";
 import { StaticRuntime } from "./static/static-runtime.js";
 
 export { type InstanceLog, type LogQuery, readServiceLogs } from "./process/logs.js";
@@ -18,7 +18,13 @@ export {
   type Scheduler,
   systemScheduler,
 } from "./process/process-runtime.js";
-export type { Instance, Runtime, VersionTarget } from "./runtime.js";
+export type {
+  Instance,
+  Runtime,
+  StopGate,
+  StoppingInstance,
+  VersionTarget,
+} from "./runtime.js";
 export { StaticRuntime } from "./static/static-runtime.js";
 
 export type RuntimeKind = "static" | "process";
@@ -126,6 +132,11 @@ export class MultiRuntime implements Runtime {
       offStatic();
       offProcess();
     };
+  }
+
+  setStopGate(gate: StopGate | null): void {
+    this.staticRuntime.setStopGate?.(gate);
+    this.processRuntime.setStopGate?.(gate);
   }
 
   private of(kind: RuntimeKind): Runtime {

@@ -28,6 +28,22 @@ export interface VersionTarget {
   replicas: number;
 }
 
+/** An instance a runtime is about to signal, as the stop gate is asked about it. */
+export interface StoppingInstance {
+  service: string;
+  id: string;
+  version: string;
+  url: string;
+}
+
+/**
+ * Says when an instance that served may be signalled: resolves once no router can send it a
+ * new request any more (every live router has put in force a table without it), or once the
+ * gate gives up waiting (it reports that itself). Never rejects. The controller installs one;
+ * DESIGN invariant 9.
+ */
+export type StopGate = (instance: StoppingInstance) => Promise<void>;
+
 export interface Runtime {
   /**
    * Makes the running set for `service` match `targets`: starts missing instances of the listed
@@ -63,4 +79,11 @@ export interface Runtime {
    * controller can tick at once. Listeners must not throw (a throw is logged and ignored).
    */
   onChange(listener: () => void): () => void;
+  /**
+   * Installs the gate that every graceful stop of an instance that served waits on before it
+   * signals the instance (and before `drainSeconds`, which then only covers requests in
+   * flight). Runtimes that stop nothing themselves (static) need not implement it. Without a
+   * gate, a stop waits `drainSeconds` alone.
+   */
+  setStopGate?(gate: StopGate | null): void;
 }

@@ -20,10 +20,25 @@ import type {
   EventsTable,
   MeasurementsTable,
   ResourcesTable,
+  RoutersTable,
   RouteTablesTable,
   ServiceStatusTable,
 } from "./schema.js";
-import type { MeasurementRow, StoredCommand, StoredResource } from "./store.js";
+import type { MeasurementRow, RouterReport, StoredCommand, StoredResource } from "./store.js";
+
+export function mapRouter(
+  row: Selectable<RoutersTable>,
+  revisions: Record<string, number>,
+): RouterReport {
+  return {
+    id: row.id,
+    address: row.address,
+    pid: Number(row.pid),
+    startedAt: Number(row.started_at),
+    heartbeatAt: Number(row.heartbeat_at),
+    revisions,
+  };
+}
 
 export function mapResource(row: Selectable<ResourcesTable>): StoredResource {
   return {

@@ -123,6 +123,22 @@ export interface WriterEpochsTable {
   acquired_at: number;
 }
 
+/** One row per registered router (migration 0007); `heartbeat_at` says whether it is live. */
+export interface RoutersTable {
+  id: string;
+  address: string;
+  pid: number;
+  started_at: number;
+  heartbeat_at: number;
+}
+
+/** The route-table revision each router has in force, per service it serves. */
+export interface RouterRevisionsTable {
+  router_id: string;
+  service: string;
+  revision: number;
+}
+
 export interface Database {
   resources: ResourcesTable;
   resource_revisions: ResourceRevisionsTable;
@@ -133,6 +149,8 @@ export interface Database {
   store_counters: StoreCountersTable;
   measurements: MeasurementsTable;
   writer_epochs: WriterEpochsTable;
+  routers: RoutersTable;
+  router_revisions: RouterRevisionsTable;
 }
 
 /** Names of the rows in `store_counters`. */

@@ -31,6 +31,7 @@ import {
   mapEvent,
   mapMeasurement,
   mapResource,
+  mapRouter,
   mapRouteTable,
   mapStatus,
   type RouteTableBody,
@@ -42,6 +43,7 @@ import type {
   ControllerCommit,
   MeasurementQuery,
   MeasurementRow,
+  RouterReport,
   Store,
   StoreChange,
   StoredCommand,
@@ -642,6 +644,110 @@ export class SqlStore implements Store {
   }
 
   // -------------------------------------------------------------------------------------
+  // The router registry (written by routers, read by the controller before it stops instances)
+  // -------------------------------------------------------------------------------------
+
+  /**
+   * Upserts the router and replaces its revisions. "routers" is notified only when the set of
+   * revisions changed (or the router is new): a plain heartbeat tells nobody anything, and would
+   * otherwise wake every listener once a second per router.
+   */
+  async reportRouter(r: RouterReport): Promise<void> {
+    await this.#write(async (trx, changed) => {
+      const known = await trx
+        .selectFrom("routers")
+        .select("id")
+        .where("id", "=", r.id)
+        .executeTakeFirst();
+      const before = await trx
+        .selectFrom("router_revisions")
+        .select(["service", "revision"])
+        .where("router_id", "=", r.id)
+        .execute();
+      await trx
+        .insertInto("routers")
+        .values({
+          id: r.id,
+          address: r.address,
+          pid: r.pid,
+          started_at: r.startedAt,
+          heartbeat_at: r.heartbeatAt,
+        })
+        .onConflict((oc) =>
+          oc.column("id").doUpdateSet({
+            address: r.address,
+            pid: r.pid,
+            started_at: r.startedAt,
+            heartbeat_at: r.heartbeatAt,
+          }),
+        )
+        .execute();
+      const entries = Object.entries(r.revisions);
+      const same =
+        before.length === entries.length &&
+        before.every((b) => r.revisions[b.service] === Number(b.revision));
+      if (same && known) return;
+      await trx.deleteFrom("router_revisions").where("router_id", "=", r.id).execute();
+      for (let i = 0; i < entries.length; i += REVISION_BATCH) {
+        await trx
+          .insertInto("router_revisions")
+          .values(
+            entries
+              .slice(i, i + REVISION_BATCH)
+              .map(([service, revision]) => ({ router_id: r.id, service, revision })),
+          )
+          .execute();
+      }
+      changed.add("routers");
+    });
+  }
+
+  async listRouters(): Promise<RouterReport[]> {
+    return this.#read(async (db) => {
+      const rows = await db.selectFrom("routers").selectAll().orderBy("id").execute();
+      const revisions = await db
+        .selectFrom("router_revisions")
+        .selectAll()
+        .orderBy("router_id")
+        .orderBy("service")
+        .execute();
+      const by = new Map<string, Record<string, number>>();
+      for (const v of revisions) {
+        const m = by.get(v.router_id) ?? {};
+        m[v.service] = Number(v.revision);
+        by.set(v.router_id, m);
+      }
+      return rows.map((row) => mapRouter(row, by.get(row.id) ?? {}));
+    });
+  }
+
+  async removeRouter(id: string): Promise<boolean> {
+    return this.#write(async (trx, changed) => {
+      await trx.deleteFrom("router_revisions").where("router_id", "=", id).execute();
+      const r = await trx.deleteFrom("routers").where("id", "=", id).executeTakeFirst();
+      const removed = Number(r.numDeletedRows) > 0;
+      if (removed) changed.add("routers");
+      return removed;
+    });
+  }
+
+  async pruneRouters(heartbeatBefore: number): Promise<number> {
+    return this.#write(async (trx, changed) => {
+      const stale = await trx
+        .selectFrom("routers")
+        .select("id")
+        .where("heartbeat_at", "<", heartbeatBefore)
+        .execute();
+      if (stale.length === 0) return 0;
+      const ids = stale.map((s) => s.id);
+      await trx.deleteFrom("router_revisions").where("router_id", "in", ids).execute();
+      await trx.deleteFrom("routers").where("id", "in", ids).execute();
+      changed.add("routers");
+      return ids.length;
+    });
+  }
+
+  // -------------------------------------------------------------------------------------
   // Notifications and lifecycle
   // -------------------------------------------------------------------------------------
 
@@ -766,6 +872,8 @@ function eventService(kind: ResourceKind, name: string): string {
 
 /** Rows per INSERT: keeps the bound parameters far below SQLite's limit (32766). */
 const EVENT_BATCH = 500;
+/** Router revision rows per INSERT: 3 parameters each. */
+const REVISION_BATCH = 500;
 /** Measurement rows per INSERT: 12 parameters each, 6000 per statement. */
 const MEASUREMENT_BATCH = 500;
 

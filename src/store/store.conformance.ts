@@ -17,7 +17,7 @@ import {
   type ServiceResource,
   type ServiceStatus,
 } from "../core/model.js";
-import type { MeasurementRow, Store } from "./store.js";
+import type { MeasurementRow, RouterReport, Store } from "./store.js";
 import { describeWriterEpochConformance } from "./writer-epoch.conformance.js";
 
 export interface StoreFixture {
@@ -876,6 +876,71 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       );
     });
 
+    // -----------------------------------------------------------------------------------
+    // The router registry
+    // -----------------------------------------------------------------------------------
+
+    test("routers: a report registers a router; the next replaces it, revisions included", async ({
+      store,
+    }) => {
+      assert.deepEqual(await store.listRouters(), []);
+      const r1 = router("host-a:10", { web: 3, api: 1 });
+      await store.reportRouter(r1);
+      await store.reportRouter(router("host-b:20", {}, { heartbeatAt: T0 + 5 }));
+      assert.deepEqual(await store.listRouters(), [
+        r1,
+        router("host-b:20", {}, { heartbeatAt: T0 + 5 }),
+      ]);
+      // A heartbeat with a newer revision of one service, and one service no longer served.
+      const later = router("host-a:10", { web: 4 }, { heartbeatAt: T0 + 1000 });
+      await store.reportRouter(later);
+      const listed = await store.listRouters();
+      assert.deepEqual(listed[0], later);
+      assert.deepEqual(listed[0]?.revisions, { web: 4 }, "api is gone, not kept from before");
+    });
+
+    test("routers: a revision change notifies 'routers'; a plain heartbeat notifies nobody", async ({
+      store,
+    }) => {
+      const seen: string[] = [];
+      store.onChange((what) => seen.push(what));
+      await store.reportRouter(router("r", { web: 1 }));
+      assert.deepEqual(seen, ["routers"], "a new router");
+      seen.length = 0;
+      await store.reportRouter(router("r", { web: 1 }, { heartbeatAt: T0 + 1000 }));
+      assert.deepEqual(seen, [], "same revisions: a heartbeat");
+      assert.equal((await store.listRouters())[0]?.heartbeatAt, T0 + 1000, "but it is stored");
+      await store.reportRouter(router("r", { web: 2 }, { heartbeatAt: T0 + 2000 }));
+      assert.deepEqual(seen, ["routers"]);
+      seen.length = 0;
+      await store.reportRouter(router("r", {}, { heartbeatAt: T0 + 3000 }));
+      assert.deepEqual(seen, ["routers"], "a service dropped is a change too");
+    });
+
+    test("routers: remove and prune drop registrations with their revisions", async ({ store }) => {
+      await store.reportRouter(router("old", { web: 1 }, { heartbeatAt: T0 }));
+      await store.reportRouter(router("fresh", { web: 2 }, { heartbeatAt: T0 + 10_000 }));
+      await store.reportRouter(router("gone", { web: 2 }, { heartbeatAt: T0 + 10_000 }));
+      assert.equal(await store.removeRouter("gone"), true);
+      assert.equal(await store.removeRouter("gone"), false);
+      assert.equal(await store.pruneRouters(T0 + 5_000), 1);
+      assert.equal(await store.pruneRouters(T0 + 5_000), 0);
+      assert.deepEqual(
+        (await store.listRouters()).map((r) => r.id),
+        ["fresh"],
+      );
+      // Registered again under the same id, a pruned router starts without old revisions.
+      await store.reportRouter(router("old", {}, { heartbeatAt: T0 + 20_000 }));
+      assert.deepEqual((await store.listRouters()).find((r) => r.id === "old")?.revisions, {});
+    });
+
+    test("routers: many services in one report", async ({ store }) => {
+      const revisions: Record<string, number> = {};
+      for (let i = 0; i < 1200; i++) revisions[`svc-${String(i).padStart(4, "0")}`] = i + 1;
+      await store.reportRouter(router("big", revisions));
+      assert.deepEqual((await store.listRouters())[0]?.revisions, revisions);
+    });
+
     test("close is idempotent and the store refuses work afterwards", async ({ store }) => {
       await store.applyResources([service("a")], { actor: "alice", now: T0 });
       await store.close();
@@ -891,6 +956,22 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
 // ---------------------------------------------------------------------------------------
 // Fixtures
 // ---------------------------------------------------------------------------------------
+
+function router(
+  id: string,
+  revisions: Record<string, number>,
+  overrides: Partial<RouterReport> = {},
+): RouterReport {
+  return {
+    id,
+    address: `${id} (listeners 0.0.0.0:8080)`,
+    pid: 4242,
+    startedAt: T0 - 60_000,
+    heartbeatAt: T0,
+    revisions,
+    ...overrides,
+  };
+}
 
 function measurement(overrides: Partial<MeasurementRow> = {}): MeasurementRow {
   return {

@@ -28,7 +28,7 @@ export interface StoredResource<R extends Resource = Resource> {
 }
 
 /** What `onChange` listeners are told changed. */
-export type StoreChange = "resources" | "commands" | "routeTables" | "status";
+export type StoreChange = "resources" | "commands" | "routeTables" | "status" | "routers";
 
 export type ApplyAction = "created" | "configured" | "unchanged";
 
@@ -105,6 +105,31 @@ export interface WriterEpoch {
   /** Clock ms of the claim. */
   acquiredAt: number;
 }
+
+/**
+ * What a router says about itself (the router registry): who it is, that it is alive, and
+ * which route-table revision of each service it has in force. The controller stops an instance
+ * only once every live router serves a table without it (DESIGN invariant 9).
+ */
+export interface RouterReport {
+  /** Unique per router process (default `<hostname>:<pid>`); several per machine are fine. */
+  id: string;
+  /** Where it runs, for people (`turnout get routers`): host name and its listeners. */
+  address: string;
+  pid: number;
+  /** Epoch ms the router started. */
+  startedAt: number;
+  /** Epoch ms of this report; a router is live while its last one is recent (`ROUTER_LIVE_MS`). */
+  heartbeatAt: number;
+  /**
+   * Revision of the route table in force per service, for every service it serves. A service
+   * missing here has no listener on this router, so this router sends it no request.
+   */
+  revisions: Record<string, number>;
+}
+
+/** A router whose last report is older than this is not live (missed ~5 heartbeats). */
+export const ROUTER_LIVE_MS = 5_000;
 
 export interface Store {
   /**
@@ -193,6 +218,21 @@ export interface Store {
   readMeasurements(q: MeasurementQuery): Promise<MeasurementRow[]>;
   /** Deletes rows with `second < olderThanSec`; returns how many. */
   pruneMeasurements(olderThanSec: number): Promise<number>;
+
+  /**
+   * Registers a router or refreshes its registration (its heartbeat): replaces everything
+   * stored for `report.id` in one transaction. Notifies "routers".
+   */
+  reportRouter(report: RouterReport): Promise<void>;
+  /** Every registered router, live or not (the caller judges `heartbeatAt`), ordered by id. */
+  listRouters(): Promise<RouterReport[]>;
+  /**
+   * Drops a router's registration (it stopped, or it has been silent long enough to forget);
+   * false when there was none. Notifies "routers" when something was removed.
+   */
+  removeRouter(id: string): Promise<boolean>;
+  /** Drops routers whose last heartbeat is before `heartbeatBefore`; returns how many. */
+  pruneRouters(heartbeatBefore: number): Promise<number>;
 
   /**
    * Subscribe to changes written through this store instance (same process). Other processes

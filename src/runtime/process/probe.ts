@@ -42,8 +42,15 @@ export function probeHttp(url: string, timeoutMs: number): ProbeHandle {
   // `timeout` on http.get is only a socket idle timeout; this deadline covers connect,
   // headers and all. Unref'd: a probe must never keep Turnout alive.
   const timer = setTimeout(() => {
-    settle({ ok: false, detail: `timed out after ${timeoutMs / 1000}s` });
-    req.destroy();
+    // Timers run before I/O in each turn of the event loop: when Turnout itself is busy (its
+    // router proxying flat out on a loaded machine), the deadline can pass while the answer
+    // already waits unread in the socket. One more turn (setImmediate runs after the I/O
+    // phase) reads it; otherwise every instance would look unready at once and a version
+    // would lose all its endpoints because of Turnout's lag, not the instance's.
+    setImmediate(() => {
+      settle({ ok: false, detail: `timed out after ${timeoutMs / 1000}s` });
+      req.destroy();
+    });
   }, timeoutMs);
   timer.unref();
   return {

@@ -18,9 +18,11 @@
  *      failed instances, so one crash during start-up must not count, but a crash loop must.
  *      Becoming ready clears "failed": it is a state, not a verdict.
  *   4. stop (scale-down, version dropped, service removed): "stopping" at once (so the
- *      controller's next route table leaves it out), then `drainSeconds` so routers swap tables
- *      and in-flight requests finish, then SIGTERM to the group, then SIGKILL to the group after
- *      `terminationGracePeriodSeconds`. An instance that was never ready skips the drain.
+ *      controller's next route table leaves it out), then the stop gate (`setStopGate`, the
+ *      controller's: until every live router serves a table without it), then `drainSeconds`
+ *      for requests in flight, then SIGTERM to the group, then SIGKILL to the group after
+ *      `terminationGracePeriodSeconds`. An instance that was never ready skips gate and drain;
+ *      `shutdown()` skips both (Turnout's routers stop first).
  *
  * No orphans: every signal goes to the whole group, `shutdown()` stops everything, and a
  * synchronous `process.on("exit")` hook SIGKILLs any group still alive when Turnout exits for
@@ -43,7 +45,7 @@ import {
   type RuntimeSpec,
 } from "../../core/model.js";
 import { TurnoutError } from "../../errors.js";
-import type { Instance, Runtime, VersionTarget } from "../runtime.js";
+import type { Instance, Runtime, StopGate, VersionTarget } from "../runtime.js";
 import { type InstanceRecord, InstancesFile, type LaunchConfig } from "./instances-file.js";
 import { instanceLogFile, rotateIfNeeded } from "./logs.js";
 import { defaultPortAllocator, type PortAllocator } from "./ports.js";
@@ -186,6 +188,10 @@ export class ProcessRuntime implements Runtime {
   /** Stops started by `ensure` that nobody awaits; `shutdown` waits for them. */
   private readonly backgroundStops = new Set<Promise<void>>();
   private exitHook: (() => void) | undefined;
+  private gate: StopGate | null = null;
+  /** Resolves when `shutdown()` begins: stops waiting on the gate go ahead then. */
+  private readonly closing: Promise<void>;
+  private startClosing!: () => void;
   private logTimer: NodeJS.Timeout | undefined;
   private closed = false;
   /**
@@ -203,6 +209,9 @@ export class ProcessRuntime implements Runtime {
     this.watchIntervalMs = opts.watchIntervalMs ?? 500;
     this.logCheckIntervalMs = opts.logCheckIntervalMs ?? 1000;
     this.file = this.dataDir !== undefined ? new InstancesFile(this.dataDir) : undefined;
+    this.closing = new Promise<void>((r) => {
+      this.startClosing = r;
+    });
     this.adopted = this.adoptLeftovers();
   }
 
@@ -313,6 +322,7 @@ export class ProcessRuntime implements Runtime {
    */
   async shutdown(): Promise<void> {
     this.closed = true;
+    this.startClosing();
     // Services with an ensure still in flight may not be in `services` yet (their instances are
     // added after a port is allocated); queuing behind that ensure catches what it starts.
     const names = new Set([...this.services.keys(), ...this.queues.keys()]);
@@ -324,6 +334,11 @@ export class ProcessRuntime implements Runtime {
       process.off("exit", this.exitHook);
       this.exitHook = undefined;
     }
+  }
+
+  /** The controller's gate: stops of instances that served wait on it before SIGTERM. */
+  setStopGate(gate: StopGate | null): void {
+    this.gate = gate;
   }
 
   onChange(listener: () => void): () => void {
@@ -716,12 +731,32 @@ export class ProcessRuntime implements Runtime {
     this.clearTimers(m);
     this.firstProbeDone(m);
     const proc = m.proc;
-    // Only an instance that served can have requests in flight or be in a route table.
-    const drainMs = drain && m.state === "ready" ? m.launch.drainMs : 0;
+    // Only an instance that served can have requests in flight or be in a route table (a
+    // readiness flap leaves it "starting" but perhaps still in a router's table).
+    const served = drain && (m.state === "ready" || proc?.wasReady === true);
+    const gate = served ? this.gate : null;
+    const drainMs = served ? m.launch.drainMs : 0;
     m.removal = (async () => {
       if (proc && !proc.exited) {
-        this.setState(m, "stopping", drainMs > 0 ? `draining for ${drainMs / 1000}s` : "stopping");
+        this.setState(
+          m,
+          "stopping",
+          gate
+            ? "stopping: waiting until every router serves a table without it"
+            : drainMs > 0
+              ? `draining for ${drainMs / 1000}s`
+              : "stopping",
+        );
         this.logger.info({ instance: m.id, pid: proc.pid, drainMs }, "stopping instance");
+        if (gate) {
+          // The instance goes out of the next route table as "stopping"; the gate resolves
+          // once every live router has that table in force. Only then can no new request
+          // reach it, and only then does the drain (for requests in flight) start.
+          const released = gate({ service: m.service, id: m.id, version: m.version, url: m.url });
+          await Promise.race([released.catch(() => undefined), proc.exitedPromise, this.closing]);
+          if (!proc.exited && drainMs > 0) m.message = `draining for ${drainMs / 1000}s`;
+          this.logger.info({ instance: m.id }, "instance released by every router");
+        }
         if (drainMs > 0) {
           let timer: NodeJS.Timeout | undefined;
           await Promise.race([

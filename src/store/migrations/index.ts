@@ -13,6 +13,7 @@ import { shadow } from "./0003_shadow.js";
 import { experiments } from "./0004_experiments.js";
 import { flags } from "./0005_flags.js";
 import { writerEpoch } from "./0006_writer_epoch.js";
+import { routers } from "./0007_routers.js";
 import type { SqlDialectName } from "./dialect.js";
 
 export type { SqlDialectName } from "./dialect.js";
@@ -26,6 +27,7 @@ export function turnoutMigrations(dialect: SqlDialectName): Record<string, Migra
     "0004_experiments": experiments(dialect),
     "0005_flags": flags(dialect),
     "0006_writer_epoch": writerEpoch(dialect),
+    "0007_routers": routers(dialect),
   };
 }
 

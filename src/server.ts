@@ -35,8 +35,8 @@ import { StaticRuntime } from "./runtime/static/static-runtime.js";
 import { ExperimentStore, experimentControllerSource } from "./store/experiment-store.js";
 import { FlagSnapshotCache, FlagStore } from "./store/flag-store.js";
 import { ShadowStore } from "./store/shadow-store.js";
-import { openSqliteStore } from "./store/sqlite/sqlite-store.js";
 import type { SqlStore } from "./store/sql-store.js";
+import { openSqliteStore } from "./store/sqlite/sqlite-store.js";
 import type { Store } from "./store/store.js";
 import { packageVersion } from "./version.js";
 

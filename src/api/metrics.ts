@@ -15,8 +15,9 @@
  *   (1 for the current phase, 0 for the others) and `turnout_store_up` read the store;
  * - prom-client's default process metrics, prefixed `turnout_`.
  *
- * The router numbers come from the router in this process; when routers run in their own
- * processes each will serve its own /metrics.
+ * The router numbers come from `turnout up`'s router: read live when it runs in this thread
+ * (`recorder`), or collected from its thread once per scrape (`routerMetrics`,
+ * `registerForwardedMetrics`) with the same text. Routers in their own processes serve their own.
  */
 import type { FastifyInstance } from "fastify";
 import { Counter, collectDefaultMetrics, Gauge, type Metric, Registry } from "prom-client";

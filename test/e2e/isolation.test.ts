@@ -84,13 +84,10 @@ class Client {
     this.#proc = spawn(process.execPath, ["-e", CHILD], { stdio: ["pipe", "pipe", "inherit"] });
     let buf = "";
     this.#proc.stdout!.on("data", (d) => {
-      buf += d;
-      let i: number;
-      while ((i = buf.indexOf("\n")) >= 0) {
-        this.#lines.push(buf.slice(0, i));
-        buf = buf.slice(i + 1);
-        this.#wake?.();
-      }
+      const parts = (buf + d).split("\n");
+      buf = parts.pop() ?? "";
+      this.#lines.push(...parts);
+      if (parts.length > 0) this.#wake?.();
     });
   }
 

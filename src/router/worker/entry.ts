@@ -13,8 +13,8 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { compileFlags, type FlagSet } from "../../core/flags/evaluate.js";
-import type { StoreChange } from "../../store/store.js";
 import { openSqliteStore } from "../../store/sqlite/sqlite-store.js";
+import type { StoreChange } from "../../store/store.js";
 import type { RouterLogger, RouteTableSource } from "../router.js";
 import { buildRouterNode } from "./node.js";
 import {

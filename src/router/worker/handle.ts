@@ -9,8 +9,9 @@
  * The router reports, after each reload, the revision of every table it applied
  * (`TrackedSource`); `inForce(service, revision)` waits for it with a deadline.
  */
-import type { RouteTable } from "../../core/model.js";
+
 import type { MetricFamily } from "../../api/metrics.js";
+import type { RouteTable } from "../../core/model.js";
 import type { MirrorStats } from "../mirror.js";
 import type {
   EndpointInfo,

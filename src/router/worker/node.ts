@@ -11,7 +11,7 @@ import { ShadowStore } from "../../store/shadow-store.js";
 import type { SqlStore } from "../../store/sql-store.js";
 import { type EdgeFlagSource, EdgeFlags } from "../flags-edge.js";
 import { withMirrorMetrics } from "../mirror-metrics.js";
-import { type RouteTableSource, Router, type RouterLogger } from "../router.js";
+import { Router, type RouterLogger, type RouteTableSource } from "../router.js";
 import { TrackedSource } from "./handle.js";
 
 export interface RouterNodeOptions {

@@ -159,6 +159,11 @@ export class ThreadRouterHandle implements RouterHandle {
     return () => this.#reloadListeners.delete(listener);
   }
 
+  /** Ends the thread abruptly, as a crash would; it is restarted as after one (for tests). */
+  async simulateCrash(): Promise<void> {
+    await this.#worker?.terminate();
+  }
+
   // -------------------------------------------------------------------------------------
 
   #spawn(): Promise<void> {

@@ -4,7 +4,9 @@
  *
  * Everything runs in one process today, but the parts talk only through the store (routers
  * watch route tables; the controller watches resources and commands), so they can be split
- * into separate processes sharing PostgreSQL later (DESIGN invariant 6).
+ * into separate processes sharing PostgreSQL later (DESIGN invariant 6). The router already
+ * runs on its own thread with its own store connection (src/router/worker/), so admin work in
+ * this thread never delays a proxied request (invariant 8).
  */
 import { randomBytes } from "node:crypto";
 import {
@@ -137,6 +139,11 @@ export function ensureToken(dataDir: string): string {
 }
 
 export async function startTurnout(opts: TurnoutOptions = {}): Promise<RunningTurnout> {
+  if (opts.router === "thread" && opts.clock !== undefined && opts.clock !== systemClock) {
+    throw new Error(
+      'startTurnout: router "thread" stamps measurements with the system clock; an injected clock needs router "inline"',
+    );
+  }
   const dataDir = resolve(opts.dataDir ?? process.env.TURNOUT_DATA_DIR ?? DEFAULT_DATA_DIR);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   if (!statSync(dataDir).isDirectory()) throw new Error(`${dataDir} is not a directory`);

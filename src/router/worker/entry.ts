@@ -16,6 +16,7 @@ import { compileFlags, type FlagSet } from "../../core/flags/evaluate.js";
 import { openSqliteStore } from "../../store/sqlite/sqlite-store.js";
 import type { StoreChange } from "../../store/store.js";
 import type { RouterLogger, RouteTableSource } from "../router.js";
+import { noBusyWait, retryingBusy } from "./busy.js";
 import { buildRouterNode } from "./node.js";
 import {
   cloneableFields,
@@ -59,7 +60,10 @@ takeFlags(config.flags);
 const forwarded = new Set<(what: StoreChange) => void>();
 
 try {
-  const store = await openSqliteStore({ path: config.dbPath });
+  // Writes never wait synchronously for the main thread's lock (busy.ts explains why).
+  const opened = await openSqliteStore({ path: config.dbPath });
+  await noBusyWait(opened);
+  const store = retryingBusy(opened);
   const source: RouteTableSource = {
     routeTablesFingerprint: () => store.routeTablesFingerprint(),
     listRouteTables: () => store.listRouteTables(),

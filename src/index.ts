@@ -17,6 +17,7 @@ export { type ReconcileInput, type ReconcileOutput, reconcile, STAGES } from "./
 export { ERRORS, type ErrorCode, type FieldError, TurnoutError } from "./errors.js";
 export { TurnoutProvider, type TurnoutProviderOptions } from "./provider/index.js";
 export { loadPath, parseResources } from "./resources/load.js";
+export type { RouterHandle } from "./router/worker/handle.js";
 export {
   type ApiListen,
   type RunningTurnout,

@@ -4,7 +4,9 @@
  *
  * Everything runs in one process today, but the parts talk only through the store (routers
  * watch route tables; the controller watches resources and commands), so they can be split
- * into separate processes sharing PostgreSQL later (DESIGN invariant 6).
+ * into separate processes sharing PostgreSQL later (DESIGN invariant 6). The router already
+ * runs on its own thread with its own store connection (src/router/worker/), so admin work in
+ * this thread never delays a proxied request (invariant 8).
  */
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -12,7 +14,7 @@ import { type AddressInfo, isIP } from "node:net";
 import { join, resolve } from "node:path";
 import { createSecureContext } from "node:tls";
 import pino, { type Logger } from "pino";
-import { createMetricsRegistry } from "./api/metrics.js";
+import { createMetricsRegistry, registerForwardedMetrics } from "./api/metrics.js";
 import { ClientKeys } from "./api/ofrep.js";
 import { buildApi } from "./api/server.js";
 import { Controller } from "./controller/controller.js";
@@ -21,9 +23,10 @@ import { lockDataDir, readOnlyError, SERVER_FILE, type ServerRecord } from "./da
 import { DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from "./defaults.js";
 import { TurnoutError } from "./errors.js";
 import { StoreMeasurementSource } from "./metrics/measurements.js";
-import { EdgeFlags } from "./router/flags-edge.js";
-import { withMirrorMetrics } from "./router/mirror-metrics.js";
-import { Router } from "./router/router.js";
+import { MIRROR_METRIC_NAMES } from "./router/mirror-metrics.js";
+import { LocalRouterHandle, type RouterHandle } from "./router/worker/handle.js";
+import { buildRouterNode } from "./router/worker/node.js";
+import { ThreadRouterHandle } from "./router/worker/thread.js";
 import { MultiRuntime } from "./runtime/index.js";
 import { processStartTicks } from "./runtime/process/proc.js";
 import { ProcessRuntime } from "./runtime/process/process-runtime.js";
@@ -31,6 +34,7 @@ import { StaticRuntime } from "./runtime/static/static-runtime.js";
 import { ExperimentStore, experimentControllerSource } from "./store/experiment-store.js";
 import { FlagSnapshotCache, FlagStore } from "./store/flag-store.js";
 import { ShadowStore } from "./store/shadow-store.js";
+import type { SqlStore } from "./store/sql-store.js";
 import { openSqliteStore } from "./store/sqlite/sqlite-store.js";
 import type { Store } from "./store/store.js";
 import { packageVersion } from "./version.js";
@@ -47,6 +51,13 @@ export interface TurnoutOptions {
   pollIntervalMs?: number;
   /** Serve the API over HTTPS with this certificate and key (PEM files). */
   tls?: { certFile: string; keyFile: string };
+  /**
+   * Where the built-in router runs: `thread` (default), a worker thread with its own store
+   * connection, so no API request or controller tick delays a proxied request (DESIGN
+   * invariant 8); or `inline`, this thread. An injected `clock` implies `inline`: the router
+   * stamps measurements with it, and a clock object cannot be shared with a thread.
+   */
+  router?: "thread" | "inline";
 }
 
 /** Where the API listens, as bound (for 0.0.0.0 / :: that is every interface). */
@@ -68,7 +79,8 @@ export interface RunningTurnout {
   token: string;
   dataDir: string;
   store: Store;
-  router: Router;
+  /** The built-in router (on its own thread unless `router: "inline"`). */
+  router: RouterHandle;
   controller: Controller;
   logger: Logger;
   /** Feature flags: the snapshot evaluators use, and a client key for OFREP (`flag-keys`). */
@@ -79,6 +91,51 @@ export interface RunningTurnout {
 export function createLogger(): Logger {
   const level = process.env.TURNOUT_LOG_LEVEL ?? "info";
   return pino({ level, base: undefined }, pino.destination(2));
+}
+
+interface RouterWiring {
+  mode: "thread" | "inline";
+  store: SqlStore;
+  dbPath: string;
+  flagCache: FlagSnapshotCache;
+  logger: Logger;
+  clock: Clock;
+  pollIntervalMs: number;
+}
+
+/**
+ * The built-in router and what it writes to (measurements, exposures, shadow comparisons, edge
+ * flags), on its own thread or this one; either way the rest of Turnout only holds the handle.
+ */
+function routerHandle(w: RouterWiring): RouterHandle {
+  if (w.mode === "thread") {
+    return new ThreadRouterHandle({
+      dbPath: w.dbPath,
+      store: w.store,
+      flags: w.flagCache,
+      logger: w.logger,
+      pollIntervalMs: w.pollIntervalMs,
+    });
+  }
+  const node = buildRouterNode({
+    store: w.store,
+    flags: w.flagCache,
+    logger: w.logger.child({ part: "router" }),
+    pollIntervalMs: w.pollIntervalMs,
+    // Seconds stamped by the same clock the controller (and so analysis) reads windows with;
+    // the router's own (cheaper) reading of the system clock when that is the clock.
+    ...(w.clock === systemClock ? {} : { now: () => w.clock.now() }),
+  });
+  return new LocalRouterHandle(node.router, node.source, node.collect);
+}
+
+/** `/metrics`: the router's families come from the router (its thread), the rest from here. */
+function routerMetrics(store: Store, router: RouterHandle) {
+  const collect = () => router.metrics();
+  const registry = createMetricsRegistry({ store, routerMetrics: collect });
+  // After the process metrics, where they have always been printed.
+  registerForwardedMetrics(registry, MIRROR_METRIC_NAMES, collect);
+  return registry;
 }
 
 /** Reads the admin token, or makes one (mode 0600) on first start. */
@@ -104,6 +161,11 @@ export function ensureToken(dataDir: string): string {
  * TURNOUT_ERR_DATA_DIR_LOCKED and touches nothing (see data-dir.ts).
  */
 export async function startTurnout(opts: TurnoutOptions = {}): Promise<RunningTurnout> {
+  if (opts.router === "thread" && opts.clock !== undefined && opts.clock !== systemClock) {
+    throw new Error(
+      'startTurnout: router "thread" stamps measurements with the system clock; an injected clock needs router "inline"',
+    );
+  }
   const dataDir = resolve(opts.dataDir ?? process.env.TURNOUT_DATA_DIR ?? DEFAULT_DATA_DIR);
   const logger = opts.logger ?? createLogger();
   const tls = opts.tls ? loadTls(opts.tls) : undefined;
@@ -141,16 +203,14 @@ async function startLocked(
   const flagCache = new FlagSnapshotCache(flagStore, { pollMs: opts.pollIntervalMs ?? 1000 });
   await flagCache.start();
   const clientKeys = ClientKeys.ensure(dataDir);
-  const router = new Router({
-    source: store,
-    exposures: experiments,
-    edgeFlags: new EdgeFlags(flagCache),
-    shadowSink: shadow,
-    logger: logger.child({ part: "router" }),
+  const router = routerHandle({
+    mode: opts.router ?? (clock === systemClock ? "thread" : "inline"),
+    store,
+    dbPath: join(dataDir, "turnout.db"),
+    flagCache,
+    logger,
+    clock,
     pollIntervalMs: opts.pollIntervalMs ?? 500,
-    // Seconds stamped by the same clock the controller (and so analysis) reads windows with;
-    // the router's own (cheaper) reading of the system clock when that is the clock.
-    measurements: { sink: store, ...(clock === systemClock ? {} : { now: () => clock.now() }) },
   });
   const controller = new Controller({
     store,
@@ -169,19 +229,32 @@ async function startLocked(
     token,
     version: packageVersion(),
     routerStats: (service) => router.stats(service),
-    routerListener: (service) => router.listeners().find((l) => l.service === service),
+    routerListener: async (service) =>
+      (await router.listeners()).find((l) => l.service === service),
+    routeInForce: (service, revision) => router.inForce(service, revision),
     logsDir: dataDir,
     runtimeInstances: (service) => runtime.instances(service),
     wakeController: () => void controller.tick().catch(() => undefined),
     experiments,
     shadow: { shadow, mirrorStats: (service) => router.mirrorStats(service) },
-    metrics: withMirrorMetrics(
-      createMetricsRegistry({ store, recorder: router.measurements }),
-      router.mirrors,
-    ),
+    metrics: routerMetrics(store, router),
     flags: {
       ofrep: { flags: flagCache, clientKeys },
-      admin: { flags: flagStore, cache: flagCache, clock },
+      admin: {
+        flags: flagStore,
+        // A flag change answers once the router's edge evaluates it too.
+        cache: {
+          get current() {
+            return flagCache.current;
+          },
+          refresh: async () => {
+            const s = await flagCache.refresh();
+            await router.flagsInForce();
+            return s;
+          },
+        },
+        clock,
+      },
     },
     ...(tls ? { https: { cert: tls.cert, key: tls.key } } : {}),
   });

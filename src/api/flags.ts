@@ -20,7 +20,8 @@ import type { FlagSnapshotCache, FlagStore } from "../store/flag-store.js";
 
 export interface FlagsApiOptions {
   flags: FlagStore;
-  cache: FlagSnapshotCache;
+  /** Refreshed after every change; `turnout up` also waits for the router's edge to have it. */
+  cache: Pick<FlagSnapshotCache, "current" | "refresh">;
   clock: Clock;
 }
 

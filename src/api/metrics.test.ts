@@ -1,12 +1,20 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { Registry } from "prom-client";
 import { request } from "undici";
 import { FakeClock } from "../core/clock.js";
 import { API_VERSION, type ServiceResource, type ServiceStatus } from "../core/model.js";
+import { MIRROR_METRIC_NAMES, withMirrorMetrics } from "../router/mirror-metrics.js";
 import { MeasurementRecorder } from "../router/stats.js";
 import { openSqliteStore } from "../store/sqlite/sqlite-store.js";
 import type { Store } from "../store/store.js";
-import { createMetricsRegistry, DURATION_BUCKETS_SECONDS } from "./metrics.js";
+import {
+  createMetricsRegistry,
+  DURATION_BUCKETS_SECONDS,
+  type MetricFamily,
+  registerForwardedMetrics,
+  registerRouterMetrics,
+} from "./metrics.js";
 import { buildApi } from "./server.js";
 
 const T0 = 1_700_000_000_000;
@@ -246,5 +254,92 @@ describe("GET /metrics", () => {
     t.after(() => api.close());
     const res = await api.inject({ method: "GET", url: "/metrics" });
     assert.equal(res.statusCode, 401);
+  });
+
+  it("router families collected in another registry (the router thread's) print the same text", async (t) => {
+    const store = await seededStore();
+    t.after(() => store.close());
+    const clock = { t: T0 };
+    const recorder = new MeasurementRecorder({ now: () => clock.t });
+    for (let i = 0; i < 300; i++) {
+      clock.t = T0 + i * 11;
+      recorder
+        .series("shop", i % 3 === 0 ? "v2" : "v1")
+        .record(i % 50 === 0 ? 503 : 200, i % 40, i % 50 === 0);
+    }
+    const mirrors = {
+      allStats: () => [
+        {
+          service: "shop",
+          id: "p1",
+          version: "v2",
+          mirrored: 40,
+          sent: 38,
+          compared: 30,
+          inFlight: 1,
+          queued: 0,
+          drops: { queue_full: 2, shadow_timeout: 5 },
+        },
+      ],
+    };
+    // One thread: the live recorder and mirrors.
+    const live = withMirrorMetrics(
+      createMetricsRegistry({ store, recorder, processMetrics: false }),
+      mirrors,
+    );
+    // Two threads: the router's own registry, collected as plain data (cloned as a message is).
+    const routerSide = new Registry();
+    registerRouterMetrics(routerSide, recorder);
+    withMirrorMetrics(routerSide, mirrors);
+    let collections = 0;
+    const collect = async (): Promise<MetricFamily[]> => {
+      collections++;
+      return structuredClone(await routerSide.getMetricsAsJSON());
+    };
+    const forwarded = createMetricsRegistry({
+      store,
+      routerMetrics: collect,
+      processMetrics: false,
+    });
+    registerForwardedMetrics(forwarded, MIRROR_METRIC_NAMES, collect);
+
+    const text = await live.metrics();
+    assert.match(text, /turnout_router_request_duration_seconds_bucket\{/);
+    assert.match(text, /turnout_mirror_drops_total\{service="shop",reason="shadow_timeout"\} 5/);
+    assert.equal(await forwarded.metrics(), text);
+    assert.equal(collections, 2, "one collection per scrape for each group of families");
+  });
+
+  it("a router that does not answer leaves its families empty and the scrape succeeds", async (t) => {
+    const store = await seededStore();
+    t.after(() => store.close());
+    let up = true;
+    const recorder = new MeasurementRecorder({ now: () => T0 });
+    recorder.series("shop", "v1").record(200, 3, false);
+    const routerSide = new Registry();
+    registerRouterMetrics(routerSide, recorder);
+    const registry = createMetricsRegistry({
+      store,
+      processMetrics: false,
+      routerMetrics: async () => {
+        if (!up) throw new Error("the router thread exited");
+        return routerSide.getMetricsAsJSON();
+      },
+    });
+    assert.equal(
+      find(parse(await registry.metrics()).samples, "turnout_router_requests_total", {
+        service: "shop",
+        version: "v1",
+        code_class: "2xx",
+      }),
+      1,
+    );
+    up = false;
+    // A scrape's collection is shared until the next turn of the event loop.
+    await new Promise((resolve) => setImmediate(resolve));
+    const { samples, types } = parse(await registry.metrics());
+    assert.equal(samples.filter((s) => s.name.startsWith("turnout_router_")).length, 0);
+    assert.equal(types.get("turnout_router_requests_total"), "counter", "help and type kept");
+    assert.equal(find(samples, "turnout_store_up", {}), 1);
   });
 });

@@ -15,8 +15,9 @@
  *   (1 for the current phase, 0 for the others) and `turnout_store_up` read the store;
  * - prom-client's default process metrics, prefixed `turnout_`.
  *
- * The router numbers come from the router in this process; when routers run in their own
- * processes each will serve its own /metrics.
+ * The router numbers come from `turnout up`'s router: read live when it runs in this thread
+ * (`recorder`), or collected from its thread once per scrape (`routerMetrics`,
+ * `registerForwardedMetrics`) with the same text. Routers in their own processes serve their own.
  */
 import type { FastifyInstance } from "fastify";
 import { Counter, collectDefaultMetrics, Gauge, type Metric, Registry } from "prom-client";
@@ -44,8 +45,10 @@ const PHASES: readonly Phase[] = Object.keys({
 export interface MetricsOptions {
   /** Read at scrape time for route weights and rollout phases. */
   store: Pick<Store, "listRouteTables" | "listResources" | "getStatus">;
-  /** The in-process router's measurements; without it the router metrics are absent. */
+  /** The in-process router's measurements; without it (or `routerMetrics`) the router metrics are absent. */
   recorder?: Pick<MeasurementRecorder, "services" | "totals">;
+  /** The router's families collected in its own thread (`registerRouterMetrics` there). */
+  routerMetrics?: () => Promise<MetricFamily[]>;
   /** prom-client's default process metrics (prefix `turnout_`). Default true. */
   processMetrics?: boolean;
 }
@@ -142,6 +145,108 @@ function durationHistogram(recorder: Pick<MeasurementRecorder, "services" | "tot
   return collector as unknown as Metric;
 }
 
+/** The router's metric families, in the order `/metrics` prints them. */
+export const ROUTER_METRIC_NAMES = [
+  "turnout_router_requests_total",
+  "turnout_router_upstream_errors_total",
+  DURATION_NAME,
+] as const;
+
+/**
+ * Registers the router's counters and latency histogram, read from `recorder` at scrape time.
+ * A router thread registers these in its own registry and `createMetricsRegistry` forwards them
+ * (`routerMetrics`); in one thread `recorder` is read directly.
+ */
+export function registerRouterMetrics(
+  registry: Registry,
+  recorder: Pick<MeasurementRecorder, "services" | "totals">,
+): void {
+  new Counter({
+    name: "turnout_router_requests_total",
+    help: "Responses the router sent, by service, version and status class (its own 502/503/504 included).",
+    labelNames: ["service", "version", "code_class"] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const v of versionTotals(recorder)) {
+        for (const code_class of ["2xx", "3xx", "4xx", "5xx"] as const) {
+          this.inc({ service: v.service, version: v.version, code_class }, v.status[code_class]);
+        }
+      }
+    },
+  });
+  new Counter({
+    name: "turnout_router_upstream_errors_total",
+    help: "Upstream failures (connect errors, resets, timeouts, broken response streams), by version.",
+    labelNames: ["service", "version"] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const v of versionTotals(recorder)) {
+        this.inc({ service: v.service, version: v.version }, v.upstreamErrors);
+      }
+    },
+  });
+  registry.registerMetric(durationHistogram(recorder));
+}
+
+/** A metric family as prom-client's `getMetricsAsJSON()` gives it: plain data, cloneable. */
+export type MetricFamily = Awaited<ReturnType<Registry["getMetricsAsJSON"]>>[number];
+
+/**
+ * Registers families collected elsewhere (another thread's registry) under their own names, so
+ * that the text `/metrics` prints is the same as if they were registered here. `collect` is
+ * called once per scrape however many families it serves. When it fails (the router thread is
+ * restarting) or leaves a family out, the family prints with no samples rather than failing
+ * the whole scrape.
+ */
+export function registerForwardedMetrics(
+  registry: Registry,
+  names: readonly string[],
+  collect: () => Promise<MetricFamily[]>,
+): void {
+  let pending: Promise<Map<string, MetricFamily>> | null = null;
+  const families = (): Promise<Map<string, MetricFamily>> => {
+    pending ??= collect()
+      .then((list) => new Map(list.map((f) => [f.name, f])))
+      .catch(() => new Map<string, MetricFamily>())
+      .finally(() => {
+        // Cleared on the next tick, after every family of this scrape has its copy.
+        setImmediate(() => {
+          pending = null;
+        });
+      });
+    return pending;
+  };
+  for (const name of names) {
+    // Help and type of the last scrape that had the family, for one that does not.
+    let last: { help: string; type: MetricFamily["type"] } | null = null;
+    const forwarded = {
+      name,
+      help: "",
+      type: "untyped",
+      aggregator: "sum",
+      reset(): void {},
+      async get(): Promise<MetricFamily> {
+        const f = (await families()).get(name);
+        if (f !== undefined) {
+          last = { help: f.help, type: f.type };
+          return f;
+        }
+        const empty = {
+          name,
+          help: last?.help ?? "not collected: the router did not answer",
+          type: last?.type ?? "untyped",
+          values: [],
+          aggregator: "sum",
+        };
+        return empty as unknown as MetricFamily;
+      },
+    };
+    registry.registerMetric(forwarded as unknown as Metric);
+  }
+}
+
 /**
  * The registry behind `/metrics`: router counters and latency histogram (from `recorder`),
  * route weights and rollout phases (from the store), process metrics.
@@ -154,35 +259,9 @@ export function createMetricsRegistry(opts: MetricsOptions): Registry {
   const registry = new Registry();
   const { store, recorder } = opts;
 
-  if (recorder !== undefined) {
-    new Counter({
-      name: "turnout_router_requests_total",
-      help: "Responses the router sent, by service, version and status class (its own 502/503/504 included).",
-      labelNames: ["service", "version", "code_class"] as const,
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const v of versionTotals(recorder)) {
-          for (const code_class of ["2xx", "3xx", "4xx", "5xx"] as const) {
-            this.inc({ service: v.service, version: v.version, code_class }, v.status[code_class]);
-          }
-        }
-      },
-    });
-    new Counter({
-      name: "turnout_router_upstream_errors_total",
-      help: "Upstream failures (connect errors, resets, timeouts, broken response streams), by version.",
-      labelNames: ["service", "version"] as const,
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const v of versionTotals(recorder)) {
-          this.inc({ service: v.service, version: v.version }, v.upstreamErrors);
-        }
-      },
-    });
-    registry.registerMetric(durationHistogram(recorder));
-  }
+  if (recorder !== undefined) registerRouterMetrics(registry, recorder);
+  else if (opts.routerMetrics !== undefined)
+    registerForwardedMetrics(registry, ROUTER_METRIC_NAMES, opts.routerMetrics);
 
   // The store gauges share one read per scrape: weights and phases come from one snapshot,
   // and a store that fails turns turnout_store_up to 0 instead of failing the scrape.

@@ -45,10 +45,20 @@ export interface ApiOptions {
   token: string;
   /** Turnout's package version, reported by /healthz and /api/v1/info. */
   version: string;
-  /** Per-version live counters from an in-process router, shown by `status`. */
+  /** Per-version live counters from `turnout up`'s router, shown by `status`. */
   routerStats?: (service: string) => unknown;
-  /** Where an in-process router listens for a service, and why it cannot (port taken...). */
-  routerListener?: (service: string) => { host: string; port: number; error?: string } | undefined;
+  /** Where `turnout up`'s router listens for a service, and why it cannot (port taken...). */
+  routerListener?: (
+    service: string,
+  ) =>
+    | { host: string; port: number; error?: string }
+    | undefined
+    | Promise<{ host: string; port: number; error?: string } | undefined>;
+  /**
+   * Resolves true once `turnout up`'s router serves this revision of the service's table (false
+   * after its deadline). Commands answer only then, so `abort` returns with traffic on stable.
+   */
+  routeInForce?: (service: string, revision: number) => Promise<boolean>;
   /** Nudges an in-process controller so a command is taken up at once. */
   wakeController?: () => void;
   /** How long a command call waits for the controller before answering 504. */
@@ -356,14 +366,16 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
             command: done.id,
           });
         }
+        const inForce = await routerInForce(req.params.name);
         reply.code(200);
         return {
           command: {
             id: done.id,
             type,
             outcome: done.result?.outcome,
-            message: done.result?.message,
+            message: `${done.result?.message ?? ""}${inForce?.note ?? ""}`,
           },
+          ...(inForce ? { routerInForce: inForce.ok } : {}),
           ...(await statusView(req.params.name)),
         };
       },
@@ -418,8 +430,10 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
       await waitFor(
         async () => ((await store.getStatus(svc.name))?.observedGeneration ?? 0) >= generation,
       );
+      const inForce = await routerInForce(svc.name);
       return {
         undo: { from: svc.resource.spec.version, to: target, generation },
+        ...(inForce ? { routerInForce: inForce.ok } : {}),
         ...(await statusView(svc.name)),
       };
     },
@@ -454,11 +468,30 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
       steps: stepsOf(spec),
       status: await store.getStatus(name),
       routeTable: await store.getRouteTable(name),
-      ...(opts.routerStats ? { traffic: opts.routerStats(name) } : {}),
-      ...(opts.routerListener ? { listener: opts.routerListener(name) ?? null } : {}),
+      ...(opts.routerStats ? { traffic: await routerAnswer(() => opts.routerStats?.(name)) } : {}),
+      ...(opts.routerListener
+        ? { listener: (await routerAnswer(() => opts.routerListener?.(name))) ?? null }
+        : {}),
       ...(opts.runtimeInstances ? { instances: opts.runtimeInstances(name) } : {}),
       ...(opts.shadow ? { shadow: await shadowView({ ...opts.shadow, store }, name) } : {}),
       now: clock.now(),
+    };
+  }
+
+  /**
+   * After a command: waits until the router serves the route table the controller wrote for
+   * it. On timeout the command has still happened; the answer says the router lags.
+   */
+  async function routerInForce(name: string): Promise<{ ok: boolean; note: string } | null> {
+    if (opts.routeInForce === undefined) return null;
+    const table = await store.getRouteTable(name);
+    if (table === null) return null;
+    const ok = await opts.routeInForce(name, table.revision).catch(() => false);
+    return {
+      ok,
+      note: ok
+        ? ""
+        : ` (the router has not confirmed route table revision ${table.revision} yet; it applies it when it can)`,
     };
   }
 
@@ -508,6 +541,15 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
   }
 
   return app;
+}
+
+/** A router question for `status`: a router that cannot answer (restarting) shows as null. */
+async function routerAnswer<T>(ask: () => T | Promise<T>): Promise<Awaited<T> | null> {
+  try {
+    return await ask();
+  } catch {
+    return null;
+  }
 }
 
 function sendError(reply: FastifyReply, err: TurnoutError) {

@@ -18,7 +18,7 @@ export interface ShadowApiOptions {
   store: Pick<Store, "getResource" | "getStatus">;
   shadow: ShadowStore;
   /** The local router's live counters for the service's mirror. */
-  mirrorStats?: (service: string) => MirrorStats | null;
+  mirrorStats?: (service: string) => MirrorStats | null | Promise<MirrorStats | null>;
 }
 
 /** The body of `GET /api/v1/services/:name/shadow`, also read by `turnout status`. */
@@ -32,7 +32,8 @@ export async function shadowView(opts: ShadowApiOptions, name: string, phase?: s
     active,
     report,
     phases: await opts.shadow.phases(name),
-    router: opts.mirrorStats?.(name) ?? null,
+    // A router that cannot answer (its thread restarting) shows as null.
+    router: (await Promise.resolve(opts.mirrorStats?.(name)).catch(() => null)) ?? null,
   };
 }
 

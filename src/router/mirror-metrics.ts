@@ -6,8 +6,18 @@
 import { Counter, type Registry } from "prom-client";
 import type { Mirrors } from "./mirror.js";
 
+/** The mirror's metric families, in the order `/metrics` prints them (after the process metrics). */
+export const MIRROR_METRIC_NAMES = [
+  "turnout_mirror_copies_total",
+  "turnout_mirror_pairs_compared_total",
+  "turnout_mirror_drops_total",
+] as const;
+
 /** Adds the mirror's counters to `registry` and returns it. */
-export function withMirrorMetrics(registry: Registry, mirrors: Mirrors): Registry {
+export function withMirrorMetrics(
+  registry: Registry,
+  mirrors: Pick<Mirrors, "allStats">,
+): Registry {
   new Counter({
     name: "turnout_mirror_copies_total",
     help: "Requests the router copied to a shadow version (sent), by service and shadow version.",

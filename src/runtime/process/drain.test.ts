@@ -108,22 +108,22 @@ describe("drain through controller and router", { timeout: 60_000 }, () => {
       },
     });
     await call("POST", "/api/v1/apply", service(2));
-    await until("two endpoints in force", () =>
-      up.router.endpoints("shop").length === 2 ? true : undefined,
+    await until("two endpoints in force", async () =>
+      (await up.router.endpoints("shop")).length === 2 ? true : undefined,
     );
     const status = await call("GET", "/api/v1/services/shop/status");
     const doomed = status.instances.find((i: { index: number }) => i.index === 1);
     // 1. One slow request in flight on each instance (least-request balancing spreads them).
     const slow = [get(listen, "/slow"), get(listen, "/slow")];
-    await until("a request in flight on each instance", () =>
-      up.router.endpoints("shop").every((e) => e.outstanding === 1) ? true : undefined,
+    await until("a request in flight on each instance", async () =>
+      (await up.router.endpoints("shop")).every((e) => e.outstanding === 1) ? true : undefined,
     );
     // 2. Scale down: instance 1 goes. The table in force drops it while its process still runs.
     await call("POST", "/api/v1/apply", service(1));
-    await until("the table without the doomed instance", () =>
-      up.router.endpoints("shop").length === 1 ? true : undefined,
+    await until("the table without the doomed instance", async () =>
+      (await up.router.endpoints("shop")).length === 1 ? true : undefined,
     );
-    assert.notEqual(up.router.endpoints("shop")[0]!.url, doomed.url);
+    assert.notEqual((await up.router.endpoints("shop"))[0]!.url, doomed.url);
     // 3. New requests: all answered, none by the draining instance, which still runs.
     for (let n = 0; n < 20; n++) {
       const r = await get(listen, "/work");

@@ -1,0 +1,51 @@
+/**
+ * The built-in router with everything it writes to: measurements, A/B exposures and shadow
+ * comparisons go to the store it is given, flags are evaluated at the edge from `flags`, and its
+ * /metrics families live in a registry of its own. The router thread builds one on its own store
+ * connection (`entry.ts`); `turnout up` with an injected clock builds one in its own thread.
+ */
+import { Registry } from "prom-client";
+import { type MetricFamily, registerRouterMetrics } from "../../api/metrics.js";
+import { ExperimentStore } from "../../store/experiment-store.js";
+import { ShadowStore } from "../../store/shadow-store.js";
+import type { SqlStore } from "../../store/sql-store.js";
+import { type EdgeFlagSource, EdgeFlags } from "../flags-edge.js";
+import { withMirrorMetrics } from "../mirror-metrics.js";
+import { Router, type RouterLogger, type RouteTableSource } from "../router.js";
+import { TrackedSource } from "./handle.js";
+
+export interface RouterNodeOptions {
+  store: SqlStore;
+  /** Where route tables are read and watched; default `store`. */
+  source?: RouteTableSource;
+  flags: EdgeFlagSource;
+  logger: RouterLogger;
+  pollIntervalMs: number;
+  /** The clock measurements are stamped with, when it is not the system's. */
+  now?: () => number;
+}
+
+export interface RouterNode {
+  router: Router;
+  source: TrackedSource;
+  /** The router's /metrics families, read now. */
+  collect(): Promise<MetricFamily[]>;
+}
+
+export function buildRouterNode(opts: RouterNodeOptions): RouterNode {
+  const { store } = opts;
+  const source = new TrackedSource(opts.source ?? store);
+  const router = new Router({
+    source,
+    exposures: new ExperimentStore(store),
+    edgeFlags: new EdgeFlags(opts.flags),
+    shadowSink: new ShadowStore(store),
+    logger: opts.logger,
+    pollIntervalMs: opts.pollIntervalMs,
+    measurements: { sink: store, ...(opts.now !== undefined ? { now: opts.now } : {}) },
+  });
+  const registry = new Registry();
+  registerRouterMetrics(registry, router.measurements);
+  withMirrorMetrics(registry, router.mirrors);
+  return { router, source, collect: () => registry.getMetricsAsJSON() };
+}

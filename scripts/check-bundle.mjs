@@ -12,10 +12,16 @@ for (const f of files) {
   const raw = readFileSync(join(dir, f));
   const gz = gzipSync(raw, { level: 9 }).length;
   total += gz;
-  console.log(`  ${f.padEnd(36)} ${(raw.length / 1000).toFixed(1).padStart(7)} kB  gzip ${(gz / 1000).toFixed(1).padStart(6)} kB`);
+  console.log(
+    `  ${f.padEnd(36)} ${(raw.length / 1000).toFixed(1).padStart(7)} kB  gzip ${(gz / 1000).toFixed(1).padStart(6)} kB`,
+  );
 }
-console.log(`dashboard bundle: ${(total / 1000).toFixed(1)} kB gzipped (budget ${BUDGET / 1000} kB)`);
+console.log(
+  `dashboard bundle: ${(total / 1000).toFixed(1)} kB gzipped (budget ${BUDGET / 1000} kB)`,
+);
 if (total > BUDGET) {
-  console.error(`the dashboard bundle is over budget by ${((total - BUDGET) / 1000).toFixed(1)} kB`);
+  console.error(
+    `the dashboard bundle is over budget by ${((total - BUDGET) / 1000).toFixed(1)} kB`,
+  );
   process.exit(1);
 }

@@ -131,7 +131,11 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
     );
   });
 
-  const dashboard = registerDashboard(app, { store, token: opts.token, clockNow: () => clock.now() });
+  const dashboard = registerDashboard(app, {
+    store,
+    token: opts.token,
+    clockNow: () => clock.now(),
+  });
   app.addHook("onRequest", async (req, reply) => {
     if (dashboard.allows(req, reply)) return;
     if (req.url === "/healthz" || req.url.startsWith("/healthz?")) return;

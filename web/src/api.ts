@@ -28,6 +28,11 @@ export function whenSignedOut(f: () => void): void {
   onSignedOut = f;
 }
 
+/** Tells the page the session is gone (it shows the sign-in form). */
+export function signedOut(): void {
+  onSignedOut();
+}
+
 export async function call<T = any>(method: string, path: string, body?: unknown): Promise<T> {
   const headers: Record<string, string> = { accept: "application/json" };
   if (method !== "GET") headers["x-turnout-csrf"] = csrf;

@@ -37,7 +37,8 @@ function niceTicks(min: number, max: number, n = 4): number[] {
   const mag = 10 ** Math.floor(Math.log10(step0));
   const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= step0) ?? step0;
   const out: number[] = [];
-  for (let v = Math.ceil(min / step) * step; v <= max + step * 1e-9; v += step) out.push(+v.toFixed(10));
+  for (let v = Math.ceil(min / step) * step; v <= max + step * 1e-9; v += step)
+    out.push(+v.toFixed(10));
   return out;
 }
 
@@ -55,10 +56,18 @@ export function LineChart(props: {
   /** x is clock ms. */
   yMin?: number;
   yMax?: number;
+  /** Points before it are not drawn (the chart starts where the data does). */
+  xMin?: number;
   empty?: string;
   children?: ReactNode;
 }) {
-  const { series, thresholds = [], bands = [], format } = props;
+  const { thresholds: allThresholds = [], format } = props;
+  const from = props.xMin ?? Number.NEGATIVE_INFINITY;
+  const series = props.series.map((s) => ({ ...s, points: s.points.filter(([x]) => x >= from) }));
+  const bands = (props.bands ?? []).map((b) => ({
+    ...b,
+    points: b.points.filter(([x]) => x >= from),
+  }));
   const xs: number[] = [];
   const ys: number[] = [];
   for (const s of series)
@@ -71,6 +80,12 @@ export function LineChart(props: {
       xs.push(x);
       ys.push(lo, hi);
     }
+  // A threshold far above the data would flatten it: it is named in the legend instead.
+  const dataMax = ys.length ? Math.max(...ys) : 0;
+  const offScale = (t: Threshold) =>
+    props.yMax === undefined && ys.length > 0 && dataMax > 0 && t.y > dataMax * 3;
+  const thresholds = allThresholds.filter((t) => !offScale(t));
+  const above = allThresholds.filter(offScale);
   for (const t of thresholds) ys.push(t.y);
   const hasData = ys.length > 0 && xs.length > 0;
   const x0 = hasData ? Math.min(...xs) : 0;
@@ -138,7 +153,9 @@ export function LineChart(props: {
           {bands.map((b) => (
             <path
               key={`b${b.name}`}
-              d={`${b.points.map(([x, , hi], i) => `${i ? "L" : "M"}${sx(x)},${sy(hi)}`).join("")}${[...b.points]
+              d={`${b.points.map(([x, , hi], i) => `${i ? "L" : "M"}${sx(x)},${sy(hi)}`).join("")}${[
+                ...b.points,
+              ]
                 .reverse()
                 .map(([x, lo]) => `L${sx(x)},${sy(lo)}`)
                 .join("")}Z`}
@@ -196,6 +213,12 @@ export function LineChart(props: {
             {t.label}
           </span>
         ))}
+        {above.map((t) => (
+          <span className="key muted" key={`a${t.label}`}>
+            <span className="sw dash" />
+            {t.label} (above the chart)
+          </span>
+        ))}
       </div>
       {props.children}
     </figure>
@@ -215,12 +238,20 @@ export function IntervalBar(props: {
   const h = 22;
   const s = props.scale || 1;
   const x = (v: number) => Math.max(2, Math.min(w - 2, w / 2 + (v / s) * (w / 2 - 4)));
-  const color =
-    props.lower > 0 ? "var(--ok)" : props.upper < 0 ? "var(--bad)" : "var(--muted)";
+  const color = props.lower > 0 ? "var(--ok)" : props.upper < 0 ? "var(--bad)" : "var(--muted)";
   return (
     <svg width={w} height={h} role="img" aria-label={props.label} className="interval">
       <line x1={w / 2} x2={w / 2} y1={2} y2={h - 2} stroke="#9ca3af" />
-      <line x1={x(props.lower)} x2={x(props.upper)} y1={h / 2} y2={h / 2} stroke={color} strokeWidth={6} strokeLinecap="round" opacity={0.55} />
+      <line
+        x1={x(props.lower)}
+        x2={x(props.upper)}
+        y1={h / 2}
+        y2={h / 2}
+        stroke={color}
+        strokeWidth={6}
+        strokeLinecap="round"
+        opacity={0.55}
+      />
       <circle cx={x(props.point)} cy={h / 2} r={4} fill={color} />
     </svg>
   );

@@ -9,7 +9,9 @@ export interface VersionRow {
 }
 
 /** Router counters summed by version (the router reports one row per series label). */
-export function trafficByVersion(traffic: any[] | undefined): Map<string, { requests: number; s5xx: number }> {
+export function trafficByVersion(
+  traffic: any[] | undefined,
+): Map<string, { requests: number; s5xx: number }> {
   const out = new Map<string, { requests: number; s5xx: number }>();
   for (const t of traffic ?? []) {
     const cur = out.get(t.version) ?? { requests: 0, s5xx: 0 };
@@ -24,7 +26,9 @@ export function trafficByVersion(traffic: any[] | undefined): Map<string, { requ
  * Observed share per version over the pushes kept (the difference of cumulative counters
  * between the oldest and the newest push), so the card shows the recent split, not all time.
  */
-export function observedShare(samples: { at: number; traffic: any[] }[]): Map<string, number> | null {
+export function observedShare(
+  samples: { at: number; traffic: any[] }[],
+): Map<string, number> | null {
   if (samples.length === 0) return null;
   const last = trafficByVersion(samples[samples.length - 1]!.traffic);
   const first = samples.length > 1 ? trafficByVersion(samples[0]!.traffic) : new Map();
@@ -50,13 +54,23 @@ export function versionRows(view: any, share: Map<string, number> | null): Versi
     seen.add(b.version);
     rows.push({
       version: b.version,
-      role: b.version === s?.stableVersion ? "stable" : b.version === s?.canaryVersion ? "canary" : "other",
+      role:
+        b.version === s?.stableVersion
+          ? "stable"
+          : b.version === s?.canaryVersion
+            ? "canary"
+            : "other",
       setWeight: b.weight,
       observed: share ? (share.get(b.version) ?? 0) : null,
     });
   }
   if (s?.stableVersion && !seen.has(s.stableVersion))
-    rows.push({ version: s.stableVersion, role: "stable", setWeight: 0, observed: share?.get(s.stableVersion) ?? null });
+    rows.push({
+      version: s.stableVersion,
+      role: "stable",
+      setWeight: 0,
+      observed: share?.get(s.stableVersion) ?? null,
+    });
   return rows.sort((a, b) => (a.role === "stable" ? -1 : b.role === "stable" ? 1 : 0));
 }
 
@@ -114,9 +128,11 @@ export function lastVerdict(view: any): VerdictItem | undefined {
 export function stepLabel(step: any): string {
   const [k, v] = Object.entries(step ?? {})[0] ?? ["?", null];
   if (k === "setWeight") return `weight ${v}%`;
-  if (k === "pause") return (v as any)?.duration ? `pause ${(v as any).duration}` : "pause (until promoted)";
+  if (k === "pause")
+    return (v as any)?.duration ? `pause ${(v as any).duration}` : "pause (until promoted)";
   if (k === "analysis") return `analysis ${((v as any)?.templates ?? []).join(", ")}`;
-  if (k === "setFlag") return `flag ${(v as any).flag} ${(v as any).percentage ?? (v as any).variant ?? ""}${(v as any).percentage !== undefined ? "%" : ""}`;
+  if (k === "setFlag")
+    return `flag ${(v as any).flag} ${(v as any).percentage ?? (v as any).variant ?? ""}${(v as any).percentage !== undefined ? "%" : ""}`;
   if (k === "shadow") return `shadow ${(v as any)?.percent ?? 100}%`;
   if (k === "experiment") return "experiment";
   return k;

@@ -2,6 +2,7 @@
 // nothing: EventSource reconnects by itself (also after a restart of `turnout up`) and sends
 // Last-Event-ID, so the history events missed meanwhile are replayed.
 import { useSyncExternalStore } from "react";
+import { currentSession, signedOut } from "./api";
 
 export type Conn = "connecting" | "live" | "down";
 
@@ -38,6 +39,8 @@ let state: LiveState = {
 };
 const listeners = new Set<() => void>();
 let source: EventSource | null = null;
+let lastEventId = "";
+let retry: ReturnType<typeof setTimeout> | null = null;
 
 function set(next: Partial<LiveState>): void {
   state = { ...state, ...next };
@@ -50,24 +53,48 @@ function bump(service: string): Record<string, number> {
 
 export function connect(): void {
   if (source) return;
-  const es = new EventSource("/api/v1/events/stream");
+  // A new EventSource cannot send Last-Event-ID itself: the query carries it.
+  const es = new EventSource(
+    `/api/v1/events/stream${lastEventId ? `?lastEventId=${encodeURIComponent(lastEventId)}` : ""}`,
+  );
   source = es;
   es.onopen = () => set({ conn: "live" });
-  es.onerror = () => set({ conn: es.readyState === EventSource.CLOSED ? "down" : "connecting" });
+  es.onerror = () => {
+    if (es.readyState !== EventSource.CLOSED) return set({ conn: "connecting" });
+    // The browser gives up on an answer that is not a stream (a 503 while the server stops,
+    // a 401 once the session is gone): ask whether we are still signed in, then reconnect.
+    set({ conn: "down" });
+    source = null;
+    if (retry) clearTimeout(retry);
+    retry = setTimeout(async () => {
+      retry = null;
+      const s = await currentSession().catch(() => undefined);
+      if (s === null) signedOut();
+      else if (source === null) connect();
+    }, 2000);
+  };
   const on = (type: string, f: (data: any) => void) =>
-    es.addEventListener(type, (e) => f(JSON.parse((e as MessageEvent).data)));
+    es.addEventListener(type, (e) => {
+      const m = e as MessageEvent;
+      if (m.lastEventId) lastEventId = m.lastEventId;
+      f(JSON.parse(m.data));
+    });
   on("status", (d) => {
     const at = Date.now();
-    const traffic = [...(state.traffic[d.service] ?? []), { at, traffic: d.view.traffic ?? [] }].filter(
-      (x) => x.at >= at - 30_000,
-    );
+    const traffic = [
+      ...(state.traffic[d.service] ?? []),
+      { at, traffic: d.view.traffic ?? [] },
+    ].filter((x) => x.at >= at - 30_000);
     const rep = d.view.shadow?.report?.report;
     const agreement = { ...state.agreement };
     if (rep && typeof rep.agreement === "number") {
       const list = agreement[d.service] ?? [];
       const prev = list[list.length - 1];
       if (!prev || prev.samples !== rep.samples)
-        agreement[d.service] = [...list, { at, agreement: rep.agreement, samples: rep.samples }].slice(-600);
+        agreement[d.service] = [
+          ...list,
+          { at, agreement: rep.agreement, samples: rep.samples },
+        ].slice(-600);
     }
     set({
       status: { ...state.status, [d.service]: d.view },
@@ -78,7 +105,8 @@ export function connect(): void {
   });
   on("routeTable", (d) => {
     const cur = state.status[d.service];
-    if (cur) set({ status: { ...state.status, [d.service]: { ...cur, routeTable: d.routeTable } } });
+    if (cur)
+      set({ status: { ...state.status, [d.service]: { ...cur, routeTable: d.routeTable } } });
   });
   on("removed", (d) => {
     const { [d.service]: _gone, ...rest } = state.status;
@@ -101,6 +129,9 @@ export function connect(): void {
 export function disconnect(): void {
   source?.close();
   source = null;
+  lastEventId = "";
+  if (retry) clearTimeout(retry);
+  retry = null;
   set({
     conn: "connecting",
     ready: false,

@@ -4,7 +4,15 @@
 // address bar and history (history.replaceState).
 import { StrictMode, useEffect, useState } from "react";
 import { createRoot } from "react-dom/client";
-import { ApiError, currentSession, type SessionInfo, setSession, signIn, signOut, whenSignedOut } from "./api";
+import {
+  ApiError,
+  currentSession,
+  type SessionInfo,
+  setSession,
+  signIn,
+  signOut,
+  whenSignedOut,
+} from "./api";
 import { connect, disconnect, useLive } from "./live";
 import { ExperimentScreen } from "./screens/experiment";
 import { FlagScreen, FlagsScreen } from "./screens/flags";
@@ -29,11 +37,18 @@ function SignIn(props: { onSignedIn: (s: SessionInfo) => void; error?: string | 
           setBusy(true);
           setError(null);
           try {
-            const s = await signIn({ token: token.trim(), ...(name.trim() ? { name: name.trim() } : {}) });
+            const s = await signIn({
+              token: token.trim(),
+              ...(name.trim() ? { name: name.trim() } : {}),
+            });
             setToken("");
             props.onSignedIn(s);
           } catch (err) {
-            setError(err instanceof ApiError && err.status === 401 ? "That token is not right." : (err as Error).message);
+            setError(
+              err instanceof ApiError && err.status === 401
+                ? "That token is not right."
+                : (err as Error).message,
+            );
           } finally {
             setBusy(false);
           }
@@ -41,8 +56,8 @@ function SignIn(props: { onSignedIn: (s: SessionInfo) => void; error?: string | 
       >
         <h1 id="signin-title">Sign in to Turnout</h1>
         <p className="muted small">
-          Paste the admin token (<code>.turnout/token</code>), or run <code>turnout dashboard</code> for a
-          one-time sign-in link.
+          Paste the admin token (<code>.turnout/token</code>), or run <code>turnout dashboard</code>{" "}
+          for a one-time sign-in link.
         </p>
         <div className="field" style={{ marginTop: "1rem" }}>
           <label htmlFor="token">Token</label>
@@ -53,12 +68,17 @@ function SignIn(props: { onSignedIn: (s: SessionInfo) => void; error?: string | 
             value={token}
             onChange={(e) => setToken(e.target.value)}
             required
-            autoFocus
           />
         </div>
         <div className="field">
           <label htmlFor="name">Your name (recorded with what you do)</label>
-          <input id="name" value={name} onChange={(e) => setName(e.target.value)} maxLength={64} placeholder="admin" />
+          <input
+            id="name"
+            value={name}
+            onChange={(e) => setName(e.target.value)}
+            maxLength={64}
+            placeholder="admin"
+          />
         </div>
         {error ? (
           <p className="error" role="alert">
@@ -106,7 +126,10 @@ function TopBar(props: { session: SessionInfo; onSignOut: () => void; hash: stri
         </a>
       </nav>
       <span className="spacer" />
-      <span className={`conn ${live.conn === "live" ? "live" : live.conn === "down" ? "down" : ""}`} role="status">
+      <span
+        className={`conn ${live.conn === "live" ? "live" : live.conn === "down" ? "down" : ""}`}
+        role="status"
+      >
         <span className="dot" aria-hidden="true" />
         {live.conn === "live" ? "live" : live.conn === "down" ? "disconnected" : "reconnecting…"}
       </span>
@@ -128,6 +151,7 @@ function App() {
     if (s) connect();
     else disconnect();
   };
+  // biome-ignore lint/correctness/useExhaustiveDependencies: once, at start (the sign-in link or the session in force)
   useEffect(() => {
     whenSignedOut(() => adopt(null));
     const m = /^#code=([\w-]+)/.exec(window.location.hash);

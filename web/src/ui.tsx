@@ -20,7 +20,15 @@ const ATTENTION = new Set(["Paused", "Degraded"]);
 export function PhaseChip({ phase }: { phase: string | undefined }) {
   const p = phase ?? "Pending";
   const cls =
-    p === "Degraded" ? "bad" : p === "Paused" ? "warn" : p === "Progressing" ? "info" : p === "Healthy" || p === "Completed" ? "ok" : "";
+    p === "Degraded"
+      ? "bad"
+      : p === "Paused"
+        ? "warn"
+        : p === "Progressing"
+          ? "info"
+          : p === "Healthy" || p === "Completed"
+            ? "ok"
+            : "";
   return (
     <span className={`chip ${cls}`} title={ATTENTION.has(p) ? "needs attention" : undefined}>
       {p}
@@ -45,9 +53,15 @@ export function OutcomeChip({ outcome }: { outcome: string | undefined }) {
 export const pct = (x: number | null | undefined, digits = 1) =>
   x === null || x === undefined || !Number.isFinite(x) ? "–" : `${(x * 100).toFixed(digits)}%`;
 export const ms = (x: number | null | undefined) =>
-  x === null || x === undefined || !Number.isFinite(x) ? "–" : x >= 100 ? `${x.toFixed(0)} ms` : `${x.toFixed(1)} ms`;
+  x === null || x === undefined || !Number.isFinite(x)
+    ? "–"
+    : x >= 100
+      ? `${x.toFixed(0)} ms`
+      : `${x.toFixed(1)} ms`;
 export const num = (x: number | null | undefined, digits = 3) =>
-  x === null || x === undefined || !Number.isFinite(x) ? "–" : Number(x.toPrecision(digits)).toString();
+  x === null || x === undefined || !Number.isFinite(x)
+    ? "–"
+    : Number(x.toPrecision(digits)).toString();
 
 export function time(t: number | null | undefined): string {
   if (t === null || t === undefined) return "–";
@@ -140,7 +154,6 @@ export function Confirm(props: {
             type="submit"
             className={props.danger ? "danger" : "primary"}
             disabled={busy || needReason}
-            autoFocus={!props.reason}
           >
             {busy ? "Working…" : props.confirmLabel}
           </button>

@@ -46,6 +46,8 @@ export function registerDashboard(app: FastifyInstance, opts: DashboardOptions):
       if (isDashboardAssetPath(req.method, path)) return true;
       // Signing in proves itself with the token or a code in the body.
       if (req.method === "POST" && path === "/api/v1/sessions") return true;
+      // Sessions are for the admin API only; OFREP, /metrics and /healthz keep their own rules.
+      if (!path.startsWith("/api/")) return false;
       return authenticateSession(sessions, req, reply);
     },
   };

@@ -64,7 +64,10 @@ export function registerSeriesRoute(
       for (const r of rows) {
         const t = r.second - ((r.second - fromSec) % step);
         let b = buckets.get(t);
-        if (b === undefined) buckets.set(t, (b = new Map()));
+        if (b === undefined) {
+          b = new Map();
+          buckets.set(t, b);
+        }
         let a = b.get(r.version);
         const sk = Sketch.fromJSON(r.latency);
         if (a === undefined) {
@@ -94,12 +97,25 @@ export function registerSeriesRoute(
         }
         points.push(p);
       }
-      return { service: name, fromSec, toSec, stepSec: step, versions: [...versions].sort(), points };
+      return {
+        service: name,
+        fromSec,
+        toSec,
+        stepSec: step,
+        versions: [...versions].sort(),
+        points,
+      };
     },
   );
 }
 
-function intIn(v: string | undefined, name: string, dflt: number, min: number, max: number): number {
+function intIn(
+  v: string | undefined,
+  name: string,
+  dflt: number,
+  min: number,
+  max: number,
+): number {
   if (v === undefined) return dflt;
   const n = /^\d{1,9}$/.test(v) ? Number(v) : Number.NaN;
   if (!(n >= min && n <= max)) {

@@ -258,7 +258,8 @@ export function authenticateSession(
   // What a session does is recorded as done by the name it signed in with.
   req.headers["x-turnout-actor"] = `dashboard:${session.name}`;
   const next = sessions.refresh(session);
-  if (next !== null) setCookie(reply, req, sessions.encode(next), (next.expiresAt - next.issuedAt) / 1000);
+  if (next !== null)
+    setCookie(reply, req, sessions.encode(next), (next.expiresAt - next.issuedAt) / 1000);
   return true;
 }
 

@@ -34,7 +34,9 @@ const SECURITY_HEADERS = {
 /** Paths served without a session: the app shell and its assets. */
 export function isDashboardAssetPath(method: string, path: string): boolean {
   if (method !== "GET" && method !== "HEAD") return false;
-  return path === "/" || path === "/index.html" || path === "/favicon.svg" || path.startsWith("/assets/");
+  return (
+    path === "/" || path === "/index.html" || path === "/favicon.svg" || path.startsWith("/assets/")
+  );
 }
 
 export function registerStaticRoutes(app: FastifyInstance, dir = WEB_DIR): void {
@@ -72,6 +74,9 @@ export function registerStaticRoutes(app: FastifyInstance, dir = WEB_DIR): void 
   app.get("/favicon.svg", async (_req, reply) => {
     const file = join(dir, "favicon.svg");
     if (!existsSync(file)) return reply.callNotFound();
-    return reply.header("cache-control", "public, max-age=86400").type(TYPES[".svg"]!).send(readFileSync(file));
+    return reply
+      .header("cache-control", "public, max-age=86400")
+      .type(TYPES[".svg"]!)
+      .send(readFileSync(file));
   });
 }

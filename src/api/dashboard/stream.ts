@@ -94,7 +94,8 @@ class Hub {
       const [type, ...rest] = key.split(":");
       const service = rest.join(":");
       if (type === "flags") this.#write(c, "flags", json);
-      else if (type === "status") this.#write(c, "status", `{"service":${JSON.stringify(service)},"view":${json}}`);
+      else if (type === "status")
+        this.#write(c, "status", `{"service":${JSON.stringify(service)},"view":${json}}`);
       else if (type === "routeTable")
         this.#write(c, "routeTable", `{"service":${JSON.stringify(service)},"routeTable":${json}}`);
     }
@@ -244,7 +245,10 @@ class Hub {
 
   #verdicts(service: string, status: Record<string, unknown> | null, initial: boolean): void {
     const analysis = status?.analysis as
-      | { step?: { run?: { metrics?: MetricRunLike[] } } | null; background?: { metrics?: MetricRunLike[] } | null }
+      | {
+          step?: { run?: { metrics?: MetricRunLike[] } } | null;
+          background?: { metrics?: MetricRunLike[] } | null;
+        }
       | undefined;
     const runs: [string, MetricRunLike[] | undefined][] = [
       ["step", analysis?.step?.run?.metrics],
@@ -296,8 +300,9 @@ export function registerStreamRoute(
   };
   const hub = new Hub(opts.store, inject);
   app.addHook("preClose", async () => hub.stopAll());
-  app.get(STREAM_PATH, async (req, reply) => {
-    const h = req.headers["last-event-id"];
+  app.get<{ Querystring: { lastEventId?: string } }>(STREAM_PATH, async (req, reply) => {
+    // The header when EventSource reconnects by itself; the query when the page makes a new one.
+    const h = req.headers["last-event-id"] ?? req.query.lastEventId;
     const raw = Array.isArray(h) ? h[0] : h;
     const lastEventId = raw !== undefined && /^\d{1,15}$/.test(raw) ? Number(raw) : null;
     reply.hijack();

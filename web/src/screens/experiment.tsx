@@ -13,6 +13,7 @@ export function ExperimentScreen({ name }: { name: string }) {
   const service = r?.service as string | undefined;
   const seq = service ? (live.seq[service] ?? 0) : 0;
   // Refetched when the experiment's service gets a push (units and outcomes move with traffic).
+  // biome-ignore lint/correctness/useExhaustiveDependencies: refetched on every other push of this service (the tick), never on a timer
   useEffect(() => {
     call("GET", `/api/v1/experiments/${encodeURIComponent(name)}/results`)
       .then((x) => {
@@ -26,7 +27,12 @@ export function ExperimentScreen({ name }: { name: string }) {
   const scale = Math.max(
     0.05,
     ...r.metrics.flatMap((m: any) =>
-      m.comparisons.map((c: any) => Math.max(Math.abs(c.relativeInterval?.lower ?? 0), Math.abs(c.relativeInterval?.upper ?? 0))),
+      m.comparisons.map((c: any) =>
+        Math.max(
+          Math.abs(c.relativeInterval?.lower ?? 0),
+          Math.abs(c.relativeInterval?.upper ?? 0),
+        ),
+      ),
     ),
   );
   const money = (m: any, v: number) => (m.kind === "binomial" ? pct(v, 2) : num(v, 4));
@@ -34,7 +40,8 @@ export function ExperimentScreen({ name }: { name: string }) {
     <section className="stack" aria-labelledby="exp-title">
       <div>
         <p className="crumbs">
-          <a href="#/">Services</a> / <a href={`#/services/${encodeURIComponent(r.service)}`}>{r.service}</a> / experiment
+          <a href="#/">Services</a> /{" "}
+          <a href={`#/services/${encodeURIComponent(r.service)}`}>{r.service}</a> / experiment
         </p>
         <div className="row">
           <h1 id="exp-title">Experiment {r.name}</h1>
@@ -44,7 +51,8 @@ export function ExperimentScreen({ name }: { name: string }) {
           {r.state?.summary} <span className="muted small">· started {time(r.startedAt)}</span>
         </p>
         <p className="muted small">
-          method {r.method} · alpha {r.alpha} · correction {r.correction ?? "none"} · control arm {r.control}
+          method {r.method} · alpha {r.alpha} · correction {r.correction ?? "none"} · control arm{" "}
+          {r.control}
         </p>
       </div>
       <div className="panel">
@@ -78,8 +86,11 @@ export function ExperimentScreen({ name }: { name: string }) {
           <strong>Sample ratio check:</strong>{" "}
           {r.srm ? (
             <>
-              <span className={`chip ${r.srm.mismatch ? "bad" : "ok"}`}>{r.srm.mismatch ? "mismatch" : "ok"}</span> χ² ={" "}
-              {num(r.srm.statistic)}, p = {num(r.srm.pValue)} (mismatch below {r.srm.threshold})
+              <span className={`chip ${r.srm.mismatch ? "bad" : "ok"}`}>
+                {r.srm.mismatch ? "mismatch" : "ok"}
+              </span>{" "}
+              χ² = {num(r.srm.statistic)}, p = {num(r.srm.pValue)} (mismatch below {r.srm.threshold}
+              )
             </>
           ) : (
             <span className="muted">not enough units yet</span>
@@ -96,7 +107,7 @@ export function ExperimentScreen({ name }: { name: string }) {
               <th className="num">Units</th>
               <th className="num">Value</th>
               <th className="num">Lift</th>
-              <th>Interval (relative, −{pct(scale, 0)} … +{pct(scale, 0)})</th>
+              <th>Lift and its interval</th>
               <th className="num">p / chance to win</th>
               <th>Decision</th>
             </tr>
@@ -120,7 +131,13 @@ export function ExperimentScreen({ name }: { name: string }) {
                     <td>{a.arm}</td>
                     <td className="num">{a.n}</td>
                     <td className="num">{money(m, a.value)}</td>
-                    <td className="num">{c ? `${c.relative >= 0 ? "+" : ""}${pct(c.relative)}` : a.arm === r.control ? "control" : "–"}</td>
+                    <td className="num">
+                      {c
+                        ? `${c.relative >= 0 ? "+" : ""}${pct(c.relative)}`
+                        : a.arm === r.control
+                          ? "control"
+                          : "–"}
+                    </td>
                     <td>
                       {c?.relativeInterval ? (
                         <>
@@ -132,7 +149,8 @@ export function ExperimentScreen({ name }: { name: string }) {
                             label={`${m.name} ${a.arm}: lift ${pct(c.relative)}, ${Math.round(c.relativeInterval.level * 100)}% interval ${pct(c.relativeInterval.lower)} to ${pct(c.relativeInterval.upper)}`}
                           />
                           <div className="muted small">
-                            [{pct(c.relativeInterval.lower)}, {pct(c.relativeInterval.upper)}] at {Math.round(c.relativeInterval.level * 100)}%
+                            [{pct(c.relativeInterval.lower)}, {pct(c.relativeInterval.upper)}] at{" "}
+                            {Math.round(c.relativeInterval.level * 100)}%
                           </div>
                         </>
                       ) : null}
@@ -153,7 +171,8 @@ export function ExperimentScreen({ name }: { name: string }) {
         </table>
         <div className="legend">
           <span className="key">
-            <span className="sw dot" style={{ background: "var(--ok)" }} /> interval above 0: better than control
+            <span className="sw dot" style={{ background: "var(--ok)" }} /> interval above 0: better
+            than control
           </span>
           <span className="key">
             <span className="sw dot" style={{ background: "var(--bad)" }} /> below 0: worse

@@ -4,6 +4,16 @@ import { call } from "../api";
 import { useLive } from "../live";
 import { Confirm, go, time } from "../ui";
 
+/** One line for a flag override: what it forces. */
+function describeOverride(o: any): string {
+  const x = o?.override ?? {};
+  const parts: string[] = [];
+  if (x.state) parts.push(x.state === "DISABLED" ? "turned off" : "turned on");
+  if (x.variant !== undefined) parts.push(`variant ${x.variant}`);
+  if (x.percentage !== undefined) parts.push(`${x.percentage}%`);
+  return parts.join(", ") || "override";
+}
+
 export function FlagsScreen() {
   const live = useLive();
   const flags: any[] = live.flags?.flags ?? [];
@@ -11,7 +21,9 @@ export function FlagsScreen() {
     <section aria-labelledby="flags-title">
       <h1 id="flags-title">Flags</h1>
       {!live.ready ? <p className="muted">Connecting…</p> : null}
-      {live.ready && flags.length === 0 ? <p className="notice">No flags. Apply a Flag resource to see it here.</p> : null}
+      {live.ready && flags.length === 0 ? (
+        <p className="notice">No flags. Apply a Flag resource to see it here.</p>
+      ) : null}
       <div className="panel">
         <table>
           <thead>
@@ -40,7 +52,7 @@ export function FlagsScreen() {
                   }
                 }}
               >
-                <td>
+                <td className="nowrap">
                   <a href={`#/flags/${encodeURIComponent(f.name)}`}>{f.name}</a>
                 </td>
                 <td>
@@ -52,7 +64,9 @@ export function FlagsScreen() {
                 </td>
                 <td>{f.rollout ? `${f.rollout.percentage}% → ${f.rollout.variant}` : "–"}</td>
                 <td className="num">{f.rules}</td>
-                <td className="small">{f.override ? `${f.override.actor ?? ""} ${JSON.stringify(f.override.patch ?? f.override)}` : "–"}</td>
+                <td className="small">
+                  {f.override ? `${describeOverride(f.override)} · ${f.override.actor ?? ""}` : "–"}
+                </td>
               </tr>
             ))}
           </tbody>
@@ -80,10 +94,12 @@ export function FlagScreen({ name }: { name: string }) {
       .catch(() => undefined);
   };
   // Reloaded when the pushed flag list changes.
+  // biome-ignore lint/correctness/useExhaustiveDependencies: reloaded when the pushed flag list changes
   useEffect(load, [name, live.flagsSeq]);
   if (error && !f) return <p className="error">{error}</p>;
   if (!f) return <p className="muted">Loading…</p>;
   const e = f.effective;
+  const declared = f.resource?.spec ?? e;
   const on = e.state === "ENABLED";
   return (
     <section className="stack" aria-labelledby="flag-title">
@@ -124,13 +140,29 @@ export function FlagScreen({ name }: { name: string }) {
       </div>
       <Confirm
         open={ask !== null}
-        title={ask === "disable" ? `Turn ${name} off for everyone?` : ask === "enable" ? `Turn ${name} on?` : `Remove the override of ${name}?`}
-        body={<p>{ask === "disable" ? "Every evaluation serves the default variant until it is turned on again." : "Evaluations follow the flag's rules and rollout again."}</p>}
+        title={
+          ask === "disable"
+            ? `Turn ${name} off for everyone?`
+            : ask === "enable"
+              ? `Turn ${name} on?`
+              : `Remove the override of ${name}?`
+        }
+        body={
+          <p>
+            {ask === "disable"
+              ? "Every evaluation serves the default variant until it is turned on again."
+              : "Evaluations follow the flag's rules and rollout again."}
+          </p>
+        }
         confirmLabel={ask === "disable" ? "Turn off" : ask === "enable" ? "Turn on" : "Remove"}
         danger={ask === "disable"}
         reason="optional"
         onConfirm={async (reason) => {
-          await call("POST", `/api/v1/flags/${encodeURIComponent(name)}/${ask}`, reason ? { reason } : {});
+          await call(
+            "POST",
+            `/api/v1/flags/${encodeURIComponent(name)}/${ask}`,
+            reason ? { reason } : {},
+          );
           load();
         }}
         onClose={() => setAsk(null)}
@@ -160,7 +192,8 @@ export function FlagScreen({ name }: { name: string }) {
           {e.rollout ? (
             <>
               <p>
-                {e.rollout.percentage}% of the rest get <strong>{e.rollout.variant}</strong>; the others get {e.defaultVariant}.
+                {e.rollout.percentage}% of the rest get <strong>{e.rollout.variant}</strong>; the
+                others get {e.defaultVariant}.
               </p>
               <div className="bar" aria-hidden="true">
                 <span style={{ width: `${e.rollout.percentage}%` }} />
@@ -172,22 +205,34 @@ export function FlagScreen({ name }: { name: string }) {
         </div>
         <div className="panel">
           <h2>Rules (in order)</h2>
-          {(e.rules ?? []).length === 0 ? <p className="muted">No targeting rules.</p> : null}
+          {(declared.rules ?? []).length === 0 ? (
+            <p className="muted">No targeting rules.</p>
+          ) : null}
           <ol>
-            {(e.rules ?? []).map((r: any, i: number) => (
+            {(declared.rules ?? []).map((r: any, i: number) => (
+              // biome-ignore lint/suspicious/noArrayIndexKey: rules are positional (evaluated in order)
               <li key={i}>
                 <strong>{r.name ?? `rule ${i + 1}`}</strong>: when{" "}
                 {[
-                  ...(r.conditions ?? []).map((c: any) => `${c.attribute} ${c.op} ${JSON.stringify(c.value ?? c.values)}`),
+                  ...(r.conditions ?? []).map(
+                    (c: any) => `${c.attribute} ${c.op} ${JSON.stringify(c.value ?? c.values)}`,
+                  ),
                   ...(r.segments ?? []).map((s: string) => `in segment ${s}`),
                 ].join(" and ") || "always"}{" "}
-                → {r.variant ?? Object.entries(r.split ?? {}).map(([k, w]) => `${k} ${w}%`).join(", ")}
+                →{" "}
+                {r.variant ??
+                  Object.entries(r.split ?? {})
+                    .map(([k, w]) => `${k} ${w}%`)
+                    .join(", ")}
               </li>
             ))}
           </ol>
           {f.override ? (
             <p className="notice small">
-              Override in force: <code>{JSON.stringify(f.override.patch ?? f.override)}</code>
+              Override in force: <strong>{describeOverride(f.override)}</strong>, set by{" "}
+              {f.override.actor}
+              {f.override.reason ? ` (${f.override.reason})` : ""} at {time(f.override.updatedAt)}.
+              The rules above are the declared ones; the override goes first.
             </p>
           ) : null}
         </div>
@@ -195,8 +240,8 @@ export function FlagScreen({ name }: { name: string }) {
       <div className="panel">
         <h2>History</h2>
         <ol className="history">
-          {[...history].reverse().map((h, i) => (
-            <li key={i}>
+          {[...history].reverse().map((h) => (
+            <li key={`${h.time}-${h.action}-${h.message}`}>
               <span className="t">{time(h.time)}</span>
               <span className="type">{h.action}</span>
               <span className="muted small">{h.actor}</span>

@@ -10,13 +10,41 @@ import { ago, Confirm, ms, num, OutcomeChip, PhaseChip, time } from "../ui";
 
 type Action = "promote" | "promote-full" | "pause" | "resume" | "abort" | "undo" | "retry";
 
-const ACTIONS: { key: Action; label: string; help: string; danger?: boolean; reason: "optional" | "required" }[] = [
+const ACTIONS: {
+  key: Action;
+  label: string;
+  help: string;
+  danger?: boolean;
+  reason: "optional" | "required";
+}[] = [
   { key: "promote", label: "Promote", help: "Go on to the next step now.", reason: "optional" },
-  { key: "promote-full", label: "Promote full", help: "Skip every remaining step: 100% to the new version.", reason: "optional" },
-  { key: "pause", label: "Pause", help: "Hold the rollout at its current step.", reason: "optional" },
+  {
+    key: "promote-full",
+    label: "Promote full",
+    help: "Skip every remaining step: 100% to the new version.",
+    reason: "optional",
+  },
+  {
+    key: "pause",
+    label: "Pause",
+    help: "Hold the rollout at its current step.",
+    reason: "optional",
+  },
   { key: "resume", label: "Resume", help: "Go on from where it was paused.", reason: "optional" },
-  { key: "abort", label: "Abort", help: "Send all traffic back to the stable version.", danger: true, reason: "required" },
-  { key: "undo", label: "Undo", help: "Go back to the previous stable version (a new rollout).", danger: true, reason: "optional" },
+  {
+    key: "abort",
+    label: "Abort",
+    help: "Send all traffic back to the stable version.",
+    danger: true,
+    reason: "required",
+  },
+  {
+    key: "undo",
+    label: "Undo",
+    help: "Go back to the previous stable version (a new rollout).",
+    danger: true,
+    reason: "optional",
+  },
   { key: "retry", label: "Retry", help: "Start the aborted rollout again.", reason: "optional" },
 ];
 
@@ -58,6 +86,7 @@ export function ServiceScreen({ name }: { name: string }) {
       .catch(() => setTemplates([]));
   }, [name]);
   // Refetched when the server pushes a change of this service, never on a timer of its own.
+  // biome-ignore lint/correctness/useExhaustiveDependencies: refetched on every other push of this service (the tick), never on a timer
   useEffect(() => {
     call("GET", `/api/v1/services/${encodeURIComponent(name)}/series?seconds=600&step=5`)
       .then(setSeries)
@@ -70,6 +99,18 @@ export function ServiceScreen({ name }: { name: string }) {
     for (const e of live.events[name] ?? []) byId.set(e.id, e);
     return [...byId.values()].sort((a, b) => a.id - b.id);
   }, [history, live.events, name]);
+
+  // The charts start where the data does (or the rollout did), not 10 minutes back.
+  const start = useMemo(() => {
+    const first = (series?.points ?? []).find((p: any) =>
+      Object.values(p.versions).some((v: any) => v.requests > 0),
+    );
+    const began = view?.status?.rolloutStartedAt;
+    const t = first ? first.t * 1000 : undefined;
+    if (began && series && began >= series.fromSec * 1000 && (t === undefined || began < t))
+      return began;
+    return t;
+  }, [series, view?.status?.rolloutStartedAt]);
 
   if (!live.ready) return <p className="muted">Connecting…</p>;
   if (!view)
@@ -85,8 +126,7 @@ export function ServiceScreen({ name }: { name: string }) {
   const s = view.status;
   const act = ACTIONS.find((a) => a.key === action);
   const run = async (a: Action, reason: string) => {
-    const path =
-      a === "promote-full" ? "promote" : a;
+    const path = a === "promote-full" ? "promote" : a;
     const body: Record<string, unknown> = {};
     if (a === "promote-full") body.full = true;
     if (reason) body.reason = reason;
@@ -103,8 +143,14 @@ export function ServiceScreen({ name }: { name: string }) {
           <h1 id="svc-title">{name}</h1>
           <PhaseChip phase={s?.phase} />
           <span className="muted">{view.strategy}</span>
-          {s?.shadow || view.shadow?.report ? <a href={`#/services/${encodeURIComponent(name)}/shadow`}>Shadow report</a> : null}
-          {s?.experiment?.name ? <a href={`#/experiments/${encodeURIComponent(s.experiment.name)}`}>Experiment {s.experiment.name}</a> : null}
+          {s?.shadow || view.shadow?.report ? (
+            <a href={`#/services/${encodeURIComponent(name)}/shadow`}>Shadow report</a>
+          ) : null}
+          {s?.experiment?.name ? (
+            <a href={`#/experiments/${encodeURIComponent(s.experiment.name)}`}>
+              Experiment {s.experiment.name}
+            </a>
+          ) : null}
         </div>
         <p>{s?.message}</p>
         <p className="muted small">
@@ -112,7 +158,8 @@ export function ServiceScreen({ name }: { name: string }) {
           {s?.canaryVersion ? (
             <>
               {" "}
-              · rolling out <strong>{s.canaryVersion}</strong> at {s.canaryWeight}% since {time(s.rolloutStartedAt)}
+              · rolling out <strong>{s.canaryVersion}</strong> at {s.canaryWeight}% since{" "}
+              {time(s.rolloutStartedAt)}
             </>
           ) : null}
           {view.listener ? ` · router ${view.listener.host}:${view.listener.port}` : ""}
@@ -126,7 +173,7 @@ export function ServiceScreen({ name }: { name: string }) {
             <button
               key={a.key}
               type="button"
-                            disabled={!enabled(a.key, view)}
+              disabled={!enabled(a.key, view)}
               title={a.help}
               onClick={() => {
                 setDone(null);
@@ -156,8 +203,8 @@ export function ServiceScreen({ name }: { name: string }) {
 
       <Steps view={view} />
       <div className="grid2">
-        <WeightChart view={view} series={series} events={events} />
-        <MetricCharts view={view} series={series} templates={templates} />
+        <WeightChart view={view} series={series} events={events} xMin={start} />
+        <MetricCharts view={view} series={series} templates={templates} xMin={start} />
       </div>
       <Verdicts view={view} live={live.verdicts.filter((v) => v.service === name)} />
       <div className="grid2">
@@ -179,6 +226,7 @@ function Steps({ view }: { view: any }) {
           {view.steps.map((st: any, i: number) => {
             const state = idx === null ? "" : i < idx ? "done" : i === idx ? "current" : "";
             return (
+              // biome-ignore lint/suspicious/noArrayIndexKey: steps are positional
               <li key={i} className={state} aria-current={state === "current" ? "step" : undefined}>
                 <span className="n">{i + 1}.</span>
                 {stepLabel(st)}
@@ -195,17 +243,33 @@ function Steps({ view }: { view: any }) {
   );
 }
 
-function seriesFor(series: any, version: string, key: string, scale = 1): [number, number | null][] {
+function seriesFor(
+  series: any,
+  version: string,
+  key: string,
+  scale = 1,
+): [number, number | null][] {
   return (series?.points ?? []).map((p: any) => {
     const v = p.versions[version];
     return [p.t * 1000, v && v.requests > 0 && v[key] !== null ? v[key] * scale : null];
   });
 }
 
-function WeightChart({ view, series, events }: { view: any; series: any; events: any[] }) {
+function WeightChart({
+  view,
+  series,
+  events,
+  xMin,
+}: {
+  view: any;
+  series: any;
+  events: any[];
+  xMin: number | undefined;
+}) {
   const s = view.status;
-  const canary = s?.canaryVersion ?? events.filter((e) => e.type === "WeightChanged").at(-1)?.data?.version;
-  const from = (series?.fromSec ?? 0) * 1000;
+  const canary =
+    s?.canaryVersion ?? events.filter((e) => e.type === "WeightChanged").at(-1)?.data?.version;
+  const from = Math.max(xMin ?? 0, (series?.fromSec ?? 0) * 1000);
   const set: [number, number | null][] = [];
   let w = 0;
   for (const e of events) {
@@ -222,9 +286,19 @@ function WeightChart({ view, series, events }: { view: any; series: any; events:
   if (setLine.length === 0 && series) setLine.push([from, s?.canaryWeight ?? 0]);
   if (series) setLine.push([nowMs, s?.canaryVersion ? s.canaryWeight : (setLine.at(-1)?.[1] ?? 0)]);
   const list: Series[] = [
-    { name: `set weight${canary ? ` (${canary})` : ""}`, color: COLORS[1]!, points: setLine, step: true },
+    {
+      name: `set weight${canary ? ` (${canary})` : ""}`,
+      color: COLORS[1]!,
+      points: setLine,
+      step: true,
+    },
   ];
-  if (canary) list.push({ name: `observed share (${canary})`, color: COLORS[0]!, points: seriesFor(series, canary, "share", 100) });
+  if (canary)
+    list.push({
+      name: `observed share (${canary})`,
+      color: COLORS[0]!,
+      points: seriesFor(series, canary, "share", 100),
+    });
   return (
     <LineChart
       title="Candidate weight: set and observed"
@@ -232,39 +306,77 @@ function WeightChart({ view, series, events }: { view: any; series: any; events:
       format={(y) => `${Math.round(y)}%`}
       yMin={0}
       yMax={100}
+      xMin={from}
       empty="No rollout in the last 10 minutes."
     />
   );
 }
 
 /** The thresholds a judge implies on a per-version chart, from its spec and the stable's level. */
-function thresholdsFor(templates: any[], names: Set<string>, source: string, base: number | null): Threshold[] {
+function thresholdsFor(
+  templates: any[],
+  names: Set<string>,
+  source: string,
+  base: number | null,
+): Threshold[] {
   const out: Threshold[] = [];
   for (const t of templates) {
     if (!names.has(t.name)) continue;
     for (const m of t.resource.spec.metrics ?? []) {
-      const src = typeof m.source?.builtin === "string" ? m.source.builtin : m.source?.builtin?.metric;
+      const src =
+        typeof m.source?.builtin === "string" ? m.source.builtin : m.source?.builtin?.metric;
       if (src !== source) continue;
       const j = m.judge ?? {};
       const scale = source === "error_rate" ? 100 : 1;
-      if (j.threshold?.max !== undefined) out.push({ label: `${m.name}: max ${fmt(source, j.threshold.max)}`, y: j.threshold.max * scale });
-      if (j.threshold?.min !== undefined) out.push({ label: `${m.name}: min ${fmt(source, j.threshold.min)}`, y: j.threshold.min * scale });
+      if (j.threshold?.max !== undefined)
+        out.push({
+          label: `${m.name}: max ${level(source, j.threshold.max)}`,
+          y: j.threshold.max * scale,
+        });
+      if (j.threshold?.min !== undefined)
+        out.push({
+          label: `${m.name}: min ${level(source, j.threshold.min)}`,
+          y: j.threshold.min * scale,
+        });
       if (base !== null && j.sequential?.maxIncrease !== undefined)
-        out.push({ label: `${m.name}: stable + ${fmt(source, j.sequential.maxIncrease)}`, y: (base + j.sequential.maxIncrease) * scale });
+        out.push({
+          label: `${m.name}: stable + ${fmt(source, j.sequential.maxIncrease)}`,
+          y: (base + j.sequential.maxIncrease) * scale,
+        });
       if (base !== null && j.relative?.maxIncrease !== undefined)
         out.push({
           label: `${m.name}: stable ${j.relative.mode === "ratio" ? `× ${j.relative.maxIncrease}` : `+ ${fmt(source, j.relative.maxIncrease)}`}`,
-          y: (j.relative.mode === "ratio" ? base * j.relative.maxIncrease : base + j.relative.maxIncrease) * scale,
+          y:
+            (j.relative.mode === "ratio"
+              ? base * j.relative.maxIncrease
+              : base + j.relative.maxIncrease) * scale,
         });
       if (base !== null && j.mannWhitney?.maxRelativeIncrease !== undefined)
-        out.push({ label: `${m.name}: stable p50 + ${Math.round(j.mannWhitney.maxRelativeIncrease * 100)}%`, y: base * (1 + j.mannWhitney.maxRelativeIncrease) });
+        out.push({
+          label: `${m.name}: stable p50 + ${Math.round(j.mannWhitney.maxRelativeIncrease * 100)}%`,
+          y: base * (1 + j.mannWhitney.maxRelativeIncrease),
+        });
     }
   }
   return out;
 }
 
+/** A level (a threshold) as the chart shows it. */
+function level(source: string, v: number): string {
+  return source === "error_rate"
+    ? `${+(v * 100).toFixed(2)}%`
+    : source === "latency"
+      ? `${v} ms`
+      : String(v);
+}
+
+/** A difference (an allowed increase) as the chart shows it. */
 function fmt(source: string, v: number): string {
-  return source === "error_rate" ? `${+(v * 100).toFixed(2)} points` : source === "latency" ? `${v} ms` : String(v);
+  return source === "error_rate"
+    ? `${+(v * 100).toFixed(2)} points`
+    : source === "latency"
+      ? `${v} ms`
+      : String(v);
 }
 
 function stableMean(series: any, version: string | null, key: string): number | null {
@@ -281,24 +393,51 @@ function stableMean(series: any, version: string | null, key: string): number | 
   return n === 0 ? null : sum / n;
 }
 
-function MetricCharts({ view, series, templates }: { view: any; series: any; templates: any[] }) {
+function MetricCharts({
+  view,
+  series,
+  templates,
+  xMin,
+}: {
+  view: any;
+  series: any;
+  templates: any[];
+  xMin: number | undefined;
+}) {
   const versions: string[] = series?.versions ?? [];
   const s = view.status;
   const names = new Set<string>();
   for (const st of view.steps ?? []) for (const t of st.analysis?.templates ?? []) names.add(t);
-  for (const r of [s?.analysis?.step?.run, s?.analysis?.background]) for (const t of r?.templates ?? []) names.add(t);
+  for (const r of [s?.analysis?.step?.run, s?.analysis?.background])
+    for (const t of r?.templates ?? []) names.add(t);
   const stable = s?.stableVersion ?? null;
-  const color = (v: string) => (v === s?.canaryVersion ? COLORS[1]! : v === stable ? COLORS[0]! : COLORS[2 + (versions.indexOf(v) % 3)]!);
+  const color = (v: string) =>
+    v === s?.canaryVersion
+      ? COLORS[1]!
+      : v === stable
+        ? COLORS[0]!
+        : COLORS[2 + (versions.indexOf(v) % 3)]!;
   const by = (key: string, scale = 1, dashed = false, suffix = "") =>
-    versions.map((v) => ({ name: `${v}${suffix}`, color: color(v), points: seriesFor(series, v, key, scale), dashed }));
+    versions.map((v) => ({
+      name: `${v}${suffix}`,
+      color: color(v),
+      points: seriesFor(series, v, key, scale),
+      dashed,
+    }));
   return (
     <>
       <LineChart
         title="Error rate (5xx) per version"
         series={by("errorRate", 100)}
-        thresholds={thresholdsFor(templates, names, "error_rate", stableMean(series, stable, "errorRate"))}
+        thresholds={thresholdsFor(
+          templates,
+          names,
+          "error_rate",
+          stableMean(series, stable, "errorRate"),
+        )}
         format={(y) => `${+y.toFixed(2)}%`}
         yMin={0}
+        xMin={xMin}
       />
       <LineChart
         title="Latency p50 and p99 per version"
@@ -306,6 +445,7 @@ function MetricCharts({ view, series, templates }: { view: any; series: any; tem
         thresholds={thresholdsFor(templates, names, "latency", stableMean(series, stable, "p50Ms"))}
         format={(y) => ms(y)}
         yMin={0}
+        xMin={xMin}
       />
       <LineChart
         title="Request rate per version"
@@ -313,6 +453,7 @@ function MetricCharts({ view, series, templates }: { view: any; series: any; tem
         thresholds={thresholdsFor(templates, names, "request_rate", null)}
         format={(y) => `${num(y, 3)}/s`}
         yMin={0}
+        xMin={xMin}
       />
     </>
   );
@@ -352,10 +493,13 @@ function Verdicts({ view, live }: { view: any; live: any[] }) {
   return (
     <div className="panel">
       <h2>Analysis</h2>
-      {runs.length === 0 && groups.size === 0 ? <p className="muted">No analysis in this rollout.</p> : null}
+      {runs.length === 0 && groups.size === 0 ? (
+        <p className="muted">No analysis in this rollout.</p>
+      ) : null}
       {runs.map(([k, r]) => (
         <p key={k as string}>
-          <strong>{k === "step" ? "Step analysis" : "Background analysis"}</strong> <OutcomeChip outcome={(r as any).phase} />{" "}
+          <strong>{k === "step" ? "Step analysis" : "Background analysis"}</strong>{" "}
+          <OutcomeChip outcome={(r as any).phase} />{" "}
           <span className="small">{(r as any).message}</span>
         </p>
       ))}
@@ -372,10 +516,19 @@ function VerdictGroup({ items }: { items: VerdictItem[] }) {
   const last = items[items.length - 1]!;
   const j = last.judge ?? last.inputs?.judge ?? {};
   const limit = j.sequential?.maxIncrease ?? j.relative?.maxIncrease;
-  const withBound = items.filter((v) => v.bound && Number.isFinite(v.bound.lower) && Number.isFinite(v.bound.upper));
-  const clamp = (x: number) => (limit !== undefined ? Math.max(-4 * limit, Math.min(4 * limit, x)) : x);
+  const withBound = items.filter(
+    (v) => v.bound && Number.isFinite(v.bound.lower) && Number.isFinite(v.bound.upper),
+  );
+  const clamp = (x: number) =>
+    limit !== undefined ? Math.max(-4 * limit, Math.min(4 * limit, x)) : x;
   const bands: Band[] = withBound.length
-    ? [{ name: "always-valid bound", color: "var(--c1)", points: withBound.map((v) => [v.at, clamp(v.bound!.lower), clamp(v.bound!.upper)]) }]
+    ? [
+        {
+          name: "always-valid bound",
+          color: "var(--c1)",
+          points: withBound.map((v) => [v.at, clamp(v.bound!.lower), clamp(v.bound!.upper)]),
+        },
+      ]
     : [];
   const est: Series[] = [];
   if (withBound.length)
@@ -385,12 +538,20 @@ function VerdictGroup({ items }: { items: VerdictItem[] }) {
       points: withBound.map((v) => [v.at, (clamp(v.bound!.lower) + clamp(v.bound!.upper)) / 2]),
     });
   else if (items.some((v) => v.statistic !== undefined))
-    est.push({ name: "statistic", color: "var(--c1)", points: items.map((v) => [v.at, v.statistic ?? null]) });
-  const thresholds: Threshold[] = limit !== undefined ? [{ label: `limit ${limit}`, y: limit }] : [];
+    est.push({
+      name: "statistic",
+      color: "var(--c1)",
+      points: items.map((v) => [v.at, v.statistic ?? null]),
+    });
+  const thresholds: Threshold[] =
+    limit !== undefined ? [{ label: `limit ${limit}`, y: limit }] : [];
   return (
     <div>
       <h3>
-        {last.metric} <span className="muted small">({last.run}, {last.template})</span>
+        {last.metric}{" "}
+        <span className="muted small">
+          ({last.run}, {last.template})
+        </span>
       </h3>
       {items
         .slice(-3)
@@ -400,16 +561,24 @@ function VerdictGroup({ items }: { items: VerdictItem[] }) {
             <OutcomeChip outcome={v.outcome} /> <span className="muted small">{time(v.at)}</span>
             <p className="small">{v.explanation}</p>
             <p className="muted small">
-              {v.test ? `${v.test} · ` : ""}
-              {v.statistic !== undefined ? `statistic ${num(v.statistic)} · ` : ""}
-              {v.pValue !== undefined ? `p = ${num(v.pValue)}` : ""}
-              {v.bound ? ` · bound [${num(v.bound.lower)}, ${num(v.bound.upper)}]` : ""}
+              {[
+                v.test,
+                v.statistic !== undefined ? `statistic ${num(v.statistic)}` : "",
+                v.pValue !== undefined ? `p = ${num(v.pValue)}` : "",
+                v.bound ? `bound [${num(v.bound.lower)}, ${num(v.bound.upper)}]` : "",
+              ]
+                .filter(Boolean)
+                .join(" · ")}
             </p>
           </div>
         ))}
       {est.length ? (
         <LineChart
-          title={withBound.length ? `${last.metric}: bound over time` : `${last.metric}: statistic over time`}
+          title={
+            withBound.length
+              ? `${last.metric}: bound over time`
+              : `${last.metric}: statistic over time`
+          }
           series={est}
           bands={bands}
           thresholds={thresholds}
@@ -443,7 +612,11 @@ function Instances({ view }: { view: any }) {
                 <td>{i.version}</td>
                 <td className="mono small">{i.url}</td>
                 <td>
-                  <span className={`chip ${i.state === "ready" ? "ok" : i.state === "failed" ? "bad" : "warn"}`}>{i.state}</span>
+                  <span
+                    className={`chip ${i.state === "ready" ? "ok" : i.state === "failed" ? "bad" : "warn"}`}
+                  >
+                    {i.state}
+                  </span>
                   {i.message ? <div className="small muted">{i.message}</div> : null}
                 </td>
                 <td className="num">
@@ -475,8 +648,11 @@ function History({ events }: { events: any[] }) {
           </li>
         ))}
       </ol>
-      {events.length === 0 ? <p className="muted">Nothing yet.</p> : <p className="muted small">latest {ago(events.at(-1)?.time)}</p>}
+      {events.length === 0 ? (
+        <p className="muted">Nothing yet.</p>
+      ) : (
+        <p className="muted small">latest {ago(events.at(-1)?.time)}</p>
+      )}
     </div>
   );
 }
-

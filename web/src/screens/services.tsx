@@ -21,10 +21,15 @@ export function ServicesScreen() {
   return (
     <section aria-labelledby="services-title">
       <h1 id="services-title">Services</h1>
-      <div className="filters" role="search">
+      <form className="filters" aria-label="Filter services" onSubmit={(e) => e.preventDefault()}>
         <div className="field">
           <label htmlFor="f-name">Name</label>
-          <input id="f-name" value={q} onChange={(e) => setQ(e.target.value)} placeholder="filter by name" />
+          <input
+            id="f-name"
+            value={q}
+            onChange={(e) => setQ(e.target.value)}
+            placeholder="filter by name"
+          />
         </div>
         <div className="field">
           <label htmlFor="f-phase">Phase</label>
@@ -39,10 +44,13 @@ export function ServicesScreen() {
         <p className="muted small" aria-live="polite">
           {shown.length} of {names.length} services
         </p>
-      </div>
+      </form>
       {!live.ready ? <p className="muted">Connecting…</p> : null}
       {live.ready && names.length === 0 ? (
-        <p className="notice">No services yet. Apply one with <code>turnout apply -f service.yaml</code>; it appears here at once.</p>
+        <p className="notice">
+          No services yet. Apply one with <code>turnout apply -f service.yaml</code>; it appears
+          here at once.
+        </p>
       ) : null}
       <ul className="grid" style={{ listStyle: "none", padding: 0, margin: 0 }}>
         {shown.map((n) => (
@@ -55,23 +63,29 @@ export function ServicesScreen() {
   );
 }
 
-function ServiceCard({ name, view, samples }: { name: string; view: any; samples: { at: number; traffic: any[] }[] }) {
+function ServiceCard({
+  name,
+  view,
+  samples,
+}: {
+  name: string;
+  view: any;
+  samples: { at: number; traffic: any[] }[];
+}) {
   const s = view?.status;
   const rows = versionRows(view, observedShare(samples));
   const v = lastVerdict(view);
-  const open = () => go(`#/services/${encodeURIComponent(name)}`);
+  const href = `#/services/${encodeURIComponent(name)}`;
   return (
-    <div
+    // A link (Enter opens it, as for any link); Space opens it too, as on a button-like card.
+    <a
       className="card"
-      role="link"
-      tabIndex={0}
-      aria-label={`${name}: ${s?.phase ?? "pending"}`}
+      href={href}
       data-service={name}
-      onClick={open}
       onKeyDown={(e) => {
-        if (e.key === "Enter" || e.key === " ") {
+        if (e.key === " ") {
           e.preventDefault();
-          open();
+          go(href);
         }
       }}
     >
@@ -81,7 +95,11 @@ function ServiceCard({ name, view, samples }: { name: string; view: any; samples
       </div>
       <p className="muted small">
         {view?.strategy ?? "?"}
-        {s?.canaryVersion ? ` · ${s.stableVersion} → ${s.canaryVersion}` : s?.stableVersion ? ` · ${s.stableVersion}` : ""}
+        {s?.canaryVersion
+          ? ` · ${s.stableVersion} → ${s.canaryVersion}`
+          : s?.stableVersion
+            ? ` · ${s.stableVersion}`
+            : ""}
         {s?.stepIndex !== null && s?.stepIndex !== undefined && s?.canaryVersion
           ? ` · step ${Math.min(s.stepIndex + 1, view.steps?.length ?? 0)}/${view.steps?.length ?? 0}`
           : ""}
@@ -109,7 +127,12 @@ function ServiceCard({ name, view, samples }: { name: string; view: any; samples
               <td className="num">{r.observed === null ? "–" : pct(r.observed)}</td>
               <td>
                 <div className="bar" aria-hidden="true">
-                  <span style={{ width: `${r.setWeight}%`, background: r.role === "canary" ? "var(--c2)" : "var(--c1)" }} />
+                  <span
+                    style={{
+                      width: `${r.setWeight}%`,
+                      background: r.role === "canary" ? "var(--c2)" : "var(--c1)",
+                    }}
+                  />
                 </div>
               </td>
             </tr>
@@ -122,6 +145,6 @@ function ServiceCard({ name, view, samples }: { name: string; view: any; samples
           <OutcomeChip outcome={v.outcome} /> <strong>{v.metric}</strong>: {v.explanation}
         </p>
       ) : null}
-    </div>
+    </a>
   );
 }

@@ -11,6 +11,7 @@ export function ShadowScreen({ service }: { service: string }) {
   const seq = live.seq[service] ?? 0;
   const [v, setV] = useState<any>(null);
   const [error, setError] = useState<string | null>(null);
+  // biome-ignore lint/correctness/useExhaustiveDependencies: refetched on every other push of this service (the tick), never on a timer
   useEffect(() => {
     call("GET", `/api/v1/services/${encodeURIComponent(service)}/shadow`)
       .then((x) => {
@@ -22,13 +23,16 @@ export function ShadowScreen({ service }: { service: string }) {
   if (error && !v) return <p className="error">{error}</p>;
   if (!v) return <p className="muted">Loading…</p>;
   const rep = v.report?.report;
-  const points = (live.agreement[service] ?? []).map((a) => [a.at, a.agreement * 100] as [number, number]);
+  const points = (live.agreement[service] ?? []).map(
+    (a) => [a.at, a.agreement * 100] as [number, number],
+  );
   const gate = live.status[service]?.steps?.find((s: any) => s.shadow)?.shadow?.gate;
   return (
     <section className="stack" aria-labelledby="sh-title">
       <div>
         <p className="crumbs">
-          <a href="#/">Services</a> / <a href={`#/services/${encodeURIComponent(service)}`}>{service}</a> / shadow
+          <a href="#/">Services</a> /{" "}
+          <a href={`#/services/${encodeURIComponent(service)}`}>{service}</a> / shadow
         </p>
         <h1 id="sh-title">Shadow of {service}</h1>
         <p className="muted">
@@ -46,13 +50,30 @@ export function ShadowScreen({ service }: { service: string }) {
             <LineChart
               title="Agreement over time (since this page opened)"
               series={[{ name: "agreement (labels)", color: COLORS[0]!, points }]}
-              thresholds={gate?.minAgreement !== undefined ? [{ label: `gate: at least ${pct(gate.minAgreement, 0)}`, y: gate.minAgreement * 100 }] : []}
+              thresholds={
+                gate?.minAgreement !== undefined
+                  ? [
+                      {
+                        label: `gate: at least ${pct(gate.minAgreement, 0)}`,
+                        y: gate.minAgreement * 100,
+                      },
+                    ]
+                  : []
+              }
               format={(y) => `${y.toFixed(1)}%`}
+              yMin={Math.max(
+                0,
+                Math.min(
+                  gate?.minAgreement !== undefined ? gate.minAgreement * 100 : 100,
+                  ...points.map((p) => p[1]),
+                ) - 2,
+              )}
+              yMax={100}
               empty="Agreement is drawn as new comparisons arrive."
             >
               <p className="small">
-                Now: <strong>{pct(rep.agreement, 2)}</strong> over {rep.samples} pairs; {rep.mismatches} differ in some field (
-                {pct(rep.mismatchRate)}).
+                Now: <strong>{pct(rep.agreement, 2)}</strong> over {rep.samples} pairs;{" "}
+                {rep.mismatches} differ in some field ({pct(rep.mismatchRate)}).
               </p>
             </LineChart>
             <div className="panel">
@@ -76,7 +97,14 @@ export function ShadowScreen({ service }: { service: string }) {
                   <tr>
                     <th>PSI (population stability)</th>
                     <td className="num">
-                      {num(rep.drift?.psi)} <span className="muted small">{rep.drift?.psi < 0.1 ? "stable" : rep.drift?.psi < 0.25 ? "some drift" : "drift"}</span>
+                      {num(rep.drift?.psi)}{" "}
+                      <span className="muted small">
+                        {rep.drift?.psi < 0.1
+                          ? "stable"
+                          : rep.drift?.psi < 0.25
+                            ? "some drift"
+                            : "drift"}
+                      </span>
                     </td>
                   </tr>
                   <tr>
@@ -133,11 +161,15 @@ export function ShadowScreen({ service }: { service: string }) {
                     {d.method} {d.target} <span className="muted">{d.requestId.slice(0, 8)}</span>
                   </p>
                   <pre className="diff">
-                    {d.diffs.map((x: any) => `${x.path}: primary ${x.primary}  shadow ${x.shadow}`).join("\n")}
+                    {d.diffs
+                      .map((x: any) => `${x.path}: primary ${x.primary}  shadow ${x.shadow}`)
+                      .join("\n")}
                   </pre>
                 </div>
               ))}
-              {(rep.sampleDiffs ?? []).length === 0 ? <p className="muted">No differences recorded.</p> : null}
+              {(rep.sampleDiffs ?? []).length === 0 ? (
+                <p className="muted">No differences recorded.</p>
+              ) : null}
             </div>
           </div>
         </>
@@ -154,7 +186,8 @@ function Confusion({ c }: { c: any }) {
     labels.add(d.to);
   }
   const list = [...labels].sort();
-  const cell = (a: string, b: string) => (c.disagreements ?? []).find((d: any) => d.from === a && d.to === b)?.count ?? 0;
+  const cell = (a: string, b: string) =>
+    (c.disagreements ?? []).find((d: any) => d.from === a && d.to === b)?.count ?? 0;
   const off = (c.disagreements ?? []).reduce((n: number, d: any) => n + d.count, 0);
   return (
     <>
@@ -189,10 +222,18 @@ function Confusion({ c }: { c: any }) {
       </p>
       <div className="legend">
         <span className="key">
-          <span className="sw dot" style={{ background: "var(--ok-bg)", border: "1px solid var(--ok)" }} /> same label
+          <span
+            className="sw dot"
+            style={{ background: "var(--ok-bg)", border: "1px solid var(--ok)" }}
+          />{" "}
+          same label
         </span>
         <span className="key">
-          <span className="sw dot" style={{ background: "var(--bad-bg)", border: "1px solid var(--bad)" }} /> label flipped (count)
+          <span
+            className="sw dot"
+            style={{ background: "var(--bad-bg)", border: "1px solid var(--bad)" }}
+          />{" "}
+          label flipped (count)
         </span>
       </div>
     </>
@@ -224,9 +265,9 @@ function PairedLatency({ l }: { l: any }) {
         </tbody>
       </table>
       <p className="small">
-        {l.pairs} pairs; the shadow is {ms(Math.abs(l.meanDiffMs))} {l.meanDiffMs >= 0 ? "slower" : "faster"} on average (
-        {l.increase >= 0 ? "+" : ""}
-        {pct(l.increase)} ).
+        {l.pairs} pairs; the shadow is {ms(Math.abs(l.meanDiffMs))}{" "}
+        {l.meanDiffMs >= 0 ? "slower" : "faster"} on average ({l.increase >= 0 ? "+" : ""}
+        {pct(l.increase)}).
       </p>
       <div className="legend">
         <span className="key">
@@ -242,7 +283,8 @@ function PairedLatency({ l }: { l: any }) {
 
 function Drops({ report, router }: { report: any; router: any }) {
   const drops: Record<string, number> = { ...(report.drops ?? {}) };
-  for (const [k, n] of Object.entries(router?.drops ?? {})) drops[k] = Math.max(drops[k] ?? 0, n as number);
+  for (const [k, n] of Object.entries(router?.drops ?? {}))
+    drops[k] = Math.max(drops[k] ?? 0, n as number);
   const entries = Object.entries(drops);
   return entries.length === 0 ? (
     <p className="small">

@@ -84,6 +84,7 @@ export interface VerdictItem {
   statistic?: number;
   pValue?: number;
   bound?: { lower: number; upper: number };
+  effect?: { value?: number; measure?: string };
   test?: string;
   judge?: any;
   inputs?: any;
@@ -110,6 +111,7 @@ export function verdictsOf(view: any): VerdictItem[] {
           statistic: v.verdict.statistic,
           pValue: v.verdict.pValue,
           bound: v.verdict.bound,
+          effect: v.verdict.effect,
           test: v.verdict.test,
           judge: m.spec?.judge,
           inputs: v.verdict.inputs,

@@ -174,9 +174,14 @@ function App() {
   if (session === null) return <SignIn onSignedIn={adopt} error={error} />;
   return (
     <>
-      <a className="skip" href="#content">
+      {/* The fragment is the route, so skipping moves focus instead of following "#content". */}
+      <button
+        type="button"
+        className="skip"
+        onClick={() => document.getElementById("content")?.focus()}
+      >
         Skip to content
-      </a>
+      </button>
       <TopBar
         session={session}
         hash={hash}

@@ -206,7 +206,11 @@ export function ServiceScreen({ name }: { name: string }) {
         <WeightChart view={view} series={series} events={events} xMin={start} />
         <MetricCharts view={view} series={series} templates={templates} xMin={start} />
       </div>
-      <Verdicts view={view} live={live.verdicts.filter((v) => v.service === name)} />
+      <Verdicts
+        view={view}
+        live={live.verdicts.filter((v) => v.service === name)}
+        events={events}
+      />
       <div className="grid2">
         <Instances view={view} />
         <History events={events} />
@@ -459,7 +463,7 @@ function MetricCharts({
   );
 }
 
-function Verdicts({ view, live }: { view: any; live: any[] }) {
+function Verdicts({ view, live, events }: { view: any; live: any[]; events: any[] }) {
   // The status keeps the last few verdicts per metric; the pushed ones extend it while the page is open.
   const all = new Map<string, VerdictItem>();
   for (const l of live) {
@@ -474,12 +478,35 @@ function Verdicts({ view, live }: { view: any; live: any[] }) {
       statistic: v.verdict.statistic,
       pValue: v.verdict.pValue,
       bound: v.verdict.bound,
+      effect: v.verdict.effect,
       test: v.verdict.test,
       inputs: v.verdict.inputs,
       judge: v.verdict.inputs?.judge,
     });
   }
   for (const v of verdictsOf(view)) all.set(`${v.run}|${v.metric}|${v.at}`, v);
+  // Runs that ended are gone from the status; their counted verdicts that did not pass are
+  // in the history (without the bound).
+  const known = [...all.values()];
+  for (const e of events) {
+    if (e.type !== "AnalysisVerdict" || !e.data?.metric) continue;
+    const d = e.data;
+    if (
+      known.some((v) => v.run === d.run && v.metric === d.metric && Math.abs(v.at - e.time) < 1500)
+    )
+      continue;
+    all.set(`${d.run}|${d.metric}|${e.time}`, {
+      run: d.run,
+      metric: d.metric,
+      template: d.template ?? "",
+      at: e.time,
+      outcome: d.outcome,
+      explanation: e.message.replace(/^[^:]+: /, ""),
+      statistic: d.statistic,
+      pValue: d.pValue,
+      effect: d.effect,
+    });
+  }
   const items = [...all.values()].sort((a, b) => a.at - b.at);
   const groups = new Map<string, VerdictItem[]>();
   for (const v of items) {
@@ -515,7 +542,8 @@ function Verdicts({ view, live }: { view: any; live: any[] }) {
 function VerdictGroup({ items }: { items: VerdictItem[] }) {
   const last = items[items.length - 1]!;
   const j = last.judge ?? last.inputs?.judge ?? {};
-  const limit = j.sequential?.maxIncrease ?? j.relative?.maxIncrease;
+  const limit = j.sequential?.maxIncrease ?? j.relative?.maxIncrease ?? j.threshold?.max;
+  const boundName = j.sequential ? "always-valid bound" : "confidence interval";
   const withBound = items.filter(
     (v) => v.bound && Number.isFinite(v.bound.lower) && Number.isFinite(v.bound.upper),
   );
@@ -524,7 +552,7 @@ function VerdictGroup({ items }: { items: VerdictItem[] }) {
   const bands: Band[] = withBound.length
     ? [
         {
-          name: "always-valid bound",
+          name: boundName,
           color: "var(--c1)",
           points: withBound.map((v) => [v.at, clamp(v.bound!.lower), clamp(v.bound!.upper)]),
         },
@@ -535,7 +563,10 @@ function VerdictGroup({ items }: { items: VerdictItem[] }) {
     est.push({
       name: "estimate",
       color: "var(--c1)",
-      points: withBound.map((v) => [v.at, (clamp(v.bound!.lower) + clamp(v.bound!.upper)) / 2]),
+      points: withBound.map((v) => [
+        v.at,
+        typeof v.effect?.value === "number" ? clamp(v.effect.value) : null,
+      ]),
     });
   else if (items.some((v) => v.statistic !== undefined))
     est.push({

@@ -83,7 +83,7 @@ export function LineChart(props: {
   // A threshold far above the data would flatten it: it is named in the legend instead.
   const dataMax = ys.length ? Math.max(...ys) : 0;
   const offScale = (t: Threshold) =>
-    props.yMax === undefined && ys.length > 0 && dataMax > 0 && t.y > dataMax * 3;
+    props.yMax === undefined && ys.length > 0 && dataMax > 0 && t.y > dataMax * 5;
   const thresholds = allThresholds.filter((t) => !offScale(t));
   const above = allThresholds.filter(offScale);
   for (const t of thresholds) ys.push(t.y);
@@ -144,7 +144,12 @@ export function LineChart(props: {
             </g>
           ))}
           {xt.map((t) => (
-            <text key={`x${t}`} x={sx(t)} y={H - 6} textAnchor="middle">
+            <text
+              key={`x${t}`}
+              x={sx(t)}
+              y={H - 6}
+              textAnchor={sx(t) > W - PAD.r - 30 ? "end" : sx(t) < PAD.l + 30 ? "start" : "middle"}
+            >
               {clock(t)}
             </text>
           ))}

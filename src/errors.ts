@@ -56,6 +56,11 @@ export const ERRORS = {
       "A YAML text uses more aliases (`*name`) than Turnout accepts (100), or their expansion would be larger: the shape of an alias bomb.",
   },
   TURNOUT_ERR_AUTH_UNAUTHORIZED: { status: 401, summary: "The bearer token is missing or wrong." },
+  TURNOUT_ERR_AUTH_CSRF: {
+    status: 403,
+    summary:
+      "A change made with a dashboard session lacks the session's x-turnout-csrf header or comes from another site.",
+  },
   TURNOUT_ERR_SERVICE_NOT_FOUND: {
     status: 404,
     summary: "No Service of that name has been applied.",

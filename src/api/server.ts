@@ -31,6 +31,7 @@ import { crossCheck, parseResources } from "../resources/load.js";
 import { checkAnalysisRefs } from "../resources/refs.js";
 import type { ExperimentStore } from "../store/experiment-store.js";
 import type { Store, StoredCommand } from "../store/store.js";
+import { registerDashboard } from "./dashboard/index.js";
 import { registerExperimentRoutes } from "./experiments.js";
 import { checkFlagRefs, type FlagsApiOptions, registerFlagsApi } from "./flags.js";
 import { registerLogsRoutes } from "./logs.js";
@@ -213,7 +214,13 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
     );
   });
 
-  app.addHook("onRequest", async (req) => {
+  const dashboard = registerDashboard(app, {
+    store,
+    token: opts.token,
+    clockNow: () => clock.now(),
+  });
+  app.addHook("onRequest", async (req, reply) => {
+    if (dashboard.allows(req, reply)) return;
     if (req.url === "/healthz" || req.url.startsWith("/healthz?")) return;
     if (opts.metrics !== undefined && isMetricsPath(req.url)) return;
     // OFREP and flag sync take client keys (checked in ofrep.ts), never the admin token.

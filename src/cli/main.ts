@@ -12,6 +12,7 @@ import { DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from "../defaults.js";
 import { type FieldError, formatFieldError, TurnoutError } from "../errors.js";
 import { packageVersion } from "../version.js";
 import { ApiError, Client } from "./client.js";
+import { registerDashboardCommand } from "./dashboard.js";
 import { getExperiments, registerExperimentCommands } from "./experiment.js";
 import { getFlags, registerFlagsCommands } from "./flags.js";
 import {
@@ -389,6 +390,7 @@ registerLogsCommand(program, client);
 registerFlagsCommands(program, client);
 registerExperimentCommands(program, client);
 registerShadowCommands(program, client);
+registerDashboardCommand(program, client);
 
 // ---- demo -------------------------------------------------------------------------------
 

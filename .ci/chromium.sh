@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# CI: install Debian's chromium so that the dashboard's browser test (test/e2e/dashboard.test.ts,
+# driven by playwright-core) runs in a real browser. apt only: no browser is downloaded from
+# elsewhere. Under CI=true that test fails, rather than skips, when chromium is missing.
+set -euo pipefail
+if [ -x /usr/bin/chromium ]; then
+  echo "chromium already installed: $(/usr/bin/chromium --version 2>/dev/null | head -n 1)"
+  exit 0
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "no apt-get here; the dashboard's browser test will skip (or fail under CI=true)" >&2
+  exit 0
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+echo "installed: $(/usr/bin/chromium --version 2>/dev/null | head -n 1)"

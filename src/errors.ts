@@ -121,6 +121,23 @@ export const ERRORS = {
     summary:
       "The client did not send its request headers within `trafficPolicy.timeouts.requestHeadersSeconds`.",
   },
+  TURNOUT_ERR_ROUTER_HTTP_VERSION: {
+    status: 505,
+    summary: "The request is not HTTP/1.x (the router's listeners speak HTTP/1.0 and HTTP/1.1).",
+  },
+  TURNOUT_ERR_ROUTER_METHOD_NOT_ALLOWED: {
+    status: 405,
+    summary: "CONNECT: the router is a reverse proxy, not a tunnel.",
+  },
+  TURNOUT_ERR_ROUTER_EXPECTATION_FAILED: {
+    status: 417,
+    summary: "The request's `Expect` header asks for something other than `100-continue`.",
+  },
+  TURNOUT_ERR_ROUTER_OUT_OF_FILE_DESCRIPTORS: {
+    status: 503,
+    summary:
+      "The router ran out of file descriptors (EMFILE/ENFILE) connecting to an upstream; the upstream is not blamed. Raise `ulimit -n`.",
+  },
   TURNOUT_ERR_ROUTER_NO_BACKEND: {
     status: 503,
     summary: "The router has no ready instance for the chosen version.",

@@ -571,3 +571,61 @@ test("a listener that closes cuts its WebSocket connections after the drain time
   source.delete("svc");
   await closed;
 });
+
+// ---------------------------------------------------------------------------------------
+// What Node would answer by itself: HTTP versions, CONNECT, Expect
+// ---------------------------------------------------------------------------------------
+
+test("HTTP/0.9 gets 400 and HTTP/2.0 in HTTP/1 framing gets 505, JSON, never proxied", async (t) => {
+  const { a, port } = await oneBackendRouter(t);
+  const v09 = await rawExchange(port, "GET /\r\n\r\n");
+  assert.equal(statusOf(v09.text), 400);
+  assert.equal(jsonOf(v09.text).error.code, "TURNOUT_ERR_ROUTER_BAD_REQUEST");
+  assert.match(jsonOf(v09.text).error.message, /HTTP\/0\.9/);
+  const v2 = await rawExchange(port, "GET / HTTP/2.0\r\nHost: x\r\n\r\n");
+  assert.equal(statusOf(v2.text), 505);
+  assert.equal(jsonOf(v2.text).error.code, "TURNOUT_ERR_ROUTER_HTTP_VERSION");
+  assert.ok(v09.closed && v2.closed);
+  assert.deepEqual(a.seen, []);
+});
+
+test("CONNECT gets 405 with the JSON body", async (t) => {
+  const { a, port } = await oneBackendRouter(t);
+  const r = await rawExchange(port, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+  assert.equal(statusOf(r.text), 405);
+  assert.equal(jsonOf(r.text).error.code, "TURNOUT_ERR_ROUTER_METHOD_NOT_ALLOWED");
+  assert.ok(r.closed);
+  assert.deepEqual(a.seen, []);
+});
+
+test("Expect: 100-continue over the body limit gets 413 at once, with no 100; under it, 100 then the answer", async (t) => {
+  const { a, port } = await oneBackendRouter(t, policy({ maxRequestBodyBytes: 1000 }));
+  const over = await rawExchange(
+    port,
+    "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n",
+  );
+  assert.doesNotMatch(over.text, /100 Continue/);
+  assert.equal(statusOf(over.text), 413);
+  assert.equal(jsonOf(over.text).error.code, "TURNOUT_ERR_ROUTER_BODY_TOO_LARGE");
+  assert.deepEqual(a.seen, []);
+
+  const sock = net.connect(port, "127.0.0.1");
+  let text = "";
+  sock.on("data", (c: Buffer) => {
+    text += c.toString("latin1");
+  });
+  sock.write("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n");
+  await until(() => text.startsWith("HTTP/1.1 100 Continue\r\n\r\n"), 3000, "100 Continue");
+  sock.write("hello");
+  await once(sock, "close");
+  assert.match(text, /\r\n\r\nHTTP\/1\.1 200 /);
+  assert.ok(text.endsWith("hello"));
+});
+
+test("an unknown Expect gets 417 with the JSON body", async (t) => {
+  const { a, port } = await oneBackendRouter(t);
+  const r = await rawExchange(port, "GET / HTTP/1.1\r\nHost: x\r\nExpect: tea\r\n\r\n");
+  assert.equal(statusOf(r.text), 417);
+  assert.equal(jsonOf(r.text).error.code, "TURNOUT_ERR_ROUTER_EXPECTATION_FAILED");
+  assert.deepEqual(a.seen, []);
+});

@@ -30,6 +30,7 @@ import {
   type ClientRequest,
   request as httpRequest,
   type IncomingMessage,
+  type Server,
   type ServerResponse,
 } from "node:http";
 import { request as httpsRequest } from "node:https";
@@ -97,8 +98,13 @@ export function handleRequest(
 ): void {
   const startedAt = performance.now();
   try {
-    // 1. Target, Host, framing and size, before a version is chosen, so that bad requests are
-    //    not counted against one.
+    // 1. Version, target, Host, framing and size, before a version is chosen, so that bad
+    //    requests are not counted against one.
+    const version = versionProblem(req);
+    if (version !== null) {
+      sendError(res, version.status, version.code, version.message, randomUUID(), undefined, true);
+      return;
+    }
     const target = requestTarget(req.url);
     if (target === null) {
       sendError(
@@ -151,7 +157,9 @@ export function handleRequest(
     if (table.mirror !== null)
       ex.tap = table.mirror.tap(req, target, ex.headers, ex.hasBody, ex.requestId, startedAt);
 
-    // 3. Dispatch; the exchange streams the rest.
+    // 3. Dispatch; the exchange streams the rest. A client waiting for 100 Continue gets it
+    //    only now, once nothing above refused the request (see installProtocolGuards).
+    if (awaitingContinue.has(req)) res.writeContinue();
     (res as TrackedResponse)[kExchange] = ex;
     res.on("close", onResponseClose);
     ex.send(endpoint);
@@ -755,6 +763,11 @@ export function handleUpgrade(
   const startedAt = performance.now();
   socket.on("error", ignore);
   try {
+    const version = versionProblem(req);
+    if (version !== null) {
+      writeRawError(socket, version.status, version.code, version.message, "");
+      return;
+    }
     const target = requestTarget(req.url);
     const st: ForwardState = {
       requestId: "",
@@ -1003,13 +1016,84 @@ function writeRawError(
 
 const STATUS_TEXT: Record<number, string> = {
   400: "Bad Request",
+  405: "Method Not Allowed",
   408: "Request Timeout",
   413: "Content Too Large",
+  417: "Expectation Failed",
   431: "Request Header Fields Too Large",
   502: "Bad Gateway",
   503: "Service Unavailable",
   504: "Gateway Timeout",
+  505: "HTTP Version Not Supported",
 };
+
+// ---------------------------------------------------------------------------------------
+// What Node's HTTP server answers by itself, answered the router's way
+// ---------------------------------------------------------------------------------------
+
+/** Requests whose client waits for 100 Continue, which the router has not sent yet. */
+const awaitingContinue = new WeakSet<IncomingMessage>();
+
+/**
+ * Takes over what Node's server would do on its own, with no JSON body or the wrong order:
+ *
+ * - `Expect: 100-continue`: Node sends 100 at once, so a client over the body limit sends
+ *   the body it announced before it learns of the 413. The request goes to `request` without
+ *   the 100; `handleRequest` sends it once nothing refused the request, and a refusal (413,
+ *   400, 503) is the client's only answer.
+ * - any other `Expect` (HTTP/1.1): Node sends an empty 417; this one is JSON.
+ * - CONNECT: without a listener Node closes the connection without a word; the router is no
+ *   tunnel, so 405 JSON.
+ *
+ * Called once per listener (router.ts), after its `request` listener.
+ */
+export function installProtocolGuards(server: Server): void {
+  server.on("checkContinue", (req: IncomingMessage, res: ServerResponse) => {
+    awaitingContinue.add(req);
+    server.emit("request", req, res);
+  });
+  server.on("checkExpectation", (req: IncomingMessage, res: ServerResponse) => {
+    req.resume();
+    sendError(
+      res,
+      417,
+      "TURNOUT_ERR_ROUTER_EXPECTATION_FAILED",
+      `the router does not support Expect: ${JSON.stringify(String(req.headers.expect).slice(0, 100))}; only 100-continue`,
+      incomingRequestId(req) ?? randomUUID(),
+      undefined,
+      true,
+    );
+  });
+  server.on("connect", (req: IncomingMessage, socket: Duplex) => {
+    socket.on("error", ignore);
+    writeRawError(
+      socket,
+      405,
+      "TURNOUT_ERR_ROUTER_METHOD_NOT_ALLOWED",
+      "CONNECT is not supported: the router is a reverse proxy, not a tunnel",
+      incomingRequestId(req) ?? "",
+    );
+  });
+}
+
+/** HTTP/0.9 (llhttp parses `GET /`) and HTTP/2+ in an HTTP/1 framing are not proxied. */
+function versionProblem(
+  req: IncomingMessage,
+): { status: number; code: ErrorCode; message: string } | null {
+  if (req.httpVersionMajor === 1) return null;
+  if (req.httpVersionMajor === 0) {
+    return {
+      status: 400,
+      code: "TURNOUT_ERR_ROUTER_BAD_REQUEST",
+      message: `HTTP/${req.httpVersion} requests are not supported; send HTTP/1.1`,
+    };
+  }
+  return {
+    status: 505,
+    code: "TURNOUT_ERR_ROUTER_HTTP_VERSION",
+    message: `HTTP/${req.httpVersion} is not supported on this listener; send HTTP/1.1`,
+  };
+}
 
 // ---------------------------------------------------------------------------------------
 // Helpers

@@ -35,7 +35,13 @@ import {
 } from "./health.js";
 import { type MirrorStats, Mirrors, type ShadowAggregateSink } from "./mirror.js";
 import { type Endpoint, UpstreamPools } from "./pools.js";
-import { handleRequest, handleUpgrade, onClientError, type ProxyContext } from "./proxy.js";
+import {
+  handleRequest,
+  handleUpgrade,
+  installProtocolGuards,
+  onClientError,
+  type ProxyContext,
+} from "./proxy.js";
 import {
   MeasurementFlusher,
   MeasurementRecorder,
@@ -717,6 +723,7 @@ export class Router {
       handleUpgrade(this.#ctx, l.table, req, socket, head);
     });
     server.on("clientError", onClientError);
+    installProtocolGuards(server);
     const host = l.host;
     const port = l.port;
     try {

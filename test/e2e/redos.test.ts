@@ -71,13 +71,14 @@ describe("user patterns through OFREP", () => {
 
   it("catastrophic patterns in rules and segments evaluate 10 kB attributes in bounded time", async () => {
     const n = 10_000;
-    for (const context of <Record<string, string>[]>[
+    const contexts: Record<string, string>[] = [
       { email: `${"a".repeat(n)}!` },
       { name: `${"a".repeat(n)}!` },
       { code: `${"a".repeat(n)}!` },
       { code: `${"a".repeat(28)}!` }, // the issue's 29 characters, 2 s before
       { tag: "x".repeat(n) },
-    ]) {
+    ];
+    for (const context of contexts) {
       const r = await evaluate(context);
       assert.equal(r.status, 200);
       assert.equal(r.variant, "plain", JSON.stringify(context).slice(0, 40));

@@ -22,6 +22,7 @@ import {
   red,
   type StatusView,
 } from "./format.js";
+import { labCommand } from "./lab.js";
 import { logsVersionArgv, registerLogsCommand } from "./logs.js";
 import { registerShadowCommands } from "./shadow.js";
 
@@ -349,6 +350,8 @@ registerLogsCommand(program, client);
 registerFlagsCommands(program, client);
 registerExperimentCommands(program, client);
 registerShadowCommands(program, client);
+
+program.addCommand(labCommand());
 
 // ---- demo -------------------------------------------------------------------------------
 

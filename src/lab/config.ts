@@ -324,7 +324,12 @@ export function serviceSpec(strategy: StrategyName, version: string): ServiceSpe
       process: {
         command: ["node", "examples/model/server.mjs"],
         replicas: TRAFFIC.replicas,
-        readiness: { path: "/healthz", periodSeconds: 1, timeoutSeconds: 1, initialDelaySeconds: 0 },
+        readiness: {
+          path: "/healthz",
+          periodSeconds: 1,
+          timeoutSeconds: 1,
+          initialDelaySeconds: 0,
+        },
         startupTimeoutSeconds: 60,
         terminationGracePeriodSeconds: 5,
       },

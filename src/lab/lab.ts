@@ -10,12 +10,7 @@
  * Seeds: the runs use seeds `seed .. seed + seeds - 1`, the same for every strategy and
  * scenario; the report does not depend on how the runs were spread over processes.
  */
-import {
-  SCENARIOS,
-  type ScenarioName,
-  STRATEGIES,
-  type StrategyName,
-} from "./config.js";
+import { SCENARIOS, type ScenarioName, STRATEGIES, type StrategyName } from "./config.js";
 import { type RunMetrics, type RunResult, runOne } from "./run.js";
 
 export const METRICS = [
@@ -40,6 +35,13 @@ export interface LabReport {
   p90: LabRow[];
   /** How the runs ended, per strategy × scenario (outcome -> runs). */
   outcomes: { strategy: StrategyName; scenario: ScenarioName; counts: Record<string, number> }[];
+  /** Medians of what the rollback took, per strategy × scenario (see `RunResult`). */
+  rollback: {
+    strategy: StrategyName;
+    scenario: ScenarioName;
+    restoreSeconds: number | null;
+    manualAfterDetect: number | null;
+  }[];
 }
 
 export interface LabOptions {
@@ -79,7 +81,12 @@ export function labJobs(opts: LabOptions, chunk = 20): LabJob[] {
   for (const strategy of strategies) {
     for (const scenario of scenarios) {
       for (let s = opts.seed; s < opts.seed + opts.seeds; s += chunk) {
-        jobs.push({ strategy, scenario, fromSeed: s, toSeed: Math.min(opts.seed + opts.seeds, s + chunk) });
+        jobs.push({
+          strategy,
+          scenario,
+          fromSeed: s,
+          toSeed: Math.min(opts.seed + opts.seeds, s + chunk),
+        });
       }
     }
   }
@@ -117,6 +124,7 @@ export async function runLab(opts: LabOptions): Promise<LabReport> {
   const results: LabRow[] = [];
   const p90: LabRow[] = [];
   const outcomes: LabReport["outcomes"] = [];
+  const rollback: LabReport["rollback"] = [];
   for (const strategy of strategies) {
     for (const scenario of scenarios) {
       const list = (runs.get(`${strategy}/${scenario}`) ?? []).sort((a, b) => a.seed - b.seed);
@@ -125,9 +133,21 @@ export async function runLab(opts: LabOptions): Promise<LabReport> {
       const counts: Record<string, number> = {};
       for (const r of list) counts[r.outcome] = (counts[r.outcome] ?? 0) + 1;
       outcomes.push({ strategy, scenario, counts });
+      rollback.push({
+        strategy,
+        scenario,
+        restoreSeconds: quantile(
+          list.map((r) => r.restoreSeconds),
+          0.5,
+        ),
+        manualAfterDetect: quantile(
+          list.map((r) => r.manualAfterDetect),
+          0.5,
+        ),
+      });
     }
   }
-  return { seeds: opts.seeds, seed: opts.seed, results, p90, outcomes };
+  return { seeds: opts.seeds, seed: opts.seed, results, p90, outcomes, rollback };
 }
 
 /** Nearest-rank quantile `q` of each metric over `runs` (nulls rank last). */
@@ -138,7 +158,11 @@ export function summarize(
   q: number,
 ): LabRow {
   const row: Record<string, unknown> = { strategy, scenario };
-  for (const m of METRICS) row[m] = quantile(runs.map((r) => r[m]), q);
+  for (const m of METRICS)
+    row[m] = quantile(
+      runs.map((r) => r[m]),
+      q,
+    );
   return row as unknown as LabRow;
 }
 

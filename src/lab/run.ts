@@ -29,11 +29,10 @@
  * analysis shows, nothing more), and that counts as one manual action.
  */
 import { dueMeasurements, type RunState } from "../core/analysis/run.js";
-import { FLAG_HASH_VERSION } from "../core/flags/evaluate.js";
-import { compileFlags, effectiveSpec } from "../core/flags/evaluate.js";
+import type { ExperimentData, MetricArmData } from "../core/experiment/types.js";
+import { compileFlags, effectiveSpec, FLAG_HASH_VERSION } from "../core/flags/evaluate.js";
 import { bucketOf, hashScheme } from "../core/hashing.js";
 import type { Command, EventDraft, ServiceSpec, ServiceStatus } from "../core/model.js";
-import type { ExperimentData, MetricArmData } from "../core/experiment/types.js";
 import {
   type AnalysisObservation,
   type ReconcileOutput,
@@ -41,7 +40,7 @@ import {
   type VersionReadiness,
 } from "../core/rollout.js";
 import { ShadowAggregate } from "../core/shadow/aggregate.js";
-import { compileCompare, comparePair } from "../core/shadow/compare.js";
+import { comparePair, compileCompare } from "../core/shadow/compare.js";
 import type { CapturedResponse, PairResult } from "../core/shadow/types.js";
 import { BuiltinProvider } from "../metrics/providers/builtin/builtin-provider.js";
 import { simulationRng } from "../sim/random.js";
@@ -92,6 +91,13 @@ export interface RunResult extends RunMetrics {
   outcome: "completed" | "rolledBack" | "featureOff" | "timeout";
   /** The last status message. */
   message: string;
+  /** Commands a person sent after the detection (to roll back, or to go on). */
+  manualAfterDetect: number;
+  /**
+   * From the detection until the version users are back on has all its instances ready (0: it
+   * never lost any, as a warm blue or a full-size stable); null without a detection.
+   */
+  restoreSeconds: number | null;
 }
 
 export interface RunOptions {
@@ -294,6 +300,8 @@ export async function runOne(
   let extra = 0;
   let manual = 0;
   let detectAt: number | null = null;
+  let manualAfterDetect = 0;
+  let restoreAt: number | null = null;
   let completedAt: number | null = null;
   let featureOff = false;
   const events: (EventDraft & { atSeconds: number })[] = [];
@@ -368,6 +376,7 @@ export async function runOne(
         createdAt: now,
       });
       manual++;
+      if (detectAt !== null) manualAfterDetect++;
       pausedSince = null;
     }
     const due =
@@ -381,8 +390,7 @@ export async function runOne(
     if (due) {
       const observations = await measure(provider, s, now);
       // The mirror phase's report, as the controller reads it for the gate.
-      let shadowReport: { id: string; report: ReturnType<ShadowAggregate["report"]> } | null =
-        null;
+      let shadowReport: { id: string; report: ReturnType<ShadowAggregate["report"]> } | null = null;
       if (s.shadow && shadowAgg && shadowId === s.shadow.id) {
         shadowReport = { id: shadowId, report: shadowAgg.report() };
       }
@@ -429,6 +437,14 @@ export async function runOne(
       }
     }
     extra += Math.max(0, runtime.count() - TRAFFIC.replicas);
+    if (detectAt !== null && restoreAt === null) {
+      const st = status as ServiceStatus;
+      const serving = st.canaryVersion === null ? st.stableVersion : null;
+      const full = (at: number) =>
+        serving !== null && (runtime.readiness(at)[serving]?.ready ?? 0) >= TRAFFIC.replicas;
+      if (full(now)) restoreAt = Math.max(detectAt, t);
+      else if (full(now + 1000)) restoreAt = t + 1;
+    }
 
     // 5. This second's requests.
     const n = TRAFFIC.rps;
@@ -465,7 +481,9 @@ export async function runOne(
         rngLatency !== null
           ? median *
             Math.exp(
-              sigma * Math.sqrt(-2 * Math.log(1 - rngLatency())) * Math.cos(2 * Math.PI * rngLatency()),
+              sigma *
+                Math.sqrt(-2 * Math.log(1 - rngLatency())) *
+                Math.cos(2 * Math.PI * rngLatency()),
             )
           : 0;
       const isCand = r.experiment
@@ -546,7 +564,10 @@ export async function runOne(
     // been watched for the whole horizon.
     const st = status as ServiceStatus;
     const ended = st.canaryVersion === null && (last?.wakeAt ?? null) === null;
-    const settled = runtime.count() === TRAFFIC.replicas && runtime.byVersion.size === 1;
+    const settled =
+      runtime.count() === TRAFFIC.replicas &&
+      runtime.byVersion.size === 1 &&
+      Object.values(runtime.readiness(now + 1000)).every((x) => x.ready === TRAFFIC.replicas);
     const badServing = bad && (completedAt !== null || routing.candidateEnd > 0) && !featureOff;
     if (ended && settled && (!badServing || t + 1 >= TRAFFIC.horizonSeconds)) {
       if (outcome === "timeout") outcome = completedAt !== null ? "completed" : "rolledBack";
@@ -573,6 +594,8 @@ export async function runOne(
     totalSeconds: completedAt,
     outcome,
     message: (status as ServiceStatus).message,
+    manualAfterDetect,
+    restoreSeconds: restoreAt === null || detectAt === null ? null : restoreAt - detectAt,
     events,
   };
 

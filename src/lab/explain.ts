@@ -49,7 +49,7 @@ function strategyLines(s: StrategyName): string[] {
   const c = compileStrategy(serviceSpec(s, "v2"));
   const spec = STRATEGY_SPECS[s];
   const lines = [`  ${s} (${BRIEF[s].label}):`];
-  c.steps.forEach((step, i) => lines.push(`    ${i + 1}. ${describeStep(step)}`));
+  for (const [i, step] of c.steps.entries()) lines.push(`    ${i + 1}. ${describeStep(step)}`);
   if (c.background)
     lines.push(
       `    background analysis: ${c.background.templates.join(", ")} from step ${c.background.startingStep + 1}`,

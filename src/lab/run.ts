@@ -112,7 +112,7 @@ export interface RunTrace extends RunResult {
 // ---------------------------------------------------------------------------------------
 // Users: buckets precomputed once per process (the same ids in every run).
 
-interface UserBuckets {
+export interface UserBuckets {
   route: Uint32Array;
   experiment: Uint32Array;
   flag: Uint32Array;
@@ -126,7 +126,17 @@ export function userId(u: number): string {
   return `u${u}`;
 }
 
-function userBuckets(): UserBuckets {
+/** Whether user `u`'s request goes to the candidate under `r` (the router's selection). */
+export function servesCandidate(ub: UserBuckets, r: Routing, u: number): boolean {
+  return r.experiment ? ub.experiment[u]! >= r.experimentEnd : ub.route[u]! < r.candidateEnd;
+}
+
+/** Whether the flag is on for user `u` (the flag evaluator's percentage rollout). */
+export function flagOn(ub: UserBuckets, flagEnd: number, u: number): boolean {
+  return ub.flag[u]! < flagEnd;
+}
+
+export function userBuckets(): UserBuckets {
   if (buckets) return buckets;
   const n = TRAFFIC.users;
   const flagScheme = hashScheme(FLAG_HASH_VERSION);
@@ -258,7 +268,7 @@ const NEVER_ABORTED = new AbortController().signal;
 // ---------------------------------------------------------------------------------------
 // One run
 
-interface Routing {
+export interface Routing {
   /** Buckets below this go to the candidate (sticky ranges, canary first). */
   candidateEnd: number;
   /** The experiment's arm ranges: buckets below `experimentEnd` are A (stable), else B. */
@@ -486,10 +496,8 @@ export async function runOne(
                 Math.cos(2 * Math.PI * rngLatency()),
             )
           : 0;
-      const isCand = r.experiment
-        ? ub.experiment[u]! >= r.experimentEnd
-        : ub.route[u]! < r.candidateEnd;
-      const featureOn = isCand && (!flags || ub.flag[u]! < flagOnEnd);
+      const isCand = servesCandidate(ub, r, u);
+      const featureOn = isCand && (!flags || flagOn(ub, flagOnEnd, u));
       const isBad = bad && featureOn;
       const errRate = isBad ? beh.errorRate : baseErr;
       const fail = eDraw < errRate;

@@ -15,6 +15,13 @@ const PW = W - M.left - M.right;
 const PH = H - M.top - M.bottom;
 const NEVER_BAND = 60;
 
+const SHORT: Record<string, string> = {
+  errors: "errors",
+  latency: "latency",
+  wrongPredictions: "wrong answers",
+  crash: "crash",
+};
+
 const COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf"];
 
 function esc(s: string): string {
@@ -52,8 +59,8 @@ export function labSvg(r: LabReport): string {
   // The "never" band.
   out.push(
     `<rect x="${M.left + PW - NEVER_BAND}" y="${M.top}" width="${NEVER_BAND}" height="${PH}" fill="#f3e6e6"/>`,
-    `<text x="${M.left + PW - NEVER_BAND / 2}" y="${M.top + 14}" text-anchor="middle" fill="#a33">never</text>`,
-    `<text x="${M.left + PW - NEVER_BAND / 2}" y="${M.top + 28}" text-anchor="middle" fill="#a33">removed</text>`,
+    `<text x="${M.left + PW - NEVER_BAND / 2}" y="${M.top + PH - 24}" text-anchor="middle" fill="#a33">never</text>`,
+    `<text x="${M.left + PW - NEVER_BAND / 2}" y="${M.top + PH - 10}" text-anchor="middle" fill="#a33">removed</text>`,
   );
   // Axes and grid.
   for (const t of ticks(maxX)) {
@@ -75,22 +82,77 @@ export function labSvg(r: LabReport): string {
     `<text x="${M.left + (PW - NEVER_BAND) / 2}" y="${H - 18}" text-anchor="middle">seconds from the start of the rollout until no user gets the bad version (recoverSeconds, square-root scale)</text>`,
     `<text transform="translate(18 ${M.top + PH / 2}) rotate(-90)" text-anchor="middle">users who got the bad version (share of ${TRAFFIC.users.toLocaleString("en-US")}, square-root scale)</text>`,
   );
-  // Points, with a small offset for points that share a place.
-  const seen = new Map<string, number>();
+  // Points: those that land on the same place are drawn side by side and labelled once.
   const strategies = STRATEGIES.filter((s) => points.some((p) => p.strategy === s));
+  // Greedy: a point within 12 px of a group's first point joins it.
+  const groups: { x: number; y: number; items: typeof points }[] = [];
   for (const p of points) {
-    const colour = COLOURS[STRATEGIES.indexOf(p.strategy)]!;
-    let x = sx(p.recoverSeconds);
-    let y = sy(p.usersExposed / TRAFFIC.users);
-    const key = `${Math.round(x / 8)}:${Math.round(y / 8)}`;
-    const n = seen.get(key) ?? 0;
-    seen.set(key, n + 1);
-    x += (n % 3) * 9 - (n > 0 ? 9 : 0);
-    y -= Math.floor(n / 3) * 9;
-    out.push(
-      `<g><title>${esc(`${BRIEF[p.strategy].label}, ${p.scenario}: ${p.usersExposed} users, recovered ${p.recoverSeconds === null ? "never" : `at ${p.recoverSeconds} s`}, detected ${p.detectSeconds === null ? "never" : `at ${p.detectSeconds} s`}`)}</title>${marker(p.scenario, x, y, colour)}</g>`,
-    );
+    const x = sx(p.recoverSeconds);
+    const y = sy(p.usersExposed / TRAFFIC.users);
+    const g = groups.find((q) => Math.abs(q.x - x) <= 12 && Math.abs(q.y - y) <= 12);
+    if (g) g.items.push(p);
+    else groups.push({ x, y, items: [p] });
   }
+  const labels: string[] = [];
+  const aside: string[] = [];
+  for (const g of groups) {
+    g.items.forEach((p, i) => {
+      const colour = COLOURS[STRATEGIES.indexOf(p.strategy)]!;
+      // Rows of six, growing up from the place.
+      const x = g.x + (i % 6) * 12;
+      const y = g.y - Math.floor(i / 6) * 12;
+      out.push(
+        `<g><title>${esc(`${BRIEF[p.strategy].label}, ${p.scenario}: ${p.usersExposed} users, recovered ${p.recoverSeconds === null ? "never" : `at ${p.recoverSeconds} s`}, detected ${p.detectSeconds === null ? "never" : `at ${p.detectSeconds} s`}`)}</title>${marker(p.scenario, x, y, colour)}</g>`,
+      );
+    });
+    const byStrategy = new Map<string, string[]>();
+    for (const p of g.items) {
+      const l = byStrategy.get(p.strategy) ?? [];
+      l.push(SHORT[p.scenario]!);
+      byStrategy.set(p.strategy, l);
+    }
+    // A crowded place: the strategies that only crash there on one line, the others above.
+    const label = (k: string) => BRIEF[k as keyof typeof BRIEF].label;
+    const only = (v: string[], sc: string) => v.length === 1 && v[0] === sc;
+    const lines =
+      g.items.length > 6
+        ? [
+            [...byStrategy]
+              .filter(([, v]) => !only(v, SHORT.crash!))
+              .map(([k, v]) => `${label(k)} (${v.join(", ")})`)
+              .join("; "),
+            `Crash of ${[...byStrategy]
+              .filter(([, v]) => only(v, SHORT.crash!))
+              .map(([k]) => label(k))
+              .join(", ")}`,
+          ].filter((l) => l !== "" && l !== "Crash of ")
+        : [[...byStrategy].map(([k, v]) => `${label(k)} (${v.join(", ")})`).join("; ")];
+    const text = lines.reduce((a, b) => (b.length > a.length ? b : a), "");
+    const right = g.x + Math.min(6, g.items.length) * 12 + 4;
+    // About 6 px a character at 11 px: a label that would leave the plot goes left of its points.
+    const crowded = g.items.length > 6;
+    const lx = crowded ? g.x - 4 : right + text.length * 6 > M.left + PW ? g.x - 10 : right;
+    const anchor = !crowded && lx < g.x ? "end" : "start";
+    const at = lx;
+    const rows = Math.floor((g.items.length - 1) / 6);
+    // A crowded place (the origin) gets its label above its rows.
+    const ly = crowded ? g.y - rows * 12 - 14 : g.y + 4 - rows * 12;
+    // The crowded place's label goes beside the plot (it would cover the points near it).
+    if (crowded) {
+      const where =
+        g.items[0]!.usersExposed === 0 && g.items[0]!.recoverSeconds === 0
+          ? "At 0 users, 0 s (bottom left):"
+          : `At ${g.items[0]!.usersExposed} users, ${g.items[0]!.recoverSeconds ?? "never"}:`;
+      aside.push(where, ...lines.map((l) => `${l}.`));
+      continue;
+    }
+    lines.forEach((line, i) => {
+      labels.push(
+        `<text x="${at}" y="${ly - (lines.length - 1 - i) * 14}" text-anchor="${anchor}" font-size="11" fill="#333" stroke="#fff" stroke-width="3" paint-order="stroke">${esc(line)}</text>`,
+      );
+    });
+  }
+  out.push(...labels);
   // Legend: strategies (colour), scenarios (shape).
   const lx = M.left + PW + 20;
   let ly = M.top + 8;
@@ -119,15 +181,15 @@ export function labSvg(r: LabReport): string {
     );
   }
   ly += 34;
-  for (const line of [
-    "Bottom left is best: few users",
-    "exposed, and not for long.",
-    "0% at 0 s: nobody ever got it",
-    "(shadow; crashes caught before",
-    "any traffic).",
-  ]) {
+  for (const line of ["Bottom left is best: few users", "exposed, and not for long.", ""]) {
     out.push(`<text x="${lx}" y="${ly}" fill="#555">${line}</text>`);
     ly += 16;
+  }
+  for (const para of aside) {
+    for (const line of wrapWords(para, 32)) {
+      out.push(`<text x="${lx}" y="${ly}" fill="#555">${esc(line)}</text>`);
+      ly += 16;
+    }
   }
   out.push("</svg>");
   return `${out.join("\n")}\n`;
@@ -141,4 +203,17 @@ function niceCeil(v: number): number {
 function ticks(max: number): number[] {
   const all = [0, 1, 5, 10, 20, 30, 60, 120, 180, 300, 600, 900, 1200, 1800];
   return all.filter((t) => t <= max);
+}
+
+function wrapWords(s: string, width: number): string[] {
+  const out: string[] = [];
+  let line = "";
+  for (const w of s.split(" ")) {
+    if (line !== "" && line.length + 1 + w.length > width) {
+      out.push(line);
+      line = w;
+    } else line = line === "" ? w : `${line} ${w}`;
+  }
+  if (line !== "") out.push(line);
+  return out;
 }

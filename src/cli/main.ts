@@ -24,6 +24,7 @@ import {
   red,
   type StatusView,
 } from "./format.js";
+import { labCommand } from "./lab.js";
 import { logsVersionArgv, registerLogsCommand } from "./logs.js";
 import { registerShadowCommands } from "./shadow.js";
 
@@ -391,6 +392,8 @@ registerFlagsCommands(program, client);
 registerExperimentCommands(program, client);
 registerShadowCommands(program, client);
 registerDashboardCommand(program, client);
+
+program.addCommand(labCommand());
 
 // ---- demo -------------------------------------------------------------------------------
 

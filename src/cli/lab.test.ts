@@ -1,0 +1,130 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+
+const MAIN = fileURLToPath(new URL("./main.ts", import.meta.url));
+
+function turnout(...args: string[]) {
+  const r = spawnSync(process.execPath, ["--import", "tsx", MAIN, ...args], {
+    encoding: "utf8",
+    timeout: 120_000,
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe("turnout lab", () => {
+  const dir = mkdtempSync(join(tmpdir(), "turnout-lab-"));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("-o json: seeds, seed and one row of medians per strategy x scenario, keys exactly as documented", () => {
+    const svg = join(dir, "lab.svg");
+    const r = turnout(
+      "lab",
+      "--seeds",
+      "2",
+      "--seed",
+      "7",
+      "--strategies",
+      "canary,shadow",
+      "--scenarios",
+      "errors",
+      "crash",
+      "-o",
+      "json",
+      "--svg",
+      svg,
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, "", "no progress line when stderr is not a terminal");
+    const j = JSON.parse(r.stdout);
+    assert.deepEqual(Object.keys(j), ["seeds", "seed", "results", "p90"]);
+    assert.equal(j.seeds, 2);
+    assert.equal(j.seed, 7);
+    assert.deepEqual(
+      j.results.map((x: { strategy: string; scenario: string }) => `${x.strategy}/${x.scenario}`),
+      ["canary/errors", "canary/crash", "shadow/errors", "shadow/crash"],
+    );
+    for (const row of [...j.results, ...j.p90]) {
+      assert.deepEqual(Object.keys(row), [
+        "strategy",
+        "scenario",
+        "usersExposed",
+        "failedRequests",
+        "wrongAnswers",
+        "detectSeconds",
+        "recoverSeconds",
+        "extraInstanceSeconds",
+        "manualActions",
+        "totalSeconds",
+      ]);
+    }
+    // The same numbers for the same seed, every time.
+    const again = turnout(
+      "lab",
+      ...["--seeds", "2", "--seed", "7", "--strategies", "canary", "shadow"],
+      ...["--scenarios", "errors,crash", "-o", "json"],
+    );
+    assert.deepEqual(JSON.parse(again.stdout), j);
+    // The SVG: one labelled point per strategy per bad scenario, axes with units, a legend.
+    const text = readFileSync(svg, "utf8");
+    assert.match(text, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"[^>]*>/);
+    assert.match(text, /<\/svg>\n$/);
+    assert.equal((text.match(/<title>/g) ?? []).length, 4);
+    assert.match(text, /seconds from the start of the rollout/);
+    assert.match(text, /Canary/);
+    assert.match(text, /Shadow/);
+    // Well formed: every element closes, in order.
+    const stack: string[] = [];
+    for (const m of text.matchAll(/<(\/?)([a-zA-Z]+)[^>]*?(\/?)>/g)) {
+      if (m[1] === "/") assert.equal(stack.pop(), m[2], `</${m[2]}> closes what was opened`);
+      else if (m[3] !== "/") stack.push(m[2]!);
+    }
+    assert.deepEqual(stack, []);
+  });
+
+  it("--explain prints the model: traffic, scenarios, every strategy's steps, templates", () => {
+    const r = turnout("lab", "--explain");
+    assert.equal(r.code, 0, r.stderr);
+    for (const s of [
+      "100 requests/s",
+      "10000 users",
+      "wrongPredictions: 10% of answers wrong",
+      "1. setWeight 10",
+      "switch (all traffic at once)",
+      "shadow 100%",
+      "setFlag new-model 10%",
+      "rolling update",
+      "experiment (sequential",
+      "post-promotion:",
+      "recoverSeconds:",
+      "promotes it 30 s later",
+    ]) {
+      assert.ok(r.stdout.includes(s), `--explain mentions ${s}`);
+    }
+  });
+
+  it("the table puts the brief beside the measurement and says where they differ", () => {
+    const r = turnout("lab", "--seeds", "1", "--scenarios", "good", "errors");
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /Key feature \(brief\)/);
+    assert.match(r.stdout, /Two full environments, instant switch/);
+    assert.match(
+      r.stdout,
+      /Blue-green: risk Low \(brief\) vs \w[\w ]* \(measured\): (agrees|differs)/,
+    );
+    assert.match(r.stdout, /Why: /);
+  });
+
+  it("rejects a bad name or count with a usage error and a suggestion", () => {
+    const r = turnout("lab", "--strategies", "canry");
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /unknown strategy "canry" \(did you mean canary\?\)/);
+    const s = turnout("lab", "--seeds", "0");
+    assert.equal(s.code, 2);
+    assert.match(s.stderr, /--seeds must be a whole number >= 1, got "0"/);
+  });
+});

@@ -591,7 +591,10 @@ test("HTTP/0.9 gets 400 and HTTP/2.0 in HTTP/1 framing gets 505, JSON, never pro
 
 test("CONNECT gets 405 with the JSON body", async (t) => {
   const { a, port } = await oneBackendRouter(t);
-  const r = await rawExchange(port, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+  const r = await rawExchange(
+    port,
+    "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+  );
   assert.equal(statusOf(r.text), 405);
   assert.equal(jsonOf(r.text).error.code, "TURNOUT_ERR_ROUTER_METHOD_NOT_ALLOWED");
   assert.ok(r.closed);
@@ -614,7 +617,9 @@ test("Expect: 100-continue over the body limit gets 413 at once, with no 100; un
   sock.on("data", (c: Buffer) => {
     text += c.toString("latin1");
   });
-  sock.write("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n");
+  sock.write(
+    "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+  );
   await until(() => text.startsWith("HTTP/1.1 100 Continue\r\n\r\n"), 3000, "100 Continue");
   sock.write("hello");
   await once(sock, "close");

@@ -393,6 +393,19 @@ function isConnectError(code: string | undefined): boolean {
   }
 }
 
+let lastDescriptorWarning = Number.NEGATIVE_INFINITY;
+
+/** One warning per burst (a minute), since every request of the burst fails the same way. */
+function warnOutOfDescriptors(logger: RouterLogger, code: string): void {
+  const now = performance.now();
+  if (now - lastDescriptorWarning < 60_000) return;
+  lastDescriptorWarning = now;
+  logger.warn(
+    { code },
+    "router: out of file descriptors connecting to an upstream; answering 503 and not ejecting the upstream; raise ulimit -n",
+  );
+}
+
 function isTimeout(code: string | undefined): boolean {
   return (
     code === "UND_ERR_HEADERS_TIMEOUT" ||
@@ -620,6 +633,16 @@ class ProxyExchange implements Dispatcher.DispatchHandler, ForwardState {
         400,
         "TURNOUT_ERR_ROUTER_BAD_REQUEST",
         `the request cannot be forwarded: ${err.message}`,
+      );
+      return;
+    }
+    if (code === "EMFILE" || code === "ENFILE") {
+      // Turnout's own descriptors ran out: the upstream is not to blame, so no ejection.
+      warnOutOfDescriptors(this.ctx.logger, code);
+      this.fail(
+        503,
+        "TURNOUT_ERR_ROUTER_OUT_OF_FILE_DESCRIPTORS",
+        `the router ran out of file descriptors (${code}) connecting to version ${this.backend.version}; raise ulimit -n`,
       );
       return;
     }

@@ -338,10 +338,12 @@ spec:
           `listening on http://0\\.0\\.0\\.0:${port} \\(all interfaces\\): http://127\\.0\\.0\\.1:${port} from this machine`,
         ),
       );
-      assert.match(
-        t.stderr(),
-        /warning: the API and \/metrics are reachable from the network in plain HTTP/,
-      );
+      // stderr is its own pipe: its line may arrive after stdout's, so wait for it (bounded).
+      const warning = /warning: the API and \/metrics are reachable from the network in plain HTTP/;
+      for (let i = 0; i < 100 && !warning.test(t.stderr()); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.match(t.stderr(), warning);
       const got = await cli(["get", "services"], {
         TURNOUT_DATA_DIR: dir,
         TURNOUT_SERVER: "",

@@ -25,6 +25,7 @@ import {
 } from "../core/model.js";
 import { stepsOf } from "../core/rollout.js";
 import { compileStrategy } from "../core/strategies/index.js";
+import { MAX_REQUEST_HEAD_BYTES } from "../defaults.js";
 import { type ErrorCode, TurnoutError } from "../errors.js";
 import { checkJson, INPUT_LIMITS } from "../resources/input-limits.js";
 import { crossCheck, parseResources } from "../resources/load.js";
@@ -98,7 +99,7 @@ interface CommandBody {
 }
 
 /** The API's largest request head: the router's default, and Node's. */
-export const API_MAX_HEADER_BYTES = 16 * 1024;
+export const API_MAX_HEADER_BYTES = MAX_REQUEST_HEAD_BYTES;
 
 export function buildApi(opts: ApiOptions): FastifyInstance {
   const { store, clock } = opts;

@@ -21,6 +21,7 @@ import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import { DEFAULT_TRAFFIC_POLICY, type RouteTable, type TrafficPolicySpec } from "../core/model.js";
 import { expandPreviews } from "../core/routes.js";
+import { MAX_REQUEST_HEAD_BYTES } from "../defaults.js";
 import type { RouterReport, Store } from "../store/store.js";
 import { attachExperiment, ExposureLog, type ExposureSink } from "./exposures.js";
 import type { EdgeFlags } from "./flags-edge.js";
@@ -227,7 +228,7 @@ export class Router {
     this.#logger = opts.logger ?? silentLogger;
     this.#pollIntervalMs = opts.pollIntervalMs ?? 500;
     this.#drainTimeoutMs = opts.drainTimeoutMs ?? 10_000;
-    this.#maxHeaderBytes = opts.maxHeaderBytes ?? 16 * 1024;
+    this.#maxHeaderBytes = opts.maxHeaderBytes ?? MAX_REQUEST_HEAD_BYTES;
     const headersTimeoutMs = opts.upstreamTimeoutMs ?? 30_000;
     this.#defaultPolicy = {
       ...DEFAULT_TRAFFIC_POLICY,

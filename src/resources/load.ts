@@ -25,7 +25,12 @@ import {
   InputLimitError,
   yamlOptions,
 } from "./input-limits.js";
-import { type DocumentIssue, formatPath, type PathSegment, validateDocument } from "./schema.js";
+import {
+  type DocumentIssue,
+  formatPath,
+  type PathSegment,
+  validateDocument,
+} from "./schema/index.js";
 
 export type ResourceFormat = "yaml" | "json";
 

@@ -10,7 +10,7 @@
  *   1. the body type in `src/core/model.ts` and a `{ <key>: Body }` member in `RolloutStep`;
  *   2. `src/core/steps/<key>.ts` exporting a `StepKind<Body>`;
  *   3. one line in `STEP_KINDS` (`index.ts`);
- *   4. the zod schema of the body: one entry in `STEP_SCHEMAS` in `src/resources/schema.ts`;
+ *   4. the zod schema of the body: one entry in `STEP_SCHEMAS` in `src/resources/schema/steps.ts`;
  *   5. whatever it puts in the status for routers (a mirror, experiment arms, flags) is read
  *      by `src/core/routes.ts` into the route table, and cleared by the kind's `clear`.
  */

@@ -1,5 +1,6 @@
 /** The schema of every rollout step kind (`src/core/steps/`), and of one step. */
 import { z } from "zod";
+import type { BodyOf, StepKey } from "../../core/steps/index.js";
 import {
   capped,
   duration,
@@ -72,7 +73,9 @@ export const RollingShape = {
 
 /**
  * The body schema of every step kind, by its key (`src/core/steps/`): a new kind adds one
- * entry here. A step is exactly one of these keys.
+ * entry here. A step is exactly one of these keys. Typed by the step kinds, as `STEP_KINDS`
+ * is: a kind without a schema, a schema without a kind, or a schema whose output is not the
+ * kind's body fails `tsc`.
  */
 export const STEP_SCHEMAS = {
   setWeight: num({ min: 0, max: 100, decimals: 4 }).describe(
@@ -119,7 +122,7 @@ export const STEP_SCHEMAS = {
   rollingUpdate: strict(RollingShape).describe(
     "Replace the old version's instances batch by batch (Kubernetes' rolling update).",
   ),
-};
+} satisfies { readonly [K in StepKey]: z.ZodType<BodyOf<K>, unknown> };
 
 export const RolloutStepSchema = exactlyOne(STEP_SCHEMAS, { noun: "step kind" }).describe(
   `One step: exactly one of ${Object.keys(STEP_SCHEMAS).join(", ")}.`,

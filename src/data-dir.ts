@@ -35,6 +35,7 @@ import {
 } from "node:fs";
 import { dirname, join } from "node:path";
 import { TurnoutError } from "./errors.js";
+import type { Logger } from "./logger.js";
 import { isRunning, isSameProcess, processStartTicks } from "./runtime/process/proc.js";
 
 export const LOCK_FILE = "lock";
@@ -68,9 +69,7 @@ export interface DataDirLock {
   release(): void;
 }
 
-interface LockLogger {
-  warn(obj: object, msg?: string): void;
-}
+type LockLogger = Pick<Logger, "warn">;
 
 /**
  * Creates the data dir if needed and takes its lock, or throws:

@@ -10,6 +10,7 @@ import type {
   TurnoutEvent,
 } from "../core/model.js";
 import { describeStep } from "../core/rollout.js";
+import { bold, cyan, dim, green, red, yellow } from "./color.js";
 import { formatShadowLines, type ShadowView } from "./shadow.js";
 
 export interface VersionTraffic {
@@ -43,14 +44,9 @@ export interface StatusView {
   now: number;
 }
 
-const useColor = process.stdout.isTTY && !process.env.NO_COLOR;
-const paint = (code: number) => (s: string) => (useColor ? `\x1b[${code}m${s}\x1b[0m` : s);
-export const bold = paint(1);
-export const dim = paint(2);
-export const red = paint(31);
-export const green = paint(32);
-export const yellow = paint(33);
-export const cyan = paint(36);
+// The colours live in a leaf module so that `shadow.ts` (which this file imports) can use them
+// without importing this file back; re-exported for the commands that import them from here.
+export { bold, cyan, dim, green, red, yellow } from "./color.js";
 
 export function phaseColor(phase: string): string {
   switch (phase) {

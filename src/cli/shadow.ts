@@ -8,7 +8,7 @@ import { stringify as toYaml } from "yaml";
 import type { ShadowReport } from "../core/shadow/aggregate.js";
 import type { ShadowStatus } from "../core/shadow/types.js";
 import type { Client } from "./client.js";
-import { bold, cyan, dim, green, red, yellow } from "./format.js";
+import { bold, cyan, dim, green, red, yellow } from "./color.js";
 
 /** The body of `GET /api/v1/services/:name/shadow` (api/shadow.ts). */
 export interface ShadowView {

@@ -14,9 +14,6 @@ export {
   type ProcessInstance,
   ProcessRuntime,
   type ProcessRuntimeOptions,
-  type RuntimeLogger,
-  type Scheduler,
-  systemScheduler,
 } from "./process/process-runtime.js";
 export type {
   Instance,

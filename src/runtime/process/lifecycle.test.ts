@@ -10,12 +10,13 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import type { Clock } from "../../core/clock.js";
 import type { ProbeSpec, ProcessRuntimeSpec } from "../../core/model.js";
 import { httpGet, waitForInstances } from "../runtime.conformance.js";
 import { readServiceLogs } from "./logs.js";
 import { PortAllocator } from "./ports.js";
 import { isRunning } from "./proc.js";
-import { type ProcessInstance, ProcessRuntime, type Scheduler } from "./process-runtime.js";
+import { type ProcessInstance, ProcessRuntime } from "./process-runtime.js";
 
 const MODEL_SERVER = fileURLToPath(new URL("../../../examples/model/server.mjs", import.meta.url));
 const RUNTIME_MODULE = fileURLToPath(new URL("./process-runtime.ts", import.meta.url));
@@ -56,7 +57,7 @@ function inlineServer(body: string, prelude = ""): string[] {
   ];
 }
 
-class FakeScheduler implements Scheduler {
+class FakeScheduler implements Clock {
   t = 0;
   pending: { fn: () => void; ms: number; at: number }[] = [];
   now(): number {
@@ -193,7 +194,7 @@ describe("ProcessRuntime lifecycle", { timeout: 30_000 }, () => {
       `const fs = require("node:fs"); const first = !fs.existsSync(${JSON.stringify(marker)});
        fs.writeFileSync(${JSON.stringify(marker)}, "x"); const t0 = Date.now();`,
     );
-    const rt = new ProcessRuntime({ dataDir: freshDir(), scheduler: sched });
+    const rt = new ProcessRuntime({ dataDir: freshDir(), clock: sched });
     try {
       await rt.ensure(
         "svc",
@@ -229,7 +230,7 @@ describe("ProcessRuntime lifecycle", { timeout: 30_000 }, () => {
       `() => require("node:fs").existsSync(${JSON.stringify(sick)}) ? [503, { ok: false }] : [200, { ok: true }]`,
     );
     const sched = new FakeScheduler();
-    const rt = new ProcessRuntime({ scheduler: sched });
+    const rt = new ProcessRuntime({ clock: sched });
     try {
       await rt.ensure("svc", spec({ command }), [{ version: "v1", replicas: 1 }]);
       const [before] = await ready(rt, 1);

@@ -5,16 +5,12 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import type { Clock } from "../../core/clock.js";
 import type { ProbeSpec, ProcessRuntimeSpec } from "../../core/model.js";
 import { describeRuntimeConformance, httpGet, waitForInstances } from "../runtime.conformance.js";
 import type { Instance } from "../runtime.js";
 import { PortAllocator } from "./ports.js";
-import {
-  type ProcessInstance,
-  ProcessRuntime,
-  type Scheduler,
-  template,
-} from "./process-runtime.js";
+import { type ProcessInstance, ProcessRuntime, template } from "./process-runtime.js";
 
 const MODEL_SERVER = fileURLToPath(new URL("../../../examples/model/server.mjs", import.meta.url));
 const RUNTIME_MODULE = fileURLToPath(new URL("./process-runtime.ts", import.meta.url));
@@ -85,7 +81,7 @@ async function waitGone(pid: number, timeoutMs = 5000): Promise<void> {
 }
 
 /** Restart back-off in scheduler time: nothing fires until the test says so. */
-class FakeScheduler implements Scheduler {
+class FakeScheduler implements Clock {
   t = 0;
   pending: { fn: () => void; ms: number; at: number }[] = [];
   now(): number {
@@ -213,7 +209,7 @@ describe("ProcessRuntime", { timeout: 20_000 }, () => {
 
   it("marks an instance failed when it is not ready within startupTimeoutSeconds, and stops its process", async () => {
     const sched = new FakeScheduler();
-    const rt = new ProcessRuntime({ scheduler: sched });
+    const rt = new ProcessRuntime({ clock: sched });
     try {
       const t0 = Date.now();
       await rt.ensure(
@@ -250,7 +246,7 @@ describe("ProcessRuntime", { timeout: 20_000 }, () => {
 
   it("restarts a crashed instance with exponential back-off, and reports it failed after failureThreshold crashes in a row", async () => {
     const sched = new FakeScheduler();
-    const rt = new ProcessRuntime({ dataDir: freshDataDir(), scheduler: sched });
+    const rt = new ProcessRuntime({ dataDir: freshDataDir(), clock: sched });
     try {
       const spec = processSpec({
         command: [node, "-e", "process.exit(3)"],
@@ -298,7 +294,7 @@ describe("ProcessRuntime", { timeout: 20_000 }, () => {
       `const fs = require("node:fs"); if (!fs.existsSync(${JSON.stringify(marker)})) {
          fs.writeFileSync(${JSON.stringify(marker)}, "x"); process.exit(7); }`,
     );
-    const rt = new ProcessRuntime({ dataDir, scheduler: sched });
+    const rt = new ProcessRuntime({ dataDir, clock: sched });
     try {
       await rt.ensure(
         "svc",
@@ -323,7 +319,7 @@ describe("ProcessRuntime", { timeout: 20_000 }, () => {
   });
 
   it("marks an instance failed at once when its command cannot start", async () => {
-    const rt = new ProcessRuntime({ scheduler: new FakeScheduler() });
+    const rt = new ProcessRuntime({ clock: new FakeScheduler() });
     try {
       await rt.ensure(
         "svc",

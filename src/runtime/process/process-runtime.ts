@@ -37,6 +37,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { appendFileSync, closeSync, mkdirSync, openSync, statSync, writeSync } from "node:fs";
 import path from "node:path";
+import { type Clock, systemClock } from "../../core/clock.js";
 import {
   DEFAULT_DRAIN_SECONDS,
   DEFAULT_PROCESS_LOGS,
@@ -45,6 +46,7 @@ import {
   type RuntimeSpec,
 } from "../../core/model.js";
 import { TurnoutError } from "../../errors.js";
+import { type Logger, silentLogger } from "../../logger.js";
 import type { Instance, Runtime, StopGate, VersionTarget } from "../runtime.js";
 import { type InstanceRecord, InstancesFile, type LaunchConfig } from "./instances-file.js";
 import { instanceLogFile, rotateIfNeeded } from "./logs.js";
@@ -52,39 +54,8 @@ import { defaultPortAllocator, type PortAllocator } from "./ports.js";
 import { type ProbeHandle, probeHttp } from "./probe.js";
 import { groupExists, isRunning, isSameProcess, killGroup, processStartTicks } from "./proc.js";
 
-/** The subset of pino's API the runtime uses; a pino logger fits as is. */
-export interface RuntimeLogger {
-  debug(obj: object, msg?: string): void;
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
-
-const silentLogger: RuntimeLogger = { debug() {}, info() {}, warn() {}, error() {} };
-
-/**
- * Time for restart back-off: when to restart, and how long an instance has run. Injected so a
- * test can check the delays (1 s, 2 s, 4 s...) without waiting for them.
- */
-export interface Scheduler {
-  now(): number;
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-export const systemScheduler: Scheduler = {
-  now: () => Date.now(),
-  setTimeout(fn, ms) {
-    // Unref'd: a pending restart must not keep a Node process alive that has nothing else.
-    const t = setTimeout(fn, ms);
-    t.unref();
-    return t;
-  },
-  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
-};
-
 export interface ProcessRuntimeOptions {
-  logger?: RuntimeLogger;
+  logger?: Logger;
   /**
    * Instance output goes to `<dataDir>/logs/<service>/<version>-<i>.log` (discarded without it),
    * and the records that allow adoption after a SIGKILL to `<dataDir>/runtime/instances.json`.
@@ -92,8 +63,11 @@ export interface ProcessRuntimeOptions {
   dataDir?: string;
   /** Defaults to one allocator shared by the whole Node process. */
   ports?: PortAllocator;
-  /** Restart back-off timing (default: real time). */
-  scheduler?: Scheduler;
+  /**
+   * Time for restart back-off: when to restart, and how long an instance has run. Injected so a
+   * test can check the delays (1 s, 2 s, 4 s...) without waiting for them. Default: real time.
+   */
+  clock?: Clock;
   /** How often an adopted instance (not our child: no exit event) is checked for life. Default 500 ms. */
   watchIntervalMs?: number;
   /** How often log files are checked for rotation. Default 1 s. */
@@ -118,7 +92,7 @@ type State = Instance["state"];
 interface Proc {
   readonly pid: number;
   readonly startTicks: string | undefined;
-  /** Scheduler time of the spawn (or adoption): how long it has run, for the back-off reset. */
+  /** Clock time of the spawn (or adoption): how long it has run, for the back-off reset. */
   readonly startedAt: number;
   /** Epoch ms of the spawn, recorded for people. */
   readonly startedAtEpoch: number;
@@ -173,10 +147,10 @@ interface Managed {
 
 /** Runs versions as local processes. See the module comment for the lifecycle. */
 export class ProcessRuntime implements Runtime {
-  private readonly logger: RuntimeLogger;
+  private readonly logger: Logger;
   private readonly dataDir: string | undefined;
   private readonly ports: PortAllocator;
-  private readonly scheduler: Scheduler;
+  private readonly clock: Clock;
   private readonly watchIntervalMs: number;
   private readonly logCheckIntervalMs: number;
   private readonly file: InstancesFile | undefined;
@@ -205,7 +179,7 @@ export class ProcessRuntime implements Runtime {
     this.logger = opts.logger ?? silentLogger;
     this.dataDir = opts.dataDir;
     this.ports = opts.ports ?? defaultPortAllocator;
-    this.scheduler = opts.scheduler ?? systemScheduler;
+    this.clock = opts.clock ?? systemClock;
     this.watchIntervalMs = opts.watchIntervalMs ?? 500;
     this.logCheckIntervalMs = opts.logCheckIntervalMs ?? 1000;
     this.file = this.dataDir !== undefined ? new InstancesFile(this.dataDir) : undefined;
@@ -665,7 +639,7 @@ export class ProcessRuntime implements Runtime {
   private crashed(m: Managed, reason: string, failNow: boolean, proc?: Proc): void {
     if (m.removal || this.closed) return;
     const policy = m.launch.restart;
-    const now = this.scheduler.now();
+    const now = this.clock.now();
     if (proc && now - proc.startedAt >= policy.resetAfterSeconds * 1000) m.backoffStep = 0;
     const delaySeconds = Math.min(
       policy.maxBackoffSeconds,
@@ -682,7 +656,7 @@ export class ProcessRuntime implements Runtime {
       { instance: m.id, reason, restarts: m.restarts, delaySeconds, failed },
       "instance crashed; restart scheduled",
     );
-    m.restartTimer = this.scheduler.setTimeout(() => {
+    m.restartTimer = this.clock.setTimeout(() => {
       m.restartTimer = undefined;
       if (m.removal || this.closed) return;
       m.restarts++;
@@ -726,7 +700,7 @@ export class ProcessRuntime implements Runtime {
    */
   private stop(m: Managed, drain: boolean): Promise<void> {
     if (m.removal) return m.removal;
-    if (m.restartTimer !== undefined) this.scheduler.clearTimeout(m.restartTimer);
+    if (m.restartTimer !== undefined) this.clock.clearTimeout(m.restartTimer);
     m.restartTimer = undefined;
     this.clearTimers(m);
     this.firstProbeDone(m);
@@ -846,7 +820,7 @@ export class ProcessRuntime implements Runtime {
     return {
       pid,
       startTicks,
-      startedAt: this.scheduler.now(),
+      startedAt: this.clock.now(),
       startedAtEpoch,
       child,
       exited: false,

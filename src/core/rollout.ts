@@ -17,6 +17,7 @@ import {
   summarize,
 } from "./analysis/run.js";
 import { formatDuration } from "./duration.js";
+import type { EventData, EventType } from "./events.js";
 import type { ExperimentData } from "./experiment/types.js";
 import type {
   AnalysisRefSpec,
@@ -151,11 +152,12 @@ export function emptyStatus(now: number): ServiceStatus {
 // Helpers shared by stages
 // ---------------------------------------------------------------------------------------
 
-function emit(
+/** Appends an event of the catalogue (`events.ts`) to this reconcile's history. */
+function emit<T extends EventType>(
   w: Work,
-  type: string,
+  type: T,
   message: string,
-  data: Record<string, unknown>,
+  data: EventData[T],
   actor = "controller",
 ) {
   w.events.push({ service: w.name, type, actor, message, data, time: w.now });

@@ -14,6 +14,7 @@
  *   5. otherwise wait, and look again at the next tick.
  */
 import { durationMs, formatDuration } from "../duration.js";
+import type { ExperimentNumbers } from "../events.js";
 import {
   analyzeExperiment,
   canaryShare,
@@ -28,7 +29,7 @@ import { roundWeight } from "./setWeight.js";
 import type { StepKind } from "./types.js";
 
 /** Numbers behind a decision, for the event history. */
-function numbers(r: ExperimentResults): Record<string, unknown> {
+function numbers(r: ExperimentResults): ExperimentNumbers {
   return {
     experiment: r.name,
     verdict: r.verdict,

@@ -15,6 +15,8 @@
  *   5. whatever it puts in the status for routers (a mirror, experiment arms, flags) is read
  *      by `src/core/routes.ts` into the route table, and cleared by the kind's `clear`.
  */
+
+import type { AbortCause, EventData, EventType } from "../events.js";
 import type { AnalysisRefSpec, Phase, RolloutStep, ServiceSpec, ServiceStatus } from "../model.js";
 import type { ReconcileInput } from "../rollout.js";
 
@@ -32,15 +34,18 @@ export interface StepContext {
   readonly status: ServiceStatus;
   /** When the current step began (clock ms); timed waits count from here. */
   readonly stepStartedAt: number;
-  /** Appends an event to the service's history (who and why, with the numbers). */
-  emit(type: string, message: string, data: Record<string, unknown>, actor?: string): void;
+  /**
+   * Appends an event to the service's history (who and why, with the numbers); the type and
+   * its data are the catalogue's (`../events.ts`).
+   */
+  emit<T extends EventType>(type: T, message: string, data: EventData[T], actor?: string): void;
   setPhase(phase: Phase, message: string): void;
   /** "step 2/5", for messages. */
   label(i: number): string;
   /** Asks for a reconcile at this clock time at the latest (timed waits, due measurements). */
   wakeAt(ms: number): void;
   /** Aborts the rollout: the candidate's traffic goes to 0 at once, phase Degraded with `why`. */
-  rollBack(why: string, data: Record<string, unknown>): void;
+  rollBack(why: string, data: AbortCause): void;
   /**
    * Runs AnalysisTemplates as a blocking gate for step `i`, with the `analysis` step's
    * semantics: "running" (the phase and wake-up are set; return "wait"), "passed" (go on),

@@ -4,14 +4,17 @@ import type { JudgeSpec } from "../model.js";
 import { binomialSample, mulberry32, normalSampler } from "../stats/index.js";
 import {
   DEFAULT_SEQUENTIAL_DETECT,
+  JUDGES,
   type JudgeContext,
   type JudgeMemory,
   judge,
+  judgeKind,
   mannWhitneyLookAlpha,
   num,
   type Verdict,
 } from "./judges.js";
 import type { Observation, ObservedBin, ObservedSide } from "./observation.js";
+import { DEFAULT_MIN_SAMPLES } from "./run.js";
 
 const ctx = (over: Partial<JudgeContext> = {}): JudgeContext => ({
   metric: "errors",
@@ -565,4 +568,25 @@ test("verdicts are plain JSON (what status and history store)", () => {
     ctx(),
   );
   assert.deepEqual(JSON.parse(JSON.stringify(v)), v);
+});
+
+describe("the judge registry", () => {
+  test("each judge is registered under its own key, with its default minSamples", () => {
+    for (const [key, j] of Object.entries(JUDGES)) assert.equal(j.key, key);
+    assert.deepEqual(DEFAULT_MIN_SAMPLES, {
+      threshold: 1,
+      relative: 1,
+      sequential: 100,
+      mannWhitney: 50,
+    });
+  });
+
+  test("judgeKind names the judge of a spec", () => {
+    assert.equal(judgeKind({ threshold: { max: 1 } }), "threshold");
+    assert.equal(
+      judgeKind({ mannWhitney: { maxRelativeIncrease: 0.2, alpha: 0.05 } }),
+      "mannWhitney",
+    );
+    assert.throws(() => judgeKind({} as JudgeSpec), /unknown judge kind/);
+  });
 });

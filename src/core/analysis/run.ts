@@ -49,7 +49,15 @@
  */
 import { durationMs, formatDuration } from "../duration.js";
 import type { AnalysisMetricSpec, AnalysisTemplateSpec, MetricSourceSpec } from "../model.js";
-import { type JudgeContext, type JudgeMemory, judge, judgeKind, type Verdict } from "./judges.js";
+import {
+  JUDGES,
+  type JudgeContext,
+  type JudgeKind,
+  type JudgeMemory,
+  judge,
+  judgeKind,
+  type Verdict,
+} from "./judges.js";
 import type { Observation } from "./observation.js";
 
 export type RunPhase = "Running" | "Successful" | "Failed" | "Inconclusive" | "Error";
@@ -74,12 +82,9 @@ export const DEFAULT_HISTORY_LIMIT = 5;
  * minSamples when the metric does not set it: a known sample size of 0 is never judged; the
  * statistical judges want enough requests for their normal approximations.
  */
-export const DEFAULT_MIN_SAMPLES = {
-  threshold: 1,
-  relative: 1,
-  sequential: 100,
-  mannWhitney: 50,
-} as const;
+export const DEFAULT_MIN_SAMPLES = Object.fromEntries(
+  Object.values(JUDGES).map((j) => [j.key, j.defaultMinSamples]),
+) as { readonly [K in JudgeKind]: number };
 
 export interface RunTemplate {
   name: string;

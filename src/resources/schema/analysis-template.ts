@@ -1,5 +1,6 @@
 /** The AnalysisTemplate kind: metrics, where they come from, and how each is judged. */
 import { z } from "zod";
+import type { JudgeBody, JudgeKind } from "../../core/analysis/judges.js";
 import {
   apiVersion,
   capped,
@@ -76,7 +77,12 @@ const MetricSourceSchema = exactlyOne({
 
 const alpha = () => num({ gt: 0, lt: 1 }).default(0.05);
 
-const JudgeSchema = exactlyOne({
+/**
+ * The spec schema of every judge, by its key (`src/core/analysis/judges/`); typed by the judge
+ * kinds, as `JUDGES` is, so a judge without a schema (or one whose output is not its body)
+ * fails `tsc`.
+ */
+const JUDGE_SCHEMAS = {
   threshold: strict({
     min: limited("MEASURED_VALUE").optional(),
     max: limited("MEASURED_VALUE").optional(),
@@ -119,7 +125,11 @@ const JudgeSchema = exactlyOne({
   mannWhitney: strict({ maxRelativeIncrease: limited("RELATIVE_CHANGE"), alpha: alpha() }).describe(
     "Mann-Whitney U test of candidate against baseline samples (e.g. latencies).",
   ),
-}).describe("How the value is judged: pass, fail or inconclusive (exactly one).");
+} satisfies { readonly [K in JudgeKind]: z.ZodType<JudgeBody<K>, unknown> };
+
+const JudgeSchema = exactlyOne(JUDGE_SCHEMAS).describe(
+  "How the value is judged: pass, fail or inconclusive (exactly one).",
+);
 
 const MetricSchema = strict({
   name: metricName,

@@ -31,6 +31,11 @@
  * time (its port stays reserved, it is probed again, and `ensure` keeps or stops it like any
  * other), SIGKILLs groups whose leader is gone, and forgets the rest.
  *
+ * The decisions of that life are pure and unit-tested on their own (`instance-machine.ts`:
+ * what a probe's answer, a start-up deadline, a crash or a due restart does to an instance's
+ * state, how it stops, what `ensure` starts and stops); this file spawns, signals, probes,
+ * schedules and records accordingly.
+ *
  * POSIX only: process groups and negative pids do not exist on Windows; identity checks of
  * adopted pids need Linux's /proc (elsewhere, a pid that cannot be verified is left alone).
  */
@@ -48,6 +53,7 @@ import {
 import { TurnoutError } from "../../errors.js";
 import { type Logger, silentLogger } from "../../logger.js";
 import type { Instance, Runtime, StopGate, VersionTarget } from "../runtime.js";
+import * as machine from "./instance-machine.js";
 import { type InstanceRecord, InstancesFile, type LaunchConfig } from "./instances-file.js";
 import { instanceLogFile, rotateIfNeeded } from "./logs.js";
 import { defaultPortAllocator, type PortAllocator } from "./ports.js";
@@ -88,12 +94,10 @@ export interface ProcessInstance extends Instance {
 
 type State = Instance["state"];
 
-/** One run of an instance's process. */
-interface Proc {
+/** One run of an instance's process: its facts (`RunFacts`) and its handles. */
+interface Proc extends machine.RunFacts {
   readonly pid: number;
   readonly startTicks: string | undefined;
-  /** Clock time of the spawn (or adoption): how long it has run, for the back-off reset. */
-  readonly startedAt: number;
   /** Epoch ms of the spawn, recorded for people. */
   readonly startedAtEpoch: number;
   /** Undefined for an adopted process: no exit event, it is watched by polling. */
@@ -101,21 +105,13 @@ interface Proc {
   exited: boolean;
   readonly exitedPromise: Promise<void>;
   readonly resolveExited: () => void;
-  /** Set when Turnout ends the process itself for a reason (liveness, startup timeout). */
-  killReason: string | undefined;
-  /** The kill reason makes the instance failed at once (startup timeout). */
-  failNow: boolean;
-  livenessFailures: number;
-  /** Passed readiness once: from then on a failing probe only takes it out of traffic. */
-  wasReady: boolean;
-  readinessFailures: number;
   startupTimer: NodeJS.Timeout | undefined;
   termination: Promise<void> | undefined;
   watch: NodeJS.Timeout | undefined;
 }
 
-/** Everything the runtime tracks about one instance slot. */
-interface Managed {
+/** Everything the runtime tracks about one instance slot: its facts and its handles. */
+interface Managed extends machine.InstanceFacts {
   readonly id: string;
   readonly service: string;
   readonly version: string;
@@ -125,19 +121,11 @@ interface Managed {
   readonly logFile: string | undefined;
   readonly launch: LaunchConfig;
   readonly adopted: boolean;
-  state: State;
-  message: string | undefined;
   proc: Proc | undefined;
   /** Probe and startup-deadline timers of the current process. */
   readonly timers: Set<NodeJS.Timeout>;
   /** Readiness and liveness probes may be in flight together. */
   readonly probesInFlight: Set<ProbeHandle>;
-  restarts: number;
-  lastExit: string | undefined;
-  /** Crashes since the instance was last ready; `failureThreshold` of them make it "failed". */
-  crashesSinceReady: number;
-  /** Exponent of the next back-off delay. */
-  backoffStep: number;
   restartTimer: unknown;
   /** Called once the first probe of an adopted instance has an answer. */
   onFirstProbe: (() => void) | undefined;
@@ -224,31 +212,22 @@ export class ProcessRuntime implements Runtime {
         }
         wanted.set(t.version, Math.max(0, Math.floor(t.replicas)));
       }
-      const all = [...(this.services.get(service)?.values() ?? [])];
-
-      // 1. Versions no longer wanted go, all their instances.
-      for (const m of all) {
-        if (!m.removal && !wanted.has(m.version)) this.stopInBackground(m);
-      }
-      // 2. Each wanted version scales to its replicas. Extra ones go, those not serving first
-      //    (failed, then starting; as Kubernetes picks pods to delete), then the highest index.
-      //    Missing ones start at the lowest free index; indices of instances still stopping stay
-      //    taken, so no two listed instances share an id.
+      const current = this.services.get(service) ?? new Map<string, Managed>();
+      // Unwanted versions go; each wanted version scales to its replicas (`scalePlan`).
+      const plan = machine.scalePlan(
+        [...current.values()].map((m) => ({
+          id: m.id,
+          version: m.version,
+          index: m.index,
+          state: m.state,
+          removing: m.removal !== undefined,
+        })),
+        wanted,
+      );
       const starts: Promise<void>[] = [];
-      for (const [version, replicas] of wanted) {
-        const ofVersion = all.filter((m) => m.version === version);
-        const live = ofVersion
-          .filter((m) => !m.removal)
-          .sort((a, b) => rank(a) - rank(b) || b.index - a.index);
-        for (const m of live.slice(0, Math.max(0, live.length - replicas)))
-          this.stopInBackground(m);
-        const used = new Set(ofVersion.map((m) => m.index));
-        for (let missing = replicas - live.length, i = 0; missing > 0; i++) {
-          if (used.has(i)) continue;
-          used.add(i);
-          missing--;
-          starts.push(this.create(service, version, i, p));
-        }
+      for (const step of plan) {
+        if (step.op === "stop") this.stopInBackground(current.get(step.id)!);
+        else starts.push(this.create(service, step.version, step.index, p));
       }
       await Promise.all(starts);
       // New "starting" instances are a change too (as they are for the static runtime); the
@@ -512,10 +491,8 @@ export class ProcessRuntime implements Runtime {
   }
 
   /**
-   * The readiness probe runs for the life of the process, as Kubernetes' does: until the first
-   * pass it decides when the instance starts taking traffic (the startup timeout counts); after
-   * that, READINESS_FAILURE_THRESHOLD failures in a row take it out of traffic ("starting")
-   * until it passes again. It never restarts anything; that is the liveness probe's job.
+   * The readiness probe runs for the life of the process (what its answers do:
+   * `machine.readinessAnswered`); until the first pass the startup timeout counts.
    */
   private scheduleProbe(m: Managed, proc: Proc, delayMs: number): void {
     const probe = m.launch.readiness;
@@ -524,32 +501,15 @@ export class ProcessRuntime implements Runtime {
       const r = await this.probeOnce(m, probe.path, probe.timeoutSeconds);
       if (m.proc !== proc || proc.exited || m.removal || proc.killReason) return;
       this.firstProbeDone(m);
-      if (r.ok) {
-        proc.readinessFailures = 0;
-        if (m.state !== "ready") {
-          const first = !proc.wasReady;
-          proc.wasReady = true;
-          if (proc.startupTimer) {
-            clearTimeout(proc.startupTimer);
-            m.timers.delete(proc.startupTimer);
-            proc.startupTimer = undefined;
-          }
-          m.crashesSinceReady = 0;
-          this.setState(m, "ready", undefined);
-          if (first && m.launch.liveness)
-            this.scheduleLiveness(m, proc, m.launch.liveness.periodSeconds * 1000);
-        }
-      } else if (!proc.wasReady) {
-        // Recorded without an onChange: still not ready, nothing for the controller to act on.
-        // A failed instance keeps the message that says why it failed.
-        if (m.state !== "failed") m.message = `readiness probe: ${r.detail}`;
-      } else if (++proc.readinessFailures >= READINESS_FAILURE_THRESHOLD && m.state === "ready") {
-        this.setState(
-          m,
-          "starting",
-          `not ready: readiness probe failed ${proc.readinessFailures} times in a row (${r.detail})`,
-        );
+      const t = machine.readinessAnswered(m, proc, r);
+      if (t.becameReady && proc.startupTimer) {
+        clearTimeout(proc.startupTimer);
+        m.timers.delete(proc.startupTimer);
+        proc.startupTimer = undefined;
       }
+      if (t.changed) this.announce(m);
+      if (t.firstReady && m.launch.liveness)
+        this.scheduleLiveness(m, proc, m.launch.liveness.periodSeconds * 1000);
       this.scheduleProbe(m, proc, probe.periodSeconds * 1000);
     });
   }
@@ -561,11 +521,10 @@ export class ProcessRuntime implements Runtime {
       if (m.proc !== proc || proc.exited || m.removal || proc.killReason) return;
       const r = await this.probeOnce(m, spec.path, spec.timeoutSeconds);
       if (m.proc !== proc || proc.exited || m.removal || proc.killReason) return;
-      proc.livenessFailures = r.ok ? 0 : proc.livenessFailures + 1;
-      if (proc.livenessFailures >= spec.failureThreshold) {
+      const t = machine.livenessAnswered(m, proc, r, spec.failureThreshold);
+      if (t.terminate) {
         // As the kubelet does: the container is killed (gracefully) and restarted.
-        proc.killReason = `liveness probe failed ${proc.livenessFailures} times (${r.detail})`;
-        this.setState(m, "starting", `${proc.killReason}; restarting`);
+        if (t.changed) this.announce(m);
         this.terminate(m, proc);
         return;
       }
@@ -587,14 +546,11 @@ export class ProcessRuntime implements Runtime {
   }
 
   private onStartupTimeout(m: Managed, proc: Proc): void {
-    if (m.proc !== proc || proc.exited || m.removal || proc.wasReady) return;
-    const last = m.message?.startsWith("readiness probe: ") ? m.message : "no probe answered yet";
-    proc.killReason = `not ready within ${m.launch.startupTimeoutMs / 1000}s (${last})`;
-    proc.failNow = true;
+    if (m.proc !== proc || proc.exited || m.removal) return;
+    const t = machine.startupTimedOut(m, proc, m.launch.startupTimeoutMs);
+    if (!t) return;
     this.firstProbeDone(m);
-    // Failed at once: a start-up that timed out is what the user must see; the restart may
-    // still bring it up, and then it is ready again.
-    this.setState(m, "failed", `${proc.killReason}; restarting`);
+    if (t.changed) this.announce(m);
     this.terminate(m, proc);
   }
 
@@ -633,25 +589,19 @@ export class ProcessRuntime implements Runtime {
   }
 
   /**
-   * The process is gone unasked (or never started): schedule its restart with back-off, and
-   * decide whether the instance now counts as failed.
+   * The process is gone unasked (or never started): schedule its restart with the back-off
+   * `machine.crashed` decides (and whether the instance now counts as failed).
    */
   private crashed(m: Managed, reason: string, failNow: boolean, proc?: Proc): void {
     if (m.removal || this.closed) return;
-    const policy = m.launch.restart;
-    const now = this.clock.now();
-    if (proc && now - proc.startedAt >= policy.resetAfterSeconds * 1000) m.backoffStep = 0;
-    const delaySeconds = Math.min(
-      policy.maxBackoffSeconds,
-      policy.initialBackoffSeconds * 2 ** m.backoffStep,
-    );
-    m.backoffStep++;
-    m.crashesSinceReady++;
-    m.lastExit = reason;
-    const failed = failNow || m.crashesSinceReady >= policy.failureThreshold;
-    const loop = m.crashesSinceReady > 1 ? ` (crash loop: ${m.crashesSinceReady} in a row)` : "";
-    const where = m.logFile ? `; log: ${m.logFile}` : "";
-    const message = `${reason}${loop}; restart in ${delaySeconds}s${where}`;
+    const { delaySeconds, failed } = machine.crashed(m, {
+      reason,
+      failNow,
+      run: proc,
+      now: this.clock.now(),
+      policy: m.launch.restart,
+      logFile: m.logFile,
+    });
     this.logger.warn(
       { instance: m.id, reason, restarts: m.restarts, delaySeconds, failed },
       "instance crashed; restart scheduled",
@@ -659,15 +609,11 @@ export class ProcessRuntime implements Runtime {
     m.restartTimer = this.clock.setTimeout(() => {
       m.restartTimer = undefined;
       if (m.removal || this.closed) return;
-      m.restarts++;
-      // Kept as the message until the probe says more (a failed instance keeps its state).
-      m.message = `restarted (${m.restarts}) after: ${reason}`;
+      machine.restartDue(m, reason);
       this.spawnProcess(m);
       this.emit();
     }, delaySeconds * 1000);
     // Always a change: the controller and `status` show restarts and the last exit.
-    m.state = failed ? "failed" : "starting";
-    m.message = message;
     this.emit();
   }
 
@@ -705,22 +651,16 @@ export class ProcessRuntime implements Runtime {
     this.clearTimers(m);
     this.firstProbeDone(m);
     const proc = m.proc;
-    // Only an instance that served can have requests in flight or be in a route table (a
-    // readiness flap leaves it "starting" but perhaps still in a router's table).
-    const served = drain && (m.state === "ready" || proc?.wasReady === true);
-    const gate = served ? this.gate : null;
-    const drainMs = served ? m.launch.drainMs : 0;
+    const plan = machine.stopPlan(m, proc, {
+      drain,
+      hasGate: this.gate !== null,
+      drainMs: m.launch.drainMs,
+    });
+    const gate = plan.gate ? this.gate : null;
+    const drainMs = plan.drainMs;
     m.removal = (async () => {
       if (proc && !proc.exited) {
-        this.setState(
-          m,
-          "stopping",
-          gate
-            ? "stopping: waiting until every router serves a table without it"
-            : drainMs > 0
-              ? `draining for ${drainMs / 1000}s`
-              : "stopping",
-        );
+        this.setState(m, "stopping", plan.message);
         this.logger.info({ instance: m.id, pid: proc.pid, drainMs }, "stopping instance");
         if (gate) {
           // The instance goes out of the next route table as "stopping"; the gate resolves
@@ -900,8 +840,12 @@ export class ProcessRuntime implements Runtime {
     const changed = m.state !== state;
     m.state = state;
     m.message = message;
-    if (!changed) return;
-    this.logger.info({ instance: m.id, state, message }, `instance ${state}`);
+    if (changed) this.announce(m);
+  }
+
+  /** The instance's state changed: logged, and the listeners are told. */
+  private announce(m: Managed): void {
+    this.logger.info({ instance: m.id, state: m.state, message: m.message }, `instance ${m.state}`);
     this.emit();
   }
 
@@ -966,13 +910,7 @@ export class ProcessRuntime implements Runtime {
   }
 }
 
-/** Failed readiness probes in a row that take a ready instance out of traffic (Kubernetes' default). */
-export const READINESS_FAILURE_THRESHOLD = 3;
-
-/** Scale-down order: instances that serve nothing go first. */
-function rank(m: Managed): number {
-  return m.state === "ready" ? 2 : m.state === "starting" ? 1 : 0;
-}
+export { READINESS_FAILURE_THRESHOLD } from "./instance-machine.js";
 
 /** Replaces `${version}`, `${port}` and `${instance}`; other `${...}` text is left as written. */
 export function template(s: string, vars: Record<string, string>): string {

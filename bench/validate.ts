@@ -5,13 +5,18 @@
  * machine is doing; `TURNOUT_SCHEMA_DIR=<checkout>/src/resources` measures another checkout's
  * code (e.g. the commit before the limits) with the same documents.
  */
+import { existsSync } from "node:fs";
 import { stringify } from "yaml";
 import { LARGEST } from "../test/largest-resources.js";
 
 const dir = process.env.TURNOUT_SCHEMA_DIR ?? new URL("../src/resources", import.meta.url).pathname;
+// The schemas were one file (schema.ts) before they became a folder (schema/index.ts).
+const schemaModule = existsSync(`${dir}/schema/index.ts`)
+  ? `${dir}/schema/index.ts`
+  : `${dir}/schema.ts`;
 const { validateDocument } = (await import(
-  `${dir}/schema.ts`
-)) as typeof import("../src/resources/schema.js");
+  schemaModule
+)) as typeof import("../src/resources/schema/index.js");
 const { parseResources } = (await import(
   `${dir}/load.ts`
 )) as typeof import("../src/resources/load.js");

@@ -12,7 +12,7 @@ import { type LabReport, runLab } from "../lab/lab.js";
 import { defaultWorkers, workerPool } from "../lab/pool.js";
 import { formatReport, toJson } from "../lab/report.js";
 import { labSvg } from "../lab/svg.js";
-import { closest } from "../resources/schema.js";
+import { closest } from "../resources/schema/index.js";
 
 export const DEFAULT_SEEDS = 200;
 export const DEFAULT_SEED = 1;

@@ -4,7 +4,7 @@
  * `npm run schema` writes it to schema/turnout.schema.json; a test fails when that file is stale.
  */
 import { z } from "zod";
-import { AnalysisTemplateSchema, ServiceSchema } from "./schema.js";
+import { AnalysisTemplateSchema, ServiceSchema } from "./schema/index.js";
 
 export const JSON_SCHEMA_ID = "https://turnout.dev/schema/turnout.schema.json";
 

@@ -9,7 +9,7 @@ import {
   largestService,
 } from "../../test/largest-resources.js";
 import { LIMITS, LIMITS_BEGIN, LIMITS_END, type LimitName, renderLimitsTable } from "./limits.js";
-import { formatPath, jsonBytes, type PathSegment, validateDocument } from "./schema.js";
+import { formatPath, jsonBytes, type PathSegment, validateDocument } from "./schema/index.js";
 
 const DOCS = fileURLToPath(new URL("../../docs/resources.md", import.meta.url));
 

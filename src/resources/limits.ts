@@ -1,6 +1,6 @@
 /**
  * Every bound on what a resource may hold: the smallest and largest value of each duration,
- * count, size, list and string that the schemas accept (`./schema.ts` builds its checks from
+ * count, size, list and string that the schemas accept (`./schema/` builds its checks from
  * this table and nothing else), each with the reason it is there.
  *
  * The bounds are chosen so that no real configuration meets them and the largest document they

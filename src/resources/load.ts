@@ -26,7 +26,12 @@ import {
   yamlOptions,
 } from "./input-limits.js";
 import { LIMITS } from "./limits.js";
-import { type DocumentIssue, formatPath, type PathSegment, validateDocument } from "./schema.js";
+import {
+  type DocumentIssue,
+  formatPath,
+  type PathSegment,
+  validateDocument,
+} from "./schema/index.js";
 
 export type ResourceFormat = "yaml" | "json";
 

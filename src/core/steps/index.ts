@@ -12,12 +12,9 @@ import { setHeaderRoute } from "./setHeaderRoute.js";
 import { setWeight } from "./setWeight.js";
 import { setMirrorRoute, shadow } from "./shadow.js";
 import { switchStep } from "./switch.js";
-import type { StepKind } from "./types.js";
+import type { BodyOf, StepKey, StepKind } from "./types.js";
 
-export type { StepContext, StepKind, StepResult } from "./types.js";
-
-type StepKey = RolloutStep extends infer S ? (S extends unknown ? keyof S : never) : never;
-type BodyOf<K extends StepKey> = Extract<RolloutStep, Record<K, unknown>>[K];
+export type { BodyOf, StepContext, StepKey, StepKind, StepResult } from "./types.js";
 
 /** Every step kind by its key. A step kind missing here fails `tsc`. */
 export const STEP_KINDS: { readonly [K in StepKey]: StepKind<BodyOf<K>> } = {

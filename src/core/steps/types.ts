@@ -10,7 +10,8 @@
  *   1. the body type in `src/core/model.ts` and a `{ <key>: Body }` member in `RolloutStep`;
  *   2. `src/core/steps/<key>.ts` exporting a `StepKind<Body>`;
  *   3. one line in `STEP_KINDS` (`index.ts`);
- *   4. the zod schema of the body: one entry in `STEP_SCHEMAS` in `src/resources/schema.ts`;
+ *   4. the zod schema of the body: one entry in `STEP_SCHEMAS` in `src/resources/schema/steps.ts`
+ *      (typed by `StepKey` as `STEP_KINDS` is, so a kind without a schema fails `tsc`);
  *   5. whatever it puts in the status for routers (a mirror, experiment arms, flags) is read
  *      by `src/core/routes.ts` into the route table, and cleared by the kind's `clear`.
  */
@@ -48,6 +49,11 @@ export interface StepContext {
    */
   analysisGate(i: number, ref: AnalysisRefSpec): "running" | "passed" | "stopped";
 }
+
+/** The key of every step kind: "setWeight" | "pause" | ... (one per member of `RolloutStep`). */
+export type StepKey = RolloutStep extends infer S ? (S extends unknown ? keyof S : never) : never;
+/** The body of the step kind `K`, e.g. `number` for "setWeight". */
+export type BodyOf<K extends StepKey> = Extract<RolloutStep, Record<K, unknown>>[K];
 
 /** "next": the step is done, the next one starts in this same tick. "wait": stay here. */
 export type StepResult = "next" | "wait";

@@ -2,11 +2,11 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { RESOURCE_KINDS } from "../core/model.js";
-import { renderJsonSchema } from "./jsonschema.js";
-import { closest, formatPath, validateDocument } from "./schema.js";
+import { RESOURCE_KINDS } from "../../core/model.js";
+import { renderJsonSchema } from "../jsonschema.js";
+import { closest, formatPath, validateDocument } from "./index.js";
 
-const SCHEMA_FILE = fileURLToPath(new URL("../../schema/turnout.schema.json", import.meta.url));
+const SCHEMA_FILE = fileURLToPath(new URL("../../../schema/turnout.schema.json", import.meta.url));
 
 test("schema/turnout.schema.json is up to date", async () => {
   const committed = await readFile(SCHEMA_FILE, "utf8").catch(() => "");

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { formatPath, validateDocument } from "./schema.js";
+import { formatPath, validateDocument } from "./index.js";
 
 function service(strategy: unknown) {
   return {

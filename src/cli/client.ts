@@ -14,6 +14,7 @@
  * Verification is never turned off.
  */
 import { readFileSync } from "node:fs";
+import { userInfo } from "node:os";
 import { join, resolve } from "node:path";
 import { rootCertificates } from "node:tls";
 import { Agent, type Dispatcher, request } from "undici";
@@ -109,6 +110,28 @@ export function resolveTarget(opts: ClientOptions, env: Env = process.env): Targ
   };
 }
 
+/**
+ * Who the history names for a CLI call: `cli:<user>`. $USER (or %USERNAME%, $LOGNAME) when
+ * set, else the OS account: containers and CI jobs often leave $USER unset, and
+ * `cli:unknown` in an audit trail answers nothing. A uid with no passwd entry (a container run
+ * with `--user 1234`) makes userInfo() throw: then the uid itself.
+ */
+export function cliActor(
+  env: Env = process.env,
+  osUser: () => string = () => userInfo().username,
+): string {
+  const fromEnv = [env.USER, env.USERNAME, env.LOGNAME].find((v) => v !== undefined && v !== "");
+  if (fromEnv !== undefined) return `cli:${fromEnv}`;
+  try {
+    const name = osUser();
+    if (name) return `cli:${name}`;
+  } catch {
+    // No passwd entry for this uid: fall through to the uid.
+  }
+  const uid = typeof process.getuid === "function" ? process.getuid() : undefined;
+  return uid !== undefined ? `cli:uid-${uid}` : "cli:unknown";
+}
+
 export class Client {
   readonly server: string;
   readonly target: Target;
@@ -118,7 +141,7 @@ export class Client {
   constructor(opts: ClientOptions) {
     this.target = resolveTarget(opts);
     this.server = this.target.server;
-    this.actor = opts.actor ?? `cli:${process.env.USER ?? process.env.USERNAME ?? "unknown"}`;
+    this.actor = opts.actor ?? cliActor();
     this.dispatcher =
       this.target.ca.length > 0 && this.server.startsWith("https:")
         ? new Agent({ connect: { ca: [...rootCertificates, ...this.target.ca] } })

@@ -118,14 +118,13 @@ export function formatStatus(v: StatusView): string {
       if (i < idx) mark = green("✓ ");
       else if (i === idx) {
         mark = cyan("▶ ");
-        if (
-          "pause" in step &&
-          step.pause.duration !== undefined &&
-          s.stepStartedAt !== null &&
-          !s.pausedByUser
-        ) {
-          const left = s.stepStartedAt + durationMs(step.pause.duration) - v.now;
-          text += dim(`  (${formatDuration(Math.max(0, left))} left)`);
+        if ("pause" in step && step.pause.duration !== undefined && s.stepStartedAt !== null) {
+          // Held by a person: the pause's clock stopped when they paused (core/rollout.ts).
+          const held = s.pausedByUser && s.pausedAt != null;
+          const at = held ? (s.pausedAt as number) : v.now;
+          const left = Math.max(0, s.stepStartedAt + durationMs(step.pause.duration) - at);
+          if (!s.pausedByUser || held)
+            text += dim(`  (${formatDuration(left)} left${held ? " once resumed" : ""})`);
         }
       }
       lines.push(`${i === 0 ? "Steps:".padEnd(13) : " ".repeat(13)}${mark}${text}`);

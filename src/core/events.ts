@@ -100,7 +100,7 @@ export interface EventData {
   RolloutCancelled: { version: string | null; stable: string };
   Recovered: { stable: string };
   Paused: { stepIndex: number | null; weight: number };
-  Resumed: { stepIndex: number | null };
+  Resumed: { stepIndex: number | null; heldMs: number | null };
   Promoted: { full: boolean; fromStep: number | null; weight: number };
   Retried: { version: string };
   // Analysis (src/core/rollout.ts)
@@ -273,7 +273,10 @@ export const EVENTS: { readonly [T in EventType]: EventInfo<T> } = {
   Resumed: {
     summary: "A person resumed a paused rollout.",
     source: "rollout",
-    fields: { stepIndex: "the current step" },
+    fields: {
+      stepIndex: "the current step",
+      heldMs: "how long it was paused, or null when not known",
+    },
   },
   Promoted: {
     summary: "A person promoted the rollout: past the current step, or (full) to 100%.",

@@ -480,8 +480,14 @@ export interface ServiceStatus {
   stepStartedAt: number | null;
   /** Percent of traffic on the canary version, 0..100, fractional allowed. */
   canaryWeight: number;
-  /** Set by `turnout pause`; cleared by `resume`. */
+  /** Set by `turnout pause` (or an inconclusive analysis, waiting for a person); cleared by `resume`. */
   pausedByUser: boolean;
+  /**
+   * When `pausedByUser` was set (clock ms). `resume` moves `stepStartedAt` on by the time
+   * held, so that a timed pause does not count time paused by a person. Absent in statuses
+   * written before it existed: those resume with the whole step ahead, as they used to.
+   */
+  pausedAt?: number | null;
   /** The version that was aborted; a rollout to it does not restart by itself. */
   abortedVersion: string | null;
   /** When the current rollout began (clock ms); null when none runs. */

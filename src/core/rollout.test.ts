@@ -253,12 +253,63 @@ describe("rollout core", () => {
     sc.tick();
     assert.equal(sc.s.phase, "Progressing");
     assert.equal(sc.s.stepIndex, 1);
-    sc.clock.advance(29_000);
+    // 20 s of the 30 s pause had passed before the person paused: 10 s are left, not 30.
+    assert.equal(sc.s.pausedAt, null);
+    const resumed = sc.last.events.find((e) => e.type === "Resumed");
+    assert.match(resumed?.message ?? "", /resumed by carol after 2m; 10s of the pause left/);
+    assert.equal(resumed?.data.heldMs, 120_000);
+    assert.equal(sc.last.wakeAt, sc.clock.now() + 10_000);
+    sc.clock.advance(9_000);
     sc.tick();
     assert.equal(sc.s.stepIndex, 1);
     sc.clock.advance(1_000);
     sc.tick();
     assert.equal(sc.s.stepIndex, 3);
+  });
+
+  it("pausing twice and resuming twice counts neither hold toward the timed pause", () => {
+    const sc = new Scenario(STEPS);
+    sc.tick();
+    sc.setVersion("v2");
+    sc.ready("v2");
+    sc.tick(); // the 30s pause starts
+    for (const [before, held] of [
+      [5_000, 60_000],
+      [10_000, 3_000],
+    ] as const) {
+      sc.clock.advance(before);
+      sc.command("pause");
+      sc.tick();
+      sc.command("pause"); // "already paused": the hold keeps its start
+      sc.clock.advance(held);
+      sc.tick();
+      sc.command("resume");
+      sc.tick();
+      assert.equal(sc.s.stepIndex, 1);
+    }
+    // 15 s counted so far.
+    sc.clock.advance(14_999);
+    sc.tick();
+    assert.equal(sc.s.stepIndex, 1);
+    sc.clock.advance(1);
+    sc.tick();
+    assert.equal(sc.s.stepIndex, 3);
+  });
+
+  it("a status written before pausedAt existed resumes with the whole pause ahead", () => {
+    const sc = new Scenario(STEPS);
+    sc.tick();
+    sc.setVersion("v2");
+    sc.ready("v2");
+    sc.tick();
+    sc.clock.advance(20_000);
+    sc.command("pause");
+    sc.tick();
+    delete sc.s.pausedAt;
+    sc.clock.advance(5_000);
+    sc.command("resume");
+    sc.tick();
+    assert.equal(sc.s.stepStartedAt, sc.clock.now());
   });
 
   it("resume on an indefinite pause step moves on, like promote", () => {

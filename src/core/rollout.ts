@@ -16,7 +16,7 @@ import {
   startRun,
   summarize,
 } from "./analysis/run.js";
-import { formatDuration } from "./duration.js";
+import { durationMs, formatDuration } from "./duration.js";
 import type { EventData, EventType } from "./events.js";
 import type { ExperimentData } from "./experiment/types.js";
 import type {
@@ -184,6 +184,7 @@ function clearRollout(s: ServiceStatus): void {
   s.stepIndex = null;
   s.stepStartedAt = null;
   s.pausedByUser = false;
+  s.pausedAt = null;
   s.rolloutStartedAt = null;
   s.analysis = { step: null, background: null };
   s.replicas = null;
@@ -272,6 +273,37 @@ function complete(w: Work): void {
   emit(w, "RolloutCompleted", message, { rollout: s.rolloutNumber, from, to, tookMs });
 }
 
+/** The rollout waits for a person from now on; the clock of a timed pause stops. */
+function holdForPerson(w: Work): void {
+  const s = w.status;
+  if (!s.pausedByUser) s.pausedAt = w.now;
+  s.pausedByUser = true;
+}
+
+/**
+ * Ends a hold by a person. Time paused by a person does not count toward a timed pause: the
+ * step's start moves on by the time held (5 s into a 10 s pause, paused, resumed: 5 s left).
+ * Returns the time held, or null when unknown (a status from before `pausedAt` existed: the
+ * step then starts over, as it used to).
+ */
+function release(w: Work): number | null {
+  const s = w.status;
+  const held = s.pausedAt != null ? Math.max(0, w.now - s.pausedAt) : null;
+  if (s.stepStartedAt !== null) s.stepStartedAt = held !== null ? s.stepStartedAt + held : w.now;
+  s.pausedByUser = false;
+  s.pausedAt = null;
+  return held;
+}
+
+/** What is left of the current step's timed pause (ms), or null when it is not one. */
+function timedPauseLeft(w: Work): number | null {
+  const s = w.status;
+  const step = w.steps[s.stepIndex ?? 0];
+  if (!step || !("pause" in step) || step.pause.duration === undefined) return null;
+  const started = s.stepStartedAt ?? w.now;
+  return Math.max(0, started + durationMs(step.pause.duration) - w.now);
+}
+
 /** Moves past the current step; the next one starts now. */
 function advance(w: Work): void {
   const s = w.status;
@@ -328,7 +360,7 @@ function applyCommand(w: Work, cmd: Command): { ok: boolean; message: string } {
     case "pause": {
       if (!inRollout(s)) return noRollout;
       if (s.pausedByUser) return { ok: true, message: "already paused" };
-      s.pausedByUser = true;
+      holdForPerson(w);
       const message = `paused by ${who}${why} at ${stepLabel(w, s.stepIndex ?? 0)}, ${s.canaryVersion} at ${s.canaryWeight}%`;
       setPhase(w, "Paused", message);
       emit(w, "Paused", message, { stepIndex: s.stepIndex, weight: s.canaryWeight }, who);
@@ -337,14 +369,13 @@ function applyCommand(w: Work, cmd: Command): { ok: boolean; message: string } {
     case "resume": {
       if (!inRollout(s)) return noRollout;
       if (s.pausedByUser) {
-        s.pausedByUser = false;
+        const held = release(w);
         // An inconclusive (or interrupted) analysis step runs again from the start.
         if (s.analysis?.step) s.analysis.step = null;
-        // A timed pause does not count the time spent paused by a person.
-        s.stepStartedAt = w.now;
-        const message = `resumed by ${who}${why}`;
+        const left = timedPauseLeft(w);
+        const message = `resumed by ${who}${why}${held !== null ? ` after ${formatDuration(held)}` : ""}${left !== null ? `; ${formatDuration(left)} of the pause left` : ""}`;
         setPhase(w, "Progressing", message);
-        emit(w, "Resumed", message, { stepIndex: s.stepIndex }, who);
+        emit(w, "Resumed", message, { stepIndex: s.stepIndex, heldMs: held }, who);
         return { ok: true, message: "resumed" };
       }
       const step = w.steps[s.stepIndex ?? 0];
@@ -368,6 +399,7 @@ function applyCommand(w: Work, cmd: Command): { ok: boolean; message: string } {
         s.stepIndex = w.steps.length;
         s.stepStartedAt = w.now;
         s.pausedByUser = false;
+        s.pausedAt = null;
         return { ok: true, message: `${s.canaryVersion} promoted to 100%` };
       }
       return promoteStep(w, cmd);
@@ -404,6 +436,7 @@ function promoteStep(w: Work, cmd: Command): { ok: boolean; message: string } {
   }`;
   emit(w, "Promoted", message, { full: false, fromStep: i, weight: s.canaryWeight }, cmd.actor);
   s.pausedByUser = false;
+  s.pausedAt = null;
   if (s.analysis?.step) s.analysis.step = null;
   advance(w);
   return { ok: true, message };
@@ -580,7 +613,7 @@ function settle(
     return "rolledBack";
   }
   emit(w, "AnalysisInconclusive", `${label} inconclusive: ${sum.message}`, data);
-  w.status.pausedByUser = true;
+  holdForPerson(w);
   setPhase(
     w,
     "Paused",

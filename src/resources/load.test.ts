@@ -173,6 +173,24 @@ spec: { metrics: [] }
     assert.equal(errors[0]!.line, 7);
   });
 
+  test("more documents than DOCUMENTS_PER_FILE: one error for the file, nothing validated", () => {
+    const flag = (i: number) =>
+      `apiVersion: turnout.dev/v1\nkind: Flag\nmetadata:\n  name: f${i}\nspec:\n  type: boolean\n  variants: {on: true, off: false}\n  defaultVariant: off\n`;
+    const max = 1000;
+    const ok = parseResources(Array.from({ length: max }, (_, i) => flag(i)).join("---\n"));
+    assert.equal(ok.errors.length, 0, JSON.stringify(ok.errors[0]));
+    assert.equal(ok.resources.length, max);
+    const yaml = parseResources(Array.from({ length: max + 1 }, (_, i) => flag(i)).join("---\n"));
+    assert.equal(yaml.resources.length, 0);
+    assert.equal(yaml.errors.length, 1);
+    assert.equal(yaml.errors[0]?.code, "TURNOUT_ERR_INPUT_TOO_LARGE");
+    assert.match(yaml.errors[0]?.message ?? "", /1001 documents in one file; at most 1000/);
+    const items = Array.from({ length: max + 1 }, () => ({ kind: "Flag" }));
+    const json = parseResources(JSON.stringify(items), { format: "json" });
+    assert.equal(json.errors.length, 1);
+    assert.match(json.errors[0]?.message ?? "", /DOCUMENTS_PER_FILE/);
+  });
+
   test("an empty text holds no resources and no errors", () => {
     assert.deepEqual(parseResources(""), { resources: [], errors: [] });
     assert.deepEqual(parseResources("# nothing\n"), { resources: [], errors: [] });

@@ -25,6 +25,7 @@ import {
   InputLimitError,
   yamlOptions,
 } from "./input-limits.js";
+import { LIMITS } from "./limits.js";
 import {
   type DocumentIssue,
   formatPath,
@@ -198,6 +199,8 @@ function parseYaml(text: string, file: string | undefined): ParsedText {
   const docs = Array.from(
     parseAllDocuments(text, { lineCounter, prettyErrors: true, uniqueKeys: true }),
   ) as Document.Parsed[];
+  const tooMany = tooManyDocuments(docs.filter((d) => !isEmptyDocument(d)).length, file);
+  if (tooMany) return { entries: [], errors: [tooMany] };
   const entries: Entry[] = [];
   const errors: FieldError[] = [];
   docs.forEach((doc, document) => {
@@ -283,6 +286,8 @@ function parseJson(text: string, file: string | undefined, yamlFallback: boolean
     return { entries, errors };
   }
   const root = doc.errors.length === 0 ? doc.contents : null;
+  const tooMany = Array.isArray(value) ? tooManyDocuments(value.length, file) : null;
+  if (tooMany) return { entries, errors: [tooMany] };
   if (Array.isArray(value)) {
     value.forEach((item, document) => {
       const node = root && isSeq(root) ? (root.items[document] as Node | undefined) : undefined;
@@ -351,6 +356,19 @@ function toFieldError(
 }
 
 /** The parser gives an empty document a zero-width null scalar; a written `null` has width. */
+/** One error for the whole file: a thousand resources is a fleet; more is a generator gone wrong. */
+function tooManyDocuments(count: number, file: string | undefined): FieldError | null {
+  const max = LIMITS.DOCUMENTS_PER_FILE.max;
+  if (count <= max) return null;
+  return {
+    ...(file !== undefined ? { file } : {}),
+    document: max,
+    path: "",
+    message: `${count} documents in one file; at most ${max} (limit DOCUMENTS_PER_FILE): split the file, or apply a directory`,
+    code: "TURNOUT_ERR_INPUT_TOO_LARGE",
+  };
+}
+
 function isEmptyDocument(doc: Document.Parsed): boolean {
   const c = doc.contents;
   if (c === null) return true;

@@ -32,6 +32,7 @@ import { crossCheck, parseResources } from "../resources/load.js";
 import { checkAnalysisRefs } from "../resources/refs.js";
 import type { ExperimentStore } from "../store/experiment-store.js";
 import type { Store, StoredCommand } from "../store/store.js";
+import { versionChangeNotes } from "./apply-notes.js";
 import { registerDashboard } from "./dashboard/index.js";
 import { registerExperimentRoutes } from "./experiments.js";
 import { checkFlagRefs, type FlagsApiOptions, registerFlagsApi } from "./flags.js";
@@ -277,12 +278,18 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
 
   app.post("/api/v1/apply", async (req) => {
     const resources = await validateBody(req);
+    const notes = await versionChangeNotes(store, resources);
     const results = await store.applyResources(resources, {
       actor: actorOf(req),
       now: clock.now(),
     });
     opts.wakeController?.();
-    return { results };
+    return {
+      results: results.map((r) => {
+        const note = r.kind === "Service" ? notes.get(r.name) : undefined;
+        return note !== undefined ? { ...r, note } : r;
+      }),
+    };
   });
 
   app.get("/api/v1/services", async () => {

@@ -23,6 +23,7 @@ import {
   green,
   red,
   type StatusView,
+  yellow,
 } from "./format.js";
 import { labCommand } from "./lab.js";
 import { logsVersionArgv, registerLogsCommand } from "./logs.js";
@@ -183,13 +184,22 @@ program
       return;
     }
     const res = await client(cmd).call<{
-      results: { kind: string; name: string; action: string; generation: number }[];
+      results: {
+        kind: string;
+        name: string;
+        action: string;
+        generation: number;
+        /** What the apply will do to the rollout (a changed spec.version), from the API. */
+        note?: string;
+      }[];
     }>("POST", "/api/v1/apply", { resources: raw });
     print(res, opts.output, () =>
       res.results
         .map(
           (r) =>
-            `${r.kind.toLowerCase()}/${r.name} ${r.action} ${dim(`(generation ${r.generation})`)}`,
+            `${r.kind.toLowerCase()}/${r.name} ${r.action} ${dim(`(generation ${r.generation})`)}${
+              r.note ? `\n  ${/set by `turnout undo`/.test(r.note) ? yellow(r.note) : r.note}` : ""
+            }`,
         )
         .join("\n"),
     );

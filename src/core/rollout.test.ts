@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { FakeClock } from "./clock.js";
 import type { CanaryStep, Command, CommandType, ServiceSpec, ServiceStatus } from "./model.js";
-import { type ReconcileOutput, reconcile, type VersionReadiness, weightsOf } from "./rollout.js";
+import {
+  planVersionChange,
+  type ReconcileOutput,
+  reconcile,
+  type VersionReadiness,
+  weightsOf,
+} from "./rollout.js";
 
 /** A scenario driver: ticks the pure core with a fake clock, like the controller does. */
 class Scenario {
@@ -507,5 +513,69 @@ describe("rollout core", () => {
     assert.deepEqual(weightsOf({ ...s.s, canaryVersion: "v1", canaryWeight: 40 }), [
       { version: "v1", weight: 100 },
     ]);
+  });
+});
+
+describe("planVersionChange: what an apply that changes spec.version will do", () => {
+  const undo = { actor: "cli:alice", time: Date.UTC(2026, 11, 2, 21, 40, 3), from: "v2", to: "v1" };
+
+  it("re-applying after an undo to a version in the rollback window: says it skips every step", () => {
+    const sc = new Scenario(STEPS);
+    sc.spec = {
+      ...sc.spec,
+      strategy: { canary: { steps: STEPS, rollbackWindow: { revisions: 1 } } },
+    };
+    sc.tick();
+    sc.setVersion("v2");
+    sc.ready("v2");
+    sc.tick();
+    sc.command("promote", { full: true });
+    sc.tick();
+    sc.setVersion("v1"); // the undo
+    sc.tick();
+    assert.equal(sc.s.stableVersion, "v1");
+    const note = planVersionChange("v1", { ...sc.spec, version: "v2" }, sc.s, undo);
+    assert.equal(
+      note,
+      "spec.version v1 was set by `turnout undo` (cli:alice, 2026-12-02 21:40:03 UTC); this apply changes it to v2, undoing the undo: " +
+        "v2 is a recent stable version (rollback window 1), so it takes 100% at once, skipping all 5 steps " +
+        "(setWeight 10, pause 30s, setWeight 50, pause (until promoted), setWeight 80)",
+    );
+    // And that is what the core then does.
+    sc.setVersion("v2");
+    sc.tick();
+    assert.equal(sc.s.phase, "Completed");
+  });
+
+  it("outside the rollback window: a new rollout with its steps", () => {
+    const sc = new Scenario(STEPS);
+    sc.tick();
+    assert.match(
+      planVersionChange("v1", { ...sc.spec, version: "v2" }, sc.s, undo) ?? "",
+      /undoing the undo: a new rollout v1 -> v2 of 5 steps$/,
+    );
+    assert.equal(
+      planVersionChange("v1", { ...sc.spec, version: "v2" }, sc.s),
+      "spec.version v1 -> v2: a new rollout v1 -> v2 of 5 steps",
+    );
+  });
+
+  it("an aborted version, the stable one, no change", () => {
+    const sc = new Scenario(STEPS);
+    sc.tick();
+    sc.setVersion("v2");
+    sc.ready("v2");
+    sc.tick();
+    assert.match(
+      planVersionChange("v2", { ...sc.spec, version: "v1" }, sc.s) ?? "",
+      /v1 is the stable version: the rollout to v2 is cancelled; it serves 100%/,
+    );
+    sc.command("abort");
+    sc.tick();
+    assert.match(
+      planVersionChange("v3", { ...sc.spec, version: "v2" }, sc.s) ?? "",
+      /v2 was aborted and does not start again by itself: `turnout retry`/,
+    );
+    assert.equal(planVersionChange("v2", sc.spec, sc.s), null);
   });
 });

@@ -304,6 +304,57 @@ function timedPauseLeft(w: Work): number | null {
   return Math.max(0, started + durationMs(step.pause.duration) - w.now);
 }
 
+/** Who set the desired version last with `turnout undo` (the history's Undo event). */
+export interface UndoMark {
+  actor: string;
+  /** Clock ms. */
+  time: number;
+  from: string;
+  to: string;
+}
+
+/**
+ * What an apply that changes `spec.version` will do, in words for the person applying, before
+ * the controller does it (the same rules as the desiredVersion stage below). With `undo`, the
+ * version being replaced was set by `turnout undo`: re-applying the file that undo reverted
+ * silently undoes the undo, so this says so first. Null when the version does not change.
+ */
+export function planVersionChange(
+  from: string,
+  spec: ServiceSpec,
+  status: ServiceStatus | null,
+  undo?: UndoMark,
+): string | null {
+  const to = spec.version;
+  if (from === to) return null;
+  const head = undo
+    ? `spec.version ${from} was set by \`turnout undo\` (${undo.actor}, ${isoSecond(undo.time)}); this apply changes it to ${to}, undoing the undo: `
+    : `spec.version ${from} -> ${to}: `;
+  if (status === null || status.stableVersion === null) return `${head}${to} serves 100% at once`;
+  if (to === status.stableVersion) {
+    return `${head}${to} is the stable version${status.canaryVersion ? `: the rollout to ${status.canaryVersion} is cancelled` : ""}; it serves 100%`;
+  }
+  if (to === status.canaryVersion) return `${head}${to} is already rolling out`;
+  if (to === status.abortedVersion) {
+    return `${head}${to} was aborted and does not start again by itself: \`turnout retry\` to try it again`;
+  }
+  const compiled = compileStrategy(spec);
+  const n = compiled.steps.length;
+  const window = compiled.rollbackWindow;
+  if (window > 0 && status.previousStableVersions.slice(0, window).includes(to)) {
+    return `${head}${to} is a recent stable version (rollback window ${window}), so it takes 100% at once, skipping all ${n} step${n === 1 ? "" : "s"} (${compiled.steps.map(describeStep).join(", ")})`;
+  }
+  const replacing = status.canaryVersion
+    ? `, replacing the rollout to ${status.canaryVersion}`
+    : "";
+  return `${head}a new rollout ${status.stableVersion} -> ${to} of ${n} step${n === 1 ? "" : "s"}${replacing}`;
+}
+
+/** "2026-12-02 21:40:03 UTC", for messages (the format of `turnout history`). */
+function isoSecond(ms: number): string {
+  return `${new Date(ms).toISOString().slice(0, 19).replace("T", " ")} UTC`;
+}
+
 /** Moves past the current step; the next one starts now. */
 function advance(w: Work): void {
   const s = w.status;

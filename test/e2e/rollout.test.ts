@@ -199,6 +199,25 @@ describe("turnout up, end to end with static versions", () => {
     assert.match(g.stdout, /version: v1/);
   });
 
+  it("re-applying the file an undo reverted says so, and what the apply will do", async () => {
+    writeFileSync(file, serviceYaml(port, upstreams, "v2"));
+    const a = await cli(["apply", "-f", file], env());
+    assert.equal(a.code, 0, a.stderr);
+    assert.match(a.stdout, /service\/shop configured/);
+    assert.match(
+      a.stdout,
+      /spec\.version v1 was set by `turnout undo` \(cli:[^,]+, \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\); this apply changes it to v2, undoing the undo: a new rollout v1 -> v2 of 4 steps/,
+    );
+    // Settle where the next tests expect a quiet service: paused at the first pause.
+    await waitFor("paused at 20%", async () => {
+      const v = await status();
+      return v.status?.phase === "Paused" && v.status.canaryWeight === 20;
+    });
+    // Applying the same file again changes nothing and says nothing.
+    const again = await cli(["apply", "-f", file, "-o", "json"], env());
+    assert.equal(JSON.parse(again.stdout).results[0].note, undefined);
+  });
+
   it("refuses a wrong or missing token with 401 and changes nothing", async () => {
     const before = (await api(up, "GET", "/api/v1/services/shop")).json;
     const yaml = serviceYaml(port, upstreams, "v2");

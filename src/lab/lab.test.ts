@@ -19,6 +19,7 @@ import {
   EXPERIMENT_SALT,
   flagOn,
   routingOf,
+  runGoodAndWrong,
   runOne,
   SERVICE,
   STABLE,
@@ -97,6 +98,23 @@ describe("strategy lab", () => {
       6 * 4,
       "a point per strategy per bad scenario",
     );
+  });
+
+  it("measures wrongPredictions from the good run exactly as from a run of its own", async () => {
+    for (const strategy of [
+      "blueGreen",
+      "canary",
+      "rolling",
+      "abTest",
+      "blueGreenFlags",
+    ] as const) {
+      for (const seed of [2, 9]) {
+        const [good, wrong] = await runGoodAndWrong(strategy, seed, { events: true });
+        assert.deepEqual(good, await runOne(strategy, "good", seed, { events: true }));
+        assert.deepEqual(wrong, await runOne(strategy, "wrongPredictions", seed, { events: true }));
+      }
+    }
+    await assert.rejects(runGoodAndWrong("shadow", 1), /compares answers/);
   });
 
   it("counts failed and wrong answers against what the stable version would have answered", async () => {

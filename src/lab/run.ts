@@ -288,8 +288,59 @@ export async function runOne(
   seed: number,
   opts: RunOptions = {},
 ): Promise<RunTrace> {
-  const beh = SCENARIO_BEHAVIOUR[scenario];
-  const bad = scenario !== "good";
+  return (await simulate(strategy, scenario, seed, opts, false))[0]!;
+}
+
+/**
+ * Whether `runGoodAndWrong` may measure `wrongPredictions` from the `good` run: the strategy
+ * never compares answers (only the shadow's mirror does), so a wrong answer with a 200, the
+ * usual latency and the usual conversions changes nothing it observes, and both runs take the
+ * same decisions on the same traffic until the good one ends (`lab.test.ts` checks the pair
+ * against two separate runs).
+ */
+export function sharesGoodRun(strategy: StrategyName): boolean {
+  return strategy !== "shadow";
+}
+
+/**
+ * `good` and `wrongPredictions` of one strategy and seed in one simulation (see
+ * `sharesGoodRun`): the same numbers as two `runOne`s, in a little over the time of one. The
+ * second result continues where the good one ends, for as long as the wrong version serves.
+ */
+export async function runGoodAndWrong(
+  strategy: StrategyName,
+  seed: number,
+  opts: RunOptions = {},
+): Promise<[RunTrace, RunTrace]> {
+  if (!sharesGoodRun(strategy)) {
+    throw new Error(`${strategy} compares answers: its wrongPredictions run is its own`);
+  }
+  const [good, wrong] = await simulate(strategy, "good", seed, opts, true);
+  return [good!, wrong!];
+}
+
+async function simulate(
+  strategy: StrategyName,
+  scenarioAsked: ScenarioName,
+  seed: number,
+  opts: RunOptions,
+  withTwin: boolean,
+): Promise<RunTrace[]> {
+  let scenario = scenarioAsked;
+  let beh = SCENARIO_BEHAVIOUR[scenario];
+  let bad = scenario !== "good";
+  /**
+   * The twin: `wrongPredictions`, measured alongside `good` while both take the same decisions.
+   * Its own users exposed, wrong answers and last bad second; when the good run ends, the loop
+   * goes on as the twin (`scenario`, `beh`, `bad` and these counters switch over).
+   */
+  let twin = withTwin;
+  const twinBeh = SCENARIO_BEHAVIOUR.wrongPredictions;
+  const twinExposed = twin ? new Uint8Array(TRAFFIC.users) : null;
+  let twinExposedCount = 0;
+  let twinWrongAnswers = 0;
+  let twinLastBadSec = -1;
+  const results: RunTrace[] = [];
   const flags = strategy === "blueGreenFlags";
   const ub = userBuckets();
   const kinds = pairs();
@@ -302,7 +353,7 @@ export async function runOne(
   const meas = new LabMeasurements(firstSec);
   const provider = new BuiltinProvider({ measurements: meas });
   const runtime = new Runtime(beh.crash ? CANDIDATE : null);
-  const exposed = new Uint8Array(U);
+  let exposed = new Uint8Array(U);
   let exposedCount = 0;
   let failedRequests = 0;
   let wrongAnswers = 0;
@@ -435,6 +486,7 @@ export async function runOne(
       runtime.ensure(out.targets, now);
       // 4. The route table now in force.
       routing = routingOf(out, runtime.readiness(now));
+      if (twin && routing.mirror) throw new Error(`${strategy} mirrors: it has no twin run`);
       const st = out.status;
       if (st.experiment && st.experiment.name !== expName) {
         expName = st.experiment.name;
@@ -524,6 +576,15 @@ export async function runOne(
       }
       if (fail && eDraw >= baseErr) failedRequests++;
       if (wrong) wrongAnswers++;
+      if (twinExposed !== null && twin && featureOn) {
+        // As the `isBad` branches above would count them in `wrongPredictions`.
+        if (twinExposed[u] === 0) {
+          twinExposed[u] = 1;
+          twinExposedCount++;
+        }
+        twinLastBadSec = t;
+        if (!fail && wDraw < twinBeh.wrongRate) twinWrongAnswers++;
+      }
       if (r.experiment) {
         const arm = isCand ? 1 : 0;
         const seen = expSeen[arm]!;
@@ -578,34 +639,59 @@ export async function runOne(
       Object.values(runtime.readiness(now + 1000)).every((x) => x.ready === TRAFFIC.replicas);
     const badServing = bad && (completedAt !== null || routing.candidateEnd > 0) && !featureOff;
     if (ended && settled && (!badServing || t + 1 >= TRAFFIC.horizonSeconds)) {
-      if (outcome === "timeout") outcome = completedAt !== null ? "completed" : "rolledBack";
+      const finished =
+        outcome === "timeout" ? (completedAt !== null ? "completed" : "rolledBack") : outcome;
+      if (twin) {
+        // The good run ends here; the twin goes on as wrongPredictions while the version serves.
+        results.push(resultOf(counters(), finished));
+        exposed = twinExposed!;
+        exposedCount = twinExposedCount;
+        wrongAnswers = twinWrongAnswers;
+        lastBadSec = twinLastBadSec;
+        scenario = "wrongPredictions";
+        beh = twinBeh;
+        bad = true;
+        twin = false;
+        const stillServing = (completedAt !== null || routing.candidateEnd > 0) && !featureOff;
+        if (stillServing && t + 1 < TRAFFIC.horizonSeconds) continue;
+      }
+      outcome = finished;
       break;
     }
   }
-
-  const stillBad = bad && lastBadSec >= 0 && isBadServing();
-  function isBadServing(): boolean {
-    if (featureOff) return false;
-    return routing.candidateEnd > 0 || routing.experiment;
+  if (twin) {
+    // Out of time before the good run ended: the twin is out of time at the same second.
+    results.push(resultOf(counters(), outcome));
+    exposedCount = twinExposedCount;
+    wrongAnswers = twinWrongAnswers;
+    lastBadSec = twinLastBadSec;
+    scenario = "wrongPredictions";
+    bad = true;
   }
-  return {
-    strategy,
-    scenario,
-    seed,
-    usersExposed: exposedCount,
-    failedRequests,
-    wrongAnswers,
-    detectSeconds: bad || detectAt !== null ? detectAt : null,
-    recoverSeconds: !bad ? null : lastBadSec < 0 ? 0 : stillBad ? null : lastBadSec + 1,
-    extraInstanceSeconds: extra,
-    manualActions: manual,
-    totalSeconds: completedAt,
-    outcome,
-    message: (status as ServiceStatus).message,
-    manualAfterDetect,
-    restoreSeconds: restoreAt === null || detectAt === null ? null : restoreAt - detectAt,
-    events,
-  };
+  results.push(resultOf(counters(), outcome));
+  return results;
+
+  function counters(): Counters {
+    return {
+      strategy,
+      scenario,
+      seed,
+      bad,
+      exposedCount,
+      failedRequests,
+      wrongAnswers,
+      lastBadSec,
+      detectAt,
+      badServing: !featureOff && (routing.candidateEnd > 0 || routing.experiment),
+      extra,
+      manual,
+      completedAt,
+      message: (status as ServiceStatus).message,
+      manualAfterDetect,
+      restoreAt,
+      events: events.slice(),
+    };
+  }
 
   /** The experiment's aggregates as the experiment store hands them to the controller. */
   function expData(name: string, now: number): ExperimentData {
@@ -628,6 +714,49 @@ export async function runOne(
       readAt: now,
     };
   }
+}
+
+interface Counters {
+  strategy: StrategyName;
+  scenario: ScenarioName;
+  seed: number;
+  bad: boolean;
+  exposedCount: number;
+  failedRequests: number;
+  wrongAnswers: number;
+  lastBadSec: number;
+  detectAt: number | null;
+  /** A bad version serves users at the end. */
+  badServing: boolean;
+  extra: number;
+  manual: number;
+  completedAt: number | null;
+  message: string;
+  manualAfterDetect: number;
+  restoreAt: number | null;
+  events: RunTrace["events"];
+}
+
+function resultOf(c: Counters, outcome: RunResult["outcome"]): RunTrace {
+  const stillBad = c.bad && c.lastBadSec >= 0 && c.badServing;
+  return {
+    strategy: c.strategy,
+    scenario: c.scenario,
+    seed: c.seed,
+    usersExposed: c.exposedCount,
+    failedRequests: c.failedRequests,
+    wrongAnswers: c.wrongAnswers,
+    detectSeconds: c.bad || c.detectAt !== null ? c.detectAt : null,
+    recoverSeconds: !c.bad ? null : c.lastBadSec < 0 ? 0 : stillBad ? null : c.lastBadSec + 1,
+    extraInstanceSeconds: c.extra,
+    manualActions: c.manual,
+    totalSeconds: c.completedAt,
+    outcome,
+    message: c.message,
+    manualAfterDetect: c.manualAfterDetect,
+    restoreSeconds: c.restoreAt === null || c.detectAt === null ? null : c.restoreAt - c.detectAt,
+    events: c.events,
+  };
 }
 
 /** An event that says the new version is bad: a failing verdict or an automatic reaction. */

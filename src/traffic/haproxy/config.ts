@@ -502,6 +502,9 @@ function render(input: RenderInput, opts: RenderOptions, withServers: boolean): 
     "  mode http",
     "  log global",
     "  option dontlognull",
+    // On a reload the old worker answers each idle keep-alive connection's next request with
+    // "connection: close" instead of closing it under a client that may be sending (a reset).
+    "  option idle-close-on-response",
     "  timeout connect 5s",
     `  timeout client ${secs(Math.max(t.idleSeconds, t.requestHeadersSeconds, t.upstreamSeconds))}`,
     `  timeout server ${secs(t.upstreamSeconds)}`,

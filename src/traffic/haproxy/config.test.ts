@@ -270,7 +270,8 @@ test("the config reads as HAProxy configuration: listeners, selection in the rou
     cfg,
     /server e_127\.0\.0\.1_9001 127\.0\.0\.1:9001 check inter 2s rise 2 fall 3 observe layer7 error-limit 5 on-error mark-down\n/,
   );
-  assert.doesNotMatch(cfg, /frontend preview/);
+  assert.match(cfg, /frontend fraud\n/);
+  assert.doesNotMatch(cfg, /frontend fraud:preview/);
   assert.throws(
     () => renderConfig({ plan, slots: [] }, { ...OPTS, dir: "/tmp/with space" }),
     /cannot put/,

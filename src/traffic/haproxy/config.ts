@@ -3,7 +3,7 @@
  * checked by unit tests, and the provider only writes files and talks to the runtime API.
  *
  * The shape (one HAProxy per service, see provider.ts):
- * - `frontend main` on the service's listener, and `frontend preview` on the preview port when
+ * - A frontend named after the service on its listener, and `<service>:preview` on the preview port when
  *   the table has one. The frontend picks the version exactly as the built-in router does
  *   (src/router/select.ts), in the same order, and stores it in `txn.tv`:
  *   1. override: `x-turnout-version` looked up in `override.map` (the versions with instances
@@ -366,7 +366,7 @@ export const LOG_FIELDS = [
   "pid",
   "thread",
   "seq", // per-thread request number of this process
-  "frontend", // "main" or "preview"
+  "frontend", // the service, or the service + ":preview" (frontendName)
   "version", // "-" when no version could take the request
   "status",
   "latencyUs", // from the request's headers to the log line, µs
@@ -559,6 +559,15 @@ function render(input: RenderInput, opts: RenderOptions, withServers: boolean): 
   return L.join("\n");
 }
 
+/**
+ * Frontends are named after the series their measurements go to: the service, and the service
+ * + ":preview" for the preview listener (kept apart from the service's analysis, as the
+ * router's preview tables are). The log line carries the name (`%f`).
+ */
+export function frontendName(service: string, which: "main" | "preview"): string {
+  return which === "main" ? service : `${service}${PREVIEW_SUFFIX}`;
+}
+
 function frontendHead(
   name: "main" | "preview",
   listen: { host: string; port: number },
@@ -568,11 +577,11 @@ function frontendHead(
 ): string[] {
   const host = listen.host.includes(":") ? `[${listen.host}]` : listen.host;
   const L = [
-    `frontend ${name}`,
+    `frontend ${frontendName(plan.service, name)}`,
     `  bind ${q(host)}:${listen.port}`,
     `  log-format "${logFormat(opts)}"`,
-    `  http-request deny deny_status 413 if { req.hdr_val(content-length) gt ${plan.policy.maxRequestBodyBytes} }`,
     "  http-request set-var(txn.t0) date(0,us)",
+    `  http-request deny deny_status 413 if { req.hdr_val(content-length) gt ${plan.policy.maxRequestBodyBytes} }`,
   ];
   // A per-thread counter: numbers the request for the intake's loss count, and drives the split.
   for (let i = 0; i < threads; i++) {

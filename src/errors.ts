@@ -150,6 +150,41 @@ export const ERRORS = {
     status: 504,
     summary: "The upstream instance did not answer in time.",
   },
+  TURNOUT_ERR_HAPROXY_NOT_FOUND: {
+    status: 503,
+    summary:
+      "The HAProxy binary (`spec.traffic.haproxy.binary`, or `haproxy` on PATH) is missing or does not run; the service keeps its last working data plane.",
+  },
+  TURNOUT_ERR_HAPROXY_TOO_OLD: {
+    status: 503,
+    summary:
+      "The HAProxy binary is older than 2.6 or lacks Lua; the message names the version found and the one needed.",
+  },
+  TURNOUT_ERR_HAPROXY_START_FAILED: {
+    status: 503,
+    summary:
+      "HAProxy refused the configuration Turnout generated or exited while starting or reloading; the message holds its alert lines and the old process (if any) keeps serving.",
+  },
+  TURNOUT_ERR_HAPROXY_PORT_IN_USE: {
+    status: 409,
+    summary:
+      "HAProxy cannot listen on the service's port (or preview port): something else already does.",
+  },
+  TURNOUT_ERR_HAPROXY_RUNTIME_API: {
+    status: 502,
+    summary:
+      "HAProxy's runtime API socket does not answer, or refused a command; the message names the socket and the command.",
+  },
+  TURNOUT_ERR_HAPROXY_BACKEND_NOT_FOUND: {
+    status: 400,
+    summary:
+      "The backend named by `spec.traffic.haproxy.backend` does not exist in the attached HAProxy, or its balancing algorithm cannot take servers at run time.",
+  },
+  TURNOUT_ERR_HAPROXY_UNSUPPORTED: {
+    status: 400,
+    summary:
+      "The route table asks for something the haproxy provider does not carry (shadow traffic, A/B arms, edge flags; stickiness or matches in attach mode); the message names the feature.",
+  },
   TURNOUT_ERR_CLI_NO_SERVER: {
     status: 503,
     summary:

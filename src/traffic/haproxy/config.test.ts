@@ -1,0 +1,336 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { copyFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { DEFAULT_TRAFFIC_POLICY, type RouteTable } from "../../core/model.js";
+import {
+  assignSlots,
+  BUCKETS,
+  encodeRules,
+  mapText,
+  planService,
+  type RenderOptions,
+  renderConfig,
+  renderMaps,
+  serverOf,
+  structuralConfig,
+} from "./config.js";
+import { needsHaproxy, tempDir, testHaproxy } from "./testing.js";
+
+function table(over: Partial<RouteTable> = {}): RouteTable {
+  return {
+    service: "fraud",
+    revision: 7,
+    listen: { host: "127.0.0.1", port: 8080 },
+    hashVersion: 1,
+    backends: [
+      { version: "v2", weight: 10, endpoints: ["http://127.0.0.1:9003"] },
+      { version: "v1", weight: 90, endpoints: ["http://127.0.0.1:9001", "http://127.0.0.1:9002"] },
+    ],
+    policy: DEFAULT_TRAFFIC_POLICY,
+    updatedAt: 0,
+    ...over,
+  };
+}
+
+const OPTS: RenderOptions = {
+  dir: "/tmp/turnout-hx/fraud",
+  socketDir: "/tmp/turnout-hx/fraud",
+  intake: { host: "127.0.0.1", port: 5140 },
+  protocol: "http",
+};
+
+test("servers: one per endpoint, named after the address; bad endpoints are skipped with a reason", () => {
+  assert.deepEqual(serverOf("http://127.0.0.1:9001"), {
+    name: "e_127.0.0.1_9001",
+    address: "127.0.0.1:9001",
+    url: "http://127.0.0.1:9001",
+  });
+  assert.equal((serverOf("http://[::1]:9001/") as { address: string }).address, "[::1]:9001");
+  assert.match(serverOf("https://127.0.0.1:9001") as string, /http:\/\/ upstreams only/);
+  assert.match(serverOf("http://127.0.0.1:9001/prefix") as string, /no path prefix/);
+  assert.match(serverOf("http://model.local:9001") as string, /not resolved/);
+  assert.equal(
+    (serverOf("http://model.local:9001", { resolve: () => "10.0.0.5" }) as { address: string })
+      .address,
+    "10.0.0.5:9001",
+  );
+  const plan = planService(
+    table({
+      backends: [
+        {
+          version: "v1",
+          weight: 100,
+          endpoints: ["http://127.0.0.1:9001", "ftp://x", "http://127.0.0.1:9001"],
+        },
+      ],
+    }),
+  );
+  assert.equal(plan.versions[0]!.servers.length, 1);
+  assert.match(plan.problems[0]!, /version v1: endpoint "ftp:\/\/x" skipped/);
+});
+
+test("bucket ranges: canary first, weight x 10^4 buckets each, as the router's sticky ranges", () => {
+  const plan = planService(table({ stickiness: { header: "x-user-id", salt: "fraud" } }));
+  assert.deepEqual(plan.stickyRanges, [
+    { from: 0, to: 99_999, version: "v2" },
+    { from: 100_000, to: 999_999, version: "v1" },
+  ]);
+  assert.deepEqual(plan.splitRanges, plan.stickyRanges);
+  assert.deepEqual(plan.sticky, {
+    source: "header",
+    name: "x-user-id",
+    saltHex: Buffer.from("fraud").toString("hex"),
+    converter: "turnout_bucket_v1",
+  });
+  // 0.0001% steps are exact.
+  const fine = planService(
+    table({
+      backends: [
+        { version: "v2", weight: 0.0001, endpoints: ["http://127.0.0.1:9003"] },
+        { version: "v1", weight: 99.9999, endpoints: ["http://127.0.0.1:9001"] },
+      ],
+    }),
+  );
+  assert.deepEqual(fine.splitRanges[0], { from: 0, to: 0, version: "v2" });
+});
+
+test("a version without instances keeps its sticky range empty and leaves the split to the others", () => {
+  const plan = planService(
+    table({
+      stickiness: { header: "x-user-id", salt: "fraud" },
+      backends: [
+        { version: "v2", weight: 50, endpoints: [] },
+        { version: "v1", weight: 30, endpoints: ["http://127.0.0.1:9001"] },
+        { version: "v0", weight: 20, endpoints: ["http://127.0.0.1:9000"] },
+      ],
+    }),
+  );
+  // v2's buckets [0, 500000) have no owner: those keys follow the split.
+  assert.deepEqual(plan.stickyRanges, [
+    { from: 500_000, to: 799_999, version: "v1" },
+    { from: 800_000, to: 999_999, version: "v0" },
+  ]);
+  assert.deepEqual(plan.splitRanges, [
+    { from: 0, to: 599_999, version: "v1" },
+    { from: 600_000, to: 999_999, version: "v0" },
+  ]);
+  const covered = plan.splitRanges.reduce((n, r) => n + r.to - r.from + 1, 0);
+  assert.equal(covered, BUCKETS);
+});
+
+test("what HAProxy cannot carry is refused, naming the feature", () => {
+  const plan = planService(
+    table({
+      flags: ["new-checkout"],
+      mirror: { version: "v2", percent: 10, endpoints: [] } as unknown as RouteTable["mirror"],
+    }),
+  );
+  assert.equal(plan.refusals.length, 2);
+  assert.match(plan.refusals.join("\n"), /mirror/);
+  assert.match(plan.refusals.join("\n"), /edge flags/);
+  const odd = planService(table({ stickiness: { header: "x'user", salt: "s" } }));
+  assert.match(odd.refusals[0]!, /stickiness header "x'user"/);
+  const unknownHash = planService(
+    table({ stickiness: { header: "x-u", salt: "s" }, hashVersion: 9 }),
+  );
+  assert.equal(unknownHash.sticky, null);
+  assert.match(unknownHash.problems[0]!, /hash version 9/);
+});
+
+test("match rules encode to one map value; rules to versions without instances fall out", () => {
+  const problems: string[] = [];
+  const rules = encodeRules(
+    {
+      matches: [
+        { header: { name: "x-beta", equals: "a b;c,d%" }, version: "v2" },
+        { cookie: { name: "t", regex: "^q[0-9]+$" }, pathPrefix: "/x", version: "v1" },
+        { header: { name: "x-gone", exists: false }, version: "v9" },
+        { pathPrefix: "nope", version: "v1" },
+      ],
+    },
+    new Set(["v1", "v2"]),
+    problems,
+  );
+  assert.equal(rules, "v2,,e,x-beta,a%20b%3Bc%2Cd%25,,,;v1,%2Fx,,,,r,t,%5Eq%5B0-9%5D%2B%24");
+  assert.doesNotMatch(rules, / /);
+  assert.match(problems[0]!, /match rule 4 .* does not start with "\/"/);
+});
+
+test("slots: versions keep their slot, free slots are reused, the layout grows when full", () => {
+  let slots = assignSlots([], ["v1"]);
+  assert.deepEqual(slots, ["v1", null, null, null]);
+  slots = assignSlots(slots, ["v2", "v1"]);
+  assert.deepEqual(slots, ["v1", "v2", null, null]);
+  slots = assignSlots(slots, ["v2", "v3"]);
+  // The provider keeps a draining version in `needed` until its servers are gone, so a freed
+  // slot holds no old server when a new version takes it.
+  assert.deepEqual(slots, ["v3", "v2", null, null]);
+  slots = assignSlots(slots, ["v2", "v3", "v4", "v5", "v6"]);
+  assert.deepEqual(slots, ["v3", "v2", "v4", "v5", "v6", null]);
+});
+
+test("maps: backends by slot, ranges, the override, rules, preview and the revision", () => {
+  const t = table({
+    stickiness: { cookie: "sid", salt: "fraud" },
+    versionOverride: true,
+    matches: [{ header: { name: "x-beta", equals: "1" }, version: "v2" }],
+    preview: { listen: { host: "127.0.0.1", port: 8081 }, version: "v2" },
+  });
+  const plan = planService(t);
+  const maps = renderMaps(plan, ["v1", "v2", null, null]);
+  assert.deepEqual(maps["backends.map"], ["v1 slot0", "v2 slot1"]);
+  assert.deepEqual(maps["override.map"], ["v2 v2", "v1 v1"]);
+  assert.deepEqual(maps["split.map"], ["0:99999 v2", "100000:999999 v1"]);
+  assert.deepEqual(maps["sticky.map"], maps["split.map"]);
+  assert.deepEqual(maps["rules.map"], ["r v2,,e,x-beta,1,,,"]);
+  assert.deepEqual(maps["preview.map"], ["v v2"]);
+  assert.deepEqual(maps["meta.map"], ["revision 7", "service fraud"]);
+  assert.equal(mapText([]), "");
+  const noOverride = renderMaps(planService(table()), ["v1", "v2", null, null]);
+  assert.deepEqual(noOverride["override.map"], []);
+  assert.deepEqual(noOverride["rules.map"], []);
+});
+
+test("structural config: weights, instances, rules and the preview's version change live; listeners and policy reload", () => {
+  const base = planService(table({ stickiness: { header: "x-user-id", salt: "fraud" } }));
+  const slots = ["v2", "v1", null, null];
+  const s0 = structuralConfig({ plan: base, slots }, OPTS);
+  const live = planService(
+    table({
+      revision: 8,
+      stickiness: { header: "x-user-id", salt: "fraud" },
+      matches: [{ header: { name: "x-beta", equals: "1" }, version: "v2" }],
+      backends: [
+        { version: "v2", weight: 50, endpoints: ["http://127.0.0.1:9004"] },
+        { version: "v1", weight: 50, endpoints: ["http://127.0.0.1:9001"] },
+      ],
+    }),
+  );
+  assert.equal(structuralConfig({ plan: live, slots }, OPTS), s0);
+  assert.notEqual(
+    renderConfig({ plan: live, slots }, OPTS),
+    renderConfig({ plan: base, slots }, OPTS),
+  );
+  for (const over of [
+    { listen: { host: "127.0.0.1", port: 8090 } },
+    { stickiness: { header: "x-other", salt: "fraud" } },
+    { stickiness: { header: "x-user-id", salt: "other" } },
+    { policy: { ...DEFAULT_TRAFFIC_POLICY, retries: { attempts: 3 } } },
+    { preview: { listen: { host: "127.0.0.1", port: 8081 }, version: "v2" } },
+  ] satisfies Partial<RouteTable>[]) {
+    const p = planService(table({ stickiness: { header: "x-user-id", salt: "fraud" }, ...over }));
+    assert.notEqual(structuralConfig({ plan: p, slots }, OPTS), s0, JSON.stringify(over));
+  }
+  assert.notEqual(structuralConfig({ plan: base, slots: [...slots, null] }, OPTS), s0);
+});
+
+test("the config reads as HAProxy configuration: listeners, selection in the router's order, slots", () => {
+  const plan = planService(
+    table({
+      stickiness: { header: "x-user-id", salt: "fraud" },
+      policy: {
+        ...DEFAULT_TRAFFIC_POLICY,
+        loadBalancing: "roundRobin",
+        healthCheck: {
+          path: "/healthz",
+          intervalSeconds: 2,
+          timeoutSeconds: 0.5,
+          healthyThreshold: 2,
+          unhealthyThreshold: 3,
+        },
+      },
+    }),
+  );
+  const cfg = renderConfig({ plan, slots: ["v2", "v1", null, null] }, OPTS);
+  assert.match(cfg, /bind 127\.0\.0\.1:8080\n/);
+  assert.match(
+    cfg,
+    /stats socket \/tmp\/turnout-hx\/fraud\/admin\.sock mode 600 level admin expose-fd listeners/,
+  );
+  assert.match(cfg, /server intake 127\.0\.0\.1:5140/);
+  const order = [
+    "override.map",
+    "lua.turnout_match",
+    "lua.turnout_bucket_v1(6672617564)",
+    "split.map",
+    "backends.map",
+  ];
+  let at = 0;
+  for (const s of order) {
+    const i = cfg.indexOf(s, at);
+    assert.ok(i > at, `${s} after the previous step`);
+    at = i;
+  }
+  assert.match(cfg, /backend slot1\n {2}balance roundrobin\n {2}option httpchk GET \/healthz\n/);
+  assert.match(cfg, /timeout check 500ms/);
+  assert.match(
+    cfg,
+    /server e_127\.0\.0\.1_9001 127\.0\.0\.1:9001 check inter 2s rise 2 fall 3 observe layer7 error-limit 5 on-error mark-down\n/,
+  );
+  assert.match(cfg, /frontend fraud\n/);
+  assert.doesNotMatch(cfg, /frontend fraud:preview/);
+  assert.throws(
+    () => renderConfig({ plan, slots: [] }, { ...OPTS, dir: "/tmp/with space" }),
+    /cannot put/,
+  );
+});
+
+test("haproxy -c accepts every config shape", needsHaproxy(), () => {
+  const dir = tempDir();
+  try {
+    copyFileSync(
+      fileURLToPath(new URL("./turnout.lua", import.meta.url)),
+      join(dir.path, "turnout.lua"),
+    );
+    const shapes: Partial<RouteTable>[] = [
+      {},
+      { stickiness: { header: "x-user-id", salt: "s" } },
+      { stickiness: { cookie: "sid", salt: "s" }, versionOverride: true },
+      { stickiness: { query: "user", salt: "s" } },
+      {
+        preview: { listen: { host: "127.0.0.1", port: 8081 }, version: "v2" },
+        matches: [{ header: { name: "x-beta", regex: "^a" }, version: "v2" }],
+        policy: {
+          ...DEFAULT_TRAFFIC_POLICY,
+          healthCheck: {
+            path: "/healthz",
+            intervalSeconds: 1,
+            timeoutSeconds: 1,
+            healthyThreshold: 1,
+            unhealthyThreshold: 2,
+          },
+        },
+      },
+    ];
+    for (const [i, shape] of shapes.entries()) {
+      for (const protocol of ["http", "grpc"] as const) {
+        const plan = planService(table(shape));
+        const opts = {
+          ...OPTS,
+          dir: dir.path,
+          socketDir: dir.path,
+          protocol,
+          threads: i === 1 ? 2 : 1,
+        };
+        const slots = ["v2", "v1", null, null];
+        writeFileSync(join(dir.path, "haproxy.cfg"), renderConfig({ plan, slots }, opts));
+        for (const [name, lines] of Object.entries(renderMaps(plan, slots)))
+          writeFileSync(join(dir.path, name), mapText(lines));
+        const r = spawnSync(testHaproxy()!, ["-c", "-f", join(dir.path, "haproxy.cfg")], {
+          encoding: "utf8",
+        });
+        assert.equal(r.status, 0, `shape ${i} ${protocol}: ${r.stderr}`);
+        assert.doesNotMatch(
+          r.stderr,
+          /WARNING/,
+          `shape ${i} ${protocol} has no warnings: ${r.stderr}`,
+        );
+      }
+    }
+  } finally {
+    dir.remove();
+  }
+});

@@ -1,0 +1,697 @@
+/**
+ * A route table as HAProxy configuration: pure, so every line Turnout makes HAProxy run is
+ * checked by unit tests, and the provider only writes files and talks to the runtime API.
+ *
+ * The shape (one HAProxy per service, see provider.ts):
+ * - A frontend named after the service on its listener, and `<service>:preview` on the preview port when
+ *   the table has one. The frontend picks the version exactly as the built-in router does
+ *   (src/router/select.ts), in the same order, and stores it in `txn.tv`:
+ *   1. override: `x-turnout-version` looked up in `override.map` (the versions with instances
+ *      when the table allows the override, else empty);
+ *   2. match rules: the Lua action `turnout_match` (turnout.lua) over `rules.map`;
+ *   3. sticky: the Lua converter `turnout_bucket_v1` computes Turnout's bucket of the key and
+ *      `sticky.map` maps bucket ranges to versions (`map_int` with `from:to` keys) — the same
+ *      ranges, canary first, as the router's `CompiledSticky`;
+ *   4. split: a per-thread request counter n gives bucket (n × 618033) mod 10^6, a Weyl
+ *      sequence: consecutive requests spread evenly over the buckets, so over any run of
+ *      requests each version gets its share to within a few requests (exact like the router's
+ *      smooth weighted round-robin, not binomial like a random draw); `split.map` maps the
+ *      ranges, rescaled over the versions that have instances.
+ *   `backends.map` then names the backend of the version.
+ * - One backend per *slot*, `slot0`..`slotN-1`: a version takes a free slot when it appears, so
+ *   a new version needs no reload (only a new server in a slot). Servers are the version's
+ *   endpoints, named after their address.
+ * - Logging: each request's line (LOG_FIELDS) goes to a ring buffer that HAProxy forwards to
+ *   Turnout's intake over TCP (intake.ts): batched, and lines lost are seen by their sequence.
+ *
+ * Everything that changes during a rollout (weights, instances, rules, the override, the
+ * preview's version, the revision) lives in maps and servers, changed live over the runtime API;
+ * what is left in the text (listeners, the sticky source and salt, the policy, the slot count)
+ * is structural: `structuralConfig` differs exactly when a reload is needed.
+ */
+import {
+  DEFAULT_TRAFFIC_POLICY,
+  type RouteTable,
+  type TrafficPolicySpec,
+} from "../../core/model.js";
+import { PREVIEW_SUFFIX } from "../../core/routes.js";
+
+/** Buckets of the sticky hash and of the split (core/hashing.ts BUCKET_SCALE). */
+export const BUCKETS = 1_000_000;
+/** Percent × this is an integer (the router's WEIGHT_SCALE): a weight of w% owns w × 10^4 buckets. */
+const WEIGHT_SCALE = 10_000;
+/** Multiplier of the split's Weyl sequence: close to 10^6 / φ and coprime with 10^6. */
+export const WEYL_MULTIPLIER = 618_033;
+/** The request header a client may send to ask for a version (select.ts VERSION_OVERRIDE_HEADER). */
+const OVERRIDE_HEADER = "x-turnout-version";
+/** Attributes of an issued sticky cookie (table.ts ISSUED_COOKIE_ATTRIBUTES). */
+const COOKIE_ATTRIBUTES = "; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax";
+/** Names the config carries without quoting (header, cookie, query parameter names). */
+const SAFE_NAME = /^[A-Za-z0-9._-]+$/;
+/** Sticky hash versions HAProxy has a converter for (turnout.lua). */
+const HASH_CONVERTERS: Readonly<Record<number, string>> = { 1: "turnout_bucket_v1" };
+
+export type HaproxyProtocol = "http" | "h2c" | "grpc";
+
+/** One server of a version: an endpoint of the route table. */
+export interface ServerPlan {
+  /** Server name in its backend, from the address (stable for the same endpoint). */
+  name: string;
+  /** `ip:port` (IPv6 in brackets). */
+  address: string;
+  /** The endpoint URL it came from. */
+  url: string;
+}
+
+export interface VersionPlan {
+  version: string;
+  servers: ServerPlan[];
+}
+
+/** Buckets [from, to] (inclusive) go to `version`. */
+export interface BucketRange {
+  from: number;
+  to: number;
+  version: string;
+}
+
+/** What one service's HAProxy should do: the route table resolved for HAProxy. */
+export interface ServicePlan {
+  service: string;
+  revision: number;
+  listen: { host: string; port: number };
+  preview: { host: string; port: number; version: string } | null;
+  sticky: {
+    source: "header" | "cookie" | "query";
+    name: string;
+    /** The salt as hex, for the Lua converter's argument. */
+    saltHex: string;
+    converter: string;
+  } | null;
+  versionOverride: boolean;
+  policy: TrafficPolicySpec;
+  /** Versions with at least one server, in table order. */
+  versions: VersionPlan[];
+  stickyRanges: BucketRange[];
+  splitRanges: BucketRange[];
+  /** The match rules in `rules.map`'s encoding ("" for none). */
+  rules: string;
+  /** What the table asks for that HAProxy cannot do: apply refuses the table. */
+  refusals: string[];
+  /** What was skipped, as the router reports it (bad endpoint, a rule without a condition). */
+  problems: string[];
+}
+
+export interface PlanOptions {
+  /** Resolved addresses of host names (the provider resolves them before planning). */
+  resolve?: (host: string) => string | undefined;
+}
+
+/** Resolves a route table into a plan. Never throws: what cannot be done is in `refusals`. */
+export function planService(table: RouteTable, opts: PlanOptions = {}): ServicePlan {
+  const refusals: string[] = [];
+  const problems: string[] = [];
+  if (table.mirror) refusals.push("mirror (shadow traffic) is not carried by the haproxy provider");
+  if (table.experiment)
+    refusals.push("experiment (A/B arms) is not carried by the haproxy provider");
+  if (table.flags && table.flags.length > 0)
+    refusals.push("edge flags (spec.flags) are not evaluated by the haproxy provider");
+
+  const versions: VersionPlan[] = [];
+  const withServers = new Set<string>();
+  for (const b of table.backends) {
+    if (versions.some((v) => v.version === b.version)) continue;
+    const servers: ServerPlan[] = [];
+    for (const url of b.endpoints) {
+      const s = serverOf(url, opts);
+      if (typeof s === "string") {
+        problems.push(`version ${b.version}: endpoint ${JSON.stringify(url)} skipped: ${s}`);
+        continue;
+      }
+      if (!servers.some((x) => x.name === s.name)) servers.push(s);
+    }
+    if (servers.length === 0) continue;
+    versions.push({ version: b.version, servers });
+    withServers.add(b.version);
+  }
+
+  // Sticky ranges: every weighted backend in table order; one without servers keeps its range
+  // but has no entry, so its keys follow the split until it has instances again.
+  const stickyRanges: BucketRange[] = [];
+  let end = 0;
+  for (const b of table.backends) {
+    const size = bucketsOf(b.weight);
+    if (size === 0) continue;
+    const from = end;
+    end += size;
+    if (withServers.has(b.version)) {
+      stickyRanges.push({ from, to: Math.min(end, BUCKETS) - 1, version: b.version });
+    }
+  }
+  if (table.stickiness && end !== BUCKETS) {
+    problems.push(
+      `sticky ranges cover ${end / WEIGHT_SCALE}% of the buckets, not 100%; keys outside them follow the split`,
+    );
+  }
+  const splitRanges = splitOf(table, withServers);
+
+  let sticky: ServicePlan["sticky"] = null;
+  const st = table.stickiness;
+  if (st) {
+    const converter = HASH_CONVERTERS[table.hashVersion];
+    const source = "header" in st ? "header" : "cookie" in st ? "cookie" : "query";
+    const name = "header" in st ? st.header : "cookie" in st ? st.cookie : st.query;
+    if (converter === undefined) {
+      problems.push(
+        `stickiness off: the haproxy provider has no converter for hash version ${table.hashVersion}`,
+      );
+    } else if (!SAFE_NAME.test(name)) {
+      refusals.push(
+        `stickiness ${source} ${JSON.stringify(name)}: the haproxy provider carries names of A-Z, a-z, 0-9, ".", "_" and "-" only`,
+      );
+    } else {
+      sticky = { source, name, saltHex: Buffer.from(st.salt, "utf8").toString("hex"), converter };
+    }
+  }
+
+  const rules = encodeRules(table, withServers, problems);
+
+  let preview: ServicePlan["preview"] = null;
+  if (table.preview) {
+    preview = { ...table.preview.listen, version: table.preview.version };
+    if (!withServers.has(table.preview.version)) {
+      problems.push(`preview version ${table.preview.version} has no instance yet`);
+    }
+  }
+  return {
+    service: table.service,
+    revision: table.revision,
+    listen: { host: table.listen.host, port: table.listen.port },
+    preview,
+    sticky,
+    versionOverride: table.versionOverride === true,
+    policy: table.policy ?? DEFAULT_TRAFFIC_POLICY,
+    versions,
+    stickyRanges,
+    splitRanges,
+    rules,
+    refusals,
+    problems,
+  };
+}
+
+function bucketsOf(weight: number): number {
+  return Number.isFinite(weight) && weight > 0 ? Math.round(weight * WEIGHT_SCALE) : 0;
+}
+
+/** The split over the weighted versions that have servers, rescaled to all the buckets. */
+function splitOf(table: RouteTable, withServers: ReadonlySet<string>): BucketRange[] {
+  const sized: { version: string; size: number }[] = [];
+  let total = 0;
+  for (const b of table.backends) {
+    const size = bucketsOf(b.weight);
+    if (size === 0 || !withServers.has(b.version)) continue;
+    if (sized.some((s) => s.version === b.version)) continue;
+    sized.push({ version: b.version, size });
+    total += size;
+  }
+  const out: BucketRange[] = [];
+  let cum = 0;
+  let from = 0;
+  for (const s of sized) {
+    cum += s.size;
+    const to = Math.round((cum * BUCKETS) / total);
+    if (to > from) out.push({ from, to: to - 1, version: s.version });
+    from = to;
+  }
+  return out;
+}
+
+/** `http://127.0.0.1:9001` -> a server; a string says why the endpoint cannot be one. */
+export function serverOf(url: string, opts: PlanOptions = {}): ServerPlan | string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return "not a URL";
+  }
+  if (u.protocol !== "http:")
+    return `the haproxy provider reaches http:// upstreams only, not ${u.protocol}//`;
+  if (u.search !== "" || u.hash !== "") return "a base URL has no query or fragment";
+  if (u.pathname !== "/" && u.pathname !== "") return "the haproxy provider takes no path prefix";
+  const port = u.port === "" ? 80 : Number(u.port);
+  let host = u.hostname;
+  const bracketed = host.startsWith("[");
+  if (bracketed) host = host.slice(1, -1);
+  if (!isIp(host)) {
+    const ip = opts.resolve?.(host);
+    if (ip === undefined) return `host ${host} is not resolved`;
+    host = ip;
+  }
+  const address = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+  const name = `e_${address.replace(/[^A-Za-z0-9.]/g, "_")}`;
+  return { name, address, url };
+}
+
+function isIp(host: string): boolean {
+  return /^\d{1,3}(\.\d{1,3}){3}$/.test(host) || /^[0-9a-fA-F:]+$/.test(host);
+}
+
+/** Percent-encoding that leaves no ",", ";", "%" or space in a field. */
+function enc(s: string | undefined): string {
+  return s === undefined ? "" : encodeURIComponent(s);
+}
+
+function conditionFields(
+  c: { name: string; equals?: string; regex?: string; exists?: boolean } | undefined,
+): [string, string, string] {
+  if (c === undefined) return ["", "", ""];
+  if (typeof c.equals === "string") return ["e", enc(c.name), enc(c.equals)];
+  if (typeof c.regex === "string") return ["r", enc(c.name), enc(c.regex)];
+  return [c.exists === false ? "x0" : "x1", enc(c.name), ""];
+}
+
+/**
+ * The match rules in turnout.lua's encoding: rules joined by ";", each
+ * "version,pathPrefix,hkind,hname,hvalue,ckind,cname,cvalue" percent-encoded. Rules whose
+ * version has no server are left out (they fall through, as in the router).
+ */
+export function encodeRules(
+  table: Pick<RouteTable, "matches">,
+  withServers: ReadonlySet<string>,
+  problems: string[] = [],
+): string {
+  const out: string[] = [];
+  (table.matches ?? []).forEach((m, i) => {
+    const what = `match rule ${i + 1} (to ${m.version})`;
+    if (!withServers.has(m.version)) return;
+    if (m.pathPrefix !== undefined && !m.pathPrefix.startsWith("/")) {
+      problems.push(
+        `${what}: pathPrefix ${JSON.stringify(m.pathPrefix)} does not start with "/"; rule skipped`,
+      );
+      return;
+    }
+    if (!m.header && !m.cookie && m.pathPrefix === undefined) {
+      problems.push(`${what}: no condition; rule skipped`);
+      return;
+    }
+    out.push(
+      [
+        enc(m.version),
+        enc(m.pathPrefix),
+        ...conditionFields(m.header),
+        ...conditionFields(m.cookie),
+      ].join(","),
+    );
+  });
+  return out.join(";");
+}
+
+// ---------------------------------------------------------------------------------------
+// Slots
+// ---------------------------------------------------------------------------------------
+
+/** Which version each backend slot serves (null: free). */
+export type SlotLayout = readonly (string | null)[];
+
+/** Slots a fresh layout has: stable, canary, a previous version draining, one spare. */
+export const MIN_SLOTS = 4;
+
+/**
+ * Gives every version in `needed` a slot, keeping the slots of versions that already have one.
+ * A version leaves its slot only when it is not in `needed` (the provider keeps draining
+ * versions there until their servers are gone). When the slots run out the layout grows, which
+ * is a structural change (reload).
+ */
+export function assignSlots(previous: SlotLayout, needed: readonly string[]): (string | null)[] {
+  const keep = new Set(needed);
+  const slots: (string | null)[] = previous.map((v) => (v !== null && keep.has(v) ? v : null));
+  while (slots.length < MIN_SLOTS) slots.push(null);
+  for (const v of needed) {
+    if (slots.includes(v)) continue;
+    const free = slots.indexOf(null);
+    if (free >= 0) slots[free] = v;
+    else slots.push(v, null);
+  }
+  return slots;
+}
+
+export function slotName(i: number): string {
+  return `slot${i}`;
+}
+
+// ---------------------------------------------------------------------------------------
+// Config text
+// ---------------------------------------------------------------------------------------
+
+/** Where the files and sockets of one service's HAProxy live, and how it logs. */
+export interface RenderOptions {
+  /** Directory of the config, the maps and turnout.lua (absolute). */
+  dir: string;
+  /** Directory of the runtime API socket (absolute; short enough for a unix socket path). */
+  socketDir: string;
+  /** Where the ring buffer forwards request logs (intake.ts). */
+  intake: { host: string; port: number };
+  protocol: HaproxyProtocol;
+  /** HAProxy threads (default 1). */
+  threads?: number;
+  /** Ring buffer size in bytes (default 4 MiB). */
+  ringBytes?: number;
+}
+
+/** The fields of a request log line, in order (intake.ts parses them). */
+export const LOG_FIELDS = [
+  "format", // "T1"
+  "endMs", // epoch ms when the line was written (the response's last byte)
+  "pid",
+  "thread",
+  "seq", // per-thread request number of this process
+  "frontend", // the service, or the service + ":preview" (frontendName)
+  "version", // "-" when no version could take the request
+  "status",
+  "latencyUs", // from the request's headers to the log line, µs
+  "serverMs", // %Tr: server response time, -1 when there was none
+  "termination", // %ts: two characters, "--" for a normal end
+  "server", // server name or "<NOSRV>"
+  "key", // the sticky key, hex, "-" when none
+  "grpcStatus", // the grpc-status response header, "-" when absent
+] as const;
+
+export const LOG_FORMAT_TAG = "T1";
+
+function logFormat(opts: RenderOptions): string {
+  const grpc = opts.protocol === "grpc" ? "%[var(txn.gs)]" : "-";
+  return [
+    LOG_FORMAT_TAG,
+    "%[date(0,ms)]",
+    "%pid",
+    "%[thread]",
+    "%[var(txn.sq)]",
+    "%f",
+    "%[var(txn.tv)]",
+    "%ST",
+    "%[date(0,us),sub(txn.t0)]",
+    "%Tr",
+    "%ts",
+    "%s",
+    "%[var(txn.tk),hex]",
+    grpc,
+  ].join(" ");
+}
+
+/** HAProxy config quoting for a value that cannot contain spaces: safe names only. */
+function q(s: string): string {
+  if (!/^[A-Za-z0-9._:/@[\]-]+$/.test(s)) {
+    throw new RangeError(`cannot put ${JSON.stringify(s)} in an HAProxy config`);
+  }
+  return s;
+}
+
+function secs(n: number): string {
+  // HAProxy takes integers with units; milliseconds keep fractions of a second.
+  return Number.isInteger(n) ? `${n}s` : `${Math.round(n * 1000)}ms`;
+}
+
+/** The arguments of a server line, shared by the config and by `add server`. */
+export function serverArgs(
+  plan: ServicePlan,
+  opts: Pick<RenderOptions, "protocol">,
+  s: ServerPlan,
+): string {
+  const args = [s.address];
+  const hc = plan.policy.healthCheck;
+  if (hc) {
+    args.push(
+      "check",
+      "inter",
+      secs(hc.intervalSeconds),
+      "rise",
+      String(hc.healthyThreshold),
+      "fall",
+      String(hc.unhealthyThreshold),
+    );
+    const od = plan.policy.outlierDetection;
+    // Passive ejection needs checks in HAProxy: the errors seen mark the server down, and the
+    // health check brings it back.
+    args.push(
+      "observe",
+      "layer7",
+      "error-limit",
+      String(od.consecutiveFailures),
+      "on-error",
+      "mark-down",
+    );
+  }
+  if (opts.protocol !== "http") args.push("proto", "h2");
+  return args.join(" ");
+}
+
+export interface RenderInput {
+  plan: ServicePlan;
+  slots: SlotLayout;
+  /** Servers per slot to write (default: the plan's servers of the slot's version). */
+  servers?: ReadonlyMap<number, readonly ServerPlan[]>;
+}
+
+/** The haproxy.cfg of a service. */
+export function renderConfig(input: RenderInput, opts: RenderOptions): string {
+  return render(input, opts, true);
+}
+
+/**
+ * The config without its servers: when this text changes between two plans, HAProxy must
+ * reload; otherwise the runtime API carries the change.
+ */
+export function structuralConfig(input: RenderInput, opts: RenderOptions): string {
+  return render(input, opts, false);
+}
+
+function render(input: RenderInput, opts: RenderOptions, withServers: boolean): string {
+  const { plan, slots } = input;
+  const p = plan.policy;
+  const threads = opts.threads ?? 1;
+  const dir = q(opts.dir);
+  const map = (name: string) => `${dir}/${name}`;
+  const t = p.timeouts;
+  const L: string[] = [];
+  L.push(
+    `# Generated by Turnout for service ${plan.service}. Turnout rewrites this file: do not edit it.`,
+    "global",
+    `  nbthread ${threads}`,
+    `  stats socket ${q(opts.socketDir)}/admin.sock mode 600 level admin expose-fd listeners`,
+    "  stats timeout 30s",
+    // Old workers after a reload finish their requests, up to a bound.
+    `  hard-stop-after ${Math.max(30, Math.ceil(t.upstreamSeconds * 2))}s`,
+    `  setenv TURNOUT_HAPROXY_DIR ${dir}`,
+    `  lua-load ${map("turnout.lua")}`,
+    "  log ring@turnout local0 info",
+  );
+  for (let i = 0; i < threads; i++) L.push(`  set-var proc.s${i} int(0)`);
+  L.push(
+    "",
+    "ring turnout",
+    "  description turnout-request-log",
+    "  format raw",
+    "  maxlen 1024",
+    `  size ${opts.ringBytes ?? 4 * 1024 * 1024}`,
+    "  timeout connect 2s",
+    "  timeout server 30s",
+    `  server intake ${q(opts.intake.host)}:${opts.intake.port}`,
+    "",
+    "defaults",
+    "  mode http",
+    "  log global",
+    "  option dontlognull",
+    // On a reload the old worker answers each idle keep-alive connection's next request with
+    // "connection: close" instead of closing it under a client that may be sending (a reset).
+    "  option idle-close-on-response",
+    "  timeout connect 5s",
+    `  timeout client ${secs(Math.max(t.idleSeconds, t.requestHeadersSeconds, t.upstreamSeconds))}`,
+    `  timeout server ${secs(t.upstreamSeconds)}`,
+    `  timeout http-request ${secs(t.requestHeadersSeconds)}`,
+    `  timeout http-keep-alive ${secs(t.idleSeconds)}`,
+    "  timeout tunnel 1h",
+    "  timeout queue 5s",
+    `  retries ${p.retries.attempts}`,
+    "  option redispatch 1",
+    "  retry-on conn-failure",
+    "",
+  );
+  L.push(...frontendHead("main", plan.listen, plan, opts, threads));
+  L.push(...selection(plan, map));
+  L.push(...frontendTail(map));
+  L.push(...responseCapture(opts));
+  if (plan.sticky?.source === "cookie") {
+    L.push(
+      `  http-response add-header set-cookie "${plan.sticky.name}=%[var(txn.tk)]${COOKIE_ATTRIBUTES}" if { var(txn.sc) -m found }`,
+    );
+  }
+  L.push("");
+  if (plan.preview) {
+    L.push(...frontendHead("preview", plan.preview, plan, opts, threads));
+    L.push(`  http-request set-var(txn.tv) str(v),map(${map("preview.map")})`);
+    L.push(...frontendTail(map));
+    L.push(...responseCapture(opts));
+    L.push("");
+  }
+  L.push(
+    "backend turnout_none",
+    // Never evaluated: it makes HAProxy load meta.map, so the runtime API can set and read it.
+    `  http-request set-var(txn.rev) str(revision),map(${map("meta.map")}) if FALSE`,
+    `  http-request return status 503 content-type application/json string '{"error":{"code":"TURNOUT_ERR_ROUTER_NO_BACKEND","message":"no instance of any version can take this request"}}'`,
+    "",
+  );
+  slots.forEach((version, i) => {
+    L.push(`backend ${slotName(i)}`);
+    L.push(`  balance ${p.loadBalancing === "roundRobin" ? "roundrobin" : "leastconn"}`);
+    const hc = p.healthCheck;
+    if (hc) {
+      L.push(`  option httpchk GET ${q(hc.path)}`, "  http-check expect status 200-399");
+      L.push(`  timeout check ${secs(hc.timeoutSeconds)}`);
+    }
+    if (withServers && version !== null) {
+      const servers =
+        input.servers?.get(i) ?? plan.versions.find((v) => v.version === version)?.servers ?? [];
+      for (const s of servers) L.push(`  server ${s.name} ${serverArgs(plan, opts, s)}`);
+    }
+    L.push("");
+  });
+  return L.join("\n");
+}
+
+/**
+ * Frontends are named after the series their measurements go to: the service, and the service
+ * + ":preview" for the preview listener (kept apart from the service's analysis, as the
+ * router's preview tables are). The log line carries the name (`%f`).
+ */
+export function frontendName(service: string, which: "main" | "preview"): string {
+  return which === "main" ? service : `${service}${PREVIEW_SUFFIX}`;
+}
+
+function frontendHead(
+  name: "main" | "preview",
+  listen: { host: string; port: number },
+  plan: ServicePlan,
+  opts: RenderOptions,
+  threads: number,
+): string[] {
+  const host = listen.host.includes(":") ? `[${listen.host}]` : listen.host;
+  const L = [
+    `frontend ${frontendName(plan.service, name)}`,
+    `  bind ${q(host)}:${listen.port}`,
+    `  log-format "${logFormat(opts)}"`,
+    "  http-request set-var(txn.t0) date(0,us)",
+    `  http-request deny deny_status 413 if { req.hdr_val(content-length) gt ${plan.policy.maxRequestBodyBytes} }`,
+  ];
+  // A per-thread counter: numbers the request for the intake's loss count, and drives the split.
+  for (let i = 0; i < threads; i++) {
+    const only = threads > 1 ? ` if { thread ${i} }` : "";
+    L.push(`  http-request set-var(proc.s${i}) var(proc.s${i}),add(1)${only}`);
+    L.push(`  http-request set-var(txn.sq) var(proc.s${i})${only}`);
+  }
+  return L;
+}
+
+/**
+ * gRPC's status: in the headers of a trailers-only answer (how servers report an error before
+ * any message); an OK answer carries it in trailers, which HAProxy 2.6 cannot read, so an absent
+ * status counts as OK (intake.ts).
+ */
+function responseCapture(opts: RenderOptions): string[] {
+  return opts.protocol === "grpc"
+    ? ["  http-response set-var(txn.gs) res.hdr(grpc-status) if { res.hdr(grpc-status) -m found }"]
+    : [];
+}
+
+function frontendTail(map: (name: string) => string): string[] {
+  return [
+    `  http-request set-var(txn.tb) var(txn.tv),map(${map("backends.map")}) if { var(txn.tv) -m found }`,
+    "  use_backend %[var(txn.tb)] if { var(txn.tb) -m found }",
+    "  default_backend turnout_none",
+  ];
+}
+
+/** The main frontend's version selection (steps 1-4 of the module comment). */
+function selection(plan: ServicePlan, map: (name: string) => string): string[] {
+  const L: string[] = [];
+  const unset = "!{ var(txn.tv) -m found }";
+  const st = plan.sticky;
+  if (st) {
+    if (st.source === "header") {
+      L.push(
+        `  http-request set-var(txn.tk) req.fhdr(${st.name},1) if { req.fhdr(${st.name},1) -m len gt 0 }`,
+      );
+    } else if (st.source === "cookie") {
+      L.push(
+        `  http-request set-var(txn.tk) req.cook(${st.name}) if { req.cook(${st.name}) -m len gt 0 }`,
+        "  http-request set-var(txn.sc) int(1) if !{ var(txn.tk) -m found }",
+        "  http-request set-var(txn.tk) uuid if !{ var(txn.tk) -m found }",
+      );
+    } else {
+      L.push(
+        `  http-request set-var(txn.tk) url_param(${st.name}),url_dec(1) if { url_param(${st.name}) -m found }`,
+      );
+    }
+  }
+  L.push(
+    `  http-request set-var(txn.tv) req.fhdr(${OVERRIDE_HEADER},1),map(${map("override.map")}) if { req.fhdr_cnt(${OVERRIDE_HEADER}) gt 0 }`,
+    `  http-request lua.turnout_match if ${unset} { str(r),map(${map("rules.map")}) -m found }`,
+  );
+  if (st) {
+    L.push(
+      `  http-request set-var(txn.tv) var(txn.tk),lua.${st.converter}(${st.saltHex}),map_int(${map("sticky.map")}) if ${unset} { var(txn.tk) -m len gt 0 }`,
+    );
+  }
+  L.push(
+    `  http-request set-var(txn.tv) var(txn.sq),mul(${WEYL_MULTIPLIER}),mod(${BUCKETS}),map_int(${map("split.map")}) if ${unset}`,
+  );
+  return L;
+}
+
+// ---------------------------------------------------------------------------------------
+// Maps
+// ---------------------------------------------------------------------------------------
+
+/** The map files of a plan, by file name: key and value per line, as HAProxy loads them. */
+export type MapFiles = Record<MapName, string[]>;
+export const MAP_NAMES = [
+  "backends.map",
+  "override.map",
+  "rules.map",
+  "sticky.map",
+  "split.map",
+  "preview.map",
+  "meta.map",
+] as const;
+export type MapName = (typeof MAP_NAMES)[number];
+
+/** Each map's entries as `key value` lines. */
+export function renderMaps(plan: ServicePlan, slots: SlotLayout): MapFiles {
+  const backends: string[] = [];
+  slots.forEach((v, i) => {
+    if (v !== null && plan.versions.some((x) => x.version === v))
+      backends.push(`${v} ${slotName(i)}`);
+  });
+  const ranges = (rs: BucketRange[]) => rs.map((r) => `${r.from}:${r.to} ${r.version}`);
+  return {
+    "backends.map": backends,
+    "override.map": plan.versionOverride
+      ? plan.versions.map((v) => `${v.version} ${v.version}`)
+      : [],
+    "rules.map": plan.rules === "" ? [] : [`r ${plan.rules}`],
+    "sticky.map": plan.sticky ? ranges(plan.stickyRanges) : [],
+    "split.map": ranges(plan.splitRanges),
+    "preview.map": plan.preview ? [`v ${plan.preview.version}`] : [],
+    "meta.map": [`revision ${plan.revision}`, `service ${plan.service}`],
+  };
+}
+
+/** A map file's text. */
+export function mapText(lines: readonly string[]): string {
+  return lines.length === 0 ? "" : `${lines.join("\n")}\n`;
+}
+
+/** Whether a table is the extra table of a preview listener (`expandPreviews`). */
+export function isPreviewTable(table: Pick<RouteTable, "service">): boolean {
+  return table.service.endsWith(PREVIEW_SUFFIX);
+}

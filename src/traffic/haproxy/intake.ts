@@ -1,0 +1,297 @@
+/**
+ * HAProxy's request log, taken in by Turnout: the same measurement rows and latency sketches as
+ * the built-in router's (src/router/stats.ts `MeasurementRecorder`), so every judge, the builtin
+ * metric source and `/metrics` read HAProxy's traffic unchanged.
+ *
+ * Transport: each HAProxy logs to a ring buffer that it forwards to this TCP listener
+ * (config.ts). The forwarder writes many lines per segment, so the intake reads in large chunks
+ * and parses a batch of lines per `data` event: no per-request syscall or event, unlike one UDP
+ * datagram per line. Turnout not reading (a pause, a restart) fills the ring, not HAProxy's
+ * request path; what the ring overwrites is lost and counted.
+ *
+ * A line (config.ts LOG_FIELDS): `T1 endMs pid thread seq frontend version status latencyUs
+ * serverMs termination server key grpcStatus`.
+ * - The measurement goes to the series (frontend = service or service:preview, version), at
+ *   the second of `endMs`: the recorder's clock reads the line's time while a batch is parsed.
+ * - `status` is the HTTP status sent; for gRPC (`grpcStatus` a number) a non-zero gRPC status
+ *   counts as the HTTP status of the gRPC-HTTP mapping (grpc-gateway's), so UNAVAILABLE is a
+ *   5xx and INVALID_ARGUMENT a 4xx, and errors are judged as for HTTP services.
+ * - Upstream error: the session ended on the server side (`termination` starting with S or s:
+ *   refused, reset, timed out) with a server picked.
+ * - Lines lost: every request gets a per-thread sequence number (`seq`), so the numbers of
+ *   one (pid, thread) run 1, 2, 3... Numbers still missing `lossTimeoutMs` after a later one
+ *   arrived (a request cannot take longer than its timeouts) are counted lost; one arriving later
+ *   still is counted `late` and taken back from `lost`. Lines that do not parse are counted
+ *   `unparsable`; lines without a version (HAProxy's own 400/408, no instance at all) `unrouted`.
+ */
+import net from "node:net";
+import { MeasurementRecorder, type MeasurementRecorderOptions } from "../../router/stats.js";
+import { LOG_FIELDS, LOG_FORMAT_TAG } from "./config.js";
+
+/** gRPC status -> HTTP status (grpc-gateway's runtime.HTTPStatusFromCode). */
+export const GRPC_HTTP_STATUS: readonly number[] = [
+  200, // 0 OK
+  499, // 1 CANCELLED
+  500, // 2 UNKNOWN
+  400, // 3 INVALID_ARGUMENT
+  504, // 4 DEADLINE_EXCEEDED
+  404, // 5 NOT_FOUND
+  409, // 6 ALREADY_EXISTS
+  403, // 7 PERMISSION_DENIED
+  429, // 8 RESOURCE_EXHAUSTED
+  400, // 9 FAILED_PRECONDITION
+  409, // 10 ABORTED
+  400, // 11 OUT_OF_RANGE
+  501, // 12 UNIMPLEMENTED
+  500, // 13 INTERNAL
+  503, // 14 UNAVAILABLE
+  500, // 15 DATA_LOSS
+  401, // 16 UNAUTHENTICATED
+];
+
+/** One parsed log line. */
+export interface LogLine {
+  endMs: number;
+  pid: number;
+  thread: number;
+  /** 0 when the request got no number (rejected before the frontend's rules). */
+  seq: number;
+  series: string;
+  /** null when no version took the request. */
+  version: string | null;
+  /** The status measured: HTTP, or gRPC's mapped to HTTP. -1 when none was sent. */
+  status: number;
+  latencyMs: number;
+  upstreamError: boolean;
+  /** The sticky key, or null. */
+  key: string | null;
+}
+
+const FIELD_COUNT = LOG_FIELDS.length;
+
+/** Parses one line; null when it is not a Turnout request line. Pure. */
+export function parseLogLine(line: string): LogLine | null {
+  const f = line.split(" ");
+  if (f.length !== FIELD_COUNT || f[0] !== LOG_FORMAT_TAG) return null;
+  const endMs = Number(f[1]);
+  const pid = Number(f[2]);
+  const thread = Number(f[3]);
+  const seq = f[4] === "-" ? 0 : Number(f[4]);
+  let status = Number(f[7]);
+  const latencyUs = Number(f[8]);
+  if (
+    !Number.isFinite(endMs) ||
+    !Number.isInteger(pid) ||
+    !Number.isInteger(thread) ||
+    !Number.isInteger(seq) ||
+    !Number.isInteger(status)
+  ) {
+    return null;
+  }
+  const grpc = f[13]!;
+  if (grpc !== "-") {
+    const g = Number(grpc);
+    if (!Number.isInteger(g)) return null;
+    if (g !== 0 && status < 400) status = GRPC_HTTP_STATUS[g] ?? 500;
+  }
+  const termination = f[10]!;
+  const server = f[11]!;
+  const key = f[12]!;
+  return {
+    endMs,
+    pid,
+    thread,
+    seq,
+    series: f[5]!,
+    version: f[6] === "-" || f[6] === "" ? null : f[6]!,
+    status,
+    latencyMs: Number.isFinite(latencyUs) && latencyUs >= 0 ? latencyUs / 1000 : 0,
+    upstreamError: (termination[0] === "S" || termination[0] === "s") && server !== "<NOSRV>",
+    key: key === "-" || key === "" ? null : Buffer.from(key, "hex").toString("utf8"),
+  };
+}
+
+/** The sequence numbers seen of one (pid, thread). */
+interface Stream {
+  /** The lowest number not received yet. */
+  next: number;
+  /** Numbers received above `next`. */
+  above: Set<number>;
+  /** When the gap at `next` was first seen (ms), null when there is none. */
+  gapSince: number | null;
+  lastSeen: number;
+}
+
+export interface IntakeStats {
+  /** Request lines measured. */
+  lines: number;
+  unparsable: number;
+  /** Lines never received (see the module comment); an estimate that settles after lossTimeoutMs. */
+  lost: number;
+  /** Lines counted lost that came after all. */
+  late: number;
+  /** Lines without a version (HAProxy answered by itself). */
+  unrouted: number;
+  connections: number;
+}
+
+export interface LogIntakeOptions extends MeasurementRecorderOptions {
+  /** A gap in a sequence older than this counts as lost (default 65 s). */
+  lossTimeoutMs?: number;
+}
+
+/**
+ * A TCP listener for HAProxy's log ring, recording into its own `MeasurementRecorder`.
+ *
+ * @example
+ * const intake = new LogIntake({ routerId: "haproxy@host" });
+ * const { port } = await intake.listen();
+ * // config.ts: `server intake 127.0.0.1:<port>` in the ring section
+ * new MeasurementFlusher({ recorder: intake.recorder, sink: store, logger }).start();
+ */
+export class LogIntake {
+  readonly recorder: MeasurementRecorder;
+  readonly #server: net.Server;
+  readonly #sockets = new Set<net.Socket>();
+  readonly #streams = new Map<string, Stream>();
+  readonly #lossTimeoutMs: number;
+  readonly #now: () => number;
+  /** The time of the line being recorded; null outside a batch (the recorder reads the clock). */
+  #lineMs: number | null = null;
+  #stats: IntakeStats = { lines: 0, unparsable: 0, lost: 0, late: 0, unrouted: 0, connections: 0 };
+  #sweepTimer: NodeJS.Timeout | null = null;
+  /** Called with each batch's lines that have a key (exposures, later). */
+  onLines: ((lines: readonly LogLine[]) => void) | null = null;
+
+  constructor(opts: LogIntakeOptions = {}) {
+    this.#lossTimeoutMs = opts.lossTimeoutMs ?? 65_000;
+    const wall = opts.now ?? Date.now;
+    this.#now = wall;
+    this.recorder = new MeasurementRecorder({
+      ...opts,
+      now: () => this.#lineMs ?? wall(),
+    });
+    this.#server = net.createServer((sock) => this.#accept(sock));
+  }
+
+  /** Listens on host:port (default 127.0.0.1, a free port); returns the address. */
+  async listen(host = "127.0.0.1", port = 0): Promise<{ host: string; port: number }> {
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once("error", reject);
+      this.#server.listen(port, host, () => {
+        this.#server.off("error", reject);
+        resolve();
+      });
+    });
+    this.#sweepTimer = setInterval(() => this.sweep(), 1000);
+    this.#sweepTimer.unref();
+    const a = this.#server.address() as net.AddressInfo;
+    return { host: a.address, port: a.port };
+  }
+
+  async close(): Promise<void> {
+    if (this.#sweepTimer !== null) clearInterval(this.#sweepTimer);
+    this.#sweepTimer = null;
+    for (const s of this.#sockets) s.destroy();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  stats(): IntakeStats {
+    return { ...this.#stats };
+  }
+
+  #accept(sock: net.Socket): void {
+    this.#sockets.add(sock);
+    this.#stats.connections++;
+    let rest = "";
+    sock.setEncoding("utf8");
+    sock.on("data", (chunk: string) => {
+      const text = rest + chunk;
+      const end = text.lastIndexOf("\n");
+      if (end < 0) {
+        rest = text;
+        return;
+      }
+      rest = text.slice(end + 1);
+      this.ingest(text.slice(0, end));
+    });
+    sock.on("error", () => {});
+    sock.on("close", () => {
+      this.#sockets.delete(sock);
+    });
+  }
+
+  /** Records a batch of complete lines (newline-separated). Public for tests and benchmarks. */
+  ingest(batch: string): void {
+    const now = this.#now();
+    const keyed: LogLine[] = [];
+    let at = 0;
+    try {
+      while (at <= batch.length) {
+        let nl = batch.indexOf("\n", at);
+        if (nl < 0) nl = batch.length;
+        const raw = batch.slice(at, nl);
+        at = nl + 1;
+        if (raw.length === 0) continue;
+        const l = parseLogLine(raw.charCodeAt(raw.length - 1) === 13 ? raw.slice(0, -1) : raw);
+        if (l === null) {
+          this.#stats.unparsable++;
+          continue;
+        }
+        if (l.seq > 0) this.#sequence(l, now);
+        if (l.version === null) {
+          this.#stats.unrouted++;
+          continue;
+        }
+        this.#stats.lines++;
+        this.#lineMs = l.endMs;
+        const c = this.recorder.series(l.series, l.version);
+        c.requests++;
+        c.record(l.status, l.latencyMs, l.upstreamError);
+        if (l.key !== null && this.onLines !== null) keyed.push(l);
+      }
+    } finally {
+      this.#lineMs = null;
+    }
+    if (keyed.length > 0) this.onLines?.(keyed);
+  }
+
+  #sequence(l: LogLine, now: number): void {
+    const id = `${l.pid}/${l.thread}`;
+    let s = this.#streams.get(id);
+    if (s === undefined) {
+      s = { next: 1, above: new Set(), gapSince: null, lastSeen: now };
+      this.#streams.set(id, s);
+    }
+    s.lastSeen = now;
+    const seq = l.seq;
+    if (seq === s.next) {
+      s.next++;
+      while (s.above.delete(s.next)) s.next++;
+      s.gapSince = s.above.size > 0 ? now : null;
+    } else if (seq > s.next) {
+      s.above.add(seq);
+      s.gapSince ??= now;
+    } else {
+      // Below `next`: counted lost at a sweep, and here after all.
+      this.#stats.late++;
+      if (this.#stats.lost > 0) this.#stats.lost--;
+    }
+  }
+
+  /** Declares gaps older than the loss timeout lost; forgets streams idle for twice as long. */
+  sweep(now = this.#now()): void {
+    for (const [id, s] of this.#streams) {
+      if (s.gapSince !== null && now - s.gapSince >= this.#lossTimeoutMs) {
+        let low = Number.POSITIVE_INFINITY;
+        for (const n of s.above) if (n < low) low = n;
+        this.#stats.lost += low - s.next;
+        s.next = low;
+        while (s.above.delete(s.next)) s.next++;
+        s.gapSince = s.above.size > 0 ? now : null;
+      }
+      if (s.gapSince === null && now - s.lastSeen > 2 * this.#lossTimeoutMs)
+        this.#streams.delete(id);
+    }
+  }
+}

@@ -88,6 +88,21 @@ export const ERRORS = {
     summary:
       "A controller commit carried a writer epoch that is no longer current (another controller took over): nothing written, that one stops.",
   },
+  TURNOUT_ERR_STORE_SCHEMA_NEWER: {
+    status: 503,
+    summary:
+      "The store's schema was written by a newer Turnout (it has migrations this binary does not know): run that version or newer; nothing was changed.",
+  },
+  TURNOUT_ERR_STORE_URL_INVALID: {
+    status: 400,
+    summary:
+      "The `--store` URL is malformed: it must look like `postgres://USER@HOST:PORT/DB` (or `postgresql://`).",
+  },
+  TURNOUT_ERR_STORE_AUTH_FAILED: {
+    status: 503,
+    summary:
+      "PostgreSQL refused the store's credentials (wrong user or password, or no access to the database): fix the `--store` URL or the server's pg_hba.conf.",
+  },
   TURNOUT_ERR_DATA_DIR_LOCKED: {
     status: 409,
     summary:

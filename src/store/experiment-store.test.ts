@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { ExperimentSpec } from "../core/experiment/types.js";
 import { ExperimentStore } from "./experiment-store.js";
+import { openTestStore } from "./postgres/testing/test-store.js";
 import type { SqlStore } from "./sql-store.js";
-import { openSqliteStore } from "./sqlite/sqlite-store.js";
 
 const spec: ExperimentSpec = {
   split: 50,
@@ -38,7 +38,7 @@ describe("ExperimentStore", () => {
   let store: SqlStore;
   let x: ExperimentStore;
   before(async () => {
-    store = await openSqliteStore({ path: ":memory:" });
+    store = await openTestStore();
     x = new ExperimentStore(store);
   });
   after(() => store.close());

@@ -6,8 +6,8 @@ import { after, before, test } from "node:test";
 import { evaluate } from "../core/flags/evaluate.js";
 import type { FlagResource, FlagSpec } from "../core/flags/types.js";
 import { FlagSnapshotCache, FlagStore, layer } from "./flag-store.js";
+import { openTestStore } from "./postgres/testing/test-store.js";
 import type { SqlStore } from "./sql-store.js";
-import { openSqliteStore } from "./sqlite/sqlite-store.js";
 
 const spec: FlagSpec = {
   type: "boolean",
@@ -27,7 +27,7 @@ let dir: string;
 let store: SqlStore;
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), "turnout-flags-"));
-  store = await openSqliteStore({ path: join(dir, "t.db") });
+  store = await openTestStore(join(dir, "t.db"));
 });
 after(async () => {
   await store.close();

@@ -2,9 +2,9 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { ShadowAggregate } from "../core/shadow/aggregate.js";
 import { comparePair, compileCompare } from "../core/shadow/compare.js";
+import { openTestStore } from "./postgres/testing/test-store.js";
 import { ShadowStore } from "./shadow-store.js";
 import type { SqlStore } from "./sql-store.js";
-import { openSqliteStore } from "./sqlite/sqlite-store.js";
 
 const enc = new TextEncoder();
 const resp = (v: unknown) => ({
@@ -28,7 +28,7 @@ describe("ShadowStore", () => {
   let store: SqlStore;
   let s: ShadowStore;
   before(async () => {
-    store = await openSqliteStore({ path: ":memory:" });
+    store = await openTestStore();
     s = new ShadowStore(store);
   });
   after(() => store.close());

@@ -6,9 +6,12 @@
  * What this class needs from the dialect: write transactions (`db.transaction()`) that are
  * serialized against every other writer, in this process or another. Several read-then-write
  * steps below (generations, "is the Service still there?") rely on it. SQLite gets it from
- * `BEGIN IMMEDIATE`; PostgreSQL will need SERIALIZABLE with retry or a transaction-level
- * advisory lock taken first. Route-table revisions and the fingerprint counter are bumped with
- * single atomic upserts, so they would stay correct even without it.
+ * `BEGIN IMMEDIATE`; PostgreSQL (`postgres/`) from a transaction-level advisory lock taken
+ * right after BEGIN, at READ COMMITTED. Route-table revisions and the fingerprint counter are
+ * bumped with single atomic upserts, so they would stay correct even without it.
+ *
+ * Optionally, a `ChangeFeed` from the dialect: it announces each write's changes to other
+ * processes inside the write's transaction, and hands theirs to this store's listeners.
  *
  * Everything correctness depends on lives in the database, never in this object, because
  * routers and the controller may each open the same database from their own process.
@@ -61,6 +64,24 @@ export interface SqlStoreOptions {
    * a constraint violation is a bug, and hiding it behind "unavailable" would invite retries.
    */
   mapError?: (err: unknown) => unknown;
+  /** Cross-process change notification (PostgreSQL's LISTEN/NOTIFY); none for SQLite. */
+  changeFeed?: ChangeFeed;
+}
+
+/**
+ * How a dialect tells other processes about this store's writes and hears about theirs, so
+ * that `onChange` fires for changes written anywhere, not only through this instance.
+ */
+export interface ChangeFeed {
+  /**
+   * Runs inside every write transaction that changed something, after its writes and just
+   * before its commit, so that the announcement commits (or rolls back) with them.
+   */
+  publish(trx: Transaction<Database>, changed: ReadonlySet<StoreChange>): Promise<void>;
+  /** Called once, by the store's constructor: deliver other processes' changes to `emit`. */
+  start(emit: (what: StoreChange) => void): void;
+  /** Stops listening; called by `close()` before the database is closed. */
+  close(): Promise<void>;
 }
 
 /** Message of commands rejected because their Service was deleted. */
@@ -73,10 +94,13 @@ export class SqlStore implements Store {
   /** Operations in flight, so that close() lets them finish instead of cutting them off. */
   readonly #inflight = new Set<Promise<unknown>>();
   #closed = false;
+  readonly #changeFeed: ChangeFeed | undefined;
 
   constructor(opts: SqlStoreOptions) {
     this.#db = opts.db;
     this.#mapError = opts.mapError ?? ((e) => e);
+    this.#changeFeed = opts.changeFeed;
+    this.#changeFeed?.start((what) => this.#notify(new Set([what])));
   }
 
   // -------------------------------------------------------------------------------------
@@ -773,6 +797,7 @@ export class SqlStore implements Store {
     this.#closed = true;
     this.#listeners.clear();
     await Promise.allSettled([...this.#inflight]);
+    await this.#changeFeed?.close();
     await this.#db.destroy();
   }
 
@@ -805,8 +830,13 @@ export class SqlStore implements Store {
     fn: (trx: Transaction<Database>, changed: Set<StoreChange>) => Promise<T>,
   ): Promise<T> {
     const changed = new Set<StoreChange>();
+    const feed = this.#changeFeed;
     const result = await this.#track(() =>
-      this.#db.transaction().execute((trx) => fn(trx, changed)),
+      this.#db.transaction().execute(async (trx) => {
+        const r = await fn(trx, changed);
+        if (feed !== undefined && changed.size > 0) await feed.publish(trx, changed);
+        return r;
+      }),
     );
     this.#notify(changed);
     return result;

@@ -14,7 +14,7 @@
  *   running its hooks (SIGKILL by a test runner's timeout), because it sees its stdin close.
  *
  * Where the binaries are missing, `postgresMissing()` says why: tests skip with that reason
- * locally, but under CI=true `requirePostgres()` fails, so that CI never silently skips them.
+ * locally, but under CI (`CI` set) `requirePostgres()` fails, so that CI never silently skips them.
  *
  * @example
  *   const pg = await sharedCluster();            // one cluster per test file (process)
@@ -70,14 +70,20 @@ export function postgresMissing(): string | undefined {
 }
 
 /**
- * The skip reason for `it(..., { skip })`: undefined when PostgreSQL is there. Under CI=true a
+ * The skip reason for `it(..., { skip })`: undefined when PostgreSQL is there. Under CI a
  * missing PostgreSQL throws instead: CI must run these tests, never skip them.
  */
 export function requirePostgres(): string | undefined {
   const missing = postgresMissing();
-  if (missing !== undefined && process.env.CI === "true")
+  if (missing !== undefined && inCi())
     throw new Error(`the PostgreSQL tests must run in CI: ${missing}`);
   return missing;
+}
+
+/** CI=true, CI=1, CI=yes...: any value but empty, "0" and "false" (set by every CI service). */
+export function inCi(): boolean {
+  const ci = process.env.CI;
+  return ci !== undefined && ci !== "" && ci !== "0" && ci.toLowerCase() !== "false";
 }
 
 async function freePort(): Promise<number> {

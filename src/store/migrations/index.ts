@@ -5,7 +5,7 @@
  * Rules for adding one: give it the next number (`0002_...`; kysely sorts names as strings),
  * never edit a migration that has shipped, and keep it portable (see `dialect.ts`).
  */
-import { type Kysely, type Migration, type MigrationResult, Migrator } from "kysely";
+import { type Kysely, type Migration, type MigrationResult, Migrator, sql } from "kysely";
 import { TurnoutError } from "../../errors.js";
 import { initial } from "./0001_initial.js";
 import { measurements } from "./0002_measurements.js";
@@ -33,17 +33,30 @@ export function turnoutMigrations(dialect: SqlDialectName): Record<string, Migra
 
 /**
  * Brings the schema up to date and returns the names of the migrations it ran (empty when the
- * database was current). Throws TURNOUT_ERR_STORE_UNAVAILABLE when a migration fails or the
- * database was written by a newer Turnout (it has migrations this code does not know).
+ * database was current). Throws TURNOUT_ERR_STORE_SCHEMA_NEWER, running nothing, when the
+ * database was written by a newer Turnout (it has migrations this code does not know), and
+ * TURNOUT_ERR_STORE_UNAVAILABLE when a migration fails.
  *
  * Concurrency is the dialect's job: the SQLite store runs the Migrator inside one
  * `BEGIN IMMEDIATE` transaction, so a second process opening the same file waits and then
- * finds nothing left to do.
+ * finds nothing left to do. On PostgreSQL, kysely takes a session advisory lock around one
+ * transaction holding every pending migration (DDL is transactional there): a failed
+ * migration leaves nothing half-made, and concurrent openers run them once.
  */
 export async function migrateToLatest(
   db: Kysely<unknown>,
   dialect: SqlDialectName,
 ): Promise<string[]> {
+  const known = Object.keys(turnoutMigrations(dialect)).sort();
+  // The common case, every process start: the schema is current. One small read instead of
+  // the Migrator's catalog introspection and locks (hundreds of ms on a busy PostgreSQL).
+  const recorded = await recordedMigrations(db);
+  if (recorded !== undefined) {
+    const unknown = recorded.find((n) => !known.includes(n));
+    if (unknown !== undefined) throw schemaNewer(unknown, known);
+    if (known.every((n) => recorded.includes(n))) return [];
+  }
+
   const migrator = new Migrator({
     db,
     provider: { getMigrations: async () => turnoutMigrations(dialect) },
@@ -52,19 +65,41 @@ export async function migrateToLatest(
   if (error !== undefined) {
     const failed = results?.find((r: MigrationResult) => r.status === "Error")?.migrationName;
     const message = error instanceof Error ? error.message : String(error);
-    const hint = message.includes("is missing")
-      ? " (was the database written by a newer Turnout?)"
-      : "";
+    // kysely refuses to run when the database records a migration this code does not have
+    // (here only if a newer Turnout migrated it since the check above). Its own error says
+    // "corrupted", which would send people looking for damage. Nothing ran.
+    const unknown = /previously executed migration (\S+) is missing/.exec(message)?.[1];
+    if (unknown !== undefined) {
+      const e = schemaNewer(unknown, known);
+      e.cause = error;
+      throw e;
+    }
     const what = failed !== undefined ? `store migration ${failed}` : "store migrations";
-    const e = new TurnoutError(
-      "TURNOUT_ERR_STORE_UNAVAILABLE",
-      `${what} failed: ${message}${hint}`,
-      {
-        migration: failed,
-      },
-    );
+    const e = new TurnoutError("TURNOUT_ERR_STORE_UNAVAILABLE", `${what} failed: ${message}`, {
+      migration: failed,
+    });
     e.cause = error;
     throw e;
   }
   return (results ?? []).filter((r) => r.status === "Success").map((r) => r.migrationName);
+}
+
+/** Names in kysely's migration table, or undefined when there is none yet (a new database). */
+async function recordedMigrations(db: Kysely<unknown>): Promise<string[] | undefined> {
+  try {
+    const r = await sql<{ name: string }>`select name from kysely_migration`.execute(db);
+    return r.rows.map((row) => row.name);
+  } catch {
+    // No table yet, or the database cannot be read: the Migrator finds out which, and reports it.
+    return undefined;
+  }
+}
+
+/** The database was migrated by a newer Turnout: say so, and what to do. */
+function schemaNewer(unknown: string, known: string[]): TurnoutError {
+  return new TurnoutError(
+    "TURNOUT_ERR_STORE_SCHEMA_NEWER",
+    `the store's schema is newer than this Turnout: it has migration ${unknown}, and this binary knows up to ${known.at(-1)}; run a newer Turnout (the one that wrote the store) or point it at another store; nothing was changed`,
+    { migration: unknown, latestKnown: known.at(-1) ?? null },
+  );
 }

@@ -111,8 +111,8 @@ describe("SQLite store", () => {
         .run("9999_future", "x");
       raw.close();
       await assert.rejects(openSqliteStore({ path: file }), (err: Error & { code?: string }) => {
-        assert.equal(err.code, "TURNOUT_ERR_STORE_UNAVAILABLE");
-        assert.match(err.message, /newer Turnout/);
+        assert.equal(err.code, "TURNOUT_ERR_STORE_SCHEMA_NEWER");
+        assert.match(err.message, /newer than this Turnout: it has migration 9999_future/);
         return true;
       });
     });

@@ -1,0 +1,17 @@
+import pg from "pg";
+import { sharedCluster } from "../../../test/support/postgres.js";
+import { openPostgresStore } from "./postgres-store.js";
+const c = await sharedCluster();
+const admin = new pg.Client({ connectionString: c.url() });
+await admin.connect();
+await admin.query("create database p1");
+const a = await openPostgresStore({ url: c.url("p1") });
+a.onChange((w) => console.log("change", w, a.listening, a.listenerPid));
+console.log("pid", a.listenerPid);
+await admin.query("select pg_terminate_backend($1)", [a.listenerPid]);
+console.log("terminated");
+await new Promise((r) => setTimeout(r, 3000));
+console.log("after 3s", a.listening, a.listenerPid);
+console.log("closing"); await a.close(); console.log("closed");
+await admin.end();
+await c.stop();

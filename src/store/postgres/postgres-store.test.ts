@@ -168,7 +168,10 @@ if (missing !== undefined) {
         });
         assert.equal(
           cluster
-            .psql("select count(*) from information_schema.tables where table_name = 'routers'", name)
+            .psql(
+              "select count(*) from information_schema.tables where table_name = 'routers'",
+              name,
+            )
             .trim(),
           "0",
         );

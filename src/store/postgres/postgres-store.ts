@@ -59,7 +59,10 @@ export interface PostgresStoreOptions {
   connectTimeoutMs?: number;
   /** How long a write waits for another writer's transaction, in ms. Default 5000. */
   lockTimeoutMs?: number;
-  /** LISTEN for other processes' changes (default true). Without it, onChange is local only. */
+  /**
+   * LISTEN for other processes' changes (default true). Without it, onChange hears only this
+   * store's writes (which other stores still hear: every store NOTIFYs).
+   */
   listen?: boolean;
   /** How often the listening connection is checked, in ms (default 5000). */
   listenCheckMs?: number;
@@ -190,24 +193,22 @@ export class PostgresStore extends SqlStore {
  */
 export async function openPostgresStore(opts: PostgresStoreOptions): Promise<PostgresStore> {
   const { db, url } = await openPostgresDatabase(opts);
-  let feed: NotifyChangeFeed | undefined;
+  // Every store announces its writes; only listening ones hear the others'.
+  const feed = new NotifyChangeFeed(url, {
+    applicationName: `${opts.applicationName ?? "turnout"} listen`,
+    connectTimeoutMs: opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    checkMs: opts.listenCheckMs ?? 5000,
+  });
   try {
-    if (opts.listen !== false) {
-      feed = new NotifyChangeFeed(url, {
-        applicationName: `${opts.applicationName ?? "turnout"} listen`,
-        connectTimeoutMs: opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
-        checkMs: opts.listenCheckMs ?? 5000,
-      });
-      // Listening before the store is handed out: a write by another process after open
-      // returns is never missed.
-      await feed.connectFirst();
-    }
+    // Listening before the store is handed out: a write by another process after open
+    // returns is never missed.
+    if (opts.listen !== false) await feed.connectFirst();
   } catch (err) {
-    await feed?.close();
+    await feed.close();
     await db.destroy();
     throw mapPostgresError(err, url);
   }
-  return new PostgresStore({ db, url, ...(feed !== undefined ? { feed } : {}) });
+  return new PostgresStore({ db, url, feed });
 }
 
 /**
@@ -234,6 +235,9 @@ export async function openPostgresDatabase(
     dialect: new SerializedPostgresDialect(pool, opts.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS),
   });
   try {
+    // Connect first, so that an unreachable server, refused credentials or a missing database
+    // are reported as such, not as a failed migration.
+    await sql`select 1`.execute(db);
     const migrated = await migrateToLatest(db as Kysely<unknown>, "postgres");
     return { db, pool, url, migrated };
   } catch (err) {

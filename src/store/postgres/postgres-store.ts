@@ -231,6 +231,13 @@ export async function openPostgresDatabase(
   // An idle connection that breaks (server restart, network cut) is reported here; without a
   // handler it would crash the process. The pool drops it and opens a new one when needed.
   pool.on("error", () => undefined);
+  // A connection that breaks while checked out (mid-query) also emits "error" on its client,
+  // where the pool listens only while it is idle: unheard, that would crash the process. The
+  // query in flight gets the error anyway (TURNOUT_ERR_STORE_UNAVAILABLE), and the pool
+  // discards the broken client when it comes back.
+  pool.on("connect", (client) => {
+    client.on("error", () => undefined);
+  });
   const db = new Kysely<Database>({
     dialect: new SerializedPostgresDialect(pool, opts.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS),
   });

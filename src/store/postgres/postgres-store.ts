@@ -30,6 +30,10 @@
  *
  * BIGINT and NUMERIC values (clock milliseconds, ids, counts, sums) are parsed to JS numbers:
  * every value Turnout stores in them is an integer below 2^53 or a sum that is a float anyway.
+ *
+ * Lists ordered by name (resources, routers, measurements' labels) follow the database's
+ * collation. Create the database with the C collation (`createdb --locale=C` or
+ * `LC_COLLATE 'C'`) to get the same byte order as SQLite; the tests' cluster uses C.
  */
 import { randomUUID } from "node:crypto";
 import {

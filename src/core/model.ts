@@ -57,6 +57,24 @@ export interface ServiceSpec {
    * upstream in `x-turnout-flags` and label the router's measurements (src/router/flags-edge.ts).
    */
   flags?: string[];
+  /**
+   * The data plane that carries this Service's traffic (`core/traffic.ts`): absent, the
+   * built-in router; `{haproxy: {}}`, an HAProxy that Turnout starts and supervises;
+   * `{haproxy: {runtimeApi, backend}}`, one backend of an HAProxy someone else runs.
+   */
+  traffic?: TrafficSpec;
+}
+
+/** `spec.traffic`: exactly one provider key. */
+export type TrafficSpec = { builtin: Record<string, never> } | { haproxy: HaproxyTrafficSpec };
+
+export interface HaproxyTrafficSpec {
+  /** The haproxy binary (default: `haproxy` on PATH). Managed mode only. */
+  binary?: string;
+  /** Attach mode: the runtime API socket of an HAProxy someone else runs, e.g. "unix:/run/haproxy.sock". */
+  runtimeApi?: string;
+  /** Attach mode: the backend Turnout may change (servers and weights only). */
+  backend?: string;
 }
 
 export type StickinessSpec = ({ header: string } | { cookie: string } | { query: string }) & {
@@ -617,4 +635,6 @@ export interface RouteTable {
   experiment?: RouteExperiment;
   /** Copies of a share of requests go to a shadow version and are compared (src/router/mirror.ts). */
   mirror?: RouteMirror;
+  /** `spec.traffic`: which data plane puts this table in force; absent, the built-in router. */
+  traffic?: TrafficSpec;
 }

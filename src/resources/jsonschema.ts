@@ -24,8 +24,7 @@ export function generateJsonSchema(): Record<string, unknown> {
     $schema,
     $id: JSON_SCHEMA_ID,
     title: "Turnout resource",
-    description:
-      `A Turnout resource (apiVersion turnout.dev/v1): one of ${Object.keys(SCHEMAS).join(", ")}. See docs/reference/resources.md.`,
+    description: `A Turnout resource (apiVersion turnout.dev/v1): one of ${Object.keys(SCHEMAS).join(", ")}. See docs/reference/resources.md.`,
     ...rest,
   };
 }

@@ -185,6 +185,16 @@ export const ERRORS = {
     summary:
       "The route table asks for something the haproxy provider does not carry (shadow traffic, A/B arms, edge flags; stickiness or matches in attach mode); the message names the feature.",
   },
+  TURNOUT_ERR_TRAFFIC_UNSUPPORTED: {
+    status: 400,
+    summary:
+      "A Service needs a route-table feature that its data plane (`spec.traffic`) does not carry; the message names the feature, the spec path that asks for it and the provider. Nothing was stored; a provider given such a table refuses it and keeps serving the one it had.",
+  },
+  TURNOUT_ERR_TRAFFIC_LISTEN: {
+    status: 409,
+    summary:
+      "A traffic provider cannot listen on a service's port (or preview port); the message gives the reason (e.g. EADDRINUSE). The built-in router keeps the table and retries at each poll.",
+  },
   TURNOUT_ERR_CLI_NO_SERVER: {
     status: 503,
     summary:

@@ -30,6 +30,7 @@ import { type ErrorCode, TurnoutError } from "../errors.js";
 import { checkJson, INPUT_LIMITS } from "../resources/input-limits.js";
 import { crossCheck, parseResources } from "../resources/load.js";
 import { checkAnalysisRefs } from "../resources/refs.js";
+import { checkTraffic, trafficUnsupportedError } from "../resources/traffic.js";
 import type { ExperimentStore } from "../store/experiment-store.js";
 import type { Store, StoredCommand } from "../store/store.js";
 import { versionChangeNotes } from "./apply-notes.js";
@@ -264,7 +265,9 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
       const segments = (await store.listResources("Segment")).map((s) => s.name);
       errors.push(...checkFlagRefs(resources, { flags, segments }));
     }
-    if (errors.length > 0) throw invalid(errors);
+    // What each Service's data plane carries (spec.traffic): its own code when alone.
+    errors.push(...checkTraffic(resources));
+    if (errors.length > 0) throw trafficUnsupportedError(errors) ?? invalid(errors);
     return resources;
   };
 

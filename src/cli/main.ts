@@ -440,9 +440,10 @@ async function loadAll(paths: string[]) {
   const r = await loadPaths(paths);
   // Offline: templates may already be on the server, so only the files' own are checked.
   const refs = checkAnalysisRefs(r.resources, [], { requireKnownTemplates: false });
+  const { checkTraffic } = await import("../resources/traffic.js");
   return {
     resources: r.resources.map((x) => ({ kind: x.kind, name: x.metadata.name })),
-    errors: [...r.errors, ...refs],
+    errors: [...r.errors, ...refs, ...checkTraffic(r.resources)],
     raw: r.resources as unknown[],
   };
 }

@@ -72,6 +72,8 @@ export function buildRouteTable(i: RouteInputs): Omit<RouteTable, "revision"> {
   if (matches.length > 0) table.matches = matches;
   if (spec.routing?.versionOverride) table.versionOverride = true;
   if (spec.flags !== undefined && spec.flags.length > 0) table.flags = [...spec.flags];
+  // The data plane that carries it; absent (the built-in router), so tables stay as they were.
+  if (spec.traffic !== undefined) table.traffic = structuredClone(spec.traffic);
   // An experiment step's arms: the router assigns units to them and logs exposures.
   const experiment = status.experiment ? routeExperimentOf(spec, status.experiment) : null;
   if (experiment) table.experiment = experiment;

@@ -145,6 +145,7 @@ interface Carrier {
   readonly mode: "managed" | "attach";
   /** The spec it was made for: another spec needs another carrier. */
   readonly specKey: string;
+  readonly api: RuntimeApi;
   apply(table: RouteTable): Promise<void>;
   reap(): Promise<void>;
   stop(): Promise<void>;
@@ -205,6 +206,11 @@ export class HaproxyProvider implements TrafficProvider {
   /** Writes every measured second now (tests, shutdown). */
   flushMeasurements(): Promise<void> {
     return this.#flusher.flush(true);
+  }
+
+  /** The runtime API Turnout drives for a service (its own HAProxy's, or the attached one). */
+  runtimeApi(service: string): RuntimeApi | undefined {
+    return this.#carriers.get(service)?.api;
   }
 
   status(): HaproxyServiceStatus[] {
@@ -751,7 +757,7 @@ export function attachWeights(
 
 class AttachedService implements Carrier {
   readonly mode = "attach" as const;
-  readonly #api: RuntimeApi;
+  readonly api: RuntimeApi;
   readonly #backend: string;
   /** Turnout's servers drained, to delete once idle. */
   #draining = new Set<string>();
@@ -761,7 +767,7 @@ class AttachedService implements Carrier {
     spec: HaproxyTrafficSpec,
     readonly specKey: string,
   ) {
-    this.#api = new RuntimeApi(socketPathOf(spec.runtimeApi!));
+    this.api = new RuntimeApi(socketPathOf(spec.runtimeApi!));
     if (spec.backend === undefined || spec.backend === "") {
       throw new TurnoutError(
         "TURNOUT_ERR_HAPROXY_BACKEND_NOT_FOUND",
@@ -777,7 +783,7 @@ class AttachedService implements Carrier {
   }
 
   async apply(table: RouteTable): Promise<void> {
-    const api = this.#api;
+    const api = this.api;
     const be = this.#backend;
     const backends = await api.backends();
     if (!backends.includes(be)) {
@@ -851,7 +857,7 @@ class AttachedService implements Carrier {
 
   async reap(): Promise<void> {
     if (this.#draining.size === 0) return;
-    const stat = await this.#api.stat();
+    const stat = await this.api.stat();
     for (const name of [...this.#draining]) {
       const row = stat.find((r) => r.pxname === this.#backend && r.svname === name);
       if (row === undefined) {
@@ -860,10 +866,10 @@ class AttachedService implements Carrier {
       }
       if (Number(row.scur) > 0) continue;
       try {
-        await this.#api.delServer(this.#backend, name);
+        await this.api.delServer(this.#backend, name);
         this.#draining.delete(name);
       } catch {
-        await this.#api.setServerState(this.#backend, name, "drain").catch(() => {});
+        await this.api.setServerState(this.#backend, name, "drain").catch(() => {});
       }
     }
   }

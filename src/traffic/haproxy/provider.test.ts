@@ -10,12 +10,16 @@ import http from "node:http";
 import net from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { dueMeasurements, observe, startRun } from "../../core/analysis/run.js";
 import { bucketOf } from "../../core/hashing.js";
 import { DEFAULT_TRAFFIC_POLICY, type RouteTable } from "../../core/model.js";
 import type { TurnoutError } from "../../errors.js";
+import { StoreMeasurementSource } from "../../metrics/measurements.js";
+import { BuiltinProvider } from "../../metrics/providers/builtin/builtin-provider.js";
+import { openSqliteStore } from "../../store/sqlite/sqlite-store.js";
 import type { TableOutcome } from "../provider.js";
 import { HaproxyProvider } from "./provider.js";
-import type { RuntimeApi } from "./runtime-api.js";
+import { RuntimeApi } from "./runtime-api.js";
 import {
   freePort,
   needsHaproxy,
@@ -440,3 +444,265 @@ function errorOf(o: TableOutcome | undefined): TurnoutError {
   assert.ok(o !== undefined && !o.ok, "the outcome is a refusal");
   return o.error as TurnoutError;
 }
+
+describe("HaproxyProvider, lifecycle and measurements", skip, () => {
+  test("stop leaves no process and no socket; a killed HAProxy comes back with its state", async () => {
+    const dir = tempDir();
+    const v1 = await startUpstream("v1");
+    const hx = new HaproxyProvider({ dataDir: dir.path, restartInitialMs: 50 });
+    try {
+      const [a, b] = [await freePort(), await freePort()];
+      const backends = [{ version: "v1", weight: 100, endpoints: [v1.url] }];
+      const out = await hx.apply([table("one", a, backends), table("two", b, backends)]);
+      assert.ok(out.every((o) => o.ok));
+      const procs = hx.status().map((s) => s.process!);
+      const pids = procs.flatMap((p) => [p.masterPid!, p.workerPid!]);
+      assert.equal(pids.length, 4);
+      assert.ok(pids.every(alive));
+      // A live change, then HAProxy killed: it restarts from the files, with the change.
+      const extra = await startUpstream("v1b");
+      const [o2] = await hx.apply([
+        table("one", a, [{ version: "v1", weight: 100, endpoints: [extra.url] }], {}, 2),
+        table("two", b, backends),
+      ]);
+      assert.ok(o2!.ok);
+      process.kill(procs[0]!.masterPid!, "SIGKILL");
+      await waitFor("a restart", () => {
+        const p = hx.status().find((s) => s.service === "one")!.process!;
+        return p.restarts === 1 && p.running;
+      });
+      const agent = new http.Agent();
+      assert.equal((await get(a, agent)).servedBy, "v1b");
+      agent.destroy();
+      const after = hx.status().flatMap((s) => [s.process!.masterPid!, s.process!.workerPid!]);
+      await hx.stop();
+      for (const pid of [...pids, ...after]) {
+        await waitFor(`pid ${pid} to end`, () => !alive(pid));
+      }
+      assert.equal(hx.status().length, 0);
+      assert.equal(hx.inForce().size, 0);
+      await extra.close();
+    } finally {
+      await hx.stop();
+      await v1.close();
+      dir.remove();
+    }
+  });
+
+  test("measurements reach the store as the router's rows; a canary is judged from them; no data never passes", async () => {
+    const dir = tempDir();
+    const [v1, v2] = await Promise.all([startUpstream("v1"), startUpstream("v2")]);
+    v2.status = 503;
+    const store = await openSqliteStore({ path: ":memory:" });
+    const hx = new HaproxyProvider({
+      dataDir: dir.path,
+      measurements: { sink: store, routerId: "hx-judge", flushIntervalMs: 100 },
+    });
+    try {
+      const [port, quietPort] = [await freePort(), await freePort()];
+      const backends = (v2url: string) => [
+        { version: "v2", weight: 20, endpoints: [v2url] },
+        { version: "v1", weight: 80, endpoints: [v1.url] },
+      ];
+      const start = Date.now();
+      const out = await hx.apply([
+        table("judged", port, backends(v2.url)),
+        table("quiet", quietPort, backends(v2.url)),
+      ]);
+      assert.ok(out.every((o) => o.ok));
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+      for (let i = 0; i < 500; i += 4) {
+        await Promise.all(Array.from({ length: 4 }, () => get(port, agent)));
+      }
+      agent.destroy();
+      await waitFor("every line", () => hx.intakeStats().lines >= 500);
+      await hx.flushMeasurements();
+      const end = Date.now() + 1000;
+      const rows = await store.readMeasurements({
+        service: "judged",
+        fromSec: Math.floor(start / 1000),
+        toSec: Math.ceil(end / 1000),
+      });
+      const sum = (v: string, f: (r: (typeof rows)[number]) => number) =>
+        rows.filter((r) => r.version === v).reduce((a, r) => a + f(r), 0);
+      assert.equal(
+        sum("v2", (r) => r.requests),
+        100,
+      );
+      assert.equal(
+        sum("v2", (r) => r.s5xx),
+        100,
+      );
+      assert.equal(
+        sum("v1", (r) => r.s2xx),
+        400,
+      );
+      assert.ok(rows.every((r) => r.routerId === "hx-judge"));
+      // The builtin metric source and a threshold judge, as a canary's analysis runs them.
+      const metrics = new BuiltinProvider({ measurements: new StoreMeasurementSource(store) });
+      const judgeFor = async (service: string) => {
+        let run = startRun(
+          [
+            {
+              name: "errors",
+              spec: {
+                metrics: [
+                  {
+                    name: "error-rate",
+                    source: { builtin: "error_rate" },
+                    judge: { threshold: { max: 0.05 } },
+                    count: 1,
+                    minSamples: 10,
+                  },
+                ],
+              },
+            },
+          ],
+          {},
+          start - 1000,
+        );
+        const now = Math.max(end, run.metrics[0]!.nextDueAt!);
+        for (const due of dueMeasurements(run, now)) {
+          const m = await metrics.measure(
+            {
+              metric: due.metric,
+              source: due.source,
+              args: {},
+              service,
+              candidate: "v2",
+              baseline: "v1",
+              fromMs: due.fromMs,
+              toMs: Math.min(due.toMs, end),
+              now,
+            },
+            new AbortController().signal,
+          );
+          run = observe(run, due.metric, m, now);
+        }
+        return run;
+      };
+      const judged = await judgeFor("judged");
+      assert.equal(judged.phase, "Failed", judged.message);
+      // HAProxy carries "quiet", but nothing was measured: inconclusive, never a pass.
+      const quiet = await judgeFor("quiet");
+      assert.notEqual(quiet.phase, "Successful");
+      assert.equal(quiet.phase, "Inconclusive", quiet.message);
+    } finally {
+      await hx.stop();
+      await store.close();
+      await Promise.all([v1.close(), v2.close()]);
+      dir.remove();
+    }
+  });
+});
+
+describe("HaproxyProvider, attach mode", skip, () => {
+  test("changes only the named backend's servers and weights; bad sockets and backends are refused", async () => {
+    const dir = tempDir();
+    const [v1, v2, other] = await Promise.all([
+      startUpstream("v1"),
+      startUpstream("v2"),
+      startUpstream("other"),
+    ]);
+    const port = await freePort();
+    const sock = join(dir.path, "admin.sock");
+    const api = new RuntimeApi(sock);
+    const cfg = [
+      "global",
+      `  stats socket ${sock} mode 600 level admin`,
+      "defaults",
+      "  mode http",
+      "  timeout connect 2s",
+      "  timeout client 10s",
+      "  timeout server 10s",
+      "frontend fe",
+      `  bind 127.0.0.1:${port}`,
+      "  use_backend other if { path_beg /other }",
+      "  default_backend app",
+      "backend app",
+      "  balance roundrobin",
+      // The operator's own server for v1's address: reused, not duplicated.
+      `  server static1 127.0.0.1:${v1.port}`,
+      "backend other",
+      `  server o1 127.0.0.1:${other.port}`,
+      "",
+    ].join("\n");
+    const owner = await runHaproxy(dir.path, cfg, () => api.answers());
+    const hx = new HaproxyProvider({ dataDir: dir.path, reapIntervalMs: 100 });
+    const attach = { haproxy: { runtimeApi: `unix:${sock}`, backend: "app" } };
+    const t = (rev: number, w2: number, extra: Partial<RouteTable> = {}) =>
+      table(
+        "attached",
+        port,
+        [
+          { version: "v2", weight: w2, endpoints: w2 > 0 ? [v2.url] : [] },
+          { version: "v1", weight: 100 - w2, endpoints: [v1.url] },
+        ],
+        { traffic: attach, ...extra },
+        rev,
+      );
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+    const count = async (n: number) => {
+      const by = new Map<string, number>();
+      for (let i = 0; i < n; i += 4) {
+        for (const r of await Promise.all(Array.from({ length: 4 }, () => get(port, agent)))) {
+          assert.equal(r.status, 200);
+          by.set(r.servedBy!, (by.get(r.servedBy!) ?? 0) + 1);
+        }
+      }
+      return by;
+    };
+    try {
+      // What identifies a server and what Turnout could change (not its clocks).
+      const otherState = async () =>
+        (await api.serversState("other")).map((r) =>
+          [r.srv_name, r.srv_addr, r.srv_port, r.srv_uweight, r.srv_admin_state].join(" "),
+        );
+      const otherBefore = await otherState();
+      const [o] = await hx.apply([t(1, 10)]);
+      assert.ok(o!.ok, o!.ok ? "" : o!.error.message);
+      const by = await count(1000);
+      // Weights 256 and 28: 9.9 % of a smooth round-robin.
+      assert.ok(Math.abs((by.get("v2") ?? 0) - 99) <= 5, `v2 got ${by.get("v2")}`);
+      const rows = await api.serversState("app");
+      assert.deepEqual(rows.map((r) => [r.srv_name, r.srv_uweight]).sort(), [
+        ["static1", "256"],
+        [`turnout-127.0.0.1_${v2.port}`, "28"],
+      ]);
+      // Live: 50/50, then v2 leaves (drained, then deleted as Turnout's own).
+      assert.ok((await hx.apply([t(2, 50)]))[0]!.ok);
+      const half = await count(400);
+      assert.ok(Math.abs((half.get("v2") ?? 0) - 200) <= 4, `v2 got ${half.get("v2")}`);
+      assert.ok((await hx.apply([t(3, 0)]))[0]!.ok);
+      assert.deepEqual([...(await count(100)).keys()], ["v1"]);
+      await waitFor("turnout's server deleted", async () =>
+        (await api.serversState("app")).every((r) => r.srv_name === "static1"),
+      );
+      // The other backend is untouched.
+      assert.deepEqual(await otherState(), otherBefore);
+      // Split only: stickiness is refused, naming it and the mode.
+      const [s] = await hx.apply([t(4, 10, { stickiness: { header: "x-user", salt: "s" } })]);
+      assert.equal(errorOf(s).code, "TURNOUT_ERR_HAPROXY_UNSUPPORTED");
+      assert.match(errorOf(s).message, /attach mode.*stickiness/);
+      assert.equal(hx.inForce().get("attached"), 3);
+      // A backend that does not exist.
+      const missing = { haproxy: { runtimeApi: `unix:${sock}`, backend: "nope" } };
+      const [m] = await hx.apply([t(5, 10, { traffic: missing })]);
+      assert.equal(errorOf(m).code, "TURNOUT_ERR_HAPROXY_BACKEND_NOT_FOUND");
+      assert.match(errorOf(m).message, /no backend "nope" \(it has .*app/);
+      // A socket nobody answers on.
+      const dead = {
+        haproxy: { runtimeApi: `unix:${join(dir.path, "none.sock")}`, backend: "app" },
+      };
+      const [d] = await hx.apply([t(6, 10, { traffic: dead })]);
+      assert.equal(errorOf(d).code, "TURNOUT_ERR_HAPROXY_RUNTIME_API");
+      assert.match(errorOf(d).message, /none\.sock.*does not exist/);
+    } finally {
+      agent.destroy();
+      await hx.stop();
+      await owner.stop();
+      await Promise.all([v1.close(), v2.close(), other.close()]);
+      dir.remove();
+    }
+  });
+});

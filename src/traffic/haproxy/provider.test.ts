@@ -4,6 +4,7 @@
  * mode changes only its backend, nothing is left running, measurements arrive, gRPC end to end.
  * The shared conformance suite (src/traffic/conformance.ts) covers the contract besides these.
  */
+import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import http from "node:http";
@@ -702,6 +703,101 @@ describe("HaproxyProvider, attach mode", skip, () => {
       await hx.stop();
       await owner.stop();
       await Promise.all([v1.close(), v2.close(), other.close()]);
+      dir.remove();
+    }
+  });
+});
+
+describe("HaproxyProvider, gRPC", skip, () => {
+  /** A unary method on raw bytes: no .proto needed for a test of the transport. */
+  const predict = {
+    path: "/turnout.test.Model/Predict",
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (b: Buffer) => b,
+    requestDeserialize: (b: Buffer) => b,
+    responseSerialize: (b: Buffer) => b,
+    responseDeserialize: (b: Buffer) => b,
+  } as const;
+  const definition = { Predict: predict } as grpc.ServiceDefinition;
+
+  async function grpcUpstream(
+    name: string,
+    fail: grpc.status | null,
+  ): Promise<{ url: string; close(): Promise<void> }> {
+    const server = new grpc.Server();
+    server.addService(definition, {
+      Predict: (
+        call: grpc.ServerUnaryCall<Buffer, Buffer>,
+        cb: grpc.sendUnaryData<Buffer>,
+      ) => {
+        if (fail !== null) cb({ code: fail, details: `${name} is failing` });
+        else cb(null, Buffer.from(`${name}:${call.request.toString()}`));
+      },
+    });
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) =>
+        err ? reject(err) : resolve(p),
+      ),
+    );
+    return {
+      url: `http://127.0.0.1:${port}`,
+      close: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
+    };
+  }
+
+  test("HTTP/2 end to end; gRPC errors counted from grpc-status in the measurements", async () => {
+    const dir = tempDir();
+    const v1 = await grpcUpstream("v1", null);
+    const v2 = await grpcUpstream("v2", grpc.status.UNAVAILABLE);
+    const hx = new HaproxyProvider({ dataDir: dir.path });
+    const Client = grpc.makeGenericClientConstructor(definition, "Model");
+    let client: grpc.Client | null = null;
+    try {
+      const port = await freePort();
+      const [o] = await hx.apply([
+        table(
+          "model",
+          port,
+          [
+            { version: "v2", weight: 20, endpoints: [v2.url] },
+            { version: "v1", weight: 80, endpoints: [v1.url] },
+          ],
+          { traffic: { haproxy: { protocol: "grpc" } } },
+        ),
+      ]);
+      assert.ok(o!.ok, o!.ok ? "" : o!.error.message);
+      client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+      const call = (i: number) =>
+        new Promise<{ ok: string } | { code: grpc.status }>((resolve) => {
+          (client as unknown as Record<string, Function>).Predict!(
+            Buffer.from(String(i)),
+            (err: grpc.ServiceError | null, res: Buffer) =>
+              resolve(err ? { code: err.code } : { ok: res.toString() }),
+          );
+        });
+      const n = 200;
+      const results = [];
+      for (let i = 0; i < n; i += 10) {
+        results.push(...(await Promise.all(Array.from({ length: 10 }, (_, j) => call(i + j)))));
+      }
+      const ok = results.filter((r) => "ok" in r) as { ok: string }[];
+      const failed = results.filter((r) => "code" in r) as { code: grpc.status }[];
+      assert.equal(ok.length, 160);
+      assert.ok(ok.every((r) => /^v1:\d+$/.test(r.ok)));
+      assert.equal(failed.length, 40);
+      assert.ok(failed.every((r) => r.code === grpc.status.UNAVAILABLE));
+      await waitFor("every line", () => hx.intakeStats().lines >= n);
+      const by = Object.fromEntries(hx.measurements.stats("model").map((s) => [s.version, s]));
+      assert.equal(by.v1!.requests, 160);
+      assert.equal(by.v1!.status["2xx"], 160);
+      // UNAVAILABLE arrives as HTTP 200 with grpc-status 14: counted as the 503 it maps to.
+      assert.equal(by.v2!.requests, 40);
+      assert.equal(by.v2!.status["5xx"], 40);
+    } finally {
+      client?.close();
+      await hx.stop();
+      await Promise.all([v1.close(), v2.close()]);
       dir.remove();
     }
   });

@@ -4,13 +4,14 @@
  * mode changes only its backend, nothing is left running, measurements arrive, gRPC end to end.
  * The shared conformance suite (src/traffic/conformance.ts) covers the contract besides these.
  */
-import * as grpc from "@grpc/grpc-js";
+
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import * as grpc from "@grpc/grpc-js";
 import { dueMeasurements, observe, startRun } from "../../core/analysis/run.js";
 import { bucketOf } from "../../core/hashing.js";
 import { DEFAULT_TRAFFIC_POLICY, type RouteTable } from "../../core/model.js";
@@ -401,6 +402,20 @@ describe("HaproxyProvider, managed mode", skip, () => {
       assert.ok(o3!.ok);
       assert.equal(hx.inForce().get("refused"), 3);
       assert.equal((await get(port, agent)).servedBy, "v1");
+      // A binary that does not exist: refused, and the HAProxy in force keeps serving.
+      const [o5] = await hx.apply([
+        table(
+          "refused",
+          port,
+          backends,
+          { traffic: { haproxy: { binary: "/nonexistent/haproxy" } } },
+          4,
+        ),
+      ]);
+      assert.equal(errorOf(o5).code, "TURNOUT_ERR_HAPROXY_NOT_FOUND");
+      assert.match(errorOf(o5).message, /nonexistent\/haproxy.*not found/);
+      assert.equal(hx.inForce().get("refused"), 3);
+      assert.equal((await get(port, agent)).servedBy, "v1");
       agent.destroy();
       // A port taken at the first start: refused at apply, nothing runs.
       const outcomes = await hx.apply([
@@ -476,7 +491,13 @@ describe("HaproxyProvider, lifecycle and measurements", skip, () => {
       assert.equal((await get(a, agent)).servedBy, "v1b");
       agent.destroy();
       const after = hx.status().flatMap((s) => [s.process!.masterPid!, s.process!.workerPid!]);
+      const sockets = ["one", "two"].map((s) => hx.runtimeApi(s)!.socketPath);
+      assert.ok(sockets.every((p) => existsSync(p)));
       await hx.stop();
+      assert.ok(
+        sockets.every((p) => !existsSync(p)),
+        "runtime API sockets removed",
+      );
       for (const pid of [...pids, ...after]) {
         await waitFor(`pid ${pid} to end`, () => !alive(pid));
       }
@@ -727,10 +748,7 @@ describe("HaproxyProvider, gRPC", skip, () => {
   ): Promise<{ url: string; close(): Promise<void> }> {
     const server = new grpc.Server();
     server.addService(definition, {
-      Predict: (
-        call: grpc.ServerUnaryCall<Buffer, Buffer>,
-        cb: grpc.sendUnaryData<Buffer>,
-      ) => {
+      Predict: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
         if (fail !== null) cb({ code: fail, details: `${name} is failing` });
         else cb(null, Buffer.from(`${name}:${call.request.toString()}`));
       },

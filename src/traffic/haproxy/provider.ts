@@ -170,6 +170,8 @@ export class HaproxyProvider implements TrafficProvider {
   readonly #flusher: MeasurementFlusher;
   readonly #carriers = new Map<string, Carrier>();
   readonly #inForce = new Map<string, number>();
+  /** The table in force per service (to bring a previous carrier back). */
+  readonly #tables = new Map<string, RouteTable>();
   #intakeAddr: { host: string; port: number } | null = null;
   #chain: Promise<unknown> = Promise.resolve();
   #reapTimer: NodeJS.Timeout | null = null;
@@ -238,6 +240,7 @@ export class HaproxyProvider implements TrafficProvider {
       await Promise.all([...this.#carriers.values()].map((c) => c.stop()));
       this.#carriers.clear();
       this.#inForce.clear();
+      this.#tables.clear();
       if (this.#started) {
         await this.#flusher.stop();
         await this.#intake.close();
@@ -271,6 +274,7 @@ export class HaproxyProvider implements TrafficProvider {
       await c.stop();
       this.#carriers.delete(service);
       this.#inForce.delete(service);
+      this.#tables.delete(service);
       this.#intake.recorder.retire(service);
       this.#intake.recorder.retire(`${service}:preview`);
     }
@@ -310,23 +314,38 @@ export class HaproxyProvider implements TrafficProvider {
         table.traffic !== undefined && "haproxy" in table.traffic ? table.traffic.haproxy : {};
       refuseUnsupported(table, spec);
       const key = JSON.stringify(spec);
-      let c = this.#carriers.get(service);
-      if (c !== undefined && c.specKey !== key) {
-        // Another binary, mode or protocol: a fresh carrier (the old one stops first, so a
-        // managed HAProxy frees its port).
-        await c.stop();
-        this.#carriers.delete(service);
-        this.#inForce.delete(service);
-        c = undefined;
-      }
-      if (c === undefined) {
-        c =
+      const old = this.#carriers.get(service);
+      if (old !== undefined && old.specKey === key) {
+        await old.apply(table);
+      } else {
+        // Another binary, mode or protocol: a fresh carrier. Made first, so a binary that is
+        // missing or too old is refused while the old one serves; the old one then stops (a
+        // managed HAProxy frees its port) and comes back if the new one cannot start.
+        const next: Carrier =
           spec.runtimeApi !== undefined
             ? new AttachedService(service, spec, key)
             : new ManagedService(service, spec, key, this.#managedOptions(service));
+        if (old !== undefined) await old.stop();
+        try {
+          await next.apply(table);
+        } catch (err) {
+          await next.stop().catch(() => {});
+          const last = this.#tables.get(service);
+          if (old !== undefined && last !== undefined) {
+            await old.apply(last).catch((e) => {
+              this.#logger.error(
+                { service, err: e },
+                "haproxy: the previous data plane did not come back",
+              );
+              this.#carriers.delete(service);
+              this.#inForce.delete(service);
+            });
+          }
+          throw err;
+        }
+        this.#carriers.set(service, next);
       }
-      await c.apply(table);
-      this.#carriers.set(service, c);
+      this.#tables.set(service, table);
       this.#inForce.set(service, revision);
       return { service, revision, ok: true };
     } catch (err) {
@@ -530,6 +549,7 @@ class ManagedService implements Carrier {
     const opts = this.#renderOptions();
     const cfg = renderConfig({ plan, slots }, opts);
     copyFileSync(LUA_SOURCE, join(this.#dir, "turnout.lua"));
+    mkdirSync(this.#socketDir, { recursive: true, mode: 0o700 });
     const before = this.#maps;
     this.#writeMaps(maps);
     try {

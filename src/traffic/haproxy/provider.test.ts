@@ -729,6 +729,8 @@ describe("HaproxyProvider, attach mode", skip, () => {
   });
 });
 
+type PredictFn = (req: Buffer, cb: (err: grpc.ServiceError | null, res: Buffer) => void) => void;
+
 describe("HaproxyProvider, gRPC", skip, () => {
   /** A unary method on raw bytes: no .proto needed for a test of the transport. */
   const predict = {
@@ -788,7 +790,7 @@ describe("HaproxyProvider, gRPC", skip, () => {
       client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
       const call = (i: number) =>
         new Promise<{ ok: string } | { code: grpc.status }>((resolve) => {
-          (client as unknown as Record<string, Function>).Predict!(
+          (client as unknown as { Predict: PredictFn }).Predict(
             Buffer.from(String(i)),
             (err: grpc.ServiceError | null, res: Buffer) =>
               resolve(err ? { code: err.code } : { ok: res.toString() }),

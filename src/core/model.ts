@@ -75,6 +75,11 @@ export interface HaproxyTrafficSpec {
   runtimeApi?: string;
   /** Attach mode: the backend Turnout may change (servers and weights only). */
   backend?: string;
+  /**
+   * Managed mode: what the upstreams speak. "http" (default): HTTP/1.1; "h2c": HTTP/2 in
+   * clear text end to end; "grpc": h2c, with `grpc-status` counted in the measurements.
+   */
+  protocol?: "http" | "h2c" | "grpc";
 }
 
 export type StickinessSpec = ({ header: string } | { cookie: string } | { query: string }) & {

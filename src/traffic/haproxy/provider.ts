@@ -40,7 +40,7 @@
  * through the router's `MeasurementFlusher` into the same rows, so judges, experiments'
  * metrics and `/metrics` read HAProxy's traffic unchanged. `intakeStats()` counts lines lost.
  *
- * Not carried (refused at apply with TURNOUT_ERR_HAPROXY_UNSUPPORTED naming the feature):
+ * Not carried (refused at apply with TURNOUT_ERR_TRAFFIC_UNSUPPORTED naming the feature):
  * `mirror` (shadow comparison), `experiment` (A/B arms and exposures), `edgeFlags`.
  */
 import { lookup } from "node:dns/promises";
@@ -57,6 +57,7 @@ import {
   type RouterMeasurementOptions,
 } from "../../router/stats.js";
 import type { TableOutcome, TrafficProvider } from "../provider.js";
+import { unsupportedTableError } from "../tables.js";
 import {
   assignSlots,
   type HaproxyProtocol,
@@ -388,17 +389,18 @@ export class HaproxyProvider implements TrafficProvider {
   }
 }
 
-/** Refuses a table that uses a feature the mode does not carry, naming it and the provider. */
+/**
+ * Refuses a table that uses a feature the mode does not carry, naming it and the provider, with
+ * the error every provider uses for it (TURNOUT_ERR_TRAFFIC_UNSUPPORTED, src/traffic/tables.ts).
+ */
 function refuseUnsupported(table: RouteTable, spec: HaproxyTrafficSpec): void {
-  const allowed = haproxyFeatures(spec);
-  const missing = tableFeatures(table).filter((f) => !allowed.has(f));
-  if (missing.length === 0) return;
   const mode = spec.runtimeApi !== undefined ? "attach mode (runtimeApi)" : "managed mode";
-  throw new TurnoutError(
-    "TURNOUT_ERR_HAPROXY_UNSUPPORTED",
-    `service ${table.service}: the haproxy provider in ${mode} does not carry ${missing.join(", ")}; it carries ${[...allowed].join(", ")}`,
-    { features: missing, provider: "haproxy" },
+  const err = unsupportedTableError(
+    table,
+    `the haproxy provider in ${mode}`,
+    haproxyFeatures(spec),
   );
+  if (err) throw err;
 }
 
 /** Host names of a table's endpoints resolved to addresses (HAProxy servers take addresses). */

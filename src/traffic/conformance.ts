@@ -74,6 +74,8 @@ interface CaseContext {
   port(): Promise<number>;
   /** Where clients reach the listener of `service` whose table asks for `port` (see the harness). */
   reach(service: string, port: number, preview?: boolean): number;
+  /** Reports a measured figure in the test output (a TAP diagnostic). */
+  note(message: string): void;
 }
 
 interface CaseDef {
@@ -295,6 +297,7 @@ const CASES: CaseDef[] = [
       const counts = await tally(c.reach("split", port), n);
       assert.equal((counts.v1 ?? 0) + (counts.v2 ?? 0), n, JSON.stringify(counts));
       const share = ((counts.v2 ?? 0) / n) * 100;
+      c.note(`split 90/10 over ${n} requests: v1 ${counts.v1 ?? 0}, v2 ${counts.v2 ?? 0}`);
       assert.ok(share >= 7 && share <= 13, `v2 got ${share}% of ${n}, want 10 ± 3`);
     },
   },
@@ -426,6 +429,7 @@ const CASES: CaseDef[] = [
         await Promise.all(clients);
         keepAlive.destroy();
       }
+      c.note(`switch and back: ${done} requests under load, ${failures.length} failed`);
       assert.deepEqual(failures.slice(0, 5), [], `${failures.length} of ${done} requests failed`);
       assert.ok(done >= 600, `${done} requests under load`);
     },
@@ -570,6 +574,7 @@ export function trafficProviderConformance(
           const reach = (service: string, port: number, preview = false): number =>
             harness.reach?.({ service, port, preview }) ?? port;
           await def.run({
+            note: (m) => t.diagnostic(m),
             provider: harness.provider,
             up: { v1, v2, shadow },
             port: freePort,

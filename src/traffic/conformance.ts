@@ -35,6 +35,12 @@ import type { TableOutcome, TrafficProvider } from "./provider.js";
 /** What a provider's test gives the suite: a started provider, fresh for each case. */
 export interface ProviderHarness {
   provider: TrafficProvider;
+  /**
+   * The port where clients reach a service whose table asks for `port` (its preview listener
+   * when `preview`). Default: that port. A provider that does not own the listener (HAProxy in
+   * attach mode, whose frontend someone else configured) says where it is.
+   */
+  reach?(where: { service: string; port: number; preview: boolean }): number;
   /** Releases whatever the harness made besides the provider (the suite stops the provider). */
   close?(): Promise<void>;
 }
@@ -64,8 +70,12 @@ interface CaseContext {
   provider: TrafficProvider;
   /** Upstreams answering `<name>\n` with `x-served-by: <name>`: "v1", "v2", "shadow". */
   up: Record<"v1" | "v2" | "shadow", Upstream>;
-  /** A port nothing listens on now. */
+  /** A port nothing listens on now, for a table's listener. */
   port(): Promise<number>;
+  /** Where clients reach the listener of `service` whose table asks for `port` (see the harness). */
+  reach(service: string, port: number, preview?: boolean): number;
+  /** Reports a measured figure in the test output (a TAP diagnostic). */
+  note(message: string): void;
 }
 
 interface CaseDef {
@@ -284,9 +294,10 @@ const CASES: CaseDef[] = [
       const port = await c.port();
       await applyOk(c.provider, [tableOf(c, "split", port, { v1: 90, v2: 10 })]);
       const n = 1000;
-      const counts = await tally(port, n);
+      const counts = await tally(c.reach("split", port), n);
       assert.equal((counts.v1 ?? 0) + (counts.v2 ?? 0), n, JSON.stringify(counts));
       const share = ((counts.v2 ?? 0) / n) * 100;
+      c.note(`split 90/10 over ${n} requests: v1 ${counts.v1 ?? 0}, v2 ${counts.v2 ?? 0}`);
       assert.ok(share >= 7 && share <= 13, `v2 got ${share}% of ${n}, want 10 ± 3`);
     },
   },
@@ -306,6 +317,7 @@ const CASES: CaseDef[] = [
         { hashVersion, stickiness: { header: "x-user", salt } },
       );
       await applyOk(c.provider, [t]);
+      const to = c.reach("sticky", port);
       // Keys a header carries as they are (visible ASCII); an empty key counts as no key.
       const keys = [
         ...vectors.filter((v) => v.salt === salt && /^[\x21-\x7e]+$/.test(v.key)).map((v) => v.key),
@@ -319,11 +331,7 @@ const CASES: CaseDef[] = [
         const want = stickyOwner(t, bucket);
         // Twice: the same key gets the same version, and it is the one the hash says.
         for (let i = 0; i < 2; i++) {
-          assert.equal(
-            await served(port, { "x-user": key }),
-            want,
-            `key ${key} (bucket ${bucket})`,
-          );
+          assert.equal(await served(to, { "x-user": key }), want, `key ${key} (bucket ${bucket})`);
         }
         seen.add(want);
       }
@@ -343,10 +351,11 @@ const CASES: CaseDef[] = [
         { matches: [{ header: { name: "x-beta", equals: "1" }, version: "v2" }] },
       );
       await applyOk(c.provider, [t]);
+      const to = c.reach("matches", port);
       for (let i = 0; i < 20; i++) {
-        assert.equal(await served(port, { "x-beta": "1" }), "v2");
-        assert.equal(await served(port), "v1");
-        assert.equal(await served(port, { "x-beta": "2" }), "v1");
+        assert.equal(await served(to, { "x-beta": "1" }), "v2");
+        assert.equal(await served(to), "v1");
+        assert.equal(await served(to, { "x-beta": "2" }), "v1");
       }
     },
   },
@@ -364,14 +373,16 @@ const CASES: CaseDef[] = [
         { preview: { listen: { host: "127.0.0.1", port: previewPort }, version: "v2" } },
       );
       await applyOk(c.provider, [t]);
+      const to = c.reach("preview", port);
+      const toPreview = c.reach("preview", previewPort, true);
       for (let i = 0; i < 20; i++) {
-        assert.equal(await served(port), "v1");
-        assert.equal(await served(previewPort), "v2");
+        assert.equal(await served(to), "v1");
+        assert.equal(await served(toPreview), "v2");
       }
       // The switch ends the preview: its listener goes, the service stays.
       await applyOk(c.provider, [tableOf(c, "preview", port, { v1: 0, v2: 100 })]);
-      assert.equal(await served(port), "v2");
-      assert.ok(await refused(previewPort), "the preview listener is closed after the switch");
+      assert.equal(await served(to), "v2");
+      assert.ok(await refused(toPreview), "the preview listener is closed after the switch");
     },
   },
   {
@@ -380,6 +391,7 @@ const CASES: CaseDef[] = [
     async run(c) {
       const port = await c.port();
       await applyOk(c.provider, [tableOf(c, "switch", port, { v1: 100, v2: 0 })]);
+      const to = c.reach("switch", port);
       // Load: clients on keep-alive connections and clients on a fresh connection per request.
       const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 4 });
       const failures: string[] = [];
@@ -388,7 +400,7 @@ const CASES: CaseDef[] = [
       const client = async (agent: http.Agent | false) => {
         while (!stop) {
           try {
-            const a = await get(port, {}, agent);
+            const a = await get(to, {}, agent);
             if (a.status !== 200) failures.push(`status ${a.status}: ${a.body}`);
           } catch (err) {
             failures.push(String(err));
@@ -409,7 +421,7 @@ const CASES: CaseDef[] = [
         ] as const) {
           await applyOk(c.provider, [tableOf(c, "switch", port, weights)]);
           // In force when apply resolves: every request sent from now on is served by `target`.
-          for (let i = 0; i < 10; i++) assert.equal(await served(port), target);
+          for (let i = 0; i < 10; i++) assert.equal(await served(to), target);
           await atLeast(done + 200);
         }
       } finally {
@@ -417,6 +429,7 @@ const CASES: CaseDef[] = [
         await Promise.all(clients);
         keepAlive.destroy();
       }
+      c.note(`switch and back: ${done} requests under load, ${failures.length} failed`);
       assert.deepEqual(failures.slice(0, 5), [], `${failures.length} of ${done} requests failed`);
       assert.ok(done >= 600, `${done} requests under load`);
     },
@@ -432,7 +445,8 @@ const CASES: CaseDef[] = [
       const before = c.up.shadow.count;
       const n = 20;
       // The answers are the primary's: the shadow's are compared, never returned.
-      for (let i = 0; i < n; i++) assert.equal(await served(port), "v1");
+      const to = c.reach("mirror", port);
+      for (let i = 0; i < n; i++) assert.equal(await served(to), "v1");
       await waitFor(`${n} copies at the shadow`, () => c.up.shadow.count - before >= n);
       assert.equal(c.up.shadow.count - before, n, "one copy per request");
     },
@@ -445,12 +459,12 @@ const CASES: CaseDef[] = [
       const x = experimentOf();
       const t = tableOf(c, "experiment", port, { v1: 50, v2: 50 }, { experiment: x });
       await applyOk(c.provider, [t]);
+      const to = c.reach("experiment", port);
       const seen = new Set<string>();
       for (let i = 0; i < 100; i++) {
         const unit = `unit-${i}`;
         const want = armOf(x, unit, t.hashVersion);
-        for (let j = 0; j < 2; j++)
-          assert.equal(await served(port, { "x-unit": unit }), want, unit);
+        for (let j = 0; j < 2; j++) assert.equal(await served(to, { "x-unit": unit }), want, unit);
         seen.add(want);
       }
       assert.deepEqual([...seen].sort(), ["v1", "v2"], "the units reach both arms");
@@ -472,7 +486,8 @@ const CASES: CaseDef[] = [
       assert.match(outcome.error.message, /does not carry/);
       // It keeps serving the table it had.
       assert.equal(c.provider.inForce().get("refuse"), first.revision);
-      for (let i = 0; i < 10; i++) assert.equal(await served(port), "v1");
+      const to = c.reach("refuse", port);
+      for (let i = 0; i < 10; i++) assert.equal(await served(to), "v1");
     },
   },
   {
@@ -485,11 +500,11 @@ const CASES: CaseDef[] = [
         tableOf(c, "one", a, { v1: 100, v2: 0 }),
         tableOf(c, "two", b, { v1: 0, v2: 100 }),
       ]);
-      assert.equal(await served(a), "v1");
-      assert.equal(await served(b), "v2");
+      assert.equal(await served(c.reach("one", a)), "v1");
+      assert.equal(await served(c.reach("two", b)), "v2");
       assert.deepEqual(await c.provider.apply([]), []);
-      assert.ok(await refused(a), "the first listener is closed");
-      assert.ok(await refused(b), "the second listener is closed");
+      assert.ok(await refused(c.reach("one", a)), "the first listener is closed");
+      assert.ok(await refused(c.reach("two", b)), "the second listener is closed");
       assert.deepEqual([...c.provider.inForce()], []);
     },
   },
@@ -556,7 +571,15 @@ export function trafficProviderConformance(
             t.skip(`${name} carries every route-table feature: there is nothing to refuse`);
             return;
           }
-          await def.run({ provider: harness.provider, up: { v1, v2, shadow }, port: freePort });
+          const reach = (service: string, port: number, preview = false): number =>
+            harness.reach?.({ service, port, preview }) ?? port;
+          await def.run({
+            note: (m) => t.diagnostic(m),
+            provider: harness.provider,
+            up: { v1, v2, shadow },
+            port: freePort,
+            reach,
+          });
         } finally {
           await harness.provider.stop();
           await harness.close?.();

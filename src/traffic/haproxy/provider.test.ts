@@ -822,3 +822,83 @@ describe("HaproxyProvider, gRPC", skip, () => {
     }
   });
 });
+
+describe("HaproxyProvider, A/B experiments", skip, () => {
+  test("units get the router's arms, forced arms are served unexposed, first exposures are logged", async () => {
+    const dir = tempDir();
+    const [v1, v2] = await Promise.all([startUpstream("v1"), startUpstream("v2")]);
+    const exposures: { experiment: string; unit: string; arm: string }[] = [];
+    const hx = new HaproxyProvider({
+      dataDir: dir.path,
+      exposures: {
+        async recordExposures(x) {
+          exposures.push(...x.map(({ experiment, unit, arm }) => ({ experiment, unit, arm })));
+        },
+        async recordEvents() {},
+      },
+    });
+    try {
+      const port = await freePort();
+      const experiment = {
+        name: "ranker",
+        arms: [
+          { name: "control", version: "v1", weight: 50 },
+          { name: "treatment", version: "v2", weight: 50 },
+        ],
+        key: { header: "x-unit" },
+        salt: "ranker-salt",
+        force: { header: "x-arm" },
+      };
+      const t = table(
+        "ab",
+        port,
+        [
+          { version: "v1", weight: 100, endpoints: [v1.url] },
+          { version: "v2", weight: 0, endpoints: [v2.url] },
+        ],
+        { experiment },
+      );
+      const [o] = await hx.apply([t]);
+      assert.ok(o!.ok, o!.ok ? "" : o!.error.message);
+      const armOf = (unit: string) => (bucketOf("ranker-salt", unit, 1) < 500_000 ? "v1" : "v2");
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+      const seen = new Set<string>();
+      for (let i = 0; i < 60; i++) {
+        const unit = `unit-${i}`;
+        for (let j = 0; j < 2; j++) {
+          assert.equal((await get(port, agent, { "x-unit": unit })).servedBy, armOf(unit), unit);
+        }
+        seen.add(armOf(unit));
+      }
+      assert.deepEqual([...seen].sort(), ["v1", "v2"]);
+      // Forced: served by the arm named, never an exposure.
+      assert.equal(
+        (await get(port, agent, { "x-unit": "forced-unit", "x-arm": "treatment" })).servedBy,
+        "v2",
+      );
+      // No unit: the split (v1 100 %).
+      assert.equal((await get(port, agent)).servedBy, "v1");
+      agent.destroy();
+      await waitFor("every line", () => hx.intakeStats().lines >= 122);
+      await hx.flushMeasurements();
+      // One exposure per unit (the second request of each is not a new one), none forced.
+      assert.equal(exposures.length, 60);
+      assert.ok(exposures.every((x) => x.experiment === "ranker"));
+      for (const x of exposures) {
+        assert.equal(x.arm, armOf(x.unit) === "v1" ? "control" : "treatment");
+      }
+      assert.ok(!exposures.some((x) => x.unit === "forced-unit"));
+      // An experiment recording response headers is refused, naming why.
+      const [r] = await hx.apply([
+        { ...t, revision: 2, experiment: { ...experiment, responseHeaders: ["x-score"] } },
+      ]);
+      assert.equal(errorOf(r).code, "TURNOUT_ERR_HAPROXY_UNSUPPORTED");
+      assert.match(errorOf(r).message, /responseHeaders/);
+      assert.equal(hx.inForce().get("ab"), 1);
+    } finally {
+      await hx.stop();
+      await Promise.all([v1.close(), v2.close()]);
+      dir.remove();
+    }
+  });
+});

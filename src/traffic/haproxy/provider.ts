@@ -40,8 +40,13 @@
  * through the router's `MeasurementFlusher` into the same rows, so judges, experiments'
  * metrics and `/metrics` read HAProxy's traffic unchanged. `intakeStats()` counts lines lost.
  *
+ * A/B experiments (managed mode): HAProxy assigns arms as the router does (forced arm, unit key,
+ * Turnout's bucket with the experiment's salt) and logs the arm a request exposed; the provider
+ * turns those lines into first exposures (`ExposureLog`, the router's) for `exposures`.
+ * Response-header events (`responseHeaders`) are not recorded: such an experiment is refused.
+ *
  * Not carried (refused at apply with TURNOUT_ERR_HAPROXY_UNSUPPORTED naming the feature):
- * `mirror` (shadow comparison), `experiment` (A/B arms and exposures), `edgeFlags`.
+ * `mirror` (shadow comparison) and `edgeFlags`.
  */
 import { lookup } from "node:dns/promises";
 import { copyFileSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
@@ -51,6 +56,7 @@ import { fileURLToPath } from "node:url";
 import type { HaproxyTrafficSpec, RouteTable } from "../../core/model.js";
 import { type RouteFeature, tableFeatures } from "../../core/traffic.js";
 import { TurnoutError } from "../../errors.js";
+import { ExposureLog, type ExposureSink } from "../../router/exposures.js";
 import {
   MeasurementFlusher,
   type MeasurementRecorder,
@@ -92,6 +98,7 @@ export const HAPROXY_MANAGED_FEATURES: ReadonlySet<RouteFeature> = new Set<Route
   "matches",
   "versionOverride",
   "preview",
+  "experiment",
 ]);
 /** What an attached HAProxy's backend carries: weights only. */
 export const HAPROXY_ATTACH_FEATURES: ReadonlySet<RouteFeature> = new Set<RouteFeature>(["split"]);
@@ -119,6 +126,11 @@ export interface HaproxyProviderOptions {
    * `haproxy@<hostname>:<pid>` so its rows never overwrite the built-in router's.
    */
   measurements?: RouterMeasurementOptions;
+  /**
+   * Where A/B exposures go (the experiment store, as the router's `exposures`): each unit's
+   * first exposure per experiment, from the arm HAProxy logged. Without one, none are kept.
+   */
+  exposures?: ExposureSink;
   /** HAProxy threads per managed service (default 1). */
   threads?: number;
   /** Restart back-off of a managed HAProxy that died (supervisor.ts defaults). */
@@ -168,6 +180,7 @@ export class HaproxyProvider implements TrafficProvider {
   readonly #logger: SupervisorLogger;
   readonly #intake: LogIntake;
   readonly #flusher: MeasurementFlusher;
+  readonly #exposures: ExposureLog;
   readonly #carriers = new Map<string, Carrier>();
   readonly #inForce = new Map<string, number>();
   /** The table in force per service (to bring a previous carrier back). */
@@ -186,6 +199,14 @@ export class HaproxyProvider implements TrafficProvider {
       ...recorder,
       routerId: recorder.routerId ?? `haproxy@${hostname()}:${process.pid}`,
     });
+    this.#exposures = new ExposureLog({ sink: opts.exposures, logger: this.#logger as never });
+    this.#intake.onLines = (lines) => {
+      for (const l of lines) {
+        if (l.arm === null || l.unit === null) continue;
+        const name = this.#tables.get(l.series)?.experiment?.name;
+        if (name !== undefined) this.#exposures.expose(name, l.unit, l.arm);
+      }
+    };
     this.#flusher = new MeasurementFlusher({
       recorder: this.#intake.recorder,
       sink,
@@ -205,9 +226,10 @@ export class HaproxyProvider implements TrafficProvider {
     return this.#intake.stats();
   }
 
-  /** Writes every measured second now (tests, shutdown). */
-  flushMeasurements(): Promise<void> {
-    return this.#flusher.flush(true);
+  /** Writes every measured second and buffered exposure now (tests, shutdown). */
+  async flushMeasurements(): Promise<void> {
+    await this.#flusher.flush(true);
+    await this.#exposures.flush();
   }
 
   /** The runtime API Turnout drives for a service (its own HAProxy's, or the attached one). */
@@ -228,6 +250,7 @@ export class HaproxyProvider implements TrafficProvider {
     mkdirSync(join(this.#o.dataDir, "haproxy"), { recursive: true });
     this.#intakeAddr = await this.#intake.listen("127.0.0.1", 0);
     this.#flusher.start();
+    this.#exposures.start();
     this.#reapTimer = setInterval(() => void this.#reapAll(), this.#o.reapIntervalMs ?? 1000);
     this.#reapTimer.unref();
     this.#started = true;
@@ -243,6 +266,7 @@ export class HaproxyProvider implements TrafficProvider {
       this.#tables.clear();
       if (this.#started) {
         await this.#flusher.stop();
+        await this.#exposures.stop();
         await this.#intake.close();
       }
       this.#started = false;

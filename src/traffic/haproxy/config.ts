@@ -555,6 +555,10 @@ function render(input: RenderInput, opts: RenderOptions, withServers: boolean): 
     `  nbthread ${threads}`,
     `  stats socket ${q(opts.socketDir)}/admin.sock mode 600 level admin expose-fd listeners`,
     "  stats timeout 30s",
+    // Without SO_REUSEPORT a port another process holds is an error at start, not a port two
+    // processes share (another service's HAProxy would otherwise take half its connections).
+    // Reloads do not need it: the new worker takes the listening sockets over (expose-fd).
+    "  noreuseport",
     // Old workers after a reload finish their requests, up to a bound.
     `  hard-stop-after ${Math.max(30, Math.ceil(t.upstreamSeconds * 2))}s`,
     `  setenv TURNOUT_HAPROXY_DIR ${dir}`,

@@ -426,6 +426,12 @@ describe("HaproxyProvider, managed mode", skip, () => {
       assert.equal(tk.ok, false);
       assert.equal(errorOf(tk).code, "TURNOUT_ERR_HAPROXY_PORT_IN_USE");
       assert.equal(hx.inForce().has("taken"), false);
+      // Another service's HAProxy on the same port: refused too, never a shared port.
+      const [, same] = await hx.apply([
+        table("refused", port, backends, {}, 3),
+        table("same-port", port, backends, {}, 1),
+      ]);
+      assert.equal(errorOf(same).code, "TURNOUT_ERR_HAPROXY_PORT_IN_USE");
     } finally {
       blocker.close();
       await hx.apply([]);

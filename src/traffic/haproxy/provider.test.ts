@@ -517,6 +517,40 @@ describe("HaproxyProvider, lifecycle and measurements", skip, () => {
     }
   });
 
+  test("a server drained when HAProxy dies can come back after the restart", async () => {
+    const dir = tempDir();
+    const [a, b] = await Promise.all([startUpstream("a"), startUpstream("b")]);
+    // No reaping during the test: the drained server is still Turnout's when HAProxy dies.
+    const hx = new HaproxyProvider({
+      dataDir: dir.path,
+      restartInitialMs: 50,
+      reapIntervalMs: 600_000,
+    });
+    try {
+      const port = await freePort();
+      const t = (rev: number, endpoints: string[]) =>
+        table("revive", port, [{ version: "v1", weight: 100, endpoints }], {}, rev);
+      assert.ok((await hx.apply([t(1, [a.url, b.url])]))[0]!.ok);
+      assert.ok((await hx.apply([t(2, [a.url])]))[0]!.ok);
+      assert.equal(hx.status()[0]!.draining, 1);
+      process.kill(hx.status()[0]!.process!.masterPid!, "SIGKILL");
+      await waitFor("a restart", () => {
+        const p = hx.status()[0]!.process!;
+        return p.restarts === 1 && p.running;
+      });
+      assert.equal(hx.status()[0]!.draining, 0);
+      const [o] = await hx.apply([t(3, [a.url, b.url])]);
+      assert.ok(o!.ok, o!.ok ? "" : o!.error.message);
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+      await waitFor("b to serve again", async () => (await get(port, agent)).servedBy === "b");
+      agent.destroy();
+    } finally {
+      await hx.stop();
+      await Promise.all([a.close(), b.close()]);
+      dir.remove();
+    }
+  });
+
   test("measurements reach the store as the router's rows; a canary is judged from them; no data never passes", async () => {
     const dir = tempDir();
     const [v1, v2] = await Promise.all([startUpstream("v1"), startUpstream("v2")]);

@@ -506,6 +506,11 @@ class ManagedService implements Carrier {
       socketDir: this.#socketDir,
       logger: opts.logger,
       name: service,
+      // After any (re)start or reload the process holds what the files say: no draining server.
+      onStart: () => {
+        for (const placed of this.#placed.values())
+          for (const [name, p] of placed) if (p.draining) placed.delete(name);
+      },
       ...(opts.restartInitialMs !== undefined ? { restartInitialMs: opts.restartInitialMs } : {}),
       ...(opts.restartMaxMs !== undefined ? { restartMaxMs: opts.restartMaxMs } : {}),
     });
@@ -701,6 +706,11 @@ class ManagedService implements Carrier {
     for (const [i, placed] of this.#placed) {
       for (const [name, p] of placed) {
         const row = rows.find((r) => r.be_name === slotName(i) && r.srv_name === name);
+        if (row === undefined && p.draining) {
+          // Deleted already (a restart from the files): nothing left to drain.
+          placed.delete(name);
+          continue;
+        }
         const admin = row === undefined ? -1 : Number(row.srv_admin_state);
         const ok =
           admin >= 0 &&
@@ -728,7 +738,12 @@ class ManagedService implements Carrier {
       for (const [name, p] of placed) {
         if (!p.draining) continue;
         const row = stat.find((r) => r.pxname === slotName(i) && r.svname === name);
-        if (row !== undefined && Number(row.scur) > 0) continue;
+        if (row === undefined) {
+          // Gone already: HAProxy restarted from the files, which hold no draining server.
+          placed.delete(name);
+          continue;
+        }
+        if (Number(row.scur) > 0) continue;
         try {
           await this.#sup.api.delServer(slotName(i), name);
           placed.delete(name);

@@ -5,7 +5,12 @@
  * The shape (one HAProxy per service, see provider.ts):
  * - A frontend named after the service on its listener, and `<service>:preview` on the preview port when
  *   the table has one. The frontend picks the version exactly as the built-in router does
- *   (src/router/select.ts), in the same order, and stores it in `txn.tv`:
+ *   (src/router/proxy.ts, exposures.ts `selectArm`, then select.ts), in the same order, and
+ *   stores it in `txn.tv`:
+ *   0. experiment: a forced arm (`force` header or query naming an arm in `arms.map`), else the
+ *      unit's arm: `turnout_bucket_v1` of the unit key with the experiment's salt, looked up in
+ *      `experiment.map` (the arms' bucket ranges), its version in `arms.map`; such a request
+ *      logs its arm (`txn.xa`) and unit, which the provider turns into first exposures;
  *   1. override: `x-turnout-version` looked up in `override.map` (the versions with instances
  *      when the table allows the override, else empty);
  *   2. match rules: the Lua action `turnout_match` (turnout.lua) over `rules.map`;
@@ -25,7 +30,7 @@
  *   Turnout's intake over TCP (intake.ts): batched, and lines lost are seen by their sequence.
  *
  * Everything that changes during a rollout (weights, instances, rules, the override, the
- * preview's version, the revision) lives in maps and servers, changed live over the runtime API;
+ * preview's version, the experiment's arms and weights, the revision) lives in maps and servers, changed live over the runtime API;
  * what is left in the text (listeners, the sticky source and salt, the policy, the slot count)
  * is structural: `structuralConfig` differs exactly when a reload is needed.
  */

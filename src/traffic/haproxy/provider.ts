@@ -340,7 +340,14 @@ export class HaproxyProvider implements TrafficProvider {
       const key = JSON.stringify(spec);
       const old = this.#carriers.get(service);
       if (old !== undefined && old.specKey === key) {
-        await old.apply(table);
+        // The router role hands over every table at each change of any: one already in force
+        // in a running HAProxy is left alone (an attached one is re-asserted: its owner may
+        // have restarted it).
+        const same =
+          old.mode === "managed" &&
+          old.status().process?.running === true &&
+          sameTable(this.#tables.get(service), table);
+        if (!same) await old.apply(table);
       } else {
         // Another binary, mode or protocol: a fresh carrier. Made first, so a binary that is
         // missing or too old is refused while the old one serves; the old one then stops (a
@@ -410,6 +417,10 @@ export class HaproxyProvider implements TrafficProvider {
       }
     });
   }
+}
+
+function sameTable(a: RouteTable | undefined, b: RouteTable): boolean {
+  return a !== undefined && JSON.stringify(a) === JSON.stringify(b);
 }
 
 /** Refuses a table that uses a feature the mode does not carry, naming it and the provider. */

@@ -23,6 +23,7 @@ import type { TableOutcome } from "../provider.js";
 import { HaproxyProvider } from "./provider.js";
 import { RuntimeApi } from "./runtime-api.js";
 import {
+  accepts,
   freePort,
   needsHaproxy,
   runHaproxy,
@@ -504,7 +505,12 @@ describe("HaproxyProvider, lifecycle and measurements", skip, () => {
         sockets.every((p) => !existsSync(p)),
         "runtime API sockets removed",
       );
-      for (const pid of [...pids, ...after]) {
+      // Stopped means stopped when stop() resolves: the processes and the listeners are gone.
+      for (const pid of after) assert.equal(alive(pid), false, `pid ${pid} still runs`);
+      assert.equal(await accepts(a), false);
+      assert.equal(await accepts(b), false);
+      // The first master was killed: its worker follows it on its own.
+      for (const pid of pids) {
         await waitFor(`pid ${pid} to end`, () => !alive(pid));
       }
       assert.equal(hx.status().length, 0);

@@ -49,7 +49,15 @@
  * `mirror` (shadow comparison) and `edgeFlags`.
  */
 import { lookup } from "node:dns/promises";
-import { copyFileSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -768,8 +776,43 @@ class ManagedService implements Carrier {
   }
 
   async stop(): Promise<void> {
+    const { masterPid, workerPid } = this.#sup.status();
     await this.#sup.stop();
+    // The master can exit a moment before its worker has closed the listeners: stopped means
+    // the port is free, so wait for every process of it to be gone.
+    await waitGone([masterPid, workerPid].filter((p): p is number => p !== null));
     rmSync(this.#socketDir, { recursive: true, force: true });
+  }
+}
+
+/** Whether a process runs (a zombie, exited but not reaped, does not). */
+function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    // No /proc (not Linux): kill(0) said it exists.
+    return true;
+  }
+}
+
+/** Waits until the processes are gone; SIGKILL after `graceMs`. */
+async function waitGone(pids: readonly number[], graceMs = 5000): Promise<void> {
+  const deadline = Date.now() + graceMs;
+  while (pids.some(running)) {
+    if (Date.now() > deadline) {
+      for (const p of pids) {
+        try {
+          process.kill(p, "SIGKILL");
+        } catch {}
+      }
+      if (Date.now() > deadline + 2000) return;
+    }
+    await new Promise((r) => setTimeout(r, 10));
   }
 }
 

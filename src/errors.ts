@@ -183,7 +183,7 @@ export const ERRORS = {
   TURNOUT_ERR_HAPROXY_UNSUPPORTED: {
     status: 400,
     summary:
-      "The route table asks for something the haproxy provider does not carry (shadow traffic, A/B arms, edge flags; stickiness or matches in attach mode); the message names the feature.",
+      "The route table asks for something the haproxy provider does not carry (shadow traffic, edge flags, an experiment's response-header events; anything but the split in attach mode); the message names the feature.",
   },
   TURNOUT_ERR_CLI_NO_SERVER: {
     status: 503,

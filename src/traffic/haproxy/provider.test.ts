@@ -322,11 +322,12 @@ describe("HaproxyProvider, managed mode", skip, () => {
     assert.ok((await hx.apply([t(1, [v1.url])]))[0]!.ok);
     const l = load(port);
     try {
-      // Added: it takes requests.
-      assert.ok((await hx.apply([t(2, [v1.url, extra.url])]))[0]!.ok);
+      // Added (by host name, resolved for HAProxy): it takes requests.
+      const byName = `http://localhost:${extra.port}`;
+      assert.ok((await hx.apply([t(2, [v1.url, byName])]))[0]!.ok);
       await waitFor("the new instance to serve", () => (l.served.get("v1b") ?? 0) > 20);
       // The first one leaves: drained at once, deleted once it has no connection.
-      assert.ok((await hx.apply([t(3, [extra.url])]))[0]!.ok);
+      assert.ok((await hx.apply([t(3, [byName])]))[0]!.ok);
       const atDrain = l.served.get("v1") ?? 0;
       await waitFor(
         "the drained server to be deleted",
@@ -341,7 +342,7 @@ describe("HaproxyProvider, managed mode", skip, () => {
         [String(extra.port)],
       );
       // And back again: a second instance of the same address range comes and goes.
-      assert.ok((await hx.apply([t(4, [extra.url, v1.url])]))[0]!.ok);
+      assert.ok((await hx.apply([t(4, [byName, v1.url])]))[0]!.ok);
       await waitFor("the returning instance to serve", async () => {
         const before = l.served.get("v1") ?? 0;
         await new Promise((r) => setTimeout(r, 50));

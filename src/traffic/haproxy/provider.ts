@@ -459,7 +459,11 @@ async function resolver(table: RouteTable): Promise<(host: string) => string | u
   await Promise.all(
     [...hosts].map(async (h) => {
       try {
-        out.set(h, (await lookup(h)).address);
+        // One address per server: IPv4 first, as upstreams most often listen on 127.0.0.1
+        // while "localhost" may resolve to ::1 first.
+        const all = await lookup(h, { all: true });
+        const pick = all.find((a) => a.family === 4) ?? all[0];
+        if (pick !== undefined) out.set(h, pick.address);
       } catch {}
     }),
   );

@@ -367,7 +367,7 @@ function updateHaproxySection(r: Record<string, any>): void {
     `| HAProxy driven by Turnout, the same split without stickiness (no Lua per request) | ${t.turnoutDrivenWithoutStickiness.rps.toFixed(0)} | ${t.turnoutDrivenWithoutStickiness.p99Ms.toFixed(2)} ms |`,
     `| ratio, driven with stickiness / alone (goal ≥ ${GOALS.rps}×, ≤ ${GOALS.p99}×) | ${t.rpsRatio.toFixed(2)}× | ${t.p99Ratio.toFixed(2)}× |`,
     "",
-    `- Round by round, driven / alone: requests/s ${t.byRound.map((x: { drivenRps: number; aloneRps: number }) => (x.drivenRps / x.aloneRps).toFixed(2)).join(", ")}; p99 ${t.byRound.map((x: { drivenP99Ms: number; aloneP99Ms: number }) => (x.drivenP99Ms / x.aloneP99Ms).toFixed(2)).join(", ")}. The spread is the machine's load, not the proxies: on a quiet machine, rerun before drawing conclusions.`,
+    `- Round by round, driven / alone: requests/s ${t.byRound.map((x: { drivenRps: number; aloneRps: number }) => (x.drivenRps / x.aloneRps).toFixed(2)).join(", ")}; p99 ${t.byRound.map((x: { drivenP99Ms: number; aloneP99Ms: number }) => (x.drivenP99Ms / x.aloneP99Ms).toFixed(2)).join(", ")}. The spread is large on this busy machine; rerun on a quiet one before drawing conclusions.`,
     `- Intake: ${t.intakeCpuMsPer10k.toFixed(1)} ms of Turnout CPU per 10,000 requests; ${t.intake.lines} lines taken in, ${t.intake.lost} lost, ${t.intake.unparsable} unparsable.`,
     `- Weights changed every second under load: ${w.changes} changes over ${w.requests} requests, ${w.failed} failed, ${w.reloads} reloads; an apply (maps replaced and read back) took ${w.applyMsMedian} ms (median).`,
     `- Bad canary (v2 answering 500): the builtin analysis on HAProxy's measurements says ${b.phase}; v2's weight 0 was read back in force ${b.verdictToWeightInForceMs.toFixed(1)} ms after the verdict.`,
@@ -389,6 +389,8 @@ function updateReadmeSection(text: string): void {
       ? cur.slice(0, a) + block + cur.slice(z + end.length)
       : `${cur.trimEnd()}\n\n## HAProxy driven by Turnout (\`tsx bench/haproxy.ts\`)\n\n${block}\n`;
   writeFileSync(path, next);
+  // The repository's formatter aligns the table (CI checks it).
+  spawnSync("npx", ["biome", "format", "--write", path], { cwd: ROOT, stdio: "ignore" });
 }
 
 main().catch(async (err) => {

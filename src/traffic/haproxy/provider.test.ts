@@ -23,6 +23,7 @@ import type { TableOutcome } from "../provider.js";
 import { HaproxyProvider } from "./provider.js";
 import { RuntimeApi } from "./runtime-api.js";
 import {
+  accepts,
   freePort,
   needsHaproxy,
   runHaproxy,
@@ -321,11 +322,12 @@ describe("HaproxyProvider, managed mode", skip, () => {
     assert.ok((await hx.apply([t(1, [v1.url])]))[0]!.ok);
     const l = load(port);
     try {
-      // Added: it takes requests.
-      assert.ok((await hx.apply([t(2, [v1.url, extra.url])]))[0]!.ok);
+      // Added (by host name, resolved for HAProxy): it takes requests.
+      const byName = `http://localhost:${extra.port}`;
+      assert.ok((await hx.apply([t(2, [v1.url, byName])]))[0]!.ok);
       await waitFor("the new instance to serve", () => (l.served.get("v1b") ?? 0) > 20);
       // The first one leaves: drained at once, deleted once it has no connection.
-      assert.ok((await hx.apply([t(3, [extra.url])]))[0]!.ok);
+      assert.ok((await hx.apply([t(3, [byName])]))[0]!.ok);
       const atDrain = l.served.get("v1") ?? 0;
       await waitFor(
         "the drained server to be deleted",
@@ -340,7 +342,7 @@ describe("HaproxyProvider, managed mode", skip, () => {
         [String(extra.port)],
       );
       // And back again: a second instance of the same address range comes and goes.
-      assert.ok((await hx.apply([t(4, [extra.url, v1.url])]))[0]!.ok);
+      assert.ok((await hx.apply([t(4, [byName, v1.url])]))[0]!.ok);
       await waitFor("the returning instance to serve", async () => {
         const before = l.served.get("v1") ?? 0;
         await new Promise((r) => setTimeout(r, 50));
@@ -426,6 +428,12 @@ describe("HaproxyProvider, managed mode", skip, () => {
       assert.equal(tk.ok, false);
       assert.equal(errorOf(tk).code, "TURNOUT_ERR_HAPROXY_PORT_IN_USE");
       assert.equal(hx.inForce().has("taken"), false);
+      // Another service's HAProxy on the same port: refused too, never a shared port.
+      const [, same] = await hx.apply([
+        table("refused", port, backends, {}, 3),
+        table("same-port", port, backends, {}, 1),
+      ]);
+      assert.equal(errorOf(same).code, "TURNOUT_ERR_HAPROXY_PORT_IN_USE");
     } finally {
       blocker.close();
       await hx.apply([]);
@@ -441,8 +449,8 @@ describe("HaproxyProvider, managed mode", skip, () => {
     ]);
     assert.equal(o!.ok, false);
     const err = errorOf(o);
-    assert.equal(err.code, "TURNOUT_ERR_HAPROXY_UNSUPPORTED");
-    assert.match(err.message, /haproxy provider.*edgeFlags/);
+    assert.equal(err.code, "TURNOUT_ERR_TRAFFIC_UNSUPPORTED");
+    assert.match(err.message, /flags evaluated at the edge.*haproxy provider/);
     assert.equal(hx.inForce().has("mirrored"), false);
     assert.equal(hx.features.has("mirror"), false);
     assert.equal(hx.features.has("stickiness"), true);
@@ -498,7 +506,12 @@ describe("HaproxyProvider, lifecycle and measurements", skip, () => {
         sockets.every((p) => !existsSync(p)),
         "runtime API sockets removed",
       );
-      for (const pid of [...pids, ...after]) {
+      // Stopped means stopped when stop() resolves: the processes and the listeners are gone.
+      for (const pid of after) assert.equal(alive(pid), false, `pid ${pid} still runs`);
+      assert.equal(await accepts(a), false);
+      assert.equal(await accepts(b), false);
+      // The first master was killed: its worker follows it on its own.
+      for (const pid of pids) {
         await waitFor(`pid ${pid} to end`, () => !alive(pid));
       }
       assert.equal(hx.status().length, 0);
@@ -507,6 +520,40 @@ describe("HaproxyProvider, lifecycle and measurements", skip, () => {
     } finally {
       await hx.stop();
       await v1.close();
+      dir.remove();
+    }
+  });
+
+  test("a server drained when HAProxy dies can come back after the restart", async () => {
+    const dir = tempDir();
+    const [a, b] = await Promise.all([startUpstream("a"), startUpstream("b")]);
+    // No reaping during the test: the drained server is still Turnout's when HAProxy dies.
+    const hx = new HaproxyProvider({
+      dataDir: dir.path,
+      restartInitialMs: 50,
+      reapIntervalMs: 600_000,
+    });
+    try {
+      const port = await freePort();
+      const t = (rev: number, endpoints: string[]) =>
+        table("revive", port, [{ version: "v1", weight: 100, endpoints }], {}, rev);
+      assert.ok((await hx.apply([t(1, [a.url, b.url])]))[0]!.ok);
+      assert.ok((await hx.apply([t(2, [a.url])]))[0]!.ok);
+      assert.equal(hx.status()[0]!.draining, 1);
+      process.kill(hx.status()[0]!.process!.masterPid!, "SIGKILL");
+      await waitFor("a restart", () => {
+        const p = hx.status()[0]!.process!;
+        return p.restarts === 1 && p.running;
+      });
+      assert.equal(hx.status()[0]!.draining, 0);
+      const [o] = await hx.apply([t(3, [a.url, b.url])]);
+      assert.ok(o!.ok, o!.ok ? "" : o!.error.message);
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+      await waitFor("b to serve again", async () => (await get(port, agent)).servedBy === "b");
+      agent.destroy();
+    } finally {
+      await hx.stop();
+      await Promise.all([a.close(), b.close()]);
       dir.remove();
     }
   });
@@ -704,8 +751,8 @@ describe("HaproxyProvider, attach mode", skip, () => {
       assert.deepEqual(await otherState(), otherBefore);
       // Split only: stickiness is refused, naming it and the mode.
       const [s] = await hx.apply([t(4, 10, { stickiness: { header: "x-user", salt: "s" } })]);
-      assert.equal(errorOf(s).code, "TURNOUT_ERR_HAPROXY_UNSUPPORTED");
-      assert.match(errorOf(s).message, /attach mode.*stickiness/);
+      assert.equal(errorOf(s).code, "TURNOUT_ERR_TRAFFIC_UNSUPPORTED");
+      assert.match(errorOf(s).message, /sticky assignment.*attach mode/);
       assert.equal(hx.inForce().get("attached"), 3);
       // A backend that does not exist.
       const missing = { haproxy: { runtimeApi: `unix:${sock}`, backend: "nope" } };
@@ -816,6 +863,86 @@ describe("HaproxyProvider, gRPC", skip, () => {
       assert.equal(by.v2!.status["5xx"], 40);
     } finally {
       client?.close();
+      await hx.stop();
+      await Promise.all([v1.close(), v2.close()]);
+      dir.remove();
+    }
+  });
+});
+
+describe("HaproxyProvider, A/B experiments", skip, () => {
+  test("units get the router's arms, forced arms are served unexposed, first exposures are logged", async () => {
+    const dir = tempDir();
+    const [v1, v2] = await Promise.all([startUpstream("v1"), startUpstream("v2")]);
+    const exposures: { experiment: string; unit: string; arm: string }[] = [];
+    const hx = new HaproxyProvider({
+      dataDir: dir.path,
+      exposures: {
+        async recordExposures(x) {
+          exposures.push(...x.map(({ experiment, unit, arm }) => ({ experiment, unit, arm })));
+        },
+        async recordEvents() {},
+      },
+    });
+    try {
+      const port = await freePort();
+      const experiment = {
+        name: "ranker",
+        arms: [
+          { name: "control", version: "v1", weight: 50 },
+          { name: "treatment", version: "v2", weight: 50 },
+        ],
+        key: { header: "x-unit" },
+        salt: "ranker-salt",
+        force: { header: "x-arm" },
+      };
+      const t = table(
+        "ab",
+        port,
+        [
+          { version: "v1", weight: 100, endpoints: [v1.url] },
+          { version: "v2", weight: 0, endpoints: [v2.url] },
+        ],
+        { experiment },
+      );
+      const [o] = await hx.apply([t]);
+      assert.ok(o!.ok, o!.ok ? "" : o!.error.message);
+      const armOf = (unit: string) => (bucketOf("ranker-salt", unit, 1) < 500_000 ? "v1" : "v2");
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+      const seen = new Set<string>();
+      for (let i = 0; i < 60; i++) {
+        const unit = `unit-${i}`;
+        for (let j = 0; j < 2; j++) {
+          assert.equal((await get(port, agent, { "x-unit": unit })).servedBy, armOf(unit), unit);
+        }
+        seen.add(armOf(unit));
+      }
+      assert.deepEqual([...seen].sort(), ["v1", "v2"]);
+      // Forced: served by the arm named, never an exposure.
+      assert.equal(
+        (await get(port, agent, { "x-unit": "forced-unit", "x-arm": "treatment" })).servedBy,
+        "v2",
+      );
+      // No unit: the split (v1 100 %).
+      assert.equal((await get(port, agent)).servedBy, "v1");
+      agent.destroy();
+      await waitFor("every line", () => hx.intakeStats().lines >= 122);
+      await hx.flushMeasurements();
+      // One exposure per unit (the second request of each is not a new one), none forced.
+      assert.equal(exposures.length, 60);
+      assert.ok(exposures.every((x) => x.experiment === "ranker"));
+      for (const x of exposures) {
+        assert.equal(x.arm, armOf(x.unit) === "v1" ? "control" : "treatment");
+      }
+      assert.ok(!exposures.some((x) => x.unit === "forced-unit"));
+      // An experiment recording response headers is refused, naming why.
+      const [r] = await hx.apply([
+        { ...t, revision: 2, experiment: { ...experiment, responseHeaders: ["x-score"] } },
+      ]);
+      assert.equal(errorOf(r).code, "TURNOUT_ERR_HAPROXY_UNSUPPORTED");
+      assert.match(errorOf(r).message, /responseHeaders/);
+      assert.equal(hx.inForce().get("ab"), 1);
+    } finally {
       await hx.stop();
       await Promise.all([v1.close(), v2.close()]);
       dir.remove();

@@ -40,17 +40,31 @@
  * through the router's `MeasurementFlusher` into the same rows, so judges, experiments'
  * metrics and `/metrics` read HAProxy's traffic unchanged. `intakeStats()` counts lines lost.
  *
+ * A/B experiments (managed mode): HAProxy assigns arms as the router does (forced arm, unit key,
+ * Turnout's bucket with the experiment's salt) and logs the arm a request exposed; the provider
+ * turns those lines into first exposures (`ExposureLog`, the router's) for `exposures`.
+ * Response-header events (`responseHeaders`) are not recorded: such an experiment is refused.
+ *
  * Not carried (refused at apply with TURNOUT_ERR_TRAFFIC_UNSUPPORTED naming the feature):
- * `mirror` (shadow comparison), `experiment` (A/B arms and exposures), `edgeFlags`.
+ * `mirror` (shadow comparison) and `edgeFlags`.
  */
 import { lookup } from "node:dns/promises";
-import { copyFileSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { HaproxyTrafficSpec, RouteTable } from "../../core/model.js";
-import { type RouteFeature, tableFeatures } from "../../core/traffic.js";
+import { type RouteFeature, TRAFFIC_MODES } from "../../core/traffic.js";
 import { TurnoutError } from "../../errors.js";
+import { ExposureLog, type ExposureSink } from "../../router/exposures.js";
 import {
   MeasurementFlusher,
   type MeasurementRecorder,
@@ -86,16 +100,11 @@ import {
   type SupervisorStatus,
 } from "./supervisor.js";
 
-/** What a managed HAProxy carries. */
-export const HAPROXY_MANAGED_FEATURES: ReadonlySet<RouteFeature> = new Set<RouteFeature>([
-  "split",
-  "stickiness",
-  "matches",
-  "versionOverride",
-  "preview",
-]);
+/** What a managed HAProxy carries: core/traffic.ts's table, which apply checks too. */
+export const HAPROXY_MANAGED_FEATURES: ReadonlySet<RouteFeature> = TRAFFIC_MODES.haproxy.features;
 /** What an attached HAProxy's backend carries: weights only. */
-export const HAPROXY_ATTACH_FEATURES: ReadonlySet<RouteFeature> = new Set<RouteFeature>(["split"]);
+export const HAPROXY_ATTACH_FEATURES: ReadonlySet<RouteFeature> =
+  TRAFFIC_MODES.haproxyAttach.features;
 
 /** The features a table's `traffic.haproxy` allows (attach mode when it names a runtime API). */
 export function haproxyFeatures(spec: HaproxyTrafficSpec | undefined): ReadonlySet<RouteFeature> {
@@ -120,6 +129,11 @@ export interface HaproxyProviderOptions {
    * `haproxy@<hostname>:<pid>` so its rows never overwrite the built-in router's.
    */
   measurements?: RouterMeasurementOptions;
+  /**
+   * Where A/B exposures go (the experiment store, as the router's `exposures`): each unit's
+   * first exposure per experiment, from the arm HAProxy logged. Without one, none are kept.
+   */
+  exposures?: ExposureSink;
   /** HAProxy threads per managed service (default 1). */
   threads?: number;
   /** Restart back-off of a managed HAProxy that died (supervisor.ts defaults). */
@@ -169,6 +183,7 @@ export class HaproxyProvider implements TrafficProvider {
   readonly #logger: SupervisorLogger;
   readonly #intake: LogIntake;
   readonly #flusher: MeasurementFlusher;
+  readonly #exposures: ExposureLog;
   readonly #carriers = new Map<string, Carrier>();
   readonly #inForce = new Map<string, number>();
   /** The table in force per service (to bring a previous carrier back). */
@@ -187,6 +202,14 @@ export class HaproxyProvider implements TrafficProvider {
       ...recorder,
       routerId: recorder.routerId ?? `haproxy@${hostname()}:${process.pid}`,
     });
+    this.#exposures = new ExposureLog({ sink: opts.exposures, logger: this.#logger as never });
+    this.#intake.onLines = (lines) => {
+      for (const l of lines) {
+        if (l.arm === null || l.unit === null) continue;
+        const name = this.#tables.get(l.series)?.experiment?.name;
+        if (name !== undefined) this.#exposures.expose(name, l.unit, l.arm);
+      }
+    };
     this.#flusher = new MeasurementFlusher({
       recorder: this.#intake.recorder,
       sink,
@@ -206,9 +229,10 @@ export class HaproxyProvider implements TrafficProvider {
     return this.#intake.stats();
   }
 
-  /** Writes every measured second now (tests, shutdown). */
-  flushMeasurements(): Promise<void> {
-    return this.#flusher.flush(true);
+  /** Writes every measured second and buffered exposure now (tests, shutdown). */
+  async flushMeasurements(): Promise<void> {
+    await this.#flusher.flush(true);
+    await this.#exposures.flush();
   }
 
   /** The runtime API Turnout drives for a service (its own HAProxy's, or the attached one). */
@@ -229,6 +253,7 @@ export class HaproxyProvider implements TrafficProvider {
     mkdirSync(join(this.#o.dataDir, "haproxy"), { recursive: true });
     this.#intakeAddr = await this.#intake.listen("127.0.0.1", 0);
     this.#flusher.start();
+    this.#exposures.start();
     this.#reapTimer = setInterval(() => void this.#reapAll(), this.#o.reapIntervalMs ?? 1000);
     this.#reapTimer.unref();
     this.#started = true;
@@ -244,6 +269,7 @@ export class HaproxyProvider implements TrafficProvider {
       this.#tables.clear();
       if (this.#started) {
         await this.#flusher.stop();
+        await this.#exposures.stop();
         await this.#intake.close();
       }
       this.#started = false;
@@ -317,7 +343,14 @@ export class HaproxyProvider implements TrafficProvider {
       const key = JSON.stringify(spec);
       const old = this.#carriers.get(service);
       if (old !== undefined && old.specKey === key) {
-        await old.apply(table);
+        // The router role hands over every table at each change of any: one already in force
+        // in a running HAProxy is left alone (an attached one is re-asserted: its owner may
+        // have restarted it).
+        const same =
+          old.mode === "managed" &&
+          old.status().process?.running === true &&
+          sameTable(this.#tables.get(service), table);
+        if (!same) await old.apply(table);
       } else {
         // Another binary, mode or protocol: a fresh carrier. Made first, so a binary that is
         // missing or too old is refused while the old one serves; the old one then stops (a
@@ -389,6 +422,10 @@ export class HaproxyProvider implements TrafficProvider {
   }
 }
 
+function sameTable(a: RouteTable | undefined, b: RouteTable): boolean {
+  return a !== undefined && JSON.stringify(a) === JSON.stringify(b);
+}
+
 /**
  * Refuses a table that uses a feature the mode does not carry, naming it and the provider, with
  * the error every provider uses for it (TURNOUT_ERR_TRAFFIC_UNSUPPORTED, src/traffic/tables.ts).
@@ -418,7 +455,11 @@ async function resolver(table: RouteTable): Promise<(host: string) => string | u
   await Promise.all(
     [...hosts].map(async (h) => {
       try {
-        out.set(h, (await lookup(h)).address);
+        // One address per server: IPv4 first, as upstreams most often listen on 127.0.0.1
+        // while "localhost" may resolve to ::1 first.
+        const all = await lookup(h, { all: true });
+        const pick = all.find((a) => a.family === 4) ?? all[0];
+        if (pick !== undefined) out.set(h, pick.address);
       } catch {}
     }),
   );
@@ -484,6 +525,11 @@ class ManagedService implements Carrier {
       socketDir: this.#socketDir,
       logger: opts.logger,
       name: service,
+      // After any (re)start or reload the process holds what the files say: no draining server.
+      onStart: () => {
+        for (const placed of this.#placed.values())
+          for (const [name, p] of placed) if (p.draining) placed.delete(name);
+      },
       ...(opts.restartInitialMs !== undefined ? { restartInitialMs: opts.restartInitialMs } : {}),
       ...(opts.restartMaxMs !== undefined ? { restartMaxMs: opts.restartMaxMs } : {}),
     });
@@ -679,6 +725,11 @@ class ManagedService implements Carrier {
     for (const [i, placed] of this.#placed) {
       for (const [name, p] of placed) {
         const row = rows.find((r) => r.be_name === slotName(i) && r.srv_name === name);
+        if (row === undefined && p.draining) {
+          // Deleted already (a restart from the files): nothing left to drain.
+          placed.delete(name);
+          continue;
+        }
         const admin = row === undefined ? -1 : Number(row.srv_admin_state);
         const ok =
           admin >= 0 &&
@@ -706,7 +757,12 @@ class ManagedService implements Carrier {
       for (const [name, p] of placed) {
         if (!p.draining) continue;
         const row = stat.find((r) => r.pxname === slotName(i) && r.svname === name);
-        if (row !== undefined && Number(row.scur) > 0) continue;
+        if (row === undefined) {
+          // Gone already: HAProxy restarted from the files, which hold no draining server.
+          placed.delete(name);
+          continue;
+        }
+        if (Number(row.scur) > 0) continue;
         try {
           await this.#sup.api.delServer(slotName(i), name);
           placed.delete(name);
@@ -720,8 +776,43 @@ class ManagedService implements Carrier {
   }
 
   async stop(): Promise<void> {
+    const { masterPid, workerPid } = this.#sup.status();
     await this.#sup.stop();
+    // The master can exit a moment before its worker has closed the listeners: stopped means
+    // the port is free, so wait for every process of it to be gone.
+    await waitGone([masterPid, workerPid].filter((p): p is number => p !== null));
     rmSync(this.#socketDir, { recursive: true, force: true });
+  }
+}
+
+/** Whether a process runs (a zombie, exited but not reaped, does not). */
+function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    // No /proc (not Linux): kill(0) said it exists.
+    return true;
+  }
+}
+
+/** Waits until the processes are gone; SIGKILL after `graceMs`. */
+async function waitGone(pids: readonly number[], graceMs = 5000): Promise<void> {
+  const deadline = Date.now() + graceMs;
+  while (pids.some(running)) {
+    if (Date.now() > deadline) {
+      for (const p of pids) {
+        try {
+          process.kill(p, "SIGKILL");
+        } catch {}
+      }
+      if (Date.now() > deadline + 2000) return;
+    }
+    await new Promise((r) => setTimeout(r, 10));
   }
 }
 

@@ -19,6 +19,7 @@ import { ClientKeys } from "./api/ofrep.js";
 import { buildApi } from "./api/server.js";
 import { Controller } from "./controller/controller.js";
 import { type Clock, systemClock } from "./core/clock.js";
+import { trafficKindOf } from "./core/traffic.js";
 import { lockDataDir, readOnlyError, SERVER_FILE, type ServerRecord } from "./data-dir.js";
 import { DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from "./defaults.js";
 import { TurnoutError } from "./errors.js";
@@ -37,6 +38,8 @@ import { ShadowStore } from "./store/shadow-store.js";
 import type { SqlStore } from "./store/sql-store.js";
 import { openSqliteStore } from "./store/sqlite/sqlite-store.js";
 import type { Store } from "./store/store.js";
+import { TrafficAgent } from "./traffic/agent.js";
+import { HaproxyProvider } from "./traffic/haproxy/provider.js";
 import { packageVersion } from "./version.js";
 
 export interface TurnoutOptions {
@@ -212,6 +215,23 @@ async function startLocked(
     clock,
     pollIntervalMs: opts.pollIntervalMs ?? 500,
   });
+  // Services with `spec.traffic: {haproxy}` are carried by HAProxy: an agent hands it their
+  // tables and reports what is in force to the router registry, like the built-in router.
+  const haproxy = new HaproxyProvider({
+    dataDir,
+    logger: logger.child({ part: "haproxy" }),
+    measurements: { sink: store, ...(clock === systemClock ? {} : { now: () => clock.now() }) },
+    exposures: experiments,
+  });
+  const traffic = new TrafficAgent({
+    source: store,
+    provider: haproxy,
+    select: (t) => trafficKindOf(t.traffic) === "haproxy",
+    logger: logger.child({ part: "traffic" }),
+    pollIntervalMs: opts.pollIntervalMs ?? 500,
+  });
+  const carriedByHaproxy = async (service: string) =>
+    trafficKindOf((await store.getRouteTable(service))?.traffic) === "haproxy";
   const controller = new Controller({
     store,
     runtime,
@@ -228,10 +248,16 @@ async function startLocked(
     clock,
     token,
     version: packageVersion(),
-    routerStats: (service) => router.stats(service),
+    routerStats: async (service) =>
+      (await carriedByHaproxy(service))
+        ? haproxy.measurements.stats(service)
+        : router.stats(service),
     routerListener: async (service) =>
       (await router.listeners()).find((l) => l.service === service),
-    routeInForce: (service, revision) => router.inForce(service, revision),
+    routeInForce: async (service, revision) =>
+      (await carriedByHaproxy(service))
+        ? traffic.inForce(service, revision)
+        : router.inForce(service, revision),
     logsDir: dataDir,
     runtimeInstances: (service) => runtime.instances(service),
     wakeController: () => void controller.tick().catch(() => undefined),
@@ -263,6 +289,7 @@ async function startLocked(
   // controller's first tick, so its first route table already has them.
   await runtime.adopted();
   await router.start();
+  await traffic.start();
   controller.start();
   const host = opts.host ?? DEFAULT_HOST;
   const port = opts.port ?? DEFAULT_PORT;
@@ -271,6 +298,7 @@ async function startLocked(
   } catch (err) {
     flagCache.stop();
     await controller.stop();
+    await traffic.stop();
     await router.stop();
     await runtime.shutdown();
     await store.close();
@@ -300,6 +328,7 @@ async function startLocked(
       await api.close().catch(() => undefined);
       flagCache.stop();
       await controller.stop();
+      await traffic.stop();
       await router.stop();
       await runtime.shutdown();
       await store.close();

@@ -23,6 +23,7 @@ test("spec.traffic: the accepted forms, kept as written", () => {
     { builtin: {} },
     { haproxy: {} },
     { haproxy: { binary: "/usr/sbin/haproxy" } },
+    { haproxy: { protocol: "grpc" } },
     { haproxy: { runtimeApi: "unix:/run/haproxy/admin.sock", backend: "fraud_model" } },
   ]) {
     const r = validateDocument(service(ok));
@@ -75,6 +76,14 @@ test("spec.traffic.haproxy: fields, bounds and attach mode's pair", () => {
     "spec.traffic.haproxy.backend: must be at most 253 characters, got 254",
   ]);
   assert.deepEqual(problems({ haproxy: { binray: "/bin/haproxy" } }), [
-    'spec.traffic.haproxy.binray: unknown field "binray"; allowed: binary, runtimeApi, backend (did you mean "binary"?)',
+    'spec.traffic.haproxy.binray: unknown field "binray"; allowed: binary, runtimeApi, protocol, backend (did you mean "binary"?)',
   ]);
+  assert.deepEqual(
+    problems({ haproxy: { runtimeApi: "unix:/s", backend: "b", protocol: "grpc" } }),
+    [
+      "spec.traffic.haproxy.protocol: applies only to an HAProxy that Turnout runs; an attached HAProxy's backend speaks what its owner configured (remove protocol)",
+    ],
+  );
+  const [bad] = problems({ haproxy: { protocol: "http2" } });
+  assert.match(bad ?? "", /^spec\.traffic\.haproxy\.protocol: .*"grpc"/);
 });

@@ -4,7 +4,7 @@
  * the rest of the spec at apply (src/resources/traffic.ts), not here: the schema only says
  * whether the field itself is well formed.
  */
-import type { z } from "zod";
+import { z } from "zod";
 import type { TrafficSpec } from "../../core/model.js";
 import { exactlyOne, nonEmpty, str, strict } from "./blocks.js";
 import { describeValue, isPlainObject } from "./messages.js";
@@ -26,6 +26,12 @@ const HaproxySchema = strict({
     .optional()
     .describe(
       "Attach mode: the runtime API socket (`stats socket ... level admin`) of an HAProxy someone else runs. Needs `backend`.",
+    ),
+  protocol: z
+    .enum(["http", "h2c", "grpc"])
+    .optional()
+    .describe(
+      'What the upstreams speak, end to end (an HAProxy that Turnout runs): "http" (default, HTTP/1.1), "h2c" (HTTP/2 in clear text) or "grpc" (h2c, with grpc-status counted as errors in the measurements).',
     ),
   backend: str("NAME_LENGTH")
     .regex(HAPROXY_NAME, {
@@ -57,6 +63,15 @@ const HaproxySchema = strict({
           input: undefined,
           message:
             'is required with backend (the runtime API socket of the HAProxy that has it, like "unix:/run/haproxy/admin.sock")',
+        });
+      }
+      if (h.protocol !== undefined && h.runtimeApi !== undefined) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["protocol"],
+          input: h.protocol,
+          message:
+            "applies only to an HAProxy that Turnout runs; an attached HAProxy's backend speaks what its owner configured (remove protocol)",
         });
       }
       if (h.binary !== undefined && h.runtimeApi !== undefined) {

@@ -1,9 +1,13 @@
+/**
+ * The experiment store's part of the store conformance suite (registered by
+ * `describeStoreConformance`, so every implementation runs it): idempotent outcome events,
+ * first exposures, the aggregation the analysis reads, and experiment rows written by the
+ * controller's commit.
+ */
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
 import type { ExperimentSpec } from "../core/experiment/types.js";
-import { ExperimentStore } from "./experiment-store.js";
-import type { SqlStore } from "./sql-store.js";
-import { openSqliteStore } from "./sqlite/sqlite-store.js";
+import type { ExperimentStore } from "./experiment-store.js";
+import type { ConformanceTest } from "./store.conformance.js";
 
 const spec: ExperimentSpec = {
   split: 50,
@@ -34,39 +38,45 @@ const arms = [
   { name: "B", version: "v2", weight: 50 },
 ];
 
-describe("ExperimentStore", () => {
-  let store: SqlStore;
-  let x: ExperimentStore;
-  before(async () => {
-    store = await openSqliteStore({ path: ":memory:" });
-    x = new ExperimentStore(store);
-  });
-  after(() => store.close());
+/** Outcome events of units u1..u4 (purchases, sessions, a response header). */
+const ev = (k: string, unit: string, metric: string, value: number, ts = 10_000) => ({
+  idempotencyKey: k,
+  unit,
+  metric,
+  value,
+  timestamp: ts,
+});
+const EVENTS = [
+  ev("k1", "u1", "purchase", 10),
+  ev("k2", "u1", "purchase", 5),
+  ev("k3", "u3", "purchase", 7),
+  ev("k4", "u1", "session", 2),
+  ev("k5", "u2", "session", 1),
+  ev("k6", "u3", "session", 1),
+  ev("k7", "u4", "session", 3),
+  // Before the exposure by more than the allowed skew: not counted.
+  ev("k8", "u2", "purchase", 100, 1_000),
+  ev("k9", "u2", "header:x-conf", 0.9),
+  ev("k10", "u4", "header:x-conf", 0.7),
+];
 
-  test("events: durable, idempotent by key", async () => {
-    const ev = (k: string, unit: string, metric: string, value: number, ts = 10_000) => ({
-      idempotencyKey: k,
-      unit,
-      metric,
-      value,
-      timestamp: ts,
-    });
-    const first = await x.recordEvents(
-      [
-        ev("k1", "u1", "purchase", 10),
-        ev("k2", "u1", "purchase", 5),
-        ev("k3", "u3", "purchase", 7),
-        ev("k4", "u1", "session", 2),
-        ev("k5", "u2", "session", 1),
-        ev("k6", "u3", "session", 1),
-        ev("k7", "u4", "session", 3),
-        // Before the exposure by more than the allowed skew: not counted.
-        ev("k8", "u2", "purchase", 100, 1_000),
-        ev("k9", "u2", "header:x-conf", 0.9),
-        ev("k10", "u4", "header:x-conf", 0.7),
-      ],
-      20_000,
-    );
+/** The events, then the exposures of u1..u4 (u1 exposed again later, to another arm). */
+async function seed(x: ExperimentStore): Promise<void> {
+  await x.recordEvents(EVENTS, 20_000);
+  await x.recordEvents([ev("k11", "u4", "purchase", 1)], 21_000);
+  await x.recordExposures([
+    { experiment: "e1", unit: "u1", arm: "A", at: 9_000 },
+    { experiment: "e1", unit: "u2", arm: "A", at: 9_000 },
+    { experiment: "e1", unit: "u3", arm: "B", at: 9_000 },
+    { experiment: "e1", unit: "u4", arm: "B", at: 9_000 },
+  ]);
+  await x.recordExposures([{ experiment: "e1", unit: "u1", arm: "B", at: 9_500 }]);
+}
+
+export function describeExperimentStoreConformance(test: ConformanceTest): void {
+  test("experiments: events are durable, idempotent by key", async ({ features }) => {
+    const x = features.experiments;
+    const first = await x.recordEvents(EVENTS, 20_000);
     assert.deepEqual(first, { accepted: 10, duplicates: 0 });
     const again = await x.recordEvents(
       [ev("k1", "u1", "purchase", 10), ev("k11", "u4", "purchase", 1)],
@@ -75,14 +85,11 @@ describe("ExperimentStore", () => {
     assert.deepEqual(again, { accepted: 1, duplicates: 1 });
   });
 
-  test("exposures keep the first, and data aggregates per arm", async () => {
-    await x.recordExposures([
-      { experiment: "e1", unit: "u1", arm: "A", at: 9_000 },
-      { experiment: "e1", unit: "u2", arm: "A", at: 9_000 },
-      { experiment: "e1", unit: "u3", arm: "B", at: 9_000 },
-      { experiment: "e1", unit: "u4", arm: "B", at: 9_000 },
-    ]);
-    await x.recordExposures([{ experiment: "e1", unit: "u1", arm: "B", at: 9_500 }]);
+  test("experiments: exposures keep the first, and data aggregates per arm", async ({
+    features,
+  }) => {
+    const x = features.experiments;
+    await seed(x);
     const d = await x.data({ name: "e1", service: "svc", spec, arms, startedAt: 8_000 }, 30_000);
     assert.deepEqual(d.units, { A: 2, B: 2 });
     assert.deepEqual(d.metrics.conversion, {
@@ -96,7 +103,11 @@ describe("ExperimentStore", () => {
     assert.equal((d.metrics.conf!.A as { sum: number }).sum, 0.9);
   });
 
-  test("CUPED: the covariate sums events from before each unit's first exposure", async () => {
+  test("experiments: CUPED's covariate sums events from before each unit's first exposure", async ({
+    features,
+  }) => {
+    const x = features.experiments;
+    await seed(x);
     await x.recordEvents(
       [
         // Before exposure (9,000 - 5,000 skew): covariate. After: the metric.
@@ -144,17 +155,47 @@ describe("ExperimentStore", () => {
     });
   });
 
-  test("experiments are saved and listed", async () => {
-    await x.saveExperiment({
-      name: "e1",
+  test("experiments: rows are written by the controller's commit, and listed", async ({
+    store,
+    features,
+  }) => {
+    const x = features.experiments;
+    await store.commit({
       service: "svc",
-      spec,
-      arms,
-      state: { status: "running" },
-      startedAt: 8_000,
-      updatedAt: 8_000,
+      experiments: [
+        {
+          name: "e1",
+          service: "svc",
+          spec,
+          arms,
+          state: { status: "running" },
+          startedAt: 8_000,
+          updatedAt: 8_000,
+        },
+      ],
+      now: 8_000,
     });
-    await x.saveExperiment({
+    await store.commit({
+      service: "svc",
+      experiments: [
+        {
+          name: "e1",
+          service: "svc",
+          spec,
+          arms,
+          state: { status: "win", summary: "B wins" },
+          startedAt: 8_000,
+          updatedAt: 9_000,
+        },
+      ],
+      now: 9_000,
+    });
+    const all = await x.listExperiments();
+    assert.equal(all.length, 1);
+    assert.equal(all[0]!.state.status, "win");
+    assert.equal(await x.getExperiment("nope"), null);
+    // Read back as written: the row is the experiment, field for field.
+    assert.deepEqual(await x.getExperiment("e1"), {
       name: "e1",
       service: "svc",
       spec,
@@ -163,9 +204,5 @@ describe("ExperimentStore", () => {
       startedAt: 8_000,
       updatedAt: 9_000,
     });
-    const all = await x.listExperiments();
-    assert.equal(all.length, 1);
-    assert.equal(all[0]!.state.status, "win");
-    assert.equal(await x.getExperiment("nope"), null);
   });
-});
+}

@@ -205,4 +205,27 @@ export function describeExperimentStoreConformance(test: ConformanceTest): void 
       updatedAt: 9_000,
     });
   });
+
+  test("experiments: a commit refused by fencing writes no experiment row", async ({
+    store,
+    features,
+  }) => {
+    const row = {
+      name: "e1",
+      service: "svc",
+      spec,
+      arms,
+      state: { status: "running" },
+      startedAt: 8_000,
+      updatedAt: 8_000,
+    };
+    const epoch = await store.acquireWriterEpoch("controller A", 8_000);
+    await assert.rejects(
+      store.commit({ service: "svc", epoch: epoch + 1, experiments: [row], now: 8_000 }),
+      { code: "TURNOUT_ERR_STORE_FENCED" },
+    );
+    assert.equal(await features.experiments.getExperiment("e1"), null);
+    await store.commit({ service: "svc", epoch, experiments: [row], now: 8_000 });
+    assert.deepEqual(await features.experiments.getExperiment("e1"), row);
+  });
 }

@@ -85,6 +85,36 @@ export function describeExperimentStoreConformance(test: ConformanceTest): void 
     assert.deepEqual(again, { accepted: 1, duplicates: 1 });
   });
 
+  test("experiments: a key stored with another payload is a conflict, and nothing of its batch is stored", async ({
+    features,
+  }) => {
+    const x = features.experiments;
+    await x.recordEvents(EVENTS, 20_000);
+    // The same payload again is a duplicate, also when conflicts are rejected.
+    assert.deepEqual(await x.recordEvents([EVENTS[0]!], 21_000, { rejectConflicts: true }), {
+      accepted: 0,
+      duplicates: 1,
+    });
+    const r = await x.recordEvents(
+      [ev("k12", "u4", "purchase", 1), ev("k1", "u1", "purchase", 11, 10_001)],
+      21_000,
+      { rejectConflicts: true },
+    );
+    assert.deepEqual(r, {
+      conflicts: [{ index: 1, idempotencyKey: "k1", fields: ["value", "timestamp"] }],
+    });
+    // k12 was not stored with the conflicting batch: now it is new.
+    assert.deepEqual(await x.recordEvents([ev("k12", "u4", "purchase", 1)], 22_000), {
+      accepted: 1,
+      duplicates: 0,
+    });
+    // Without rejectConflicts (the router's own events), the conflicting one is a duplicate.
+    assert.deepEqual(await x.recordEvents([ev("k1", "u1", "purchase", 11)], 22_000), {
+      accepted: 0,
+      duplicates: 1,
+    });
+  });
+
   test("experiments: exposures keep the first, and data aggregates per arm", async ({
     features,
   }) => {

@@ -77,8 +77,9 @@ export class SqlExperimentStore implements ExperimentStore {
             [
               ["unit", r.unit, e.unit],
               ["metric", r.metric, e.metric],
-              ["value", r.value, e.value],
-              ["timestamp", r.ts, e.timestamp],
+              // Number(): PostgreSQL drivers return BIGINT (and may return doubles) as strings.
+              ["value", Number(r.value), e.value],
+              ["timestamp", Number(r.ts), e.timestamp],
             ] as const
           )
             .filter(([, a, b]) => a !== b)

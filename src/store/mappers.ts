@@ -28,13 +28,21 @@ import type {
   FlagHistoryTable,
   FlagOverridesTable,
   MeasurementsTable,
+  ResourceRevisionsTable,
   ResourcesTable,
   RoutersTable,
   RouteTablesTable,
   ServiceStatusTable,
   ShadowReportsTable,
+  WriterEpochsTable,
 } from "./schema.js";
-import type { MeasurementRow, RouterReport, StoredCommand, StoredResource } from "./store.js";
+import type {
+  MeasurementRow,
+  RouterReport,
+  StoredCommand,
+  StoredResource,
+  WriterEpoch,
+} from "./store.js";
 
 export function mapRouter(
   row: Selectable<RoutersTable>,
@@ -188,4 +196,29 @@ export function mapShadowReport(row: Selectable<ShadowReportsTable>): ShadowRepo
     state: parseJson<ShadowAggregateState>(row.state),
     updatedAt: Number(row.updated_at),
   };
+}
+
+/** One stored generation of a resource (`resource_revisions`). */
+export interface ResourceRevision {
+  kind: ResourceKind;
+  name: string;
+  generation: number;
+  resource: Resource;
+  appliedAt: number;
+  actor: string;
+}
+
+export function mapResourceRevision(row: Selectable<ResourceRevisionsTable>): ResourceRevision {
+  return {
+    kind: row.kind as ResourceKind,
+    name: row.name,
+    generation: Number(row.generation),
+    resource: parseJson<Resource>(row.body),
+    appliedAt: Number(row.applied_at),
+    actor: row.actor,
+  };
+}
+
+export function mapWriterEpoch(row: Selectable<WriterEpochsTable>): WriterEpoch {
+  return { epoch: Number(row.epoch), holder: row.holder, acquiredAt: Number(row.acquired_at) };
 }

@@ -11,8 +11,8 @@ import type {
   FlagStore,
   StoredFlagOverride,
 } from "./flag-store.js";
-import { canonicalJson, parseJson } from "./json.js";
-import { mapEvent, mapFlagHistory, mapFlagOverride } from "./mappers.js";
+import { canonicalJson } from "./json.js";
+import { mapEvent, mapFlagHistory, mapFlagOverride, mapResourceRevision } from "./mappers.js";
 import type { SqlStore } from "./sql-store.js";
 import type { Store } from "./store.js";
 
@@ -133,13 +133,13 @@ export class SqlFlagStore implements FlagStore {
         .where("name", "=", flag)
         .orderBy("id")
         .execute();
-      for (const r of revisions) {
+      for (const r of revisions.map(mapResourceRevision)) {
         out.push({
-          time: Number(r.applied_at),
+          time: r.appliedAt,
           actor: r.actor,
           action: "applied",
-          message: `Flag/${flag} generation ${Number(r.generation)} applied`,
-          data: { generation: Number(r.generation), resource: parseJson(r.body) },
+          message: `Flag/${flag} generation ${r.generation} applied`,
+          data: { generation: r.generation, resource: r.resource },
         });
       }
       const rows = await db

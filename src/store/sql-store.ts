@@ -35,6 +35,7 @@ import {
   mapRouter,
   mapRouteTable,
   mapStatus,
+  mapWriterEpoch,
   type RouteTableBody,
 } from "./mappers.js";
 import { COUNTER_ROUTE_TABLES, type Database, WRITER_ROLE_CONTROLLER } from "./schema.js";
@@ -571,9 +572,7 @@ export class SqlStore implements Store {
         .selectAll()
         .where("role", "=", WRITER_ROLE_CONTROLLER)
         .executeTakeFirst();
-      return row === undefined
-        ? null
-        : { epoch: Number(row.epoch), holder: row.holder, acquiredAt: Number(row.acquired_at) };
+      return row === undefined ? null : mapWriterEpoch(row);
     });
   }
 

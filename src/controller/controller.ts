@@ -1,10 +1,14 @@
 /**
  * The reconcile loop: read the store, ask the pure core what to do, carry it out, persist.
  *
- * The controller is the only writer of rollout status and route tables (DESIGN invariant 1).
- * Everything it decides comes from `core/rollout.ts`; this file only does I/O: it reads
- * specs, statuses and commands, reads readiness from the runtime, writes one transaction per
- * service per tick (only when something changed), then tells the runtime which versions to run.
+ * The controller is the only writer of rollout status, route tables and experiment state
+ * (DESIGN invariant 1). Everything it decides comes from `core/rollout.ts`; this file only does
+ * I/O: it claims and checks the writer epoch, reads specs, statuses and commands, reads
+ * readiness from the runtime, runs each service's tick (`tick.ts`, shared with the simulator:
+ * due -> measure -> reconcile -> one commit, only when something changed), then starts the
+ * measurements now due and tells the runtime which versions to run. Besides the commits, a
+ * tick writes only the epoch claim (its first tick) and the events of services deleted
+ * meanwhile, which have no commit to ride with.
  *
  * Ticks are driven by an injected clock: tests call `tick()` themselves; `start()` runs a loop
  * that ticks on store or runtime changes, at the next timed wake-up, and every `resyncMs`.

@@ -292,7 +292,8 @@ export class Controller {
     // A controller (re)started over a stored status says so in the history, with what it found
     // running: after a crash this is where the resumed rollout and adopted instances show.
     const leadingEvents: EventDraft[] = [];
-    if (!this.seen.has(name)) {
+    const firstSight = !this.seen.has(name);
+    if (firstSight) {
       this.seen.add(name);
       if (status) leadingEvents.push(startedEvent(name, status, instances, now));
     }
@@ -302,7 +303,8 @@ export class Controller {
       leadingEvents.push(...pending);
     }
 
-    // Steps 1 to 5 of the tick (tick.ts): due -> measure -> reconcile -> one commit.
+    // Steps 1 to 5 of the tick (tick.ts): due -> measure -> reconcile -> one commit. A tick
+    // that fails has written nothing: the events it was to carry wait for the next one.
     const { out, commit } = await tickService(
       {
         now,
@@ -317,7 +319,12 @@ export class Controller {
         ...(this.epoch !== null ? { epoch: this.epoch } : {}),
       },
       this.ports,
-    );
+    ).catch((err: unknown) => {
+      if (pending)
+        this.pendingEvents.set(name, [...pending, ...(this.pendingEvents.get(name) ?? [])]);
+      if (firstSight) this.seen.delete(name);
+      throw err;
+    });
     if (out.wakeAt !== null)
       report.wakeAt = report.wakeAt === null ? out.wakeAt : Math.min(report.wakeAt, out.wakeAt);
     if (commit)

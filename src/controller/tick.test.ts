@@ -223,3 +223,40 @@ describe("one commit per controller tick", () => {
     }
   });
 });
+
+describe("a tick whose commit fails", () => {
+  it("keeps the events it was to carry for the next tick (the restart notice here)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "turnout-tick-"));
+    const raw = await openSqliteStore({ path: join(dir, "t.db") });
+    const clock = new FakeClock();
+    const runtime = new StaticRuntime();
+    const first = new Controller({ store: raw, runtime, clock });
+    const { store, hooks } = counting(raw);
+    const second = new Controller({ store, runtime, clock });
+    try {
+      await raw.applyResources(shop("v1"), { actor: "test", now: clock.now() });
+      await first.tick();
+      await first.stop();
+      // The next controller finds a stored status: its first commit would say so, but fails.
+      hooks.beforeCommit = async () => {
+        hooks.beforeCommit = null;
+        throw new Error("the disk is full");
+      };
+      clock.advance(1000);
+      await second.tick();
+      const started = () =>
+        raw.listEvents("shop").then((es) => es.filter((e) => e.type === "ControllerStarted"));
+      assert.equal((await started()).length, 0, "nothing of the failed tick was written");
+      clock.advance(1000);
+      await second.tick();
+      assert.equal((await started()).length, 1, "the notice rides the next commit, once");
+      clock.advance(1000);
+      await second.tick();
+      assert.equal((await started()).length, 1);
+    } finally {
+      await second.stop();
+      await raw.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

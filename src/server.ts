@@ -32,9 +32,8 @@ import { MultiRuntime } from "./runtime/index.js";
 import { processStartTicks } from "./runtime/process/proc.js";
 import { ProcessRuntime } from "./runtime/process/process-runtime.js";
 import { StaticRuntime } from "./runtime/static/static-runtime.js";
-import { ExperimentStore, experimentControllerSource } from "./store/experiment-store.js";
-import { FlagSnapshotCache, FlagStore } from "./store/flag-store.js";
-import { ShadowStore } from "./store/shadow-store.js";
+import { sqlFeatureStores } from "./store/features.js";
+import { FlagSnapshotCache } from "./store/flag-store.js";
 import type { SqlStore } from "./store/sql-store.js";
 import { openSqliteStore } from "./store/sqlite/sqlite-store.js";
 import type { Store } from "./store/store.js";
@@ -195,14 +194,13 @@ async function startLocked(
   const store = await openSqliteStore({ path: dbFile }).catch((err: unknown) => {
     throw readOnlyError(dataDir, err, dbFile) ?? err;
   });
-  const experiments = new ExperimentStore(store);
-  const shadow = new ShadowStore(store);
+  // The feature stores share the core store's database and transactions (src/store/features.ts).
+  const { experiments, shadow, flags: flagStore } = sqlFeatureStores(store);
   const runtime = new MultiRuntime({
     static: new StaticRuntime(),
     process: new ProcessRuntime({ logger: logger.child({ part: "runtime" }), dataDir }),
   });
   // Flags: one snapshot for OFREP, the flag API and the router's edge evaluation.
-  const flagStore = new FlagStore(store);
   const flagCache = new FlagSnapshotCache(flagStore, { pollMs: opts.pollIntervalMs ?? 1000 });
   await flagCache.start();
   const clientKeys = ClientKeys.ensure(dataDir);
@@ -240,7 +238,7 @@ async function startLocked(
     resyncMs: opts.pollIntervalMs ?? 1000,
     // Analysis reads what routers flushed to the store, as it would with routers elsewhere.
     providers: { measurements: new StoreMeasurementSource(store) },
-    experiments: experimentControllerSource(experiments),
+    experiments,
     shadowReports: async (service, id) => (await shadow.report(service, id))?.report ?? null,
   });
   const api = buildApi({

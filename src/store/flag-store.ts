@@ -26,6 +26,7 @@ import {
 } from "../core/flags/evaluate.js";
 import type { FlagOverride, FlagSpec, FlagStepOverride, SegmentSpec } from "../core/flags/types.js";
 import { canonicalJson } from "./json.js";
+import { enqueueNotifications, flagKillEvent } from "./outbox-store.js";
 import type { SqlStore } from "./sql-store.js";
 import type { Store } from "./store.js";
 
@@ -186,6 +187,9 @@ export class FlagStore {
           data: canonicalJson({ before, after, reason: opts.reason ?? null }),
         })
         .execute();
+      // The kill switch: notifiers hear of it as of a rollout's FlagKilled (no event row).
+      if (after?.state === "DISABLED" && before.state !== "DISABLED")
+        await enqueueNotifications(trx, [flagKillEvent(flag, opts)]);
       changed.add("resources");
       return after === null
         ? null

@@ -34,7 +34,6 @@ export const RESERVED_NOTIFIER_HEADERS = [
   "idempotency-key",
   "x-turnout-signature",
   "x-turnout-event",
-  "x-turnout-delivery",
 ] as const;
 
 /** An event name with "did you mean" for typos (`rolloutAbort` -> `rolloutAborted`). */

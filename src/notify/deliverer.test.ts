@@ -503,6 +503,29 @@ describe("NotificationDeliverer", () => {
     }
   });
 
+  test("an attempt whose result cannot be recorded stays pending, never an unhandled rejection", async () => {
+    let release!: () => void;
+    const released = new Promise<void>((r) => {
+      release = r;
+    });
+    const rx = await receiver(async () => {
+      await released;
+      return { status: 200 };
+    });
+    const s = await setup([notifier("ops", rx.url)]);
+    try {
+      await s.emit("pay");
+      const run = s.deliverer.runOnce();
+      await rx.received(1);
+      await s.store.close(); // the store goes away while the receiver is answering
+      release();
+      assert.deepEqual(await run, ["retry"]);
+    } finally {
+      release();
+      await s.deliverer.stop();
+    }
+  });
+
   test("a deleted Notifier's entries are given up, not sent", async () => {
     const rx = await receiver(() => ({ status: 200 }));
     const s = await setup([notifier("ops", rx.url)]);

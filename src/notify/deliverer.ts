@@ -232,11 +232,18 @@ export class NotificationDeliverer {
     for (const h of heads) {
       const key = `${h.notifier}\0${h.service}`;
       if (this.#inflight.has(key) || this.#inflight.size >= o.concurrency) continue;
-      const p = this.#attempt(h, notifiers.get(h.notifier)).finally(() => {
-        this.#inflight.delete(key);
-        // The queue may have a next entry now: look again (the background loop only).
-        this.wake();
-      });
+      const p = this.#attempt(h, notifiers.get(h.notifier))
+        .catch((err: unknown): AttemptOutcome => {
+          // The mark failed (the store is unavailable or closing): the entry is still pending
+          // and is sent again later, with the same key. Never an unhandled rejection.
+          o.logger?.warn({ err, notifier: h.notifier }, "could not record a notification attempt");
+          return "retry";
+        })
+        .finally(() => {
+          this.#inflight.delete(key);
+          // The queue may have a next entry now: look again (the background loop only).
+          this.wake();
+        });
       this.#inflight.set(key, p);
       started.push(p);
     }

@@ -5,12 +5,17 @@
  */
 import { z } from "zod";
 import { AnalysisTemplateSchema, ServiceSchema } from "./schema/index.js";
+import { NotifierSchema } from "./schema/notifier.js";
 
 export const JSON_SCHEMA_ID = "https://turnout.dev/schema/turnout.schema.json";
 
 /** The schema of one resource document: one of the kinds, told apart by `kind`. */
 export function generateJsonSchema(): Record<string, unknown> {
-  const resource = z.discriminatedUnion("kind", [ServiceSchema, AnalysisTemplateSchema]);
+  const resource = z.discriminatedUnion("kind", [
+    ServiceSchema,
+    AnalysisTemplateSchema,
+    NotifierSchema,
+  ]);
   // "input": what users may write, so fields with defaults are optional. Draft 7 because it is
   // what most editor plugins (yaml-language-server, VS Code) understand fully.
   const generated = z.toJSONSchema(resource, { io: "input", target: "draft-7" }) as Record<
@@ -23,7 +28,7 @@ export function generateJsonSchema(): Record<string, unknown> {
     $id: JSON_SCHEMA_ID,
     title: "Turnout resource",
     description:
-      "A Turnout resource (apiVersion turnout.dev/v1): a Service or an AnalysisTemplate. See docs/resources.md.",
+      "A Turnout resource (apiVersion turnout.dev/v1): a Service, an AnalysisTemplate or a Notifier. See docs/resources.md.",
     ...rest,
   };
 }

@@ -22,7 +22,7 @@ test("the JSON Schema is one of the kinds, told apart by kind", () => {
   };
   assert.deepEqual(
     schema.oneOf.map((s) => s.properties.kind.const),
-    ["Service", "AnalysisTemplate"],
+    ["Service", "AnalysisTemplate", "Notifier"],
   );
   for (const s of schema.oneOf) assert.equal(s.additionalProperties, false);
 });

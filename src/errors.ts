@@ -61,6 +61,11 @@ export const ERRORS = {
     summary:
       "A change made with a dashboard session lacks the session's x-turnout-csrf header or comes from another site.",
   },
+  TURNOUT_ERR_AUTH_RATE_LIMITED: {
+    status: 429,
+    summary:
+      "Too many failed dashboard sign-ins from this address in the last minute; wait for Retry-After.",
+  },
   TURNOUT_ERR_SERVICE_NOT_FOUND: {
     status: 404,
     summary: "No Service of that name has been applied.",

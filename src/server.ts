@@ -24,6 +24,7 @@ import { lockDataDir, readOnlyError, SERVER_FILE, type ServerRecord } from "./da
 import { DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from "./defaults.js";
 import { TurnoutError } from "./errors.js";
 import { StoreMeasurementSource } from "./metrics/measurements.js";
+import { NotificationDeliverer } from "./notify/deliverer.js";
 import { MIRROR_METRIC_NAMES } from "./router/mirror-metrics.js";
 import { LocalRouterHandle, type RouterHandle } from "./router/worker/handle.js";
 import { buildRouterNode } from "./router/worker/node.js";
@@ -34,6 +35,7 @@ import { ProcessRuntime } from "./runtime/process/process-runtime.js";
 import { StaticRuntime } from "./runtime/static/static-runtime.js";
 import { sqlFeatureStores } from "./store/features.js";
 import { FlagSnapshotCache } from "./store/flag-store.js";
+import { SqlOutboxStore } from "./store/outbox-store.js";
 import type { SqlStore } from "./store/sql-store.js";
 import { openSqliteStore } from "./store/sqlite/sqlite-store.js";
 import type { Store } from "./store/store.js";
@@ -241,8 +243,18 @@ async function startLocked(
     experiments,
     shadowReports: async (service, id) => (await shadow.report(service, id))?.report ?? null,
   });
+  // Notifications go out beside the controller, never inside its tick (src/notify/).
+  const outbox = new SqlOutboxStore(store);
+  const deliverer = new NotificationDeliverer({
+    outbox,
+    notifiers: async () => (await store.listResources("Notifier")).map((r) => r.resource),
+    clock,
+    logger: logger.child({ part: "notify" }),
+    pollMs: opts.pollIntervalMs ?? 1000,
+  });
   const api = buildApi({
     store,
+    notifiers: { outbox },
     clock,
     token,
     version: packageVersion(),
@@ -289,12 +301,16 @@ async function startLocked(
   await router.start();
   await traffic.start();
   controller.start();
+  deliverer.start();
+  const wakeDeliverer = store.onChange(() => deliverer.wake());
   const host = opts.host ?? DEFAULT_HOST;
   const port = opts.port ?? DEFAULT_PORT;
   try {
     await api.listen({ host, port });
   } catch (err) {
     flagCache.stop();
+    wakeDeliverer();
+    await deliverer.stop();
     await controller.stop();
     await traffic.stop();
     await router.stop();
@@ -325,6 +341,8 @@ async function startLocked(
     stopping ??= (async () => {
       await api.close().catch(() => undefined);
       flagCache.stop();
+      wakeDeliverer();
+      await deliverer.stop();
       await controller.stop();
       await traffic.stop();
       await router.stop();

@@ -27,6 +27,7 @@ import { stepsOf } from "../core/rollout.js";
 import { compileStrategy } from "../core/strategies/index.js";
 import { MAX_REQUEST_HEAD_BYTES } from "../defaults.js";
 import { type ErrorCode, TurnoutError } from "../errors.js";
+import { type NotifierApiOptions, registerNotifierRoutes } from "../notify/api.js";
 import { checkJson, INPUT_LIMITS } from "../resources/input-limits.js";
 import { crossCheck, parseResources } from "../resources/load.js";
 import { checkAnalysisRefs } from "../resources/refs.js";
@@ -88,6 +89,8 @@ export interface ApiOptions {
   runtimeInstances?: (service: string) => unknown;
   /** Shadow reports (`GET /api/v1/services/:name/shadow`, api/shadow.ts); no route without. */
   shadow?: Omit<ShadowApiOptions, "store">;
+  /** Notifiers and their deliveries (`GET /api/v1/notifiers`, notify/api.ts); no route without. */
+  notifiers?: Omit<NotifierApiOptions, "store">;
   /** Serve HTTPS only, with this certificate and key (PEM); plain HTTP when absent. */
   https?: { cert: string | Buffer; key: string | Buffer };
 }
@@ -246,6 +249,7 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
   if (opts.experiments) registerExperimentRoutes(app, { experiments: opts.experiments, clock });
   if (opts.logsDir !== undefined) registerLogsRoutes(app, { store, dataDir: opts.logsDir });
   if (opts.shadow !== undefined) registerShadowRoutes(app, { ...opts.shadow, store });
+  if (opts.notifiers !== undefined) registerNotifierRoutes(app, { ...opts.notifiers, store });
   if (opts.flags !== undefined) {
     registerOfrep(app, opts.flags.ofrep);
     registerFlagsApi(app, opts.flags.admin);

@@ -12,9 +12,11 @@ import type {
   RouteExperiment,
 } from "./experiment/types.js";
 import type { FlagResource, FlagStepOverride, SegmentResource } from "./flags/types.js";
+import type { NotifierResource } from "./notify.js";
 import type { MirrorRouteStep, RouteMirror, ShadowStatus, ShadowStep } from "./shadow/types.js";
 
 export type { FlagResource, FlagStepOverride, SegmentResource } from "./flags/types.js";
+export type { NotifierResource } from "./notify.js";
 
 export const API_VERSION = "turnout.dev/v1";
 
@@ -463,13 +465,19 @@ export interface AnalysisMetricSpec {
   dryRun?: boolean;
 }
 
-export type Resource = ServiceResource | AnalysisTemplateResource | FlagResource | SegmentResource;
+export type Resource =
+  | ServiceResource
+  | AnalysisTemplateResource
+  | FlagResource
+  | SegmentResource
+  | NotifierResource;
 export type ResourceKind = Resource["kind"];
 export const RESOURCE_KINDS: readonly ResourceKind[] = [
   "Service",
   "AnalysisTemplate",
   "Flag",
   "Segment",
+  "Notifier",
 ];
 
 // ---------------------------------------------------------------------------------------

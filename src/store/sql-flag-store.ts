@@ -13,6 +13,7 @@ import type {
 } from "./flag-store.js";
 import { canonicalJson } from "./json.js";
 import { mapEvent, mapFlagHistory, mapFlagOverride, mapResourceRevision } from "./mappers.js";
+import { enqueueNotifications, flagKillEvent } from "./outbox-store.js";
 import type { SqlStore } from "./sql-store.js";
 import type { Store } from "./store.js";
 
@@ -105,6 +106,9 @@ export class SqlFlagStore implements FlagStore {
           data: canonicalJson({ before, after, reason: opts.reason ?? null }),
         })
         .execute();
+      // The kill switch: notifiers hear of it as of a rollout's FlagKilled (no event row).
+      if (after?.state === "DISABLED" && before.state !== "DISABLED")
+        await enqueueNotifications(trx, [flagKillEvent(flag, opts)]);
       changed.add("resources");
       return after === null
         ? null

@@ -38,6 +38,7 @@ import {
   mapWriterEpoch,
   type RouteTableBody,
 } from "./mappers.js";
+import { type AppendedEvent, enqueueNotifications } from "./outbox-store.js";
 import { COUNTER_ROUTE_TABLES, type Database, WRITER_ROLE_CONTROLLER } from "./schema.js";
 import type {
   ApplyAction,
@@ -888,8 +889,9 @@ const REVISION_BATCH = 500;
 const MEASUREMENT_BATCH = 500;
 
 async function insertEvents(trx: Transaction<Database>, events: EventDraft[]): Promise<void> {
+  const appended: AppendedEvent[] = [];
   for (let i = 0; i < events.length; i += EVENT_BATCH) {
-    await trx
+    const rows = await trx
       .insertInto("events")
       .values(
         events.slice(i, i + EVENT_BATCH).map((e) => ({
@@ -901,8 +903,12 @@ async function insertEvents(trx: Transaction<Database>, events: EventDraft[]): P
           data: canonicalJson(e.data),
         })),
       )
+      .returning(["id", "service", "type", "time", "actor", "message", "data"])
       .execute();
+    for (const r of rows) appended.push({ ...r, id: Number(r.id), time: Number(r.time) });
   }
+  // Notifications go out from the outbox, written with the events or not at all.
+  await enqueueNotifications(trx, appended);
 }
 
 /**

@@ -61,6 +61,11 @@ export const ERRORS = {
     summary:
       "A change made with a dashboard session lacks the session's x-turnout-csrf header or comes from another site.",
   },
+  TURNOUT_ERR_AUTH_RATE_LIMITED: {
+    status: 429,
+    summary:
+      "Too many failed dashboard sign-ins from this address in the last minute; wait for Retry-After.",
+  },
   TURNOUT_ERR_SERVICE_NOT_FOUND: {
     status: 404,
     summary: "No Service of that name has been applied.",
@@ -198,7 +203,17 @@ export const ERRORS = {
   TURNOUT_ERR_HAPROXY_UNSUPPORTED: {
     status: 400,
     summary:
-      "The route table asks for something the haproxy provider does not carry (shadow traffic, A/B arms, edge flags; stickiness or matches in attach mode); the message names the feature.",
+      "The route table asks for something the haproxy provider cannot do beyond the route-table features checked at apply (TURNOUT_ERR_TRAFFIC_UNSUPPORTED): an experiment's response-header events, a preview table without its service; the message names it.",
+  },
+  TURNOUT_ERR_TRAFFIC_UNSUPPORTED: {
+    status: 400,
+    summary:
+      "A Service needs a route-table feature that its data plane (`spec.traffic`) does not carry; the message names the feature, the spec path that asks for it and the provider. Nothing was stored; a provider given such a table refuses it and keeps serving the one it had.",
+  },
+  TURNOUT_ERR_TRAFFIC_LISTEN: {
+    status: 409,
+    summary:
+      "A traffic provider cannot listen on a service's port (or preview port); the message gives the reason (e.g. EADDRINUSE). The built-in router keeps the table and retries at each poll.",
   },
   TURNOUT_ERR_CLI_NO_SERVER: {
     status: 503,

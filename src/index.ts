@@ -15,6 +15,7 @@ export type * from "./core/flags/types.js";
 export * from "./core/model.js";
 export { type ReconcileInput, type ReconcileOutput, reconcile, STAGES } from "./core/rollout.js";
 export { ERRORS, type ErrorCode, type FieldError, TurnoutError } from "./errors.js";
+export { sign as signNotification, verifySignature } from "./notify/render.js";
 export { TurnoutProvider, type TurnoutProviderOptions } from "./provider/index.js";
 export { loadPath, parseResources } from "./resources/load.js";
 export type { RouterHandle } from "./router/worker/handle.js";

@@ -19,10 +19,12 @@ import { ClientKeys } from "./api/ofrep.js";
 import { buildApi } from "./api/server.js";
 import { Controller } from "./controller/controller.js";
 import { type Clock, systemClock } from "./core/clock.js";
+import { trafficKindOf } from "./core/traffic.js";
 import { lockDataDir, readOnlyError, SERVER_FILE, type ServerRecord } from "./data-dir.js";
 import { DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from "./defaults.js";
 import { TurnoutError } from "./errors.js";
 import { StoreMeasurementSource } from "./metrics/measurements.js";
+import { NotificationDeliverer } from "./notify/deliverer.js";
 import { MIRROR_METRIC_NAMES } from "./router/mirror-metrics.js";
 import { LocalRouterHandle, type RouterHandle } from "./router/worker/handle.js";
 import { buildRouterNode } from "./router/worker/node.js";
@@ -31,12 +33,14 @@ import { MultiRuntime } from "./runtime/index.js";
 import { processStartTicks } from "./runtime/process/proc.js";
 import { ProcessRuntime } from "./runtime/process/process-runtime.js";
 import { StaticRuntime } from "./runtime/static/static-runtime.js";
-import { ExperimentStore, experimentControllerSource } from "./store/experiment-store.js";
-import { FlagSnapshotCache, FlagStore } from "./store/flag-store.js";
-import { ShadowStore } from "./store/shadow-store.js";
+import { sqlFeatureStores } from "./store/features.js";
+import { FlagSnapshotCache } from "./store/flag-store.js";
+import { SqlOutboxStore } from "./store/outbox-store.js";
 import type { SqlStore } from "./store/sql-store.js";
 import { openSqliteStore } from "./store/sqlite/sqlite-store.js";
 import type { Store } from "./store/store.js";
+import { TrafficAgent } from "./traffic/agent.js";
+import { HaproxyProvider } from "./traffic/haproxy/provider.js";
 import { packageVersion } from "./version.js";
 
 export interface TurnoutOptions {
@@ -192,14 +196,13 @@ async function startLocked(
   const store = await openSqliteStore({ path: dbFile }).catch((err: unknown) => {
     throw readOnlyError(dataDir, err, dbFile) ?? err;
   });
-  const experiments = new ExperimentStore(store);
-  const shadow = new ShadowStore(store);
+  // The feature stores share the core store's database and transactions (src/store/features.ts).
+  const { experiments, shadow, flags: flagStore } = sqlFeatureStores(store);
   const runtime = new MultiRuntime({
     static: new StaticRuntime(),
     process: new ProcessRuntime({ logger: logger.child({ part: "runtime" }), dataDir }),
   });
   // Flags: one snapshot for OFREP, the flag API and the router's edge evaluation.
-  const flagStore = new FlagStore(store);
   const flagCache = new FlagSnapshotCache(flagStore, { pollMs: opts.pollIntervalMs ?? 1000 });
   await flagCache.start();
   const clientKeys = ClientKeys.ensure(dataDir);
@@ -212,6 +215,23 @@ async function startLocked(
     clock,
     pollIntervalMs: opts.pollIntervalMs ?? 500,
   });
+  // Services with `spec.traffic: {haproxy}` are carried by HAProxy: an agent hands it their
+  // tables and reports what is in force to the router registry, like the built-in router.
+  const haproxy = new HaproxyProvider({
+    dataDir,
+    logger: logger.child({ part: "haproxy" }),
+    measurements: { sink: store, ...(clock === systemClock ? {} : { now: () => clock.now() }) },
+    exposures: experiments,
+  });
+  const traffic = new TrafficAgent({
+    source: store,
+    provider: haproxy,
+    select: (t) => trafficKindOf(t.traffic) === "haproxy",
+    logger: logger.child({ part: "traffic" }),
+    pollIntervalMs: opts.pollIntervalMs ?? 500,
+  });
+  const carriedByHaproxy = async (service: string) =>
+    trafficKindOf((await store.getRouteTable(service))?.traffic) === "haproxy";
   const controller = new Controller({
     store,
     runtime,
@@ -220,18 +240,34 @@ async function startLocked(
     resyncMs: opts.pollIntervalMs ?? 1000,
     // Analysis reads what routers flushed to the store, as it would with routers elsewhere.
     providers: { measurements: new StoreMeasurementSource(store) },
-    experiments: experimentControllerSource(experiments),
+    experiments,
     shadowReports: async (service, id) => (await shadow.report(service, id))?.report ?? null,
+  });
+  // Notifications go out beside the controller, never inside its tick (src/notify/).
+  const outbox = new SqlOutboxStore(store);
+  const deliverer = new NotificationDeliverer({
+    outbox,
+    notifiers: async () => (await store.listResources("Notifier")).map((r) => r.resource),
+    clock,
+    logger: logger.child({ part: "notify" }),
+    pollMs: opts.pollIntervalMs ?? 1000,
   });
   const api = buildApi({
     store,
+    notifiers: { outbox },
     clock,
     token,
     version: packageVersion(),
-    routerStats: (service) => router.stats(service),
+    routerStats: async (service) =>
+      (await carriedByHaproxy(service))
+        ? haproxy.measurements.stats(service)
+        : router.stats(service),
     routerListener: async (service) =>
       (await router.listeners()).find((l) => l.service === service),
-    routeInForce: (service, revision) => router.inForce(service, revision),
+    routeInForce: async (service, revision) =>
+      (await carriedByHaproxy(service))
+        ? traffic.inForce(service, revision)
+        : router.inForce(service, revision),
     logsDir: dataDir,
     runtimeInstances: (service) => runtime.instances(service),
     wakeController: () => void controller.tick().catch(() => undefined),
@@ -263,14 +299,20 @@ async function startLocked(
   // controller's first tick, so its first route table already has them.
   await runtime.adopted();
   await router.start();
+  await traffic.start();
   controller.start();
+  deliverer.start();
+  const wakeDeliverer = store.onChange(() => deliverer.wake());
   const host = opts.host ?? DEFAULT_HOST;
   const port = opts.port ?? DEFAULT_PORT;
   try {
     await api.listen({ host, port });
   } catch (err) {
     flagCache.stop();
+    wakeDeliverer();
+    await deliverer.stop();
     await controller.stop();
+    await traffic.stop();
     await router.stop();
     await runtime.shutdown();
     await store.close();
@@ -299,7 +341,10 @@ async function startLocked(
     stopping ??= (async () => {
       await api.close().catch(() => undefined);
       flagCache.stop();
+      wakeDeliverer();
+      await deliverer.stop();
       await controller.stop();
+      await traffic.stop();
       await router.stop();
       await runtime.shutdown();
       await store.close();

@@ -27,9 +27,11 @@ import { stepsOf } from "../core/rollout.js";
 import { compileStrategy } from "../core/strategies/index.js";
 import { MAX_REQUEST_HEAD_BYTES } from "../defaults.js";
 import { type ErrorCode, TurnoutError } from "../errors.js";
+import { type NotifierApiOptions, registerNotifierRoutes } from "../notify/api.js";
 import { checkJson, INPUT_LIMITS } from "../resources/input-limits.js";
 import { crossCheck, parseResources } from "../resources/load.js";
 import { checkAnalysisRefs } from "../resources/refs.js";
+import { checkTraffic, trafficUnsupportedError } from "../resources/traffic.js";
 import type { ExperimentStore } from "../store/experiment-store.js";
 import type { Store, StoredCommand } from "../store/store.js";
 import { versionChangeNotes } from "./apply-notes.js";
@@ -87,6 +89,8 @@ export interface ApiOptions {
   runtimeInstances?: (service: string) => unknown;
   /** Shadow reports (`GET /api/v1/services/:name/shadow`, api/shadow.ts); no route without. */
   shadow?: Omit<ShadowApiOptions, "store">;
+  /** Notifiers and their deliveries (`GET /api/v1/notifiers`, notify/api.ts); no route without. */
+  notifiers?: Omit<NotifierApiOptions, "store">;
   /** Serve HTTPS only, with this certificate and key (PEM); plain HTTP when absent. */
   https?: { cert: string | Buffer; key: string | Buffer };
 }
@@ -245,6 +249,7 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
   if (opts.experiments) registerExperimentRoutes(app, { experiments: opts.experiments, clock });
   if (opts.logsDir !== undefined) registerLogsRoutes(app, { store, dataDir: opts.logsDir });
   if (opts.shadow !== undefined) registerShadowRoutes(app, { ...opts.shadow, store });
+  if (opts.notifiers !== undefined) registerNotifierRoutes(app, { ...opts.notifiers, store });
   if (opts.flags !== undefined) {
     registerOfrep(app, opts.flags.ofrep);
     registerFlagsApi(app, opts.flags.admin);
@@ -264,7 +269,9 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
       const segments = (await store.listResources("Segment")).map((s) => s.name);
       errors.push(...checkFlagRefs(resources, { flags, segments }));
     }
-    if (errors.length > 0) throw invalid(errors);
+    // What each Service's data plane carries (spec.traffic): its own code when alone.
+    errors.push(...checkTraffic(resources));
+    if (errors.length > 0) throw trafficUnsupportedError(errors) ?? invalid(errors);
     return resources;
   };
 

@@ -10,6 +10,7 @@ import { stringify as toYaml } from "yaml";
 import type { ServiceResource, ServiceStatus, TurnoutEvent } from "../core/model.js";
 import { DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from "../defaults.js";
 import { type FieldError, formatFieldError, TurnoutError } from "../errors.js";
+import { getNotifiers } from "../notify/cli.js";
 import { packageVersion } from "../version.js";
 import { ApiError, Client } from "./client.js";
 import { registerDashboardCommand } from "./dashboard.js";
@@ -207,7 +208,7 @@ program
 
 program
   .command("get")
-  .description("list resources: services | analysistemplates | flags")
+  .description("list resources: services | analysistemplates | flags | experiments | notifiers")
   .argument("<kind>", "services or analysistemplates")
   .argument("[name]", "one resource by name")
   .addOption(outputOption())
@@ -260,9 +261,10 @@ program
       if (["flag", "flags"].includes(k)) return getFlags(c, name, opts.output);
       if (["experiment", "experiments", "exp"].includes(k))
         return getExperiments(c, name, opts.output);
+      if (["notifier", "notifiers"].includes(k)) return getNotifiers(c, name, opts.output);
       throw new TurnoutError(
         "TURNOUT_ERR_CLI_USAGE",
-        `unknown kind ${JSON.stringify(kind)}; known: services, analysistemplates, flags`,
+        `unknown kind ${JSON.stringify(kind)}; known: services, analysistemplates, flags, experiments, notifiers`,
       );
     },
   );
@@ -440,9 +442,10 @@ async function loadAll(paths: string[]) {
   const r = await loadPaths(paths);
   // Offline: templates may already be on the server, so only the files' own are checked.
   const refs = checkAnalysisRefs(r.resources, [], { requireKnownTemplates: false });
+  const { checkTraffic } = await import("../resources/traffic.js");
   return {
     resources: r.resources.map((x) => ({ kind: x.kind, name: x.metadata.name })),
-    errors: [...r.errors, ...refs],
+    errors: [...r.errors, ...refs, ...checkTraffic(r.resources)],
     raw: r.resources as unknown[],
   };
 }

@@ -1,34 +1,36 @@
 /**
  * The reconcile loop: read the store, ask the pure core what to do, carry it out, persist.
  *
- * The controller is the only writer of rollout status and route tables (DESIGN invariant 1).
- * Everything it decides comes from `core/rollout.ts`; this file only does I/O: it reads
- * specs, statuses and commands, reads readiness from the runtime, writes one transaction per
- * service per tick (only when something changed), then tells the runtime which versions to run.
+ * The controller is the only writer of rollout status, route tables and experiment state
+ * (DESIGN invariant 1). Everything it decides comes from `core/rollout.ts`; this file only does
+ * I/O: it claims and checks the writer epoch, reads specs, statuses and commands, reads
+ * readiness from the runtime, runs each service's tick (`tick.ts`, shared with the simulator:
+ * due -> measure -> reconcile -> one commit, only when something changed), then starts the
+ * measurements now due and tells the runtime which versions to run. Besides the commits, a
+ * tick writes only the epoch claim (its first tick) and the events of services deleted
+ * meanwhile, which have no commit to ride with.
  *
  * Ticks are driven by an injected clock: tests call `tick()` themselves; `start()` runs a loop
  * that ticks on store or runtime changes, at the next timed wake-up, and every `resyncMs`.
  */
 import { hostname } from "node:os";
-import { isDeepStrictEqual } from "node:util";
 import type { Clock } from "../core/clock.js";
 import type {
   AnalysisTemplateSpec,
   EventDraft,
-  RouteTable,
   ServiceResource,
   ServiceStatus,
 } from "../core/model.js";
-import { reconcile, type VersionReadiness } from "../core/rollout.js";
-import { buildRouteTable } from "../core/routes.js";
+import type { VersionReadiness } from "../core/rollout.js";
 import type { ShadowReport } from "../core/shadow/aggregate.js";
 import { TurnoutError } from "../errors.js";
 import type { ProviderDeps } from "../metrics/providers/index.js";
 import type { Instance, Runtime } from "../runtime/runtime.js";
-import type { ExperimentControllerSource } from "../store/experiment-store.js";
+import type { ExperimentStore } from "../store/experiment-store.js";
 import type { Store, StoredResource } from "../store/store.js";
 import { AnalysisExecutor } from "./analysis-executor.js";
 import { ReleaseGate } from "./release-gate.js";
+import { type TickPorts, tickService } from "./tick.js";
 
 export interface ControllerLogger {
   info(obj: object, msg?: string): void;
@@ -50,8 +52,11 @@ export interface ControllerOptions {
    * dispatchers...). Without it, analysis runs get error verdicts for builtin metrics.
    */
   providers?: ProviderDeps;
-  /** A/B experiments' data (exposures, events, measurements) for `experiment` steps. */
-  experiments?: ExperimentControllerSource;
+  /**
+   * A/B experiments' data (exposures, events, measurements) for `experiment` steps, read only:
+   * the experiments' rows are written by the tick's commit.
+   */
+  experiments?: Pick<ExperimentStore, "data" | "getExperiment">;
   /** Shadow phases' reports (the shadow store), for `shadow` steps' gates. */
   shadowReports?: (service: string, id: string) => Promise<ShadowReport | null>;
   /** Who claims the writer epoch, for other writers' error messages. Default pid and host. */
@@ -88,8 +93,8 @@ export class Controller {
   private stopped = true;
   private unsubscribe: (() => void)[] = [];
   private readonly analysis: AnalysisExecutor;
-  private readonly experiments: ExperimentControllerSource | undefined;
-  private readonly shadowReports: ControllerOptions["shadowReports"];
+  /** Where a tick reads and writes (tick.ts); built once. */
+  private readonly ports: TickPorts;
   /**
    * Fencing (DESIGN invariant 7): the writer epoch claimed at the first tick, carried by every
    * commit. Once another controller claims a newer one, the store refuses this one's commits
@@ -110,8 +115,19 @@ export class Controller {
     this.clock = opts.clock;
     this.log = opts.logger ?? silent;
     this.resyncMs = opts.resyncMs ?? 1000;
-    this.experiments = opts.experiments;
-    this.shadowReports = opts.shadowReports;
+    const { experiments, shadowReports } = opts;
+    this.ports = {
+      observations: (service) => this.analysis.take(service),
+      routeTable: (service) => this.store.getRouteTable(service),
+      ...(experiments
+        ? {
+            experimentData: (e, now) => experiments.data(e, now),
+            storedExperiment: (name) => experiments.getExperiment(name),
+          }
+        : {}),
+      ...(shadowReports ? { shadowReport: shadowReports } : {}),
+      commit: (c) => this.store.commit(c),
+    };
     this.holder = opts.holder ?? `controller pid ${process.pid} on ${hostname()}`;
     this.analysis = new AnalysisExecutor(
       opts.providers ?? {},
@@ -273,74 +289,54 @@ export class Controller {
       readiness[inst.version] = r;
     }
 
-    // The running experiment's aggregates, read before the pure core decides on them.
-    const experimentData = await this.experiments?.read(name, spec, status, now);
-    // The mirror phase's report, merged over routers, for the shadow step's gate.
-    const shadowId = status?.shadow?.id;
-    const shadowReport =
-      shadowId && this.shadowReports ? await this.shadowReports(name, shadowId) : null;
-    const out = reconcile({
-      ...(experimentData ? { experimentData } : {}),
-      ...(shadowId && shadowReport ? { shadowReport: { id: shadowId, report: shadowReport } } : {}),
-      now,
-      service: { name, generation: svc.generation, spec },
-      status,
-      commands: commands.map(({ result: _r, handledAt: _h, ...c }) => c),
-      readiness,
-      templates,
-      observations: this.analysis.take(name),
-    });
-    if (out.wakeAt !== null)
-      report.wakeAt = report.wakeAt === null ? out.wakeAt : Math.min(report.wakeAt, out.wakeAt);
+    // A controller (re)started over a stored status says so in the history, with what it found
+    // running: after a crash this is where the resumed rollout and adopted instances show.
+    const leadingEvents: EventDraft[] = [];
+    const firstSight = !this.seen.has(name);
+    if (firstSight) {
+      this.seen.add(name);
+      if (status) leadingEvents.push(startedEvent(name, status, instances, now));
+    }
     const pending = this.pendingEvents.get(name);
     if (pending) {
       this.pendingEvents.delete(name);
-      out.events.unshift(...pending);
+      leadingEvents.push(...pending);
     }
 
-    const table = buildRouteTable({
-      service: name,
-      spec,
-      status: out.status,
-      weights: out.weights,
-      endpoints: (version) =>
-        instances.filter((i) => i.version === version && i.state === "ready").map((i) => i.url),
-      now,
-    });
-    const current = await this.store.getRouteTable(name);
-    const tableChanged = !current || !sameTable(current, table);
-    const statusChanged = !status || !sameStatus(status, out.status);
-
-    // A controller (re)started over a stored status says so in the history, with what it found
-    // running: after a crash this is where the resumed rollout and adopted instances show.
-    if (!this.seen.has(name)) {
-      this.seen.add(name);
-      if (status) out.events.unshift(startedEvent(name, status, instances, now));
-    }
-
-    let wrote = false;
-    if (tableChanged || statusChanged || out.events.length > 0 || out.commandResults.length > 0) {
-      await this.store.commit({
-        service: name,
-        epoch: this.epoch ?? undefined,
-        ...(statusChanged ? { status: out.status } : {}),
-        ...(tableChanged ? { routeTable: table } : {}),
-        events: out.events,
-        commandResults: out.commandResults,
+    // Steps 1 to 5 of the tick (tick.ts): due -> measure -> reconcile -> one commit. A tick
+    // that fails has written nothing: the events it was to carry wait for the next one.
+    const { out, commit } = await tickService(
+      {
         now,
-      });
-      wrote = true;
+        service: { name, generation: svc.generation, spec },
+        status,
+        commands: commands.map(({ result: _r, handledAt: _h, ...c }) => c),
+        readiness,
+        templates,
+        endpoints: (version) =>
+          instances.filter((i) => i.version === version && i.state === "ready").map((i) => i.url),
+        leadingEvents,
+        ...(this.epoch !== null ? { epoch: this.epoch } : {}),
+      },
+      this.ports,
+    ).catch((err: unknown) => {
+      if (pending)
+        this.pendingEvents.set(name, [...pending, ...(this.pendingEvents.get(name) ?? [])]);
+      if (firstSight) this.seen.delete(name);
+      throw err;
+    });
+    if (out.wakeAt !== null)
+      report.wakeAt = report.wakeAt === null ? out.wakeAt : Math.min(report.wakeAt, out.wakeAt);
+    if (commit)
       for (const e of out.events)
         this.log.info({ service: name, event: e.type, data: e.data }, e.message);
-    }
 
-    if (out.events.length > 0) await this.experiments?.record(name, out.events, now);
     // Measurements due now start after the commit, so a crash never records one twice.
     this.analysis.schedule(name, out.status, now);
     // Stops begin here, but an instance is signalled only once every live router serves a table
     // without it (the runtime waits on `this.release`; the next tick writes that table).
     await this.runtime.ensure(name, spec.runtime, out.targets);
-    return wrote;
+    return commit !== null;
   }
 
   /** Runs ticks until `stop()`: on changes, at wake-ups, and every `resyncMs` at the least. */
@@ -407,16 +403,6 @@ export class Controller {
     this.unsubscribe = [];
     if (this.running) await this.running.catch(() => undefined);
   }
-}
-
-function sameTable(a: RouteTable, b: Omit<RouteTable, "revision">): boolean {
-  // Field by field in a fixed order: the stored copy may order its keys differently.
-  const key = (t: Omit<RouteTable, "revision">) => ({ ...t, revision: 0, updatedAt: 0 }) as unknown;
-  return isDeepStrictEqual(key(a), key(b));
-}
-
-function sameStatus(a: ServiceStatus, b: ServiceStatus): boolean {
-  return isDeepStrictEqual(a, b);
 }
 
 /** "controller started: resuming rollout 2 at step 2 (Paused); found running: v1 2, v2 2". */

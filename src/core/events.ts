@@ -100,6 +100,7 @@ export interface EventData {
   RolloutCancelled: { version: string | null; stable: string };
   Recovered: { stable: string };
   Paused: { stepIndex: number | null; weight: number };
+  AwaitingPromotion: { step: number; version: string | null; weight: number };
   Resumed: { stepIndex: number | null; heldMs: number | null };
   Promoted: { full: boolean; fromStep: number | null; weight: number };
   Retried: { version: string };
@@ -184,6 +185,16 @@ export interface EventData {
   ResourceApplied: { kind: string; name: string; generation: number; action: string };
   ResourceDeleted: { kind: string; name: string; generation: number; rejectedCommands?: number[] };
   Undo: { from: string; to: string; generation: number | null };
+  // Notifications (src/notify/)
+  NotificationFailed: {
+    notifier: string;
+    event: string;
+    eventId: number | null;
+    idempotencyKey: string;
+    attempts: number;
+    status: number | null;
+    error: string;
+  };
 }
 
 /**
@@ -203,7 +214,7 @@ type KnownKeys<T> = keyof {
 };
 
 /** Who writes events of a type into the history. */
-export type EventSource = "rollout" | "step" | "controller" | "store" | "api";
+export type EventSource = "rollout" | "step" | "controller" | "store" | "api" | "notify";
 
 export interface EventInfo<T extends EventType> {
   /** One line for people: when the event happens. */
@@ -269,6 +280,15 @@ export const EVENTS: { readonly [T in EventType]: EventInfo<T> } = {
     summary: "A person paused the rollout.",
     source: "rollout",
     fields: { stepIndex: "the current step", weight: "the candidate's weight" },
+  },
+  AwaitingPromotion: {
+    summary: "An indefinite pause step was reached: the rollout waits until a person promotes.",
+    source: "step",
+    fields: {
+      step: "the pause step",
+      version: "the candidate",
+      weight: "the candidate's weight while it waits",
+    },
   },
   Resumed: {
     summary: "A person resumed a paused rollout.",
@@ -530,6 +550,20 @@ export const EVENTS: { readonly [T in EventType]: EventInfo<T> } = {
       from: "the desired version before",
       to: "the version gone back to",
       generation: "the Service's new generation",
+    },
+  },
+  NotificationFailed: {
+    summary:
+      "A notification was given up: its receiver refused it (4xx) or stayed unreachable too long.",
+    source: "notify",
+    fields: {
+      notifier: "the Notifier",
+      event: "the type of the event it carried",
+      eventId: "the event's id, or null (a person's kill switch)",
+      idempotencyKey: "the notification's idempotency key",
+      attempts: "how many times it was sent",
+      status: "the receiver's last HTTP status, or null (no answer)",
+      error: "why it was given up",
     },
   },
 };

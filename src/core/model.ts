@@ -12,9 +12,11 @@ import type {
   RouteExperiment,
 } from "./experiment/types.js";
 import type { FlagResource, FlagStepOverride, SegmentResource } from "./flags/types.js";
+import type { NotifierResource } from "./notify.js";
 import type { MirrorRouteStep, RouteMirror, ShadowStatus, ShadowStep } from "./shadow/types.js";
 
 export type { FlagResource, FlagStepOverride, SegmentResource } from "./flags/types.js";
+export type { NotifierResource } from "./notify.js";
 
 export const API_VERSION = "turnout.dev/v1";
 
@@ -57,6 +59,29 @@ export interface ServiceSpec {
    * upstream in `x-turnout-flags` and label the router's measurements (src/router/flags-edge.ts).
    */
   flags?: string[];
+  /**
+   * The data plane that carries this Service's traffic (`core/traffic.ts`): absent, the
+   * built-in router; `{haproxy: {}}`, an HAProxy that Turnout starts and supervises;
+   * `{haproxy: {runtimeApi, backend}}`, one backend of an HAProxy someone else runs.
+   */
+  traffic?: TrafficSpec;
+}
+
+/** `spec.traffic`: exactly one provider key. */
+export type TrafficSpec = { builtin: Record<string, never> } | { haproxy: HaproxyTrafficSpec };
+
+export interface HaproxyTrafficSpec {
+  /** The haproxy binary (default: `haproxy` on PATH). Managed mode only. */
+  binary?: string;
+  /** Attach mode: the runtime API socket of an HAProxy someone else runs, e.g. "unix:/run/haproxy.sock". */
+  runtimeApi?: string;
+  /** Attach mode: the backend Turnout may change (servers and weights only). */
+  backend?: string;
+  /**
+   * Managed mode: what the upstreams speak. "http" (default): HTTP/1.1; "h2c": HTTP/2 in
+   * clear text end to end; "grpc": h2c, with `grpc-status` counted in the measurements.
+   */
+  protocol?: "http" | "h2c" | "grpc";
 }
 
 export type StickinessSpec = ({ header: string } | { cookie: string } | { query: string }) & {
@@ -440,13 +465,19 @@ export interface AnalysisMetricSpec {
   dryRun?: boolean;
 }
 
-export type Resource = ServiceResource | AnalysisTemplateResource | FlagResource | SegmentResource;
+export type Resource =
+  | ServiceResource
+  | AnalysisTemplateResource
+  | FlagResource
+  | SegmentResource
+  | NotifierResource;
 export type ResourceKind = Resource["kind"];
 export const RESOURCE_KINDS: readonly ResourceKind[] = [
   "Service",
   "AnalysisTemplate",
   "Flag",
   "Segment",
+  "Notifier",
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -617,4 +648,6 @@ export interface RouteTable {
   experiment?: RouteExperiment;
   /** Copies of a share of requests go to a shadow version and are compared (src/router/mirror.ts). */
   mirror?: RouteMirror;
+  /** `spec.traffic`: which data plane puts this table in force; absent, the built-in router. */
+  traffic?: TrafficSpec;
 }

@@ -72,6 +72,12 @@ export interface ReconcileInput {
   experimentData?: ExperimentData;
   /** The report of the mirror phase in `status.shadow` (the `shadow` step's gate reads it). */
   shadowReport?: { id: string; report: ShadowReport } | null;
+  /**
+   * `compileStrategy(service.spec)`, when the caller has compiled it already (the controller's
+   * tick compiles once for the decision, the route table and the experiment); compiled here
+   * otherwise.
+   */
+  strategy?: CompiledStrategy;
 }
 
 /** One measurement taken for a metric of an analysis run, with the window it covered. */
@@ -871,7 +877,7 @@ export const STAGES: readonly Stage[] = [
 
 /** Runs the stages and derives the route weights and runtime targets. */
 export function reconcile(input: ReconcileInput): ReconcileOutput {
-  const strategy = compileStrategy(input.service.spec);
+  const strategy = input.strategy ?? compileStrategy(input.service.spec);
   const w: Work = {
     input,
     now: input.now,

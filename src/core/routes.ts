@@ -13,6 +13,7 @@ import {
 import type { VersionWeight } from "./rollout.js";
 import { routeMirrorOf } from "./shadow/route.js";
 import { roundWeight } from "./steps/setWeight.js";
+import type { CompiledStrategy } from "./strategies/index.js";
 
 /** The sticky hashing scheme in force; see core/hashing.ts. Bump only with a new scheme. */
 export const HASH_VERSION = 1;
@@ -25,6 +26,8 @@ export interface RouteInputs {
   /** Ready endpoints per version. */
   endpoints: (version: string) => string[];
   now: number;
+  /** `compileStrategy(spec)` when the caller has it (see `ReconcileInput.strategy`). */
+  strategy?: CompiledStrategy;
 }
 
 export function buildRouteTable(i: RouteInputs): Omit<RouteTable, "revision"> {
@@ -72,8 +75,12 @@ export function buildRouteTable(i: RouteInputs): Omit<RouteTable, "revision"> {
   if (matches.length > 0) table.matches = matches;
   if (spec.routing?.versionOverride) table.versionOverride = true;
   if (spec.flags !== undefined && spec.flags.length > 0) table.flags = [...spec.flags];
+  // The data plane that carries it; absent (the built-in router), so tables stay as they were.
+  if (spec.traffic !== undefined) table.traffic = structuredClone(spec.traffic);
   // An experiment step's arms: the router assigns units to them and logs exposures.
-  const experiment = status.experiment ? routeExperimentOf(spec, status.experiment) : null;
+  const experiment = status.experiment
+    ? routeExperimentOf(spec, status.experiment, i.strategy)
+    : null;
   if (experiment) table.experiment = experiment;
   // A shadow or setMirrorRoute step's mirror: copies go to the candidate and are compared.
   const mirror = routeMirrorOf(status, i.endpoints);

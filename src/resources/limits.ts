@@ -210,6 +210,25 @@ export const LIMITS = {
     fields: "shadow methods",
     why: "there are seven methods to copy",
   },
+  NOTIFIER_SERVICES: {
+    max: 256,
+    unit: "items",
+    fields: "Notifier spec.services",
+    why: "a selector names a team's services or a few globs, not a fleet one by one",
+  },
+  NOTIFIER_HEADERS: {
+    max: 32,
+    unit: "entries",
+    fields: "Notifier spec.webhook.headers",
+    why: "an API key or a routing header or two; each is sent with every notification",
+  },
+  SECRET_LENGTH: {
+    min: 16,
+    max: 4096,
+    unit: "characters",
+    fields: "Notifier spec.webhook.secret",
+    why: "a shorter HMAC key can be guessed; a longer one is a pasted file, which secretRef.file is for",
+  },
   IGNORE_PATHS: {
     max: 256,
     unit: "items",

@@ -657,7 +657,9 @@ export class Router {
     const checks = new Map<string, { target: Endpoint; spec: HealthCheckSpec }>();
     for (const l of this.#listeners.values()) {
       const spec = l.table.policy.healthCheck;
-      for (const b of l.table.backends) {
+      // `byVersion` too: a version the split gives nothing may still be a match rule's,
+      // the override's or an experiment arm's target, and its pool must stay open.
+      for (const b of [...l.table.backends, ...l.table.byVersion.values()]) {
         for (const ep of b.endpoints) {
           inUse.add(ep.url);
           if (spec !== undefined && !checks.has(ep.url)) checks.set(ep.url, { target: ep, spec });

@@ -4,14 +4,18 @@
  * traffic (no sockets, no store, no timers). `bench/decisions.ts` uses it to measure time to
  * rollback, requests exposed to a bad canary and false rollbacks over thousands of seeds.
  *
- * One simulated rollout, tick by tick (`tickMs` = 1000, the controller's resync interval):
+ * One simulated rollout, tick by tick (`tickMs` = 1000, the controller's resync interval), each
+ * tick the controller's own (`controller/tick.ts`, `tickService`: due -> measure -> reconcile ->
+ * commit), with the simulator's ports:
  *
  *   1. At `now`, take the measurements that the status's analysis runs have due
  *      (`dueMeasurements`), each through `BuiltinProvider.measure` over its window
  *      `[fromMs, toMs)`, which reads the simulated per-second data (`SimulatedTraffic.window`).
- *   2. `reconcile` with those observations, as the controller does right after its analysis
- *      executor hands them over (there, the results come a few ms after `now`; here, at `now`).
- *      Ticks with nothing due are skipped (see `reconcileEveryTick`).
+ *      (The controller's analysis executor takes them after a tick's commit and hands them
+ *      over at the next tick, a few ms after `now`; here they are taken at `now`.)
+ *   2. `reconcile` with those observations, and the commit, which keeps the status and the
+ *      route table in memory (there is no store). Ticks with nothing due are skipped (see
+ *      `reconcileEveryTick`).
  *   3. The weights it returns are in force until the next tick: the traffic for
  *      `[now, now + tickMs)` is drawn with them.
  *   4. Stop when the rollout is rolled back, completes, or pauses for a person (an inconclusive
@@ -31,6 +35,7 @@
  * through the same loop, and `simulatePolicies` runs several on one stream of traffic, so that,
  * for one seed, every policy sees the same requests until it changes the weights. */
 
+import { type TickPorts, tickService } from "../controller/tick.js";
 import type { Outcome } from "../core/analysis/judges.js";
 import type { Observation } from "../core/analysis/observation.js";
 import { dueMeasurements, observe, type RunState } from "../core/analysis/run.js";
@@ -38,13 +43,13 @@ import { FakeClock } from "../core/clock.js";
 import type {
   AnalysisTemplateSpec,
   EventDraft,
+  RouteTable,
   ServiceSpec,
   ServiceStatus,
 } from "../core/model.js";
 import {
   type AnalysisObservation,
   type ReconcileOutput,
-  reconcile,
   replicasOf,
   type VersionWeight,
 } from "../core/rollout.js";
@@ -366,6 +371,23 @@ class TurnoutPolicy implements SimPolicy {
   private readonly readiness: Record<string, { ready: number; failed: number }>;
   private readonly everyTick: boolean;
   private last: ReconcileOutput | null = null;
+  /** The route table in force (the simulator's stand-in for the store's). */
+  private table: RouteTable | null = null;
+  /** The rollout's start, where the service is first reconciled with the baseline alone. */
+  private readonly startMs: number;
+  private started = false;
+  /**
+   * The controller's tick (`controller/tick.ts`) over the simulation: measurements are taken
+   * when due (no executor in between), and the commit keeps status and table in memory.
+   */
+  private readonly ports: TickPorts = {
+    observations: (_service, status, now) => this.measureDue(status, now),
+    routeTable: () => this.table,
+    commit: async (c) => {
+      if (c.status) this.status = c.status;
+      if (c.routeTable) this.table = { ...c.routeTable, revision: (this.table?.revision ?? 0) + 1 };
+    },
+  };
 
   constructor(
     private readonly opts: TurnoutPolicyOptions,
@@ -378,13 +400,12 @@ class TurnoutPolicy implements SimPolicy {
     this.everyTick = opts.reconcileEveryTick ?? false;
     const ready = { ready: replicasOf(opts.spec), failed: 0 };
     this.readiness = { [versions.baseline]: ready, [versions.candidate]: ready };
-    // The service exists with the baseline as its stable version before the rollout starts.
     this.spec = { ...opts.spec, version: versions.baseline };
-    this.reconcile(startMs, []);
-    this.spec = { ...opts.spec, version: versions.candidate };
-    this.generation++;
-    this.last = null; // the spec changed: the next tick reconciles
+    this.startMs = startMs;
+    this.candidate = versions.candidate;
   }
+
+  private readonly candidate: string;
 
   annotate(result: SimulationResult, t0: number): void {
     result.events = this.events;
@@ -392,6 +413,14 @@ class TurnoutPolicy implements SimPolicy {
   }
 
   async tick(now: number): Promise<PolicyStep> {
+    if (!this.started) {
+      // The service exists with the baseline as its stable version before the rollout starts.
+      this.started = true;
+      await this.reconcile(this.startMs);
+      this.spec = { ...this.opts.spec, version: this.candidate };
+      this.generation++;
+      this.last = null; // the spec changed: the next tick reconciles
+    }
     // 0. Between deadlines a reconcile changes nothing (see `reconcileEveryTick`): skip it.
     const last = this.last;
     if (
@@ -402,30 +431,8 @@ class TurnoutPolicy implements SimPolicy {
     ) {
       return { weights: last.weights };
     }
-    // 1. The measurements due now, taken as the analysis executor takes them.
-    const observations: AnalysisObservation[] = [];
-    const s = this.status;
-    const runs: ["step" | "background", RunState | null | undefined][] = [
-      ["step", s?.analysis?.step?.run],
-      ["background", s?.analysis?.background],
-    ];
-    for (const [kind, run] of runs) {
-      if (!run || s?.canaryVersion == null) continue;
-      for (const due of dueMeasurements(run, now)) {
-        const observation = await this.measure(s, run, due, now);
-        observations.push({
-          run: kind,
-          runStartedAt: run.startedAt,
-          metric: due.metric,
-          observation,
-          fromMs: due.fromMs,
-          toMs: due.toMs,
-        });
-      }
-    }
-    if (this.record) this.recordVerdicts(now, observations);
-    // 2. The decision.
-    const out = this.reconcile(now, observations);
+    // 1-5. The controller's tick: measure what is due, decide, commit.
+    const out = await this.reconcile(now);
     const st = out.status;
     const aborted = out.events.find((e) => e.type === "RolloutAborted");
     if (aborted) {
@@ -458,20 +465,48 @@ class TurnoutPolicy implements SimPolicy {
     return false;
   }
 
-  private reconcile(now: number, observations: AnalysisObservation[]): ReconcileOutput {
-    const out = reconcile({
-      now,
-      service: { name: this.name, generation: this.generation, spec: this.spec },
-      status: this.status,
-      commands: [],
-      readiness: this.readiness,
-      templates: this.opts.templates,
-      observations,
-    });
-    this.status = out.status;
+  private async reconcile(now: number): Promise<ReconcileOutput> {
+    const { out } = await tickService(
+      {
+        now,
+        service: { name: this.name, generation: this.generation, spec: this.spec },
+        status: this.status,
+        commands: [],
+        readiness: this.readiness,
+        templates: this.opts.templates,
+        // No instances: the route table carries the weights only.
+        endpoints: () => [],
+      },
+      this.ports,
+    );
     this.last = out;
     for (const e of out.events) this.events.push(e);
     return out;
+  }
+
+  /** Step 1 of the tick: the measurements the status's runs have due now, taken at once. */
+  private async measureDue(s: ServiceStatus | null, now: number): Promise<AnalysisObservation[]> {
+    const observations: AnalysisObservation[] = [];
+    const runs: ["step" | "background", RunState | null | undefined][] = [
+      ["step", s?.analysis?.step?.run],
+      ["background", s?.analysis?.background],
+    ];
+    for (const [kind, run] of runs) {
+      if (!run || s?.canaryVersion == null) continue;
+      for (const due of dueMeasurements(run, now)) {
+        const observation = await this.measure(s, run, due, now);
+        observations.push({
+          run: kind,
+          runStartedAt: run.startedAt,
+          metric: due.metric,
+          observation,
+          fromMs: due.fromMs,
+          toMs: due.toMs,
+        });
+      }
+    }
+    if (this.record) this.recordVerdicts(now, observations);
+    return observations;
   }
 
   private async measure(

@@ -1,51 +1,21 @@
 /**
- * The experiment store: experiments' declarations, first exposures and outcome events, in the
- * same database as everything else (tables from migration 0004), through `SqlStore.transact`
- * and `SqlStore.query`.
+ * The experiment store: A/B experiments' declarations and state, units' first exposures and
+ * outcome events. This file is the contract (`ExperimentStore`), written to by the router
+ * (exposures, header events), the API (outcome events) and read by the controller and the API;
+ * the experiment rows themselves are written only by the controller, inside its commit
+ * (`ControllerCommit.experiments`), so a tick's decision and the experiment's state can never
+ * disagree. `sql-experiment-store.ts` implements it over any SQL store (tables from migration
+ * 0004, declared in `schema.ts`); every implementation passes
+ * `experiment-store.conformance.ts`, part of the store conformance suite.
  *
- * Durability: `recordEvents` returns only once its transaction has committed, and the API
- * replies only after that, so an accepted event is never lost. Idempotency: the idempotency
- * key is the primary key and inserts skip existing keys, so a retried batch counts once.
- * Exposures: the (experiment, unit) primary key keeps the first exposure, whichever router
- * (or retry) writes it first.
+ * Durability: `recordEvents` returns only once its write has committed, and the API replies
+ * only after that, so an accepted event is never lost. Idempotency: a retried batch counts once
+ * (the idempotency key is unique). Exposures: the first exposure of a unit in an experiment is
+ * kept, whichever router (or retry) writes it first.
  */
-import { type Kysely, sql, type Transaction } from "kysely";
-import type {
-  ExperimentData,
-  MetricArmData,
-  MetricSource,
-  ResolvedArm,
-} from "../core/experiment/index.js";
-import { responseHeaderMetric } from "../core/experiment/index.js";
+import type { ExperimentData, ResolvedArm } from "../core/experiment/index.js";
 import type { ExperimentSpec } from "../core/experiment/types.js";
-import type { EventDraft, ServiceSpec, ServiceStatus } from "../core/model.js";
-import { Sketch } from "../core/sketch.js";
-import { compileStrategy } from "../core/strategies/index.js";
-import { canonicalJson } from "./json.js";
-import type { SqlStore } from "./sql-store.js";
-import type { MeasurementRow } from "./store.js";
-
-/** Row shapes of migration 0004's tables. */
-type ExperimentTables = {
-  experiments: {
-    name: string;
-    service: string;
-    spec: string;
-    arms: string;
-    state: string;
-    started_at: number;
-    updated_at: number;
-  };
-  experiment_exposures: { experiment: string; unit: string; arm: string; first_at: number };
-  experiment_events: {
-    idempotency_key: string;
-    unit: string;
-    metric: string;
-    value: number;
-    ts: number;
-    received_at: number;
-  };
-};
+import { SqlExperimentStore } from "./sql-experiment-store.js";
 
 /** One outcome event, validated (see api/experiments.ts). */
 export interface OutcomeEvent {
@@ -85,484 +55,46 @@ export interface StoredExperiment {
   updatedAt: number;
 }
 
-/**
- * Events whose timestamp is up to this much before the unit's first exposure still count: the
- * application's clock and the router's differ a little, and an event sent in reply to the very
- * first response must not be lost to that.
- */
-export const CLOCK_SKEW_MS = 5_000;
+// The SQL implementation's constructor is re-exported below under the interface's name; the
+// implementation imports only types from here, so loading either module first works.
+export { CLOCK_SKEW_MS } from "./sql-experiment-store.js";
 
-/** Rows per INSERT: SQLite allows 32,766 parameters; 6 columns × 500 stays far below. */
-const BATCH = 500;
-
-type Db = Kysely<ExperimentTables>;
-
-export class ExperimentStore {
-  constructor(private readonly store: Pick<SqlStore, "transact" | "query" | "readMeasurements">) {}
-
-  #write<T>(fn: (db: Transaction<ExperimentTables>) => Promise<T>): Promise<T> {
-    return this.store.transact((trx) => fn(trx.withTables<ExperimentTables>() as never));
-  }
-
-  #read<T>(fn: (db: Db) => Promise<T>): Promise<T> {
-    return this.store.query((db) => fn(db.withTables<ExperimentTables>() as never));
-  }
-
+/** The experiment store's contract; see the module comment. */
+export interface ExperimentStore {
   /**
    * Stores events; returns how many were new and how many were duplicates (already stored with
    * the same payload). A key already stored with a different payload is a conflict: then
    * nothing of the batch is stored and the conflicts are returned (the API answers 422), since
    * dropping the new event silently would lose data, and replacing the old one would count a
    * retry twice. Without `rejectConflicts` (the router's own events, whose keys it makes
-   * unique), a conflicting event is skipped and counted as a duplicate.
+   * unique), a conflicting event is skipped and counted as a duplicate. One transaction.
    */
-  async recordEvents(
+  recordEvents(
     events: readonly OutcomeEvent[],
     receivedAt: number,
-    opts: { rejectConflicts?: boolean } = {},
-  ): Promise<{ accepted: number; duplicates: number } | { conflicts: EventConflict[] }> {
-    if (events.length === 0) return { accepted: 0, duplicates: 0 };
-    return this.#write(async (db) => {
-      // Checked and inserted in one transaction: no other writer comes between the two.
-      const conflicts: EventConflict[] = [];
-      for (let i = 0; opts.rejectConflicts === true && i < events.length; i += BATCH) {
-        const chunk = events.slice(i, i + BATCH);
-        const stored = await db
-          .selectFrom("experiment_events")
-          .select(["idempotency_key", "unit", "metric", "value", "ts"])
-          .where(
-            "idempotency_key",
-            "in",
-            chunk.map((e) => e.idempotencyKey),
-          )
-          .execute();
-        const byKey = new Map(stored.map((r) => [r.idempotency_key, r]));
-        for (const [j, e] of chunk.entries()) {
-          const r = byKey.get(e.idempotencyKey);
-          if (r === undefined) continue;
-          const fields = (
-            [
-              ["unit", r.unit, e.unit],
-              ["metric", r.metric, e.metric],
-              ["value", r.value, e.value],
-              ["timestamp", r.ts, e.timestamp],
-            ] as const
-          )
-            .filter(([, a, b]) => a !== b)
-            .map(([f]) => f);
-          if (fields.length > 0)
-            conflicts.push({ index: i + j, idempotencyKey: e.idempotencyKey, fields });
-        }
-      }
-      if (conflicts.length > 0) return { conflicts };
-      let inserted = 0;
-      for (let i = 0; i < events.length; i += BATCH) {
-        const rows = events.slice(i, i + BATCH).map((e) => ({
-          idempotency_key: e.idempotencyKey,
-          unit: e.unit,
-          metric: e.metric,
-          value: e.value,
-          ts: e.timestamp,
-          received_at: receivedAt,
-        }));
-        const r = await db
-          .insertInto("experiment_events")
-          .values(rows)
-          .onConflict((oc) => oc.column("idempotency_key").doNothing())
-          .executeTakeFirst();
-        inserted += Number(r.numInsertedOrUpdatedRows ?? 0);
-      }
-      return { accepted: inserted, duplicates: events.length - inserted };
-    });
-  }
-
+    opts?: { rejectConflicts?: boolean },
+  ): Promise<{ accepted: number; duplicates: number } | { conflicts: EventConflict[] }>;
   /** Stores first exposures; a unit already exposed in the experiment keeps its first row. */
-  async recordExposures(exposures: readonly Exposure[]): Promise<void> {
-    if (exposures.length === 0) return;
-    await this.#write(async (db) => {
-      for (let i = 0; i < exposures.length; i += BATCH) {
-        await db
-          .insertInto("experiment_exposures")
-          .values(
-            exposures.slice(i, i + BATCH).map((x) => ({
-              experiment: x.experiment,
-              unit: x.unit,
-              arm: x.arm,
-              first_at: x.at,
-            })),
-          )
-          .onConflict((oc) => oc.columns(["experiment", "unit"]).doNothing())
-          .execute();
-      }
-    });
-  }
-
-  /** Creates or updates an experiment's row (the controller, every tick it runs). */
-  async saveExperiment(e: StoredExperiment): Promise<void> {
-    const row = {
-      name: e.name,
-      service: e.service,
-      spec: canonicalJson(e.spec),
-      arms: canonicalJson(e.arms),
-      state: canonicalJson(e.state),
-      started_at: e.startedAt,
-      updated_at: e.updatedAt,
-    };
-    await this.#write(async (db) => {
-      await db
-        .insertInto("experiments")
-        .values(row)
-        .onConflict((oc) =>
-          oc.column("name").doUpdateSet({
-            spec: row.spec,
-            arms: row.arms,
-            state: row.state,
-            updated_at: row.updated_at,
-          }),
-        )
-        .execute();
-    });
-  }
-
-  async listExperiments(): Promise<StoredExperiment[]> {
-    const rows = await this.#read((db) =>
-      db.selectFrom("experiments").selectAll().orderBy("started_at", "desc").execute(),
-    );
-    return rows.map(toExperiment);
-  }
-
-  async getExperiment(name: string): Promise<StoredExperiment | null> {
-    const row = await this.#read((db) =>
-      db.selectFrom("experiments").selectAll().where("name", "=", name).executeTakeFirst(),
-    );
-    return row ? toExperiment(row) : null;
-  }
-
+  recordExposures(exposures: readonly Exposure[]): Promise<void>;
+  /** Every experiment, latest started first. */
+  listExperiments(): Promise<StoredExperiment[]>;
+  getExperiment(name: string): Promise<StoredExperiment | null>;
   /**
-   * Everything the analysis needs, aggregated in SQL, as of `now` (exposures and events with
-   * later timestamps are left out, so an ended experiment reads as it was when it was decided):
-   * units per arm, and per metric and arm the per-unit sums (events after the unit's first
-   * exposure, `CLOCK_SKEW_MS` allowed) or, for builtin metrics, the router's measurements of the
-   * arm's version since the start.
+   * Everything the analysis needs, aggregated, as of `now` (exposures and events with later
+   * timestamps are left out, so an ended experiment reads as it was when it was decided): units
+   * per arm, and per metric and arm the per-unit sums (events after the unit's first exposure,
+   * `CLOCK_SKEW_MS` allowed) or, for builtin metrics, the router's measurements of the arm's
+   * version since the start. Reads only.
    */
-  async data(
+  data(
     e: Pick<StoredExperiment, "name" | "service" | "spec" | "arms" | "startedAt">,
     now: number,
-  ): Promise<ExperimentData> {
-    return this.#read(async (db) => {
-      const units: Record<string, number> = {};
-      const counted = await db
-        .selectFrom("experiment_exposures")
-        .select(["arm", (eb) => eb.fn.countAll<number>().as("n")])
-        .where("experiment", "=", e.name)
-        .where("first_at", "<=", now)
-        .groupBy("arm")
-        .execute();
-      for (const r of counted) units[r.arm] = Number(r.n);
-      const metrics: ExperimentData["metrics"] = {};
-      let measured: Map<string, MetricArmData> | null = null;
-      for (const m of e.spec.metrics) {
-        if ("builtin" in m.source) {
-          measured ??= await this.#measured(e, now);
-          metrics[m.name] = builtinData(e.arms, measured);
-        } else if (m.kind === "ratio" && m.denominator) {
-          metrics[m.name] = await ratioData(
-            db,
-            e.name,
-            eventName(m.source),
-            eventName(m.denominator),
-            now,
-          );
-        } else if (m.kind === "mean" && m.covariate) {
-          metrics[m.name] = await cupedData(
-            db,
-            e.name,
-            eventName(m.source),
-            m.covariate.event,
-            now,
-          );
-        } else {
-          metrics[m.name] = await sumsData(db, e.name, eventName(m.source), now);
-        }
-      }
-      return { experiment: e.name, units, metrics, readAt: now };
-    });
-  }
-
-  /** Per version: requests, 5xx and latency moments since the experiment started. */
-  async #measured(
-    e: Pick<StoredExperiment, "service" | "startedAt">,
-    now: number,
-  ): Promise<Map<string, MetricArmData>> {
-    const rows: MeasurementRow[] = await this.store.readMeasurements({
-      service: e.service,
-      fromSec: Math.floor(e.startedAt / 1000),
-      toSec: Math.floor(now / 1000) + 1,
-    });
-    const acc = new Map<string, { requests: number; errors: number; sketch: Sketch }>();
-    for (const r of rows) {
-      if (r.labels !== "") continue;
-      let a = acc.get(r.version);
-      if (!a) {
-        a = { requests: 0, errors: 0, sketch: new Sketch() };
-        acc.set(r.version, a);
-      }
-      a.requests += r.requests;
-      a.errors += r.s5xx;
-      a.sketch.merge(Sketch.fromJSON(r.latency));
-    }
-    const out = new Map<string, MetricArmData>();
-    for (const [version, a] of acc) {
-      // Latency moments from the sketch's bins (values within 1% of the truth).
-      let n = 0;
-      let s = 0;
-      let ss = 0;
-      for (const b of a.sketch.bins()) {
-        n += b.count;
-        s += b.value * b.count;
-        ss += b.value * b.value * b.count;
-      }
-      const mean = n > 0 ? s / n : 0;
-      const variance = n > 1 ? Math.max(0, (ss - n * mean * mean) / (n - 1)) : 0;
-      out.set(version, {
-        kind: "requests",
-        requests: a.requests,
-        errors: a.errors,
-        mean,
-        variance,
-      });
-    }
-    return out;
-  }
-}
-
-/** The event name a source reads: the event itself, or the router's record of a header. */
-function eventName(s: MetricSource): string {
-  if ("event" in s) return s.event;
-  if ("responseHeader" in s) return responseHeaderMetric(s.responseHeader);
-  throw new Error("builtin sources have no events");
-}
-
-/** Per arm: the router's measurements of the arm's version. */
-function builtinData(
-  arms: readonly ResolvedArm[],
-  measured: Map<string, MetricArmData>,
-): Record<string, MetricArmData> {
-  const out: Record<string, MetricArmData> = {};
-  for (const a of arms) {
-    const d = measured.get(a.version);
-    if (d) out[a.name] = d;
-  }
-  return out;
+  ): Promise<ExperimentData>;
 }
 
 /**
- * Per exposed unit: the sum (`v`) and count (`c`) of its `metric` events from its first
- * exposure (less the clock-skew allowance) until `until`. Every metric query joins this.
+ * The SQL implementation under the name it had before the interface existed, so that
+ * `new ExperimentStore(sqlStore)` keeps working; new code says `SqlExperimentStore` or gets it
+ * from `sqlFeatureStores`.
  */
-function afterExposure(experiment: string, metric: string, until: number) {
-  return sql`
-      SELECT e.unit AS unit, SUM(e.value) AS v, COUNT(*) AS c
-      FROM experiment_events e
-      JOIN experiment_exposures x2 ON x2.experiment = ${experiment} AND x2.unit = e.unit
-      WHERE e.metric = ${metric} AND e.ts >= x2.first_at - ${CLOCK_SKEW_MS} AND e.ts <= ${until}
-      GROUP BY e.unit`;
-}
-
-/** Per arm: units, Σ per-unit value, Σ of its square, and units with at least one event. */
-async function sumsData(
-  db: Db,
-  experiment: string,
-  metric: string,
-  until: number,
-): Promise<Record<string, MetricArmData>> {
-  const r = await sql<{
-    arm: string;
-    n: number;
-    s: number | null;
-    ss: number | null;
-    conv: number | null;
-  }>`
-    SELECT x.arm AS arm, COUNT(*) AS n, SUM(COALESCE(u.v, 0)) AS s, SUM(COALESCE(u.v, 0) * COALESCE(u.v, 0)) AS ss,
-           SUM(CASE WHEN u.c > 0 THEN 1 ELSE 0 END) AS conv
-    FROM experiment_exposures x
-    LEFT JOIN (${afterExposure(experiment, metric, until)}) u ON u.unit = x.unit
-    WHERE x.experiment = ${experiment} AND x.first_at <= ${until}
-    GROUP BY x.arm`.execute(db);
-  const out: Record<string, MetricArmData> = {};
-  for (const row of r.rows) {
-    out[row.arm] = {
-      kind: "sums",
-      n: Number(row.n),
-      sum: Number(row.s ?? 0),
-      sumSquares: Number(row.ss ?? 0),
-      converted: Number(row.conv ?? 0),
-    };
-  }
-  return out;
-}
-
-/** Per arm: the per-unit numerator x and denominator y sums for the delta method. */
-async function ratioData(
-  db: Db,
-  experiment: string,
-  numerator: string,
-  denominator: string,
-  until: number,
-): Promise<Record<string, MetricArmData>> {
-  const r = await sql<{
-    arm: string;
-    n: number;
-    sx: number | null;
-    sx2: number | null;
-    sy: number | null;
-    sy2: number | null;
-    sxy: number | null;
-  }>`
-    SELECT x.arm AS arm, COUNT(*) AS n,
-           SUM(COALESCE(a.v, 0)) AS sx, SUM(COALESCE(a.v, 0) * COALESCE(a.v, 0)) AS sx2,
-           SUM(COALESCE(b.v, 0)) AS sy, SUM(COALESCE(b.v, 0) * COALESCE(b.v, 0)) AS sy2,
-           SUM(COALESCE(a.v, 0) * COALESCE(b.v, 0)) AS sxy
-    FROM experiment_exposures x
-    LEFT JOIN (${afterExposure(experiment, numerator, until)}) a ON a.unit = x.unit
-    LEFT JOIN (${afterExposure(experiment, denominator, until)}) b ON b.unit = x.unit
-    WHERE x.experiment = ${experiment} AND x.first_at <= ${until}
-    GROUP BY x.arm`.execute(db);
-  const out: Record<string, MetricArmData> = {};
-  for (const row of r.rows) {
-    out[row.arm] = {
-      kind: "ratio",
-      n: Number(row.n),
-      sumX: Number(row.sx ?? 0),
-      sumX2: Number(row.sx2 ?? 0),
-      sumY: Number(row.sy ?? 0),
-      sumY2: Number(row.sy2 ?? 0),
-      sumXY: Number(row.sxy ?? 0),
-    };
-  }
-  return out;
-}
-
-/**
- * Per arm: the metric's per-unit sums (after exposure) with a pre-period covariate's (the
- * unit's events of `covariate` from before its first exposure, less the skew allowance) for
- * CUPED.
- */
-async function cupedData(
-  db: Db,
-  experiment: string,
-  metric: string,
-  covariate: string,
-  until: number,
-): Promise<Record<string, MetricArmData>> {
-  const r = await sql<{
-    arm: string;
-    n: number;
-    s: number | null;
-    ss: number | null;
-    conv: number | null;
-    sx: number | null;
-    sx2: number | null;
-    sxy: number | null;
-  }>`
-    SELECT x.arm AS arm, COUNT(*) AS n,
-           SUM(COALESCE(a.v, 0)) AS s, SUM(COALESCE(a.v, 0) * COALESCE(a.v, 0)) AS ss,
-           SUM(CASE WHEN a.c > 0 THEN 1 ELSE 0 END) AS conv,
-           SUM(COALESCE(b.v, 0)) AS sx, SUM(COALESCE(b.v, 0) * COALESCE(b.v, 0)) AS sx2,
-           SUM(COALESCE(a.v, 0) * COALESCE(b.v, 0)) AS sxy
-    FROM experiment_exposures x
-    LEFT JOIN (${afterExposure(experiment, metric, until)}) a ON a.unit = x.unit
-    LEFT JOIN (
-      SELECT e.unit AS unit, SUM(e.value) AS v
-      FROM experiment_events e
-      JOIN experiment_exposures x2 ON x2.experiment = ${experiment} AND x2.unit = e.unit
-      WHERE e.metric = ${covariate} AND e.ts < x2.first_at - ${CLOCK_SKEW_MS}
-      GROUP BY e.unit
-    ) b ON b.unit = x.unit
-    WHERE x.experiment = ${experiment} AND x.first_at <= ${until}
-    GROUP BY x.arm`.execute(db);
-  const out: Record<string, MetricArmData> = {};
-  for (const row of r.rows) {
-    out[row.arm] = {
-      kind: "sums",
-      n: Number(row.n),
-      sum: Number(row.s ?? 0),
-      sumSquares: Number(row.ss ?? 0),
-      converted: Number(row.conv ?? 0),
-      covariate: {
-        sumX: Number(row.sx ?? 0),
-        sumX2: Number(row.sx2 ?? 0),
-        sumXY: Number(row.sxy ?? 0),
-      },
-    };
-  }
-  return out;
-}
-
-function toExperiment(row: ExperimentTables["experiments"]): StoredExperiment {
-  return {
-    name: row.name,
-    service: row.service,
-    spec: JSON.parse(row.spec) as ExperimentSpec,
-    arms: JSON.parse(row.arms) as ResolvedArm[],
-    state: JSON.parse(row.state) as StoredExperiment["state"],
-    startedAt: Number(row.started_at),
-    updatedAt: Number(row.updated_at),
-  };
-}
-
-/**
- * What the controller asks of experiments each tick (a small interface, so the controller
- * needs no SQL): `read` registers the running experiment and returns its aggregated data for
- * the pure core; `record` keeps the verdict once the step has concluded.
- */
-export interface ExperimentControllerSource {
-  read(
-    service: string,
-    spec: ServiceSpec,
-    status: ServiceStatus | null,
-    now: number,
-  ): Promise<ExperimentData | undefined>;
-  record(service: string, events: readonly EventDraft[], now: number): Promise<void>;
-}
-
-/** The controller's view of the experiment store. */
-export function experimentControllerSource(x: ExperimentStore): ExperimentControllerSource {
-  return {
-    async read(service, spec, status, now) {
-      const e = status?.experiment;
-      if (!e) return undefined;
-      const step = compileStrategy(spec).steps[e.stepIndex];
-      if (!step || !("experiment" in step)) return undefined;
-      const stored = {
-        name: e.name,
-        service,
-        spec: step.experiment,
-        arms: e.arms,
-        state: { status: e.verdict ?? "running", ...(e.summary ? { summary: e.summary } : {}) },
-        startedAt: e.startedAt,
-        updatedAt: now,
-      };
-      await x.saveExperiment(stored);
-      return x.data(stored, now);
-    },
-    async record(_service, events, now) {
-      for (const ev of events) {
-        if (ev.type !== "ExperimentConcluded") continue;
-        const name = ev.data.experiment;
-        if (typeof name !== "string") continue;
-        const e = await x.getExperiment(name);
-        if (!e) continue;
-        await x.saveExperiment({
-          ...e,
-          state: {
-            status: String(ev.data.verdict ?? "concluded"),
-            summary: ev.message,
-            endedAt: now,
-          },
-          updatedAt: now,
-        });
-      }
-    },
-  };
-}
+export const ExperimentStore = SqlExperimentStore;

@@ -4,6 +4,9 @@
  * BIGINT (and identity ids) as strings.
  */
 import type { Selectable } from "kysely";
+import type { ResolvedArm } from "../core/experiment/index.js";
+import type { ExperimentSpec } from "../core/experiment/types.js";
+import type { FlagOverride } from "../core/flags/types.js";
 import type {
   CommandOutcome,
   CommandType,
@@ -13,18 +16,33 @@ import type {
   ServiceStatus,
   TurnoutEvent,
 } from "../core/model.js";
+import type { ShadowAggregateState } from "../core/shadow/aggregate.js";
 import type { SketchJson } from "../core/sketch.js";
-import { parseJson } from "./json.js";
+import type { StoredExperiment } from "./experiment-store.js";
+import type { FlagHistoryEntry, StoredFlagOverride } from "./flag-store.js";
+import { canonicalJson, parseJson } from "./json.js";
 import type {
   CommandsTable,
   EventsTable,
+  ExperimentsTable,
+  FlagHistoryTable,
+  FlagOverridesTable,
   MeasurementsTable,
+  ResourceRevisionsTable,
   ResourcesTable,
   RoutersTable,
   RouteTablesTable,
   ServiceStatusTable,
+  ShadowReportsTable,
+  WriterEpochsTable,
 } from "./schema.js";
-import type { MeasurementRow, RouterReport, StoredCommand, StoredResource } from "./store.js";
+import type {
+  MeasurementRow,
+  RouterReport,
+  StoredCommand,
+  StoredResource,
+  WriterEpoch,
+} from "./store.js";
 
 export function mapRouter(
   row: Selectable<RoutersTable>,
@@ -112,4 +130,95 @@ export function mapMeasurement(row: Selectable<MeasurementsTable>): MeasurementR
     upstreamErrors: Number(row.upstream_errors),
     latency: parseJson<SketchJson>(row.latency),
   };
+}
+
+export function mapExperiment(row: Selectable<ExperimentsTable>): StoredExperiment {
+  return {
+    name: row.name,
+    service: row.service,
+    spec: parseJson<ExperimentSpec>(row.spec),
+    arms: parseJson<ResolvedArm[]>(row.arms),
+    state: parseJson<StoredExperiment["state"]>(row.state),
+    startedAt: Number(row.started_at),
+    updatedAt: Number(row.updated_at),
+  };
+}
+
+/** The other way, for the controller's commit: the row an experiment is stored as. */
+export function experimentRow(e: StoredExperiment): ExperimentsTable {
+  return {
+    name: e.name,
+    service: e.service,
+    spec: canonicalJson(e.spec),
+    arms: canonicalJson(e.arms),
+    state: canonicalJson(e.state),
+    started_at: e.startedAt,
+    updated_at: e.updatedAt,
+  };
+}
+
+export function mapFlagOverride(row: Selectable<FlagOverridesTable>): StoredFlagOverride {
+  return {
+    flag: row.flag,
+    override: parseJson<FlagOverride>(row.body),
+    actor: row.actor,
+    reason: row.reason,
+    updatedAt: Number(row.updated_at),
+  };
+}
+
+export function mapFlagHistory(row: Selectable<FlagHistoryTable>): FlagHistoryEntry {
+  return {
+    time: Number(row.time),
+    actor: row.actor,
+    action: row.action,
+    message: row.message,
+    data: parseJson<Record<string, unknown>>(row.data),
+  };
+}
+
+/** One router's aggregate of one mirror phase. */
+export interface ShadowReportRow {
+  service: string;
+  phase: string;
+  routerId: string;
+  version: string;
+  state: ShadowAggregateState;
+  updatedAt: number;
+}
+
+export function mapShadowReport(row: Selectable<ShadowReportsTable>): ShadowReportRow {
+  return {
+    service: row.service,
+    phase: row.phase,
+    routerId: row.router_id,
+    version: row.version,
+    state: parseJson<ShadowAggregateState>(row.state),
+    updatedAt: Number(row.updated_at),
+  };
+}
+
+/** One stored generation of a resource (`resource_revisions`). */
+export interface ResourceRevision {
+  kind: ResourceKind;
+  name: string;
+  generation: number;
+  resource: Resource;
+  appliedAt: number;
+  actor: string;
+}
+
+export function mapResourceRevision(row: Selectable<ResourceRevisionsTable>): ResourceRevision {
+  return {
+    kind: row.kind as ResourceKind,
+    name: row.name,
+    generation: Number(row.generation),
+    resource: parseJson<Resource>(row.body),
+    appliedAt: Number(row.applied_at),
+    actor: row.actor,
+  };
+}
+
+export function mapWriterEpoch(row: Selectable<WriterEpochsTable>): WriterEpoch {
+  return { epoch: Number(row.epoch), holder: row.holder, acquiredAt: Number(row.acquired_at) };
 }

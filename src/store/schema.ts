@@ -1,6 +1,8 @@
 /**
  * The store's tables as the code sees them today: every table name and column is declared
- * here once, and `mappers.ts` turns rows into model objects. Migrations do not import these
+ * here once (the core store's and the feature stores': experiments, flags, shadow reports), and
+ * `mappers.ts` turns rows into model objects. Code reads and writes them only through
+ * `Kysely<Database>`, so a column renamed here fails to compile wherever it is used. Migrations do not import these
  * types on purpose: a migration describes the schema as it was when it was written, and must
  * keep compiling and meaning the same thing after this file moves on.
  *
@@ -139,6 +141,68 @@ export interface RouterRevisionsTable {
   revision: number;
 }
 
+/** Routers' cumulative aggregates of one mirror phase (migration 0003): one row per router. */
+export interface ShadowReportsTable {
+  service: string;
+  /** The phase (`ShadowStatus.id`). */
+  phase: string;
+  router_id: string;
+  version: string;
+  /** JSON of `ShadowAggregateState`. */
+  state: string;
+  updated_at: number;
+}
+
+/** One row per A/B experiment (migration 0004), written by the controller's commit. */
+export interface ExperimentsTable {
+  name: string;
+  service: string;
+  /** Canonical JSON of the experiment step's body, its resolved arms and its state. */
+  spec: string;
+  arms: string;
+  state: string;
+  started_at: number;
+  updated_at: number;
+}
+
+/** A unit's first exposure to an experiment; the (experiment, unit) key keeps the first. */
+export interface ExperimentExposuresTable {
+  experiment: string;
+  unit: string;
+  arm: string;
+  first_at: number;
+}
+
+/** Outcome events, keyed by their idempotency key so that a retried batch counts once. */
+export interface ExperimentEventsTable {
+  idempotency_key: string;
+  unit: string;
+  metric: string;
+  value: number;
+  ts: number;
+  received_at: number;
+}
+
+/** A person's override of one flag (migration 0005); canonical JSON in `body`. */
+export interface FlagOverridesTable {
+  flag: string;
+  body: string;
+  actor: string;
+  reason: string | null;
+  updated_at: number;
+}
+
+/** One row per change a person made to a flag's override. */
+export interface FlagHistoryTable {
+  id: Generated<number>;
+  flag: string;
+  time: number;
+  actor: string;
+  action: string;
+  message: string;
+  data: string;
+}
+
 export interface Database {
   resources: ResourcesTable;
   resource_revisions: ResourceRevisionsTable;
@@ -151,7 +215,37 @@ export interface Database {
   writer_epochs: WriterEpochsTable;
   routers: RoutersTable;
   router_revisions: RouterRevisionsTable;
+  shadow_reports: ShadowReportsTable;
+  experiments: ExperimentsTable;
+  experiment_exposures: ExperimentExposuresTable;
+  experiment_events: ExperimentEventsTable;
+  flag_overrides: FlagOverridesTable;
+  flag_history: FlagHistoryTable;
 }
+
+/**
+ * Every table's name, for the test that checks this file against what the migrations create.
+ * Keyed by `Database`: a table missing here, or here but not there, fails to compile.
+ */
+export const TABLE_NAMES = Object.keys({
+  resources: true,
+  resource_revisions: true,
+  service_status: true,
+  route_tables: true,
+  events: true,
+  commands: true,
+  store_counters: true,
+  measurements: true,
+  writer_epochs: true,
+  routers: true,
+  router_revisions: true,
+  shadow_reports: true,
+  experiments: true,
+  experiment_exposures: true,
+  experiment_events: true,
+  flag_overrides: true,
+  flag_history: true,
+} satisfies Record<keyof Database, true>) as (keyof Database)[];
 
 /** Names of the rows in `store_counters`. */
 export const COUNTER_ROUTE_TABLES = "route_tables";

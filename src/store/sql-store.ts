@@ -30,6 +30,7 @@ import {
 import { TurnoutError } from "../errors.js";
 import { canonicalJson } from "./json.js";
 import {
+  experimentRow,
   mapCommand,
   mapEvent,
   mapMeasurement,
@@ -37,8 +38,10 @@ import {
   mapRouter,
   mapRouteTable,
   mapStatus,
+  mapWriterEpoch,
   type RouteTableBody,
 } from "./mappers.js";
+import { type AppendedEvent, enqueueNotifications } from "./outbox-store.js";
 import { COUNTER_ROUTE_TABLES, type Database, WRITER_ROLE_CONTROLLER } from "./schema.js";
 import type {
   ApplyAction,
@@ -429,7 +432,7 @@ export class SqlStore implements Store {
   // -------------------------------------------------------------------------------------
 
   /**
-   * Writes status, route table, events and command results in one transaction.
+   * Writes status, route table, events, command results and experiment rows in one transaction.
    *
    * - The route table gets revision = previous + 1 (1 for the first), assigned by an atomic
    *   upsert, and the fingerprint moves. Any `revision` on the input is ignored. The table is
@@ -521,6 +524,16 @@ export class SqlStore implements Store {
 
       await insertEvents(trx, c.events ?? []);
 
+      for (const e of c.experiments ?? []) {
+        const row = experimentRow(e);
+        const { name: _key, ...update } = row;
+        await trx
+          .insertInto("experiments")
+          .values(row)
+          .onConflict((oc) => oc.column("name").doUpdateSet(update))
+          .execute();
+      }
+
       for (const r of c.commandResults ?? []) {
         const updated = await trx
           .updateTable("commands")
@@ -584,9 +597,7 @@ export class SqlStore implements Store {
         .selectAll()
         .where("role", "=", WRITER_ROLE_CONTROLLER)
         .executeTakeFirst();
-      return row === undefined
-        ? null
-        : { epoch: Number(row.epoch), holder: row.holder, acquiredAt: Number(row.acquired_at) };
+      return row === undefined ? null : mapWriterEpoch(row);
     });
   }
 
@@ -806,10 +817,10 @@ export class SqlStore implements Store {
   }
 
   /**
-   * For feature stores (experiments, flags, shadow reports) that keep their own tables in the
-   * same database: a write transaction with this store's error mapping, close tracking and
-   * change notification (add what changed to `changed`). Declare extra tables with
-   * `trx.withTables<{ my_table: MyRow }>()`; their migrations go in `migrations/`.
+   * For feature stores (experiments, flags, shadow reports: `features.ts`) that keep their own
+   * tables in the same database: a write transaction with this store's error mapping, close
+   * tracking and change notification (add what changed to `changed`). Their tables are declared
+   * in `schema.ts` with the others; their migrations go in `migrations/`.
    */
   transact<T>(
     fn: (trx: Transaction<Database>, changed: Set<StoreChange>) => Promise<T>,
@@ -908,8 +919,9 @@ const REVISION_BATCH = 500;
 const MEASUREMENT_BATCH = 500;
 
 async function insertEvents(trx: Transaction<Database>, events: EventDraft[]): Promise<void> {
+  const appended: AppendedEvent[] = [];
   for (let i = 0; i < events.length; i += EVENT_BATCH) {
-    await trx
+    const rows = await trx
       .insertInto("events")
       .values(
         events.slice(i, i + EVENT_BATCH).map((e) => ({
@@ -921,8 +933,12 @@ async function insertEvents(trx: Transaction<Database>, events: EventDraft[]): P
           data: canonicalJson(e.data),
         })),
       )
+      .returning(["id", "service", "type", "time", "actor", "message", "data"])
       .execute();
+    for (const r of rows) appended.push({ ...r, id: Number(r.id), time: Number(r.time) });
   }
+  // Notifications go out from the outbox, written with the events or not at all.
+  await enqueueNotifications(trx, appended);
 }
 
 /**

@@ -1,8 +1,11 @@
 /**
- * The conformance suite every Store passes (SQLite now, PostgreSQL later). An implementation's
- * test file calls `describeStoreConformance` with a factory that opens a fresh, empty store;
- * the suite owns the behaviour that the API, the controller and the routers rely on, and the
- * implementation's own tests cover the rest (pragmas, migrations, several processes...).
+ * The conformance suite every Store passes (SQLite, PostgreSQL). An implementation's test file
+ * calls `describeStoreConformance(name, open)` with a factory `open: () => Promise<StoreFixture>`
+ * that opens a fresh, empty store and returns it with its feature stores (experiments, flags,
+ * shadow reports: `FeatureStores`). The suite owns the behaviour that the API, the controller
+ * and the routers rely on, the feature stores' included (`*-store.conformance.ts`, registered
+ * here like the writer epoch's), and the implementation's own tests cover the rest (pragmas,
+ * migrations, several processes...).
  *
  * Every time is an explicit `now`; nothing sleeps.
  */
@@ -17,12 +20,23 @@ import {
   type ServiceResource,
   type ServiceStatus,
 } from "../core/model.js";
+import { describeExperimentStoreConformance } from "./experiment-store.conformance.js";
+import type { FeatureStores } from "./features.js";
+import { describeFlagStoreConformance } from "./flag-store.conformance.js";
+import { describeShadowStoreConformance } from "./shadow-store.conformance.js";
 import type { MeasurementRow, RouterReport, Store } from "./store.js";
 import { describeWriterEpochConformance } from "./writer-epoch.conformance.js";
 
+/**
+ * What the factory returns: a fresh core store and the feature stores over the same data
+ * (for a SQL store, `sqlFeatureStores(store)`), so that the feature stores' tests can set up
+ * resources and commits through the core store.
+ */
 export interface StoreFixture {
   /** A fresh store with no data. */
   store: Store;
+  /** The experiment, flag and shadow stores over `store`'s data. */
+  features: FeatureStores;
   /**
    * Opens another store over the same data. The suite closes `store` before calling it and
    * closes the store it returns. Omit it when data does not outlive the store (":memory:");
@@ -34,6 +48,12 @@ export interface StoreFixture {
 }
 
 const T0 = 1_700_000_000_000;
+
+/** The suite's per-test wrapper: a fresh fixture for `fn`, cleaned up whatever happens. */
+export type ConformanceTest = (
+  title: string,
+  fn: (f: StoreFixture, t: { skip(msg: string): void }) => Promise<void>,
+) => void;
 
 /** Registers the conformance tests for one Store implementation. */
 export function describeStoreConformance(name: string, open: () => Promise<StoreFixture>): void {
@@ -642,6 +662,9 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
 
     // Fencing of the controller's write (its own file: this one is long enough).
     describeWriterEpochConformance({ test, service, status, table, event, T0 });
+    describeExperimentStoreConformance(test);
+    describeFlagStoreConformance(test);
+    describeShadowStoreConformance(test);
 
     // -----------------------------------------------------------------------------------
     // Durability, notifications, lifecycle

@@ -1,8 +1,9 @@
 /**
  * The store is Turnout's one source of truth (DESIGN invariant 1). The API writes resources
  * and commands; the controller is the only writer of status and route tables; routers read
- * route tables. Implementations: `sqlite/` (embedded default) and, later, `postgres/`. All
- * of them pass the shared conformance suite in `store.conformance.ts`.
+ * route tables. Implementations: `sqlite/` (embedded default) and `postgres/`. All of them
+ * pass the shared conformance suite in `store.conformance.ts`, which covers the feature stores
+ * beside this one too (`features.ts`: experiments, flags, shadow reports).
  */
 import type {
   Command,
@@ -16,6 +17,7 @@ import type {
   TurnoutEvent,
 } from "../core/model.js";
 import type { SketchJson } from "../core/sketch.js";
+import type { StoredExperiment } from "./experiment-store.js";
 
 export interface StoredResource<R extends Resource = Resource> {
   kind: R["kind"];
@@ -60,6 +62,12 @@ export interface ControllerCommit {
   routeTable?: Omit<RouteTable, "revision">;
   events?: EventDraft[];
   commandResults?: CommandResult[];
+  /**
+   * Experiment rows to create or replace (by name): the tick's decision about the service's
+   * A/B experiment, in the same transaction as the status that carries it. The controller is
+   * their only writer; everyone else reads them through the `ExperimentStore`.
+   */
+  experiments?: StoredExperiment[];
   /** Clock ms, for handledAt. */
   now: number;
 }
@@ -186,7 +194,8 @@ export interface Store {
   listEvents(service: string, opts?: { afterId?: number; limit?: number }): Promise<TurnoutEvent[]>;
 
   /**
-   * The controller's write: status, route table, events and command results, atomically.
+   * The controller's write: status, route table, events, command results and experiment rows,
+   * atomically (one transaction per service per tick).
    * Status or route table for a Service that no longer exists fails with
    * TURNOUT_ERR_SERVICE_NOT_FOUND (it was deleted during the tick). A result for an already
    * handled command is ignored (the first result stands).

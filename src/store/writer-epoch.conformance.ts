@@ -5,15 +5,12 @@
  */
 import assert from "node:assert/strict";
 import type { EventDraft, RouteTable, ServiceResource, ServiceStatus } from "../core/model.js";
-import type { StoreFixture } from "./store.conformance.js";
+import type { ConformanceTest } from "./store.conformance.js";
 import type { Store } from "./store.js";
 
 /** The conformance suite's per-test wrapper and fixtures, passed in to keep one source. */
 export interface WriterEpochSuiteDeps {
-  test: (
-    title: string,
-    fn: (f: StoreFixture, t: { skip(msg: string): void }) => Promise<void>,
-  ) => void;
+  test: ConformanceTest;
   service: (name: string, version?: string) => ServiceResource;
   status: (overrides?: Partial<ServiceStatus>) => ServiceStatus;
   table: (service: string, canaryWeight: number, now: number) => Omit<RouteTable, "revision">;

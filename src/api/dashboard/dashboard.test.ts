@@ -14,7 +14,13 @@ import { Sketch } from "../../core/sketch.js";
 import { openSqliteStore } from "../../store/sqlite/sqlite-store.js";
 import type { Store } from "../../store/store.js";
 import { buildApi } from "../server.js";
-import { SESSION_IDLE_MS, SESSION_MAX_MS, Sessions } from "./sessions.js";
+import {
+  SESSION_IDLE_MS,
+  SESSION_MAX_MS,
+  Sessions,
+  SIGN_IN_MAX_FAILURES,
+  SignInLimiter,
+} from "./sessions.js";
 
 const TOKEN = "dash-test-token";
 
@@ -361,5 +367,64 @@ describe("dashboard API", () => {
       headers: { authorization: `Bearer ${TOKEN}` },
     });
     assert.equal(none.status, 404);
+  });
+});
+
+describe("sign-in rate limit", () => {
+  it("allows N failures per address in a sliding window, then refuses until one leaves it", () => {
+    let t = 1_000_000;
+    const l = new SignInLimiter(() => t, 3, 60_000);
+    assert.equal(l.blockedFor("a"), 0);
+    l.failed("a");
+    t += 10_000;
+    l.failed("a");
+    t += 10_000;
+    assert.equal(l.blockedFor("a"), 0, "two failures: still allowed");
+    l.failed("a");
+    assert.equal(l.blockedFor("a"), 40_000, "until the first failure is a minute old");
+    assert.equal(l.blockedFor("b"), 0, "per address");
+    t += 40_000;
+    assert.equal(l.blockedFor("a"), 0);
+    l.failed("a");
+    assert.equal(l.blockedFor("a"), 10_000, "the second failure is now the oldest in the window");
+    l.succeeded("a");
+    assert.equal(l.blockedFor("a"), 0, "a sign-in clears the address");
+  });
+
+  it("answers 429 with a JSON body and Retry-After after too many wrong tokens", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "turnout-dash-rl-"));
+    const store = await openSqliteStore({ path: join(dir, "t.db") });
+    const app = buildApi({ store, clock: new FakeClock(), token: TOKEN, version: "test" });
+    try {
+      const url = (await app.listen({ host: "127.0.0.1", port: 0 })).replace("[::1]", "127.0.0.1");
+      const signIn = (token: string) =>
+        fetch(`${url}/api/v1/sessions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ token }),
+        });
+      for (let i = 0; i < SIGN_IN_MAX_FAILURES; i++)
+        assert.equal((await signIn(`guess-${i}`)).status, 401, `guess ${i}`);
+      const limited = await signIn("guess-again");
+      assert.equal(limited.status, 429);
+      const retryAfter = Number(limited.headers.get("retry-after"));
+      assert.ok(retryAfter >= 1 && retryAfter <= 60, `Retry-After ${retryAfter}`);
+      const body = (await limited.json()) as any;
+      assert.equal(body.error.code, "TURNOUT_ERR_AUTH_RATE_LIMITED");
+      assert.match(body.error.message, /too many failed sign-ins from 127\.0\.0\.1/);
+      // Even the right token is refused while blocked: a guesser learns nothing from the answer.
+      const right = await signIn(TOKEN);
+      assert.equal(right.status, 429);
+      assert.equal(right.headers.get("set-cookie"), null);
+      // The bearer token still works for the CLI: only sign-in is throttled.
+      const info = await fetch(`${url}/api/v1/info`, {
+        headers: { authorization: `Bearer ${TOKEN}` },
+      });
+      assert.equal(info.status, 200);
+    } finally {
+      await app.close();
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -170,6 +170,58 @@ export class Sessions {
   }
 }
 
+/** Failed sign-ins allowed per client address in `SIGN_IN_WINDOW_MS`, before 429. */
+export const SIGN_IN_MAX_FAILURES = 10;
+export const SIGN_IN_WINDOW_MS = 60_000;
+/** Addresses remembered at most; the oldest is forgotten first (bounds memory under a flood). */
+const SIGN_IN_ADDRESSES = 10_000;
+
+/**
+ * Throttles guessing at `POST /api/v1/sessions`: per client address, at most `max` failed
+ * sign-ins in any `windowMs` (a sliding window of their times); past that, every attempt is
+ * refused with 429 until the oldest failure leaves the window, without checking the token, so
+ * a guesser learns nothing. A successful sign-in clears the address's failures.
+ */
+export class SignInLimiter {
+  readonly #failures = new Map<string, number[]>();
+
+  constructor(
+    private readonly now: () => number,
+    private readonly max = SIGN_IN_MAX_FAILURES,
+    private readonly windowMs = SIGN_IN_WINDOW_MS,
+  ) {}
+
+  /** Milliseconds until `address` may try again, or 0 when it may now. */
+  blockedFor(address: string): number {
+    const times = this.#recent(address);
+    if (times.length < this.max) return 0;
+    return (times[times.length - this.max] as number) + this.windowMs - this.now();
+  }
+
+  failed(address: string): void {
+    const times = this.#recent(address);
+    times.push(this.now());
+    // Re-inserted so that Map order is least recently failed first.
+    this.#failures.delete(address);
+    this.#failures.set(address, times.slice(-this.max));
+    if (this.#failures.size > SIGN_IN_ADDRESSES) {
+      const oldest = this.#failures.keys().next().value;
+      if (oldest !== undefined) this.#failures.delete(oldest);
+    }
+  }
+
+  succeeded(address: string): void {
+    this.#failures.delete(address);
+  }
+
+  #recent(address: string): number[] {
+    const since = this.now() - this.windowMs;
+    const times = (this.#failures.get(address) ?? []).filter((t) => t > since);
+    if (times.length === 0) this.#failures.delete(address);
+    return times;
+  }
+}
+
 /** The value of one cookie in a Cookie header. */
 export function cookieValue(header: string | undefined, name: string): string | undefined {
   if (!header) return undefined;
@@ -269,9 +321,23 @@ function sessionBody(sessions: Sessions, s: Session) {
 
 const NAME_RE = /^[\w .@-]{1,64}$/;
 
-export function registerSessionRoutes(app: FastifyInstance, sessions: Sessions): void {
+export function registerSessionRoutes(
+  app: FastifyInstance,
+  sessions: Sessions,
+  limiter: SignInLimiter = new SignInLimiter(() => sessions.now()),
+): void {
   app.post("/api/v1/sessions", async (req, reply) => {
     checkSameOrigin(req);
+    const wait = limiter.blockedFor(req.ip);
+    if (wait > 0) {
+      const seconds = Math.ceil(wait / 1000);
+      reply.header("retry-after", String(seconds));
+      throw new TurnoutError(
+        "TURNOUT_ERR_AUTH_RATE_LIMITED",
+        `too many failed sign-ins from ${req.ip}: try again in ${seconds} s`,
+        { retryAfterSeconds: seconds },
+      );
+    }
     const body = req.body;
     if (typeof body !== "object" || body === null || Array.isArray(body)) {
       throw new TurnoutError(
@@ -309,6 +375,7 @@ export function registerSessionRoutes(app: FastifyInstance, sessions: Sessions):
       });
     }
     if (!ok) {
+      limiter.failed(req.ip);
       throw new TurnoutError(
         "TURNOUT_ERR_AUTH_UNAUTHORIZED",
         typeof b.token === "string"
@@ -316,6 +383,7 @@ export function registerSessionRoutes(app: FastifyInstance, sessions: Sessions):
           : "the sign-in code is unknown, used or expired: run `turnout dashboard` again",
       );
     }
+    limiter.succeeded(req.ip);
     const s = sessions.create(name);
     setCookie(reply, req, sessions.encode(s), (s.expiresAt - s.issuedAt) / 1000);
     reply.header("cache-control", "no-store");

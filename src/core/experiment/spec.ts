@@ -3,7 +3,7 @@
  * part the router assigns with. Pure.
  */
 import type { ServiceSpec } from "../model.js";
-import { compileStrategy } from "../strategies/index.js";
+import { type CompiledStrategy, compileStrategy } from "../strategies/index.js";
 import type { ResolvedArm as ResolvedArmSpec } from "./analyze.js";
 import type { ExperimentSpec, ExperimentStatus, RouteExperiment } from "./types.js";
 
@@ -65,8 +65,12 @@ export function canaryShare(arms: readonly ResolvedArmSpec[], canary: string): n
  * The route table's experiment part for a service whose status has a running experiment; null
  * when the step it names is gone (the spec changed under it).
  */
-export function routeExperimentOf(spec: ServiceSpec, e: ExperimentStatus): RouteExperiment | null {
-  const step = compileStrategy(spec).steps[e.stepIndex];
+export function routeExperimentOf(
+  spec: ServiceSpec,
+  e: ExperimentStatus,
+  strategy: CompiledStrategy = compileStrategy(spec),
+): RouteExperiment | null {
+  const step = strategy.steps[e.stepIndex];
   if (!step || !("experiment" in step)) return null;
   return routeExperiment(e, step.experiment);
 }

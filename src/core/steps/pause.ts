@@ -14,6 +14,14 @@ export const pause: StepKind<PauseStep> = {
     const s = ctx.status;
     const where = `${ctx.label(i)} with ${s.canaryVersion} at ${s.canaryWeight}%`;
     if (p.duration === undefined) {
+      // Once, when the wait starts (the phase is still that of the step before): a person
+      // has to act, and notifiers tell them so.
+      if (s.phase !== "Paused")
+        ctx.emit("AwaitingPromotion", `${ctx.label(i)} reached: waiting for a person to promote`, {
+          step: i,
+          version: s.canaryVersion,
+          weight: s.canaryWeight,
+        });
       ctx.setPhase("Paused", `paused at ${where}, until promoted`);
       return "wait";
     }

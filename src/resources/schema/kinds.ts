@@ -14,6 +14,7 @@ import type {
 } from "../../core/model.js";
 import { AnalysisTemplateSchema } from "./analysis-template.js";
 import { FlagSchema } from "./flag.js";
+import { NotifierSchema } from "./notifier.js";
 import { SegmentSchema } from "./segment.js";
 import { ServiceSchema } from "./service.js";
 
@@ -22,6 +23,7 @@ export const SCHEMAS = {
   AnalysisTemplate: AnalysisTemplateSchema,
   Flag: FlagSchema,
   Segment: SegmentSchema,
+  Notifier: NotifierSchema,
 } as const satisfies Record<Resource["kind"], z.ZodType>;
 
 // Compile-time: what the schemas produce is the model, and the model passes the schemas (so a

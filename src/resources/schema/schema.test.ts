@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { RESOURCE_KINDS } from "../../core/model.js";
 import { renderJsonSchema } from "../jsonschema.js";
 import { closest, formatPath, validateDocument } from "./index.js";
+import { SCHEMAS } from "./kinds.js";
 
 const SCHEMA_FILE = fileURLToPath(new URL("../../../schema/turnout.schema.json", import.meta.url));
 
@@ -22,7 +23,8 @@ test("the JSON Schema is one of the kinds, told apart by kind", () => {
   };
   assert.deepEqual(
     schema.oneOf.map((s) => s.properties.kind.const),
-    ["Service", "AnalysisTemplate"],
+    Object.keys(SCHEMAS),
+    "every kind of the registry, in its order",
   );
   for (const s of schema.oneOf) assert.equal(s.additionalProperties, false);
 });

@@ -14,6 +14,7 @@ import { describeValue, isPlainObject, orList } from "./messages.js";
 import { checkRoutingTargets, RoutingSchema, StickinessSchema } from "./routing.js";
 import { RuntimeSchema } from "./runtime.js";
 import { StrategySchema } from "./strategy.js";
+import { TrafficSchema } from "./traffic.js";
 import { TrafficPolicySchema } from "./traffic-policy.js";
 
 const ListenSchema = strict({
@@ -40,6 +41,7 @@ const ServiceSpecSchema = strict({
     .describe(
       "Flags the router evaluates per request (targeting key: the sticky key); results go upstream in x-turnout-flags and label measurements.",
     ),
+  traffic: TrafficSchema.optional(),
 })
   .superRefine(
     (spec, ctx) => {

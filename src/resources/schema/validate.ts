@@ -60,6 +60,7 @@ function unknownKeyMessage(key: string, allowed: readonly string[]): string {
   const info = infoOf(allowed) ?? { noun: "field" };
   if (info.notYet?.includes(key))
     return `${info.noun} "${key}" is not supported yet; supported: ${allowed.join(", ")}`;
+  if (allowed.length === 0) return `unknown ${info.noun} "${key}": this takes no fields, write {}`;
   const guess = closest(key, allowed);
   return `unknown ${info.noun} "${key}"; allowed: ${allowed.join(", ")}${guess ? ` (did you mean "${guess}"?)` : ""}`;
 }

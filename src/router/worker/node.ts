@@ -6,6 +6,7 @@
  */
 import { Registry } from "prom-client";
 import { type MetricFamily, registerRouterMetrics } from "../../api/metrics.js";
+import { trafficKindOf } from "../../core/traffic.js";
 import { ExperimentStore } from "../../store/experiment-store.js";
 import { ShadowStore } from "../../store/shadow-store.js";
 import type { SqlStore } from "../../store/sql-store.js";
@@ -13,6 +14,18 @@ import { type EdgeFlagSource, EdgeFlags } from "../flags-edge.js";
 import { withMirrorMetrics } from "../mirror-metrics.js";
 import { Router, type RouterLogger, type RouteTableSource } from "../router.js";
 import { TrackedSource } from "./handle.js";
+
+/** `source` with only the tables the built-in router carries (`trafficKindOf` is "builtin"). */
+export function builtinTablesOf(source: RouteTableSource): RouteTableSource {
+  return {
+    routeTablesFingerprint: () => source.routeTablesFingerprint(),
+    listRouteTables: async () =>
+      (await source.listRouteTables()).filter((t) => trafficKindOf(t.traffic) === "builtin"),
+    onChange: (listener) => source.onChange(listener),
+    ...(source.reportRouter ? { reportRouter: source.reportRouter.bind(source) } : {}),
+    ...(source.removeRouter ? { removeRouter: source.removeRouter.bind(source) } : {}),
+  };
+}
 
 export interface RouterNodeOptions {
   store: SqlStore;
@@ -34,7 +47,9 @@ export interface RouterNode {
 
 export function buildRouterNode(opts: RouterNodeOptions): RouterNode {
   const { store } = opts;
-  const source = new TrackedSource(opts.source ?? store);
+  // The built-in router serves the tables no other provider carries (`spec.traffic`); the
+  // others go to their providers (src/traffic/agent.ts).
+  const source = new TrackedSource(builtinTablesOf(opts.source ?? store));
   const router = new Router({
     source,
     exposures: new ExperimentStore(store),

@@ -14,6 +14,7 @@ import { experiments } from "./0004_experiments.js";
 import { flags } from "./0005_flags.js";
 import { writerEpoch } from "./0006_writer_epoch.js";
 import { routers } from "./0007_routers.js";
+import { notifications } from "./0009_notifications.js";
 import type { SqlDialectName } from "./dialect.js";
 
 export type { SqlDialectName } from "./dialect.js";
@@ -28,6 +29,7 @@ export function turnoutMigrations(dialect: SqlDialectName): Record<string, Migra
     "0005_flags": flags(dialect),
     "0006_writer_epoch": writerEpoch(dialect),
     "0007_routers": routers(dialect),
+    "0009_notifications": notifications(dialect),
   };
 }
 

@@ -1,17 +1,14 @@
 /**
  * The PostgreSQL store against a real PostgreSQL: a private cluster for this file
  * (test/support/postgres.ts), a fresh database per test. Runs the same conformance suite as
- * SQLite, the feature stores' test files (experiment, flag, shadow) with TURNOUT_TEST_STORE
- * pointing at this cluster, and what is PostgreSQL's own: migrations, the writers' lock,
- * LISTEN/NOTIFY across store instances, and the errors of bad URLs and credentials.
+ * SQLite (core store, writer epoch, and the experiment, flag and shadow stores), and what is
+ * PostgreSQL's own: migrations, the writers' lock, LISTEN/NOTIFY across store instances, and
+ * the errors of bad URLs and credentials.
  *
  * Where PostgreSQL is not installed, everything here skips with the reason; under CI it fails.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { once } from "node:events";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import { sql } from "kysely";
 import pg from "pg";
 import {
@@ -22,6 +19,7 @@ import {
   sharedCluster,
 } from "../../../test/support/postgres.js";
 import { API_VERSION, type RouteTable, type ServiceResource } from "../../core/model.js";
+import { sqlFeatureStores } from "../features.js";
 import { turnoutMigrations } from "../migrations/index.js";
 import { describeStoreConformance } from "../store.conformance.js";
 import type { StoreChange } from "../store.js";
@@ -76,6 +74,7 @@ if (missing !== undefined) {
     const store = await openPostgresStore({ url });
     return {
       store,
+      features: sqlFeatureStores(store),
       reopen: () => openPostgresStore({ url }),
       cleanup: async () => {
         await store.close();
@@ -482,35 +481,6 @@ if (missing !== undefined) {
         );
       });
     });
-
-    // The feature stores' own test files, run as they are with their store on this cluster.
-    for (const file of ["experiment-store.test.ts", "flag-store.test.ts", "shadow-store.test.ts"]) {
-      it(`${file} passes on PostgreSQL`, { timeout: 180_000 }, async (t) => {
-        const path = fileURLToPath(new URL(`../${file}`, import.meta.url));
-        const env: NodeJS.ProcessEnv = { ...process.env, TURNOUT_TEST_STORE: cluster.url() };
-        // Otherwise the child would report to this runner's protocol instead of printing TAP.
-        delete env.NODE_TEST_CONTEXT;
-        const child = spawn(
-          process.execPath,
-          ["--import", "tsx", "--test", "--test-reporter=tap", path],
-          { env, stdio: ["ignore", "pipe", "pipe"] },
-        );
-        let out = "";
-        child.stdout.on("data", (d: Buffer) => {
-          out += d.toString();
-        });
-        child.stderr.on("data", (d: Buffer) => {
-          out += d.toString();
-        });
-        const [code] = (await once(child, "exit")) as [number | null];
-        const count = (what: string) =>
-          Number(new RegExp(`^# ${what} (\\d+)$`, "m").exec(out)?.[1]);
-        assert.equal(code, 0, out);
-        assert.equal(count("fail"), 0, out);
-        assert.ok(count("pass") > 0, out);
-        t.diagnostic(`${file}: ${count("pass")} passed on PostgreSQL`);
-      });
-    }
   });
 }
 

@@ -8,6 +8,7 @@ import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import BetterSqlite3 from "better-sqlite3";
 import { API_VERSION, type ServiceResource } from "../../core/model.js";
+import { sqlFeatureStores } from "../features.js";
 import { turnoutMigrations } from "../migrations/index.js";
 import { describeStoreConformance } from "../store.conformance.js";
 import type { Store } from "../store.js";
@@ -25,6 +26,7 @@ describeStoreConformance("sqlite file", async () => {
   const store = await openSqliteStore({ path: file });
   return {
     store,
+    features: sqlFeatureStores(store),
     reopen: () => openSqliteStore({ path: file }),
     cleanup: async () => {
       await store.close();
@@ -35,7 +37,7 @@ describeStoreConformance("sqlite file", async () => {
 
 describeStoreConformance("sqlite :memory:", async () => {
   const store = await openSqliteStore({ path: ":memory:" });
-  return { store, cleanup: () => store.close() };
+  return { store, features: sqlFeatureStores(store), cleanup: () => store.close() };
 });
 
 describe("SQLite store", () => {

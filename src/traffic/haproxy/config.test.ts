@@ -278,6 +278,37 @@ test("the config reads as HAProxy configuration: listeners, selection in the rou
   );
 });
 
+test("an experiment's arms own the router's bucket ranges", () => {
+  const plan = planService(
+    table({
+      experiment: {
+        name: "x",
+        arms: [
+          { name: "a", version: "v1", weight: 1 },
+          { name: "b", version: "v2", weight: 2 },
+          { name: "c", version: "v9", weight: 1 },
+        ],
+        key: { header: "X-Unit" },
+        salt: "salt",
+        force: { header: "X-Arm" },
+      },
+    }),
+  );
+  assert.deepEqual(plan.refusals, []);
+  assert.deepEqual(plan.experiment!.ranges, [
+    { from: 0, to: 249_999, arm: "a" },
+    { from: 250_000, to: 749_999, arm: "b" },
+    { from: 750_000, to: 999_999, arm: "c" },
+  ]);
+  // Arm c's version has no server: it keeps its range but serves nobody (falls through).
+  assert.deepEqual(plan.experiment!.arms, [
+    { arm: "a", version: "v1" },
+    { arm: "b", version: "v2" },
+  ]);
+  assert.equal(plan.experiment!.keyName, "x-unit");
+  assert.equal(plan.experiment!.forceHeader, "x-arm");
+});
+
 test("haproxy -c accepts every config shape", needsHaproxy(), () => {
   const dir = tempDir();
   try {
@@ -290,6 +321,30 @@ test("haproxy -c accepts every config shape", needsHaproxy(), () => {
       { stickiness: { header: "x-user-id", salt: "s" } },
       { stickiness: { cookie: "sid", salt: "s" }, versionOverride: true },
       { stickiness: { query: "user", salt: "s" } },
+      {
+        experiment: {
+          name: "ranker",
+          arms: [
+            { name: "control", version: "v1", weight: 50 },
+            { name: "treatment", version: "v2", weight: 50 },
+          ],
+          key: { cookie: "uid" },
+          salt: "x",
+          force: { header: "x-arm", query: "arm" },
+        },
+        stickiness: { cookie: "sid", salt: "s" },
+      },
+      {
+        experiment: {
+          name: "ranker",
+          arms: [
+            { name: "a", version: "v1", weight: 1 },
+            { name: "b", version: "v2", weight: 3 },
+          ],
+          key: { query: "u" },
+          salt: "x",
+        },
+      },
       {
         preview: { listen: { host: "127.0.0.1", port: 8081 }, version: "v2" },
         matches: [{ header: { name: "x-beta", regex: "^a" }, version: "v2" }],

@@ -5,7 +5,12 @@
  * The shape (one HAProxy per service, see provider.ts):
  * - A frontend named after the service on its listener, and `<service>:preview` on the preview port when
  *   the table has one. The frontend picks the version exactly as the built-in router does
- *   (src/router/select.ts), in the same order, and stores it in `txn.tv`:
+ *   (src/router/proxy.ts, exposures.ts `selectArm`, then select.ts), in the same order, and
+ *   stores it in `txn.tv`:
+ *   0. experiment: a forced arm (`force` header or query naming an arm in `arms.map`), else the
+ *      unit's arm: `turnout_bucket_v1` of the unit key with the experiment's salt, looked up in
+ *      `experiment.map` (the arms' bucket ranges), its version in `arms.map`; such a request
+ *      logs its arm (`txn.xa`) and unit, which the provider turns into first exposures;
  *   1. override: `x-turnout-version` looked up in `override.map` (the versions with instances
  *      when the table allows the override, else empty);
  *   2. match rules: the Lua action `turnout_match` (turnout.lua) over `rules.map`;
@@ -25,7 +30,7 @@
  *   Turnout's intake over TCP (intake.ts): batched, and lines lost are seen by their sequence.
  *
  * Everything that changes during a rollout (weights, instances, rules, the override, the
- * preview's version, the revision) lives in maps and servers, changed live over the runtime API;
+ * preview's version, the experiment's arms and weights, the revision) lives in maps and servers, changed live over the runtime API;
  * what is left in the text (listeners, the sticky source and salt, the policy, the slot count)
  * is structural: `structuralConfig` differs exactly when a reload is needed.
  */
@@ -96,6 +101,20 @@ export interface ServicePlan {
   splitRanges: BucketRange[];
   /** The match rules in `rules.map`'s encoding ("" for none). */
   rules: string;
+  /** The A/B experiment (exposures.ts's rules): arms by bucket of the unit key. */
+  experiment: {
+    name: string;
+    source: "header" | "cookie" | "query";
+    keyName: string;
+    saltHex: string;
+    converter: string;
+    forceHeader: string | null;
+    forceQuery: string | null;
+    /** Bucket ranges -> arm name. */
+    ranges: { from: number; to: number; arm: string }[];
+    /** Arm name -> version, for the arms whose version has servers. */
+    arms: { arm: string; version: string }[];
+  } | null;
   /** What the table asks for that HAProxy cannot do: apply refuses the table. */
   refusals: string[];
   /** What was skipped, as the router reports it (bad endpoint, a rule without a condition). */
@@ -112,8 +131,6 @@ export function planService(table: RouteTable, opts: PlanOptions = {}): ServiceP
   const refusals: string[] = [];
   const problems: string[] = [];
   if (table.mirror) refusals.push("mirror (shadow traffic) is not carried by the haproxy provider");
-  if (table.experiment)
-    refusals.push("experiment (A/B arms) is not carried by the haproxy provider");
   if (table.flags && table.flags.length > 0)
     refusals.push("edge flags (spec.flags) are not evaluated by the haproxy provider");
 
@@ -176,6 +193,8 @@ export function planService(table: RouteTable, opts: PlanOptions = {}): ServiceP
 
   const rules = encodeRules(table, withServers, problems);
 
+  const experiment = experimentOf(table, withServers, refusals);
+
   let preview: ServicePlan["preview"] = null;
   if (table.preview) {
     preview = { ...table.preview.listen, version: table.preview.version };
@@ -195,8 +214,65 @@ export function planService(table: RouteTable, opts: PlanOptions = {}): ServiceP
     stickyRanges,
     splitRanges,
     rules,
+    experiment,
     refusals,
     problems,
+  };
+}
+
+/** The experiment's plan: arms' bucket ranges as exposures.ts's `attachExperiment` computes them. */
+function experimentOf(
+  table: RouteTable,
+  withServers: ReadonlySet<string>,
+  refusals: string[],
+): ServicePlan["experiment"] {
+  const x = table.experiment;
+  if (x === undefined) return null;
+  const converter = HASH_CONVERTERS[table.hashVersion];
+  const source = "header" in x.key ? "header" : "cookie" in x.key ? "cookie" : "query";
+  const keyName =
+    "header" in x.key ? x.key.header.toLowerCase() : "cookie" in x.key ? x.key.cookie : x.key.query;
+  const names = [keyName, x.force?.header ?? "", x.force?.query ?? ""].filter((n) => n !== "");
+  if (converter === undefined) {
+    refusals.push(
+      `experiment ${x.name}: the haproxy provider has no converter for hash version ${table.hashVersion}`,
+    );
+    return null;
+  }
+  if (names.some((n) => !SAFE_NAME.test(n)) || x.arms.some((a) => !SAFE_NAME.test(a.name))) {
+    refusals.push(
+      `experiment ${x.name}: the haproxy provider carries key, force and arm names of A-Z, a-z, 0-9, ".", "_" and "-" only`,
+    );
+    return null;
+  }
+  if ((x.responseHeaders?.length ?? 0) > 0) {
+    refusals.push(
+      `experiment ${x.name}: responseHeaders (events from response headers) are not recorded by the haproxy provider`,
+    );
+    return null;
+  }
+  const total = x.arms.reduce((s, a) => s + a.weight, 0);
+  const ranges: { from: number; to: number; arm: string }[] = [];
+  let acc = 0;
+  let from = 0;
+  x.arms.forEach((a, i) => {
+    acc += a.weight;
+    const end = i === x.arms.length - 1 ? BUCKETS : Math.round((acc / total) * BUCKETS);
+    if (end > from) ranges.push({ from, to: end - 1, arm: a.name });
+    from = Math.max(from, end);
+  });
+  return {
+    name: x.name,
+    source,
+    keyName,
+    saltHex: Buffer.from(x.salt, "utf8").toString("hex"),
+    converter,
+    forceHeader: x.force?.header?.toLowerCase() ?? null,
+    forceQuery: x.force?.query ?? null,
+    ranges,
+    arms: x.arms
+      .filter((a) => withServers.has(a.version))
+      .map((a) => ({ arm: a.name, version: a.version })),
   };
 }
 
@@ -375,6 +451,8 @@ export const LOG_FIELDS = [
   "server", // server name or "<NOSRV>"
   "key", // the sticky key, hex, "-" when none
   "grpcStatus", // the grpc-status response header, "-" when absent
+  "arm", // the experiment arm the request exposed, "-" when none (forced or no experiment)
+  "unit", // the experiment unit, hex, "-" when none
 ] as const;
 
 export const LOG_FORMAT_TAG = "T1";
@@ -396,6 +474,8 @@ function logFormat(opts: RenderOptions): string {
     "%s",
     "%[var(txn.tk),hex]",
     grpc,
+    "%[var(txn.xa)]",
+    "%[var(txn.eu),hex]",
   ].join(" ");
 }
 
@@ -480,6 +560,10 @@ function render(input: RenderInput, opts: RenderOptions, withServers: boolean): 
     `  nbthread ${threads}`,
     `  stats socket ${q(opts.socketDir)}/admin.sock mode 600 level admin expose-fd listeners`,
     "  stats timeout 30s",
+    // Without SO_REUSEPORT a port another process holds is an error at start, not a port two
+    // processes share (another service's HAProxy would otherwise take half its connections).
+    // Reloads do not need it: the new worker takes the listening sockets over (expose-fd).
+    "  noreuseport",
     // Old workers after a reload finish their requests, up to a bound.
     `  hard-stop-after ${Math.max(30, Math.ceil(t.upstreamSeconds * 2))}s`,
     `  setenv TURNOUT_HAPROXY_DIR ${dir}`,
@@ -518,9 +602,15 @@ function render(input: RenderInput, opts: RenderOptions, withServers: boolean): 
     "",
   );
   L.push(...frontendHead("main", plan.listen, plan, opts, threads));
+  L.push(...experimentSelection(plan, map));
   L.push(...selection(plan, map));
   L.push(...frontendTail(map));
   L.push(...responseCapture(opts));
+  if (plan.experiment?.source === "cookie") {
+    L.push(
+      `  http-response add-header set-cookie "${plan.experiment.keyName}=%[var(txn.eu)]${COOKIE_ATTRIBUTES}" if { var(txn.ec) -m found }`,
+    );
+  }
   if (plan.sticky?.source === "cookie") {
     L.push(
       `  http-response add-header set-cookie "${plan.sticky.name}=%[var(txn.tk)]${COOKIE_ATTRIBUTES}" if { var(txn.sc) -m found }`,
@@ -611,6 +701,49 @@ function frontendTail(map: (name: string) => string): string[] {
   ];
 }
 
+/**
+ * The experiment's arm, before everything else (as the router's `selectArm`): a forced arm is
+ * served and not exposed; a unit's arm by its bucket is served and exposed (`txn.xa`, logged)
+ * when the arm's version has servers; otherwise the request falls through.
+ */
+function experimentSelection(plan: ServicePlan, map: (name: string) => string): string[] {
+  const x = plan.experiment;
+  if (x === null) return [];
+  const unset = "!{ var(txn.tv) -m found }";
+  const L: string[] = [];
+  if (x.forceHeader !== null) {
+    L.push(
+      `  http-request set-var(txn.tv) req.fhdr(${x.forceHeader},1),map(${map("arms.map")}) if { req.fhdr_cnt(${x.forceHeader}) gt 0 }`,
+    );
+  }
+  if (x.forceQuery !== null) {
+    L.push(
+      `  http-request set-var(txn.tv) url_param(${x.forceQuery}),url_dec(1),map(${map("arms.map")}) if ${unset} { url_param(${x.forceQuery}) -m found }`,
+    );
+  }
+  if (x.source === "header") {
+    L.push(
+      `  http-request set-var(txn.eu) req.fhdr(${x.keyName},1) if ${unset} { req.fhdr(${x.keyName},1) -m len gt 0 }`,
+    );
+  } else if (x.source === "cookie") {
+    L.push(
+      `  http-request set-var(txn.eu) req.cook(${x.keyName}) if ${unset} { req.cook(${x.keyName}) -m len gt 0 }`,
+      `  http-request set-var(txn.ec) int(1) if ${unset} !{ var(txn.eu) -m found }`,
+      `  http-request set-var(txn.eu) uuid if ${unset} !{ var(txn.eu) -m found }`,
+    );
+  } else {
+    L.push(
+      `  http-request set-var(txn.eu) url_param(${x.keyName}),url_dec(1) if ${unset} { url_param(${x.keyName}) -m found }`,
+    );
+  }
+  L.push(
+    `  http-request set-var(txn.ea) var(txn.eu),lua.${x.converter}(${x.saltHex}),map_int(${map("experiment.map")}) if { var(txn.eu) -m len gt 0 }`,
+    `  http-request set-var(txn.tv) var(txn.ea),map(${map("arms.map")}) if { var(txn.ea) -m found }`,
+    "  http-request set-var(txn.xa) var(txn.ea) if { var(txn.ea) -m found } { var(txn.tv) -m found }",
+  );
+  return L;
+}
+
 /** The main frontend's version selection (steps 1-4 of the module comment). */
 function selection(plan: ServicePlan, map: (name: string) => string): string[] {
   const L: string[] = [];
@@ -661,6 +794,8 @@ export const MAP_NAMES = [
   "sticky.map",
   "split.map",
   "preview.map",
+  "arms.map",
+  "experiment.map",
   "meta.map",
 ] as const;
 export type MapName = (typeof MAP_NAMES)[number];
@@ -682,6 +817,10 @@ export function renderMaps(plan: ServicePlan, slots: SlotLayout): MapFiles {
     "sticky.map": plan.sticky ? ranges(plan.stickyRanges) : [],
     "split.map": ranges(plan.splitRanges),
     "preview.map": plan.preview ? [`v ${plan.preview.version}`] : [],
+    "arms.map": plan.experiment ? plan.experiment.arms.map((a) => `${a.arm} ${a.version}`) : [],
+    "experiment.map": plan.experiment
+      ? plan.experiment.ranges.map((r) => `${r.from}:${r.to} ${r.arm}`)
+      : [],
     "meta.map": [`revision ${plan.revision}`, `service ${plan.service}`],
   };
 }

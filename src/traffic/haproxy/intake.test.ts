@@ -26,6 +26,8 @@ const line = (over: Partial<Record<string, string>> = {}) => {
     server: "e_127.0.0.1_9001",
     key: Buffer.from("user-42").toString("hex"),
     grpc: "-",
+    arm: "-",
+    unit: "-",
     ...over,
   };
   return Object.values(f).join(" ");
@@ -43,6 +45,8 @@ test("a log line parses into the measurement's facts", () => {
     latencyMs: 1.234,
     upstreamError: false,
     key: "user-42",
+    arm: null,
+    unit: null,
   });
   assert.equal(parseLogLine(line({ version: "-", key: "-" }))!.version, null);
   assert.equal(parseLogLine(line({ key: "-" }))!.key, null);

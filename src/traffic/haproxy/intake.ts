@@ -10,7 +10,7 @@
  * request path; what the ring overwrites is lost and counted.
  *
  * A line (config.ts LOG_FIELDS): `T1 endMs pid thread seq frontend version status latencyUs
- * serverMs termination server key grpcStatus`.
+ * serverMs termination server key grpcStatus arm unit`.
  * - The measurement goes to the series (frontend = service or service:preview, version), at
  *   the second of `endMs`: the recorder's clock reads the line's time while a batch is parsed.
  * - `status` is the HTTP status sent; for gRPC (`grpcStatus` a number) a non-zero gRPC status
@@ -65,6 +65,10 @@ export interface LogLine {
   upstreamError: boolean;
   /** The sticky key, or null. */
   key: string | null;
+  /** The experiment arm the request exposed, or null (forced, no experiment, arm not ready). */
+  arm: string | null;
+  /** The experiment unit, or null. */
+  unit: string | null;
 }
 
 const FIELD_COUNT = LOG_FIELDS.length;
@@ -108,6 +112,8 @@ export function parseLogLine(line: string): LogLine | null {
     latencyMs: Number.isFinite(latencyUs) && latencyUs >= 0 ? latencyUs / 1000 : 0,
     upstreamError: (termination[0] === "S" || termination[0] === "s") && server !== "<NOSRV>",
     key: key === "-" || key === "" ? null : Buffer.from(key, "hex").toString("utf8"),
+    arm: f[14] === "-" || f[14] === "" ? null : f[14]!,
+    unit: f[15] === "-" || f[15] === "" ? null : Buffer.from(f[15]!, "hex").toString("utf8"),
   };
 }
 
@@ -160,7 +166,7 @@ export class LogIntake {
   #lineMs: number | null = null;
   #stats: IntakeStats = { lines: 0, unparsable: 0, lost: 0, late: 0, unrouted: 0, connections: 0 };
   #sweepTimer: NodeJS.Timeout | null = null;
-  /** Called with each batch's lines that have a key (exposures, later). */
+  /** Called with each batch's lines that have a sticky key or an exposed arm (exposures). */
   onLines: ((lines: readonly LogLine[]) => void) | null = null;
 
   constructor(opts: LogIntakeOptions = {}) {
@@ -248,7 +254,7 @@ export class LogIntake {
         const c = this.recorder.series(l.series, l.version);
         c.requests++;
         c.record(l.status, l.latencyMs, l.upstreamError);
-        if (l.key !== null && this.onLines !== null) keyed.push(l);
+        if ((l.key !== null || l.arm !== null) && this.onLines !== null) keyed.push(l);
       }
     } finally {
       this.#lineMs = null;

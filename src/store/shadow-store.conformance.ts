@@ -1,10 +1,13 @@
+/**
+ * The shadow store's part of the store conformance suite (registered by
+ * `describeStoreConformance`): routers' cumulative aggregates upserted per router and merged
+ * into one report per phase.
+ */
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
 import { ShadowAggregate } from "../core/shadow/aggregate.js";
 import { comparePair, compileCompare } from "../core/shadow/compare.js";
-import { openTestStore } from "./postgres/testing/test-store.js";
-import { ShadowStore } from "./shadow-store.js";
-import type { SqlStore } from "./sql-store.js";
+import type { ShadowStore } from "./shadow-store.js";
+import type { ConformanceTest } from "./store.conformance.js";
 
 const enc = new TextEncoder();
 const resp = (v: unknown) => ({
@@ -24,30 +27,31 @@ function aggregate(pairs: number, mismatched: number): ShadowAggregate {
   return a;
 }
 
-describe("ShadowStore", () => {
-  let store: SqlStore;
-  let s: ShadowStore;
-  before(async () => {
-    store = await openTestStore();
-    s = new ShadowStore(store);
-  });
-  after(() => store.close());
+const row = (router: string, a: ShadowAggregate, at: number) => ({
+  service: "svc",
+  id: "r1-s0-v2",
+  version: "v2",
+  routerId: router,
+  state: a.toJSON(),
+  updatedAt: at,
+});
 
-  test("upserts each router's cumulative aggregate and merges routers into one report", async () => {
-    const row = (router: string, a: ShadowAggregate, at: number) => ({
-      service: "svc",
-      id: "r1-s0-v2",
-      version: "v2",
-      routerId: router,
-      state: a.toJSON(),
-      updatedAt: at,
-    });
-    await s.saveShadowAggregates([row("a", aggregate(10, 1), 1000)]);
-    // A later flush of router a replaces its row (cumulative), router b adds its own.
-    await s.saveShadowAggregates([
-      row("a", aggregate(20, 2), 2000),
-      row("b", aggregate(30, 3), 2500),
-    ]);
+/** Phase r1-s0-v2 as routers a and b flushed it. */
+async function seed(s: ShadowStore): Promise<void> {
+  await s.saveShadowAggregates([row("a", aggregate(10, 1), 1000)]);
+  // A later flush of router a replaces its row (cumulative), router b adds its own.
+  await s.saveShadowAggregates([
+    row("a", aggregate(20, 2), 2000),
+    row("b", aggregate(30, 3), 2500),
+  ]);
+}
+
+export function describeShadowStoreConformance(test: ConformanceTest): void {
+  test("shadow: upserts each router's cumulative aggregate and merges routers into one report", async ({
+    features,
+  }) => {
+    const s = features.shadow;
+    await seed(s);
     const r = (await s.report("svc", "r1-s0-v2"))!;
     assert.equal(r.routers, 2);
     assert.equal(r.updatedAt, 2500);
@@ -56,7 +60,9 @@ describe("ShadowStore", () => {
     assert.equal(r.report.mismatchRate, 0.1);
   });
 
-  test("the latest phase by default, and the list of phases", async () => {
+  test("shadow: the latest phase by default, and the list of phases", async ({ features }) => {
+    const s = features.shadow;
+    await seed(s);
     await s.saveShadowAggregates([
       {
         service: "svc",
@@ -76,4 +82,4 @@ describe("ShadowStore", () => {
     );
     assert.equal(await s.report("other"), null);
   });
-});
+}

@@ -1,0 +1,174 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import {
+  API_VERSION,
+  type RouteTable,
+  type ServiceResource,
+  type ServiceStatus,
+} from "../core/model.js";
+import type { RouteFeature } from "../core/traffic.js";
+import { openSqliteStore } from "../store/sqlite/sqlite-store.js";
+import { TrafficAgent } from "./agent.js";
+import type { TableOutcome, TrafficProvider } from "./provider.js";
+
+// The agent's contract is with the TrafficProvider interface; real providers are checked by the
+// conformance suite. Here a provider that records what it is handed, over a real SQLite store.
+class RecordingProvider implements TrafficProvider {
+  readonly kind = "haproxy" as const;
+  readonly features: ReadonlySet<RouteFeature> = new Set(["split"]);
+  applied: RouteTable[][] = [];
+  refuse = new Set<string>();
+  stopped = false;
+  #inForce = new Map<string, number>();
+  async start(): Promise<void> {}
+  async stop(): Promise<void> {
+    this.stopped = true;
+  }
+  async apply(tables: readonly RouteTable[]): Promise<TableOutcome[]> {
+    this.applied.push([...tables]);
+    const next = new Map<string, number>();
+    const out: TableOutcome[] = [];
+    for (const t of tables) {
+      if (this.refuse.has(t.service)) {
+        const kept = this.#inForce.get(t.service);
+        if (kept !== undefined) next.set(t.service, kept);
+        out.push({
+          service: t.service,
+          revision: t.revision,
+          ok: false,
+          error: new Error("refused"),
+        });
+      } else {
+        next.set(t.service, t.revision);
+        out.push({ service: t.service, revision: t.revision, ok: true });
+      }
+    }
+    this.#inForce = next;
+    return out;
+  }
+  inForce(): ReadonlyMap<string, number> {
+    return this.#inForce;
+  }
+}
+
+const T0 = 1_700_000_000_000;
+
+function service(name: string, haproxy: boolean): ServiceResource {
+  return {
+    apiVersion: API_VERSION,
+    kind: "Service",
+    metadata: { name },
+    spec: {
+      listen: { port: 8080, host: "127.0.0.1" },
+      runtime: { static: { versions: { v1: { upstreams: ["http://127.0.0.1:9001"] } } } },
+      version: "v1",
+      ...(haproxy ? { traffic: { haproxy: {} } } : {}),
+    },
+  } as ServiceResource;
+}
+
+function status(): ServiceStatus {
+  return {
+    phase: "Healthy",
+    message: "v1 serves all traffic",
+    observedGeneration: 1,
+    stableVersion: "v1",
+    canaryVersion: null,
+    stepIndex: null,
+    stepStartedAt: null,
+    canaryWeight: 0,
+    pausedByUser: false,
+    abortedVersion: null,
+    rolloutStartedAt: null,
+    rolloutNumber: 0,
+    previousStableVersions: [],
+    lastTransitionAt: T0,
+  } as ServiceStatus;
+}
+
+function table(name: string, haproxy: boolean): Omit<RouteTable, "revision"> {
+  return {
+    service: name,
+    listen: { host: "127.0.0.1", port: 8080 },
+    hashVersion: 1,
+    backends: [{ version: "v1", weight: 100, endpoints: ["http://127.0.0.1:9001"] }],
+    updatedAt: T0,
+    ...(haproxy ? { traffic: { haproxy: {} } } : {}),
+  };
+}
+
+test("the agent hands its provider only the tables it carries, follows changes, reports to the registry", async () => {
+  const store = await openSqliteStore({ path: ":memory:" });
+  const provider = new RecordingProvider();
+  const agent = new TrafficAgent({
+    source: store,
+    provider,
+    select: (t) => t.traffic !== undefined && "haproxy" in t.traffic,
+    pollIntervalMs: 20,
+    id: "test-agent",
+  });
+  try {
+    await store.applyResources([service("a", true), service("b", false)], { actor: "t", now: T0 });
+    await store.commit({ service: "a", status: status(), routeTable: table("a", true), now: T0 });
+    await store.commit({ service: "b", status: status(), routeTable: table("b", false), now: T0 });
+    await agent.start();
+    assert.deepEqual(
+      provider.applied.at(-1)?.map((t) => t.service),
+      ["a"],
+      "the built-in router's table is not handed over",
+    );
+    assert.equal(agent.carries("a"), true);
+    assert.equal(agent.carries("b"), false);
+
+    // A new revision reaches the provider; inForce resolves once it is in force.
+    const { routeTable } = await store.commit({
+      service: "a",
+      status: status(),
+      routeTable: {
+        ...table("a", true),
+        backends: [{ version: "v1", weight: 100, endpoints: ["http://127.0.0.1:9002"] }],
+      },
+      now: T0 + 1,
+    });
+    assert.ok(routeTable);
+    assert.equal(await agent.inForce("a", routeTable.revision, 5000), true);
+    const routers = await store.listRouters();
+    const me = routers.find((r) => r.id === "test-agent");
+    assert.ok(me, "the agent registered");
+    // The report after the apply carries the new revision (it may land a moment after inForce).
+    for (let i = 0; i < 100; i++) {
+      const r = (await store.listRouters()).find((x) => x.id === "test-agent");
+      if (r?.revisions.a === routeTable.revision) break;
+      await new Promise((res) => setTimeout(res, 10));
+    }
+    assert.equal(
+      (await store.listRouters()).find((x) => x.id === "test-agent")?.revisions.a,
+      routeTable.revision,
+    );
+
+    // A refused table: the provider keeps the old revision, inForce answers false at its deadline.
+    provider.refuse.add("a");
+    const refused = await store.commit({
+      service: "a",
+      status: status(),
+      routeTable: table("a", true),
+      now: T0 + 2,
+    });
+    assert.ok(refused.routeTable);
+    assert.equal(await agent.inForce("a", refused.routeTable.revision, 300), false);
+    assert.equal(
+      agent.outcomes().find((o) => o.service === "a")?.ok,
+      false,
+      "the refusal is kept for status",
+    );
+  } finally {
+    await agent.stop();
+    assert.equal(provider.stopped, true);
+    assert.equal(
+      (await store.listRouters()).some((r) => r.id === "test-agent"),
+      false,
+      "deregistered",
+    );
+    await store.close();
+  }
+});

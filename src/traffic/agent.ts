@@ -1,0 +1,231 @@
+/**
+ * The router role for a `TrafficProvider` other than the built-in router (which watches the
+ * store itself, src/router/router.ts): watch the store's route tables, hand the provider the
+ * tables of the services it carries, report what is in force to the router registry.
+ *
+ * How tables arrive is the built-in router's way (DESIGN invariant 6): `onChange` for writes in
+ * this process, a cheap fingerprint polled for writes from other processes; either way the
+ * whole set is read and handed over, and the provider works out what changed. Applies run one
+ * at a time; a change seen while one runs triggers one more afterwards, so the last apply
+ * always carries the latest tables.
+ *
+ * What the registry learns: this agent is a router of its own (id `<hostname>:<pid>:<kind>`)
+ * that serves exactly the services the provider has in force, so the controller's stop gate
+ * (invariant 9) waits for the provider's data plane as it waits for the built-in router.
+ *
+ * When the store is unreachable the provider keeps what it has in force (invariant 4): nothing
+ * is applied until a read succeeds again.
+ */
+import { hostname } from "node:os";
+import type { RouteTable } from "../core/model.js";
+import type { RouterReport, Store } from "../store/store.js";
+import type { TableOutcome, TrafficProvider } from "./provider.js";
+
+export type TrafficAgentSource = Pick<
+  Store,
+  "listRouteTables" | "routeTablesFingerprint" | "onChange"
+> &
+  Partial<Pick<Store, "reportRouter" | "removeRouter">>;
+
+export interface TrafficAgentLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+}
+
+export interface TrafficAgentOptions {
+  source: TrafficAgentSource;
+  provider: TrafficProvider;
+  /** Which tables this provider carries (e.g. those whose `traffic` names it). */
+  select: (t: RouteTable) => boolean;
+  logger?: TrafficAgentLogger;
+  /** Fingerprint poll interval. Default 500 ms. */
+  pollIntervalMs?: number;
+  /** Registry heartbeat. Default 1000 ms. */
+  heartbeatMs?: number;
+  /** Registry id; default `<hostname>:<pid>:<provider kind>`. */
+  id?: string;
+}
+
+interface Waiter {
+  service: string;
+  revision: number;
+  done: (ok: boolean) => void;
+}
+
+export class TrafficAgent {
+  readonly id: string;
+  readonly #o: TrafficAgentOptions;
+  readonly #startedAt = Date.now();
+  #fingerprint: string | null = null;
+  #applying: Promise<void> | null = null;
+  #again = false;
+  #stopped = false;
+  #outage = false;
+  #poll: NodeJS.Timeout | null = null;
+  #heartbeat: NodeJS.Timeout | null = null;
+  #off: (() => void) | null = null;
+  /** Services this agent's provider carries per the last read, with their revisions. */
+  #carried = new Map<string, number>();
+  #last: TableOutcome[] = [];
+  readonly #waiters = new Set<Waiter>();
+
+  constructor(o: TrafficAgentOptions) {
+    this.#o = o;
+    this.id = o.id ?? `${hostname()}:${process.pid}:${o.provider.kind}`;
+  }
+
+  async start(): Promise<void> {
+    await this.#o.provider.start();
+    this.#off = this.#o.source.onChange((what) => {
+      if (what === "routeTables") void this.refresh();
+    });
+    await this.refresh();
+    this.#schedulePoll();
+    this.#scheduleHeartbeat();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#off?.();
+    if (this.#poll) clearTimeout(this.#poll);
+    if (this.#heartbeat) clearTimeout(this.#heartbeat);
+    for (const w of this.#waiters) w.done(false);
+    await this.#applying?.catch(() => undefined);
+    await this.#o.provider.stop();
+    await this.#o.source.removeRouter?.(this.id).catch(() => false);
+  }
+
+  /** Whether the last read gave this provider the service. */
+  carries(service: string): boolean {
+    return this.#carried.has(service);
+  }
+
+  /** The outcome of the last apply per service (errors of refused tables included). */
+  outcomes(): readonly TableOutcome[] {
+    return this.#last;
+  }
+
+  /** Resolves true once `revision` (or later) of the service is in force; false after the timeout. */
+  inForce(service: string, revision: number, timeoutMs = 5000): Promise<boolean> {
+    if (this.#has(service, revision)) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const w: Waiter = {
+        service,
+        revision,
+        done: (ok) => {
+          clearTimeout(timer);
+          this.#waiters.delete(w);
+          resolve(ok);
+        },
+      };
+      // Not unref'd: a caller awaiting the answer keeps the process alive until it has one.
+      const timer = setTimeout(() => w.done(false), timeoutMs);
+      this.#waiters.add(w);
+    });
+  }
+
+  /** Reads the tables and applies them; resolves when the provider has answered. */
+  refresh(): Promise<void> {
+    if (this.#stopped) return Promise.resolve();
+    if (this.#applying !== null) {
+      this.#again = true;
+      return this.#applying;
+    }
+    this.#applying = (async () => {
+      do {
+        this.#again = false;
+        await this.#applyOnce();
+      } while (this.#again && !this.#stopped);
+    })().finally(() => {
+      this.#applying = null;
+    });
+    return this.#applying;
+  }
+
+  async #applyOnce(): Promise<void> {
+    let fingerprint: string;
+    let tables: RouteTable[];
+    try {
+      // Fingerprint first: a write between the two reads changes it, so the next poll rereads.
+      fingerprint = await this.#o.source.routeTablesFingerprint();
+      tables = (await this.#o.source.listRouteTables()).filter(this.#o.select);
+    } catch (err) {
+      if (!this.#outage) {
+        this.#outage = true;
+        this.#o.logger?.warn(
+          { err, provider: this.#o.provider.kind },
+          "traffic: cannot read route tables; the data plane keeps its last tables",
+        );
+      }
+      return;
+    }
+    if (this.#outage) {
+      this.#outage = false;
+      this.#o.logger?.info(
+        { provider: this.#o.provider.kind },
+        "traffic: route tables readable again",
+      );
+    }
+    this.#carried = new Map(tables.map((t) => [t.service, t.revision]));
+    const outcomes = await this.#o.provider.apply(tables);
+    this.#last = outcomes;
+    this.#fingerprint = fingerprint;
+    for (const o of outcomes) {
+      if (!o.ok)
+        this.#o.logger?.warn(
+          {
+            service: o.service,
+            revision: o.revision,
+            err: o.error,
+            provider: this.#o.provider.kind,
+          },
+          "traffic: the data plane refused a route table; it keeps serving the previous one",
+        );
+    }
+    for (const w of this.#waiters) if (this.#has(w.service, w.revision)) w.done(true);
+    void this.#report();
+  }
+
+  #has(service: string, revision: number): boolean {
+    return (this.#o.provider.inForce().get(service) ?? Number.NEGATIVE_INFINITY) >= revision;
+  }
+
+  #schedulePoll(): void {
+    if (this.#stopped) return;
+    this.#poll = setTimeout(async () => {
+      try {
+        const fp = await this.#o.source.routeTablesFingerprint();
+        if (fp !== this.#fingerprint) await this.refresh();
+      } catch {
+        // The outage is logged by the next refresh; the provider keeps its tables.
+      }
+      this.#schedulePoll();
+    }, this.#o.pollIntervalMs ?? 500);
+    this.#poll.unref();
+  }
+
+  #scheduleHeartbeat(): void {
+    if (this.#stopped || this.#o.source.reportRouter === undefined) return;
+    this.#heartbeat = setTimeout(() => {
+      void this.#report().finally(() => this.#scheduleHeartbeat());
+    }, this.#o.heartbeatMs ?? 1000);
+    this.#heartbeat.unref();
+  }
+
+  async #report(): Promise<void> {
+    const report = this.#o.source.reportRouter?.bind(this.#o.source);
+    if (report === undefined || this.#stopped) return;
+    const revisions = Object.fromEntries(this.#o.provider.inForce());
+    const r: RouterReport = {
+      id: this.id,
+      address: `${hostname()} (${this.#o.provider.kind}: ${Object.keys(revisions).join(", ")})`,
+      pid: process.pid,
+      startedAt: this.#startedAt,
+      heartbeatAt: Date.now(),
+      revisions,
+    };
+    await report(r).catch((err: unknown) => {
+      this.#o.logger?.warn({ err }, "traffic: cannot report to the router registry; retrying");
+    });
+  }
+}

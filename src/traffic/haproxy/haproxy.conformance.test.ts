@@ -1,0 +1,23 @@
+/**
+ * The HAProxy provider (managed mode) passes the traffic-provider conformance suite, run against
+ * a real HAProxy. Its declared features leave out mirror and experiment arms (and edge flags),
+ * so those cases are skipped by capability with a generated reason and "refused capability"
+ * checks that such a table is refused while the previous one keeps serving. Skipped with a
+ * reason where haproxy is not installed (CI installs it: .ci/haproxy.sh).
+ */
+import { test } from "node:test";
+import { trafficProviderConformance } from "../conformance.js";
+import { HaproxyProvider } from "./provider.js";
+import { needsHaproxy, tempDir } from "./testing.js";
+
+const missing = needsHaproxy();
+if (missing.skip !== undefined) {
+  test("traffic provider conformance: haproxy", { skip: missing.skip }, () => {});
+} else {
+  trafficProviderConformance("haproxy", async () => {
+    const dir = tempDir("thx-conf-");
+    const provider = new HaproxyProvider({ dataDir: dir.path, reapIntervalMs: 200 });
+    await provider.start();
+    return { provider, close: async () => dir.remove() };
+  });
+}

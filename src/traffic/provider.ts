@@ -1,0 +1,39 @@
+/**
+ * A data plane, as the rest of Turnout sees it (Argo Rollouts' `TrafficRoutingReconciler`,
+ * reduced to what a route table needs): put tables in force, say what is in force, declare
+ * which route-table features it carries. One folder per implementation (`builtin/`,
+ * `haproxy/`), one shared conformance suite (`conformance.ts`) that every provider passes,
+ * with skips declared as data.
+ *
+ * Who calls it: the router role watches the store's route tables (DESIGN invariant 6), hands
+ * each provider the tables of the services it carries (`spec.traffic`, copied into the table
+ * as `RouteTable.traffic`), and reports the revisions in force to the router registry, which
+ * the controller's stop gate waits for (invariant 9). A provider never reads the store itself
+ * on the request path (invariant 8).
+ */
+import type { RouteTable } from "../core/model.js";
+import type { RouteFeature, TrafficProviderKind } from "../core/traffic.js";
+
+/** The outcome of putting one service's table in force. */
+export type TableOutcome =
+  | { service: string; revision: number; ok: true }
+  /** The table was refused; the service keeps serving the table it had (or none). */
+  | { service: string; revision: number; ok: false; error: Error };
+
+export interface TrafficProvider {
+  readonly kind: TrafficProviderKind;
+  /** The route-table features this provider can put in force (`core/traffic.ts`). */
+  readonly features: ReadonlySet<RouteFeature>;
+  start(): Promise<void>;
+  /** Stops serving and releases everything it started (listeners, processes): nothing left running. */
+  stop(): Promise<void>;
+  /**
+   * Makes `tables` the complete set this provider serves: new services start, changed tables
+   * are swapped without dropping a request, services absent from `tables` stop. Resolves once
+   * every outcome is known; a table is `ok` only when it is in force. A table that uses a
+   * feature outside `features` is refused with TURNOUT_ERR_TRAFFIC_UNSUPPORTED, naming both.
+   */
+  apply(tables: readonly RouteTable[]): Promise<TableOutcome[]>;
+  /** The revision in force per service (what the router registry reports). */
+  inForce(): ReadonlyMap<string, number>;
+}

@@ -1,14 +1,10 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
-import { Kysely, PostgresDialect } from "kysely";
-import pg from "pg";
 import { requirePostgres, sharedCluster } from "../../test/support/postgres.js";
 import { FlagStore } from "./flag-store.js";
-import { migrateToLatest } from "./migrations/index.js";
 import { notifier, outboxConformance } from "./outbox.conformance.js";
 import { SqlOutboxStore } from "./outbox-store.js";
-import type { Database } from "./schema.js";
-import { SqlStore } from "./sql-store.js";
+import { openPostgresStore } from "./postgres/postgres-store.js";
 import { openSqliteStore } from "./sqlite/sqlite-store.js";
 
 outboxConformance("SQLite", async () => {
@@ -16,18 +12,13 @@ outboxConformance("SQLite", async () => {
   return { store, outbox: new SqlOutboxStore(store), close: () => store.close() };
 });
 
-// The same SQL over PostgreSQL: the SqlStore is dialect-neutral kysely, so the outbox runs
-// there unchanged (a PostgreSQL store will open it like this, with its own serialization).
+// The same SQL over the PostgreSQL store (its write lock and change feed included).
 const pgMissing = requirePostgres();
 if (pgMissing === undefined) {
   outboxConformance("PostgreSQL", async () => {
     const cluster = await sharedCluster();
     const url = await cluster.createDatabase();
-    const db = new Kysely<Database>({
-      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max: 4 }) }),
-    });
-    await migrateToLatest(db as Kysely<unknown>, "postgres");
-    const store = new SqlStore({ db });
+    const store = await openPostgresStore({ url, poolSize: 4 });
     return { store, outbox: new SqlOutboxStore(store), close: () => store.close() };
   });
   after(async () => (await sharedCluster()).stop());

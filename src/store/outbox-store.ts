@@ -12,7 +12,7 @@
  * again, with the same idempotency key.
  */
 import { randomUUID } from "node:crypto";
-import type { Kysely, Transaction } from "kysely";
+import type { Transaction } from "kysely";
 import type { EventData } from "../core/events.js";
 import {
   type NotifierEvent,
@@ -21,7 +21,7 @@ import {
   notifierWants,
 } from "../core/notify.js";
 import { canonicalJson } from "./json.js";
-import type { Database } from "./schema.js";
+import type { Database, NotificationOutboxTable } from "./schema.js";
 import type { SqlStore } from "./sql-store.js";
 
 // ---------------------------------------------------------------------------------------
@@ -133,28 +133,7 @@ export interface OutboxStore {
 // The table (migration 0009)
 // ---------------------------------------------------------------------------------------
 
-interface OutboxTable {
-  id?: number;
-  notifier: string;
-  service: string;
-  event_id: number | null;
-  event_type: string;
-  idempotency_key: string;
-  body: string;
-  state: string;
-  attempts: number;
-  next_attempt_at: number;
-  created_at: number;
-  updated_at: number;
-  last_status: number | null;
-  last_error: string | null;
-}
-
-type OutboxTables = Database & { notification_outbox: OutboxTable };
-
-function tables(db: Kysely<Database> | Transaction<Database>): Kysely<OutboxTables> {
-  return db.withTables<{ notification_outbox: OutboxTable }>() as unknown as Kysely<OutboxTables>;
-}
+type OutboxTable = NotificationOutboxTable;
 
 function mapEntry(r: OutboxTable): OutboxEntry {
   return {
@@ -259,7 +238,7 @@ export async function enqueueNotifications(
   }
   // Rows go in event order, notifier by notifier: ids then order each queue as events were.
   for (let i = 0; i < rows.length; i += BATCH)
-    await tables(trx)
+    await trx
       .insertInto("notification_outbox")
       .values(rows.slice(i, i + BATCH))
       .execute();
@@ -316,7 +295,7 @@ export class SqlOutboxStore implements OutboxStore {
 
   async dueHeads(now: number, limit: number): Promise<OutboxEntry[]> {
     return this.store.query(async (db) => {
-      const t = tables(db);
+      const t = db;
       const heads = t
         .selectFrom("notification_outbox")
         .select((eb) => eb.fn.min("id").as("head"))
@@ -336,7 +315,7 @@ export class SqlOutboxStore implements OutboxStore {
 
   async nextDueAt(): Promise<number | null> {
     return this.store.query(async (db) => {
-      const t = tables(db);
+      const t = db;
       const heads = t
         .selectFrom("notification_outbox")
         .select((eb) => eb.fn.min("id").as("head"))
@@ -353,7 +332,7 @@ export class SqlOutboxStore implements OutboxStore {
 
   async markDelivered(id: number, now: number, status: number): Promise<boolean> {
     return this.store.transact(async (trx) => {
-      const r = await tables(trx)
+      const r = await trx
         .updateTable("notification_outbox")
         .set((eb) => ({
           state: "delivered",
@@ -370,7 +349,7 @@ export class SqlOutboxStore implements OutboxStore {
 
   async markRetry(id: number, r: AttemptResult & { nextAttemptAt: number }): Promise<boolean> {
     return this.store.transact(async (trx) => {
-      const u = await tables(trx)
+      const u = await trx
         .updateTable("notification_outbox")
         .set((eb) => ({
           attempts: eb("attempts", "+", 1),
@@ -388,7 +367,7 @@ export class SqlOutboxStore implements OutboxStore {
 
   async markFailed(id: number, r: AttemptResult): Promise<boolean> {
     return this.store.transact(async (trx) => {
-      const row = await tables(trx)
+      const row = await trx
         .updateTable("notification_outbox")
         .set((eb) => ({
           state: "failed",
@@ -432,7 +411,7 @@ export class SqlOutboxStore implements OutboxStore {
     q: { notifier?: string; service?: string; state?: OutboxState; limit?: number } = {},
   ): Promise<OutboxEntry[]> {
     return this.store.query(async (db) => {
-      let s = tables(db).selectFrom("notification_outbox").selectAll();
+      let s = db.selectFrom("notification_outbox").selectAll();
       if (q.notifier !== undefined) s = s.where("notifier", "=", q.notifier);
       if (q.service !== undefined) s = s.where("service", "=", q.service);
       if (q.state !== undefined) s = s.where("state", "=", q.state);
@@ -446,7 +425,7 @@ export class SqlOutboxStore implements OutboxStore {
 
   async summary(): Promise<OutboxSummary[]> {
     return this.store.query(async (db) => {
-      const t = tables(db);
+      const t = db;
       const counts = await t
         .selectFrom("notification_outbox")
         .select((eb) => [
@@ -505,7 +484,7 @@ export class SqlOutboxStore implements OutboxStore {
 
   async prune(before: number): Promise<number> {
     return this.store.transact(async (trx) => {
-      const r = await tables(trx)
+      const r = await trx
         .deleteFrom("notification_outbox")
         .where("state", "in", ["delivered", "failed"])
         .where("updated_at", "<", before)

@@ -203,6 +203,24 @@ export interface FlagHistoryTable {
   data: string;
 }
 
+/** Notifications waiting for (or done with) delivery, one per Notifier and event (migration 0009). */
+export interface NotificationOutboxTable {
+  id?: number;
+  notifier: string;
+  service: string;
+  event_id: number | null;
+  event_type: string;
+  idempotency_key: string;
+  body: string;
+  state: string;
+  attempts: number;
+  next_attempt_at: number;
+  created_at: number;
+  updated_at: number;
+  last_status: number | null;
+  last_error: string | null;
+}
+
 export interface Database {
   resources: ResourcesTable;
   resource_revisions: ResourceRevisionsTable;
@@ -221,6 +239,7 @@ export interface Database {
   experiment_events: ExperimentEventsTable;
   flag_overrides: FlagOverridesTable;
   flag_history: FlagHistoryTable;
+  notification_outbox: NotificationOutboxTable;
 }
 
 /**
@@ -245,6 +264,7 @@ export const TABLE_NAMES = Object.keys({
   experiment_events: true,
   flag_overrides: true,
   flag_history: true,
+  notification_outbox: true,
 } satisfies Record<keyof Database, true>) as (keyof Database)[];
 
 /** Names of the rows in `store_counters`. */

@@ -36,9 +36,10 @@ import { StaticRuntime } from "./runtime/static/static-runtime.js";
 import { sqlFeatureStores } from "./store/features.js";
 import { FlagSnapshotCache } from "./store/flag-store.js";
 import { SqlOutboxStore } from "./store/outbox-store.js";
+import { openPostgresStore } from "./store/postgres/postgres-store.js";
 import type { SqlStore } from "./store/sql-store.js";
 import { openSqliteStore } from "./store/sqlite/sqlite-store.js";
-import type { Store } from "./store/store.js";
+import { ROUTER_LIVE_MS, type Store } from "./store/store.js";
 import { TrafficAgent } from "./traffic/agent.js";
 import { HaproxyProvider } from "./traffic/haproxy/provider.js";
 import { packageVersion } from "./version.js";
@@ -62,6 +63,67 @@ export interface TurnoutOptions {
    * stamps measurements with it, and a clock object cannot be shared with a thread.
    */
   router?: "thread" | "inline";
+  /**
+   * The store: a `postgres://USER@HOST:PORT/DB` URL (a fleet's shared store), or undefined for
+   * SQLite in the data dir.
+   */
+  storeUrl?: string;
+  /**
+   * The admin token the API accepts (a fleet shares one); written to the data dir's token file
+   * so that the CLI on this machine finds it. Default: the data dir's token, made on first start.
+   */
+  token?: string;
+  /** A file of flag client keys (one per line) shared by a fleet; default `<dataDir>/flag-keys`. */
+  flagKeysFile?: string;
+}
+
+/** The parts one `turnout up` process runs (`--roles`). */
+export type Role = "api" | "controller" | "router";
+export const ROLES: readonly Role[] = ["api", "controller", "router"];
+
+export interface FleetMemberOptions extends TurnoutOptions {
+  /** Default all three. Fewer than three need a PostgreSQL store (`parseRoles`). */
+  roles?: readonly Role[];
+  /** Bind every service's listener on this address instead of the one its spec names. */
+  routerAddress?: string;
+}
+
+/** A process of a fleet: what `startTurnout` returns, without the parts its roles leave out. */
+export interface RunningFleetMember
+  extends Omit<RunningTurnout, "router" | "controller" | "url" | "listen"> {
+  roles: readonly Role[];
+  /** Null without the `api` role. */
+  url: string | null;
+  listen: ApiListen | null;
+  router: RouterHandle | null;
+  controller: Controller | null;
+}
+
+/**
+ * Checks `--roles` (a comma-separated list) against the store: an unknown role, or a split of
+ * the roles over processes on SQLite, is a usage error (exit 2) saying what is allowed.
+ */
+export function parseRoles(text: string | undefined, storeUrl: string | undefined): Role[] {
+  if (text === undefined) return [...ROLES];
+  const given = text
+    .split(",")
+    .map((r) => r.trim())
+    .filter((r) => r !== "");
+  const unknown = given.filter((r) => !(ROLES as readonly string[]).includes(r));
+  if (given.length === 0 || unknown.length > 0)
+    throw new TurnoutError(
+      "TURNOUT_ERR_CLI_USAGE",
+      `${given.length === 0 ? "--roles is empty" : `unknown role ${unknown.map((r) => JSON.stringify(r)).join(", ")} in --roles`}; the roles are api, controller and router (comma-separated, default all three)`,
+      { path: "roles" },
+    );
+  const roles = ROLES.filter((r) => given.includes(r));
+  if (roles.length < ROLES.length && storeUrl === undefined)
+    throw new TurnoutError(
+      "TURNOUT_ERR_CLI_USAGE",
+      `--roles ${roles.join(",")} needs a shared store: with the default SQLite store one process runs all three roles (the data dir's lock admits one process, and routers elsewhere could not reach its file); give --store postgres://USER@HOST:PORT/DB, or leave out --roles`,
+      { path: "roles" },
+    );
+  return roles;
 }
 
 /** Where the API listens, as bound (for 0.0.0.0 / :: that is every interface). */
@@ -101,6 +163,10 @@ interface RouterWiring {
   mode: "thread" | "inline";
   store: SqlStore;
   dbPath: string;
+  /** A PostgreSQL URL: the router thread opens its own store on it instead of `dbPath`. */
+  storeUrl?: string;
+  /** Binds every listener on this address instead of the table's (`--router-address`). */
+  listenAddress?: string;
   flagCache: FlagSnapshotCache;
   logger: Logger;
   clock: Clock;
@@ -115,6 +181,8 @@ function routerHandle(w: RouterWiring): RouterHandle {
   if (w.mode === "thread") {
     return new ThreadRouterHandle({
       dbPath: w.dbPath,
+      ...(w.storeUrl !== undefined ? { storeUrl: w.storeUrl } : {}),
+      ...(w.listenAddress !== undefined ? { listenAddress: w.listenAddress } : {}),
       store: w.store,
       flags: w.flagCache,
       logger: w.logger,
@@ -126,6 +194,7 @@ function routerHandle(w: RouterWiring): RouterHandle {
     flags: w.flagCache,
     logger: w.logger.child({ part: "router" }),
     pollIntervalMs: w.pollIntervalMs,
+    ...(w.listenAddress !== undefined ? { listenAddress: w.listenAddress } : {}),
     // Seconds stamped by the same clock the controller (and so analysis) reads windows with;
     // the router's own (cheaper) reading of the system clock when that is the clock.
     ...(w.clock === systemClock ? {} : { now: () => w.clock.now() }),
@@ -165,6 +234,12 @@ export function ensureToken(dataDir: string): string {
  * TURNOUT_ERR_DATA_DIR_LOCKED and touches nothing (see data-dir.ts).
  */
 export async function startTurnout(opts: TurnoutOptions = {}): Promise<RunningTurnout> {
+  // All three roles: the router, the controller and the API are all there.
+  return (await startFleetMember(opts)) as RunningTurnout;
+}
+
+/** `startTurnout` with `--roles` and `--router-address`: one process of a fleet. */
+export async function startFleetMember(opts: FleetMemberOptions = {}): Promise<RunningFleetMember> {
   if (opts.router === "thread" && opts.clock !== undefined && opts.clock !== systemClock) {
     throw new Error(
       'startTurnout: router "thread" stamps measurements with the system clock; an injected clock needs router "inline"',
@@ -185,175 +260,276 @@ export async function startTurnout(opts: TurnoutOptions = {}): Promise<RunningTu
 }
 
 async function startLocked(
-  opts: TurnoutOptions,
+  opts: FleetMemberOptions,
   dataDir: string,
   logger: Logger,
   tls: LoadedTls | undefined,
-): Promise<RunningTurnout> {
+): Promise<RunningFleetMember> {
   const clock = opts.clock ?? systemClock;
-  const token = ensureToken(dataDir);
+  const roles = opts.roles ?? ROLES;
+  const has = (r: Role) => roles.includes(r);
+  // The flag keys file is read before the store opens: a bad one fails with nothing written.
+  const clientKeys =
+    opts.flagKeysFile !== undefined
+      ? sharedClientKeys(opts.flagKeysFile)
+      : ClientKeys.ensure(dataDir);
+  const token = opts.token !== undefined ? writeToken(dataDir, opts.token) : ensureToken(dataDir);
   const dbFile = join(dataDir, "turnout.db");
-  const store = await openSqliteStore({ path: dbFile }).catch((err: unknown) => {
-    throw readOnlyError(dataDir, err, dbFile) ?? err;
-  });
+  const store: SqlStore =
+    opts.storeUrl !== undefined
+      ? await openPostgresStore({
+          url: opts.storeUrl,
+          applicationName: `turnout ${roles.join(",")}`,
+        })
+      : await openSqliteStore({ path: dbFile }).catch((err: unknown) => {
+          throw readOnlyError(dataDir, err, dbFile) ?? err;
+        });
   // The feature stores share the core store's database and transactions (src/store/features.ts).
   const { experiments, shadow, flags: flagStore } = sqlFeatureStores(store);
-  const runtime = new MultiRuntime({
-    static: new StaticRuntime(),
-    process: new ProcessRuntime({ logger: logger.child({ part: "runtime" }), dataDir }),
-  });
+  // Instances are the controller's: a process without it starts and adopts none.
+  const runtime = has("controller")
+    ? new MultiRuntime({
+        static: new StaticRuntime(),
+        process: new ProcessRuntime({ logger: logger.child({ part: "runtime" }), dataDir }),
+      })
+    : null;
   // Flags: one snapshot for OFREP, the flag API and the router's edge evaluation.
   const flagCache = new FlagSnapshotCache(flagStore, { pollMs: opts.pollIntervalMs ?? 1000 });
   await flagCache.start();
-  const clientKeys = ClientKeys.ensure(dataDir);
-  const router = routerHandle({
-    mode: opts.router ?? (clock === systemClock ? "thread" : "inline"),
-    store,
-    dbPath: join(dataDir, "turnout.db"),
-    flagCache,
-    logger,
-    clock,
-    pollIntervalMs: opts.pollIntervalMs ?? 500,
-  });
+  const router = has("router")
+    ? routerHandle({
+        mode: opts.router ?? (clock === systemClock ? "thread" : "inline"),
+        store,
+        dbPath: dbFile,
+        ...(opts.storeUrl !== undefined ? { storeUrl: opts.storeUrl } : {}),
+        ...(opts.routerAddress !== undefined ? { listenAddress: opts.routerAddress } : {}),
+        flagCache,
+        logger,
+        clock,
+        pollIntervalMs: opts.pollIntervalMs ?? 500,
+      })
+    : null;
   // Services with `spec.traffic: {haproxy}` are carried by HAProxy: an agent hands it their
-  // tables and reports what is in force to the router registry, like the built-in router.
-  const haproxy = new HaproxyProvider({
-    dataDir,
-    logger: logger.child({ part: "haproxy" }),
-    measurements: { sink: store, ...(clock === systemClock ? {} : { now: () => clock.now() }) },
-    exposures: experiments,
-  });
-  const traffic = new TrafficAgent({
-    source: store,
-    provider: haproxy,
-    select: (t) => trafficKindOf(t.traffic) === "haproxy",
-    logger: logger.child({ part: "traffic" }),
-    pollIntervalMs: opts.pollIntervalMs ?? 500,
-  });
+  // tables and reports what is in force to the router registry, like the built-in router. It is
+  // a router: it runs with the `router` role only.
+  const haproxy = has("router")
+    ? new HaproxyProvider({
+        dataDir,
+        logger: logger.child({ part: "haproxy" }),
+        measurements: { sink: store, ...(clock === systemClock ? {} : { now: () => clock.now() }) },
+        exposures: experiments,
+      })
+    : null;
+  const traffic =
+    haproxy !== null
+      ? new TrafficAgent({
+          source: store,
+          provider: haproxy,
+          select: (t) => trafficKindOf(t.traffic) === "haproxy",
+          logger: logger.child({ part: "traffic" }),
+          pollIntervalMs: opts.pollIntervalMs ?? 500,
+        })
+      : null;
   const carriedByHaproxy = async (service: string) =>
     trafficKindOf((await store.getRouteTable(service))?.traffic) === "haproxy";
-  const controller = new Controller({
-    store,
-    runtime,
-    clock,
-    logger: logger.child({ part: "controller" }),
-    resyncMs: opts.pollIntervalMs ?? 1000,
-    // Analysis reads what routers flushed to the store, as it would with routers elsewhere.
-    providers: { measurements: new StoreMeasurementSource(store) },
-    experiments,
-    shadowReports: async (service, id) => (await shadow.report(service, id))?.report ?? null,
-  });
+  const controller =
+    runtime !== null
+      ? new Controller({
+          store,
+          runtime,
+          clock,
+          logger: logger.child({ part: "controller" }),
+          resyncMs: opts.pollIntervalMs ?? 1000,
+          // Analysis reads what routers flushed to the store, as it would with routers elsewhere.
+          providers: { measurements: new StoreMeasurementSource(store) },
+          experiments,
+          shadowReports: async (service, id) => (await shadow.report(service, id))?.report ?? null,
+        })
+      : null;
   // Notifications go out beside the controller, never inside its tick (src/notify/).
   const outbox = new SqlOutboxStore(store);
-  const deliverer = new NotificationDeliverer({
-    outbox,
-    notifiers: async () => (await store.listResources("Notifier")).map((r) => r.resource),
-    clock,
-    logger: logger.child({ part: "notify" }),
-    pollMs: opts.pollIntervalMs ?? 1000,
-  });
-  const api = buildApi({
-    store,
-    notifiers: { outbox },
-    clock,
-    token,
-    version: packageVersion(),
-    routerStats: async (service) =>
-      (await carriedByHaproxy(service))
-        ? haproxy.measurements.stats(service)
-        : router.stats(service),
-    routerListener: async (service) =>
-      (await router.listeners()).find((l) => l.service === service),
-    routeInForce: async (service, revision) =>
-      (await carriedByHaproxy(service))
-        ? traffic.inForce(service, revision)
-        : router.inForce(service, revision),
-    logsDir: dataDir,
-    runtimeInstances: (service) => runtime.instances(service),
-    wakeController: () => void controller.tick().catch(() => undefined),
-    experiments,
-    shadow: { shadow, mirrorStats: (service) => router.mirrorStats(service) },
-    metrics: routerMetrics(store, router),
-    flags: {
-      ofrep: { flags: flagCache, clientKeys },
-      admin: {
-        flags: flagStore,
-        // A flag change answers once the router's edge evaluates it too.
-        cache: {
-          get current() {
-            return flagCache.current;
-          },
-          refresh: async () => {
-            const s = await flagCache.refresh();
-            await router.flagsInForce();
-            return s;
+  const deliverer =
+    controller !== null
+      ? new NotificationDeliverer({
+          outbox,
+          notifiers: async () => (await store.listResources("Notifier")).map((r) => r.resource),
+          clock,
+          logger: logger.child({ part: "notify" }),
+          pollMs: opts.pollIntervalMs ?? 1000,
+        })
+      : null;
+  const api = has("api")
+    ? buildApi({
+        store,
+        notifiers: { outbox },
+        clock,
+        token,
+        version: packageVersion(),
+        ...(router !== null && haproxy !== null && traffic !== null
+          ? {
+              routerStats: async (service: string) =>
+                (await carriedByHaproxy(service))
+                  ? haproxy.measurements.stats(service)
+                  : router.stats(service),
+              routerListener: async (service: string) =>
+                (await router.listeners()).find((l) => l.service === service),
+              routeInForce: async (service: string, revision: number) =>
+                (await carriedByHaproxy(service))
+                  ? traffic.inForce(service, revision)
+                  : router.inForce(service, revision),
+            }
+          : // Routers elsewhere: a command answers once every live router in the registry serves it.
+            {
+              routeInForce: (service: string, revision: number) =>
+                fleetInForce(store, service, revision),
+            }),
+        logsDir: dataDir,
+        ...(runtime !== null
+          ? { runtimeInstances: (service: string) => runtime.instances(service) }
+          : {}),
+        ...(controller !== null
+          ? { wakeController: () => void controller.tick().catch(() => undefined) }
+          : {}),
+        experiments,
+        shadow: {
+          shadow,
+          mirrorStats: async (service) => (router !== null ? router.mirrorStats(service) : null),
+        },
+        metrics: router !== null ? routerMetrics(store, router) : createMetricsRegistry({ store }),
+        flags: {
+          ofrep: { flags: flagCache, clientKeys },
+          admin: {
+            flags: flagStore,
+            // A flag change answers once the router's edge evaluates it too.
+            cache: {
+              get current() {
+                return flagCache.current;
+              },
+              refresh: async () => {
+                const s = await flagCache.refresh();
+                await router?.flagsInForce();
+                return s;
+              },
+            },
+            clock,
           },
         },
-        clock,
-      },
-    },
-    ...(tls ? { https: { cert: tls.cert, key: tls.key } } : {}),
-  });
+        ...(tls ? { https: { cert: tls.cert, key: tls.key } } : {}),
+      })
+    : null;
 
-  // Instances left by a Turnout that was killed are adopted and probed once before the
-  // controller's first tick, so its first route table already has them.
-  await runtime.adopted();
-  await router.start();
-  await traffic.start();
-  controller.start();
-  deliverer.start();
-  const wakeDeliverer = store.onChange(() => deliverer.wake());
-  const host = opts.host ?? DEFAULT_HOST;
-  const port = opts.port ?? DEFAULT_PORT;
+  const wakeDeliverer = deliverer !== null ? store.onChange(() => deliverer.wake()) : () => {};
+  let stopping: Promise<void> | null = null;
+  const stop = () => {
+    stopping ??= (async () => {
+      await api?.close().catch(() => undefined);
+      flagCache.stop();
+      wakeDeliverer();
+      await deliverer?.stop();
+      await controller?.stop();
+      await traffic?.stop();
+      await router?.stop();
+      await runtime?.shutdown();
+      await store.close();
+      rmSync(join(dataDir, SERVER_FILE), { force: true });
+    })();
+    return stopping;
+  };
+
+  let listen: ApiListen | null = null;
+  let url: string | null = null;
   try {
-    await api.listen({ host, port });
+    // Instances left by a Turnout that was killed are adopted and probed once before the
+    // controller's first tick, so its first route table already has them.
+    await runtime?.adopted();
+    await router?.start();
+    await traffic?.start();
+    controller?.start();
+    deliverer?.start();
+    if (api !== null) {
+      const host = opts.host ?? DEFAULT_HOST;
+      const port = opts.port ?? DEFAULT_PORT;
+      await api.listen({ host, port });
+      listen = boundAddress(api.server.address() as AddressInfo, tls !== undefined);
+      url = localUrl(listen, host);
+    }
   } catch (err) {
-    flagCache.stop();
-    wakeDeliverer();
-    await deliverer.stop();
-    await controller.stop();
-    await traffic.stop();
-    await router.stop();
-    await runtime.shutdown();
-    await store.close();
+    await stop();
     throw err;
   }
-  const listen = boundAddress(api.server.address() as AddressInfo, tls !== undefined);
-  const url = localUrl(listen, host);
-  const startTicks = processStartTicks(process.pid);
-  const record: ServerRecord = {
-    url,
-    pid: process.pid,
-    ...(startTicks !== undefined ? { startTicks } : {}),
-    ...(tls ? { tlsCert: tls.certFile } : {}),
-  };
-  writeFileSync(join(dataDir, SERVER_FILE), `${JSON.stringify(record, null, 2)}\n`);
-  logger.info({ url, dataDir, listen }, "turnout is up");
-  if (listen.exposed && !tls) {
+  if (url !== null && listen !== null) {
+    const startTicks = processStartTicks(process.pid);
+    const record: ServerRecord = {
+      url,
+      pid: process.pid,
+      ...(startTicks !== undefined ? { startTicks } : {}),
+      ...(tls ? { tlsCert: tls.certFile } : {}),
+    };
+    writeFileSync(join(dataDir, SERVER_FILE), `${JSON.stringify(record, null, 2)}\n`);
+  }
+  logger.info({ url, dataDir, listen, roles }, "turnout is up");
+  if (listen?.exposed && !tls) {
     logger.warn(
       { listen },
       "the API and /metrics are reachable from the network in plain HTTP; give --tls-cert and --tls-key, or listen on 127.0.0.1",
     );
   }
 
-  let stopping: Promise<void> | null = null;
-  const stop = () => {
-    stopping ??= (async () => {
-      await api.close().catch(() => undefined);
-      flagCache.stop();
-      wakeDeliverer();
-      await deliverer.stop();
-      await controller.stop();
-      await traffic.stop();
-      await router.stop();
-      await runtime.shutdown();
-      await store.close();
-      rmSync(join(dataDir, SERVER_FILE), { force: true });
-    })();
-    return stopping;
-  };
   const flags = { cache: flagCache, clientKey: clientKeys.first() ?? "" };
-  return { url, listen, token, dataDir, store, router, controller, logger, flags, stop };
+  return { roles, url, listen, token, dataDir, store, router, controller, logger, flags, stop };
+}
+
+/**
+ * A route table revision is in force in a fleet once every live router in the registry serves
+ * it or a later one (the API of a process without a router answers commands then). Polled,
+ * since the registry changes by heartbeats; false after 5 s, like a local router's `inForce`.
+ */
+async function fleetInForce(store: Store, service: string, revision: number): Promise<boolean> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const now = Date.now();
+    const live = (await store.listRouters()).filter((r) => now - r.heartbeatAt < ROUTER_LIVE_MS);
+    if (live.every((r) => (r.revisions[service] ?? revision) >= revision)) return true;
+    if (now > deadline) return false;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Writes a fleet's token to the data dir's token file (mode 0600), for this machine's CLI. */
+function writeToken(dataDir: string, token: string): string {
+  const file = join(dataDir, "token");
+  try {
+    writeFileSync(file, `${token}\n`, { mode: 0o600 });
+    chmodSync(file, 0o600);
+  } catch (err) {
+    throw readOnlyError(dataDir, err, file) ?? err;
+  }
+  return token;
+}
+
+/** A fleet's flag client keys file: read now, so a missing or empty one fails at start. */
+function sharedClientKeys(file: string): ClientKeys {
+  const path = resolve(file);
+  let keys: string[];
+  try {
+    keys = readFileSync(path, "utf8")
+      .split("\n")
+      .map((l) => l.trim())
+      .filter((l) => l !== "" && !l.startsWith("#"));
+  } catch (err) {
+    throw new TurnoutError(
+      "TURNOUT_ERR_CLI_USAGE",
+      `cannot read --flag-keys-file ${path}: ${(err as Error).message}`,
+      { path: "flag-keys-file" },
+    );
+  }
+  if (keys.length === 0)
+    throw new TurnoutError(
+      "TURNOUT_ERR_CLI_USAGE",
+      `--flag-keys-file ${path} has no key (one key a line; # starts a comment)`,
+      { path: "flag-keys-file" },
+    );
+  return new ClientKeys(path);
 }
 
 interface LoadedTls {

@@ -41,6 +41,7 @@ import { checkFlagRefs, type FlagsApiOptions, registerFlagsApi } from "./flags.j
 import { registerLogsRoutes } from "./logs.js";
 import { isMetricsPath, type MetricsRegistry, registerMetricsRoute } from "./metrics.js";
 import { isClientKeyPath, type OfrepOptions, ofrepFastPath, registerOfrep } from "./ofrep.js";
+import { registerRouterRoutes } from "./routers.js";
 import { registerShadowRoutes, type ShadowApiOptions, shadowView } from "./shadow.js";
 
 export interface ApiOptions {
@@ -250,6 +251,7 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
   if (opts.logsDir !== undefined) registerLogsRoutes(app, { store, dataDir: opts.logsDir });
   if (opts.shadow !== undefined) registerShadowRoutes(app, { ...opts.shadow, store });
   if (opts.notifiers !== undefined) registerNotifierRoutes(app, { ...opts.notifiers, store });
+  registerRouterRoutes(app, store);
   if (opts.flags !== undefined) {
     registerOfrep(app, opts.flags.ofrep);
     registerFlagsApi(app, opts.flags.admin);

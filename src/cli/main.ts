@@ -16,6 +16,7 @@ import { ApiError, Client } from "./client.js";
 import { registerDashboardCommand } from "./dashboard.js";
 import { getExperiments, registerExperimentCommands } from "./experiment.js";
 import { getFlags, registerFlagsCommands } from "./flags.js";
+import { getRouters } from "./fleet.js";
 import {
   dim,
   formatHistory,
@@ -99,9 +100,39 @@ program
     "serve the API over HTTPS with this certificate (PEM; with --tls-key)",
   )
   .option("--tls-key <file>", "the private key (PEM) of --tls-cert")
+  .option(
+    "--store <url>",
+    "the store: postgres://USER@HOST:PORT/DB, shared by a fleet (default: SQLite in the data dir)",
+  )
+  .option(
+    "--roles <list>",
+    "what this process runs: api,controller,router (default all three; fewer need --store postgres://...)",
+  )
+  .option(
+    "--router-address <addr>",
+    "bind the services' listeners on this address instead of their spec's host (several routers on one machine)",
+  )
+  .option(
+    "--token-file <file>",
+    "the fleet's admin token (default: env TURNOUT_TOKEN, else the data dir's token)",
+  )
+  .option(
+    "--flag-keys-file <file>",
+    "the fleet's flag client keys, one a line (default: the data dir's flag-keys)",
+  )
   .action(
     async (
-      opts: { port?: number; host: string; tlsCert?: string; tlsKey?: string },
+      opts: {
+        port?: number;
+        host: string;
+        tlsCert?: string;
+        tlsKey?: string;
+        store?: string;
+        roles?: string;
+        routerAddress?: string;
+        tokenFile?: string;
+        flagKeysFile?: string;
+      },
       cmd: Command,
     ) => {
       if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined))
@@ -109,20 +140,34 @@ program
           "TURNOUT_ERR_CLI_USAGE",
           "--tls-cert and --tls-key go together: give both, or neither",
         );
-      const { startTurnout } = await import("../server.js");
+      const { startFleetMember, parseRoles } = await import("../server.js");
+      const { fleetToken, checkStoreUrl } = await import("./fleet.js");
       const g = cmd.optsWithGlobals<GlobalOpts>();
       const envPort =
         process.env.TURNOUT_PORT !== undefined ? parsePort(process.env.TURNOUT_PORT) : undefined;
-      const t = await startTurnout({
+      // Everything given is checked before anything starts or is written (exit 2).
+      if (opts.store !== undefined) checkStoreUrl(opts.store);
+      const roles = parseRoles(opts.roles, opts.store);
+      const token = fleetToken(opts.tokenFile);
+      const t = await startFleetMember({
         ...(g.dataDir ? { dataDir: g.dataDir } : {}),
         host: opts.host,
         port: opts.port ?? envPort ?? DEFAULT_PORT,
         ...(opts.tlsCert && opts.tlsKey
           ? { tls: { certFile: opts.tlsCert, keyFile: opts.tlsKey } }
           : {}),
+        ...(opts.store !== undefined ? { storeUrl: opts.store } : {}),
+        roles,
+        ...(opts.routerAddress !== undefined ? { routerAddress: opts.routerAddress } : {}),
+        ...(token !== undefined ? { token } : {}),
+        ...(opts.flagKeysFile !== undefined ? { flagKeysFile: opts.flagKeysFile } : {}),
       });
       const { listen } = t;
-      if (listen.allInterfaces) {
+      if (listen === null) {
+        process.stdout.write(
+          `Turnout running roles ${roles.join(",")} (no API) on ${opts.store !== undefined ? "the shared store" : t.dataDir}\n`,
+        );
+      } else if (listen.allInterfaces) {
         const bound = listen.address.includes(":") ? `[${listen.address}]` : listen.address;
         const lan = networkUrls(listen.protocol, listen.port, listen.address === "0.0.0.0");
         process.stdout.write(
@@ -131,7 +176,7 @@ program
       } else {
         process.stdout.write(`Turnout API listening on ${t.url}\n`);
       }
-      if (listen.exposed && listen.protocol === "http") {
+      if (listen?.exposed && listen.protocol === "http") {
         process.stderr.write(
           `${red("warning")}: the API and /metrics are reachable from the network in plain HTTP (the admin token and all traffic unencrypted); serve HTTPS with --tls-cert FILE --tls-key FILE, or keep --host 127.0.0.1\n`,
         );
@@ -208,7 +253,9 @@ program
 
 program
   .command("get")
-  .description("list resources: services | analysistemplates | flags | experiments | notifiers")
+  .description(
+    "list resources: services | analysistemplates | flags | experiments | notifiers | routers",
+  )
   .argument("<kind>", "services or analysistemplates")
   .argument("[name]", "one resource by name")
   .addOption(outputOption())
@@ -262,9 +309,10 @@ program
       if (["experiment", "experiments", "exp"].includes(k))
         return getExperiments(c, name, opts.output);
       if (["notifier", "notifiers"].includes(k)) return getNotifiers(c, name, opts.output);
+      if (["router", "routers"].includes(k)) return getRouters(c, name, opts.output);
       throw new TurnoutError(
         "TURNOUT_ERR_CLI_USAGE",
-        `unknown kind ${JSON.stringify(kind)}; known: services, analysistemplates, flags, experiments, notifiers`,
+        `unknown kind ${JSON.stringify(kind)}; known: services, analysistemplates, flags, experiments, notifiers, routers`,
       );
     },
   );
@@ -506,7 +554,9 @@ function reportError(err: unknown): number {
   }
   if (err instanceof TurnoutError) {
     process.stderr.write(`${red("error")}: ${err.message} ${dim(`[${err.code}]`)}\n`);
-    return err.code === "TURNOUT_ERR_CLI_USAGE" ? 2 : 1;
+    return err.code === "TURNOUT_ERR_CLI_USAGE" || err.code === "TURNOUT_ERR_STORE_URL_INVALID"
+      ? 2
+      : 1;
   }
   const e = err as { code?: string; message?: string };
   if (e?.code === "EADDRINUSE") {

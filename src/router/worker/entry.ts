@@ -13,6 +13,8 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { compileFlags, type FlagSet } from "../../core/flags/evaluate.js";
+import { openPostgresStore } from "../../store/postgres/postgres-store.js";
+import type { SqlStore } from "../../store/sql-store.js";
 import { openSqliteStore } from "../../store/sqlite/sqlite-store.js";
 import type { StoreChange } from "../../store/store.js";
 import type { RouterLogger, RouteTableSource } from "../router.js";
@@ -60,16 +62,33 @@ takeFlags(config.flags);
 const forwarded = new Set<(what: StoreChange) => void>();
 
 try {
-  // Writes never wait synchronously for the main thread's lock (busy.ts explains why).
-  const opened = await openSqliteStore({ path: config.dbPath });
-  await noBusyWait(opened);
-  const store = retryingBusy(opened);
+  let store: SqlStore;
+  if (config.storeUrl !== undefined) {
+    // PostgreSQL: a pool of its own; writers wait on the server, never on this event loop. Its
+    // LISTEN hears route tables committed by controllers in other processes.
+    store = await openPostgresStore({
+      url: config.storeUrl,
+      poolSize: 4,
+      applicationName: "turnout router",
+    });
+  } else {
+    // Writes never wait synchronously for the main thread's lock (busy.ts explains why).
+    const opened = await openSqliteStore({ path: config.dbPath });
+    await noBusyWait(opened);
+    store = retryingBusy(opened);
+  }
+  const own = config.storeUrl !== undefined;
   const source: RouteTableSource = {
     routeTablesFingerprint: () => store.routeTablesFingerprint(),
     listRouteTables: () => store.listRouteTables(),
     onChange: (listener) => {
       forwarded.add(listener);
-      return () => forwarded.delete(listener);
+      // On PostgreSQL the thread's own LISTEN also hears other processes' writes.
+      const off = own ? store.onChange(listener) : () => {};
+      return () => {
+        forwarded.delete(listener);
+        off();
+      };
     },
   };
   const node = buildRouterNode({
@@ -78,6 +97,7 @@ try {
     flags,
     logger,
     pollIntervalMs: config.pollIntervalMs,
+    ...(config.listenAddress !== undefined ? { listenAddress: config.listenAddress } : {}),
   });
   const { router } = node;
   router.onReload((e) =>

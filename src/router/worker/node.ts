@@ -36,6 +36,25 @@ export interface RouterNodeOptions {
   pollIntervalMs: number;
   /** The clock measurements are stamped with, when it is not the system's. */
   now?: () => number;
+  /**
+   * Bind every listener on this address instead of the host its table names
+   * (`--router-address`), so that several routers can serve the same ports on one machine.
+   */
+  listenAddress?: string;
+}
+
+/** `source` whose tables listen on `address` (the port stays the table's). */
+export function listeningOn(source: RouteTableSource, address: string): RouteTableSource {
+  return {
+    ...source,
+    routeTablesFingerprint: () => source.routeTablesFingerprint(),
+    listRouteTables: async () =>
+      (await source.listRouteTables()).map((t) => ({
+        ...t,
+        listen: { ...t.listen, host: address },
+      })),
+    onChange: (listener) => source.onChange(listener),
+  };
 }
 
 export interface RouterNode {
@@ -49,7 +68,10 @@ export function buildRouterNode(opts: RouterNodeOptions): RouterNode {
   const { store } = opts;
   // The built-in router serves the tables no other provider carries (`spec.traffic`); the
   // others go to their providers (src/traffic/agent.ts).
-  const source = new TrackedSource(builtinTablesOf(opts.source ?? store));
+  const tables = builtinTablesOf(opts.source ?? store);
+  const source = new TrackedSource(
+    opts.listenAddress !== undefined ? listeningOn(tables, opts.listenAddress) : tables,
+  );
   const router = new Router({
     source,
     exposures: new ExperimentStore(store),

@@ -10,6 +10,13 @@ import type { StoreChange } from "../../store/store.js";
 export interface RouterThreadConfig {
   /** The SQLite file; the thread opens its own connection to it (WAL lets them share). */
   dbPath: string;
+  /**
+   * A PostgreSQL URL (`--store`): the thread opens its own PostgreSQL store instead of `dbPath`,
+   * and hears other processes' route tables through its own LISTEN.
+   */
+  storeUrl?: string;
+  /** `--router-address`: every listener binds this address instead of its table's host. */
+  listenAddress?: string;
   pollIntervalMs: number;
   /** Lowest pino level value forwarded to the main thread's logger (info = 30). */
   logLevel: number;

@@ -44,6 +44,10 @@ function entryUrl(): URL {
 export interface ThreadRouterOptions {
   /** The SQLite file the thread opens for itself. */
   dbPath: string;
+  /** A PostgreSQL store URL: the thread opens that instead of `dbPath`. */
+  storeUrl?: string;
+  /** Bind every listener on this address instead of its table's host (`--router-address`). */
+  listenAddress?: string;
   /** This thread's store: its writes are forwarded so the router reloads at once. */
   store: Pick<Store, "onChange">;
   /** The flag snapshot OFREP and the API serve; the router evaluates the same one at the edge. */
@@ -169,6 +173,10 @@ export class ThreadRouterHandle implements RouterHandle {
   #spawn(): Promise<void> {
     const config: RouterThreadConfig = {
       dbPath: this.#opts.dbPath,
+      ...(this.#opts.storeUrl !== undefined ? { storeUrl: this.#opts.storeUrl } : {}),
+      ...(this.#opts.listenAddress !== undefined
+        ? { listenAddress: this.#opts.listenAddress }
+        : {}),
       pollIntervalMs: this.#opts.pollIntervalMs,
       logLevel: this.#opts.logger.levelVal,
       flags: flagsMessage(this.#opts.flags.current),

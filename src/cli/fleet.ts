@@ -1,0 +1,101 @@
+/**
+ * The fleet's side of the CLI: the shared admin token of `turnout up` (`--token-file`,
+ * `TURNOUT_TOKEN`), the `--store` URL check, and `turnout get routers`.
+ */
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { stringify as toYaml } from "yaml";
+import { TurnoutError } from "../errors.js";
+import { parsePostgresUrl } from "../store/postgres/postgres-store.js";
+import type { Client } from "./client.js";
+import { dim, green, red } from "./color.js";
+import { table } from "./format.js";
+
+type Output = "text" | "json" | "yaml";
+
+/**
+ * The admin token `turnout up` serves: the file's first line with `--token-file`, else
+ * `TURNOUT_TOKEN`, else undefined (the data dir's token). A fleet gives every process the same.
+ */
+export function fleetToken(tokenFile: string | undefined): string | undefined {
+  if (tokenFile !== undefined) {
+    const path = resolve(tokenFile);
+    let text: string;
+    try {
+      text = readFileSync(path, "utf8");
+    } catch (err) {
+      throw new TurnoutError(
+        "TURNOUT_ERR_CLI_USAGE",
+        `cannot read --token-file ${path}: ${(err as Error).message}`,
+        { path: "token-file" },
+      );
+    }
+    const token = text.split("\n")[0]?.trim() ?? "";
+    if (token.length < 16)
+      throw new TurnoutError(
+        "TURNOUT_ERR_CLI_USAGE",
+        `--token-file ${path} must hold the admin token on its first line, at least 16 characters (make one with: openssl rand -base64 24)`,
+        { path: "token-file" },
+      );
+    return token;
+  }
+  const env = process.env.TURNOUT_TOKEN?.trim();
+  if (env === undefined || env === "") return undefined;
+  if (env.length < 16)
+    throw new TurnoutError(
+      "TURNOUT_ERR_CLI_USAGE",
+      "TURNOUT_TOKEN must be at least 16 characters to serve as the admin token of turnout up (make one with: openssl rand -base64 24)",
+      { path: "TURNOUT_TOKEN" },
+    );
+  return env;
+}
+
+/** Throws TURNOUT_ERR_STORE_URL_INVALID (exit 2) for a `--store` that is not a PostgreSQL URL. */
+export function checkStoreUrl(url: string): void {
+  parsePostgresUrl(url);
+}
+
+/** One router as `GET /api/v1/routers` shows it. */
+export interface RouterView {
+  id: string;
+  address: string;
+  pid: number;
+  startedAt: number;
+  heartbeatAt: number;
+  /** Milliseconds since its last heartbeat, by the API's clock. */
+  heartbeatAgeMs: number;
+  live: boolean;
+  revisions: Record<string, number>;
+}
+
+function print(data: unknown, output: Output, human: () => string): void {
+  if (output === "json") process.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
+  else if (output === "yaml") process.stdout.write(toYaml(data));
+  else process.stdout.write(`${human()}\n`);
+}
+
+/** `turnout get routers`: the router registry, live or not. */
+export async function getRouters(c: Client, id: string | undefined, output: Output) {
+  const res = await c.call<{ items: RouterView[] }>("GET", "/api/v1/routers");
+  const items = id !== undefined ? res.items.filter((r) => r.id === id) : res.items;
+  if (id !== undefined && items.length === 0)
+    throw new TurnoutError("TURNOUT_ERR_CLI_USAGE", `no router with id ${JSON.stringify(id)}`);
+  print(id !== undefined ? items[0] : { items }, output, () =>
+    items.length === 0
+      ? dim("no routers registered")
+      : table([
+          ["ID", "STATE", "PID", "STARTED", "HEARTBEAT", "REVISIONS", "ADDRESS"],
+          ...items.map((r) => [
+            r.id,
+            r.live ? green("live") : red("silent"),
+            String(r.pid),
+            new Date(r.startedAt).toISOString(),
+            `${(r.heartbeatAgeMs / 1000).toFixed(1)}s ago`,
+            Object.entries(r.revisions)
+              .map(([s, v]) => `${s}@${v}`)
+              .join(",") || "-",
+            r.address,
+          ]),
+        ]),
+  );
+}

@@ -268,12 +268,9 @@ async function startLocked(
   const clock = opts.clock ?? systemClock;
   const roles = opts.roles ?? ROLES;
   const has = (r: Role) => roles.includes(r);
-  // The flag keys file is read before the store opens: a bad one fails with nothing written.
-  const clientKeys =
-    opts.flagKeysFile !== undefined
-      ? sharedClientKeys(opts.flagKeysFile)
-      : ClientKeys.ensure(dataDir);
-  const token = opts.token !== undefined ? writeToken(dataDir, opts.token) : ensureToken(dataDir);
+  // A shared flag keys file is read before the store opens: a bad one fails at once.
+  const sharedKeys =
+    opts.flagKeysFile !== undefined ? sharedClientKeys(opts.flagKeysFile) : undefined;
   const dbFile = join(dataDir, "turnout.db");
   const store: SqlStore =
     opts.storeUrl !== undefined
@@ -284,6 +281,17 @@ async function startLocked(
       : await openSqliteStore({ path: dbFile }).catch((err: unknown) => {
           throw readOnlyError(dataDir, err, dbFile) ?? err;
         });
+  // The token and keys are written once the store is open: a store that cannot be reached,
+  // refuses the credentials or has a newer schema leaves the data dir as it was.
+  let token: string;
+  let clientKeys: ClientKeys;
+  try {
+    token = opts.token !== undefined ? writeToken(dataDir, opts.token) : ensureToken(dataDir);
+    clientKeys = sharedKeys ?? ClientKeys.ensure(dataDir);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
   // The feature stores share the core store's database and transactions (src/store/features.ts).
   const { experiments, shadow, flags: flagStore } = sqlFeatureStores(store);
   // Instances are the controller's: a process without it starts and adopts none.

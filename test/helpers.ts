@@ -1,6 +1,6 @@
 /** Shared helpers for end-to-end tests: real processes, real sockets, port 0. */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -61,9 +61,18 @@ export interface Up {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Starts `turnout up --port 0` in a child process and waits for its "listening" line. */
-export async function startUp(dataDir: string, env: Record<string, string> = {}): Promise<Up> {
-  const proc = spawn(CLI[0]!, [...CLI.slice(1), "up", "--port", "0", "--data-dir", dataDir], {
+/**
+ * Starts `turnout up --port 0` in a child process (with `args` after it: `--store`, `--roles`...)
+ * and waits for its "listening" line, or for a process without the API role its "(no API)" line
+ * (then `url` is "").
+ */
+export async function startUp(
+  dataDir: string,
+  env: Record<string, string> = {},
+  args: string[] = [],
+): Promise<Up> {
+  const argv = [...CLI.slice(1), "up", "--port", "0", "--data-dir", dataDir, ...args];
+  const proc = spawn(CLI[0]!, argv, {
     cwd: ROOT,
     env: { ...process.env, TURNOUT_LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -77,10 +86,12 @@ export async function startUp(dataDir: string, env: Record<string, string> = {})
       out += d;
       const m = /listening on (http:\/\/\S+)/.exec(out);
       if (m) resolve(m[1]!);
+      else if (/\(no API\)/.test(out)) resolve("");
     });
     void exited.then((code) => reject(new Error(`turnout up exited with ${code}: ${err}`)));
   });
-  const token = readFileSync(join(dataDir, "token"), "utf8").trim();
+  const tokenFile = join(dataDir, "token");
+  const token = existsSync(tokenFile) ? readFileSync(tokenFile, "utf8").trim() : "";
   return {
     proc,
     url,
@@ -144,8 +155,9 @@ export async function sendMany(
   port: number,
   n: number,
   concurrency = 16,
+  host = "127.0.0.1",
 ): Promise<Map<string, number>> {
-  const pool = new Pool(`http://127.0.0.1:${port}`, { connections: concurrency });
+  const pool = new Pool(`http://${host}:${port}`, { connections: concurrency });
   const counts = new Map<string, number>();
   let sent = 0;
   const worker = async () => {

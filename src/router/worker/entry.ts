@@ -81,6 +81,9 @@ try {
   const source: RouteTableSource = {
     routeTablesFingerprint: () => store.routeTablesFingerprint(),
     listRouteTables: () => store.listRouteTables(),
+    // The router registry: the controller's stop gate waits for this router's revisions.
+    reportRouter: (report) => store.reportRouter(report),
+    removeRouter: (id) => store.removeRouter(id),
     onChange: (listener) => {
       forwarded.add(listener);
       // On PostgreSQL the thread's own LISTEN also hears other processes' writes.

@@ -107,16 +107,21 @@ describe("turnout up --store postgres://", { skip }, () => {
 
     let r = await api(up, "POST", "/api/v1/apply", staticService(port, upstreams, "v1"));
     assert.equal(r.status, 200, JSON.stringify(r.json));
-    await waitFor("v1 healthy", async () => (await status()).status?.phase === "Healthy");
+    const v1 = await waitFor("v1 healthy", async () => {
+      const s = await status();
+      return s.status?.phase === "Healthy" ? s : undefined;
+    });
+    await routerServes(up, "shop", v1.routeTable.revision);
     let counts = await sendMany(port, 200);
     assert.equal(share(counts, "v1"), 100, JSON.stringify([...counts]));
 
     r = await api(up, "POST", "/api/v1/apply", staticService(port, upstreams, "v2"));
     assert.equal(r.status, 200, JSON.stringify(r.json));
-    await waitFor("paused at 50%", async () => {
+    const paused = await waitFor("paused at 50%", async () => {
       const s = await status();
-      return s.status?.phase === "Paused" && s.status.canaryWeight === 50;
+      return s.status?.phase === "Paused" && s.status.canaryWeight === 50 ? s : undefined;
     });
+    await routerServes(up, "shop", paused.routeTable.revision);
     counts = await sendMany(port, 1000);
     const v2 = share(counts, "v2");
     assert.ok(Math.abs(v2 - 50) <= 5, `v2 share ${v2}% should be within 5 points of 50%`);
@@ -128,10 +133,7 @@ describe("turnout up --store postgres://", { skip }, () => {
       return s.status?.phase === "Completed" && s.status.stableVersion === "v2" ? s : undefined;
     });
     // The controller's last table (v2 only) is in force once the router reports its revision.
-    await waitFor("the router serves the last table", async () => {
-      const list = (await api(up, "GET", "/api/v1/routers")).json.items as RouterView[];
-      return list.some((x) => x.revisions.shop === done.routeTable.revision);
-    });
+    await routerServes(up, "shop", done.routeTable.revision);
     counts = await sendMany(port, 200);
     assert.equal(share(counts, "v2"), 100, JSON.stringify([...counts]));
 
@@ -142,7 +144,7 @@ describe("turnout up --store postgres://", { skip }, () => {
     // The data is in PostgreSQL, not in the data dir.
     assert.equal(existsSync(join(data, "turnout.db")), false);
     assert.equal(
-      pg.psql("select count(*) from resources where kind = 'Service'", dbName(url)),
+      pg.psql("select count(*) from resources where kind = 'Service'", dbName(url)).trim(),
       "1",
     );
 
@@ -353,7 +355,7 @@ describe("turnout up --store postgres://", { skip }, () => {
     await waitFor("both routers serve the canary", () => bothServe(paused.routeTable.revision));
     const v1Endpoint: string = paused.routeTable.backends.find(
       (b: { version: string }) => b.version === "v1",
-    ).endpoints[0].url;
+    ).endpoints[0];
     for (const host of ["127.0.0.2", "127.0.0.3"]) {
       const counts = await sendMany(port, 400, 8, host);
       const bodies = [...counts.keys()].join(" ");
@@ -395,6 +397,14 @@ describe("turnout up --store postgres://", { skip }, () => {
     assert.equal(types.includes("DrainTimedOut"), false, types.join(","));
   });
 });
+
+/** Waits until a router in the registry reports `revision` (or later) of the service in force. */
+async function routerServes(up: Up, service: string, revision: number): Promise<void> {
+  await waitFor(`a router serving ${service} revision ${revision}`, async () => {
+    const list = (await api(up, "GET", "/api/v1/routers")).json.items as RouterView[];
+    return list.some((x) => (x.revisions[service] ?? 0) >= revision);
+  });
+}
 
 function dbName(url: string): string {
   return new URL(url).pathname.slice(1);

@@ -56,6 +56,14 @@ function share(counts: Map<string, number>, version: string): number {
   return (100 * n) / total;
 }
 
+interface Instance {
+  id: string;
+  version: string;
+  url: string;
+  state: string;
+  message?: string;
+}
+
 interface RouterView {
   id: string;
   address: string;
@@ -387,6 +395,11 @@ describe("turnout up --store postgres://", { skip }, () => {
     assert.ok(b.revisions.web! < final.revision, "router B is frozen at the old table");
     assert.ok(b.live, `router B is still live (last heartbeat ${b.heartbeatAgeMs} ms ago)`);
     assert.equal(await alive(), true, "v1 still runs: the stop waits for router B");
+    // Held at the gate: "stopping" (out of the table) but neither draining nor signalled, which
+    // it would be at once after the gate let it go (process-runtime.ts).
+    const held = ((await status()).instances as Instance[]).find((i) => i.url === v1Endpoint);
+    assert.equal(held?.state, "stopping", JSON.stringify(held));
+    assert.doesNotMatch(held.message ?? "", /draining|SIGTERM/);
     routerB.proc.kill("SIGCONT");
     await waitFor("router B serves the table without v1", () => bothServe(final.revision));
     await waitFor("v1's instance stopped", async () => !(await alive()));

@@ -172,6 +172,46 @@ describe("turnout up --store postgres://", { skip }, () => {
     assert.match(text.stdout, new RegExp(`live\\s+${up.proc.pid}`));
   });
 
+  it("the admin token from TURNOUT_TOKEN and the flag keys from --flag-keys-file", async () => {
+    const pg = await sharedCluster();
+    const url = await pg.createDatabase();
+    const data = dir();
+    const keysFile = join(dir(), "flag-keys");
+    writeFileSync(keysFile, "# the fleet's keys\ntfk_fleet-key-one\n", { mode: 0o600 });
+    const token = "from-the-environment-0123456789";
+    const up = await startUp(data, { TURNOUT_TOKEN: token }, [
+      "--store",
+      url,
+      "--flag-keys-file",
+      keysFile,
+    ]);
+    ups.push(up);
+    assert.equal(up.token, token, "written to the data dir's token for this machine's CLI");
+    assert.equal((await api(up, "GET", "/api/v1/services")).status, 200);
+    assert.equal((await api(up, "GET", "/api/v1/services", undefined, { token: "x" })).status, 401);
+    const ofrep = (key: string) =>
+      fetch(`${up.url}/ofrep/v1/configuration`, { headers: { "x-api-key": key } });
+    assert.equal((await ofrep("tfk_fleet-key-one")).status, 200);
+    assert.equal((await ofrep("tfk_not-a-key")).status, 401);
+    assert.equal(existsSync(join(data, "flag-keys")), false, "no key of its own");
+    assert.equal(await up.stop(), 0);
+    // A file without a key is refused before anything starts.
+    writeFileSync(keysFile, "# none\n");
+    const r = await cli([
+      "up",
+      "--port",
+      "0",
+      "--data-dir",
+      dir(),
+      "--store",
+      url,
+      "--flag-keys-file",
+      keysFile,
+    ]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /--flag-keys-file .* has no key/);
+  });
+
   describe("bad --store and --roles: a message that says what to do, nothing written", () => {
     const upFails = async (args: string[], env: Record<string, string> = {}) => {
       const data = dir();

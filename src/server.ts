@@ -2,9 +2,10 @@
  * The composition root: wires store, runtime, router, controller and API by hand (no DI
  * container). `turnout up` and `turnout demo` both start Turnout through `startTurnout`.
  *
- * Everything runs in one process today, but the parts talk only through the store (routers
- * watch route tables; the controller watches resources and commands), so they can be split
- * into separate processes sharing PostgreSQL later (DESIGN invariant 6). The router already
+ * The parts talk only through the store (routers watch route tables; the controller watches
+ * resources and commands), so they split into processes sharing PostgreSQL (DESIGN invariant
+ * 6): `startFleetMember` with `roles` (`turnout up --store postgres://... --roles ...`) runs
+ * only some of them; `startTurnout` runs all three. The router already
  * runs on its own thread with its own store connection (src/router/worker/), so admin work in
  * this thread never delays a proxied request (invariant 8).
  */

@@ -52,6 +52,11 @@ export interface ApiOptions {
   version: string;
   /** Per-version live counters from `turnout up`'s router, shown by `status`. */
   routerStats?: (service: string) => unknown;
+  /**
+   * The data plane that carries a service when it is not the built-in router (`spec.traffic`):
+   * provider, process state, log lines lost (null for the built-in router).
+   */
+  dataPlane?: (service: string) => Promise<unknown>;
   /** Where `turnout up`'s router listens for a service, and why it cannot (port taken...). */
   routerListener?: (
     service: string,
@@ -491,6 +496,7 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
       status: await store.getStatus(name),
       routeTable: await store.getRouteTable(name),
       ...(opts.routerStats ? { traffic: await routerAnswer(() => opts.routerStats?.(name)) } : {}),
+      ...(opts.dataPlane ? { dataPlane: (await opts.dataPlane(name)) ?? null } : {}),
       ...(opts.routerListener
         ? { listener: (await routerAnswer(() => opts.routerListener?.(name))) ?? null }
         : {}),

@@ -41,6 +41,20 @@ export interface StatusView {
   }[];
   /** The shadow phase: the mirror in force and its report (api/shadow.ts). */
   shadow?: ShadowView | null;
+  /** The data plane when it is not the built-in router (`spec.traffic`). */
+  dataPlane?: {
+    provider: string;
+    mode?: string;
+    process?: {
+      running?: boolean;
+      restarts?: number;
+      reloads?: number;
+      lastError?: string | null;
+    } | null;
+    draining?: number;
+    intake?: { lines: number; lost: number; unparsable: number };
+    refused?: string | null;
+  } | null;
   now: number;
 }
 
@@ -173,6 +187,23 @@ export function formatStatus(v: StatusView): string {
   if (v.listener) {
     const at = `http://${v.listener.host}:${v.listener.port}`;
     row("Listening", v.listener.error ? red(`${at}: ${v.listener.error}`) : at);
+  }
+  if (v.dataPlane) {
+    const d = v.dataPlane;
+    const parts = [`${d.provider}${d.mode ? ` (${d.mode})` : ""}`];
+    if (d.process) {
+      parts.push(d.process.running === false ? red("not running") : "running");
+      if (d.process.restarts) parts.push(`${d.process.restarts} restarts`);
+      if (d.process.reloads) parts.push(`${d.process.reloads} reloads`);
+    }
+    if (d.draining) parts.push(`${d.draining} servers draining`);
+    if (d.intake) {
+      const lost = `${d.intake.lost} log lines lost of ${d.intake.lines + d.intake.lost}`;
+      parts.push(d.intake.lost > 0 ? yellow(lost) : dim(lost));
+    }
+    row("Data plane", parts.join(dim(", ")));
+    if (d.refused) row("", red(`refused: ${d.refused}`));
+    if (d.process?.lastError) row("", dim(`last error: ${d.process.lastError}`));
   }
   row("Generation", `${v.generation} (observed ${s.observedGeneration})`);
   if (s.previousStableVersions.length > 0) row("Previous", s.previousStableVersions.join(", "));

@@ -11,6 +11,7 @@ import { after, describe, it } from "node:test";
 import { needsHaproxy } from "../../src/traffic/haproxy/testing.js";
 import {
   api,
+  cli,
   freePort,
   pidsWith,
   sendMany,
@@ -84,6 +85,14 @@ describe("HAProxy as a service's data plane, through turnout up", needsHaproxy()
         20_000,
       );
       assert.ok(observed.length >= 2, JSON.stringify(observed));
+      // The data plane is named in status, with its log intake: lost lines are never silent.
+      const st = (await api(up, "GET", "/api/v1/services/hx/status")).json;
+      assert.equal(st.dataPlane.provider, "haproxy");
+      assert.equal(st.dataPlane.process.running, true);
+      assert.ok(st.dataPlane.intake.lines >= 1000, JSON.stringify(st.dataPlane));
+      assert.equal(st.dataPlane.intake.lost, 0);
+      const shown = await cli(["status", "hx", "--data-dir", dir]);
+      assert.match(shown.stdout, /Data plane:\s+haproxy \(managed\), running, .*0 log lines lost/);
 
       // abort answers once HAProxy serves 100% stable again.
       r = await api(up, "POST", "/api/v1/services/hx/abort", { reason: "test" });

@@ -2,9 +2,10 @@
  * `turnout lab --live`'s setup: the default lab scaled down ten times in time, so that a real
  * rollout through a real `turnout up` ends in seconds instead of minutes. The same strategies
  * and judges, with every duration (analysis intervals, pauses, the person's delay, the horizon,
- * the A/B test's time limit, the shadow gate's duration) divided by `TIME_SCALE`, and every
- * sample threshold (`minSamples`) too, since a window ten times shorter at the same request
- * rate holds ten times fewer requests. 2 instances instead of 4, 1,000 users instead of 10,000
+ * the A/B test's time limit, the shadow gate's duration) divided by `TIME_SCALE`, half the
+ * requests a second, and every sample threshold (`minSamples`) divided by 20, since a window
+ * ten times shorter at half the rate holds 20 times fewer requests. 2 instances instead of 4,
+ * 1,000 users instead of 10,000
  * (so that users come back within the shorter run), and numbers the example model can play:
  * no errors on the stable version (every 5xx is then the new version's), a fixed delay of
  * `LIVE_LATENCY_MS` (the router measures a little more), and 30% conversions (so that the A/B
@@ -29,8 +30,14 @@ export const TIME_SCALE = 10;
 /** The model's added delay on the stable version; the latency scenario's is 1.5 times it. */
 export const LIVE_LATENCY_MS = 20;
 
+/**
+ * Requests a second to the service: half the default lab's, so that the router, the model's
+ * processes and the users all fit on a small machine; sample thresholds shrink with it.
+ */
+const RPS = 50;
+
 const traffic: TrafficModel = {
-  rps: 100,
+  rps: RPS,
   users: 1_000,
   baseErrorRate: 0,
   // What the router measures for a 20 ms delay: the delay, the timer's lateness and the proxy.
@@ -56,8 +63,10 @@ function scaled(d: string | number): string {
   return Number.isInteger(n) ? `${n}${m[2]}` : `${Math.round(n * (m[2] === "m" ? 60 : 1))}s`;
 }
 
+/** A sample threshold for windows `TIME_SCALE` times shorter with `RPS` requests a second. */
 function samples(n: number | undefined): number | undefined {
-  return n === undefined ? undefined : Math.max(1, Math.round(n / TIME_SCALE));
+  const factor = TIME_SCALE * (DEFAULT_CONFIG.traffic.rps / RPS);
+  return n === undefined ? undefined : Math.max(1, Math.round(n / factor));
 }
 
 function template(t: AnalysisTemplateSpec): AnalysisTemplateSpec {

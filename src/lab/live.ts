@@ -643,8 +643,11 @@ export function formatLive(r: LiveReport): string {
     const n = METRICS.filter((m) => c.agrees[m]).length;
     agreeing += n;
     total += METRICS.length;
+    // What users waited, which is more than the model's 20 ms when this machine is busy.
     const stable =
-      c.live.stableLatencyMs === null ? "" : `, v1 median ${c.live.stableLatencyMs} ms`;
+      c.live.stableLatencyMs === null
+        ? ""
+        : `, users waited a median ${c.live.stableLatencyMs} ms for v1's answers`;
     out.push(
       "",
       `${c.strategy} × ${c.scenario} (seed ${c.seed}): live ${c.live.outcome} (simulated: ${Object.entries(

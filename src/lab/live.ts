@@ -60,6 +60,9 @@ export const TOLERANCE: Record<(typeof METRICS)[number], { abs: number; rel: num
   totalSeconds: { abs: 2, rel: 0.25 },
 };
 
+/** Below this share of the intended rate, a run says the machine did not keep up. */
+export const OVERLOADED = 0.8;
+
 /** Why a live figure can differ from the simulated one (printed with each difference). */
 const WHY: Record<(typeof METRICS)[number], string> = {
   usersExposed:
@@ -96,6 +99,11 @@ export interface LiveRun extends RunMetrics {
   outcome: RunResult["outcome"];
   /** Requests users sent and answers they got by version. */
   requests: number;
+  /**
+   * Answers users got a second while the rollout ran: the rate the strategy was really
+   * judged on. Below the intended rate when this machine cannot keep up.
+   */
+  answeredPerSecond: number;
   answers: Record<string, number>;
   /** Median latency users saw from the stable version, ms. */
   stableLatencyMs: number | null;
@@ -280,6 +288,8 @@ class Users {
   failed = 0;
   wrong = 0;
   lastBadAt = -1;
+  /** When answers came, to count those within the rollout. */
+  answeredAt: number[] = [];
   stableLatencies: number[] = [];
 
   constructor(
@@ -332,6 +342,7 @@ class Users {
       const body = (await res.body.json().catch(() => null)) as { label?: string } | null;
       const v = String(res.headers["x-turnout-version"] ?? "?");
       this.answers[v] = (this.answers[v] ?? 0) + 1;
+      this.answeredAt.push(Date.now());
       if (v === CANDIDATE) {
         this.exposed.add(u);
         this.lastBadAt = Date.now();
@@ -445,7 +456,9 @@ async function runService(
     }
     if (elapsed >= t.maxSeconds) break;
   }
+  const tEnd = Date.now();
   await users.stop();
+  const answered = users.answeredAt.filter((x) => x >= t0 && x <= tEnd).length;
   const history = await api.call<{ events: TurnoutEvent[] }>(
     "GET",
     `/api/v1/services/${name}/history`,
@@ -471,6 +484,7 @@ async function runService(
     manualActions: manual,
     totalSeconds: completed ? secs(completed.time) : null,
     requests: users.requests,
+    answeredPerSecond: Math.round((answered / ((tEnd - t0) / 1000)) * 10) / 10,
     answers: users.answers,
     stableLatencyMs:
       users.stableLatencies.length > 0
@@ -575,10 +589,19 @@ export async function runLive(opts: LiveOptions): Promise<LiveReport> {
           );
           if (!agrees[m]) {
             const same = simulated.outcomes[live.outcome] ?? 0;
-            reasons[m] =
-              same < sim.length / 2
-                ? `the live run ended ${live.outcome}, as ${same} of ${sim.length} simulated runs did; ${WHY[m]}`
-                : WHY[m];
+            const why: string[] = [];
+            if (live.answeredPerSecond < OVERLOADED * LIVE_CONFIG.traffic.rps) {
+              why.push(
+                `users got only ${live.answeredPerSecond} answers/s of the ${LIVE_CONFIG.traffic.rps} sent a second (this machine could not keep up), so the analysis had fewer samples in each window`,
+              );
+            }
+            if (same < sim.length / 2) {
+              why.push(
+                `the live run ended ${live.outcome}, as ${same} of ${sim.length} simulated runs did`,
+              );
+            }
+            why.push(WHY[m]);
+            reasons[m] = why.join("; ");
           }
         }
         results.push({ strategy, scenario, seed: live.seed, live, simulated, agrees, reasons });
@@ -654,7 +677,9 @@ export function formatLive(r: LiveReport): string {
         c.simulated.outcomes,
       )
         .map(([k, v]) => `${k} ${v}`)
-        .join(", ")}); ${c.live.requests} requests${stable}; agrees on ${n} of ${METRICS.length}`,
+        .join(
+          ", ",
+        )}); ${c.live.requests} requests, ${c.live.answeredPerSecond} answers/s during the rollout${stable}; agrees on ${n} of ${METRICS.length}`,
     );
     const rows = METRICS.map((m) => [
       `  ${LABEL[m]}`,
@@ -686,6 +711,7 @@ export function liveJson(r: LiveReport) {
       scenario: c.scenario,
       seed: c.seed,
       outcome: c.live.outcome,
+      answeredPerSecond: c.live.answeredPerSecond,
       live: Object.fromEntries(METRICS.map((m) => [m, c.live[m]])),
       simulated: Object.fromEntries(
         METRICS.map((m) => [

@@ -115,6 +115,10 @@ function strategy(s: StrategySpec): StrategySpec {
     return {
       shadow: {
         ...s.shadow,
+        // The router mirrors GET and HEAD unless told that POST /predict is safe to send twice
+        // (the simulated mirror copies every request, as this does).
+        methods: ["POST"],
+        sideEffectFree: true,
         gate: { ...g, minSamples: samples(g.minSamples)!, duration: scaled(g.duration!) },
       },
     };

@@ -21,6 +21,7 @@ import { defaultPortAllocator } from "../runtime/process/ports.js";
 import { Client } from "./client.js";
 import { runAbTestDemo } from "./demo/abtest.js";
 import { runFlagsDemo } from "./demo/flags.js";
+import { runHaproxyDemo } from "./demo/haproxy.js";
 import { modelRuntime, until } from "./demo/model.js";
 import { runShadowDemo } from "./demo/shadow.js";
 import { runZeroDowntimeDemo } from "./demo/zero-downtime.js";
@@ -293,6 +294,9 @@ export async function runDemo(opts: { keep: boolean }): Promise<number> {
     // Blue-green with feature flags (demo/flags.ts): a flag raised after the switch, killed.
     const flagsKilled = await runFlagsDemo(api, out, () => interrupted);
     if (interrupted) return 130;
+    // The canary once more on HAProxy (demo/haproxy.ts), when haproxy is installed.
+    const haproxyRolledBack = await runHaproxyDemo(api, out, () => interrupted);
+    if (interrupted) return 130;
     // The close: the brief's comparison table, measured by a quick strategy lab (src/lab/).
     out(`\n${demoLabText(await runLab({ seeds: 20, seed: 1, execute: workerPool() }))}`);
     return good.phase === "Completed" &&
@@ -301,7 +305,8 @@ export async function runDemo(opts: { keep: boolean }): Promise<number> {
       zeroDowntime &&
       abWon &&
       shadowPassed &&
-      flagsKilled
+      flagsKilled &&
+      haproxyRolledBack
       ? 0
       : 1;
   } catch (err) {

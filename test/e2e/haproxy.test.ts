@@ -52,6 +52,10 @@ describe("HAProxy as a service's data plane, through turnout up", needsHaproxy()
         const counts = await sendMany(port, 20, 4).catch(() => null);
         return counts?.get("v1") === 20;
       });
+      // Every answer names its version, as the built-in router's do.
+      const one = await fetch(`http://127.0.0.1:${port}/`);
+      await one.text();
+      assert.equal(one.headers.get("x-turnout-version"), "v1");
       // HAProxy carries it: an HAProxy process runs with its config in the data dir.
       assert.ok(pidsWith(dir).length > 0, "an haproxy process runs for the service");
 

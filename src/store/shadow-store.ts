@@ -4,12 +4,12 @@
  * `SqlStore.transact` / `SqlStore.query`, like the other feature stores.
  */
 import type { Kysely, Transaction } from "kysely";
+import type { ShadowAggregateRow, ShadowAggregateSink } from "../core/measurements.js";
 import {
   ShadowAggregate,
   type ShadowAggregateState,
   type ShadowReport,
 } from "../core/shadow/aggregate.js";
-import type { ShadowAggregateRow, ShadowAggregateSink } from "../router/mirror.js";
 import type { SqlStore } from "./sql-store.js";
 
 type ShadowTables = {

@@ -15,15 +15,23 @@
  * Order of work for a request (each step may end it with a JSON error):
  *   1. check the request target, Host and framing, and the body size (400/413; no version is
  *      charged for a bad request);
- *   2. pick the version (`selectBackend`, the one pick site) and an instance of it
- *      (`pickInstance`: least outstanding requests or round robin, skipping ejected and
- *      unhealthy instances);
- *   3. dispatch; on a connect error an idempotent, bodyless request is retried on another
- *      instance; every attempt's outcome feeds passive ejection;
- *   4. relay the response (hop-by-hop headers removed) and record the outcome once
- *      (`counters.recordSince`: one clock read serves the latency and the 1-second bucket).
- * WebSocket (and other) upgrades take the same steps 1-2 in `handleUpgrade`, then splice the
- * two sockets.
+ *   2. pick the version: the `select` hooks of the table's features first (an experiment's
+ *      arms), then `selectBackend` (override, match rules, sticky ranges, the split; it reads
+ *      the sticky key once for every later step); then an instance of it (`pickInstance`:
+ *      least outstanding requests or round robin, skipping ejected and unhealthy instances);
+ *   3. the `request` hooks of the table's features (edge flags add a header and pick a
+ *      labelled series; a mirror returns a tap that observes the rest of the exchange);
+ *   4. dispatch; on a connect error an idempotent, bodyless request is retried on another
+ *      instance; every attempt's outcome feeds passive ejection, except running out of file
+ *      descriptors (503, counted, the upstream not blamed);
+ *   5. relay the response (hop-by-hop headers removed), tell the observers, and record the
+ *      outcome once (`counters.recordSince`: one clock read serves the latency and the
+ *      1-second bucket).
+ * The features are compiled into the table (features.ts, types.ts); a table without them costs
+ * two length checks and one null check per event. Around this core: forward.ts (request checks,
+ * upstream headers), proxy-errors.ts (error answers, failure classes), guards.ts (what Node
+ * would answer by itself), upgrade.ts (WebSocket and other upgrades: steps 1-2, then the two
+ * sockets spliced).
  */
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";

@@ -23,6 +23,7 @@
  */
 import type { FastifyInstance } from "fastify";
 import { Counter, collectDefaultMetrics, Gauge, type Metric, Registry } from "prom-client";
+import type { StatusClasses } from "../core/measurements.js";
 import type { Phase } from "../core/model.js";
 import type { Sketch } from "../core/sketch.js";
 import type { MeasurementRecorder } from "../router/stats.js";
@@ -59,7 +60,7 @@ export interface MetricsOptions {
 interface VersionTotals {
   service: string;
   version: string;
-  status: { "2xx": number; "3xx": number; "4xx": number; "5xx": number };
+  status: StatusClasses;
   upstreamErrors: number;
   latency: Sketch[];
   fdExhausted: number;

@@ -73,7 +73,7 @@ export function handleUpgrade(
     }
     // Upgrades have no response object: a sticky cookie issued for one goes into the head
     // that `responseHead` writes (101 or the instance's refusal).
-    const selection: SelectOutput = { setCookie: null };
+    const selection: SelectOutput = { setCookie: null, stickyKey: undefined, stickyKnown: false };
     const backend = selectBackend(table, req, selection);
     const endpoint =
       backend === null

@@ -153,9 +153,9 @@ export function handleRequest(
     }
     ex.backend = backend;
     ex.counters = backend.counters;
-    // Features with a `request` hook (features.ts): edge flags add their header and record into
-    // a labelled series of the version; a mirror copies a share of requests and observes the
-    // rest of the exchange. A table without them costs one length check.
+    // 3. Features with a `request` hook (features.ts): edge flags add their header and record
+    //    into a labelled series of the version; a mirror copies a share of requests and
+    //    observes the rest of the exchange. A table without them costs one length check.
     const interceptors = table.interceptors;
     for (let i = 0; i < interceptors.length; i++) {
       const o = interceptors[i]!.request(ex);
@@ -163,7 +163,7 @@ export function handleRequest(
     }
     ex.counters.requests++;
 
-    // 3. Dispatch; the exchange streams the rest. A client waiting for 100 Continue gets it
+    // 4. Dispatch; the exchange streams the rest. A client waiting for 100 Continue gets it
     //    only now, once nothing above refused the request (see installProtocolGuards).
     if (awaitingContinue.has(req)) res.writeContinue();
     (res as TrackedResponse)[kExchange] = ex;

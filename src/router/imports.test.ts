@@ -92,3 +92,18 @@ test("src/router/*.ts (tests aside) import each other without a cycle", () => {
   const cycle = findCycle(graph);
   assert.equal(cycle, null, `import cycle: ${cycle?.join(" -> ")}`);
 });
+
+test("the layers below the router (core, store, metrics) do not import it (tests aside)", () => {
+  const src = join(DIR, "..");
+  const offenders: string[] = [];
+  for (const layer of ["core", "store", "metrics"]) {
+    for (const f of readdirSync(join(src, layer), { recursive: true }) as string[]) {
+      if (!f.endsWith(".ts") || f.endsWith(".test.ts")) continue;
+      const text = readFileSync(join(src, layer, f), "utf8");
+      for (const m of text.matchAll(/^\s*(?:import|export)\s[^;]*?\sfrom\s+"([^"]+)"/gms)) {
+        if (/(^|\/)router\//.test(m[1]!)) offenders.push(`${layer}/${f}: ${m[1]}`);
+      }
+    }
+  }
+  assert.deepEqual(offenders, []);
+});

@@ -4,8 +4,9 @@
  * (`ShadowStore`); `sql-shadow-store.ts` implements it over any SQL store, and every
  * implementation passes `shadow-store.conformance.ts`, part of the store conformance suite.
  */
+
+import type { ShadowAggregateRow, ShadowAggregateSink } from "../core/measurements.js";
 import type { ShadowReport } from "../core/shadow/aggregate.js";
-import type { ShadowAggregateRow, ShadowAggregateSink } from "../router/mirror.js";
 import { SqlShadowStore } from "./sql-shadow-store.js";
 
 /** A phase's report merged over every router that mirrored it. */

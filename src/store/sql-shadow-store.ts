@@ -2,8 +2,9 @@
  * `ShadowStore` over the SQL store (SQLite, PostgreSQL): `shadow_reports` (migration 0003,
  * declared in `schema.ts`), through `SqlStore.transact` / `SqlStore.query`.
  */
+
+import type { ShadowAggregateRow } from "../core/measurements.js";
 import { ShadowAggregate } from "../core/shadow/aggregate.js";
-import type { ShadowAggregateRow } from "../router/mirror.js";
 import { mapShadowReport } from "./mappers.js";
 import type { ShadowStore, StoredShadowReport } from "./shadow-store.js";
 import type { SqlStore } from "./sql-store.js";

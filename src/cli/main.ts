@@ -177,22 +177,30 @@ program
   .requiredOption("-f, --filename <path...>", "file or directory (YAML or JSON)")
   .addOption(outputOption())
   .action(async (opts: { filename: string[]; output: Output }, cmd: Command) => {
-    const { errors, raw } = await loadAll(opts.filename);
+    const { errors, raw, place } = await loadAll(opts.filename);
     if (errors.length > 0) {
       printFieldErrors(errors);
       process.exitCode = 1;
       return;
     }
-    const res = await client(cmd).call<{
-      results: {
-        kind: string;
-        name: string;
-        action: string;
-        generation: number;
-        /** What the apply will do to the rollout (a changed spec.version), from the API. */
-        note?: string;
-      }[];
-    }>("POST", "/api/v1/apply", { resources: raw });
+    const res = await client(cmd)
+      .call<{
+        results: {
+          kind: string;
+          name: string;
+          action: string;
+          generation: number;
+          /** What the apply will do to the rollout (a changed spec.version), from the API. */
+          note?: string;
+        }[];
+      }>("POST", "/api/v1/apply", { resources: raw })
+      .catch((err: unknown) => {
+        // The API's errors (a missing template, a port a stored service holds) name resource
+        // and field; the files say where that is, as `validate` shows its own.
+        if (err instanceof ApiError && err.errors)
+          throw new ApiError(err.status, err.code, err.message, err.path, place(err.errors));
+        throw err;
+      });
     print(res, opts.output, () =>
       res.results
         .map(
@@ -442,8 +450,9 @@ async function loadAll(paths: string[]) {
   const refs = checkAnalysisRefs(r.resources, [], { requireKnownTemplates: false });
   return {
     resources: r.resources.map((x) => ({ kind: x.kind, name: x.metadata.name })),
-    errors: [...r.errors, ...refs],
+    errors: r.place([...r.errors, ...refs]),
     raw: r.resources as unknown[],
+    place: r.place,
   };
 }
 
@@ -496,9 +505,13 @@ function reportError(err: unknown): number {
     return err.exitCode === 0 ? 0 : 2;
   }
   if (err instanceof ApiError) {
-    process.stderr.write(`${red("error")}: ${err.message} ${dim(`[${err.code}]`)}\n`);
+    // With the list below, the summary's "first: ..." would say the first problem twice. The
+    // error's `path` is for API clients (e.g. "name", the URL's): the message names the thing.
+    const message = err.errors ? err.message.replace(/; first: [\s\S]*$/, "") : err.message;
+    process.stderr.write(
+      `${red("error")}: ${message} ${dim(`[${err.code}]`)}${err.errors ? ":" : ""}\n`,
+    );
     if (err.errors) for (const e of err.errors) process.stderr.write(`  ${formatFieldError(e)}\n`);
-    else if (err.path) process.stderr.write(`  at ${err.path}\n`);
     return 1;
   }
   if (err instanceof TurnoutError) {

@@ -6,14 +6,14 @@
  * blue by the post-promotion analysis.
  */
 import assert from "node:assert/strict";
-import { readFileSync, rmSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { pino } from "pino";
 import { FakeClock } from "../../src/core/clock.js";
 import { type RunningTurnout, startTurnout } from "../../src/server.js";
-import { api, freePort, ROOT, sendMany, tempDir } from "../helpers.js";
+import { api, cli, freePort, ROOT, sendMany, tempDir } from "../helpers.js";
 
 /** The README's complete blue-green example: the yaml block with `blueGreen:` and a template. */
 function readmeExample(): string {
@@ -185,6 +185,27 @@ describe("apply refuses the traps of #18 before any traffic moves", () => {
       );
       // Nothing was stored.
       assert.equal((await api(t, "GET", "/api/v1/services")).json.items.length, 0);
+
+      // `apply` places the API's errors in the file, as `validate` does its own: the template
+      // is stored (it is valid alone), the file holds the Service only, so only the API knows.
+      const [serviceDoc, templateDoc] = compare.split(/^---$/m);
+      const stored = await api(t, "POST", "/api/v1/apply", templateDoc, {
+        contentType: "application/yaml",
+      });
+      assert.equal(stored.status, 200, JSON.stringify(stored.json));
+      const file = join(dir, "shop.yaml");
+      writeFileSync(file, serviceDoc!);
+      const a = await cli(["--server", t.url, "--token", t.token, "apply", "-f", file]);
+      assert.equal(a.code, 1);
+      assert.match(
+        a.stderr,
+        /error: 1 problem in the resources \[TURNOUT_ERR_RESOURCE_INVALID\]:\n {2}\S+shop\.yaml:\d+:\d+ document 1 Service\/shop: spec\.strategy\.blueGreen\.postPromotionAnalysis\.templates\[0\]: AnalysisTemplate error-budget/,
+      );
+      const line = Number(/shop\.yaml:(\d+):/.exec(a.stderr)?.[1]);
+      assert.match(
+        compare.split("\n")[line - 1] ?? "",
+        /postPromotionAnalysis: \{ templates: \[error-budget\] \}/,
+      );
     } finally {
       await t.stop();
       rmSync(dir, { recursive: true, force: true });

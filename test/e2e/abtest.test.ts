@@ -143,6 +143,18 @@ spec:
     });
     const again = await api(t, "POST", "/api/v1/events", { events: events.slice(0, 10) });
     assert.deepEqual(again.json, { received: 10, accepted: 0, duplicates: 10 });
+    // A metric no experiment reads is stored, and the answer says so (#18 item 5).
+    const typo = await api(t, "POST", "/api/v1/events", {
+      events: [1, 2].map((n) => ({
+        idempotencyKey: `typo-${n}`,
+        unit: `user-${n}`,
+        metric: "bye",
+        timestamp: now,
+      })),
+    });
+    assert.equal(typo.status, 200);
+    assert.deepEqual(typo.json.unknownMetrics, [{ metric: "bye", events: 2, didYouMean: "buy" }]);
+    assert.match(typo.json.warning, /2 event\(s\) name a metric no experiment reads \("bye"\)/);
 
     const bad = await api(t, "POST", "/api/v1/events", {
       events: [

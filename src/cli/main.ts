@@ -98,9 +98,23 @@ program
     "serve the API over HTTPS with this certificate (PEM; with --tls-key)",
   )
   .option("--tls-key <file>", "the private key (PEM) of --tls-cert")
+  .addOption(
+    new Option(
+      "--log-format <format>",
+      "log lines on stderr: human (default on a terminal) or json (pino's, default in a pipe)",
+    ).choices(["human", "json"]),
+  )
+  .option("-q, --quiet", "log warnings and errors only (TURNOUT_LOG_LEVEL, when set, wins)")
   .action(
     async (
-      opts: { port?: number; host: string; tlsCert?: string; tlsKey?: string },
+      opts: {
+        port?: number;
+        host: string;
+        tlsCert?: string;
+        tlsKey?: string;
+        logFormat?: "human" | "json";
+        quiet?: boolean;
+      },
       cmd: Command,
     ) => {
       if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined))
@@ -109,6 +123,7 @@ program
           "--tls-cert and --tls-key go together: give both, or neither",
         );
       const { startTurnout } = await import("../server.js");
+      const { createUpLogger } = await import("./log-format.js");
       const g = cmd.optsWithGlobals<GlobalOpts>();
       const envPort =
         process.env.TURNOUT_PORT !== undefined ? parsePort(process.env.TURNOUT_PORT) : undefined;
@@ -116,6 +131,7 @@ program
         ...(g.dataDir ? { dataDir: g.dataDir } : {}),
         host: opts.host,
         port: opts.port ?? envPort ?? DEFAULT_PORT,
+        logger: createUpLogger({ format: opts.logFormat, quiet: opts.quiet }),
         ...(opts.tlsCert && opts.tlsKey
           ? { tls: { certFile: opts.tlsCert, keyFile: opts.tlsKey } }
           : {}),

@@ -5,7 +5,7 @@
  * live server recorded in the data dir with its token; never a mix (see client.ts).
  */
 import { networkInterfaces } from "node:os";
-import { Command, CommanderError, Option } from "commander";
+import { Argument, Command, CommanderError, Option } from "commander";
 import { stringify as toYaml } from "yaml";
 import type { ServiceResource, ServiceStatus, TurnoutEvent } from "../core/model.js";
 import { DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from "../defaults.js";
@@ -428,6 +428,15 @@ registerShadowCommands(program, client);
 registerDashboardCommand(program, client);
 
 program.addCommand(labCommand());
+
+program
+  .command("completion")
+  .description("print a shell completion script: source <(turnout completion bash)")
+  .addArgument(new Argument("<shell>", "bash, zsh or fish").choices(["bash", "zsh", "fish"]))
+  .action(async (shell: "bash" | "zsh" | "fish") => {
+    const { completionScript } = await import("./completion.js");
+    process.stdout.write(completionScript(shell, program));
+  });
 
 // ---- demo -------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import { type FieldError, formatFieldError, TurnoutError } from "../errors.js";
 import { packageVersion } from "../version.js";
 import { ApiError, Client } from "./client.js";
 import { registerDashboardCommand } from "./dashboard.js";
+import { registerEventsCommands } from "./events.js";
 import { getExperiments, registerExperimentCommands } from "./experiment.js";
 import { getFlags, registerFlagsCommands } from "./flags.js";
 import {
@@ -426,6 +427,7 @@ registerFlagsCommands(program, client);
 registerExperimentCommands(program, client);
 registerShadowCommands(program, client);
 registerDashboardCommand(program, client);
+registerEventsCommands(program, client);
 
 program.addCommand(labCommand());
 

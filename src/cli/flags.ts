@@ -6,6 +6,7 @@
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { stringify as toYaml } from "yaml";
 import type { FlagSpec } from "../core/flags/types.js";
+import { TurnoutError } from "../errors.js";
 import type { Client } from "./client.js";
 import { bold, dim, green, red, table } from "./format.js";
 
@@ -138,6 +139,11 @@ export function registerFlagsCommands(program: Command, client: (cmd: Command) =
         opts: { reason?: string; output: Output; percentage?: number; variant?: string },
         cmd: Command,
       ) => {
+        if (action === "set" && opts.percentage === undefined && opts.variant === undefined)
+          throw new TurnoutError(
+            "TURNOUT_ERR_CLI_USAGE",
+            "flags set needs --percentage P and/or --variant V (e.g. turnout flags set FLAG --percentage 10)",
+          );
         const body: Record<string, unknown> = {};
         if (opts.reason) body.reason = opts.reason;
         if (opts.percentage !== undefined) body.percentage = opts.percentage;

@@ -232,8 +232,8 @@ program
 
 program
   .command("get")
-  .description("list resources: services | analysistemplates | flags")
-  .argument("<kind>", "services or analysistemplates")
+  .description("list resources: services | analysistemplates | flags | experiments")
+  .argument("<kind>", "services, analysistemplates, flags or experiments")
   .argument("[name]", "one resource by name")
   .addOption(outputOption())
   .action(
@@ -287,7 +287,7 @@ program
         return getExperiments(c, name, opts.output);
       throw new TurnoutError(
         "TURNOUT_ERR_CLI_USAGE",
-        `unknown kind ${JSON.stringify(kind)}; known: services, analysistemplates, flags`,
+        `unknown kind ${JSON.stringify(kind)}; known: services, analysistemplates, flags, experiments`,
       );
     },
   );
@@ -301,7 +301,11 @@ program
     if (!["service", "services", "svc"].includes(kind.toLowerCase())) {
       throw new TurnoutError(
         "TURNOUT_ERR_CLI_USAGE",
-        `only services can be deleted, not ${JSON.stringify(kind)}`,
+        `only services can be deleted from the CLI, not ${JSON.stringify(kind)}${
+          /^flags?$/i.test(kind)
+            ? `; a flag goes with its resource: remove it from the YAML and apply, or turn it off with turnout flags disable ${name}`
+            : ""
+        }`,
       );
     }
     await client(cmd).call("DELETE", `/api/v1/services/${encodeURIComponent(name)}`);

@@ -260,7 +260,7 @@ const KAYENTA = {
 type PolicyId = "turnout" | "flagger" | "kayenta";
 
 const POLICY_LABELS: Record<PolicyId, string> = {
-  turnout: "Turnout (sequential + Mann-Whitney, every 10 s)",
+  turnout: "Turnout (sequential every 2 s, Mann-Whitney every 10 s)",
   flagger: "Flagger default (1-min checks, 5 failures)",
   kayenta: "Kayenta-style fixed-horizon Mann-Whitney",
 };

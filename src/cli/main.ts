@@ -24,6 +24,7 @@ import {
   green,
   red,
   type StatusView,
+  watchLine,
   yellow,
 } from "./format.js";
 import { labCommand } from "./lab.js";
@@ -341,8 +342,14 @@ program
       let last = "";
       for (;;) {
         const v = await c.call<StatusView>("GET", path);
+        if (opts.output === "text" && !process.stdout.isTTY) {
+          // In a pipe, a line per change, not a block per second of traffic counters.
+          const w = watchLine(v, new Date());
+          if (w.key !== last) process.stdout.write(`${w.line}\n`);
+          last = w.key;
+        }
         const text = opts.output === "text" ? formatStatus(v) : JSON.stringify(v);
-        if (text !== last) {
+        if (text !== last && (opts.output !== "text" || process.stdout.isTTY)) {
           if (opts.output === "text" && process.stdout.isTTY) process.stdout.write("\x1b[2J\x1b[H");
           else if (last && opts.output === "text") process.stdout.write("\n");
           print(v, opts.output, () => formatStatus(v));

@@ -455,7 +455,9 @@ program
 
 program
   .command("demo")
-  .description("run a canary of an example model end to end on the embedded defaults, then exit")
+  .description(
+    "five scenarios end to end on an example model (canary with automatic rollback, rolling and blue-green under load, shadow, A/B test, blue-green with feature flags) in a temp data dir (--keep keeps it); exits 0 when all went as expected",
+  )
   .option("--keep", "keep the demo's data dir instead of deleting it")
   .action(async (opts: { keep?: boolean }) => {
     const { runDemo } = await import("./demo.js");

@@ -267,7 +267,13 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
     const resources = bodyToResources(req.body);
     const existing = (await store.listResources("Service")).map((s) => s.resource);
     const templates = (await store.listResources("AnalysisTemplate")).map((t) => t.resource);
-    const errors = [...crossCheck(resources, existing), ...checkAnalysisRefs(resources, templates)];
+    const errors = [
+      ...crossCheck(resources, existing),
+      ...checkAnalysisRefs(resources, templates, {
+        requireKnownTemplates: true,
+        storedServices: existing,
+      }),
+    ];
     // References to flags (Service.flags, setFlag steps, segments), when flags are served.
     if (opts.flags !== undefined) {
       const flags = (await store.listResources("Flag")).map((f) => f.resource);

@@ -227,9 +227,40 @@ export function formatServices(
     i.status?.canaryVersion ? `${i.status.canaryWeight}%` : "-",
     i.resource.spec.version,
     `${i.resource.spec.listen.host}:${i.resource.spec.listen.port}`,
-    i.status?.message ?? "",
+    // A table row is one line: the whole message is in `status NAME` and `-o json`.
+    truncateText(i.status?.message ?? "", MESSAGE_COLUMN),
   ]);
   return table([header, ...rows]);
+}
+
+const MESSAGE_COLUMN = 80;
+
+function truncateText(s: string, max: number): string {
+  const line = s.replace(/\s+/g, " ");
+  return line.length <= max ? line : `${line.slice(0, max - 1)}…`;
+}
+
+/**
+ * `status --watch` without a terminal: one line per change of phase, step, weights or message
+ * (the verdicts are in it), never for traffic counters alone. `key` tells changes apart.
+ */
+export function watchLine(v: StatusView, now: Date): { key: string; line: string } {
+  const s = v.status;
+  const weights = (v.routeTable?.backends ?? [])
+    .filter((b) => b.weight > 0)
+    .map((b) => `${b.version} ${Math.round(b.weight * 100) / 100}%`)
+    .join(", ");
+  const step =
+    s?.canaryVersion && s.stepIndex !== null && v.steps.length > 0
+      ? `step ${Math.min(s.stepIndex + 1, v.steps.length)}/${v.steps.length}`
+      : "";
+  const key = JSON.stringify([s?.phase, s?.stepIndex, s?.canaryVersion, weights, s?.message]);
+  const time = now.toISOString().slice(11, 19);
+  const parts = [time, v.service, s?.phase ?? "no status", step, weights ? `(${weights})` : ""];
+  return {
+    key,
+    line: `${parts.filter((p) => p !== "").join(" ")}${s?.message ? `: ${s.message}` : ""}`,
+  };
 }
 
 export function formatHistory(events: TurnoutEvent[]): string {

@@ -201,7 +201,7 @@ if (missing !== undefined) {
                     events: [
                       {
                         service: "shared",
-                        type: "Tick",
+                        type: "StepCompleted",
                         actor: `w${w}`,
                         message: "",
                         data: {},
@@ -224,7 +224,7 @@ if (missing !== undefined) {
           assert.equal((await s.getRouteTable("shared"))?.revision, total);
           assert.equal(await s.routeTablesFingerprint(), String(total));
           const events = await s.listEvents("shared");
-          assert.equal(events.filter((e) => e.type === "Tick").length, total);
+          assert.equal(events.filter((e) => e.type === "StepCompleted").length, total);
           assert.equal(events.filter((e) => e.type === "ResourceApplied").length, total + 1);
           const generations = events
             .filter((e) => e.type === "ResourceApplied")

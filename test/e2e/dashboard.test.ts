@@ -5,7 +5,8 @@
  * (server-sent events); promote by clicking moves the router's real split to the next step;
  * abort with a reason; the kill switch, after which OFREP answers DISABLED; the one-time
  * sign-in link; signed out, nothing can be read or changed; a request without the session's
- * CSRF header, or from another origin, changes nothing; the page reconnects after a restart.
+ * CSRF header, or from another origin, changes nothing; the shadow chart starts from the
+ * stored history of its phase; the page reconnects after a restart.
  *
  * Skips (with the reason) when chromium is missing, except under CI=true, where it fails.
  */
@@ -442,6 +443,12 @@ describe("the dashboard, in a real browser", { skip: missing ?? false }, () => {
     // A label of yesterday's clock when the test runs just after midnight.
     const firstAt = first > opened ? first - 86_400_000 : first;
     assert.ok(firstAt < opened - 60_000, `first label ${clocks[0]} is before the page opened`);
+    // Back where the previous case left the page, for the next one.
+    await page
+      .getByRole("navigation", { name: "Screens" })
+      .getByRole("link", { name: "Flags" })
+      .click();
+    await page.locator('[data-flag="new-checkout"]').waitFor();
   });
 
   it("reconnects after a restart of turnout up, without signing in again", async () => {

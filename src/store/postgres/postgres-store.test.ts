@@ -74,7 +74,8 @@ if (missing !== undefined) {
     const store = await openPostgresStore({ url });
     return {
       store,
-      features: sqlFeatureStores(store),
+      // A small history bound, so the thinning test is quick.
+      features: sqlFeatureStores(store, { shadow: { historyPoints: 16 } }),
       reopen: () => openPostgresStore({ url }),
       cleanup: async () => {
         await store.close();

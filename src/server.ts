@@ -382,6 +382,21 @@ async function startLocked(
                   : router.stats(service),
               routerListener: async (service: string) =>
                 (await router.listeners()).find((l) => l.service === service),
+              dataPlane: async (service: string) => {
+                if (!(await carriedByHaproxy(service))) return null;
+                const process = haproxy.status().find((x) => x.service === service) ?? null;
+                const refused = traffic.outcomes().find((o) => o.service === service && !o.ok);
+                return {
+                  provider: "haproxy",
+                  ...(process ? { mode: process.mode, revision: process.revision } : {}),
+                  process: process?.process ?? null,
+                  draining: process?.draining ?? 0,
+                  // HAProxy's log intake is shared by the services it carries: lost lines are
+                  // never silent, and analysis reads missing data as inconclusive, never a pass.
+                  intake: haproxy.intakeStats(),
+                  refused: refused && !refused.ok ? refused.error.message : null,
+                };
+              },
               routeInForce: async (service: string, revision: number) =>
                 (await carriedByHaproxy(service))
                   ? traffic.inForce(service, revision)

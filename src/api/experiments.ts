@@ -17,6 +17,7 @@ import type { FastifyInstance } from "fastify";
 import type { Clock } from "../core/clock.js";
 import { analyzeExperiment, controlArm, type ExperimentResults } from "../core/experiment/index.js";
 import { type FieldError, TurnoutError } from "../errors.js";
+import { closest } from "../resources/schema/messages.js";
 import type { ExperimentStore, OutcomeEvent, StoredExperiment } from "../store/experiment-store.js";
 
 /** Events per request. */
@@ -171,7 +172,29 @@ export function registerExperimentRoutes(app: FastifyInstance, opts: ExperimentA
       );
     }
     reply.code(200);
-    return { received: parsed.events.length, ...r };
+    // A misspelt metric ("clik") is stored but counts nowhere: say so in the answer, with the
+    // names the experiments read and the closest of them.
+    const known = new Set<string>();
+    for (const e of await x.listExperiments()) {
+      for (const m of e.spec.metrics) {
+        if ("event" in m.source) known.add(m.source.event);
+        if (m.covariate) known.add(m.covariate.event);
+      }
+    }
+    const unknown = new Map<string, number>();
+    for (const ev of parsed.events)
+      if (!known.has(ev.metric)) unknown.set(ev.metric, (unknown.get(ev.metric) ?? 0) + 1);
+    if (unknown.size === 0) return { received: parsed.events.length, ...r };
+    const names = [...known].sort();
+    return {
+      received: parsed.events.length,
+      ...r,
+      unknownMetrics: [...unknown].map(([metric, events]) => {
+        const guess = closest(metric, names);
+        return { metric, events, ...(guess ? { didYouMean: guess } : {}) };
+      }),
+      warning: `${[...unknown.values()].reduce((a, b) => a + b, 0)} event(s) name a metric no experiment reads (${[...unknown.keys()].map((m) => JSON.stringify(m)).join(", ")}); they were stored but count in no result. Experiments read: ${names.length > 0 ? names.join(", ") : "none yet"}`,
+    };
   });
 
   app.get("/api/v1/experiments", async () => {

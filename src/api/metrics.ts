@@ -5,6 +5,8 @@
  * Everything is computed at scrape time, nothing on the request path:
  * - `turnout_router_requests_total{service,version,code_class}` and
  *   `turnout_router_upstream_errors_total{service,version}` are the router's running totals;
+ * - `turnout_router_fd_exhausted_total{service,version}` counts requests answered 503 because
+ *   the router ran out of file descriptors connecting to an upstream;
  * - `turnout_router_request_duration_seconds{service,version}` is a histogram whose buckets are
  *   read from the router's latency sketches by a custom collector. Observing a prom-client
  *   Histogram on the hot path would cost a label lookup (hashing the label values) and a
@@ -21,6 +23,7 @@
  */
 import type { FastifyInstance } from "fastify";
 import { Counter, collectDefaultMetrics, Gauge, type Metric, Registry } from "prom-client";
+import type { StatusClasses } from "../core/measurements.js";
 import type { Phase } from "../core/model.js";
 import type { Sketch } from "../core/sketch.js";
 import type { MeasurementRecorder } from "../router/stats.js";
@@ -57,9 +60,10 @@ export interface MetricsOptions {
 interface VersionTotals {
   service: string;
   version: string;
-  status: { "2xx": number; "3xx": number; "4xx": number; "5xx": number };
+  status: StatusClasses;
   upstreamErrors: number;
   latency: Sketch[];
+  fdExhausted: number;
 }
 
 function versionTotals(
@@ -77,6 +81,7 @@ function versionTotals(
           status: { "2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0 },
           upstreamErrors: 0,
           latency: [],
+          fdExhausted: 0,
         };
         byVersion.set(t.version, v);
       }
@@ -86,6 +91,7 @@ function versionTotals(
       v.status["5xx"] += t.status["5xx"];
       v.upstreamErrors += t.upstreamErrors;
       v.latency.push(t.latency);
+      v.fdExhausted += t.fdExhausted;
     }
     out.push(...byVersion.values());
   }
@@ -150,6 +156,7 @@ export const ROUTER_METRIC_NAMES = [
   "turnout_router_requests_total",
   "turnout_router_upstream_errors_total",
   DURATION_NAME,
+  "turnout_router_fd_exhausted_total",
 ] as const;
 
 /**
@@ -188,6 +195,18 @@ export function registerRouterMetrics(
     },
   });
   registry.registerMetric(durationHistogram(recorder));
+  new Counter({
+    name: "turnout_router_fd_exhausted_total",
+    help: "Requests answered 503 because the router ran out of file descriptors (EMFILE/ENFILE) connecting to an upstream, by version; the upstream is not ejected for them. Raise ulimit -n.",
+    labelNames: ["service", "version"] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const v of versionTotals(recorder)) {
+        this.inc({ service: v.service, version: v.version }, v.fdExhausted);
+      }
+    },
+  });
 }
 
 /** A metric family as prom-client's `getMetricsAsJSON()` gives it: plain data, cloneable. */

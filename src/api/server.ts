@@ -53,6 +53,11 @@ export interface ApiOptions {
   version: string;
   /** Per-version live counters from `turnout up`'s router, shown by `status`. */
   routerStats?: (service: string) => unknown;
+  /**
+   * The data plane that carries a service when it is not the built-in router (`spec.traffic`):
+   * provider, process state, log lines lost (null for the built-in router).
+   */
+  dataPlane?: (service: string) => Promise<unknown>;
   /** Where `turnout up`'s router listens for a service, and why it cannot (port taken...). */
   routerListener?: (
     service: string,
@@ -264,7 +269,13 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
     const resources = bodyToResources(req.body);
     const existing = (await store.listResources("Service")).map((s) => s.resource);
     const templates = (await store.listResources("AnalysisTemplate")).map((t) => t.resource);
-    const errors = [...crossCheck(resources, existing), ...checkAnalysisRefs(resources, templates)];
+    const errors = [
+      ...crossCheck(resources, existing),
+      ...checkAnalysisRefs(resources, templates, {
+        requireKnownTemplates: true,
+        storedServices: existing,
+      }),
+    ];
     // References to flags (Service.flags, setFlag steps, segments), when flags are served.
     if (opts.flags !== undefined) {
       const flags = (await store.listResources("Flag")).map((f) => f.resource);
@@ -493,6 +504,7 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
       status: await store.getStatus(name),
       routeTable: await store.getRouteTable(name),
       ...(opts.routerStats ? { traffic: await routerAnswer(() => opts.routerStats?.(name)) } : {}),
+      ...(opts.dataPlane ? { dataPlane: (await opts.dataPlane(name)) ?? null } : {}),
       ...(opts.routerListener
         ? { listener: (await routerAnswer(() => opts.routerListener?.(name))) ?? null }
         : {}),

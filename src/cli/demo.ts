@@ -14,10 +14,14 @@ import type {
   ServiceStatus,
   TurnoutEvent,
 } from "../core/model.js";
+import { demoLabText } from "../lab/doc.js";
+import { runLab } from "../lab/lab.js";
+import { workerPool } from "../lab/pool.js";
 import { defaultPortAllocator } from "../runtime/process/ports.js";
 import { Client } from "./client.js";
 import { runAbTestDemo } from "./demo/abtest.js";
 import { runFlagsDemo } from "./demo/flags.js";
+import { runHaproxyDemo } from "./demo/haproxy.js";
 import { modelRuntime, until } from "./demo/model.js";
 import { runShadowDemo } from "./demo/shadow.js";
 import { runZeroDowntimeDemo } from "./demo/zero-downtime.js";
@@ -289,13 +293,20 @@ export async function runDemo(opts: { keep: boolean }): Promise<number> {
     if (interrupted) return 130;
     // Blue-green with feature flags (demo/flags.ts): a flag raised after the switch, killed.
     const flagsKilled = await runFlagsDemo(api, out, () => interrupted);
+    if (interrupted) return 130;
+    // The canary once more on HAProxy (demo/haproxy.ts), when haproxy is installed.
+    const haproxyRolledBack = await runHaproxyDemo(api, out, () => interrupted);
+    if (interrupted) return 130;
+    // The close: the brief's comparison table, measured by a quick strategy lab (src/lab/).
+    out(`\n${demoLabText(await runLab({ seeds: 20, seed: 1, execute: workerPool() }))}`);
     return good.phase === "Completed" &&
       bad.phase === "Degraded" &&
       goodErrors === 0 &&
       zeroDowntime &&
       abWon &&
       shadowPassed &&
-      flagsKilled
+      flagsKilled &&
+      haproxyRolledBack
       ? 0
       : 1;
   } catch (err) {

@@ -6,6 +6,7 @@
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { stringify as toYaml } from "yaml";
 import type { FlagSpec } from "../core/flags/types.js";
+import { TurnoutError } from "../errors.js";
 import type { Client } from "./client.js";
 import { bold, dim, green, red, table } from "./format.js";
 
@@ -50,7 +51,8 @@ const outputOption = () =>
     .default("text");
 
 function state(s: string): string {
-  return s === "ENABLED" ? green("on") : red("off (disabled)");
+  // The resource's own words: "on" read like the variant of that name.
+  return s === "ENABLED" ? green("ENABLED") : red("DISABLED (every context gets the default)");
 }
 
 function describeFlag(v: FlagView): string {
@@ -89,7 +91,7 @@ export async function getFlags(c: Client, name: string | undefined, output: Outp
           ...res.flags.map((f) => [
             f.name,
             f.type,
-            f.state === "ENABLED" ? "on" : "off",
+            f.state,
             f.defaultVariant,
             f.rollout ? `${f.rollout.percentage}% ${f.rollout.variant}` : "-",
             String(f.rules),
@@ -138,6 +140,11 @@ export function registerFlagsCommands(program: Command, client: (cmd: Command) =
         opts: { reason?: string; output: Output; percentage?: number; variant?: string },
         cmd: Command,
       ) => {
+        if (action === "set" && opts.percentage === undefined && opts.variant === undefined)
+          throw new TurnoutError(
+            "TURNOUT_ERR_CLI_USAGE",
+            "flags set needs --percentage P and/or --variant V (e.g. turnout flags set FLAG --percentage 10)",
+          );
         const body: Record<string, unknown> = {};
         if (opts.reason) body.reason = opts.reason;
         if (opts.percentage !== undefined) body.percentage = opts.percentage;
@@ -179,12 +186,16 @@ export function registerFlagsCommands(program: Command, client: (cmd: Command) =
       print(res, opts.output, () =>
         res.history.length === 0
           ? dim("no history")
-          : res.history
-              .map(
-                (h) =>
-                  `${dim(new Date(h.time).toISOString())}  ${h.action.padEnd(12)} ${h.message}  ${dim(h.actor)}`,
-              )
-              .join("\n"),
+          : // The same columns and timestamps as `turnout history`.
+            table([
+              ["TIME", "CHANGE", "BY", "WHAT"],
+              ...res.history.map((h) => [
+                new Date(h.time).toISOString().replace("T", " ").slice(0, 19),
+                h.action,
+                h.actor,
+                h.message,
+              ]),
+            ]),
       );
     });
 }

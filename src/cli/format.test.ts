@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { emptyStatus } from "../core/rollout.js";
-import { formatStatus, type StatusView } from "./format.js";
+import { formatServices, formatStatus, type StatusView, watchLine } from "./format.js";
 
 function view(over: Partial<StatusView["status"]> & object, now: number): StatusView {
   return {
@@ -37,5 +37,52 @@ describe("formatStatus: a timed pause", () => {
   it("held, from a status without pausedAt: no figure rather than a wrong one", () => {
     const v = view({ phase: "Paused", pausedByUser: true }, 65_000);
     assert.doesNotMatch(formatStatus(v), /left/);
+  });
+});
+
+describe("output that reads well in a pipe (#18 item 9)", () => {
+  it("status --watch: one line per change of phase, step, weights or message, none for traffic", () => {
+    const at = new Date(Date.UTC(2026, 0, 1, 12, 0, 5));
+    const a = view({ phase: "Progressing", message: "paused at step 2/2 for 10s" }, 0);
+    a.routeTable = {
+      backends: [
+        { version: "v1", weight: 90 },
+        { version: "v2", weight: 10 },
+      ],
+    } as unknown as StatusView["routeTable"];
+    const first = watchLine(a, at);
+    assert.equal(
+      first.line,
+      "12:00:05 web Progressing step 2/2 (v1 90%, v2 10%): paused at step 2/2 for 10s",
+    );
+    const moreTraffic = { ...a, traffic: [{ version: "v2", requests: 999 }] } as StatusView;
+    assert.equal(watchLine(moreTraffic, at).key, first.key);
+    const next = view({ phase: "Completed", canaryVersion: null, message: "v2 is stable" }, 0);
+    assert.notEqual(watchLine(next, at).key, first.key);
+  });
+
+  it("get services: a message is cut to one short line in the table", () => {
+    const long = `background analysis failed: ${"errors 20% vs 1% ".repeat(40)}`;
+    const v = view({ message: long }, 0);
+    const out = formatServices([
+      {
+        name: "web",
+        generation: 2,
+        resource: {
+          apiVersion: "turnout.dev/v1",
+          kind: "Service",
+          metadata: { name: "web" },
+          spec: {
+            listen: { host: "127.0.0.1", port: 8080 },
+            runtime: { static: { versions: {} } },
+            version: "v2",
+          },
+        },
+        status: v.status,
+      },
+    ]);
+    const row = out.split("\n")[1]!;
+    assert.ok(row.length < 200, `${row.length} characters`);
+    assert.match(row, /…$/);
   });
 });

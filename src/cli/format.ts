@@ -41,6 +41,20 @@ export interface StatusView {
   }[];
   /** The shadow phase: the mirror in force and its report (api/shadow.ts). */
   shadow?: ShadowView | null;
+  /** The data plane when it is not the built-in router (`spec.traffic`). */
+  dataPlane?: {
+    provider: string;
+    mode?: string;
+    process?: {
+      running?: boolean;
+      restarts?: number;
+      reloads?: number;
+      lastError?: string | null;
+    } | null;
+    draining?: number;
+    intake?: { lines: number; lost: number; unparsable: number };
+    refused?: string | null;
+  } | null;
   now: number;
 }
 
@@ -174,6 +188,23 @@ export function formatStatus(v: StatusView): string {
     const at = `http://${v.listener.host}:${v.listener.port}`;
     row("Listening", v.listener.error ? red(`${at}: ${v.listener.error}`) : at);
   }
+  if (v.dataPlane) {
+    const d = v.dataPlane;
+    const parts = [`${d.provider}${d.mode ? ` (${d.mode})` : ""}`];
+    if (d.process) {
+      parts.push(d.process.running === false ? red("not running") : "running");
+      if (d.process.restarts) parts.push(`${d.process.restarts} restarts`);
+      if (d.process.reloads) parts.push(`${d.process.reloads} reloads`);
+    }
+    if (d.draining) parts.push(`${d.draining} servers draining`);
+    if (d.intake) {
+      const lost = `${d.intake.lost} log lines lost of ${d.intake.lines + d.intake.lost}`;
+      parts.push(d.intake.lost > 0 ? yellow(lost) : dim(lost));
+    }
+    row("Data plane", parts.join(dim(", ")));
+    if (d.refused) row("", red(`refused: ${d.refused}`));
+    if (d.process?.lastError) row("", dim(`last error: ${d.process.lastError}`));
+  }
   row("Generation", `${v.generation} (observed ${s.observedGeneration})`);
   if (s.previousStableVersions.length > 0) row("Previous", s.previousStableVersions.join(", "));
   return lines.join("\n");
@@ -196,9 +227,40 @@ export function formatServices(
     i.status?.canaryVersion ? `${i.status.canaryWeight}%` : "-",
     i.resource.spec.version,
     `${i.resource.spec.listen.host}:${i.resource.spec.listen.port}`,
-    i.status?.message ?? "",
+    // A table row is one line: the whole message is in `status NAME` and `-o json`.
+    truncateText(i.status?.message ?? "", MESSAGE_COLUMN),
   ]);
   return table([header, ...rows]);
+}
+
+const MESSAGE_COLUMN = 80;
+
+function truncateText(s: string, max: number): string {
+  const line = s.replace(/\s+/g, " ");
+  return line.length <= max ? line : `${line.slice(0, max - 1)}…`;
+}
+
+/**
+ * `status --watch` without a terminal: one line per change of phase, step, weights or message
+ * (the verdicts are in it), never for traffic counters alone. `key` tells changes apart.
+ */
+export function watchLine(v: StatusView, now: Date): { key: string; line: string } {
+  const s = v.status;
+  const weights = (v.routeTable?.backends ?? [])
+    .filter((b) => b.weight > 0)
+    .map((b) => `${b.version} ${Math.round(b.weight * 100) / 100}%`)
+    .join(", ");
+  const step =
+    s?.canaryVersion && s.stepIndex !== null && v.steps.length > 0
+      ? `step ${Math.min(s.stepIndex + 1, v.steps.length)}/${v.steps.length}`
+      : "";
+  const key = JSON.stringify([s?.phase, s?.stepIndex, s?.canaryVersion, weights, s?.message]);
+  const time = now.toISOString().slice(11, 19);
+  const parts = [time, v.service, s?.phase ?? "no status", step, weights ? `(${weights})` : ""];
+  return {
+    key,
+    line: `${parts.filter((p) => p !== "").join(" ")}${s?.message ? `: ${s.message}` : ""}`,
+  };
 }
 
 export function formatHistory(events: TurnoutEvent[]): string {

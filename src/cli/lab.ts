@@ -9,6 +9,7 @@ import { TurnoutError } from "../errors.js";
 import { SCENARIOS, type ScenarioName, STRATEGIES, type StrategyName } from "../lab/config.js";
 import { explainLab } from "../lab/explain.js";
 import { type LabReport, runLab } from "../lab/lab.js";
+import { formatLive, liveJson, runLive } from "../lab/live.js";
 import { defaultWorkers, workerPool } from "../lab/pool.js";
 import { formatReport, toJson } from "../lab/report.js";
 import { labSvg } from "../lab/svg.js";
@@ -16,9 +17,12 @@ import { closest } from "../resources/schema/index.js";
 
 export const DEFAULT_SEEDS = 200;
 export const DEFAULT_SEED = 1;
+/** `--live`: each seed is a real rollout per strategy × scenario (about 3 minutes a seed). */
+export const DEFAULT_LIVE_SEEDS = 1;
 
 interface LabOpts {
-  seeds: string;
+  seeds?: string;
+  live?: boolean;
   seed: string;
   strategies?: string[];
   scenarios?: string[];
@@ -82,7 +86,10 @@ export function labCommand(): Command {
     .description(
       "measure the six strategies against five release scenarios (the brief's comparison table), in simulation",
     )
-    .option("--seeds <n>", "seeds per strategy and scenario", String(DEFAULT_SEEDS))
+    .option(
+      "--seeds <n>",
+      `seeds per strategy and scenario (default ${DEFAULT_SEEDS}; with --live ${DEFAULT_LIVE_SEEDS})`,
+    )
     .option("--seed <s>", "the first seed", String(DEFAULT_SEED))
     .option("--strategies <names...>", `some of: ${STRATEGIES.join(", ")}`)
     .option("--scenarios <names...>", `some of: ${SCENARIOS.join(", ")}`)
@@ -97,15 +104,40 @@ export function labCommand(): Command {
       "print what the lab runs (traffic, steps, templates, assumptions) and exit",
     )
     .option("--workers <n>", "worker processes (default: the machine's cores)")
+    .option(
+      "--live",
+      "run the scenarios through a real Turnout, the router and the example model's processes, 10 times faster, beside the simulated figures",
+    )
     .action(async (opts: LabOpts) => {
       if (opts.explain) {
         process.stdout.write(`${explainLab()}\n`);
         return;
       }
-      const seeds = whole("seeds", opts.seeds, 1);
+      const seeds = whole(
+        "seeds",
+        opts.seeds ?? String(opts.live ? DEFAULT_LIVE_SEEDS : DEFAULT_SEEDS),
+        1,
+      );
       const seed = whole("seed", opts.seed, 0);
       const strategies = names<StrategyName>("strategies", opts.strategies, STRATEGIES);
       const scenarios = names<ScenarioName>("scenarios", opts.scenarios, SCENARIOS);
+      if (opts.live && opts.svg) {
+        throw usage("--svg draws the simulated lab; it does not go with --live");
+      }
+      if (opts.live) {
+        const tty = process.stderr.isTTY;
+        const report = await runLive({
+          seeds,
+          seed,
+          strategies,
+          scenarios,
+          ...(tty ? { onRun: (line: string) => process.stderr.write(`${line}\n`) } : {}),
+        });
+        if (opts.output === "json")
+          process.stdout.write(`${JSON.stringify(liveJson(report), null, 2)}\n`);
+        else process.stdout.write(`${formatLive(report)}\n`);
+        return;
+      }
       const workers =
         opts.workers === undefined ? defaultWorkers() : whole("workers", opts.workers, 1);
       const runs = seeds * strategies.length * scenarios.length;

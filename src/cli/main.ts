@@ -5,7 +5,7 @@
  * live server recorded in the data dir with its token; never a mix (see client.ts).
  */
 import { networkInterfaces } from "node:os";
-import { Command, CommanderError, Option } from "commander";
+import { Argument, Command, CommanderError, Option } from "commander";
 import { stringify as toYaml } from "yaml";
 import type { ServiceResource, ServiceStatus, TurnoutEvent } from "../core/model.js";
 import { DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from "../defaults.js";
@@ -14,6 +14,7 @@ import { getNotifiers } from "../notify/cli.js";
 import { packageVersion } from "../version.js";
 import { ApiError, Client } from "./client.js";
 import { registerDashboardCommand } from "./dashboard.js";
+import { registerEventsCommands } from "./events.js";
 import { getExperiments, registerExperimentCommands } from "./experiment.js";
 import { getFlags, registerFlagsCommands } from "./flags.js";
 import { getRouters } from "./fleet.js";
@@ -25,6 +26,7 @@ import {
   green,
   red,
   type StatusView,
+  watchLine,
   yellow,
 } from "./format.js";
 import { labCommand } from "./lab.js";
@@ -120,6 +122,13 @@ program
     "--flag-keys-file <file>",
     "the fleet's flag client keys, one a line (default: the data dir's flag-keys)",
   )
+  .addOption(
+    new Option(
+      "--log-format <format>",
+      "log lines on stderr: human (default on a terminal) or json (pino's, default in a pipe)",
+    ).choices(["human", "json"]),
+  )
+  .option("-q, --quiet", "log warnings and errors only (TURNOUT_LOG_LEVEL, when set, wins)")
   .action(
     async (
       opts: {
@@ -132,6 +141,8 @@ program
         routerAddress?: string;
         tokenFile?: string;
         flagKeysFile?: string;
+        logFormat?: "human" | "json";
+        quiet?: boolean;
       },
       cmd: Command,
     ) => {
@@ -142,6 +153,7 @@ program
         );
       const { startFleetMember, parseRoles } = await import("../server.js");
       const { fleetToken, checkStoreUrl } = await import("./fleet.js");
+      const { createUpLogger } = await import("./log-format.js");
       const g = cmd.optsWithGlobals<GlobalOpts>();
       const envPort =
         process.env.TURNOUT_PORT !== undefined ? parsePort(process.env.TURNOUT_PORT) : undefined;
@@ -153,6 +165,7 @@ program
         ...(g.dataDir ? { dataDir: g.dataDir } : {}),
         host: opts.host,
         port: opts.port ?? envPort ?? DEFAULT_PORT,
+        logger: createUpLogger({ format: opts.logFormat, quiet: opts.quiet }),
         ...(opts.tlsCert && opts.tlsKey
           ? { tls: { certFile: opts.tlsCert, keyFile: opts.tlsKey } }
           : {}),
@@ -223,22 +236,30 @@ program
   .requiredOption("-f, --filename <path...>", "file or directory (YAML or JSON)")
   .addOption(outputOption())
   .action(async (opts: { filename: string[]; output: Output }, cmd: Command) => {
-    const { errors, raw } = await loadAll(opts.filename);
+    const { errors, raw, place } = await loadAll(opts.filename);
     if (errors.length > 0) {
       printFieldErrors(errors);
       process.exitCode = 1;
       return;
     }
-    const res = await client(cmd).call<{
-      results: {
-        kind: string;
-        name: string;
-        action: string;
-        generation: number;
-        /** What the apply will do to the rollout (a changed spec.version), from the API. */
-        note?: string;
-      }[];
-    }>("POST", "/api/v1/apply", { resources: raw });
+    const res = await client(cmd)
+      .call<{
+        results: {
+          kind: string;
+          name: string;
+          action: string;
+          generation: number;
+          /** What the apply will do to the rollout (a changed spec.version), from the API. */
+          note?: string;
+        }[];
+      }>("POST", "/api/v1/apply", { resources: raw })
+      .catch((err: unknown) => {
+        // The API's errors (a missing template, a port a stored service holds) name resource
+        // and field; the files say where that is, as `validate` shows its own.
+        if (err instanceof ApiError && err.errors)
+          throw new ApiError(err.status, err.code, err.message, err.path, place(err.errors));
+        throw err;
+      });
     print(res, opts.output, () =>
       res.results
         .map(
@@ -256,7 +277,7 @@ program
   .description(
     "list resources: services | analysistemplates | flags | experiments | notifiers | routers",
   )
-  .argument("<kind>", "services or analysistemplates")
+  .argument("<kind>", "services, analysistemplates, flags, experiments, notifiers or routers")
   .argument("[name]", "one resource by name")
   .addOption(outputOption())
   .action(
@@ -326,7 +347,11 @@ program
     if (!["service", "services", "svc"].includes(kind.toLowerCase())) {
       throw new TurnoutError(
         "TURNOUT_ERR_CLI_USAGE",
-        `only services can be deleted, not ${JSON.stringify(kind)}`,
+        `only services can be deleted from the CLI, not ${JSON.stringify(kind)}${
+          /^flags?$/i.test(kind)
+            ? `; a flag goes with its resource: remove it from the YAML and apply, or turn it off with turnout flags disable ${name}`
+            : ""
+        }`,
       );
     }
     await client(cmd).call("DELETE", `/api/v1/services/${encodeURIComponent(name)}`);
@@ -362,8 +387,14 @@ program
       let last = "";
       for (;;) {
         const v = await c.call<StatusView>("GET", path);
+        if (opts.output === "text" && !process.stdout.isTTY) {
+          // In a pipe, a line per change, not a block per second of traffic counters.
+          const w = watchLine(v, new Date());
+          if (w.key !== last) process.stdout.write(`${w.line}\n`);
+          last = w.key;
+        }
         const text = opts.output === "text" ? formatStatus(v) : JSON.stringify(v);
-        if (text !== last) {
+        if (text !== last && (opts.output !== "text" || process.stdout.isTTY)) {
           if (opts.output === "text" && process.stdout.isTTY) process.stdout.write("\x1b[2J\x1b[H");
           else if (last && opts.output === "text") process.stdout.write("\n");
           print(v, opts.output, () => formatStatus(v));
@@ -452,14 +483,26 @@ registerFlagsCommands(program, client);
 registerExperimentCommands(program, client);
 registerShadowCommands(program, client);
 registerDashboardCommand(program, client);
+registerEventsCommands(program, client);
 
 program.addCommand(labCommand());
+
+program
+  .command("completion")
+  .description("print a shell completion script: source <(turnout completion bash)")
+  .addArgument(new Argument("<shell>", "bash, zsh or fish").choices(["bash", "zsh", "fish"]))
+  .action(async (shell: "bash" | "zsh" | "fish") => {
+    const { completionScript } = await import("./completion.js");
+    process.stdout.write(completionScript(shell, program));
+  });
 
 // ---- demo -------------------------------------------------------------------------------
 
 program
   .command("demo")
-  .description("run a canary of an example model end to end on the embedded defaults, then exit")
+  .description(
+    "five scenarios end to end on an example model (canary with automatic rollback, rolling and blue-green under load, shadow, A/B test, blue-green with feature flags) in a temp data dir (--keep keeps it); exits 0 when all went as expected",
+  )
   .option("--keep", "keep the demo's data dir instead of deleting it")
   .action(async (opts: { keep?: boolean }) => {
     const { runDemo } = await import("./demo.js");
@@ -493,8 +536,9 @@ async function loadAll(paths: string[]) {
   const { checkTraffic } = await import("../resources/traffic.js");
   return {
     resources: r.resources.map((x) => ({ kind: x.kind, name: x.metadata.name })),
-    errors: [...r.errors, ...refs, ...checkTraffic(r.resources)],
+    errors: r.place([...r.errors, ...refs, ...checkTraffic(r.resources)]),
     raw: r.resources as unknown[],
+    place: r.place,
   };
 }
 
@@ -547,9 +591,13 @@ function reportError(err: unknown): number {
     return err.exitCode === 0 ? 0 : 2;
   }
   if (err instanceof ApiError) {
-    process.stderr.write(`${red("error")}: ${err.message} ${dim(`[${err.code}]`)}\n`);
+    // With the list below, the summary's "first: ..." would say the first problem twice. The
+    // error's `path` is for API clients (e.g. "name", the URL's): the message names the thing.
+    const message = err.errors ? err.message.replace(/; first: [\s\S]*$/, "") : err.message;
+    process.stderr.write(
+      `${red("error")}: ${message} ${dim(`[${err.code}]`)}${err.errors ? ":" : ""}\n`,
+    );
     if (err.errors) for (const e of err.errors) process.stderr.write(`  ${formatFieldError(e)}\n`);
-    else if (err.path) process.stderr.write(`  at ${err.path}\n`);
     return 1;
   }
   if (err instanceof TurnoutError) {

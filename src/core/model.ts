@@ -369,8 +369,11 @@ export interface SetFlagStep {
   enabled?: boolean;
 }
 
-/** The steps a canary strategy lists (every step kind is allowed there). */
-export type CanaryStep = RolloutStep;
+/**
+ * The steps a canary strategy lists: every kind but `switch` and `rollingUpdate`, which the
+ * blueGreen and rolling strategies compile to.
+ */
+export type CanaryStep = Exclude<RolloutStep, { switch: unknown } | { rollingUpdate: unknown }>;
 
 /** `switch: {}`: the candidate scales to its full size, then takes 100% at once (blue-green). */
 export type SwitchStep = Record<string, never>;

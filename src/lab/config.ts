@@ -29,6 +29,23 @@ export type ScenarioName = (typeof SCENARIOS)[number];
 export const BAD_SCENARIOS: readonly ScenarioName[] = SCENARIOS.filter((s) => s !== "good");
 
 /** The traffic model (see `--explain`). */
+export interface TrafficModel {
+  rps: number;
+  users: number;
+  baseErrorRate: number;
+  latencyMedianMs: number;
+  latencySigma: number;
+  conversionRate: number;
+  goodConversionLift: number;
+  replicas: number;
+  startupSeconds: number;
+  crashFailedAfterSeconds: number;
+  operatorDelaySeconds: number;
+  horizonSeconds: number;
+  maxSeconds: number;
+}
+
+/** The traffic model (see `--explain`). */
 export const TRAFFIC = {
   /** Requests per second to the service, every second. */
   rps: 100,
@@ -57,7 +74,7 @@ export const TRAFFIC = {
   horizonSeconds: 300,
   /** No rollout runs past this (below 2048: `run.ts` seeds each second's streams with it). */
   maxSeconds: 1_500,
-} as const;
+} as const satisfies TrafficModel;
 
 /** How the new version behaves in a scenario (the stable version is always the baseline). */
 export interface ScenarioBehaviour {
@@ -315,15 +332,38 @@ export const STRATEGY_SPECS: Record<StrategyName, StrategySpec> = {
   },
 };
 
+/**
+ * Everything a lab run is made of, so that the same simulator can run another setup: the
+ * default lab's (`DEFAULT_CONFIG`, the constants above) or `--live`'s scaled-down one
+ * (live-config.ts), whose simulated figures are printed beside the live ones.
+ */
+export interface LabConfig {
+  traffic: TrafficModel;
+  scenarios: Record<ScenarioName, ScenarioBehaviour>;
+  templates: Record<string, AnalysisTemplateSpec>;
+  strategies: Record<StrategyName, StrategySpec>;
+}
+
+export const DEFAULT_CONFIG: LabConfig = {
+  traffic: TRAFFIC,
+  scenarios: SCENARIO_BEHAVIOUR,
+  templates: TEMPLATES,
+  strategies: STRATEGY_SPECS,
+};
+
 /** The service every run deploys (version and strategy set per run). */
-export function serviceSpec(strategy: StrategyName, version: string): ServiceSpec {
+export function serviceSpec(
+  strategy: StrategyName,
+  version: string,
+  config: LabConfig = DEFAULT_CONFIG,
+): ServiceSpec {
   return {
     listen: { host: "127.0.0.1", port: 8080 },
     stickiness: { header: "x-user-id" },
     runtime: {
       process: {
         command: ["node", "examples/model/server.mjs"],
-        replicas: TRAFFIC.replicas,
+        replicas: config.traffic.replicas,
         readiness: {
           path: "/healthz",
           periodSeconds: 1,
@@ -335,7 +375,7 @@ export function serviceSpec(strategy: StrategyName, version: string): ServiceSpe
       },
     },
     version,
-    strategy: STRATEGY_SPECS[strategy],
+    strategy: config.strategies[strategy],
     ...(strategy === "blueGreenFlags" ? { flags: [FLAG_KEY] } : {}),
   };
 }

@@ -4,7 +4,7 @@ import { compileFlags, evaluate } from "../core/flags/evaluate.js";
 import type { FlagStepOverride } from "../core/model.js";
 import { emptyStatus, type ReconcileOutput } from "../core/rollout.js";
 import { buildRouteTable } from "../core/routes.js";
-import { attachExperiment, type ExperimentOutput, selectArm } from "../router/exposures.js";
+import { compileExperiment, type ExperimentOutput, selectArm } from "../router/exposures.js";
 import { UpstreamPools } from "../router/pools.js";
 import { type SelectOutput, selectBackend } from "../router/select.js";
 import { MeasurementRecorder } from "../router/stats.js";
@@ -230,11 +230,13 @@ describe("the lab's selection agrees with the router and the flag evaluator", ()
     };
     assert.ok(raw.experiment, "the route table carries the experiment");
     const { table } = compileTable(raw, { pools, counters: (v) => recorder.series(SERVICE, v) });
-    assert.deepEqual(attachExperiment(table, raw, null), []);
+    const problems: string[] = [];
+    const experiment = compileExperiment(raw, table, null, problems);
+    assert.deepEqual(problems, []);
     const r = routingOf(out, ready);
     const o: ExperimentOutput = { setCookie: null, experimentUnit: null };
     for (let u = 0; u < 3000; u++) {
-      const b = selectArm(table.experiment!, { rawHeaders: ["x-user-id", userId(u)], url: "/" }, o);
+      const b = selectArm(experiment!, { rawHeaders: ["x-user-id", userId(u)], url: "/" }, o);
       assert.equal(servesCandidate(ub, r, u), b?.version === CANDIDATE, `user ${u}`);
     }
   });

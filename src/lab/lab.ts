@@ -10,7 +10,13 @@
  * Seeds: the runs use seeds `seed .. seed + seeds - 1`, the same for every strategy and
  * scenario; the report does not depend on how the runs were spread over processes.
  */
-import { SCENARIOS, type ScenarioName, STRATEGIES, type StrategyName } from "./config.js";
+import {
+  type LabConfig,
+  SCENARIOS,
+  type ScenarioName,
+  STRATEGIES,
+  type StrategyName,
+} from "./config.js";
 import { type RunMetrics, type RunResult, runGoodAndWrong, runOne, sharesGoodRun } from "./run.js";
 
 export const METRICS = [
@@ -53,6 +59,8 @@ export interface LabOptions {
   execute?: (jobs: LabJob[], onDone: (job: LabJob, rows: RunResult[]) => void) => Promise<void>;
   /** Called after each job with the runs done so far and the total. */
   onProgress?: (done: number, total: number) => void;
+  /** What to run; default the default lab's setup (`--live` simulates its own). */
+  config?: LabConfig;
 }
 
 /**
@@ -66,15 +74,17 @@ export interface LabJob {
   fromSeed: number;
   toSeed: number;
   alsoWrong?: boolean;
+  config?: LabConfig;
 }
 
 /** Runs one job (in a worker or here): its runs, each naming its own scenario. */
 export async function runJob(job: LabJob): Promise<RunResult[]> {
   const out: RunResult[] = [];
+  const opts = job.config ? { config: job.config } : {};
   for (let s = job.fromSeed; s < job.toSeed; s++) {
     const runs = job.alsoWrong
-      ? await runGoodAndWrong(job.strategy, s)
-      : [await runOne(job.strategy, job.scenario, s)];
+      ? await runGoodAndWrong(job.strategy, s, opts)
+      : [await runOne(job.strategy, job.scenario, s, opts)];
     for (const { events: _e, ...r } of runs) out.push(r);
   }
   return out;
@@ -97,6 +107,7 @@ export function labJobs(opts: LabOptions, chunk = 20): LabJob[] {
           fromSeed: s,
           toSeed: Math.min(opts.seed + opts.seeds, s + chunk),
           ...(alsoWrong && scenario === "good" ? { alsoWrong } : {}),
+          ...(opts.config ? { config: opts.config } : {}),
         });
       }
     }

@@ -45,15 +45,15 @@ import type { CapturedResponse, PairResult } from "../core/shadow/types.js";
 import { BuiltinProvider } from "../metrics/providers/builtin/builtin-provider.js";
 import { simulationRng } from "../sim/random.js";
 import {
+  DEFAULT_CONFIG,
   FLAG_KEY,
   FLAG_SPEC,
-  SCENARIO_BEHAVIOUR,
+  type LabConfig,
   type ScenarioName,
   SHADOW_COMPARE,
   type StrategyName,
   serviceSpec,
-  TEMPLATES,
-  TRAFFIC,
+  type TrafficModel,
 } from "./config.js";
 import { flagLabel, LabMeasurements } from "./measurements.js";
 
@@ -103,6 +103,8 @@ export interface RunResult extends RunMetrics {
 export interface RunOptions {
   /** Keep the events in the result (for `--explain` and tests). */
   events?: boolean;
+  /** What to run; default the default lab's setup. */
+  config?: LabConfig;
 }
 
 export interface RunTrace extends RunResult {
@@ -136,9 +138,9 @@ export function flagOn(ub: UserBuckets, flagEnd: number, u: number): boolean {
   return ub.flag[u]! < flagEnd;
 }
 
-export function userBuckets(): UserBuckets {
-  if (buckets) return buckets;
-  const n = TRAFFIC.users;
+/** The buckets of users u0 .. u(n-1) at least (a user's buckets do not depend on n). */
+export function userBuckets(n: number = DEFAULT_CONFIG.traffic.users): UserBuckets {
+  if (buckets && buckets.route.length >= n) return buckets;
   const flagScheme = hashScheme(FLAG_HASH_VERSION);
   const b: UserBuckets = {
     route: new Uint32Array(n),
@@ -165,7 +167,10 @@ interface Instance {
 
 class Runtime {
   readonly byVersion = new Map<string, Instance[]>();
-  constructor(private readonly crashing: string | null) {}
+  constructor(
+    private readonly crashing: string | null,
+    private readonly traffic: TrafficModel,
+  ) {}
 
   ensure(targets: { version: string; replicas: number }[], now: number): void {
     const want = new Map(targets.map((t) => [t.version, t.replicas]));
@@ -185,11 +190,11 @@ class Runtime {
       const r: VersionReadiness = { ready: 0, failed: 0 };
       for (const i of list) {
         if (v === this.crashing) {
-          if (now - i.startedAt >= TRAFFIC.crashFailedAfterSeconds * 1000) {
+          if (now - i.startedAt >= this.traffic.crashFailedAfterSeconds * 1000) {
             r.failed++;
             r.message = "exited with code 1 (3 crashes in a row during start-up)";
           }
-        } else if (now - i.startedAt >= TRAFFIC.startupSeconds * 1000) r.ready++;
+        } else if (now - i.startedAt >= this.traffic.startupSeconds * 1000) r.ready++;
       }
       out[v] = r;
     }
@@ -326,8 +331,11 @@ async function simulate(
   opts: RunOptions,
   withTwin: boolean,
 ): Promise<RunTrace[]> {
+  const cfg = opts.config ?? DEFAULT_CONFIG;
+  const TRAFFIC = cfg.traffic;
+  const TEMPLATES = cfg.templates;
   let scenario = scenarioAsked;
-  let beh = SCENARIO_BEHAVIOUR[scenario];
+  let beh = cfg.scenarios[scenario];
   let bad = scenario !== "good";
   /**
    * The twin: `wrongPredictions`, measured alongside `good` while both take the same decisions.
@@ -335,14 +343,14 @@ async function simulate(
    * goes on as the twin (`scenario`, `beh`, `bad` and these counters switch over).
    */
   let twin = withTwin;
-  const twinBeh = SCENARIO_BEHAVIOUR.wrongPredictions;
+  const twinBeh = cfg.scenarios.wrongPredictions;
   const twinExposed = twin ? new Uint8Array(TRAFFIC.users) : null;
   let twinExposedCount = 0;
   let twinWrongAnswers = 0;
   let twinLastBadSec = -1;
   const results: RunTrace[] = [];
   const flags = strategy === "blueGreenFlags";
-  const ub = userBuckets();
+  const ub = userBuckets(TRAFFIC.users);
   const kinds = pairs();
   const U = TRAFFIC.users;
   if (!(Number.isSafeInteger(seed) && seed >= 0 && seed < MAX_SEED)) {
@@ -352,7 +360,7 @@ async function simulate(
   const firstSec = LAB_START_MS / 1000;
   const meas = new LabMeasurements(firstSec);
   const provider = new BuiltinProvider({ measurements: meas });
-  const runtime = new Runtime(beh.crash ? CANDIDATE : null);
+  const runtime = new Runtime(beh.crash ? CANDIDATE : null, TRAFFIC);
   let exposed = new Uint8Array(U);
   let exposedCount = 0;
   let failedRequests = 0;
@@ -384,7 +392,7 @@ async function simulate(
   let shadowId: string | null = null;
 
   // 0. The service exists with v1 stable and running.
-  const specOf = (v: string): ServiceSpec => serviceSpec(strategy, v);
+  const specOf = (v: string): ServiceSpec => serviceSpec(strategy, v, cfg);
   runtime.ensure([{ version: STABLE, replicas: TRAFFIC.replicas }], LAB_START_MS - 60_000);
   let status: ServiceStatus | null = reconcile({
     now: LAB_START_MS - 1000,
@@ -760,7 +768,7 @@ function resultOf(c: Counters, outcome: RunResult["outcome"]): RunTrace {
 }
 
 /** An event that says the new version is bad: a failing verdict or an automatic reaction. */
-function detects(e: EventDraft): boolean {
+export function detects(e: EventDraft): boolean {
   if (e.type === "AnalysisVerdict") return e.data.outcome === "fail";
   if (e.type === "AnalysisFailed" || e.type === "FlagKilled") return true;
   // An experiment that ran out of time without a result keeps A, but detected nothing.

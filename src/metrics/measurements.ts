@@ -10,10 +10,20 @@
  *
  * The canary analysis reads candidate and baseline over the same window through this.
  */
+import {
+  addCounts,
+  type Counts,
+  emptyCounts,
+  hasLabel,
+  type SeriesWindowReader,
+  type StatusClasses,
+  secondsOf,
+  statusClasses,
+} from "../core/measurements.js";
 import { Sketch } from "../core/sketch.js";
-import type { MeasurementRecorder } from "../router/stats.js";
-import { secondsOf } from "../router/stats.js";
 import type { Store } from "../store/store.js";
+
+export { hasLabel } from "../core/measurements.js";
 
 /** Which measurements to read: `[fromMs, toMs)`, every whole second that starts in it. */
 export interface WindowQuery {
@@ -29,18 +39,13 @@ export interface WindowQuery {
   toMs: number;
 }
 
-/** Whether a canonical label string (`a=1&b=2`) holds the pair `label`. */
-export function hasLabel(labels: string, label: string): boolean {
-  return labels === label || labels.split("&").includes(label);
-}
-
 /** One version's numbers over a window. */
 export interface WindowStats {
   version: string;
   /** Responses completed in the window. */
   requests: number;
   /** Responses by status class (the router's own 502/503/504 included). */
-  status: { "2xx": number; "3xx": number; "4xx": number; "5xx": number };
+  status: StatusClasses;
   /** Upstream failures (connect errors, resets, timeouts, broken response streams). */
   upstreamErrors: number;
   /** 5xx responses / requests; 0 when there were no requests. */
@@ -68,53 +73,15 @@ export interface MeasurementSource {
  * construction on everything but where the pieces come from.
  */
 class WindowAccumulator {
-  readonly #byVersion = new Map<
-    string,
-    {
-      requests: number;
-      s2xx: number;
-      s3xx: number;
-      s4xx: number;
-      s5xx: number;
-      upstreamErrors: number;
-      latency: Sketch;
-      seconds: Set<number>;
-    }
-  >();
+  readonly #byVersion = new Map<string, Counts & { latency: Sketch; seconds: Set<number> }>();
 
-  add(
-    version: string,
-    p: {
-      requests: number;
-      s2xx: number;
-      s3xx: number;
-      s4xx: number;
-      s5xx: number;
-      upstreamErrors: number;
-      latency: Sketch;
-    },
-    seconds: Iterable<number>,
-  ): void {
+  add(version: string, p: Counts & { latency: Sketch }, seconds: Iterable<number>): void {
     let v = this.#byVersion.get(version);
     if (v === undefined) {
-      v = {
-        requests: 0,
-        s2xx: 0,
-        s3xx: 0,
-        s4xx: 0,
-        s5xx: 0,
-        upstreamErrors: 0,
-        latency: new Sketch({ alpha: p.latency.alpha }),
-        seconds: new Set(),
-      };
+      v = { ...emptyCounts(), latency: new Sketch({ alpha: p.latency.alpha }), seconds: new Set() };
       this.#byVersion.set(version, v);
     }
-    v.requests += p.requests;
-    v.s2xx += p.s2xx;
-    v.s3xx += p.s3xx;
-    v.s4xx += p.s4xx;
-    v.s5xx += p.s5xx;
-    v.upstreamErrors += p.upstreamErrors;
+    addCounts(v, p);
     v.latency.merge(p.latency);
     for (const s of seconds) v.seconds.add(s);
   }
@@ -134,7 +101,7 @@ class WindowAccumulator {
       out.set(version, {
         version,
         requests: v.requests,
-        status: { "2xx": v.s2xx, "3xx": v.s3xx, "4xx": v.s4xx, "5xx": v.s5xx },
+        status: statusClasses(v),
         upstreamErrors: v.upstreamErrors,
         errorRate: v.requests === 0 ? 0 : v.s5xx / v.requests,
         latency: v.latency,
@@ -175,19 +142,7 @@ export class StoreMeasurementSource implements MeasurementSource {
     });
     for (const r of rows) {
       if (q.label !== undefined && !hasLabel(r.labels, q.label)) continue;
-      acc.add(
-        r.version,
-        {
-          requests: r.requests,
-          s2xx: r.s2xx,
-          s3xx: r.s3xx,
-          s4xx: r.s4xx,
-          s5xx: r.s5xx,
-          upstreamErrors: r.upstreamErrors,
-          latency: Sketch.fromJSON(r.latency),
-        },
-        [r.second],
-      );
+      acc.add(r.version, { ...r, latency: Sketch.fromJSON(r.latency) }, [r.second]);
     }
     return acc.result();
   }
@@ -200,7 +155,7 @@ export class StoreMeasurementSource implements MeasurementSource {
  * @example new RouterMeasurementSource(router.measurements)
  */
 export class RouterMeasurementSource implements MeasurementSource {
-  constructor(private readonly recorder: Pick<MeasurementRecorder, "window">) {}
+  constructor(private readonly recorder: SeriesWindowReader) {}
 
   async window(q: WindowQuery): Promise<Map<string, WindowStats>> {
     const acc = new WindowAccumulator();

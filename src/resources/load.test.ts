@@ -192,9 +192,13 @@ spec: { metrics: [] }
   });
 
   test("an empty text holds no resources and no errors", () => {
-    assert.deepEqual(parseResources(""), { resources: [], errors: [] });
-    assert.deepEqual(parseResources("# nothing\n"), { resources: [], errors: [] });
-    assert.deepEqual(parseResources("  ", { format: "json" }), { resources: [], errors: [] });
+    const bare = ({ resources, errors }: ReturnType<typeof parseResources>) => ({
+      resources,
+      errors,
+    });
+    assert.deepEqual(bare(parseResources("")), { resources: [], errors: [] });
+    assert.deepEqual(bare(parseResources("# nothing\n")), { resources: [], errors: [] });
+    assert.deepEqual(bare(parseResources("  ", { format: "json" })), { resources: [], errors: [] });
   });
 
   test("JSON: one object or an array, each element a document with positions", () => {
@@ -541,5 +545,73 @@ describe("serializeResources", () => {
       serializeResources([r, r], "yaml"),
       "apiVersion: turnout.dev/v1\nkind: AnalysisTemplate\nmetadata:\n  name: t\nspec:\n  metrics: []\n---\napiVersion: turnout.dev/v1\nkind: AnalysisTemplate\nmetadata:\n  name: t\nspec:\n  metrics: []\n",
     );
+  });
+});
+
+describe("errors found after loading are placed in the files (#18 item 7)", () => {
+  test("parsePath inverts formatPath", async () => {
+    const { parsePath } = await import("./load.js");
+    assert.deepEqual(parsePath('spec.runtime.static.versions["1.0"].upstreams[2]'), [
+      "spec",
+      "runtime",
+      "static",
+      "versions",
+      "1.0",
+      "upstreams",
+      2,
+    ]);
+    assert.deepEqual(parsePath(""), []);
+  });
+
+  test("place adds file, document, line and column by resource and path", () => {
+    const text = `apiVersion: turnout.dev/v1
+kind: AnalysisTemplate
+metadata: { name: t }
+spec:
+  metrics:
+    - name: e
+      source: { builtin: error_rate }
+      judge: { threshold: { max: 0.1 } }
+---
+apiVersion: turnout.dev/v1
+kind: Service
+metadata: { name: shop }
+spec:
+  listen: { port: 8080 }
+  runtime:
+    static:
+      versions:
+        v1: { upstreams: ["http://127.0.0.1:9001"] }
+  version: v1
+  strategy:
+    canary:
+      steps:
+        - setWeight: 10
+        - analysis: { templates: [golden] }
+`;
+    const r = parseResources(text, { file: "shop.yaml" });
+    assert.deepEqual(r.errors, []);
+    const placed = r.place([
+      {
+        resource: "Service/shop",
+        path: "spec.strategy.canary.steps[1].analysis.templates[0]",
+        message: "no AnalysisTemplate named golden",
+      },
+      { resource: "Service/other", path: "spec", message: "not from these files" },
+    ]);
+    assert.deepEqual(placed[0], {
+      file: "shop.yaml",
+      document: 1,
+      resource: "Service/shop",
+      path: "spec.strategy.canary.steps[1].analysis.templates[0]",
+      message: "no AnalysisTemplate named golden",
+      line: 24,
+      column: 35,
+    });
+    assert.deepEqual(placed[1], {
+      resource: "Service/other",
+      path: "spec",
+      message: "not from these files",
+    });
   });
 });

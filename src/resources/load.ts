@@ -40,6 +40,12 @@ export interface LoadResult {
   resources: Resource[];
   /** Every problem found; a resource with a problem of its own is not in `resources`. */
   errors: FieldError[];
+  /**
+   * Puts file, document, line and column on errors found later about these resources (by the
+   * API at apply: a missing template, a port taken by a stored service), as `validate` gives
+   * them for its own. Errors about other resources, or already placed, are returned as they are.
+   */
+  place(errors: readonly FieldError[]): FieldError[];
 }
 
 export interface ParseOptions {
@@ -80,6 +86,21 @@ interface ParsedText {
 export function parseResources(text: string, opts: ParseOptions = {}): LoadResult {
   const parsed = parseText(text, opts);
   return finish(parsed.entries, parsed.errors);
+}
+
+/** `spec.steps[2].setWeight` or `versions["1.0"]` -> its segments (the inverse of formatPath). */
+export function parsePath(path: string): PathSegment[] {
+  const out: PathSegment[] = [];
+  const re = /\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\]|\.?([A-Za-z_][A-Za-z0-9_-]*)/gy;
+  let m: RegExpExecArray | null = re.exec(path);
+  while (m !== null) {
+    if (m[1] !== undefined) out.push(Number(m[1]));
+    else if (m[2] !== undefined) out.push(JSON.parse(m[2]) as string);
+    else if (m[3] !== undefined) out.push(m[3]);
+    if (re.lastIndex >= path.length) break;
+    m = re.exec(path);
+  }
+  return out;
 }
 
 /**
@@ -469,9 +490,23 @@ const hostsOverlap = (a: string, b: string) =>
 /** Adds the set checks and leaves out the resources they reject. */
 function finish(entries: readonly Entry[], errors: FieldError[]): LoadResult {
   const set = checkSet(entries, []);
+  const kept = entries.filter((e) => !set.rejected.has(e));
+  const byLabel = new Map(kept.map((e) => [labelOf(e.resource), e]));
   return {
-    resources: entries.filter((e) => !set.rejected.has(e)).map((e) => e.resource),
+    resources: kept.map((e) => e.resource),
     errors: [...errors, ...set.errors],
+    place: (found) =>
+      found.map((err) => {
+        const e = err.resource !== undefined ? byLabel.get(err.resource) : undefined;
+        if (!e || err.file !== undefined) return err;
+        const pos = e.locate?.(parsePath(err.path));
+        return {
+          ...(e.file !== undefined ? { file: e.file } : {}),
+          ...(e.document !== undefined ? { document: e.document } : {}),
+          ...err,
+          ...(pos && err.line === undefined ? { line: pos.line, column: pos.column } : {}),
+        };
+      }),
   };
 }
 

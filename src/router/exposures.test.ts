@@ -3,13 +3,7 @@ import { test } from "node:test";
 import { bucketOf } from "../core/hashing.js";
 import type { RouteTable } from "../core/model.js";
 import type { Exposure, OutcomeEvent } from "../store/experiment-store.js";
-import {
-  attachExperiment,
-  ExposureLog,
-  experimentOf,
-  recordResponseHeaders,
-  selectArm,
-} from "./exposures.js";
+import { ExposureLog, experimentOf, recordResponseHeaders, selectArm } from "./exposures.js";
 import { UpstreamPools } from "./pools.js";
 import { MeasurementRecorder } from "./stats.js";
 import { compileTable } from "./table.js";
@@ -59,8 +53,12 @@ function setup(key: NonNullable<RouteTable["experiment"]>["key"], log: ExposureL
       responseHeaders: ["x-conf"],
     },
   };
-  const { table } = compileTable(raw, { pools, counters: (v) => recorder.series("svc", v) });
-  assert.deepEqual(attachExperiment(table, raw, log), []);
+  const { table, problems } = compileTable(raw, {
+    pools,
+    counters: (v) => recorder.series("svc", v),
+    features: { experiment: log },
+  });
+  assert.deepEqual(problems, []);
   return experimentOf(table)!;
 }
 
@@ -176,8 +174,12 @@ test("a third arm on a version without weight is served to its units only", () =
       salt: "s3",
     },
   };
-  const { table } = compileTable(raw, { pools, counters: (v) => recorder.series("svc", v) });
-  assert.deepEqual(attachExperiment(table, raw, log), []);
+  const { table, problems } = compileTable(raw, {
+    pools,
+    counters: (v) => recorder.series("svc", v),
+    features: { experiment: log },
+  });
+  assert.deepEqual(problems, []);
   const x = experimentOf(table)!;
   const out = { setCookie: null, experimentUnit: null as string | null };
   const seen: Record<string, number> = {};

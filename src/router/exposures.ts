@@ -22,14 +22,23 @@
  * past the cap it is cleared, which only means a few duplicate inserts the store ignores.
  */
 import { randomUUID } from "node:crypto";
-import type { IncomingMessage } from "node:http";
 import { responseHeaderMetric } from "../core/experiment/spec.js";
 import { hashScheme } from "../core/hashing.js";
 import type { RouteTable } from "../core/model.js";
 import type { Exposure, OutcomeEvent } from "../store/experiment-store.js";
-import type { RouterLogger } from "./router.js";
-import { cookieValue, headerValue, queryValue } from "./select.js";
-import { type CompiledBackend, type CompiledTable, ISSUED_COOKIE_ATTRIBUTES } from "./table.js";
+import { cookieValue, headerValue, queryValue } from "./request.js";
+import {
+  type CompiledBackend,
+  type ExchangeObserver,
+  type ExchangeView,
+  ISSUED_COOKIE_ATTRIBUTES,
+  type RequestFacts,
+  type RouterLogger,
+  type SelectableRequest,
+  type TableCore,
+  type TableFeature,
+  type UpstreamHeaders,
+} from "./types.js";
 
 /** Where exposures and header events go (the experiment store). */
 export interface ExposureSink {
@@ -38,10 +47,7 @@ export interface ExposureSink {
 }
 
 /** What the exchange carries besides the backend: a cookie to set, the unit being served. */
-export interface ExperimentOutput {
-  setCookie: string | null;
-  experimentUnit: string | null;
-}
+export type ExperimentOutput = Pick<RequestFacts, "setCookie" | "experimentUnit">;
 
 export interface ExposureLogOptions {
   sink?: ExposureSink | undefined;
@@ -169,44 +175,80 @@ export class ExposureLog {
   }
 }
 
-/** A table's experiment, compiled once per table. */
-export interface CompiledExperiment {
-  readonly name: string;
-  readonly source: "header" | "cookie" | "query";
-  /** Lower-case header name, cookie name or query parameter. */
-  readonly keyName: string;
-  readonly cookiePrefix: string;
-  readonly salt: string;
-  readonly bucket: (salt: string, key: string) => number;
-  /** Exclusive bucket ends per arm, in order. */
-  readonly ends: readonly number[];
-  readonly arms: readonly { name: string; backend: CompiledBackend | null }[];
-  readonly byName: ReadonlyMap<string, CompiledBackend>;
-  readonly forceHeader: string | null;
-  readonly forceQuery: string | null;
-  readonly responseHeaders: readonly string[];
-  readonly log: ExposureLog | null;
+/**
+ * A table's experiment, compiled once per table (the compiled table's `experiment`). Its
+ * hooks: `select` assigns the unit to an arm before the table's own selection; `request`
+ * watches the response of an exposed unit when the experiment's metrics read response headers.
+ */
+export class CompiledExperiment {
+  constructor(
+    readonly name: string,
+    readonly source: "header" | "cookie" | "query",
+    /** Lower-case header name, cookie name or query parameter. */
+    readonly keyName: string,
+    readonly cookiePrefix: string,
+    readonly salt: string,
+    readonly bucket: (salt: string, key: string) => number,
+    /** Exclusive bucket ends per arm, in order. */
+    readonly ends: readonly number[],
+    readonly arms: readonly { name: string; backend: CompiledBackend | null }[],
+    readonly byName: ReadonlyMap<string, CompiledBackend>,
+    readonly forceHeader: string | null,
+    readonly forceQuery: string | null,
+    readonly responseHeaders: readonly string[],
+    readonly log: ExposureLog | null,
+  ) {}
+
+  select(req: SelectableRequest, facts: RequestFacts): CompiledBackend | null {
+    return selectArm(this, req, facts);
+  }
+
+  request(ex: ExchangeView): ExchangeObserver | null {
+    const unit = ex.experimentUnit;
+    if (unit === null || this.log === null || this.responseHeaders.length === 0) return null;
+    return new ResponseHeaderEvents(this, unit, ex.requestId);
+  }
+}
+
+/** Records an exposed unit's numeric response headers (the experiment's header metrics). */
+class ResponseHeaderEvents implements ExchangeObserver {
+  constructor(
+    readonly x: CompiledExperiment,
+    readonly unit: string,
+    readonly requestId: string,
+  ) {}
+
+  responseStart(_status: number, headers: UpstreamHeaders): void {
+    recordResponseHeaders(this.x, this.unit, headers, this.requestId);
+  }
+
+  requestStart(): void {}
+  responseData(): void {}
+  responseEnd(): void {}
+  clientClose(): void {}
 }
 
 /** The experiment compiled for a table, if its route table has one. */
-export function experimentOf(table: CompiledTable): CompiledExperiment | undefined {
+export function experimentOf(table: {
+  readonly experiment: CompiledExperiment | null;
+}): CompiledExperiment | undefined {
   return table.experiment ?? undefined;
 }
 
 /**
- * Compiles the experiment of a route table onto its compiled table. Problems (an arm whose
- * version has no backend) are returned for the router's log; such arms fall through.
+ * Compiles the experiment of a route table; null without one. Problems (an arm whose version
+ * has no backend) go to `problems` for the router's log; such arms fall through.
  */
-export function attachExperiment(
-  table: CompiledTable,
+export function compileExperiment(
   raw: RouteTable,
+  core: TableCore,
   log: ExposureLog | null,
-): string[] {
+  problems: string[],
+): CompiledExperiment | null {
   const x = raw.experiment;
-  if (x === undefined) return [];
-  const problems: string[] = [];
+  if (x === undefined) return null;
   const backendOf = (version: string): CompiledBackend | null =>
-    table.byVersion.get(version) ?? table.backends.find((b) => b.version === version) ?? null;
+    core.byVersion.get(version) ?? core.backends.find((b) => b.version === version) ?? null;
   const total = x.arms.reduce((s, a) => s + a.weight, 0);
   const ends: number[] = [];
   let acc = 0;
@@ -223,23 +265,30 @@ export function attachExperiment(
   const source = "header" in x.key ? "header" : "cookie" in x.key ? "cookie" : "query";
   const keyName =
     "header" in x.key ? x.key.header.toLowerCase() : "cookie" in x.key ? x.key.cookie : x.key.query;
-  table.experiment = {
-    name: x.name,
+  return new CompiledExperiment(
+    x.name,
     source,
     keyName,
-    cookiePrefix: `${keyName}=`,
-    salt: x.salt,
-    bucket: hashScheme(raw.hashVersion).bucket,
+    `${keyName}=`,
+    x.salt,
+    hashScheme(raw.hashVersion).bucket,
     ends,
     arms,
     byName,
-    forceHeader: x.force?.header?.toLowerCase() ?? null,
-    forceQuery: x.force?.query ?? null,
-    responseHeaders: x.responseHeaders ?? [],
+    x.force?.header?.toLowerCase() ?? null,
+    x.force?.query ?? null,
+    x.responseHeaders ?? [],
     log,
-  };
-  return problems;
+  );
 }
+
+/**
+ * The experiment feature (features.ts): its environment is the router's exposure log; a table
+ * compiled without one still assigns arms, and logs nothing.
+ */
+export const experimentFeature: TableFeature<ExposureLog | null, CompiledExperiment> = {
+  compile: (raw, core, log, problems) => compileExperiment(raw, core, log ?? null, problems),
+};
 
 /**
  * The arm's backend for a request (see the module comment), or null to fall through to the
@@ -248,7 +297,7 @@ export function attachExperiment(
  */
 export function selectArm(
   x: CompiledExperiment,
-  req: Pick<IncomingMessage, "rawHeaders" | "url">,
+  req: SelectableRequest,
   out: ExperimentOutput,
 ): CompiledBackend | null {
   out.experimentUnit = null;
@@ -293,7 +342,7 @@ export function selectArm(
 export function recordResponseHeaders(
   x: CompiledExperiment,
   unit: string,
-  headers: Record<string, string | string[] | undefined>,
+  headers: UpstreamHeaders,
   requestId: string,
 ): void {
   if (x.log === null) return;

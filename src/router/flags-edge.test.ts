@@ -5,7 +5,8 @@ import { compileFlags } from "../core/flags/evaluate.js";
 import type { RouteTable } from "../core/model.js";
 import { EdgeFlags, mergeLabels } from "./flags-edge.js";
 import { MeasurementRecorder } from "./stats.js";
-import type { CompiledBackend, CompiledTable } from "./table.js";
+import type { CompiledBackend } from "./table.js";
+import type { ExchangeView } from "./types.js";
 
 const flags = compileFlags([
   {
@@ -30,47 +31,54 @@ function setup() {
   const edge = new EdgeFlags({ current: { flags } });
   const recorder = new MeasurementRecorder();
   edge.bindRecorder(recorder);
-  edge.configure({
+  const compiled = edge.compile({
     service: "shop",
     stickiness: { header: "X-User", salt: "shop" },
     flags: ["beta"],
-  } as unknown as RouteTable);
+  } as unknown as RouteTable)!;
   const backend = {
     version: "v2",
     counters: recorder.series("shop", "v2"),
   } as unknown as CompiledBackend;
-  const table = { service: "shop" } as CompiledTable;
   const req = (headers: string[]) =>
     ({ rawHeaders: headers, url: "/" }) as unknown as IncomingMessage;
-  return { edge, recorder, backend, table, req };
+  // The flags' `request` hook on an exchange that picked `backend`; returns the version and
+  // series the request is then recorded into.
+  const apply = (r: IncomingMessage, headers: string[], facts: { setCookie: string | null }) => {
+    const ex = {
+      ...facts,
+      experimentUnit: null,
+      req: r,
+      headers,
+      backend,
+      counters: backend.counters,
+    } as unknown as ExchangeView;
+    compiled.request(ex);
+    return { version: ex.backend.version, counters: ex.counters };
+  };
+  return { edge, recorder, backend, apply, req };
 }
 
 test("evaluates with the sticky key, replaces a client's header, labels the series", () => {
-  const { edge, backend, table, req } = setup();
+  const { edge, apply, req } = setup();
   const headers = ["x-turnout-flags", "beta=on", "host", "a"];
-  const b = edge.apply(
-    table,
-    backend,
-    req(["X-User", "staff-1", "x-turnout-flags", "beta=on"]),
-    headers,
-    {
-      setCookie: null,
-    },
-  );
+  const b = apply(req(["X-User", "staff-1", "x-turnout-flags", "beta=on"]), headers, {
+    setCookie: null,
+  });
   assert.deepEqual(headers, ["host", "a", "x-turnout-flags", "beta=on"]);
   assert.equal(b.counters.labels, "flag.beta=on");
   assert.equal(b.version, "v2");
   const h2: string[] = [];
-  const c = edge.apply(table, backend, req(["X-User", "user-1"]), h2, { setCookie: null });
+  const c = apply(req(["X-User", "user-1"]), h2, { setCookie: null });
   assert.deepEqual(h2, ["x-turnout-flags", "beta=off"]);
   assert.equal(c.counters.labels, "flag.beta=off");
   // No sticky key: the 0% rollout cannot bucket, so the flag is left out and labelled _error.
   const h3: string[] = [];
-  const d = edge.apply(table, backend, req([]), h3, { setCookie: null });
+  const d = apply(req([]), h3, { setCookie: null });
   assert.deepEqual(h3, ["x-turnout-flags", ""]);
   assert.equal(d.counters.labels, "flag.beta=_error");
-  // A service without flags is untouched.
-  assert.equal(edge.has("other"), false);
+  // A table without flags compiles to none (the proxy then runs no flag hook).
+  assert.equal(edge.compile({ service: "other" } as unknown as RouteTable), null);
 });
 
 test("labels from another feature are kept, in canonical order", () => {

@@ -93,6 +93,12 @@ export class OutlierDetector {
   constructor(
     private readonly clock: Clock = systemClock,
     private readonly onEvent: (e: HealthEvent) => void = () => {},
+    /**
+     * Where doubling stops (or at the base time if longer). The router's upstreams use Envoy's
+     * `MAX_EJECTION_MS`; the mirror's shadows (mirror.ts), whose "ejection" is its circuit
+     * breaker, a shorter cap, so that a shadow that comes back is copied to again soon.
+     */
+    private readonly maxEjectionMs: number = MAX_EJECTION_MS,
   ) {}
 
   /** Counts one failed attempt on `target`; `peers` are the endpoints of its version. */
@@ -136,7 +142,7 @@ export class OutlierDetector {
     target.ejections++;
     const durationMs = Math.min(
       baseMs * 2 ** (target.ejections - 1),
-      Math.max(baseMs, MAX_EJECTION_MS),
+      Math.max(baseMs, this.maxEjectionMs),
     );
     target.ejected = true;
     target.available = false;

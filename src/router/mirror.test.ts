@@ -277,3 +277,54 @@ test("when the table drops the mirror, queued copies are not sent", async (t) =>
   assert.equal(router.mirrorStats("svc")!.mirrored, 5);
   assert.equal(slow.seen.length, 1);
 });
+
+test("a mirrored request of an experiment: both features observe the one exchange", async (t) => {
+  // The primary answers a header the experiment records; the shadow answers the same body.
+  const server = http.createServer((_req, res) => {
+    res.writeHead(200, { "content-type": "application/json", "x-conf": "0.75" });
+    res.end(JSON.stringify({ ok: true }));
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  t.after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const v1 = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  const shadow = await upstream(t, () => ({ ok: true }));
+  const events: { unit: string; metric: string; value: number }[] = [];
+  const source = new MemoryRouteTableSource();
+  source.set({
+    service: "svc",
+    listen: { host: "127.0.0.1", port: 0 },
+    backends: [{ version: "v1", weight: 100, endpoints: [v1] }],
+    mirror: mirror("p-xp", [shadow.url]),
+    experiment: {
+      name: "exp",
+      arms: [{ name: "A", version: "v1", weight: 100 }],
+      key: { header: "x-user" },
+      salt: "s",
+      responseHeaders: ["x-conf"],
+    },
+  });
+  const router = await startRouter(t, source, {
+    exposures: {
+      recordExposures: async () => {},
+      recordEvents: async (e) => void events.push(...e),
+    },
+  });
+  const port = portOf(router, "svc");
+  for (let i = 0; i < 10; i++) {
+    const r = await send(port, "/", { headers: { "x-user": `u${i}` } });
+    assert.equal(r.status, 200);
+  }
+  // The mirror compared every pair, and the experiment recorded every response's header.
+  await until(() => compared(router) === 10);
+  assert.equal(router.mirrors.report("svc")!.report.mismatches, 0);
+  await router.stop();
+  assert.equal(events.length, 10);
+  assert.deepEqual(
+    events.map((e) => e.value),
+    Array.from({ length: 10 }, () => 0.75),
+  );
+});

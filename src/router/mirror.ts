@@ -21,50 +21,40 @@
  *      response callback.
  * Copies carry `x-turnout-shadow: 1` and lose the headers the step strips (e.g. authorization).
  *
+ * Files: this one is the registry (per-service state, shadow pools, the breaker, the compare
+ * backlog, flushing); mirror-sample.ts decides which requests are copied (the compiled table's
+ * `mirror` and its `request` hook); mirror-tap.ts captures and sends one copy.
+ *
  * Reports: each service's aggregate (per mirror phase, `RouteMirror.id`) is flushed to the
  * shadow store every second, like measurements (stats.ts), so the controller's shadow step
  * reads the same numbers whichever process the router runs in.
  */
-import type { IncomingMessage } from "node:http";
-import { type Dispatcher, Pool } from "undici";
-import { compileUserRegex, type UserRegex } from "../core/regex.js";
+import { Pool } from "undici";
+import type { ShadowAggregateRow, ShadowAggregateSink } from "../core/measurements.js";
+import { compileUserRegex } from "../core/regex.js";
+import { ShadowAggregate, type ShadowReport } from "../core/shadow/aggregate.js";
+import { type CompiledCompare, compileCompare } from "../core/shadow/compare.js";
+import type { RouteMirror } from "../core/shadow/types.js";
 import {
-  ShadowAggregate,
-  type ShadowAggregateState,
-  type ShadowReport,
-} from "../core/shadow/aggregate.js";
-import { type CompiledCompare, comparePair, compileCompare } from "../core/shadow/compare.js";
-import type { CapturedResponse, RouteMirror } from "../core/shadow/types.js";
-import type { RouterLogger } from "./router.js";
-import { cookieValue, headerValue, pathHasPrefix } from "./select.js";
+  initialHealth,
+  type OutlierDetectionSpec,
+  OutlierDetector,
+  systemClock,
+} from "./health.js";
+import { CompiledMirror, type MirrorCondition } from "./mirror-sample.js";
+import {
+  type DropReason,
+  type MirrorHost,
+  MirrorState,
+  type MirrorTap,
+  pump,
+  type ShadowEndpoint,
+} from "./mirror-tap.js";
+import type { RouterLogger, TableFeature } from "./types.js";
 
-/** The marker header on every copy, so a shadow can tell copies from user requests. */
-export const SHADOW_HEADER = "x-turnout-shadow";
-
-/** Why a copy was not made, not answered, or not compared. */
-export type DropReason =
-  | "queue_full"
-  | "body_too_large"
-  | "shadow_timeout"
-  | "shadow_error"
-  | "primary_failed"
-  | "compare_backlog"
-  | "shadow_unavailable";
-
-/** One router's aggregate of one mirror phase, as flushed to the store. */
-export interface ShadowAggregateRow {
-  service: string;
-  id: string;
-  version: string;
-  routerId: string;
-  state: ShadowAggregateState;
-  updatedAt: number;
-}
-
-/** Where aggregates go (the shadow store). */
-export interface ShadowAggregateSink {
-  saveShadowAggregates(rows: ShadowAggregateRow[]): Promise<void>;
-}
+export type { ShadowAggregateRow, ShadowAggregateSink } from "../core/measurements.js";
+export { CompiledMirror, SHADOW_HEADER } from "./mirror-sample.js";
+export type { DropReason, MirrorTap } from "./mirror-tap.js";
 
 export interface MirrorOptions {
   logger: RouterLogger;
@@ -95,76 +85,33 @@ export interface MirrorStats {
 const MAX_COMPARE_BACKLOG = 1024;
 /** Pairs compared per batch before yielding to the event loop. */
 const COMPARE_BATCH = 64;
-/** Sampling is exact in steps of 0.01%: each request adds percent × 100 to an accumulator. */
-const SAMPLE_FULL = 10_000;
 /**
- * Consecutive shadow failures (refused, reset, timed out) after which copies stop for a while:
- * a dead shadow would otherwise cost a connection attempt, an error and a report entry per
- * request, which at full load takes CPU from the primary's requests.
+ * The breaker: after `consecutiveFailures` failed copies in a row (refused, reset, timed out) a
+ * shadow endpoint is ejected, as the router ejects upstreams (health.ts `OutlierDetector`, one
+ * mechanism for both): a dead shadow would otherwise cost a connection attempt, an error and a
+ * report entry per request, which at full load takes CPU from the primary's requests. The pause
+ * starts at half a second and doubles while the shadow keeps failing, up to
+ * `BREAKER_MAX_MS`; while every shadow endpoint is out, copies are dropped as
+ * `shadow_unavailable`.
  */
-const BREAKER_FAILURES = 5;
-const BREAKER_MIN_MS = 500;
+const BREAKER: OutlierDetectionSpec = {
+  consecutiveFailures: 5,
+  ejectionSeconds: 0.5,
+  maxEjectionPercent: 100,
+} as OutlierDetectionSpec;
 const BREAKER_MAX_MS = 30_000;
-
-interface ShadowEndpoint {
-  readonly pool: Pool;
-  readonly pathPrefix: string;
-}
-
-/** Per service: the phase's aggregate, the sampling state, the queue. Outlives tables. */
-class MirrorState {
-  id = "";
-  version = "";
-  agg = new ShadowAggregate();
-  dirty = false;
-  acc = 0;
-  /** False once the service's table has no mirror: queued copies are then not sent. */
-  active = true;
-  /** Consecutive failed copies; at BREAKER_FAILURES copies pause until `openUntil`. */
-  failures = 0;
-  /** performance.now() until which no copy is made (0: closed); the pause doubles each time. */
-  openUntil = 0;
-  openMs = BREAKER_MIN_MS;
-  inFlight = 0;
-  readonly queue: MirrorTap[] = [];
-  pumpScheduled = false;
-  mirrored = 0;
-  sent = 0;
-  compared = 0;
-  readonly drops: Partial<Record<DropReason, number>> = {};
-
-  constructor(readonly service: string) {}
-
-  drop(reason: DropReason): void {
-    this.drops[reason] = (this.drops[reason] ?? 0) + 1;
-    // Copies that were never made or never compared; the shadow's own failures are pairs.
-    if (
-      reason !== "shadow_timeout" &&
-      reason !== "shadow_error" &&
-      reason !== "shadow_unavailable"
-    ) {
-      this.agg.drop(reason);
-      this.dirty = true;
-    }
-  }
-}
-
-/** A compiled condition of the mirror's match (the same semantics as select.ts). */
-interface MirrorCondition {
-  name: string;
-  equals: string | null;
-  regex: UserRegex | null;
-  exists: boolean | null;
-}
 
 /**
  * The mirrors of all services of one router: compiles each table's mirror, owns the shadow
  * pools, the compare backlog and the flush timer.
  */
-export class Mirrors {
+export class Mirrors implements MirrorHost {
   readonly #opts: MirrorOptions;
   readonly #states = new Map<string, MirrorState>();
   readonly #pools = new Map<string, Pool>();
+  /** Shadow endpoints by URL, with their breaker state (kept across tables). */
+  readonly #shadowEndpoints = new Map<string, ShadowEndpoint>();
+  readonly #breaker = new OutlierDetector(systemClock, undefined, BREAKER_MAX_MS);
   /** Origins each service's mirror uses, to close pools nobody uses. */
   readonly #origins = new Map<string, Set<string>>();
   readonly #backlog: MirrorTap[] = [];
@@ -193,7 +140,7 @@ export class Mirrors {
     }
     let st = this.#states.get(service);
     if (st === undefined) {
-      st = new MirrorState(service);
+      st = new MirrorState(service, new ShadowAggregate());
       this.#states.set(service, st);
     }
     st.active = true;
@@ -307,6 +254,8 @@ export class Mirrors {
     for (const st of this.#states.values()) this.#retire(st);
     this.#states.clear();
     await this.flush();
+    for (const ep of this.#shadowEndpoints.values()) this.#breaker.dispose(ep);
+    this.#shadowEndpoints.clear();
     const pools = [...this.#pools.values()];
     this.#pools.clear();
     await Promise.all(pools.map((p) => p.destroy().catch(() => undefined)));
@@ -378,10 +327,17 @@ export class Mirrors {
         pool = new Pool(u.origin, { pipelining: 1, connect: { timeout: 5000 } });
         this.#pools.set(u.origin, pool);
       }
-      out.push({
-        pool,
-        pathPrefix: u.pathname.endsWith("/") ? u.pathname.slice(0, -1) : u.pathname,
-      });
+      let ep = this.#shadowEndpoints.get(url);
+      if (ep === undefined || ep.pool !== pool) {
+        ep = {
+          url,
+          pool,
+          pathPrefix: u.pathname.endsWith("/") ? u.pathname.slice(0, -1) : u.pathname,
+          ...initialHealth(),
+        };
+        this.#shadowEndpoints.set(url, ep);
+      }
+      out.push(ep);
     }
     return out;
   }
@@ -394,6 +350,11 @@ export class Mirrors {
     for (const [origin, pool] of this.#pools) {
       if (used.has(origin)) continue;
       this.#pools.delete(origin);
+      for (const [url, ep] of this.#shadowEndpoints) {
+        if (ep.pool !== pool) continue;
+        this.#breaker.dispose(ep);
+        this.#shadowEndpoints.delete(url);
+      }
       // Copies in flight finish first (`close`, not `destroy`).
       void pool.close().catch(() => undefined);
     }
@@ -402,6 +363,12 @@ export class Mirrors {
   // -------------------------------------------------------------------------------------
   // Sending and comparing
   // -------------------------------------------------------------------------------------
+
+  /** A copy's outcome on its shadow endpoint: failures feed the breaker, a success resets it. */
+  copyOutcome(ep: ShadowEndpoint, peers: readonly ShadowEndpoint[], ok: boolean): void {
+    if (!ok) this.#breaker.failure(ep, peers, BREAKER);
+    else if (ep.consecutiveFailures !== 0) ep.consecutiveFailures = 0;
+  }
 
   /** Queues a tap whose copy is ready to go (its request body, if any, complete). */
   enqueue(tap: MirrorTap): void {
@@ -459,399 +426,11 @@ export class Mirrors {
   }
 }
 
-/** Counts a copy's outcome for the breaker: 5 failures in a row pause copies, a success resets. */
-function breaker(st: MirrorState, ok: boolean): void {
-  if (ok) {
-    st.failures = 0;
-    st.openUntil = 0;
-    st.openMs = BREAKER_MIN_MS;
-    return;
-  }
-  st.failures++;
-  if (st.failures < BREAKER_FAILURES) return;
-  st.failures = 0;
-  st.openUntil = performance.now() + st.openMs;
-  st.openMs = Math.min(st.openMs * 2, BREAKER_MAX_MS);
-}
-
-/** Sends queued copies while the service has concurrency left. */
-function pump(st: MirrorState): void {
-  st.pumpScheduled = false;
-  if (!st.active) {
-    st.queue.length = 0;
-    return;
-  }
-  while (st.queue.length > 0) {
-    const tap = st.queue[0]!;
-    if (st.inFlight >= tap.mirror.spec.limits.maxConcurrency) return;
-    st.queue.shift();
-    tap.send();
-  }
-}
-
-/** One table's mirror: the sampling and matching decision per request. */
-export class CompiledMirror {
-  readonly #full: number;
-  readonly stripHeaders: ReadonlySet<string>;
-  readonly methods: ReadonlySet<string>;
-  #cursor = 0;
-  #noiseCursor = 0;
-
-  constructor(
-    readonly mirrors: Mirrors,
-    readonly state: MirrorState,
-    readonly spec: RouteMirror,
-    readonly endpoints: readonly ShadowEndpoint[],
-    readonly noise: readonly ShadowEndpoint[],
-    readonly compare: CompiledCompare,
-    readonly headerConditions: readonly MirrorCondition[],
-    readonly cookieCondition: MirrorCondition | null,
-    readonly pathPrefix: string | null,
-  ) {
-    this.#full = Math.round(spec.percent * 100);
-    this.stripHeaders = new Set(spec.stripHeaders);
-    this.methods = new Set(spec.methods);
-  }
-
-  /**
-   * Decides whether this request is copied; if so, returns the tap that captures it. Called by
-   * the proxy after the version was picked and before the primary is dispatched.
-   */
-  tap(
-    req: IncomingMessage,
-    target: string,
-    headers: readonly string[],
-    hasBody: boolean,
-    requestId: string,
-    startedAt: number,
-  ): MirrorTap | null {
-    // 1. Method, then match, then the exact sampling (cheapest first).
-    const method = req.method ?? "GET";
-    if (!this.methods.has(method)) return null;
-    if (!this.#matches(req)) return null;
-    const st = this.state;
-    st.acc += this.#full;
-    if (st.acc < SAMPLE_FULL) return null;
-    st.acc -= SAMPLE_FULL;
-    st.mirrored++;
-    // 2. The shadow is failing: no copy until the pause ends (then the next ones probe it).
-    if (st.openUntil !== 0 && performance.now() < st.openUntil) {
-      st.drop("shadow_unavailable");
-      return null;
-    }
-    // 3. A body announced over the limit is not mirrored at all.
-    const limits = this.spec.limits;
-    if (hasBody) {
-      const length = Number(req.headers["content-length"]);
-      if (Number.isFinite(length) && length > limits.maxBodyBytes) {
-        st.drop("body_too_large");
-        return null;
-      }
-    }
-    // 4. The queue is full now: do not even capture.
-    if (st.inFlight >= limits.maxConcurrency && st.queue.length >= limits.maxQueue) {
-      st.drop("queue_full");
-      return null;
-    }
-    const copyHeaders: string[] = [];
-    for (let i = 0; i < headers.length; i += 2) {
-      const name = headers[i]!;
-      const lower = name.toLowerCase();
-      if (this.stripHeaders.has(lower) || lower === SHADOW_HEADER) continue;
-      copyHeaders.push(name, headers[i + 1]!);
-    }
-    copyHeaders.push(SHADOW_HEADER, "1");
-    const tap = new MirrorTap(this, method, target, copyHeaders, hasBody, requestId, startedAt);
-    if (!hasBody) this.mirrors.enqueue(tap);
-    return tap;
-  }
-
-  #matches(req: IncomingMessage): boolean {
-    if (this.pathPrefix !== null && !pathHasPrefix(req.url, this.pathPrefix)) return false;
-    const raw = req.rawHeaders;
-    for (const c of this.headerConditions) if (!holds(c, headerValue(raw, c.name))) return false;
-    if (
-      this.cookieCondition !== null &&
-      !holds(this.cookieCondition, cookieValue(raw, this.cookieCondition.name))
-    )
-      return false;
-    return true;
-  }
-
-  nextEndpoint(): ShadowEndpoint {
-    const e = this.endpoints[this.#cursor % this.endpoints.length]!;
-    this.#cursor++;
-    return e;
-  }
-
-  nextNoiseEndpoint(): ShadowEndpoint | null {
-    if (this.noise.length === 0) return null;
-    const e = this.noise[this.#noiseCursor % this.noise.length]!;
-    this.#noiseCursor++;
-    return e;
-  }
-}
-
-function holds(c: MirrorCondition, value: string | undefined): boolean {
-  if (c.exists !== null) return (value !== undefined) === c.exists;
-  if (value === undefined) return false;
-  if (c.equals !== null) return value === c.equals;
-  return c.regex?.test(value) === true;
-}
-
-/** One answer being captured (the primary's, a shadow copy's, or the noise copy's). */
-class Capture {
-  status = 0;
-  headers: Record<string, string | string[] | undefined> = {};
-  chunks: Buffer[] = [];
-  bytes = 0;
-  truncated = false;
-  latencyMs = -1;
-  /** 0 pending, 1 done, 2 failed. */
-  outcome = 0;
-  error = "";
-
-  constructor(readonly max: number) {}
-
-  data(chunk: Buffer): void {
-    if (this.truncated) return;
-    if (this.bytes + chunk.length > this.max) {
-      this.truncated = true;
-      this.chunks = [];
-      return;
-    }
-    this.chunks.push(chunk);
-    this.bytes += chunk.length;
-  }
-
-  toResponse(): CapturedResponse {
-    return {
-      status: this.status,
-      headers: this.headers,
-      body: this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.bytes),
-      truncated: this.truncated,
-      latencyMs: this.latencyMs,
-    };
-  }
-}
-
 /**
- * One mirrored request: captures the primary's answer (fed by the proxy), the request body
- * (for requests with one), sends the copy (and the noise copy), and compares when all are in.
+ * The mirror feature (features.ts): its environment is the router's `Mirrors`; a table compiled
+ * without one mirrors nothing.
  */
-export class MirrorTap {
-  readonly state: MirrorState;
-  readonly primary: Capture;
-  shadow: Capture | null = null;
-  noise: Capture | null = null;
-  bodyChunks: Buffer[] | null = null;
-  bodyBytes = 0;
-  /** The copy will not be sent or compared (queue full, body too large). */
-  dropped = false;
-  #watching = false;
-  /** Copies of this tap still in flight (0..2). */
-  #pending = 0;
-  #sentAt = 0;
-
-  constructor(
-    readonly mirror: CompiledMirror,
-    readonly method: string,
-    readonly target: string,
-    readonly headers: string[],
-    readonly hasBody: boolean,
-    readonly requestId: string,
-    readonly startedAt: number,
-  ) {
-    this.state = mirror.state;
-    this.primary = new Capture(mirror.spec.limits.maxCompareBytes);
-  }
-
-  // --- fed by the proxy --------------------------------------------------------------------
-
-  /** Buffers the request body as undici reads it (attached in the same tick, so no chunk is missed). */
-  watchBody(req: IncomingMessage): void {
-    if (this.#watching || !this.hasBody) return;
-    this.#watching = true;
-    this.bodyChunks = [];
-    const max = this.mirror.spec.limits.maxBodyBytes;
-    req.on("data", (chunk: Buffer) => {
-      if (this.bodyChunks === null) return;
-      this.bodyBytes += chunk.length;
-      if (this.bodyBytes > max) {
-        this.bodyChunks = null;
-        this.dropped = true;
-        this.state.drop("body_too_large");
-        return;
-      }
-      this.bodyChunks.push(chunk);
-    });
-    req.on("end", () => {
-      if (this.bodyChunks !== null && !this.dropped) this.mirror.mirrors.enqueue(this);
-    });
-  }
-
-  primaryHead(status: number, headers: Record<string, string | string[] | undefined>): void {
-    this.primary.status = status;
-    this.primary.headers = headers;
-  }
-
-  primaryData(chunk: Buffer): void {
-    this.primary.data(chunk);
-  }
-
-  primaryEnd(): void {
-    if (this.primary.outcome !== 0) return;
-    // Ended without a response head (a header Node refused): nothing to compare.
-    this.primary.outcome = this.primary.status === 0 ? 2 : 1;
-    this.primary.latencyMs = performance.now() - this.startedAt;
-    this.#maybeFinish();
-  }
-
-  /** The client's response closed: if the primary did not end well, the pair is not compared. */
-  primaryClosed(): void {
-    if (this.primary.outcome !== 0) return;
-    this.primary.outcome = 2;
-    this.#maybeFinish();
-  }
-
-  // --- the copies ----------------------------------------------------------------------------
-
-  send(): void {
-    const st = this.state;
-    const limits = this.mirror.spec.limits;
-    const body =
-      this.bodyChunks === null
-        ? null
-        : this.bodyChunks.length === 1
-          ? this.bodyChunks[0]!
-          : Buffer.concat(this.bodyChunks);
-    this.bodyChunks = null;
-    st.inFlight++;
-    st.sent++;
-    st.agg.sent();
-    st.dirty = true;
-    this.#sentAt = performance.now();
-    // Both captures exist before either dispatch, which may fail synchronously.
-    const timeoutMs = limits.timeoutSeconds * 1000;
-    const noiseEp = this.mirror.nextNoiseEndpoint();
-    this.shadow = new Capture(limits.maxCompareBytes);
-    if (noiseEp !== null) this.noise = new Capture(limits.maxCompareBytes);
-    this.#pending = noiseEp !== null ? 2 : 1;
-    this.#dispatch(this.mirror.nextEndpoint(), this.shadow, body, timeoutMs);
-    if (noiseEp !== null) this.#dispatch(noiseEp, this.noise!, body, timeoutMs);
-  }
-
-  #dispatch(ep: ShadowEndpoint, cap: Capture, body: Buffer | null, timeoutMs: number): void {
-    const handler = new CopyHandler(this, cap);
-    try {
-      ep.pool.dispatch(
-        {
-          path: ep.pathPrefix === "" ? this.target : ep.pathPrefix + this.target,
-          method: this.method,
-          headers: this.headers,
-          body,
-          headersTimeout: timeoutMs,
-          bodyTimeout: timeoutMs,
-        },
-        handler,
-      );
-    } catch (err) {
-      handler.onResponseError(undefined, err as Error);
-    }
-  }
-
-  /** A copy ended (answered or failed). */
-  copyDone(cap: Capture): void {
-    if (cap.outcome === 1) cap.latencyMs = performance.now() - this.#sentAt;
-    if (cap === this.shadow) breaker(this.state, cap.outcome === 1);
-    this.#pending--;
-    if (this.#pending > 0) return;
-    const st = this.state;
-    st.inFlight--;
-    if (st.queue.length > 0 && !st.pumpScheduled) {
-      st.pumpScheduled = true;
-      setImmediate(pump, st);
-    }
-    this.#maybeFinish();
-  }
-
-  #maybeFinish(): void {
-    if (this.primary.outcome === 0 || this.shadow === null || this.#pending > 0) return;
-    if (this.primary.outcome === 2) {
-      if (!this.dropped) this.state.drop("primary_failed");
-      this.dropped = true;
-      return;
-    }
-    this.mirror.mirrors.finished(this);
-  }
-
-  /** Compares the pair into the phase's aggregate (called from the compare batch). */
-  compare(): void {
-    const st = this.state;
-    // The phase changed while this pair was in flight: it belongs to none.
-    if (st.id !== this.mirror.spec.id) return;
-    const shadow = this.shadow!;
-    const meta = { requestId: this.requestId, method: this.method, target: this.target };
-    st.compared++;
-    st.dirty = true;
-    if (shadow.outcome === 2) {
-      st.agg.addShadowError(this.primary.status, shadow.error, meta);
-      return;
-    }
-    const primary = this.primary.toResponse();
-    const c = this.mirror.compare;
-    st.agg.addPair(comparePair(c, primary, shadow.toResponse()), meta);
-    if (this.noise !== null && this.noise.outcome === 1) {
-      st.agg.addNoise(comparePair(c, primary, this.noise.toResponse()).diffs);
-    }
-  }
-}
-
-/** undici's handler for one copy: keeps the head and up to `max` bytes of the body. */
-class CopyHandler implements Dispatcher.DispatchHandler {
-  #done = false;
-
-  constructor(
-    readonly tap: MirrorTap,
-    readonly cap: Capture,
-  ) {}
-
-  onRequestStart(): void {}
-
-  onResponseStart(
-    _controller: Dispatcher.DispatchController,
-    statusCode: number,
-    headers: Record<string, string | string[] | undefined>,
-  ): void {
-    if (statusCode < 200) return;
-    this.cap.status = statusCode;
-    this.cap.headers = headers;
-  }
-
-  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    this.cap.data(chunk);
-  }
-
-  onResponseEnd(): void {
-    if (this.#done) return;
-    this.#done = true;
-    this.cap.outcome = 1;
-    this.tap.copyDone(this.cap);
-  }
-
-  onResponseError(_controller: Dispatcher.DispatchController | undefined, err: Error): void {
-    if (this.#done) return;
-    this.#done = true;
-    const code = (err as { code?: string }).code;
-    this.cap.outcome = 2;
-    this.cap.error = code ?? err.message;
-    if (this.cap === this.tap.shadow) {
-      const timeout =
-        code === "UND_ERR_HEADERS_TIMEOUT" ||
-        code === "UND_ERR_BODY_TIMEOUT" ||
-        code === "UND_ERR_CONNECT_TIMEOUT";
-      this.tap.state.drop(timeout ? "shadow_timeout" : "shadow_error");
-    }
-    this.tap.copyDone(this.cap);
-  }
-}
+export const mirrorFeature: TableFeature<Mirrors, CompiledMirror> = {
+  compile: (raw, _core, mirrors, problems) =>
+    mirrors?.compile(raw.service, raw.mirror, problems) ?? null,
+};

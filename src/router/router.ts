@@ -18,12 +18,11 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { hostname } from "node:os";
 import type { Duplex } from "node:stream";
-import type { Logger } from "pino";
 import { DEFAULT_TRAFFIC_POLICY, type RouteTable, type TrafficPolicySpec } from "../core/model.js";
 import { expandPreviews } from "../core/routes.js";
 import { MAX_REQUEST_HEAD_BYTES } from "../defaults.js";
 import type { RouterReport, Store } from "../store/store.js";
-import { attachExperiment, ExposureLog, type ExposureSink } from "./exposures.js";
+import { ExposureLog, type ExposureSink } from "./exposures.js";
 import type { EdgeFlags } from "./flags-edge.js";
 import {
   type Clock,
@@ -51,6 +50,7 @@ import {
   type VersionStats,
 } from "./stats.js";
 import { type CompiledTable, compileTable } from "./table.js";
+import type { RouterLogger } from "./types.js";
 
 export type { VersionStats } from "./stats.js";
 
@@ -67,7 +67,7 @@ export type RouteTableSource = Pick<
   Partial<Pick<Store, "reportRouter" | "removeRouter">>;
 
 /** The logging methods the router uses; a pino logger fits. */
-export type RouterLogger = Pick<Logger, "debug" | "info" | "warn" | "error">;
+export type { RouterLogger } from "./types.js";
 
 export interface RouterOptions {
   source: RouteTableSource;
@@ -195,6 +195,8 @@ export class Router {
   readonly #mirrors: Mirrors;
   /** First exposures of A/B experiment units, flushed to the store (exposures.ts). */
   readonly #exposures: ExposureLog;
+  /** Edge flag evaluation (flags-edge.ts); tables compile their flags with it. */
+  readonly #edgeFlags: EdgeFlags | null;
   readonly #closing = new Set<Promise<void>>();
   readonly #reloadListeners = new Set<(e: ReloadEvent) => void>();
   /** Revision in force per service (source tables, previews aside), as the registry is told. */
@@ -253,7 +255,8 @@ export class Router {
       clock,
       onRetire: (ep) => this.#outliers.dispose(ep),
     });
-    this.#ctx = { logger: this.#logger, outliers: this.#outliers, edge: opts.edgeFlags ?? null };
+    this.#ctx = { logger: this.#logger, outliers: this.#outliers };
+    this.#edgeFlags = opts.edgeFlags ?? null;
     const m = opts.measurements ?? {};
     const routerId = opts.routerId ?? m.routerId;
     this.#recorder = new MeasurementRecorder(routerId !== undefined ? { ...m, routerId } : m);
@@ -582,16 +585,18 @@ export class Router {
 
       // A table without a policy (an older controller, a test) gets the router's defaults.
       const withPolicy = t.policy === undefined ? { ...t, policy: this.#defaultPolicy } : t;
+      // Every feature compiles into the table (features.ts), so its configuration swaps with it.
       const { table, problems } = compileTable(withPolicy, {
         pools: this.#pools,
         counters: (version) => this.#countersOf(t.service, version),
         previous: l?.table,
-        mirror: (m, problems) => this.#mirrors.compile(t.service, m, problems),
+        features: {
+          experiment: this.#exposures,
+          flags: this.#edgeFlags ?? undefined,
+          mirror: this.#mirrors,
+        },
       });
       for (const p of problems) this.#logger.warn({ service: t.service }, `router: ${p}`);
-      for (const p of attachExperiment(table, t, this.#exposures))
-        this.#logger.warn({ service: t.service }, `router: ${p}`);
-      this.#ctx.edge?.configure(t);
       this.#logger.info(
         {
           service: t.service,

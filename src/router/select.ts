@@ -33,32 +33,34 @@
  * substrings of a cookie or query value and, once per client, the issued cookie.
  */
 import { randomUUID } from "node:crypto";
-import type { IncomingMessage } from "node:http";
+import { cookieValue, headerValue, pathHasPrefix, queryValue } from "./request.js";
+import { pickBackend } from "./table.js";
 import {
   CONDITION_EQUALS,
   CONDITION_EXISTS,
   type CompiledBackend,
   type CompiledCondition,
   type CompiledMatch,
-  type CompiledTable,
   ISSUED_COOKIE_ATTRIBUTES,
-  pickBackend,
-} from "./table.js";
+  type RequestFacts,
+  type SelectableRequest,
+  type StickyKeySpec,
+  type TableCore,
+} from "./types.js";
+
+export { cookieValue, headerValue, pathHasPrefix, queryValue } from "./request.js";
+export type { SelectableRequest } from "./types.js";
 
 /** The request header a client may send to ask for a version when the table allows it. */
 export const VERSION_OVERRIDE_HEADER = "x-turnout-version";
 
-/** What selection reads of a request: `IncomingMessage` fits. */
-export type SelectableRequest = Pick<IncomingMessage, "rawHeaders" | "url">;
-
 /**
- * What `selectBackend` reports besides the version. One object can serve every request of a
- * router: each call overwrites it, so read it before handling the next request.
+ * What `selectBackend` reports besides the version: a newly issued sticky cookie (`setCookie`)
+ * and the sticky key it read (`stickyKey`, `stickyKnown`), which later steps reuse rather than
+ * read again. One object can serve every request of a router: each call overwrites it, so read
+ * it before handling the next request.
  */
-export interface SelectOutput {
-  /** A `Set-Cookie` value for the response (a newly issued sticky cookie), or null. */
-  setCookie: string | null;
-}
+export type SelectOutput = Pick<RequestFacts, "setCookie" | "stickyKey" | "stickyKnown">;
 
 /**
  * Picks the version for a request (see the module comment for the rules); null when no version
@@ -70,11 +72,12 @@ export interface SelectOutput {
  * if (out.setCookie !== null) headers.push("set-cookie", out.setCookie);
  */
 export function selectBackend(
-  table: CompiledTable,
+  table: TableCore,
   req: SelectableRequest,
   out: SelectOutput,
 ): CompiledBackend | null {
   out.setCookie = null;
+  out.stickyKnown = false;
   const sel = table.selection;
   if (sel === null) return pickBackend(table);
   const raw = req.rawHeaders;
@@ -83,14 +86,9 @@ export function selectBackend(
   // The sticky key first: issuing a cookie does not depend on which step picks the version.
   let key: string | undefined;
   if (sticky !== null) {
-    if (sticky.source === "header") key = headerValue(raw, sticky.name);
-    else if (sticky.source === "cookie") {
-      key = cookieValue(raw, sticky.name);
-      if (key === undefined || key.length === 0) {
-        key = randomUUID();
-        out.setCookie = sticky.cookiePrefix + key + ISSUED_COOKIE_ATTRIBUTES;
-      }
-    } else key = queryValue(req.url, sticky.name);
+    key = stickyKeyOf(sticky, req, out, true);
+    out.stickyKey = key;
+    out.stickyKnown = true;
   }
 
   // 1. Override.
@@ -126,6 +124,29 @@ export function selectBackend(
   return pickBackend(table);
 }
 
+/**
+ * A request's sticky key (an empty one counts as none). With `issue`, a request without the
+ * cookie of cookie stickiness gets a new id (a random UUID), and `out.setCookie` the cookie.
+ */
+export function stickyKeyOf(
+  spec: StickyKeySpec,
+  req: SelectableRequest,
+  out: Pick<RequestFacts, "setCookie">,
+  issue: boolean,
+): string | undefined {
+  let key: string | undefined;
+  if (spec.source === "header") key = headerValue(req.rawHeaders, spec.name);
+  else if (spec.source === "query") key = queryValue(req.url, spec.name);
+  else {
+    key = cookieValue(req.rawHeaders, spec.name);
+    if ((key === undefined || key.length === 0) && issue) {
+      key = randomUUID();
+      out.setCookie = spec.cookiePrefix + key + ISSUED_COOKIE_ATTRIBUTES;
+    }
+  }
+  return key === undefined || key.length === 0 ? undefined : key;
+}
+
 function ruleHolds(m: CompiledMatch, req: SelectableRequest, raw: string[]): boolean {
   if (m.pathPrefix !== null && !pathHasPrefix(req.url, m.pathPrefix)) return false;
   if (m.header !== null && !conditionHolds(m.header, headerValue(raw, m.header.name))) {
@@ -142,120 +163,4 @@ function conditionHolds(c: CompiledCondition, value: string | undefined): boolea
   if (value === undefined) return false;
   if (c.kind === CONDITION_EQUALS) return value === c.equals;
   return c.regex!.test(value);
-}
-
-/** Whether `raw` (any case) is `lower` (lower-case), without allocating a lower-cased copy. */
-function sameName(raw: string, lower: string): boolean {
-  if (raw === lower) return true;
-  const n = lower.length;
-  if (raw.length !== n) return false;
-  for (let i = 0; i < n; i++) {
-    let c = raw.charCodeAt(i);
-    if (c >= 65 && c <= 90) c += 32;
-    if (c !== lower.charCodeAt(i)) return false;
-  }
-  return true;
-}
-
-/** The first value of a header in Node's raw [name, value, ...] list. */
-export function headerValue(raw: readonly string[], lowerName: string): string | undefined {
-  for (let i = 0; i < raw.length; i += 2) {
-    if (sameName(raw[i]!, lowerName)) return raw[i + 1];
-  }
-  return undefined;
-}
-
-/**
- * A cookie's value from the request's Cookie header(s) (RFC 6265 §5.4 form: `a=1; b=2`): the
- * first pair with this exact name, surrounding whitespace and double quotes removed.
- */
-export function cookieValue(raw: readonly string[], name: string): string | undefined {
-  for (let i = 0; i < raw.length; i += 2) {
-    if (!sameName(raw[i]!, "cookie")) continue;
-    const v = findCookie(raw[i + 1]!, name);
-    if (v !== undefined) return v;
-  }
-  return undefined;
-}
-
-function findCookie(header: string, name: string): string | undefined {
-  const n = header.length;
-  let at = 0;
-  while (at < n) {
-    let c = header.charCodeAt(at);
-    while (c === 32 || c === 9) c = header.charCodeAt(++at);
-    let end = header.indexOf(";", at);
-    if (end < 0) end = n;
-    const eq = at + name.length;
-    if (eq < end && header.charCodeAt(eq) === 61 /* = */ && header.startsWith(name, at)) {
-      let from = eq + 1;
-      let to = end;
-      while (to > from && isSpace(header.charCodeAt(to - 1))) to--;
-      while (from < to && isSpace(header.charCodeAt(from))) from++;
-      if (to - from >= 2 && header.charCodeAt(from) === 34 && header.charCodeAt(to - 1) === 34) {
-        from++;
-        to--;
-      }
-      return header.slice(from, to);
-    }
-    at = end + 1;
-  }
-  return undefined;
-}
-
-function isSpace(c: number): boolean {
-  return c === 32 || c === 9;
-}
-
-/**
- * A query parameter's value from a request target (first occurrence), form-decoded ("+" is a
- * space, %XX escapes; a malformed escape leaves the value as sent). `name` must be made of
- * characters that are never escaped (the schema allows only those).
- */
-export function queryValue(url: string | undefined, name: string): string | undefined {
-  if (url === undefined) return undefined;
-  const q = url.indexOf("?");
-  if (q < 0) return undefined;
-  let n = url.indexOf("#", q);
-  if (n < 0) n = url.length;
-  let at = q + 1;
-  while (at < n) {
-    let end = url.indexOf("&", at);
-    if (end < 0 || end > n) end = n;
-    const after = at + name.length;
-    if (after <= end && url.startsWith(name, at)) {
-      if (after === end) return "";
-      if (url.charCodeAt(after) === 61 /* = */) return formDecode(url.slice(after + 1, end));
-    }
-    at = end + 1;
-  }
-  return undefined;
-}
-
-function formDecode(v: string): string {
-  if (v.indexOf("%") < 0 && v.indexOf("+") < 0) return v;
-  try {
-    return decodeURIComponent(v.replaceAll("+", " "));
-  } catch {
-    return v;
-  }
-}
-
-/** Whether the path of a request target starts with `prefix` on a segment boundary. */
-export function pathHasPrefix(url: string | undefined, prefix: string): boolean {
-  if (url === undefined || url.length === 0) return prefix === "/";
-  let start = 0;
-  if (url.charCodeAt(0) !== 47 /* / */) {
-    // Absolute form ("http://host/path"): the path starts at the first "/" after the authority.
-    const scheme = url.indexOf("://");
-    if (scheme < 0) return false;
-    start = url.indexOf("/", scheme + 3);
-    if (start < 0) return prefix === "/";
-  }
-  if (!url.startsWith(prefix, start)) return false;
-  if (prefix.charCodeAt(prefix.length - 1) === 47) return true;
-  const next = start + prefix.length;
-  if (next === url.length) return true;
-  const c = url.charCodeAt(next);
-  return c === 47 /* / */ || c === 63 /* ? */ || c === 35 /* # */;
 }

@@ -17,38 +17,28 @@
  * analysis in another process reads the same numbers (DESIGN invariant 6).
  */
 import { hostname } from "node:os";
+import {
+  addCounts,
+  type Counts,
+  type MeasurementRow,
+  type SeriesLabels,
+  type SeriesWindow,
+  type SeriesWindowReader,
+  type StatusClasses,
+  secondsOf,
+  statusClasses,
+} from "../core/measurements.js";
 import { Sketch } from "../core/sketch.js";
-import type { MeasurementRow, Store } from "../store/store.js";
-import type { RouterLogger } from "./router.js";
+import type { Store } from "../store/store.js";
+import type { RouterLogger, SeriesRecorder } from "./types.js";
+
+export type { SeriesLabels, SeriesWindow } from "../core/measurements.js";
+export { canonicalLabels, secondsOf } from "../core/measurements.js";
 
 /** Default length of the in-memory ring, in seconds. */
 export const DEFAULT_WINDOW_SECONDS = 300;
 /** Default age after which the flusher prunes stored measurements (6 hours). */
 export const DEFAULT_RETENTION_SECONDS = 6 * 3600;
-
-/**
- * What distinguishes one series of a service. `labels` is "" today; when experiments and flags
- * arrive it holds their arm and variant in `canonicalLabels` form, so that the store's key,
- * the in-memory key and the Prometheus labels all extend without a new schema.
- */
-export interface SeriesLabels {
-  version: string;
-  /** Canonical extra labels (`canonicalLabels`), "" for none. */
-  labels: string;
-}
-
-/**
- * The canonical string of extra labels: sorted by name, `name=value` pairs URL-encoded and
- * joined by `&`; "" for none. Equal label sets always give equal strings.
- *
- * @example canonicalLabels({ variant: "on", arm: "b" }) // "arm=b&variant=on"
- */
-export function canonicalLabels(labels: Readonly<Record<string, string>>): string {
-  return Object.keys(labels)
-    .sort()
-    .map((k) => `${encodeURIComponent(k)}=${encodeURIComponent(labels[k]!)}`)
-    .join("&");
-}
 
 /** A snapshot of one version's counters, as `Router.stats()` returns it. */
 export interface VersionStats {
@@ -56,7 +46,7 @@ export interface VersionStats {
   /** Requests routed to this version (counted when the version is chosen). */
   requests: number;
   /** Responses sent to clients, by status class; includes the router's own 502/504. */
-  status: { "2xx": number; "3xx": number; "4xx": number; "5xx": number };
+  status: StatusClasses;
   /** Upstream failures: refused or reset connections, timeouts, broken response streams. */
   upstreamErrors: number;
   latencyMsSum: number;
@@ -69,31 +59,21 @@ export interface VersionStats {
   p99Ms: number | null;
 }
 
-/** One series' numbers over a time range: what `MeasurementRecorder.window()` returns. */
-export interface SeriesWindow extends SeriesLabels {
-  /** Responses completed in the range (every request that got a status). */
-  requests: number;
-  status: { "2xx": number; "3xx": number; "4xx": number; "5xx": number };
-  upstreamErrors: number;
-  /** Latency of those responses in ms, merged over the range. */
-  latency: Sketch;
-  /** The seconds (epoch seconds, ascending) that have data. */
-  seconds: number[];
-}
-
 /** Cumulative numbers of one series since it appeared, for Prometheus counters. */
 export interface SeriesTotals extends SeriesLabels {
   /** Responses by status class. */
-  status: { "2xx": number; "3xx": number; "4xx": number; "5xx": number };
+  status: StatusClasses;
   /** Responses (including any outside the four classes). */
   responses: number;
   upstreamErrors: number;
   /** Latency in ms of every response; a copy the caller may keep. */
   latency: Sketch;
+  /** Requests answered 503 for want of file descriptors (see `SeriesCounters.fdExhausted`). */
+  fdExhausted: number;
 }
 
 /** One second of one series. Reset and reused when the ring wraps. */
-class SecondBucket {
+class SecondBucket implements Counts {
   /** Epoch second; -1 while unused. */
   sec = -1;
   requests = 0;
@@ -124,12 +104,7 @@ class SecondBucket {
   }
 
   addTo(into: SecondBucket): void {
-    into.requests += this.requests;
-    into.s2xx += this.s2xx;
-    into.s3xx += this.s3xx;
-    into.s4xx += this.s4xx;
-    into.s5xx += this.s5xx;
-    into.upstreamErrors += this.upstreamErrors;
+    addCounts(into, this);
     into.latency.merge(this.latency);
   }
 }
@@ -160,9 +135,14 @@ function wallNow(cfg: RecorderConfig): number {
  * backend points at. The proxy increments `requests` when it picks the version and calls
  * `record` once when the request ends.
  */
-export class SeriesCounters implements SeriesLabels {
+export class SeriesCounters implements SeriesLabels, SeriesRecorder {
   /** Requests routed to this series, counted by the proxy when it chooses the version. */
   requests = 0;
+  /**
+   * Requests answered 503 because the router ran out of file descriptors connecting to an
+   * upstream of this series (in memory, for `turnout_router_fd_exhausted_total`).
+   */
+  fdExhausted = 0;
   /** Every second that has left the ring's current slot, summed (for totals and stats). */
   readonly #total: SecondBucket;
   /** The ring, indexed by second modulo the window; null until first used or after a sweep. */
@@ -247,10 +227,11 @@ export class SeriesCounters implements SeriesLabels {
     return {
       version: this.version,
       labels: this.labels,
-      status: { "2xx": t.s2xx, "3xx": t.s3xx, "4xx": t.s4xx, "5xx": t.s5xx },
+      status: statusClasses(t),
       responses: t.requests,
       upstreamErrors: t.upstreamErrors,
       latency: t.latency,
+      fdExhausted: this.fdExhausted,
     };
   }
 
@@ -285,7 +266,7 @@ export class SeriesCounters implements SeriesLabels {
       version: this.version,
       labels: this.labels,
       requests: sum.requests,
-      status: { "2xx": sum.s2xx, "3xx": sum.s3xx, "4xx": sum.s4xx, "5xx": sum.s5xx },
+      status: statusClasses(sum),
       upstreamErrors: sum.upstreamErrors,
       latency: sum.latency,
       seconds: picked.map((b) => b.sec),
@@ -379,7 +360,7 @@ export interface FlushBatch {
  * Every series of one router. Owned by the `Router`; `series()` hands out the counters that
  * compiled tables record into.
  */
-export class MeasurementRecorder {
+export class MeasurementRecorder implements SeriesWindowReader {
   readonly routerId: string;
   readonly windowSeconds: number;
   readonly #cfg: RecorderConfig;
@@ -537,11 +518,6 @@ export class MeasurementRecorder {
       }
     }
   }
-}
-
-/** The whole seconds whose start lies in [fromMs, toMs): [fromSec, toSec). */
-export function secondsOf(fromMs: number, toMs: number): { fromSec: number; toSec: number } {
-  return { fromSec: Math.ceil(fromMs / 1000), toSec: Math.ceil(toMs / 1000) };
 }
 
 /** What the flusher needs from the store. */

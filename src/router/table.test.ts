@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { compileFlags } from "../core/flags/evaluate.js";
 import type { RouteTable } from "../core/model.js";
+import { EdgeFlags } from "./flags-edge.js";
 import { UpstreamPools } from "./pools.js";
 import { MeasurementRecorder } from "./stats.js";
 import { type CompiledTable, compileTable, pickBackend, pickEndpoint } from "./table.js";
@@ -253,4 +255,53 @@ test("the override alone makes 0% versions with endpoints reachable", () => {
   assert.equal(table.selection?.versionOverride, true);
   assert.equal(table.byVersion.get("v2")?.weight, 0);
   assert.equal(table.totalWeight, 1_000_000);
+});
+
+test("features compile to readonly fields, null when unused; only used features add hooks", () => {
+  const edge = new EdgeFlags({ current: { flags: compileFlags([]) } });
+  const raw: RouteTable = {
+    service: "svc",
+    revision: 1,
+    listen: { host: "127.0.0.1", port: 0 },
+    hashVersion: 1,
+    updatedAt: 0,
+    backends: [
+      { version: "v1", weight: 50, endpoints: ["http://127.0.0.1:1"] },
+      { version: "v2", weight: 50, endpoints: ["http://127.0.0.1:2"] },
+    ],
+  };
+  const ctx = { pools, counters: (v: string) => recorder.series("svc", v) };
+  const plain = compileTable(raw, { ...ctx, features: { flags: edge } }).table;
+  assert.equal(plain.experiment, null);
+  assert.equal(plain.flags, null);
+  assert.equal(plain.mirror, null);
+  assert.equal(plain.selectors.length, 0);
+  assert.equal(plain.interceptors.length, 0);
+
+  const featured = compileTable(
+    {
+      ...raw,
+      flags: ["beta", "alpha", "beta"],
+      experiment: {
+        name: "exp",
+        arms: [
+          { name: "A", version: "v1", weight: 50 },
+          { name: "B", version: "v2", weight: 50 },
+        ],
+        key: { header: "x-user" },
+        salt: "s",
+      },
+    },
+    { ...ctx, features: { flags: edge } },
+  ).table;
+  assert.equal(featured.experiment?.name, "exp");
+  assert.deepEqual(featured.flags?.keys, ["alpha", "beta"]);
+  // No `Mirrors` to compile with: the table mirrors nothing.
+  assert.equal(featured.mirror, null);
+  // Registry order: the experiment selects, then the flags intercept (its own request hook is
+  // there too, for response-header events).
+  assert.deepEqual(featured.selectors, [featured.experiment]);
+  assert.deepEqual(featured.interceptors, [featured.experiment, featured.flags]);
+  // Without the router's edge flags, the flags compile to nothing.
+  assert.equal(compileTable({ ...raw, flags: ["beta"] }, ctx).table.flags, null);
 });

@@ -7,70 +7,64 @@
  */
 
 import { hashScheme } from "../core/hashing.js";
-import { DEFAULT_TRAFFIC_POLICY, type RouteTable, type TrafficPolicySpec } from "../core/model.js";
-import { compileUserRegex, type UserRegex } from "../core/regex.js";
-import type { CompiledExperiment } from "./exposures.js";
-import type { CompiledMirror } from "./mirror.js";
-import type { Endpoint, UpstreamPools } from "./pools.js";
-import type { VersionCounters } from "./stats.js";
+import { DEFAULT_TRAFFIC_POLICY, type RouteTable } from "../core/model.js";
+import { compileUserRegex } from "../core/regex.js";
+import { type CompiledFeatures, compileFeatures, type FeatureEnvs } from "./features.js";
+import type { UpstreamPools } from "./pools.js";
+import {
+  CONDITION_EQUALS,
+  CONDITION_EXISTS,
+  CONDITION_REGEX,
+  type CompiledBackend,
+  type CompiledCondition,
+  type CompiledEndpoint,
+  type CompiledMatch,
+  type CompiledSelection,
+  type CompiledSticky,
+  type FeatureHooks,
+  type SeriesRecorder,
+  type TableCore,
+  WEIGHT_SCALE,
+} from "./types.js";
+
+export {
+  CONDITION_EQUALS,
+  CONDITION_EXISTS,
+  CONDITION_REGEX,
+  type CompiledBackend,
+  type CompiledCondition,
+  type CompiledEndpoint,
+  type CompiledMatch,
+  type CompiledSelection,
+  type CompiledSticky,
+  type ConditionKind,
+  ISSUED_COOKIE_ATTRIBUTES,
+  WEIGHT_SCALE,
+} from "./types.js";
 
 /**
- * Weights are percentages with up to four decimals (0.0001%); scaled by this factor they are
- * exact integers, so the split has no rounding drift and SWRR's arithmetic stays integral.
+ * A compiled table: the core (backends, split, selection, policy) and one readonly field per
+ * feature (`experiment`, `flags`, `mirror`: see features.ts), null when the table does not use
+ * it. `selectors` and `interceptors` are the features with a `select` or `request` hook, in
+ * the registry's order, so that the proxy runs no hook of an unused feature (one length check
+ * each per request).
  */
-export const WEIGHT_SCALE = 10_000;
-
-/** An upstream instance, shared by every table that names its URL (see pools.ts). */
-export type CompiledEndpoint = Endpoint;
-
-export interface CompiledBackend {
-  readonly version: string;
-  /** Percent × WEIGHT_SCALE. */
-  readonly weight: number;
-  /** SWRR's running "current weight"; mutated by `pickBackend`. */
-  current: number;
-  readonly endpoints: readonly CompiledEndpoint[];
-  /** Index of the next endpoint (round robin); mutated by `pickEndpoint`. */
-  cursor: number;
-  readonly counters: VersionCounters;
-}
-
-export interface CompiledTable {
-  readonly service: string;
-  readonly revision: number;
-  readonly listen: { readonly host: string; readonly port: number };
-  /** Backends that can take traffic: weight > 0 and at least one endpoint. */
-  readonly backends: readonly CompiledBackend[];
-  /** Sum of the weights of `backends`. */
-  readonly totalWeight: number;
-  /** Origins of all endpoints, so that unused pools can be closed. */
-  readonly origins: ReadonlySet<string>;
-  /** Balancing, health, retries, timeouts and limits (defaults filled in). */
-  readonly policy: TrafficPolicySpec;
-  /**
-   * Every version that a match rule or the override header may pick, by name: those with at
-   * least one endpoint, including weight 0 (previews) when the table has rules or the override.
-   */
-  readonly byVersion: ReadonlyMap<string, CompiledBackend>;
-  /** Override, match rules and sticky ranges (see select.ts); null when the split alone decides. */
-  readonly selection: CompiledSelection | null;
-  /** Copies of a share of requests to a shadow version (mirror.ts); null when none. */
-  readonly mirror: CompiledMirror | null;
-  /**
-   * The A/B experiment's arms (exposures.ts); null when none. Set by `attachExperiment` right
-   * after compiling, before the table is put in force, so a request reads it with the table.
-   */
-  experiment: CompiledExperiment | null;
+export interface CompiledTable extends TableCore, CompiledFeatures {
+  readonly selectors: readonly Required<Pick<FeatureHooks, "select">>[];
+  readonly interceptors: readonly Required<Pick<FeatureHooks, "request">>[];
 }
 
 export interface CompileContext {
   pools: UpstreamPools;
   /** The counters of a version of this service (the same object across tables). */
-  counters(version: string): VersionCounters;
+  counters(version: string): SeriesRecorder;
   /** The table being replaced, to carry balancing state over when the split is unchanged. */
   previous?: CompiledTable | undefined;
-  /** Compiles the table's mirror (the router's `Mirrors`); without it tables mirror nothing. */
-  mirror?: (m: RouteTable["mirror"], problems: string[]) => CompiledMirror | null;
+  /**
+   * What each feature needs from the router (its exposure log, edge flag source, mirrors); a
+   * feature without one compiles as it does alone (experiments log nothing, no flags, no mirror).
+   */
+  features?: FeatureEnvs;
 }
 
 /** Compiles a table. Never throws: bad endpoints and weights are skipped and described in `problems`. */
@@ -124,22 +118,24 @@ export function compileTable(
   }
   carryState(ctx.previous, backends);
   const selection = compileSelection(table, byVersion, backends, problems);
-  return {
-    table: {
-      service: table.service,
-      revision: table.revision,
-      listen: { host: table.listen.host, port: table.listen.port },
-      backends,
-      totalWeight,
-      origins,
-      policy: table.policy ?? DEFAULT_TRAFFIC_POLICY,
-      byVersion,
-      selection,
-      mirror: ctx.mirror?.(table.mirror, problems) ?? null,
-      experiment: null,
-    },
-    problems,
+  const core: TableCore = {
+    service: table.service,
+    revision: table.revision,
+    listen: { host: table.listen.host, port: table.listen.port },
+    backends,
+    totalWeight,
+    origins,
+    policy: table.policy ?? DEFAULT_TRAFFIC_POLICY,
+    byVersion,
+    selection,
   };
+  const { features, selectors, interceptors } = compileFeatures(
+    table,
+    core,
+    ctx.features,
+    problems,
+  );
+  return { table: { ...core, ...features, selectors, interceptors }, problems };
 }
 
 /**
@@ -149,7 +145,7 @@ export function compileTable(
  * every 10,000 requests. When the split changes the state restarts, which is what nginx does on
  * reload: the new sequence is exact from its start.
  */
-function carryState(prev: CompiledTable | undefined, next: CompiledBackend[]): void {
+function carryState(prev: TableCore | undefined, next: CompiledBackend[]): void {
   if (prev === undefined) return;
   const sameSplit =
     prev.backends.length === next.length &&
@@ -187,7 +183,7 @@ function parseEndpoint(url: string): { origin: string; pathPrefix: string } | st
  * analysis sees the split it asked for. It also interleaves (90/10 gives 9 a, 1 b, not 90 a then
  * 10 b). O(number of backends), no allocation.
  */
-export function pickBackend(table: CompiledTable): CompiledBackend | null {
+export function pickBackend(table: TableCore): CompiledBackend | null {
   const bs = table.backends;
   let best: CompiledBackend | null = null;
   for (let i = 0; i < bs.length; i++) {
@@ -212,64 +208,6 @@ export function pickEndpoint(backend: CompiledBackend): CompiledEndpoint | null 
 // Selection: the override header, match rules and sticky ranges, compiled once per table so
 // that select.ts does no parsing, lower-casing or regex compiling per request.
 // ---------------------------------------------------------------------------------------
-
-/** How a condition compares a value: `CONDITION_EQUALS`, `CONDITION_REGEX` or `CONDITION_EXISTS`. */
-export type ConditionKind = 0 | 1 | 2;
-export const CONDITION_EQUALS = 0;
-export const CONDITION_REGEX = 1;
-export const CONDITION_EXISTS = 2;
-
-/** One header or cookie condition of a match rule. */
-export interface CompiledCondition {
-  /** Header names lower-cased (they are case-insensitive); cookie names as written. */
-  readonly name: string;
-  readonly kind: ConditionKind;
-  readonly equals: string;
-  /** Linear-time (RE2), see core/regex.ts. */
-  readonly regex: UserRegex | null;
-  /** For `CONDITION_EXISTS`: true means present, false means absent. */
-  readonly exists: boolean;
-}
-
-export interface CompiledMatch {
-  readonly header: CompiledCondition | null;
-  readonly cookie: CompiledCondition | null;
-  /** A path prefix matched on whole segments ("/beta" matches "/beta" and "/beta/x", not "/betamax"). */
-  readonly pathPrefix: string | null;
-  /** The version the rule pins requests to; it has at least one endpoint. */
-  readonly backend: CompiledBackend;
-}
-
-export interface CompiledSticky {
-  readonly source: "header" | "cookie" | "query";
-  /** Header name lower-cased; cookie and query parameter names as written. */
-  readonly name: string;
-  readonly salt: string;
-  readonly hashVersion: number;
-  /** The bucket function of `hashVersion` (core/hashing.ts), resolved once. */
-  readonly bucket: (salt: string, key: string) => number;
-  /**
-   * Consecutive bucket ranges in table order (canary first): `owners[i]` owns
-   * [ends[i - 1] ?? 0, ends[i]). Each range is weight × WEIGHT_SCALE buckets wide, so a 100%
-   * table covers all 1,000,000 exactly. An owner is null when its version cannot take traffic
-   * now (no endpoints): its keys fall back to the split until it can, then come back.
-   */
-  readonly ends: readonly number[];
-  readonly owners: readonly (CompiledBackend | null)[];
-  /** `name=`, to which an issued cookie appends its id and `ISSUED_COOKIE_ATTRIBUTES`. */
-  readonly cookiePrefix: string;
-}
-
-export interface CompiledSelection {
-  /** Honour the client's `x-turnout-version` header. */
-  readonly versionOverride: boolean;
-  /** In table order; only rules whose version has endpoints and whose conditions compiled. */
-  readonly matches: readonly CompiledMatch[];
-  readonly sticky: CompiledSticky | null;
-}
-
-/** Attributes of a sticky cookie the router issues: a year, every path, not readable by scripts. */
-export const ISSUED_COOKIE_ATTRIBUTES = "; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax";
 
 function compileSelection(
   table: RouteTable,

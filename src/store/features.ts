@@ -9,7 +9,7 @@ import type { FlagStore } from "./flag-store.js";
 import type { ShadowStore } from "./shadow-store.js";
 import { SqlExperimentStore } from "./sql-experiment-store.js";
 import { SqlFlagStore } from "./sql-flag-store.js";
-import { SqlShadowStore } from "./sql-shadow-store.js";
+import { SqlShadowStore, type SqlShadowStoreOptions } from "./sql-shadow-store.js";
 import type { SqlStore } from "./sql-store.js";
 
 /**
@@ -28,10 +28,13 @@ export interface FeatureStores {
  *
  * @example const { experiments, flags, shadow } = sqlFeatureStores(await openSqliteStore(o));
  */
-export function sqlFeatureStores(store: SqlStore): FeatureStores {
+export function sqlFeatureStores(
+  store: SqlStore,
+  opts: { shadow?: SqlShadowStoreOptions } = {},
+): FeatureStores {
   return {
     experiments: new SqlExperimentStore(store),
     flags: new SqlFlagStore(store),
-    shadow: new SqlShadowStore(store),
+    shadow: new SqlShadowStore(store, opts.shadow),
   };
 }

@@ -153,6 +153,23 @@ export interface ShadowReportsTable {
   updated_at: number;
 }
 
+/**
+ * The shadow comparison over time (migration 0010): one point per phase at each flush of
+ * routers' aggregates, the merged report's numbers at that moment. Bounded per phase.
+ */
+export interface ShadowHistoryTable {
+  id: Generated<number>;
+  service: string;
+  phase: string;
+  version: string;
+  at: number;
+  routers: number;
+  samples: number;
+  mismatches: number;
+  mismatch_rate: number | null;
+  agreement: number | null;
+}
+
 /** One row per A/B experiment (migration 0004), written by the controller's commit. */
 export interface ExperimentsTable {
   name: string;
@@ -234,6 +251,7 @@ export interface Database {
   routers: RoutersTable;
   router_revisions: RouterRevisionsTable;
   shadow_reports: ShadowReportsTable;
+  shadow_history: ShadowHistoryTable;
   experiments: ExperimentsTable;
   experiment_exposures: ExperimentExposuresTable;
   experiment_events: ExperimentEventsTable;
@@ -259,6 +277,7 @@ export const TABLE_NAMES = Object.keys({
   routers: true,
   router_revisions: true,
   shadow_reports: true,
+  shadow_history: true,
   experiments: true,
   experiment_exposures: true,
   experiment_events: true,

@@ -4,8 +4,9 @@
  * (`ShadowStore`); `sql-shadow-store.ts` implements it over any SQL store, and every
  * implementation passes `shadow-store.conformance.ts`, part of the store conformance suite.
  */
+
+import type { ShadowAggregateRow, ShadowAggregateSink } from "../core/measurements.js";
 import type { ShadowReport } from "../core/shadow/aggregate.js";
-import type { ShadowAggregateRow, ShadowAggregateSink } from "../router/mirror.js";
 import { SqlShadowStore } from "./sql-shadow-store.js";
 
 /** A phase's report merged over every router that mirrored it. */
@@ -20,10 +21,35 @@ export interface StoredShadowReport {
   report: ShadowReport;
 }
 
+/**
+ * One point of a phase's history: the report merged over every router as it stood after one
+ * flush of routers' aggregates.
+ */
+export interface ShadowHistoryPoint {
+  /** The flush's clock ms (the latest `updatedAt` of the rows it wrote for the phase). */
+  at: number;
+  version: string;
+  /** Routers whose numbers are in it. */
+  routers: number;
+  /** Pairs compared. */
+  samples: number;
+  mismatches: number;
+  mismatchRate: number | null;
+  agreement: number | null;
+}
+
+export interface ShadowHistoryQuery {
+  /** Only points after this clock ms (exclusive). */
+  since?: number;
+  /** At most this many points: the newest ones. */
+  limit?: number;
+}
+
 export interface ShadowStore extends ShadowAggregateSink {
   /**
    * Upserts routers' cumulative aggregates (one row per service, phase and router: a later
-   * flush of a router replaces its row), in one transaction.
+   * flush of a router replaces its row), and appends one history point per phase in `rows`
+   * (the merged report after the write), in one transaction.
    */
   saveShadowAggregates(rows: ShadowAggregateRow[]): Promise<void>;
   /**
@@ -31,6 +57,18 @@ export interface ShadowStore extends ShadowAggregateSink {
    * null when no router has flushed one.
    */
   report(service: string, phase?: string): Promise<StoredShadowReport | null>;
+  /**
+   * A phase's history, oldest first. At most `historyPoints` are kept per phase: past that,
+   * every other point is dropped (the first and the newest stay), so the history always spans
+   * the whole phase and the recent past has the finest grain.
+   */
+  history(
+    service: string,
+    phase: string,
+    query?: ShadowHistoryQuery,
+  ): Promise<ShadowHistoryPoint[]>;
+  /** The most points kept per phase (see `history`). */
+  readonly historyPoints: number;
   /** The phases a service has reports for, latest first. */
   phases(service: string): Promise<{ id: string; version: string; updatedAt: number }[]>;
 }

@@ -5,6 +5,8 @@
  * pass the shared conformance suite in `store.conformance.ts`, which covers the feature stores
  * beside this one too (`features.ts`: experiments, flags, shadow reports).
  */
+
+import type { MeasurementRow } from "../core/measurements.js";
 import type {
   Command,
   CommandDraft,
@@ -16,7 +18,6 @@ import type {
   ServiceStatus,
   TurnoutEvent,
 } from "../core/model.js";
-import type { SketchJson } from "../core/sketch.js";
 import type { StoredExperiment } from "./experiment-store.js";
 
 export interface StoredResource<R extends Resource = Resource> {
@@ -72,29 +73,8 @@ export interface ControllerCommit {
   now: number;
 }
 
-/**
- * One second of one series as a router measured it. Routers write these (`writeMeasurements`);
- * analysis reads them back (`readMeasurements`) and merges across routers.
- */
-export interface MeasurementRow {
-  service: string;
-  version: string;
-  /** Further series labels (experiment arm, flag variant) in canonical form; "" for none. */
-  labels: string;
-  /** Epoch second the numbers belong to. */
-  second: number;
-  /** The router that measured them; several routers write the same second side by side. */
-  routerId: string;
-  /** Responses completed in that second. */
-  requests: number;
-  s2xx: number;
-  s3xx: number;
-  s4xx: number;
-  s5xx: number;
-  upstreamErrors: number;
-  /** Latency sketch of those responses, in ms (`Sketch.toJSON()`). */
-  latency: SketchJson;
-}
+/** One second of one series as a router measured it (declared with the other measurement shapes). */
+export type { MeasurementRow } from "../core/measurements.js";
 
 /** Which measurements to read: one service, seconds in [fromSec, toSec), optionally one version. */
 export interface MeasurementQuery {

@@ -143,6 +143,18 @@ spec:
     });
     const again = await api(t, "POST", "/api/v1/events", { events: events.slice(0, 10) });
     assert.deepEqual(again.json, { received: 10, accepted: 0, duplicates: 10 });
+    // A metric no experiment reads is stored, and the answer says so (#18 item 5).
+    const typo = await api(t, "POST", "/api/v1/events", {
+      events: [1, 2].map((n) => ({
+        idempotencyKey: `typo-${n}`,
+        unit: `user-${n}`,
+        metric: "buyy",
+        timestamp: now,
+      })),
+    });
+    assert.equal(typo.status, 200);
+    assert.deepEqual(typo.json.unknownMetrics, [{ metric: "buyy", events: 2, didYouMean: "buy" }]);
+    assert.match(typo.json.warning, /2 event\(s\) name a metric no experiment reads \("buyy"\)/);
 
     const bad = await api(t, "POST", "/api/v1/events", {
       events: [
@@ -254,7 +266,13 @@ describe("outcome events survive a crash", () => {
       assert.equal(await up.stop("SIGKILL"), null);
       up = await startUp(dir);
       const again = await api(up, "POST", "/api/v1/events", { events });
-      assert.deepEqual(again.json, { received: 500, accepted: 0, duplicates: 500 });
+      // No experiment reads "buy" here: the answer also says so (unknownMetrics, warning).
+      const { received, accepted, duplicates } = again.json;
+      assert.deepEqual(
+        { received, accepted, duplicates },
+        { received: 500, accepted: 0, duplicates: 500 },
+      );
+      assert.deepEqual(again.json.unknownMetrics, [{ metric: "buy", events: 500 }]);
       await up.stop();
     } finally {
       rmSync(dir, { recursive: true, force: true });

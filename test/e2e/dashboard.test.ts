@@ -5,7 +5,8 @@
  * (server-sent events); promote by clicking moves the router's real split to the next step;
  * abort with a reason; the kill switch, after which OFREP answers DISABLED; the one-time
  * sign-in link; signed out, nothing can be read or changed; a request without the session's
- * CSRF header, or from another origin, changes nothing; the page reconnects after a restart.
+ * CSRF header, or from another origin, changes nothing; the shadow chart starts from the
+ * stored history of its phase; the page reconnects after a restart.
  *
  * Skips (with the reason) when chromium is missing, except under CI=true, where it fails.
  */
@@ -15,6 +16,10 @@ import { readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Page } from "playwright-core";
+import { ShadowAggregate } from "../../src/core/shadow/aggregate.js";
+import { comparePair, compileCompare } from "../../src/core/shadow/compare.js";
+import { SqlShadowStore } from "../../src/store/sql-shadow-store.js";
+import { openSqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { chromiumMissing, type Launched, launchChromium } from "../browser.js";
 import { api, cli, freePort, ROOT, sendMany, startBackend, tempDir, waitFor } from "../helpers.js";
 
@@ -369,6 +374,81 @@ describe("the dashboard, in a real browser", { skip: missing ?? false }, () => {
     const off = await ofrep();
     assert.equal(off.reason, "DISABLED");
     assert.equal(off.value, false);
+  });
+
+  it("shadow: the agreement chart starts from the stored history, before the page opened", async () => {
+    // A phase that routers flushed five times, ten to two minutes ago, written to the data
+    // dir's database by a second store (as a router in its own process would).
+    const store = await openSqliteStore({ path: join(dir, "turnout.db") });
+    const opened = Date.now();
+    try {
+      const shadow = new SqlShadowStore(store);
+      const agg = new ShadowAggregate();
+      const c = compileCompare();
+      const body = (y: number) => ({
+        status: 200,
+        headers: {},
+        body: new TextEncoder().encode(JSON.stringify({ y })),
+        truncated: false,
+        latencyMs: 5,
+      });
+      for (let i = 0; i < 5; i++) {
+        // 10 pairs a flush; 3 mismatched in the first, none after: agreement climbs.
+        for (let k = 0; k < 10; k++)
+          agg.addPair(comparePair(c, body(1), body(i === 0 && k < 3 ? 2 : 1)), {
+            requestId: `h${i}-${k}`,
+            method: "GET",
+            target: "/",
+          });
+        await shadow.saveShadowAggregates([
+          {
+            service: "shop",
+            id: "r9-s0-v2",
+            version: "v2",
+            routerId: "e2e",
+            state: agg.toJSON(),
+            updatedAt: opened - 600_000 + i * 120_000,
+          },
+        ]);
+      }
+    } finally {
+      await store.close();
+    }
+    await page.goto(`${up.url}/#/services/shop/shadow`);
+    await page.getByText("Phase r9-s0-v2").waitFor();
+    const chart = page.locator("figure", { hasText: "Agreement over time" });
+    // Five stored points, all drawn: the live stream alone could give one at most here
+    // (no new comparisons arrive while the page is open).
+    const path = chart.locator("svg path[stroke]").first();
+    await waitFor(
+      "the stored points drawn",
+      async () => ((await path.getAttribute("d")) ?? "").split(/[ML]/).length - 1 >= 5,
+    );
+    const d = (await path.getAttribute("d"))!;
+    const ys = [...d.matchAll(/[ML][\d.]+,([\d.]+)/g)].map((m) => Number(m[1]));
+    assert.ok(ys.length >= 5, d);
+    // The agreement climbs (a smaller y is higher on the chart) from 70% to 94%.
+    assert.ok(ys[0]! > ys[4]!, d);
+    assert.match((await chart.locator("svg").getAttribute("aria-label"))!, /94\.0%/);
+    // The earliest x-axis label is a time before the page opened.
+    const labels = await chart.locator("svg text").allTextContents();
+    const clocks = labels.filter((t) => /^\d\d:\d\d:\d\d$/.test(t));
+    assert.ok(clocks.length > 0, labels.join(" "));
+    const first = await page.evaluate((t) => {
+      const [h, m, s] = t.split(":").map(Number);
+      const d = new Date();
+      d.setHours(h!, m!, s!, 0);
+      return d.getTime();
+    }, clocks[0]!);
+    // A label of yesterday's clock when the test runs just after midnight.
+    const firstAt = first > opened ? first - 86_400_000 : first;
+    assert.ok(firstAt < opened - 60_000, `first label ${clocks[0]} is before the page opened`);
+    // Back where the previous case left the page, for the next one.
+    await page
+      .getByRole("navigation", { name: "Screens" })
+      .getByRole("link", { name: "Flags" })
+      .click();
+    await page.locator('[data-flag="new-checkout"]').waitFor();
   });
 
   it("reconnects after a restart of turnout up, without signing in again", async () => {

@@ -11,6 +11,7 @@ import { after, describe, it } from "node:test";
 import { needsHaproxy } from "../../src/traffic/haproxy/testing.js";
 import {
   api,
+  cli,
   freePort,
   pidsWith,
   sendMany,
@@ -51,6 +52,10 @@ describe("HAProxy as a service's data plane, through turnout up", needsHaproxy()
         const counts = await sendMany(port, 20, 4).catch(() => null);
         return counts?.get("v1") === 20;
       });
+      // Every answer names its version, as the built-in router's do.
+      const one = await fetch(`http://127.0.0.1:${port}/`);
+      await one.text();
+      assert.equal(one.headers.get("x-turnout-version"), "v1");
       // HAProxy carries it: an HAProxy process runs with its config in the data dir.
       assert.ok(pidsWith(dir).length > 0, "an haproxy process runs for the service");
 
@@ -84,6 +89,14 @@ describe("HAProxy as a service's data plane, through turnout up", needsHaproxy()
         20_000,
       );
       assert.ok(observed.length >= 2, JSON.stringify(observed));
+      // The data plane is named in status, with its log intake: lost lines are never silent.
+      const st = (await api(up, "GET", "/api/v1/services/hx/status")).json;
+      assert.equal(st.dataPlane.provider, "haproxy");
+      assert.equal(st.dataPlane.process.running, true);
+      assert.ok(st.dataPlane.intake.lines >= 1000, JSON.stringify(st.dataPlane));
+      assert.equal(st.dataPlane.intake.lost, 0);
+      const shown = await cli(["status", "hx", "--data-dir", dir]);
+      assert.match(shown.stdout, /Data plane:\s+haproxy \(managed\), running, .*0 log lines lost/);
 
       // abort answers once HAProxy serves 100% stable again.
       r = await api(up, "POST", "/api/v1/services/hx/abort", { reason: "test" });

@@ -42,7 +42,10 @@ function service(port: number, version: string): ServiceResource {
                   regression: { field: "$.score" },
                   drift: {},
                 },
-                gate: { minSamples: 300, minAgreement: 0.95, maxLatencyIncrease: 1 },
+                // d2 agrees with d1 on about 95% of these inputs (server.mjs shifts the weights by
+                // version): a 95% bar would make the story a coin toss, 90% lets the sound d2
+                // pass every run while a model that flips one label in four still fails.
+                gate: { minSamples: 300, minAgreement: 0.9, maxLatencyIncrease: 1 },
               },
             },
             { setWeight: 50 },
@@ -80,7 +83,7 @@ export async function runShadowDemo(
   if (!ready) throw new Error("d1 did not become ready in 30 s");
   await api.call("POST", "/api/v1/apply", { resources: [service(port, "d2")] });
   out(
-    `${cyan("7.")} applied ${SERVICE} d2: shadow 100% of POST /predict (labels, scores, drift compared; noise learned from a second copy to d1), gate: 300 pairs, agreement >= 95%; then a canary at 50%`,
+    `${cyan("7.")} applied ${SERVICE} d2: shadow 100% of POST /predict (labels, scores, drift compared; noise learned from a second copy to d1), gate: 300 pairs, agreement >= 90%; then a canary at 50%`,
   );
 
   const rng = mulberry32(11);

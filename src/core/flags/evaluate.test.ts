@@ -223,6 +223,12 @@ test("bucketBy another attribute; split rules", () => {
   assert.equal(a.reason, "SPLIT");
   assert.equal(a.value, b.value, "same org, same bucket");
   assert.equal(evaluate(s, "f", { plan: "pro" }).errorCode, "INVALID_CONTEXT");
+  // A rule's split names the rule (#18 item 6); the rollout's split names none.
+  assert.equal(a.flagMetadata.rule, "rule 1");
+  const r = set(bool({ rollout: { variant: "on", percentage: 50 } }));
+  const viaRollout = evaluate(r, "f", { targetingKey: "x" });
+  assert.equal(viaRollout.reason, "SPLIT");
+  assert.equal(viaRollout.flagMetadata.rule, undefined);
 });
 
 test("effectiveSpec applies rollout and manual overrides", () => {

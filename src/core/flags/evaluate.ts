@@ -182,14 +182,17 @@ function compileFlag(d: FlagDefinition, segmentTest: (name: string) => Test): Co
     };
   };
   const split = byVariant("SPLIT");
-  const compileSplit = (weights: Record<string, number>): CompiledSplit => {
+  // A rule's split carries the rule's name (metadata.rule), so that it can be told from the
+  // flag's rollout, which is a split too.
+  const compileSplit = (weights: Record<string, number>, m: FlagMetadata): CompiledSplit => {
     const ends: number[] = [];
     const results: ResolutionDetails[] = [];
+    const ruleSplit = byVariant("SPLIT", m);
     let acc = 0;
     for (const [v, w] of Object.entries(weights)) {
       acc += Math.round(w * 10_000);
       ends.push(Math.min(acc, BUCKET_SCALE));
-      results.push(split(v));
+      results.push(ruleSplit(v));
     }
     // Rounding must never leave a bucket without a variant.
     if (ends.length > 0) ends[ends.length - 1] = BUCKET_SCALE;
@@ -205,7 +208,7 @@ function compileFlag(d: FlagDefinition, segmentTest: (name: string) => Test): Co
         rule.variant !== undefined
           ? result(variantValue(rule.variant), rule.variant, "TARGETING_MATCH", ruleMeta)
           : null,
-      split: rule.split !== undefined ? compileSplit(rule.split) : null,
+      split: rule.split !== undefined ? compileSplit(rule.split, ruleMeta) : null,
     };
   });
   const rollout = spec.rollout;

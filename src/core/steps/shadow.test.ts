@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { FakeClock } from "../clock.js";
-import type { RolloutStep, ServiceSpec, ServiceStatus } from "../model.js";
+import type { CanaryStep, ServiceSpec, ServiceStatus } from "../model.js";
 import { type ReconcileOutput, reconcile } from "../rollout.js";
 import { buildRouteTable } from "../routes.js";
 import { ShadowAggregate, type ShadowReport } from "../shadow/aggregate.js";
@@ -94,7 +94,7 @@ class Scenario {
 
 describe("shadow step", () => {
   it("shadow -> canary -> 100%: mirrors at 0% weight, waits for samples, passes, goes on", () => {
-    const steps: RolloutStep[] = [{ shadow: SHADOW }, { setWeight: 20 }, { pause: {} }];
+    const steps: CanaryStep[] = [{ shadow: SHADOW }, { setWeight: 20 }, { pause: {} }];
     const sc = new Scenario({ canary: { steps } });
     sc.tick();
     sc.release("v2");
@@ -188,7 +188,7 @@ describe("shadow step", () => {
   });
 
   it("setMirrorRoute mirrors matching requests to the canary without a gate, and is removed", () => {
-    const steps: RolloutStep[] = [
+    const steps: CanaryStep[] = [
       { setMirrorRoute: { percent: 50, match: { header: { name: "x-beta", equals: "1" } } } },
       { setWeight: 10 },
       { pause: {} },

@@ -127,3 +127,13 @@ export const STEP_SCHEMAS = {
 export const RolloutStepSchema = exactlyOne(STEP_SCHEMAS, { noun: "step kind" }).describe(
   `One step: exactly one of ${Object.keys(STEP_SCHEMAS).join(", ")}.`,
 );
+
+/**
+ * The steps a person writes in a canary: every kind but `switch` and `rollingUpdate`, which the
+ * blueGreen and rolling strategies compile to (as written in a canary they would be listed as
+ * choices in every "unknown step kind" error, and they are not meant to be written).
+ */
+const { switch: _switch, rollingUpdate: _rollingUpdate, ...WRITTEN_STEP_SCHEMAS } = STEP_SCHEMAS;
+export const CanaryStepSchema = exactlyOne(WRITTEN_STEP_SCHEMAS, { noun: "step kind" }).describe(
+  `One step: exactly one of ${Object.keys(WRITTEN_STEP_SCHEMAS).join(", ")}.`,
+);

@@ -4,10 +4,10 @@ import { capped, exactlyOne, limited, num, strict } from "./blocks.js";
 import { AbTestStrategySchema } from "./experiment.js";
 import { MatchConditionsSchema } from "./routing.js";
 import { ShadowStepSchema } from "./shadow.js";
-import { analysisRefShape, RollingShape, RolloutStepSchema, STEP_SCHEMAS } from "./steps.js";
+import { analysisRefShape, CanaryStepSchema, RollingShape, STEP_SCHEMAS } from "./steps.js";
 
 const CanaryStrategySchema = strict({
-  steps: capped("STEPS", "steps", z.array(RolloutStepSchema)).describe(
+  steps: capped("STEPS", "steps", z.array(CanaryStepSchema)).describe(
     "Run in order; after the last, the version takes 100%.",
   ),
   analysis: strict({

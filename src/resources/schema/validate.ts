@@ -22,6 +22,11 @@ export interface DocumentIssue {
   atKey?: boolean;
 }
 
+/** An unknown key with a close known one: validation goes on as if that one were meant. */
+type RenamableIssue = DocumentIssue & {
+  rename?: { parent: PathSegment[]; from: string; to: string };
+};
+
 export interface DocumentResult {
   resource?: Resource;
   /** "Service/fraud-model" when kind and name are strings, even if invalid. */
@@ -38,7 +43,8 @@ function issueMessage(iss: z.core.$ZodRawIssue): string | undefined {
     }
     case "invalid_value": {
       const values = iss.values.map((v) => String(v));
-      return `must be ${values.length > 2 ? "one of " : ""}${orList(values)}, got ${describeValue(iss.input)}`;
+      const guess = typeof iss.input === "string" ? closest(iss.input, values) : undefined;
+      return `must be ${values.length > 2 ? "one of " : ""}${orList(values)}, got ${describeValue(iss.input)}${guess ? ` (did you mean "${guess}"?)` : ""}`;
     }
     case "too_small":
       if (iss.origin === "array")
@@ -50,11 +56,14 @@ function issueMessage(iss: z.core.$ZodRawIssue): string | undefined {
         return `must have at most ${iss.maximum} item(s), got ${(iss.input as unknown[]).length}`;
       return `must be <= ${iss.maximum}, got ${describeValue(iss.input)}`;
     case "invalid_union":
-      return `does not match any allowed form, got ${describeValue(iss.input)}`;
+      // Replaced by `unionIssues`, which sees the branches' issues.
+      return UNION_MESSAGE;
     default:
       return undefined;
   }
 }
+
+const UNION_MESSAGE = "does not match any allowed form";
 
 function unknownKeyMessage(key: string, allowed: readonly string[]): string {
   const info = infoOf(allowed) ?? { noun: "field" };
@@ -68,8 +77,140 @@ function unknownKeyMessage(key: string, allowed: readonly string[]): string {
 /**
  * Validates one parsed document (any JSON value) as a resource. Never throws; every problem
  * found is in `issues`, with the path of the field it concerns.
+ *
+ * An unknown key would hide every problem below it (`stratgy:` is not read, so neither is
+ * anything under it). So an unknown key with a close known one that is absent is reported, and
+ * the document is validated again as if the known key had been meant, until no such key is
+ * left: one pass reports everything. The problems found below a renamed key keep the path as
+ * written, so they point at the right line.
  */
 export function validateDocument(value: unknown): DocumentResult {
+  const first = validateOnce(value);
+  const plain = (issues: readonly RenamableIssue[]): DocumentIssue[] =>
+    issues.map(({ rename: _r, ...i }) => i);
+  if (first.resource || !isPlainObject(value)) return { ...first, issues: plain(first.issues) };
+  const reported: RenamableIssue[] = [];
+  /** Renames done, in the coordinates of the document they were done in. */
+  const renames: { parent: PathSegment[]; from: string; to: string }[] = [];
+  let doc: unknown = value;
+  let result = first;
+  for (let round = 0; round < MAX_RENAME_ROUNDS; round++) {
+    const fixes = result.issues.flatMap((i) => (i.rename ? [{ issue: i, ...i.rename }] : []));
+    const applicable = fixes.filter((f) => canRename(doc, f.parent, f.from, f.to));
+    if (applicable.length === 0) break;
+    doc = structuredClone(doc);
+    for (const f of applicable) {
+      rename(doc, f.parent, f.from, f.to);
+      renames.push({ parent: f.parent, from: f.from, to: f.to });
+      reported.push({ ...f.issue, path: asWritten(f.issue.path, renames.slice(0, -1)) });
+    }
+    result = validateOnce(doc);
+    if (result.resource) break;
+  }
+  if (renames.length === 0) return { ...first, issues: plain(first.issues) };
+  const seen = new Set(reported.map((i) => JSON.stringify(i.path)));
+  const rest = result.resource
+    ? []
+    : result.issues
+        .map((i) => ({ ...i, path: asWritten(i.path, renames) }))
+        .filter((i) => !seen.has(JSON.stringify(i.path)) || !i.atKey);
+  const issues = plain([...reported, ...rest]);
+  return { ...(first.label ? { label: first.label } : {}), issues };
+}
+
+/** Nested typos (`stratgy:` then `canaray:` below it) take one round each. */
+const MAX_RENAME_ROUNDS = 8;
+
+function objectAt(doc: unknown, path: readonly PathSegment[]): Record<string, unknown> | null {
+  let node: unknown = doc;
+  for (const seg of path) {
+    if (Array.isArray(node) && typeof seg === "number") node = node[seg];
+    else if (isPlainObject(node) && typeof seg === "string") node = node[seg];
+    else return null;
+  }
+  return isPlainObject(node) ? node : null;
+}
+
+function canRename(doc: unknown, parent: PathSegment[], from: string, to: string): boolean {
+  const o = objectAt(doc, parent);
+  return o !== null && Object.hasOwn(o, from) && !Object.hasOwn(o, to);
+}
+
+function rename(doc: unknown, parent: PathSegment[], from: string, to: string): void {
+  const o = objectAt(doc, parent);
+  if (!o || !Object.hasOwn(o, from) || Object.hasOwn(o, to)) return;
+  o[to] = o[from];
+  delete o[from];
+}
+
+/** A path in the renamed document, as it is written in the user's document. */
+function asWritten(
+  path: readonly PathSegment[],
+  renames: readonly { parent: PathSegment[]; from: string; to: string }[],
+): PathSegment[] {
+  let out = [...path];
+  for (let i = renames.length - 1; i >= 0; i--) {
+    const r = renames[i]!;
+    const n = r.parent.length;
+    if (out.length > n && out[n] === r.to && r.parent.every((seg, j) => out[j] === seg)) {
+      out = [...out.slice(0, n), r.from, ...out.slice(n + 1)];
+    }
+  }
+  return out;
+}
+
+/** A better word than "does not match any allowed form" for a union, from its branches. */
+function unionIssues(
+  doc: unknown,
+  path: PathSegment[],
+  branches: readonly (readonly z.core.$ZodIssue[])[],
+): DocumentIssue[] {
+  const input = valueAt(doc, path);
+  // A branch that refuses the value itself (not a field of it) is not the form meant.
+  const refusesValue = (b: readonly z.core.$ZodIssue[]) =>
+    b.some((i) => (i.code === "invalid_type" || i.code === "invalid_value") && i.path.length === 0);
+  // An object, and one branch takes objects: that branch's problems are the ones that matter.
+  const objectBranches = branches.filter((b) => !refusesValue(b));
+  if (isPlainObject(input) && objectBranches.length === 1) {
+    return objectBranches[0]!.map((i) => ({
+      path: [...path, ...i.path.filter((p): p is PathSegment => typeof p !== "symbol")],
+      message: i.message,
+    }));
+  }
+  const values = branches.flatMap((b) =>
+    b.flatMap((i) => (i.code === "invalid_value" && i.path.length === 0 ? i.values : [])),
+  );
+  if (values.length > 0) {
+    const names = values.map((v) => String(v));
+    const objectToo = branches.some(
+      (b) =>
+        b.some((i) => i.code === "invalid_type" && i.path.length === 0) &&
+        b.some((i) => i.code === "invalid_type" && i.expected === "object"),
+    );
+    const guess = typeof input === "string" ? closest(input, names) : undefined;
+    return [
+      {
+        path,
+        message: `must be ${names.length > 2 ? "one of " : ""}${orList(names)}${objectToo ? ", or an object" : ""}, got ${describeValue(input)}${guess ? ` (did you mean "${guess}"?)` : ""}`,
+      },
+    ];
+  }
+  return [{ path, message: `does not match any allowed form, got ${describeValue(input)}` }];
+}
+
+function valueAt(doc: unknown, path: readonly PathSegment[]): unknown {
+  let node: unknown = doc;
+  for (const seg of path) {
+    if (Array.isArray(node) && typeof seg === "number") node = node[seg];
+    else if (isPlainObject(node) && typeof seg === "string") node = node[seg];
+    else return undefined;
+  }
+  return node;
+}
+
+function validateOnce(
+  value: unknown,
+): Omit<DocumentResult, "issues"> & { issues: RenamableIssue[] } {
   if (!isPlainObject(value)) {
     return {
       issues: [
@@ -138,9 +279,9 @@ export function validateDocument(value: unknown): DocumentResult {
   if (result.success)
     return { resource: result.data as Resource, ...(label ? { label } : {}), issues: [] };
 
-  const issues: DocumentIssue[] = [];
+  const issues: RenamableIssue[] = [];
   const seen = new Set<string>();
-  const add = (i: DocumentIssue) => {
+  const add = (i: RenamableIssue) => {
     // int/min/max checks of one number share a message; say it once.
     const k = `${JSON.stringify(i.path)} ${i.message}`;
     if (seen.has(k)) return;
@@ -151,8 +292,15 @@ export function validateDocument(value: unknown): DocumentResult {
     const path = iss.path.filter((p): p is PathSegment => typeof p !== "symbol");
     if (iss.code === "unrecognized_keys") {
       const allowed = allowedAt.get(JSON.stringify(iss.path)) ?? [];
-      for (const key of iss.keys)
-        add({ path: [...path, key], message: unknownKeyMessage(key, allowed), atKey: true });
+      for (const key of iss.keys) {
+        const guess = closest(key, allowed);
+        add({
+          path: [...path, key],
+          message: unknownKeyMessage(key, allowed),
+          atKey: true,
+          ...(guess ? { rename: { parent: path, from: key, to: guess } } : {}),
+        });
+      }
     } else if (iss.code === "invalid_key") {
       const inner = iss.issues.map((i) => i.message).join("; ");
       add({
@@ -160,6 +308,8 @@ export function validateDocument(value: unknown): DocumentResult {
         message: `invalid key ${describeValue(path[path.length - 1])}: ${inner}`,
         atKey: true,
       });
+    } else if (iss.code === "invalid_union" && iss.message === UNION_MESSAGE) {
+      for (const i of unionIssues(value, path, iss.errors)) add(i);
     } else {
       add({ path, message: iss.message });
     }

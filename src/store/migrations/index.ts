@@ -15,6 +15,7 @@ import { flags } from "./0005_flags.js";
 import { writerEpoch } from "./0006_writer_epoch.js";
 import { routers } from "./0007_routers.js";
 import { notifications } from "./0009_notifications.js";
+import { shadowHistory } from "./0010_shadow_history.js";
 import type { SqlDialectName } from "./dialect.js";
 
 export type { SqlDialectName } from "./dialect.js";
@@ -30,6 +31,7 @@ export function turnoutMigrations(dialect: SqlDialectName): Record<string, Migra
     "0006_writer_epoch": writerEpoch(dialect),
     "0007_routers": routers(dialect),
     "0009_notifications": notifications(dialect),
+    "0010_shadow_history": shadowHistory(dialect),
   };
 }
 

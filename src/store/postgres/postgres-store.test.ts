@@ -74,7 +74,8 @@ if (missing !== undefined) {
     const store = await openPostgresStore({ url });
     return {
       store,
-      features: sqlFeatureStores(store),
+      // A small history bound, so the thinning test is quick.
+      features: sqlFeatureStores(store, { shadow: { historyPoints: 16 } }),
       reopen: () => openPostgresStore({ url }),
       cleanup: async () => {
         await store.close();
@@ -201,7 +202,7 @@ if (missing !== undefined) {
                     events: [
                       {
                         service: "shared",
-                        type: "Tick",
+                        type: "StepCompleted",
                         actor: `w${w}`,
                         message: "",
                         data: {},
@@ -224,7 +225,7 @@ if (missing !== undefined) {
           assert.equal((await s.getRouteTable("shared"))?.revision, total);
           assert.equal(await s.routeTablesFingerprint(), String(total));
           const events = await s.listEvents("shared");
-          assert.equal(events.filter((e) => e.type === "Tick").length, total);
+          assert.equal(events.filter((e) => e.type === "StepCompleted").length, total);
           assert.equal(events.filter((e) => e.type === "ResourceApplied").length, total + 1);
           const generations = events
             .filter((e) => e.type === "ResourceApplied")

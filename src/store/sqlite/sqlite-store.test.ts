@@ -26,7 +26,8 @@ describeStoreConformance("sqlite file", async () => {
   const store = await openSqliteStore({ path: file });
   return {
     store,
-    features: sqlFeatureStores(store),
+    // A small history bound, so the thinning test is quick (:memory: below keeps the default).
+    features: sqlFeatureStores(store, { shadow: { historyPoints: 16 } }),
     reopen: () => openSqliteStore({ path: file }),
     cleanup: async () => {
       await store.close();

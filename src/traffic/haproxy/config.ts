@@ -688,9 +688,15 @@ function frontendHead(
  * status counts as OK (intake.ts).
  */
 function responseCapture(opts: RenderOptions): string[] {
+  // Every answer names the version that gave it, as the built-in router's do.
+  const version =
+    "  http-response set-header x-turnout-version %[var(txn.tv)] if { var(txn.tv) -m found }";
   return opts.protocol === "grpc"
-    ? ["  http-response set-var(txn.gs) res.hdr(grpc-status) if { res.hdr(grpc-status) -m found }"]
-    : [];
+    ? [
+        version,
+        "  http-response set-var(txn.gs) res.hdr(grpc-status) if { res.hdr(grpc-status) -m found }",
+      ]
+    : [version];
 }
 
 function frontendTail(map: (name: string) => string): string[] {

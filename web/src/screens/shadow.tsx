@@ -20,12 +20,39 @@ export function ShadowScreen({ service }: { service: string }) {
       })
       .catch((e) => setError((e as Error).message));
   }, [service, Math.floor(seq / 2)]);
+  // The stored history of the phase shown, fetched once per phase: the chart starts from it,
+  // and the live stream's points after its last one are drawn on.
+  const phase: string | undefined = v?.report?.id;
+  const [history, setHistory] = useState<{ phase: string; points: any[] } | null>(null);
+  useEffect(() => {
+    if (phase === undefined) return;
+    let gone = false;
+    call(
+      "GET",
+      `/api/v1/services/${encodeURIComponent(service)}/shadow/history?phase=${encodeURIComponent(phase)}`,
+    )
+      .then((x: any) => {
+        if (!gone) setHistory({ phase, points: x.points ?? [] });
+      })
+      // Without it the chart still draws the live points, as before the history existed.
+      .catch(() => undefined);
+    return () => {
+      gone = true;
+    };
+  }, [service, phase]);
   if (error && !v) return <p className="error">{error}</p>;
   if (!v) return <p className="muted">Loading…</p>;
   const rep = v.report?.report;
-  const points = (live.agreement[service] ?? []).map(
-    (a) => [a.at, a.agreement * 100] as [number, number],
-  );
+  const stored = (history?.phase === phase ? history.points : [])
+    .filter((p) => typeof p.agreement === "number")
+    .map((p) => [p.at, p.agreement * 100] as [number, number]);
+  const lastStored = stored.length > 0 ? stored[stored.length - 1]![0] : -Infinity;
+  const points = [
+    ...stored,
+    ...(live.agreement[service] ?? [])
+      .filter((a) => a.at > lastStored)
+      .map((a) => [a.at, a.agreement * 100] as [number, number]),
+  ];
   const gate = live.status[service]?.steps?.find((s: any) => s.shadow)?.shadow?.gate;
   return (
     <section className="stack" aria-labelledby="sh-title">
@@ -48,7 +75,7 @@ export function ShadowScreen({ service }: { service: string }) {
         <>
           <div className="grid2">
             <LineChart
-              title="Agreement over time (since this page opened)"
+              title="Agreement over time"
               series={[{ name: "agreement (labels)", color: COLORS[0]!, points }]}
               thresholds={
                 gate?.minAgreement !== undefined

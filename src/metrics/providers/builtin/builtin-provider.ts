@@ -16,6 +16,7 @@
  * A candidate with no requests in the window is "no data". A baseline with none is left out
  * (a relative judge then has no baseline and says so); so is a request without a baseline.
  */
+import type { StatusClasses } from "../../../core/measurements.js";
 import {
   BUILTIN_METRICS,
   type BuiltinMetric,
@@ -29,12 +30,12 @@ import {
 import { describeError, failed, measured } from "../support.js";
 
 /**
- * One version's measurements over a window, as the router's measurements module provides them.
- * A structural copy of that module's type, so this folder does not depend on it.
+ * One version's measurements over a window, as `src/metrics/measurements.ts` provides them
+ * (the shapes are core/measurements.ts's).
  */
 export interface VersionWindow {
   requests: number;
-  status: { "2xx": number; "3xx": number; "4xx": number; "5xx": number };
+  status: StatusClasses;
   upstreamErrors: number;
   /** 0..1 */
   errorRate: number;

@@ -1,0 +1,44 @@
+/** Usage errors that need no server: exit 2 with the fix, before any API call (#18 item 12). */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const turnout = (...args: string[]) =>
+  spawnSync(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      join(ROOT, "src/cli/main.ts"),
+      "--data-dir",
+      join(ROOT, ".no-such-dir"),
+      ...args,
+    ],
+    { cwd: ROOT, encoding: "utf8" },
+  );
+
+describe("CLI usage errors", () => {
+  it("flags set without --percentage or --variant", () => {
+    const r = turnout("flags", "set", "new-checkout");
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /flags set needs --percentage P and\/or --variant V/);
+  });
+
+  it("delete flag says how a flag goes", () => {
+    const r = turnout("delete", "flag", "new-checkout");
+    assert.equal(r.status, 2);
+    assert.match(
+      r.stderr,
+      /remove it from the YAML and apply, or turn it off with turnout flags disable new-checkout/,
+    );
+  });
+
+  it("get --help names experiments", () => {
+    const r = turnout("get", "--help");
+    assert.equal(r.status, 0);
+    assert.match(r.stdout, /services \| analysistemplates \| flags \| experiments/);
+  });
+});

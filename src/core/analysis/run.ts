@@ -441,6 +441,8 @@ export function judgeContext(state: RunState, metric: string): JudgeContext {
     final: isFinal(m),
     plannedLooks: m.count,
     ...(m.memory ? { previous: m.memory } : {}),
+    // The router's latency is in milliseconds; explanations say so.
+    ...("builtin" in m.source && m.source.builtin === "latency" ? { unit: "ms" } : {}),
   };
 }
 

@@ -431,6 +431,25 @@ describe("dryRun", () => {
     );
   });
 
+  test("a failed run's message (the rollback's) names the deciding metric, no dry-run note", () => {
+    let s = startRun(
+      [
+        template("t", [
+          metric("errors"),
+          metric("latency", { dryRun: true, judge: { threshold: { max: 100 } } }),
+        ]),
+      ],
+      {},
+      T0,
+    );
+    s = recordVerdict(s, "latency", v("fail", "latency 130 > max 100"), T0 + 30 * S);
+    s = recordVerdict(s, "errors", v("fail", "errors 0.04 > max 0.01"), T0 + 30 * S);
+    assert.equal(s.phase, "Failed");
+    assert.equal(s.message, "errors failed: 1 failed > failureLimit 0: errors 0.04 > max 0.01");
+    // The dry-run metric's failure stays in its own state.
+    assert.equal(s.metrics[1]!.phase, "Failed");
+  });
+
   test("a run of dryRun metrics only ends Successful", () => {
     let s = startRun([template("t", [metric("a", { dryRun: true })])], {}, T0);
     s = recordVerdict(s, "a", v("fail"), T0 + 30 * S);

@@ -16,7 +16,7 @@ import { ApiError, Client } from "./client.js";
 import { registerDashboardCommand } from "./dashboard.js";
 import { registerEventsCommands } from "./events.js";
 import { getExperiments, registerExperimentCommands } from "./experiment.js";
-import { getFlags, registerFlagsCommands } from "./flags.js";
+import { getFlags, getSegments, registerFlagsCommands } from "./flags.js";
 import {
   dim,
   formatHistory,
@@ -234,8 +234,10 @@ program
 
 program
   .command("get")
-  .description("list resources: services | analysistemplates | flags | experiments | notifiers")
-  .argument("<kind>", "services, analysistemplates, flags, experiments or notifiers")
+  .description(
+    "list resources: services | analysistemplates | flags | segments | experiments | notifiers",
+  )
+  .argument("<kind>", "services, analysistemplates, flags, segments, experiments or notifiers")
   .argument("[name]", "one resource by name")
   .addOption(outputOption())
   .action(
@@ -285,12 +287,13 @@ program
         return;
       }
       if (["flag", "flags"].includes(k)) return getFlags(c, name, opts.output);
+      if (["segment", "segments", "seg"].includes(k)) return getSegments(c, name, opts.output);
       if (["experiment", "experiments", "exp"].includes(k))
         return getExperiments(c, name, opts.output);
       if (["notifier", "notifiers"].includes(k)) return getNotifiers(c, name, opts.output);
       throw new TurnoutError(
         "TURNOUT_ERR_CLI_USAGE",
-        `unknown kind ${JSON.stringify(kind)}; known: services, analysistemplates, flags, experiments, notifiers`,
+        `unknown kind ${JSON.stringify(kind)}; known: services, analysistemplates, flags, segments, experiments, notifiers`,
       );
     },
   );

@@ -58,6 +58,10 @@ export interface Comparison {
   interval: Interval | null;
   /** Treatment / control − 1. */
   relative: number | null;
+  /**
+   * From the same per-arm intervals as `interval` (Fieller / MOVER-R): excludes 0 exactly when
+   * `interval` does; null when unbounded (the control's own interval reaches 0).
+   */
   relativeInterval: Interval | null;
   /** Two-sided p-value (always-valid for sequential); null for bayesian. */
   pValue: number | null;

@@ -26,7 +26,8 @@ integration) before being written:
 - Bayesian chance to beat control by Evan Miller's exact sum for integer Beta parameters
   ("Formulas for Bayesian A/B testing", 2015) and expected loss by quad, checked against
   each other;
-- the delta-method relative lift and its interval.
+- the delta-method relative lift, and its interval by MOVER-R / Fieller (consistent with the
+  absolute interval).
 Effect sizes of Mann-Whitney are computed by brute force over all pairs.
 
 The data sets are drawn from numpy's default_rng with fixed seeds, rounded to create ties,
@@ -42,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import scipy
 import statsmodels
-from scipy import integrate, special, stats
+from scipy import integrate, optimize, special, stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import NormalIndPower, normal_sample_size_one_tail
 from statsmodels.stats.proportion import (
@@ -213,6 +214,36 @@ def rel_lift(mc, var_mc, mt, var_mt):
     return mt / mc - 1, math.sqrt(var_mt / mc**2 + mt**2 * var_mc / mc**4)
 
 
+def mover_rel(c, t):
+    """Relative lift interval from per-arm (estimate, lower, upper) intervals (MOVER-R; Fieller's
+    interval when they are symmetric): the roots of (mt - θ mc)^2 = Lt^2 + θ^2 Uc^2 (lower) and
+    (mt - θ mc)^2 = Ut^2 + θ^2 Lc^2 (upper), found by brentq rather than the closed form the
+    TypeScript uses; None when the control's interval reaches 0 (unbounded)."""
+    if c[0] < 0:
+        c = (-c[0], -c[2], -c[1])
+        t = (-t[0], -t[2], -t[1])
+    mc, mt = c[0], t[0]
+    Lc, Uc, Lt, Ut = mc - c[1], c[2] - mc, mt - t[1], t[2] - mt
+    if not (c[1] > 0 and mc > Uc):
+        return None, None
+    th = mt / mc
+    lo = optimize.brentq(lambda x: (mt - x * mc) ** 2 - Lt**2 - x * x * Uc**2, -1e6, th, xtol=1e-15, rtol=1e-14)
+    hi = optimize.brentq(lambda x: (mt - x * mc) ** 2 - Ut**2 - x * x * Lc**2, th, 1e6, xtol=1e-15, rtol=1e-14)
+    return lo - 1, hi - 1
+
+
+def sym(m, h):
+    return (m, m - h, m + h)
+
+
+def wilson(x, n, z):
+    p = x / n
+    d = 1 + z * z / n
+    ce = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return (p, ce - h, ce + h)
+
+
 def two_proportion(name, xc, nc, xt, nt, alpha=0.05, alternative="two-sided"):
     z, p = proportions_ztest([xt, xc], [nt, nc], alternative=SM_ALT[alternative])
     pc, pt = xc / nc, xt / nt
@@ -225,8 +256,9 @@ def two_proportion(name, xc, nc, xt, nt, alpha=0.05, alternative="two-sided"):
     zc = stats.norm.ppf(1 - alpha / 2)
     exp["relativeLift"] = lift
     exp["relativeLiftStandardError"] = se
-    exp["relativeLiftInterval.lower"] = None if lift is None else lift - zc * se
-    exp["relativeLiftInterval.upper"] = None if lift is None else lift + zc * se
+    rlo, rhi = mover_rel(wilson(xc, nc, zc), wilson(xt, nt, zc))
+    exp["relativeLiftInterval.lower"] = rlo
+    exp["relativeLiftInterval.upper"] = rhi
     add(
         "twoProportion",
         name,
@@ -260,6 +292,7 @@ def welch_expected(mc, vc, nc, mt, vt, nt, alpha, alternative, res):
     se = math.sqrt(se2)
     close(res.statistic, d / se, rel=1e-12, what="welch t")
     lift, lse = rel_lift(mc, vc / nc, mt, vt / nt)
+    rlo, rhi = mover_rel(sym(mc, tc * math.sqrt(vc / nc)), sym(mt, tc * math.sqrt(vt / nt)))
     return {
         "difference": d,
         "standardError": se,
@@ -270,8 +303,8 @@ def welch_expected(mc, vc, nc, mt, vt, nt, alpha, alternative, res):
         "interval.upper": d + tc * se,
         "relativeLift": lift,
         "relativeLiftStandardError": lse,
-        "relativeLiftInterval.lower": None if lift is None else lift - tc * lse,
-        "relativeLiftInterval.upper": None if lift is None else lift + tc * lse,
+        "relativeLiftInterval.lower": rlo,
+        "relativeLiftInterval.upper": rhi,
     }
 
 
@@ -605,6 +638,7 @@ def ratio_case(name, seed, n_c, n_t, lift, alpha=0.05):
     p = 2 * stats.norm.sf(abs(z))
     zc = stats.norm.ppf(1 - alpha / 2)
     rl, rse = rel_lift(rc, vc, rt, vt)
+    rlo, rhi = mover_rel(sym(rc, zc * math.sqrt(vc)), sym(rt, zc * math.sqrt(vt)))
     add(
         "ratioTest",
         name,
@@ -621,8 +655,8 @@ def ratio_case(name, seed, n_c, n_t, lift, alpha=0.05):
             "interval.lower": d - zc * se,
             "interval.upper": d + zc * se,
             "relativeLift": rl,
-            "relativeLiftInterval.lower": rl - zc * rse,
-            "relativeLiftInterval.upper": rl + zc * rse,
+            "relativeLiftInterval.lower": rlo,
+            "relativeLiftInterval.upper": rhi,
         },
     )
 

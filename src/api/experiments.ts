@@ -132,7 +132,16 @@ export async function experimentResults(
   e: StoredExperiment,
   now: number,
 ): Promise<
-  ExperimentResults & { state: StoredExperiment["state"]; service: string; startedAt: number }
+  ExperimentResults & {
+    state: StoredExperiment["state"];
+    service: string;
+    startedAt: number;
+    /** When the figures were read: the end for a concluded experiment, else now (live). */
+    readAt: number;
+    live: boolean;
+    /** When the stored state last changed: for a held win, when it was decided. */
+    decidedAt?: number;
+  }
 > {
   const at = e.state.endedAt ?? now;
   const data = await x.data(e, at);
@@ -142,6 +151,9 @@ export async function experimentResults(
     state: e.state,
     service: e.service,
     startedAt: e.startedAt,
+    readAt: at,
+    live: e.state.endedAt === undefined,
+    ...(e.state.status !== "running" ? { decidedAt: e.state.endedAt ?? e.updatedAt } : {}),
   };
 }
 

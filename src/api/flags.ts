@@ -81,6 +81,25 @@ export function registerFlagsApi(app: FastifyInstance, opts: FlagsApiOptions): v
     };
   };
 
+  // Segments (`turnout get segments`): each with its conditions and included/excluded keys, and
+  // the flags whose rules use it.
+  app.get("/api/v1/segments", async () => {
+    const segs = await store.listResources("Segment");
+    const flagResources = await store.listResources("Flag");
+    const usedBy = (name: string) =>
+      flagResources
+        .filter((f) => f.resource.spec.rules?.some((r) => r.segments?.includes(name)))
+        .map((f) => f.name);
+    return {
+      segments: segs.map((sg) => ({
+        name: sg.name,
+        generation: sg.generation,
+        spec: sg.resource.spec,
+        usedBy: usedBy(sg.name),
+      })),
+    };
+  });
+
   app.get("/api/v1/flags", async () => {
     await cache.refresh();
     const snap = cache.current;

@@ -22,7 +22,7 @@ import { Client } from "./client.js";
 import { runAbTestDemo } from "./demo/abtest.js";
 import { runFlagsDemo } from "./demo/flags.js";
 import { runHaproxyDemo } from "./demo/haproxy.js";
-import { modelRuntime, until } from "./demo/model.js";
+import { modelRuntime, nextSection, resetSections, until } from "./demo/model.js";
 import { runShadowDemo } from "./demo/shadow.js";
 import { runZeroDowntimeDemo } from "./demo/zero-downtime.js";
 import { bold, cyan, dim, formatHistory, green, phaseColor, red } from "./format.js";
@@ -183,10 +183,13 @@ export async function runDemo(opts: { keep: boolean }): Promise<number> {
   try {
     // The runtime's allocator: the router's port is then never handed to a model instance.
     const port = await defaultPortAllocator.allocate();
-    out(`${cyan("1.")} API on ${t.url}; the router will listen on http://127.0.0.1:${port}`);
+    resetSections();
+    out(
+      `${cyan(nextSection())} API on ${t.url}; the router will listen on http://127.0.0.1:${port}`,
+    );
     await api.call("POST", "/api/v1/apply", { resources: [TEMPLATE, serviceSpec(port, "v1")] });
     out(
-      `${cyan("2.")} applied service ${SERVICE} at v1 (2 local processes of examples/model/server.mjs)`,
+      `${cyan(nextSection())} applied service ${SERVICE} at v1 (2 local processes of examples/model/server.mjs)`,
     );
     const view = () => api.call<StatusView>("GET", `/api/v1/services/${SERVICE}/status`);
     const ready = await until(
@@ -203,10 +206,10 @@ export async function runDemo(opts: { keep: boolean }): Promise<number> {
 
     traffic = new Traffic(port);
     traffic.start();
-    out(`${cyan("3.")} synthetic users are sending predictions (about 150 requests/s)`);
+    out(`${cyan(nextSection())} synthetic users are sending predictions (about 150 requests/s)`);
     await api.call("POST", "/api/v1/apply", { resources: [serviceSpec(port, "v2")] });
     out(
-      `${cyan("4.")} applied v2: the canary starts (setWeight 10, 25, 50 with pauses; one pause waits for a person)\n`,
+      `${cyan(nextSection())} applied v2: the canary starts (setWeight 10, 25, 50 with pauses; one pause waits for a person)\n`,
     );
 
     const watch = async (): Promise<ServiceStatus | null> => {
@@ -256,7 +259,7 @@ export async function runDemo(opts: { keep: boolean }): Promise<number> {
 
     await api.call("POST", "/api/v1/apply", { resources: [serviceSpec(port, "v3")] });
     out(
-      `${cyan("5.")} applied v3, a bad release (25% of its answers are errors); the error-budget analysis watches it\n`,
+      `${cyan(nextSection())} applied v3, a bad release (25% of its answers are errors); the error-budget analysis watches it\n`,
     );
     const bad = await watch();
     await traffic.stop();

@@ -35,6 +35,9 @@ type Results = ExperimentResults & {
   state: { status: string; summary?: string; endedAt?: number };
   service: string;
   startedAt: number;
+  readAt?: number;
+  live?: boolean;
+  decidedAt?: number;
 };
 
 interface ListItem {
@@ -72,6 +75,32 @@ function interval(i: { lower: number; upper: number } | null, unit: Unit): strin
   return `[${fmt(i.lower, unit)}, ${fmt(i.upper, unit)}]`;
 }
 
+function stamp(ms: number): string {
+  return new Date(ms)
+    .toISOString()
+    .replace("T", " ")
+    .replace(/\.\d+Z$/, "Z");
+}
+
+/**
+ * The controller's decision, when there is one, with its own snapshot: it was taken on the
+ * figures of its time, and a live table goes on counting the events that kept arriving, so the
+ * two can differ (#18 item 10: they did, with nothing saying why).
+ */
+function decisionLine(r: Results): string[] {
+  if (!r.state.summary || r.state.status === "running") return [];
+  const at = r.state.endedAt ?? r.decidedAt;
+  const when = at !== undefined ? ` at ${stamp(at)}` : "";
+  const lines = [`decision: ${r.state.status}${when}: ${r.state.summary}`];
+  if (r.live !== false)
+    lines.push(
+      dim(
+        "          (the decision's snapshot; events kept arriving since, so the live figures above can differ)",
+      ),
+    );
+  return lines;
+}
+
 /** The results table people read: one row per metric and arm. */
 export function formatResults(r: Results): string {
   const units = r.arms.map((a) => `${a.name}=${a.version}: ${a.units} units`).join(", ");
@@ -79,7 +108,8 @@ export function formatResults(r: Results): string {
     `${bold(r.name)}  ${dim(`service ${r.service}, ${r.method}, alpha ${r.alpha}${r.method !== "bayesian" ? `, ${r.correction} across goals` : ""}`)}`,
     `arms:     ${units}`,
     `SRM:      ${r.srm.mismatch ? red(`MISMATCH p=${num(r.srm.pValue)} < ${r.srm.threshold}: decisions blocked`) : green(`ok (chi-square p=${num(r.srm.pValue)})`)}`,
-    `verdict:  ${r.verdict}${r.state.status !== "running" ? ` (experiment ${r.state.status})` : ""}`,
+    `verdict:  ${r.verdict} ${dim(`(this table's figures${r.readAt !== undefined ? `, read at ${stamp(r.readAt)}` : ""}${r.live === false ? ", when the experiment ended" : r.live ? ", live" : ""})`)}`,
+    ...decisionLine(r),
   ];
   const bayes = r.method === "bayesian";
   const rows: string[][] = [
@@ -121,14 +151,7 @@ export function formatResults(r: Results): string {
       ]);
     }
   }
-  return [
-    ...head,
-    "",
-    table(rows),
-    "",
-    ...r.reasons.map((x) => `- ${x}`),
-    ...(r.state.summary && r.state.status !== "running" ? [dim(r.state.summary)] : []),
-  ].join("\n");
+  return [...head, "", table(rows), "", ...r.reasons.map((x) => `- ${x}`)].join("\n");
 }
 
 /** `turnout get experiments [NAME]`. */

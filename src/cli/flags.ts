@@ -5,7 +5,7 @@
  */
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { stringify as toYaml } from "yaml";
-import type { FlagSpec } from "../core/flags/types.js";
+import type { FlagCondition, FlagSpec, SegmentSpec } from "../core/flags/types.js";
 import { TurnoutError } from "../errors.js";
 import type { Client } from "./client.js";
 import { bold, dim, green, red, table } from "./format.js";
@@ -96,6 +96,46 @@ export async function getFlags(c: Client, name: string | undefined, output: Outp
             f.rollout ? `${f.rollout.percentage}% ${f.rollout.variant}` : "-",
             String(f.rules),
             f.override ? JSON.stringify(f.override.override) : "-",
+          ]),
+        ]),
+  );
+}
+
+interface SegmentItem {
+  name: string;
+  generation: number;
+  spec: SegmentSpec;
+  usedBy: string[];
+}
+
+function condition(c: FlagCondition): string {
+  const v = c.values !== undefined ? JSON.stringify(c.values) : JSON.stringify(c.value ?? null);
+  return `${c.attribute} ${c.op} ${v}`;
+}
+
+/** `turnout get segments [NAME]`: conditions, included/excluded keys, the flags using each. */
+export async function getSegments(
+  c: Client,
+  name: string | undefined,
+  output: Output,
+): Promise<void> {
+  const res = await c.call<{ segments: SegmentItem[] }>("GET", "/api/v1/segments");
+  const items = name ? res.segments.filter((s) => s.name === name) : res.segments;
+  if (name && items.length === 0)
+    throw new TurnoutError("TURNOUT_ERR_RESOURCE_NOT_FOUND", `no Segment named ${name}`, {
+      path: "name",
+    });
+  print(name ? items[0] : { segments: items }, output, () =>
+    items.length === 0
+      ? dim("no segments")
+      : table([
+          ["NAME", "CONDITIONS", "INCLUDED", "EXCLUDED", "USED BY"],
+          ...items.map((s) => [
+            s.name,
+            (s.spec.conditions ?? []).map(condition).join(" and ") || "-",
+            String(s.spec.included?.length ?? 0),
+            String(s.spec.excluded?.length ?? 0),
+            s.usedBy.join(", ") || "-",
           ]),
         ]),
   );

@@ -46,8 +46,8 @@ describe("output that reads well in a pipe (#18 item 9)", () => {
     const a = view({ phase: "Progressing", message: "paused at step 2/2 for 10s" }, 0);
     a.routeTable = {
       backends: [
-        { version: "v1", weight: 90 },
-        { version: "v2", weight: 10 },
+        { version: "v1", weight: 90, endpoints: [] },
+        { version: "v2", weight: 10, endpoints: [] },
       ],
     } as unknown as StatusView["routeTable"];
     const first = watchLine(a, at);
@@ -84,5 +84,34 @@ describe("output that reads well in a pipe (#18 item 9)", () => {
     const row = out.split("\n")[1]!;
     assert.ok(row.length < 200, `${row.length} characters`);
     assert.match(row, /…$/);
+  });
+});
+
+describe("status: the traffic line (#18 item 9)", () => {
+  const t = (version: string, requests: number) => ({
+    version,
+    requests,
+    status: { "2xx": requests },
+    upstreamErrors: 0,
+    latencyMsSum: requests * 12,
+  });
+  it("lists only the versions of the current table and says the window", () => {
+    const v = {
+      ...view({}, 0),
+      routeTable: {
+        backends: [
+          { version: "v1", weight: 90, endpoints: [] },
+          { version: "v2", weight: 10, endpoints: [] },
+        ],
+      },
+      traffic: [t("v0", 5000), t("v1", 900), t("v2", 100)],
+    } as unknown as StatusView;
+    const line = formatStatus(v)
+      .split("\n")
+      .find((l) => l.startsWith("Traffic:"));
+    assert.ok(line, formatStatus(v));
+    assert.match(line, /v1 900 req, 0 errors, mean 12\.0 ms .*v2 100 req/);
+    assert.doesNotMatch(line, /v0/);
+    assert.match(line, /\(totals since the router started\)/);
   });
 });

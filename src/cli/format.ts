@@ -167,13 +167,18 @@ export function formatStatus(v: StatusView): string {
     }
   }
   lines.push(...formatShadowLines(v.shadow));
-  if (v.traffic && v.traffic.length > 0) {
-    const parts = v.traffic.map((t) => {
+  // The router's totals run since it started, for every version it ever served: only the
+  // versions of the current table (versions long gone read as live traffic), and the window
+  // said (#18 item 9).
+  const current = v.routeTable ? new Set(v.routeTable.backends.map((b) => b.version)) : null;
+  const shown = (v.traffic ?? []).filter((t) => current === null || current.has(t.version));
+  if (shown.length > 0) {
+    const parts = shown.map((t) => {
       const errors = (t.status["5xx"] ?? 0) + t.upstreamErrors;
       const mean = t.requests > 0 ? t.latencyMsSum / t.requests : 0;
       return `${t.version} ${t.requests.toLocaleString("en-US")} req, ${errors} errors, mean ${mean.toFixed(1)} ms`;
     });
-    row("Traffic", parts.join(dim("  |  ")));
+    row("Traffic", `${parts.join(dim("  |  "))}  ${dim("(totals since the router started)")}`);
   }
   for (const [n, i] of (v.instances ?? []).entries()) {
     const state =

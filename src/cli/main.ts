@@ -16,7 +16,7 @@ import { ApiError, Client } from "./client.js";
 import { registerDashboardCommand } from "./dashboard.js";
 import { registerEventsCommands } from "./events.js";
 import { getExperiments, registerExperimentCommands } from "./experiment.js";
-import { getFlags, registerFlagsCommands } from "./flags.js";
+import { getFlags, getSegments, registerFlagsCommands } from "./flags.js";
 import { getRouters } from "./fleet.js";
 import {
   dim,
@@ -275,9 +275,12 @@ program
 program
   .command("get")
   .description(
-    "list resources: services | analysistemplates | flags | experiments | notifiers | routers",
+    "list resources: services | analysistemplates | flags | segments | experiments | notifiers | routers",
   )
-  .argument("<kind>", "services, analysistemplates, flags, experiments, notifiers or routers")
+  .argument(
+    "<kind>",
+    "services, analysistemplates, flags, segments, experiments, notifiers or routers",
+  )
   .argument("[name]", "one resource by name")
   .addOption(outputOption())
   .action(
@@ -327,13 +330,14 @@ program
         return;
       }
       if (["flag", "flags"].includes(k)) return getFlags(c, name, opts.output);
+      if (["segment", "segments", "seg"].includes(k)) return getSegments(c, name, opts.output);
       if (["experiment", "experiments", "exp"].includes(k))
         return getExperiments(c, name, opts.output);
       if (["notifier", "notifiers"].includes(k)) return getNotifiers(c, name, opts.output);
       if (["router", "routers"].includes(k)) return getRouters(c, name, opts.output);
       throw new TurnoutError(
         "TURNOUT_ERR_CLI_USAGE",
-        `unknown kind ${JSON.stringify(kind)}; known: services, analysistemplates, flags, experiments, notifiers, routers`,
+        `unknown kind ${JSON.stringify(kind)}; known: services, analysistemplates, flags, segments, experiments, notifiers, routers`,
       );
     },
   );

@@ -36,9 +36,9 @@ describe("CLI usage errors", () => {
     );
   });
 
-  it("get --help names experiments", () => {
+  it("get --help names experiments and segments", () => {
     const r = turnout("get", "--help");
     assert.equal(r.status, 0);
-    assert.match(r.stdout, /services \| analysistemplates \| flags \| experiments/);
+    assert.match(r.stdout, /services \| analysistemplates \| flags \| segments \| experiments/);
   });
 });

@@ -72,11 +72,12 @@ test("evaluates with the sticky key, replaces a client's header, labels the seri
   const c = apply(req(["X-User", "user-1"]), h2, { setCookie: null });
   assert.deepEqual(h2, ["x-turnout-flags", "beta=off"]);
   assert.equal(c.counters.labels, "flag.beta=off");
-  // No sticky key: the 0% rollout cannot bucket, so the flag is left out and labelled _error.
+  // No sticky key: the rollout cannot bucket, so the upstream gets the default variant (and
+  // the series its label), not an empty header.
   const h3: string[] = [];
   const d = apply(req([]), h3, { setCookie: null });
-  assert.deepEqual(h3, ["x-turnout-flags", ""]);
-  assert.equal(d.counters.labels, "flag.beta=_error");
+  assert.deepEqual(h3, ["x-turnout-flags", "beta=off"]);
+  assert.equal(d.counters.labels, "flag.beta=off");
   // A table without flags compiles to none (the proxy then runs no flag hook).
   assert.equal(edge.compile({ service: "other" } as unknown as RouteTable), null);
 });

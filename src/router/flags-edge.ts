@@ -11,7 +11,8 @@
  *    the feature on against off within one version. Readers that ignore labels sum across
  *    them, so version totals do not change.
  *
- * A flag that cannot be evaluated (no sticky key for a percentage rollout, an unknown flag) is
+ * A request without the sticky key that a percentage rollout buckets by gets the flag's default
+ * variant (header and label). A flag that cannot be evaluated otherwise (an unknown flag) is
  * left out of the header and labelled `_error`. Upgrades (WebSocket) are not evaluated.
  *
  * The configuration is compiled with the table (`table.flags`, null without flags) and swaps
@@ -112,7 +113,11 @@ export class CompiledEdgeFlags {
     for (let i = 0; i < this.keys.length; i++) {
       const k = this.keys[i]!;
       const r = evaluate(flags, k, ctx);
-      const variant = r.errorCode === undefined && r.variant !== undefined ? r.variant : undefined;
+      let variant = r.errorCode === undefined && r.variant !== undefined ? r.variant : undefined;
+      // No sticky key to bucket by: the upstream gets the flag's default variant, as a client
+      // SDK falls back to its default (a missing entry left upstreams guessing, #18 item 12).
+      if (r.errorCode === "TARGETING_KEY_MISSING" || r.errorCode === "INVALID_CONTEXT")
+        variant = flags.get(k)?.fallthrough.variant;
       if (variant !== undefined) header += `${header === "" ? "" : ";"}${k}=${variant}`;
       labels += `${labels === "" ? "" : "&"}${this.labelPrefixes[i]}${variant === undefined ? "_error" : encodeURIComponent(variant)}`;
     }

@@ -219,6 +219,12 @@ spec:
     assert.equal(text.code, 0, text.stderr);
     assert.match(text.stdout, /SRM: +ok/);
     assert.match(text.stdout, /conversion +goal +B/);
+    // The table says it is live; the decision says when and on which units it was taken.
+    assert.equal(r.json.live, true);
+    assert.equal(typeof r.json.decidedAt, "number");
+    assert.match(text.stdout, /verdict: +win \(this table's figures, read at .*, live\)/);
+    assert.match(text.stdout, /decision: win at \S+ \S+: .*\(on A=\d+, B=\d+ units\)/);
+    assert.match(text.stdout, /events kept arriving since/);
     const list = await cli(["get", "experiments", "-o", "json"], env);
     assert.equal(JSON.parse(list.stdout).items[0].name, "checkout-v2");
     const plan = await cli([

@@ -66,6 +66,13 @@ describe("turnout demo", () => {
     // The A/B part (src/cli/demo/abtest.ts): m2 wins on purchases and is promoted.
     assert.match(d.out(), /m2 promoted: rollout 1 completed: m2 is stable/);
     assert.match(d.out(), /SRM: +ok/);
+    // One sequence of section numbers across every scenario (they restarted at 1 per scenario).
+    const sections = [...d.out().matchAll(/^(\d+)\. /gm)].map((m) => Number(m[1]));
+    assert.ok(sections.length >= 14, `sections ${sections.join(",")}`);
+    assert.deepEqual(
+      sections,
+      sections.map((_, i) => i + 1),
+    );
   });
 
   it("stops everything on Ctrl-C, leaving no process behind", async () => {

@@ -158,6 +158,29 @@ ${serviceYaml("v1")}`;
     assert.equal((await get("u1")).body, "v1|new-checkout=off");
   });
 
+  it("get segments lists segments with their conditions and users, in text and JSON", async () => {
+    const yaml = `apiVersion: turnout.dev/v1
+kind: Segment
+metadata: { name: staff }
+spec:
+  conditions: [{ attribute: email, op: endsWith, value: "@example.com" }]
+  included: [u1, u2]
+`;
+    const r = await api(t, "POST", "/api/v1/apply", yaml, { contentType: "application/yaml" });
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    const auth = ["--server", t.url, "--token", t.token];
+    const text = await cli(["get", "segments", ...auth]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /NAME +CONDITIONS +INCLUDED +EXCLUDED +USED BY/);
+    assert.match(text.stdout, /staff +email endsWith "@example.com" +2 +0 +-/);
+    const json = await cli(["get", "segments", "staff", "-o", "json", ...auth]);
+    assert.equal(json.code, 0, json.stderr);
+    const one = JSON.parse(json.stdout);
+    assert.equal(one.name, "staff");
+    assert.deepEqual(one.spec.included, ["u1", "u2"]);
+    assert.deepEqual(one.usedBy, []);
+  });
+
   it("refuses references to flags, variants and segments that do not exist", async () => {
     const bad = serviceYaml("v1")
       .replace("flags: [new-checkout]", "flags: [new-chekout]")

@@ -13,7 +13,7 @@ import { defaultPortAllocator } from "../../runtime/process/ports.js";
 import type { Client } from "../client.js";
 import { formatResults } from "../experiment.js";
 import { bold, cyan, dim, green, red } from "../format.js";
-import { modelRuntime, until } from "./model.js";
+import { modelRuntime, nextSection, until } from "./model.js";
 
 const SERVICE = "recommender";
 const EXPERIMENT = "recommender-m2";
@@ -86,7 +86,7 @@ export async function runAbTestDemo(
   if (cancelled()) return false;
   await api.call("POST", "/api/v1/apply", { resources: [service(port, "m2")] });
   out(
-    `${cyan("6.")} applied ${SERVICE} m2 with strategy abTest: users split 50/50 by x-user (sticky), purchases posted as events, sequential test (alpha 0.05)`,
+    `${cyan(nextSection())} applied ${SERVICE} m2 with strategy abTest: users split 50/50 by x-user (sticky), purchases posted as events, sequential test (alpha 0.05)`,
   );
   // The router has the experiment once a forced request reaches m2.
   const experimentLive = await until(

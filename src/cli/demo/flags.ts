@@ -13,6 +13,7 @@ import { Pool } from "undici";
 import { defaultPortAllocator } from "../../runtime/process/ports.js";
 import type { Client } from "../client.js";
 import { bold, cyan, dim, green, red } from "../format.js";
+import { nextSection } from "./model.js";
 
 const SERVICE = "checkout-flags";
 
@@ -134,13 +135,15 @@ export async function runFlagsDemo(
     await api.call("POST", "/api/v1/apply", {
       resources: resources(port, blueUp.url, greenUp.url, "blue"),
     });
-    out(`${cyan("1.")} ${SERVICE} on blue; flag new-checkout at 0% (dark); users on :${port}`);
+    out(
+      `${cyan(nextSection())} ${SERVICE} on blue; flag new-checkout at 0% (dark); users on :${port}`,
+    );
     await new Promise((r) => setTimeout(r, 1000));
     await api.call("POST", "/api/v1/apply", {
       resources: resources(port, blueUp.url, greenUp.url, "green").slice(2),
     });
     out(
-      `${cyan("2.")} applied green: switch, then setFlag 10% -> pause 2s -> 50% -> analysis (new vs old checkout) -> 100%`,
+      `${cyan(nextSection())} applied green: switch, then setFlag 10% -> pause 2s -> 50% -> analysis (new vs old checkout) -> 100%`,
     );
     const started = Date.now();
     let final: StatusLike["status"] = null;
@@ -175,7 +178,9 @@ export async function runFlagsDemo(
     for (const e of h.history.slice(-3))
       out(dim(`   history: ${e.action.padEnd(12)} ${e.message}`));
 
-    out(`${cyan("3.")} the manual kill switch: turnout flags enable / disable new-checkout`);
+    out(
+      `${cyan(nextSection())} the manual kill switch: turnout flags enable / disable new-checkout`,
+    );
     await api.call("POST", "/api/v1/flags/new-checkout/set", { percentage: 100 });
     await api.call("POST", "/api/v1/flags/new-checkout/enable", { reason: "demo" });
     const before = (await ask("user-1")).body;

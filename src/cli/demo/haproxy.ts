@@ -10,7 +10,7 @@ import { defaultPortAllocator } from "../../runtime/process/ports.js";
 import { checkHaproxy } from "../../traffic/haproxy/supervisor.js";
 import type { Client } from "../client.js";
 import { cyan, dim, green, red, yellow } from "../color.js";
-import { modelRuntime, until } from "./model.js";
+import { modelRuntime, nextSection, until } from "./model.js";
 
 const SERVICE = "fraud-model-hx";
 
@@ -58,7 +58,7 @@ export async function runHaproxyDemo(
   const port = await defaultPortAllocator.allocate();
   await api.call("POST", "/api/v1/apply", { resources: [service(port, "v1")] });
   out(
-    `${cyan("8.")} applied ${SERVICE} at v1 with spec.traffic: {haproxy: {}}: Turnout starts an HAProxy on http://127.0.0.1:${port}`,
+    `${cyan(nextSection())} applied ${SERVICE} at v1 with spec.traffic: {haproxy: {}}: Turnout starts an HAProxy on http://127.0.0.1:${port}`,
   );
   const pool = new Pool(`http://127.0.0.1:${port}`, { connections: 4 });
   const served = new Map<string, number>();
@@ -98,7 +98,7 @@ export async function runHaproxyDemo(
     });
     await api.call("POST", "/api/v1/apply", { resources: [service(port, "v3")] });
     out(
-      `${cyan("9.")} applied v3 (25% errors): HAProxy's weights move live; its log feeds the analysis`,
+      `${cyan(nextSection())} applied v3 (25% errors): HAProxy's weights move live; its log feeds the analysis`,
     );
     let final: ServiceStatus | null = null;
     const started = Date.now();

@@ -42,3 +42,20 @@ export async function until(
   }
   return false;
 }
+
+/**
+ * The demo's section numbers, one sequence across every scenario (demo.ts and demo/*.ts each
+ * numbered their own from 1, so the output read 1-5, 1-4, 6, 7, 1-3, 8, 9). One demo runs per
+ * process; `resetSections` starts it over.
+ */
+let sectionNumber = 0;
+
+/** The next section's number, as "N." (callers colour it). */
+export function nextSection(): string {
+  sectionNumber += 1;
+  return `${sectionNumber}.`;
+}
+
+export function resetSections(): void {
+  sectionNumber = 0;
+}

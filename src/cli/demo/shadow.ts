@@ -12,7 +12,7 @@ import { defaultPortAllocator } from "../../runtime/process/ports.js";
 import type { Client } from "../client.js";
 import { bold, cyan, dim, green, red } from "../format.js";
 import { formatShadow, type ShadowView } from "../shadow.js";
-import { modelRuntime, until } from "./model.js";
+import { modelRuntime, nextSection, until } from "./model.js";
 
 const SERVICE = "fraud-shadow";
 
@@ -83,7 +83,7 @@ export async function runShadowDemo(
   if (!ready) throw new Error("d1 did not become ready in 30 s");
   await api.call("POST", "/api/v1/apply", { resources: [service(port, "d2")] });
   out(
-    `${cyan("7.")} applied ${SERVICE} d2: shadow 100% of POST /predict (labels, scores, drift compared; noise learned from a second copy to d1), gate: 300 pairs, agreement >= 90%; then a canary at 50%`,
+    `${cyan(nextSection())} applied ${SERVICE} d2: shadow 100% of POST /predict (labels, scores, drift compared; noise learned from a second copy to d1), gate: 300 pairs, agreement >= 90%; then a canary at 50%`,
   );
 
   const rng = mulberry32(11);

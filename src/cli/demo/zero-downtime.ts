@@ -11,7 +11,7 @@ import type { ServiceResource, ServiceStatus } from "../../core/model.js";
 import { defaultPortAllocator } from "../../runtime/process/ports.js";
 import type { Client } from "../client.js";
 import { bold, cyan, dim, green, red } from "../format.js";
-import { modelRuntime } from "./model.js";
+import { modelRuntime, nextSection } from "./model.js";
 
 const SERVICE = "checkout";
 
@@ -131,7 +131,7 @@ export async function runZeroDowntimeDemo(
   await api.call("POST", "/api/v1/apply", { resources: [service(port, previewPort, "v1", true)] });
   await wait("checkout v1 ready", (v) => v.routeTable?.backends[0]?.endpoints.length === 4);
   out(
-    `${cyan("1.")} ${SERVICE} v1 runs 4 local instances on http://127.0.0.1:${port}; users arrive`,
+    `${cyan(nextSection())} ${SERVICE} v1 runs 4 local instances on http://127.0.0.1:${port}; users arrive`,
   );
   const users = new Users(port);
   let ok = true;
@@ -152,7 +152,7 @@ export async function runZeroDowntimeDemo(
         resources: [service(port, previewPort, "v2", true)],
       });
       out(
-        `${cyan("2.")} rolling update to v2 (maxSurge 1, maxUnavailable 0): one instance at a time`,
+        `${cyan(nextSection())} rolling update to v2 (maxSurge 1, maxUnavailable 0): one instance at a time`,
       );
       await wait(
         "rolling update",
@@ -164,7 +164,7 @@ export async function runZeroDowntimeDemo(
         resources: [service(port, previewPort, "v3", false)],
       });
       out(
-        `${cyan("3.")} blue-green to v3: green starts beside blue, previewed on port ${previewPort}`,
+        `${cyan(nextSection())} blue-green to v3: green starts beside blue, previewed on port ${previewPort}`,
       );
       await wait("green ready", (v) => v.status?.phase === "Paused");
       const res = await fetch(`http://127.0.0.1:${previewPort}/predict`, {
@@ -184,7 +184,7 @@ export async function runZeroDowntimeDemo(
     });
     await phase("the rollback", async () => {
       out(
-        `${cyan("4.")} ${cyan("turnout undo checkout")}: v2 is still warm, so going back is a switch`,
+        `${cyan(nextSection())} ${cyan("turnout undo checkout")}: v2 is still warm, so going back is a switch`,
       );
       await api.call("POST", `/api/v1/services/${SERVICE}/undo`, { reason: "demo" });
       await wait(

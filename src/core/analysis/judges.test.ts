@@ -412,6 +412,29 @@ describe("mannWhitney", () => {
     assert.equal(v.test, "Mann-Whitney U (one-sided)");
   });
 
+  test("says the unit and the direction in words (a faster candidate read as a contradiction)", () => {
+    const faster = judge(
+      spec,
+      obs(lognormal(5, 400, 80), lognormal(6, 400, 100)),
+      ctx({ metric: "latency", unit: "ms" }),
+    );
+    assert.equal(faster.outcome, "pass");
+    const e = faster.effect!;
+    explains(
+      faster,
+      `latency median ${num(e.details!.candidateMedian!)} ms vs baseline ${num(e.details!.baselineMedian!)} ms`,
+      `: candidate faster, typical (Hodges-Lehmann) shift -`,
+      " ms (-",
+      "; no credible slowdown beyond +20% allowed",
+    );
+    const slower = judge(
+      spec,
+      obs(lognormal(1, 400, 130), lognormal(2, 400, 100)),
+      ctx({ metric: "latency", unit: "ms" }),
+    );
+    explains(slower, ": candidate slower, typical (Hodges-Lehmann) shift +", " ms (+");
+  });
+
   test("passes A/A (and fails at most alpha of 100 seeded A/A runs)", () => {
     const v = judge(
       spec,

@@ -163,6 +163,17 @@ describe("startRun", () => {
   });
 });
 
+describe("judgeContext", () => {
+  test("the builtin latency's explanations are in ms", () => {
+    const lat = metric("lat", {
+      source: { builtin: "latency" },
+      judge: { mannWhitney: { maxRelativeIncrease: 0.1, alpha: 0.05 } },
+    });
+    const s = startRun([template("t", [lat])], {}, T0);
+    assert.equal(judgeContext(s, "lat").unit, "ms");
+  });
+});
+
 describe("scheduling with a fake clock", () => {
   test("interval and count: due on the grid, missed points skipped, then finished", () => {
     let s = startRun([template("t", [metric("a", { interval: "10s", count: 3 })])], {}, T0);
@@ -177,6 +188,7 @@ describe("scheduling with a fake clock", () => {
     assert.equal(nextDueAt(s), T0 + 50 * S);
     assert.equal(dueMeasurements(s, T0 + 50 * S)[0]!.final, true);
     assert.equal(judgeContext(s, "a").final, true);
+    assert.equal(judgeContext(s, "a").unit, undefined); // error_rate: a ratio, no unit
     s = recordVerdict(s, "a", v("pass", "a 0.001 within max 0.01"), T0 + 50 * S);
     assert.equal(s.phase, "Successful");
     assert.equal(s.finishedAt, T0 + 50 * S);
@@ -417,6 +429,25 @@ describe("dryRun", () => {
         ["latency", "Failed", true],
       ],
     );
+  });
+
+  test("a failed run's message (the rollback's) names the deciding metric, no dry-run note", () => {
+    let s = startRun(
+      [
+        template("t", [
+          metric("errors"),
+          metric("latency", { dryRun: true, judge: { threshold: { max: 100 } } }),
+        ]),
+      ],
+      {},
+      T0,
+    );
+    s = recordVerdict(s, "latency", v("fail", "latency 130 > max 100"), T0 + 30 * S);
+    s = recordVerdict(s, "errors", v("fail", "errors 0.04 > max 0.01"), T0 + 30 * S);
+    assert.equal(s.phase, "Failed");
+    assert.equal(s.message, "errors failed: 1 failed > failureLimit 0: errors 0.04 > max 0.01");
+    // The dry-run metric's failure stays in its own state.
+    assert.equal(s.metrics[1]!.phase, "Failed");
   });
 
   test("a run of dryRun metrics only ends Successful", () => {

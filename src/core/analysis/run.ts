@@ -441,6 +441,8 @@ export function judgeContext(state: RunState, metric: string): JudgeContext {
     final: isFinal(m),
     plannedLooks: m.count,
     ...(m.memory ? { previous: m.memory } : {}),
+    // The router's latency is in milliseconds; explanations say so.
+    ...("builtin" in m.source && m.source.builtin === "latency" ? { unit: "ms" } : {}),
   };
 }
 
@@ -646,7 +648,10 @@ function assessRun(state: RunState, now: number): RunState {
   if (worst) {
     const reason = `run ended: ${worst.name} ${worst.phase}`;
     const metrics = state.metrics.map((m) => (isActive(m) ? stopMetric(m, reason) : m));
-    const message = `${worst.name} ${worst.phase.toLowerCase()}: ${worst.message}${dryRunNote(metrics)}`;
+    // Only the metric that decided: this message becomes the rollback's, and dry-run metrics
+    // (which cannot decide) made it long and misleading there; they stay in each metric's own
+    // state (`turnout get analysisrun`).
+    const message = `${worst.name} ${worst.phase.toLowerCase()}: ${worst.message}`;
     return finish({ ...state, metrics }, worst.phase as RunPhase, now, message);
   }
   // 2. Everything finished.

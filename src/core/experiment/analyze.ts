@@ -24,11 +24,11 @@ import {
   bayesNormal,
   binomialSummary,
   cuped,
+  fiellerRelativeLiftInterval,
   type Interval,
   normalQuantile,
   ratioSummary,
   ratioTest,
-  relativeLiftDelta,
   type SampleSummary,
   sampleRatioMismatch,
   twoProportionZTest,
@@ -58,6 +58,10 @@ export interface Comparison {
   interval: Interval | null;
   /** Treatment / control − 1. */
   relative: number | null;
+  /**
+   * From the same per-arm intervals as `interval` (Fieller / MOVER-R): excludes 0 exactly when
+   * `interval` does; null when unbounded (the control's own interval reaches 0).
+   */
   relativeInterval: Interval | null;
   /** Two-sided p-value (always-valid for sequential); null for bayesian. */
   pValue: number | null;
@@ -236,21 +240,23 @@ function compareSummaries(
     // A metric with no variation in either arm has no interval (a zero standard error).
     if (cs.variance === 0 && ts.variance === 0) return { note: "no variation yet" };
     const abs = asymptoticConfidenceSequence(cs, ts, { alpha, tuning: spec.sequentialTuning });
-    const rel =
-      cs.mean !== 0
-        ? asymptoticConfidenceSequence(cs, ts, {
-            alpha,
-            tuning: spec.sequentialTuning,
-            relative: true,
-          })
-        : null;
+    // The relative interval by Fieller with the absolute sequence's own multiplier, so that
+    // both exclude 0 at the same looks (a separate relative sequence did not).
+    const crit = abs.standardError > 0 ? abs.halfWidth / abs.standardError : 0;
     return {
       test: "asymptotic-cs",
       cmp: {
         ...base,
         interval: abs.interval,
-        relative: rel?.estimate ?? null,
-        relativeInterval: rel?.interval ?? null,
+        relative: cs.mean !== 0 ? ts.mean / cs.mean - 1 : null,
+        relativeInterval: fiellerRelativeLiftInterval(
+          cs.mean,
+          cs.variance / cs.n,
+          ts.mean,
+          ts.variance / ts.n,
+          crit,
+          1 - alpha,
+        ),
         pValue: abs.pValue,
       },
     };
@@ -297,20 +303,35 @@ function compareSummaries(
   // Bayesian: P(treatment > control) and the loss of shipping it, turned to "better".
   const r = binomial ? bayesBinomial(cc!, tc!, { alpha }) : bayesNormal(cs, ts, { alpha });
   const up = betterOf(m) === "increase";
-  const rel = relativeLiftDelta(cs.mean, cs.variance / cs.n, ts.mean, ts.variance / ts.n);
+  // Fieller on the same normal approximation as the credible interval (posterior means and
+  // variances for binomial metrics), so both exclude 0 in the same cases.
+  const post = r.posterior;
+  const pm = (p: { alpha: number; beta: number }) => p.alpha / (p.alpha + p.beta);
+  const pv = (p: { alpha: number; beta: number }) =>
+    (p.alpha * p.beta) / ((p.alpha + p.beta) ** 2 * (p.alpha + p.beta + 1));
   return {
     test: r.test,
     cmp: {
       ...base,
       interval: r.credibleInterval,
-      relative: rel?.lift ?? null,
-      relativeInterval: rel
-        ? {
-            lower: rel.lift - zc * rel.standardError,
-            upper: rel.lift + zc * rel.standardError,
-            level: 1 - alpha,
-          }
-        : null,
+      relative: cs.mean !== 0 ? ts.mean / cs.mean - 1 : null,
+      relativeInterval: post
+        ? fiellerRelativeLiftInterval(
+            pm(post.control),
+            pv(post.control),
+            pm(post.treatment),
+            pv(post.treatment),
+            zc,
+            1 - alpha,
+          )
+        : fiellerRelativeLiftInterval(
+            cs.mean,
+            cs.variance / cs.n,
+            ts.mean,
+            ts.variance / ts.n,
+            zc,
+            1 - alpha,
+          ),
       chanceToWin: up ? r.chanceToBeatControl : 1 - r.chanceToBeatControl,
       expectedLoss: up ? r.expectedLoss.treatment : r.expectedLoss.control,
     },

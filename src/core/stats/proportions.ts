@@ -56,7 +56,11 @@ export interface TwoProportionResult {
   relativeLift: number | null;
   /** Delta-method standard error of the relative lift; null when undefined. */
   relativeLiftStandardError: number | null;
-  /** relativeLift ± z·relativeLiftStandardError at level 1 − alpha; null when undefined. */
+  /**
+   * The relative lift's interval at level 1 − alpha, by MOVER-R from the same Wilson intervals
+   * as the Newcombe interval, so it excludes 0 exactly when `intervals.newcombe` does; null
+   * when undefined or unbounded (see `relativeLiftInterval`).
+   */
   relativeLiftInterval: Interval | null;
 }
 
@@ -129,13 +133,11 @@ export function twoProportionZTest(
     intervals: { wald, newcombe, agrestiCaffo },
     relativeLift: rel?.lift ?? null,
     relativeLiftStandardError: rel?.standardError ?? null,
-    relativeLiftInterval: rel
-      ? {
-          lower: rel.lift - zCrit * rel.standardError,
-          upper: rel.lift + zCrit * rel.standardError,
-          level,
-        }
-      : null,
+    relativeLiftInterval: relativeLiftInterval(
+      { estimate: pc, lower: wc.lower, upper: wc.upper },
+      { estimate: pt, lower: wt.lower, upper: wt.upper },
+      level,
+    ),
   };
 }
 
@@ -170,4 +172,82 @@ export function relativeLiftDelta(
     lift: mt / mc - 1,
     standardError: Math.sqrt(varMt / mc2 + (mt * mt * varMc) / (mc2 * mc2)),
   };
+}
+
+/** An estimate with the two-sided interval it was reported with. */
+export interface EstimateWithInterval {
+  estimate: number;
+  lower: number;
+  upper: number;
+}
+
+/**
+ * The interval of the relative lift mt/mc − 1 built from the same per-arm intervals (the same
+ * critical value, the same standard errors) as the absolute difference's interval, by MOVER-R
+ * (Donner & Zou 2012, "Closed-form confidence intervals for functions of the normal mean and
+ * standard deviation"; for symmetric per-arm intervals it is exactly Fieller's interval). Its
+ * bounds are the roots of (mt − θ·mc)² = Lt² + θ²·Uc² (lower) and (mt − θ·mc)² = Ut² + θ²·Lc²
+ * (upper), with L and U the per-arm half-widths below and above the estimate. At θ = 1 (no
+ * lift) these equations are the ones that put the absolute interval's bound at 0
+ * (d² = Lt² + Uc², Newcombe's hybrid construction, or d² = z²(vt + vc) for a Wald interval),
+ * which is why the two intervals exclude 0 in the same cases: the delta-method interval
+ * lift ± z·SE does not have that property (it can contain 0 next to an absolute interval that
+ * does not, seen in `turnout experiment results` next to a "win").
+ *
+ * Null when the control's interval contains 0: the ratio is then unbounded (Fieller's set is
+ * the whole line or two rays) and no finite relative interval is honest.
+ */
+export function relativeLiftInterval(
+  control: EstimateWithInterval,
+  treatment: EstimateWithInterval,
+  level: number,
+): Interval | null {
+  // Work with a positive control: mt/mc = (−mt)/(−mc), with each interval mirrored.
+  const flip = (e: EstimateWithInterval): EstimateWithInterval => ({
+    estimate: -e.estimate,
+    lower: -e.upper,
+    upper: -e.lower,
+  });
+  const c = control.estimate < 0 ? flip(control) : control;
+  const t = control.estimate < 0 ? flip(treatment) : treatment;
+  const mc = c.estimate;
+  const mt = t.estimate;
+  if (!(mc > 0) || !(c.lower > 0)) return null;
+  const lc = mc - c.lower; // half-width below the control's estimate
+  const uc = c.upper - mc; // above
+  const lt = mt - t.lower;
+  const ut = t.upper - mt;
+  const denLower = mc * mc - uc * uc;
+  const denUpper = mc * mc - lc * lc;
+  if (!(denLower > 0) || !(denUpper > 0)) return null;
+  const p = mt * mc;
+  // Discriminants, rewritten as sums of non-negative terms (see the doc comment's equations).
+  const dLower = mt * mt * uc * uc + lt * lt * denLower;
+  const dUpper = mt * mt * lc * lc + ut * ut * denUpper;
+  return {
+    lower: (p - Math.sqrt(dLower)) / denLower - 1,
+    upper: (p + Math.sqrt(dUpper)) / denUpper - 1,
+    level,
+  };
+}
+
+/**
+ * Fieller's interval of the relative lift mt/mc − 1 for symmetric intervals m ± crit·sqrt(v):
+ * it contains 0 exactly when mt − mc ± crit·sqrt(vt + vc) does. Null when unbounded.
+ */
+export function fiellerRelativeLiftInterval(
+  mc: number,
+  varMc: number,
+  mt: number,
+  varMt: number,
+  crit: number,
+  level: number,
+): Interval | null {
+  const hc = crit * Math.sqrt(varMc);
+  const ht = crit * Math.sqrt(varMt);
+  return relativeLiftInterval(
+    { estimate: mc, lower: mc - hc, upper: mc + hc },
+    { estimate: mt, lower: mt - ht, upper: mt + ht },
+    level,
+  );
 }

@@ -20,7 +20,7 @@
  * balanced in expectation).
  */
 import { normalQuantile, normalSf } from "./distributions.js";
-import { relativeLiftDelta } from "./proportions.js";
+import { fiellerRelativeLiftInterval, relativeLiftDelta } from "./proportions.js";
 import {
   type Alternative,
   checkAlpha,
@@ -113,6 +113,7 @@ export interface RatioTestResult {
   interval: Interval;
   relativeLift: number | null;
   relativeLiftStandardError: number | null;
+  /** Fieller's interval: excludes 0 exactly when `interval` does; null when unbounded. */
   relativeLiftInterval: Interval | null;
 }
 
@@ -152,13 +153,14 @@ export function ratioTest(
     interval: { lower: difference - zc * se, upper: difference + zc * se, level },
     relativeLift: rel?.lift ?? null,
     relativeLiftStandardError: rel?.standardError ?? null,
-    relativeLiftInterval: rel
-      ? {
-          lower: rel.lift - zc * rel.standardError,
-          upper: rel.lift + zc * rel.standardError,
-          level,
-        }
-      : null,
+    relativeLiftInterval: fiellerRelativeLiftInterval(
+      c.ratio,
+      c.variance,
+      t.ratio,
+      t.variance,
+      zc,
+      level,
+    ),
   };
 }
 

@@ -9,7 +9,7 @@
  * need large samples.
  */
 import { studentTQuantile, studentTSf } from "./distributions.js";
-import { relativeLiftDelta } from "./proportions.js";
+import { fiellerRelativeLiftInterval, relativeLiftDelta } from "./proportions.js";
 import {
   type Alternative,
   checkAlpha,
@@ -48,7 +48,10 @@ export interface WelchResult {
   relativeLift: number | null;
   /** Delta-method standard error of the relative lift. */
   relativeLiftStandardError: number | null;
-  /** relativeLift ± t(1 − alpha/2, df)·relativeLiftStandardError (as GrowthBook's t-test). */
+  /**
+   * Fieller's interval with t(1 − alpha/2, df): excludes 0 exactly when `interval` does (the
+   * delta-method lift ± t·SE did not); null when unbounded.
+   */
   relativeLiftInterval: Interval | null;
 }
 
@@ -129,13 +132,14 @@ export function welchTTest(
     },
     relativeLift: rel?.lift ?? null,
     relativeLiftStandardError: rel?.standardError ?? null,
-    relativeLiftInterval: rel
-      ? {
-          lower: rel.lift - tCrit * rel.standardError,
-          upper: rel.lift + tCrit * rel.standardError,
-          level,
-        }
-      : null,
+    relativeLiftInterval: fiellerRelativeLiftInterval(
+      control.mean,
+      vc,
+      treatment.mean,
+      vt,
+      tCrit,
+      level,
+    ),
   };
 }
 

@@ -139,7 +139,15 @@ export const experiment: StepKind<ExperimentSpec> = {
     // chance), unless the candidate has since lost: losses always act.
     const held = e.decision === "manual" && x.verdict === "win" && r?.verdict !== "lose";
     const verdict = held ? "win" : (r?.verdict ?? "running");
-    const why = held && x.summary ? x.summary : r ? r.reasons.join("; ") : "no data read yet";
+    // A decision names the units it was taken on: the live results table goes on counting,
+    // and without them its figures read as contradicting the decision (#18 item 10).
+    const units = r ? ` (on ${r.arms.map((a) => `${a.name}=${a.units}`).join(", ")} units)` : "";
+    const why =
+      held && x.summary
+        ? x.summary
+        : r
+          ? `${r.reasons.join("; ")}${r.verdict === "win" || r.verdict === "lose" ? units : ""}`
+          : "no data read yet";
     x.verdict = verdict;
     x.summary = why;
     const expired = ctx.now >= deadline;

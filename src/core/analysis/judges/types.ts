@@ -128,6 +128,8 @@ export interface JudgeContext {
    * `mannWhitneyLookAlpha`); absent, a judgment stands alone and gets the whole alpha.
    */
   plannedLooks?: number | null;
+  /** The values' unit for explanations ("ms" for the builtin latency); absent: unitless. */
+  unit?: string;
 }
 
 /** What every verdict of one judgment starts from: the judge and the inputs so far. */

@@ -13,7 +13,7 @@ import { describe, it } from "node:test";
 import { pino } from "pino";
 import { FakeClock } from "../../src/core/clock.js";
 import { type RunningTurnout, startTurnout } from "../../src/server.js";
-import { api, cli, freePort, ROOT, sendMany, tempDir } from "../helpers.js";
+import { api, cli, freePort, ROOT, sendMany, tempDir, waitFor } from "../helpers.js";
 
 /** The README's complete blue-green example: the yaml block with `blueGreen:` and a template. */
 function readmeExample(): string {
@@ -100,9 +100,26 @@ async function run(greenFailEvery: number) {
         preview = await sendMany(previewPort, 20, 4);
         before = await sendMany(port, 20, 4);
       }
+      const second = Math.floor(clock.now() / 1000);
       const users = await sendMany(port, 60, 4);
       if (switchedAt === null && (users.get("v2") ?? 0) > 0) switchedAt = clock.now();
       clock.advance(1000);
+      // The router flushes a second to the store once it is over, on its own (real-time) timer;
+      // the analysis reads the store. Wait until the second just ended is there before the
+      // controller ticks, so a busy machine cannot leave the judges a window without data.
+      for (const [version, n] of users) {
+        if (n === 0 || !/^v\d$/.test(version)) continue;
+        await waitFor(`the router's flush of ${version}'s second ${second}`, async () =>
+          (
+            await turnout.store.readMeasurements({
+              service: "shop",
+              fromSec: second,
+              toSec: second + 1,
+              version,
+            })
+          ).some((r) => r.requests > 0),
+        );
+      }
       await t.controller.tick();
       // A measurement runs outside the tick; the next tick hands it to the judges.
       await t.controller.tick();

@@ -120,6 +120,11 @@ describe("turnout up --store postgres://", { skip }, () => {
       return s.status?.phase === "Healthy" ? s : undefined;
     });
     await routerServes(up, "shop", v1.routeTable.revision);
+    // The table is in force; its upstreams are in once the router's first health checks pass.
+    await waitFor("the router answers from v1", async () => {
+      const c = await sendMany(port, 4, 1).catch(() => null);
+      return c !== null && share(c, "v1") === 100;
+    });
     let counts = await sendMany(port, 200);
     assert.equal(share(counts, "v1"), 100, JSON.stringify([...counts]));
 

@@ -43,7 +43,7 @@ export function ShadowScreen({ service }: { service: string }) {
   if (error && !v) return <p className="error">{error}</p>;
   if (!v) return <p className="muted">Loading…</p>;
   const rep = v.report?.report;
-  const stored = (history?.phase === phase ? history.points : [])
+  const stored = (history !== null && history.phase === phase ? history.points : [])
     .filter((p) => typeof p.agreement === "number")
     .map((p) => [p.at, p.agreement * 100] as [number, number]);
   const lastStored = stored.length > 0 ? stored[stored.length - 1]![0] : -Infinity;

@@ -26,6 +26,7 @@ import { DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from "./defaults.js";
 import { TurnoutError } from "./errors.js";
 import { StoreMeasurementSource } from "./metrics/measurements.js";
 import { NotificationDeliverer } from "./notify/deliverer.js";
+import { BUFFER_METRIC_NAMES } from "./router/buffer-metrics.js";
 import { MIRROR_METRIC_NAMES } from "./router/mirror-metrics.js";
 import { LocalRouterHandle, type RouterHandle } from "./router/worker/handle.js";
 import { buildRouterNode } from "./router/worker/node.js";
@@ -208,7 +209,7 @@ function routerMetrics(store: Store, router: RouterHandle) {
   const collect = () => router.metrics();
   const registry = createMetricsRegistry({ store, routerMetrics: collect });
   // After the process metrics, where they have always been printed.
-  registerForwardedMetrics(registry, MIRROR_METRIC_NAMES, collect);
+  registerForwardedMetrics(registry, [...MIRROR_METRIC_NAMES, ...BUFFER_METRIC_NAMES], collect);
   return registry;
 }
 

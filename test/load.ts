@@ -25,7 +25,7 @@ export interface Load {
 
 export function startLoad(
   port: number,
-  opts: { keepAlive?: number; fresh?: number; path?: string } = {},
+  opts: { keepAlive?: number; fresh?: number; path?: string; host?: string } = {},
 ): Load {
   const stats: LoadStats = {
     ok: 0,
@@ -52,7 +52,7 @@ export function startLoad(
     new Promise<void>((resolve) => {
       const req = request(
         {
-          host: "127.0.0.1",
+          host: opts.host ?? "127.0.0.1",
           port,
           path: opts.path ?? "/predict",
           method: "POST",

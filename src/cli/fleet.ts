@@ -7,6 +7,7 @@ import { resolve } from "node:path";
 import { stringify as toYaml } from "yaml";
 import { TurnoutError } from "../errors.js";
 import { parsePostgresUrl } from "../store/postgres/postgres-store.js";
+import type { RouterBuffers } from "../store/store.js";
 import type { Client } from "./client.js";
 import { dim, green, red } from "./color.js";
 import { table } from "./format.js";
@@ -66,6 +67,17 @@ export interface RouterView {
   heartbeatAgeMs: number;
   live: boolean;
   revisions: Record<string, number>;
+  /** Rows held for the store and dropped since start, per kind, at its last heartbeat. */
+  buffers?: RouterBuffers;
+}
+
+/** "0" when nothing is held, else the total and the kinds that hold something. */
+function bufferCell(b: RouterBuffers | undefined, field: "buffered" | "dropped"): string {
+  if (b === undefined) return "-";
+  const parts = Object.entries(b).filter(([, v]) => v[field] > 0);
+  if (parts.length === 0) return "0";
+  const total = parts.reduce((n, [, v]) => n + v[field], 0);
+  return `${total} (${parts.map(([k, v]) => `${k} ${v[field]}`).join(", ")})`;
 }
 
 function print(data: unknown, output: Output, human: () => string): void {
@@ -84,7 +96,17 @@ export async function getRouters(c: Client, id: string | undefined, output: Outp
     items.length === 0
       ? dim("no routers registered")
       : table([
-          ["ID", "STATE", "PID", "STARTED", "HEARTBEAT", "REVISIONS", "ADDRESS"],
+          [
+            "ID",
+            "STATE",
+            "PID",
+            "STARTED",
+            "HEARTBEAT",
+            "REVISIONS",
+            "BUFFERED",
+            "DROPPED",
+            "ADDRESS",
+          ],
           ...items.map((r) => [
             r.id,
             r.live ? green("live") : red("silent"),
@@ -94,6 +116,8 @@ export async function getRouters(c: Client, id: string | undefined, output: Outp
             Object.entries(r.revisions)
               .map(([s, v]) => `${s}@${v}`)
               .join(",") || "-",
+            bufferCell(r.buffers, "buffered"),
+            bufferCell(r.buffers, "dropped"),
             r.address,
           ]),
         ]),

@@ -26,6 +26,7 @@ import { responseHeaderMetric } from "../core/experiment/spec.js";
 import { hashScheme } from "../core/hashing.js";
 import type { RouteTable } from "../core/model.js";
 import type { Exposure, OutcomeEvent } from "../store/experiment-store.js";
+import type { StoreUseReporter } from "./outage.js";
 import { cookieValue, headerValue, queryValue } from "./request.js";
 import {
   type CompiledBackend,
@@ -56,8 +57,13 @@ export interface ExposureLogOptions {
   now?: () => number;
   flushIntervalMs?: number;
   maxUnitsPerExperiment?: number;
-  /** Buffered rows beyond which new ones are dropped (and counted) while the store is down. */
+  /**
+   * Rows of each kind (exposures, events) buffered beyond which new ones are dropped, and
+   * counted, while the store is down. Default 200,000 each.
+   */
   maxBuffered?: number;
+  /** Told how each write went (the router's outage account); without one the log logs itself. */
+  health?: StoreUseReporter;
 }
 
 /** Buffers first exposures and header events, and writes them to the store in batches. */
@@ -69,9 +75,16 @@ export class ExposureLog {
   readonly #maxUnits: number;
   readonly #maxBuffered: number;
   readonly #seen = new Map<string, Set<string>>();
+  readonly #health: StoreUseReporter | undefined;
   #exposures: Exposure[] = [];
   #events: OutcomeEvent[] = [];
+  /** Dropped since the last successful write (for this log's own outage line). */
   #dropped = 0;
+  /** Dropped since start, per kind (`buffers()`). */
+  #droppedExposures = 0;
+  #droppedEvents = 0;
+  /** Rows taken out for the write in flight, still held until it succeeds. */
+  #inFlight = { exposures: 0, events: 0 };
   #timer: NodeJS.Timeout | null = null;
   #flushing: Promise<void> | null = null;
   #outage = false;
@@ -83,6 +96,24 @@ export class ExposureLog {
     this.#intervalMs = opts.flushIntervalMs ?? 500;
     this.#maxUnits = opts.maxUnitsPerExperiment ?? 1_000_000;
     this.#maxBuffered = opts.maxBuffered ?? 200_000;
+    this.#health = opts.health;
+  }
+
+  /** Rows held for the store per kind, and rows dropped since start because a buffer was full. */
+  buffers(): {
+    exposures: { buffered: number; dropped: number };
+    events: { buffered: number; dropped: number };
+  } {
+    return {
+      exposures: {
+        buffered: this.#exposures.length + this.#inFlight.exposures,
+        dropped: this.#droppedExposures,
+      },
+      events: {
+        buffered: this.#events.length + this.#inFlight.events,
+        dropped: this.#droppedEvents,
+      },
+    };
   }
 
   /** Logs the unit's exposure unless this router already did. */
@@ -95,8 +126,9 @@ export class ExposureLog {
     if (seen.has(unit)) return;
     if (seen.size >= this.#maxUnits) seen.clear();
     seen.add(unit);
-    if (this.#exposures.length >= this.#maxBuffered) {
+    if (this.#exposures.length + this.#inFlight.exposures >= this.#maxBuffered) {
       this.#dropped++;
+      this.#droppedExposures++;
       seen.delete(unit); // logged again at its next request
       return;
     }
@@ -105,8 +137,9 @@ export class ExposureLog {
 
   /** Records a numeric response header of an exposed unit's response as an event. */
   headerEvent(unit: string, header: string, value: number, requestId: string): void {
-    if (this.#events.length >= this.#maxBuffered) {
+    if (this.#events.length + this.#inFlight.events >= this.#maxBuffered) {
       this.#dropped++;
+      this.#droppedEvents++;
       return;
     }
     this.#events.push({
@@ -156,10 +189,13 @@ export class ExposureLog {
     if (exposures.length === 0 && events.length === 0) return;
     this.#exposures = [];
     this.#events = [];
+    this.#inFlight = { exposures: exposures.length, events: events.length };
     try {
       await sink.recordExposures(exposures);
       await sink.recordEvents(events, this.#now());
-      if (this.#outage || this.#dropped > 0) {
+      if (this.#health !== undefined) {
+        this.#health.succeeded("exposures", { exposures: exposures.length, events: events.length });
+      } else if (this.#outage || this.#dropped > 0) {
         this.#logger.info({ dropped: this.#dropped }, "router: exposures written again");
       }
       this.#outage = false;
@@ -168,9 +204,12 @@ export class ExposureLog {
       // Kept (ahead of newer rows) for the next flush; both writes are idempotent.
       this.#exposures = exposures.concat(this.#exposures);
       this.#events = events.concat(this.#events);
-      if (!this.#outage)
+      if (this.#health !== undefined) this.#health.failed("exposures", err);
+      else if (!this.#outage)
         this.#logger.warn({ err }, "router: could not write exposures; keeping them");
       this.#outage = true;
+    } finally {
+      this.#inFlight = { exposures: 0, events: 0 };
     }
   }
 }

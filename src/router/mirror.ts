@@ -50,6 +50,7 @@ import {
   pump,
   type ShadowEndpoint,
 } from "./mirror-tap.js";
+import type { StoreUseReporter } from "./outage.js";
 import type { RouterLogger, TableFeature } from "./types.js";
 
 export type { ShadowAggregateRow, ShadowAggregateSink } from "../core/measurements.js";
@@ -64,6 +65,8 @@ export interface MirrorOptions {
   flushIntervalMs?: number;
   /** Wall clock for `updatedAt` (ms). */
   now?: () => number;
+  /** Told how each write went (the router's outage account); without one, failures are logged here. */
+  health?: StoreUseReporter;
 }
 
 /** What `Router.mirrorStats()` reports for a service. */
@@ -83,6 +86,12 @@ export interface MirrorStats {
 
 /** Longest backlog of finished pairs waiting to be compared. */
 const MAX_COMPARE_BACKLOG = 1024;
+/**
+ * Final reports of phases that ended (or services that went away) kept while the store is
+ * down; beyond this the oldest are dropped and counted. A live phase needs no room: its
+ * aggregate is cumulative, and the next write carries everything compared meanwhile.
+ */
+export const MAX_HELD_FINAL_REPORTS = 1000;
 /** Pairs compared per batch before yielding to the event loop. */
 const COMPARE_BATCH = 64;
 /**
@@ -119,7 +128,11 @@ export class Mirrors implements MirrorHost {
   #timer: NodeJS.Timeout | null = null;
   #flushing: Promise<void> = Promise.resolve();
   /** Finished phases' last states, flushed once more. */
-  readonly #retired: ShadowAggregateRow[] = [];
+  #retired: ShadowAggregateRow[] = [];
+  /** Rows of the last write that failed (0 once one succeeds). */
+  #held = 0;
+  /** Final reports dropped since start (`MAX_HELD_FINAL_REPORTS`). */
+  #dropped = 0;
 
   constructor(opts: MirrorOptions) {
     this.#opts = opts;
@@ -261,6 +274,14 @@ export class Mirrors implements MirrorHost {
     await Promise.all(pools.map((p) => p.destroy().catch(() => undefined)));
   }
 
+  /**
+   * Reports waiting for the store (as of the last write: the rows it could not write) and
+   * final reports dropped since start because too many waited.
+   */
+  buffers(): { buffered: number; dropped: number } {
+    return { buffered: this.#held, dropped: this.#dropped };
+  }
+
   /** Writes every changed aggregate to the sink (one write at a time). */
   flush(): Promise<void> {
     this.#flushing = this.#flushing.then(() => this.#flushOnce());
@@ -280,13 +301,28 @@ export class Mirrors implements MirrorHost {
     try {
       await sink.saveShadowAggregates(rows);
     } catch (err) {
-      // The next flush writes the (cumulative) state again, so nothing is lost but time.
+      this.#held = rows.length;
+      // A live phase's row is written again, up to date, by the next flush (its state is
+      // cumulative, so nothing is lost but time); a finished phase's row is its last, and is
+      // kept as it is.
+      const final: ShadowAggregateRow[] = [];
       for (const r of rows) {
         const st = this.#states.get(r.service);
         if (st !== undefined && st.id === r.id) st.dirty = true;
+        else final.push(r);
       }
-      this.#opts.logger.warn({ err }, "router: shadow reports could not be written; retrying");
+      this.#retired = final.concat(this.#retired);
+      const over = this.#retired.length - MAX_HELD_FINAL_REPORTS;
+      if (over > 0) {
+        this.#retired.splice(0, over);
+        this.#dropped += over;
+      }
+      if (this.#opts.health !== undefined) this.#opts.health.failed("shadow", err);
+      else this.#opts.logger.warn({ err }, "router: shadow reports could not be written; retrying");
+      return;
     }
+    this.#held = 0;
+    this.#opts.health?.succeeded("shadow", { shadow: rows.length });
   }
 
   #row(st: MirrorState, now: number): ShadowAggregateRow {

@@ -21,7 +21,7 @@ import type { Duplex } from "node:stream";
 import { DEFAULT_TRAFFIC_POLICY, type RouteTable, type TrafficPolicySpec } from "../core/model.js";
 import { expandPreviews } from "../core/routes.js";
 import { MAX_REQUEST_HEAD_BYTES } from "../defaults.js";
-import type { RouterReport, Store } from "../store/store.js";
+import type { RouterBuffers, RouterReport, Store } from "../store/store.js";
 import { ExposureLog, type ExposureSink } from "./exposures.js";
 import type { EdgeFlags } from "./flags-edge.js";
 import {
@@ -34,6 +34,7 @@ import {
   systemClock,
 } from "./health.js";
 import { type MirrorStats, Mirrors, type ShadowAggregateSink } from "./mirror.js";
+import { StoreOutage } from "./outage.js";
 import { type Endpoint, UpstreamPools } from "./pools.js";
 import {
   handleRequest,
@@ -108,6 +109,12 @@ export interface RouterOptions {
   routerId?: string;
   /** How often the router renews its registration (heartbeat). Default 1000 ms. */
   heartbeatMs?: number;
+  /**
+   * Exposures, and header events, each held in memory at most while the store is down; beyond
+   * that new ones are dropped and counted (`buffers()`). Default 200,000. Measurements are held
+   * for `measurements.windowSeconds` (default 300 s).
+   */
+  maxBufferedRows?: number;
 }
 
 /** One endpoint's state as `Router.endpoints()` reports it. */
@@ -209,8 +216,8 @@ export class Router {
   /** A report in flight, and whether another is wanted after it (reports never overlap). */
   #reporting: Promise<void> | null = null;
   #reportAgain = false;
-  /** True while reports fail; makes the warning once per outage. */
-  #reportOutage = false;
+  /** Store outages: one warning when one begins, one line with the counts when it ends. */
+  readonly #storeOutage: StoreOutage;
 
   #started = false;
   #stopped = false;
@@ -218,8 +225,6 @@ export class Router {
   #pollTimer: NodeJS.Timeout | null = null;
   /** Fingerprint of the tables last applied; null until a reload succeeds. */
   #fingerprint: string | null = null;
-  /** True while the source fails; makes the warning once per outage. */
-  #outage = false;
   /** Tail of the queue that runs reloads and bind retries one at a time. */
   #queue: Promise<void> = Promise.resolve();
   /** A reload that is queued but not started yet; further requests join it. */
@@ -264,22 +269,31 @@ export class Router {
     this.#wallNow = m.now ?? Date.now;
     this.#startedAt = this.#wallNow();
     opts.edgeFlags?.bindRecorder(this.#recorder);
+    const health = (this.#storeOutage = new StoreOutage({
+      logger: this.#logger,
+      now: this.#wallNow,
+      buffers: () => this.buffers(),
+    }));
     this.#flusher = new MeasurementFlusher({
       recorder: this.#recorder,
       sink: m.sink,
       logger: this.#logger,
+      health,
       ...(m.flushIntervalMs !== undefined ? { intervalMs: m.flushIntervalMs } : {}),
       ...(m.retentionSeconds !== undefined ? { retentionSeconds: m.retentionSeconds } : {}),
     });
     this.#exposures = new ExposureLog({
       sink: opts.exposures,
       logger: this.#logger,
+      health,
       ...(m.now !== undefined ? { now: m.now } : {}),
+      ...(opts.maxBufferedRows !== undefined ? { maxBuffered: opts.maxBufferedRows } : {}),
     });
     this.#mirrors = new Mirrors({
       logger: this.#logger,
       routerId: this.#recorder.routerId,
       sink: opts.shadowSink,
+      health,
       ...(m.now !== undefined ? { now: m.now } : {}),
     });
   }
@@ -328,6 +342,14 @@ export class Router {
     await this.#flusher.stop();
     await this.#exposures.stop();
     await this.#mirrors.stop();
+    // Their last writes failed (the store is down): what they held goes with this process.
+    const held = Object.entries(this.buffers()).filter(([, b]) => b.buffered > 0);
+    if (held.length > 0) {
+      this.#logger.warn(
+        { lost: Object.fromEntries(held.map(([k, b]) => [k, b.buffered])) },
+        "router: stopping while the store is unreachable; the rows it could not take are lost",
+      );
+    }
     await this.#pools.closeAll();
     // Last: a router that serves nothing has nothing for the controller to wait on.
     await this.#reporting?.catch(() => undefined);
@@ -339,6 +361,25 @@ export class Router {
   /** This router's id in the registry and its measurement rows. */
   get id(): string {
     return this.#recorder.routerId;
+  }
+
+  /**
+   * What this router holds for the store, per kind: rows waiting to be written and rows dropped
+   * since start because a bound was reached. Reported with every heartbeat and in /metrics.
+   */
+  buffers(): RouterBuffers {
+    const x = this.#exposures.buffers();
+    return {
+      measurements: this.#flusher.buffers(),
+      exposures: x.exposures,
+      events: x.events,
+      shadow: this.#mirrors.buffers(),
+    };
+  }
+
+  /** Whether the store is reachable as far as this router can tell (false during an outage). */
+  get storeReachable(): boolean {
+    return this.#storeOutage.since === null;
   }
 
   /** The route-table revision in force per service (what the registry is told). */
@@ -440,6 +481,10 @@ export class Router {
         this.#emit({ ok: false, changed: [], error: err });
       }
       if (this.#stopped) return;
+      // Unchanged tables after an outage: nothing to reload, but the source is back.
+      if (fingerprint !== undefined && fingerprint === this.#fingerprint) {
+        this.#storeOutage.succeeded("routeTables");
+      }
       if (fingerprint !== undefined && fingerprint !== this.#fingerprint) {
         await this.#requestReload();
       } else if ([...this.#listeners.values()].some((l) => l.bound === null)) {
@@ -465,10 +510,7 @@ export class Router {
       return;
     }
     if (this.#stopped) return;
-    if (this.#outage) {
-      this.#outage = false;
-      this.#logger.info("router: route table source is reachable again");
-    }
+    this.#storeOutage.succeeded("routeTables");
     const changed = await this.#apply(tables);
     this.#fingerprint = fingerprint;
     // Told at once, not at the next heartbeat: the controller holds instances until then.
@@ -515,19 +557,14 @@ export class Router {
           startedAt: this.#startedAt,
           heartbeatAt: this.#wallNow(),
           revisions: Object.fromEntries(this.#revisions),
+          buffers: this.buffers(),
         };
         try {
           await report(r);
           this.#registered = true;
-          if (this.#reportOutage) {
-            this.#reportOutage = false;
-            this.#logger.info("router: registry reachable again");
-          }
+          this.#storeOutage.succeeded("registry");
         } catch (err) {
-          if (!this.#reportOutage) {
-            this.#reportOutage = true;
-            this.#logger.warn({ err }, "router: cannot report to the router registry; retrying");
-          }
+          this.#storeOutage.failed("registry", err);
           return;
         }
       } while (this.#reportAgain && !this.#stopped);
@@ -539,12 +576,7 @@ export class Router {
   }
 
   #sourceFailed(err: unknown): void {
-    if (this.#outage) return;
-    this.#outage = true;
-    this.#logger.warn(
-      { err, services: [...this.#listeners.keys()] },
-      "router: cannot read route tables; serving the last known tables until the source is back",
-    );
+    this.#storeOutage.failed("routeTables", err);
   }
 
   #emit(e: ReloadEvent): void {

@@ -30,6 +30,7 @@ import {
 } from "../core/measurements.js";
 import { Sketch } from "../core/sketch.js";
 import type { Store } from "../store/store.js";
+import type { StoreUseReporter } from "./outage.js";
 import type { RouterLogger, SeriesRecorder } from "./types.js";
 
 export type { SeriesLabels, SeriesWindow } from "../core/measurements.js";
@@ -532,6 +533,11 @@ export interface MeasurementFlusherOptions {
   intervalMs?: number;
   /** Stored measurements older than this are pruned (every minute). Default 6 h; 0 disables. */
   retentionSeconds?: number;
+  /**
+   * Told how each write went (the router's outage account, outage.ts), which then logs for it;
+   * without one the flusher logs its own outages.
+   */
+  health?: StoreUseReporter;
 }
 
 /** How often the flusher prunes old rows. */
@@ -552,10 +558,13 @@ export class MeasurementFlusher {
   readonly #retentionSeconds: number;
   #timer: NodeJS.Timeout | null = null;
   #running: Promise<void> | null = null;
+  readonly #health: StoreUseReporter | undefined;
   #outage = false;
   #droppedReported = 0;
   #lastPruneMs = Number.NEGATIVE_INFINITY;
   #stopped = false;
+  /** Rows of the last batch that could not be written (0 once one is written). */
+  #held = 0;
 
   constructor(opts: MeasurementFlusherOptions) {
     this.#recorder = opts.recorder;
@@ -563,6 +572,15 @@ export class MeasurementFlusher {
     this.#logger = opts.logger;
     this.#intervalMs = opts.intervalMs ?? 1000;
     this.#retentionSeconds = opts.retentionSeconds ?? DEFAULT_RETENTION_SECONDS;
+    this.#health = opts.health;
+  }
+
+  /**
+   * Rows waiting for the store (as of the last flush: completed seconds of every series that
+   * could not be written), and rows lost since start because the ring overwrote them first.
+   */
+  buffers(): { buffered: number; dropped: number } {
+    return { buffered: this.#held, dropped: this.#recorder.droppedSeconds };
   }
 
   start(): void {
@@ -606,6 +624,11 @@ export class MeasurementFlusher {
     try {
       if (batch.rows.length > 0) await sink.writeMeasurements(batch.rows);
     } catch (err) {
+      this.#held = batch.rows.length;
+      if (this.#health !== undefined) {
+        this.#health.failed("measurements", err);
+        return;
+      }
       if (!this.#outage) {
         this.#outage = true;
         this.#logger.warn(
@@ -616,8 +639,11 @@ export class MeasurementFlusher {
       return;
     }
     batch.commit();
+    this.#held = 0;
     const dropped = this.#recorder.droppedSeconds - this.#droppedReported;
-    if (this.#outage) {
+    if (this.#health !== undefined) {
+      this.#health.succeeded("measurements", { measurements: batch.rows.length });
+    } else if (this.#outage) {
       this.#outage = false;
       this.#logger.info(
         { droppedSeconds: dropped },

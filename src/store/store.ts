@@ -114,7 +114,22 @@ export interface RouterReport {
    * missing here has no listener on this router, so this router sends it no request.
    */
   revisions: Record<string, number>;
+  /**
+   * What the router holds for the store, per kind, at this report: rows waiting to be written
+   * (a store outage) and rows dropped since it started because the bound was reached. Absent
+   * from routers that do not buffer (and from stores that do not keep it yet).
+   */
+  buffers?: RouterBuffers;
 }
+
+/** Rows a router keeps for the store while it cannot write them, per kind (see `RouterReport`). */
+export type RouterBuffers = Record<RouterBufferKind, { buffered: number; dropped: number }>;
+
+/**
+ * measurements: one row per series and second; exposures: first exposures of A/B units;
+ * events: outcome events from response headers; shadow: mirror comparison aggregates.
+ */
+export type RouterBufferKind = "measurements" | "exposures" | "events" | "shadow";
 
 /** A router whose last report is older than this is not live (missed ~5 heartbeats). */
 export const ROUTER_LIVE_MS = 5_000;

@@ -8,7 +8,9 @@
  * - Authentication: trust for every local connection, except the role `turnout_secret`, which
  *   needs its password (scram-sha-256) so that tests can check wrong credentials.
  * - Durability is switched off (fsync, synchronous_commit, full_page_writes): a test cluster
- *   never outlives its test, and it makes migrations and commits several times faster.
+ *   never outlives its test, and it makes migrations and commits several times faster. A
+ *   cluster that a test stops and starts again (`down()`, `up()`) keeps synchronous_commit
+ *   (`crashSafe`), so that it loses nothing committed, as a real server would not.
  * - Clean-up: `stop()` when the test is done; a process `exit` hook for a test that failed
  *   before it could; and a watchdog child that stops the cluster when this process dies without
  *   running its hooks (SIGKILL by a test runner's timeout), because it sees its stdin close.
@@ -44,6 +46,14 @@ export interface PgCluster {
   createDatabase(name?: string): Promise<string>;
   /** Runs SQL through psql as the superuser (for setup that the code under test must not do). */
   psql(sqlText: string, database?: string): string;
+  /**
+   * Stops the server at once (`pg_ctl stop -m immediate`: no checkpoint, every connection cut,
+   * as a crash would), keeping its data, so that tests can see what clients do while PostgreSQL
+   * is unreachable. Connections are refused on its port until `up()`.
+   */
+  down(): void;
+  /** Starts a server stopped by `down()` again, on the same port; returns once it accepts connections. */
+  up(): void;
   /** Stops the cluster and removes its directory. Calling it again does nothing. */
   stop(): Promise<void>;
 }
@@ -115,8 +125,18 @@ function run(cmd: string, args: string[], what: string): string {
 
 let counter = 0;
 
+export interface ClusterOptions {
+  /**
+   * Every acknowledged commit is in the WAL before the answer (`synchronous_commit` on; still
+   * no fsync, since the machine does not crash): what `down()` needs to act as a real server
+   * crash or cut, which loses nothing committed. Without it, commits of the last few hundred
+   * ms before a `down()` may be gone after `up()`.
+   */
+  crashSafe?: boolean;
+}
+
 /** Starts a new private cluster. Prefer `sharedCluster()` in test files. */
-export async function startCluster(): Promise<PgCluster> {
+export async function startCluster(options: ClusterOptions = {}): Promise<PgCluster> {
   const missing = postgresMissing();
   if (missing !== undefined) throw new Error(missing);
   const bin = binDir() as string;
@@ -160,15 +180,14 @@ export async function startCluster(): Promise<PgCluster> {
         "",
       ].join("\n"),
     );
-    let port = 0;
-    for (let attempt = 0; ; attempt++) {
-      port = await freePort();
+    /** `pg_ctl start` on `port`, waiting until the server accepts connections. */
+    const startServer = (port: number) => {
       const opts = [
         `-p ${port}`,
         "-c listen_addresses=127.0.0.1",
         `-c unix_socket_directories=${dir}`,
         "-c fsync=off",
-        "-c synchronous_commit=off",
+        `-c synchronous_commit=${options.crashSafe ? "on" : "off"}`,
         "-c full_page_writes=off",
         "-c max_connections=200",
         "-c shared_buffers=16MB",
@@ -185,7 +204,12 @@ export async function startCluster(): Promise<PgCluster> {
         "-o",
         opts,
       ]);
-      const r = spawnSync(c, a, { encoding: "utf8" });
+      return spawnSync(c, a, { encoding: "utf8" });
+    };
+    let port = 0;
+    for (let attempt = 0; ; attempt++) {
+      port = await freePort();
+      const r = startServer(port);
       if (r.status === 0) break;
       // Someone took the port between our probe and the server's bind: try another.
       if (attempt >= 3) throw new Error(`pg_ctl start failed: ${r.stderr}${r.stdout}`);
@@ -231,6 +255,17 @@ export async function startCluster(): Promise<PgCluster> {
         const db = name ?? `t_${process.pid}_${++counter}`;
         psql(`create database "${db}"`);
         return url(db);
+      },
+      down() {
+        if (stopped) throw new Error("the cluster is removed");
+        run(join(bin, "pg_ctl"), ["stop", "-D", data, "-m", "immediate", "-w"], "pg_ctl stop");
+      },
+      up() {
+        if (stopped) throw new Error("the cluster is removed");
+        // The same port: clients reconnect to the address they know. A server stopped with
+        // -m immediate recovers from its WAL first (a second or so), which -w waits for.
+        const r = startServer(port);
+        if (r.status !== 0) throw new Error(`pg_ctl start failed: ${r.stderr}${r.stdout}`);
       },
       async stop() {
         if (stopped) return;

@@ -34,7 +34,7 @@ export interface RouterHandle {
   mirrorStats(service: string): Promise<MirrorStats | null>;
   /** The endpoints of the service's table in force (`Router.endpoints`). */
   endpoints(service: string): Promise<EndpointInfo[]>;
-  /** The router's /metrics families (`ROUTER_METRIC_NAMES` and `MIRROR_METRIC_NAMES`). */
+  /** The router's /metrics families (`ROUTER_METRIC_NAMES`, `MIRROR_METRIC_NAMES`, `BUFFER_METRIC_NAMES`). */
   metrics(): Promise<MetricFamily[]>;
   /**
    * Resolves once the flag snapshot the caller holds now is the one the router evaluates at the

@@ -10,6 +10,7 @@ import { trafficKindOf } from "../../core/traffic.js";
 import { ExperimentStore } from "../../store/experiment-store.js";
 import { ShadowStore } from "../../store/shadow-store.js";
 import type { SqlStore } from "../../store/sql-store.js";
+import { withBufferMetrics } from "../buffer-metrics.js";
 import { type EdgeFlagSource, EdgeFlags } from "../flags-edge.js";
 import { withMirrorMetrics } from "../mirror-metrics.js";
 import { Router, type RouterLogger, type RouteTableSource } from "../router.js";
@@ -84,5 +85,6 @@ export function buildRouterNode(opts: RouterNodeOptions): RouterNode {
   const registry = new Registry();
   registerRouterMetrics(registry, router.measurements);
   withMirrorMetrics(registry, router.mirrors);
+  withBufferMetrics(registry, router);
   return { router, source, collect: () => registry.getMetricsAsJSON() };
 }

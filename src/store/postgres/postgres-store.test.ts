@@ -17,6 +17,7 @@ import {
   type PgCluster,
   requirePostgres,
   sharedCluster,
+  startCluster,
 } from "../../../test/support/postgres.js";
 import { API_VERSION, type RouteTable, type ServiceResource } from "../../core/model.js";
 import { sqlFeatureStores } from "../features.js";
@@ -338,6 +339,38 @@ if (missing !== undefined) {
       });
     });
 
+    it("after PostgreSQL was down for seconds, the listening connection is back within about a second of its restart", async (t) => {
+      // A cluster of its own: this one is stopped and started again.
+      const own = await startCluster({ crashSafe: true });
+      const url = await own.createDatabase();
+      const a = await openPostgresStore({ url, applicationName: "outage" });
+      const b = await openPostgresStore({ url, listen: false });
+      try {
+        const before = a.listenerPid;
+        own.down();
+        await until(() => !a.listening);
+        // Down long enough for the reconnect back-off to grow (100 ms doubling): it must not
+        // grow past the second that a router may wait for a notification.
+        await new Promise((r) => setTimeout(r, 4000));
+        assert.equal(a.listening, false);
+        own.up();
+        const upAt = performance.now();
+        await until(() => a.listening);
+        const backMs = performance.now() - upAt;
+        t.diagnostic(`listening again ${backMs.toFixed(0)} ms after the restart`);
+        assert.ok(backMs < 1500, `listening again ${backMs.toFixed(0)} ms after the restart`);
+        assert.notEqual(a.listenerPid, before);
+        // And it hears other processes' writes again (b's pool replaced its broken connections).
+        const heard = changeLog(a);
+        await b.applyResources([service("s")], { actor: "bob", now: T0 });
+        await heard.waitFor("resources");
+      } finally {
+        await a.close();
+        await b.close();
+        await own.stop();
+      }
+    });
+
     it("replaces pooled connections that the server dropped", async () => {
       await withDatabase(true, async (url) => {
         const store = await openPostgresStore({
@@ -516,6 +549,15 @@ function changeLog(store: PostgresStore): {
       return new Promise<void>((resolve) => waiters.push({ what, n, resolve }));
     },
   };
+}
+
+/** Resolves once `check` holds (checked every 10 ms), or fails after 15 s. */
+async function until(check: () => boolean): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${check}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
 
 async function closedPort(): Promise<number> {

@@ -22,8 +22,9 @@
  * - `onChange` hears other processes' writes: each write transaction that changed something
  *   sends one NOTIFY (delivered only if it commits) naming the kinds of change and the store
  *   instance it came from; one dedicated connection per store LISTENs, reconnects with backoff
- *   when it is lost, and on reconnecting tells listeners that everything may have changed,
- *   since notifications sent meanwhile are gone. Routers keep polling the route-table
+ *   when it is lost (at most `RECONNECT_MAX_MS` between attempts, so that it is back within
+ *   about a second of the server), and on reconnecting tells listeners that everything may
+ *   have changed, since notifications sent meanwhile are gone. Routers keep polling the route-table
  *   fingerprint as well, so a lost notification only delays a reload.
  * - Connections come from a pool (`poolSize`, default 10); a lost connection is replaced by
  *   the pool, and a query on one that broke fails with TURNOUT_ERR_STORE_UNAVAILABLE.
@@ -77,6 +78,15 @@ export interface PostgresStoreOptions {
 export const DEFAULT_POOL_SIZE = 10;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 export const DEFAULT_LOCK_TIMEOUT_MS = 5000;
+
+/**
+ * Longest wait between two attempts to bring the listening connection back. The back-off
+ * starts at 100 ms and doubles up to this: an attempt against a server that is down costs one
+ * refused connection, while a longer wait would leave routers deaf to new route tables (on
+ * their fingerprint polling alone) for that long after the server is back. Each wait is
+ * jittered down by up to half, so that a fleet does not reconnect in lockstep.
+ */
+export const RECONNECT_MAX_MS = 1000;
 
 /** The channel every Turnout store on a database NOTIFYs and LISTENs on. */
 export const CHANGE_CHANNEL = "turnout_changes";
@@ -446,7 +456,8 @@ class NotifyChangeFeed implements ChangeFeed {
 
   #retry(): void {
     if (this.#closed) return;
-    this.#backoffMs = Math.min(5000, this.#backoffMs === 0 ? 100 : this.#backoffMs * 2);
+    this.#backoffMs = Math.min(RECONNECT_MAX_MS, this.#backoffMs === 0 ? 100 : this.#backoffMs * 2);
+    const delayMs = this.#backoffMs * (0.5 + Math.random() / 2);
     this.#retryTimer = setTimeout(() => {
       this.#connect().then(
         () => {
@@ -455,7 +466,7 @@ class NotifyChangeFeed implements ChangeFeed {
         },
         () => this.#retry(),
       );
-    }, this.#backoffMs);
+    }, delayMs);
     this.#retryTimer.unref();
   }
 }

@@ -269,11 +269,12 @@ export class Router {
     this.#wallNow = m.now ?? Date.now;
     this.#startedAt = this.#wallNow();
     opts.edgeFlags?.bindRecorder(this.#recorder);
-    const health = (this.#storeOutage = new StoreOutage({
+    this.#storeOutage = new StoreOutage({
       logger: this.#logger,
       now: this.#wallNow,
       buffers: () => this.buffers(),
-    }));
+    });
+    const health = this.#storeOutage;
     this.#flusher = new MeasurementFlusher({
       recorder: this.#recorder,
       sink: m.sink,

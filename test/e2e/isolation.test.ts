@@ -2,151 +2,43 @@
  * DESIGN invariant 8, measured: no API request and no controller work delays a proxied request.
  *
  * Turnout runs in this process (`startTurnout`, the router on its own thread as `turnout up`
- * runs it). A child process runs the upstream and times sequential requests through the router,
- * so the clock that measures is on neither of Turnout's threads. Rounds alternate two phases:
- *
- * - idle: nothing else happens;
- * - busy: this thread keeps the API validating the largest Service document it accepts (and
- *   ones rejected for size) back to back, and the controller ticking over a stored Service of
- *   that size (applied in the first busy phase).
- *
- * Interleaving the phases makes the machine's own noise (a busy 2-core CI box) fall on both, so
- * the busy p99 minus the idle p99 of the same run is the latency the admin work added. It must
- * stay under 10 ms.
+ * runs it, on SQLite). The method (test/support/isolation.ts): a child process runs the
+ * upstream and times sequential requests through the router; rounds alternate idle phases and
+ * busy ones (the API validating the largest documents back to back, the controller ticking over
+ * a stored Service of that size), so the busy p99 minus the idle p99 of the same run is the
+ * latency the admin work added. It must stay under 10 ms. The fleet configurations on
+ * PostgreSQL are in isolation-fleet.test.ts.
  *
  * The same test against the router in the API's thread (`TURNOUT_ISOLATION_ROUTER=inline`)
  * shows what the invariant prevents: requests wait for each validation, seconds each. It fails
  * then, by design; it is how the figures in the router thread's commit were measured.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { rmSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import pino from "pino";
 import { type RunningTurnout, startTurnout } from "../../src/server.js";
 import { api, freePort, tempDir } from "../helpers.js";
+import {
+  LatencyClient,
+  measureIsolation,
+  routerServes,
+  summarizeIsolation,
+} from "../support/isolation.js";
 
-const ROUNDS = 4;
-const REQUESTS_PER_PHASE = 500;
-/** A phase ends after this long even if its requests are not done (the inline router's stalls). */
-const PHASE_CAP_MS = 20_000;
-const BODY_LIMIT = 4 * 1024 * 1024;
 const MODE = process.env.TURNOUT_ISOLATION_ROUTER === "inline" ? "inline" : "thread";
-
-/**
- * The child: an upstream on port 0, and a client that, per `run N CAP` line on stdin, makes N
- * sequential GETs through the router (keep-alive) and answers with their latencies in ms.
- */
-const CHILD = `
-const http = require("node:http");
-const upstream = http.createServer((req, res) => { req.resume(); res.end("ok"); });
-upstream.listen(0, "127.0.0.1", () => {
-  process.stdout.write(JSON.stringify({ upstream: upstream.address().port }) + "\\n");
-});
-const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-let target = 0;
-const get = () => new Promise((resolve, reject) => {
-  const start = process.hrtime.bigint();
-  const req = http.get({ host: "127.0.0.1", port: target, path: "/", agent }, (res) => {
-    res.resume();
-    res.on("end", () => resolve(Number(process.hrtime.bigint() - start) / 1e6));
-  });
-  req.on("error", reject);
-});
-let buf = "";
-process.stdin.on("data", async (d) => {
-  buf += d;
-  let i;
-  while ((i = buf.indexOf("\\n")) >= 0) {
-    const line = buf.slice(0, i);
-    buf = buf.slice(i + 1);
-    const [cmd, a, b] = line.split(" ");
-    if (cmd === "target") { target = Number(a); process.stdout.write("{}\\n"); continue; }
-    const n = Number(a), cap = Number(b);
-    const ms = [];
-    const until = Date.now() + cap;
-    try {
-      while (ms.length < n && Date.now() < until) ms.push(await get());
-      process.stdout.write(JSON.stringify({ ms }) + "\\n");
-    } catch (err) {
-      process.stdout.write(JSON.stringify({ error: String(err) }) + "\\n");
-    }
-  }
-});
-`;
-
-class Client {
-  readonly #proc: ChildProcess;
-  readonly #lines: string[] = [];
-  #wake: (() => void) | null = null;
-
-  constructor() {
-    this.#proc = spawn(process.execPath, ["-e", CHILD], { stdio: ["pipe", "pipe", "inherit"] });
-    let buf = "";
-    this.#proc.stdout!.on("data", (d) => {
-      const parts = (buf + d).split("\n");
-      buf = parts.pop() ?? "";
-      this.#lines.push(...parts);
-      if (parts.length > 0) this.#wake?.();
-    });
-  }
-
-  async next(): Promise<any> {
-    while (this.#lines.length === 0) await new Promise<void>((r) => (this.#wake = r));
-    return JSON.parse(this.#lines.shift()!);
-  }
-
-  async send(line: string): Promise<any> {
-    this.#proc.stdin!.write(`${line}\n`);
-    return this.next();
-  }
-
-  stop(): void {
-    this.#proc.kill();
-  }
-}
-
-/** A Service whose canary has `steps` setWeight steps: the bulk of a big document. */
-function bigService(name: string, port: number, upstream: string, steps: number): string {
-  const list = Array.from({ length: steps }, (_, i) => ({ setWeight: (i % 99) + 1 }));
-  return JSON.stringify({
-    apiVersion: "turnout.dev/v1",
-    kind: "Service",
-    metadata: { name },
-    spec: {
-      listen: { port },
-      runtime: { static: { versions: { v1: { upstreams: [upstream] } } } },
-      version: "v1",
-      strategy: { canary: { steps: list } },
-    },
-  });
-}
-
-/** Steps of a document just under the body limit (each step is about 18 bytes of JSON). */
-function stepsNearLimit(name: string, port: number, upstream: string): number {
-  const per = bigService(name, port, upstream, 2000).length / 2000;
-  let n = Math.floor((BODY_LIMIT - 2048) / per);
-  while (bigService(name, port, upstream, n).length > BODY_LIMIT - 1024) n -= 100;
-  return n;
-}
-
-function quantile(xs: number[], q: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)]!;
-}
-const p99 = (xs: number[]) => quantile(xs, 0.99);
 
 describe(`isolation of the data plane (router: ${MODE})`, () => {
   let dir: string;
   let t: RunningTurnout;
-  let client: Client;
+  let client: LatencyClient;
   let upstream: string;
   let routerPort: number;
 
   before(async () => {
     dir = tempDir("turnout-isolation-");
-    client = new Client();
-    upstream = `http://127.0.0.1:${(await client.next()).upstream}`;
+    client = new LatencyClient();
+    upstream = await client.upstream();
     routerPort = await freePort();
     t = await startTurnout({
       dataDir: dir,
@@ -166,7 +58,7 @@ describe(`isolation of the data plane (router: ${MODE})`, () => {
       },
     });
     assert.equal(r.status, 200, JSON.stringify(r.json));
-    await client.send(`target ${routerPort}`);
+    await client.target(routerPort);
   });
 
   after(async () => {
@@ -176,94 +68,20 @@ describe(`isolation of the data plane (router: ${MODE})`, () => {
   });
 
   it("keeps the p99 latency a busy API and controller add to proxied requests under 10 ms", async (ctx) => {
-    // Wait until the router serves the service.
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const r = await client.send("run 1 1000");
-      if (r.ms?.length === 1) break;
-      if (Date.now() > deadline) throw new Error(`the router does not serve: ${JSON.stringify(r)}`);
-      await new Promise((res) => setTimeout(res, 50));
-    }
-
-    // The documents: one near the body limit (valid today; rejected for size once limits
-    // exist), the largest that validates (found by doubling), and one over the body limit.
-    const otherPort = await freePort();
-    const doc = (steps: number) => bigService("big", otherPort, upstream, steps);
-    const validate = (body: string) =>
-      fetch(`${t.url}/api/v1/validate`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${t.token}`, "content-type": "application/json" },
-        body,
-      }).then(async (res) => ({ status: res.status, text: await res.text() }));
-    const near = doc(stepsNearLimit("big", otherPort, upstream));
-    let largest = near;
-    if ((await validate(near)).status !== 200) {
-      largest = doc(1);
-      for (let n = 1000; ; n *= 2) {
-        const d = doc(n);
-        if (d.length > BODY_LIMIT || (await validate(d)).status !== 200) break;
-        largest = d;
-      }
-    }
-    const over = `${near.slice(0, -1)}, "padding": "${"x".repeat(BODY_LIMIT - near.length + 64)}"}`;
-    assert.equal((await validate(over)).status, 413, "a body over the limit is refused");
-    const idle: number[] = [];
-    const busy: number[] = [];
-    let validations = 0;
-    let ticks = 0;
-    for (let round = 0; round < ROUNDS; round++) {
-      const quiet = await client.send(`run ${REQUESTS_PER_PHASE} ${PHASE_CAP_MS}`);
-      assert.ok(quiet.ms, JSON.stringify(quiet));
-      idle.push(...quiet.ms);
-
-      let stop = false;
-      const docs = [largest, near, over];
-      const apiLoad = (async () => {
-        // First, stored: the controller then ticks over a Service of the largest accepted size
-        // (and the store takes a write of that size while the router flushes its own).
-        if (round === 0) {
-          const applied = await api(t, "POST", "/api/v1/apply", largest);
-          assert.equal(applied.status, 200, JSON.stringify(applied.json).slice(0, 500));
-        }
-        for (let i = 0; !stop; i++) {
-          const r = await validate(docs[i % docs.length]!);
-          assert.ok(r.status === 200 || (r.status >= 400 && r.status < 500), r.text.slice(0, 300));
-          validations++;
-        }
-      })();
-      const controllerLoad = (async () => {
-        while (!stop) {
-          await t.controller.tick();
-          ticks++;
-          await new Promise((res) => setTimeout(res, 5));
-        }
-      })();
-      // Once the first validation is under way (its body sent), the main thread is busy.
-      await new Promise((res) => setTimeout(res, 200));
-      const loaded = await client.send(`run ${REQUESTS_PER_PHASE} ${PHASE_CAP_MS}`);
-      stop = true;
-      await Promise.all([apiLoad, controllerLoad]);
-      assert.ok(loaded.ms, JSON.stringify(loaded));
-      busy.push(...loaded.ms);
-    }
-
-    const added = p99(busy) - p99(idle);
-    const summary = {
-      mode: MODE,
-      largestBytes: largest.length,
-      nearLimitBytes: near.length,
-      samples: { idle: idle.length, busy: busy.length },
-      p50: { idle: quantile(idle, 0.5), busy: quantile(busy, 0.5) },
-      p99: { idle: p99(idle), busy: p99(busy) },
-      max: { idle: Math.max(...idle), busy: Math.max(...busy) },
-      addedP99Ms: added,
-      validations,
-      ticks,
-    };
-    ctx.diagnostic(JSON.stringify(summary));
-    assert.ok(validations >= ROUNDS, `the API was kept busy (${validations} validations)`);
-    assert.ok(ticks >= ROUNDS, `the controller ticked (${ticks})`);
-    assert.equal(busy.length, ROUNDS * REQUESTS_PER_PHASE, "every busy request was answered");
-    assert.ok(added < 10, `p99 added latency ${added.toFixed(2)} ms: ${JSON.stringify(summary)}`);
+    await routerServes(client);
+    const summary = summarizeIsolation(
+      await measureIsolation({
+        api: t,
+        tick: () => t.controller.tick(),
+        otherPort: await freePort(),
+        upstream,
+        client,
+      }),
+    );
+    ctx.diagnostic(JSON.stringify({ mode: MODE, ...summary }));
+    assert.ok(
+      summary.addedP99Ms < 10,
+      `p99 added latency ${summary.addedP99Ms.toFixed(2)} ms: ${JSON.stringify(summary)}`,
+    );
   });
 });

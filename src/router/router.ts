@@ -12,7 +12,9 @@
  * and needs no lock.
  *
  * When the store is unreachable the router keeps serving the tables it has (DESIGN invariant
- * 4), warns once per outage and retries at each poll.
+ * 4) and retries at each poll; what it writes (measurements, exposures, shadow reports) waits
+ * in bounded buffers that count what they drop (`buffers()`, in every heartbeat and in
+ * /metrics), and the outage is logged once when it begins and once when it ends (outage.ts).
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";

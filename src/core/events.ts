@@ -168,6 +168,9 @@ export interface EventData {
   ExperimentConcluded: ExperimentNumbers;
   // The controller (src/controller/)
   ControllerStarted: {
+    /** With a lease (several controllers): the new leader and its epoch. */
+    holder?: string;
+    epoch?: number;
     phase: string;
     stepIndex: number | null;
     rollout: number;
@@ -505,6 +508,8 @@ export const EVENTS: { readonly [T in EventType]: EventInfo<T> } = {
     summary: "A controller took over the service (a start, or a new leader).",
     source: "controller",
     fields: {
+      holder: "with a lease (several controllers): the controller that leads now",
+      epoch: "with a lease: its writer epoch, which its commits carry",
       phase: "the service's phase",
       stepIndex: "the current step",
       rollout: "the rollout's number",

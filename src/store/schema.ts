@@ -123,6 +123,12 @@ export interface WriterEpochsTable {
   epoch: number;
   holder: string;
   acquired_at: number;
+  /** The controller lease (migration 0011): see `SqlStore.leadController`. */
+  renewals: Generated<number>;
+  renewed_at: number | null;
+  lease_ms: number | null;
+  /** 1 once the holder gave the lease up (a clean stop). */
+  released: Generated<number>;
 }
 
 /** One row per registered router (migration 0007); `heartbeat_at` says whether it is live. */

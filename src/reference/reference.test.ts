@@ -5,8 +5,8 @@
  * code the code has, and the index links every page.
  */
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, statSync } from "node:fs";
-import { join, relative } from "node:path";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { cliProgram, commandsOf } from "./cli.js";
@@ -23,6 +23,34 @@ function sourceFiles(dir: string, out: string[] = []): string[] {
       out.push(p);
   }
   return out;
+}
+
+function markdownFiles(dir: string, out: string[] = []): string[] {
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) markdownFiles(p, out);
+    else if (name.endsWith(".md")) out.push(p);
+  }
+  return out;
+}
+
+/** GitHub's anchors of a page's headings (fenced code left out). */
+function anchorsOf(file: string): Set<string> {
+  const anchors = new Set<string>();
+  let fenced = false;
+  for (const line of readFileSync(file, "utf8").split("\n")) {
+    if (line.startsWith("```")) fenced = !fenced;
+    const m = fenced ? null : /^#{1,6} (.*)$/.exec(line);
+    if (m)
+      anchors.add(
+        m[1]!
+          .trim()
+          .toLowerCase()
+          .replace(/[^\p{L}\p{N}_\- ]/gu, "")
+          .replaceAll(" ", "-"),
+      );
+  }
+  return anchors;
 }
 
 /** The code of a file without its comments (a variable named in a comment is not read). */
@@ -87,6 +115,26 @@ describe("docs/reference", () => {
       [0, 1, 2, 130],
     );
     for (const c of used) assert.ok(documented.has(c), `exit code ${c} is not in cli.md`);
+  });
+
+  it("every relative link in docs/ names a file, and a heading there when it has an anchor", () => {
+    const pages = markdownFiles(join(ROOT, "docs"));
+    const broken: string[] = [];
+    for (const page of pages) {
+      const text = readFileSync(page, "utf8");
+      for (const m of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+        const link = m[1]!;
+        if (/^[a-z]+:/.test(link)) continue;
+        const [path = "", anchor] = link.split("#");
+        const target = path === "" ? page : resolve(dirname(page), path);
+        const where = `${relative(ROOT, page)}: ${link}`;
+        if (!existsSync(target)) broken.push(`${where} (no such file)`);
+        else if (anchor && target.endsWith(".md") && !anchorsOf(target).has(anchor))
+          broken.push(`${where} (no such heading)`);
+      }
+    }
+    assert.ok(pages.length >= 8, `only ${pages.length} pages found`);
+    assert.deepEqual(broken, []);
   });
 
   it("the index links every page of docs/reference", () => {

@@ -650,8 +650,14 @@ function reportError(err: unknown): number {
   return 1;
 }
 
-try {
-  await program.parseAsync(logsVersionArgv(process.argv));
-} catch (err) {
-  process.exitCode = reportError(err);
+export { program };
+
+// Imported as `main.js?commands` (the CLI reference, docs/reference/cli.md, and its test), the
+// module only builds the command tree; run as the `turnout` binary, it parses the command line.
+if (!new URL(import.meta.url).searchParams.has("commands")) {
+  try {
+    await program.parseAsync(logsVersionArgv(process.argv));
+  } catch (err) {
+    process.exitCode = reportError(err);
+  }
 }

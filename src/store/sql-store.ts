@@ -1,6 +1,6 @@
 /**
  * The `Store` written once over kysely, for every SQL database Turnout supports. A dialect
- * module (`sqlite/`, later `postgres/`) opens the connection, runs the migrations and hands
+ * module (`sqlite/`, `postgres/`) opens the connection, runs the migrations and hands
  * the `Kysely` instance here.
  *
  * What this class needs from the dialect: write transactions (`db.transaction()`) that are

@@ -13,7 +13,6 @@
  * Ticks are driven by an injected clock: tests call `tick()` themselves; `start()` runs a loop
  * that ticks on store or runtime changes, at the next timed wake-up, and every `resyncMs`.
  */
-import { hostname } from "node:os";
 import type { Clock } from "../core/clock.js";
 import type {
   AnalysisTemplateSpec,
@@ -29,7 +28,7 @@ import type { Instance, Runtime } from "../runtime/runtime.js";
 import type { ExperimentStore } from "../store/experiment-store.js";
 import type { Store, StoredResource } from "../store/store.js";
 import { AnalysisExecutor } from "./analysis-executor.js";
-import { DEFAULT_LEASE_MS, Elector } from "./lease.js";
+import { controllerHolder, DEFAULT_LEASE_MS, Elector } from "./lease.js";
 import { ReleaseGate } from "./release-gate.js";
 import { type TickPorts, tickService } from "./tick.js";
 
@@ -142,7 +141,7 @@ export class Controller {
       ...(shadowReports ? { shadowReport: shadowReports } : {}),
       commit: (c) => this.store.commit(c),
     };
-    this.holder = opts.holder ?? `controller pid ${process.pid} on ${hostname()}`;
+    this.holder = opts.holder ?? controllerHolder();
     this.analysis = new AnalysisExecutor(
       opts.providers ?? {},
       () => {

@@ -88,7 +88,7 @@ export interface MeasurementQuery {
 /** Who holds the controller role's writer epoch, and since when. */
 export interface WriterEpoch {
   epoch: number;
-  /** Free text naming the claimant, e.g. "controller pid 4242 on host-a". */
+  /** Free text naming the claimant, e.g. "controller 3f9a1c (pid 4242 on host-a)". */
   holder: string;
   /** Clock ms of the claim. */
   acquiredAt: number;

@@ -139,6 +139,30 @@ describe("controller lease", () => {
     assert.equal((await a.step()).lease?.holder, "B");
   });
 
+  it("a claim that timed out here but went through there is renewed, not waited out", async () => {
+    let slow = true;
+    const lagging: Pick<Store, "leadController" | "releaseController"> = {
+      leadController: async (req) => {
+        const answer = await store.leadController(req);
+        // The answer arrives after the elector gave up on it (its interval).
+        if (slow) {
+          slow = false;
+          await new Promise((r) => setTimeout(r, 300));
+        }
+        return answer;
+      },
+      releaseController: (...args) => store.releaseController(...args),
+    };
+    const a = new Elector({ store: lagging, clock, holder: "A", leaseMs: 1_000, intervalMs: 200 });
+    assert.equal((await a.step()).epoch, null, "the claim's answer came too late");
+    assert.equal((await store.controllerLease())?.holder, "A", "but the store took it");
+    clock.advance(200);
+    assert.equal((await a.step()).epoch, null); // learns that it holds epoch 1
+    clock.advance(200);
+    assert.equal((await a.step()).epoch, 1, "renewed at once, without a lease of nobody leading");
+    assert.equal((await store.controllerLease())?.epoch, 1);
+  });
+
   it("a clean stop releases the lease: a standby leads at its next look", async () => {
     const a = elector("A", store);
     const b = elector("B", store);

@@ -71,7 +71,14 @@ export class Elector {
   /** The lease last seen as a standby, and when (this clock) it was first seen so. */
   private seen: { epoch: number; renewals: number; since: number } | null = null;
   private last: ControllerLease | null = null;
+  /**
+   * An epoch the store says this controller holds though it does not act on it: the answer to
+   * a claim that timed out here but went through there. The next step renews it.
+   */
+  private unclaimed: number | null = null;
   private timer: NodeJS.Timeout | null = null;
+  /** Fires at the acting deadline, so a leader stops even while its renewal hangs. */
+  private deadline: NodeJS.Timeout | null = null;
   private stepping: Promise<ElectionState> | null = null;
   private stopped = true;
 
@@ -128,15 +135,21 @@ export class Elector {
         ? { epoch: this.seen.epoch, renewals: this.seen.renewals }
         : undefined;
     const silentMs = takeover && this.seen ? sentAt - this.seen.since : null;
+    const renew = leading ?? this.unclaimed;
     let answer: Awaited<ReturnType<ElectorOptions["store"]["leadController"]>>;
     try {
-      answer = await this.store.leadController({
-        holder: this.holder,
-        now: sentAt,
-        leaseMs: this.leaseMs,
-        ...(leading !== null ? { renew: leading } : {}),
-        ...(takeover ? { takeover } : {}),
-      });
+      // A database cut off by the network does not answer at all: a step that takes longer
+      // than an interval has failed (its late answer, if any, is not acted on).
+      answer = await withTimeout(
+        this.store.leadController({
+          holder: this.holder,
+          now: sentAt,
+          leaseMs: this.leaseMs,
+          ...(renew !== null ? { renew } : {}),
+          ...(takeover ? { takeover } : {}),
+        }),
+        this.intervalMs,
+      );
     } catch (err) {
       // The store is unreachable: a leader keeps acting only until its lease runs short
       // (`acting`); a standby learns nothing and keeps its last sight of the lease.
@@ -145,6 +158,7 @@ export class Elector {
       return { epoch: this.epoch, lease: this.last };
     }
     this.last = answer.lease;
+    this.unclaimed = null;
     if (answer.leading) {
       this.seen = null;
       this.renewedFrom = sentAt;
@@ -158,22 +172,39 @@ export class Elector {
             : `controller lease: leading with epoch ${this.epoch}`,
         );
         this.onChange?.(this.epoch);
-      } else {
-        this.acting();
       }
+      this.armDeadline();
+      this.acting();
     } else {
       if (leading !== null)
         this.lose(
           `controller lease: ${answer.lease.holder} leads now (epoch ${answer.lease.epoch})`,
         );
       const l = answer.lease;
+      if (l.holder === this.holder && !l.released) this.unclaimed = l.epoch;
       if (this.seen === null || this.seen.epoch !== l.epoch || this.seen.renewals !== l.renewals)
         this.seen = { epoch: l.epoch, renewals: l.renewals, since: sentAt };
     }
     return { epoch: this.epoch, lease: this.last };
   }
 
+  /** With a timer running (`start`), `acting()` is called at the deadline by itself. */
+  private armDeadline(): void {
+    if (this.stopped) return;
+    if (this.deadline) clearTimeout(this.deadline);
+    this.deadline = setTimeout(
+      () => {
+        this.deadline = null;
+        this.acting();
+      },
+      Math.max(0, this.actUntil() - this.clock.now()),
+    );
+    this.deadline.unref?.();
+  }
+
   private lose(why: string): void {
+    if (this.deadline) clearTimeout(this.deadline);
+    this.deadline = null;
     if (this.epoch === null) return;
     const epoch = this.epoch;
     this.epoch = null;
@@ -204,6 +235,8 @@ export class Elector {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    if (this.deadline) clearTimeout(this.deadline);
+    this.deadline = null;
     await this.stepping?.catch(() => undefined);
     const epoch = this.epoch;
     if (epoch === null) return;
@@ -213,6 +246,15 @@ export class Elector {
       .releaseController(this.holder, epoch, this.clock.now())
       .catch((err: unknown) => this.log?.warn({ err }, "controller lease: release failed"));
   }
+}
+
+/** `p`, or a rejection once `ms` have passed without an answer. */
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the store did not answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
 /** A holder name unique to this process: "controller 3f9a1c (pid 4242 on host-a)". */

@@ -11,9 +11,7 @@ if ! command -v apt-get >/dev/null 2>&1; then
   echo "no apt-get here; the dashboard's browser test will skip (or fail under CI=true)" >&2
   exit 0
 fi
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+# shellcheck source=apt.sh
+. "$(dirname "$0")/apt.sh"
+apt_install chromium
 echo "installed: $(/usr/bin/chromium --version 2>/dev/null | head -n 1)"

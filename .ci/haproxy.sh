@@ -12,15 +12,7 @@ if ! command -v apt-get >/dev/null 2>&1; then
   echo "no apt-get here: install HAProxy 2.6 or later (with Lua) yourself" >&2
   exit 1
 fi
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-# policy-rc.d exit 101 keeps the package's postinst from starting the system haproxy on :80.
-if [ ! -e /usr/sbin/policy-rc.d ]; then
-  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
-  $SUDO chmod +x /usr/sbin/policy-rc.d
-  trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
-fi
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends haproxy >/dev/null
+# shellcheck source=apt.sh
+. "$(dirname "$0")/apt.sh"
+apt_install haproxy
 echo "installed: $(haproxy -v | head -n 1)"

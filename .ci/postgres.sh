@@ -13,16 +13,7 @@ if ! command -v apt-get >/dev/null 2>&1; then
   echo "no apt-get here: install PostgreSQL (initdb, pg_ctl, psql) yourself" >&2
   exit 1
 fi
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-# policy-rc.d exit 101 keeps the package's postinst from starting a system cluster on :5432.
-if [ ! -e /usr/sbin/policy-rc.d ]; then
-  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
-  $SUDO chmod +x /usr/sbin/policy-rc.d
-  trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
-fi
-$SUDO apt-get update -qq
-# postgresql brings the server binaries and the postgres user; no cluster is needed from it.
-$SUDO apt-get install -y -qq --no-install-recommends postgresql postgresql-client >/dev/null
+# shellcheck source=apt.sh
+. "$(dirname "$0")/apt.sh"
+apt_install postgresql postgresql-client
 echo "installed: $(ls -d /usr/lib/postgresql/*/bin | tail -n 1)"

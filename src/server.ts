@@ -88,6 +88,11 @@ export interface FleetMemberOptions extends TurnoutOptions {
   roles?: readonly Role[];
   /** Bind every service's listener on this address instead of the one its spec names. */
   routerAddress?: string;
+  /**
+   * The controller lease on a shared store (`--lease`): a standby leads at most about this
+   * long after the leader's last renewal. Default 5 s (src/controller/lease.ts).
+   */
+  leaseMs?: number;
 }
 
 /** A process of a fleet: what `startTurnout` returns, without the parts its roles leave out. */
@@ -354,6 +359,18 @@ async function startLocked(
           providers: { measurements: new StoreMeasurementSource(store) },
           experiments,
           shadowReports: async (service, id) => (await shadow.report(service, id))?.report ?? null,
+          // On a shared store any number of controllers may run: one leads by a lease, the
+          // others stand by (src/controller/lease.ts). SQLite's data dir lock admits one.
+          ...(opts.storeUrl !== undefined
+            ? {
+                lease: { ...(opts.leaseMs !== undefined ? { leaseMs: opts.leaseMs } : {}) },
+                onLeadership: (leading: boolean) => {
+                  // Only the leader delivers notifications (each outbox row once).
+                  if (leading) deliverer?.start();
+                  else void deliverer?.pause();
+                },
+              }
+            : {}),
         })
       : null;
   // Notifications go out beside the controller, never inside its tick (src/notify/).
@@ -470,7 +487,7 @@ async function startLocked(
     await router?.start();
     await traffic?.start();
     controller?.start();
-    deliverer?.start();
+    if (controller?.elector == null) deliverer?.start();
     if (api !== null) {
       const host = opts.host ?? DEFAULT_HOST;
       const port = opts.port ?? DEFAULT_PORT;

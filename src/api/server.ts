@@ -510,7 +510,23 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
         : {}),
       ...(opts.runtimeInstances ? { instances: opts.runtimeInstances(name) } : {}),
       ...(opts.shadow ? { shadow: await shadowView({ ...opts.shadow, store }, name) } : {}),
+      // Which controller leads (several on a shared store) and since when (issue #14).
+      controller: await controllerView(),
       now: clock.now(),
+    };
+  }
+
+  /** The controller lease as stored: who leads, since when, with which epoch. */
+  async function controllerView() {
+    const l = await store.controllerLease();
+    if (l === null) return null;
+    return {
+      leader: l.released ? null : l.holder,
+      epoch: l.epoch,
+      since: l.acquiredAt,
+      renewedAt: l.renewedAt,
+      leaseMs: l.leaseMs,
+      released: l.released,
     };
   }
 

@@ -55,6 +55,14 @@ export interface StatusView {
     intake?: { lines: number; lost: number; unparsable: number };
     refused?: string | null;
   } | null;
+  /** The controller lease (several controllers on a shared store): who leads, since when. */
+  controller?: {
+    leader: string | null;
+    epoch: number;
+    since: number;
+    renewedAt: number | null;
+    leaseMs: number | null;
+  } | null;
   now: number;
 }
 
@@ -209,6 +217,20 @@ export function formatStatus(v: StatusView): string {
     row("Data plane", parts.join(dim(", ")));
     if (d.refused) row("", red(`refused: ${d.refused}`));
     if (d.process?.lastError) row("", dim(`last error: ${d.process.lastError}`));
+  }
+  // Only with a lease (a fleet): one controller by the data dir's lock needs no line.
+  const c = v.controller;
+  if (c && c.leaseMs !== null) {
+    const since = new Date(c.since)
+      .toISOString()
+      .replace("T", " ")
+      .replace(/\.\d+Z$/, "Z");
+    row(
+      "Controller",
+      c.leader === null
+        ? yellow(`nobody leads (the last leader released the lease, epoch ${c.epoch})`)
+        : `${c.leader} ${dim(`leads since ${since} (${formatDuration(Math.max(0, v.now - c.since))}), epoch ${c.epoch}`)}`,
+    );
   }
   row("Generation", `${v.generation} (observed ${s.observedGeneration})`);
   if (s.previousStableVersions.length > 0) row("Previous", s.previousStableVersions.join(", "));

@@ -7,6 +7,7 @@
 import { networkInterfaces } from "node:os";
 import { Argument, Command, CommanderError, Option } from "commander";
 import { stringify as toYaml } from "yaml";
+import { parseDuration } from "../core/duration.js";
 import type { ServiceResource, ServiceStatus, TurnoutEvent } from "../core/model.js";
 import { DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from "../defaults.js";
 import { type FieldError, formatFieldError, TurnoutError } from "../errors.js";
@@ -115,6 +116,11 @@ program
     "bind the services' listeners on this address instead of their spec's host (several routers on one machine)",
   )
   .option(
+    "--lease <duration>",
+    "with --store: the controller lease; a standby controller leads at most about this long after the leader stops renewing (1s to 5m, default 5s)",
+    parseLease,
+  )
+  .option(
     "--token-file <file>",
     "the fleet's admin token (default: env TURNOUT_TOKEN, else the data dir's token)",
   )
@@ -139,6 +145,7 @@ program
         store?: string;
         roles?: string;
         routerAddress?: string;
+        lease?: number;
         tokenFile?: string;
         flagKeysFile?: string;
         logFormat?: "human" | "json";
@@ -160,6 +167,11 @@ program
       // Everything given is checked before anything starts or is written (exit 2).
       if (opts.store !== undefined) checkStoreUrl(opts.store);
       const roles = parseRoles(opts.roles, opts.store);
+      if (opts.lease !== undefined && opts.store === undefined)
+        throw new TurnoutError(
+          "TURNOUT_ERR_CLI_USAGE",
+          "--lease needs --store postgres://...: with the default SQLite store one controller runs, held by the data dir's lock, and there is no lease",
+        );
       const token = fleetToken(opts.tokenFile);
       const t = await startFleetMember({
         ...(g.dataDir ? { dataDir: g.dataDir } : {}),
@@ -172,6 +184,7 @@ program
         ...(opts.store !== undefined ? { storeUrl: opts.store } : {}),
         roles,
         ...(opts.routerAddress !== undefined ? { routerAddress: opts.routerAddress } : {}),
+        ...(opts.lease !== undefined ? { leaseMs: opts.lease } : {}),
         ...(token !== undefined ? { token } : {}),
         ...(opts.flagKeysFile !== undefined ? { flagKeysFile: opts.flagKeysFile } : {}),
       });
@@ -526,6 +539,19 @@ function parsePort(v: string): number {
   return n;
 }
 
+/** `--lease 5s`: a duration from 1 s to 5 min. */
+function parseLease(v: string): number {
+  const d = parseDuration(v);
+  if ("error" in d)
+    throw new TurnoutError("TURNOUT_ERR_CLI_USAGE", `--lease: ${d.error} (for example 5s)`);
+  if (d.ms < 1_000 || d.ms > 300_000)
+    throw new TurnoutError(
+      "TURNOUT_ERR_CLI_USAGE",
+      `--lease must be from 1s to 5m, got ${JSON.stringify(v)}: a standby takes over about one lease after the leader stops renewing`,
+    );
+  return d.ms;
+}
+
 function ref(r: { kind: string; name: string }) {
   return { kind: r.kind, name: r.name };
 }
@@ -624,8 +650,14 @@ function reportError(err: unknown): number {
   return 1;
 }
 
-try {
-  await program.parseAsync(logsVersionArgv(process.argv));
-} catch (err) {
-  process.exitCode = reportError(err);
+export { program };
+
+// Imported as `main.js?commands` (the CLI reference, docs/reference/cli.md, and its test), the
+// module only builds the command tree; run as the `turnout` binary, it parses the command line.
+if (!new URL(import.meta.url).searchParams.has("commands")) {
+  try {
+    await program.parseAsync(logsVersionArgv(process.argv));
+  } catch (err) {
+    process.exitCode = reportError(err);
+  }
 }

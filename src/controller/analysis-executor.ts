@@ -122,6 +122,12 @@ export class AnalysisExecutor {
     while (this.running.size > 0) await Promise.all([...this.running]);
   }
 
+  /** Takes measurements again after `stop()` (a controller that leads again), starting afresh. */
+  resume(): void {
+    this.stopped = false;
+    this.done.clear();
+  }
+
   stop(): void {
     this.stopped = true;
     for (const a of this.inflight.values()) a.abort(new Error("controller stopping"));

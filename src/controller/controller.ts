@@ -13,7 +13,6 @@
  * Ticks are driven by an injected clock: tests call `tick()` themselves; `start()` runs a loop
  * that ticks on store or runtime changes, at the next timed wake-up, and every `resyncMs`.
  */
-import { hostname } from "node:os";
 import type { Clock } from "../core/clock.js";
 import type {
   AnalysisTemplateSpec,
@@ -29,6 +28,7 @@ import type { Instance, Runtime } from "../runtime/runtime.js";
 import type { ExperimentStore } from "../store/experiment-store.js";
 import type { Store, StoredResource } from "../store/store.js";
 import { AnalysisExecutor } from "./analysis-executor.js";
+import { controllerHolder, DEFAULT_LEASE_MS, Elector } from "./lease.js";
 import { ReleaseGate } from "./release-gate.js";
 import { type TickPorts, tickService } from "./tick.js";
 
@@ -68,6 +68,15 @@ export interface ControllerOptions {
   releaseTimeoutMs?: number;
   /** A router whose last heartbeat is older than this is not waited for. Default 5 s. */
   routerLiveMs?: number;
+  /**
+   * Several controllers on one store (`--roles controller` on PostgreSQL): lead by a lease
+   * (lease.ts) instead of claiming the writer epoch outright. Only the leader ticks; the others
+   * stand by and take over when its lease runs out. Without it, the first tick claims the
+   * epoch and a controller superseded by another stops for good.
+   */
+  lease?: { leaseMs?: number; intervalMs?: number };
+  /** Called when this controller starts or stops leading (with a lease). */
+  onLeadership?: (leading: boolean) => void;
 }
 
 export interface TickReport {
@@ -76,6 +85,8 @@ export interface TickReport {
   written: string[];
   /** Earliest clock ms at which a service needs a tick by itself. */
   wakeAt: number | null;
+  /** With a lease: this controller does not lead, so the tick did nothing. */
+  standby?: boolean;
 }
 
 export class Controller {
@@ -108,6 +119,8 @@ export class Controller {
   readonly release: ReleaseGate;
   /** Events from outside a tick (a stop that timed out), written with the service's next commit. */
   private pendingEvents = new Map<string, EventDraft[]>();
+  /** The election, when several controllers share the store (`lease`). */
+  readonly elector: Elector | null;
 
   constructor(opts: ControllerOptions) {
     this.store = opts.store;
@@ -128,7 +141,7 @@ export class Controller {
       ...(shadowReports ? { shadowReport: shadowReports } : {}),
       commit: (c) => this.store.commit(c),
     };
-    this.holder = opts.holder ?? `controller pid ${process.pid} on ${hostname()}`;
+    this.holder = opts.holder ?? controllerHolder();
     this.analysis = new AnalysisExecutor(
       opts.providers ?? {},
       () => {
@@ -151,6 +164,45 @@ export class Controller {
     });
     // Installed at once, not at start(): tests that tick by hand stop instances too.
     this.runtime.setStopGate?.(this.release.gate);
+    const onLeadership = opts.onLeadership;
+    this.elector = opts.lease
+      ? new Elector({
+          store: this.store,
+          clock: this.clock,
+          holder: this.holder,
+          leaseMs: opts.lease.leaseMs ?? DEFAULT_LEASE_MS,
+          ...(opts.lease.intervalMs !== undefined ? { intervalMs: opts.lease.intervalMs } : {}),
+          logger: this.log,
+          onChange: (epoch) => {
+            this.leadershipChanged(epoch);
+            onLeadership?.(epoch !== null);
+          },
+        })
+      : null;
+  }
+
+  /**
+   * The lease was won or lost. A new lead starts from the store alone: services are seen
+   * afresh (each gets a ControllerStarted event saying where its rollout resumes) and the
+   * analysis measurements of the previous lead are dropped (the runs' state in the store says
+   * which are due). Losing it aborts the measurements in flight: a standby queries nothing.
+   */
+  private leadershipChanged(epoch: number | null): void {
+    this.epoch = epoch;
+    this.seen.clear();
+    this.known = new Set();
+    if (epoch === null) {
+      this.analysis.stop();
+      return;
+    }
+    this.analysis.resume();
+    this.schedule(0);
+  }
+
+  /** Who leads, with a lease: this controller's epoch (null: standing by) and the lease read. */
+  get leadership(): { holder: string; epoch: number | null; lease: Elector["lease"] } | null {
+    if (this.elector === null) return null;
+    return { holder: this.holder, epoch: this.epoch, lease: this.elector.lease };
   }
 
   /**
@@ -199,7 +251,15 @@ export class Controller {
     try {
       return await this.tickFenced();
     } catch (err) {
-      if (err instanceof TurnoutError && err.code === "TURNOUT_ERR_STORE_FENCED") this.fence(err);
+      if (err instanceof TurnoutError && err.code === "TURNOUT_ERR_STORE_FENCED") {
+        // With a lease another controller took over: stand by (the election learns who leads).
+        if (this.elector !== null) {
+          this.log.warn({ err: { code: err.code, message: err.message } }, "controller deposed");
+          void this.elector.step();
+          return { services: 0, written: [], wakeAt: null, standby: true };
+        }
+        this.fence(err);
+      }
       throw err;
     }
   }
@@ -210,7 +270,11 @@ export class Controller {
    * (a claim made during a tick is caught by that tick's commit, in its transaction).
    */
   private async tickFenced(): Promise<TickReport> {
-    if (this.epoch === null) {
+    if (this.elector !== null) {
+      // With a lease the election claims the epoch; a tick only checks it may still act.
+      if (this.elector.acting() === null || this.epoch === null)
+        return { services: 0, written: [], wakeAt: null, standby: true };
+    } else if (this.epoch === null) {
       this.epoch = await this.store.acquireWriterEpoch(this.holder, this.clock.now());
       this.log.info({ epoch: this.epoch, holder: this.holder }, "controller claimed writer epoch");
     } else {
@@ -295,7 +359,18 @@ export class Controller {
     const firstSight = !this.seen.has(name);
     if (firstSight) {
       this.seen.add(name);
-      if (status) leadingEvents.push(startedEvent(name, status, instances, now));
+      if (status)
+        leadingEvents.push(
+          startedEvent(
+            name,
+            status,
+            instances,
+            now,
+            this.elector !== null && this.epoch !== null
+              ? { holder: this.holder, epoch: this.epoch }
+              : undefined,
+          ),
+        );
     }
     const pending = this.pendingEvents.get(name);
     if (pending) {
@@ -331,6 +406,9 @@ export class Controller {
       for (const e of out.events)
         this.log.info({ service: name, event: e.type, data: e.data }, e.message);
 
+    // A lease that ran short during the tick: its commit went through (the store checked the
+    // epoch), but side effects outside the store are the next leader's.
+    if (this.elector !== null && this.elector.acting() === null) return commit !== null;
     // Measurements due now start after the commit, so a crash never records one twice.
     this.analysis.schedule(name, out.status, now);
     // Stops begin here, but an instance is signalled only once every live router serves a table
@@ -351,6 +429,7 @@ export class Controller {
       ),
     );
     this.unsubscribe.push(this.runtime.onChange(poke));
+    this.elector?.start();
     this.schedule(0);
   }
 
@@ -402,6 +481,8 @@ export class Controller {
     for (const u of this.unsubscribe) u();
     this.unsubscribe = [];
     if (this.running) await this.running.catch(() => undefined);
+    // Released last, once no tick of ours can commit: a standby leads at once.
+    await this.elector?.stop();
   }
 }
 
@@ -411,6 +492,7 @@ function startedEvent(
   status: ServiceStatus,
   instances: Instance[],
   now: number,
+  leader?: { holder: string; epoch: number },
 ): EventDraft {
   const byVersion: Record<string, number> = {};
   for (const i of instances) byVersion[i.version] = (byVersion[i.version] ?? 0) + 1;
@@ -425,8 +507,9 @@ function startedEvent(
     service,
     type: "ControllerStarted",
     actor: "controller",
-    message: `controller started: ${where}; instances found running: ${found || "none"}`,
+    message: `${leader ? `${leader.holder} leads (epoch ${leader.epoch})` : "controller started"}: ${where}; instances found running: ${found || "none"}`,
     data: {
+      ...(leader ? { holder: leader.holder, epoch: leader.epoch } : {}),
       phase: status.phase,
       stepIndex: status.stepIndex,
       rollout: status.rolloutNumber,

@@ -7,9 +7,9 @@ import { EVENT_TYPES, EVENTS, type EventType, eventDraft, isEvent } from "./even
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
-/** The rows of docs/events.md's table: type -> source, summary, field names. */
+/** The rows of docs/reference/events.md's table: type -> source, summary, field names. */
 function documented(): Map<string, { source: string; summary: string; fields: string[] }> {
-  const doc = readFileSync(join(ROOT, "docs/events.md"), "utf8");
+  const doc = readFileSync(join(ROOT, "docs/reference/events.md"), "utf8");
   const rows = new Map<string, { source: string; summary: string; fields: string[] }>();
   for (const m of doc.matchAll(/^\|\s*`([A-Za-z]+)`\s*\|\s*(\w+)\s*\|(.*)\|(.*)\|\s*$/gm)) {
     const fields = [...m[4]!.matchAll(/(?:^|<br>)\s*`(\w+)`:/g)].map((f) => f[1]!);
@@ -18,22 +18,26 @@ function documented(): Map<string, { source: string; summary: string; fields: st
   return rows;
 }
 
-test("docs/events.md documents every catalogued event with its source, summary and fields", () => {
+test("docs/reference/events.md documents every catalogued event with its source, summary and fields", () => {
   const rows = documented();
   for (const type of EVENT_TYPES) {
     const row = rows.get(type);
     const e = EVENTS[type];
     assert.ok(
       row,
-      `${type} is catalogued but not documented in docs/events.md (npx tsx scripts/gen-events-doc.ts)`,
+      `${type} is catalogued but not documented in docs/reference/events.md (npm run docs:reference)`,
     );
-    assert.equal(row.source, e.source, `${type}: source in docs/events.md`);
-    assert.equal(row.summary, e.summary, `${type}: summary in docs/events.md`);
-    assert.deepEqual(row.fields, Object.keys(e.fields), `${type}: data fields in docs/events.md`);
+    assert.equal(row.source, e.source, `${type}: source in docs/reference/events.md`);
+    assert.equal(row.summary, e.summary, `${type}: summary in docs/reference/events.md`);
+    assert.deepEqual(
+      row.fields,
+      Object.keys(e.fields),
+      `${type}: data fields in docs/reference/events.md`,
+    );
   }
 });
 
-test("every event type documented in docs/events.md is catalogued", () => {
+test("every event type documented in docs/reference/events.md is catalogued", () => {
   for (const type of documented().keys())
     assert.ok(type in EVENTS, `${type} is documented but not in src/core/events.ts`);
 });

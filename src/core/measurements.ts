@@ -73,9 +73,10 @@ export interface MeasurementRow extends Counts {
 }
 
 /**
- * What distinguishes one series of a service: its version and, in `labels`, an experiment arm
- * or flag variants in `canonicalLabels` form, so that the store's key, the in-memory key and the
- * Prometheus labels all extend without a new schema.
+ * What distinguishes one series of a service: its version and, in `labels`, extra labels in
+ * `canonicalLabels` form (today the variants of edge-evaluated flags, `router/flags-edge.ts`),
+ * so that the store's key, the in-memory key and the Prometheus labels all extend without a new
+ * schema.
  */
 export interface SeriesLabels {
   version: string;

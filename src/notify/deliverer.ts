@@ -144,13 +144,21 @@ export class NotificationDeliverer {
     this.wake();
   }
 
-  /** Stops the loop and waits for the requests in flight (bounded by `timeoutMs`). */
-  async stop(): Promise<void> {
+  /**
+   * Stops the loop and waits for the requests in flight (bounded by `timeoutMs`); `start()`
+   * resumes it. A controller that stops leading pauses its deliverer: only the leader delivers.
+   */
+  async pause(): Promise<void> {
     this.#running = false;
     if (this.#timer !== undefined) this.#o.clock.clearTimeout(this.#timer);
     this.#timer = undefined;
     await this.#passing;
     await Promise.allSettled([...this.#inflight.values()]);
+  }
+
+  /** Stops the loop for good, waiting for the requests in flight. */
+  async stop(): Promise<void> {
+    await this.pause();
     await this.#agent?.close();
   }
 

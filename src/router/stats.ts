@@ -1,7 +1,8 @@
 /**
- * The router's measurements: per service and per series (today a version; later also an
- * experiment arm and a flag variant, see `SeriesLabels`), a ring of 1-second buckets holding
- * requests, status classes, upstream errors and a latency sketch.
+ * The router's measurements: per service and per series (a version, or a version and the
+ * variants of the flags the edge evaluated for the request, see `SeriesLabels` and
+ * `flags-edge.ts`; an experiment's arms are versions, measured as such), a ring of 1-second
+ * buckets holding requests, status classes, upstream errors and a latency sketch.
  *
  * The hot path: compiled tables hold a direct reference to each version's `SeriesCounters`,
  * so recording a response is a clock read, a compare, a few integer increments and one

@@ -37,6 +37,7 @@ import type {
   WriterEpochsTable,
 } from "./schema.js";
 import type {
+  ControllerLease,
   MeasurementRow,
   RouterReport,
   StoredCommand,
@@ -221,4 +222,14 @@ export function mapResourceRevision(row: Selectable<ResourceRevisionsTable>): Re
 
 export function mapWriterEpoch(row: Selectable<WriterEpochsTable>): WriterEpoch {
   return { epoch: Number(row.epoch), holder: row.holder, acquiredAt: Number(row.acquired_at) };
+}
+
+export function mapControllerLease(row: Selectable<WriterEpochsTable>): ControllerLease {
+  return {
+    ...mapWriterEpoch(row),
+    renewals: Number(row.renewals),
+    renewedAt: row.renewed_at === null ? null : Number(row.renewed_at),
+    leaseMs: row.lease_ms === null ? null : Number(row.lease_ms),
+    released: Number(row.released) !== 0,
+  };
 }

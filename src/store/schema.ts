@@ -1,12 +1,15 @@
 /**
- * The store's tables as the code sees them today: every table name and column is declared
- * here once (the core store's and the feature stores': experiments, flags, shadow reports), and
- * `mappers.ts` turns rows into model objects. Code reads and writes them only through
- * `Kysely<Database>`, so a column renamed here fails to compile wherever it is used. Migrations do not import these
- * types on purpose: a migration describes the schema as it was when it was written, and must
- * keep compiling and meaning the same thing after this file moves on.
+ * The store's tables as the code sees them today: every table the migrations create, with its
+ * columns, is declared here once (the core store's and the feature stores': experiments,
+ * flags, shadow reports, notifications; `migrations.test.ts` checks that the migrations create
+ * exactly `TABLE_NAMES`). Not declared: Kysely's own bookkeeping, `kysely_migration` and
+ * `kysely_migration_lock`, which its `Migrator` creates and owns. `mappers.ts` turns rows into
+ * model objects. Code reads and writes them only through `Kysely<Database>`, so a column
+ * renamed here fails to compile wherever it is used. Migrations do not import these types on
+ * purpose: a migration describes the schema as it was when it was written, and must keep
+ * compiling and meaning the same thing after this file moves on.
  *
- * Portable choices (SQLite now, PostgreSQL later):
+ * Portable choices (the same schema on SQLite and PostgreSQL):
  * - JSON is stored as TEXT (canonical JSON, see `json.ts`), never as a JSON column type, so
  *   the same bytes compare equal on both databases.
  * - Clock milliseconds are BIGINT. node-postgres returns BIGINT as a string, so mappers
@@ -123,6 +126,12 @@ export interface WriterEpochsTable {
   epoch: number;
   holder: string;
   acquired_at: number;
+  /** The controller lease (migration 0011): see `SqlStore.leadController`. */
+  renewals: Generated<number>;
+  renewed_at: number | null;
+  lease_ms: number | null;
+  /** 1 once the holder gave the lease up (a clean stop). */
+  released: Generated<number>;
 }
 
 /** One row per registered router (migration 0007); `heartbeat_at` says whether it is live. */

@@ -1,6 +1,6 @@
 /**
  * The `Store` written once over kysely, for every SQL database Turnout supports. A dialect
- * module (`sqlite/`, later `postgres/`) opens the connection, runs the migrations and hands
+ * module (`sqlite/`, `postgres/`) opens the connection, runs the migrations and hands
  * the `Kysely` instance here.
  *
  * What this class needs from the dialect: write transactions (`db.transaction()`) that are
@@ -32,6 +32,7 @@ import { canonicalJson } from "./json.js";
 import {
   experimentRow,
   mapCommand,
+  mapControllerLease,
   mapEvent,
   mapMeasurement,
   mapResource,
@@ -47,6 +48,9 @@ import type {
   ApplyAction,
   ApplyOutcome,
   ControllerCommit,
+  ControllerLease,
+  LeadAnswer,
+  LeadRequest,
   MeasurementQuery,
   MeasurementRow,
   RouterReport,
@@ -582,11 +586,112 @@ export class SqlStore implements Store {
             epoch: (eb) => eb("writer_epochs.epoch", "+", 1),
             holder: (eb) => eb.ref("excluded.holder"),
             acquired_at: (eb) => eb.ref("excluded.acquired_at"),
+            // A claim without a lease (one controller by the data dir's lock).
+            renewals: 0,
+            renewed_at: (eb) => eb.ref("excluded.acquired_at"),
+            lease_ms: null,
+            released: 0,
           }),
         )
         .returning("epoch")
         .executeTakeFirstOrThrow();
       return Number(row.epoch);
+    });
+  }
+
+  /**
+   * The election step (see `Store.leadController`). The decision is made on the row read in
+   * the same write transaction, which the dialect serializes with every other write (the
+   * PostgreSQL store takes its writers' lock), so two standbys that saw the same lease expire
+   * cannot both take it: the second finds the epoch moved on. No clock is compared here:
+   * whether a lease expired is the standby's judgement on its own clock (`takeover`).
+   */
+  async leadController(req: LeadRequest): Promise<LeadAnswer> {
+    return this.#write(async (trx) => {
+      const row = await trx
+        .selectFrom("writer_epochs")
+        .selectAll()
+        .where("role", "=", WRITER_ROLE_CONTROLLER)
+        .executeTakeFirst();
+      const current = row === undefined ? null : mapControllerLease(row);
+      const take = async (epoch: number): Promise<LeadAnswer> => {
+        const values = {
+          epoch,
+          holder: req.holder,
+          acquired_at: req.now,
+          renewals: 0,
+          renewed_at: req.now,
+          lease_ms: req.leaseMs,
+          released: 0,
+        };
+        if (current === null)
+          await trx
+            .insertInto("writer_epochs")
+            .values({ role: WRITER_ROLE_CONTROLLER, ...values })
+            .execute();
+        else
+          await trx
+            .updateTable("writer_epochs")
+            .set(values)
+            .where("role", "=", WRITER_ROLE_CONTROLLER)
+            .execute();
+        return {
+          leading: true,
+          lease: {
+            epoch,
+            holder: req.holder,
+            acquiredAt: req.now,
+            renewals: 0,
+            renewedAt: req.now,
+            leaseMs: req.leaseMs,
+            released: false,
+          },
+        };
+      };
+      if (current === null) return take(1);
+      if (current.released) return take(current.epoch + 1);
+      if (req.renew === current.epoch && req.holder === current.holder) {
+        const renewals = current.renewals + 1;
+        await trx
+          .updateTable("writer_epochs")
+          .set({ renewals, renewed_at: req.now, lease_ms: req.leaseMs })
+          .where("role", "=", WRITER_ROLE_CONTROLLER)
+          .execute();
+        return {
+          leading: true,
+          lease: { ...current, renewals, renewedAt: req.now, leaseMs: req.leaseMs },
+        };
+      }
+      if (
+        req.takeover !== undefined &&
+        req.takeover.epoch === current.epoch &&
+        req.takeover.renewals === current.renewals
+      )
+        return take(current.epoch + 1);
+      return { leading: false, lease: current };
+    });
+  }
+
+  async releaseController(holder: string, epoch: number, now: number): Promise<void> {
+    await this.#write(async (trx) => {
+      await trx
+        .updateTable("writer_epochs")
+        .set({ released: 1, renewed_at: now })
+        .where("role", "=", WRITER_ROLE_CONTROLLER)
+        .where("epoch", "=", epoch)
+        .where("holder", "=", holder)
+        .execute();
+    });
+  }
+
+  async controllerLease(): Promise<ControllerLease | null> {
+    return this.#read(async (db) => {
+      const row = await db
+        .selectFrom("writer_epochs")
+        .selectAll()
+        .where("role", "=", WRITER_ROLE_CONTROLLER)
+        .executeTakeFirst();
+      return row === undefined ? null : mapControllerLease(row);
     });
   }
 

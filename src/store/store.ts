@@ -88,10 +88,48 @@ export interface MeasurementQuery {
 /** Who holds the controller role's writer epoch, and since when. */
 export interface WriterEpoch {
   epoch: number;
-  /** Free text naming the claimant, e.g. "controller pid 4242 on host-a". */
+  /** Free text naming the claimant, e.g. "controller 3f9a1c (pid 4242 on host-a)". */
   holder: string;
   /** Clock ms of the claim. */
   acquiredAt: number;
+}
+
+/**
+ * The controller lease (several controllers on one store, one leading): the writer epoch's row
+ * with the lease's fields. A standby sees the lease expire when `renewals` stands still for
+ * `leaseMs` on its own clock (`src/controller/lease.ts`).
+ */
+export interface ControllerLease extends WriterEpoch {
+  /** Renewals since `acquiredAt`; changes at each renewal. */
+  renewals: number;
+  /** The leader's clock ms at its last renewal (or its claim); null for a claim without lease. */
+  renewedAt: number | null;
+  /** The lease's duration; null for a claim without a lease (`acquireWriterEpoch`). */
+  leaseMs: number | null;
+  /** The holder gave the lease up (a clean stop): any controller may take it at once. */
+  released: boolean;
+}
+
+/** One step of the election (`Store.leadController`). */
+export interface LeadRequest {
+  holder: string;
+  /** The caller's clock ms (recorded, never compared with another machine's). */
+  now: number;
+  leaseMs: number;
+  /** The epoch the caller leads with: renew it. */
+  renew?: number;
+  /**
+   * The lease the caller saw expire: take it, if it is still exactly that one (the same epoch
+   * and renewals: the leader did not renew meanwhile).
+   */
+  takeover?: { epoch: number; renewals: number };
+}
+
+export interface LeadAnswer {
+  /** True when the caller leads after this step (with `lease.epoch`). */
+  leading: boolean;
+  /** The lease after this step. */
+  lease: ControllerLease;
 }
 
 /**
@@ -208,6 +246,22 @@ export interface Store {
   acquireWriterEpoch(holder: string, now: number): Promise<number>;
   /** The current claim of the controller role, or null when no writer has claimed it. */
   currentWriterEpoch(): Promise<WriterEpoch | null>;
+
+  /**
+   * One step of the controllers' election, in one transaction (claims are serialized with each
+   * other and with `commit`'s epoch check):
+   * - nobody claimed the role yet, or the holder released it: the caller takes it;
+   * - `renew` is the current epoch and the caller holds it: the lease is renewed;
+   * - `takeover` is exactly the current lease (the same epoch and renewals): the caller takes
+   *   it, with the next epoch, which fences the old leader's commits;
+   * - otherwise nothing changes and the caller does not lead.
+   * Taking the role bumps the epoch (as `acquireWriterEpoch`) and restarts `renewals` at 0.
+   */
+  leadController(req: LeadRequest): Promise<LeadAnswer>;
+  /** The leader gives the lease up (a clean stop), if it still holds `epoch`; else nothing. */
+  releaseController(holder: string, epoch: number, now: number): Promise<void>;
+  /** The controller role's lease, or null when no controller has claimed it. */
+  controllerLease(): Promise<ControllerLease | null>;
 
   /**
    * Stores measurement rows in one transaction. A row whose key (service, version, labels,

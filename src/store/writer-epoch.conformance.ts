@@ -162,4 +162,163 @@ export function describeWriterEpochConformance(d: WriterEpochSuiteDeps): void {
       await again.close();
     }
   });
+
+  // ---- The controller lease (issue #14: several controllers, one leading) ----------------
+
+  const LEASE = 5_000;
+
+  test("controller lease: the first claimant leads; others do not, and see who does", async ({
+    store,
+  }) => {
+    assert.equal(await store.controllerLease(), null);
+    const a = await store.leadController({ holder: "A", now: T0, leaseMs: LEASE });
+    assert.equal(a.leading, true);
+    assert.deepEqual(a.lease, {
+      epoch: 1,
+      holder: "A",
+      acquiredAt: T0,
+      renewals: 0,
+      renewedAt: T0,
+      leaseMs: LEASE,
+      released: false,
+    });
+    const b = await store.leadController({ holder: "B", now: T0 + 1, leaseMs: LEASE });
+    assert.equal(b.leading, false);
+    assert.deepEqual(b.lease, a.lease);
+    assert.deepEqual(await store.controllerLease(), a.lease);
+    // The writer epoch is the lease's: commits carry it.
+    assert.deepEqual(await store.currentWriterEpoch(), { epoch: 1, holder: "A", acquiredAt: T0 });
+  });
+
+  test("controller lease: only the holder renews, and only with its epoch", async ({ store }) => {
+    await store.leadController({ holder: "A", now: T0, leaseMs: LEASE });
+    const r = await store.leadController({
+      holder: "A",
+      now: T0 + 1_000,
+      leaseMs: LEASE,
+      renew: 1,
+    });
+    assert.equal(r.leading, true);
+    assert.equal(r.lease.renewals, 1);
+    assert.equal(r.lease.renewedAt, T0 + 1_000);
+    assert.equal(r.lease.acquiredAt, T0, "renewing keeps the time the lead was taken");
+    // Another controller cannot renew a lease it does not hold, even with the right epoch.
+    const b = await store.leadController({
+      holder: "B",
+      now: T0 + 1_001,
+      leaseMs: LEASE,
+      renew: 1,
+    });
+    assert.equal(b.leading, false);
+    // Nor the holder with an epoch it no longer has.
+    const stale = await store.leadController({
+      holder: "A",
+      now: T0 + 1_002,
+      leaseMs: LEASE,
+      renew: 7,
+    });
+    assert.equal(stale.leading, false);
+    assert.equal((await store.controllerLease())?.renewals, 1);
+  });
+
+  test("controller lease: a takeover of an expired lease fences the old leader", async ({
+    store,
+  }) => {
+    await store.applyResources([service("a")], { actor: "alice", now: T0 });
+    const a = await store.leadController({ holder: "A", now: T0, leaseMs: LEASE });
+    // B saw epoch 1 with 0 renewals stand still for a lease: it takes over with epoch 2.
+    const b = await store.leadController({
+      holder: "B",
+      now: T0 + 6_000,
+      leaseMs: LEASE,
+      takeover: { epoch: 1, renewals: 0 },
+    });
+    assert.equal(b.leading, true);
+    assert.equal(b.lease.epoch, 2);
+    assert.equal(b.lease.holder, "B");
+    assert.equal(b.lease.renewals, 0);
+    // The old leader wakes up: its renewal fails and so does its commit, writing nothing.
+    const late = await store.leadController({
+      holder: "A",
+      now: T0 + 6_001,
+      leaseMs: LEASE,
+      renew: a.lease.epoch,
+    });
+    assert.equal(late.leading, false);
+    assert.equal(late.lease.holder, "B");
+    await assert.rejects(
+      store.commit({ service: "a", epoch: a.lease.epoch, status: status(), now: T0 + 6_002 }),
+      { code: "TURNOUT_ERR_STORE_FENCED" },
+    );
+    assert.equal(await store.getStatus("a"), null);
+    await store.commit({ service: "a", epoch: b.lease.epoch, status: status(), now: T0 + 6_003 });
+    assert.deepEqual(await store.getStatus("a"), status());
+  });
+
+  test("controller lease: a takeover of a lease renewed meanwhile is refused", async ({
+    store,
+  }) => {
+    await store.leadController({ holder: "A", now: T0, leaseMs: LEASE });
+    await store.leadController({ holder: "A", now: T0 + 1_000, leaseMs: LEASE, renew: 1 });
+    const b = await store.leadController({
+      holder: "B",
+      now: T0 + 6_000,
+      leaseMs: LEASE,
+      takeover: { epoch: 1, renewals: 0 },
+    });
+    assert.equal(b.leading, false);
+    assert.equal(b.lease.holder, "A");
+    assert.equal(b.lease.renewals, 1);
+  });
+
+  test("controller lease: of standbys that saw the same lease expire, exactly one leads", async ({
+    store,
+  }) => {
+    await store.leadController({ holder: "A", now: T0, leaseMs: LEASE });
+    const answers = await Promise.all(
+      ["B", "C", "D", "E"].map((holder) =>
+        store.leadController({
+          holder,
+          now: T0 + 6_000,
+          leaseMs: LEASE,
+          takeover: { epoch: 1, renewals: 0 },
+        }),
+      ),
+    );
+    const leaders = answers.filter((x) => x.leading);
+    assert.equal(leaders.length, 1);
+    const lease = await store.controllerLease();
+    assert.equal(lease?.epoch, 2);
+    assert.equal(lease?.holder, leaders[0]?.lease.holder);
+  });
+
+  test("controller lease: a released lease is taken at once; only its holder releases", async ({
+    store,
+  }) => {
+    await store.leadController({ holder: "A", now: T0, leaseMs: LEASE });
+    await store.releaseController("B", 1, T0 + 1); // not B's
+    await store.releaseController("A", 2, T0 + 1); // not A's epoch
+    assert.equal((await store.controllerLease())?.released, false);
+    await store.releaseController("A", 1, T0 + 2);
+    assert.equal((await store.controllerLease())?.released, true);
+    const b = await store.leadController({ holder: "B", now: T0 + 3, leaseMs: LEASE });
+    assert.equal(b.leading, true);
+    assert.equal(b.lease.epoch, 2);
+    assert.equal(b.lease.released, false);
+  });
+
+  test("controller lease: a claim without a lease clears the lease's fields", async ({ store }) => {
+    await store.leadController({ holder: "A", now: T0, leaseMs: LEASE });
+    await store.leadController({ holder: "A", now: T0 + 1, leaseMs: LEASE, renew: 1 });
+    const epoch = await store.acquireWriterEpoch("single", T0 + 2);
+    assert.deepEqual(await store.controllerLease(), {
+      epoch,
+      holder: "single",
+      acquiredAt: T0 + 2,
+      renewals: 0,
+      renewedAt: T0 + 2,
+      leaseMs: null,
+      released: false,
+    });
+  });
 }

@@ -36,9 +36,10 @@ export const PROMETHEUS_REDUCERS: readonly PrometheusReduce[] = [
 ];
 
 /**
- * The Prometheus source. `address` and `query` are what `core/model.ts` has today; the other
- * fields are optional additions this provider understands (the model and schema should grow
- * them; see the report). `query` is templated; `address` is not (it is validated as a URL).
+ * The Prometheus source as the provider reads it: the model's (`core/model.ts`, validated by the
+ * schema), with the fields the schema defaults optional here too, so that a source written by
+ * hand (tests, the lab) need not carry them; `ProviderSourceSpec` below checks that the model
+ * still fits. `query` is templated; `address` is not (it is validated as a URL).
  */
 export interface PrometheusSourceSpec {
   /** Base URL of the Prometheus HTTP API, e.g. "http://127.0.0.1:9090" (a path prefix is kept). */

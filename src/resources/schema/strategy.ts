@@ -91,15 +91,26 @@ const BlueGreenStrategySchema = strict({
   )
     .optional()
     .describe(
-      "Blue-green with feature flags: setFlag, analysis and pause steps run after the switch; a failed analysis turns the flags off and switches back.",
+      "Blue-green with feature flags: setFlag, analysis and pause steps run after the switch. Once a step has raised a flag, a failed analysis turns the rollout's flags off and green stays (FlagKilled); before that, a failure switches back to blue.",
     ),
 });
 
+// The step's fields without their defaults (compileRolling applies them), described as there:
+// `unwrap()` drops the description with the default.
 const RollingStrategySchema = strict({
-  maxSurge: RollingShape.maxSurge.unwrap().optional(),
-  maxUnavailable: RollingShape.maxUnavailable.unwrap().optional(),
-  minReadySeconds: RollingShape.minReadySeconds.unwrap().optional(),
-  progressDeadlineSeconds: RollingShape.progressDeadlineSeconds.unwrap().optional(),
+  maxSurge: RollingShape.maxSurge.unwrap().optional().describe(RollingShape.maxSurge.description!),
+  maxUnavailable: RollingShape.maxUnavailable
+    .unwrap()
+    .optional()
+    .describe(RollingShape.maxUnavailable.description!),
+  minReadySeconds: RollingShape.minReadySeconds
+    .unwrap()
+    .optional()
+    .describe(RollingShape.minReadySeconds.description!),
+  progressDeadlineSeconds: RollingShape.progressDeadlineSeconds
+    .unwrap()
+    .optional()
+    .describe(RollingShape.progressDeadlineSeconds.description!),
   analysis: RollingShape.analysis,
 }).superRefine((r, ctx) => {
   // As Kubernetes: with no surge and no unavailability an update could never make progress.

@@ -1,8 +1,10 @@
 /**
  * The static runtime: versions run somewhere Turnout does not manage, and the spec names their
  * addresses. Instances are exactly the configured upstreams of each targeted version, always
- * "ready" for now (active health checks of upstreams arrive with the data-plane issue, and will
- * flip state here). Nothing is started or stopped, so every operation completes at once.
+ * "ready": whether an upstream gets traffic is the router's call, per request, from its active
+ * health checks (`trafficPolicy.healthCheck`) and outlier detection (`router/health.ts`), which
+ * act on the endpoint and not on the instance's state here. Nothing is started or stopped, so
+ * every operation completes at once.
  */
 import type { RuntimeSpec } from "../../core/model.js";
 import { TurnoutError } from "../../errors.js";

@@ -16,6 +16,7 @@ import { writerEpoch } from "./0006_writer_epoch.js";
 import { routers } from "./0007_routers.js";
 import { notifications } from "./0009_notifications.js";
 import { shadowHistory } from "./0010_shadow_history.js";
+import { controllerLease } from "./0011_controller_lease.js";
 import type { SqlDialectName } from "./dialect.js";
 
 export type { SqlDialectName } from "./dialect.js";
@@ -32,6 +33,7 @@ export function turnoutMigrations(dialect: SqlDialectName): Record<string, Migra
     "0007_routers": routers(dialect),
     "0009_notifications": notifications(dialect),
     "0010_shadow_history": shadowHistory(dialect),
+    "0011_controller_lease": controllerLease(dialect),
   };
 }
 

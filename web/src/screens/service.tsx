@@ -163,7 +163,20 @@ export function ServiceScreen({ name }: { name: string }) {
             </>
           ) : null}
           {view.listener ? ` · router ${view.listener.host}:${view.listener.port}` : ""}
+          {view.dataPlane?.provider ? ` · data plane ${view.dataPlane.provider}` : ""}
         </p>
+        {view.controller && view.controller.leaseMs !== null ? (
+          <p className="muted small">
+            {view.controller.leader ? (
+              <>
+                controller <span className="mono">{view.controller.leader}</span> leads since{" "}
+                {time(view.controller.since)} (epoch {view.controller.epoch})
+              </>
+            ) : (
+              <span className="chip warn">no controller leads (the lease was released)</span>
+            )}
+          </p>
+        ) : null}
       </div>
 
       <div className="panel">

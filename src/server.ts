@@ -513,7 +513,7 @@ async function startLocked(
   if (listen?.exposed && !tls) {
     logger.warn(
       { listen },
-      "the API and /metrics are reachable from the network in plain HTTP; give --tls-cert and --tls-key, or listen on 127.0.0.1",
+      "the API and /metrics are reachable from the network in plain HTTP (the admin token and all traffic unencrypted); serve HTTPS with --tls-cert FILE --tls-key FILE, or keep --host 127.0.0.1",
     );
   }
 

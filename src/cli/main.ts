@@ -202,11 +202,7 @@ program
       } else {
         process.stdout.write(`Turnout API listening on ${t.url}\n`);
       }
-      if (listen?.exposed && listen.protocol === "http") {
-        process.stderr.write(
-          `${red("warning")}: the API and /metrics are reachable from the network in plain HTTP (the admin token and all traffic unencrypted); serve HTTPS with --tls-cert FILE --tls-key FILE, or keep --host 127.0.0.1\n`,
-        );
-      }
+      // The plain-HTTP-on-the-network warning is the server's log line (one, in either format).
       process.stdout.write(
         dim(`data in ${t.dataDir} (token in ${t.dataDir}/token); Ctrl-C to stop\n`),
       );
@@ -518,7 +514,7 @@ program
 program
   .command("demo")
   .description(
-    "five scenarios end to end on an example model (canary with automatic rollback, rolling and blue-green under load, shadow, A/B test, blue-green with feature flags) in a temp data dir (--keep keeps it); exits 0 when all went as expected",
+    "the six strategies end to end on an example model (canary with automatic rollback, rolling and blue-green under load, shadow, A/B test, blue-green with feature flags), the canary again on HAProxy when it is installed, and a quick strategy lab, in a temp data dir (--keep keeps it); exits 0 when all went as expected",
   )
   .option("--keep", "keep the demo's data dir instead of deleting it")
   .action(async (opts: { keep?: boolean }) => {

@@ -2,7 +2,8 @@
  * docs/reference/ is in step with the code: each generated section is what
  * `npm run docs:reference` would write now (the CLI's commander tree, the error table, the
  * event catalogue), the CLI page names every command, option, environment variable and exit
- * code the code has, and the index links every page.
+ * code the code has, the index links every page, and every relative link in README.md and docs/
+ * leads somewhere.
  */
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
@@ -117,8 +118,9 @@ describe("docs/reference", () => {
     for (const c of used) assert.ok(documented.has(c), `exit code ${c} is not in cli.md`);
   });
 
-  it("every relative link in docs/ names a file, and a heading there when it has an anchor", () => {
-    const pages = markdownFiles(join(ROOT, "docs"));
+  it("every relative link in README.md and docs/ names a file, and a heading there when it has an anchor", () => {
+    // The README links to the guides instead of repeating them, so its links are checked too.
+    const pages = [join(ROOT, "README.md"), ...markdownFiles(join(ROOT, "docs"))];
     const broken: string[] = [];
     for (const page of pages) {
       const text = readFileSync(page, "utf8");
@@ -133,7 +135,7 @@ describe("docs/reference", () => {
           broken.push(`${where} (no such heading)`);
       }
     }
-    assert.ok(pages.length >= 8, `only ${pages.length} pages found`);
+    assert.ok(pages.length >= 18, `only ${pages.length} pages found`);
     assert.deepEqual(broken, []);
   });
 

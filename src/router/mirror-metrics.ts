@@ -42,7 +42,7 @@ export function withMirrorMetrics(
   });
   new Counter({
     name: "turnout_mirror_drops_total",
-    help: "Copies not made, not answered or not compared, by service and reason (queue_full, body_too_large, shadow_timeout, shadow_error, primary_failed, compare_backlog).",
+    help: "Copies not made, not answered or not compared, by service and reason (queue_full, body_too_large, shadow_timeout, shadow_error, primary_failed, compare_backlog, shadow_unavailable).",
     labelNames: ["service", "reason"] as const,
     registers: [registry],
     collect() {

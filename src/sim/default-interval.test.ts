@@ -26,7 +26,10 @@ const spec: ServiceSpec = {
   },
 };
 
-/** As the README's example writes it: no interval, no count, no minSamples. */
+/**
+ * The errors metric as docs/resources.md's AnalysisTemplate example writes it: no interval, no
+ * count, no minSamples.
+ */
 const templates: Record<string, AnalysisTemplateSpec> = {
   errors: {
     metrics: [

@@ -1,7 +1,8 @@
 /**
- * The README's blue-green example, as written (only the addresses and ports are this test's),
- * through the real Turnout: store, controller, router and API in one process. The clock is a
- * FakeClock, so the 60 s before the switch and the three looks 10 s apart take no real time.
+ * The docs' blue-green example (docs/rollouts.md, "Blue-green"), as written (only the addresses
+ * and ports are this test's), through the real Turnout: store, controller, router and API in one
+ * process. The clock is a FakeClock, so the 60 s before the switch and the three looks 10 s apart
+ * take no real time.
  * A green that answers well completes; one that fails 20% of its requests is switched back to
  * blue by the post-promotion analysis.
  */
@@ -15,15 +16,18 @@ import { FakeClock } from "../../src/core/clock.js";
 import { type RunningTurnout, startTurnout } from "../../src/server.js";
 import { api, cli, freePort, ROOT, sendMany, tempDir, waitFor } from "../helpers.js";
 
-/** The README's complete blue-green example: the yaml block with `blueGreen:` and a template. */
-function readmeExample(): string {
-  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
-  const blocks = [...readme.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!);
+/** Where the example lives: the guide to rollouts, which says this test runs it. */
+const GUIDE = "docs/rollouts.md";
+
+/** The docs' complete blue-green example: the yaml block with `blueGreen:` and a template. */
+function docsExample(): string {
+  const guide = readFileSync(join(ROOT, GUIDE), "utf8");
+  const blocks = [...guide.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!);
   const found = blocks.filter(
     (b) =>
       b.includes("blueGreen:") && b.includes("kind: Service") && b.includes("AnalysisTemplate"),
   );
-  assert.equal(found.length, 1, "one complete blue-green example in the README");
+  assert.equal(found.length, 1, `one complete blue-green example in ${GUIDE}`);
   return found[0]!;
 }
 
@@ -55,7 +59,7 @@ async function run(greenFailEvery: number) {
     servers.push(blue.server, green.server);
     const port = await freePort();
     const previewPort = await freePort();
-    const example = readmeExample();
+    const example = docsExample();
     const yaml = example
       .replace('"http://127.0.0.1:9001"', `"${blue.url}"`)
       .replace('"http://127.0.0.1:9002"', `"${green.url}"`)
@@ -146,7 +150,7 @@ async function run(greenFailEvery: number) {
   }
 }
 
-describe("the README's blue-green example, through the real controller", () => {
+describe("the docs' blue-green example, through the real controller", () => {
   it("previews green, switches after autoPromotionSeconds, and completes after the post-promotion analysis", async () => {
     const r = await run(0);
     const trail = r.events.map((e) => `${e.type}: ${e.message}`).join("\n");
@@ -180,7 +184,7 @@ describe("apply refuses the traps of #18 before any traffic moves", () => {
     const t = await startTurnout({ dataDir: dir, port: 0, logger: pino({ level: "silent" }) });
     try {
       const port = await freePort();
-      const example = readmeExample().replace("port: 8080", `port: ${port}`);
+      const example = docsExample().replace("port: 8080", `port: ${port}`);
       const compare = example.replace(
         "judge: { threshold: { max: 0.01 } }",
         "judge: { sequential: { maxIncrease: 0.01, alpha: 0.01 } }",

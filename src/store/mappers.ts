@@ -39,6 +39,7 @@ import type {
 import type {
   ControllerLease,
   MeasurementRow,
+  RouterBuffers,
   RouterReport,
   StoredCommand,
   StoredResource,
@@ -56,6 +57,7 @@ export function mapRouter(
     startedAt: Number(row.started_at),
     heartbeatAt: Number(row.heartbeat_at),
     revisions,
+    ...(row.buffers !== null ? { buffers: JSON.parse(row.buffers) as RouterBuffers } : {}),
   };
 }
 

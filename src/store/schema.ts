@@ -141,6 +141,8 @@ export interface RoutersTable {
   pid: number;
   started_at: number;
   heartbeat_at: number;
+  /** JSON of `RouterBuffers` (migration 0012); null when the router did not report it. */
+  buffers: string | null;
 }
 
 /** The route-table revision each router has in force, per service it serves. */

@@ -812,6 +812,7 @@ export class SqlStore implements Store {
           pid: r.pid,
           started_at: r.startedAt,
           heartbeat_at: r.heartbeatAt,
+          buffers: r.buffers === undefined ? null : JSON.stringify(r.buffers),
         })
         .onConflict((oc) =>
           oc.column("id").doUpdateSet({
@@ -819,6 +820,7 @@ export class SqlStore implements Store {
             pid: r.pid,
             started_at: r.startedAt,
             heartbeat_at: r.heartbeatAt,
+            buffers: r.buffers === undefined ? null : JSON.stringify(r.buffers),
           }),
         )
         .execute();

@@ -922,6 +922,26 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       assert.deepEqual(listed[0]?.revisions, { web: 4 }, "api is gone, not kept from before");
     });
 
+    test("routers: the buffer counts of a report are kept, and replaced by the next", async ({
+      store,
+    }) => {
+      const counts = (n: number) => ({
+        measurements: { buffered: n, dropped: 0 },
+        exposures: { buffered: 0, dropped: n },
+        events: { buffered: 1, dropped: 2 },
+        shadow: { buffered: 0, dropped: 0 },
+      });
+      await store.reportRouter({ ...router("r", { web: 1 }), buffers: counts(7) });
+      assert.deepEqual((await store.listRouters())[0]?.buffers, counts(7));
+      await store.reportRouter({
+        ...router("r", { web: 1 }, { heartbeatAt: T0 + 1000 }),
+        buffers: counts(0),
+      });
+      assert.deepEqual((await store.listRouters())[0]?.buffers, counts(0));
+      await store.reportRouter(router("r", { web: 1 }, { heartbeatAt: T0 + 2000 }));
+      assert.equal((await store.listRouters())[0]?.buffers, undefined, "a router without them");
+    });
+
     test("routers: a revision change notifies 'routers'; a plain heartbeat notifies nobody", async ({
       store,
     }) => {

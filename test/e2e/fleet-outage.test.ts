@@ -216,6 +216,17 @@ describe("routers through a PostgreSQL outage", { skip }, () => {
         throw new Error(`${err.message}: ${stored()} stored of ${sent} answered`);
       },
     );
+    // The registry has the router's counts of its last heartbeat: nothing held, nothing dropped.
+    const listed = (await api(main, "GET", "/api/v1/routers")).json.items as {
+      pid: number;
+      buffers?: unknown;
+    }[];
+    assert.deepEqual(listed.find((x) => x.pid === router.proc.pid)?.buffers, {
+      measurements: { buffered: 0, dropped: 0 },
+      exposures: { buffered: 0, dropped: 0 },
+      events: { buffered: 0, dropped: 0 },
+      shadow: { buffered: 0, dropped: 0 },
+    });
     const downSec = Math.ceil(downAt / 1000);
     const upSec = Math.floor(upAt / 1000);
     const outageSeconds = pg

@@ -17,6 +17,7 @@ import { routers } from "./0007_routers.js";
 import { notifications } from "./0009_notifications.js";
 import { shadowHistory } from "./0010_shadow_history.js";
 import { controllerLease } from "./0011_controller_lease.js";
+import { routerBuffers } from "./0012_router_buffers.js";
 import type { SqlDialectName } from "./dialect.js";
 
 export type { SqlDialectName } from "./dialect.js";
@@ -34,6 +35,7 @@ export function turnoutMigrations(dialect: SqlDialectName): Record<string, Migra
     "0009_notifications": notifications(dialect),
     "0010_shadow_history": shadowHistory(dialect),
     "0011_controller_lease": controllerLease(dialect),
+    "0012_router_buffers": routerBuffers(dialect),
   };
 }
 

@@ -188,6 +188,8 @@ program
         ...(token !== undefined ? { token } : {}),
         ...(opts.flagKeysFile !== undefined ? { flagKeysFile: opts.flagKeysFile } : {}),
       });
+      // Handlers first: a signal sent as soon as the "listening" line is read must stop it.
+      const stopped = waitForSignal(t.stop);
       const { listen } = t;
       if (listen === null) {
         process.stdout.write(
@@ -206,7 +208,7 @@ program
       process.stdout.write(
         dim(`data in ${t.dataDir} (token in ${t.dataDir}/token); Ctrl-C to stop\n`),
       );
-      await waitForSignal(t.stop);
+      await stopped;
     },
   );
 

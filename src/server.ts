@@ -204,7 +204,12 @@ function routerHandle(w: RouterWiring): RouterHandle {
     ...(w.listenAddress !== undefined ? { listenAddress: w.listenAddress } : {}),
     // Seconds stamped by the same clock the controller (and so analysis) reads windows with;
     // the router's own (cheaper) reading of the system clock when that is the clock.
-    ...(w.clock === systemClock ? {} : { now: () => w.clock.now() }),
+    // With an injected clock (tests, the simulator) a second ends when the clock says so, not
+    // after a real one: flush at the poll interval, so that whoever advances the clock does
+    // not wait a real second per simulated one for the measurements.
+    ...(w.clock === systemClock
+      ? {}
+      : { now: () => w.clock.now(), flushIntervalMs: w.pollIntervalMs }),
   });
   return new LocalRouterHandle(node.router, node.source, node.collect);
 }

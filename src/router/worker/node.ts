@@ -37,6 +37,8 @@ export interface RouterNodeOptions {
   pollIntervalMs: number;
   /** The clock measurements are stamped with, when it is not the system's. */
   now?: () => number;
+  /** How often completed seconds are written to the store. Default 1000 ms. */
+  flushIntervalMs?: number;
   /**
    * Bind every listener on this address instead of the host its table names
    * (`--router-address`), so that several routers can serve the same ports on one machine.
@@ -80,7 +82,11 @@ export function buildRouterNode(opts: RouterNodeOptions): RouterNode {
     shadowSink: new ShadowStore(store),
     logger: opts.logger,
     pollIntervalMs: opts.pollIntervalMs,
-    measurements: { sink: store, ...(opts.now !== undefined ? { now: opts.now } : {}) },
+    measurements: {
+      sink: store,
+      ...(opts.now !== undefined ? { now: opts.now } : {}),
+      ...(opts.flushIntervalMs !== undefined ? { flushIntervalMs: opts.flushIntervalMs } : {}),
+    },
   });
   const registry = new Registry();
   registerRouterMetrics(registry, router.measurements);

@@ -48,10 +48,13 @@ const number = (name, min) => {
 const rate = number("rate", 0.1);
 const users = Math.floor(number("users", 1));
 const count = o.count === undefined ? Number.POSITIVE_INFINITY : Math.floor(number("count", 1));
-const durationMs = o.duration === undefined ? Number.POSITIVE_INFINITY : number("duration", 0) * 1000;
+const durationMs =
+  o.duration === undefined ? Number.POSITIVE_INFINITY : number("duration", 0) * 1000;
 // One `turnout events post` sends at most 1,000 events.
 if (o.outcomes !== undefined && !(count <= 1000)) {
-  console.error("traffic: --outcomes needs --count 1000 or fewer (one `turnout events post` takes 1,000 events)");
+  console.error(
+    "traffic: --outcomes needs --count 1000 or fewer (one `turnout events post` takes 1,000 events)",
+  );
   process.exit(2);
 }
 
@@ -147,7 +150,12 @@ async function ask(i) {
   tally(second, res.version, right);
   tally(total, res.version, right);
   if (right && o.outcomes !== undefined)
-    outcomes.push({ idempotencyKey: `${user}-${i}`, unit: user, metric: "correct", timestamp: Date.now() });
+    outcomes.push({
+      idempotencyKey: `${user}-${i}`,
+      unit: user,
+      metric: "correct",
+      timestamp: Date.now(),
+    });
 }
 
 const started = Date.now();
@@ -191,5 +199,7 @@ console.log(
 );
 if (o.outcomes !== undefined) {
   writeFileSync(o.outcomes, `${JSON.stringify({ events: outcomes })}\n`);
-  console.log(`wrote ${outcomes.length} outcome events to ${o.outcomes}: turnout events post -f ${o.outcomes}`);
+  console.log(
+    `wrote ${outcomes.length} outcome events to ${o.outcomes}: turnout events post -f ${o.outcomes}`,
+  );
 }

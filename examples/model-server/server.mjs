@@ -24,8 +24,8 @@
 //   --model FILE           MODEL            {"weights": [4 numbers], "bias": n}; default models/v1.json
 //   --version V            MODEL_VERSION    the version it reports; default the model file's name
 //   --error-rate R         ERROR_RATE       0..1: that share of predictions answer 500
-//   --flip-rate R          FLIP_RATE        0..1: that share of inputs get the other label, with a
-//                                           200 (wrong answers only a comparison can see)
+//   --flip-rate R          FLIP_RATE        0..1: that share of inputs get the other label (and
+//                                           score), with a 200: wrong answers no error rate sees
 //   --latency-ms N         LATENCY_MS       extra delay before every prediction
 //   --explain-error-rate R EXPLAIN_ERROR_RATE  0..1: that share of predictions with
 //                                           `explanations` on answer 500 (a buggy new feature)
@@ -96,11 +96,12 @@ function inputHash(features) {
 function predict(features, explain) {
   const contributions = model.weights.map((w, i) => w * (features[i] ?? 0));
   const z = contributions.reduce((a, b) => a + b, model.bias ?? 0);
-  let positive = z > 0;
-  if (flipRate > 0 && inputHash(features) < flipRate) positive = !positive;
+  let score = 1 / (1 + Math.exp(-z));
+  // A flipped input gets the other label, with the score that goes with it.
+  if (flipRate > 0 && inputHash(features) < flipRate) score = 1 - score;
   const answer = {
-    prediction: positive ? "positive" : "negative",
-    score: Math.round((1 / (1 + Math.exp(-z))) * 1e4) / 1e4,
+    prediction: score > 0.5 ? "positive" : "negative",
+    score: Math.round(score * 1e4) / 1e4,
     version,
   };
   if (explain) {

@@ -123,6 +123,49 @@ async function predict(port: number, user: string, headers: Record<string, strin
   return { status: res.status, version: res.headers.get("x-turnout-version"), body };
 }
 
+const GUIDE = join(ROOT, "docs/guides/your-own-model.md");
+
+describe("the guide's text (docs/guides/your-own-model.md)", () => {
+  it("quotes the examples as they are: every line of its YAML excerpts is in an example", () => {
+    const guide = readFileSync(GUIDE, "utf8");
+    const examples = new Set(
+      EXAMPLES.flatMap((n) => readFileSync(file(n), "utf8").split("\n")).map((l) => l.trim()),
+    );
+    const blocks = [...guide.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!);
+    assert.ok(blocks.length >= 6, "an excerpt per strategy");
+    for (const block of blocks) {
+      if (block.includes("upstreams:")) continue; // the static runtime: an illustration
+      for (const line of block.split("\n").map((l) => l.trim()))
+        if (line !== "" && line !== "---")
+          assert.ok(examples.has(line), `the guide quotes a line no example has: ${line}`);
+    }
+  });
+
+  it("links only to files and headings that exist", () => {
+    const guide = readFileSync(GUIDE, "utf8");
+    // GitHub's heading ids: lower case, punctuation dropped, spaces to hyphens.
+    const slug = (h: string) =>
+      h
+        .toLowerCase()
+        .replace(/[^\p{L}\p{N} _-]/gu, "")
+        .replace(/ /g, "-");
+    const links = [...guide.matchAll(/\]\((\.\.\/[^)#]+)(?:#([^)]+))?\)/g)];
+    assert.ok(links.length > 10);
+    for (const [, path, anchor] of links) {
+      const target = join(ROOT, "docs/guides", path!);
+      const st = statSync(target, { throwIfNoEntry: false });
+      assert.ok(st, `no ${path}`);
+      if (anchor) {
+        const ids = readFileSync(target, "utf8")
+          .split("\n")
+          .filter((l) => /^#{1,6} /.test(l))
+          .map((l) => slug(l.replace(/^#+ /, "")));
+        assert.ok(ids.includes(anchor), `no heading #${anchor} in ${path}`);
+      }
+    }
+  });
+});
+
 describe("the guide's examples (docs/guides/your-own-model.md), end to end", () => {
   let up: Up;
   let dir: string;
@@ -396,7 +439,7 @@ describe("the guide's examples (docs/guides/your-own-model.md), end to end", () 
 
     it("blue-green with feature flags: the switch, the feature raised 10% -> 50% -> 100%, the kill switch; v3's buggy feature turned off by the analysis", async () => {
       const { port } = copies.get("flags")!;
-      const users = traffic(port, ["--rate", "60"]);
+      const users = traffic(port, ["--rate", "100"]);
       try {
         ok(await turnout("apply", "-f", withVersion("flags", "v2")), "apply v2");
         const watched = ok(

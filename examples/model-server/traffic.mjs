@@ -76,6 +76,7 @@ function random() {
 const second = new Map(); // version -> {answers, right}; reset every second
 const total = new Map();
 let errors = 0;
+let lastError = ""; // the latest 5xx, shown beside the count
 let failed = 0;
 let explained = 0;
 let sent = 0;
@@ -143,6 +144,9 @@ async function ask(i) {
   }
   if (res.status >= 500) {
     errors++;
+    // What failed: the model server's {"error": "..."} or the router's {"error": {"message"}}.
+    const why = typeof res.body.error === "string" ? res.body.error : res.body.error?.message;
+    lastError = `${res.status} from ${res.version}${why ? `: ${why}` : ""}`;
     return;
   }
   const right = (res.body.prediction === "positive") === truth(features);
@@ -166,7 +170,8 @@ let lastExplained = 0;
 const ticker = setInterval(() => {
   if (!o.quiet) {
     const parts = [describe(second) || "no answers"];
-    if (errors > lastErrors) parts.push(`${plural(errors - lastErrors, "error")} (5xx)`);
+    if (errors > lastErrors)
+      parts.push(`${plural(errors - lastErrors, "error")} (5xx; last: ${lastError.slice(0, 80)})`);
     if (failed > lastFailed) parts.push(`${failed - lastFailed} not connected`);
     if (explained > lastExplained) parts.push(`${explained - lastExplained} with explanations`);
     console.log(`[${elapsed()}s] ${parts.join("; ")}`);

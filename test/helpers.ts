@@ -8,7 +8,8 @@ import { join } from "node:path";
 import { Pool } from "undici";
 
 export const ROOT = new URL("..", import.meta.url).pathname;
-const CLI = [process.execPath, "--import", "tsx", join(ROOT, "src/cli/main.ts")];
+/** The `turnout` CLI from source; `cli` and `startUp` take another argv (e.g. the build) instead. */
+export const CLI = [process.execPath, "--import", "tsx", join(ROOT, "src/cli/main.ts")];
 
 export function tempDir(prefix = "turnout-test-"): string {
   return mkdtempSync(join(tmpdir(), prefix));
@@ -70,9 +71,10 @@ export async function startUp(
   dataDir: string,
   env: Record<string, string> = {},
   args: string[] = [],
+  command: readonly string[] = CLI,
 ): Promise<Up> {
-  const argv = [...CLI.slice(1), "up", "--port", "0", "--data-dir", dataDir, ...args];
-  const proc = spawn(CLI[0]!, argv, {
+  const argv = [...command.slice(1), "up", "--port", "0", "--data-dir", dataDir, ...args];
+  const proc = spawn(command[0]!, argv, {
     cwd: ROOT,
     env: { ...process.env, TURNOUT_LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -113,9 +115,13 @@ export interface CliResult {
 }
 
 /** Runs the `turnout` CLI (from source) and collects its output. */
-export function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+export function cli(
+  args: string[],
+  env: Record<string, string> = {},
+  command: readonly string[] = CLI,
+): Promise<CliResult> {
   return new Promise((resolve) => {
-    const p = spawn(CLI[0]!, [...CLI.slice(1), ...args], {
+    const p = spawn(command[0]!, [...command.slice(1), ...args], {
       cwd: ROOT,
       env: { ...process.env, NO_COLOR: "1", ...env },
       stdio: ["ignore", "pipe", "pipe"],

@@ -479,10 +479,10 @@ describe("the guide's examples (docs/guides/your-own-model.md), end to end", () 
         );
         assert.doesNotMatch(users.output(), /\(5xx/, "no user saw an error so far");
 
-        // v3's explanations fail one time in five. As the guide does: the feature back on at
-        // 0%, then the rollout raises it to 10% and its analysis turns it off by itself.
+        // v3's explanations fail one time in five. The feature is back on at 100%, as v2's
+        // rollout left it; v3's rollout ships dark again (the flag off at the switch), raises
+        // it to 10% and its analysis turns it off by itself.
         ok(await turnout("flags", "enable", "explanations"), "flags enable");
-        ok(await turnout("flags", "set", "explanations", "--percentage", "0"), "flags set");
         ok(await turnout("apply", "-f", withVersion("flags", "v3")), "apply v3");
         const killed = ok(
           await turnout("status", "model-flags", "--watch", "--timeout", "60"),
@@ -490,7 +490,15 @@ describe("the guide's examples (docs/guides/your-own-model.md), end to end", () 
         );
         assert.match(
           killed,
-          /Completed .*rollout 2 completed with the feature off: flag explanations turned off \(analysis at step 4\/7 failed: .*explanations-on-vs-off [\d.]+ vs baseline 0: \+[\d.]+ > \+0\.02 allowed\); v3 serves 100%/,
+          /Completed .*rollout 2 completed with the feature off: flag explanations turned off \(analysis at step 5\/8 failed: .*explanations-on-vs-off [\d.]+ vs baseline 0: \+[\d.]+ > \+0\.02 allowed\); v3 serves 100%/,
+        );
+        const v3History = ok(
+          await turnout("flags", "history", "explanations", "--limit", "3"),
+          "flags history",
+        );
+        assert.match(
+          v3History,
+          /setFlag explanations off \(step 2\/8\)[\s\S]*setFlag explanations 10% \(step 4\/8\)[\s\S]*turned off: analysis at step 5\/8 failed/,
         );
         const flag = (await api(up, "GET", "/api/v1/flags/explanations")).json;
         assert.equal(flag.effective.state, "DISABLED");

@@ -20,6 +20,10 @@ export function compileBlueGreen(bg: BlueGreenStrategySpec): CompiledStrategy {
   steps.push({
     pause: bg.autoPromotionSeconds !== undefined ? { duration: bg.autoPromotionSeconds } : {},
   });
+  // Ship dark: every flag the flag steps raise is off when green takes traffic, whatever an
+  // earlier rollout left it at (a flag at 100% would expose green's feature to everyone at the
+  // switch, before any analysis). Visible steps, so status and history say why.
+  for (const flag of flagsRaised(bg)) steps.push({ setFlag: { flag, enabled: false } });
   steps.push({ switch: {} });
   if (bg.postPromotionAnalysis) steps.push({ analysis: bg.postPromotionAnalysis });
   // Blue-green with feature flags: the feature is raised after the switch (setFlag steps).
@@ -38,4 +42,16 @@ export function compileBlueGreen(bg: BlueGreenStrategySpec): CompiledStrategy {
     progressDeadlineSeconds: bg.progressDeadlineSeconds ?? DEFAULT_PROGRESS_DEADLINE_SECONDS,
     ...(flags ? { flagFailureKeepsVersion: true } : {}),
   };
+}
+
+/** The flags that `flagSteps` turn on or raise, in order of first mention. */
+function flagsRaised(bg: BlueGreenStrategySpec): string[] {
+  const out: string[] = [];
+  for (const step of bg.flagSteps ?? []) {
+    if (!("setFlag" in step)) continue;
+    const f = step.setFlag;
+    const raises = f.enabled === true || f.percentage !== undefined || f.variant !== undefined;
+    if (raises && !out.includes(f.flag)) out.push(f.flag);
+  }
+  return out;
 }

@@ -7,3 +7,6 @@ export const DEFAULT_HOST = "127.0.0.1";
  * gets a 431. One value, so a client that gets through one gets through the other.
  */
 export const MAX_REQUEST_HEAD_BYTES = 16 * 1024;
+
+/** Outcome events one `POST /api/v1/events` takes; `turnout events post -f` sends more in batches. */
+export const MAX_EVENTS_PER_REQUEST = 1000;

@@ -16,12 +16,13 @@
 import type { FastifyInstance } from "fastify";
 import type { Clock } from "../core/clock.js";
 import { analyzeExperiment, controlArm, type ExperimentResults } from "../core/experiment/index.js";
+import { MAX_EVENTS_PER_REQUEST } from "../defaults.js";
 import { type FieldError, TurnoutError } from "../errors.js";
 import { closest } from "../resources/schema/messages.js";
 import type { ExperimentStore, OutcomeEvent, StoredExperiment } from "../store/experiment-store.js";
 
 /** Events per request. */
-export const MAX_BATCH = 1000;
+export const MAX_BATCH = MAX_EVENTS_PER_REQUEST;
 /** Oldest timestamp accepted: 30 days. */
 export const MAX_AGE_MS = 30 * 86_400_000;
 /** Furthest future timestamp accepted (clock skew): 5 minutes. */

@@ -12,7 +12,9 @@
 import { randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { type Command, InvalidArgumentError } from "commander";
+import { MAX_EVENTS_PER_REQUEST as MAX_BATCH } from "../defaults.js";
 import { TurnoutError } from "../errors.js";
+import { INPUT_LIMITS, parseJsonBounded } from "../resources/input-limits.js";
 import type { Client } from "./client.js";
 import { dim, green, yellow } from "./color.js";
 
@@ -33,6 +35,13 @@ interface EventsAnswer {
   unknownMetrics?: { metric: string; events: number; didYouMean?: string }[];
   warning?: string;
 }
+
+/** Files hold many requests' worth of events: bigger than one request, as deep as any input. */
+const FILE_LIMITS = {
+  ...INPUT_LIMITS,
+  maxBytes: 512 * 1024 * 1024,
+  maxNodes: 50_000_000,
+};
 
 const finite = (v: string) => {
   const n = Number(v);
@@ -58,8 +67,8 @@ export function registerEventsCommands(program: Command, client: (cmd: Command) 
     .option("--timestamp <time>", "when it happened: ISO 8601 or epoch ms (default: now)")
     .option("-o, --output <format>", "text or json", "text")
     .action(async (opts: PostOptions, cmd: Command) => {
-      const body = { events: opts.file !== undefined ? await fromFile(opts.file) : [one(opts)] };
-      const res = await client(cmd).call<EventsAnswer>("POST", "/api/v1/events", body);
+      const list = opts.file !== undefined ? await fromFile(opts.file) : [one(opts)];
+      const res = await postInBatches(client(cmd), list);
       if (opts.output === "json") {
         process.stdout.write(`${JSON.stringify(res, null, 2)}\n`);
         return;
@@ -73,6 +82,37 @@ export function registerEventsCommands(program: Command, client: (cmd: Command) 
         );
       }
     });
+}
+
+/**
+ * The API takes at most MAX_BATCH events a request: a bigger file goes in batches, in order,
+ * and the answers add up. A batch that fails stops the rest and says how far it got; the
+ * events' idempotency keys make posting the whole file again safe.
+ */
+async function postInBatches(c: Client, list: unknown[]): Promise<EventsAnswer> {
+  const total: EventsAnswer = { received: 0, accepted: 0, duplicates: 0 };
+  const unknown = new Map<string, { metric: string; events: number; didYouMean?: string }>();
+  for (let from = 0; from < Math.max(1, list.length); from += MAX_BATCH) {
+    const batch = list.slice(from, from + MAX_BATCH);
+    let res: EventsAnswer;
+    try {
+      res = await c.call<EventsAnswer>("POST", "/api/v1/events", { events: batch });
+    } catch (err) {
+      if (from > 0 && err instanceof Error)
+        err.message = `${err.message} (events ${from + 1} to ${from + batch.length} of ${list.length}; the ${from} before were posted: posting the file again is safe, their idempotency keys make repeats count once)`;
+      throw err;
+    }
+    total.received += res.received;
+    total.accepted += res.accepted;
+    total.duplicates += res.duplicates;
+    for (const u of res.unknownMetrics ?? []) {
+      const seen = unknown.get(u.metric);
+      if (seen) seen.events += u.events;
+      else unknown.set(u.metric, { ...u });
+    }
+  }
+  if (unknown.size > 0) total.unknownMetrics = [...unknown.values()];
+  return total;
 }
 
 function usage(message: string): TurnoutError {
@@ -104,8 +144,11 @@ async function fromFile(file: string): Promise<unknown[]> {
   const text = file === "-" ? await readStdin() : await readFile(file, "utf8");
   let parsed: unknown;
   try {
-    parsed = JSON.parse(text);
+    // Depth and size are bounded before parsing (as everywhere user input is parsed), with
+    // room for files far bigger than one request: they are posted in batches.
+    parsed = parseJsonBounded(text, FILE_LIMITS, file);
   } catch (err) {
+    if (err instanceof TurnoutError) throw err;
     throw usage(`${file}: not JSON (${(err as Error).message})`);
   }
   const list = Array.isArray(parsed) ? parsed : (parsed as { events?: unknown } | null)?.events;

@@ -57,6 +57,36 @@ describe("turnout events post", () => {
     assert.match(r.stdout, /^3 accepted of 3\n$/);
   });
 
+  it("posts a file bigger than one request in batches, the answers added up; a repeat counts once", async () => {
+    const file = join(dir, "many.json");
+    const now = Date.now();
+    const events = Array.from({ length: 2_500 }, (_, n) => ({
+      idempotencyKey: `many-${n}`,
+      unit: `u${n}`,
+      metric: n % 2 === 0 ? "signup" : "sigup",
+      timestamp: now,
+    }));
+    writeFileSync(file, JSON.stringify(events));
+    const r = await run("events", "post", "-f", file);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^2500 accepted of 2500\n$/);
+    // One warning for the misspelt metric, its events counted over every batch.
+    assert.equal(r.stderr.match(/warning: no experiment reads metric "sigup"/g)?.length, 1);
+    assert.match(r.stderr, /\(1250 events;/);
+    const again = await run("events", "post", "-f", file, "-o", "json");
+    assert.equal(again.code, 0, again.stderr);
+    const j = JSON.parse(again.stdout);
+    assert.deepEqual([j.received, j.accepted, j.duplicates], [2500, 0, 2500]);
+  });
+
+  it("a file nested too deep is refused before it is parsed (exit 1, the limit named)", async () => {
+    const file = join(dir, "deep.json");
+    writeFileSync(file, `${"[".repeat(5000)}${"]".repeat(5000)}`);
+    const r = await run("events", "post", "-f", file);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /deep|depth|nest/i);
+  });
+
   it("without --unit and --metric or -f: a usage error (exit 2); bad events: the API's problems", async () => {
     const r = await run("events", "post", "--metric", "x");
     assert.equal(r.code, 2);

@@ -114,4 +114,22 @@ describe("status: the traffic line (#18 item 9)", () => {
     assert.doesNotMatch(line, /v0/);
     assert.match(line, /\(totals since the router started\)/);
   });
+  it("names a series' flag variants, so the series of one version can be told apart", () => {
+    const v = {
+      ...view({}, 0),
+      routeTable: { backends: [{ version: "v3", weight: 100, endpoints: [] }] },
+      traffic: [
+        t("v3", 10),
+        { ...t("v3", 48), labels: "flag.explanations=on" },
+        { ...t("v3", 1653), labels: "flag.explanations=off&flag.x%20y=b" },
+      ],
+    } as unknown as StatusView;
+    const line = formatStatus(v)
+      .split("\n")
+      .find((l) => l.startsWith("Traffic:"));
+    assert.match(
+      line ?? "",
+      /v3 10 req.*v3 \[flag\.explanations=on\] 48 req.*v3 \[flag\.explanations=off, flag\.x y=b\] 1,653 req/,
+    );
+  });
 });

@@ -15,6 +15,8 @@ import { formatShadowLines, type ShadowView } from "./shadow.js";
 
 export interface VersionTraffic {
   version: string;
+  /** Flag variants of the series ("flag.explanations=on"), when it has any. */
+  labels?: string;
   requests: number;
   status: Record<string, number>;
   upstreamErrors: number;
@@ -184,7 +186,10 @@ export function formatStatus(v: StatusView): string {
     const parts = shown.map((t) => {
       const errors = (t.status["5xx"] ?? 0) + t.upstreamErrors;
       const mean = t.requests > 0 ? t.latencyMsSum / t.requests : 0;
-      return `${t.version} ${t.requests.toLocaleString("en-US")} req, ${errors} errors, mean ${mean.toFixed(1)} ms`;
+      const series = t.labels
+        ? `${t.version} [${t.labels.split("&").map(decodeURIComponent).join(", ")}]`
+        : t.version;
+      return `${series} ${t.requests.toLocaleString("en-US")} req, ${errors} errors, mean ${mean.toFixed(1)} ms`;
     });
     row("Traffic", `${parts.join(dim("  |  "))}  ${dim("(totals since the router started)")}`);
   }

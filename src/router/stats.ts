@@ -45,6 +45,8 @@ export const DEFAULT_RETENTION_SECONDS = 6 * 3600;
 /** A snapshot of one version's counters, as `Router.stats()` returns it. */
 export interface VersionStats {
   version: string;
+  /** The series' labels (flag variants, `canonicalLabels`), when it has any. */
+  labels?: string;
   /** Requests routed to this version (counted when the version is chosen). */
   requests: number;
   /** Responses sent to clients, by status class; includes the router's own 502/504. */
@@ -242,6 +244,7 @@ export class SeriesCounters implements SeriesLabels, SeriesRecorder {
     const n = t.latency.count;
     return {
       version: this.version,
+      ...(this.labels !== "" ? { labels: this.labels } : {}),
       requests: this.requests,
       status: t.status,
       upstreamErrors: t.upstreamErrors,

@@ -12,6 +12,10 @@
  * - Clean-up: `stop()` when the test is done; a process `exit` hook for a test that failed
  *   before it could; and a watchdog child that stops the cluster when this process dies without
  *   running its hooks (SIGKILL by a test runner's timeout), because it sees its stdin close.
+ * - Elsewhere than loopback: `startCluster({ netns, listenAddress, trust })` starts the server
+ *   inside a network namespace (`ip netns exec`), listening on that namespace's address, and
+ *   trusts connections from the `trust` networks (test/e2e/fleet-netns.test.ts). The unix
+ *   socket stays in the temporary directory, so `psql()` and `stop()` work from outside it.
  *
  * Where the binaries are missing, `postgresMissing()` says why: tests skip with that reason
  * locally, but under CI (`CI` set) `requirePostgres()` fails, so that CI never silently skips them.
@@ -34,7 +38,8 @@ export const PASSWORD_ROLE = "turnout_secret";
 export const PASSWORD = "s3cret-for-tests";
 
 export interface PgCluster {
-  host: "127.0.0.1";
+  /** The address the server listens on (127.0.0.1 unless `listenAddress` was given). */
+  host: string;
   port: number;
   /** The superuser of the cluster (no password needed). */
   user: string;
@@ -115,8 +120,18 @@ function run(cmd: string, args: string[], what: string): string {
 
 let counter = 0;
 
+export interface ClusterOptions {
+  /** Start the server inside this network namespace (`ip netns exec NAME`; root only). */
+  netns?: string;
+  /** The address to listen on (default 127.0.0.1); with `netns`, one of that namespace's. */
+  listenAddress?: string;
+  /** Networks (CIDR) whose connections are trusted like loopback's, e.g. ["10.213.1.0/24"]. */
+  trust?: string[];
+}
+
 /** Starts a new private cluster. Prefer `sharedCluster()` in test files. */
-export async function startCluster(): Promise<PgCluster> {
+export async function startCluster(options: ClusterOptions = {}): Promise<PgCluster> {
+  const host = options.listenAddress ?? "127.0.0.1";
   const missing = postgresMissing();
   if (missing !== undefined) throw new Error(missing);
   const bin = binDir() as string;
@@ -157,6 +172,7 @@ export async function startCluster(): Promise<PgCluster> {
         "local all all trust",
         `host all ${PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256`,
         "host all all 127.0.0.1/32 trust",
+        ...(options.trust ?? []).map((cidr) => `host all all ${cidr} trust`),
         "",
       ].join("\n"),
     );
@@ -165,7 +181,7 @@ export async function startCluster(): Promise<PgCluster> {
       port = await freePort();
       const opts = [
         `-p ${port}`,
-        "-c listen_addresses=127.0.0.1",
+        `-c listen_addresses=${host}`,
         `-c unix_socket_directories=${dir}`,
         "-c fsync=off",
         "-c synchronous_commit=off",
@@ -185,7 +201,11 @@ export async function startCluster(): Promise<PgCluster> {
         "-o",
         opts,
       ]);
-      const r = spawnSync(c, a, { encoding: "utf8" });
+      // The postmaster that pg_ctl forks stays in the namespace it was started in.
+      const r =
+        options.netns !== undefined
+          ? spawnSync("ip", ["netns", "exec", options.netns, c, ...a], { encoding: "utf8" })
+          : spawnSync(c, a, { encoding: "utf8" });
       if (r.status === 0) break;
       // Someone took the port between our probe and the server's bind: try another.
       if (attempt >= 3) throw new Error(`pg_ctl start failed: ${r.stderr}${r.stdout}`);
@@ -198,7 +218,7 @@ export async function startCluster(): Promise<PgCluster> {
     watchdog.unref();
     (watchdog.stdin as unknown as { unref?: () => void }).unref?.();
 
-    const url = (database = "postgres") => `postgres://${user}@127.0.0.1:${port}/${database}`;
+    const url = (database = "postgres") => `postgres://${user}@${host}:${port}/${database}`;
     const psql = (sqlText: string, database = "postgres") =>
       run(
         "psql",
@@ -222,7 +242,7 @@ export async function startCluster(): Promise<PgCluster> {
       );
     psql(`create role ${PASSWORD_ROLE} login password '${PASSWORD}'`);
     return {
-      host: "127.0.0.1",
+      host,
       port,
       user,
       url,

@@ -18,7 +18,7 @@
 //
 // Options: --quick (a fast look: 1 short round, fewer commits, ticks and kills; writes nothing
 // unless --write), --rounds N (3), --duration S (10), --kills N (20), --commits N (100),
-// --no-write. Writes bench/results/fleet.json and the fleet section of bench/README.md. Needs
+// --no-write, --render (only rewrite the README section from bench/results/fleet.json). Writes bench/results/fleet.json and the fleet section of bench/README.md. Needs
 // wrk, haproxy and PostgreSQL (a private cluster, test/support/postgres.ts).
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -635,8 +635,13 @@ function updateReadme(r: Record<string, any>): void {
   spawnSync("npx", ["biome", "format", "--write", path], { cwd: ROOT, stdio: "ignore" });
 }
 
-main().catch(async (err) => {
-  console.error(err);
-  await stopAll();
-  process.exit(1);
-});
+if (args.includes("--render")) {
+  // The README section again from the last results (after its wording changed), no run.
+  updateReadme(JSON.parse(readFileSync(join(ROOT, "bench", "results", "fleet.json"), "utf8")));
+} else {
+  main().catch(async (err) => {
+    console.error(err);
+    await stopAll();
+    process.exit(1);
+  });
+}

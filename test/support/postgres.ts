@@ -14,6 +14,10 @@
  * - Clean-up: `stop()` when the test is done; a process `exit` hook for a test that failed
  *   before it could; and a watchdog child that stops the cluster when this process dies without
  *   running its hooks (SIGKILL by a test runner's timeout), because it sees its stdin close.
+ * - Elsewhere than loopback: `startCluster({ netns, listenAddress, trust })` starts the server
+ *   inside a network namespace (`ip netns exec`), listening on that namespace's address, and
+ *   trusts connections from the `trust` networks (test/e2e/fleet-netns.test.ts). The unix
+ *   socket stays in the temporary directory, so `psql()` and `stop()` work from outside it.
  *
  * Where the binaries are missing, `postgresMissing()` says why: tests skip with that reason
  * locally, but under CI (`CI` set) `requirePostgres()` fails, so that CI never silently skips them.
@@ -36,7 +40,8 @@ export const PASSWORD_ROLE = "turnout_secret";
 export const PASSWORD = "s3cret-for-tests";
 
 export interface PgCluster {
-  host: "127.0.0.1";
+  /** The address the server listens on (127.0.0.1 unless `listenAddress` was given). */
+  host: string;
   port: number;
   /** The superuser of the cluster (no password needed). */
   user: string;
@@ -133,10 +138,17 @@ export interface ClusterOptions {
    * ms before a `down()` may be gone after `up()`.
    */
   crashSafe?: boolean;
+  /** Start the server inside this network namespace (`ip netns exec NAME`; root only). */
+  netns?: string;
+  /** The address to listen on (default 127.0.0.1); with `netns`, one of that namespace's. */
+  listenAddress?: string;
+  /** Networks (CIDR) whose connections are trusted like loopback's, e.g. ["10.213.1.0/24"]. */
+  trust?: string[];
 }
 
 /** Starts a new private cluster. Prefer `sharedCluster()` in test files. */
 export async function startCluster(options: ClusterOptions = {}): Promise<PgCluster> {
+  const host = options.listenAddress ?? "127.0.0.1";
   const missing = postgresMissing();
   if (missing !== undefined) throw new Error(missing);
   const bin = binDir() as string;
@@ -177,6 +189,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<PgClus
         "local all all trust",
         `host all ${PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256`,
         "host all all 127.0.0.1/32 trust",
+        ...(options.trust ?? []).map((cidr) => `host all all ${cidr} trust`),
         "",
       ].join("\n"),
     );
@@ -184,7 +197,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<PgClus
     const startServer = (port: number) => {
       const opts = [
         `-p ${port}`,
-        "-c listen_addresses=127.0.0.1",
+        `-c listen_addresses=${host}`,
         `-c unix_socket_directories=${dir}`,
         "-c fsync=off",
         `-c synchronous_commit=${options.crashSafe ? "on" : "off"}`,
@@ -204,7 +217,10 @@ export async function startCluster(options: ClusterOptions = {}): Promise<PgClus
         "-o",
         opts,
       ]);
-      return spawnSync(c, a, { encoding: "utf8" });
+      // The postmaster that pg_ctl forks stays in the namespace it was started in.
+      return options.netns !== undefined
+        ? spawnSync("ip", ["netns", "exec", options.netns, c, ...a], { encoding: "utf8" })
+        : spawnSync(c, a, { encoding: "utf8" });
     };
     let port = 0;
     for (let attempt = 0; ; attempt++) {
@@ -222,7 +238,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<PgClus
     watchdog.unref();
     (watchdog.stdin as unknown as { unref?: () => void }).unref?.();
 
-    const url = (database = "postgres") => `postgres://${user}@127.0.0.1:${port}/${database}`;
+    const url = (database = "postgres") => `postgres://${user}@${host}:${port}/${database}`;
     const psql = (sqlText: string, database = "postgres") =>
       run(
         "psql",
@@ -246,7 +262,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<PgClus
       );
     psql(`create role ${PASSWORD_ROLE} login password '${PASSWORD}'`);
     return {
-      host: "127.0.0.1",
+      host,
       port,
       user,
       url,

@@ -226,6 +226,12 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Pos
 }
 
 /**
+ * How long a session may sit idle inside a transaction before the server ends it. Long enough
+ * for a process whose event loop is starved for a moment; short beside the 5 s lease.
+ */
+const IDLE_IN_TRANSACTION_MS = 3_000;
+
+/**
  * The database under the store: pooled, migrated, typed by `schema.ts`. Exported for tests and
  * diagnostics; everything else should use `openPostgresStore`. Destroying `db` ends the pool.
  */
@@ -240,6 +246,13 @@ export async function openPostgresDatabase(
     idleTimeoutMillis: 30_000,
     application_name: opts.applicationName ?? "turnout",
     keepAlive: true,
+    // Writers are serialized by an advisory lock held until COMMIT. A process cut off by the
+    // network between BEGIN and COMMIT (silent: no FIN reaches the server) would hold it until
+    // the server's TCP keepalive gave up, hours later, and every write of the fleet (route
+    // tables, the controller lease, applies) would fail meanwhile. Turnout's transactions are
+    // statements sent back to back, so a session idle inside one for this long is gone: the
+    // server ends it and the lock is free (seen in test/e2e/fleet-netns.test.ts).
+    idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
     types,
   });
   // An idle connection that breaks (server restart, network cut) is reported here; without a

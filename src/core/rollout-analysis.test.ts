@@ -359,7 +359,7 @@ describe("blue-green with feature flags", () => {
     assert.equal(sim.status?.stableVersion, "v2", "no switch back: the version is fine");
     assert.match(sim.status?.message ?? "", /completed with the feature off: flag f turned off/);
     assert.equal(sim.status?.flags?.f?.state, "DISABLED");
-    assert.match(sim.status?.flags?.f?.reason ?? "", /^turned off: analysis at step 4\/5 failed/);
+    assert.match(sim.status?.flags?.f?.reason ?? "", /^turned off: analysis at step 5\/6 failed/);
     assert.ok(sim.types().includes("FlagKilled"));
   });
 

@@ -939,12 +939,13 @@ describe("HaproxyProvider, A/B experiments", skip, () => {
         assert.equal(x.arm, armOf(x.unit) === "v1" ? "control" : "treatment");
       }
       assert.ok(!exposures.some((x) => x.unit === "forced-unit"));
-      // An experiment recording response headers is refused, naming why.
+      // An experiment recording response headers is refused, naming the feature and the
+      // provider, with the code apply uses for it (core/traffic.ts refuses it there first).
       const [r] = await hx.apply([
         { ...t, revision: 2, experiment: { ...experiment, responseHeaders: ["x-score"] } },
       ]);
-      assert.equal(errorOf(r).code, "TURNOUT_ERR_HAPROXY_UNSUPPORTED");
-      assert.match(errorOf(r).message, /responseHeaders/);
+      assert.equal(errorOf(r).code, "TURNOUT_ERR_TRAFFIC_UNSUPPORTED");
+      assert.match(errorOf(r).message, /A\/B metrics read from response headers.*haproxy provider/);
       assert.equal(hx.inForce().get("ab"), 1);
     } finally {
       await hx.stop();

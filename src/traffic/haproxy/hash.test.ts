@@ -221,6 +221,17 @@ describe(
         seen.add(want);
       }
       assert.deepEqual([...seen].sort(), ["v1", "v2"]);
+      // An empty key is no key, as with the router: those requests follow the weighted split.
+      const split = new Map<string, number>();
+      for (let i = 0; i < 40; i++) {
+        const r = await rawRequest(port, "/", { "x-user": "" });
+        const v = /\r\nx-served-by: (\S+)\r\n/i.exec(r.headers)?.[1] ?? "none";
+        split.set(v, (split.get(v) ?? 0) + 1);
+      }
+      const onV2 = split.get("v2") ?? 0;
+      assert.equal((split.get("v1") ?? 0) + onV2, 40, JSON.stringify([...split]));
+      // 37.5 % of 40 is 15; the split's sequence is even to within a few requests.
+      assert.ok(onV2 >= 12 && onV2 <= 18, JSON.stringify([...split]));
     });
   },
 );

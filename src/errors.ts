@@ -254,7 +254,7 @@ export const ERRORS = {
   TURNOUT_ERR_HAPROXY_UNSUPPORTED: {
     status: 400,
     summary:
-      "The route table asks for something the haproxy provider cannot do beyond the route-table features checked at apply (`TURNOUT_ERR_TRAFFIC_UNSUPPORTED`): an experiment's response-header events, a preview table without its service; the message names it.",
+      "The route table asks for something the haproxy provider cannot do beyond the route-table features checked at apply (`TURNOUT_ERR_TRAFFIC_UNSUPPORTED`): a name its config cannot hold, an unknown hash version, a preview table with no service; the message names it.",
     fix: "Carry that service with the built-in router (remove `spec.traffic`), or drop the feature the message names.",
   },
   TURNOUT_ERR_TRAFFIC_UNSUPPORTED: {

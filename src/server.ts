@@ -15,7 +15,12 @@ import { type AddressInfo, isIP } from "node:net";
 import { join, resolve } from "node:path";
 import { createSecureContext } from "node:tls";
 import pino, { type Logger } from "pino";
-import { createMetricsRegistry, registerForwardedMetrics } from "./api/metrics.js";
+import {
+  createMetricsRegistry,
+  mergeMetricFamilies,
+  recorderMetricFamilies,
+  registerForwardedMetrics,
+} from "./api/metrics.js";
 import { ClientKeys } from "./api/ofrep.js";
 import { buildApi } from "./api/server.js";
 import { Controller } from "./controller/controller.js";
@@ -214,9 +219,21 @@ function routerHandle(w: RouterWiring): RouterHandle {
   return new LocalRouterHandle(node.router, node.source, node.collect);
 }
 
-/** `/metrics`: the router's families come from the router (its thread), the rest from here. */
-function routerMetrics(store: Store, router: RouterHandle) {
-  const collect = () => router.metrics();
+/**
+ * `/metrics`: the router's families come from the router (its thread), the rest from here; the
+ * services HAProxy carries join the same families from HAProxy's measurements.
+ */
+function routerMetrics(store: Store, router: RouterHandle, haproxy: HaproxyProvider | null) {
+  const haproxyFamilies = haproxy !== null ? recorderMetricFamilies(haproxy.measurements) : null;
+  const collect =
+    haproxyFamilies === null
+      ? () => router.metrics()
+      : async () =>
+          mergeMetricFamilies(
+            // A router thread that does not answer leaves HAProxy's services still counted.
+            await router.metrics().catch(() => []),
+            await haproxyFamilies(),
+          );
   const registry = createMetricsRegistry({ store, routerMetrics: collect });
   // After the process metrics, where they have always been printed.
   registerForwardedMetrics(registry, [...MIRROR_METRIC_NAMES, ...BUFFER_METRIC_NAMES], collect);
@@ -442,7 +459,10 @@ async function startLocked(
           shadow,
           mirrorStats: async (service) => (router !== null ? router.mirrorStats(service) : null),
         },
-        metrics: router !== null ? routerMetrics(store, router) : createMetricsRegistry({ store }),
+        metrics:
+          router !== null
+            ? routerMetrics(store, router, haproxy)
+            : createMetricsRegistry({ store }),
         flags: {
           ofrep: { flags: flagCache, clientKeys },
           admin: {

@@ -12,6 +12,8 @@ import {
   createMetricsRegistry,
   DURATION_BUCKETS_SECONDS,
   type MetricFamily,
+  mergeMetricFamilies,
+  recorderMetricFamilies,
   registerForwardedMetrics,
   registerRouterMetrics,
 } from "./metrics.js";
@@ -341,5 +343,89 @@ describe("GET /metrics", () => {
     assert.equal(samples.filter((s) => s.name.startsWith("turnout_router_")).length, 0);
     assert.equal(types.get("turnout_router_requests_total"), "counter", "help and type kept");
     assert.equal(find(samples, "turnout_store_up", {}), 1);
+  });
+
+  it("services carried by HAProxy join the router's families, from HAProxy's measurements", async (t) => {
+    const store = await seededStore();
+    t.after(() => store.close());
+    // The router measured "shop"; HAProxy's intake measured "hx" (and "shop" too, as after a
+    // move from one data plane to the other: its series are added, never printed twice).
+    const router = new MeasurementRecorder({ now: () => T0 });
+    router.series("shop", "v1").record(200, 3, false);
+    router.series("shop", "v1").record(200, 30, false);
+    const haproxy = new MeasurementRecorder({ now: () => T0 });
+    for (let i = 0; i < 9; i++) haproxy.series("hx", "v1").record(200, 2, false);
+    haproxy.series("hx", "v2").record(503, 700, true);
+    haproxy.series("shop", "v1").record(500, 4, false);
+    const routerSide = new Registry();
+    registerRouterMetrics(routerSide, router);
+    const haproxyFamilies = recorderMetricFamilies(haproxy);
+    const registry = createMetricsRegistry({
+      store,
+      processMetrics: false,
+      routerMetrics: async () =>
+        mergeMetricFamilies(await routerSide.getMetricsAsJSON(), await haproxyFamilies()),
+    });
+    const text = await registry.metrics();
+    const { samples, types } = parse(text);
+    const req = (service: string, version: string, code_class: string) =>
+      find(samples, "turnout_router_requests_total", { service, version, code_class });
+    assert.equal(req("hx", "v1", "2xx"), 9);
+    assert.equal(req("hx", "v2", "5xx"), 1);
+    assert.equal(req("shop", "v1", "2xx"), 2);
+    assert.equal(req("shop", "v1", "5xx"), 1);
+    assert.equal(
+      find(samples, "turnout_router_upstream_errors_total", { service: "hx", version: "v2" }),
+      1,
+    );
+    assert.equal(types.get("turnout_router_request_duration_seconds"), "histogram");
+    const bucket = (service: string, version: string, le: string) =>
+      find(samples, "turnout_router_request_duration_seconds_bucket", { service, version, le });
+    assert.equal(bucket("hx", "v1", "0.0025"), 9);
+    assert.equal(bucket("hx", "v2", "0.5"), 0);
+    assert.equal(bucket("hx", "v2", "1"), 1);
+    assert.equal(bucket("shop", "v1", "+Inf"), 3);
+    assert.equal(bucket("shop", "v1", "0.005"), 2);
+    assert.equal(
+      find(samples, "turnout_router_request_duration_seconds_count", {
+        service: "shop",
+        version: "v1",
+      }),
+      3,
+    );
+    // One sample line per name and label set: Prometheus rejects duplicates.
+    const lines = text.split("\n").filter((l) => l.startsWith("turnout_router_"));
+    assert.equal(new Set(lines.map((l) => l.slice(0, l.lastIndexOf(" ")))).size, lines.length);
+    // One family header each.
+    assert.equal(text.match(/^# TYPE turnout_router_requests_total /gm)?.length, 1);
+  });
+
+  it("merging families: same name and labels added, the rest kept in order", () => {
+    const fam = (name: string, values: { labels: Record<string, string>; value: number }[]) =>
+      ({ name, help: name, type: "counter", aggregator: "sum", values }) as unknown as MetricFamily;
+    const merged = mergeMetricFamilies(
+      [fam("a", [{ labels: { s: "x", v: "1" }, value: 2 }]), fam("b", [])],
+      [
+        fam("a", [
+          { labels: { v: "1", s: "x" }, value: 3 },
+          { labels: { s: "y", v: "1" }, value: 1 },
+        ]),
+        fam("c", [{ labels: {}, value: 7 }]),
+      ],
+    );
+    assert.deepEqual(
+      merged.map((f) => [f.name, f.values.map((v) => [v.labels, v.value])]),
+      [
+        [
+          "a",
+          [
+            [{ s: "x", v: "1" }, 5],
+            [{ s: "y", v: "1" }, 1],
+          ],
+        ],
+        ["b", []],
+        ["c", [[{}, 7]]],
+      ],
+    );
   });
 });

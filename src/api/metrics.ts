@@ -20,6 +20,8 @@
  * The router numbers come from `turnout up`'s router: read live when it runs in this thread
  * (`recorder`), or collected from its thread once per scrape (`routerMetrics`,
  * `registerForwardedMetrics`) with the same text. Routers in their own processes serve their own.
+ * Services carried by HAProxy appear in the same families, from HAProxy's measurements (its log
+ * intake's recorder, `recorderMetricFamilies`), merged with the router's (`mergeMetricFamilies`).
  */
 import type { FastifyInstance } from "fastify";
 import { Counter, collectDefaultMetrics, Gauge, type Metric, Registry } from "prom-client";
@@ -211,6 +213,54 @@ export function registerRouterMetrics(
 
 /** A metric family as prom-client's `getMetricsAsJSON()` gives it: plain data, cloneable. */
 export type MetricFamily = Awaited<ReturnType<Registry["getMetricsAsJSON"]>>[number];
+
+/**
+ * The router's families read from another recorder, such as HAProxy's log intake (the services
+ * it carries are measured there, not by the router), as plain families to merge with the
+ * router's. Registered once; each call reads the recorder's totals at that moment.
+ *
+ * @example
+ * const haproxyFamilies = recorderMetricFamilies(haproxy.measurements);
+ * const collect = async () => mergeMetricFamilies(await router.metrics(), await haproxyFamilies());
+ */
+export function recorderMetricFamilies(
+  recorder: Pick<MeasurementRecorder, "services" | "totals">,
+): () => Promise<MetricFamily[]> {
+  const registry = new Registry();
+  registerRouterMetrics(registry, recorder);
+  return () => registry.getMetricsAsJSON();
+}
+
+/**
+ * Families from several sources as one list: families of the same name become one, in the
+ * order first seen, and samples with the same name and labels are added (one series per label
+ * set, as Prometheus requires; a service that moved from one data plane to the other sums its
+ * requests over both).
+ */
+export function mergeMetricFamilies(...sources: readonly MetricFamily[][]): MetricFamily[] {
+  const byName = new Map<string, { family: MetricFamily; at: Map<string, MetricValue> }>();
+  for (const families of sources) {
+    for (const f of families) {
+      let entry = byName.get(f.name);
+      if (entry === undefined) {
+        entry = { family: { ...f, values: [] }, at: new Map() };
+        byName.set(f.name, entry);
+      }
+      for (const v of f.values as MetricValue[]) {
+        const labels = Object.entries(v.labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+        const key = `${v.metricName ?? f.name}\u0000${JSON.stringify(labels)}`;
+        const seen = entry.at.get(key);
+        if (seen !== undefined) seen.value += v.value;
+        else {
+          const copy = { ...v };
+          entry.at.set(key, copy);
+          (entry.family.values as MetricValue[]).push(copy);
+        }
+      }
+    }
+  }
+  return [...byName.values()].map((e) => e.family);
+}
 
 /**
  * Registers families collected elsewhere (another thread's registry) under their own names, so

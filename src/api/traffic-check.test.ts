@@ -78,6 +78,52 @@ describe("apply and validate: the traffic provider's capabilities", () => {
     });
   }
 
+  // Response-header metrics: the router records a header's value per exposed unit; HAProxy's
+  // log carries no such values, so the experiment would have no data for them.
+  const abTest = {
+    abTest: {
+      assignment: { header: "x-user" },
+      metrics: [
+        { name: "clicks", kind: "binomial", role: "goal", source: { event: "click" } },
+        { name: "confidence", kind: "mean", source: { responseHeader: "x-confidence" } },
+      ],
+    },
+  };
+  const headerMetricOnHaproxy = svc("ranker", 18105, {
+    strategy: abTest,
+    traffic: { haproxy: {} },
+  });
+  for (const route of ["apply", "validate"]) {
+    it(`${route}: an experiment's responseHeader metric on haproxy is refused, naming the field, the feature and the provider`, async () => {
+      const r = await app.inject({
+        method: "POST",
+        url: `/api/v1/${route}`,
+        headers: auth,
+        payload: headerMetricOnHaproxy,
+      });
+      assert.equal(r.statusCode, 400, r.body);
+      const body = r.json();
+      assert.equal(body.error.code, "TURNOUT_ERR_TRAFFIC_UNSUPPORTED");
+      assert.equal(
+        body.error.message,
+        "Service/ranker: spec.strategy.abTest.metrics[1].source.responseHeader needs A/B metrics read from response headers, which the haproxy provider does not carry; use the built-in router (remove spec.traffic) or an event source (POST /api/v1/events) for that metric",
+      );
+      assert.equal(body.error.path, "spec.strategy.abTest.metrics[1].source.responseHeader");
+      assert.deepEqual(await store.listResources("Service"), []);
+    });
+  }
+
+  it("the same experiment without spec.traffic validates (the built-in router records headers)", async () => {
+    const builtin = svc("ranker", 18105, { strategy: abTest });
+    const r = await app.inject({
+      method: "POST",
+      url: "/api/v1/validate",
+      headers: auth,
+      payload: builtin,
+    });
+    assert.equal(r.statusCode, 200, r.body);
+  });
+
   it("other problems in the same body: reported together as invalid resources", async () => {
     const r = await app.inject({
       method: "POST",

@@ -121,6 +121,11 @@ describe("what each data plane carries", () => {
       [...TRAFFIC_MODES.haproxy.features],
       ["split", "stickiness", "matches", "versionOverride", "preview", "experiment"],
     );
+    assert.equal(TRAFFIC_MODES.haproxy.features.has("experimentResponseHeaders"), false);
+    assert.deepEqual(
+      ROUTE_FEATURES.filter((f) => !TRAFFIC_MODES.haproxy.features.has(f)),
+      ["mirror", "experimentResponseHeaders", "edgeFlags"],
+    );
     assert.deepEqual([...TRAFFIC_MODES.haproxyAttach.features], ["split"]);
   });
 
@@ -154,6 +159,81 @@ describe("trafficProblems", () => {
     assert.equal(
       p?.message,
       "spec.strategy.shadow needs mirrored traffic, which the haproxy provider does not carry; use the built-in router (remove spec.traffic) or another strategy",
+    );
+  });
+
+  it("an experiment's response-header metric on haproxy: the field, the feature, the provider", () => {
+    const ab = {
+      name: "ranker",
+      assignment: { header: "x-user" },
+      metrics: [
+        { name: "clicks", kind: "binomial", role: "goal", source: { event: "click" } },
+        {
+          name: "score",
+          kind: "ratio",
+          role: "guardrail",
+          source: { event: "score" },
+          denominator: { responseHeader: "x-items" },
+        },
+        { name: "conf", kind: "mean", role: "goal", source: { responseHeader: "x-confidence" } },
+      ],
+    } as never;
+    const canary = spec({
+      strategy: { canary: { steps: [{ setWeight: 10 }, { experiment: ab }] } },
+      traffic: haproxy,
+    } as Partial<ServiceSpec>);
+    assert.deepEqual(features(canary), [
+      "split@spec",
+      "experiment@spec.strategy.canary.steps[1].experiment",
+      "experimentResponseHeaders@spec.strategy.canary.steps[1].experiment.metrics[1].denominator.responseHeader",
+      "experimentResponseHeaders@spec.strategy.canary.steps[1].experiment.metrics[2].source.responseHeader",
+    ]);
+    const problems = trafficProblems(canary);
+    assert.deepEqual(
+      problems.map((p) => p.message),
+      [
+        "spec.strategy.canary.steps[1].experiment.metrics[1].denominator.responseHeader needs A/B metrics read from response headers, which the haproxy provider does not carry; use the built-in router (remove spec.traffic) or an event source (POST /api/v1/events) for that metric",
+        "spec.strategy.canary.steps[1].experiment.metrics[2].source.responseHeader needs A/B metrics read from response headers, which the haproxy provider does not carry; use the built-in router (remove spec.traffic) or an event source (POST /api/v1/events) for that metric",
+      ],
+    );
+    // The preset: the field below the preset; the built-in router carries it.
+    const preset = spec({ strategy: { abTest: ab }, traffic: haproxy } as Partial<ServiceSpec>);
+    assert.deepEqual(
+      trafficProblems(preset).map((p) => p.path),
+      [
+        "spec.strategy.abTest.metrics[1].denominator.responseHeader",
+        "spec.strategy.abTest.metrics[2].source.responseHeader",
+      ],
+    );
+    assert.deepEqual(trafficProblems({ ...preset, traffic: undefined } as ServiceSpec), []);
+    // Event metrics only: HAProxy carries the experiment.
+    const events = spec({
+      strategy: {
+        abTest: {
+          assignment: { header: "x-user" },
+          metrics: [{ name: "c", kind: "binomial", role: "goal", source: { event: "c" } }],
+        },
+      },
+      traffic: haproxy,
+    } as unknown as Partial<ServiceSpec>);
+    assert.deepEqual(trafficProblems(events), []);
+    // A table that records response headers uses the feature.
+    assert.ok(
+      tableFeatures({
+        service: "s",
+        revision: 1,
+        listen: { host: "127.0.0.1", port: 1 },
+        hashVersion: 1,
+        backends: [],
+        updatedAt: 0,
+        experiment: {
+          name: "x",
+          arms: [],
+          key: { header: "u" },
+          salt: "x",
+          responseHeaders: ["x-confidence"],
+        },
+      }).includes("experimentResponseHeaders"),
     );
   });
 

@@ -7,6 +7,7 @@
  * data plane. A provider puts tables in force (src/traffic/provider.ts); this module says which
  * parts of a table ("features") a provider can put in force.
  */
+import type { ExperimentSpec } from "./experiment/types.js";
 import type { RouteTable, ServiceSpec, TrafficSpec } from "./model.js";
 import type { BodyOf, StepKey } from "./steps/types.js";
 import { compileStrategy } from "./strategies/index.js";
@@ -27,6 +28,8 @@ export const ROUTE_FEATURES = [
   "mirror",
   /** A/B experiment arms with exposure logging. */
   "experiment",
+  /** A/B metrics read from the service's response headers (`source: {responseHeader}`). */
+  "experimentResponseHeaders",
   /** Flags evaluated per request at the edge (`spec.flags`). */
   "edgeFlags",
 ] as const;
@@ -45,6 +48,7 @@ export function tableFeatures(t: RouteTable): RouteFeature[] {
   if (t.preview) out.push("preview");
   if (t.mirror) out.push("mirror");
   if (t.experiment) out.push("experiment");
+  if ((t.experiment?.responseHeaders?.length ?? 0) > 0) out.push("experimentResponseHeaders");
   if (t.flags && t.flags.length > 0) out.push("edgeFlags");
   return out;
 }
@@ -60,18 +64,38 @@ export interface SpecFeature {
   path: string;
 }
 
+/** A feature a step asks for: the step itself asks, or a field inside it (`at`, ".a.b[0]"). */
+export type StepFeature = RouteFeature | { feature: RouteFeature; at: string };
+
+/** The response-header sources of an experiment's metrics, each at its field. */
+function responseHeaderSources(b: Pick<ExperimentSpec, "metrics">): StepFeature[] {
+  const out: StepFeature[] = [];
+  (b.metrics ?? []).forEach((m, j) => {
+    for (const field of ["source", "denominator"] as const) {
+      const src = m[field];
+      if (src !== undefined && "responseHeader" in src)
+        out.push({
+          feature: "experimentResponseHeaders",
+          at: `.metrics[${j}].${field}.responseHeader`,
+        });
+    }
+  });
+  return out;
+}
+
 /**
  * The route-table features each step kind may produce while it runs (what `routes.ts` reads
  * from the status the step writes). Typed by the step kinds, as `STEP_KINDS` is: a new step
  * kind without an entry here fails `tsc`, so a step can never slip past the capability check.
  */
-export const STEP_FEATURES: { readonly [K in StepKey]: (body: BodyOf<K>) => RouteFeature[] } = {
+export const STEP_FEATURES: { readonly [K in StepKey]: (body: BodyOf<K>) => StepFeature[] } = {
   setWeight: () => [],
   pause: () => [],
   analysis: () => [],
   // Without `match` the step removes the header route: nothing new to carry.
   setHeaderRoute: (b) => (b.match !== undefined ? ["matches"] : []),
-  experiment: () => ["experiment"],
+  // The route table lists the response headers the router records (experiment/spec.ts).
+  experiment: (b) => ["experiment", ...responseHeaderSources(b)],
   // A Flag resource changes; the table carries edge flags only through `spec.flags`.
   setFlag: () => [],
   shadow: () => ["mirror"],
@@ -104,8 +128,16 @@ export function specFeatures(spec: ServiceSpec): SpecFeature[] {
     compiled.name === "canary" ? `${base}.steps[${i}].${key}` : base;
   compiled.steps.forEach((step, i) => {
     for (const [key, body] of Object.entries(step)) {
-      const features = (STEP_FEATURES as Record<string, (b: unknown) => RouteFeature[]>)[key];
-      for (const feature of features?.(body) ?? []) out.push({ feature, path: stepPath(i, key) });
+      const features = (STEP_FEATURES as Record<string, (b: unknown) => StepFeature[]>)[key];
+      for (const f of features?.(body) ?? []) {
+        if (typeof f === "string") out.push({ feature: f, path: stepPath(i, key) });
+        // A field inside the step: below the step in a canary, below the preset otherwise.
+        else
+          out.push({
+            feature: f.feature,
+            path: `${compiled.name === "canary" ? stepPath(i, key) : base}${f.at}`,
+          });
+      }
     }
   });
   if (compiled.preview?.port !== undefined)
@@ -134,8 +166,9 @@ const except = (...no: RouteFeature[]) => new Set(ROUTE_FEATURES.filter((f) => !
 
 /**
  * What each data plane carries. The built-in router: everything. An HAProxy that Turnout runs:
- * everything but mirroring with comparison and edge flags (both need the answer's body or a
- * per-request evaluation that only Turnout's own proxy does). An HAProxy someone else runs,
+ * everything but mirroring with comparison, edge flags (both need the answer's body or a
+ * per-request evaluation that only Turnout's own proxy does) and A/B metrics read from
+ * response headers (its log carries no per-unit header values). An HAProxy someone else runs,
  * of which Turnout changes one backend's servers and weights: the split only.
  */
 export const TRAFFIC_MODES: { readonly [M in TrafficMode]: TrafficModeInfo } = {
@@ -143,7 +176,7 @@ export const TRAFFIC_MODES: { readonly [M in TrafficMode]: TrafficModeInfo } = {
   haproxy: {
     kind: "haproxy",
     name: "the haproxy provider",
-    features: except("mirror", "edgeFlags"),
+    features: except("mirror", "edgeFlags", "experimentResponseHeaders"),
   },
   haproxyAttach: {
     kind: "haproxy",
@@ -172,6 +205,7 @@ export const FEATURE_TEXT: { readonly [F in RouteFeature]: string } = {
   preview: "a preview listener",
   mirror: "mirrored traffic",
   experiment: "A/B experiment arms",
+  experimentResponseHeaders: "A/B metrics read from response headers",
   edgeFlags: "flags evaluated at the edge",
 };
 
@@ -199,9 +233,12 @@ export function trafficProblems(spec: ServiceSpec): TrafficProblem[] {
     if (mode === "haproxyAttach" && TRAFFIC_MODES.haproxy.features.has(need.feature))
       remedies.push("an HAProxy that Turnout runs (remove runtimeApi and backend)");
     remedies.push("the built-in router (remove spec.traffic)");
-    const other = need.path.startsWith("spec.strategy.")
-      ? "another strategy"
-      : `remove ${need.path}`;
+    const other =
+      need.feature === "experimentResponseHeaders"
+        ? "an event source (POST /api/v1/events) for that metric"
+        : need.path.startsWith("spec.strategy.")
+          ? "another strategy"
+          : `remove ${need.path}`;
     const reason = `needs ${FEATURE_TEXT[need.feature]}, which ${info.name} does not carry; use ${remedies.join(" or ")} or ${other}`;
     out.push({ ...need, mode, reason, message: `${need.path} ${reason}` });
   }

@@ -43,6 +43,15 @@ export interface ProviderHarness {
   reach?(where: { service: string; port: number; preview: boolean }): number;
   /** Releases whatever the harness made besides the provider (the suite stops the provider). */
   close?(): Promise<void>;
+  /**
+   * The provider's sticky hash when it is not the router's (core/hashing.ts `bucketOf` and
+   * test/fixtures/hashing-vectors.json): its bucket function and its published vectors (the
+   * same JSON shape). The stickiness and experiment cases check every assignment against it.
+   */
+  stickyHash?: {
+    bucket(salt: string, key: string, hashVersion: number): number;
+    vectors: URL;
+  };
 }
 
 /** The cases, by their stable names (what `skips` refer to). */
@@ -76,6 +85,10 @@ interface CaseContext {
   reach(service: string, port: number, preview?: boolean): number;
   /** Reports a measured figure in the test output (a TAP diagnostic). */
   note(message: string): void;
+  /** The provider's sticky bucket of a key (the harness's `stickyHash`, else the router's). */
+  bucket(salt: string, key: string, hashVersion: number): number;
+  /** The published vectors of that hash. */
+  hashVectors(): HashVectors;
 }
 
 interface CaseDef {
@@ -196,8 +209,7 @@ interface HashVectors {
   vectors: { salt: string; key: string; bucket: number }[];
 }
 
-function hashVectors(): HashVectors {
-  const url = new URL("../../test/fixtures/hashing-vectors.json", import.meta.url);
+function hashVectors(url = new URL("../../test/fixtures/hashing-vectors.json", import.meta.url)) {
   return JSON.parse(readFileSync(url, "utf8")) as HashVectors;
 }
 
@@ -235,6 +247,8 @@ async function withFeature(
       return { ...t, mirror: mirrorTo(c) };
     case "experiment":
       return { ...t, experiment: experimentOf() };
+    case "experimentResponseHeaders":
+      return { ...t, experiment: { ...experimentOf(), responseHeaders: ["x-score"] } };
     case "edgeFlags":
       return { ...t, flags: ["dark-mode"] };
   }
@@ -267,12 +281,13 @@ function experimentOf(): NonNullable<RouteTable["experiment"]> {
 
 /** The arm version of a unit: arms own consecutive ranges of the buckets in proportion to weight. */
 function armOf(
+  c: CaseContext,
   x: NonNullable<RouteTable["experiment"]>,
   unit: string,
   hashVersion: number,
 ): string {
   const total = x.arms.reduce((s, a) => s + a.weight, 0);
-  const bucket = bucketOf(x.salt, unit, hashVersion);
+  const bucket = c.bucket(x.salt, unit, hashVersion);
   let acc = 0;
   for (const [i, a] of x.arms.entries()) {
     acc += a.weight;
@@ -307,7 +322,7 @@ const CASES: CaseDef[] = [
     async run(c) {
       const port = await c.port();
       // The published vectors' salt, so their buckets are checked end to end.
-      const { hashVersion, vectors } = hashVectors();
+      const { hashVersion, vectors } = c.hashVectors();
       const salt = "fraud-model";
       const t = tableOf(
         c,
@@ -325,7 +340,7 @@ const CASES: CaseDef[] = [
       ];
       const seen = new Set<string>();
       for (const key of keys) {
-        const bucket = bucketOf(salt, key, hashVersion);
+        const bucket = c.bucket(salt, key, hashVersion);
         const vector = vectors.find((v) => v.salt === salt && v.key === key);
         if (vector !== undefined) assert.equal(bucket, vector.bucket, `vector ${key}`);
         const want = stickyOwner(t, bucket);
@@ -463,7 +478,7 @@ const CASES: CaseDef[] = [
       const seen = new Set<string>();
       for (let i = 0; i < 100; i++) {
         const unit = `unit-${i}`;
-        const want = armOf(x, unit, t.hashVersion);
+        const want = armOf(c, x, unit, t.hashVersion);
         for (let j = 0; j < 2; j++) assert.equal(await served(to, { "x-unit": unit }), want, unit);
         seen.add(want);
       }
@@ -573,8 +588,11 @@ export function trafficProviderConformance(
           }
           const reach = (service: string, port: number, preview = false): number =>
             harness.reach?.({ service, port, preview }) ?? port;
+          const hash = harness.stickyHash;
           await def.run({
             note: (m) => t.diagnostic(m),
+            bucket: hash?.bucket ?? bucketOf,
+            hashVectors: () => hashVectors(hash?.vectors),
             provider: harness.provider,
             up: { v1, v2, shadow },
             port: freePort,

@@ -2,8 +2,8 @@
  * `spec.traffic: {haproxy: {}}` through a real `turnout up` and a real HAProxy: the canary's
  * weights are put in force in HAProxy, the analysis reads HAProxy's measurements, `abort`
  * answers once HAProxy serves the stable version again, a strategy HAProxy cannot carry is
- * refused at apply naming the feature and the provider, and nothing is left running after
- * Turnout stops. Skipped with a reason where haproxy is not installed (CI installs it).
+ * refused at apply naming the feature and the provider, `/metrics` shows the service in the
+ * router's families, and nothing is left running after Turnout stops. Skipped with a reason where haproxy is not installed (CI installs it).
  */
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
@@ -97,6 +97,19 @@ describe("HAProxy as a service's data plane, through turnout up", needsHaproxy()
       assert.equal(st.dataPlane.intake.lost, 0);
       const shown = await cli(["status", "hx", "--data-dir", dir]);
       assert.match(shown.stdout, /Data plane:\s+haproxy \(managed\), running, .*0 log lines lost/);
+      // /metrics: the service HAProxy carries is in the router's families, from HAProxy's log.
+      const metrics = await (await fetch(`${up.url}/metrics`)).text();
+      const sample = (name: string, labels: string) =>
+        Number(new RegExp(`^${name}\\{${labels}\\} (\\S+)$`, "m").exec(metrics)?.[1] ?? Number.NaN);
+      assert.ok(
+        sample("turnout_router_requests_total", 'service="hx",version="v2",code_class="2xx"') >=
+          250,
+        metrics,
+      );
+      assert.ok(
+        sample("turnout_router_request_duration_seconds_count", 'service="hx",version="v1"') >= 500,
+        metrics,
+      );
 
       // abort answers once HAProxy serves 100% stable again.
       r = await api(up, "POST", "/api/v1/services/hx/abort", { reason: "test" });

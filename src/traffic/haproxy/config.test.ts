@@ -17,6 +17,7 @@ import {
   serverOf,
   structuralConfig,
 } from "./config.js";
+import { xxh32 } from "./hash.js";
 import { needsHaproxy, tempDir, testHaproxy } from "./testing.js";
 
 function table(over: Partial<RouteTable> = {}): RouteTable {
@@ -79,11 +80,12 @@ test("bucket ranges: canary first, weight x 10^4 buckets each, as the router's s
     { from: 100_000, to: 999_999, version: "v1" },
   ]);
   assert.deepEqual(plan.splitRanges, plan.stickyRanges);
+  // HAProxy's own hash (hash.ts), the salt as the seed: XXH32("fraud") = 3931467047.
   assert.deepEqual(plan.sticky, {
     source: "header",
     name: "x-user-id",
-    saltHex: Buffer.from("fraud").toString("hex"),
-    converter: "turnout_bucket_v1",
+    scheme: "haproxy-xxh32-v1",
+    hash: `xxh32(${xxh32("fraud")}),mul(1000000),div(4294967296)`,
   });
   // 0.0001% steps are exact.
   const fine = planService(
@@ -137,7 +139,7 @@ test("what HAProxy cannot carry is refused, naming the feature", () => {
     table({ stickiness: { header: "x-u", salt: "s" }, hashVersion: 9 }),
   );
   assert.equal(unknownHash.sticky, null);
-  assert.match(unknownHash.problems[0]!, /hash version 9/);
+  assert.match(unknownHash.problems[0]!, /no sticky hash for hash version 9/);
 });
 
 test("match rules encode to one map value; rules to versions without instances fall out", () => {
@@ -220,6 +222,8 @@ test("structural config: weights, instances, rules and the preview's version cha
     { stickiness: { header: "x-user-id", salt: "other" } },
     { policy: { ...DEFAULT_TRAFFIC_POLICY, retries: { attempts: 3 } } },
     { preview: { listen: { host: "127.0.0.1", port: 8081 }, version: "v2" } },
+    // The spec's, fixed for a rollout: only a config that allows it looks for the header.
+    { versionOverride: true },
   ] satisfies Partial<RouteTable>[]) {
     const p = planService(table({ stickiness: { header: "x-user-id", salt: "fraud" }, ...over }));
     assert.notEqual(structuralConfig({ plan: p, slots }, OPTS), s0, JSON.stringify(over));
@@ -252,11 +256,10 @@ test("the config reads as HAProxy configuration: listeners, selection in the rou
   );
   assert.match(cfg, /server intake 127\.0\.0\.1:5140/);
   const order = [
-    "override.map",
     "lua.turnout_match",
-    "lua.turnout_bucket_v1(6672617564)",
+    `var(txn.tk),xxh32(${xxh32("fraud")}),mul(1000000),div(4294967296),map_int(`,
     "split.map",
-    "backends.map",
+    "use_backend %[var(txn.tv),map(/tmp/turnout-hx/fraud/backends.map)]",
   ];
   let at = 0;
   for (const s of order) {
@@ -264,7 +267,13 @@ test("the config reads as HAProxy configuration: listeners, selection in the rou
     assert.ok(i > at, `${s} after the previous step`);
     at = i;
   }
-  assert.match(cfg, /backend slot1\n {2}balance roundrobin\n {2}option httpchk GET \/healthz\n/);
+  assert.match(
+    cfg,
+    /backend slot1\n {2}balance roundrobin\n {2}http-response set-header x-turnout-version %\[var\(txn\.tv\)\]\n {2}option httpchk GET \/healthz\n/,
+  );
+  // No Lua on the sticky path, and the config says which hash it uses.
+  assert.doesNotMatch(cfg, /lua\.turnout_bucket/);
+  assert.match(cfg, /^# Sticky and A\/B buckets: haproxy-xxh32-v1 /m);
   assert.match(cfg, /timeout check 500ms/);
   assert.match(
     cfg,
@@ -272,13 +281,25 @@ test("the config reads as HAProxy configuration: listeners, selection in the rou
   );
   assert.match(cfg, /frontend fraud\n/);
   assert.doesNotMatch(cfg, /frontend fraud:preview/);
+  // Without versionOverride no request looks for the override header; without an experiment
+  // the log line's arm and unit are literal dashes, not lookups.
+  assert.doesNotMatch(cfg, /override\.map/);
+  assert.match(cfg, /%\[var\(txn\.tk\),hex\] - - -"/);
+  const withOverride = renderConfig(
+    { plan: planService(table({ versionOverride: true })), slots: ["v2", "v1", null, null] },
+    OPTS,
+  );
+  assert.match(
+    withOverride,
+    /set-var\(txn\.tv\) req\.fhdr\(x-turnout-version,1\),map\(\/tmp\/turnout-hx\/fraud\/override\.map\)[^\n]*\n {2}http-request lua\.turnout_match if !\{ var\(txn\.tv\) -m found \}/,
+  );
   assert.throws(
     () => renderConfig({ plan, slots: [] }, { ...OPTS, dir: "/tmp/with space" }),
     /cannot put/,
   );
 });
 
-test("an experiment's arms own the router's bucket ranges", () => {
+test("an experiment's arms own the router's bucket ranges, hashed with HAProxy's scheme", () => {
   const plan = planService(
     table({
       experiment: {
@@ -307,6 +328,15 @@ test("an experiment's arms own the router's bucket ranges", () => {
   ]);
   assert.equal(plan.experiment!.keyName, "x-unit");
   assert.equal(plan.experiment!.forceHeader, "x-arm");
+  assert.equal(plan.experiment!.scheme, "haproxy-xxh32-v1");
+  const cfg = renderConfig({ plan, slots: ["v2", "v1", null, null] }, OPTS);
+  assert.match(
+    cfg,
+    new RegExp(
+      `set-var\\(txn\\.ea\\) var\\(txn\\.eu\\),xxh32\\(${xxh32("salt")}\\),mul\\(1000000\\),div\\(4294967296\\),map_int\\(`,
+    ),
+  );
+  assert.match(cfg, /%\[var\(txn\.xa\)\] %\[var\(txn\.eu\),hex\]"/);
 });
 
 test("haproxy -c accepts every config shape", needsHaproxy(), () => {

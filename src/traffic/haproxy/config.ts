@@ -8,15 +8,19 @@
  *   (src/router/proxy.ts, exposures.ts `selectArm`, then select.ts), in the same order, and
  *   stores it in `txn.tv`:
  *   0. experiment: a forced arm (`force` header or query naming an arm in `arms.map`), else the
- *      unit's arm: `turnout_bucket_v1` of the unit key with the experiment's salt, looked up in
- *      `experiment.map` (the arms' bucket ranges), its version in `arms.map`; such a request
- *      logs its arm (`txn.xa`) and unit, which the provider turns into first exposures;
+ *      unit's arm: HAProxy's bucket of the unit key with the experiment's salt (hash.ts,
+ *      `haproxy-xxh32-v1`: native converters, no Lua), looked up in `experiment.map` (the arms'
+ *      bucket ranges), its version in `arms.map`; such a request logs its arm (`txn.xa`) and
+ *      unit, which the provider turns into first exposures;
  *   1. override: `x-turnout-version` looked up in `override.map` (the versions with instances
  *      when the table allows the override, else empty);
  *   2. match rules: the Lua action `turnout_match` (turnout.lua) over `rules.map`;
- *   3. sticky: the Lua converter `turnout_bucket_v1` computes Turnout's bucket of the key and
+ *   3. sticky: `<key>,xxh32(<seed of the salt>),mul(10^6),div(2^32)` computes the key's bucket
+ *      (hash.ts: HAProxy's own scheme, versioned apart from the router's murmur3, because a
+ *      bucket computed in Lua per request cost HAProxy about 15 % of its requests/s) and
  *      `sticky.map` maps bucket ranges to versions (`map_int` with `from:to` keys) — the same
- *      ranges, canary first, as the router's `CompiledSticky`;
+ *      ranges, canary first, as the router's `CompiledSticky`, so proportions are exact and
+ *      weights change live;
  *   4. split: a per-thread request counter n gives bucket (n × 618033) mod 10^6, a Weyl
  *      sequence: consecutive requests spread evenly over the buckets, so over any run of
  *      requests each version gets its share to within a few requests (exact like the router's
@@ -40,6 +44,7 @@ import {
   type TrafficPolicySpec,
 } from "../../core/model.js";
 import { PREVIEW_SUFFIX } from "../../core/routes.js";
+import { haproxyHashScheme } from "./hash.js";
 
 /** Buckets of the sticky hash and of the split (core/hashing.ts BUCKET_SCALE). */
 export const BUCKETS = 1_000_000;
@@ -53,8 +58,6 @@ const OVERRIDE_HEADER = "x-turnout-version";
 const COOKIE_ATTRIBUTES = "; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax";
 /** Names the config carries without quoting (header, cookie, query parameter names). */
 const SAFE_NAME = /^[A-Za-z0-9._-]+$/;
-/** Sticky hash versions HAProxy has a converter for (turnout.lua). */
-const HASH_CONVERTERS: Readonly<Record<number, string>> = { 1: "turnout_bucket_v1" };
 
 export type HaproxyProtocol = "http" | "h2c" | "grpc";
 
@@ -89,9 +92,10 @@ export interface ServicePlan {
   sticky: {
     source: "header" | "cookie" | "query";
     name: string;
-    /** The salt as hex, for the Lua converter's argument. */
-    saltHex: string;
-    converter: string;
+    /** HAProxy's hash scheme (hash.ts), e.g. "haproxy-xxh32-v1". */
+    scheme: string;
+    /** The converters from the key to its bucket, the salt in them. */
+    hash: string;
   } | null;
   versionOverride: boolean;
   policy: TrafficPolicySpec;
@@ -106,8 +110,9 @@ export interface ServicePlan {
     name: string;
     source: "header" | "cookie" | "query";
     keyName: string;
-    saltHex: string;
-    converter: string;
+    /** HAProxy's hash scheme and the converters from the unit to its bucket (as `sticky`). */
+    scheme: string;
+    hash: string;
     forceHeader: string | null;
     forceQuery: string | null;
     /** Bucket ranges -> arm name. */
@@ -175,19 +180,19 @@ export function planService(table: RouteTable, opts: PlanOptions = {}): ServiceP
   let sticky: ServicePlan["sticky"] = null;
   const st = table.stickiness;
   if (st) {
-    const converter = HASH_CONVERTERS[table.hashVersion];
+    const scheme = haproxyHashScheme(table.hashVersion);
     const source = "header" in st ? "header" : "cookie" in st ? "cookie" : "query";
     const name = "header" in st ? st.header : "cookie" in st ? st.cookie : st.query;
-    if (converter === undefined) {
+    if (scheme === undefined) {
       problems.push(
-        `stickiness off: the haproxy provider has no converter for hash version ${table.hashVersion}`,
+        `stickiness off: the haproxy provider has no sticky hash for hash version ${table.hashVersion}`,
       );
     } else if (!SAFE_NAME.test(name)) {
       refusals.push(
         `stickiness ${source} ${JSON.stringify(name)}: the haproxy provider carries names of A-Z, a-z, 0-9, ".", "_" and "-" only`,
       );
     } else {
-      sticky = { source, name, saltHex: Buffer.from(st.salt, "utf8").toString("hex"), converter };
+      sticky = { source, name, scheme: scheme.name, hash: scheme.converters(st.salt) };
     }
   }
 
@@ -228,14 +233,14 @@ function experimentOf(
 ): ServicePlan["experiment"] {
   const x = table.experiment;
   if (x === undefined) return null;
-  const converter = HASH_CONVERTERS[table.hashVersion];
+  const scheme = haproxyHashScheme(table.hashVersion);
   const source = "header" in x.key ? "header" : "cookie" in x.key ? "cookie" : "query";
   const keyName =
     "header" in x.key ? x.key.header.toLowerCase() : "cookie" in x.key ? x.key.cookie : x.key.query;
   const names = [keyName, x.force?.header ?? "", x.force?.query ?? ""].filter((n) => n !== "");
-  if (converter === undefined) {
+  if (scheme === undefined) {
     refusals.push(
-      `experiment ${x.name}: the haproxy provider has no converter for hash version ${table.hashVersion}`,
+      `experiment ${x.name}: the haproxy provider has no sticky hash for hash version ${table.hashVersion}`,
     );
     return null;
   }
@@ -265,8 +270,8 @@ function experimentOf(
     name: x.name,
     source,
     keyName,
-    saltHex: Buffer.from(x.salt, "utf8").toString("hex"),
-    converter,
+    scheme: scheme.name,
+    hash: scheme.converters(x.salt),
     forceHeader: x.force?.header?.toLowerCase() ?? null,
     forceQuery: x.force?.query ?? null,
     ranges,
@@ -457,8 +462,14 @@ export const LOG_FIELDS = [
 
 export const LOG_FORMAT_TAG = "T1";
 
-function logFormat(opts: RenderOptions): string {
+/**
+ * The log line (LOG_FIELDS). Fields that cannot have a value in this config are a literal "-"
+ * rather than a variable looked up per request (the experiment's arm and unit without an
+ * experiment, grpc-status for HTTP): each lookup and conversion costs on every request.
+ */
+function logFormat(plan: ServicePlan, opts: RenderOptions): string {
   const grpc = opts.protocol === "grpc" ? "%[var(txn.gs)]" : "-";
+  const x = plan.experiment !== null;
   return [
     LOG_FORMAT_TAG,
     "%[date(0,ms)]",
@@ -474,8 +485,8 @@ function logFormat(opts: RenderOptions): string {
     "%s",
     "%[var(txn.tk),hex]",
     grpc,
-    "%[var(txn.xa)]",
-    "%[var(txn.eu),hex]",
+    x ? "%[var(txn.xa)]" : "-",
+    x ? "%[var(txn.eu),hex]" : "-",
   ].join(" ");
 }
 
@@ -556,6 +567,7 @@ function render(input: RenderInput, opts: RenderOptions, withServers: boolean): 
   const L: string[] = [];
   L.push(
     `# Generated by Turnout for service ${plan.service}. Turnout rewrites this file: do not edit it.`,
+    ...hashNote(plan),
     "global",
     `  nbthread ${threads}`,
     `  stats socket ${q(opts.socketDir)}/admin.sock mode 600 level admin expose-fd listeners`,
@@ -634,6 +646,10 @@ function render(input: RenderInput, opts: RenderOptions, withServers: boolean): 
   slots.forEach((version, i) => {
     L.push(`backend ${slotName(i)}`);
     L.push(`  balance ${p.loadBalancing === "roundRobin" ? "roundrobin" : "leastconn"}`);
+    // Every answer names the version that gave it, as the built-in router's do. Here rather
+    // than in the frontends: only requests a version took reach a slot, so no condition is
+    // evaluated per request, and the header is set once for the main and preview listeners.
+    L.push("  http-response set-header x-turnout-version %[var(txn.tv)]");
     const hc = p.healthCheck;
     if (hc) {
       L.push(`  option httpchk GET ${q(hc.path)}`, "  http-check expect status 200-399");
@@ -647,6 +663,16 @@ function render(input: RenderInput, opts: RenderOptions, withServers: boolean): 
     L.push("");
   });
   return L.join("\n");
+}
+
+/** Which hash puts keys in buckets here, for whoever reads the config (hash.ts). */
+function hashNote(plan: ServicePlan): string[] {
+  const scheme = plan.sticky?.scheme ?? plan.experiment?.scheme;
+  return scheme === undefined
+    ? []
+    : [
+        `# Sticky and A/B buckets: ${scheme} (HAProxy's own; the built-in router's murmur3 puts a key in another bucket).`,
+      ];
 }
 
 /**
@@ -669,7 +695,7 @@ function frontendHead(
   const L = [
     `frontend ${frontendName(plan.service, name)}`,
     `  bind ${q(host)}:${listen.port}`,
-    `  log-format "${logFormat(opts)}"`,
+    `  log-format "${logFormat(plan, opts)}"`,
     "  http-request set-var(txn.t0) date(0,us)",
     `  http-request deny deny_status 413 if { req.hdr_val(content-length) gt ${plan.policy.maxRequestBodyBytes} }`,
   ];
@@ -688,21 +714,20 @@ function frontendHead(
  * status counts as OK (intake.ts).
  */
 function responseCapture(opts: RenderOptions): string[] {
-  // Every answer names the version that gave it, as the built-in router's do.
-  const version =
-    "  http-response set-header x-turnout-version %[var(txn.tv)] if { var(txn.tv) -m found }";
   return opts.protocol === "grpc"
-    ? [
-        version,
-        "  http-response set-var(txn.gs) res.hdr(grpc-status) if { res.hdr(grpc-status) -m found }",
-      ]
-    : [version];
+    ? ["  http-response set-var(txn.gs) res.hdr(grpc-status) if { res.hdr(grpc-status) -m found }"]
+    : [];
 }
 
+/**
+ * The version's slot by name, in one rule: when `txn.tv` is unset or has no slot, the name
+ * evaluates to "-", which names no backend, and HAProxy falls back to the default backend (a
+ * dynamic `use_backend` that names no backend ends the switching rules). Cheaper per request
+ * than a variable for the slot and a condition on each.
+ */
 function frontendTail(map: (name: string) => string): string[] {
   return [
-    `  http-request set-var(txn.tb) var(txn.tv),map(${map("backends.map")}) if { var(txn.tv) -m found }`,
-    "  use_backend %[var(txn.tb)] if { var(txn.tb) -m found }",
+    `  use_backend %[var(txn.tv),map(${map("backends.map")})]`,
     "  default_backend turnout_none",
   ];
 }
@@ -743,7 +768,7 @@ function experimentSelection(plan: ServicePlan, map: (name: string) => string): 
     );
   }
   L.push(
-    `  http-request set-var(txn.ea) var(txn.eu),lua.${x.converter}(${x.saltHex}),map_int(${map("experiment.map")}) if { var(txn.eu) -m len gt 0 }`,
+    `  http-request set-var(txn.ea) var(txn.eu),${x.hash},map_int(${map("experiment.map")}) if { var(txn.eu) -m len gt 0 }`,
     `  http-request set-var(txn.tv) var(txn.ea),map(${map("arms.map")}) if { var(txn.ea) -m found }`,
     "  http-request set-var(txn.xa) var(txn.ea) if { var(txn.ea) -m found } { var(txn.tv) -m found }",
   );
@@ -757,9 +782,9 @@ function selection(plan: ServicePlan, map: (name: string) => string): string[] {
   const st = plan.sticky;
   if (st) {
     if (st.source === "header") {
-      L.push(
-        `  http-request set-var(txn.tk) req.fhdr(${st.name},1) if { req.fhdr(${st.name},1) -m len gt 0 }`,
-      );
+      // Unconditional: an empty value is set as "" and hashed by nothing (the sticky rule
+      // checks its length), one header lookup instead of two.
+      L.push(`  http-request set-var(txn.tk) req.fhdr(${st.name},1)`);
     } else if (st.source === "cookie") {
       L.push(
         `  http-request set-var(txn.tk) req.cook(${st.name}) if { req.cook(${st.name}) -m len gt 0 }`,
@@ -772,13 +797,23 @@ function selection(plan: ServicePlan, map: (name: string) => string): string[] {
       );
     }
   }
+  // The override only where the table allows it (`versionOverride` is the spec's, fixed for a
+  // rollout's life): a header lookup per request saved everywhere else.
+  if (plan.versionOverride) {
+    L.push(
+      `  http-request set-var(txn.tv) req.fhdr(${OVERRIDE_HEADER},1),map(${map("override.map")}) if { req.fhdr_cnt(${OVERRIDE_HEADER}) gt 0 }`,
+    );
+  }
+  // Always there, though rules come and go: a setHeaderRoute step changes them live (rules.map),
+  // never by a reload. Without rules it costs one lookup in a map with no entry, and no Lua.
+  // Nothing before it can have set the version unless the override or an experiment is there.
+  const mayBeSet = plan.versionOverride || plan.experiment !== null;
   L.push(
-    `  http-request set-var(txn.tv) req.fhdr(${OVERRIDE_HEADER},1),map(${map("override.map")}) if { req.fhdr_cnt(${OVERRIDE_HEADER}) gt 0 }`,
-    `  http-request lua.turnout_match if ${unset} { str(r),map(${map("rules.map")}) -m found }`,
+    `  http-request lua.turnout_match if ${mayBeSet ? `${unset} ` : ""}{ str(r),map(${map("rules.map")}) -m found }`,
   );
   if (st) {
     L.push(
-      `  http-request set-var(txn.tv) var(txn.tk),lua.${st.converter}(${st.saltHex}),map_int(${map("sticky.map")}) if ${unset} { var(txn.tk) -m len gt 0 }`,
+      `  http-request set-var(txn.tv) var(txn.tk),${st.hash},map_int(${map("sticky.map")}) if ${unset} { var(txn.tk) -m len gt 0 }`,
     );
   }
   L.push(

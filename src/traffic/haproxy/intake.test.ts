@@ -96,6 +96,8 @@ test("lines become the router's measurement rows: per series and version, at the
     lost: 0,
     late: 0,
     unrouted: 1,
+    // 49 s after their second: complete for the store long ago.
+    delayed: 4,
     connections: 0,
   });
   const w = intake.recorder.window("fraud", sec * 1000, (sec + 1) * 1000);
@@ -112,9 +114,39 @@ test("lines become the router's measurement rows: per series and version, at the
   assert.deepEqual(intake.recorder.services(), ["fraud", "fraud:preview"]);
   const rows = intake.recorder.collect(true).rows;
   assert.equal(rows.find((r) => r.version === "v2")!.routerId, "hx");
-  // Outside a batch the recorder reads the real clock again.
+  // Outside a batch the recorder reads the real clock again, less the store's grace.
   now += 5;
-  assert.equal(intake.recorder.now(), now);
+  assert.equal(intake.recorder.now(), now - 500);
+});
+
+test("a second goes to the store once its late lines are in; lines later than the grace are counted", () => {
+  const sec = 1_796_248_251;
+  let now = sec * 1000 + 1200;
+  const intake = new LogIntake({ now: () => now, routerId: "hx", storeGraceMs: 500 });
+  // A line of second `sec` arrives 210 ms after it ended: in time.
+  intake.ingest(line({ seq: "1", endMs: String(sec * 1000 + 990) }));
+  // The flusher's view: `sec` is not complete yet, so it is not written (nor marked written).
+  let batch = intake.recorder.collect(false);
+  assert.deepEqual(
+    batch.rows.map((r) => r.second),
+    [],
+  );
+  batch.commit();
+  intake.ingest(line({ seq: "2", endMs: String(sec * 1000 + 999) }));
+  // 500 ms after its end, the second is complete and written with both lines.
+  now = sec * 1000 + 1600;
+  batch = intake.recorder.collect(false);
+  assert.deepEqual(
+    batch.rows.map((r) => [r.second, r.requests]),
+    [[sec, 2]],
+  );
+  batch.commit();
+  assert.equal(intake.stats().delayed, 0);
+  // A line of that second arriving now, after it was written, is counted: not silent.
+  now = sec * 1000 + 2600;
+  intake.ingest(line({ seq: "3", endMs: String(sec * 1000 + 500) }));
+  assert.equal(intake.stats().delayed, 1);
+  assert.equal(intake.stats().lines, 3);
 });
 
 test("missing sequence numbers count as lost after the timeout, and come back if they arrive late", () => {

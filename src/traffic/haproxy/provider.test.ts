@@ -13,13 +13,13 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { dueMeasurements, observe, startRun } from "../../core/analysis/run.js";
-import { bucketOf } from "../../core/hashing.js";
 import { DEFAULT_TRAFFIC_POLICY, type RouteTable } from "../../core/model.js";
 import type { TurnoutError } from "../../errors.js";
 import { StoreMeasurementSource } from "../../metrics/measurements.js";
 import { BuiltinProvider } from "../../metrics/providers/builtin/builtin-provider.js";
 import { openSqliteStore } from "../../store/sqlite/sqlite-store.js";
 import type { TableOutcome } from "../provider.js";
+import { haproxyBucketOf } from "./hash.js";
 import { HaproxyProvider } from "./provider.js";
 import { RuntimeApi } from "./runtime-api.js";
 import {
@@ -69,9 +69,12 @@ function table(
   };
 }
 
-/** The version the built-in router gives a sticky key (select.ts step 3). */
-function routerAssignment(t: RouteTable, key: string): string {
-  const b = bucketOf(t.stickiness!.salt, key, t.hashVersion);
+/**
+ * The version HAProxy gives a sticky key: its own bucket (hash.ts, haproxy-xxh32-v1) in the
+ * router's ranges (select.ts step 3), canary first.
+ */
+function haproxyAssignment(t: RouteTable, key: string): string {
+  const b = haproxyBucketOf(t.stickiness!.salt, key, t.hashVersion);
   let end = 0;
   for (const x of t.backends) {
     end += Math.round(x.weight * 10_000);
@@ -200,7 +203,7 @@ describe("HaproxyProvider, managed mode", skip, () => {
     assert.equal(hx.intakeStats().lost, 0);
   });
 
-  test("sticky keys get the built-in router's version; header match, override and preview", async () => {
+  test("sticky keys get HAProxy's bucket's version (haproxy-xxh32-v1); header match, override and preview", async () => {
     const [port, previewPort] = [await freePort(), await freePort()];
     const t = table(
       "sticky",
@@ -224,7 +227,7 @@ describe("HaproxyProvider, managed mode", skip, () => {
       for (let i = 0; i < 300; i++) {
         const key = `user-${i}`;
         const r = await get(port, agent, { "x-user-id": key });
-        assert.equal(r.servedBy, routerAssignment(t, key), `key ${key}`);
+        assert.equal(r.servedBy, haproxyAssignment(t, key), `key ${key}`);
         if (r.servedBy === "v2") onV2++;
         // The same key again: the same version.
         if (i % 50 === 0) {
@@ -235,13 +238,13 @@ describe("HaproxyProvider, managed mode", skip, () => {
       // A key on v1 with the beta header goes to v2 (rules before stickiness).
       const k1 = [...Array(100).keys()]
         .map((i) => `user-${i}`)
-        .find((k) => routerAssignment(t, k) === "v1")!;
+        .find((k) => haproxyAssignment(t, k) === "v1")!;
       assert.equal((await get(port, agent, { "x-user-id": k1, "x-beta": "yes" })).servedBy, "v2");
       assert.equal((await get(port, agent, { "x-user-id": k1, "x-beta": "no" })).servedBy, "v1");
       // The override names a version; an unknown one is ignored.
       const k2 = [...Array(100).keys()]
         .map((i) => `user-${i}`)
-        .find((k) => routerAssignment(t, k) === "v2")!;
+        .find((k) => haproxyAssignment(t, k) === "v2")!;
       assert.equal(
         (await get(port, agent, { "x-user-id": k2, "x-turnout-version": "v1" })).servedBy,
         "v1",
@@ -871,7 +874,7 @@ describe("HaproxyProvider, gRPC", skip, () => {
 });
 
 describe("HaproxyProvider, A/B experiments", skip, () => {
-  test("units get the router's arms, forced arms are served unexposed, first exposures are logged", async () => {
+  test("units get their arms by HAProxy's bucket, forced arms are served unexposed, first exposures are logged", async () => {
     const dir = tempDir();
     const [v1, v2] = await Promise.all([startUpstream("v1"), startUpstream("v2")]);
     const exposures: { experiment: string; unit: string; arm: string }[] = [];
@@ -907,7 +910,8 @@ describe("HaproxyProvider, A/B experiments", skip, () => {
       );
       const [o] = await hx.apply([t]);
       assert.ok(o!.ok, o!.ok ? "" : o!.error.message);
-      const armOf = (unit: string) => (bucketOf("ranker-salt", unit, 1) < 500_000 ? "v1" : "v2");
+      const armOf = (unit: string) =>
+        haproxyBucketOf("ranker-salt", unit, 1) < 500_000 ? "v1" : "v2";
       const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
       const seen = new Set<string>();
       for (let i = 0; i < 60; i++) {
@@ -935,12 +939,13 @@ describe("HaproxyProvider, A/B experiments", skip, () => {
         assert.equal(x.arm, armOf(x.unit) === "v1" ? "control" : "treatment");
       }
       assert.ok(!exposures.some((x) => x.unit === "forced-unit"));
-      // An experiment recording response headers is refused, naming why.
+      // An experiment recording response headers is refused, naming the feature and the
+      // provider, with the code apply uses for it (core/traffic.ts refuses it there first).
       const [r] = await hx.apply([
         { ...t, revision: 2, experiment: { ...experiment, responseHeaders: ["x-score"] } },
       ]);
-      assert.equal(errorOf(r).code, "TURNOUT_ERR_HAPROXY_UNSUPPORTED");
-      assert.match(errorOf(r).message, /responseHeaders/);
+      assert.equal(errorOf(r).code, "TURNOUT_ERR_TRAFFIC_UNSUPPORTED");
+      assert.match(errorOf(r).message, /A\/B metrics read from response headers.*haproxy provider/);
       assert.equal(hx.inForce().get("ab"), 1);
     } finally {
       await hx.stop();

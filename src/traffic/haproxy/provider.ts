@@ -40,13 +40,14 @@
  * through the router's `MeasurementFlusher` into the same rows, so judges, experiments'
  * metrics and `/metrics` read HAProxy's traffic unchanged. `intakeStats()` counts lines lost.
  *
- * A/B experiments (managed mode): HAProxy assigns arms as the router does (forced arm, unit key,
- * Turnout's bucket with the experiment's salt) and logs the arm a request exposed; the provider
+ * A/B experiments (managed mode): HAProxy assigns arms in the router's order (forced arm, unit
+ * key, the arms' bucket ranges with the experiment's salt) with its own hash (hash.ts,
+ * `haproxy-xxh32-v1`, as for sticky keys) and logs the arm a request exposed; the provider
  * turns those lines into first exposures (`ExposureLog`, the router's) for `exposures`.
- * Response-header events (`responseHeaders`) are not recorded: such an experiment is refused.
  *
  * Not carried (refused at apply with TURNOUT_ERR_TRAFFIC_UNSUPPORTED naming the feature):
- * `mirror` (shadow comparison) and `edgeFlags`.
+ * `mirror` (shadow comparison), `edgeFlags`, and `experimentResponseHeaders` (A/B metrics read
+ * from response headers: the log carries no per-unit header values).
  */
 import { lookup } from "node:dns/promises";
 import {

@@ -1,88 +1,21 @@
--- Turnout's helpers inside HAProxy (loaded by `lua-load` from the config Turnout generates,
--- src/traffic/haproxy/config.ts). Two things the configuration language cannot say:
+-- Turnout's helper inside HAProxy (loaded by `lua-load` from the config Turnout generates,
+-- src/traffic/haproxy/config.ts): the one thing the configuration language cannot say.
 --
--- 1. `turnout_bucket_v1(<salt as hex>)`, a converter: Turnout's sticky bucket, hash version 1
---    (src/core/hashing.ts): floor(murmur3_x86_32(utf8(salt .. ":" .. key), seed 0) * 10^6 / 2^32).
---    The same key gets the same bucket, hence the same version and A/B arm, as with the built-in
---    router; test/fixtures/hashing-vectors.json pins it (src/traffic/haproxy/lua.test.ts runs
---    them through a real HAProxy). A new hash version is a new converter beside this one, never
---    an edit of it. The salt comes hex-encoded so that no character of it can upset the config
---    parser; it is decoded once and cached.
---    Cost: one pass over the bytes of salt:key with 64-bit integer arithmetic masked to 32 bits
---    (Lua 5.3 integers), no table allocated; the concatenation is the one string made per call.
+-- `turnout_match`, an http-request action: the service's match rules (header, cookie, path
+-- prefix -> version), evaluated in order, the first whose conditions all hold setting
+-- `txn.tv` (the version). Rules live in the map file `<TURNOUT_HAPROXY_DIR>/rules.map` under
+-- the key `r`, which Turnout replaces over the runtime API (`set map`), so rules change
+-- without a reload. The config calls the action only while that key exists, so a service
+-- without match rules runs no Lua per request. The encoded rule list is parsed again only when
+-- it changes (a string comparison per request otherwise). Encoding (config.ts `encodeRules`):
+-- rules joined by ";", each "version,pathPrefix,hkind,hname,hvalue,ckind,cname,cvalue" with
+-- every field percent-encoded and "" for absent; kinds: "e" equals, "r" regex, "x1" exists,
+-- "x0" absent. Regexes run on HAProxy's PCRE2 (Turnout's schema checks them with RE2, whose
+-- syntax is a subset of PCRE's for what it accepts).
 --
--- 2. `turnout_match`, an http-request action: the service's match rules (header, cookie, path
---    prefix -> version), evaluated in order, the first whose conditions all hold setting
---    `txn.tv` (the version). Rules live in the map file `<TURNOUT_HAPROXY_DIR>/rules.map` under
---    the key `r`, which Turnout replaces over the runtime API (`set map`), so rules change
---    without a reload. The encoded rule list is parsed again only when it changes (a string
---    comparison per request otherwise). Encoding (config.ts `encodeRules`): rules joined by ";",
---    each "version,pathPrefix,hkind,hname,hvalue,ckind,cname,cvalue" with every field
---    percent-encoded and "" for absent; kinds: "e" equals, "r" regex, "x1" exists, "x0" absent.
---    Regexes run on HAProxy's PCRE2 (Turnout's schema checks them with RE2, whose syntax is a
---    subset of PCRE's for what it accepts).
-
-local BUCKET_SCALE = 1000000
-
-local function murmur3(s)
-  local h = 0
-  local len = #s
-  local nblocks = len // 4
-  local byte = string.byte
-  local i = 1
-  for _ = 1, nblocks do
-    local b1, b2, b3, b4 = byte(s, i, i + 3)
-    local k = b1 | (b2 << 8) | (b3 << 16) | (b4 << 24)
-    k = (k * 0xcc9e2d51) & 0xffffffff
-    k = ((k << 15) | (k >> 17)) & 0xffffffff
-    k = (k * 0x1b873593) & 0xffffffff
-    h = h ~ k
-    h = ((h << 13) | (h >> 19)) & 0xffffffff
-    h = (h * 5 + 0xe6546b64) & 0xffffffff
-    i = i + 4
-  end
-  local rem = len - nblocks * 4
-  if rem > 0 then
-    local k = 0
-    if rem == 3 then k = k ~ (byte(s, i + 2) << 16) end
-    if rem >= 2 then k = k ~ (byte(s, i + 1) << 8) end
-    k = k ~ byte(s, i)
-    k = (k * 0xcc9e2d51) & 0xffffffff
-    k = ((k << 15) | (k >> 17)) & 0xffffffff
-    k = (k * 0x1b873593) & 0xffffffff
-    h = h ~ k
-  end
-  h = h ~ len
-  h = h ~ (h >> 16)
-  h = (h * 0x85ebca6b) & 0xffffffff
-  h = h ~ (h >> 13)
-  h = (h * 0xc2b2ae35) & 0xffffffff
-  h = h ~ (h >> 16)
-  return h
-end
-
-local salts = {}
-
-local function unhex(hex)
-  return (hex:gsub("%x%x", function(p) return string.char(tonumber(p, 16)) end))
-end
-
-core.register_converters("turnout_bucket_v1", function(key, salthex)
-  if key == nil or #key == 0 then return nil end
-  local prefix = salts[salthex]
-  if prefix == nil then
-    prefix = unhex(salthex or "") .. ":"
-    salts[salthex] = prefix
-  end
-  -- h * 10^6 < 2^52: exact in a 64-bit integer, and >> 32 is the floor of the division.
-  return (murmur3(prefix .. key) * BUCKET_SCALE) >> 32
-end)
-
--- Plain murmur3 of a string, for tests and for other tools that want to check the port.
-core.register_converters("turnout_murmur3", function(s)
-  if s == nil then return nil end
-  return murmur3(s)
-end)
+-- The sticky bucket is not computed here any more: HAProxy's native `xxh32` converter does it
+-- (src/traffic/haproxy/hash.ts, `haproxy-xxh32-v1`), because a bucket computed in Lua per
+-- request cost about 15 % of HAProxy's requests/s (bench/README.md, HAProxy section).
 
 -- ---------------------------------------------------------------------------------------
 -- Match rules

@@ -22,7 +22,10 @@ export interface LiveState {
   /** The router's cumulative counters at each push, the last 30 s, by service. */
   traffic: Record<string, { at: number; traffic: any[] }[]>;
   /** The shadow report's agreement at each push since the page connected, by service. */
-  agreement: Record<string, { at: number; agreement: number; samples: number }[]>;
+  agreement: Record<
+    string,
+    { at: number; agreement: number; samples: number; phase: string | null }[]
+  >;
 }
 
 let state: LiveState = {
@@ -86,14 +89,16 @@ export function connect(): void {
       { at, traffic: d.view.traffic ?? [] },
     ].filter((x) => x.at >= at - 30_000);
     const rep = d.view.shadow?.report?.report;
+    // Each point names its shadow phase: a chart of one phase must not draw another's.
+    const phase: string | null = d.view.shadow?.report?.id ?? null;
     const agreement = { ...state.agreement };
     if (rep && typeof rep.agreement === "number") {
       const list = agreement[d.service] ?? [];
       const prev = list[list.length - 1];
-      if (!prev || prev.samples !== rep.samples)
+      if (!prev || prev.samples !== rep.samples || prev.phase !== phase)
         agreement[d.service] = [
           ...list,
-          { at, agreement: rep.agreement, samples: rep.samples },
+          { at, agreement: rep.agreement, samples: rep.samples, phase },
         ].slice(-600);
     }
     set({

@@ -50,7 +50,7 @@ export function ShadowScreen({ service }: { service: string }) {
   const points = [
     ...stored,
     ...(live.agreement[service] ?? [])
-      .filter((a) => a.at > lastStored)
+      .filter((a) => a.phase === phase && a.at > lastStored)
       .map((a) => [a.at, a.agreement * 100] as [number, number]),
   ];
   const gate = live.status[service]?.steps?.find((s: any) => s.shadow)?.shadow?.gate;

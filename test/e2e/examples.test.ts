@@ -14,7 +14,7 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import {
@@ -35,27 +35,8 @@ type Example = (typeof EXAMPLES)[number];
 const file = (name: Example) => join(ROOT, "examples", `model-${name}.yaml`);
 const TRAFFIC = join(ROOT, "examples/model-server/traffic.mjs");
 
-/**
- * The CLI as users run it, the build (dist/cli/main.js), when it is newer than every source
- * file (CI builds before it tests); else the sources through tsx, as the other end-to-end
- * tests run it. This file runs some 25 commands, and the build starts in a third of the CPU
- * time (0.6 s against 1.6 s each, measured on this project's 2-core machine).
- */
-function turnoutCommand(): readonly string[] {
-  const built = statSync(join(ROOT, "dist/cli/main.js"), { throwIfNoEntry: false });
-  if (!built) return CLI;
-  const newest = (dir: string): number =>
-    Math.max(
-      0,
-      ...readdirSync(dir, { withFileTypes: true }).map((d) =>
-        d.isDirectory() ? newest(join(dir, d.name)) : statSync(join(dir, d.name)).mtimeMs,
-      ),
-    );
-  return built.mtimeMs > newest(join(ROOT, "src"))
-    ? [process.execPath, join(ROOT, "dist/cli/main.js")]
-    : CLI;
-}
-const TURNOUT = turnoutCommand();
+/** The CLI as the helpers run it (the build when it is fresh: test/helpers.ts). */
+const TURNOUT = CLI;
 
 interface StatusView {
   status: {

@@ -213,6 +213,40 @@ describe("MeasurementRecorder", () => {
     );
   });
 
+  it("a request that lands in a second already written, or being written, writes it again", () => {
+    const c = clock(T0 + 900);
+    const rec = new MeasurementRecorder({ now: c.now, routerId: "r1" });
+    const s = rec.series("svc", "v1");
+    s.record(200, 1, false);
+    c.t = T0 + 1_000;
+    // The flush collects second T0 (complete by this clock) and writes it...
+    const b = rec.collect(false);
+    assert.deepEqual(
+      b.rows.map((r) => [r.second, r.requests]),
+      [[T0 / 1000, 1]],
+    );
+    // ...while a request stamped a few ms earlier (a clock resync stepped back) lands in it.
+    c.t = T0 + 998;
+    s.record(200, 1, false);
+    b.commit();
+    c.t = T0 + 2_000;
+    const again = rec.collect(false);
+    assert.deepEqual(
+      again.rows.map((r) => [r.second, r.requests]),
+      [[T0 / 1000, 2]],
+      "second T0 again, complete",
+    );
+    again.commit();
+    // And once committed: a late request re-opens the second as well.
+    c.t = T0 + 999;
+    s.record(200, 1, false);
+    c.t = T0 + 2_500;
+    assert.deepEqual(
+      rec.collect(false).rows.map((r) => [r.second, r.requests]),
+      [[T0 / 1000, 3]],
+    );
+  });
+
   it("retired services disappear from readers and are forgotten once flushed", () => {
     const c = clock();
     const rec = new MeasurementRecorder({ now: c.now });

@@ -54,7 +54,7 @@ export interface StatusView {
       lastError?: string | null;
     } | null;
     draining?: number;
-    intake?: { lines: number; lost: number; unparsable: number };
+    intake?: { lines: number; lost: number; unparsable: number; delayed?: number };
     refused?: string | null;
   } | null;
   /** The controller lease (several controllers on a shared store): who leads, since when. */
@@ -218,6 +218,8 @@ export function formatStatus(v: StatusView): string {
     if (d.intake) {
       const lost = `${d.intake.lost} log lines lost of ${d.intake.lines + d.intake.lost}`;
       parts.push(d.intake.lost > 0 ? yellow(lost) : dim(lost));
+      // Lines that came after their second was first stored (the second is written again).
+      if (d.intake.delayed) parts.push(yellow(`${d.intake.delayed} arrived late`));
     }
     row("Data plane", parts.join(dim(", ")));
     if (d.refused) row("", red(`refused: ${d.refused}`));

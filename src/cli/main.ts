@@ -364,7 +364,7 @@ program
         "TURNOUT_ERR_CLI_USAGE",
         `only services can be deleted from the CLI, not ${JSON.stringify(kind)}${
           /^flags?$/i.test(kind)
-            ? `; a flag goes with its resource: remove it from the YAML and apply, or turn it off with turnout flags disable ${name}`
+            ? `; flags cannot be deleted yet (applying a YAML without it keeps it): turn it off for everyone with turnout flags disable ${name}`
             : ""
         }`,
       );

@@ -32,7 +32,7 @@ describe("CLI usage errors", () => {
     assert.equal(r.status, 2);
     assert.match(
       r.stderr,
-      /remove it from the YAML and apply, or turn it off with turnout flags disable new-checkout/,
+      /flags cannot be deleted yet \(applying a YAML without it keeps it\): turn it off for everyone with turnout flags disable new-checkout/,
     );
   });
 

@@ -97,6 +97,12 @@ export const ERRORS = {
     summary: "No resource of that kind and name has been applied.",
     fix: "Check the name with `turnout get KIND`, or apply the resource first.",
   },
+  TURNOUT_ERR_RESOURCE_IN_USE: {
+    status: 409,
+    summary:
+      "The resource cannot be deleted while others refer to it (a Service's analysis steps name the AnalysisTemplate, a Service's `spec.flags` or setFlag steps name the Flag, a Flag's rules name the Segment); nothing was deleted.",
+    fix: "Remove the references the message lists (apply those resources without them), then delete again.",
+  },
   TURNOUT_ERR_ROLLOUT_CONFLICT: {
     status: 409,
     summary:

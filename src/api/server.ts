@@ -30,7 +30,7 @@ import { type ErrorCode, TurnoutError } from "../errors.js";
 import { type NotifierApiOptions, registerNotifierRoutes } from "../notify/api.js";
 import { checkJson, INPUT_LIMITS } from "../resources/input-limits.js";
 import { crossCheck, parseResources } from "../resources/load.js";
-import { checkAnalysisRefs } from "../resources/refs.js";
+import { analysisRefsOf, checkAnalysisRefs } from "../resources/refs.js";
 import { checkTraffic, trafficUnsupportedError } from "../resources/traffic.js";
 import type { ExperimentStore } from "../store/experiment-store.js";
 import type { Store, StoredCommand } from "../store/store.js";
@@ -102,6 +102,14 @@ export interface ApiOptions {
 }
 
 const COMMANDS: readonly CommandType[] = ["promote", "abort", "pause", "resume", "retry"];
+
+/** The kinds `DELETE /api/v1/PLURAL/NAME` deletes besides services, by their URL segment. */
+const DELETABLE_KINDS = [
+  ["analysistemplates", "AnalysisTemplate"],
+  ["flags", "Flag"],
+  ["segments", "Segment"],
+  ["notifiers", "Notifier"],
+] as const;
 
 interface CommandBody {
   full?: boolean;
@@ -346,6 +354,59 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
     opts.wakeController?.();
     return { deleted: true, name: req.params.name };
   });
+
+  // Deleting the other kinds: refused while another resource refers to the one named, so that
+  // no Service or Flag is left pointing at nothing (a dangling reference would fail only later,
+  // at the next rollout or evaluation). A deleted resource keeps its revisions' history.
+  for (const [plural, kind] of DELETABLE_KINDS) {
+    app.delete<{ Params: { name: string } }>(`/api/v1/${plural}/:name`, async (req) => {
+      const name = req.params.name;
+      if ((await store.getResource(kind, name)) === null)
+        throw new TurnoutError("TURNOUT_ERR_RESOURCE_NOT_FOUND", `no ${kind} named ${name}`, {
+          path: "name",
+        });
+      const users = await referencesTo(kind, name);
+      if (users.length > 0)
+        throw new TurnoutError(
+          "TURNOUT_ERR_RESOURCE_IN_USE",
+          `${kind} ${name} is used by ${users.join(", ")}: apply ${users.length === 1 ? "it" : "them"} without it first; nothing was deleted`,
+          { kind, name, usedBy: users },
+        );
+      await store.deleteResource(kind, name, { actor: actorOf(req), now: clock.now() });
+      return { deleted: true, kind, name };
+    });
+  }
+
+  /** "Service/shop (spec.flags)": who refers to the resource, and where. */
+  async function referencesTo(kind: string, name: string): Promise<string[]> {
+    const users: string[] = [];
+    if (kind === "AnalysisTemplate" || kind === "Flag") {
+      for (const s of await store.listResources("Service")) {
+        const spec = s.resource.spec;
+        if (kind === "AnalysisTemplate") {
+          const at = analysisRefsOf(spec.strategy)
+            .filter((u) => u.ref.templates.includes(name))
+            .map((u) => u.path);
+          if (at.length > 0) users.push(`Service/${s.name} (${at.join(", ")})`);
+        } else {
+          const at: string[] = [];
+          if (spec.flags?.includes(name)) at.push("spec.flags");
+          const steps = compileStrategy(spec).steps;
+          if (steps.some((st) => "setFlag" in st && st.setFlag.flag === name))
+            at.push("setFlag steps");
+          if (at.length > 0) users.push(`Service/${s.name} (${at.join(", ")})`);
+        }
+      }
+    }
+    if (kind === "Segment") {
+      for (const f of await store.listResources("Flag")) {
+        const rules = (f.resource.spec.rules ?? []) as { segments?: string[] }[];
+        if (rules.some((r) => r.segments?.includes(name)))
+          users.push(`Flag/${f.name} (spec.rules)`);
+      }
+    }
+    return users;
+  }
 
   app.get<{ Params: { name: string } }>("/api/v1/services/:name/status", async (req) =>
     statusView(req.params.name),

@@ -353,24 +353,38 @@ program
     },
   );
 
+/** `turnout delete KIND NAME`: the kind as typed (singular, plural, short) -> its API path. */
+const DELETE_KINDS: Record<string, { path: string; kind: string }> = {
+  service: { path: "services", kind: "service" },
+  services: { path: "services", kind: "service" },
+  svc: { path: "services", kind: "service" },
+  flag: { path: "flags", kind: "flag" },
+  flags: { path: "flags", kind: "flag" },
+  segment: { path: "segments", kind: "segment" },
+  segments: { path: "segments", kind: "segment" },
+  analysistemplate: { path: "analysistemplates", kind: "analysistemplate" },
+  analysistemplates: { path: "analysistemplates", kind: "analysistemplate" },
+  template: { path: "analysistemplates", kind: "analysistemplate" },
+  notifier: { path: "notifiers", kind: "notifier" },
+  notifiers: { path: "notifiers", kind: "notifier" },
+};
+
 program
   .command("delete")
-  .description("delete a service (its instances stop; its history is kept)")
-  .argument("<kind>", "service")
-  .argument("<name>")
+  .description(
+    "delete a resource: a service (its instances stop), or a flag, segment, analysis template or notifier no other resource refers to; history is kept",
+  )
+  .argument("<kind>", "service, flag, segment, analysistemplate or notifier")
+  .argument("<name>", "the resource's name")
   .action(async (kind: string, name: string, _o: unknown, cmd: Command) => {
-    if (!["service", "services", "svc"].includes(kind.toLowerCase())) {
+    const k = DELETE_KINDS[kind.toLowerCase()];
+    if (k === undefined)
       throw new TurnoutError(
         "TURNOUT_ERR_CLI_USAGE",
-        `only services can be deleted from the CLI, not ${JSON.stringify(kind)}${
-          /^flags?$/i.test(kind)
-            ? `; flags cannot be deleted yet (applying a YAML without it keeps it): turn it off for everyone with turnout flags disable ${name}`
-            : ""
-        }`,
+        `cannot delete ${JSON.stringify(kind)}: the kinds are service, flag, segment, analysistemplate and notifier`,
       );
-    }
-    await client(cmd).call("DELETE", `/api/v1/services/${encodeURIComponent(name)}`);
-    process.stdout.write(`service/${name} deleted\n`);
+    await client(cmd).call("DELETE", `/api/v1/${k.path}/${encodeURIComponent(name)}`);
+    process.stdout.write(`${k.kind}/${name} deleted\n`);
   });
 
 // ---- status and history -----------------------------------------------------------------

@@ -27,12 +27,12 @@ describe("CLI usage errors", () => {
     assert.match(r.stderr, /flags set needs --percentage P and\/or --variant V/);
   });
 
-  it("delete flag says how a flag goes", () => {
-    const r = turnout("delete", "flag", "new-checkout");
+  it("delete of an unknown kind is a usage error naming the kinds", () => {
+    const r = turnout("delete", "widget", "w1");
     assert.equal(r.status, 2);
     assert.match(
       r.stderr,
-      /flags cannot be deleted yet \(applying a YAML without it keeps it\): turn it off for everyone with turnout flags disable new-checkout/,
+      /cannot delete "widget": the kinds are service, flag, segment, analysistemplate and notifier/,
     );
   });
 

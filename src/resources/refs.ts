@@ -124,7 +124,7 @@ export function checkAnalysisRefs(
 }
 
 /** Every place a strategy names AnalysisTemplates, with its path for error messages. */
-function analysisRefsOf(st: StrategySpec | undefined): RefUse[] {
+export function analysisRefsOf(st: StrategySpec | undefined): RefUse[] {
   const refs: RefUse[] = [];
   const inline = (ref: AnalysisRefSpec, path: string, afterSwitch = false) =>
     refs.push({ ref, path, kind: "inline", afterSwitch });

@@ -235,3 +235,32 @@ export function pidsWith(marker: string): number[] {
     return []; // pgrep exits 1 when nothing matches
   }
 }
+
+/**
+ * A Service named "shop" on the static runtime: each version's upstream URLs, a canary of
+ * `steps` (default 50%, then a pause until promoted).
+ */
+export function staticService(
+  port: number,
+  upstreams: Record<string, string[]>,
+  version: string,
+  steps: unknown[] = [{ setWeight: 50 }, { pause: {} }],
+) {
+  return {
+    apiVersion: "turnout.dev/v1",
+    kind: "Service",
+    metadata: { name: "shop" },
+    spec: {
+      listen: { port },
+      runtime: {
+        static: {
+          versions: Object.fromEntries(
+            Object.entries(upstreams).map(([v, urls]) => [v, { upstreams: urls }]),
+          ),
+        },
+      },
+      version,
+      strategy: { canary: { steps } },
+    },
+  };
+}

@@ -608,11 +608,7 @@ export class SqlStore implements Store {
    */
   async leadController(req: LeadRequest): Promise<LeadAnswer> {
     return this.#write(async (trx) => {
-      const row = await trx
-        .selectFrom("writer_epochs")
-        .selectAll()
-        .where("role", "=", WRITER_ROLE_CONTROLLER)
-        .executeTakeFirst();
+      const row = await controllerRow(trx);
       const current = row === undefined ? null : mapControllerLease(row);
       const take = async (epoch: number): Promise<LeadAnswer> => {
         const values = {
@@ -686,22 +682,14 @@ export class SqlStore implements Store {
 
   async controllerLease(): Promise<ControllerLease | null> {
     return this.#read(async (db) => {
-      const row = await db
-        .selectFrom("writer_epochs")
-        .selectAll()
-        .where("role", "=", WRITER_ROLE_CONTROLLER)
-        .executeTakeFirst();
+      const row = await controllerRow(db);
       return row === undefined ? null : mapControllerLease(row);
     });
   }
 
   async currentWriterEpoch(): Promise<WriterEpoch | null> {
     return this.#read(async (db) => {
-      const row = await db
-        .selectFrom("writer_epochs")
-        .selectAll()
-        .where("role", "=", WRITER_ROLE_CONTROLLER)
-        .executeTakeFirst();
+      const row = await controllerRow(db);
       return row === undefined ? null : mapWriterEpoch(row);
     });
   }
@@ -1046,6 +1034,15 @@ async function insertEvents(trx: Transaction<Database>, events: EventDraft[]): P
   }
   // Notifications go out from the outbox, written with the events or not at all.
   await enqueueNotifications(trx, appended);
+}
+
+/** The controller role's row of `writer_epochs` (its epoch and lease), if any. */
+function controllerRow(db: Kysely<Database> | Transaction<Database>) {
+  return db
+    .selectFrom("writer_epochs")
+    .selectAll()
+    .where("role", "=", WRITER_ROLE_CONTROLLER)
+    .executeTakeFirst();
 }
 
 /**

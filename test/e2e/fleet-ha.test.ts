@@ -17,6 +17,7 @@ import {
   sendMany,
   startBackend,
   startUp,
+  staticService,
   tempDir,
   type Up,
   waitFor,
@@ -26,36 +27,17 @@ import { requirePostgres, sharedCluster } from "../support/postgres.js";
 const skip = requirePostgres();
 const TOKEN = "fleet-ha-token-0123456789abcdef";
 
-function service(port: number, upstreams: Record<string, string[]>, version: string) {
-  return {
-    apiVersion: "turnout.dev/v1",
-    kind: "Service",
-    metadata: { name: "shop" },
-    spec: {
-      listen: { port },
-      runtime: {
-        static: {
-          versions: Object.fromEntries(
-            Object.entries(upstreams).map(([v, urls]) => [v, { upstreams: urls }]),
-          ),
-        },
-      },
-      version,
-      strategy: {
-        canary: {
-          steps: [
-            { setWeight: 25 },
-            { pause: {} },
-            { setWeight: 50 },
-            { pause: { duration: "1s" } },
-            { setWeight: 75 },
-            { pause: { duration: "1s" } },
-          ],
-        },
-      },
-    },
-  };
-}
+/** A canary that waits for a person at 25%, then goes on by itself. */
+const STEPS = [
+  { setWeight: 25 },
+  { pause: {} },
+  { setWeight: 50 },
+  { pause: { duration: "1s" } },
+  { setWeight: 75 },
+  { pause: { duration: "1s" } },
+];
+const service = (port: number, upstreams: Record<string, string[]>, version: string) =>
+  staticService(port, upstreams, version, STEPS);
 
 interface Event {
   id: number;

@@ -18,6 +18,7 @@ import {
   sendMany,
   startBackend,
   startUp,
+  staticService,
   tempDir,
   type Up,
   waitFor,
@@ -25,26 +26,6 @@ import {
 import { PASSWORD_ROLE, requirePostgres, sharedCluster } from "../support/postgres.js";
 
 const skip = requirePostgres();
-
-function staticService(port: number, upstreams: Record<string, string[]>, version: string) {
-  return {
-    apiVersion: "turnout.dev/v1",
-    kind: "Service",
-    metadata: { name: "shop" },
-    spec: {
-      listen: { port },
-      runtime: {
-        static: {
-          versions: Object.fromEntries(
-            Object.entries(upstreams).map(([v, urls]) => [v, { upstreams: urls }]),
-          ),
-        },
-      },
-      version,
-      strategy: { canary: { steps: [{ setWeight: 50 }, { pause: {} }] } },
-    },
-  };
-}
 
 function share(counts: Map<string, number>, version: string): number {
   let n = 0;

@@ -19,6 +19,7 @@
 import { hostname } from "node:os";
 import type { RouteTable } from "../core/model.js";
 import type { RouterReport, Store } from "../store/store.js";
+import { AppliedRevisions } from "./applied-revisions.js";
 import type { TableOutcome, TrafficProvider } from "./provider.js";
 
 export type TrafficAgentSource = Pick<
@@ -46,12 +47,6 @@ export interface TrafficAgentOptions {
   id?: string;
 }
 
-interface Waiter {
-  service: string;
-  revision: number;
-  done: (ok: boolean) => void;
-}
-
 export class TrafficAgent {
   readonly id: string;
   readonly #o: TrafficAgentOptions;
@@ -67,7 +62,8 @@ export class TrafficAgent {
   /** Services this agent's provider carries per the last read, with their revisions. */
   #carried = new Map<string, number>();
   #last: TableOutcome[] = [];
-  readonly #waiters = new Set<Waiter>();
+  /** Callers waiting for a revision: answered after each apply (not unref'd: see there). */
+  readonly #revisions = new AppliedRevisions({ unref: false });
 
   constructor(o: TrafficAgentOptions) {
     this.#o = o;
@@ -89,7 +85,7 @@ export class TrafficAgent {
     this.#off?.();
     if (this.#poll) clearTimeout(this.#poll);
     if (this.#heartbeat) clearTimeout(this.#heartbeat);
-    for (const w of this.#waiters) w.done(false);
+    this.#revisions.cancelAll();
     await this.#applying?.catch(() => undefined);
     await this.#o.provider.stop();
     await this.#o.source.removeRouter?.(this.id).catch(() => false);
@@ -107,21 +103,9 @@ export class TrafficAgent {
 
   /** Resolves true once `revision` (or later) of the service is in force; false after the timeout. */
   inForce(service: string, revision: number, timeoutMs = 5000): Promise<boolean> {
-    if (this.#has(service, revision)) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const w: Waiter = {
-        service,
-        revision,
-        done: (ok) => {
-          clearTimeout(timer);
-          this.#waiters.delete(w);
-          resolve(ok);
-        },
-      };
-      // Not unref'd: a caller awaiting the answer keeps the process alive until it has one.
-      const timer = setTimeout(() => w.done(false), timeoutMs);
-      this.#waiters.add(w);
-    });
+    // What the provider has in force now, not only at the last apply (as before a first one).
+    this.#revisions.set(this.#o.provider.inForce());
+    return this.#revisions.wait(service, revision, timeoutMs);
   }
 
   /** Reads the tables and applies them; resolves when the provider has answered. */
@@ -182,12 +166,8 @@ export class TrafficAgent {
           "traffic: the data plane refused a route table; it keeps serving the previous one",
         );
     }
-    for (const w of this.#waiters) if (this.#has(w.service, w.revision)) w.done(true);
+    this.#revisions.set(this.#o.provider.inForce());
     void this.#report();
-  }
-
-  #has(service: string, revision: number): boolean {
-    return (this.#o.provider.inForce().get(service) ?? Number.NEGATIVE_INFINITY) >= revision;
   }
 
   #schedulePoll(): void {

@@ -12,6 +12,7 @@
 
 import type { MetricFamily } from "../../api/metrics.js";
 import type { RouteTable } from "../../core/model.js";
+import { AppliedRevisions, DEFAULT_IN_FORCE_TIMEOUT_MS } from "../../traffic/applied-revisions.js";
 import type { MirrorStats } from "../mirror.js";
 import type {
   EndpointInfo,
@@ -50,7 +51,7 @@ export interface RouterHandle {
   onReload(listener: (e: ReloadEvent) => void): () => void;
 }
 
-export const DEFAULT_IN_FORCE_TIMEOUT_MS = 5000;
+export { AppliedRevisions, DEFAULT_IN_FORCE_TIMEOUT_MS };
 
 /**
  * A route table source that remembers the revisions it last handed out. The router applies
@@ -88,51 +89,6 @@ export class TrackedSource implements RouteTableSource {
   /** Service -> revision of the last read (read it on an `ok` reload). */
   get listed(): ReadonlyMap<string, number> {
     return this.#listed;
-  }
-}
-
-/** The revisions a router has in force, and the callers waiting for one. */
-export class AppliedRevisions {
-  #applied: ReadonlyMap<string, number> = new Map();
-  readonly #waiters = new Set<{ service: string; revision: number; done: (ok: boolean) => void }>();
-
-  /** Replaces what is in force (the router's full set after a reload; empty after a crash). */
-  set(applied: ReadonlyMap<string, number>): void {
-    this.#applied = applied;
-    for (const w of this.#waiters) {
-      if (this.#has(w.service, w.revision)) w.done(true);
-    }
-  }
-
-  wait(
-    service: string,
-    revision: number,
-    timeoutMs = DEFAULT_IN_FORCE_TIMEOUT_MS,
-  ): Promise<boolean> {
-    if (this.#has(service, revision)) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const w = {
-        service,
-        revision,
-        done: (ok: boolean) => {
-          clearTimeout(timer);
-          this.#waiters.delete(w);
-          resolve(ok);
-        },
-      };
-      const timer = setTimeout(() => w.done(false), timeoutMs);
-      timer.unref();
-      this.#waiters.add(w);
-    });
-  }
-
-  /** Ends every wait now with false (the router is stopping). */
-  cancelAll(): void {
-    for (const w of this.#waiters) w.done(false);
-  }
-
-  #has(service: string, revision: number): boolean {
-    return (this.#applied.get(service) ?? Number.NEGATIVE_INFINITY) >= revision;
   }
 }
 

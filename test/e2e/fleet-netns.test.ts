@@ -359,16 +359,28 @@ describe("a fleet on several hosts (network namespaces)", { skip }, () => {
       "the standby leads",
     );
 
-    // The old leader said it stopped acting, before the standby took over.
-    const stopped = logLines(procs[oldHost]!.stderr()).find((l) =>
-      l.msg.includes("the lease could not be renewed in time"),
+    // The old leader said it stopped acting, before the standby took over. On a loaded machine
+    // it may have lost and retaken its lease before the cut too (a slow renewal counts as
+    // failed): what matters is its last word before the takeover, and that it led at the cut.
+    const lease = logLines(procs[oldHost]!.stderr()).filter(
+      (l) =>
+        l.msg.includes("the lease could not be renewed in time") ||
+        l.msg.startsWith("controller lease: leading with epoch"),
     );
-    assert.ok(stopped, `the old leader's log: ${procs[oldHost]!.stderr().slice(-3000)}`);
+    const lastBefore = (t0: number) => lease.filter((l) => l.time <= t0).at(-1);
+    const atCut = lastBefore(cutAt);
+    const stopped = lastBefore(now.since);
     assert.ok(
-      stopped.time < now.since,
-      `stopped acting at ${stopped.time}, the standby took over at ${now.since}`,
+      stopped?.msg.includes("the lease could not be renewed in time") === true,
+      `the old leader's last word before the takeover: ${procs[oldHost]!.stderr().slice(-3000)}`,
     );
-    assert.ok(stopped.time > cutAt, "it stopped after it was cut off");
+    if (stopped === undefined) return;
+    if (atCut?.msg.startsWith("controller lease: leading")) {
+      assert.ok(stopped.time > cutAt, "it stopped after it was cut off");
+    } else {
+      // It had already stopped acting (a slow renewal) when the cut came: still never two acting.
+      t.diagnostic(`the old leader was not acting at the cut: ${JSON.stringify(atCut)}`);
+    }
     t.diagnostic(
       `the old leader stopped acting ${stopped.time - cutAt} ms after the cut, ${now.since - stopped.time} ms before the standby took over`,
     );

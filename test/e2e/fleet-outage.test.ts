@@ -64,8 +64,9 @@ function logLines(up: Up): LogLine[] {
 }
 
 /**
- * Sends requests until one is answered (a listener not bound yet refuses connections, which the
- * router never measures); returns how many were answered, for the exact count later.
+ * Sends requests until one is answered by a version (a listener not bound yet refuses
+ * connections, and a 503 before any instance is ready comes from no version: neither is
+ * measured); returns how many versions answered, for the exact count later.
  */
 async function firstAnswer(host: string, port: number): Promise<number> {
   let answered = 0;
@@ -73,7 +74,10 @@ async function firstAnswer(host: string, port: number): Promise<number> {
     try {
       const r = await request(`http://${host}:${port}/`);
       await r.body.text();
-      answered++;
+      // Only answers from a version are measured: the router's own 503 "no version with
+      // traffic and a ready instance" (the table is in force, the static upstream not yet
+      // probed ready) belongs to no version's series.
+      if (r.statusCode === 200) answered++;
       return r.statusCode === 200;
     } catch {
       return false;

@@ -7,12 +7,13 @@
 import type { Kysely, Transaction } from "kysely";
 import type { EventDraft, TurnoutEvent } from "../core/model.js";
 import { TurnoutError } from "../errors.js";
+import { batches } from "./batches.js";
 import { canonicalJson } from "./json.js";
 import { mapEvent } from "./mappers.js";
 import { type AppendedEvent, enqueueNotifications } from "./outbox-store.js";
 import type { Database } from "./schema.js";
 
-/** Rows per INSERT: keeps the bound parameters far below SQLite's limit (32766). */
+/** Rows per INSERT: 6 parameters each, far below SQLite's limit (`batches.ts`). */
 const EVENT_BATCH = 500;
 
 /** A page of a service's events: after the id last seen, at most `limit`. */
@@ -26,11 +27,11 @@ export async function insertEvents(
   events: readonly EventDraft[],
 ): Promise<void> {
   const appended: AppendedEvent[] = [];
-  for (let i = 0; i < events.length; i += EVENT_BATCH) {
+  for (const batch of batches(events, EVENT_BATCH)) {
     const rows = await trx
       .insertInto("events")
       .values(
-        events.slice(i, i + EVENT_BATCH).map((e) => ({
+        batch.map((e) => ({
           service: e.service,
           time: e.time,
           type: e.type,

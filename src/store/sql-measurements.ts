@@ -4,6 +4,7 @@
  * `sql-experiment-store.ts`), pruned by age.
  */
 import type { Kysely, Transaction } from "kysely";
+import { batches } from "./batches.js";
 import { mapMeasurement } from "./mappers.js";
 import type { Database } from "./schema.js";
 import type { MeasurementQuery, MeasurementRow } from "./store.js";
@@ -20,11 +21,11 @@ export async function writeMeasurements(
   trx: Transaction<Database>,
   rows: readonly MeasurementRow[],
 ): Promise<void> {
-  for (let i = 0; i < rows.length; i += MEASUREMENT_BATCH) {
+  for (const batch of batches(rows, MEASUREMENT_BATCH)) {
     await trx
       .insertInto("measurements")
       .values(
-        rows.slice(i, i + MEASUREMENT_BATCH).map((r) => ({
+        batch.map((r) => ({
           service: r.service,
           second: r.second,
           version: r.version,

@@ -4,6 +4,7 @@
  * service). Written by routers, read by the controller before it stops instances.
  */
 import type { Kysely, Transaction } from "kysely";
+import { batches } from "./batches.js";
 import { mapRouter } from "./mappers.js";
 import type { Database } from "./schema.js";
 import type { RouterReport, StoreChange } from "./store.js";
@@ -31,25 +32,19 @@ export async function reportRouter(
     .select(["service", "revision"])
     .where("router_id", "=", r.id)
     .execute();
+  const row = {
+    id: r.id,
+    address: r.address,
+    pid: r.pid,
+    started_at: r.startedAt,
+    heartbeat_at: r.heartbeatAt,
+    buffers: r.buffers === undefined ? null : JSON.stringify(r.buffers),
+  };
+  const { id: _key, ...update } = row;
   await trx
     .insertInto("routers")
-    .values({
-      id: r.id,
-      address: r.address,
-      pid: r.pid,
-      started_at: r.startedAt,
-      heartbeat_at: r.heartbeatAt,
-      buffers: r.buffers === undefined ? null : JSON.stringify(r.buffers),
-    })
-    .onConflict((oc) =>
-      oc.column("id").doUpdateSet({
-        address: r.address,
-        pid: r.pid,
-        started_at: r.startedAt,
-        heartbeat_at: r.heartbeatAt,
-        buffers: r.buffers === undefined ? null : JSON.stringify(r.buffers),
-      }),
-    )
+    .values(row)
+    .onConflict((oc) => oc.column("id").doUpdateSet(update))
     .execute();
   const entries = Object.entries(r.revisions);
   const same =
@@ -57,14 +52,10 @@ export async function reportRouter(
     before.every((b) => r.revisions[b.service] === Number(b.revision));
   if (same && known) return;
   await trx.deleteFrom("router_revisions").where("router_id", "=", r.id).execute();
-  for (let i = 0; i < entries.length; i += REVISION_BATCH) {
+  for (const batch of batches(entries, REVISION_BATCH)) {
     await trx
       .insertInto("router_revisions")
-      .values(
-        entries
-          .slice(i, i + REVISION_BATCH)
-          .map(([service, revision]) => ({ router_id: r.id, service, revision })),
-      )
+      .values(batch.map(([service, revision]) => ({ router_id: r.id, service, revision })))
       .execute();
   }
   changed.add("routers");

@@ -146,7 +146,10 @@ export async function writeRouteTable(
   return mapRouteTable(row);
 }
 
-/** Deletes a deleted Service's status and route table (routers stop serving it at their next reload). */
+/**
+ * Deletes a deleted Service's status and route table: routers stop serving it at their next
+ * reload.
+ */
 export async function deleteServiceState(
   trx: Transaction<Database>,
   changed: Set<StoreChange>,

@@ -7,8 +7,8 @@
  * serialized against every other writer, in this process or another. Several read-then-write
  * steps in the query modules (generations, "is the Service still there?") rely on it. SQLite
  * gets it from `BEGIN IMMEDIATE`; PostgreSQL (`postgres/`) from a transaction-level advisory
- * lock taken right after BEGIN, at READ COMMITTED. Route-table revisions and the fingerprint counter are
- * bumped with single atomic upserts, so they would stay correct even without it.
+ * lock taken right after BEGIN, at READ COMMITTED. Route-table revisions and the fingerprint
+ * counter are bumped with single atomic upserts, so they would stay correct even without it.
  *
  * Optionally, a `ChangeFeed` from the dialect: it announces each write's changes to other
  * processes inside the write's transaction, and hands theirs to this store's listeners.

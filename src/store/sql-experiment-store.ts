@@ -13,7 +13,6 @@ import type {
   ResolvedArm,
 } from "../core/experiment/index.js";
 import { responseHeaderMetric } from "../core/experiment/index.js";
-import type { MeanSums } from "../core/experiment/types.js";
 import { Sketch } from "../core/sketch.js";
 import { batches } from "./batches.js";
 import type {
@@ -146,24 +145,19 @@ export class SqlExperimentStore implements ExperimentStore {
         if ("builtin" in m.source) {
           measured ??= await this.#measured(e, now);
           metrics[m.name] = builtinData(e.arms, measured);
-        } else if (m.kind === "ratio" && m.denominator) {
-          metrics[m.name] = await ratioData(
-            db,
-            e.name,
-            eventName(m.source),
-            eventName(m.denominator),
-            now,
-          );
+          continue;
+        }
+        // The unit's own events of the metric, and for a ratio its denominator's, for CUPED
+        // its covariate's from before exposure.
+        const own = afterExposure(e.name, eventName(m.source), now);
+        if (m.kind === "ratio" && m.denominator) {
+          const denominator = afterExposure(e.name, eventName(m.denominator), now);
+          metrics[m.name] = await perArm(db, e.name, now, ratioSums, own, denominator);
         } else if (m.kind === "mean" && m.covariate) {
-          metrics[m.name] = await cupedData(
-            db,
-            e.name,
-            eventName(m.source),
-            m.covariate.event,
-            now,
-          );
+          const covariate = beforeExposure(e.name, m.covariate.event);
+          metrics[m.name] = await perArm(db, e.name, now, cupedSums, own, covariate);
         } else {
-          metrics[m.name] = await sumsData(db, e.name, eventName(m.source), now);
+          metrics[m.name] = await perArm(db, e.name, now, meanSums, own);
         }
       }
       return { experiment: e.name, units, metrics, readAt: now };
@@ -310,7 +304,6 @@ function beforeExposure(experiment: string, covariate: string) {
 
 /** One arm's sums over its units; the `b` sums are 0 when there was no `b`. */
 interface ArmSums {
-  arm: string;
   n: number;
   /** Σ of the per-unit values `a`, Σ of their squares, and the units with at least one event. */
   s: number;
@@ -323,17 +316,18 @@ interface ArmSums {
 }
 
 /**
- * Per arm, over its units exposed until `until`: the sums of the per-unit values `a` (and `b`,
- * when given) that every metric's analysis is made of. A unit without events counts with 0
- * (the joins are LEFT JOINs), so every exposed unit is in `n`.
+ * Per arm, over its units exposed until `until`: `of` the sums of the per-unit values `a` (and
+ * `b`, when given). A unit without events counts with 0 (the joins are LEFT JOINs), so every
+ * exposed unit is in `n`.
  */
-async function armSums(
+async function perArm(
   db: Db,
   experiment: string,
   until: number,
+  of: (sums: ArmSums) => MetricArmData,
   a: RawBuilder<unknown>,
   b?: RawBuilder<unknown>,
-): Promise<ArmSums[]> {
+): Promise<Record<string, MetricArmData>> {
   const bSums =
     b === undefined
       ? sql``
@@ -353,92 +347,36 @@ async function armSums(
     ${bJoin}
     WHERE x.experiment = ${experiment} AND x.first_at <= ${until}
     GROUP BY x.arm`.execute(db);
-  // Number(): PostgreSQL drivers return SUM and COUNT of integers as strings.
-  return r.rows.map((row) => ({
-    arm: row.arm,
-    n: Number(row.n),
-    s: Number(row.s ?? 0),
-    ss: Number(row.ss ?? 0),
-    conv: Number(row.conv ?? 0),
-    bs: Number(row.bs ?? 0),
-    bss: Number(row.bss ?? 0),
-    sab: Number(row.sab ?? 0),
-  }));
-}
-
-/** Per arm name, `f` of its sums. */
-function byArm(
-  rows: readonly ArmSums[],
-  f: (r: ArmSums) => MetricArmData,
-): Record<string, MetricArmData> {
   const out: Record<string, MetricArmData> = {};
-  for (const row of rows) out[row.arm] = f(row);
+  for (const row of r.rows) {
+    // Number(): PostgreSQL drivers return SUM and COUNT of integers as strings.
+    out[row.arm] = of({
+      n: Number(row.n),
+      s: Number(row.s ?? 0),
+      ss: Number(row.ss ?? 0),
+      conv: Number(row.conv ?? 0),
+      bs: Number(row.bs ?? 0),
+      bss: Number(row.bss ?? 0),
+      sab: Number(row.sab ?? 0),
+    });
+  }
   return out;
 }
 
-function meanSums(r: ArmSums): MeanSums {
-  return { n: r.n, sum: r.s, sumSquares: r.ss, converted: r.conv };
+/** A mean (or binomial) metric: units, Σ per-unit value, Σ of its square, units converted. */
+function meanSums(r: ArmSums): Extract<MetricArmData, { kind: "sums" }> {
+  return { kind: "sums", n: r.n, sum: r.s, sumSquares: r.ss, converted: r.conv };
 }
 
-/** Per arm: units, Σ per-unit value, Σ of its square, and units with at least one event. */
-async function sumsData(
-  db: Db,
-  experiment: string,
-  metric: string,
-  until: number,
-): Promise<Record<string, MetricArmData>> {
-  const rows = await armSums(db, experiment, until, afterExposure(experiment, metric, until));
-  return byArm(rows, (r) => ({ kind: "sums", ...meanSums(r) }));
-}
-
-/** Per arm: the per-unit numerator x and denominator y sums for the delta method. */
-async function ratioData(
-  db: Db,
-  experiment: string,
-  numerator: string,
-  denominator: string,
-  until: number,
-): Promise<Record<string, MetricArmData>> {
-  const rows = await armSums(
-    db,
-    experiment,
-    until,
-    afterExposure(experiment, numerator, until),
-    afterExposure(experiment, denominator, until),
-  );
-  return byArm(rows, (r) => ({
-    kind: "ratio",
-    n: r.n,
-    sumX: r.s,
-    sumX2: r.ss,
-    sumY: r.bs,
-    sumY2: r.bss,
-    sumXY: r.sab,
-  }));
+/** A ratio: the per-unit numerator x (`a`) and denominator y (`b`) sums, for the delta method. */
+function ratioSums(r: ArmSums): MetricArmData {
+  return { kind: "ratio", n: r.n, sumX: r.s, sumX2: r.ss, sumY: r.bs, sumY2: r.bss, sumXY: r.sab };
 }
 
 /**
- * Per arm: the metric's per-unit sums (after exposure) with a pre-period covariate's (the
- * unit's events of `covariate` from before its first exposure, less the skew allowance) for
- * CUPED.
+ * CUPED: the metric's per-unit sums (after exposure) with its pre-period covariate's (`b`: the
+ * unit's events of the covariate from before its first exposure, less the skew allowance).
  */
-async function cupedData(
-  db: Db,
-  experiment: string,
-  metric: string,
-  covariate: string,
-  until: number,
-): Promise<Record<string, MetricArmData>> {
-  const rows = await armSums(
-    db,
-    experiment,
-    until,
-    afterExposure(experiment, metric, until),
-    beforeExposure(experiment, covariate),
-  );
-  return byArm(rows, (r) => ({
-    kind: "sums",
-    ...meanSums(r),
-    covariate: { sumX: r.bs, sumX2: r.bss, sumXY: r.sab },
-  }));
+function cupedSums(r: ArmSums): MetricArmData {
+  return { ...meanSums(r), covariate: { sumX: r.bs, sumX2: r.bss, sumXY: r.sab } };
 }

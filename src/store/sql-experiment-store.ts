@@ -4,7 +4,7 @@
  * for the analysis is done in SQL (one query per metric), so the rows never leave the database.
  */
 
-import type { Kysely } from "kysely";
+import type { Kysely, RawBuilder } from "kysely";
 import { sql } from "kysely";
 import type {
   ExperimentData,
@@ -14,6 +14,7 @@ import type {
 } from "../core/experiment/index.js";
 import { responseHeaderMetric } from "../core/experiment/index.js";
 import { Sketch } from "../core/sketch.js";
+import { batches } from "./batches.js";
 import type {
   EventConflict,
   ExperimentStore,
@@ -22,7 +23,7 @@ import type {
   StoredExperiment,
 } from "./experiment-store.js";
 import { mapExperiment } from "./mappers.js";
-import type { Database } from "./schema.js";
+import type { Database, ExperimentEventsTable } from "./schema.js";
 import type { SqlStore } from "./sql-store.js";
 import type { MeasurementRow } from "./store.js";
 
@@ -33,7 +34,7 @@ import type { MeasurementRow } from "./store.js";
  */
 export const CLOCK_SKEW_MS = 5_000;
 
-/** Rows per INSERT: SQLite allows 32,766 parameters; 6 columns × 500 stays far below. */
+/** Rows per INSERT (keys per IN list): at most 6 parameters each (`batches.ts`). */
 const BATCH = 500;
 
 type Db = Kysely<Database>;
@@ -57,41 +58,13 @@ export class SqlExperimentStore implements ExperimentStore {
     if (events.length === 0) return { accepted: 0, duplicates: 0 };
     return this.store.transact(async (db) => {
       // Checked and inserted in one transaction: no other writer comes between the two.
-      const conflicts: EventConflict[] = [];
-      for (let i = 0; opts.rejectConflicts === true && i < events.length; i += BATCH) {
-        const chunk = events.slice(i, i + BATCH);
-        const stored = await db
-          .selectFrom("experiment_events")
-          .select(["idempotency_key", "unit", "metric", "value", "ts"])
-          .where(
-            "idempotency_key",
-            "in",
-            chunk.map((e) => e.idempotencyKey),
-          )
-          .execute();
-        const byKey = new Map(stored.map((r) => [r.idempotency_key, r]));
-        for (const [j, e] of chunk.entries()) {
-          const r = byKey.get(e.idempotencyKey);
-          if (r === undefined) continue;
-          const fields = (
-            [
-              ["unit", r.unit, e.unit],
-              ["metric", r.metric, e.metric],
-              // Number(): PostgreSQL drivers return BIGINT (and may return doubles) as strings.
-              ["value", Number(r.value), e.value],
-              ["timestamp", Number(r.ts), e.timestamp],
-            ] as const
-          )
-            .filter(([, a, b]) => a !== b)
-            .map(([f]) => f);
-          if (fields.length > 0)
-            conflicts.push({ index: i + j, idempotencyKey: e.idempotencyKey, fields });
-        }
+      if (opts.rejectConflicts === true) {
+        const conflicts = await eventConflicts(db, events);
+        if (conflicts.length > 0) return { conflicts };
       }
-      if (conflicts.length > 0) return { conflicts };
       let inserted = 0;
-      for (let i = 0; i < events.length; i += BATCH) {
-        const rows = events.slice(i, i + BATCH).map((e) => ({
+      for (const batch of batches(events, BATCH)) {
+        const rows = batch.map((e) => ({
           idempotency_key: e.idempotencyKey,
           unit: e.unit,
           metric: e.metric,
@@ -114,11 +87,11 @@ export class SqlExperimentStore implements ExperimentStore {
   async recordExposures(exposures: readonly Exposure[]): Promise<void> {
     if (exposures.length === 0) return;
     await this.store.transact(async (db) => {
-      for (let i = 0; i < exposures.length; i += BATCH) {
+      for (const batch of batches(exposures, BATCH)) {
         await db
           .insertInto("experiment_exposures")
           .values(
-            exposures.slice(i, i + BATCH).map((x) => ({
+            batch.map((x) => ({
               experiment: x.experiment,
               unit: x.unit,
               arm: x.arm,
@@ -172,24 +145,19 @@ export class SqlExperimentStore implements ExperimentStore {
         if ("builtin" in m.source) {
           measured ??= await this.#measured(e, now);
           metrics[m.name] = builtinData(e.arms, measured);
-        } else if (m.kind === "ratio" && m.denominator) {
-          metrics[m.name] = await ratioData(
-            db,
-            e.name,
-            eventName(m.source),
-            eventName(m.denominator),
-            now,
-          );
+          continue;
+        }
+        // The unit's own events of the metric, and for a ratio its denominator's, for CUPED
+        // its covariate's from before exposure.
+        const own = afterExposure(e.name, eventName(m.source), now);
+        if (m.kind === "ratio" && m.denominator) {
+          const denominator = afterExposure(e.name, eventName(m.denominator), now);
+          metrics[m.name] = await perArm(db, e.name, now, ratioSums, own, denominator);
         } else if (m.kind === "mean" && m.covariate) {
-          metrics[m.name] = await cupedData(
-            db,
-            e.name,
-            eventName(m.source),
-            m.covariate.event,
-            now,
-          );
+          const covariate = beforeExposure(e.name, m.covariate.event);
+          metrics[m.name] = await perArm(db, e.name, now, cupedSums, own, covariate);
         } else {
-          metrics[m.name] = await sumsData(db, e.name, eventName(m.source), now);
+          metrics[m.name] = await perArm(db, e.name, now, meanSums, own);
         }
       }
       return { experiment: e.name, units, metrics, readAt: now };
@@ -264,144 +232,151 @@ function builtinData(
 }
 
 /**
- * Per exposed unit: the sum (`v`) and count (`c`) of its `metric` events from its first
- * exposure (less the clock-skew allowance) until `until`. Every metric query joins this.
+ * The stored events that `events` would conflict with: the same idempotency key with another
+ * payload. Each is named by its index in `events` and the fields that differ, in input order.
  */
-function afterExposure(experiment: string, metric: string, until: number) {
+async function eventConflicts(db: Db, events: readonly OutcomeEvent[]): Promise<EventConflict[]> {
+  const byKey = new Map<string, Pick<ExperimentEventsTable, "unit" | "metric" | "value" | "ts">>();
+  for (const batch of batches(events, BATCH)) {
+    const stored = await db
+      .selectFrom("experiment_events")
+      .select(["idempotency_key", "unit", "metric", "value", "ts"])
+      .where(
+        "idempotency_key",
+        "in",
+        batch.map((e) => e.idempotencyKey),
+      )
+      .execute();
+    for (const r of stored) byKey.set(r.idempotency_key, r);
+  }
+  const conflicts: EventConflict[] = [];
+  for (const [index, e] of events.entries()) {
+    const r = byKey.get(e.idempotencyKey);
+    if (r === undefined) continue;
+    const fields = (
+      [
+        ["unit", r.unit, e.unit],
+        ["metric", r.metric, e.metric],
+        // Number(): PostgreSQL drivers return BIGINT (and may return doubles) as strings.
+        ["value", Number(r.value), e.value],
+        ["timestamp", Number(r.ts), e.timestamp],
+      ] as const
+    )
+      .filter(([, a, b]) => a !== b)
+      .map(([f]) => f);
+    if (fields.length > 0) conflicts.push({ index, idempotencyKey: e.idempotencyKey, fields });
+  }
+  return conflicts;
+}
+
+/**
+ * Per exposed unit: the sum (`v`) and count (`c`) of its `metric` events whose timestamp meets
+ * `when`, a condition on `e.ts` and the unit's first exposure `x2.first_at`.
+ */
+function perUnit(experiment: string, metric: string, when: RawBuilder<unknown>) {
   return sql`
       SELECT e.unit AS unit, SUM(e.value) AS v, COUNT(*) AS c
       FROM experiment_events e
       JOIN experiment_exposures x2 ON x2.experiment = ${experiment} AND x2.unit = e.unit
-      WHERE e.metric = ${metric} AND e.ts >= x2.first_at - ${CLOCK_SKEW_MS} AND e.ts <= ${until}
+      WHERE e.metric = ${metric} AND ${when}
       GROUP BY e.unit`;
 }
 
-/** Per arm: units, Σ per-unit value, Σ of its square, and units with at least one event. */
-async function sumsData(
-  db: Db,
-  experiment: string,
-  metric: string,
-  until: number,
-): Promise<Record<string, MetricArmData>> {
-  const r = await sql<{
-    arm: string;
-    n: number;
-    s: number | null;
-    ss: number | null;
-    conv: number | null;
-  }>`
-    SELECT x.arm AS arm, COUNT(*) AS n, SUM(COALESCE(u.v, 0)) AS s, SUM(COALESCE(u.v, 0) * COALESCE(u.v, 0)) AS ss,
-           SUM(CASE WHEN u.c > 0 THEN 1 ELSE 0 END) AS conv
-    FROM experiment_exposures x
-    LEFT JOIN (${afterExposure(experiment, metric, until)}) u ON u.unit = x.unit
-    WHERE x.experiment = ${experiment} AND x.first_at <= ${until}
-    GROUP BY x.arm`.execute(db);
-  const out: Record<string, MetricArmData> = {};
-  for (const row of r.rows) {
-    out[row.arm] = {
-      kind: "sums",
-      n: Number(row.n),
-      sum: Number(row.s ?? 0),
-      sumSquares: Number(row.ss ?? 0),
-      converted: Number(row.conv ?? 0),
-    };
-  }
-  return out;
-}
-
-/** Per arm: the per-unit numerator x and denominator y sums for the delta method. */
-async function ratioData(
-  db: Db,
-  experiment: string,
-  numerator: string,
-  denominator: string,
-  until: number,
-): Promise<Record<string, MetricArmData>> {
-  const r = await sql<{
-    arm: string;
-    n: number;
-    sx: number | null;
-    sx2: number | null;
-    sy: number | null;
-    sy2: number | null;
-    sxy: number | null;
-  }>`
-    SELECT x.arm AS arm, COUNT(*) AS n,
-           SUM(COALESCE(a.v, 0)) AS sx, SUM(COALESCE(a.v, 0) * COALESCE(a.v, 0)) AS sx2,
-           SUM(COALESCE(b.v, 0)) AS sy, SUM(COALESCE(b.v, 0) * COALESCE(b.v, 0)) AS sy2,
-           SUM(COALESCE(a.v, 0) * COALESCE(b.v, 0)) AS sxy
-    FROM experiment_exposures x
-    LEFT JOIN (${afterExposure(experiment, numerator, until)}) a ON a.unit = x.unit
-    LEFT JOIN (${afterExposure(experiment, denominator, until)}) b ON b.unit = x.unit
-    WHERE x.experiment = ${experiment} AND x.first_at <= ${until}
-    GROUP BY x.arm`.execute(db);
-  const out: Record<string, MetricArmData> = {};
-  for (const row of r.rows) {
-    out[row.arm] = {
-      kind: "ratio",
-      n: Number(row.n),
-      sumX: Number(row.sx ?? 0),
-      sumX2: Number(row.sx2 ?? 0),
-      sumY: Number(row.sy ?? 0),
-      sumY2: Number(row.sy2 ?? 0),
-      sumXY: Number(row.sxy ?? 0),
-    };
-  }
-  return out;
+/**
+ * What a metric counts of a unit: its events from its first exposure (less the clock-skew
+ * allowance) until `until`.
+ */
+function afterExposure(experiment: string, metric: string, until: number) {
+  return perUnit(
+    experiment,
+    metric,
+    sql`e.ts >= x2.first_at - ${CLOCK_SKEW_MS} AND e.ts <= ${until}`,
+  );
 }
 
 /**
- * Per arm: the metric's per-unit sums (after exposure) with a pre-period covariate's (the
- * unit's events of `covariate` from before its first exposure, less the skew allowance) for
- * CUPED.
+ * A CUPED covariate's pre-period: the unit's events before its first exposure (less the
+ * allowance).
  */
-async function cupedData(
+function beforeExposure(experiment: string, covariate: string) {
+  return perUnit(experiment, covariate, sql`e.ts < x2.first_at - ${CLOCK_SKEW_MS}`);
+}
+
+/** One arm's sums over its units; the `b` sums are 0 when there was no `b`. */
+interface ArmSums {
+  n: number;
+  /** Σ of the per-unit values `a`, Σ of their squares, and the units with at least one event. */
+  s: number;
+  ss: number;
+  conv: number;
+  /** Σ and Σ of squares of the per-unit values `b`, and Σ of a unit's `a` × `b`. */
+  bs: number;
+  bss: number;
+  sab: number;
+}
+
+/**
+ * Per arm, over its units exposed until `until`: `of` the sums of the per-unit values `a` (and
+ * `b`, when given). A unit without events counts with 0 (the joins are LEFT JOINs), so every
+ * exposed unit is in `n`.
+ */
+async function perArm(
   db: Db,
   experiment: string,
-  metric: string,
-  covariate: string,
   until: number,
+  of: (sums: ArmSums) => MetricArmData,
+  a: RawBuilder<unknown>,
+  b?: RawBuilder<unknown>,
 ): Promise<Record<string, MetricArmData>> {
-  const r = await sql<{
-    arm: string;
-    n: number;
-    s: number | null;
-    ss: number | null;
-    conv: number | null;
-    sx: number | null;
-    sx2: number | null;
-    sxy: number | null;
-  }>`
+  const bSums =
+    b === undefined
+      ? sql``
+      : sql`,
+           SUM(COALESCE(b.v, 0)) AS bs, SUM(COALESCE(b.v, 0) * COALESCE(b.v, 0)) AS bss,
+           SUM(COALESCE(a.v, 0) * COALESCE(b.v, 0)) AS sab`;
+  const bJoin = b === undefined ? sql`` : sql`LEFT JOIN (${b}) b ON b.unit = x.unit`;
+  type Sum = number | string | null;
+  const r = await sql<
+    { arm: string; n: Sum; s: Sum; ss: Sum; conv: Sum } & Partial<Record<"bs" | "bss" | "sab", Sum>>
+  >`
     SELECT x.arm AS arm, COUNT(*) AS n,
            SUM(COALESCE(a.v, 0)) AS s, SUM(COALESCE(a.v, 0) * COALESCE(a.v, 0)) AS ss,
-           SUM(CASE WHEN a.c > 0 THEN 1 ELSE 0 END) AS conv,
-           SUM(COALESCE(b.v, 0)) AS sx, SUM(COALESCE(b.v, 0) * COALESCE(b.v, 0)) AS sx2,
-           SUM(COALESCE(a.v, 0) * COALESCE(b.v, 0)) AS sxy
+           SUM(CASE WHEN a.c > 0 THEN 1 ELSE 0 END) AS conv${bSums}
     FROM experiment_exposures x
-    LEFT JOIN (${afterExposure(experiment, metric, until)}) a ON a.unit = x.unit
-    LEFT JOIN (
-      SELECT e.unit AS unit, SUM(e.value) AS v
-      FROM experiment_events e
-      JOIN experiment_exposures x2 ON x2.experiment = ${experiment} AND x2.unit = e.unit
-      WHERE e.metric = ${covariate} AND e.ts < x2.first_at - ${CLOCK_SKEW_MS}
-      GROUP BY e.unit
-    ) b ON b.unit = x.unit
+    LEFT JOIN (${a}) a ON a.unit = x.unit
+    ${bJoin}
     WHERE x.experiment = ${experiment} AND x.first_at <= ${until}
     GROUP BY x.arm`.execute(db);
   const out: Record<string, MetricArmData> = {};
   for (const row of r.rows) {
-    out[row.arm] = {
-      kind: "sums",
+    // Number(): PostgreSQL drivers return SUM and COUNT of integers as strings.
+    out[row.arm] = of({
       n: Number(row.n),
-      sum: Number(row.s ?? 0),
-      sumSquares: Number(row.ss ?? 0),
-      converted: Number(row.conv ?? 0),
-      covariate: {
-        sumX: Number(row.sx ?? 0),
-        sumX2: Number(row.sx2 ?? 0),
-        sumXY: Number(row.sxy ?? 0),
-      },
-    };
+      s: Number(row.s ?? 0),
+      ss: Number(row.ss ?? 0),
+      conv: Number(row.conv ?? 0),
+      bs: Number(row.bs ?? 0),
+      bss: Number(row.bss ?? 0),
+      sab: Number(row.sab ?? 0),
+    });
   }
   return out;
+}
+
+/** A mean (or binomial) metric: units, Σ per-unit value, Σ of its square, units converted. */
+function meanSums(r: ArmSums): Extract<MetricArmData, { kind: "sums" }> {
+  return { kind: "sums", n: r.n, sum: r.s, sumSquares: r.ss, converted: r.conv };
+}
+
+/** A ratio: the per-unit numerator x (`a`) and denominator y (`b`) sums, for the delta method. */
+function ratioSums(r: ArmSums): MetricArmData {
+  return { kind: "ratio", n: r.n, sumX: r.s, sumX2: r.ss, sumY: r.bs, sumY2: r.bss, sumXY: r.sab };
+}
+
+/**
+ * CUPED: the metric's per-unit sums (after exposure) with its pre-period covariate's (`b`: the
+ * unit's events of the covariate from before its first exposure, less the skew allowance).
+ */
+function cupedSums(r: ArmSums): MetricArmData {
+  return { ...meanSums(r), covariate: { sumX: r.bs, sumX2: r.bss, sumXY: r.sab } };
 }

@@ -3,7 +3,7 @@
  * answers, its start-up deadline passes, its process crashes or its restart is due; how it
  * stops; and which instances a service's `ensure` starts and stops. No processes, timers,
  * files or clocks here: each function reads and updates the plain facts of an instance (and of
- * its current process run) and says what the runtime must do (`process-runtime.ts` spawns,
+ * its current process run) and says what the runtime must do (`lifecycle.ts` spawns,
  * signals, probes and schedules accordingly). The life these decisions make is described in
  * `process-runtime.ts`'s header.
  */

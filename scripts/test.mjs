@@ -9,7 +9,7 @@ import { spawn } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 
-const EXCLUSIVE = ["test/e2e/zero-downtime-hostile.test.ts"];
+const EXCLUSIVE = ["test/e2e/zero-downtime-hostile.test.ts", "test/e2e/fleet-ha-busy.test.ts"];
 
 const roots = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ["src", "test"];
 const files = [];

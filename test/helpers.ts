@@ -3,7 +3,7 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { createServer as createNetServer } from "node:net";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Pool } from "undici";
 
@@ -234,6 +234,27 @@ export function pidsWith(marker: string): number[] {
   } catch {
     return []; // pgrep exits 1 when nothing matches
   }
+}
+
+/**
+ * Keeps every core busy (test/e2e/fixtures/busy.mjs, one process per core) until `stop()`: the machine as CI may be, for guarantees that must not need idle CPU.
+ * The processes carry `marker` in their command line (stopped with the test's own: pidsWith).
+ */
+export function busyCores(marker: string): { count: number; stop(): void } {
+  const busy: ChildProcess[] = [];
+  for (let i = 0; i < availableParallelism(); i++) {
+    busy.push(
+      spawn(process.execPath, [join(ROOT, "test/e2e/fixtures/busy.mjs"), marker], {
+        stdio: "ignore",
+      }),
+    );
+  }
+  return {
+    count: busy.length,
+    stop: () => {
+      for (const b of busy) b.kill("SIGKILL");
+    },
+  };
 }
 
 /**

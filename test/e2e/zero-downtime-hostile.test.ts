@@ -17,10 +17,19 @@ import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { rmSync } from "node:fs";
 import { Agent, request } from "node:http";
-import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { api, freePort, pidsWith, ROOT, startUp, tempDir, type Up, waitFor } from "../helpers.js";
+import {
+  api,
+  busyCores,
+  freePort,
+  pidsWith,
+  ROOT,
+  startUp,
+  tempDir,
+  type Up,
+  waitFor,
+} from "../helpers.js";
 
 const CLIENTS = 16;
 /** Requests each phase must see at the least, beyond those before it started. */
@@ -169,18 +178,12 @@ async function status(up: Up) {
 describe("zero downtime with an abrupt backend on a busy machine (issue #6)", () => {
   const dir = tempDir();
   const marker = `turnout-zdh-${process.pid}-${Date.now()}`;
-  const busy: ChildProcess[] = [];
+  let busy: ReturnType<typeof busyCores> | undefined;
   before(() => {
-    for (let i = 0; i < availableParallelism(); i++) {
-      busy.push(
-        spawn(process.execPath, [join(ROOT, "test/e2e/fixtures/busy.mjs"), marker], {
-          stdio: "ignore",
-        }),
-      );
-    }
+    busy = busyCores(marker);
   });
   after(() => {
-    for (const b of busy) b.kill("SIGKILL");
+    busy?.stop();
     for (const pid of pidsWith(marker)) {
       try {
         process.kill(pid, "SIGKILL");
@@ -315,7 +318,7 @@ describe("zero downtime with an abrupt backend on a busy machine (issue #6)", ()
     }
     await waitFor(
       "no orphan processes",
-      async () => pidsWith(marker).length <= busy.length,
+      async () => pidsWith(marker).length <= (busy?.count ?? 0),
       20_000,
     );
   });

@@ -9,17 +9,14 @@
  * the first one's replacement leads at once (the lease is released, not waited out).
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { rmSync } from "node:fs";
-import { availableParallelism } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import {
   api,
+  busyCores,
   cli,
   freePort,
   pidsWith,
-  ROOT,
   sendMany,
   startBackend,
   startUp,
@@ -78,23 +75,15 @@ export function describeFailover(title: string, opts: FailoverOptions = {}): voi
     };
 
     const marker = `turnout-fleet-ha-busy-${process.pid}-${Date.now()}`;
-    const busy: ChildProcess[] = [];
+    let busy: ReturnType<typeof busyCores> | undefined;
 
     before(async () => {
       for (const name of ["v1", "v2"]) backends.push(await startBackend(name));
-      if (opts.busyCores) {
-        for (let i = 0; i < availableParallelism(); i++) {
-          busy.push(
-            spawn(process.execPath, [join(ROOT, "test/e2e/fixtures/busy.mjs"), marker], {
-              stdio: "ignore",
-            }),
-          );
-        }
-      }
+      if (opts.busyCores) busy = busyCores(marker);
     });
 
     after(async () => {
-      for (const b of busy) b.kill("SIGKILL");
+      busy?.stop();
       for (const pid of pidsWith(marker)) {
         try {
           process.kill(pid, "SIGKILL");

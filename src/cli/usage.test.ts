@@ -41,4 +41,19 @@ describe("CLI usage errors", () => {
     assert.equal(r.status, 0);
     assert.match(r.stdout, /services \| analysistemplates \| flags \| segments \| experiments/);
   });
+
+  it("a --limit or --timeout that is not a positive number is a usage error naming the option", () => {
+    for (const [args, option] of [
+      [["history", "web", "--limit", "abc"], "--limit"],
+      [["history", "web", "--limit", "-1"], "--limit"],
+      [["history", "web", "--limit", "0"], "--limit"],
+      [["flags", "history", "new-checkout", "--limit", "2.5"], "--limit"],
+      [["status", "web", "--watch", "--timeout", "abc"], "--timeout"],
+      [["status", "web", "--watch", "--timeout", "-5"], "--timeout"],
+    ] as const) {
+      const r = turnout(...args);
+      assert.equal(r.status, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`option '${option} <`), args.join(" "));
+    }
+  });
 });

@@ -56,4 +56,13 @@ describe("CLI usage errors", () => {
       assert.match(r.stderr, new RegExp(`option '${option} <`), args.join(" "));
     }
   });
+
+  it("events post -f with a file that cannot be read names the option and exits 2", () => {
+    const r = turnout("events", "post", "-f", join(ROOT, ".no-such-file.json"));
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(
+      r.stderr,
+      /cannot read --file .*\.no-such-file\.json: ENOENT.*\[TURNOUT_ERR_CLI_USAGE\]/,
+    );
+  });
 });

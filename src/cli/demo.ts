@@ -234,8 +234,11 @@ export async function runDemo(opts: { keep: boolean }): Promise<number> {
             ? `step ${Math.min(s.stepIndex + 1, v.steps.length)}/${v.steps.length}`
             : "";
         const secs = String(Math.round((Date.now() - started) / 1000)).padStart(3);
+        // Pad the phase before colouring it: the colour codes would count towards the width on
+        // a terminal and shift the columns after "Paused" or "Degraded".
+        const phase = s?.phase ?? "?";
         out(
-          `[${secs}s] ${phaseColor(s?.phase ?? "?").padEnd(12)} ${step.padEnd(9)} weights ${configured.padEnd(14)} observed ${observed.padEnd(20)} ${dim(`${traffic!.requests} req, ${traffic!.errors} errors`)}`,
+          `[${secs}s] ${phaseColor(phase)}${" ".repeat(Math.max(0, 12 - phase.length))} ${step.padEnd(9)} weights ${configured.padEnd(14)} observed ${observed.padEnd(20)} ${dim(`${traffic!.requests} req, ${traffic!.errors} errors`)}`,
         );
         if (s?.phase === "Paused" && !promoted) {
           out(dim(`       ${s.message}`));

@@ -141,7 +141,13 @@ function one(opts: PostOptions): Record<string, unknown> {
 }
 
 async function fromFile(file: string): Promise<unknown[]> {
-  const text = file === "-" ? await readStdin() : await readFile(file, "utf8");
+  let text: string;
+  try {
+    text = file === "-" ? await readStdin() : await readFile(file, "utf8");
+  } catch (err) {
+    // A usage error with its code, like every other, not node's bare ENOENT line.
+    throw usage(`cannot read --file ${file}: ${(err as Error).message}`);
+  }
   let parsed: unknown;
   try {
     // Depth and size are bounded before parsing (as everywhere user input is parsed), with

@@ -7,6 +7,7 @@ import { type Command, InvalidArgumentError, Option } from "commander";
 import { stringify as toYaml } from "yaml";
 import type { FlagCondition, FlagSpec, SegmentSpec } from "../core/flags/types.js";
 import { TurnoutError } from "../errors.js";
+import { positiveInt } from "./arg-parsers.js";
 import type { Client } from "./client.js";
 import { bold, dim, green, red, table } from "./format.js";
 
@@ -215,7 +216,7 @@ export function registerFlagsCommands(program: Command, client: (cmd: Command) =
     .command("history")
     .description("every change of a flag: resource generations, people, rollouts")
     .argument("<flag>")
-    .option("--limit <n>", "at most this many entries (the most recent)", Number)
+    .option("--limit <n>", "at most this many entries (the most recent)", positiveInt)
     .addOption(outputOption())
     .action(async (name: string, opts: { output: Output; limit?: number }, cmd: Command) => {
       const q = opts.limit ? `?limit=${opts.limit}` : "";

@@ -133,3 +133,21 @@ describe("status: the traffic line (#18 item 9)", () => {
     );
   });
 });
+
+describe("formatStatus: the data plane's follow-up lines", () => {
+  it("a refused table and HAProxy's last error sit under the label column, with no stray colon", () => {
+    const v: StatusView = {
+      ...view({}, 0),
+      dataPlane: {
+        provider: "haproxy",
+        process: { running: true, lastError: "exit 1" },
+        refused: "HAProxy runtime API /run/admin.sock: the socket does not exist",
+      },
+    };
+    const lines = formatStatus(v).split("\n");
+    const at = lines.findIndex((l) => l.startsWith("Data plane:"));
+    assert.ok(at >= 0);
+    assert.match(lines[at + 1] ?? "", /^ {13}\S*refused: HAProxy runtime API/);
+    assert.match(lines[at + 2] ?? "", /^ {13}\S*last error: exit 1/);
+  });
+});

@@ -95,7 +95,8 @@ function verdictColor(outcome: string): string {
 export function formatStatus(v: StatusView): string {
   const s = v.status;
   const lines: string[] = [];
-  const row = (k: string, val: string) => lines.push(`${`${k}:`.padEnd(13)}${val}`);
+  // An empty label continues the row above (no stray ":" in the label column).
+  const row = (k: string, val: string) => lines.push(`${(k ? `${k}:` : "").padEnd(13)}${val}`);
   row("Service", bold(v.service));
   if (!s) {
     row("Phase", dim("not reconciled yet (is the controller running?)"));

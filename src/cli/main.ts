@@ -13,6 +13,7 @@ import { DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from "../defaults.js";
 import { type FieldError, formatFieldError, TurnoutError } from "../errors.js";
 import { getNotifiers } from "../notify/cli.js";
 import { packageVersion } from "../version.js";
+import { positiveInt, positiveSeconds } from "./arg-parsers.js";
 import { ApiError, Client } from "./client.js";
 import { registerDashboardCommand } from "./dashboard.js";
 import { registerEventsCommands } from "./events.js";
@@ -398,7 +399,11 @@ program
     "-w, --watch",
     "keep showing until the rollout ends (exit 0 when it completes, 1 when Degraded)",
   )
-  .option("--timeout <seconds>", "with --watch: give up after this many seconds (exit 1)", Number)
+  .option(
+    "--timeout <seconds>",
+    "with --watch: give up after this many seconds (exit 1)",
+    positiveSeconds,
+  )
   .action(
     async (
       service: string,
@@ -453,7 +458,7 @@ program
   .description("a service's event history: what changed, who did it and why")
   .argument("<service>")
   .addOption(outputOption())
-  .option("--limit <n>", "at most this many events (the most recent)", Number)
+  .option("--limit <n>", "at most this many events (the most recent)", positiveInt)
   .action(async (service: string, opts: { output: Output; limit?: number }, cmd: Command) => {
     const res = await client(cmd).call<{ service: string; events: TurnoutEvent[] }>(
       "GET",

@@ -41,4 +41,28 @@ describe("CLI usage errors", () => {
     assert.equal(r.status, 0);
     assert.match(r.stdout, /services \| analysistemplates \| flags \| segments \| experiments/);
   });
+
+  it("a --limit or --timeout that is not a positive number is a usage error naming the option", () => {
+    for (const [args, option] of [
+      [["history", "web", "--limit", "abc"], "--limit"],
+      [["history", "web", "--limit", "-1"], "--limit"],
+      [["history", "web", "--limit", "0"], "--limit"],
+      [["flags", "history", "new-checkout", "--limit", "2.5"], "--limit"],
+      [["status", "web", "--watch", "--timeout", "abc"], "--timeout"],
+      [["status", "web", "--watch", "--timeout", "-5"], "--timeout"],
+    ] as const) {
+      const r = turnout(...args);
+      assert.equal(r.status, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`option '${option} <`), args.join(" "));
+    }
+  });
+
+  it("events post -f with a file that cannot be read names the option and exits 2", () => {
+    const r = turnout("events", "post", "-f", join(ROOT, ".no-such-file.json"));
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(
+      r.stderr,
+      /cannot read --file .*\.no-such-file\.json: ENOENT.*\[TURNOUT_ERR_CLI_USAGE\]/,
+    );
+  });
 });

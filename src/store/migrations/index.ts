@@ -83,9 +83,19 @@ export async function migrateToLatest(
       throw e;
     }
     const what = failed !== undefined ? `store migration ${failed}` : "store migrations";
-    const e = new TurnoutError("TURNOUT_ERR_STORE_UNAVAILABLE", `${what} failed: ${message}`, {
-      migration: failed,
-    });
+    // PostgreSQL's insufficient_privilege: since version 15 a role that does not own the
+    // database may not create tables in `public`; say the fix rather than only the refusal.
+    const hint =
+      (error as { code?: unknown }).code === "42501"
+        ? "; Turnout's role must be able to create tables: make it the database's owner (createdb --owner ROLE) or GRANT CREATE ON SCHEMA public TO ROLE (docs/fleet.md#postgresql)"
+        : "";
+    const e = new TurnoutError(
+      "TURNOUT_ERR_STORE_UNAVAILABLE",
+      `${what} failed: ${message}${hint}`,
+      {
+        migration: failed,
+      },
+    );
     e.cause = error;
     throw e;
   }

@@ -215,14 +215,18 @@ program
 
 // ---- resources --------------------------------------------------------------------------
 
+type FileOpts = { filename: string[]; output: Output };
+
+const FILENAME_HELP = "YAML or JSON: a file, a directory, or - for stdin";
+
 program
   .command("validate")
   .description(
     "check resource files offline (all errors at once, with file, document and field path)",
   )
-  .requiredOption("-f, --filename <path...>", "file or directory (YAML or JSON)")
+  .requiredOption("-f, --filename <path...>", FILENAME_HELP)
   .addOption(outputOption())
-  .action(async (opts: { filename: string[]; output: Output }) => {
+  .action(async (opts: FileOpts) => {
     const { resources, errors } = await loadAll(opts.filename);
     if (opts.output !== "text") {
       print(
@@ -245,9 +249,9 @@ program
   .description(
     "create or update resources from files (validated first; nothing changes if any is invalid)",
   )
-  .requiredOption("-f, --filename <path...>", "file or directory (YAML or JSON)")
+  .requiredOption("-f, --filename <path...>", FILENAME_HELP)
   .addOption(outputOption())
-  .action(async (opts: { filename: string[]; output: Output }, cmd: Command) => {
+  .action(async (opts: FileOpts, cmd: Command) => {
     const { errors, raw, place } = await loadAll(opts.filename);
     if (errors.length > 0) {
       printFieldErrors(errors);
@@ -577,7 +581,7 @@ async function loadAll(paths: string[]) {
   const { loadPaths } = await import("../resources/load.js");
   // One set: clashes between files (same name, same port) still carry file and line.
   const { checkAnalysisRefs } = await import("../resources/refs.js");
-  const r = await loadPaths(paths);
+  const r = await loadPaths(paths, { stdin: process.stdin });
   // Offline: templates may already be on the server, so only the files' own are checked.
   const refs = checkAnalysisRefs(r.resources, [], { requireKnownTemplates: false });
   const { checkTraffic } = await import("../resources/traffic.js");

@@ -2,11 +2,19 @@ import assert from "node:assert/strict";
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
+import { Readable } from "node:stream";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import type { ProcessRuntimeSpec, Resource, ServiceResource } from "../core/model.js";
 import { type FieldError, formatFieldError } from "../errors.js";
-import { crossCheck, loadPath, loadPaths, parseResources, serializeResources } from "./load.js";
+import {
+  crossCheck,
+  loadPath,
+  loadPaths,
+  parseResources,
+  STDIN_NAME,
+  serializeResources,
+} from "./load.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const INVALID = join(ROOT, "test/fixtures/invalid");
@@ -400,6 +408,34 @@ spec:
 });
 
 describe("loadPath", () => {
+  test("- reads the stdin given, named <stdin> in errors, once", async () => {
+    const text =
+      "apiVersion: turnout.dev/v1\nkind: Service\nmetadata: { name: s }\nspec:\n  listen: { port: 8080 }\n  runtime: { process: { command: [node] } }\n  version: v1\n---\nkind: Nope\n";
+    const { resources, errors } = await loadPaths(["-", "-"], {
+      stdin: Readable.from([Buffer.from(text.slice(0, 20)), Buffer.from(text.slice(20))]),
+    });
+    assert.deepEqual(
+      resources.map((r) => r.metadata.name),
+      ["s"],
+    );
+    assert.deepEqual(
+      errors.map((e) => [e.file, e.document, e.line]),
+      [
+        [STDIN_NAME, undefined, undefined],
+        [STDIN_NAME, 1, 9],
+        [STDIN_NAME, 1, 9],
+      ],
+      show(errors),
+    );
+    assert.match(errors[0]!.message, /given twice: stdin is read only once/);
+    // Without a stdin to read, "-" is a file name like any other.
+    const plain = await loadPaths(["-"]);
+    assert.deepEqual(
+      plain.errors.map((e) => [e.file, e.message]),
+      [["-", "no such file or directory"]],
+    );
+  });
+
   test("a directory, recursively, all files checked as one set", async () => {
     const dir = await mkdtemp(join(tmpdir(), "turnout-load-"));
     try {

@@ -103,22 +103,46 @@ export function parsePath(path: string): PathSegment[] {
   return out;
 }
 
+export interface LoadPathsOptions {
+  /** Where the path `-` reads from (the CLI passes process.stdin); without it `-` is a file name. */
+  stdin?: AsyncIterable<Buffer | string>;
+}
+
+/** How errors name the text read from stdin (`-f -`), as `file` of a FieldError. */
+export const STDIN_NAME = "<stdin>";
+
 /**
  * Loads a file, or every .yaml/.yml/.json file under a directory (recursively, in sorted order,
  * skipping hidden entries and node_modules), and checks all of them together as one set.
  */
-export async function loadPath(path: string): Promise<LoadResult> {
-  return loadPaths([path]);
+export async function loadPath(path: string, opts: LoadPathsOptions = {}): Promise<LoadResult> {
+  return loadPaths([path], opts);
 }
 
 /**
  * Like `loadPath` for several files or directories (`apply -f a.yaml -f dir/`), checked as one
- * set, so a port clash between two of them still points at the file and line.
+ * set, so a port clash between two of them still points at the file and line. With
+ * `opts.stdin`, the path `-` is the text read from it (once).
  */
-export async function loadPaths(paths: readonly string[]): Promise<LoadResult> {
+export async function loadPaths(
+  paths: readonly string[],
+  opts: LoadPathsOptions = {},
+): Promise<LoadResult> {
   const files: string[] = [];
   const errors: FieldError[] = [];
+  let stdinSeen = false;
   for (const path of paths) {
+    if (path === "-" && opts.stdin !== undefined) {
+      if (stdinSeen)
+        errors.push({
+          file: STDIN_NAME,
+          path: "",
+          message: "given twice: stdin is read only once",
+        });
+      else files.push(path);
+      stdinSeen = true;
+      continue;
+    }
     try {
       const st = await stat(path);
       const found = st.isDirectory() ? await listResourceFiles(path) : [path];
@@ -135,10 +159,15 @@ export async function loadPaths(paths: readonly string[]): Promise<LoadResult> {
     }
   }
   const entries: Entry[] = [];
-  for (const file of files) {
+  for (const path of files) {
+    const fromStdin = path === "-" && opts.stdin !== undefined;
+    const file = fromStdin ? STDIN_NAME : path;
     let text: string;
     try {
-      text = await readBounded(file, INPUT_LIMITS.maxBytes);
+      text =
+        fromStdin && opts.stdin !== undefined
+          ? await readStreamBounded(opts.stdin, INPUT_LIMITS.maxBytes)
+          : await readBounded(path, INPUT_LIMITS.maxBytes);
     } catch (err) {
       if (err instanceof InputLimitError) errors.push(limitError(err, file));
       else errors.push({ file, path: "", message: fsMessage(err) });
@@ -583,6 +612,29 @@ async function listResourceFiles(dir: string): Promise<string[]> {
   return out;
 }
 
+const tooLarge = (max: number, what: string) =>
+  new InputLimitError(
+    "bytes",
+    max,
+    `${what} is larger than ${max / (1024 * 1024)} MiB; split it into several files`,
+  );
+
+/** Stdin's text (`-f -`), refused once it passes `max` bytes, like a file's. */
+async function readStreamBounded(
+  stream: AsyncIterable<Buffer | string>,
+  max: number,
+): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of stream) {
+    const buf = typeof c === "string" ? Buffer.from(c) : c;
+    chunks.push(buf);
+    size += buf.length;
+    if (size > max) throw tooLarge(max, "the input");
+  }
+  return Buffer.concat(chunks, size).toString("utf8");
+}
+
 /**
  * A file's text, refused once it passes `max` bytes: a stat would not do, since a FIFO,
  * `/dev/zero` or `<(...)` has no size.
@@ -598,12 +650,7 @@ async function readBounded(file: string, max: number): Promise<string> {
       if (bytesRead === 0) break;
       chunks.push(buf.subarray(0, bytesRead));
       size += bytesRead;
-      if (size > max)
-        throw new InputLimitError(
-          "bytes",
-          max,
-          `the file is larger than ${max / (1024 * 1024)} MiB; split it into several files`,
-        );
+      if (size > max) throw tooLarge(max, "the file");
     }
     return Buffer.concat(chunks, size).toString("utf8");
   } finally {

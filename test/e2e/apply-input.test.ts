@@ -1,0 +1,70 @@
+/**
+ * Where `turnout apply` and `turnout validate` read resources from, against a real Turnout:
+ * `-f -` is stdin (as for `events post -f -`, and as kubectl reads it).
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { pino } from "pino";
+import { type RunningTurnout, startTurnout } from "../../src/server.js";
+import { api, CLI, type CliResult, ROOT, tempDir } from "../helpers.js";
+
+const flag = (name: string) => `apiVersion: turnout.dev/v1
+kind: Flag
+metadata: { name: ${name} }
+spec:
+  type: boolean
+  variants: { "on": true, "off": false }
+  defaultVariant: "off"
+`;
+
+/** The CLI with `input` on its stdin. */
+function cliWithInput(args: string[], input: string): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const p = spawn(CLI[0]!, [...CLI.slice(1), ...args], {
+      cwd: ROOT,
+      env: { ...process.env, NO_COLOR: "1" },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.on("data", (d) => (stdout += d));
+    p.stderr.on("data", (d) => (stderr += d));
+    p.on("exit", (code) => resolve({ code, stdout, stderr }));
+    p.stdin.end(input);
+  });
+}
+
+describe("apply and validate: -f -", () => {
+  let dir: string;
+  let t: RunningTurnout;
+  const target = () => ["--server", t.url, "--token", t.token];
+
+  before(async () => {
+    dir = tempDir();
+    t = await startTurnout({
+      dataDir: join(dir, "data"),
+      port: 0,
+      logger: pino({ level: "silent" }),
+    });
+  });
+  after(async () => {
+    await t.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("apply -f - applies what stdin holds", async () => {
+    const r = await cliWithInput([...target(), "apply", "-f", "-"], flag("from-stdin"));
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^flag\/from-stdin created/);
+    assert.equal((await api(t, "GET", "/api/v1/flags/from-stdin")).status, 200);
+  });
+
+  it("validate -f - names <stdin> in its errors, with line and column", async () => {
+    const r = await cliWithInput(["validate", "-f", "-"], flag("ok").replace("boolean", "bool"));
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /<stdin>:5:9 document 1 Flag\/ok: spec\.type: /);
+  });
+});

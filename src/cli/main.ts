@@ -215,9 +215,12 @@ program
 
 // ---- resources --------------------------------------------------------------------------
 
-type FileOpts = { filename: string[]; output: Output };
+type FileOpts = { filename: string[]; recursive?: boolean; output: Output };
 
-const FILENAME_HELP = "YAML or JSON: a file, a directory, or - for stdin";
+const FILENAME_HELP =
+  "YAML or JSON: a file, a directory (its .yaml, .yml and .json files; subdirectories with -R), or - for stdin";
+const RECURSIVE_HELP =
+  "with -f DIR: read its subdirectories too (hidden ones and node_modules skipped)";
 
 program
   .command("validate")
@@ -225,9 +228,10 @@ program
     "check resource files offline (all errors at once, with file, document and field path)",
   )
   .requiredOption("-f, --filename <path...>", FILENAME_HELP)
+  .option("-R, --recursive", RECURSIVE_HELP)
   .addOption(outputOption())
   .action(async (opts: FileOpts) => {
-    const { resources, errors } = await loadAll(opts.filename);
+    const { resources, errors } = await loadAll(opts.filename, opts.recursive === true);
     if (opts.output !== "text") {
       print(
         { valid: errors.length === 0, resources: resources.map(ref), errors },
@@ -250,9 +254,10 @@ program
     "create or update resources from files (validated first; nothing changes if any is invalid)",
   )
   .requiredOption("-f, --filename <path...>", FILENAME_HELP)
+  .option("-R, --recursive", RECURSIVE_HELP)
   .addOption(outputOption())
   .action(async (opts: FileOpts, cmd: Command) => {
-    const { errors, raw, place } = await loadAll(opts.filename);
+    const { errors, raw, place } = await loadAll(opts.filename, opts.recursive === true);
     if (errors.length > 0) {
       printFieldErrors(errors);
       process.exitCode = 1;
@@ -577,11 +582,11 @@ function ref(r: { kind: string; name: string }) {
   return { kind: r.kind, name: r.name };
 }
 
-async function loadAll(paths: string[]) {
+async function loadAll(paths: string[], recursive: boolean) {
   const { loadPaths } = await import("../resources/load.js");
   // One set: clashes between files (same name, same port) still carry file and line.
   const { checkAnalysisRefs } = await import("../resources/refs.js");
-  const r = await loadPaths(paths, { stdin: process.stdin });
+  const r = await loadPaths(paths, { recursive, stdin: process.stdin });
   // Offline: templates may already be on the server, so only the files' own are checked.
   const refs = checkAnalysisRefs(r.resources, [], { requireKnownTemplates: false });
   const { checkTraffic } = await import("../resources/traffic.js");

@@ -408,6 +408,54 @@ spec:
 });
 
 describe("loadPath", () => {
+  test("a directory: its own files only, unless recursive", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "turnout-load-"));
+    try {
+      const svc = (name: string, port: number) =>
+        `apiVersion: turnout.dev/v1\nkind: Service\nmetadata: { name: ${name} }\nspec:\n  listen: { port: ${port} }\n  runtime: { process: { command: [node] } }\n  version: v1\n`;
+      await mkdir(join(dir, "sub"));
+      await writeFile(join(dir, "a.yaml"), svc("a", 8080));
+      // As `apply -f .` in a project: a package.json below must not be taken for a resource.
+      await writeFile(join(dir, "sub", "package.json"), '{"name": "x"}');
+      await writeFile(join(dir, "sub", "b.yml"), svc("b", 8081));
+      const flat = await loadPath(dir);
+      assert.deepEqual(flat.errors, []);
+      assert.deepEqual(
+        flat.resources.map((r) => r.metadata.name),
+        ["a"],
+      );
+      const deep = await loadPath(dir, { recursive: true });
+      assert.ok(deep.errors.length > 0);
+      assert.ok(deep.errors.every((e) => e.file === join(dir, "sub", "package.json")));
+      assert.deepEqual(
+        deep.resources.map((r) => r.metadata.name),
+        ["a", "b"],
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a directory whose resource files are all in subdirectories names -R", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "turnout-load-"));
+    try {
+      await mkdir(join(dir, "sub"));
+      await writeFile(join(dir, "sub", "c.json"), "[]");
+      const { errors } = await loadPath(dir);
+      assert.deepEqual(
+        errors.map((e) => [e.file, e.message]),
+        [
+          [
+            dir,
+            "the directory holds no .yaml, .yml or .json files (its subdirectories are read only with -R, --recursive)",
+          ],
+        ],
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test("- reads the stdin given, named <stdin> in errors, once", async () => {
     const text =
       "apiVersion: turnout.dev/v1\nkind: Service\nmetadata: { name: s }\nspec:\n  listen: { port: 8080 }\n  runtime: { process: { command: [node] } }\n  version: v1\n---\nkind: Nope\n";
@@ -448,7 +496,7 @@ describe("loadPath", () => {
       await writeFile(join(dir, "c.json"), "[]");
       await writeFile(join(dir, "notes.txt"), "not a resource");
       await writeFile(join(dir, ".hidden", "x.yaml"), "broken: [");
-      const { resources, errors } = await loadPath(dir);
+      const { resources, errors } = await loadPath(dir, { recursive: true });
       assert.deepEqual(
         resources.map((r) => r.metadata.name),
         ["a"],

@@ -104,6 +104,12 @@ export function parsePath(path: string): PathSegment[] {
 }
 
 export interface LoadPathsOptions {
+  /**
+   * Read the subdirectories of a directory too (`apply -R`). Without it a directory gives its own
+   * .yaml/.yml/.json files only, as kubectl reads one: `apply -f .` in a project must not take
+   * every package.json below it for a resource.
+   */
+  recursive?: boolean;
   /** Where the path `-` reads from (the CLI passes process.stdin); without it `-` is a file name. */
   stdin?: AsyncIterable<Buffer | string>;
 }
@@ -112,8 +118,9 @@ export interface LoadPathsOptions {
 export const STDIN_NAME = "<stdin>";
 
 /**
- * Loads a file, or every .yaml/.yml/.json file under a directory (recursively, in sorted order,
- * skipping hidden entries and node_modules), and checks all of them together as one set.
+ * Loads a file, or the .yaml/.yml/.json files of a directory (in sorted order, skipping hidden
+ * entries; its subdirectories too, skipping node_modules, with `recursive`), and checks all of
+ * them together as one set.
  */
 export async function loadPath(path: string, opts: LoadPathsOptions = {}): Promise<LoadResult> {
   return loadPaths([path], opts);
@@ -145,12 +152,15 @@ export async function loadPaths(
     }
     try {
       const st = await stat(path);
-      const found = st.isDirectory() ? await listResourceFiles(path) : [path];
+      const found = st.isDirectory()
+        ? await listResourceFiles(path, opts.recursive === true)
+        : [path];
       if (found.length === 0) {
+        const sub = !opts.recursive && (await hasSubdirectories(path));
         errors.push({
           file: path,
           path: "",
-          message: "the directory holds no .yaml, .yml or .json files",
+          message: `the directory holds no .yaml, .yml or .json files${sub ? " (its subdirectories are read only with -R, --recursive)" : ""}`,
         });
       }
       files.push(...found);
@@ -599,17 +609,23 @@ function checkSet(
 
 const RESOURCE_FILE = /\.(ya?ml|json)$/i;
 
-async function listResourceFiles(dir: string): Promise<string[]> {
+async function listResourceFiles(dir: string, recursive: boolean): Promise<string[]> {
   const out: string[] = [];
   const entries = await readdir(dir, { withFileTypes: true });
   entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const d of entries) {
     if (d.name.startsWith(".") || d.name === "node_modules") continue;
     const p = join(dir, d.name);
-    if (d.isDirectory()) out.push(...(await listResourceFiles(p)));
-    else if (d.isFile() && RESOURCE_FILE.test(d.name)) out.push(p);
+    if (d.isDirectory()) {
+      if (recursive) out.push(...(await listResourceFiles(p, true)));
+    } else if (d.isFile() && RESOURCE_FILE.test(d.name)) out.push(p);
   }
   return out;
+}
+
+async function hasSubdirectories(dir: string): Promise<boolean> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  return entries.some((d) => d.isDirectory() && !d.name.startsWith("."));
 }
 
 const tooLarge = (max: number, what: string) =>

@@ -45,8 +45,8 @@ export const ERRORS = {
   TURNOUT_ERR_API_CLIENT_TIMEOUT: {
     status: 408,
     summary:
-      "The client did not send its request headers within the API's header timeout (the router's default `requestHeadersSeconds`, 10 s).",
-    fix: "Send the request head at once; look for a slow link or a proxy that holds requests back.",
+      "The client did not send its request headers within 10 s (the router's default `requestHeadersSeconds`), or the whole request, body included, within 30 s.",
+    fix: "Send the request at once (the API's bodies are small); look for a slow link or a proxy that holds requests back.",
   },
   TURNOUT_ERR_API_EXPECTATION_FAILED: {
     status: 417,

@@ -3,6 +3,7 @@
  * idempotency conflict, all answered in Turnout's error format.
  */
 import assert from "node:assert/strict";
+import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { request } from "node:http";
 import { connect } from "node:net";
@@ -51,7 +52,7 @@ describe("API HTTP limits", () => {
       token: TOKEN,
       version: "test",
       bodyLimit: 64 * 1024,
-      timeouts: { headersMs: 300 },
+      timeouts: { headersMs: 300, requestMs: 1_500 },
       experiments: new ExperimentStore(store as never),
     });
     await app.listen({ port: 0, host: "127.0.0.1" });
@@ -119,6 +120,34 @@ describe("API HTTP limits", () => {
     assert.deepEqual(errorOf(huge), { status: 431, code: "TURNOUT_ERR_API_HEADERS_TOO_LARGE" });
     const bad = await raw(port, "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: x\r\n\r\n");
     assert.deepEqual(errorOf(bad), { status: 400, code: "TURNOUT_ERR_API_BAD_REQUEST" });
+  });
+
+  it("answers a body that trickles 408 once the whole request is over its time, and closes", async () => {
+    // Unauthenticated, as anyone on the network could: the token is checked after the body.
+    const started = Date.now();
+    const s = connect(port, "127.0.0.1");
+    s.write(
+      "POST /api/v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n",
+    );
+    // A byte every 100 ms: never idle long enough for any other timeout, never done.
+    let sent = 0;
+    const trickle = setInterval(() => {
+      if (s.writable) {
+        s.write("{");
+        sent++;
+      }
+    }, 100);
+    let out = "";
+    s.on("data", (d) => (out += d));
+    s.on("error", () => {});
+    await once(s, "close");
+    clearInterval(trickle);
+    const elapsed = Date.now() - started;
+    assert.ok(elapsed >= 1_500, `closed after ${elapsed} ms, before the request timeout`);
+    assert.ok(sent >= 10, `only ${sent} bytes were sent: the trickle did not run`);
+    const { status, code } = errorOf(out);
+    assert.deepEqual({ status, code }, { status: 408, code: "TURNOUT_ERR_API_CLIENT_TIMEOUT" });
+    assert.match(out, /did not send the whole request within 1\.5 s/);
   });
 
   it("answers a JSON body nested too deeply 400 TURNOUT_ERR_INPUT_TOO_DEEP, with the place", async () => {

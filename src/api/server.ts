@@ -77,11 +77,12 @@ export interface ApiOptions {
   /** Request body limit in bytes (default: the input limit, 4 MiB). */
   bodyLimit?: number;
   /**
-   * Client-side timeouts, by default the router's (`DEFAULT_TRAFFIC_POLICY.timeouts`): the
-   * request headers must arrive within `headersMs`, an idle keep-alive connection is closed
-   * after `idleMs`.
+   * Client-side timeouts: the request headers must arrive within `headersMs` and an idle
+   * keep-alive connection is closed after `idleMs` (by default the router's,
+   * `DEFAULT_TRAFFIC_POLICY.timeouts`); the whole request, body included, within `requestMs`
+   * (default `API_REQUEST_TIMEOUT_MS`).
    */
-  timeouts?: { headersMs?: number; idleMs?: number };
+  timeouts?: { headersMs?: number; idleMs?: number; requestMs?: number };
   logger?: boolean | object;
   /** Served at `GET /metrics` without a token (`createMetricsRegistry`); no route without it. */
   metrics?: MetricsRegistry;
@@ -120,6 +121,14 @@ interface CommandBody {
 /** The API's largest request head: the router's default, and Node's. */
 export const API_MAX_HEADER_BYTES = MAX_REQUEST_HEAD_BYTES;
 
+/**
+ * The time a client has to send a whole request, head and body. The API's bodies are small
+ * (4 MiB at most, most under a few KiB), so 30 s is ample even on a slow link; Node's default
+ * (300 s) let a client that sends a byte now and then hold a connection, and its memory, for
+ * five minutes without a token, since authentication waits for the body.
+ */
+export const API_REQUEST_TIMEOUT_MS = 30_000;
+
 export function buildApi(opts: ApiOptions): FastifyInstance {
   const { store, clock } = opts;
   // OFREP's single evaluations skip fastify's routing (ofrep.ts explains why and what it keeps).
@@ -128,12 +137,15 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
   const headersMs =
     opts.timeouts?.headersMs ?? DEFAULT_TRAFFIC_POLICY.timeouts.requestHeadersSeconds * 1000;
   const idleMs = opts.timeouts?.idleMs ?? DEFAULT_TRAFFIC_POLICY.timeouts.idleSeconds * 1000;
+  // Never shorter than the headers' time: Node requires it.
+  const requestMs = Math.max(headersMs, opts.timeouts?.requestMs ?? API_REQUEST_TIMEOUT_MS);
   const app = Fastify({
     logger: opts.logger ?? false,
     bodyLimit,
     // Error bodies are ours; fastify's default would leak its own codes.
     return503OnClosing: true,
-    clientErrorHandler: answerClientError,
+    clientErrorHandler: (err: Error & { code?: string }, socket: Duplex) =>
+      answerClientError(err, socket, { headersMs, requestMs }),
     serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) => {
       const dispatch = fast
         ? (req: IncomingMessage, res: ServerResponse) => {
@@ -149,8 +161,7 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
         ? createHttpsServer({ ...opts.https, ...serverOptions }, dispatch)
         : createServer(serverOptions, dispatch);
       server.headersTimeout = headersMs;
-      // The whole request, body included; never shorter than the headers' time (Node's rule).
-      server.requestTimeout = Math.max(headersMs, 300_000);
+      server.requestTimeout = requestMs;
       server.keepAliveTimeout = idleMs;
       // Node answers `Expect: 100-continue` with 100 before anyone has looked at the request;
       // a body that is too large must be refused before the client sends it.
@@ -682,12 +693,17 @@ function writeError(res: ServerResponse, err: TurnoutError): void {
 
 /**
  * Malformed requests, request heads over `API_MAX_HEADER_BYTES` and clients too slow to send
- * their headers, answered in Turnout's error format (fastify's and Node's have their own).
+ * their headers or their body, answered in Turnout's error format (fastify's and Node's have
+ * their own).
  */
-function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+function answerClientError(
+  err: Error & { code?: string },
+  socket: Duplex,
+  timeouts: { headersMs: number; requestMs: number },
+): void {
   if (err.code === "ECONNRESET" || socket.destroyed) return;
   // A response already under way on this connection cannot be followed by another.
-  const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse })._httpMessage;
+  const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
   if (!socket.writable || (inFlight?.headersSent ?? false)) {
     socket.destroy();
     return;
@@ -700,9 +716,13 @@ function answerClientError(err: Error & { code?: string }, socket: Duplex): void
     code = "TURNOUT_ERR_API_HEADERS_TOO_LARGE";
     message = `the request headers are larger than the API accepts (${API_MAX_HEADER_BYTES} bytes)`;
   } else if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") {
+    // Node says the same for both timeouts; a request under way had its headers in time.
     status = 408;
     code = "TURNOUT_ERR_API_CLIENT_TIMEOUT";
-    message = "the client did not send its request in time";
+    message =
+      inFlight != null
+        ? `the client did not send the whole request within ${timeouts.requestMs / 1000} s`
+        : `the client did not send its request headers within ${timeouts.headersMs / 1000} s`;
   }
   const body = JSON.stringify(new TurnoutError(code, message).toJSON());
   socket.end(

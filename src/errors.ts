@@ -181,8 +181,8 @@ export const ERRORS = {
   TURNOUT_ERR_ROUTER_CLIENT_TIMEOUT: {
     status: 408,
     summary:
-      "The client did not send its request headers within `trafficPolicy.timeouts.requestHeadersSeconds`.",
-    fix: "Send the request head at once, or raise `spec.trafficPolicy.timeouts.requestHeadersSeconds`.",
+      "The client did not send its request headers within `trafficPolicy.timeouts.requestHeadersSeconds`, or the whole request, body included, within 300 s.",
+    fix: "Send the request head at once, or raise `spec.trafficPolicy.timeouts.requestHeadersSeconds`; a body must arrive within 300 s (split a larger upload, or send it faster).",
   },
   TURNOUT_ERR_ROUTER_HTTP_VERSION: {
     status: 505,

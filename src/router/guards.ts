@@ -15,7 +15,8 @@ export const kExchange = Symbol("turnout.exchange");
 /** What `onClientError` needs of the exchange of a response in flight (proxy.ts). */
 export interface BodyErrorTarget {
   readonly req: IncomingMessage;
-  onClientBodyError(message: string): void;
+  /** The body cannot be read to its end: a parse error (400), or the request's time ran out (408). */
+  onClientBodyError(message: string, timeout?: boolean): void;
 }
 
 type TrackedResponse = ServerResponse & { [kExchange]?: BodyErrorTarget };
@@ -70,7 +71,11 @@ export function installProtocolGuards(server: Server): void {
  * Content-Length with Transfer-Encoding, obs-fold, bad chunking; oversized headers; a client
  * too slow to send its headers) with a JSON error, and closes the connection.
  */
-export function onClientError(err: Error & { code?: string }, socket: Duplex): void {
+export function onClientError(
+  err: Error & { code?: string },
+  socket: Duplex,
+  requestTimeoutMs: number,
+): void {
   const s = socket as Duplex & { _httpMessage?: ServerResponse | null };
   if (err.code === "ECONNRESET" || !s.writable) {
     s.destroy();
@@ -85,7 +90,14 @@ export function onClientError(err: Error & { code?: string }, socket: Duplex): v
     // forwarded further.
     const ex = inFlight[kExchange];
     if (ex !== undefined && !ex.req.complete) {
-      ex.onClientBodyError(`malformed request body (${err.code ?? err.message})`);
+      // Node reports the whole request's time running out (`requestTimeout`) as a client
+      // error too: the body was too slow, not malformed.
+      if (err.code === "ERR_HTTP_REQUEST_TIMEOUT")
+        ex.onClientBodyError(
+          `the client did not send the whole request within ${requestTimeoutMs / 1000} s`,
+          true,
+        );
+      else ex.onClientBodyError(`malformed request body (${err.code ?? err.message})`);
       return;
     }
     // Its response closes the connection anyway (the router refused the request itself).

@@ -168,6 +168,76 @@ test("a client too slow with its headers gets a 408 JSON answer and is disconnec
   assert.deepEqual(a.seen, []);
 });
 
+/** Writes `head`, then `chunk` every `everyMs` until `chunks` are sent or the router closes. */
+async function trickle(port: number, head: string, chunk: string, everyMs: number, chunks: number) {
+  const started = Date.now();
+  const sock = net.connect(port, "127.0.0.1");
+  sock.on("error", () => {});
+  let text = "";
+  sock.on("data", (c: Buffer) => (text += c.toString("latin1")));
+  sock.write(head);
+  let sent = 0;
+  const timer = setInterval(() => {
+    if (sent === chunks || !sock.writable) return clearInterval(timer);
+    sock.write(chunk);
+    sent++;
+  }, everyMs);
+  const settled = new Promise<void>((resolve) => {
+    sock.on("close", () => resolve());
+    sock.on("data", () => {
+      if (sent === chunks && /\r\n\r\n\d+$/.test(text)) resolve();
+    });
+  });
+  await settled;
+  clearInterval(timer);
+  sock.destroy();
+  return { text, sent, ms: Date.now() - started };
+}
+
+test("a body that trickles forever gets a 408 once the whole request is over its time", async (t) => {
+  // The request's time is never below the headers' (Node's rule): 0.3 s here.
+  const { a, router, port } = await oneBackendRouter(
+    t,
+    policy({ timeouts: { requestHeadersSeconds: 0.3 } }),
+    { requestTimeoutMs: 1_500 },
+  );
+  // A byte every 100 ms, never the 1,000 announced: no idle or header timeout ever fires.
+  const r = await trickle(
+    port,
+    "POST /hang HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n",
+    "x",
+    100,
+    1000,
+  );
+  assert.ok(r.ms >= 1_500, `closed after ${r.ms} ms, before the request timeout`);
+  assert.ok(r.sent >= 10, `only ${r.sent} bytes were sent`);
+  assert.equal(statusOf(r.text), 408, r.text);
+  assert.equal(jsonOf(r.text).error.code, "TURNOUT_ERR_ROUTER_CLIENT_TIMEOUT");
+  assert.match(jsonOf(r.text).error.message, /whole request within 1\.5 s/);
+  assert.deepEqual(a.seen, ["POST /hang"]);
+  assert.equal(router.stats("svc")[0]?.status["4xx"], 1);
+});
+
+test("a slow but steady upload outlasts the header, idle and upstream timeouts", async (t) => {
+  const { port } = await oneBackendRouter(
+    t,
+    policy({ timeouts: { requestHeadersSeconds: 0.3, idleSeconds: 0.2, upstreamSeconds: 0.3 } }),
+  );
+  // 20 chunks 100 ms apart: 2 s of upload, then the upstream answers once it has it all.
+  const chunk = "y".repeat(1000);
+  const r = await trickle(
+    port,
+    "POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 20000\r\nConnection: close\r\n\r\n",
+    chunk,
+    100,
+    20,
+  );
+  assert.equal(r.sent, 20);
+  assert.equal(statusOf(r.text), 200, r.text);
+  assert.match(r.text, /\r\n\r\n20000$/);
+  assert.ok(r.ms >= 1_900, `answered after ${r.ms} ms`);
+});
+
 test("idle keep-alive connections close after idleSeconds; a policy change applies to the running listener", async (t) => {
   const { source, router, port } = await oneBackendRouter(t, policy());
   const idleClose = async (waitMs: number) => {

@@ -503,24 +503,25 @@ class ProxyExchange implements Dispatcher.DispatchHandler, ForwardState, Exchang
   }
 
   /** The request body broke off with a framing error: stop, and say so if still possible. */
-  onClientBodyError(message: string): void {
+  onClientBodyError(message: string, timeout = false): void {
     if (this.done) return;
     this.done = true;
     // From here the upstream's failure (its request is aborted) is not news to anyone.
     this.clientGone = true;
     this.controller?.abort(new ClientAbortError(message));
+    const status = timeout ? 408 : 400;
     if (this.res.headersSent) this.res.destroy();
     else
       sendError(
         this.res,
-        400,
-        "TURNOUT_ERR_ROUTER_BAD_REQUEST",
+        status,
+        timeout ? "TURNOUT_ERR_ROUTER_CLIENT_TIMEOUT" : "TURNOUT_ERR_ROUTER_BAD_REQUEST",
         message,
         this.requestId,
         this.backend.version,
         true,
       );
-    this.counters.recordSince(400, this.startedAt, false);
+    this.counters.recordSince(status, this.startedAt, false);
   }
 
   /** Counts a chunk of a chunked request body; aborts the upstream request over the limit. */

@@ -72,6 +72,15 @@ export type RouteTableSource = Pick<
 /** The logging methods the router uses; a pino logger fits. */
 export type { RouterLogger } from "./types.js";
 
+/**
+ * The time a client has to send a whole request, head and body: Node's default, kept. Model
+ * inputs may be large and links slow, so it is generous (the default 10 MiB body limit at
+ * 35 KB/s); it bounds a client that trickles a body forever, which nothing else does (the
+ * idle timeout applies between requests, the upstream's once the body is sent). An upload
+ * that needs longer is cut with a 408.
+ */
+export const ROUTER_REQUEST_TIMEOUT_MS = 300_000;
+
 export interface RouterOptions {
   source: RouteTableSource;
   logger?: RouterLogger;
@@ -89,6 +98,11 @@ export interface RouterOptions {
   poolIdleGraceMs?: number;
   /** Largest request head (request line and headers) accepted; larger gets a 431. Default 16 KiB. */
   maxHeaderBytes?: number;
+  /**
+   * The time a client has to send a whole request, head and body, before a 408 and the close
+   * (never less than the table's `requestHeadersSeconds`). Default `ROUTER_REQUEST_TIMEOUT_MS`.
+   */
+  requestTimeoutMs?: number;
   /** Time for ejections and health checks (tests pass a manual clock). */
   clock?: Clock;
   /** The active health check's probe (tests pass a fake). Default: GET through the endpoint's pool. */
@@ -196,6 +210,7 @@ export class Router {
   /** The policy of tables that carry none (tables from older controllers, tests). */
   readonly #defaultPolicy: TrafficPolicySpec;
   readonly #maxHeaderBytes: number;
+  readonly #requestTimeoutMs: number;
   readonly #listeners = new Map<string, ServiceListener>();
   /** Counters per service and series; they outlive tables so swaps keep the numbers. */
   readonly #recorder: MeasurementRecorder;
@@ -238,6 +253,7 @@ export class Router {
     this.#pollIntervalMs = opts.pollIntervalMs ?? 500;
     this.#drainTimeoutMs = opts.drainTimeoutMs ?? 10_000;
     this.#maxHeaderBytes = opts.maxHeaderBytes ?? MAX_REQUEST_HEAD_BYTES;
+    this.#requestTimeoutMs = opts.requestTimeoutMs ?? ROUTER_REQUEST_TIMEOUT_MS;
     const headersTimeoutMs = opts.upstreamTimeoutMs ?? 30_000;
     this.#defaultPolicy = {
       ...DEFAULT_TRAFFIC_POLICY,
@@ -663,7 +679,7 @@ export class Router {
       // The swap: from here on new requests use `table`; requests in flight keep theirs.
       l.table = table;
       l.signature = signature;
-      if (l.bound !== null) applyServerPolicy(l.bound.server, table.policy);
+      if (l.bound !== null) applyServerPolicy(l.bound.server, table.policy, this.#requestTimeoutMs);
       if (l.host !== t.listen.host || l.port !== t.listen.port) {
         // Move: bind the new address first, then drain the old one, so the service is never
         // unreachable on both.
@@ -749,7 +765,7 @@ export class Router {
       upgrades: new Set(),
     };
     const { server } = entry;
-    applyServerPolicy(server, policy);
+    applyServerPolicy(server, policy, this.#requestTimeoutMs);
     // One closure per server, none per request. It reads `l.table` at each request, which is
     // the whole of the atomic swap.
     server.on("request", (req, res) => {
@@ -765,7 +781,9 @@ export class Router {
       socket.once("close", () => entry.upgrades.delete(socket));
       handleUpgrade(this.#ctx, l.table, req, socket, head);
     });
-    server.on("clientError", onClientError);
+    server.on("clientError", (err: Error, socket: Duplex) =>
+      onClientError(err, socket, server.requestTimeout),
+    );
     installProtocolGuards(server);
     const host = l.host;
     const port = l.port;
@@ -857,11 +875,14 @@ export class Router {
  * check and response, so a changed table takes effect on the running listener (the header size
  * limit is fixed when the listener is created).
  */
-function applyServerPolicy(server: Server, policy: TrafficPolicySpec): void {
+function applyServerPolicy(
+  server: Server,
+  policy: TrafficPolicySpec,
+  requestTimeoutMs: number,
+): void {
   const headersTimeout = policy.timeouts.requestHeadersSeconds * 1000;
   server.headersTimeout = headersTimeout;
-  // The whole request, body included: generous (uploads may be large), and never shorter than
-  // the headers' time, which Node requires.
-  server.requestTimeout = Math.max(headersTimeout, 300_000);
+  // Never shorter than the headers' time, which Node requires.
+  server.requestTimeout = Math.max(headersTimeout, requestTimeoutMs);
   server.keepAliveTimeout = policy.timeouts.idleSeconds * 1000;
 }

@@ -33,8 +33,9 @@ export interface Backend {
 
 /**
  * An upstream that answers "/" with its name (status `status`), "/headers" with the request's
- * headers as JSON ({ headers, raw }), "/hang" never, "/echo" with the request body, and
- * "/hop" with hop-by-hop response headers.
+ * headers as JSON ({ headers, raw }), "/hang" never, "/echo" with the request body, "/count"
+ * with the number of body bytes once the body has ended, and "/hop" with hop-by-hop response
+ * headers.
  */
 export async function startBackend(t: TestContext, name: string): Promise<Backend> {
   const chunks: Buffer[] = [];
@@ -56,6 +57,10 @@ export async function startBackend(t: TestContext, name: string): Promise<Backen
       res.end(JSON.stringify({ headers: req.headers, raw: req.rawHeaders }));
     } else if (path.startsWith("/hang")) {
       req.resume();
+    } else if (path.startsWith("/count")) {
+      let n = 0;
+      req.on("data", (c: Buffer) => (n += c.length));
+      req.on("end", () => res.end(String(n)));
     } else if (path.startsWith("/echo")) {
       res.writeHead(200, { "content-type": "application/octet-stream" });
       req.pipe(res);

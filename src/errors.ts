@@ -92,6 +92,12 @@ export const ERRORS = {
     summary: "No Service of that name has been applied.",
     fix: "Check the name with `turnout get services`, or apply the Service first.",
   },
+  TURNOUT_ERR_VERSION_NOT_FOUND: {
+    status: 404,
+    summary:
+      "The service has no version of that name: none in its spec or status, and no instance logs of one.",
+    fix: "Pick one of the known versions the message lists (`turnout status SERVICE` shows the versions running).",
+  },
   TURNOUT_ERR_RESOURCE_NOT_FOUND: {
     status: 404,
     summary: "No resource of that kind and name has been applied.",

@@ -8,6 +8,7 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import type { FastifyInstance } from "fastify";
 import { FakeClock } from "../core/clock.js";
+import { parseResources } from "../resources/load.js";
 import { openSqliteStore } from "../store/sqlite/sqlite-store.js";
 import type { Store } from "../store/store.js";
 import { buildApi } from "./server.js";
@@ -108,6 +109,39 @@ describe("logs API and CLI", () => {
     assert.equal(res.json().error.code, "TURNOUT_ERR_SERVICE_NOT_FOUND");
   });
 
+  it("an unknown version is a 404 that lists the known ones, not an empty answer", async () => {
+    const res = await get("?version=v9");
+    assert.equal(res.statusCode, 404);
+    const e = res.json().error;
+    assert.equal(e.code, "TURNOUT_ERR_VERSION_NOT_FOUND");
+    assert.equal(e.path, "version");
+    assert.equal(e.message, 'service "shop" has no version "v9"; known: v1, v2');
+    assert.deepEqual(e.details.known, ["v1", "v2"]);
+  });
+
+  it("a version the service names but that has no logs yet answers no lines", async () => {
+    // A static runtime's versions run elsewhere; a process runtime's new version may not have
+    // started yet: either way it is known, and empty.
+    await store.applyResources(
+      [
+        parseResources(
+          "apiVersion: turnout.dev/v1\nkind: Service\nmetadata: { name: cart }\nspec:\n  listen: { port: 8081 }\n  runtime: { static: { versions: { v1: { upstreams: ['http://127.0.0.1:9'] }, v2: { upstreams: ['http://127.0.0.1:9'] } } } }\n  version: v2\n",
+        ).resources[0]!,
+      ],
+      { actor: "test", now: 0 },
+    );
+    const cart = (q: string) =>
+      app.inject({ method: "GET", url: `/api/v1/services/cart/logs${q}`, headers: auth });
+    for (const v of ["v1", "v2"]) {
+      const res = await cart(`?version=${v}`);
+      assert.equal(res.statusCode, 200, v);
+      assert.deepEqual(res.json(), { service: "cart", logs: [] });
+    }
+    const res = await cart("?version=v3");
+    assert.equal(res.statusCode, 404);
+    assert.equal(res.json().error.message, 'service "cart" has no version "v3"; known: v1, v2');
+  });
+
   it("turnout logs prints them (prefixed when instances mix), VERSION and --instance filter", async () => {
     const common = ["--server", url, "--token", TOKEN];
     const many = await cli(["logs", "shop", "--tail", "1", ...common]);
@@ -120,6 +154,13 @@ describe("logs API and CLI", () => {
     const bad = await cli(["logs", "nobody", ...common]);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /no service named "nobody"/);
+    const typo = await cli(["logs", "shop", "nosuchversion", ...common]);
+    assert.equal(typo.code, 1);
+    assert.equal(typo.stdout, "");
+    assert.match(
+      typo.stderr,
+      /service "shop" has no version "nosuchversion"; known: v1, v2 \[TURNOUT_ERR_VERSION_NOT_FOUND\]/,
+    );
   });
   it("turnout logs --follow prints new lines as they come, and instances that appear", async () => {
     const p = spawn(

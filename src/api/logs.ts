@@ -43,13 +43,38 @@ export function registerLogsRoutes(app: FastifyInstance, opts: LogsRouteOptions)
         ...(tail !== undefined ? { tail } : {}),
         ...(from !== undefined ? { from } : {}),
       });
-      // A deleted service keeps its logs; a name never seen is an error, not an empty answer.
-      if (logs.length === 0 && (await opts.store.getResource("Service", name)) === null) {
-        throw new TurnoutError(
-          "TURNOUT_ERR_SERVICE_NOT_FOUND",
-          `no service named ${JSON.stringify(name)} (and no logs of one)`,
-          { path: "name" },
-        );
+      if (logs.length === 0) {
+        // A deleted service keeps its logs; a name never seen is an error, not an empty answer.
+        const stored = await opts.store.getResource("Service", name);
+        const logged = versionsWithLogs(opts.dataDir, name);
+        if (stored === null && logged.length === 0) {
+          throw new TurnoutError(
+            "TURNOUT_ERR_SERVICE_NOT_FOUND",
+            `no service named ${JSON.stringify(name)} (and no logs of one)`,
+            { path: "name" },
+          );
+        }
+        // So is a version never seen: a typo must not read as "no output yet". One the service
+        // names but that has not started (or runs elsewhere: static runtime) has no lines yet.
+        if (version !== undefined) {
+          const known = new Set(logged);
+          if (stored !== null) {
+            known.add(stored.resource.spec.version);
+            const runtime = stored.resource.spec.runtime;
+            if ("static" in runtime)
+              for (const v of Object.keys(runtime.static.versions)) known.add(v);
+          }
+          const status = await opts.store.getStatus(name);
+          for (const v of [status?.stableVersion, status?.canaryVersion])
+            if (v != null) known.add(v);
+          if (!known.has(version)) {
+            throw new TurnoutError(
+              "TURNOUT_ERR_VERSION_NOT_FOUND",
+              `service ${JSON.stringify(name)} has no version ${JSON.stringify(version)}; known: ${[...known].sort().join(", ") || "none"}`,
+              { path: "version", known: [...known].sort() },
+            );
+          }
+        }
       }
       return {
         service: name,
@@ -62,6 +87,11 @@ export function registerLogsRoutes(app: FastifyInstance, opts: LogsRouteOptions)
       };
     },
   );
+}
+
+/** The versions that have instance logs (file names keep the version; see safeName). */
+function versionsWithLogs(dataDir: string, service: string): string[] {
+  return [...new Set(readServiceLogs(dataDir, service, { tail: 0 }).map((l) => l.version))];
 }
 
 function int(v: string | undefined, name: string): number | undefined {

@@ -2,7 +2,31 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { userInfo } from "node:os";
 import { describe, it } from "node:test";
-import { cliActor } from "./client.js";
+import { cliActor, resolveTarget } from "./client.js";
+
+describe("resolveTarget: --server", () => {
+  it("a malformed URL or another scheme is a usage error naming where it came from", () => {
+    const env = { TURNOUT_DATA_DIR: "/nonexistent-turnout-data-dir" };
+    for (const [opts, e, from] of [
+      [{ server: "notaurl" }, env, "--server"],
+      [{ server: "127.0.0.1:4040" }, env, "--server"],
+      [{ server: "ftp://127.0.0.1:4040" }, env, "--server"],
+      [{}, { ...env, TURNOUT_SERVER: "localhost" }, "TURNOUT_SERVER"],
+    ] as const) {
+      assert.throws(
+        () => resolveTarget(opts, e),
+        (err: { code?: string; message?: string }) =>
+          err.code === "TURNOUT_ERR_CLI_USAGE" &&
+          (err.message ?? "").startsWith(`${from} must be an http:// or https:// URL`),
+        JSON.stringify([opts, e]),
+      );
+    }
+    assert.equal(
+      resolveTarget({ server: "https://turnout.example:4040/" }, env).server,
+      "https://turnout.example:4040",
+    );
+  });
+});
 
 describe("cliActor: who the history names for a CLI call", () => {
   it("prefers $USER, then $USERNAME, then $LOGNAME", () => {

@@ -85,7 +85,7 @@ export function resolveTarget(opts: ClientOptions, env: Env = process.env): Targ
   const tokenFile = join(dataDir, "token");
 
   if (explicitServer !== undefined) {
-    const server = trimSlash(explicitServer.url);
+    const server = trimSlash(checkServerUrl(explicitServer.url, explicitServer.from));
     const ours = live && sameOrigin(record.url, server);
     if (ours && record.tlsCert !== undefined) ca.push(...recordedCa(record));
     let token = explicitToken?.token;
@@ -275,6 +275,25 @@ function readCa(file: string, from: string): string {
       { path: file },
     );
   }
+}
+
+/**
+ * `--server` (or TURNOUT_SERVER) must be an http(s) URL: anything else is a usage error naming
+ * where it came from, not "cannot reach" a server nobody could reach.
+ */
+function checkServerUrl(url: string, from: string): string {
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(url);
+  } catch {
+    parsed = undefined;
+  }
+  if (parsed === undefined || (parsed.protocol !== "http:" && parsed.protocol !== "https:"))
+    throw new TurnoutError(
+      "TURNOUT_ERR_CLI_USAGE",
+      `${from} must be an http:// or https:// URL such as http://127.0.0.1:4040, got ${JSON.stringify(url)}`,
+    );
+  return url;
 }
 
 /** Same scheme, host and port; "localhost" and 127.0.0.1 are not assumed to be the same. */

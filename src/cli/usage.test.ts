@@ -57,6 +57,16 @@ describe("CLI usage errors", () => {
     }
   });
 
+  it("a --server that is not an http(s) URL is a usage error naming --server", () => {
+    const r = turnout("--server", "notaurl", "--token", "t", "get", "services");
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(
+      r.stderr,
+      /--server must be an http:\/\/ or https:\/\/ URL such as http:\/\/127\.0\.0\.1:4040, got "notaurl" \[TURNOUT_ERR_CLI_USAGE\]/,
+    );
+    assert.doesNotMatch(r.stderr, /cannot reach|turnout up/);
+  });
+
   it("events post -f with a file that cannot be read names the option and exits 2", () => {
     const r = turnout("events", "post", "-f", join(ROOT, ".no-such-file.json"));
     assert.equal(r.status, 2, r.stderr);

@@ -10,9 +10,17 @@
  * this thread never delays a proxied request (invariant 8).
  */
 import { randomBytes } from "node:crypto";
-import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { type AddressInfo, isIP } from "node:net";
-import { join, resolve } from "node:path";
+import {
+  chmodSync,
+  existsSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { type AddressInfo, createServer as createNetServer, isIP } from "node:net";
+import { dirname, join, resolve } from "node:path";
 import { createSecureContext } from "node:tls";
 import pino, { type Logger } from "pino";
 import {
@@ -260,7 +268,9 @@ export function ensureToken(dataDir: string): string {
 /**
  * Starts Turnout on a data dir. The data dir's lock comes first, before anything reads or
  * writes its contents: a second Turnout on the same data dir fails with
- * TURNOUT_ERR_DATA_DIR_LOCKED and touches nothing (see data-dir.ts).
+ * TURNOUT_ERR_DATA_DIR_LOCKED and touches nothing (see data-dir.ts). A start that fails
+ * leaves the data dir as it found it: the API's port is tried before anything is written, and
+ * whatever this start created (the data dir itself, a token, a database) is removed.
  */
 export async function startTurnout(opts: TurnoutOptions = {}): Promise<RunningTurnout> {
   // All three roles: the router, the controller and the API are all there.
@@ -277,14 +287,61 @@ export async function startFleetMember(opts: FleetMemberOptions = {}): Promise<R
   const dataDir = resolve(opts.dataDir ?? process.env.TURNOUT_DATA_DIR ?? DEFAULT_DATA_DIR);
   const logger = opts.logger ?? createLogger();
   const tls = opts.tls ? loadTls(opts.tls) : undefined;
+  // The usual failure (another program on the port) is found before the data dir is written,
+  // a database migrated or instances left by a killed Turnout adopted.
+  const port = opts.port ?? DEFAULT_PORT;
+  if ((opts.roles ?? ROLES).includes("api") && port !== 0)
+    await checkPortFree(opts.host ?? DEFAULT_HOST, port);
+  const created = firstMissing(dataDir);
   const lock = lockDataDir(dataDir, logger);
+  const found = new Set(readdirSync(dataDir));
   try {
     const t = await startLocked(opts, dataDir, logger, tls);
     const stop = t.stop;
     return { ...t, stop: () => stop().finally(() => lock.release()) };
   } catch (err) {
     lock.release();
+    removeCreated(dataDir, found, created);
     throw err;
+  }
+}
+
+/** Binds and closes `host:port`, so that a taken port fails with the listen error at once. */
+async function checkPortFree(host: string, port: number): Promise<void> {
+  const probe = createNetServer();
+  await new Promise<void>((resolve, reject) => {
+    probe.once("error", reject);
+    probe.listen({ host, port, exclusive: true }, () => resolve());
+  });
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+}
+
+/** The first of `dir` and its ancestors that does not exist, top-most; undefined if it does. */
+function firstMissing(dir: string): string | undefined {
+  let missing: string | undefined;
+  for (let d = dir; !existsSync(d); d = dirname(d)) {
+    missing = d;
+    if (dirname(d) === d) break;
+  }
+  return missing;
+}
+
+/**
+ * After a failed start, with the lock released: removes the data dir's entries that were not
+ * there when the lock was taken, then the directories this start created, if they are empty.
+ * Best effort: the start's own error is what the caller reports.
+ */
+function removeCreated(dataDir: string, found: Set<string>, created: string | undefined): void {
+  try {
+    for (const name of readdirSync(dataDir))
+      if (!found.has(name)) rmSync(join(dataDir, name), { recursive: true, force: true });
+    if (created === undefined) return;
+    for (let d = dataDir; ; d = dirname(d)) {
+      rmdirSync(d);
+      if (d === created) break;
+    }
+  } catch {
+    // Left as it is: not empty (someone else's file), or not ours to remove.
   }
 }
 

@@ -2,12 +2,15 @@
  * One `turnout up` per data dir, with real processes: a second `up` on a data dir in use exits
  * 1 at once, naming the running server's pid and URL, and leaves the first one and its
  * process-runtime instances alone; after the first is killed with SIGKILL its lock is stale,
- * and the next `up` takes it over and adopts the instances.
+ * and the next `up` takes it over and adopts the instances. A start that fails (the API's port
+ * taken) leaves the data dir as it found it.
  */
 import assert from "node:assert/strict";
-import { readFileSync, rmSync } from "node:fs";
+import { once } from "node:events";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { type AddressInfo, createServer, type Server } from "node:net";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { after, before, describe, it } from "node:test";
 import { api, cli, freePort, pidsWith, ROOT, startUp, tempDir, waitFor } from "../helpers.js";
 
 describe("two servers on one data dir", () => {
@@ -95,5 +98,55 @@ describe("two servers on one data dir", () => {
       if (third) assert.equal(await third.stop("SIGTERM"), 0, third.stderr());
     }
     assert.deepEqual(pidsWith(marker), [], "no instance outlives turnout");
+  });
+});
+
+describe("a start that fails leaves the data dir as it found it", () => {
+  const dir = tempDir();
+  let taken: Server;
+  let port = 0;
+  const up = (...args: string[]) => cli(["up", ...args], { TURNOUT_LOG_LEVEL: "warn" });
+
+  before(async () => {
+    taken = createServer();
+    taken.listen(0, "127.0.0.1");
+    await once(taken, "listening");
+    port = (taken.address() as AddressInfo).port;
+  });
+  after(async () => {
+    await new Promise((r) => taken.close(r));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("--port taken: refused before the data dir is created", async () => {
+    const dataDir = join(dir, "fresh", "nested");
+    const r = await up("--port", String(port), "--data-dir", dataDir);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`EADDRINUSE.*127\\.0\\.0\\.1:${port}.*--port`));
+    assert.equal(existsSync(join(dir, "fresh")), false, "the data dir was created");
+  });
+
+  it("--port taken: an existing data dir keeps what it had, and nothing more", async () => {
+    const dataDir = join(dir, "existing");
+    mkdirSync(dataDir);
+    writeFileSync(join(dataDir, "token"), "the-old-token\n", { mode: 0o600 });
+    const r = await up("--port", String(port), "--data-dir", dataDir);
+    assert.equal(r.code, 1, r.stderr);
+    assert.deepEqual(readdirSync(dataDir), ["token"]);
+    assert.equal(readFileSync(join(dataDir, "token"), "utf8"), "the-old-token\n");
+  });
+
+  it("a failure after the token and database were written removes them (and the dir it made)", async () => {
+    // Port 0 skips the port check; an address not on this machine fails at listen, after the
+    // store opened and the token was written.
+    const dataDir = join(dir, "late");
+    const r = await up("--port", "0", "--host", "192.0.2.1", "--data-dir", dataDir);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /EADDRNOTAVAIL/);
+    assert.equal(
+      existsSync(dataDir),
+      false,
+      `left: ${existsSync(dataDir) && readdirSync(dataDir)}`,
+    );
   });
 });

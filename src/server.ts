@@ -110,11 +110,15 @@ export interface FleetMemberOptions extends TurnoutOptions {
 
 /** A process of a fleet: what `startTurnout` returns, without the parts its roles leave out. */
 export interface RunningFleetMember
-  extends Omit<RunningTurnout, "router" | "controller" | "url" | "listen"> {
+  extends Omit<RunningTurnout, "router" | "controller" | "url" | "listen" | "token" | "flags"> {
   roles: readonly Role[];
   /** Null without the `api` role. */
   url: string | null;
   listen: ApiListen | null;
+  /** The admin token; null without the `api` role, which alone checks it. */
+  token: string | null;
+  /** The flag snapshot; a client key for OFREP only with the `api` role (null without). */
+  flags: { cache: FlagSnapshotCache; clientKey: string | null };
   router: RouterHandle | null;
   controller: Controller | null;
 }
@@ -354,9 +358,10 @@ async function startLocked(
   const clock = opts.clock ?? systemClock;
   const roles = opts.roles ?? ROLES;
   const has = (r: Role) => roles.includes(r);
-  // A shared flag keys file is read before the store opens: a bad one fails at once.
+  // A shared flag keys file is read before the store opens: a bad one fails at once. Only the
+  // API checks the token and serves OFREP: a process without it has neither, and writes none.
   const sharedKeys =
-    opts.flagKeysFile !== undefined ? sharedClientKeys(opts.flagKeysFile) : undefined;
+    has("api") && opts.flagKeysFile !== undefined ? sharedClientKeys(opts.flagKeysFile) : undefined;
   const dbFile = join(dataDir, "turnout.db");
   const store: SqlStore =
     opts.storeUrl !== undefined
@@ -369,11 +374,13 @@ async function startLocked(
         });
   // The token and keys are written once the store is open: a store that cannot be reached,
   // refuses the credentials or has a newer schema leaves the data dir as it was.
-  let token: string;
-  let clientKeys: ClientKeys;
+  let credentials: { token: string; clientKeys: ClientKeys } | null = null;
   try {
-    token = opts.token !== undefined ? writeToken(dataDir, opts.token) : ensureToken(dataDir);
-    clientKeys = sharedKeys ?? ClientKeys.ensure(dataDir);
+    if (has("api"))
+      credentials = {
+        token: opts.token !== undefined ? writeToken(dataDir, opts.token) : ensureToken(dataDir),
+        clientKeys: sharedKeys ?? ClientKeys.ensure(dataDir),
+      };
   } catch (err) {
     await store.close();
     throw err;
@@ -464,12 +471,12 @@ async function startLocked(
           pollMs: opts.pollIntervalMs ?? 1000,
         })
       : null;
-  const api = has("api")
+  const api = credentials
     ? buildApi({
         store,
         notifiers: { outbox },
         clock,
-        token,
+        token: credentials.token,
         version: packageVersion(),
         ...(router !== null && haproxy !== null && traffic !== null
           ? {
@@ -521,7 +528,7 @@ async function startLocked(
             ? routerMetrics(store, router, haproxy)
             : createMetricsRegistry({ store }),
         flags: {
-          ofrep: { flags: flagCache, clientKeys },
+          ofrep: { flags: flagCache, clientKeys: credentials.clientKeys },
           admin: {
             flags: flagStore,
             // A flag change answers once the router's edge evaluates it too.
@@ -599,7 +606,11 @@ async function startLocked(
     );
   }
 
-  const flags = { cache: flagCache, clientKey: clientKeys.first() ?? "" };
+  const flags = {
+    cache: flagCache,
+    clientKey: credentials !== null ? (credentials.clientKeys.first() ?? "") : null,
+  };
+  const token = credentials?.token ?? null;
   return { roles, url, listen, token, dataDir, store, router, controller, logger, flags, stop };
 }
 

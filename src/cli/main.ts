@@ -123,11 +123,11 @@ program
   )
   .option(
     "--token-file <file>",
-    "the fleet's admin token (default: env TURNOUT_TOKEN, else the data dir's token)",
+    "the fleet's admin token, for the api role (default: env TURNOUT_TOKEN, else the data dir's token)",
   )
   .option(
     "--flag-keys-file <file>",
-    "the fleet's flag client keys, one a line (default: the data dir's flag-keys)",
+    "the fleet's flag client keys, one a line, for the api role (default: the data dir's flag-keys)",
   )
   .addOption(
     new Option(
@@ -173,12 +173,24 @@ program
           "TURNOUT_ERR_CLI_USAGE",
           "--lease needs --store postgres://...: with the default SQLite store one controller runs, held by the data dir's lock, and there is no lease",
         );
-      const token = fleetToken(opts.tokenFile);
+      const logger = createUpLogger({ format: opts.logFormat, quiet: opts.quiet });
+      // Only the API checks the admin token and serves OFREP to flag clients.
+      const hasApi = roles.includes("api");
+      for (const [flag, given] of [
+        ["--token-file", opts.tokenFile],
+        ["--flag-keys-file", opts.flagKeysFile],
+      ] as const)
+        if (!hasApi && given !== undefined)
+          logger.warn(
+            { roles },
+            `${flag} is not used: only the api role checks the admin token and serves flag clients, and this process runs ${roles.join(",")}`,
+          );
+      const token = hasApi ? fleetToken(opts.tokenFile) : undefined;
       const t = await startFleetMember({
         ...(g.dataDir ? { dataDir: g.dataDir } : {}),
         host: opts.host,
         port: opts.port ?? envPort ?? DEFAULT_PORT,
-        logger: createUpLogger({ format: opts.logFormat, quiet: opts.quiet }),
+        logger,
         ...(opts.tlsCert && opts.tlsKey
           ? { tls: { certFile: opts.tlsCert, keyFile: opts.tlsKey } }
           : {}),
@@ -207,7 +219,9 @@ program
       }
       // The plain-HTTP-on-the-network warning is the server's log line (one, in either format).
       process.stdout.write(
-        dim(`data in ${t.dataDir} (token in ${t.dataDir}/token); Ctrl-C to stop\n`),
+        dim(
+          `data in ${t.dataDir}${t.token !== null ? ` (token in ${t.dataDir}/token)` : ""}; Ctrl-C to stop\n`,
+        ),
       );
       await stopped;
     },

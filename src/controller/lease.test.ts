@@ -163,6 +163,37 @@ describe("controller lease", () => {
     assert.equal((await store.controllerLease())?.epoch, 1);
   });
 
+  it("a standby says once that it stands by, and who leads; again only for a new leader", async () => {
+    const said: string[] = [];
+    const logger = { info: (_: object, msg?: string) => said.push(msg ?? ""), warn: () => {} };
+    const a = elector("A", store);
+    const b = new Elector({
+      store,
+      clock,
+      holder: "B",
+      leaseMs: LEASE,
+      intervalMs: INTERVAL,
+      logger,
+    });
+    const c = elector("C", store);
+    assert.equal((await a.step()).epoch, 1);
+    for (let i = 0; i < 3; i++) {
+      assert.equal((await b.step()).epoch, null);
+      clock.advance(INTERVAL);
+      await a.step();
+    }
+    assert.deepEqual(said, [
+      "controller lease: standing by; A leads (epoch 1); this controller takes over if it stops renewing for 5000 ms",
+    ]);
+    // A stops cleanly; C, not B, is first to look and leads: B names the new leader, once.
+    await a.stop();
+    assert.equal((await c.step()).epoch, 2);
+    await b.step();
+    await b.step();
+    assert.equal(said.length, 2, said.join("\n"));
+    assert.match(said[1]!, /^controller lease: standing by; C leads \(epoch 2\)/);
+  });
+
   it("a clean stop releases the lease: a standby leads at its next look", async () => {
     const a = elector("A", store);
     const b = elector("B", store);

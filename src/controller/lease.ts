@@ -71,6 +71,8 @@ export class Elector {
   /** The lease last seen as a standby, and when (this clock) it was first seen so. */
   private seen: { epoch: number; renewals: number; since: number } | null = null;
   private last: ControllerLease | null = null;
+  /** The leader's epoch this standby last said it stands by for: said once per leader. */
+  private standingByFor: number | null = null;
   /**
    * An epoch the store says this controller holds though it does not act on it: the answer to
    * a claim that timed out here but went through there. The next step renews it.
@@ -161,6 +163,7 @@ export class Elector {
     this.unclaimed = null;
     if (answer.leading) {
       this.seen = null;
+      this.standingByFor = null;
       this.renewedFrom = sentAt;
       if (leading !== answer.lease.epoch) {
         if (leading !== null) this.lose("the lease moved on");
@@ -182,6 +185,14 @@ export class Elector {
         );
       const l = answer.lease;
       if (l.holder === this.holder && !l.released) this.unclaimed = l.epoch;
+      // Otherwise a standby says nothing while all is well; "who leads" is what one asks of it.
+      if (l.holder !== this.holder && !l.released && this.standingByFor !== l.epoch) {
+        this.standingByFor = l.epoch;
+        this.log?.info(
+          { epoch: l.epoch, leader: l.holder, holder: this.holder },
+          `controller lease: standing by; ${l.holder} leads (epoch ${l.epoch}); this controller takes over if it stops renewing for ${this.leaseMs} ms`,
+        );
+      }
       if (this.seen === null || this.seen.epoch !== l.epoch || this.seen.renewals !== l.renewals)
         this.seen = { epoch: l.epoch, renewals: l.renewals, since: sentAt };
     }

@@ -269,6 +269,42 @@ describe("turnout up --store postgres://", { skip }, () => {
     });
   });
 
+  it("processes without the api role write no token or flag keys; a standby says who leads", async () => {
+    const pg = await sharedCluster();
+    const url = await pg.createDatabase();
+    const tokenFile = join(dir(), "fleet-token");
+    writeFileSync(tokenFile, "fleet-token-0123456789abcdef\n", { mode: 0o600 });
+    const env = { TURNOUT_LOG_LEVEL: "info" };
+    const start = async (...args: string[]) => {
+      const u = await startUp(dir(), env, ["--store", url, ...args]);
+      ups.push(u);
+      return u;
+    };
+    const leader = await start("--roles", "controller");
+    await waitFor("the first controller leads", async () =>
+      /leading with epoch/.test(leader.stderr()),
+    );
+    const standby = await start("--roles", "controller");
+    const said = await waitFor("the standby says who leads", async () =>
+      /standing by; controller \w+ \(pid (\d+) on [^)]+\) leads \(epoch (\d+)\)/.exec(
+        standby.stderr(),
+      ),
+    );
+    assert.equal(Number(said[1]), leader.proc.pid);
+    // A router given the token file, as a shared script may: it says the file is not used.
+    const router = await start("--roles", "router", "--token-file", tokenFile);
+    assert.match(router.stderr(), /--token-file is not used: only the api role checks/);
+    for (const u of [leader, standby, router]) {
+      await waitFor("the start line", async () => u.stdout().includes("Ctrl-C to stop"));
+      assert.match(u.stdout(), /\(no API\)/);
+      assert.doesNotMatch(u.stdout(), /token in/);
+      for (const f of ["token", "flag-keys"])
+        assert.equal(existsSync(join(u.dataDir, f)), false, `${u.dataDir}/${f} was written`);
+    }
+    // Once, not at every look at the lease (several looks have passed by now).
+    assert.equal(standby.stderr().match(/standing by/g)?.length, 1, standby.stderr());
+  });
+
   it("a fleet: two routers and an api,controller process on one database", async () => {
     const pg = await sharedCluster();
     const url = await pg.createDatabase();

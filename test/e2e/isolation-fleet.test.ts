@@ -117,7 +117,7 @@ describe("isolation of the data plane in a fleet on PostgreSQL", { skip }, () =>
       () => main.stop(),
     );
     assert.equal(main.router, null, "no router in this process");
-    assert.ok(main.url !== null && main.controller !== null);
+    assert.ok(main.url !== null && main.token !== null && main.controller !== null);
     const controller = main.controller;
     const mainApi = { url: main.url, token: main.token };
     const routerPort = await freePort();

@@ -172,3 +172,54 @@ test("the agent hands its provider only the tables it carries, follows changes, 
     await store.close();
   }
 });
+
+test("the agent is in the registry only while its provider has services in force", async () => {
+  const store = await openSqliteStore({ path: ":memory:" });
+  const provider = new RecordingProvider();
+  const agent = new TrafficAgent({
+    source: store,
+    provider,
+    select: (t) => t.traffic !== undefined && "haproxy" in t.traffic,
+    pollIntervalMs: 20,
+    heartbeatMs: 20,
+    id: "test-agent",
+  });
+  const listed = async () => (await store.listRouters()).find((r) => r.id === "test-agent");
+  const until = async (what: string, cond: () => Promise<boolean>) => {
+    for (let i = 0; i < 500 && !(await cond()); i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(await cond(), `timed out waiting until ${what}`);
+  };
+  try {
+    await store.applyResources([service("a", false)], { actor: "t", now: T0 });
+    await store.commit({ service: "a", status: status(), routeTable: table("a", false), now: T0 });
+    await agent.start();
+    assert.equal(await listed(), undefined, "no row for an agent that carries nothing");
+
+    // The service moves to HAProxy: the agent lists itself with its revision.
+    await store.applyResources([service("a", true)], { actor: "t", now: T0 + 1 });
+    const moved = await store.commit({
+      service: "a",
+      status: status(),
+      routeTable: table("a", true),
+      now: T0 + 1,
+    });
+    await until(
+      "the agent is listed with a's revision",
+      async () => (await listed())?.revisions.a === moved.routeTable?.revision,
+    );
+    assert.match((await listed())?.address ?? "", /\(haproxy: a\)$/);
+
+    // And back to the built-in router: its row goes once nothing is in force.
+    await store.applyResources([service("a", false)], { actor: "t", now: T0 + 2 });
+    await store.commit({
+      service: "a",
+      status: status(),
+      routeTable: table("a", false),
+      now: T0 + 2,
+    });
+    await until("the agent's row is removed", async () => (await listed()) === undefined);
+  } finally {
+    await agent.stop();
+    await store.close();
+  }
+});

@@ -11,7 +11,10 @@
  *
  * What the registry learns: this agent is a router of its own (id `<hostname>:<pid>:<kind>`)
  * that serves exactly the services the provider has in force, so the controller's stop gate
- * (invariant 9) waits for the provider's data plane as it waits for the built-in router.
+ * (invariant 9) waits for the provider's data plane as it waits for the built-in router. An
+ * agent with nothing in force is not listed: every router process runs one, and a row per
+ * router for an HAProxy no service uses is noise in `turnout get routers` (the stop gate
+ * counts a router without a service's revision as serving it, so the gate is the same).
  *
  * When the store is unreachable the provider keeps what it has in force (invariant 4): nothing
  * is applied until a read succeeds again.
@@ -62,6 +65,10 @@ export class TrafficAgent {
   /** Services this agent's provider carries per the last read, with their revisions. */
   #carried = new Map<string, number>();
   #last: TableOutcome[] = [];
+  /** Reports run one after another, so that a removal never lands before an earlier upsert. */
+  #reporting: Promise<void> = Promise.resolve();
+  /** Whether the registry has (or is being sent) this agent's row. */
+  #listed = false;
   /** Callers waiting for a revision: answered after each apply (not unref'd: see there). */
   readonly #revisions = new AppliedRevisions({ unref: false });
 
@@ -192,10 +199,25 @@ export class TrafficAgent {
     this.#heartbeat.unref();
   }
 
-  async #report(): Promise<void> {
+  #report(): Promise<void> {
+    this.#reporting = this.#reporting.then(() => this.#reportNow());
+    return this.#reporting;
+  }
+
+  async #reportNow(): Promise<void> {
     const report = this.#o.source.reportRouter?.bind(this.#o.source);
     if (report === undefined || this.#stopped) return;
     const revisions = Object.fromEntries(this.#o.provider.inForce());
+    if (Object.keys(revisions).length === 0) {
+      if (!this.#listed) return;
+      this.#listed = false;
+      await this.#o.source.removeRouter?.(this.id).catch((err: unknown) => {
+        this.#listed = true; // tried again at the next heartbeat
+        this.#o.logger?.warn({ err }, "traffic: cannot update the router registry; retrying");
+      });
+      return;
+    }
+    this.#listed = true;
     const r: RouterReport = {
       id: this.id,
       address: `${hostname()} (${this.#o.provider.kind}: ${Object.keys(revisions).join(", ")})`,

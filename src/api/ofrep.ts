@@ -23,7 +23,7 @@ import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from "no
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { join } from "node:path";
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import { evaluateCompiled } from "../core/flags/evaluate.js";
+import { evaluateCompiled, invalidContext } from "../core/flags/evaluate.js";
 import type { ResolutionDetails } from "../core/flags/types.js";
 import { checkJson, InputLimitError } from "../resources/input-limits.js";
 import type { FlagSnapshot, FlagSnapshotCache } from "../store/flag-store.js";
@@ -134,6 +134,29 @@ export function etagMatches(header: string | string[] | undefined, etag: string)
   return value.split(",").some((t) => t.trim().replace(/^W\//, "") === etag);
 }
 
+/**
+ * OFREP's answer to a body over the limit (413). OFREP defines no 413, so its failure shape
+ * `{key?, errorCode, errorDetails}`, as for the other input limits: INVALID_CONTEXT (the body
+ * is the context), Turnout's own code in the details. `url` gives the key of a single
+ * evaluation.
+ */
+export function ofrepTooLarge(url: string | undefined, details: string): object {
+  let key: string | undefined;
+  const rest = url?.startsWith(SINGLE) ? url.slice(SINGLE.length).split("?")[0] : undefined;
+  if (rest) {
+    try {
+      key = decodeURIComponent(rest);
+    } catch {
+      key = undefined;
+    }
+  }
+  return {
+    ...(key !== undefined ? { key } : {}),
+    errorCode: "INVALID_CONTEXT",
+    errorDetails: `${details} [TURNOUT_ERR_API_PAYLOAD_TOO_LARGE]`,
+  };
+}
+
 class BadRequest extends Error {
   constructor(
     readonly errorCode: "PARSE_ERROR" | "INVALID_CONTEXT",
@@ -173,6 +196,10 @@ function contextOf(raw: unknown): Record<string, unknown> {
   if (ctx === undefined || ctx === null) return {};
   if (typeof ctx !== "object" || Array.isArray(ctx))
     throw new BadRequest("INVALID_CONTEXT", "context must be an object");
+  // Invalid for every flag (a targetingKey that is not a string): the request is refused, on
+  // the bulk route as on the single one, not answered with the same error per flag.
+  const invalid = invalidContext(ctx);
+  if (invalid !== null) throw new BadRequest("INVALID_CONTEXT", invalid);
   return ctx as Record<string, unknown>;
 }
 
@@ -259,11 +286,14 @@ export function ofrepFastPath(
     let size = 0;
     let failed = false;
     req.on("data", (c: Buffer) => {
+      // After a 413 the rest is read and dropped, as Node does for a body nobody reads (bounded
+      // by the request timeout): closing on a client still sending loses it the answer (EPIPE).
+      if (failed) return;
       size += c.length;
-      if (size > FAST_BODY_LIMIT && !failed) {
+      if (size > FAST_BODY_LIMIT) {
         failed = true;
-        send(413, { errorDetails: `request body larger than ${FAST_BODY_LIMIT} bytes` });
-        req.destroy();
+        chunks.length = 0;
+        send(413, ofrepTooLarge(url, `the request body is larger than ${FAST_BODY_LIMIT} bytes`));
         return;
       }
       chunks.push(c);
@@ -300,7 +330,16 @@ export function registerOfrep(app: FastifyInstance, opts: OfrepOptions): void {
     ofrep.removeAllContentTypeParsers();
     ofrep.addContentTypeParser("*", { parseAs: "string" }, (_req, body, done) => done(null, body));
 
-    ofrep.setErrorHandler((err: Error & { statusCode?: number }, _req, reply) => {
+    ofrep.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
+      if (err.code === "FST_ERR_CTP_BODY_TOO_LARGE")
+        return reply
+          .code(413)
+          .send(
+            ofrepTooLarge(
+              req.url,
+              `the request body is larger than the API accepts (${req.server.initialConfig.bodyLimit} bytes)`,
+            ),
+          );
       const status = err.statusCode ?? 500;
       reply.code(status >= 400 && status < 600 ? status : 500).send({ errorDetails: err.message });
     });

@@ -40,7 +40,13 @@ import { registerExperimentRoutes } from "./experiments.js";
 import { checkFlagRefs, type FlagsApiOptions, registerFlagsApi } from "./flags.js";
 import { registerLogsRoutes } from "./logs.js";
 import { isMetricsPath, type MetricsRegistry, registerMetricsRoute } from "./metrics.js";
-import { isClientKeyPath, type OfrepOptions, ofrepFastPath, registerOfrep } from "./ofrep.js";
+import {
+  isClientKeyPath,
+  type OfrepOptions,
+  ofrepFastPath,
+  ofrepTooLarge,
+  registerOfrep,
+} from "./ofrep.js";
 import { registerRouterRoutes } from "./routers.js";
 import { registerShadowRoutes, type ShadowApiOptions, shadowView } from "./shadow.js";
 
@@ -168,13 +174,14 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
       server.on("checkContinue", (req: IncomingMessage, res: ServerResponse) => {
         const length = Number(req.headers["content-length"]);
         if (Number.isFinite(length) && length > bodyLimit) {
-          return writeError(
-            res,
-            new TurnoutError(
-              "TURNOUT_ERR_API_PAYLOAD_TOO_LARGE",
-              `the request body (${length} bytes) is larger than the API accepts (${bodyLimit} bytes)`,
-            ),
+          const err = new TurnoutError(
+            "TURNOUT_ERR_API_PAYLOAD_TOO_LARGE",
+            `the request body (${length} bytes) is larger than the API accepts (${bodyLimit} bytes)`,
           );
+          // OFREP clients read OFREP's error shape, not Turnout's.
+          if (opts.flags !== undefined && isClientKeyPath(req.url ?? ""))
+            return writeJson(res, err.status, ofrepTooLarge(req.url, err.message));
+          return writeError(res, err);
         }
         res.writeContinue();
         dispatch(req, res);
@@ -682,8 +689,13 @@ function sendError(reply: FastifyReply, err: TurnoutError) {
 
 /** An error answered on node:http before fastify: the body unread, so the connection closes. */
 function writeError(res: ServerResponse, err: TurnoutError): void {
-  const body = JSON.stringify(err.toJSON());
-  res.writeHead(err.status, {
+  writeJson(res, err.status, err.toJSON());
+}
+
+/** A JSON answer written on the raw response, and the connection closed (before any body). */
+function writeJson(res: ServerResponse, status: number, json: object): void {
+  const body = JSON.stringify(json);
+  res.writeHead(status, {
     "content-type": "application/json; charset=utf-8",
     "content-length": Buffer.byteLength(body),
     connection: "close",

@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { readFileSync, rmSync } from "node:fs";
+import { request } from "node:http";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { OFREPProvider } from "@openfeature/ofrep-provider";
@@ -168,6 +169,80 @@ describe("OFREP", () => {
     const conf = await ofrep("/ofrep/v1/configuration");
     assert.equal(conf.status, 200);
     assert.equal((await json(conf)).name, "turnout");
+  });
+
+  it("a targetingKey that is not a string: 400 INVALID_CONTEXT on the single and the bulk route", async () => {
+    const context = { targetingKey: 42 };
+    const one = await ofrep("/ofrep/v1/evaluate/flags/banner", { context });
+    assert.equal(one.status, 400);
+    assert.deepEqual(await json(one), {
+      key: "banner",
+      errorCode: "INVALID_CONTEXT",
+      errorDetails: "targetingKey must be a string",
+    });
+    // Invalid for every flag: the bulk request is refused, not answered flag by flag.
+    const all = await ofrep("/ofrep/v1/evaluate/flags", { context });
+    assert.equal(all.status, 400);
+    assert.deepEqual(await json(all), {
+      errorCode: "INVALID_CONTEXT",
+      errorDetails: "targetingKey must be a string",
+    });
+  });
+
+  it("a body over the limit: 413 in OFREP's error shape, whichever way it is sent", async () => {
+    const big = `{"context":{"pad":"${"a".repeat(5 * 1024 * 1024)}"}}`;
+    const expect413 = (what: string, status: number, body: any, key?: string) => {
+      assert.equal(status, 413, what);
+      assert.equal(body.key, key, `${what}: the single evaluation's key`);
+      assert.equal(body.errorCode, "INVALID_CONTEXT", what);
+      assert.match(body.errorDetails, /larger than .*\[TURNOUT_ERR_API_PAYLOAD_TOO_LARGE\]$/, what);
+      assert.equal(body.error, undefined, `${what}: Turnout's shape`);
+    };
+    // The head and a first part of the body, then the answer: the server refuses by the
+    // declared length (with Expect: 100-continue, before any of the body is sent).
+    const declared = (path: string, expect: boolean) =>
+      new Promise<{ status: number; body: any }>((resolve, reject) => {
+        const req = request(`${up.url}${path}`, {
+          method: "POST",
+          headers: {
+            "x-api-key": key,
+            "content-type": "application/json",
+            "content-length": Buffer.byteLength(big),
+            ...(expect ? { expect: "100-continue" } : {}),
+          },
+        });
+        req.on("response", async (res) => {
+          let t = "";
+          for await (const c of res) t += c;
+          resolve({ status: res.statusCode!, body: JSON.parse(t) });
+          req.destroy();
+        });
+        req.on("error", reject);
+        if (expect) req.flushHeaders();
+        else req.write(big.slice(0, 1024));
+      });
+    for (const [path, flag] of [
+      ["/ofrep/v1/evaluate/flags/banner", "banner"],
+      ["/ofrep/v1/evaluate/flags", undefined],
+    ] as const) {
+      for (const expect of [false, true]) {
+        const r = await declared(path, expect);
+        expect413(`${path}${expect ? " with Expect: 100-continue" : ""}`, r.status, r.body, flag);
+      }
+    }
+    // Chunked, with no length: the single evaluation's fast path counts it.
+    const chunked = await fetch(`${up.url}/ofrep/v1/evaluate/flags/banner`, {
+      method: "POST",
+      headers: { "x-api-key": key, "content-type": "application/json" },
+      body: new ReadableStream({
+        start(c) {
+          c.enqueue(new TextEncoder().encode(big.slice(0, 200_000)));
+          c.close();
+        },
+      }),
+      duplex: "half",
+    } as RequestInit);
+    expect413("chunked", chunked.status, await json(chunked), "banner");
   });
 
   it("the real server SDK with the OFREP provider, and the kill switch reaching it at once", async () => {

@@ -388,15 +388,22 @@ export function evaluate(
   return evaluateCompiled(f, context);
 }
 
+/**
+ * Why a context is invalid for every flag (step 2), or null: an OFREP bulk evaluation refuses
+ * the request instead of answering the same error once per flag.
+ */
+export function invalidContext(context: unknown): string | null {
+  if (typeof context !== "object" || context === null || Array.isArray(context))
+    return "the evaluation context must be an object";
+  const tk = (context as EvaluationContext).targetingKey;
+  if (tk !== undefined && typeof tk !== "string") return "targetingKey must be a string";
+  return null;
+}
+
 /** Evaluates a compiled flag (steps 2..7 of the module comment). */
 export function evaluateCompiled(f: CompiledFlag, context: EvaluationContext): ResolutionDetails {
-  if (typeof context !== "object" || context === null || Array.isArray(context)) {
-    return errorResult("INVALID_CONTEXT", "the evaluation context must be an object");
-  }
-  const tk = context.targetingKey;
-  if (tk !== undefined && typeof tk !== "string") {
-    return errorResult("INVALID_CONTEXT", "targetingKey must be a string");
-  }
+  const invalid = invalidContext(context);
+  if (invalid !== null) return errorResult("INVALID_CONTEXT", invalid);
   if (f.isDisabled) return f.disabled;
   const rules = f.rules;
   for (let i = 0; i < rules.length; i++) {

@@ -169,4 +169,12 @@ describe("API without a running controller", () => {
     });
     assert.equal(r.statusCode, 401);
   });
+
+  it("a missing token's hint names where tokens are kept, not a data dir it may not be in", async () => {
+    const r = await app.inject({ method: "GET", url: "/api/v1/services" });
+    assert.equal(r.statusCode, 401);
+    const { message } = r.json().error;
+    assert.match(message, /<data dir>\/token on Turnout's machine/);
+    assert.doesNotMatch(message, /\.turnout\/token/);
+  });
 });

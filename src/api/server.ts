@@ -271,7 +271,9 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
         "TURNOUT_ERR_AUTH_UNAUTHORIZED",
         m
           ? "wrong bearer token"
-          : "missing bearer token: send Authorization: Bearer <token> (see .turnout/token)",
+          : // Where the token is, not this server's path (the caller may be anyone): the CLI,
+            // which knows its data dir, names it.
+            "missing bearer token: send Authorization: Bearer <token>, the token in <data dir>/token on Turnout's machine (or the fleet's --token-file)",
       );
     }
   });

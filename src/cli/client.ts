@@ -209,7 +209,7 @@ export class Client {
       t.tokenFrom !== undefined
         ? `refused the token from ${t.tokenFrom}`
         : `got no token (none from --token or TURNOUT_TOKEN${t.serverFrom.startsWith("the server record") ? `, and no ${t.dataDir}/token` : `; the token of data dir ${t.dataDir} is sent only to the server it records`})`;
-    // The server's own hint ("see .turnout/token") is about its data dir, not the CLI's.
+    // The server's own hint ("<data dir>/token") names no data dir; the CLI knows which.
     const what = serverSaid.split(":")[0];
     return `${what}: Turnout at ${t.server} (from ${t.serverFrom}) ${sent}. ${POINT_ELSEWHERE}`;
   }

@@ -29,7 +29,7 @@ async function recordingServer() {
           code: "TURNOUT_ERR_AUTH_UNAUTHORIZED",
           message: req.headers.authorization
             ? "wrong bearer token"
-            : "missing bearer token: send Authorization: Bearer <token> (see .turnout/token)",
+            : "missing bearer token: send Authorization: Bearer <token>, the token in <data dir>/token on Turnout's machine (or the fleet's --token-file)",
         },
       }),
     );

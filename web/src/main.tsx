@@ -56,8 +56,9 @@ function SignIn(props: { onSignedIn: (s: SessionInfo) => void; error?: string | 
       >
         <h1 id="signin-title">Sign in to Turnout</h1>
         <p className="muted small">
-          Paste the admin token (<code>.turnout/token</code>), or run <code>turnout dashboard</code>{" "}
-          for a one-time sign-in link.
+          Paste the admin token (the file <code>token</code> in Turnout's data dir,{" "}
+          <code>.turnout/token</code> by default), or run <code>turnout dashboard</code> for a
+          one-time sign-in link.
         </p>
         <div className="field" style={{ marginTop: "1rem" }}>
           <label htmlFor="token">Token</label>

@@ -23,6 +23,7 @@ import {
   type Resource,
   type ServiceResource,
 } from "../core/model.js";
+import { plural } from "../core/plural.js";
 import { stepsOf } from "../core/rollout.js";
 import { compileStrategy } from "../core/strategies/index.js";
 import { MAX_REQUEST_HEAD_BYTES } from "../defaults.js";
@@ -751,7 +752,7 @@ function invalid(errors: ReturnType<typeof crossCheck>): TurnoutError {
   const first = errors[0];
   return new TurnoutError(
     "TURNOUT_ERR_RESOURCE_INVALID",
-    `${errors.length} problem${errors.length === 1 ? "" : "s"} in the resources${first ? `; first: ${first.path}: ${first.message}` : ""}`,
+    `${plural(errors.length, "problem")} in the resources${first ? `; first: ${first.path}: ${first.message}` : ""}`,
     { ...(first ? { path: first.path } : {}), errors },
   );
 }

@@ -14,6 +14,7 @@ import type {
   ServiceStatus,
   TurnoutEvent,
 } from "../core/model.js";
+import { plural } from "../core/plural.js";
 import { demoLabText } from "../lab/doc.js";
 import { runLab } from "../lab/lab.js";
 import { workerPool } from "../lab/pool.js";
@@ -238,7 +239,7 @@ export async function runDemo(opts: { keep: boolean }): Promise<number> {
         // a terminal and shift the columns after "Paused" or "Degraded".
         const phase = s?.phase ?? "?";
         out(
-          `[${secs}s] ${phaseColor(phase)}${" ".repeat(Math.max(0, 12 - phase.length))} ${step.padEnd(9)} weights ${configured.padEnd(14)} observed ${observed.padEnd(20)} ${dim(`${traffic!.requests} req, ${traffic!.errors} errors`)}`,
+          `[${secs}s] ${phaseColor(phase)}${" ".repeat(Math.max(0, 12 - phase.length))} ${step.padEnd(9)} weights ${configured.padEnd(14)} observed ${observed.padEnd(20)} ${dim(`${traffic!.requests} req, ${plural(traffic!.errors, "error")}`)}`,
         );
         if (s?.phase === "Paused" && !promoted) {
           out(dim(`       ${s.message}`));
@@ -283,7 +284,7 @@ export async function runDemo(opts: { keep: boolean }): Promise<number> {
 
     const totals = [...traffic.total.entries()]
       .sort()
-      .map(([ver, c]) => `${ver} ${c} (${traffic!.errorsBy.get(ver) ?? 0} errors)`)
+      .map(([ver, c]) => `${ver} ${c} (${plural(traffic!.errorsBy.get(ver) ?? 0, "error")})`)
       .join(", ");
     out(`requests: ${traffic.requests}: ${totals}`);
     out(`\n${bold("history")} (turnout history ${SERVICE}):`);

@@ -12,6 +12,7 @@
 import { randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { type Command, InvalidArgumentError } from "commander";
+import { plural } from "../core/plural.js";
 import { MAX_EVENTS_PER_REQUEST as MAX_BATCH } from "../defaults.js";
 import { TurnoutError } from "../errors.js";
 import { INPUT_LIMITS, parseJsonBounded } from "../resources/input-limits.js";
@@ -78,7 +79,7 @@ export function registerEventsCommands(program: Command, client: (cmd: Command) 
       );
       for (const u of res.unknownMetrics ?? []) {
         process.stderr.write(
-          `${yellow("warning")}: no experiment reads metric ${JSON.stringify(u.metric)} (${u.events} event${u.events === 1 ? "" : "s"}; stored, but counted in no result)${u.didYouMean ? `; did you mean ${JSON.stringify(u.didYouMean)}?` : ""}\n`,
+          `${yellow("warning")}: no experiment reads metric ${JSON.stringify(u.metric)} (${plural(u.events, "event")}; stored, but counted in no result)${u.didYouMean ? `; did you mean ${JSON.stringify(u.didYouMean)}?` : ""}\n`,
         );
       }
     });

@@ -6,6 +6,7 @@
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { stringify as toYaml } from "yaml";
 import type { ExperimentResults } from "../core/experiment/analyze.js";
+import { plural } from "../core/plural.js";
 import {
   asymptoticCsHalfWidth,
   normalCdf,
@@ -103,7 +104,7 @@ function decisionLine(r: Results): string[] {
 
 /** The results table people read: one row per metric and arm. */
 export function formatResults(r: Results): string {
-  const units = r.arms.map((a) => `${a.name}=${a.version}: ${a.units} units`).join(", ");
+  const units = r.arms.map((a) => `${a.name}=${a.version}: ${plural(a.units, "unit")}`).join(", ");
   const head = [
     `${bold(r.name)}  ${dim(`service ${r.service}, ${r.method}, alpha ${r.alpha}${r.method !== "bayesian" ? `, ${r.correction} across goals` : ""}`)}`,
     `arms:     ${units}`,

@@ -9,6 +9,7 @@ import type {
   ServiceStatus,
   TurnoutEvent,
 } from "../core/model.js";
+import { plural } from "../core/plural.js";
 import { describeStep } from "../core/rollout.js";
 import { bold, cyan, dim, green, red, yellow } from "./color.js";
 import { formatShadowLines, type ShadowView } from "./shadow.js";
@@ -107,9 +108,7 @@ export function formatStatus(v: StatusView): string {
   const w = (ver: string | null) => {
     if (!ver) return "";
     const b = weights.get(ver);
-    return b
-      ? `${b.weight}%  ${dim(`${b.endpoints.length} ready endpoint${b.endpoints.length === 1 ? "" : "s"}`)}`
-      : "0%";
+    return b ? `${b.weight}%  ${dim(plural(b.endpoints.length, "ready endpoint"))}` : "0%";
   };
   row("Stable", `${s.stableVersion ?? "-"}  ${w(s.stableVersion)}`);
   if (s.canaryVersion) row("Canary", `${s.canaryVersion}  ${w(s.canaryVersion)}`);
@@ -190,7 +189,7 @@ export function formatStatus(v: StatusView): string {
       const series = t.labels
         ? `${t.version} [${t.labels.split("&").map(decodeURIComponent).join(", ")}]`
         : t.version;
-      return `${series} ${t.requests.toLocaleString("en-US")} req, ${errors} errors, mean ${mean.toFixed(1)} ms`;
+      return `${series} ${t.requests.toLocaleString("en-US")} req, ${plural(errors, "error")}, mean ${mean.toFixed(1)} ms`;
     });
     row("Traffic", `${parts.join(dim("  |  "))}  ${dim("(totals since the router started)")}`);
   }
@@ -212,10 +211,10 @@ export function formatStatus(v: StatusView): string {
     const parts = [`${d.provider}${d.mode ? ` (${d.mode})` : ""}`];
     if (d.process) {
       parts.push(d.process.running === false ? red("not running") : "running");
-      if (d.process.restarts) parts.push(`${d.process.restarts} restarts`);
-      if (d.process.reloads) parts.push(`${d.process.reloads} reloads`);
+      if (d.process.restarts) parts.push(plural(d.process.restarts, "restart"));
+      if (d.process.reloads) parts.push(plural(d.process.reloads, "reload"));
     }
-    if (d.draining) parts.push(`${d.draining} servers draining`);
+    if (d.draining) parts.push(`${plural(d.draining, "server")} draining`);
     if (d.intake) {
       const lost = `${d.intake.lost} log lines lost of ${d.intake.lines + d.intake.lost}`;
       parts.push(d.intake.lost > 0 ? yellow(lost) : dim(lost));

@@ -9,6 +9,7 @@ import { Argument, Command, CommanderError, Option } from "commander";
 import { stringify as toYaml } from "yaml";
 import { parseDuration } from "../core/duration.js";
 import type { ServiceResource, ServiceStatus, TurnoutEvent } from "../core/model.js";
+import { plural } from "../core/plural.js";
 import { DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from "../defaults.js";
 import { type FieldError, formatFieldError, TurnoutError } from "../errors.js";
 import { getNotifiers } from "../notify/cli.js";
@@ -613,7 +614,7 @@ async function loadAll(paths: string[], recursive: boolean) {
 }
 
 function printFieldErrors(errors: FieldError[]): void {
-  process.stderr.write(`${red(`${errors.length} problem${errors.length === 1 ? "" : "s"}`)}:\n`);
+  process.stderr.write(`${red(plural(errors.length, "problem"))}:\n`);
   for (const e of errors) process.stderr.write(`  ${formatFieldError(e)}\n`);
 }
 

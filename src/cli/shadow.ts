@@ -5,6 +5,7 @@
  */
 import { type Command, Option } from "commander";
 import { stringify as toYaml } from "yaml";
+import { plural } from "../core/plural.js";
 import type { ShadowReport } from "../core/shadow/aggregate.js";
 import type { ShadowStatus } from "../core/shadow/types.js";
 import type { Client } from "./client.js";
@@ -53,7 +54,7 @@ export function formatShadowLines(v: ShadowView | null | undefined): string[] {
   }
   const mm = r.mismatchRate ?? 0;
   lines.push(
-    `${pad}${r.samples.toLocaleString("en-US")} pairs, mismatch ${(mm > 0.05 ? red : mm > 0 ? yellow : green)(pct(r.mismatchRate))}, agreement ${pct(r.agreement)}${r.noise && r.noise.fields.length > 0 ? dim(`, noise: ${r.noise.fields.join(", ")}`) : ""}`,
+    `${pad}${plural(r.samples, "pair", "pairs", (n) => n.toLocaleString("en-US"))}, mismatch ${(mm > 0.05 ? red : mm > 0 ? yellow : green)(pct(r.mismatchRate))}, agreement ${pct(r.agreement)}${r.noise && r.noise.fields.length > 0 ? dim(`, noise: ${r.noise.fields.join(", ")}`) : ""}`,
   );
   const top = r.byField.filter((f) => !f.noise).slice(0, 3);
   if (top.length > 0)
@@ -75,10 +76,7 @@ export function formatShadow(v: ShadowView): string {
   if (!r) return lines.join("\n");
   const out = [...lines];
   const row = (k: string, val: string) => out.push(`${`${k}:`.padEnd(13)}${val}`);
-  row(
-    "Phase",
-    `${v.report!.id} (${v.report!.version}; ${v.report!.routers} router${v.report!.routers === 1 ? "" : "s"})`,
-  );
+  row("Phase", `${v.report!.id} (${v.report!.version}; ${plural(v.report!.routers, "router")})`);
   if (r.classification) {
     row(
       "Agreement",
@@ -92,12 +90,12 @@ export function formatShadow(v: ShadowView): string {
   if (r.regression)
     row(
       "Regression",
-      `MAE ${r.regression.mae?.toPrecision(4)}, max ${r.regression.maxAbsError.toPrecision(4)} (${r.regression.compared} pairs)`,
+      `MAE ${r.regression.mae?.toPrecision(4)}, max ${r.regression.maxAbsError.toPrecision(4)} (${plural(r.regression.compared, "pair")})`,
     );
   if (r.drift)
     row(
       "Drift",
-      `PSI ${r.drift.psi === null ? "-" : r.drift.psi.toFixed(4)}${r.drift.ks ? `, KS D ${r.drift.ks.statistic.toFixed(3)} (p ${r.drift.ks.pValue.toPrecision(3)})` : ""} over ${r.drift.samples} predictions`,
+      `PSI ${r.drift.psi === null ? "-" : r.drift.psi.toFixed(4)}${r.drift.ks ? `, KS D ${r.drift.ks.statistic.toFixed(3)} (p ${r.drift.ks.pValue.toPrecision(3)})` : ""} over ${plural(r.drift.samples, "prediction")}`,
     );
   if (r.byField.length > 0) {
     out.push("Fields:");

@@ -507,6 +507,20 @@ describe("rollout core", () => {
     );
   });
 
+  it("the RolloutStarted text counts its steps in good English: (1 step), (5 steps)", () => {
+    for (const [steps, text] of [
+      [[{ setWeight: 50 }], "(1 step)"],
+      [STEPS, "(5 steps)"],
+    ] as const) {
+      const sc = new Scenario([...steps]);
+      sc.tick();
+      sc.setVersion("v2");
+      sc.tick();
+      const started = sc.last.events.find((e) => e.type === "RolloutStarted");
+      assert.equal(started?.message, `rollout 1: v1 -> v2 ${text}`);
+    }
+  });
+
   it("weightsOf ignores a canary equal to stable", () => {
     const s = new Scenario(STEPS);
     s.tick();

@@ -5,6 +5,7 @@
  */
 
 import type { AnalysisTemplateSpec, JudgeSpec } from "../core/model.js";
+import { plural } from "../core/plural.js";
 import { describeStep } from "../core/rollout.js";
 import { compileStrategy } from "../core/strategies/index.js";
 import {
@@ -40,7 +41,7 @@ function template(name: string, t: AnalysisTemplateSpec): string[] {
             ? m.source.builtin
             : `${m.source.builtin.metric} of flag ${m.source.builtin.flag} on vs off`
           : Object.keys(m.source)[0];
-      return `    - ${m.name}: ${src}, ${judge(m.judge)}, every ${m.interval ?? "30s"}${m.count !== undefined ? `, ${m.count} looks` : ", until the rollout ends"}${m.minSamples !== undefined ? `, min ${m.minSamples} samples` : ""}`;
+      return `    - ${m.name}: ${src}, ${judge(m.judge)}, every ${m.interval ?? "30s"}${m.count !== undefined ? `, ${plural(m.count, "look")}` : ", until the rollout ends"}${m.minSamples !== undefined ? `, min ${plural(m.minSamples, "sample")}` : ""}`;
     }),
   ];
 }
@@ -63,7 +64,7 @@ function strategyLines(s: StrategyName): string[] {
   if (spec.abTest) {
     const a = spec.abTest;
     lines.push(
-      `    arms A (stable) ${100 - a.split}% / B ${a.split}% by x-user-id; ${a.metrics.map((m) => `${m.name} (${m.role})`).join(", ")}; ${a.method}, alpha ${a.alpha}, min ${a.minSamples} units per arm, at most ${a.maxDuration}, decision ${a.decision}`,
+      `    arms A (stable) ${100 - a.split}% / B ${a.split}% by x-user-id; ${a.metrics.map((m) => `${m.name} (${m.role})`).join(", ")}; ${a.method}, alpha ${a.alpha}, min ${plural(a.minSamples, "unit")} per arm, at most ${a.maxDuration}, decision ${a.decision}`,
     );
   }
   if (c.scaleDownDelaySeconds)

@@ -28,6 +28,7 @@ import type {
   ServiceStatus,
   TurnoutEvent,
 } from "../core/model.js";
+import { plural } from "../core/plural.js";
 import { defaultPortAllocator } from "../runtime/process/ports.js";
 import { simulationRng } from "../sim/random.js";
 import { packageRoot } from "../version.js";
@@ -538,7 +539,7 @@ export async function runLive(opts: LiveOptions): Promise<LiveReport> {
             const r = await runService(api, strategy, scenario, seed, index++, inputs);
             runs.push(r);
             opts.onRun?.(
-              `lab --live: ${r.strategy} × ${r.scenario} (seed ${r.seed}): ${r.outcome}, ${r.requests} requests`,
+              `lab --live: ${r.strategy} × ${r.scenario} (seed ${r.seed}): ${r.outcome}, ${plural(r.requests, "request")}`,
             );
           }
         }
@@ -651,11 +652,11 @@ const LABEL: Record<(typeof METRICS)[number], string> = {
 export function formatLive(r: LiveReport): string {
   const fmt = (x: number | null) => (x === null ? "-" : String(x));
   const out: string[] = [
-    `Strategy lab, live: ${r.seeds} seed${r.seeds === 1 ? "" : "s"} from ${r.seed} through a real Turnout (API, controller, SQLite, the built-in router),`,
+    `Strategy lab, live: ${plural(r.seeds, "seed")} from ${r.seed} through a real Turnout (API, controller, SQLite, the built-in router),`,
     `real processes of examples/model/server.mjs and users sending 50 requests/s, on a setup ${r.timeScale} times faster`,
     `than the default lab (every duration divided by ${r.timeScale}, sample thresholds by 20; 2 instances, 1,000 users; src/lab/live-config.ts),`,
     "one rollout at a time.",
-    `Beside each live figure: the simulator on the same setup, median [p10, p90] over ${r.simulatedSeeds} seeds. A live figure agrees`,
+    `Beside each live figure: the simulator on the same setup, median [p10, p90] over ${plural(r.simulatedSeeds, "seed")}. A live figure agrees`,
     "when it lies within [p10, p90] widened by max(absolute, 25% of the median): users 20, requests 5, wrong answers 10,",
     "seconds 1.5 (total 2), instance-seconds 3, manual actions 0.",
     ...r.skipped.map((s) => `${s.strategy}: ${s.reason}.`),
@@ -694,7 +695,7 @@ export function formatLive(r: LiveReport): string {
     for (const x of rows)
       out.push(`${x[0]!.padEnd(w[0]!)}  ${x[1]!.padEnd(w[1]!)}  ${x[2]!.padEnd(w[2]!)}  ${x[3]}`);
   }
-  out.push("", `Agreement: ${agreeing} of ${total} figures within tolerance.`);
+  out.push("", `Agreement: ${agreeing} of ${plural(total, "figure")} within tolerance.`);
   return out.join("\n");
 }
 

@@ -14,6 +14,8 @@
  *   (a person must act, or users stay on the bad version after the detection, or a slow
  *   restore).
  */
+
+import { plural } from "../core/plural.js";
 import {
   BAD_SCENARIOS,
   BRIEF,
@@ -103,15 +105,15 @@ function assessOne(r: LabReport, s: StrategyName): Assessment {
     reasons.push(
       worst.usersExposed === 0
         ? `no user got a bad version in ${detectable.map((x) => x.scenario).join(", ")}`
-        : `worst of ${detectable.map((x) => x.scenario).join(", ")}: ${worst.scenario}, ${worst.usersExposed} users (${pct(share(worst.usersExposed))}) got the bad version before it was detected at ${secs(worst.detectSeconds)}`,
+        : `worst of ${detectable.map((x) => x.scenario).join(", ")}: ${worst.scenario}, ${plural(worst.usersExposed, "user")} (${pct(share(worst.usersExposed))}) got the bad version before it was detected at ${secs(worst.detectSeconds)}`,
     );
   }
   const wrong = row(r, s, "wrongPredictions");
   if (wrong) {
     reasons.push(
       wrong.detectSeconds !== null
-        ? `wrong answers with a 200: caught at ${secs(wrong.detectSeconds)}, ${wrong.usersExposed} users exposed`
-        : `wrong answers with a 200: never caught (nothing it measures changes): ${wrong.usersExposed} users (${pct(share(wrong.usersExposed))}) got wrong answers within ${TRAFFIC.horizonSeconds} s, ${wrong.wrongAnswers} wrong answers`,
+        ? `wrong answers with a 200: caught at ${secs(wrong.detectSeconds)}, ${plural(wrong.usersExposed, "user")} exposed`
+        : `wrong answers with a 200: never caught (nothing it measures changes): ${plural(wrong.usersExposed, "user")} (${pct(share(wrong.usersExposed))}) got wrong answers within ${TRAFFIC.horizonSeconds} s, ${plural(wrong.wrongAnswers, "wrong answer")}`,
     );
   }
   // 2. Rollback.
@@ -141,7 +143,7 @@ function assessOne(r: LabReport, s: StrategyName): Assessment {
     else rollback = "Very easy";
     if (detected.length > 0) {
       reasons.push(
-        `rollback: ${manual > 0 ? `${manual} action(s) by a person` : "automatic"}, users off the bad version ${lag <= 1 ? "within 1 s of" : `${lag} s after`} the detection, ${restore === 0 ? "nothing to restart (the version users go back to never lost capacity)" : `${restore} s until the old version has all its instances ready again`}`,
+        `rollback: ${manual > 0 ? `${plural(manual, "action")} by a person` : "automatic"}, users off the bad version ${lag <= 1 ? "within 1 s of" : `${lag} s after`} the detection, ${restore === 0 ? "nothing to restart (the version users go back to never lost capacity)" : `${restore} s until the old version has all its instances ready again`}`,
       );
     }
   }
@@ -149,7 +151,7 @@ function assessOne(r: LabReport, s: StrategyName): Assessment {
   const good = row(r, s, "good");
   if (good) {
     reasons.push(
-      `good release: 100% after ${secs(good.totalSeconds)}, ${good.manualActions} manual action(s), ${good.extraInstanceSeconds} extra instance-seconds${good.detectSeconds !== null ? `; a false alarm at ${secs(good.detectSeconds)}` : ""}`,
+      `good release: 100% after ${secs(good.totalSeconds)}, ${plural(good.manualActions, "manual action")}, ${good.extraInstanceSeconds} extra instance-seconds${good.detectSeconds !== null ? `; a false alarm at ${secs(good.detectSeconds)}` : ""}`,
     );
   }
   return {
@@ -277,7 +279,7 @@ export function verdictLines(r: LabReport): string[] {
 export function formatReport(r: LabReport): string {
   const scenarios = [...new Set(r.results.map((x) => x.scenario))];
   return [
-    `Strategy lab: ${r.seeds} seed${r.seeds === 1 ? "" : "s"} from ${r.seed}, scenarios ${scenarios.join(", ")}; ${TRAFFIC.rps} requests/s from ${TRAFFIC.users} users (\`turnout lab --explain\` for the model)`,
+    `Strategy lab: ${plural(r.seeds, "seed")} from ${r.seed}, scenarios ${scenarios.join(", ")}; ${TRAFFIC.rps} requests/s from ${TRAFFIC.users} users (\`turnout lab --explain\` for the model)`,
     "",
     textTable(summaryRows(r)),
     "",

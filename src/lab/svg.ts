@@ -5,6 +5,8 @@
  * never removed sits in the "never" band on the right); y: share of users who got the bad
  * version (square-root scale too). Colour: strategy; shape: scenario. Hand-written SVG.
  */
+
+import { plural } from "../core/plural.js";
 import { BAD_SCENARIOS, BRIEF, type ScenarioName, STRATEGIES, TRAFFIC } from "./config.js";
 import type { LabReport } from "./lab.js";
 
@@ -54,7 +56,7 @@ export function labSvg(r: LabReport): string {
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="Helvetica, Arial, sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="#fff"/>`,
     `<text x="${M.left}" y="24" font-size="16" font-weight="bold">Turnout strategy lab: users exposed to a bad release vs time until none gets it</text>`,
-    `<text x="${M.left}" y="41" fill="#555">medians over ${r.seeds} seeds; ${TRAFFIC.rps} requests/s from ${TRAFFIC.users.toLocaleString("en-US")} users; exposure of a bad version never removed is counted over ${TRAFFIC.horizonSeconds} s</text>`,
+    `<text x="${M.left}" y="41" fill="#555">medians over ${plural(r.seeds, "seed")}; ${TRAFFIC.rps} requests/s from ${TRAFFIC.users.toLocaleString("en-US")} users; exposure of a bad version never removed is counted over ${TRAFFIC.horizonSeconds} s</text>`,
   );
   // The "never" band.
   out.push(
@@ -102,7 +104,7 @@ export function labSvg(r: LabReport): string {
       const x = g.x + (i % 6) * 12;
       const y = g.y - Math.floor(i / 6) * 12;
       out.push(
-        `<g><title>${esc(`${BRIEF[p.strategy].label}, ${p.scenario}: ${p.usersExposed} users, recovered ${p.recoverSeconds === null ? "never" : `at ${p.recoverSeconds} s`}, detected ${p.detectSeconds === null ? "never" : `at ${p.detectSeconds} s`}`)}</title>${marker(p.scenario, x, y, colour)}</g>`,
+        `<g><title>${esc(`${BRIEF[p.strategy].label}, ${p.scenario}: ${plural(p.usersExposed, "user")}, recovered ${p.recoverSeconds === null ? "never" : `at ${p.recoverSeconds} s`}, detected ${p.detectSeconds === null ? "never" : `at ${p.detectSeconds} s`}`)}</title>${marker(p.scenario, x, y, colour)}</g>`,
       );
     });
     const byStrategy = new Map<string, string[]>();
@@ -142,7 +144,7 @@ export function labSvg(r: LabReport): string {
       const where =
         g.items[0]!.usersExposed === 0 && g.items[0]!.recoverSeconds === 0
           ? "At 0 users, 0 s (bottom left):"
-          : `At ${g.items[0]!.usersExposed} users, ${g.items[0]!.recoverSeconds ?? "never"}:`;
+          : `At ${plural(g.items[0]!.usersExposed, "user")}, ${g.items[0]!.recoverSeconds ?? "never"}:`;
       aside.push(where, ...lines.map((l) => `${l}.`));
       continue;
     }

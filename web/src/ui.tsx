@@ -63,6 +63,9 @@ export const num = (x: number | null | undefined, digits = 3) =>
     ? "–"
     : Number(x.toPrecision(digits)).toString();
 
+/** "1 pair", "0 pairs": the dashboard's copy of src/core/plural.ts (the web build imports no src). */
+export const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
 export function time(t: number | null | undefined): string {
   if (t === null || t === undefined) return "–";
   return new Date(t).toLocaleTimeString(undefined, { hour12: false });

@@ -8,6 +8,7 @@
  */
 import { Pool } from "undici";
 import type { ServiceResource, ServiceStatus } from "../../core/model.js";
+import { plural } from "../../core/plural.js";
 import { mulberry32 } from "../../core/stats/random.js";
 import { defaultPortAllocator } from "../../runtime/process/ports.js";
 import type { Client } from "../client.js";
@@ -155,7 +156,7 @@ export async function runAbTestDemo(
           .sort()
           .map(
             ([ver, s]) =>
-              `${ver} ${s.users} users ${((100 * s.bought) / Math.max(1, s.users)).toFixed(1)}% bought`,
+              `${ver} ${plural(s.users, "user")} ${((100 * s.bought) / Math.max(1, s.users)).toFixed(1)}% bought`,
           )
           .join(", ");
         out(`[${String(Math.round((Date.now() - started) / 1000)).padStart(3)}s] ${seen}`);

@@ -10,6 +10,7 @@
  */
 import { createServer, type Server } from "node:http";
 import { Pool } from "undici";
+import { plural } from "../../core/plural.js";
 import { defaultPortAllocator } from "../../runtime/process/ports.js";
 import type { Client } from "../client.js";
 import { bold, cyan, dim, green, red } from "../format.js";
@@ -156,7 +157,7 @@ export async function runFlagsDemo(
       );
       const n = window.on + window.off || 1;
       out(
-        `[${String(Math.round((Date.now() - started) / 1000)).padStart(3)}s] ${(v.status?.phase ?? "?").padEnd(12)} flag ${f.effective.state === "ENABLED" ? `${f.effective.rollout?.percentage ?? 0}%`.padEnd(8) : red("off".padEnd(8))} observed new checkout ${((100 * window.on) / n).toFixed(1).padStart(5)}%  ${dim(`${window.errors} errors`)}`,
+        `[${String(Math.round((Date.now() - started) / 1000)).padStart(3)}s] ${(v.status?.phase ?? "?").padEnd(12)} flag ${f.effective.state === "ENABLED" ? `${f.effective.rollout?.percentage ?? 0}%`.padEnd(8) : red("off".padEnd(8))} observed new checkout ${((100 * window.on) / n).toFixed(1).padStart(5)}%  ${dim(plural(window.errors, "error"))}`,
       );
       window.on = 0;
       window.off = 0;

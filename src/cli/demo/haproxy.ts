@@ -6,6 +6,7 @@
  */
 import { Pool } from "undici";
 import type { ServiceResource, ServiceStatus, TurnoutEvent } from "../../core/model.js";
+import { plural } from "../../core/plural.js";
 import { defaultPortAllocator } from "../../runtime/process/ports.js";
 import { checkHaproxy } from "../../traffic/haproxy/supervisor.js";
 import type { Client } from "../client.js";
@@ -139,7 +140,7 @@ export async function runHaproxyDemo(
       .sort()
       .map(([v, n]) => `${v} ${n}`)
       .join(", ");
-    out(dim(`   answers through HAProxy: ${counts}; ${errors} errors (all from v3)`));
+    out(dim(`   answers through HAProxy: ${counts}; ${plural(errors, "error")} (all from v3)`));
     return s.phase === "Degraded" && (served.get("v3") ?? 0) > 0;
   } finally {
     stop = true;

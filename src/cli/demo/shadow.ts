@@ -7,6 +7,7 @@
  */
 import { Pool } from "undici";
 import type { ServiceResource, ServiceStatus } from "../../core/model.js";
+import { plural } from "../../core/plural.js";
 import { mulberry32 } from "../../core/stats/random.js";
 import { defaultPortAllocator } from "../../runtime/process/ports.js";
 import type { Client } from "../client.js";
@@ -134,7 +135,7 @@ export async function runShadowDemo(
   out(
     `\n${final.phase === "Completed" ? green("d2 promoted") : red("d2 not promoted")}: ${final.message}`,
   );
-  out(dim(`${errors} errors seen by users`));
+  out(dim(`${plural(errors, "error")} seen by users`));
   out(`\n${bold("shadow report")} (turnout shadow ${SERVICE}):`);
   const view = await api.call<ShadowView>("GET", `/api/v1/services/${SERVICE}/shadow`);
   out(formatShadow(view));

@@ -8,6 +8,7 @@
 
 import { Agent, request } from "node:http";
 import type { ServiceResource, ServiceStatus } from "../../core/model.js";
+import { plural } from "../../core/plural.js";
 import { defaultPortAllocator } from "../../runtime/process/ports.js";
 import type { Client } from "../client.js";
 import { bold, cyan, dim, green, red } from "../format.js";
@@ -174,7 +175,7 @@ export async function runZeroDowntimeDemo(
       });
       await res.arrayBuffer();
       out(
-        `   a tester's request on the preview port is answered by ${res.headers.get("x-turnout-version")}; users still see only v2 (${users.byVersion.get("v3") ?? 0} answers from v3 so far)`,
+        `   a tester's request on the preview port is answered by ${res.headers.get("x-turnout-version")}; users still see only v2 (${plural(users.byVersion.get("v3") ?? 0, "answer")} from v3 so far)`,
       );
       out(`   ${cyan("turnout promote checkout")}: the switch`);
       await api.call("POST", `/api/v1/services/${SERVICE}/promote`, {
@@ -196,7 +197,7 @@ export async function runZeroDowntimeDemo(
     await users.stop();
   }
   out(
-    `   ${ok ? green("no user saw an error") : red("some users saw errors")}: ${users.ok + users.failed} requests, ${users.failed} failed`,
+    `   ${ok ? green("no user saw an error") : red("some users saw errors")}: ${plural(users.ok + users.failed, "request")}, ${users.failed} failed`,
   );
   return ok;
 }

@@ -49,6 +49,7 @@
  */
 import { durationMs, formatDuration } from "../duration.js";
 import type { AnalysisMetricSpec, AnalysisTemplateSpec, MetricSourceSpec } from "../model.js";
+import { plural } from "../plural.js";
 import {
   JUDGES,
   type JudgeContext,
@@ -586,14 +587,14 @@ function assessMetric(m: MetricRun): { phase: MetricPhase; message: string } {
   if (c.consecutiveErrors > m.consecutiveErrorLimit) {
     return {
       phase: "Error",
-      message: `${c.consecutiveErrors} errors in a row > consecutiveErrorLimit ${m.consecutiveErrorLimit}: ${lastOf(m, "error") ?? last}`,
+      message: `${plural(c.consecutiveErrors, "error")} in a row > consecutiveErrorLimit ${m.consecutiveErrorLimit}: ${lastOf(m, "error") ?? last}`,
     };
   }
   if (m.count !== null && c.measurements >= m.count) {
     return c.successful > 0
       ? {
           phase: "Successful",
-          message: `passed ${c.successful} of ${c.measurements} measurements: ${lastOf(m, "pass") ?? last}`,
+          message: `passed ${c.successful} of ${plural(c.measurements, "measurement")}: ${lastOf(m, "pass") ?? last}`,
         }
       : {
           phase: "Inconclusive",
@@ -613,7 +614,7 @@ function stopMetric(m: MetricRun, why: string): MetricRun {
         ...m,
         phase: "Successful",
         nextDueAt: null,
-        message: `${why}; passed ${c.successful} of ${c.measurements} measurements${tail}`,
+        message: `${why}; passed ${c.successful} of ${plural(c.measurements, "measurement")}${tail}`,
       }
     : {
         ...m,
@@ -664,7 +665,7 @@ function assessRun(state: RunState, now: number): RunState {
   }
   const active = state.metrics.filter(isActive).length;
   const message = latest
-    ? `measuring ${active} of ${state.metrics.length} metrics; latest: ${latest.m.name} ${latest.v.verdict.outcome}: ${latest.v.verdict.explanation}`
+    ? `measuring ${active} of ${plural(state.metrics.length, "metric")}; latest: ${latest.m.name} ${latest.v.verdict.outcome}: ${latest.v.verdict.explanation}`
     : "waiting for the first measurements";
   return { ...state, message };
 }

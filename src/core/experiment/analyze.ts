@@ -16,6 +16,8 @@
  *   5. "win": a goal metric is significantly better (after correction) and none is worse;
  *   6. "inconclusive" for fixedHorizon (its one look is spent), else "running".
  */
+
+import { plural } from "../plural.js";
 import {
   type AdjustmentMethod,
   adjustPValues,
@@ -477,7 +479,7 @@ export function analyzeExperiment(
   }
   if (fewest < spec.minSamples) {
     reasons.push(
-      `${fewest} units in the smallest arm, fewer than minSamples ${spec.minSamples}${spec.method === "fixedHorizon" ? " (the planned horizon)" : ""}`,
+      `${plural(fewest, "unit")} in the smallest arm, fewer than minSamples ${spec.minSamples}${spec.method === "fixedHorizon" ? " (the planned horizon)" : ""}`,
     );
     return result("running");
   }

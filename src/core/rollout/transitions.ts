@@ -5,6 +5,7 @@
  */
 import { formatDuration } from "../duration.js";
 import type { ServiceStatus } from "../model.js";
+import { plural } from "../plural.js";
 import { clearStepState } from "../steps/index.js";
 import type { Work } from "./types.js";
 import { emit, setPhase } from "./work.js";
@@ -90,7 +91,7 @@ export function startRollout(w: Work): void {
     ? `rollout ${s.rolloutNumber}: ${replaced} replaced by ${to} mid-rollout; starting over from ${s.stableVersion}`
     : inWindow
       ? `rollout ${s.rolloutNumber}: ${s.stableVersion} -> ${to}, a recent stable version (rollback window ${window}): no steps`
-      : `rollout ${s.rolloutNumber}: ${s.stableVersion} -> ${to} (${w.steps.length} steps)`;
+      : `rollout ${s.rolloutNumber}: ${s.stableVersion} -> ${to} (${plural(w.steps.length, "step")})`;
   setPhase(w, "Progressing", message);
   emit(w, "RolloutStarted", message, {
     rollout: s.rolloutNumber,

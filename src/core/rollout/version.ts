@@ -4,6 +4,7 @@
  * the desiredVersion stage's rules in words before an apply, so it lives beside that stage.
  */
 import type { ServiceSpec, ServiceStatus } from "../model.js";
+import { plural } from "../plural.js";
 import { replicasOf } from "../replicas.js";
 import { describeStep } from "../steps/index.js";
 import { compileStrategy } from "../strategies/index.js";
@@ -107,12 +108,12 @@ export function planVersionChange(
   const n = compiled.steps.length;
   const window = compiled.rollbackWindow;
   if (window > 0 && status.previousStableVersions.slice(0, window).includes(to)) {
-    return `${head}${to} is a recent stable version (rollback window ${window}), so it takes 100% at once, skipping all ${n} step${n === 1 ? "" : "s"} (${compiled.steps.map(describeStep).join(", ")})`;
+    return `${head}${to} is a recent stable version (rollback window ${window}), so it takes 100% at once, skipping all ${plural(n, "step")} (${compiled.steps.map(describeStep).join(", ")})`;
   }
   const replacing = status.canaryVersion
     ? `, replacing the rollout to ${status.canaryVersion}`
     : "";
-  return `${head}a new rollout ${status.stableVersion} -> ${to} of ${n} step${n === 1 ? "" : "s"}${replacing}`;
+  return `${head}a new rollout ${status.stableVersion} -> ${to} of ${plural(n, "step")}${replacing}`;
 }
 
 /** "2026-12-02 21:40:03 UTC", for messages (the format of `turnout history`). */

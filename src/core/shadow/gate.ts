@@ -6,6 +6,8 @@
  * the shadow's answers, so waiting for a full sample costs nothing, and a verdict on too few
  * pairs would pass or fail on luck. Fewer samples than `minSamples` is never a pass.
  */
+
+import { plural } from "../plural.js";
 import type { ShadowReport } from "./aggregate.js";
 import type { ShadowGateSpec } from "./types.js";
 
@@ -73,5 +75,5 @@ export function evaluateGate(
   }
   return failed.length > 0
     ? { verdict: "fail", reasons: [...failed, ...passed] }
-    : { verdict: "pass", reasons: [`${samples} samples`, ...passed] };
+    : { verdict: "pass", reasons: [plural(samples, "sample"), ...passed] };
 }

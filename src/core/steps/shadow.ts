@@ -16,6 +16,7 @@
  * later `setMirrorRoute: {}` or the end of the rollout.
  */
 import { durationMs } from "../duration.js";
+import { plural } from "../plural.js";
 import type { ShadowReport } from "../shadow/aggregate.js";
 import { evaluateGate } from "../shadow/gate.js";
 import type { MirrorRouteStep, ShadowStatus, ShadowStep } from "../shadow/types.js";
@@ -57,7 +58,7 @@ export function reportSummary(r: ShadowReport | null): Record<string, unknown> |
 
 export const shadow: StepKind<ShadowStep> = {
   key: "shadow",
-  describe: (b) => `shadow ${b.percent}% (gate: ${b.gate.minSamples} samples)`,
+  describe: (b) => `shadow ${b.percent}% (gate: ${plural(b.gate.minSamples, "sample")})`,
   clear(status) {
     status.shadow = null;
   },

@@ -8,6 +8,7 @@
  * `process-runtime.ts`'s header.
  */
 import type { RestartPolicySpec } from "../../core/model.js";
+import { plural } from "../../core/plural.js";
 import type { Instance } from "../runtime.js";
 
 export type InstanceState = Instance["state"];
@@ -85,7 +86,7 @@ export function readinessAnswered(
     const changed = setState(
       f,
       "starting",
-      `not ready: readiness probe failed ${run.readinessFailures} times in a row (${r.detail})`,
+      `not ready: readiness probe failed ${plural(run.readinessFailures, "time")} in a row (${r.detail})`,
     );
     return { changed, becameReady: false, firstReady: false };
   }
@@ -105,7 +106,7 @@ export function livenessAnswered(
 ): { changed: boolean; terminate: boolean } {
   run.livenessFailures = r.ok ? 0 : run.livenessFailures + 1;
   if (run.livenessFailures < failureThreshold) return { changed: false, terminate: false };
-  run.killReason = `liveness probe failed ${run.livenessFailures} times (${r.detail})`;
+  run.killReason = `liveness probe failed ${plural(run.livenessFailures, "time")} (${r.detail})`;
   return { changed: setState(f, "starting", `${run.killReason}; restarting`), terminate: true };
 }
 

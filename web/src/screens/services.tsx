@@ -3,7 +3,7 @@
 import { useState } from "react";
 import { lastVerdict, observedShare, versionRows } from "../derive";
 import { useLive } from "../live";
-import { go, OutcomeChip, PhaseChip, pct } from "../ui";
+import { go, OutcomeChip, PhaseChip, pct, plural } from "../ui";
 
 const PHASES = ["all", "attention", "Progressing", "Paused", "Degraded", "Healthy", "Completed"];
 
@@ -42,7 +42,7 @@ export function ServicesScreen() {
           </select>
         </div>
         <p className="muted small" aria-live="polite">
-          {shown.length} of {names.length} services
+          {shown.length} of {plural(names.length, "service")}
         </p>
       </form>
       {!live.ready ? <p className="muted">Connecting…</p> : null}

@@ -4,7 +4,7 @@ import { useEffect, useState } from "react";
 import { call } from "../api";
 import { COLORS, LineChart } from "../chart";
 import { useLive } from "../live";
-import { ms, num, pct } from "../ui";
+import { ms, num, pct, plural } from "../ui";
 
 export function ShadowScreen({ service }: { service: string }) {
   const live = useLive();
@@ -99,7 +99,7 @@ export function ShadowScreen({ service }: { service: string }) {
               empty="Agreement is drawn as new comparisons arrive."
             >
               <p className="small">
-                Now: <strong>{pct(rep.agreement, 2)}</strong> over {rep.samples} pairs;{" "}
+                Now: <strong>{pct(rep.agreement, 2)}</strong> over {plural(rep.samples, "pair")};{" "}
                 {rep.mismatches} differ in some field ({pct(rep.mismatchRate)}).
               </p>
             </LineChart>
@@ -315,7 +315,8 @@ function Drops({ report, router }: { report: any; router: any }) {
   const entries = Object.entries(drops);
   return entries.length === 0 ? (
     <p className="small">
-      None: {report.sent} copies sent, {report.shadowErrors} shadow errors.
+      None: {plural(report.sent, "copy", "copies")} sent,{" "}
+      {plural(report.shadowErrors, "shadow error")}.
     </p>
   ) : (
     <table>

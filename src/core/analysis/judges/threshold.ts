@@ -1,4 +1,6 @@
 /** threshold {min?, max?}: the candidate's value against fixed bounds. */
+
+import { plural } from "../../plural.js";
 import type { ObservedValues } from "../observation.js";
 import { apart, error, inconclusive, num, verdict } from "./explain.js";
 import type { Base, Judge, JudgeBody, JudgeContext, Verdict } from "./types.js";
@@ -27,7 +29,7 @@ function judgeThreshold(
     return inconclusive(
       base,
       "tooFewSamples",
-      `${ctx.metric} ${num(value)} from ${n} samples < minSamples ${ctx.minSamples}: too little data to judge (${bounds})`,
+      `${ctx.metric} ${num(value)} from ${plural(n, "sample")} < minSamples ${ctx.minSamples}: too little data to judge (${bounds})`,
     );
   }
   // 3. Compare.

@@ -6,7 +6,8 @@
  * abort with a reason; the kill switch, after which OFREP answers DISABLED; the one-time
  * sign-in link; signed out, nothing can be read or changed; a request without the session's
  * CSRF header, or from another origin, changes nothing; the shadow chart starts from the
- * stored history of its phase; the page reconnects after a restart.
+ * stored history of its phase; chart labels fit and six versions get six colours; the page
+ * reconnects after a restart.
  *
  * Skips (with the reason) when chromium is missing, except under CI=true, where it fails.
  */
@@ -16,8 +17,10 @@ import { readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Page } from "playwright-core";
+import { emptyCounts } from "../../src/core/measurements.js";
 import { ShadowAggregate } from "../../src/core/shadow/aggregate.js";
 import { comparePair, compileCompare } from "../../src/core/shadow/compare.js";
+import { Sketch } from "../../src/core/sketch.js";
 import { SqlShadowStore } from "../../src/store/sql-shadow-store.js";
 import { openSqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { chromiumMissing, type Launched, launchChromium } from "../browser.js";
@@ -448,6 +451,79 @@ describe("the dashboard, in a real browser", { skip: missing ?? false }, () => {
     const firstAt = first > opened ? first - 86_400_000 : first;
     assert.ok(firstAt < opened - 60_000, `first label ${clocks[0]} is before the page opened`);
     // Back where the previous case left the page, for the next one.
+    await page
+      .getByRole("navigation", { name: "Screens" })
+      .getByRole("link", { name: "Flags" })
+      .click();
+    await page.locator('[data-flag="new-checkout"]').waitFor();
+  });
+
+  it("charts: axis labels fit inside the chart; six versions get six colours", async () => {
+    // Latencies up to seconds on six versions, as routers would have flushed them (written to
+    // the data dir's database by a second store): the longest y labels, and more versions
+    // than stable, candidate and the first palette had colours for.
+    const versions = ["v1", "v2", "v3", "v4", "v5", "v6"];
+    const r = await api(up, "POST", "/api/v1/apply", {
+      apiVersion: "turnout.dev/v1",
+      kind: "Service",
+      metadata: { name: "slow" },
+      spec: {
+        listen: { port: await freePort() },
+        runtime: {
+          static: {
+            versions: Object.fromEntries(
+              versions.map((v) => [v, { upstreams: ["http://127.0.0.1:9"] }]),
+            ),
+          },
+        },
+        version: "v1",
+      },
+    });
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    const store = await openSqliteStore({ path: join(dir, "turnout.db") });
+    try {
+      const now = Math.floor(Date.now() / 1000);
+      const rows = [];
+      for (let second = now - 120; second <= now; second++)
+        for (const [i, version] of versions.entries()) {
+          const latency = new Sketch();
+          for (let k = 0; k < 10; k++) latency.add(1500 * (i + 1) + 100 * k);
+          rows.push({
+            service: "slow",
+            version,
+            labels: "",
+            second,
+            routerId: "e2e",
+            ...emptyCounts(),
+            requests: 10,
+            s2xx: 10,
+            latency: latency.toJSON(),
+          });
+        }
+      await store.writeMeasurements(rows);
+    } finally {
+      await store.close();
+    }
+    await page.goto(`${up.url}/#/services/slow`);
+    const latency = page.locator("figure", { hasText: "Latency p50 and p99 per version" });
+    await latency.locator("svg text", { hasText: /^1\d000 ms$/ }).waitFor();
+    // Every label of every chart inside its SVG's view box (560 wide), none cut at an edge.
+    const outside = await page.evaluate(() =>
+      [...(globalThis as any).document.querySelectorAll("svg.chart text")]
+        .map((t: any) => ({ text: t.textContent, box: t.getBBox() }))
+        .filter(({ box }) => box.x < 0 || box.x + box.width > 560)
+        .map(
+          ({ text, box }) => `${text} at x ${box.x.toFixed(1)}..${(box.x + box.width).toFixed(1)}`,
+        ),
+    );
+    assert.deepEqual(outside, []);
+    // One colour per version (p50 solid, p99 dashed in the same colour).
+    const strokes = await latency
+      .locator("svg path[stroke]:not([stroke-dasharray])")
+      .evaluateAll((paths) => paths.map((p) => (globalThis as any).getComputedStyle(p).stroke));
+    assert.equal(strokes.length, versions.length, strokes.join(" "));
+    assert.equal(new Set(strokes).size, versions.length, strokes.join(" "));
+    // Back where the previous cases left the page, for the next one.
     await page
       .getByRole("navigation", { name: "Screens" })
       .getByRole("link", { name: "Flags" })

@@ -2,7 +2,26 @@
 // a title and a text summary for screen readers.
 import type { ReactNode } from "react";
 
-export const COLORS = ["var(--c1)", "var(--c2)", "var(--c3)", "var(--c4)", "var(--c5)"];
+export const COLORS = [
+  "var(--c1)",
+  "var(--c2)",
+  "var(--c3)",
+  "var(--c4)",
+  "var(--c5)",
+  "var(--c6)",
+  "var(--c7)",
+  "var(--c8)",
+  "var(--c9)",
+];
+
+/**
+ * The colour of the i-th series: the palette, then hues spread by the golden angle at the
+ * palette's lightness, so that no two series share one however many versions a chart shows.
+ */
+export function seriesColor(i: number): string {
+  if (i < COLORS.length) return COLORS[i]!;
+  return `hsl(${Math.round((i * 137.508) % 360)} 70% 32%)`;
+}
 
 export interface Series {
   name: string;
@@ -29,6 +48,11 @@ export interface Band {
 const W = 560;
 const H = 200;
 const PAD = { l: 52, r: 12, t: 10, b: 24 };
+/**
+ * Width of one character of an axis label (11px system-ui, `.chart text`), a little over the
+ * widest digit: the left margin grows with the longest label, so "10000 ms" is not clipped.
+ */
+const LABEL_CHAR_W = 7.2;
 
 function niceTicks(min: number, max: number, n = 4): number[] {
   if (!(max > min)) return [min];
@@ -95,7 +119,13 @@ export function LineChart(props: {
   if (props.yMin === undefined && y0 > 0) y0 = 0;
   if (y1 === y0) y1 = y0 + (Math.abs(y0) || 1);
   y1 += (y1 - y0) * 0.05;
-  const sx = (x: number) => PAD.l + ((x - x0) / (x1 - x0 || 1)) * (W - PAD.l - PAD.r);
+  const yt = niceTicks(y0, y1);
+  const yLabels = yt.map(format);
+  const left = Math.max(
+    PAD.l,
+    Math.ceil(Math.max(0, ...yLabels.map((l) => l.length)) * LABEL_CHAR_W) + 10,
+  );
+  const sx = (x: number) => left + ((x - x0) / (x1 - x0 || 1)) * (W - left - PAD.r);
   const sy = (y: number) => H - PAD.b - ((y - y0) / (y1 - y0)) * (H - PAD.t - PAD.b);
   const path = (s: Series) => {
     let d = "";
@@ -115,7 +145,6 @@ export function LineChart(props: {
     if (s.step && pen) d += `H${sx(x1).toFixed(1)}V${sy(prevY).toFixed(1)}`;
     return d;
   };
-  const yt = niceTicks(y0, y1);
   const xt = hasData ? niceTicks(x0, x1, 4) : [];
   const summary = series
     .map((s) => {
@@ -135,11 +164,11 @@ export function LineChart(props: {
           role="img"
           aria-label={`${props.title}. Latest: ${summary}`}
         >
-          {yt.map((t) => (
+          {yt.map((t, i) => (
             <g key={`y${t}`}>
-              <line className="grid" x1={PAD.l} x2={W - PAD.r} y1={sy(t)} y2={sy(t)} />
-              <text x={PAD.l - 6} y={sy(t) + 4} textAnchor="end">
-                {format(t)}
+              <line className="grid" x1={left} x2={W - PAD.r} y1={sy(t)} y2={sy(t)} />
+              <text x={left - 6} y={sy(t) + 4} textAnchor="end">
+                {yLabels[i]}
               </text>
             </g>
           ))}
@@ -148,13 +177,13 @@ export function LineChart(props: {
               key={`x${t}`}
               x={sx(t)}
               y={H - 6}
-              textAnchor={sx(t) > W - PAD.r - 30 ? "end" : sx(t) < PAD.l + 30 ? "start" : "middle"}
+              textAnchor={sx(t) > W - PAD.r - 30 ? "end" : sx(t) < left + 30 ? "start" : "middle"}
             >
               {clock(t)}
             </text>
           ))}
-          <line className="axis" x1={PAD.l} x2={PAD.l} y1={PAD.t} y2={H - PAD.b} />
-          <line className="axis" x1={PAD.l} x2={W - PAD.r} y1={H - PAD.b} y2={H - PAD.b} />
+          <line className="axis" x1={left} x2={left} y1={PAD.t} y2={H - PAD.b} />
+          <line className="axis" x1={left} x2={W - PAD.r} y1={H - PAD.b} y2={H - PAD.b} />
           {bands.map((b) => (
             <path
               key={`b${b.name}`}
@@ -172,7 +201,7 @@ export function LineChart(props: {
             <line
               key={`t${t.label}`}
               className="threshold"
-              x1={PAD.l}
+              x1={left}
               x2={W - PAD.r}
               y1={sy(t.y)}
               y2={sy(t.y)}

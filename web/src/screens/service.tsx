@@ -3,7 +3,7 @@
 // its bound over time, instances, the history, and the actions (each confirmed).
 import { useEffect, useMemo, useState } from "react";
 import { call } from "../api";
-import { type Band, COLORS, LineChart, type Series, type Threshold } from "../chart";
+import { type Band, COLORS, LineChart, type Series, seriesColor, type Threshold } from "../chart";
 import { stepLabel, type VerdictItem, verdictsOf } from "../derive";
 import { useLive } from "../live";
 import { ago, Confirm, ms, num, OutcomeChip, PhaseChip, time } from "../ui";
@@ -428,12 +428,14 @@ function MetricCharts({
   for (const r of [s?.analysis?.step?.run, s?.analysis?.background])
     for (const t of r?.templates ?? []) names.add(t);
   const stable = s?.stableVersion ?? null;
+  // Stable and candidate keep their colours everywhere; every other version gets its own.
+  const others = versions.filter((v) => v !== stable && v !== s?.canaryVersion);
   const color = (v: string) =>
     v === s?.canaryVersion
       ? COLORS[1]!
       : v === stable
         ? COLORS[0]!
-        : COLORS[2 + (versions.indexOf(v) % 3)]!;
+        : seriesColor(2 + others.indexOf(v));
   const by = (key: string, scale = 1, dashed = false, suffix = "") =>
     versions.map((v) => ({
       name: `${v}${suffix}`,

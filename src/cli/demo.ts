@@ -304,18 +304,43 @@ export async function runDemo(opts: { keep: boolean }): Promise<number> {
     // The canary once more on HAProxy (demo/haproxy.ts), when haproxy is installed.
     const haproxyRolledBack = await runHaproxyDemo(api, out, () => interrupted);
     if (interrupted) return 130;
-    // The close: the brief's comparison table, measured by a quick strategy lab (src/lab/).
+    // The strategies' usual ratings beside what a quick strategy lab measures (src/lab/).
     out(`\n${demoLabText(await runLab({ seeds: 20, seed: 1, execute: workerPool() }))}`);
-    return good.phase === "Completed" &&
-      bad.phase === "Degraded" &&
-      goodErrors === 0 &&
-      zeroDowntime &&
-      abWon &&
-      shadowPassed &&
-      flagsKilled &&
-      haproxyRolledBack
-      ? 0
-      : 1;
+    // The close: what was shown, whether it went as it should, and where to go from here.
+    const shown: [boolean, string][] = [
+      [
+        good.phase === "Completed" && goodErrors === 0,
+        "a canary took v2 to 100% step by step, no request failed",
+      ],
+      [bad.phase === "Degraded", "the bad v3 was rolled back by the analysis, nobody had to act"],
+      [zeroDowntime, "rolling and blue-green replaced a version under load, no request failed"],
+      [
+        abWon,
+        "an A/B test found the model users bought more from, by a sequential test, and promoted it",
+      ],
+      [
+        shadowPassed,
+        "a shadow compared a new model's answers on copied traffic, then rolled it out",
+      ],
+      [
+        flagsKilled,
+        "a feature failing behind a flag was turned off by the analysis, no redeploy; then the kill switch",
+      ],
+    ];
+    if (haproxyRolledBack !== "skipped")
+      shown.push([haproxyRolledBack, "the same bad canary was rolled back on HAProxy"]);
+    const allWell = shown.every(([ok]) => ok);
+    out(`\n${bold("What the demo showed")}`);
+    for (const [ok, what] of shown) out(`  ${ok ? green("✓") : red("✗")} ${what}`);
+    out(
+      allWell
+        ? "All went as it should."
+        : red("Not everything went as it should (✗ above): the demo exits 1."),
+    );
+    out(
+      `\n${bold("Next")}: \`turnout up\`, then take a model of your own through the same strategies:\n  docs/guides/your-own-model.md. docs/demo.md explains each part of this demo; \`turnout lab\`\n  measures the strategies in full.`,
+    );
+    return allWell ? 0 : 1;
   } catch (err) {
     if (!interrupted) process.stderr.write(`${red("demo failed")}: ${(err as Error).message}\n`);
     return interrupted ? 130 : 1;

@@ -1,6 +1,6 @@
 /**
  * `turnout lab`: the strategy lab (src/lab/): every strategy against every release scenario
- * over many seeds, the brief's comparison table beside the measured one. `--live` repeats a few
+ * over many seeds, the usual ratings of the strategies (the brief's table) beside the measured ones. `--live` repeats a few
  * runs through a real `turnout up` (src/lab/live.ts).
  */
 import { writeFileSync } from "node:fs";
@@ -84,7 +84,7 @@ function progress(): ((done: number, total: number) => void) | undefined {
 export function labCommand(): Command {
   return new Command("lab")
     .description(
-      "measure the six strategies against five release scenarios (the brief's comparison table), in simulation",
+      "measure the six strategies against five release scenarios in simulation, and set each one's risk and ease of rollback beside how it is usually rated",
     )
     .option(
       "--seeds <n>",

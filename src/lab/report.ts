@@ -194,16 +194,23 @@ export function markdownTable(rows: string[][]): string {
 
 const agree = (a: boolean | null) => (a === null ? "" : a ? "agrees" : "DIFFERS");
 
-/** The brief's columns beside the measured levels, one row per strategy. */
+/**
+ * What the summary table's columns mean, printed with it wherever it stands alone (the demo's
+ * close, `turnout lab`): "brief" means nothing to someone who never read Turnout's design brief.
+ */
+export const SUMMARY_LEGEND =
+  "expected: how each strategy is usually rated for risk and ease of rollback (the comparison Turnout's design started from); measured: what happened to the simulated users here; DIFFERS: the two disagree.";
+
+/** The expected columns (the brief's) beside the measured levels, one row per strategy. */
 export function summaryRows(r: LabReport): string[][] {
   const rows: string[][] = [
     [
       "Strategy",
-      "Key feature (brief)",
-      "Risk: brief",
+      "Key feature",
+      "Risk: expected",
       "measured",
       "",
-      "Rollback: brief",
+      "Rollback: expected",
       "measured",
       "",
     ],
@@ -265,13 +272,15 @@ export function verdictLines(r: LabReport): string[] {
     const parts: string[] = [];
     if (a.risk !== null)
       parts.push(
-        `risk ${a.brief.risk} (brief) vs ${a.risk} (measured): ${a.riskAgrees ? "agrees" : "differs"}`,
+        `risk ${a.brief.risk} (expected) vs ${a.risk} (measured): ${a.riskAgrees ? "agrees" : "differs"}`,
       );
     if (a.rollback !== null)
       parts.push(
-        `rollback ${a.brief.rollback} (brief) vs ${a.rollback} (measured): ${a.rollbackAgrees ? "agrees" : "differs"}`,
+        `rollback ${a.brief.rollback} (expected) vs ${a.rollback} (measured): ${a.rollbackAgrees ? "agrees" : "differs"}`,
       );
-    return `${a.brief.label}: ${parts.join("; ")}. Why: ${a.reasons.join("; ")}.`;
+    // Without a bad-release scenario there is no risk or rollback to compare: only the why.
+    const compared = parts.length > 0 ? `${parts.join("; ")}. ` : "";
+    return `${a.brief.label}: ${compared}Why: ${a.reasons.join("; ")}.`;
   });
 }
 
@@ -283,6 +292,8 @@ export function formatReport(r: LabReport): string {
     "",
     textTable(summaryRows(r)),
     "",
+    wrap(`${SUMMARY_LEGEND} Why, strategy by strategy:`, 100),
+    "",
     ...verdictLines(r).flatMap((l) => [wrap(l, 100), ""]),
     "Medians over the seeds (90th percentile in parentheses); times in seconds since the rollout began:",
     "",
@@ -290,7 +301,8 @@ export function formatReport(r: LabReport): string {
   ].join("\n");
 }
 
-function wrap(s: string, width: number): string {
+/** `s` in lines of at most `width` characters, the later ones indented by two spaces. */
+export function wrap(s: string, width: number): string {
   const words = s.split(" ");
   const lines: string[] = [];
   let line = "";

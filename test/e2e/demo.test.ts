@@ -66,6 +66,12 @@ describe("turnout demo", () => {
     // The A/B part (src/cli/demo/abtest.ts): m2 wins on purchases and is promoted.
     assert.match(d.out(), /m2 promoted: rollout 1 completed: m2 is stable/);
     assert.match(d.out(), /SRM: +ok/);
+    // The close: the strategies' usual ratings explained, what was shown, where to go next.
+    assert.match(d.out(), /Risk: expected +measured/);
+    assert.match(d.out(), /expected: how each strategy is usually rated for risk and ease of/);
+    assert.doesNotMatch(d.out(), /brief/);
+    assert.match(d.out(), /What the demo showed\n( {2}✓ .+\n){6,7}All went as it should\.\n/);
+    assert.match(d.out(), /Next: `turnout up`, then take a model of your own/);
     // One sequence of section numbers across every scenario (they restarted at 1 per scenario).
     const sections = [...d.out().matchAll(/^(\d+)\. /gm)].map((m) => Number(m[1]));
     assert.ok(sections.length >= 14, `sections ${sections.join(",")}`);

@@ -42,19 +42,19 @@ function service(port: number, version: string): ServiceResource {
   };
 }
 
-/** Resolves true when the canary on HAProxy was rolled back (or HAProxy is absent: skipped). */
+/** Resolves true when the canary on HAProxy was rolled back, "skipped" when HAProxy is absent. */
 export async function runHaproxyDemo(
   api: Client,
   out: (s: string) => void,
   cancelled: () => boolean,
-): Promise<boolean> {
+): Promise<boolean | "skipped"> {
   out(`\n${cyan("HAProxy")}: the bad release once more, with HAProxy as the data plane`);
   try {
     const bin = checkHaproxy();
     out(dim(`   ${bin.path}: HAProxy ${bin.version} with Lua`));
   } catch (err) {
     out(yellow(`   skipped: ${(err as Error).message}`));
-    return true;
+    return "skipped";
   }
   const port = await defaultPortAllocator.allocate();
   await api.call("POST", "/api/v1/apply", { resources: [service(port, "v1")] });

@@ -137,18 +137,21 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs the `turnout` CLI (from source) and collects its output. */
+/** Runs the `turnout` CLI (from source) and collects its output; `input` is its stdin. */
 export function cli(
   args: string[],
   env: Record<string, string> = {},
   command: readonly string[] = CLI,
+  input?: string,
 ): Promise<CliResult> {
   return new Promise((resolve) => {
     const p = spawn(command[0]!, [...command.slice(1), ...args], {
       cwd: ROOT,
       env: { ...process.env, NO_COLOR: "1", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: ["pipe", "pipe", "pipe"],
     });
+    // Without input, an empty stdin (EOF at once), as /dev/null would be.
+    p.stdin.end(input ?? "");
     let stdout = "";
     let stderr = "";
     p.stdout.on("data", (d) => (stdout += d));

@@ -408,11 +408,13 @@ spec:
 });
 
 describe("loadPath", () => {
+  /** A small valid Service as YAML text. */
+  const svc = (name: string, port = 8080) =>
+    `apiVersion: turnout.dev/v1\nkind: Service\nmetadata: { name: ${name} }\nspec:\n  listen: { port: ${port} }\n  runtime: { process: { command: [node] } }\n  version: v1\n`;
+
   test("a directory: its own files only, unless recursive", async () => {
     const dir = await mkdtemp(join(tmpdir(), "turnout-load-"));
     try {
-      const svc = (name: string, port: number) =>
-        `apiVersion: turnout.dev/v1\nkind: Service\nmetadata: { name: ${name} }\nspec:\n  listen: { port: ${port} }\n  runtime: { process: { command: [node] } }\n  version: v1\n`;
       await mkdir(join(dir, "sub"));
       await writeFile(join(dir, "a.yaml"), svc("a", 8080));
       // As `apply -f .` in a project: a package.json below must not be taken for a resource.
@@ -457,8 +459,7 @@ describe("loadPath", () => {
   });
 
   test("- reads the stdin given, named <stdin> in errors, once", async () => {
-    const text =
-      "apiVersion: turnout.dev/v1\nkind: Service\nmetadata: { name: s }\nspec:\n  listen: { port: 8080 }\n  runtime: { process: { command: [node] } }\n  version: v1\n---\nkind: Nope\n";
+    const text = `${svc("s")}---\nkind: Nope\n`;
     const { resources, errors } = await loadPaths(["-", "-"], {
       stdin: Readable.from([Buffer.from(text.slice(0, 20)), Buffer.from(text.slice(20))]),
     });
@@ -487,8 +488,6 @@ describe("loadPath", () => {
   test("a directory, recursively, all files checked as one set", async () => {
     const dir = await mkdtemp(join(tmpdir(), "turnout-load-"));
     try {
-      const svc = (name: string, port: number) =>
-        `apiVersion: turnout.dev/v1\nkind: Service\nmetadata: { name: ${name} }\nspec:\n  listen: { port: ${port} }\n  runtime: { process: { command: [node] } }\n  version: v1\n`;
       await mkdir(join(dir, "sub"));
       await mkdir(join(dir, ".hidden"));
       await writeFile(join(dir, "a.yaml"), svc("a", 8080));
@@ -513,8 +512,6 @@ describe("loadPath", () => {
   test("several paths are one set; a bad path does not hide the others' errors", async () => {
     const dir = await mkdtemp(join(tmpdir(), "turnout-paths-"));
     try {
-      const svc = (name: string) =>
-        `apiVersion: turnout.dev/v1\nkind: Service\nmetadata: { name: ${name} }\nspec:\n  listen: { port: 8080 }\n  runtime: { process: { command: [node] } }\n  version: v1\n`;
       await writeFile(join(dir, "a.yaml"), svc("a"));
       await writeFile(join(dir, "b.yaml"), svc("b"));
       const { resources, errors } = await loadPaths([

@@ -97,7 +97,8 @@ function table(name: string, haproxy: boolean): Omit<RouteTable, "revision"> {
   };
 }
 
-test("the agent hands its provider only the tables it carries, follows changes, reports to the registry", async () => {
+/** A store, a recording provider, and an agent carrying the services whose traffic is haproxy. */
+async function agentOnStore(heartbeatMs?: number) {
   const store = await openSqliteStore({ path: ":memory:" });
   const provider = new RecordingProvider();
   const agent = new TrafficAgent({
@@ -105,8 +106,14 @@ test("the agent hands its provider only the tables it carries, follows changes, 
     provider,
     select: (t) => t.traffic !== undefined && "haproxy" in t.traffic,
     pollIntervalMs: 20,
+    ...(heartbeatMs !== undefined ? { heartbeatMs } : {}),
     id: "test-agent",
   });
+  return { store, provider, agent };
+}
+
+test("the agent hands its provider only the tables it carries, follows changes, reports to the registry", async () => {
+  const { store, provider, agent } = await agentOnStore();
   try {
     await store.applyResources([service("a", true), service("b", false)], { actor: "t", now: T0 });
     await store.commit({ service: "a", status: status(), routeTable: table("a", true), now: T0 });
@@ -174,16 +181,7 @@ test("the agent hands its provider only the tables it carries, follows changes, 
 });
 
 test("the agent is in the registry only while its provider has services in force", async () => {
-  const store = await openSqliteStore({ path: ":memory:" });
-  const provider = new RecordingProvider();
-  const agent = new TrafficAgent({
-    source: store,
-    provider,
-    select: (t) => t.traffic !== undefined && "haproxy" in t.traffic,
-    pollIntervalMs: 20,
-    heartbeatMs: 20,
-    id: "test-agent",
-  });
+  const { store, agent } = await agentOnStore(20);
   const listed = async () => (await store.listRouters()).find((r) => r.id === "test-agent");
   const until = async (what: string, cond: () => Promise<boolean>) => {
     for (let i = 0; i < 500 && !(await cond()); i++) await new Promise((r) => setTimeout(r, 10));

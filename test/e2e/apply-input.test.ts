@@ -5,13 +5,12 @@
  * `apply -f .` in a project does not take every package.json below it for a resource.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { pino } from "pino";
 import { type RunningTurnout, startTurnout } from "../../src/server.js";
-import { api, CLI, type CliResult, cli, ROOT, tempDir } from "../helpers.js";
+import { api, CLI, cli, tempDir } from "../helpers.js";
 
 const flag = (name: string) => `apiVersion: turnout.dev/v1
 kind: Flag
@@ -23,21 +22,7 @@ spec:
 `;
 
 /** The CLI with `input` on its stdin. */
-function cliWithInput(args: string[], input: string): Promise<CliResult> {
-  return new Promise((resolve) => {
-    const p = spawn(CLI[0]!, [...CLI.slice(1), ...args], {
-      cwd: ROOT,
-      env: { ...process.env, NO_COLOR: "1" },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    p.stdout.on("data", (d) => (stdout += d));
-    p.stderr.on("data", (d) => (stderr += d));
-    p.on("exit", (code) => resolve({ code, stdout, stderr }));
-    p.stdin.end(input);
-  });
-}
+const cliWithInput = (args: string[], input: string) => cli(args, {}, CLI, input);
 
 describe("apply and validate: -f - and -f DIR", () => {
   let dir: string;

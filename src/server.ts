@@ -25,7 +25,7 @@ import { ClientKeys } from "./api/ofrep.js";
 import { buildApi } from "./api/server.js";
 import { Controller } from "./controller/controller.js";
 import { type Clock, systemClock } from "./core/clock.js";
-import { trafficKindOf } from "./core/traffic.js";
+import { trafficKindOf, trafficModeOf } from "./core/traffic.js";
 import { lockDataDir, readOnlyError, SERVER_FILE, type ServerRecord } from "./data-dir.js";
 import { DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from "./defaults.js";
 import { TurnoutError } from "./errors.js";
@@ -407,6 +407,8 @@ async function startLocked(
           pollMs: opts.pollIntervalMs ?? 1000,
         })
       : null;
+  // Known once the API listens; `apply` reads it to refuse a Service on the API's own port.
+  let listen: ApiListen | null = null;
   const api = has("api")
     ? buildApi({
         store,
@@ -423,17 +425,21 @@ async function startLocked(
               routerListener: async (service: string) =>
                 (await router.listeners()).find((l) => l.service === service),
               dataPlane: async (service: string) => {
-                if (!(await carriedByHaproxy(service))) return null;
+                const mode = trafficModeOf((await store.getRouteTable(service))?.traffic);
+                if (mode === "builtin") return null;
                 const process = haproxy.status().find((x) => x.service === service) ?? null;
                 const refused = traffic.outcomes().find((o) => o.service === service && !o.ok);
                 return {
                   provider: "haproxy",
-                  ...(process ? { mode: process.mode, revision: process.revision } : {}),
+                  // Known from the spec too, before (or without) a table in force.
+                  mode: process?.mode ?? (mode === "haproxyAttach" ? "attach" : "managed"),
+                  ...(process ? { revision: process.revision } : {}),
                   process: process?.process ?? null,
                   draining: process?.draining ?? 0,
                   // HAProxy's log intake is shared by the services it carries: lost lines are
                   // never silent, and analysis reads missing data as inconclusive, never a pass.
-                  intake: haproxy.intakeStats(),
+                  // An attached HAProxy sends Turnout no log: nothing to count there.
+                  ...(mode === "haproxy" ? { intake: haproxy.intakeStats() } : {}),
                   refused: refused && !refused.ok ? refused.error.message : null,
                 };
               },
@@ -448,6 +454,18 @@ async function startLocked(
                 fleetInForce(store, service, revision),
             }),
         logsDir: dataDir,
+        // The API's own port, when this process's router would bind Services beside it.
+        ...(router !== null
+          ? {
+              reservedListeners: {
+                list: () =>
+                  listen === null
+                    ? []
+                    : [{ host: listen.address, port: listen.port, what: "the Turnout API" }],
+                ...(opts.routerAddress !== undefined ? { routerHost: opts.routerAddress } : {}),
+              },
+            }
+          : {}),
         ...(runtime !== null
           ? { runtimeInstances: (service: string) => runtime.instances(service) }
           : {}),
@@ -503,7 +521,6 @@ async function startLocked(
     return stopping;
   };
 
-  let listen: ApiListen | null = null;
   let url: string | null = null;
   try {
     // Instances left by a Turnout that was killed are adopted and probed once before the

@@ -102,7 +102,13 @@ export function formatStatus(v: StatusView): string {
     row("Phase", dim("not reconciled yet (is the controller running?)"));
     return lines.join("\n");
   }
-  row("Phase", `${phaseColor(s.phase)}  ${s.message}`);
+  // Degraded by the data plane: for how long, and the rollout's own phase, which comes back
+  // once the route table is served.
+  const held = s.dataPlane?.serving === false ? s.dataPlane : null;
+  const heldFor = held ? dim(` (for ${formatDuration(Math.max(0, v.now - held.since))})`) : "";
+  row("Phase", `${phaseColor(s.phase)}  ${s.message}${heldFor}`);
+  if (held && s.canaryVersion)
+    row("Rollout", `${phaseColor(held.underlying.phase)}  ${held.underlying.message}`);
   const weights = new Map((v.routeTable?.backends ?? []).map((b) => [b.version, b]));
   const w = (ver: string | null) => {
     if (!ver) return "";

@@ -26,8 +26,9 @@ import { TurnoutError } from "../errors.js";
 import type { ProviderDeps } from "../metrics/providers/index.js";
 import type { Instance, Runtime } from "../runtime/runtime.js";
 import type { ExperimentStore } from "../store/experiment-store.js";
-import type { Store, StoredResource } from "../store/store.js";
+import { ROUTER_LIVE_MS, type Store, type StoredResource } from "../store/store.js";
 import { AnalysisExecutor } from "./analysis-executor.js";
+import { type DataPlaneReport, dataPlanesOf } from "./data-plane.js";
 import { controllerHolder, DEFAULT_LEASE_MS, Elector } from "./lease.js";
 import { ReleaseGate } from "./release-gate.js";
 import { type TickPorts, tickService } from "./tick.js";
@@ -66,7 +67,10 @@ export interface ControllerOptions {
    * before it goes ahead anyway (with a `DrainTimedOut` event). Default 10 s.
    */
   releaseTimeoutMs?: number;
-  /** A router whose last heartbeat is older than this is not waited for. Default 5 s. */
+  /**
+   * A router whose last heartbeat is older than this is not waited for, and its report that it
+   * cannot serve a service no longer holds that service's rollout. Default 5 s.
+   */
   routerLiveMs?: number;
   /**
    * Several controllers on one store (`--roles controller` on PostgreSQL): lead by a lease
@@ -95,6 +99,7 @@ export class Controller {
   private readonly clock: Clock;
   private readonly log: ControllerLogger;
   private readonly resyncMs: number;
+  private readonly routerLiveMs: number;
   private known = new Set<string>();
   /** Services this controller has reconciled since it started (for the restart event). */
   private seen = new Set<string>();
@@ -128,6 +133,7 @@ export class Controller {
     this.clock = opts.clock;
     this.log = opts.logger ?? silent;
     this.resyncMs = opts.resyncMs ?? 1000;
+    this.routerLiveMs = opts.routerLiveMs ?? ROUTER_LIVE_MS;
     const { experiments, shadowReports } = opts;
     this.ports = {
       observations: (service) => this.analysis.take(service),
@@ -292,6 +298,12 @@ export class Controller {
     const templates: Record<string, AnalysisTemplateSpec> = {};
     for (const t of await this.store.listResources("AnalysisTemplate"))
       templates[t.name] = t.resource.spec;
+    // The services a live router cannot serve: their status says so and their rollouts hold.
+    const dataPlanes = dataPlanesOf(
+      await this.store.listRouters(),
+      this.clock.now(),
+      this.routerLiveMs,
+    );
     const report: TickReport = { services: services.length, written: [], wakeAt: null };
     const names = new Set(services.map((s) => s.name));
 
@@ -319,6 +331,7 @@ export class Controller {
           commands.filter((c) => c.service === svc.name),
           templates,
           report,
+          dataPlanes.get(svc.name),
         );
         if (wrote) report.written.push(svc.name);
       } catch (err) {
@@ -336,6 +349,7 @@ export class Controller {
     commands: Awaited<ReturnType<Store["pendingCommands"]>>,
     templates: Record<string, AnalysisTemplateSpec>,
     report: TickReport,
+    dataPlane: DataPlaneReport | undefined,
   ): Promise<boolean> {
     const name = svc.name;
     const spec = svc.resource.spec;
@@ -392,6 +406,7 @@ export class Controller {
           instances.filter((i) => i.version === version && i.state === "ready").map((i) => i.url),
         leadingEvents,
         ...(this.epoch !== null ? { epoch: this.epoch } : {}),
+        ...(dataPlane !== undefined ? { dataPlane } : {}),
       },
       this.ports,
     ).catch((err: unknown) => {

@@ -34,6 +34,7 @@ import type {
 } from "../core/model.js";
 import {
   type AnalysisObservation,
+  type ReconcileInput,
   type ReconcileOutput,
   reconcile,
   type VersionReadiness,
@@ -61,6 +62,8 @@ export interface ServiceTickInput {
   leadingEvents?: EventDraft[];
   /** The writer epoch the commit carries (the controller's). */
   epoch?: number;
+  /** What the router registry says of the service's data plane (absent: serving). */
+  dataPlane?: ReconcileInput["dataPlane"];
 }
 
 /** Where a tick reads from and writes to. Reads must not write; `commit` is the one write. */
@@ -129,6 +132,7 @@ export async function tickService(
     templates: i.templates,
     observations,
     strategy,
+    ...(i.dataPlane !== undefined ? { dataPlane: i.dataPlane } : {}),
   });
   if (i.leadingEvents && i.leadingEvents.length > 0) out.events.unshift(...i.leadingEvents);
 

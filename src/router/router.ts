@@ -21,9 +21,9 @@ import type { AddressInfo } from "node:net";
 import { hostname } from "node:os";
 import type { Duplex } from "node:stream";
 import { DEFAULT_TRAFFIC_POLICY, type RouteTable, type TrafficPolicySpec } from "../core/model.js";
-import { expandPreviews } from "../core/routes.js";
+import { expandPreviews, PREVIEW_SUFFIX } from "../core/routes.js";
 import { MAX_REQUEST_HEAD_BYTES } from "../defaults.js";
-import type { RouterBuffers, RouterReport, Store } from "../store/store.js";
+import type { RouterBuffers, RouterNotServing, RouterReport, Store } from "../store/store.js";
 import { ExposureLog, type ExposureSink } from "./exposures.js";
 import type { EdgeFlags } from "./flags-edge.js";
 import {
@@ -561,6 +561,7 @@ export class Router {
           heartbeatAt: this.#wallNow(),
           revisions: Object.fromEntries(this.#revisions),
           buffers: this.buffers(),
+          ...notServingOf(this.listeners(), this.#revisions),
         };
         try {
           await report(r);
@@ -729,7 +730,10 @@ export class Router {
     const unbound = [...this.#listeners.values()].filter((l) => l.bound === null);
     await Promise.all(unbound.map((l) => this.#bind(l)));
     const changed = unbound.filter((l) => l.bound !== null).map((l) => l.service);
-    if (changed.length > 0) this.#emit({ ok: true, changed });
+    if (changed.length === 0) return;
+    // Told at once: the controller holds the service's rollout until its listener serves.
+    void this.#report();
+    this.#emit({ ok: true, changed });
   }
 
   /** Binds `l` to its address; a failure is recorded in `l.error`, never thrown. */
@@ -850,6 +854,35 @@ export class Router {
     });
     this.#closing.add(tracked);
   }
+}
+
+/**
+ * The registry's `notServing` for listeners that cannot bind (their error is retried at each
+ * poll): a preview listener's problem is its service's, since the rollout needs both.
+ */
+function notServingOf(
+  listeners: readonly ListenerInfo[],
+  revisions: ReadonlyMap<string, number>,
+): { notServing?: RouterNotServing } {
+  const out: RouterNotServing = {};
+  for (const l of listeners) {
+    if (l.error === undefined) continue;
+    const preview = l.service.endsWith(PREVIEW_SUFFIX);
+    const service = preview ? l.service.slice(0, -PREVIEW_SUFFIX.length) : l.service;
+    const reason = `cannot listen on ${l.host}:${l.port}${preview ? " (the preview listener)" : ""}: ${bindError(l.error)}`;
+    const before = out[service];
+    out[service] = {
+      revision: revisions.get(service) ?? null,
+      reason: before === undefined ? reason : `${before.reason}; ${reason}`,
+    };
+  }
+  return Object.keys(out).length > 0 ? { notServing: out } : {};
+}
+
+/** "EADDRINUSE: listen EADDRINUSE: address already in use 0.0.0.0:80" -> "address already in use (EADDRINUSE)". */
+function bindError(error: string): string {
+  const m = /^(E[A-Z]+): listen E[A-Z]+: (.+?) \S+:\d+$/.exec(error);
+  return m ? `${m[2]} (${m[1]})` : error;
 }
 
 /**

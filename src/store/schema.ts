@@ -143,6 +143,8 @@ export interface RoutersTable {
   heartbeat_at: number;
   /** JSON of `RouterBuffers` (migration 0012); null when the router did not report it. */
   buffers: string | null;
+  /** JSON of `RouterReport.notServing` (migration 0013); null when it reports none. */
+  not_serving: string | null;
 }
 
 /** The route-table revision each router has in force, per service it serves. */

@@ -942,6 +942,23 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       assert.equal((await store.listRouters())[0]?.buffers, undefined, "a router without them");
     });
 
+    test("routers: the services a router cannot serve are kept with why, and cleared by the next report", async ({
+      store,
+    }) => {
+      const notServing = {
+        web: { revision: 3, reason: "cannot listen on 0.0.0.0:8080: EADDRINUSE" },
+      };
+      await store.reportRouter({ ...router("r", { web: 3 }), notServing });
+      assert.deepEqual((await store.listRouters())[0]?.notServing, notServing);
+      await store.reportRouter(router("r", { web: 3 }, { heartbeatAt: T0 + 1000 }));
+      assert.equal((await store.listRouters())[0]?.notServing, undefined, "bound at last");
+      await store.reportRouter({
+        ...router("r", { web: 3 }, { heartbeatAt: T0 + 2000 }),
+        notServing: {},
+      });
+      assert.equal((await store.listRouters())[0]?.notServing, undefined, "empty is none");
+    });
+
     test("routers: a revision change notifies 'routers'; a plain heartbeat notifies nobody", async ({
       store,
     }) => {

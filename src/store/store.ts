@@ -158,7 +158,18 @@ export interface RouterReport {
    * from routers that do not buffer (and from stores that do not keep it yet).
    */
   buffers?: RouterBuffers;
+  /**
+   * Services this router was given but cannot serve as their route table says, with why: a
+   * listener that cannot bind its port, a table its data plane refused (an HAProxy runtime API
+   * that does not answer). The controller reads it into the service's status
+   * (`status.dataPlane`) and holds a rollout while any live router reports its service here.
+   * Absent: none.
+   */
+  notServing?: RouterNotServing;
 }
+
+/** By service (a preview listener's problem is its service's): the revision and why. */
+export type RouterNotServing = Record<string, { revision: number | null; reason: string }>;
 
 /** Rows a router keeps for the store while it cannot write them, per kind (see `RouterReport`). */
 export type RouterBuffers = Record<RouterBufferKind, { buffered: number; dropped: number }>;

@@ -15,10 +15,18 @@
  *
  * When the store is unreachable the provider keeps what it has in force (invariant 4): nothing
  * is applied until a read succeeds again.
+ *
+ * A table the provider refused (an attached HAProxy whose runtime API does not answer, a
+ * managed one that cannot start) is reported to the registry as `notServing`, with the
+ * provider's reason, and applied again after 1 s, then at doubling intervals up to 30 s, until
+ * it is in force: the controller holds the service's rollout meanwhile and writes no new table
+ * that would trigger an apply, so without the retry a socket that comes back would never be
+ * noticed.
  */
 import { hostname } from "node:os";
 import type { RouteTable } from "../core/model.js";
-import type { RouterReport, Store } from "../store/store.js";
+import { PREVIEW_SUFFIX } from "../core/routes.js";
+import type { RouterNotServing, RouterReport, Store } from "../store/store.js";
 import { AppliedRevisions } from "./applied-revisions.js";
 import type { TableOutcome, TrafficProvider } from "./provider.js";
 
@@ -45,7 +53,12 @@ export interface TrafficAgentOptions {
   heartbeatMs?: number;
   /** Registry id; default `<hostname>:<pid>:<provider kind>`. */
   id?: string;
+  /** First wait before a refused table is applied again (doubling up to 30 s). Default 1000 ms. */
+  retryMs?: number;
 }
+
+/** The longest wait between two applies of a table the provider refused. */
+const MAX_RETRY_MS = 30_000;
 
 export class TrafficAgent {
   readonly id: string;
@@ -62,6 +75,8 @@ export class TrafficAgent {
   /** Services this agent's provider carries per the last read, with their revisions. */
   #carried = new Map<string, number>();
   #last: TableOutcome[] = [];
+  /** While a table is refused: the wait before the next apply, and when that apply is due. */
+  #retry: { delayMs: number; at: number } | null = null;
   /** Callers waiting for a revision: answered after each apply (not unref'd: see there). */
   readonly #revisions = new AppliedRevisions({ unref: false });
 
@@ -167,7 +182,43 @@ export class TrafficAgent {
         );
     }
     this.#revisions.set(this.#o.provider.inForce());
+    this.#scheduleRetry(outcomes);
     void this.#report();
+  }
+
+  /** Refused tables are applied again at doubling intervals; all in force: no retry. */
+  #scheduleRetry(outcomes: readonly TableOutcome[]): void {
+    if (outcomes.every((o) => o.ok)) {
+      this.#retry = null;
+      return;
+    }
+    const first = this.#o.retryMs ?? 1000;
+    const delayMs = this.#retry === null ? first : Math.min(this.#retry.delayMs * 2, MAX_RETRY_MS);
+    this.#retry = { delayMs, at: Date.now() + delayMs };
+  }
+
+  /** The services the provider refused at the last apply, with its reason (the registry's). */
+  notServing(): RouterNotServing {
+    const inForce = this.#o.provider.inForce();
+    const out: RouterNotServing = {};
+    for (const o of this.#last) {
+      if (o.ok) continue;
+      // A preview table shares its service's outcome (`expandPreviews`): reported once.
+      const service = o.service.endsWith(PREVIEW_SUFFIX)
+        ? o.service.slice(0, -PREVIEW_SUFFIX.length)
+        : o.service;
+      if (out[service] !== undefined) continue;
+      const serves = inForce.get(service);
+      out[service] = {
+        revision: o.revision,
+        reason: `${this.#o.provider.kind} refused route table revision ${o.revision}: ${o.error.message}; ${
+          serves === undefined
+            ? "it serves none of this service's tables"
+            : `it still serves revision ${serves}`
+        }`,
+      };
+    }
+    return out;
   }
 
   #schedulePoll(): void {
@@ -175,7 +226,8 @@ export class TrafficAgent {
     this.#poll = setTimeout(async () => {
       try {
         const fp = await this.#o.source.routeTablesFingerprint();
-        if (fp !== this.#fingerprint) await this.refresh();
+        const retry = this.#retry !== null && Date.now() >= this.#retry.at;
+        if (fp !== this.#fingerprint || retry) await this.refresh();
       } catch {
         // The outage is logged by the next refresh; the provider keeps its tables.
       }
@@ -196,6 +248,7 @@ export class TrafficAgent {
     const report = this.#o.source.reportRouter?.bind(this.#o.source);
     if (report === undefined || this.#stopped) return;
     const revisions = Object.fromEntries(this.#o.provider.inForce());
+    const notServing = this.notServing();
     const r: RouterReport = {
       id: this.id,
       address: `${hostname()} (${this.#o.provider.kind}: ${Object.keys(revisions).join(", ")})`,
@@ -203,6 +256,7 @@ export class TrafficAgent {
       startedAt: this.#startedAt,
       heartbeatAt: Date.now(),
       revisions,
+      ...(Object.keys(notServing).length > 0 ? { notServing } : {}),
     };
     await report(r).catch((err: unknown) => {
       this.#o.logger?.warn({ err }, "traffic: cannot report to the router registry; retrying");

@@ -5,6 +5,7 @@
 import { durationMs, formatDuration } from "../duration.js";
 import type { Command } from "../model.js";
 import { describeStep, kindOf } from "../steps/index.js";
+import { dataPlaneDown, heldRefusal } from "./data-plane.js";
 import { advance, holdForPerson, release, rollBack } from "./transitions.js";
 import type { Stage, Work } from "./types.js";
 import { emit, inRollout, setPhase, stepLabel } from "./work.js";
@@ -60,12 +61,14 @@ export function applyCommand(w: Work, cmd: Command): { ok: boolean; message: str
       const step = w.steps[s.stepIndex ?? 0];
       if (step) {
         const { kind, body } = kindOf(step);
-        if (kind.waitsForPerson?.(body)) return promoteStep(w, cmd);
+        if (kind.waitsForPerson?.(body))
+          return dataPlaneDown(w) ? heldRefusal(w, "resume") : promoteStep(w, cmd);
       }
       return { ok: false, message: `${w.name} is not paused (phase ${s.phase})` };
     }
     case "promote": {
       if (!inRollout(s)) return noRollout;
+      if (dataPlaneDown(w)) return heldRefusal(w, "promote");
       if (cmd.args.full === true) {
         const message = `fully promoted by ${who}${why}: skipping the remaining steps`;
         emit(

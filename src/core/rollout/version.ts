@@ -7,6 +7,7 @@ import type { ServiceSpec, ServiceStatus } from "../model.js";
 import { replicasOf } from "../replicas.js";
 import { describeStep } from "../steps/index.js";
 import { compileStrategy } from "../strategies/index.js";
+import { dataPlaneDown } from "./data-plane.js";
 import { clearRollout, startRollout } from "./transitions.js";
 import type { Stage } from "./types.js";
 import { emit, inRollout, setPhase } from "./work.js";
@@ -49,6 +50,8 @@ export const desiredVersion: Stage = {
     }
     if (want === s.canaryVersion) return "continue";
     if (want === s.abortedVersion) return "stop"; // stays Degraded until retry or a new version
+    // No split is put in force while the data plane does not serve (data-plane.ts).
+    if (dataPlaneDown(w)) return "stop";
     startRollout(w);
     return "continue";
   },

@@ -213,8 +213,8 @@ export class TrafficAgent {
         revision: o.revision,
         reason: `${this.#o.provider.kind} refused route table revision ${o.revision}: ${o.error.message}; ${
           serves === undefined
-            ? "it serves none of this service's tables"
-            : `it still serves revision ${serves}`
+            ? "no table of this service is in force"
+            : `revision ${serves} is still in force`
         }`,
       };
     }

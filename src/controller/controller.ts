@@ -324,6 +324,12 @@ export class Controller {
       } catch (err) {
         // Fenced: no other service may be acted on either.
         if (err instanceof TurnoutError && err.code === "TURNOUT_ERR_STORE_FENCED") throw err;
+        // Its status changed under the tick (a Flag deleted meanwhile): nothing is wrong, and
+        // the change woke the controller, whose next tick decides from the stored status.
+        if (err instanceof TurnoutError && err.code === "TURNOUT_ERR_STORE_CONFLICT") {
+          this.log.info({ service: svc.name }, err.message);
+          continue;
+        }
         // One broken service must not stop the others from progressing.
         this.log.error({ err, service: svc.name }, "reconcile failed");
       }

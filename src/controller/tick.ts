@@ -13,8 +13,9 @@
  *   4. derive: the route table and the experiment's row, from that decision.
  *   5. commit: everything that changed (status, route table, events, command results,
  *      experiment rows) in ONE `ports.commit` (the controller's: `Store.commit`, one
- *      transaction, fenced by the writer epoch), and nothing when nothing changed. When the
- *      commit is refused (fenced, the Service deleted meanwhile), the tick has changed nothing.
+ *      transaction, fenced by the writer epoch and checked against the status read), and
+ *      nothing when nothing changed. When the commit is refused (fenced, the Service deleted
+ *      meanwhile, its status changed meanwhile), the tick has changed nothing.
  *
  * The strategy is compiled once, here, and handed to every step that needs it. What a driver
  * does after the commit (start the measurements now due, tell the runtime which versions to
@@ -164,6 +165,8 @@ export async function tickService(
   const commit: ControllerCommit = {
     service: name,
     ...(i.epoch !== undefined ? { epoch: i.epoch } : {}),
+    // The decision holds only over the status it was made from: refused if that changed.
+    statusBefore: status,
     ...(statusChanged ? { status: out.status } : {}),
     ...(tableChanged ? { routeTable: table } : {}),
     events: out.events,

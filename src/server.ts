@@ -21,6 +21,7 @@ import {
   recorderMetricFamilies,
   registerForwardedMetrics,
 } from "./api/metrics.js";
+import { buildMetricsListener } from "./api/metrics-listener.js";
 import { ClientKeys } from "./api/ofrep.js";
 import { buildApi } from "./api/server.js";
 import { Controller } from "./controller/controller.js";
@@ -98,6 +99,12 @@ export interface FleetMemberOptions extends TurnoutOptions {
    * long after the leader's last renewal. Default 5 s (src/controller/lease.ts).
    */
   leaseMs?: number;
+  /**
+   * Serve `/metrics` and `/healthz` on a listener of their own, at this host and port (port 0
+   * picks a free one): `--metrics-address`, whatever the roles, so that a router without the
+   * API can be scraped (src/api/metrics-listener.ts).
+   */
+  metricsAddress?: { host: string; port: number };
 }
 
 /** A process of a fleet: what `startTurnout` returns, without the parts its roles leave out. */
@@ -154,6 +161,8 @@ export interface RunningTurnout {
   /** The URL for clients on this machine (recorded in server.json). */
   url: string;
   listen: ApiListen;
+  /** Where `metricsAddress`'s listener is bound (`http://HOST:PORT`); null without one. */
+  metricsUrl: string | null;
   token: string;
   dataDir: string;
   store: Store;
@@ -221,9 +230,14 @@ function routerHandle(w: RouterWiring): RouterHandle {
 
 /**
  * `/metrics`: the router's families come from the router (its thread), the rest from here; the
- * services HAProxy carries join the same families from HAProxy's measurements.
+ * services HAProxy carries join the same families from HAProxy's measurements. The store's
+ * gauges only with `store` (see `MetricsOptions.store`).
  */
-function routerMetrics(store: Store, router: RouterHandle, haproxy: HaproxyProvider | null) {
+function routerMetrics(
+  store: Store | undefined,
+  router: RouterHandle,
+  haproxy: HaproxyProvider | null,
+) {
   const haproxyFamilies = haproxy !== null ? recorderMetricFamilies(haproxy.measurements) : null;
   const collect =
     haproxyFamilies === null
@@ -234,7 +248,10 @@ function routerMetrics(store: Store, router: RouterHandle, haproxy: HaproxyProvi
             await router.metrics().catch(() => []),
             await haproxyFamilies(),
           );
-  const registry = createMetricsRegistry({ store, routerMetrics: collect });
+  const registry = createMetricsRegistry({
+    ...(store !== undefined ? { store } : {}),
+    routerMetrics: collect,
+  });
   // After the process metrics, where they have always been printed.
   registerForwardedMetrics(registry, [...MIRROR_METRIC_NAMES, ...BUFFER_METRIC_NAMES], collect);
   return registry;
@@ -407,8 +424,22 @@ async function startLocked(
           pollMs: opts.pollIntervalMs ?? 1000,
         })
       : null;
-  // Known once the API listens; `apply` reads it to refuse a Service on the API's own port.
+  // One registry for the process, served by the API and by the metrics listener. The store's
+  // gauges (weights, phases) come with the API: a fleet reports them once, from its API
+  // processes, and scraping a router never reads the store.
+  const storeGauges = has("api") ? store : undefined;
+  const metrics =
+    router !== null
+      ? routerMetrics(storeGauges, router, haproxy)
+      : createMetricsRegistry(storeGauges !== undefined ? { store: storeGauges } : {});
+  const metricsListener =
+    opts.metricsAddress !== undefined
+      ? buildMetricsListener({ registry: metrics, version: packageVersion(), roles })
+      : null;
+  // Known once the API (and the metrics listener) listen; `apply` reads them to refuse a
+  // Service on their ports.
   let listen: ApiListen | null = null;
+  let metricsListen: ApiListen | null = null;
   const api = has("api")
     ? buildApi({
         store,
@@ -454,14 +485,24 @@ async function startLocked(
                 fleetInForce(store, service, revision),
             }),
         logsDir: dataDir,
-        // The API's own port, when this process's router would bind Services beside it.
+        // The API's and metrics listener's ports, when this process's router binds Services too.
         ...(router !== null
           ? {
               reservedListeners: {
-                list: () =>
-                  listen === null
+                list: () => [
+                  ...(listen === null
                     ? []
-                    : [{ host: listen.address, port: listen.port, what: "the Turnout API" }],
+                    : [{ host: listen.address, port: listen.port, what: "the Turnout API" }]),
+                  ...(metricsListen === null
+                    ? []
+                    : [
+                        {
+                          host: metricsListen.address,
+                          port: metricsListen.port,
+                          what: "Turnout's metrics listener (--metrics-address)",
+                        },
+                      ]),
+                ],
                 ...(opts.routerAddress !== undefined ? { routerHost: opts.routerAddress } : {}),
               },
             }
@@ -477,10 +518,7 @@ async function startLocked(
           shadow,
           mirrorStats: async (service) => (router !== null ? router.mirrorStats(service) : null),
         },
-        metrics:
-          router !== null
-            ? routerMetrics(store, router, haproxy)
-            : createMetricsRegistry({ store }),
+        metrics,
         flags: {
           ofrep: { flags: flagCache, clientKeys },
           admin: {
@@ -508,6 +546,7 @@ async function startLocked(
   const stop = () => {
     stopping ??= (async () => {
       await api?.close().catch(() => undefined);
+      await metricsListener?.close().catch(() => undefined);
       flagCache.stop();
       wakeDeliverer();
       await deliverer?.stop();
@@ -522,6 +561,7 @@ async function startLocked(
   };
 
   let url: string | null = null;
+  let metricsUrl: string | null = null;
   try {
     // Instances left by a Turnout that was killed are adopted and probed once before the
     // controller's first tick, so its first route table already has them.
@@ -537,6 +577,12 @@ async function startLocked(
       listen = boundAddress(api.server.address() as AddressInfo, tls !== undefined);
       url = localUrl(listen, host);
     }
+    if (metricsListener !== null && opts.metricsAddress !== undefined) {
+      const { host } = opts.metricsAddress;
+      await metricsListener.listen(opts.metricsAddress);
+      metricsListen = boundAddress(metricsListener.server.address() as AddressInfo, false);
+      metricsUrl = localUrl(metricsListen, host);
+    }
   } catch (err) {
     await stop();
     throw err;
@@ -551,7 +597,7 @@ async function startLocked(
     };
     writeFileSync(join(dataDir, SERVER_FILE), `${JSON.stringify(record, null, 2)}\n`);
   }
-  logger.info({ url, dataDir, listen, roles }, "turnout is up");
+  logger.info({ url, metricsUrl, dataDir, listen, roles }, "turnout is up");
   if (listen?.exposed && !tls) {
     logger.warn(
       { listen },
@@ -560,7 +606,20 @@ async function startLocked(
   }
 
   const flags = { cache: flagCache, clientKey: clientKeys.first() ?? "" };
-  return { roles, url, listen, token, dataDir, store, router, controller, logger, flags, stop };
+  return {
+    roles,
+    url,
+    listen,
+    metricsUrl,
+    token,
+    dataDir,
+    store,
+    router,
+    controller,
+    logger,
+    flags,
+    stop,
+  };
 }
 
 /**

@@ -78,6 +78,7 @@ export interface Up {
   url: string;
   token: string;
   dataDir: string;
+  stdout: () => string;
   stderr: () => string;
   /** Sends a signal and resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
@@ -120,6 +121,7 @@ export async function startUp(
     url,
     token,
     dataDir,
+    stdout: () => out,
     stderr: () => err,
     async stop(signal: NodeJS.Signals = "SIGINT") {
       if (proc.exitCode !== null) return proc.exitCode;

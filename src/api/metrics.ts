@@ -19,7 +19,9 @@
  *
  * The router numbers come from `turnout up`'s router: read live when it runs in this thread
  * (`recorder`), or collected from its thread once per scrape (`routerMetrics`,
- * `registerForwardedMetrics`) with the same text. Routers in their own processes serve their own.
+ * `registerForwardedMetrics`) with the same text. A router in a process of its own (a fleet's
+ * `--roles router`) serves its own on its `--metrics-address` (`metrics-listener.ts`), without
+ * the store's gauges, which the API's process serves once for the fleet.
  * Services carried by HAProxy appear in the same families, from HAProxy's measurements (its log
  * intake's recorder, `recorderMetricFamilies`), merged with the router's (`mergeMetricFamilies`).
  */
@@ -48,8 +50,12 @@ const PHASES: readonly Phase[] = Object.keys({
 } satisfies Record<Phase, true>) as Phase[];
 
 export interface MetricsOptions {
-  /** Read at scrape time for route weights and rollout phases. */
-  store: Pick<Store, "listRouteTables" | "listResources" | "getStatus">;
+  /**
+   * Read at scrape time for route weights, rollout phases and `turnout_store_up`. Without it
+   * those gauges are absent: a process without the API (a router of a fleet) leaves them to the
+   * API's, so that the fleet reports each once and no scrape of a router reads the store.
+   */
+  store?: Pick<Store, "listRouteTables" | "listResources" | "getStatus">;
   /** The in-process router's measurements; without it (or `routerMetrics`) the router metrics are absent. */
   recorder?: Pick<MeasurementRecorder, "services" | "totals">;
   /** The router's families collected in its own thread (`registerRouterMetrics` there). */
@@ -318,7 +324,7 @@ export function registerForwardedMetrics(
 
 /**
  * The registry behind `/metrics`: router counters and latency histogram (from `recorder`),
- * route weights and rollout phases (from the store), process metrics.
+ * route weights and rollout phases (from the store, when given), process metrics.
  *
  * @example
  * const metrics = createMetricsRegistry({ store, recorder: router.measurements });
@@ -332,8 +338,20 @@ export function createMetricsRegistry(opts: MetricsOptions): Registry {
   else if (opts.routerMetrics !== undefined)
     registerForwardedMetrics(registry, ROUTER_METRIC_NAMES, opts.routerMetrics);
 
-  // The store gauges share one read per scrape: weights and phases come from one snapshot,
-  // and a store that fails turns turnout_store_up to 0 instead of failing the scrape.
+  if (store !== undefined) registerStoreGauges(registry, store);
+  if (opts.processMetrics ?? true)
+    collectDefaultMetrics({ register: registry, prefix: "turnout_" });
+  return registry;
+}
+
+/**
+ * The store gauges share one read per scrape: weights and phases come from one snapshot, and a
+ * store that fails turns turnout_store_up to 0 instead of failing the scrape.
+ */
+function registerStoreGauges(
+  registry: Registry,
+  store: NonNullable<MetricsOptions["store"]>,
+): void {
   let pending: Promise<StoreSnapshot> | null = null;
   const snapshot = (): Promise<StoreSnapshot> => {
     pending ??= readStore(store).finally(() => {
@@ -374,10 +392,6 @@ export function createMetricsRegistry(opts: MetricsOptions): Registry {
       }
     },
   });
-
-  if (opts.processMetrics ?? true)
-    collectDefaultMetrics({ register: registry, prefix: "turnout_" });
-  return registry;
 }
 
 interface StoreSnapshot {
@@ -386,7 +400,7 @@ interface StoreSnapshot {
   phases: { service: string; phase: Phase }[];
 }
 
-async function readStore(store: MetricsOptions["store"]): Promise<StoreSnapshot> {
+async function readStore(store: NonNullable<MetricsOptions["store"]>): Promise<StoreSnapshot> {
   try {
     const [tables, services] = await Promise.all([
       store.listRouteTables(),

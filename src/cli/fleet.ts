@@ -3,6 +3,7 @@
  * `TURNOUT_TOKEN`), the `--store` URL check, and `turnout get routers`.
  */
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { resolve } from "node:path";
 import { stringify as toYaml } from "yaml";
 import { TurnoutError } from "../errors.js";
@@ -49,6 +50,31 @@ export function fleetToken(tokenFile: string | undefined): string | undefined {
       { path: "TURNOUT_TOKEN" },
     );
   return env;
+}
+
+/**
+ * `--metrics-address HOST:PORT` (`[::1]:9464` for IPv6; port 0 picks a free one). The host is
+ * required: whether metrics are served beyond this machine is said, never assumed.
+ *
+ * @example parseMetricsAddress("0.0.0.0:9464") // { host: "0.0.0.0", port: 9464 }
+ */
+export function parseMetricsAddress(text: string): { host: string; port: number } {
+  const usage = (why: string) =>
+    new TurnoutError(
+      "TURNOUT_ERR_CLI_USAGE",
+      `--metrics-address ${JSON.stringify(text)}: ${why}; write HOST:PORT, e.g. 127.0.0.1:9464, 0.0.0.0:9464 for every interface, [::1]:9464`,
+      { path: "metrics-address" },
+    );
+  const m = /^(?:\[([^\]]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(text);
+  if (m === null) {
+    if (/^:\d+$/.test(text)) throw usage("the host is missing");
+    throw usage(text.includes(":") ? "not a HOST:PORT" : "the port is missing");
+  }
+  const host = m[1] ?? m[2] ?? "";
+  if (m[1] !== undefined && isIP(host) !== 6) throw usage(`${host} is not an IPv6 address`);
+  const port = Number(m[3]);
+  if (port > 65535) throw usage(`port ${port} is not 0..65535`);
+  return { host, port };
 }
 
 /** Throws TURNOUT_ERR_STORE_URL_INVALID (exit 2) for a `--store` that is not a PostgreSQL URL. */

@@ -277,3 +277,118 @@ describe("controller fencing (two controllers on one store)", () => {
     assert.equal(runtimeC.calls.length, calls);
   });
 });
+
+/**
+ * A Service whose stored spec never went through validation (written by an older Turnout, or
+ * straight into the store) lacks the fields validation fills in (`listen.host`, the stickiness
+ * salt...). Its route table must still be rebuilt to the same content tick after tick, so that
+ * the revision (which every router reloads on) advances only when the content changes.
+ */
+describe("a Service stored without validation", () => {
+  let dir: string;
+  let store: Store;
+  const clock = new FakeClock();
+  let controller: Controller;
+  const TICKS = 20;
+  const unvalidated = (version: string): ServiceResource =>
+    ({
+      apiVersion: "turnout.dev/v1",
+      kind: "Service",
+      metadata: { name: "raw" },
+      spec: {
+        // No host (validation defaults it to 127.0.0.1), no salt.
+        listen: { port: 18081 },
+        stickiness: { header: "x-user-id" },
+        routing: { matches: [{ header: { name: "x-canary", equals: "1" }, to: "canary" }] },
+        runtime: {
+          static: {
+            versions: {
+              v1: { upstreams: ["http://127.0.0.1:9001"] },
+              v2: { upstreams: ["http://127.0.0.1:9002"] },
+            },
+          },
+        },
+        version,
+        strategy: { canary: { steps: [{ setWeight: 25 }, { pause: {} }] } },
+      },
+    }) as unknown as ServiceResource;
+
+  /** Ticks until nothing is written (the runtime's instances settle), then N more. */
+  async function steadyRevision(): Promise<number> {
+    for (let i = 0; i < 10 && (await controller.tick()).written.length > 0; i++)
+      clock.advance(1000);
+    const settled = (await store.getRouteTable("raw"))?.revision;
+    assert.ok(settled !== undefined, "a route table was written");
+    for (let i = 0; i < TICKS; i++) {
+      clock.advance(1000);
+      const r = await controller.tick();
+      assert.deepEqual(r.written, [], `tick ${i + 1} wrote though nothing changed`);
+    }
+    assert.equal((await store.getRouteTable("raw"))?.revision, settled);
+    return settled;
+  }
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), "turnout-ctl-raw-"));
+    store = await openSqliteStore({ path: join(dir, "t.db") });
+    controller = new Controller({ store, runtime: new StaticRuntime(), clock });
+  });
+  after(async () => {
+    await controller.stop();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("one that does not validate is left alone, and said so once, with the path", async () => {
+    const logged: { obj: object; msg?: string }[] = [];
+    const log = (obj: object, msg?: string) => logged.push({ obj, ...(msg ? { msg } : {}) });
+    const own = new Controller({
+      store,
+      runtime: new StaticRuntime(),
+      clock,
+      logger: { info() {}, warn() {}, error: log },
+    });
+    const bad = unvalidated("v1");
+    bad.metadata.name = "bad";
+    (bad.spec.listen as { port: number }).port = 0;
+    await store.applyResources([bad], { actor: "old", now: clock.now() });
+    try {
+      for (let i = 0; i < 3; i++) {
+        clock.advance(1000);
+        await own.tick();
+      }
+    } finally {
+      await store.deleteResource("Service", "bad", { actor: "test", now: clock.now() });
+      await own.stop();
+    }
+    assert.equal(await store.getStatus("bad"), null);
+    assert.equal(await store.getRouteTable("bad"), null);
+    const [said, ...more] = logged;
+    assert.ok(said !== undefined && more.length === 0, JSON.stringify(logged));
+    assert.match(said.msg ?? "", /Service\/bad as stored does not validate/);
+    assert.deepEqual((said.obj as { issues: string[] }).issues, [
+      "spec.listen.port: must be an integer 1..65535, got 0",
+    ]);
+  });
+
+  it(`keeps its route-table revision over ${TICKS} ticks at rest and during a rollout`, async () => {
+    await store.applyResources([unvalidated("v1")], { actor: "old", now: clock.now() });
+    const atRest = await steadyRevision();
+    const table = await store.getRouteTable("raw");
+    // What the table says is what validation would have filled in.
+    assert.deepEqual(table?.listen, { host: "127.0.0.1", port: 18081 });
+    assert.equal(table?.stickiness?.salt, "raw");
+
+    await store.applyResources([unvalidated("v2")], { actor: "old", now: clock.now() });
+    const paused = await steadyRevision();
+    assert.ok(paused > atRest, "the rollout changed the table");
+    assert.equal((await store.getStatus("raw"))?.phase, "Paused");
+    assert.deepEqual(
+      (await store.getRouteTable("raw"))?.backends.map((b) => [b.version, b.weight]),
+      [
+        ["v2", 25],
+        ["v1", 75],
+      ],
+    );
+  });
+});

@@ -17,6 +17,7 @@ import type { Clock } from "../core/clock.js";
 import type {
   AnalysisTemplateSpec,
   EventDraft,
+  Resource,
   ServiceResource,
   ServiceStatus,
 } from "../core/model.js";
@@ -24,6 +25,7 @@ import type { VersionReadiness } from "../core/rollout.js";
 import type { ShadowReport } from "../core/shadow/aggregate.js";
 import { TurnoutError } from "../errors.js";
 import type { ProviderDeps } from "../metrics/providers/index.js";
+import { formatPath, validateDocument } from "../resources/schema/index.js";
 import type { Instance, Runtime } from "../runtime/runtime.js";
 import type { ExperimentStore } from "../store/experiment-store.js";
 import { ROUTER_LIVE_MS, type Store, type StoredResource } from "../store/store.js";
@@ -126,6 +128,8 @@ export class Controller {
   private pendingEvents = new Map<string, EventDraft[]>();
   /** The election, when several controllers share the store (`lease`). */
   readonly elector: Elector | null;
+  /** `validated`'s results, by kind/name, for the stored version they were made from. */
+  private validatedCache = new Map<string, { stamp: string; resource: Resource | null }>();
 
   constructor(opts: ControllerOptions) {
     this.store = opts.store;
@@ -295,9 +299,13 @@ export class Controller {
     }
     const services = await this.store.listResources("Service");
     const commands = await this.store.pendingCommands();
+    const storedTemplates = await this.store.listResources("AnalysisTemplate");
+    this.forgetValidated([...services, ...storedTemplates]);
     const templates: Record<string, AnalysisTemplateSpec> = {};
-    for (const t of await this.store.listResources("AnalysisTemplate"))
-      templates[t.name] = t.resource.spec;
+    for (const t of storedTemplates) {
+      const valid = this.validated(t);
+      if (valid !== null) templates[t.name] = valid.spec;
+    }
     // The services a live router cannot serve: their status says so and their rollouts hold.
     const dataPlanes = dataPlanesOf(
       await this.store.listRouters(),
@@ -324,7 +332,11 @@ export class Controller {
       await this.store.appendEvents(events);
     }
 
-    for (const svc of services) {
+    for (const stored of services) {
+      // Not acted on (its instances left running, its route table in force) until it is valid.
+      const valid = this.validated(stored);
+      if (valid === null) continue;
+      const svc = { ...stored, resource: valid };
       try {
         const wrote = await this.reconcileService(
           svc,
@@ -337,11 +349,53 @@ export class Controller {
       } catch (err) {
         // Fenced: no other service may be acted on either.
         if (err instanceof TurnoutError && err.code === "TURNOUT_ERR_STORE_FENCED") throw err;
+        // Its status changed under the tick (a Flag deleted meanwhile): nothing is wrong, and
+        // the change woke the controller, whose next tick decides from the stored status.
+        if (err instanceof TurnoutError && err.code === "TURNOUT_ERR_STORE_CONFLICT") {
+          this.log.info({ service: svc.name }, err.message);
+          continue;
+        }
         // One broken service must not stop the others from progressing.
         this.log.error({ err, service: svc.name }, "reconcile failed");
       }
     }
     return report;
+  }
+
+  /**
+   * The resource as validation leaves it, defaults filled in (`listen.host`, the probes'
+   * timings, judges' alpha...), from what the store holds; null when it does not validate. The
+   * API stores only validated resources, but one written by an older Turnout (before a field
+   * and its default existed) or straight into the store lacks them, and acting on it raw goes
+   * wrong quietly: a route table without a listen host (a router listening on every interface,
+   * HAProxy's configuration failing), rebuilt differently from its stored copy. Validated once
+   * per stored version; an invalid one is logged once, with every problem and its path.
+   */
+  private validated<R extends Resource>(r: StoredResource<R>): R | null {
+    const key = `${r.kind}/${r.name}`;
+    const stamp = `${r.generation}:${r.createdAt}:${r.updatedAt}`;
+    const cached = this.validatedCache.get(key);
+    if (cached?.stamp === stamp) return cached.resource as R | null;
+    const result = validateDocument(r.resource);
+    const resource = result.resource?.kind === r.kind ? (result.resource as R) : null;
+    this.validatedCache.set(key, { stamp, resource });
+    if (resource === null) {
+      this.log.error(
+        {
+          resource: key,
+          issues: result.issues.map((i) => `${formatPath(i.path)}: ${i.message}`),
+        },
+        `${key} as stored does not validate; the controller leaves it alone until it is applied again`,
+      );
+    }
+    return resource;
+  }
+
+  /** Drops `validated`'s results for resources no longer stored. */
+  private forgetValidated(stored: readonly StoredResource[]): void {
+    const keys = new Set(stored.map((r) => `${r.kind}/${r.name}`));
+    for (const key of this.validatedCache.keys())
+      if (!keys.has(key)) this.validatedCache.delete(key);
   }
 
   private async reconcileService(

@@ -387,6 +387,36 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       );
     });
 
+    test("commit with statusBefore refuses a decision made over a status changed since", async ({
+      store,
+    }) => {
+      await store.applyResources([service("fraud")], { actor: "alice", now: T0 });
+      // No status stored yet, as the tick read it: accepted.
+      await store.commit({ service: "fraud", status: status(), statusBefore: null, now: T0 });
+      const read = await store.getStatus("fraud");
+      const next = status({ message: "next", lastTransitionAt: T0 + 1 });
+      // The same status, with its keys in another order, is the same status.
+      await store.commit({
+        service: "fraud",
+        status: next,
+        statusBefore: reverseKeys(read),
+        now: T0 + 1,
+      });
+      // The Service deleted and applied again meanwhile: the old decision must not land on it.
+      await store.deleteResource("Service", "fraud", { actor: "alice", now: T0 + 2 });
+      await store.applyResources([service("fraud")], { actor: "alice", now: T0 + 3 });
+      for (const c of [
+        { status: status({ message: "stale" }) },
+        { routeTable: table("fraud", 0, T0) },
+      ])
+        await assert.rejects(
+          store.commit({ service: "fraud", ...c, statusBefore: next, now: T0 + 4 }),
+          { code: "TURNOUT_ERR_STORE_CONFLICT" },
+        );
+      assert.equal(await store.getStatus("fraud"), null);
+      assert.equal(await store.getRouteTable("fraud"), null);
+    });
+
     test("the route-table fingerprint changes on every route-table write and delete", async ({
       store,
     }) => {

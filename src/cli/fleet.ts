@@ -8,7 +8,7 @@ import { resolve } from "node:path";
 import { stringify as toYaml } from "yaml";
 import { TurnoutError } from "../errors.js";
 import { parsePostgresUrl } from "../store/postgres/postgres-store.js";
-import type { RouterBuffers } from "../store/store.js";
+import type { RouterBuffers, RouterNotServing } from "../store/store.js";
 import type { Client } from "./client.js";
 import { dim, green, red } from "./color.js";
 import { table } from "./format.js";
@@ -95,6 +95,8 @@ export interface RouterView {
   revisions: Record<string, number>;
   /** Rows held for the store and dropped since start, per kind, at its last heartbeat. */
   buffers?: RouterBuffers;
+  /** Services it was given but cannot serve, with why (`RouterReport.notServing`). */
+  notServing?: RouterNotServing;
 }
 
 /** "0" when nothing is held, else the total and the kinds that hold something. */
@@ -131,6 +133,7 @@ export async function getRouters(c: Client, id: string | undefined, output: Outp
             "REVISIONS",
             "BUFFERED",
             "DROPPED",
+            "NOT SERVING",
             "ADDRESS",
           ],
           ...items.map((r) => [
@@ -144,6 +147,8 @@ export async function getRouters(c: Client, id: string | undefined, output: Outp
               .join(",") || "-",
             bufferCell(r.buffers, "buffered"),
             bufferCell(r.buffers, "dropped"),
+            // The reasons are long: in each service's status and in -o json.
+            Object.keys(r.notServing ?? {}).join(",") || "-",
             r.address,
           ]),
         ]),

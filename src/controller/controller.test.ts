@@ -12,7 +12,7 @@ import type { ServiceResource } from "../core/model.js";
 import type { Instance, Runtime, VersionTarget } from "../runtime/runtime.js";
 import { StaticRuntime } from "../runtime/static/static-runtime.js";
 import { openSqliteStore } from "../store/sqlite/sqlite-store.js";
-import type { Store } from "../store/store.js";
+import type { RouterReport, Store } from "../store/store.js";
 import { Controller } from "./controller.js";
 
 function service(version: string): ServiceResource {
@@ -175,6 +175,65 @@ describe("controller (SQLite store, static runtime, fake clock)", () => {
     assert.equal(aborted?.actor, "ops");
     assert.equal(aborted?.data.reason, "error budget");
     assert.equal(aborted?.data.fromWeight, 50);
+  });
+
+  // The router registry's `notServing` (a port another process holds, a table its data plane
+  // refused): Degraded whatever the rollout says, and no rollout starts or moves meanwhile.
+  const BIND = "cannot listen on 127.0.0.1:18080: address already in use (EADDRINUSE)";
+  const report = (heartbeatAt: number, notServing?: RouterReport["notServing"]): RouterReport => ({
+    id: "r1",
+    address: "r1",
+    pid: 1,
+    startedAt: heartbeatAt,
+    heartbeatAt,
+    revisions: { web: 1 },
+    ...(notServing ? { notServing } : {}),
+  });
+
+  it("a live router that cannot serve the service: Degraded, no rollout starts until it can", async () => {
+    await store.reportRouter(report(clock.now(), { web: { revision: 1, reason: BIND } }));
+    await controller.tick();
+    let s = await store.getStatus("web");
+    assert.equal(s?.phase, "Degraded");
+    assert.equal(s?.message, `not serving: ${BIND} (router r1)`);
+    assert.equal(s?.dataPlane?.since, clock.now());
+    assert.equal(s?.dataPlane?.underlying.phase, "Degraded", "the aborted rollout underneath");
+
+    // A new version is seen but does not start: no table with a split is written.
+    const revision = (await store.getRouteTable("web"))?.revision;
+    const applied = await store.applyResources([service("v3")], { actor: "t", now: clock.now() });
+    await controller.tick();
+    s = await store.getStatus("web");
+    assert.equal(s?.canaryVersion, null);
+    assert.equal(s?.observedGeneration, applied[0]?.generation);
+    assert.match(s?.message ?? "", /; the rollout to v3 starts once it is served$/);
+    assert.equal((await store.getRouteTable("web"))?.revision, revision);
+
+    // The router binds at last: its next report says nothing, and the rollout starts.
+    clock.advance(3000);
+    await store.reportRouter(report(clock.now()));
+    await controller.tick();
+    await controller.tick();
+    s = await store.getStatus("web");
+    assert.equal(s?.dataPlane, null);
+    assert.equal(s?.canaryVersion, "v3");
+    assert.deepEqual(await weights(), { v1: 75, v3: 25 });
+    const types = (await store.listEvents("web")).map((e) => e.type);
+    assert.deepEqual(
+      types.filter((t) => t.startsWith("DataPlane") || t === "RolloutStarted").slice(-3),
+      ["DataPlaneNotServing", "RolloutStarted", "DataPlaneServing"],
+    );
+  });
+
+  it("a router that went silent no longer counts", async () => {
+    await store.reportRouter(report(clock.now(), { web: { revision: 9, reason: BIND } }));
+    await controller.tick();
+    assert.equal((await store.getStatus("web"))?.phase, "Degraded");
+    clock.advance(5000);
+    await controller.tick();
+    const s = await store.getStatus("web");
+    assert.equal(s?.dataPlane, null);
+    assert.equal(s?.phase, "Progressing", "the rollout's own phase is back");
   });
 
   it("stops a deleted service's instances", async () => {

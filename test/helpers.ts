@@ -79,6 +79,8 @@ export interface Up {
   token: string;
   dataDir: string;
   stderr: () => string;
+  /** The JSON log records in its stderr so far. */
+  logs(): LogRecord[];
   /** Sends a signal and resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
@@ -121,6 +123,7 @@ export async function startUp(
     token,
     dataDir,
     stderr: () => err,
+    logs: () => logRecords(err),
     async stop(signal: NodeJS.Signals = "SIGINT") {
       if (proc.exitCode !== null) return proc.exitCode;
       proc.kill(signal);
@@ -263,4 +266,19 @@ export function staticService(
       strategy: { canary: { steps } },
     },
   };
+}
+
+/** A JSON log record of a `turnout up` process (pino's levels: 30 info, 40 warn, 50 error). */
+export interface LogRecord {
+  level: number;
+  msg: string;
+  [k: string]: unknown;
+}
+
+/** The JSON log records in a process's stderr (other lines are skipped). */
+export function logRecords(stderr: string): LogRecord[] {
+  return stderr
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as LogRecord);
 }

@@ -23,7 +23,8 @@
  * Measurements (measurements.ts): every managed HAProxy logs to one `LogIntake` (intake.ts) whose
  * recorder flushes through the router's `MeasurementFlusher` into the same rows, so judges,
  * experiments' metrics and `/metrics` read HAProxy's traffic unchanged. `intakeStats()` counts
- * lines lost.
+ * lines lost. While the store is unreachable they are held and counted as the router's are
+ * (`buffers()`, `storeReachable`, one warning and one info line per outage: src/router/outage.ts).
  *
  * A/B experiments (managed mode): HAProxy assigns arms in the router's order (forced arm, unit
  * key, the arms' bucket ranges with the experiment's salt) with its own hash (hash.ts,
@@ -39,7 +40,9 @@ import { join } from "node:path";
 import type { RouteTable } from "../../core/model.js";
 import { TurnoutError } from "../../errors.js";
 import type { ExposureSink } from "../../router/exposures.js";
+import type { StoreUseReporter } from "../../router/outage.js";
 import type { MeasurementRecorder, RouterMeasurementOptions } from "../../router/stats.js";
+import type { RouterBuffers } from "../../store/store.js";
 import type { TableOutcome, TrafficProvider } from "../provider.js";
 import { AttachedService } from "./attach.js";
 import {
@@ -78,6 +81,11 @@ export interface HaproxyProviderOptions {
    * first exposure per experiment, from the arm HAProxy logged. Without one, none are kept.
    */
   exposures?: ExposureSink;
+  /**
+   * Exposures held while the store is down, beyond which new ones are dropped and counted
+   * (as the router's `maxBufferedRows`). Default 200,000.
+   */
+  maxBufferedRows?: number;
   /** HAProxy threads per managed service (default 1). */
   threads?: number;
   /** Restart back-off of a managed HAProxy that died (supervisor.ts defaults). */
@@ -119,6 +127,7 @@ export class HaproxyProvider implements TrafficProvider {
     this.#measurements = new HaproxyMeasurements({
       measurements: opts.measurements,
       exposures: opts.exposures,
+      maxBufferedRows: opts.maxBufferedRows,
       logger: this.#logger,
       experimentOf: (series) => this.#tables.get(series)?.experiment?.name,
     });
@@ -132,6 +141,21 @@ export class HaproxyProvider implements TrafficProvider {
   /** The log intake's counts: lines measured, lost, late, unparsable, unrouted. */
   intakeStats(): IntakeStats {
     return this.#measurements.stats();
+  }
+
+  /** Rows held for the store per kind, and rows dropped since start (the router's `buffers()`). */
+  buffers(): RouterBuffers {
+    return this.#measurements.buffers();
+  }
+
+  /** Whether the store is reachable as far as HAProxy's data plane can tell. */
+  get storeReachable(): boolean {
+    return this.#measurements.storeReachable;
+  }
+
+  /** The store outage account the router role driving this provider reports its own uses to. */
+  get storeUse(): StoreUseReporter {
+    return this.#measurements.health;
   }
 
   /** Writes every measured second and buffered exposure now (tests, shutdown). */

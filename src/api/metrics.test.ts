@@ -4,6 +4,7 @@ import { Registry } from "prom-client";
 import { request } from "undici";
 import { FakeClock } from "../core/clock.js";
 import { API_VERSION, type ServiceResource, type ServiceStatus } from "../core/model.js";
+import { type BufferSource, withBufferMetrics } from "../router/buffer-metrics.js";
 import { MIRROR_METRIC_NAMES, withMirrorMetrics } from "../router/mirror-metrics.js";
 import { MeasurementRecorder } from "../router/stats.js";
 import { openSqliteStore } from "../store/sqlite/sqlite-store.js";
@@ -427,5 +428,29 @@ describe("GET /metrics", () => {
         ["c", [[{}, 7]]],
       ],
     );
+  });
+
+  it("merging families: a family's aggregator says how its samples combine (the store is reachable only if every data plane reaches it)", async () => {
+    const counts = (n: number) => ({
+      measurements: { buffered: n, dropped: 1 },
+      exposures: { buffered: 0, dropped: n },
+      events: { buffered: 0, dropped: 0 },
+      shadow: { buffered: 0, dropped: 0 },
+    });
+    const up = { buffers: () => counts(0), storeReachable: true };
+    const cutOff = { buffers: () => counts(3), storeReachable: false };
+    const families = async (source: BufferSource) =>
+      withBufferMetrics(new Registry(), source).getMetricsAsJSON();
+    const value = (merged: MetricFamily[], name: string, labels: Record<string, string> = {}) =>
+      merged
+        .find((f) => f.name === name)
+        ?.values.find((v) => JSON.stringify(v.labels) === JSON.stringify(labels))?.value;
+    const both = mergeMetricFamilies(await families(up), await families(cutOff));
+    assert.equal(value(both, "turnout_router_store_reachable"), 0);
+    assert.equal(value(both, "turnout_router_buffered_rows", { kind: "measurements" }), 3);
+    assert.equal(value(both, "turnout_router_dropped_rows_total", { kind: "measurements" }), 2);
+    assert.equal(value(both, "turnout_router_dropped_rows_total", { kind: "exposures" }), 3);
+    const healthy = mergeMetricFamilies(await families(up), await families(up));
+    assert.equal(value(healthy, "turnout_router_store_reachable"), 1);
   });
 });

@@ -241,7 +241,8 @@ export function recorderMetricFamilies(
  * Families from several sources as one list: families of the same name become one, in the
  * order first seen, and samples with the same name and labels are added (one series per label
  * set, as Prometheus requires; a service that moved from one data plane to the other sums its
- * requests over both).
+ * requests over both), or combined as the family's `aggregator` says (prom-client's, as its
+ * cluster registry reads it: "min", "max" or "first"; "sum" otherwise).
  */
 export function mergeMetricFamilies(...sources: readonly MetricFamily[][]): MetricFamily[] {
   const byName = new Map<string, { family: MetricFamily; at: Map<string, MetricValue> }>();
@@ -256,7 +257,7 @@ export function mergeMetricFamilies(...sources: readonly MetricFamily[][]): Metr
         const labels = Object.entries(v.labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
         const key = `${v.metricName ?? f.name}\u0000${JSON.stringify(labels)}`;
         const seen = entry.at.get(key);
-        if (seen !== undefined) seen.value += v.value;
+        if (seen !== undefined) seen.value = combine(f.aggregator, seen.value, v.value);
         else {
           const copy = { ...v };
           entry.at.set(key, copy);
@@ -266,6 +267,19 @@ export function mergeMetricFamilies(...sources: readonly MetricFamily[][]): Metr
     }
   }
   return [...byName.values()].map((e) => e.family);
+}
+
+function combine(aggregator: MetricFamily["aggregator"], a: number, b: number): number {
+  switch (aggregator) {
+    case "min":
+      return Math.min(a, b);
+    case "max":
+      return Math.max(a, b);
+    case "first":
+      return a;
+    default:
+      return a + b;
+  }
 }
 
 /**

@@ -128,6 +128,8 @@ describe("GET /metrics", () => {
     v2.record(200, 300, false);
     v2.record(502, 4, true);
     v2.record(504, 30_000, true);
+    // A client that gave up on v2 after 20 s.
+    v2.record(499, 20_000, false, true);
 
     const api = buildApi({
       store,
@@ -152,10 +154,16 @@ describe("GET /metrics", () => {
     assert.equal(req("v1", "4xx"), 10);
     assert.equal(req("v1", "5xx"), 0);
     assert.equal(req("v2", "5xx"), 2);
+    assert.equal(req("v2", "4xx"), 1);
     assert.equal(
       find(samples, "turnout_router_upstream_errors_total", { service: "shop", version: "v2" }),
       2,
     );
+    assert.equal(types.get("turnout_router_abandoned_requests_total"), "counter");
+    const abandoned = (version: string) =>
+      find(samples, "turnout_router_abandoned_requests_total", { service: "shop", version });
+    assert.equal(abandoned("v2"), 1);
+    assert.equal(abandoned("v1"), 0);
 
     // Histogram: cumulative buckets, +Inf = count, sum in seconds.
     assert.equal(types.get("turnout_router_request_duration_seconds"), "histogram");
@@ -178,7 +186,7 @@ describe("GET /metrics", () => {
     }
     assert.equal(bucket("v2", "0.005"), 1);
     assert.equal(bucket("v2", "10"), 2);
-    assert.equal(bucket("v2", "+Inf"), 3);
+    assert.equal(bucket("v2", "+Inf"), 4);
     const v1SumMs = v1Values.reduce((a, b) => a + b);
     const sum = find(samples, "turnout_router_request_duration_seconds_sum", {
       service: "shop",

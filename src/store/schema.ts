@@ -114,6 +114,8 @@ export interface MeasurementsTable {
   s4xx: number;
   s5xx: number;
   upstream_errors: number;
+  /** Requests abandoned by their clients (0013; 0 in rows written before it). */
+  abandoned: Generated<number>;
   latency: string;
 }
 

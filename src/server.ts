@@ -15,6 +15,7 @@ import { type AddressInfo, isIP } from "node:net";
 import { join, resolve } from "node:path";
 import { createSecureContext } from "node:tls";
 import pino, { type Logger } from "pino";
+import { Registry } from "prom-client";
 import {
   createMetricsRegistry,
   mergeMetricFamilies,
@@ -32,7 +33,7 @@ import { DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from "./defaults.js";
 import { TurnoutError } from "./errors.js";
 import { StoreMeasurementSource } from "./metrics/measurements.js";
 import { NotificationDeliverer } from "./notify/deliverer.js";
-import { BUFFER_METRIC_NAMES } from "./router/buffer-metrics.js";
+import { BUFFER_METRIC_NAMES, withBufferMetrics } from "./router/buffer-metrics.js";
 import { MIRROR_METRIC_NAMES } from "./router/mirror-metrics.js";
 import { LocalRouterHandle, type RouterHandle } from "./router/worker/handle.js";
 import { buildRouterNode } from "./router/worker/node.js";
@@ -230,8 +231,9 @@ function routerHandle(w: RouterWiring): RouterHandle {
 
 /**
  * `/metrics`: the router's families come from the router (its thread), the rest from here; the
- * services HAProxy carries join the same families from HAProxy's measurements. The store's
- * gauges only with `store` (see `MetricsOptions.store`).
+ * services HAProxy carries join the same families from HAProxy's measurements, and what HAProxy's
+ * data plane holds for the store joins the router's buffer families. The store's gauges only
+ * with `store` (see `MetricsOptions.store`).
  */
 function routerMetrics(
   store: Store | undefined,
@@ -239,14 +241,16 @@ function routerMetrics(
   haproxy: HaproxyProvider | null,
 ) {
   const haproxyFamilies = haproxy !== null ? recorderMetricFamilies(haproxy.measurements) : null;
+  const haproxyBuffers = haproxy !== null ? withBufferMetrics(new Registry(), haproxy) : null;
   const collect =
-    haproxyFamilies === null
+    haproxyFamilies === null || haproxyBuffers === null
       ? () => router.metrics()
       : async () =>
           mergeMetricFamilies(
             // A router thread that does not answer leaves HAProxy's services still counted.
             await router.metrics().catch(() => []),
             await haproxyFamilies(),
+            await haproxyBuffers.getMetricsAsJSON(),
           );
   const registry = createMetricsRegistry({
     ...(store !== undefined ? { store } : {}),

@@ -80,6 +80,8 @@ export interface Up {
   dataDir: string;
   stdout: () => string;
   stderr: () => string;
+  /** The JSON log records in its stderr so far. */
+  logs(): LogRecord[];
   /** Sends a signal and resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
@@ -123,6 +125,7 @@ export async function startUp(
     dataDir,
     stdout: () => out,
     stderr: () => err,
+    logs: () => logRecords(err),
     async stop(signal: NodeJS.Signals = "SIGINT") {
       if (proc.exitCode !== null) return proc.exitCode;
       proc.kill(signal);
@@ -286,4 +289,19 @@ export function staticService(
       strategy: { canary: { steps } },
     },
   };
+}
+
+/** A JSON log record of a `turnout up` process (pino's levels: 30 info, 40 warn, 50 error). */
+export interface LogRecord {
+  level: number;
+  msg: string;
+  [k: string]: unknown;
+}
+
+/** The JSON log records in a process's stderr (other lines are skipped). */
+export function logRecords(stderr: string): LogRecord[] {
+  return stderr
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as LogRecord);
 }

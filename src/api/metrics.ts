@@ -3,8 +3,10 @@
  * the admin token; it exposes counts, latencies, weights and phases, never secrets).
  *
  * Everything is computed at scrape time, nothing on the request path:
- * - `turnout_router_requests_total{service,version,code_class}` and
- *   `turnout_router_upstream_errors_total{service,version}` are the router's running totals;
+ * - `turnout_router_requests_total{service,version,code_class}`,
+ *   `turnout_router_upstream_errors_total{service,version}` and
+ *   `turnout_router_abandoned_requests_total{service,version}` (clients that left before the
+ *   version answered; also in code_class 4xx, as 499) are the router's running totals;
  * - `turnout_router_fd_exhausted_total{service,version}` counts requests answered 503 because
  *   the router ran out of file descriptors connecting to an upstream;
  * - `turnout_router_request_duration_seconds{service,version}` is a histogram whose buckets are
@@ -70,6 +72,7 @@ interface VersionTotals {
   version: string;
   status: StatusClasses;
   upstreamErrors: number;
+  abandoned: number;
   latency: Sketch[];
   fdExhausted: number;
 }
@@ -88,6 +91,7 @@ function versionTotals(
           version: t.version,
           status: { "2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0 },
           upstreamErrors: 0,
+          abandoned: 0,
           latency: [],
           fdExhausted: 0,
         };
@@ -98,6 +102,7 @@ function versionTotals(
       v.status["4xx"] += t.status["4xx"];
       v.status["5xx"] += t.status["5xx"];
       v.upstreamErrors += t.upstreamErrors;
+      v.abandoned += t.abandoned;
       v.latency.push(t.latency);
       v.fdExhausted += t.fdExhausted;
     }
@@ -163,6 +168,7 @@ function durationHistogram(recorder: Pick<MeasurementRecorder, "services" | "tot
 export const ROUTER_METRIC_NAMES = [
   "turnout_router_requests_total",
   "turnout_router_upstream_errors_total",
+  "turnout_router_abandoned_requests_total",
   DURATION_NAME,
   "turnout_router_fd_exhausted_total",
 ] as const;
@@ -190,31 +196,35 @@ export function registerRouterMetrics(
       }
     },
   });
-  new Counter({
-    name: "turnout_router_upstream_errors_total",
-    help: "Upstream failures (connect errors, resets, timeouts, broken response streams), by version.",
-    labelNames: ["service", "version"] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const v of versionTotals(recorder)) {
-        this.inc({ service: v.service, version: v.version }, v.upstreamErrors);
-      }
-    },
-  });
+  const perVersion = (name: string, help: string, count: (v: VersionTotals) => number) =>
+    new Counter({
+      name,
+      help,
+      labelNames: ["service", "version"] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const v of versionTotals(recorder)) {
+          this.inc({ service: v.service, version: v.version }, count(v));
+        }
+      },
+    });
+  perVersion(
+    "turnout_router_upstream_errors_total",
+    "Upstream failures (connect errors, resets, timeouts, broken response streams), by version.",
+    (v) => v.upstreamErrors,
+  );
+  perVersion(
+    "turnout_router_abandoned_requests_total",
+    "Requests whose client closed the connection after a version was picked and before its response head came (also in code_class 4xx, as 499), by version: how a version that hangs shows when clients give up before the upstream timeout.",
+    (v) => v.abandoned,
+  );
   registry.registerMetric(durationHistogram(recorder));
-  new Counter({
-    name: "turnout_router_fd_exhausted_total",
-    help: "Requests answered 503 because the router ran out of file descriptors (EMFILE/ENFILE) connecting to an upstream, by version; the upstream is not ejected for them. Raise ulimit -n.",
-    labelNames: ["service", "version"] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const v of versionTotals(recorder)) {
-        this.inc({ service: v.service, version: v.version }, v.fdExhausted);
-      }
-    },
-  });
+  perVersion(
+    "turnout_router_fd_exhausted_total",
+    "Requests answered 503 because the router ran out of file descriptors (EMFILE/ENFILE) connecting to an upstream, by version; the upstream is not ejected for them. Raise ulimit -n.",
+    (v) => v.fdExhausted,
+  );
 }
 
 /** A metric family as prom-client's `getMetricsAsJSON()` gives it: plain data, cloneable. */
@@ -241,7 +251,8 @@ export function recorderMetricFamilies(
  * Families from several sources as one list: families of the same name become one, in the
  * order first seen, and samples with the same name and labels are added (one series per label
  * set, as Prometheus requires; a service that moved from one data plane to the other sums its
- * requests over both).
+ * requests over both), or combined as the family's `aggregator` says (prom-client's, as its
+ * cluster registry reads it: "min", "max" or "first"; "sum" otherwise).
  */
 export function mergeMetricFamilies(...sources: readonly MetricFamily[][]): MetricFamily[] {
   const byName = new Map<string, { family: MetricFamily; at: Map<string, MetricValue> }>();
@@ -256,7 +267,7 @@ export function mergeMetricFamilies(...sources: readonly MetricFamily[][]): Metr
         const labels = Object.entries(v.labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
         const key = `${v.metricName ?? f.name}\u0000${JSON.stringify(labels)}`;
         const seen = entry.at.get(key);
-        if (seen !== undefined) seen.value += v.value;
+        if (seen !== undefined) seen.value = combine(f.aggregator, seen.value, v.value);
         else {
           const copy = { ...v };
           entry.at.set(key, copy);
@@ -266,6 +277,19 @@ export function mergeMetricFamilies(...sources: readonly MetricFamily[][]): Metr
     }
   }
   return [...byName.values()].map((e) => e.family);
+}
+
+function combine(aggregator: MetricFamily["aggregator"], a: number, b: number): number {
+  switch (aggregator) {
+    case "min":
+      return Math.min(a, b);
+    case "max":
+      return Math.max(a, b);
+    case "first":
+      return a;
+    default:
+      return a + b;
+  }
 }
 
 /**

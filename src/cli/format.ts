@@ -20,6 +20,8 @@ export interface VersionTraffic {
   requests: number;
   status: Record<string, number>;
   upstreamErrors: number;
+  /** Requests whose client left before the version answered (absent from older servers). */
+  abandoned?: number;
   latencyMsSum: number;
   latencyMsMax?: number;
 }
@@ -191,12 +193,16 @@ export function formatStatus(v: StatusView): string {
   const shown = (v.traffic ?? []).filter((t) => current === null || current.has(t.version));
   if (shown.length > 0) {
     const parts = shown.map((t) => {
-      const errors = (t.status["5xx"] ?? 0) + t.upstreamErrors;
+      // Abandoned requests are errors, as the builtin error_rate counts them: a version that
+      // hangs fails the users who give up on it.
+      const abandoned = t.abandoned ?? 0;
+      const errors = (t.status["5xx"] ?? 0) + t.upstreamErrors + abandoned;
       const mean = t.requests > 0 ? t.latencyMsSum / t.requests : 0;
       const series = t.labels
         ? `${t.version} [${t.labels.split("&").map(decodeURIComponent).join(", ")}]`
         : t.version;
-      return `${series} ${t.requests.toLocaleString("en-US")} req, ${errors} errors, mean ${mean.toFixed(1)} ms`;
+      const ofWhich = abandoned > 0 ? ` (${abandoned.toLocaleString("en-US")} abandoned)` : "";
+      return `${series} ${t.requests.toLocaleString("en-US")} req, ${errors.toLocaleString("en-US")} errors${ofWhich}, mean ${mean.toFixed(1)} ms`;
     });
     row("Traffic", `${parts.join(dim("  |  "))}  ${dim("(totals since the router started)")}`);
   }

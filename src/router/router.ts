@@ -36,7 +36,7 @@ import {
   systemClock,
 } from "./health.js";
 import { type MirrorStats, Mirrors, type ShadowAggregateSink } from "./mirror.js";
-import { StoreOutage } from "./outage.js";
+import { StoreOutage, writerBuffers } from "./outage.js";
 import { type Endpoint, UpstreamPools } from "./pools.js";
 import {
   handleRequest,
@@ -346,13 +346,7 @@ export class Router {
     await this.#exposures.stop();
     await this.#mirrors.stop();
     // Their last writes failed (the store is down): what they held goes with this process.
-    const held = Object.entries(this.buffers()).filter(([, b]) => b.buffered > 0);
-    if (held.length > 0) {
-      this.#logger.warn(
-        { lost: Object.fromEntries(held.map(([k, b]) => [k, b.buffered])) },
-        "router: stopping while the store is unreachable; the rows it could not take are lost",
-      );
-    }
+    this.#storeOutage.stopped();
     await this.#pools.closeAll();
     // Last: a router that serves nothing has nothing for the controller to wait on.
     await this.#reporting?.catch(() => undefined);
@@ -371,13 +365,11 @@ export class Router {
    * since start because a bound was reached. Reported with every heartbeat and in /metrics.
    */
   buffers(): RouterBuffers {
-    const x = this.#exposures.buffers();
-    return {
-      measurements: this.#flusher.buffers(),
-      exposures: x.exposures,
-      events: x.events,
-      shadow: this.#mirrors.buffers(),
-    };
+    return writerBuffers({
+      measurements: this.#flusher,
+      exposures: this.#exposures,
+      shadow: this.#mirrors,
+    });
   }
 
   /** Whether the store is reachable as far as this router can tell (false during an outage). */

@@ -135,6 +135,7 @@ export function mapMeasurement(row: Selectable<MeasurementsTable>): MeasurementR
     s4xx: Number(row.s4xx),
     s5xx: Number(row.s5xx),
     upstreamErrors: Number(row.upstream_errors),
+    abandoned: Number(row.abandoned),
     latency: parseJson<SketchJson>(row.latency),
   };
 }

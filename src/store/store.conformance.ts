@@ -893,6 +893,38 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       ]);
     });
 
+    test("measurements: requests abandoned by clients round-trip; a row without the count reads 0", async ({
+      store,
+    }) => {
+      const S = T0 / 1000;
+      const hung = measurement({ second: S, version: "v2", requests: 9, s2xx: 1, s4xx: 8 });
+      hung.abandoned = 8;
+      const { abandoned: _, ...older } = measurement({ second: S, version: "v1" });
+      await store.writeMeasurements([hung, older as MeasurementRow]);
+      assert.deepEqual(
+        (await store.readMeasurements({ service: "svc", fromSec: S, toSec: S + 1 })).map((r) => [
+          r.version,
+          r.requests,
+          r.s4xx,
+          r.abandoned,
+        ]),
+        [
+          ["v1", 10, 1, 0],
+          ["v2", 9, 8, 8],
+        ],
+      );
+      // A second written again, complete, replaces the count too.
+      hung.abandoned = 7;
+      await store.writeMeasurements([hung]);
+      const [again] = await store.readMeasurements({
+        service: "svc",
+        fromSec: S,
+        toSec: S + 1,
+        version: "v2",
+      });
+      assert.deepEqual(again, hung);
+    });
+
     test("measurements: one transaction per write, large batches included", async ({ store }) => {
       const S = T0 / 1000;
       const rows = Array.from({ length: 1234 }, (_, i) =>
@@ -1076,6 +1108,7 @@ function measurement(overrides: Partial<MeasurementRow> = {}): MeasurementRow {
     s4xx: 1,
     s5xx: 1,
     upstreamErrors: 1,
+    abandoned: 0,
     latency: {
       v: 1,
       alpha: 0.01,

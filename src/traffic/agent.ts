@@ -14,7 +14,10 @@
  * (invariant 9) waits for the provider's data plane as it waits for the built-in router.
  *
  * When the store is unreachable the provider keeps what it has in force (invariant 4): nothing
- * is applied until a read succeeds again.
+ * is applied until a read succeeds again. The outage is told as the built-in router tells it
+ * (src/router/outage.ts): failed reads and heartbeats go to the provider's own account
+ * (`storeUse`, which also counts what it holds for the store, sent with every heartbeat as
+ * `buffers`), so one warning starts it and one info line with the counts ends it.
  *
  * A table the provider refused (an attached HAProxy whose runtime API does not answer, a
  * managed one that cannot start) is reported to the registry as `notServing`, with the
@@ -26,6 +29,7 @@
 import { hostname } from "node:os";
 import type { RouteTable } from "../core/model.js";
 import { PREVIEW_SUFFIX } from "../core/routes.js";
+import { StoreOutage, type StoreUseReporter } from "../router/outage.js";
 import type { RouterNotServing, RouterReport, Store } from "../store/store.js";
 import { AppliedRevisions } from "./applied-revisions.js";
 import type { TableOutcome, TrafficProvider } from "./provider.js";
@@ -68,7 +72,8 @@ export class TrafficAgent {
   #applying: Promise<void> | null = null;
   #again = false;
   #stopped = false;
-  #outage = false;
+  /** Store outages: the provider's account, or one of the agent's own. */
+  readonly #health: StoreUseReporter;
   #poll: NodeJS.Timeout | null = null;
   #heartbeat: NodeJS.Timeout | null = null;
   #off: (() => void) | null = null;
@@ -83,6 +88,13 @@ export class TrafficAgent {
   constructor(o: TrafficAgentOptions) {
     this.#o = o;
     this.id = o.id ?? `${hostname()}:${process.pid}:${o.provider.kind}`;
+    this.#health =
+      o.provider.storeUse ??
+      new StoreOutage({
+        logger: o.logger ?? { info() {}, warn() {} },
+        name: o.provider.kind,
+        now: Date.now,
+      });
   }
 
   async start(): Promise<void> {
@@ -149,22 +161,10 @@ export class TrafficAgent {
       fingerprint = await this.#o.source.routeTablesFingerprint();
       tables = (await this.#o.source.listRouteTables()).filter(this.#o.select);
     } catch (err) {
-      if (!this.#outage) {
-        this.#outage = true;
-        this.#o.logger?.warn(
-          { err, provider: this.#o.provider.kind },
-          "traffic: cannot read route tables; the data plane keeps its last tables",
-        );
-      }
+      this.#health.failed("routeTables", err);
       return;
     }
-    if (this.#outage) {
-      this.#outage = false;
-      this.#o.logger?.info(
-        { provider: this.#o.provider.kind },
-        "traffic: route tables readable again",
-      );
-    }
+    this.#health.succeeded("routeTables");
     this.#carried = new Map(tables.map((t) => [t.service, t.revision]));
     const outcomes = await this.#o.provider.apply(tables);
     this.#last = outcomes;
@@ -223,17 +223,27 @@ export class TrafficAgent {
 
   #schedulePoll(): void {
     if (this.#stopped) return;
-    this.#poll = setTimeout(async () => {
-      try {
-        const fp = await this.#o.source.routeTablesFingerprint();
-        const retry = this.#retry !== null && Date.now() >= this.#retry.at;
-        if (fp !== this.#fingerprint || retry) await this.refresh();
-      } catch {
-        // The outage is logged by the next refresh; the provider keeps its tables.
-      }
-      this.#schedulePoll();
+    this.#poll = setTimeout(() => {
+      void this.#pollOnce().finally(() => this.#schedulePoll());
     }, this.#o.pollIntervalMs ?? 500);
     this.#poll.unref();
+  }
+
+  /** Rereads the tables when their fingerprint changed. Never rejects. */
+  async #pollOnce(): Promise<void> {
+    let fp: string;
+    try {
+      fp = await this.#o.source.routeTablesFingerprint();
+    } catch (err) {
+      // The provider keeps its tables.
+      this.#health.failed("routeTables", err);
+      return;
+    }
+    // Unchanged tables after an outage: nothing to apply, but the store is back. A refused
+    // table is applied again when its retry is due (see the module comment).
+    const retry = this.#retry !== null && Date.now() >= this.#retry.at;
+    if (fp === this.#fingerprint) this.#health.succeeded("routeTables");
+    if (fp !== this.#fingerprint || retry) await this.refresh().catch(() => undefined);
   }
 
   #scheduleHeartbeat(): void {
@@ -257,9 +267,13 @@ export class TrafficAgent {
       heartbeatAt: Date.now(),
       revisions,
       ...(Object.keys(notServing).length > 0 ? { notServing } : {}),
+      ...(this.#o.provider.buffers !== undefined ? { buffers: this.#o.provider.buffers() } : {}),
     };
-    await report(r).catch((err: unknown) => {
-      this.#o.logger?.warn({ err }, "traffic: cannot report to the router registry; retrying");
-    });
+    try {
+      await report(r);
+      this.#health.succeeded("registry");
+    } catch (err) {
+      this.#health.failed("registry", err);
+    }
   }
 }

@@ -2,7 +2,7 @@
  * A route table as HAProxy configuration: pure, so every line Turnout makes HAProxy run is
  * checked by unit tests, and the provider only writes files and talks to the runtime API.
  *
- * The shape (one HAProxy per service, see provider.ts):
+ * The shape (one HAProxy per service, see managed.ts):
  * - A frontend named after the service on its listener, and `<service>:preview` on the preview port when
  *   the table has one. The frontend picks the version exactly as the built-in router does
  *   (src/router/proxy.ts, exposures.ts `selectArm`, then select.ts), in the same order, and

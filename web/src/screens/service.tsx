@@ -467,7 +467,7 @@ function MetricCharts({
   return (
     <>
       <LineChart
-        title="Error rate (5xx) per version"
+        title="Error rate (5xx and requests abandoned by clients) per version"
         series={by("errorRate", 100)}
         thresholds={thresholdsFor(
           templates,

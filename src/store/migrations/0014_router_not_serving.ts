@@ -1,5 +1,5 @@
 /**
- * 0013: the services each router was given but cannot serve as their route table says, and
+ * 0014: the services each router was given but cannot serve as their route table says, and
  * why (`RouterReport.notServing`: a listener that cannot bind, a table its data plane refused),
  * as JSON, null when it reports none. Columns are repeated here, not imported from `schema.ts`
  * (see 0001).

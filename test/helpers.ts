@@ -231,6 +231,27 @@ export async function api(
   return { status: res.status, json: text ? JSON.parse(text) : undefined };
 }
 
+/**
+ * A service's status view (`GET .../status`) once `done` holds for it; `what` names the wait in
+ * the error when it does not within `timeoutMs`.
+ */
+export async function serviceStatusWhen(
+  up: { url: string; token: string },
+  service: string,
+  what: string,
+  done: (view: any) => boolean,
+  timeoutMs = 30_000,
+): Promise<any> {
+  return waitFor(
+    what,
+    async () => {
+      const v = (await api(up, "GET", `/api/v1/services/${service}/status`)).json;
+      return done(v) ? v : null;
+    },
+    timeoutMs,
+  );
+}
+
 /** Pids of the processes whose command line contains `marker` (the test's own instances). */
 export function pidsWith(marker: string): number[] {
   try {

@@ -7,48 +7,45 @@
  * `apply` refuses a Service on the API's own port and on another Service's, naming both.
  */
 import assert from "node:assert/strict";
-import { rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { RuntimeApi } from "../../src/traffic/haproxy/runtime-api.js";
 import {
   needsHaproxy,
+  operatorConfig,
   runHaproxy,
-  tempDir as shortTempDir,
+  tempDir,
 } from "../../src/traffic/haproxy/testing.js";
 import {
   api,
   cli,
   freePort,
   sendMany,
+  serviceStatusWhen,
   startBackend,
   startUp,
   staticService,
-  tempDir,
   waitFor,
 } from "../helpers.js";
 
-/** The service's status view, once `done` holds for it. */
-async function statusWhen(
-  up: { url: string; token: string },
-  name: string,
-  what: string,
-  done: (v: any) => boolean,
-): Promise<any> {
-  return waitFor(
-    what,
-    async () => {
-      const v = (await api(up, "GET", `/api/v1/services/${name}/status`)).json;
-      return done(v) ? v : null;
-    },
-    30_000,
+/** Applies `resource` and answers the service's status view once that generation is observed. */
+async function applySeen(up: { url: string; token: string }, resource: any): Promise<any> {
+  const r = await api(up, "POST", "/api/v1/apply", resource);
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+  const generation = r.json.results[0].generation;
+  return serviceStatusWhen(
+    up,
+    resource.metadata.name,
+    `generation ${generation} observed`,
+    (v) => v.status?.observedGeneration >= generation,
   );
 }
 
 describe("a data plane that does not serve, through turnout up", () => {
-  const dir = tempDir("turnout-dp-");
-  after(() => rmSync(dir, { recursive: true, force: true }));
+  // Short paths: an attached HAProxy's unix socket path is limited to 107 bytes.
+  const tmp = tempDir("turnout-dp-");
+  after(() => tmp.remove());
 
   it("a listen port already taken: Degraded, no rollout until the port is free; apply refuses the API's port", async () => {
     const v1 = await startBackend("v1");
@@ -57,16 +54,16 @@ describe("a data plane that does not serve, through turnout up", () => {
     const holder = createServer();
     await new Promise<void>((r) => holder.listen(0, "127.0.0.1", r));
     const port = (holder.address() as { port: number }).port;
+    const dir = join(tmp.path, "port");
     const up = await startUp(dir);
     try {
       const shop = (version: string) =>
         staticService(port, { v1: [v1.url], v2: [v2.url] }, version);
-      let r = await api(up, "POST", "/api/v1/apply", shop("v1"));
-      assert.equal(r.status, 200, JSON.stringify(r.json));
-      const down = await statusWhen(
+      await applySeen(up, shop("v1"));
+      const down = await serviceStatusWhen(
         up,
         "shop",
-        "shop Degraded",
+        "Degraded",
         (v) => v.status?.phase === "Degraded",
       );
       const why = `cannot listen on 127.0.0.1:${port}: address already in use (EADDRINUSE)`;
@@ -85,14 +82,7 @@ describe("a data plane that does not serve, through turnout up", () => {
       assert.match(list.stdout, /^shop +Degraded +v1 .* not serving: cannot listen on/m);
 
       // A new version: seen, but its rollout holds until the table is served.
-      r = await api(up, "POST", "/api/v1/apply", shop("v2"));
-      assert.equal(r.status, 200, JSON.stringify(r.json));
-      const held = await statusWhen(
-        up,
-        "shop",
-        "generation 2 observed",
-        (v) => v.status?.observedGeneration === 2,
-      );
+      const held = await applySeen(up, shop("v2"));
       assert.equal(held.status.canaryVersion, null);
       assert.match(held.status.message, /; the rollout to v2 starts once it is served$/);
       assert.deepEqual(
@@ -104,7 +94,7 @@ describe("a data plane that does not serve, through turnout up", () => {
 
       // apply refuses the API's own port (the router would never bind it), naming both.
       const apiPort = Number(new URL(up.url).port);
-      r = await api(up, "POST", "/api/v1/apply", {
+      let r = await api(up, "POST", "/api/v1/apply", {
         ...staticService(apiPort, { v1: [v1.url] }, "v1"),
         metadata: { name: "clash" },
       });
@@ -125,7 +115,7 @@ describe("a data plane that does not serve, through turnout up", () => {
 
       // The port is freed: the router binds it, the rollout starts, both versions answer.
       await new Promise<void>((res) => holder.close(() => res()));
-      const serving = await statusWhen(
+      const serving = await serviceStatusWhen(
         up,
         "shop",
         "the rollout at 50%",
@@ -156,11 +146,10 @@ describe("a data plane that does not serve, through turnout up", () => {
     "an attached HAProxy whose socket does not exist: Degraded, no log figures, the rollout starts once it answers",
     needsHaproxy(),
     async () => {
-      const hx = shortTempDir();
-      const data = tempDir("turnout-dp-hx-");
+      const data = join(tmp.path, "attach");
       const v1 = await startBackend("v1");
       const v2 = await startBackend("v2");
-      const sock = join(hx.path, "admin.sock");
+      const sock = join(tmp.path, "admin.sock");
       const front = await freePort();
       const listen = await freePort();
       const up = await startUp(data);
@@ -180,12 +169,11 @@ describe("a data plane that does not serve, through turnout up", () => {
             strategy: { canary: { steps: [{ setWeight: 30 }, { pause: {} }] } },
           },
         });
-        let r = await api(up, "POST", "/api/v1/apply", att("v1"));
-        assert.equal(r.status, 200, JSON.stringify(r.json));
-        const down = await statusWhen(
+        await applySeen(up, att("v1"));
+        const down = await serviceStatusWhen(
           up,
           "att",
-          "att Degraded",
+          "Degraded",
           (v) => v.status?.phase === "Degraded",
         );
         assert.match(
@@ -201,36 +189,20 @@ describe("a data plane that does not serve, through turnout up", () => {
         assert.match(text.stdout, /^Data plane: +haproxy \(attach\)$/m);
         assert.doesNotMatch(text.stdout, /log lines/);
 
-        r = await api(up, "POST", "/api/v1/apply", att("v2"));
-        assert.equal(r.status, 200, JSON.stringify(r.json));
-        const held = await statusWhen(
-          up,
-          "att",
-          "generation 2 observed",
-          (v) => v.status?.observedGeneration === 2,
-        );
+        const held = await applySeen(up, att("v2"));
         assert.equal(held.status.canaryVersion, null);
         assert.equal(held.status.phase, "Degraded");
 
         // The operator's HAProxy comes up: the refused table is applied again by itself.
-        const cfg = [
-          "global",
-          `  stats socket ${sock} mode 600 level admin`,
-          "defaults",
-          "  mode http",
-          "  timeout connect 2s",
-          "  timeout client 10s",
-          "  timeout server 10s",
-          "frontend fe",
-          `  bind 127.0.0.1:${front}`,
-          "  default_backend app",
-          "backend app",
-          "  balance roundrobin",
-          "",
-        ].join("\n");
+        const cfg = operatorConfig({
+          socket: sock,
+          port: front,
+          frontend: ["  default_backend app"],
+          backends: ["backend app", "  balance roundrobin"],
+        });
         const admin = new RuntimeApi(sock);
-        owner = await runHaproxy(hx.path, cfg, () => admin.answers());
-        const serving = await statusWhen(
+        owner = await runHaproxy(tmp.path, cfg, () => admin.answers());
+        const serving = await serviceStatusWhen(
           up,
           "att",
           "the rollout at 30% in force",
@@ -247,8 +219,6 @@ describe("a data plane that does not serve, through turnout up", () => {
         await up.stop();
         await owner?.stop();
         await Promise.all([v1.close(), v2.close()]);
-        hx.remove();
-        rmSync(data, { recursive: true, force: true });
       }
     },
   );

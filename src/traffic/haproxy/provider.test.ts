@@ -26,6 +26,7 @@ import {
   accepts,
   freePort,
   needsHaproxy,
+  operatorConfig,
   runHaproxy,
   startUpstream,
   tempDir,
@@ -679,26 +680,19 @@ describe("HaproxyProvider, attach mode", skip, () => {
     const port = await freePort();
     const sock = join(dir.path, "admin.sock");
     const api = new RuntimeApi(sock);
-    const cfg = [
-      "global",
-      `  stats socket ${sock} mode 600 level admin`,
-      "defaults",
-      "  mode http",
-      "  timeout connect 2s",
-      "  timeout client 10s",
-      "  timeout server 10s",
-      "frontend fe",
-      `  bind 127.0.0.1:${port}`,
-      "  use_backend other if { path_beg /other }",
-      "  default_backend app",
-      "backend app",
-      "  balance roundrobin",
-      // The operator's own server for v1's address: reused, not duplicated.
-      `  server static1 127.0.0.1:${v1.port}`,
-      "backend other",
-      `  server o1 127.0.0.1:${other.port}`,
-      "",
-    ].join("\n");
+    const cfg = operatorConfig({
+      socket: sock,
+      port,
+      frontend: ["  use_backend other if { path_beg /other }", "  default_backend app"],
+      backends: [
+        "backend app",
+        "  balance roundrobin",
+        // The operator's own server for v1's address: reused, not duplicated.
+        `  server static1 127.0.0.1:${v1.port}`,
+        "backend other",
+        `  server o1 127.0.0.1:${other.port}`,
+      ],
+    });
     const owner = await runHaproxy(dir.path, cfg, () => api.answers());
     const hx = new HaproxyProvider({ dataDir: dir.path, reapIntervalMs: 100 });
     const attach = { haproxy: { runtimeApi: `unix:${sock}`, backend: "app" } };

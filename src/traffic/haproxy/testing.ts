@@ -163,6 +163,33 @@ export async function runHaproxy(
   return { proc, stderr: () => err, stop };
 }
 
+/**
+ * The configuration of an HAProxy someone else runs, as attach mode meets it: its runtime API on
+ * `socket` at level admin, HTTP with short timeouts, and a frontend on 127.0.0.1:`port` whose
+ * own lines (`frontend`) come before the backends' (`backends`).
+ */
+export function operatorConfig(o: {
+  socket: string;
+  port: number;
+  frontend: readonly string[];
+  backends: readonly string[];
+}): string {
+  return [
+    "global",
+    `  stats socket ${o.socket} mode 600 level admin`,
+    "defaults",
+    "  mode http",
+    "  timeout connect 2s",
+    "  timeout client 10s",
+    "  timeout server 10s",
+    "frontend fe",
+    `  bind 127.0.0.1:${o.port}`,
+    ...o.frontend,
+    ...o.backends,
+    "",
+  ].join("\n");
+}
+
 /** Whether something accepts TCP connections on 127.0.0.1:port. */
 export function accepts(port: number, host = "127.0.0.1"): Promise<boolean> {
   return new Promise((resolve) => {

@@ -649,6 +649,11 @@ describe("a data plane that does not serve the route table", () => {
     sc.tick();
     sc.notServing = BIND;
     sc.tick();
+    // `apply` says so before it happens.
+    assert.equal(
+      planVersionChange("v1", { ...sc.spec, version: "v2" }, sc.s),
+      `spec.version v1 -> v2: a new rollout v1 -> v2 of 3 steps; it starts once the route table is served (not serving: ${BIND})`,
+    );
     sc.setVersion("v2");
     sc.tick();
     assert.equal(sc.s.canaryVersion, null);

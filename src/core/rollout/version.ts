@@ -109,13 +109,18 @@ export function planVersionChange(
   const compiled = compileStrategy(spec);
   const n = compiled.steps.length;
   const window = compiled.rollbackWindow;
+  // No rollout starts while the data plane does not serve (data-plane.ts): say so now.
+  const held =
+    status.dataPlane?.serving === false
+      ? `; it starts once the route table is served (not serving: ${status.dataPlane.reason})`
+      : "";
   if (window > 0 && status.previousStableVersions.slice(0, window).includes(to)) {
-    return `${head}${to} is a recent stable version (rollback window ${window}), so it takes 100% at once, skipping all ${n} step${n === 1 ? "" : "s"} (${compiled.steps.map(describeStep).join(", ")})`;
+    return `${head}${to} is a recent stable version (rollback window ${window}), so it takes 100% at once, skipping all ${n} step${n === 1 ? "" : "s"} (${compiled.steps.map(describeStep).join(", ")})${held}`;
   }
   const replacing = status.canaryVersion
     ? `, replacing the rollout to ${status.canaryVersion}`
     : "";
-  return `${head}a new rollout ${status.stableVersion} -> ${to} of ${n} step${n === 1 ? "" : "s"}${replacing}`;
+  return `${head}a new rollout ${status.stableVersion} -> ${to} of ${n} step${n === 1 ? "" : "s"}${replacing}${held}`;
 }
 
 /** "2026-12-02 21:40:03 UTC", for messages (the format of `turnout history`). */

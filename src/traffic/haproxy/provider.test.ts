@@ -669,6 +669,41 @@ describe("HaproxyProvider, lifecycle and measurements", skip, () => {
   });
 });
 
+describe("HaproxyProvider, clients that give up", skip, () => {
+  test("a client that leaves while its version hangs is measured abandoned (option abortonclose)", async () => {
+    const dir = tempDir();
+    const v1 = await startUpstream("v1");
+    v1.hang = true;
+    const hx = new HaproxyProvider({ dataDir: dir.path });
+    try {
+      const port = await freePort();
+      const out = await hx.apply([
+        table("hung", port, [{ version: "v1", weight: 100, endpoints: [v1.url] }]),
+      ]);
+      assert.ok(out.every((o) => o.ok));
+      // Three clients each wait until the version has their request, then leave.
+      for (let i = 1; i <= 3; i++) {
+        const req = http.get({ host: "127.0.0.1", port, path: "/", agent: false });
+        req.on("error", () => {});
+        await waitFor("the version has the request", () => v1.count === i);
+        req.destroy();
+      }
+      // HAProxy aborts the server's side at once and logs the client's abort, not a 504 at
+      // the server timeout (30 s).
+      await waitFor("three abandoned requests measured", () => {
+        const s = hx.measurements.stats("hung").find((x) => x.version === "v1");
+        return s !== undefined && s.abandoned === 3;
+      });
+      const s = hx.measurements.stats("hung").find((x) => x.version === "v1")!;
+      assert.equal(s.status["5xx"], 0, JSON.stringify(s));
+    } finally {
+      await hx.stop();
+      await v1.close();
+      dir.remove();
+    }
+  });
+});
+
 describe("HaproxyProvider, attach mode", skip, () => {
   test("changes only the named backend's servers and weights; bad sockets and backends are refused", async () => {
     const dir = tempDir();

@@ -35,6 +35,8 @@ export interface Upstream {
   count: number;
   /** Status to answer with (default 200). */
   status: number;
+  /** Never answer (a version that hangs); requests are still counted in `count`. */
+  hang: boolean;
   close(): Promise<void>;
 }
 
@@ -46,12 +48,14 @@ export async function startUpstream(name: string): Promise<Upstream> {
     port: 0,
     count: 0,
     status: 200,
+    hang: false,
     close: async () => {},
   };
   const server = http.createServer((req, res) => {
     u.count++;
     req.resume();
     req.on("end", () => {
+      if (u.hang) return;
       res.statusCode = u.status;
       res.setHeader("x-served-by", name);
       res.end(`${name}\n`);

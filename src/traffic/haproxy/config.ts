@@ -601,11 +601,11 @@ function render(input: RenderInput, opts: RenderOptions, withServers: boolean): 
     // On a reload the old worker answers each idle keep-alive connection's next request with
     // "connection: close" instead of closing it under a client that may be sending (a reset).
     "  option idle-close-on-response",
-    // A client that leaves while its request waits (queued, connecting, or for the response
-    // head) aborts the server's work and is logged as such (termination C?), so the intake
-    // counts it abandoned, as the built-in router does. Without it HAProxy 2.6 waits for the
-    // server and logs a 504 at the server timeout: a hanging version is seen 30 s late.
-    "  option abortonclose",
+    // No `option abortonclose`: HAProxy 2.6 cannot tell a client that half-closes after its
+    // request (shutdown(SHUT_WR), as `connection: close` clients may) from one that left, and
+    // would answer it 400. So a client that leaves while its version hangs is seen at the
+    // upstream timeout (`policy.timeouts.upstreamSeconds`), logged 504 `sH`: a 5xx that the
+    // error rate counts. The built-in router sees the abort at once (`abandoned`).
     "  timeout connect 5s",
     `  timeout client ${secs(Math.max(t.idleSeconds, t.requestHeadersSeconds, t.upstreamSeconds))}`,
     `  timeout server ${secs(t.upstreamSeconds)}`,

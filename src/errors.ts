@@ -132,6 +132,12 @@ export const ERRORS = {
       "A controller commit carried a writer epoch that is no longer current (another controller took over): nothing written, that one stops.",
     fix: "Run one process with the `controller` role per store: the newer controller carries on, the fenced one stays stopped until its process restarts (which fences the other in turn).",
   },
+  TURNOUT_ERR_STORE_CONFLICT: {
+    status: 409,
+    summary:
+      "A controller commit was based on a service status that changed meanwhile (a deleted Flag's rollout overrides removed, the Service deleted and applied again): nothing written.",
+    fix: "Nothing to do: the controller decides again from the stored status at its next tick.",
+  },
   TURNOUT_ERR_STORE_SCHEMA_NEWER: {
     status: 503,
     summary:

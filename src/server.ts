@@ -23,23 +23,25 @@ import { type AddressInfo, createServer as createNetServer, isIP } from "node:ne
 import { dirname, join, resolve } from "node:path";
 import { createSecureContext } from "node:tls";
 import pino, { type Logger } from "pino";
+import { Registry } from "prom-client";
 import {
   createMetricsRegistry,
   mergeMetricFamilies,
   recorderMetricFamilies,
   registerForwardedMetrics,
 } from "./api/metrics.js";
+import { buildMetricsListener } from "./api/metrics-listener.js";
 import { ClientKeys } from "./api/ofrep.js";
 import { buildApi } from "./api/server.js";
 import { Controller } from "./controller/controller.js";
 import { type Clock, systemClock } from "./core/clock.js";
-import { trafficKindOf } from "./core/traffic.js";
+import { trafficKindOf, trafficModeOf } from "./core/traffic.js";
 import { lockDataDir, readOnlyError, SERVER_FILE, type ServerRecord } from "./data-dir.js";
 import { DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from "./defaults.js";
 import { TurnoutError } from "./errors.js";
 import { StoreMeasurementSource } from "./metrics/measurements.js";
 import { NotificationDeliverer } from "./notify/deliverer.js";
-import { BUFFER_METRIC_NAMES } from "./router/buffer-metrics.js";
+import { BUFFER_METRIC_NAMES, withBufferMetrics } from "./router/buffer-metrics.js";
 import { MIRROR_METRIC_NAMES } from "./router/mirror-metrics.js";
 import { LocalRouterHandle, type RouterHandle } from "./router/worker/handle.js";
 import { buildRouterNode } from "./router/worker/node.js";
@@ -106,6 +108,12 @@ export interface FleetMemberOptions extends TurnoutOptions {
    * long after the leader's last renewal. Default 5 s (src/controller/lease.ts).
    */
   leaseMs?: number;
+  /**
+   * Serve `/metrics` and `/healthz` on a listener of their own, at this host and port (port 0
+   * picks a free one): `--metrics-address`, whatever the roles, so that a router without the
+   * API can be scraped (src/api/metrics-listener.ts).
+   */
+  metricsAddress?: { host: string; port: number };
 }
 
 /** A process of a fleet: what `startTurnout` returns, without the parts its roles leave out. */
@@ -166,6 +174,8 @@ export interface RunningTurnout {
   /** The URL for clients on this machine (recorded in server.json). */
   url: string;
   listen: ApiListen;
+  /** Where `metricsAddress`'s listener is bound (`http://HOST:PORT`); null without one. */
+  metricsUrl: string | null;
   token: string;
   dataDir: string;
   store: Store;
@@ -233,20 +243,31 @@ function routerHandle(w: RouterWiring): RouterHandle {
 
 /**
  * `/metrics`: the router's families come from the router (its thread), the rest from here; the
- * services HAProxy carries join the same families from HAProxy's measurements.
+ * services HAProxy carries join the same families from HAProxy's measurements, and what HAProxy's
+ * data plane holds for the store joins the router's buffer families. The store's gauges only
+ * with `store` (see `MetricsOptions.store`).
  */
-function routerMetrics(store: Store, router: RouterHandle, haproxy: HaproxyProvider | null) {
+function routerMetrics(
+  store: Store | undefined,
+  router: RouterHandle,
+  haproxy: HaproxyProvider | null,
+) {
   const haproxyFamilies = haproxy !== null ? recorderMetricFamilies(haproxy.measurements) : null;
+  const haproxyBuffers = haproxy !== null ? withBufferMetrics(new Registry(), haproxy) : null;
   const collect =
-    haproxyFamilies === null
+    haproxyFamilies === null || haproxyBuffers === null
       ? () => router.metrics()
       : async () =>
           mergeMetricFamilies(
             // A router thread that does not answer leaves HAProxy's services still counted.
             await router.metrics().catch(() => []),
             await haproxyFamilies(),
+            await haproxyBuffers.getMetricsAsJSON(),
           );
-  const registry = createMetricsRegistry({ store, routerMetrics: collect });
+  const registry = createMetricsRegistry({
+    ...(store !== undefined ? { store } : {}),
+    routerMetrics: collect,
+  });
   // After the process metrics, where they have always been printed.
   registerForwardedMetrics(registry, [...MIRROR_METRIC_NAMES, ...BUFFER_METRIC_NAMES], collect);
   return registry;
@@ -291,11 +312,13 @@ export async function startFleetMember(opts: FleetMemberOptions = {}): Promise<R
   const dataDir = resolve(opts.dataDir ?? process.env.TURNOUT_DATA_DIR ?? DEFAULT_DATA_DIR);
   const logger = opts.logger ?? createLogger();
   const tls = opts.tls ? loadTls(opts.tls) : undefined;
-  // The usual failure (another program on the port) is found before the data dir is written,
+  // The usual failure (another program on a port) is found before the data dir is written,
   // a database migrated or instances left by a killed Turnout adopted.
   const port = opts.port ?? DEFAULT_PORT;
   if ((opts.roles ?? ROLES).includes("api") && port !== 0)
     await checkPortFree(opts.host ?? DEFAULT_HOST, port);
+  if (opts.metricsAddress !== undefined && opts.metricsAddress.port !== 0)
+    await checkPortFree(opts.metricsAddress.host, opts.metricsAddress.port);
   const created = firstMissing(dataDir);
   const lock = lockDataDir(dataDir, logger);
   const found = new Set(readdirSync(dataDir));
@@ -471,6 +494,22 @@ async function startLocked(
           pollMs: opts.pollIntervalMs ?? 1000,
         })
       : null;
+  // One registry for the process, served by the API and by the metrics listener. The store's
+  // gauges (weights, phases) come with the API: a fleet reports them once, from its API
+  // processes, and scraping a router never reads the store.
+  const storeGauges = has("api") ? store : undefined;
+  const metrics =
+    router !== null
+      ? routerMetrics(storeGauges, router, haproxy)
+      : createMetricsRegistry(storeGauges !== undefined ? { store: storeGauges } : {});
+  const metricsListener =
+    opts.metricsAddress !== undefined
+      ? buildMetricsListener({ registry: metrics, version: packageVersion(), roles })
+      : null;
+  // Known once the API (and the metrics listener) listen; `apply` reads them to refuse a
+  // Service on their ports.
+  let listen: ApiListen | null = null;
+  let metricsListen: ApiListen | null = null;
   const api = credentials
     ? buildApi({
         store,
@@ -487,17 +526,21 @@ async function startLocked(
               routerListener: async (service: string) =>
                 (await router.listeners()).find((l) => l.service === service),
               dataPlane: async (service: string) => {
-                if (!(await carriedByHaproxy(service))) return null;
+                const mode = trafficModeOf((await store.getRouteTable(service))?.traffic);
+                if (mode === "builtin") return null;
                 const process = haproxy.status().find((x) => x.service === service) ?? null;
                 const refused = traffic.outcomes().find((o) => o.service === service && !o.ok);
                 return {
                   provider: "haproxy",
-                  ...(process ? { mode: process.mode, revision: process.revision } : {}),
+                  // Known from the spec too, before (or without) a table in force.
+                  mode: process?.mode ?? (mode === "haproxyAttach" ? "attach" : "managed"),
+                  ...(process ? { revision: process.revision } : {}),
                   process: process?.process ?? null,
                   draining: process?.draining ?? 0,
                   // HAProxy's log intake is shared by the services it carries: lost lines are
                   // never silent, and analysis reads missing data as inconclusive, never a pass.
-                  intake: haproxy.intakeStats(),
+                  // An attached HAProxy sends Turnout no log: nothing to count there.
+                  ...(mode === "haproxy" ? { intake: haproxy.intakeStats() } : {}),
                   refused: refused && !refused.ok ? refused.error.message : null,
                 };
               },
@@ -512,6 +555,28 @@ async function startLocked(
                 fleetInForce(store, service, revision),
             }),
         logsDir: dataDir,
+        // The API's and metrics listener's ports, when this process's router binds Services too.
+        ...(router !== null
+          ? {
+              reservedListeners: {
+                list: () => [
+                  ...(listen === null
+                    ? []
+                    : [{ host: listen.address, port: listen.port, what: "the Turnout API" }]),
+                  ...(metricsListen === null
+                    ? []
+                    : [
+                        {
+                          host: metricsListen.address,
+                          port: metricsListen.port,
+                          what: "Turnout's metrics listener (--metrics-address)",
+                        },
+                      ]),
+                ],
+                ...(opts.routerAddress !== undefined ? { routerHost: opts.routerAddress } : {}),
+              },
+            }
+          : {}),
         ...(runtime !== null
           ? { runtimeInstances: (service: string) => runtime.instances(service) }
           : {}),
@@ -523,10 +588,7 @@ async function startLocked(
           shadow,
           mirrorStats: async (service) => (router !== null ? router.mirrorStats(service) : null),
         },
-        metrics:
-          router !== null
-            ? routerMetrics(store, router, haproxy)
-            : createMetricsRegistry({ store }),
+        metrics,
         flags: {
           ofrep: { flags: flagCache, clientKeys: credentials.clientKeys },
           admin: {
@@ -554,6 +616,7 @@ async function startLocked(
   const stop = () => {
     stopping ??= (async () => {
       await api?.close().catch(() => undefined);
+      await metricsListener?.close().catch(() => undefined);
       flagCache.stop();
       wakeDeliverer();
       await deliverer?.stop();
@@ -567,8 +630,8 @@ async function startLocked(
     return stopping;
   };
 
-  let listen: ApiListen | null = null;
   let url: string | null = null;
+  let metricsUrl: string | null = null;
   try {
     // Instances left by a Turnout that was killed are adopted and probed once before the
     // controller's first tick, so its first route table already has them.
@@ -584,6 +647,12 @@ async function startLocked(
       listen = boundAddress(api.server.address() as AddressInfo, tls !== undefined);
       url = localUrl(listen, host);
     }
+    if (metricsListener !== null && opts.metricsAddress !== undefined) {
+      const { host } = opts.metricsAddress;
+      await metricsListener.listen(opts.metricsAddress);
+      metricsListen = boundAddress(metricsListener.server.address() as AddressInfo, false);
+      metricsUrl = localUrl(metricsListen, host);
+    }
   } catch (err) {
     await stop();
     throw err;
@@ -598,7 +667,7 @@ async function startLocked(
     };
     writeFileSync(join(dataDir, SERVER_FILE), `${JSON.stringify(record, null, 2)}\n`);
   }
-  logger.info({ url, dataDir, listen, roles }, "turnout is up");
+  logger.info({ url, metricsUrl, dataDir, listen, roles }, "turnout is up");
   if (listen?.exposed && !tls) {
     logger.warn(
       { listen },
@@ -611,7 +680,20 @@ async function startLocked(
     clientKey: credentials !== null ? (credentials.clientKeys.first() ?? "") : null,
   };
   const token = credentials?.token ?? null;
-  return { roles, url, listen, token, dataDir, store, router, controller, logger, flags, stop };
+  return {
+    roles,
+    url,
+    listen,
+    metricsUrl,
+    token,
+    dataDir,
+    store,
+    router,
+    controller,
+    logger,
+    flags,
+    stop,
+  };
 }
 
 /**

@@ -80,6 +80,8 @@ export interface Up {
   dataDir: string;
   stdout: () => string;
   stderr: () => string;
+  /** The JSON log records in its stderr so far. */
+  logs(): LogRecord[];
   /** Sends a signal and resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
@@ -123,6 +125,7 @@ export async function startUp(
     dataDir,
     stdout: () => out,
     stderr: () => err,
+    logs: () => logRecords(err),
     async stop(signal: NodeJS.Signals = "SIGINT") {
       if (proc.exitCode !== null) return proc.exitCode;
       proc.kill(signal);
@@ -231,6 +234,27 @@ export async function api(
   return { status: res.status, json: text ? JSON.parse(text) : undefined };
 }
 
+/**
+ * A service's status view (`GET .../status`) once `done` holds for it; `what` names the wait in
+ * the error when it does not within `timeoutMs`.
+ */
+export async function serviceStatusWhen(
+  up: { url: string; token: string },
+  service: string,
+  what: string,
+  done: (view: any) => boolean,
+  timeoutMs = 30_000,
+): Promise<any> {
+  return waitFor(
+    what,
+    async () => {
+      const v = (await api(up, "GET", `/api/v1/services/${service}/status`)).json;
+      return done(v) ? v : null;
+    },
+    timeoutMs,
+  );
+}
+
 /** Pids of the processes whose command line contains `marker` (the test's own instances). */
 export function pidsWith(marker: string): number[] {
   try {
@@ -289,4 +313,19 @@ export function staticService(
       strategy: { canary: { steps } },
     },
   };
+}
+
+/** A JSON log record of a `turnout up` process (pino's levels: 30 info, 40 warn, 50 error). */
+export interface LogRecord {
+  level: number;
+  msg: string;
+  [k: string]: unknown;
+}
+
+/** The JSON log records in a process's stderr (other lines are skipped). */
+export function logRecords(stderr: string): LogRecord[] {
+  return stderr
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as LogRecord);
 }

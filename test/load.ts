@@ -119,3 +119,97 @@ export function startLoad(
     },
   };
 }
+
+/** One request of a paced load and how it ended (times from `performance.now()`). */
+export interface PacedResult {
+  sentAt: number;
+  endedAt: number;
+  /** "timeout": the client gave up after `timeoutMs`, as users and their SDKs do. */
+  outcome: "ok" | "timeout" | "failed";
+  status?: number;
+  /** The x-turnout-version of the answer. */
+  version?: string;
+}
+
+export interface PacedLoad {
+  /** Requests ended so far, in the order they ended. */
+  results(): readonly PacedResult[];
+  /** Stops sending and resolves once every request sent has ended. */
+  stop(): Promise<PacedResult[]>;
+}
+
+/**
+ * Open-loop load, as users are: `rate` GETs a second on a fixed schedule (request i is due at
+ * i / rate seconds, whatever the earlier ones are doing, so a version that hangs does not slow
+ * the arrivals down), over keep-alive connections, each abandoned by its client after
+ * `timeoutMs` (the socket destroyed, as a client timeout does).
+ */
+export function startPacedLoad(
+  port: number,
+  opts: { rate: number; timeoutMs: number; path?: string; host?: string },
+): PacedLoad {
+  const agent = new Agent({ keepAlive: true });
+  const done: PacedResult[] = [];
+  let inFlight = 0;
+  let sent = 0;
+  let idle: (() => void) | null = null;
+  const t0 = performance.now();
+  const end = (r: PacedResult) => {
+    done.push(r);
+    inFlight--;
+    if (inFlight === 0) idle?.();
+  };
+  const send = () => {
+    const sentAt = performance.now();
+    inFlight++;
+    let ended = false;
+    const finish = (r: Omit<PacedResult, "sentAt" | "endedAt">) => {
+      if (ended) return;
+      ended = true;
+      end({ sentAt, endedAt: performance.now(), ...r });
+    };
+    const req = request(
+      {
+        host: opts.host ?? "127.0.0.1",
+        port,
+        path: opts.path ?? "/",
+        agent,
+        timeout: opts.timeoutMs,
+      },
+      (res) => {
+        res.resume();
+        res.on("end", () =>
+          finish({
+            outcome: res.statusCode === 200 ? "ok" : "failed",
+            status: res.statusCode ?? 0,
+            version: String(res.headers["x-turnout-version"] ?? "?"),
+          }),
+        );
+        res.on("error", () => finish({ outcome: "failed" }));
+      },
+    );
+    // `timeout` is the socket's idle time: with no byte of an answer, the client's patience.
+    req.on("timeout", () => {
+      finish({ outcome: "timeout" });
+      req.destroy();
+    });
+    req.on("error", () => finish({ outcome: "failed" }));
+    req.end();
+  };
+  const timer = setInterval(() => {
+    const due = Math.floor(((performance.now() - t0) * opts.rate) / 1000);
+    while (sent < due) {
+      sent++;
+      send();
+    }
+  }, 5);
+  return {
+    results: () => done,
+    async stop() {
+      clearInterval(timer);
+      if (inFlight > 0) await new Promise<void>((r) => (idle = r));
+      agent.destroy();
+      return done;
+    },
+  };
+}

@@ -4,6 +4,7 @@ import { Registry } from "prom-client";
 import { request } from "undici";
 import { FakeClock } from "../core/clock.js";
 import { API_VERSION, type ServiceResource, type ServiceStatus } from "../core/model.js";
+import { type BufferSource, withBufferMetrics } from "../router/buffer-metrics.js";
 import { MIRROR_METRIC_NAMES, withMirrorMetrics } from "../router/mirror-metrics.js";
 import { MeasurementRecorder } from "../router/stats.js";
 import { openSqliteStore } from "../store/sqlite/sqlite-store.js";
@@ -127,6 +128,8 @@ describe("GET /metrics", () => {
     v2.record(200, 300, false);
     v2.record(502, 4, true);
     v2.record(504, 30_000, true);
+    // A client that gave up on v2 after 20 s.
+    v2.record(499, 20_000, false, true);
 
     const api = buildApi({
       store,
@@ -151,10 +154,16 @@ describe("GET /metrics", () => {
     assert.equal(req("v1", "4xx"), 10);
     assert.equal(req("v1", "5xx"), 0);
     assert.equal(req("v2", "5xx"), 2);
+    assert.equal(req("v2", "4xx"), 1);
     assert.equal(
       find(samples, "turnout_router_upstream_errors_total", { service: "shop", version: "v2" }),
       2,
     );
+    assert.equal(types.get("turnout_router_abandoned_requests_total"), "counter");
+    const abandoned = (version: string) =>
+      find(samples, "turnout_router_abandoned_requests_total", { service: "shop", version });
+    assert.equal(abandoned("v2"), 1);
+    assert.equal(abandoned("v1"), 0);
 
     // Histogram: cumulative buckets, +Inf = count, sum in seconds.
     assert.equal(types.get("turnout_router_request_duration_seconds"), "histogram");
@@ -177,7 +186,7 @@ describe("GET /metrics", () => {
     }
     assert.equal(bucket("v2", "0.005"), 1);
     assert.equal(bucket("v2", "10"), 2);
-    assert.equal(bucket("v2", "+Inf"), 3);
+    assert.equal(bucket("v2", "+Inf"), 4);
     const v1SumMs = v1Values.reduce((a, b) => a + b);
     const sum = find(samples, "turnout_router_request_duration_seconds_sum", {
       service: "shop",
@@ -427,5 +436,29 @@ describe("GET /metrics", () => {
         ["c", [[{}, 7]]],
       ],
     );
+  });
+
+  it("merging families: a family's aggregator says how its samples combine (the store is reachable only if every data plane reaches it)", async () => {
+    const counts = (n: number) => ({
+      measurements: { buffered: n, dropped: 1 },
+      exposures: { buffered: 0, dropped: n },
+      events: { buffered: 0, dropped: 0 },
+      shadow: { buffered: 0, dropped: 0 },
+    });
+    const up = { buffers: () => counts(0), storeReachable: true };
+    const cutOff = { buffers: () => counts(3), storeReachable: false };
+    const families = async (source: BufferSource) =>
+      withBufferMetrics(new Registry(), source).getMetricsAsJSON();
+    const value = (merged: MetricFamily[], name: string, labels: Record<string, string> = {}) =>
+      merged
+        .find((f) => f.name === name)
+        ?.values.find((v) => JSON.stringify(v.labels) === JSON.stringify(labels))?.value;
+    const both = mergeMetricFamilies(await families(up), await families(cutOff));
+    assert.equal(value(both, "turnout_router_store_reachable"), 0);
+    assert.equal(value(both, "turnout_router_buffered_rows", { kind: "measurements" }), 3);
+    assert.equal(value(both, "turnout_router_dropped_rows_total", { kind: "measurements" }), 2);
+    assert.equal(value(both, "turnout_router_dropped_rows_total", { kind: "exposures" }), 3);
+    const healthy = mergeMetricFamilies(await families(up), await families(up));
+    assert.equal(value(healthy, "turnout_router_store_reachable"), 1);
   });
 });

@@ -3,8 +3,10 @@
  * the admin token; it exposes counts, latencies, weights and phases, never secrets).
  *
  * Everything is computed at scrape time, nothing on the request path:
- * - `turnout_router_requests_total{service,version,code_class}` and
- *   `turnout_router_upstream_errors_total{service,version}` are the router's running totals;
+ * - `turnout_router_requests_total{service,version,code_class}`,
+ *   `turnout_router_upstream_errors_total{service,version}` and
+ *   `turnout_router_abandoned_requests_total{service,version}` (clients that left before the
+ *   version answered; also in code_class 4xx, as 499) are the router's running totals;
  * - `turnout_router_fd_exhausted_total{service,version}` counts requests answered 503 because
  *   the router ran out of file descriptors connecting to an upstream;
  * - `turnout_router_request_duration_seconds{service,version}` is a histogram whose buckets are
@@ -19,7 +21,9 @@
  *
  * The router numbers come from `turnout up`'s router: read live when it runs in this thread
  * (`recorder`), or collected from its thread once per scrape (`routerMetrics`,
- * `registerForwardedMetrics`) with the same text. Routers in their own processes serve their own.
+ * `registerForwardedMetrics`) with the same text. A router in a process of its own (a fleet's
+ * `--roles router`) serves its own on its `--metrics-address` (`metrics-listener.ts`), without
+ * the store's gauges, which the API's process serves once for the fleet.
  * Services carried by HAProxy appear in the same families, from HAProxy's measurements (its log
  * intake's recorder, `recorderMetricFamilies`), merged with the router's (`mergeMetricFamilies`).
  */
@@ -48,8 +52,12 @@ const PHASES: readonly Phase[] = Object.keys({
 } satisfies Record<Phase, true>) as Phase[];
 
 export interface MetricsOptions {
-  /** Read at scrape time for route weights and rollout phases. */
-  store: Pick<Store, "listRouteTables" | "listResources" | "getStatus">;
+  /**
+   * Read at scrape time for route weights, rollout phases and `turnout_store_up`. Without it
+   * those gauges are absent: a process without the API (a router of a fleet) leaves them to the
+   * API's, so that the fleet reports each once and no scrape of a router reads the store.
+   */
+  store?: Pick<Store, "listRouteTables" | "listResources" | "getStatus">;
   /** The in-process router's measurements; without it (or `routerMetrics`) the router metrics are absent. */
   recorder?: Pick<MeasurementRecorder, "services" | "totals">;
   /** The router's families collected in its own thread (`registerRouterMetrics` there). */
@@ -64,6 +72,7 @@ interface VersionTotals {
   version: string;
   status: StatusClasses;
   upstreamErrors: number;
+  abandoned: number;
   latency: Sketch[];
   fdExhausted: number;
 }
@@ -82,6 +91,7 @@ function versionTotals(
           version: t.version,
           status: { "2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0 },
           upstreamErrors: 0,
+          abandoned: 0,
           latency: [],
           fdExhausted: 0,
         };
@@ -92,6 +102,7 @@ function versionTotals(
       v.status["4xx"] += t.status["4xx"];
       v.status["5xx"] += t.status["5xx"];
       v.upstreamErrors += t.upstreamErrors;
+      v.abandoned += t.abandoned;
       v.latency.push(t.latency);
       v.fdExhausted += t.fdExhausted;
     }
@@ -157,6 +168,7 @@ function durationHistogram(recorder: Pick<MeasurementRecorder, "services" | "tot
 export const ROUTER_METRIC_NAMES = [
   "turnout_router_requests_total",
   "turnout_router_upstream_errors_total",
+  "turnout_router_abandoned_requests_total",
   DURATION_NAME,
   "turnout_router_fd_exhausted_total",
 ] as const;
@@ -184,31 +196,35 @@ export function registerRouterMetrics(
       }
     },
   });
-  new Counter({
-    name: "turnout_router_upstream_errors_total",
-    help: "Upstream failures (connect errors, resets, timeouts, broken response streams), by version.",
-    labelNames: ["service", "version"] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const v of versionTotals(recorder)) {
-        this.inc({ service: v.service, version: v.version }, v.upstreamErrors);
-      }
-    },
-  });
+  const perVersion = (name: string, help: string, count: (v: VersionTotals) => number) =>
+    new Counter({
+      name,
+      help,
+      labelNames: ["service", "version"] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const v of versionTotals(recorder)) {
+          this.inc({ service: v.service, version: v.version }, count(v));
+        }
+      },
+    });
+  perVersion(
+    "turnout_router_upstream_errors_total",
+    "Upstream failures (connect errors, resets, timeouts, broken response streams), by version.",
+    (v) => v.upstreamErrors,
+  );
+  perVersion(
+    "turnout_router_abandoned_requests_total",
+    "Requests whose client closed the connection after a version was picked and before its response head came (also in code_class 4xx, as 499), by version: how a version that hangs shows when clients give up before the upstream timeout.",
+    (v) => v.abandoned,
+  );
   registry.registerMetric(durationHistogram(recorder));
-  new Counter({
-    name: "turnout_router_fd_exhausted_total",
-    help: "Requests answered 503 because the router ran out of file descriptors (EMFILE/ENFILE) connecting to an upstream, by version; the upstream is not ejected for them. Raise ulimit -n.",
-    labelNames: ["service", "version"] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const v of versionTotals(recorder)) {
-        this.inc({ service: v.service, version: v.version }, v.fdExhausted);
-      }
-    },
-  });
+  perVersion(
+    "turnout_router_fd_exhausted_total",
+    "Requests answered 503 because the router ran out of file descriptors (EMFILE/ENFILE) connecting to an upstream, by version; the upstream is not ejected for them. Raise ulimit -n.",
+    (v) => v.fdExhausted,
+  );
 }
 
 /** A metric family as prom-client's `getMetricsAsJSON()` gives it: plain data, cloneable. */
@@ -235,7 +251,8 @@ export function recorderMetricFamilies(
  * Families from several sources as one list: families of the same name become one, in the
  * order first seen, and samples with the same name and labels are added (one series per label
  * set, as Prometheus requires; a service that moved from one data plane to the other sums its
- * requests over both).
+ * requests over both), or combined as the family's `aggregator` says (prom-client's, as its
+ * cluster registry reads it: "min", "max" or "first"; "sum" otherwise).
  */
 export function mergeMetricFamilies(...sources: readonly MetricFamily[][]): MetricFamily[] {
   const byName = new Map<string, { family: MetricFamily; at: Map<string, MetricValue> }>();
@@ -250,7 +267,7 @@ export function mergeMetricFamilies(...sources: readonly MetricFamily[][]): Metr
         const labels = Object.entries(v.labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
         const key = `${v.metricName ?? f.name}\u0000${JSON.stringify(labels)}`;
         const seen = entry.at.get(key);
-        if (seen !== undefined) seen.value += v.value;
+        if (seen !== undefined) seen.value = combine(f.aggregator, seen.value, v.value);
         else {
           const copy = { ...v };
           entry.at.set(key, copy);
@@ -260,6 +277,19 @@ export function mergeMetricFamilies(...sources: readonly MetricFamily[][]): Metr
     }
   }
   return [...byName.values()].map((e) => e.family);
+}
+
+function combine(aggregator: MetricFamily["aggregator"], a: number, b: number): number {
+  switch (aggregator) {
+    case "min":
+      return Math.min(a, b);
+    case "max":
+      return Math.max(a, b);
+    case "first":
+      return a;
+    default:
+      return a + b;
+  }
 }
 
 /**
@@ -318,7 +348,7 @@ export function registerForwardedMetrics(
 
 /**
  * The registry behind `/metrics`: router counters and latency histogram (from `recorder`),
- * route weights and rollout phases (from the store), process metrics.
+ * route weights and rollout phases (from the store, when given), process metrics.
  *
  * @example
  * const metrics = createMetricsRegistry({ store, recorder: router.measurements });
@@ -332,8 +362,20 @@ export function createMetricsRegistry(opts: MetricsOptions): Registry {
   else if (opts.routerMetrics !== undefined)
     registerForwardedMetrics(registry, ROUTER_METRIC_NAMES, opts.routerMetrics);
 
-  // The store gauges share one read per scrape: weights and phases come from one snapshot,
-  // and a store that fails turns turnout_store_up to 0 instead of failing the scrape.
+  if (store !== undefined) registerStoreGauges(registry, store);
+  if (opts.processMetrics ?? true)
+    collectDefaultMetrics({ register: registry, prefix: "turnout_" });
+  return registry;
+}
+
+/**
+ * The store gauges share one read per scrape: weights and phases come from one snapshot, and a
+ * store that fails turns turnout_store_up to 0 instead of failing the scrape.
+ */
+function registerStoreGauges(
+  registry: Registry,
+  store: NonNullable<MetricsOptions["store"]>,
+): void {
   let pending: Promise<StoreSnapshot> | null = null;
   const snapshot = (): Promise<StoreSnapshot> => {
     pending ??= readStore(store).finally(() => {
@@ -374,10 +416,6 @@ export function createMetricsRegistry(opts: MetricsOptions): Registry {
       }
     },
   });
-
-  if (opts.processMetrics ?? true)
-    collectDefaultMetrics({ register: registry, prefix: "turnout_" });
-  return registry;
 }
 
 interface StoreSnapshot {
@@ -386,7 +424,7 @@ interface StoreSnapshot {
   phases: { service: string; phase: Phase }[];
 }
 
-async function readStore(store: MetricsOptions["store"]): Promise<StoreSnapshot> {
+async function readStore(store: NonNullable<MetricsOptions["store"]>): Promise<StoreSnapshot> {
   try {
     const [tables, services] = await Promise.all([
       store.listRouteTables(),

@@ -30,7 +30,12 @@ import { MAX_REQUEST_HEAD_BYTES } from "../defaults.js";
 import { type ErrorCode, TurnoutError } from "../errors.js";
 import { type NotifierApiOptions, registerNotifierRoutes } from "../notify/api.js";
 import { checkJson, INPUT_LIMITS } from "../resources/input-limits.js";
-import { crossCheck, parseResources } from "../resources/load.js";
+import {
+  checkReservedListeners,
+  crossCheck,
+  parseResources,
+  type ReservedListener,
+} from "../resources/load.js";
 import { analysisRefsOf, checkAnalysisRefs } from "../resources/refs.js";
 import { checkTraffic, trafficUnsupportedError } from "../resources/traffic.js";
 import type { ExperimentStore } from "../store/experiment-store.js";
@@ -79,6 +84,12 @@ export interface ApiOptions {
   routeInForce?: (service: string, revision: number) => Promise<boolean>;
   /** Nudges an in-process controller so a command is taken up at once. */
   wakeController?: () => void;
+  /**
+   * Listeners of this process that no Service may take (the API's own address when a router
+   * runs beside it): `apply` and `validate` refuse such a Service, naming both. `routerHost`:
+   * the address that router binds Services on instead of their spec's (`--router-address`).
+   */
+  reservedListeners?: { list: () => readonly ReservedListener[]; routerHost?: string };
   /** How long a command call waits for the controller before answering 504. */
   commandTimeoutMs?: number;
   /** Request body limit in bytes (default: the input limit, 4 MiB). */
@@ -310,6 +321,15 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
       const flags = (await store.listResources("Flag")).map((f) => f.resource);
       const segments = (await store.listResources("Segment")).map((s) => s.name);
       errors.push(...checkFlagRefs(resources, { flags, segments }));
+    }
+    // No Service may take a port this process listens on itself (its router would not bind it).
+    const reserved = opts.reservedListeners;
+    if (reserved !== undefined) {
+      errors.push(
+        ...checkReservedListeners(resources, reserved.list(), {
+          ...(reserved.routerHost !== undefined ? { routerHost: reserved.routerHost } : {}),
+        }),
+      );
     }
     // What each Service's data plane carries (spec.traffic): its own code when alone.
     errors.push(...checkTraffic(resources));

@@ -3,11 +3,12 @@
  * `TURNOUT_TOKEN`), the `--store` URL check, and `turnout get routers`.
  */
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { resolve } from "node:path";
 import { stringify as toYaml } from "yaml";
 import { TurnoutError } from "../errors.js";
 import { parsePostgresUrl } from "../store/postgres/postgres-store.js";
-import type { RouterBuffers } from "../store/store.js";
+import type { RouterBuffers, RouterNotServing } from "../store/store.js";
 import type { Client } from "./client.js";
 import { dim, green, red } from "./color.js";
 import { table } from "./format.js";
@@ -51,6 +52,31 @@ export function fleetToken(tokenFile: string | undefined): string | undefined {
   return env;
 }
 
+/**
+ * `--metrics-address HOST:PORT` (`[::1]:9464` for IPv6; port 0 picks a free one). The host is
+ * required: whether metrics are served beyond this machine is said, never assumed.
+ *
+ * @example parseMetricsAddress("0.0.0.0:9464") // { host: "0.0.0.0", port: 9464 }
+ */
+export function parseMetricsAddress(text: string): { host: string; port: number } {
+  const usage = (why: string) =>
+    new TurnoutError(
+      "TURNOUT_ERR_CLI_USAGE",
+      `--metrics-address ${JSON.stringify(text)}: ${why}; write HOST:PORT, e.g. 127.0.0.1:9464, 0.0.0.0:9464 for every interface, [::1]:9464`,
+      { path: "metrics-address" },
+    );
+  const m = /^(?:\[([^\]]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(text);
+  if (m === null) {
+    if (/^:\d+$/.test(text)) throw usage("the host is missing");
+    throw usage(text.includes(":") ? "not a HOST:PORT" : "the port is missing");
+  }
+  const host = m[1] ?? m[2] ?? "";
+  if (m[1] !== undefined && isIP(host) !== 6) throw usage(`${host} is not an IPv6 address`);
+  const port = Number(m[3]);
+  if (port > 65535) throw usage(`port ${port} is not 0..65535`);
+  return { host, port };
+}
+
 /** Throws TURNOUT_ERR_STORE_URL_INVALID (exit 2) for a `--store` that is not a PostgreSQL URL. */
 export function checkStoreUrl(url: string): void {
   parsePostgresUrl(url);
@@ -69,6 +95,8 @@ export interface RouterView {
   revisions: Record<string, number>;
   /** Rows held for the store and dropped since start, per kind, at its last heartbeat. */
   buffers?: RouterBuffers;
+  /** Services it was given but cannot serve, with why (`RouterReport.notServing`). */
+  notServing?: RouterNotServing;
 }
 
 /** "0" when nothing is held, else the total and the kinds that hold something. */
@@ -105,6 +133,7 @@ export async function getRouters(c: Client, id: string | undefined, output: Outp
             "REVISIONS",
             "BUFFERED",
             "DROPPED",
+            "NOT SERVING",
             "ADDRESS",
           ],
           ...items.map((r) => [
@@ -118,6 +147,8 @@ export async function getRouters(c: Client, id: string | undefined, output: Outp
               .join(",") || "-",
             bufferCell(r.buffers, "buffered"),
             bufferCell(r.buffers, "dropped"),
+            // The reasons are long: in each service's status and in -o json.
+            Object.keys(r.notServing ?? {}).join(",") || "-",
             r.address,
           ]),
         ]),

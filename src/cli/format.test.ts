@@ -114,6 +114,31 @@ describe("status: the traffic line (#18 item 9)", () => {
     assert.doesNotMatch(line, /v0/);
     assert.match(line, /\(totals since the router started\)/);
   });
+  it("counts requests abandoned by their clients among the errors, and says how many", () => {
+    const v = {
+      ...view({}, 0),
+      routeTable: {
+        backends: [
+          { version: "v1", weight: 50, endpoints: [] },
+          { version: "hang", weight: 50, endpoints: [] },
+        ],
+      },
+      traffic: [
+        t("v1", 810),
+        {
+          ...t("hang", 1810),
+          status: { "2xx": 0, "4xx": 1250, "5xx": 3 },
+          abandoned: 1250,
+        },
+      ],
+    } as unknown as StatusView;
+    const line = formatStatus(v)
+      .split("\n")
+      .find((l) => l.startsWith("Traffic:"));
+    assert.ok(line, formatStatus(v));
+    assert.match(line, /v1 810 req, 0 errors, mean/);
+    assert.match(line, /hang 1,810 req, 1,253 errors \(1,250 abandoned\), mean/);
+  });
   it("names a series' flag variants, so the series of one version can be told apart", () => {
     const v = {
       ...view({}, 0),

@@ -21,6 +21,8 @@ export interface VersionTraffic {
   requests: number;
   status: Record<string, number>;
   upstreamErrors: number;
+  /** Requests whose client left before the version answered (absent from older servers). */
+  abandoned?: number;
   latencyMsSum: number;
   latencyMsMax?: number;
 }
@@ -103,7 +105,13 @@ export function formatStatus(v: StatusView): string {
     row("Phase", dim("not reconciled yet (is the controller running?)"));
     return lines.join("\n");
   }
-  row("Phase", `${phaseColor(s.phase)}  ${s.message}`);
+  // Degraded by the data plane: for how long, and the rollout's own phase, which comes back
+  // once the route table is served.
+  const held = s.dataPlane?.serving === false ? s.dataPlane : null;
+  const heldFor = held ? dim(` (for ${formatDuration(Math.max(0, v.now - held.since))})`) : "";
+  row("Phase", `${phaseColor(s.phase)}  ${s.message}${heldFor}`);
+  if (held && s.canaryVersion)
+    row("Rollout", `${phaseColor(held.underlying.phase)}  ${held.underlying.message}`);
   const weights = new Map((v.routeTable?.backends ?? []).map((b) => [b.version, b]));
   const w = (ver: string | null) => {
     if (!ver) return "";
@@ -184,12 +192,16 @@ export function formatStatus(v: StatusView): string {
   const shown = (v.traffic ?? []).filter((t) => current === null || current.has(t.version));
   if (shown.length > 0) {
     const parts = shown.map((t) => {
-      const errors = (t.status["5xx"] ?? 0) + t.upstreamErrors;
+      // Abandoned requests are errors, as the builtin error_rate counts them: a version that
+      // hangs fails the users who give up on it.
+      const abandoned = t.abandoned ?? 0;
+      const errors = (t.status["5xx"] ?? 0) + t.upstreamErrors + abandoned;
       const mean = t.requests > 0 ? t.latencyMsSum / t.requests : 0;
       const series = t.labels
         ? `${t.version} [${t.labels.split("&").map(decodeURIComponent).join(", ")}]`
         : t.version;
-      return `${series} ${t.requests.toLocaleString("en-US")} req, ${plural(errors, "error")}, mean ${mean.toFixed(1)} ms`;
+      const ofWhich = abandoned > 0 ? ` (${abandoned.toLocaleString("en-US")} abandoned)` : "";
+      return `${series} ${t.requests.toLocaleString("en-US")} req, ${plural(errors, "error", "errors", (n) => n.toLocaleString("en-US"))}${ofWhich}, mean ${mean.toFixed(1)} ms`;
     });
     row("Traffic", `${parts.join(dim("  |  "))}  ${dim("(totals since the router started)")}`);
   }

@@ -118,6 +118,10 @@ program
     "bind the services' listeners on this address instead of their spec's host (several routers on one machine)",
   )
   .option(
+    "--metrics-address <host:port>",
+    "also serve /metrics and /healthz on this address, whatever the roles: how Prometheus scrapes a router without the API (e.g. 0.0.0.0:9464; port 0 picks a free one)",
+  )
+  .option(
     "--lease <duration>",
     "with --store: the controller lease; a standby controller leads at most about this long after the leader stops renewing (1s to 5m, default 5s)",
     parseLease,
@@ -147,6 +151,7 @@ program
         store?: string;
         roles?: string;
         routerAddress?: string;
+        metricsAddress?: string;
         lease?: number;
         tokenFile?: string;
         flagKeysFile?: string;
@@ -161,7 +166,7 @@ program
           "--tls-cert and --tls-key go together: give both, or neither",
         );
       const { startFleetMember, parseRoles } = await import("../server.js");
-      const { fleetToken, checkStoreUrl } = await import("./fleet.js");
+      const { fleetToken, checkStoreUrl, parseMetricsAddress } = await import("./fleet.js");
       const { createUpLogger } = await import("./log-format.js");
       const g = cmd.optsWithGlobals<GlobalOpts>();
       const envPort =
@@ -169,6 +174,8 @@ program
       // Everything given is checked before anything starts or is written (exit 2).
       if (opts.store !== undefined) checkStoreUrl(opts.store);
       const roles = parseRoles(opts.roles, opts.store);
+      const metricsAddress =
+        opts.metricsAddress !== undefined ? parseMetricsAddress(opts.metricsAddress) : undefined;
       if (opts.lease !== undefined && opts.store === undefined)
         throw new TurnoutError(
           "TURNOUT_ERR_CLI_USAGE",
@@ -198,6 +205,7 @@ program
         ...(opts.store !== undefined ? { storeUrl: opts.store } : {}),
         roles,
         ...(opts.routerAddress !== undefined ? { routerAddress: opts.routerAddress } : {}),
+        ...(metricsAddress !== undefined ? { metricsAddress } : {}),
         ...(opts.lease !== undefined ? { leaseMs: opts.lease } : {}),
         ...(token !== undefined ? { token } : {}),
         ...(opts.flagKeysFile !== undefined ? { flagKeysFile: opts.flagKeysFile } : {}),
@@ -205,6 +213,10 @@ program
       // Handlers first: a signal sent as soon as the "listening" line is read must stop it.
       const stopped = waitForSignal(t.stop);
       const { listen } = t;
+      // Not worded "listening on": that line names the API, and scripts wait for it (or for
+      // "(no API)"), so this one comes first and cannot be taken for it.
+      if (t.metricsUrl !== null)
+        process.stdout.write(`Turnout /metrics and /healthz served at ${t.metricsUrl}\n`);
       if (listen === null) {
         process.stdout.write(
           `Turnout running roles ${roles.join(",")} (no API) on ${opts.store !== undefined ? "the shared store" : t.dataDir}\n`,
@@ -682,7 +694,7 @@ function reportError(err: unknown): number {
     // Not another Turnout on this data dir (its lock would have said so): another program, or
     // a Turnout on another data dir.
     process.stderr.write(
-      `${red("error")}: ${e.message}: another program, or a Turnout on another data dir, holds that address; if it is the API's, pick another with --port\n`,
+      `${red("error")}: ${e.message}: another program, or a Turnout on another data dir, holds that address; if it is the API's, pick another with --port (the metrics listener's: --metrics-address)\n`,
     );
     return 1;
   }

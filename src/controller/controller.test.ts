@@ -12,7 +12,7 @@ import type { ServiceResource } from "../core/model.js";
 import type { Instance, Runtime, VersionTarget } from "../runtime/runtime.js";
 import { StaticRuntime } from "../runtime/static/static-runtime.js";
 import { openSqliteStore } from "../store/sqlite/sqlite-store.js";
-import type { Store } from "../store/store.js";
+import type { RouterReport, Store } from "../store/store.js";
 import { Controller } from "./controller.js";
 
 function service(version: string): ServiceResource {
@@ -177,6 +177,65 @@ describe("controller (SQLite store, static runtime, fake clock)", () => {
     assert.equal(aborted?.data.fromWeight, 50);
   });
 
+  // The router registry's `notServing` (a port another process holds, a table its data plane
+  // refused): Degraded whatever the rollout says, and no rollout starts or moves meanwhile.
+  const BIND = "cannot listen on 127.0.0.1:18080: address already in use (EADDRINUSE)";
+  const report = (heartbeatAt: number, notServing?: RouterReport["notServing"]): RouterReport => ({
+    id: "r1",
+    address: "r1",
+    pid: 1,
+    startedAt: heartbeatAt,
+    heartbeatAt,
+    revisions: { web: 1 },
+    ...(notServing ? { notServing } : {}),
+  });
+
+  it("a live router that cannot serve the service: Degraded, no rollout starts until it can", async () => {
+    await store.reportRouter(report(clock.now(), { web: { revision: 1, reason: BIND } }));
+    await controller.tick();
+    let s = await store.getStatus("web");
+    assert.equal(s?.phase, "Degraded");
+    assert.equal(s?.message, `not serving: ${BIND} (router r1)`);
+    assert.equal(s?.dataPlane?.since, clock.now());
+    assert.equal(s?.dataPlane?.underlying.phase, "Degraded", "the aborted rollout underneath");
+
+    // A new version is seen but does not start: no table with a split is written.
+    const revision = (await store.getRouteTable("web"))?.revision;
+    const applied = await store.applyResources([service("v3")], { actor: "t", now: clock.now() });
+    await controller.tick();
+    s = await store.getStatus("web");
+    assert.equal(s?.canaryVersion, null);
+    assert.equal(s?.observedGeneration, applied[0]?.generation);
+    assert.match(s?.message ?? "", /; the rollout to v3 starts once it is served$/);
+    assert.equal((await store.getRouteTable("web"))?.revision, revision);
+
+    // The router binds at last: its next report says nothing, and the rollout starts.
+    clock.advance(3000);
+    await store.reportRouter(report(clock.now()));
+    await controller.tick();
+    await controller.tick();
+    s = await store.getStatus("web");
+    assert.equal(s?.dataPlane, null);
+    assert.equal(s?.canaryVersion, "v3");
+    assert.deepEqual(await weights(), { v1: 75, v3: 25 });
+    const types = (await store.listEvents("web")).map((e) => e.type);
+    assert.deepEqual(
+      types.filter((t) => t.startsWith("DataPlane") || t === "RolloutStarted").slice(-3),
+      ["DataPlaneNotServing", "RolloutStarted", "DataPlaneServing"],
+    );
+  });
+
+  it("a router that went silent no longer counts", async () => {
+    await store.reportRouter(report(clock.now(), { web: { revision: 9, reason: BIND } }));
+    await controller.tick();
+    assert.equal((await store.getStatus("web"))?.phase, "Degraded");
+    clock.advance(5000);
+    await controller.tick();
+    const s = await store.getStatus("web");
+    assert.equal(s?.dataPlane, null);
+    assert.equal(s?.phase, "Progressing", "the rollout's own phase is back");
+  });
+
   it("stops a deleted service's instances", async () => {
     await store.deleteResource("Service", "web", { actor: "test", now: clock.now() });
     await controller.tick();
@@ -275,5 +334,120 @@ describe("controller fencing (two controllers on one store)", () => {
     c.start();
     await c.stop();
     assert.equal(runtimeC.calls.length, calls);
+  });
+});
+
+/**
+ * A Service whose stored spec never went through validation (written by an older Turnout, or
+ * straight into the store) lacks the fields validation fills in (`listen.host`, the stickiness
+ * salt...). Its route table must still be rebuilt to the same content tick after tick, so that
+ * the revision (which every router reloads on) advances only when the content changes.
+ */
+describe("a Service stored without validation", () => {
+  let dir: string;
+  let store: Store;
+  const clock = new FakeClock();
+  let controller: Controller;
+  const TICKS = 20;
+  const unvalidated = (version: string): ServiceResource =>
+    ({
+      apiVersion: "turnout.dev/v1",
+      kind: "Service",
+      metadata: { name: "raw" },
+      spec: {
+        // No host (validation defaults it to 127.0.0.1), no salt.
+        listen: { port: 18081 },
+        stickiness: { header: "x-user-id" },
+        routing: { matches: [{ header: { name: "x-canary", equals: "1" }, to: "canary" }] },
+        runtime: {
+          static: {
+            versions: {
+              v1: { upstreams: ["http://127.0.0.1:9001"] },
+              v2: { upstreams: ["http://127.0.0.1:9002"] },
+            },
+          },
+        },
+        version,
+        strategy: { canary: { steps: [{ setWeight: 25 }, { pause: {} }] } },
+      },
+    }) as unknown as ServiceResource;
+
+  /** Ticks until nothing is written (the runtime's instances settle), then N more. */
+  async function steadyRevision(): Promise<number> {
+    for (let i = 0; i < 10 && (await controller.tick()).written.length > 0; i++)
+      clock.advance(1000);
+    const settled = (await store.getRouteTable("raw"))?.revision;
+    assert.ok(settled !== undefined, "a route table was written");
+    for (let i = 0; i < TICKS; i++) {
+      clock.advance(1000);
+      const r = await controller.tick();
+      assert.deepEqual(r.written, [], `tick ${i + 1} wrote though nothing changed`);
+    }
+    assert.equal((await store.getRouteTable("raw"))?.revision, settled);
+    return settled;
+  }
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), "turnout-ctl-raw-"));
+    store = await openSqliteStore({ path: join(dir, "t.db") });
+    controller = new Controller({ store, runtime: new StaticRuntime(), clock });
+  });
+  after(async () => {
+    await controller.stop();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("one that does not validate is left alone, and said so once, with the path", async () => {
+    const logged: { obj: object; msg?: string }[] = [];
+    const log = (obj: object, msg?: string) => logged.push({ obj, ...(msg ? { msg } : {}) });
+    const own = new Controller({
+      store,
+      runtime: new StaticRuntime(),
+      clock,
+      logger: { info() {}, warn() {}, error: log },
+    });
+    const bad = unvalidated("v1");
+    bad.metadata.name = "bad";
+    (bad.spec.listen as { port: number }).port = 0;
+    await store.applyResources([bad], { actor: "old", now: clock.now() });
+    try {
+      for (let i = 0; i < 3; i++) {
+        clock.advance(1000);
+        await own.tick();
+      }
+    } finally {
+      await store.deleteResource("Service", "bad", { actor: "test", now: clock.now() });
+      await own.stop();
+    }
+    assert.equal(await store.getStatus("bad"), null);
+    assert.equal(await store.getRouteTable("bad"), null);
+    const [said, ...more] = logged;
+    assert.ok(said !== undefined && more.length === 0, JSON.stringify(logged));
+    assert.match(said.msg ?? "", /Service\/bad as stored does not validate/);
+    assert.deepEqual((said.obj as { issues: string[] }).issues, [
+      "spec.listen.port: must be an integer 1..65535, got 0",
+    ]);
+  });
+
+  it(`keeps its route-table revision over ${TICKS} ticks at rest and during a rollout`, async () => {
+    await store.applyResources([unvalidated("v1")], { actor: "old", now: clock.now() });
+    const atRest = await steadyRevision();
+    const table = await store.getRouteTable("raw");
+    // What the table says is what validation would have filled in.
+    assert.deepEqual(table?.listen, { host: "127.0.0.1", port: 18081 });
+    assert.equal(table?.stickiness?.salt, "raw");
+
+    await store.applyResources([unvalidated("v2")], { actor: "old", now: clock.now() });
+    const paused = await steadyRevision();
+    assert.ok(paused > atRest, "the rollout changed the table");
+    assert.equal((await store.getStatus("raw"))?.phase, "Paused");
+    assert.deepEqual(
+      (await store.getRouteTable("raw"))?.backends.map((b) => [b.version, b.weight]),
+      [
+        ["v2", 25],
+        ["v1", 75],
+      ],
+    );
   });
 });

@@ -17,6 +17,7 @@ import type { Clock } from "../core/clock.js";
 import type {
   AnalysisTemplateSpec,
   EventDraft,
+  Resource,
   ServiceResource,
   ServiceStatus,
 } from "../core/model.js";
@@ -24,10 +25,12 @@ import type { VersionReadiness } from "../core/rollout.js";
 import type { ShadowReport } from "../core/shadow/aggregate.js";
 import { TurnoutError } from "../errors.js";
 import type { ProviderDeps } from "../metrics/providers/index.js";
+import { formatPath, validateDocument } from "../resources/schema/index.js";
 import type { Instance, Runtime } from "../runtime/runtime.js";
 import type { ExperimentStore } from "../store/experiment-store.js";
-import type { Store, StoredResource } from "../store/store.js";
+import { ROUTER_LIVE_MS, type Store, type StoredResource } from "../store/store.js";
 import { AnalysisExecutor } from "./analysis-executor.js";
+import { type DataPlaneReport, dataPlanesOf } from "./data-plane.js";
 import { controllerHolder, DEFAULT_LEASE_MS, Elector } from "./lease.js";
 import { ReleaseGate } from "./release-gate.js";
 import { type TickPorts, tickService } from "./tick.js";
@@ -66,7 +69,10 @@ export interface ControllerOptions {
    * before it goes ahead anyway (with a `DrainTimedOut` event). Default 10 s.
    */
   releaseTimeoutMs?: number;
-  /** A router whose last heartbeat is older than this is not waited for. Default 5 s. */
+  /**
+   * A router whose last heartbeat is older than this is not waited for, and its report that it
+   * cannot serve a service no longer holds that service's rollout. Default 5 s.
+   */
   routerLiveMs?: number;
   /**
    * Several controllers on one store (`--roles controller` on PostgreSQL): lead by a lease
@@ -95,6 +101,7 @@ export class Controller {
   private readonly clock: Clock;
   private readonly log: ControllerLogger;
   private readonly resyncMs: number;
+  private readonly routerLiveMs: number;
   private known = new Set<string>();
   /** Services this controller has reconciled since it started (for the restart event). */
   private seen = new Set<string>();
@@ -121,6 +128,8 @@ export class Controller {
   private pendingEvents = new Map<string, EventDraft[]>();
   /** The election, when several controllers share the store (`lease`). */
   readonly elector: Elector | null;
+  /** `validated`'s results, by kind/name, for the stored version they were made from. */
+  private validatedCache = new Map<string, { stamp: string; resource: Resource | null }>();
 
   constructor(opts: ControllerOptions) {
     this.store = opts.store;
@@ -128,6 +137,7 @@ export class Controller {
     this.clock = opts.clock;
     this.log = opts.logger ?? silent;
     this.resyncMs = opts.resyncMs ?? 1000;
+    this.routerLiveMs = opts.routerLiveMs ?? ROUTER_LIVE_MS;
     const { experiments, shadowReports } = opts;
     this.ports = {
       observations: (service) => this.analysis.take(service),
@@ -289,9 +299,19 @@ export class Controller {
     }
     const services = await this.store.listResources("Service");
     const commands = await this.store.pendingCommands();
+    const storedTemplates = await this.store.listResources("AnalysisTemplate");
+    this.forgetValidated([...services, ...storedTemplates]);
     const templates: Record<string, AnalysisTemplateSpec> = {};
-    for (const t of await this.store.listResources("AnalysisTemplate"))
-      templates[t.name] = t.resource.spec;
+    for (const t of storedTemplates) {
+      const valid = this.validated(t);
+      if (valid !== null) templates[t.name] = valid.spec;
+    }
+    // The services a live router cannot serve: their status says so and their rollouts hold.
+    const dataPlanes = dataPlanesOf(
+      await this.store.listRouters(),
+      this.clock.now(),
+      this.routerLiveMs,
+    );
     const report: TickReport = { services: services.length, written: [], wakeAt: null };
     const names = new Set(services.map((s) => s.name));
 
@@ -312,18 +332,29 @@ export class Controller {
       await this.store.appendEvents(events);
     }
 
-    for (const svc of services) {
+    for (const stored of services) {
+      // Not acted on (its instances left running, its route table in force) until it is valid.
+      const valid = this.validated(stored);
+      if (valid === null) continue;
+      const svc = { ...stored, resource: valid };
       try {
         const wrote = await this.reconcileService(
           svc,
           commands.filter((c) => c.service === svc.name),
           templates,
           report,
+          dataPlanes.get(svc.name),
         );
         if (wrote) report.written.push(svc.name);
       } catch (err) {
         // Fenced: no other service may be acted on either.
         if (err instanceof TurnoutError && err.code === "TURNOUT_ERR_STORE_FENCED") throw err;
+        // Its status changed under the tick (a Flag deleted meanwhile): nothing is wrong, and
+        // the change woke the controller, whose next tick decides from the stored status.
+        if (err instanceof TurnoutError && err.code === "TURNOUT_ERR_STORE_CONFLICT") {
+          this.log.info({ service: svc.name }, err.message);
+          continue;
+        }
         // One broken service must not stop the others from progressing.
         this.log.error({ err, service: svc.name }, "reconcile failed");
       }
@@ -331,11 +362,48 @@ export class Controller {
     return report;
   }
 
+  /**
+   * The resource as validation leaves it, defaults filled in (`listen.host`, the probes'
+   * timings, judges' alpha...), from what the store holds; null when it does not validate. The
+   * API stores only validated resources, but one written by an older Turnout (before a field
+   * and its default existed) or straight into the store lacks them, and acting on it raw goes
+   * wrong quietly: a route table without a listen host (a router listening on every interface,
+   * HAProxy's configuration failing), rebuilt differently from its stored copy. Validated once
+   * per stored version; an invalid one is logged once, with every problem and its path.
+   */
+  private validated<R extends Resource>(r: StoredResource<R>): R | null {
+    const key = `${r.kind}/${r.name}`;
+    const stamp = `${r.generation}:${r.createdAt}:${r.updatedAt}`;
+    const cached = this.validatedCache.get(key);
+    if (cached?.stamp === stamp) return cached.resource as R | null;
+    const result = validateDocument(r.resource);
+    const resource = result.resource?.kind === r.kind ? (result.resource as R) : null;
+    this.validatedCache.set(key, { stamp, resource });
+    if (resource === null) {
+      this.log.error(
+        {
+          resource: key,
+          issues: result.issues.map((i) => `${formatPath(i.path)}: ${i.message}`),
+        },
+        `${key} as stored does not validate; the controller leaves it alone until it is applied again`,
+      );
+    }
+    return resource;
+  }
+
+  /** Drops `validated`'s results for resources no longer stored. */
+  private forgetValidated(stored: readonly StoredResource[]): void {
+    const keys = new Set(stored.map((r) => `${r.kind}/${r.name}`));
+    for (const key of this.validatedCache.keys())
+      if (!keys.has(key)) this.validatedCache.delete(key);
+  }
+
   private async reconcileService(
     svc: StoredResource<ServiceResource>,
     commands: Awaited<ReturnType<Store["pendingCommands"]>>,
     templates: Record<string, AnalysisTemplateSpec>,
     report: TickReport,
+    dataPlane: DataPlaneReport | undefined,
   ): Promise<boolean> {
     const name = svc.name;
     const spec = svc.resource.spec;
@@ -392,6 +460,7 @@ export class Controller {
           instances.filter((i) => i.version === version && i.state === "ready").map((i) => i.url),
         leadingEvents,
         ...(this.epoch !== null ? { epoch: this.epoch } : {}),
+        ...(dataPlane !== undefined ? { dataPlane } : {}),
       },
       this.ports,
     ).catch((err: unknown) => {

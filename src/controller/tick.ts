@@ -13,14 +13,14 @@
  *   4. derive: the route table and the experiment's row, from that decision.
  *   5. commit: everything that changed (status, route table, events, command results,
  *      experiment rows) in ONE `ports.commit` (the controller's: `Store.commit`, one
- *      transaction, fenced by the writer epoch), and nothing when nothing changed. When the
- *      commit is refused (fenced, the Service deleted meanwhile), the tick has changed nothing.
+ *      transaction, fenced by the writer epoch and checked against the status read), and
+ *      nothing when nothing changed. When the commit is refused (fenced, the Service deleted
+ *      meanwhile, its status changed meanwhile), the tick has changed nothing.
  *
  * The strategy is compiled once, here, and handed to every step that needs it. What a driver
  * does after the commit (start the measurements now due, tell the runtime which versions to
  * run) is its own business: the commit has happened by then.
  */
-import { isDeepStrictEqual } from "node:util";
 import { isEvent } from "../core/events.js";
 import type { ExperimentData } from "../core/experiment/index.js";
 import type { ExperimentStatus } from "../core/experiment/types.js";
@@ -34,6 +34,7 @@ import type {
 } from "../core/model.js";
 import {
   type AnalysisObservation,
+  type ReconcileInput,
   type ReconcileOutput,
   reconcile,
   type VersionReadiness,
@@ -61,6 +62,8 @@ export interface ServiceTickInput {
   leadingEvents?: EventDraft[];
   /** The writer epoch the commit carries (the controller's). */
   epoch?: number;
+  /** What the router registry says of the service's data plane (absent: serving). */
+  dataPlane?: ReconcileInput["dataPlane"];
 }
 
 /** Where a tick reads from and writes to. Reads must not write; `commit` is the one write. */
@@ -129,6 +132,7 @@ export async function tickService(
     templates: i.templates,
     observations,
     strategy,
+    ...(i.dataPlane !== undefined ? { dataPlane: i.dataPlane } : {}),
   });
   if (i.leadingEvents && i.leadingEvents.length > 0) out.events.unshift(...i.leadingEvents);
 
@@ -144,7 +148,8 @@ export async function tickService(
   });
   const current = await ports.routeTable(name);
   const tableChanged = !current || !sameTable(current, table);
-  const statusChanged = !status || !isDeepStrictEqual(status, out.status);
+  // As stored, for the reason `sameTable` gives.
+  const statusChanged = !status || canonicalJson(status) !== canonicalJson(out.status);
   const experiments: StoredExperiment[] = [];
   for (const row of experimentRows(name, strategy, status, out, now)) {
     const stored = ports.storedExperiment ? await ports.storedExperiment(row.name) : null;
@@ -164,6 +169,8 @@ export async function tickService(
   const commit: ControllerCommit = {
     service: name,
     ...(i.epoch !== undefined ? { epoch: i.epoch } : {}),
+    // The decision holds only over the status it was made from: refused if that changed.
+    statusBefore: status,
     ...(statusChanged ? { status: out.status } : {}),
     ...(tableChanged ? { routeTable: table } : {}),
     events: out.events,
@@ -228,8 +235,15 @@ function sameExperiment(a: StoredExperiment, b: StoredExperiment): boolean {
   return canonicalJson({ ...a, updatedAt: 0 }) === canonicalJson({ ...b, updatedAt: 0 });
 }
 
+/**
+ * Same content as stored, whenever it was written. Compared as the store writes it (canonical
+ * JSON): the stored copy went through JSON, so a field that is `undefined` in the fresh table
+ * (a spec field validation would have filled in) is missing there, its keys may be in another
+ * order, -0 is 0. Compared as objects, such a table would differ from its stored copy at every
+ * tick, and each tick would write it again under a new revision, which every router reloads.
+ */
 function sameTable(a: RouteTable, b: Omit<RouteTable, "revision">): boolean {
-  // Field by field in a fixed order: the stored copy may order its keys differently.
-  const key = (t: Omit<RouteTable, "revision">) => ({ ...t, revision: 0, updatedAt: 0 }) as unknown;
-  return isDeepStrictEqual(key(a), key(b));
+  const key = (t: Omit<RouteTable, "revision">) =>
+    canonicalJson({ ...t, revision: 0, updatedAt: 0 });
+  return key(a) === key(b);
 }

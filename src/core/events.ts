@@ -101,6 +101,8 @@ export interface EventData {
   } & AbortCause;
   RolloutCancelled: { version: string | null; stable: string };
   Recovered: { stable: string };
+  DataPlaneNotServing: { reason: string; canary: string | null; stepIndex: number | null };
+  DataPlaneServing: { reason: string; heldMs: number };
   Paused: { stepIndex: number | null; weight: number };
   AwaitingPromotion: { step: number; version: string | null; weight: number };
   Resumed: { stepIndex: number | null; heldMs: number | null };
@@ -280,6 +282,24 @@ export const EVENTS: { readonly [T in EventType]: EventInfo<T> } = {
     summary: "A degraded service's desired version is back to the stable one.",
     source: "rollout",
     fields: { stable: "the stable version" },
+  },
+  DataPlaneNotServing: {
+    summary:
+      "A router cannot put the service's route table in force: Degraded, and any rollout holds.",
+    source: "rollout",
+    fields: {
+      reason: "which router and why (a port already in use, a table its data plane refused)",
+      canary: "the candidate of the rollout held, or null",
+      stepIndex: "the step the rollout holds at, or null",
+    },
+  },
+  DataPlaneServing: {
+    summary: "The service's route table is served again: its phase and any rollout resume.",
+    source: "rollout",
+    fields: {
+      reason: "why it was not served (the last reason reported)",
+      heldMs: "how long it was not served",
+    },
   },
   Paused: {
     summary: "A person paused the rollout.",

@@ -17,9 +17,16 @@ export interface StatusClasses {
 }
 
 /**
+ * The status recorded for a request its client gave up on while waiting for the version (no
+ * response head yet): nginx's "client closed request". A 4xx by class; counted in `abandoned`.
+ */
+export const ABANDONED_STATUS = 499;
+
+/**
  * The counts of one series over some seconds: responses completed (`requests`: every request
- * that got a status), by status class, and upstream failures. The latency sketch travels next
- * to them (a `Sketch` in memory, `SketchJson` in a row).
+ * that got a status, abandoned ones included as ABANDONED_STATUS), by status class, upstream
+ * failures, and requests abandoned by their clients. The latency sketch travels next to them (a
+ * `Sketch` in memory, `SketchJson` in a row).
  */
 export interface Counts {
   requests: number;
@@ -28,11 +35,18 @@ export interface Counts {
   s4xx: number;
   s5xx: number;
   upstreamErrors: number;
+  /**
+   * Requests whose client closed the connection after a version was picked and before the
+   * version's response head came (recorded as ABANDONED_STATUS, latency until the client left):
+   * how a version that hangs shows, when clients give up before the router's upstream timeout.
+   * Also in `s4xx` and `requests`.
+   */
+  abandoned: number;
 }
 
 /** Zero counts. */
 export function emptyCounts(): Counts {
-  return { requests: 0, s2xx: 0, s3xx: 0, s4xx: 0, s5xx: 0, upstreamErrors: 0 };
+  return { requests: 0, s2xx: 0, s3xx: 0, s4xx: 0, s5xx: 0, upstreamErrors: 0, abandoned: 0 };
 }
 
 /** Adds `from` to `into`, in place: the one way counts are summed (seconds, routers, series). */
@@ -43,11 +57,21 @@ export function addCounts(into: Counts, from: Readonly<Counts>): void {
   into.s4xx += from.s4xx;
   into.s5xx += from.s5xx;
   into.upstreamErrors += from.upstreamErrors;
+  into.abandoned += from.abandoned;
 }
 
 /** The status classes of counts, in the readers' shape. */
 export function statusClasses(c: Readonly<Counts>): StatusClasses {
   return { "2xx": c.s2xx, "3xx": c.s3xx, "4xx": c.s4xx, "5xx": c.s5xx };
+}
+
+/**
+ * Errors as analysis counts them (the builtin `error_rate`): 5xx responses, the router's own
+ * 502/503/504 included, plus requests abandoned by their clients (a version that never answers
+ * fails its users as surely as one that answers 500).
+ */
+export function errorCount(c: Readonly<Counts>): number {
+  return c.s5xx + c.abandoned;
 }
 
 /** Counts with a latency sketch (in memory). */
@@ -90,6 +114,8 @@ export interface SeriesWindow extends SeriesLabels {
   requests: number;
   status: StatusClasses;
   upstreamErrors: number;
+  /** Requests abandoned by their clients (`Counts.abandoned`; also in `status["4xx"]`). */
+  abandoned: number;
   /** Latency of those responses in ms, merged over the range. */
   latency: Sketch;
   /** The seconds (epoch seconds, ascending) that have data. */

@@ -493,10 +493,23 @@ export const RESOURCE_KINDS: readonly ResourceKind[] = [
  * - Progressing: a rollout is moving by itself (waiting for readiness, a timed pause, a step).
  * - Paused: a rollout waits for a person (an indefinite pause step, or `turnout pause`).
  * - Degraded: the rollout was aborted or failed; all traffic is on the stable version; the
- *   message says who and why. Stays so until the desired version changes or `retry`.
+ *   message says who and why. Stays so until the desired version changes or `retry`. Also
+ *   while the data plane does not serve the service's route table (`dataPlane`), whatever the
+ *   rollout's own phase (kept in `dataPlane.underlying` and back once it serves).
  * - Completed: the last rollout finished; its version is now stable and takes 100%.
  */
 export type Phase = "Healthy" | "Progressing" | "Paused" | "Degraded" | "Completed";
+
+/** `ServiceStatus.dataPlane`: the service's data plane does not serve its route table. */
+export interface DataPlaneCondition {
+  serving: false;
+  /** Which router and why, in its words ("cannot listen on 0.0.0.0:8080: address already in use"). */
+  reason: string;
+  /** Since when (clock ms). */
+  since: number;
+  /** The phase and message underneath, which the service returns to once its table is served. */
+  underlying: { phase: Phase; message: string };
+}
 
 export interface ServiceStatus {
   phase: Phase;
@@ -556,6 +569,14 @@ export interface ServiceStatus {
    * last step put them; a rolled-back one leaves them off. Read by the flag snapshot.
    */
   flags?: Record<string, FlagStepOverride>;
+  /**
+   * Set while a live router reports that it cannot put the service's route table in force (a
+   * listener that cannot bind its port, a table its data plane refused): the phase is Degraded,
+   * the message begins "not serving:", and a rollout holds where it is (none starts, no step
+   * runs, promote is refused; a timed pause does not count the time). Null or absent while the
+   * data plane serves.
+   */
+  dataPlane?: DataPlaneCondition | null;
   /** Analysis runs of the rollout in progress: an inline step's, and the background one. */
   analysis?: {
     step?: { stepIndex: number; rollout: number; run: RunState } | null;

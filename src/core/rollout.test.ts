@@ -17,6 +17,8 @@ class Scenario {
   generation = 1;
   spec: ServiceSpec;
   readiness: Record<string, VersionReadiness> = {};
+  /** What the router registry reports: a reason while the data plane does not serve. */
+  notServing: string | null = null;
   private nextId = 1;
   private queue: Command[] = [];
   last!: ReconcileOutput;
@@ -55,6 +57,9 @@ class Scenario {
       status: this.status,
       commands: this.queue,
       readiness: this.readiness,
+      ...(this.notServing !== null
+        ? { dataPlane: { serving: false, reason: this.notServing } }
+        : {}),
     });
     this.queue = [];
     this.status = this.last.status;
@@ -63,11 +68,18 @@ class Scenario {
   get s(): ServiceStatus {
     return this.status as ServiceStatus;
   }
+  weightOf(version: string): number {
+    return this.last.weights.find((x) => x.version === version)?.weight ?? 0;
+  }
   canaryWeight(): number {
     return this.last.weights.find((x) => x.version === this.s.canaryVersion)?.weight ?? 0;
   }
   eventTypes(): string[] {
     return this.last.events.map((e) => e.type);
+  }
+  /** The data of this tick's i-th event. */
+  eventData(i: number): unknown {
+    return this.last.events[i]?.data;
   }
 }
 
@@ -591,5 +603,169 @@ describe("planVersionChange: what an apply that changes spec.version will do", (
       /v2 was aborted and does not start again by itself: `turnout retry`/,
     );
     assert.equal(planVersionChange("v2", sc.spec, sc.s), null);
+  });
+});
+
+const BIND = "cannot listen on 0.0.0.0:8080: address already in use (EADDRINUSE) (router r1)";
+
+const DP_STEPS: CanaryStep[] = [
+  { setWeight: 10 },
+  { pause: { duration: "30s" } },
+  { setWeight: 50 },
+];
+
+/** A service at v1 whose v2 instances are ready too, with DP_STEPS. */
+function dataPlaneScenario(): Scenario {
+  const sc = new Scenario(DP_STEPS);
+  sc.ready("v2");
+  return sc;
+}
+
+describe("a data plane that does not serve the route table", () => {
+  it("turns a quiet Healthy service Degraded, and back once it is served", () => {
+    const sc = dataPlaneScenario();
+    sc.tick();
+    assert.equal(sc.s.phase, "Healthy");
+    sc.clock.advance(1000);
+    sc.notServing = BIND;
+    sc.tick();
+    assert.equal(sc.s.phase, "Degraded");
+    assert.equal(sc.s.message, `not serving: ${BIND}`);
+    assert.deepEqual(sc.s.dataPlane, {
+      serving: false,
+      reason: BIND,
+      since: sc.clock.now(),
+      underlying: { phase: "Healthy", message: "v1 serves 100% (1/1 ready)" },
+    });
+    assert.equal(sc.s.lastTransitionAt, sc.clock.now());
+    assert.deepEqual(sc.eventTypes(), ["DataPlaneNotServing"]);
+
+    // Still down: nothing changes, no second event, the transition time stays.
+    const before = structuredClone(sc.s);
+    sc.clock.advance(5000);
+    sc.tick();
+    assert.deepEqual(sc.s, before);
+    assert.deepEqual(sc.last.events, []);
+
+    sc.clock.advance(4000);
+    sc.notServing = null;
+    sc.tick();
+    assert.equal(sc.s.phase, "Healthy");
+    assert.equal(sc.s.message, "v1 serves 100% (1/1 ready)");
+    assert.equal(sc.s.dataPlane, null);
+    assert.equal(sc.s.lastTransitionAt, sc.clock.now());
+    assert.deepEqual(sc.eventTypes(), ["DataPlaneServing"]);
+    assert.deepEqual(sc.eventData(0), { reason: BIND, heldMs: 9000 });
+  });
+
+  it("starts no rollout until the table is served", () => {
+    const sc = dataPlaneScenario();
+    sc.tick();
+    sc.notServing = BIND;
+    sc.tick();
+    // `apply` says so before it happens.
+    assert.equal(
+      planVersionChange("v1", { ...sc.spec, version: "v2" }, sc.s),
+      `spec.version v1 -> v2: a new rollout v1 -> v2 of 3 steps; it starts once the route table is served (not serving: ${BIND})`,
+    );
+    sc.setVersion("v2");
+    sc.tick();
+    assert.equal(sc.s.canaryVersion, null);
+    assert.equal(sc.s.observedGeneration, 2, "the new generation is seen, only held");
+    assert.equal(sc.weightOf("v1"), 100);
+    assert.equal(sc.s.phase, "Degraded");
+    assert.equal(sc.s.message, `not serving: ${BIND}; the rollout to v2 starts once it is served`);
+    assert.ok(!sc.eventTypes().includes("RolloutStarted"));
+
+    sc.notServing = null;
+    sc.tick();
+    assert.deepEqual(sc.eventTypes(), ["RolloutStarted", "WeightChanged", "DataPlaneServing"]);
+    assert.equal(sc.s.canaryVersion, "v2");
+    assert.equal(sc.weightOf("v2"), 10);
+    assert.equal(sc.s.phase, "Progressing");
+  });
+
+  it("holds a rollout at its step: no weight change, promote refused, the pause's clock stopped", () => {
+    const sc = dataPlaneScenario();
+    sc.tick();
+    sc.setVersion("v2");
+    sc.tick();
+    assert.equal(sc.s.stepIndex, 1, "in the 30s pause");
+    assert.equal(sc.weightOf("v2"), 10);
+    const underlying = { phase: sc.s.phase, message: sc.s.message };
+
+    sc.clock.advance(10_000);
+    sc.notServing = BIND;
+    sc.tick();
+    assert.equal(sc.s.phase, "Degraded");
+    assert.equal(
+      sc.s.message,
+      `not serving: ${BIND}; the rollout to v2 holds at step 2/3 (v2 at 10%)`,
+    );
+    assert.deepEqual(sc.s.dataPlane?.underlying, underlying);
+    assert.deepEqual(sc.eventData(0), { reason: BIND, canary: "v2", stepIndex: 1 });
+
+    // Well past the pause's end: still held at the same step and weight.
+    sc.clock.advance(60_000);
+    sc.tick();
+    assert.equal(sc.s.stepIndex, 1);
+    assert.equal(sc.weightOf("v2"), 10);
+
+    sc.command("promote");
+    sc.command("promote", { full: true });
+    sc.tick();
+    assert.equal(sc.s.stepIndex, 1);
+    assert.equal(sc.weightOf("v2"), 10);
+    for (const r of sc.last.commandResults) {
+      assert.equal(r.outcome, "rejected");
+      assert.match(
+        r.message,
+        /^cannot promote svc while its data plane does not serve its route table \(cannot listen on 0\.0\.0\.0:8080: .*\); the rollout holds until it does$/,
+      );
+    }
+
+    // Served again: the 20 s the pause had left are still left.
+    sc.notServing = null;
+    sc.tick();
+    assert.equal(sc.s.phase, underlying.phase);
+    assert.equal(sc.s.stepIndex, 1);
+    assert.equal(sc.s.dataPlane, null);
+    sc.clock.advance(19_000);
+    sc.tick();
+    assert.equal(sc.s.stepIndex, 1, "1 s of the pause left");
+    sc.clock.advance(2000);
+    sc.tick();
+    // The pause ended: setWeight 50, the last step, and the rollout completes.
+    assert.ok(sc.eventTypes().includes("RolloutCompleted"));
+    assert.equal(sc.s.phase, "Completed");
+    assert.equal(sc.s.stableVersion, "v2");
+  });
+
+  it("still aborts while held (back to the stable version), and stays aborted once served", () => {
+    const sc = dataPlaneScenario();
+    sc.tick();
+    sc.setVersion("v2");
+    sc.tick();
+    sc.notServing = BIND;
+    sc.tick();
+    sc.command("abort");
+    sc.tick();
+    assert.equal(sc.last.commandResults[0]?.outcome, "applied");
+    assert.equal(sc.s.canaryVersion, null);
+    assert.equal(sc.weightOf("v1"), 100);
+    assert.equal(sc.s.phase, "Degraded");
+    assert.match(sc.s.message, /^not serving: /);
+    assert.equal(sc.s.dataPlane?.underlying.phase, "Degraded");
+    assert.match(
+      sc.s.dataPlane?.underlying.message ?? "",
+      /rollout to v2 aborted: aborted by alice/,
+    );
+
+    sc.notServing = null;
+    sc.tick();
+    assert.equal(sc.s.phase, "Degraded");
+    assert.match(sc.s.message, /rollout to v2 aborted: aborted by alice/);
+    assert.equal(sc.s.abortedVersion, "v2");
+    assert.equal(sc.s.dataPlane, null);
   });
 });

@@ -15,11 +15,13 @@
  *   - `commands.ts`: stage 2, commands people send;
  *   - `analysis.ts`: stage 4, background analysis, the inline analysis gate of steps;
  *   - `execution.ts`: stages 5 and 6, waiting for the candidate and running the steps;
- *   - `derive.ts`: the weights and targets a status puts in force.
+ *   - `derive.ts`: the weights and targets a status puts in force;
+ *   - `data-plane.ts`: a route table the routers do not serve: Degraded, and the rollout holds.
  */
 import type { RolloutStep, ServiceSpec } from "./model.js";
 import { analysis, startBackgroundAnalysis } from "./rollout/analysis.js";
 import { applyCommands } from "./rollout/commands.js";
+import { dataPlaneHold, enterDataPlane, settleDataPlane } from "./rollout/data-plane.js";
 import { scaleDownAt, targetsOf, weightsOf } from "./rollout/derive.js";
 import { runSteps, waitForCanary } from "./rollout/execution.js";
 import { emptyStatus } from "./rollout/transitions.js";
@@ -57,6 +59,7 @@ export const STAGES: readonly Stage[] = [
   applyCommands,
   desiredVersion,
   analysis,
+  dataPlaneHold,
   waitForCanary,
   runSteps,
   steady,
@@ -77,10 +80,12 @@ export function reconcile(input: ReconcileInput): ReconcileOutput {
     results: [],
     wakeAt: null,
   };
+  const dataPlane = enterDataPlane(w);
   for (const stage of STAGES) {
     if (stage.run(w) === "stop") break;
   }
   startBackgroundAnalysis(w);
+  settleDataPlane(w, dataPlane);
   return {
     status: w.status,
     events: w.events,

@@ -16,6 +16,8 @@ export interface RecordedRequest {
   status: number;
   latencyMs: number;
   upstreamError: boolean;
+  /** The client left before the response head (status 499, `Counts.abandoned`). */
+  abandoned: boolean;
 }
 
 export interface SourceFixture {
@@ -42,8 +44,9 @@ function rng(seed: number): () => number {
 
 /**
  * Seeded traffic for two versions over TRAFFIC_SECONDS seconds, in time order: v1 (stable, 90%)
- * lognormal around 5 ms with 1% 5xx; v2 (canary, 10%) slower and with more errors, and silent
- * for seconds 10-14 (a gap the sources must not invent data for).
+ * lognormal around 5 ms with 1% 5xx; v2 (canary, 10%) slower and with more errors, 1% of its
+ * requests abandoned by their clients, and silent for seconds 10-14 (a gap the sources must not
+ * invent data for).
  */
 export function seededTraffic(seed = 1): RecordedRequest[] {
   const r = rng(seed);
@@ -60,9 +63,17 @@ export function seededTraffic(seed = 1): RecordedRequest[] {
       const x = r();
       const failRate = canary ? 0.05 : 0.01;
       const upstreamError = x < failRate / 2;
-      const status =
-        x < failRate ? 502 : x < failRate + 0.02 ? 404 : x < failRate + 0.03 ? 304 : 200;
-      out.push({ atMs, version, status, latencyMs, upstreamError });
+      const abandoned = canary && x >= failRate && x < failRate + 0.01;
+      const status = abandoned
+        ? 499
+        : x < failRate
+          ? 502
+          : x < failRate + 0.02
+            ? 404
+            : x < failRate + 0.03
+              ? 304
+              : 200;
+      out.push({ atMs, version, status, latencyMs, upstreamError, abandoned });
     }
   }
   return out;
@@ -152,7 +163,10 @@ export function describeMeasurementSourceConformance(
               "5xx": count(500, 600),
             });
             assert.equal(s.upstreamErrors, reqs.filter((t) => t.upstreamError).length);
-            assert.equal(s.errorRate, count(500, 600) / reqs.length);
+            const abandoned = reqs.filter((t) => t.abandoned).length;
+            assert.equal(s.abandoned, abandoned);
+            // Errors as the builtin error_rate counts them: 5xx and abandoned requests.
+            assert.equal(s.errorRate, (count(500, 600) + abandoned) / reqs.length);
             const secs = [...new Set(reqs.map((t) => Math.floor(t.atMs / 1000)))].sort();
             assert.equal(s.seconds, secs.length);
             assert.equal(s.firstSec, secs[0]);

@@ -47,6 +47,7 @@ function play(
         r.status,
         r.latencyMs,
         r.upstreamError,
+        r.abandoned,
       );
     }
   })();

@@ -14,6 +14,7 @@ import {
   addCounts,
   type Counts,
   emptyCounts,
+  errorCount,
   hasLabel,
   type SeriesWindowReader,
   type StatusClasses,
@@ -48,7 +49,12 @@ export interface WindowStats {
   status: StatusClasses;
   /** Upstream failures (connect errors, resets, timeouts, broken response streams). */
   upstreamErrors: number;
-  /** 5xx responses / requests; 0 when there were no requests. */
+  /**
+   * Requests whose client left before the version's response head came (in `status["4xx"]` as
+   * 499, and in `requests`): a version that hangs shows here when clients give up first.
+   */
+  abandoned: number;
+  /** (5xx responses + abandoned requests) / requests (`errorCount`); 0 without requests. */
   errorRate: number;
   /** Latency in ms of the window's responses (relative error 1%), merged across routers. */
   latency: Sketch;
@@ -103,7 +109,8 @@ class WindowAccumulator {
         requests: v.requests,
         status: statusClasses(v),
         upstreamErrors: v.upstreamErrors,
-        errorRate: v.requests === 0 ? 0 : v.s5xx / v.requests,
+        abandoned: v.abandoned,
+        errorRate: v.requests === 0 ? 0 : errorCount(v) / v.requests,
         latency: v.latency,
         p50Ms: n === 0 ? null : v.latency.quantile(0.5),
         p90Ms: n === 0 ? null : v.latency.quantile(0.9),
@@ -171,6 +178,7 @@ export class RouterMeasurementSource implements MeasurementSource {
           s4xx: w.status["4xx"],
           s5xx: w.status["5xx"],
           upstreamErrors: w.upstreamErrors,
+          abandoned: w.abandoned,
           latency: w.latency,
         },
         w.seconds,

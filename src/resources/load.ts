@@ -219,6 +219,46 @@ export function crossCheck(
   return errors;
 }
 
+/**
+ * A listener this Turnout holds besides its Services' (the API and dashboard, when a router runs
+ * in the same process), which no Service may take.
+ */
+export interface ReservedListener {
+  host: string;
+  port: number;
+  /** Who holds it, for the message ("the Turnout API"). */
+  what: string;
+}
+
+/**
+ * Refuses each Service whose listener would take a reserved one's port: its router would fail
+ * to bind it (EADDRINUSE) and serve nothing. `routerHost` is the address the router binds
+ * instead of the spec's host (`--router-address`). An attached HAProxy (`runtimeApi`) listens
+ * where its owner configured it, not on `spec.listen`: it is not checked.
+ */
+export function checkReservedListeners(
+  resources: readonly Resource[],
+  reserved: readonly ReservedListener[],
+  opts: { routerHost?: string } = {},
+): FieldError[] {
+  const errors: FieldError[] = [];
+  for (const r of resources) {
+    if (r.kind !== "Service") continue;
+    const t = r.spec.traffic;
+    if (t !== undefined && "haproxy" in t && t.haproxy.runtimeApi !== undefined) continue;
+    const { port } = r.spec.listen;
+    const host = opts.routerHost ?? r.spec.listen.host;
+    const taken = reserved.find((x) => x.port === port && hostsOverlap(x.host, host));
+    if (taken === undefined) continue;
+    errors.push({
+      resource: labelOf(r),
+      path: "spec.listen.port",
+      message: `port ${port} on ${host} is taken by ${taken.what} (listening on ${taken.host}:${taken.port}); choose another port`,
+    });
+  }
+  return errors;
+}
+
 /** Resources as YAML documents separated by `---`, or as a JSON array (for `get -o yaml|json`). */
 export function serializeResources(resources: readonly Resource[], format: ResourceFormat): string {
   if (format === "json") return `${JSON.stringify(resources, null, 2)}\n`;
@@ -521,10 +561,16 @@ function whereOf(e: Entry): string {
   return e.document !== undefined ? `document ${e.document + 1}` : "";
 }
 
-// A wildcard listener takes the port on every address, so it clashes with any host.
+// A wildcard listener takes the port on every address, so it clashes with any host; "localhost"
+// binds the loopback addresses.
 const WILDCARD_HOSTS = new Set(["0.0.0.0", "::", "[::]", ""]);
+const LOOPBACK_HOSTS = new Set(["127.0.0.1", "::1", "[::1]"]);
 const hostsOverlap = (a: string, b: string) =>
-  a === b || WILDCARD_HOSTS.has(a) || WILDCARD_HOSTS.has(b);
+  a === b ||
+  WILDCARD_HOSTS.has(a) ||
+  WILDCARD_HOSTS.has(b) ||
+  (a === "localhost" && LOOPBACK_HOSTS.has(b)) ||
+  (b === "localhost" && LOOPBACK_HOSTS.has(a));
 
 /** Adds the set checks and leaves out the resources they reject. */
 function finish(entries: readonly Entry[], errors: FieldError[]): LoadResult {

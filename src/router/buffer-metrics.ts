@@ -2,7 +2,9 @@
  * What the router holds for the store, in Prometheus text (`/metrics`): rows waiting to be
  * written while the store is unreachable, rows dropped because a bound was reached (cumulative
  * since the router started), per kind, and whether the router can reach the store at all. The
- * same numbers go with every heartbeat to the router registry (`turnout get routers`).
+ * same numbers go with every heartbeat to the router registry (`turnout get routers`). HAProxy's
+ * data plane (src/traffic/haproxy/measurements.ts) is a source too; `/metrics` adds its rows to
+ * the router's.
  */
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { RouterBuffers } from "../store/store.js";
@@ -25,6 +27,9 @@ export function withBufferMetrics(registry: Registry, router: BufferSource): Reg
   new Gauge({
     name: "turnout_router_store_reachable",
     help: "1 while the router can read and write the store, 0 during an outage (it then serves its last route tables and buffers what it writes).",
+    // Where several data planes share a process (the router, HAProxy's intake), any one cut
+    // off is an outage: merged families take the lowest (src/api/metrics.ts).
+    aggregator: "min",
     registers: [registry],
     collect() {
       this.set(router.storeReachable ? 1 : 0);

@@ -193,6 +193,8 @@ export class ExposureLog {
     try {
       await sink.recordExposures(exposures);
       await sink.recordEvents(events, this.#now());
+      // Written: no longer held, also for the outage's closing line.
+      this.#inFlight = { exposures: 0, events: 0 };
       if (this.#health !== undefined) {
         this.#health.succeeded("exposures", { exposures: exposures.length, events: events.length });
       } else if (this.#outage || this.#dropped > 0) {

@@ -24,32 +24,17 @@ import { openPostgresStore, type PostgresStore } from "../store/postgres/postgre
 import { ShadowStore } from "../store/shadow-store.js";
 import type { RouterBuffers, RouterReport } from "../store/store.js";
 import { withBufferMetrics } from "./buffer-metrics.js";
-import { Router, type RouterLogger } from "./router.js";
-import { MemoryRouteTableSource } from "./testing.js";
+import { Router } from "./router.js";
+import { captureLog, type LogLine, MemoryRouteTableSource, OUTAGE_SCENARIO } from "./testing.js";
 
 const skip = requirePostgres();
-const T0 = 1_800_000_000_000;
-const WINDOW_SECONDS = 5;
-const MAX_ROWS = 10;
-const OUTAGE_SECONDS = 12;
-const REQUESTS_PER_SECOND = 2;
-
-interface Line {
-  level: "debug" | "info" | "warn" | "error";
-  obj: Record<string, unknown>;
-  msg: string;
-}
-
-function capture(lines: Line[]): RouterLogger {
-  const at =
-    (level: Line["level"]) =>
-    (a: unknown, b?: unknown): void => {
-      const [obj, msg] =
-        typeof a === "string" ? [{}, a] : [(a ?? {}) as Record<string, unknown>, String(b ?? "")];
-      lines.push({ level, obj, msg });
-    };
-  return { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") } as never;
-}
+const {
+  t0: T0,
+  windowSeconds: WINDOW_SECONDS,
+  maxRows: MAX_ROWS,
+  seconds: OUTAGE_SECONDS,
+  perSecond: REQUESTS_PER_SECOND,
+} = OUTAGE_SCENARIO;
 
 async function until(what: string, check: () => boolean | Promise<boolean>): Promise<void> {
   const deadline = Date.now() + 20_000;
@@ -102,7 +87,7 @@ describe("a router through a PostgreSQL outage longer than its buffers", { skip 
     closers.push(primary.close, shadow.close);
 
     let clock = T0;
-    const lines: Line[] = [];
+    const lines: LogLine[] = [];
     // The registry in the real store; every report is also kept, failed or not, to read the
     // buffers it carried (the store keeps only what its schema has).
     const reports: RouterReport[] = [];
@@ -138,7 +123,7 @@ describe("a router through a PostgreSQL outage longer than its buffers", { skip 
     const router = new Router({
       source,
       routerId: "r-outage",
-      logger: capture(lines),
+      logger: captureLog(lines),
       heartbeatMs: 50,
       pollIntervalMs: 50,
       maxBufferedRows: MAX_ROWS,

@@ -26,7 +26,9 @@
  *      descriptors (503, counted, the upstream not blamed);
  *   5. relay the response (hop-by-hop headers removed), tell the observers, and record the
  *      outcome once (`counters.recordSince`: one clock read serves the latency and the
- *      1-second bucket).
+ *      1-second bucket). A client that leaves before the response head is recorded at once
+ *      (`recordAbandonedSince`: 499, the time it waited), so that a version that hangs shows as
+ *      failing even when every client gives up before the upstream timeout.
  * The features are compiled into the table (features.ts, types.ts); a table without them costs
  * two length checks and one null check per event. Around this core: forward.ts (request checks,
  * upstream headers), proxy-errors.ts (error answers, failure classes), guards.ts (what Node
@@ -401,10 +403,13 @@ class ProxyExchange implements Dispatcher.DispatchHandler, ForwardState, Exchang
     // destroying the body does not destroy the client's connection.)
     const clientSocket = this.res.socket;
     if (this.clientGone || this.res.destroyed || clientSocket === null || clientSocket.destroyed) {
-      // The client left (or its request body broke off): nobody to answer, nothing to count
-      // against the upstream.
+      // The client left: nobody to answer, nothing to count against the upstream. Before the
+      // response head it gave up waiting for the version, which is counted (here when the
+      // socket went before its 'close' event reached `onClientClose`); after it, the body broke
+      // off mid-way, which is not the version's doing.
       this.done = true;
       this.clientGone = true;
+      if (this.statusCode === 0) this.counters.recordAbandonedSince(this.startedAt);
       return;
     }
     const code = (err as { code?: string }).code;
@@ -497,6 +502,14 @@ class ProxyExchange implements Dispatcher.DispatchHandler, ForwardState, Exchang
     if (this.observer !== null) this.observer.clientClose();
     if (this.done || this.res.writableFinished) return;
     this.clientGone = true;
+    if (this.statusCode === 0) {
+      // The client gave up waiting for the version's answer (a client timeout shorter than the
+      // upstream's, or a user who left). Recorded now, not when undici reports the abort: a
+      // request still queued for a pooled connection reports it only once one is free, and
+      // the latency is the time the client waited.
+      this.done = true;
+      this.counters.recordAbandonedSince(this.startedAt);
+    }
     // Stop the upstream work nobody will read; before `onRequestStart` there is no controller
     // yet and the abort happens there.
     this.controller?.abort(new ClientAbortError("client closed the connection"));

@@ -4,6 +4,8 @@
  * and deregisters when it stops. A source without the registry is served the same, silently.
  */
 import assert from "node:assert/strict";
+import type { AddressInfo } from "node:net";
+import { createServer } from "node:net";
 import { describe, it } from "node:test";
 import type { RouterReport } from "../store/store.js";
 import { Router } from "./router.js";
@@ -72,6 +74,37 @@ describe("router registry reports", () => {
       await router.stop();
     }
     assert.deepEqual(source.removed, ["r-test"]);
+  });
+
+  it("reports a listener that cannot bind as not serving, and stops once it binds", async () => {
+    // Someone else holds the port first.
+    const holder = createServer();
+    await new Promise<void>((r) => holder.listen(0, "127.0.0.1", r));
+    const port = (holder.address() as AddressInfo).port;
+    const source = new RegistrySource();
+    source.set(table("web", port, ["http://127.0.0.1:9001"]));
+    // A long heartbeat: the report that clears it is the one the bind itself sends.
+    const router = new Router({ source, heartbeatMs: 60_000, pollIntervalMs: 20 });
+    // No listener is bound and the router's timers are unref'd: this keeps the test alive.
+    const alive = setInterval(() => {}, 1000);
+    await router.start();
+    try {
+      const down = await source.reported((r) => r.notServing?.web !== undefined);
+      assert.deepEqual(down.notServing, {
+        web: {
+          revision: 1,
+          reason: `cannot listen on 127.0.0.1:${port}: address already in use (EADDRINUSE)`,
+        },
+      });
+      await new Promise<void>((r) => holder.close(() => r()));
+      const up = await source.reported((r) => r.notServing === undefined);
+      assert.deepEqual(up.revisions, { web: 1 });
+      assert.equal(router.listeners()[0]?.error, undefined);
+    } finally {
+      clearInterval(alive);
+      holder.close();
+      await router.stop();
+    }
   });
 
   it("a source without the registry is served all the same", async () => {

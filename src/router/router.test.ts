@@ -664,6 +664,97 @@ test("a client that goes away aborts the upstream request and breaks nothing", a
   assert.equal(s?.requests, 3);
 });
 
+test("a client that gives up before the response head is recorded as abandoned: 499, the time it waited", async (t) => {
+  const a = await startBackend(t, "a");
+  const source = new MemoryRouteTableSource();
+  source.set(table("svc", [{ version: "v1", weight: 100, endpoints: [a.url] }]));
+  const { router } = await startRouter(t, source);
+  const port = portOf(router, "svc");
+  const v1 = () => router.stats("svc").find((s) => s.version === "v1")!;
+
+  // The version never answers; the client waits, then gives up (as a client timeout does).
+  const arrived = a.nextRequest();
+  const sentAt = performance.now();
+  const req = http.request({ host: "127.0.0.1", port, path: "/hang", agent: false });
+  req.on("error", () => {});
+  req.end();
+  const upstreamReq = await arrived;
+  const arrivedAt = performance.now();
+  // The client's patience: long enough that the recorded latency is clearly its wait.
+  await new Promise((r) => setTimeout(r, 300));
+  const leftAt = performance.now();
+  req.destroy();
+  await h.until(() => v1().abandoned === 1, 3000, "the abandoned request to be recorded");
+  const recordedAt = performance.now();
+  await closed(upstreamReq); // and the upstream's request is cut, as before
+  let s = v1();
+  assert.equal(s.requests, 1);
+  assert.deepEqual(s.status, { "2xx": 0, "3xx": 0, "4xx": 1, "5xx": 0 });
+  assert.equal(s.upstreamErrors, 0, "the upstream is not blamed for the client's leaving");
+  assert.equal(s.latencyCount, 1);
+  assert.ok(
+    s.latencyMsMax >= leftAt - arrivedAt && s.latencyMsMax <= recordedAt - sentAt,
+    `latency ${s.latencyMsMax} ms: waited ${leftAt - arrivedAt}..${recordedAt - sentAt} ms`,
+  );
+  const w = router.measurements.window("svc", Date.now() - 60_000, Date.now() + 1000).get("v1");
+  assert.equal(w?.abandoned, 1, "in the window analysis reads");
+
+  // After the response head was relayed, a client that leaves mid-body is not abandoned.
+  const arrived2 = a.nextRequest();
+  const streaming = http.request({ host: "127.0.0.1", port, path: "/stream", agent: false });
+  streaming.on("error", () => {});
+  streaming.end();
+  const [res] = (await once(streaming, "response")) as [http.IncomingMessage];
+  res.on("error", () => {});
+  assert.equal(res.statusCode, 200);
+  await once(res, "data"); // "first;": the head and the first bytes are through
+  streaming.destroy();
+  await closed(await arrived2);
+  await h.until(
+    () => router.endpoints("svc").every((e) => e.outstanding === 0),
+    3000,
+    "the router to end the cut exchange",
+  );
+  s = v1();
+  assert.equal(s.requests, 2);
+  assert.equal(s.abandoned, 1);
+  assert.equal(s.status["4xx"], 1);
+});
+
+test("a request that never got a version is not counted as abandoned, whatever its client does", async (t) => {
+  const a = await startBackend(t, "a");
+  const source = new MemoryRouteTableSource();
+  source.set(table("svc", [{ version: "v1", weight: 100, endpoints: [] }]));
+  const { router } = await startRouter(t, source);
+  const port = portOf(router, "svc");
+
+  // The client announces a body and leaves once the 503 came, with the body half sent.
+  const upload = http.request({
+    host: "127.0.0.1",
+    port,
+    path: "/",
+    method: "POST",
+    agent: false,
+    headers: { "content-length": String(1024 * 1024) },
+  });
+  upload.on("error", () => {});
+  upload.write(Buffer.alloc(1024));
+  const [res] = (await once(upload, "response")) as [http.IncomingMessage];
+  assert.equal(res.statusCode, 503);
+  upload.destroy();
+  await once(upload, "close");
+
+  // The version gets an instance: its first request is the only one it has.
+  const applied = nextReload(router);
+  source.set(table("svc", [{ version: "v1", weight: 100, endpoints: [a.url] }]));
+  await applied.promise;
+  assert.equal((await get(port)).text, "a");
+  const [s] = router.stats("svc");
+  assert.equal(s?.requests, 1);
+  assert.equal(s?.abandoned, 0);
+  assert.deepEqual(s?.status, { "2xx": 1, "3xx": 0, "4xx": 0, "5xx": 0 });
+});
+
 // ---------------------------------------------------------------------------------------
 // Instances: balancing, passive ejection, active health checks, retries
 // ---------------------------------------------------------------------------------------

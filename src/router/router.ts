@@ -21,9 +21,9 @@ import type { AddressInfo } from "node:net";
 import { hostname } from "node:os";
 import type { Duplex } from "node:stream";
 import { DEFAULT_TRAFFIC_POLICY, type RouteTable, type TrafficPolicySpec } from "../core/model.js";
-import { expandPreviews } from "../core/routes.js";
+import { expandPreviews, PREVIEW_SUFFIX } from "../core/routes.js";
 import { MAX_REQUEST_HEAD_BYTES } from "../defaults.js";
-import type { RouterBuffers, RouterReport, Store } from "../store/store.js";
+import type { RouterBuffers, RouterNotServing, RouterReport, Store } from "../store/store.js";
 import { ExposureLog, type ExposureSink } from "./exposures.js";
 import type { EdgeFlags } from "./flags-edge.js";
 import {
@@ -36,7 +36,7 @@ import {
   systemClock,
 } from "./health.js";
 import { type MirrorStats, Mirrors, type ShadowAggregateSink } from "./mirror.js";
-import { StoreOutage } from "./outage.js";
+import { StoreOutage, writerBuffers } from "./outage.js";
 import { type Endpoint, UpstreamPools } from "./pools.js";
 import {
   handleRequest,
@@ -362,13 +362,7 @@ export class Router {
     await this.#exposures.stop();
     await this.#mirrors.stop();
     // Their last writes failed (the store is down): what they held goes with this process.
-    const held = Object.entries(this.buffers()).filter(([, b]) => b.buffered > 0);
-    if (held.length > 0) {
-      this.#logger.warn(
-        { lost: Object.fromEntries(held.map(([k, b]) => [k, b.buffered])) },
-        "router: stopping while the store is unreachable; the rows it could not take are lost",
-      );
-    }
+    this.#storeOutage.stopped();
     await this.#pools.closeAll();
     // Last: a router that serves nothing has nothing for the controller to wait on.
     await this.#reporting?.catch(() => undefined);
@@ -387,13 +381,11 @@ export class Router {
    * since start because a bound was reached. Reported with every heartbeat and in /metrics.
    */
   buffers(): RouterBuffers {
-    const x = this.#exposures.buffers();
-    return {
-      measurements: this.#flusher.buffers(),
-      exposures: x.exposures,
-      events: x.events,
-      shadow: this.#mirrors.buffers(),
-    };
+    return writerBuffers({
+      measurements: this.#flusher,
+      exposures: this.#exposures,
+      shadow: this.#mirrors,
+    });
   }
 
   /** Whether the store is reachable as far as this router can tell (false during an outage). */
@@ -577,6 +569,7 @@ export class Router {
           heartbeatAt: this.#wallNow(),
           revisions: Object.fromEntries(this.#revisions),
           buffers: this.buffers(),
+          ...notServingOf(this.listeners(), this.#revisions),
         };
         try {
           await report(r);
@@ -745,7 +738,10 @@ export class Router {
     const unbound = [...this.#listeners.values()].filter((l) => l.bound === null);
     await Promise.all(unbound.map((l) => this.#bind(l)));
     const changed = unbound.filter((l) => l.bound !== null).map((l) => l.service);
-    if (changed.length > 0) this.#emit({ ok: true, changed });
+    if (changed.length === 0) return;
+    // Told at once: the controller holds the service's rollout until its listener serves.
+    void this.#report();
+    this.#emit({ ok: true, changed });
   }
 
   /** Binds `l` to its address; a failure is recorded in `l.error`, never thrown. */
@@ -868,6 +864,35 @@ export class Router {
     });
     this.#closing.add(tracked);
   }
+}
+
+/**
+ * The registry's `notServing` for listeners that cannot bind (their error is retried at each
+ * poll): a preview listener's problem is its service's, since the rollout needs both.
+ */
+function notServingOf(
+  listeners: readonly ListenerInfo[],
+  revisions: ReadonlyMap<string, number>,
+): { notServing?: RouterNotServing } {
+  const out: RouterNotServing = {};
+  for (const l of listeners) {
+    if (l.error === undefined) continue;
+    const preview = l.service.endsWith(PREVIEW_SUFFIX);
+    const service = preview ? l.service.slice(0, -PREVIEW_SUFFIX.length) : l.service;
+    const reason = `cannot listen on ${l.host}:${l.port}${preview ? " (the preview listener)" : ""}: ${bindError(l.error)}`;
+    const before = out[service];
+    out[service] = {
+      revision: revisions.get(service) ?? null,
+      reason: before === undefined ? reason : `${before.reason}; ${reason}`,
+    };
+  }
+  return Object.keys(out).length > 0 ? { notServing: out } : {};
+}
+
+/** "EADDRINUSE: listen EADDRINUSE: address already in use 0.0.0.0:80" -> "address already in use (EADDRINUSE)". */
+function bindError(error: string): string {
+  const m = /^(E[A-Z]+): listen E[A-Z]+: (.+?) \S+:\d+$/.exec(error);
+  return m ? `${m[2]} (${m[1]})` : error;
 }
 
 /**

@@ -121,6 +121,7 @@ describe("MeasurementRecorder", () => {
         requests: 3,
         status: { "2xx": 1, "3xx": 0, "4xx": 0, "5xx": 1 },
         upstreamErrors: 1,
+        abandoned: 0,
         latencyMsSum: 30,
         latencyCount: 2,
         latencyMsMax: 20,
@@ -149,6 +150,37 @@ describe("MeasurementRecorder", () => {
     const fake = new MeasurementRecorder({ now: () => T0 + 1500 });
     fake.series("svc", "v1").recordSince(200, performance.now(), false);
     assert.deepEqual(fake.window("svc", T0, T0 + 5000).get("v1")?.seconds, [T0 / 1000 + 1]);
+  });
+
+  it("a request abandoned by its client is a 499 with its wait as latency, counted everywhere", () => {
+    const c = clock(T0 + 200);
+    const rec = new MeasurementRecorder({ now: c.now, routerId: "r1" });
+    const s = rec.series("svc", "v2");
+    s.requests += 3;
+    s.record(200, 5, false);
+    s.recordAbandonedSince(performance.now() - 2000);
+    s.record(499, 7, false); // an upstream's own 499 is its answer, not an abandoned request
+    const w = rec.window("svc", T0, T0 + 1000).get("v2");
+    assert.equal(w?.requests, 3);
+    assert.equal(w?.abandoned, 1);
+    assert.deepEqual(w?.status, { "2xx": 1, "3xx": 0, "4xx": 2, "5xx": 0 });
+    assert.equal(w?.upstreamErrors, 0);
+    const waited = w!.latency.max;
+    assert.ok(waited >= 2000 && waited < 2000 + 1000, `latency ${waited}`);
+    const [st] = rec.stats("svc");
+    assert.equal(st?.abandoned, 1);
+    assert.equal(rec.totals("svc")[0]?.abandoned, 1);
+    // The row the flusher writes carries it; a second without any carries 0.
+    c.t = T0 + 1200;
+    s.record(200, 5, false);
+    const rows = rec.collect(true).rows.sort((a, b) => a.second - b.second);
+    assert.deepEqual(
+      rows.map((r) => [r.second - T0 / 1000, r.requests, r.s4xx, r.abandoned]),
+      [
+        [0, 3, 2, 1],
+        [1, 1, 0, 0],
+      ],
+    );
   });
 
   it("a clock that steps back keeps counting into the newest second", () => {

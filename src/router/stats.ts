@@ -2,7 +2,8 @@
  * The router's measurements: per service and per series (a version, or a version and the
  * variants of the flags the edge evaluated for the request, see `SeriesLabels` and
  * `flags-edge.ts`; an experiment's arms are versions, measured as such), a ring of 1-second
- * buckets holding requests, status classes, upstream errors and a latency sketch.
+ * buckets holding requests, status classes, upstream errors, requests abandoned by their clients
+ * and a latency sketch.
  *
  * The hot path: compiled tables hold a direct reference to each version's `SeriesCounters`,
  * so recording a response is a clock read, a compare, a few integer increments and one
@@ -19,6 +20,7 @@
  */
 import { hostname } from "node:os";
 import {
+  ABANDONED_STATUS,
   addCounts,
   type Counts,
   type MeasurementRow,
@@ -53,6 +55,11 @@ export interface VersionStats {
   status: StatusClasses;
   /** Upstream failures: refused or reset connections, timeouts, broken response streams. */
   upstreamErrors: number;
+  /**
+   * Requests whose client left before the version's response head came (recorded as 499, in
+   * `status["4xx"]`, with the time until the client left as latency).
+   */
+  abandoned: number;
   latencyMsSum: number;
   /** Number of responses whose latency is in `latencyMsSum` (for the mean). */
   latencyCount: number;
@@ -70,6 +77,8 @@ export interface SeriesTotals extends SeriesLabels {
   /** Responses (including any outside the four classes). */
   responses: number;
   upstreamErrors: number;
+  /** Requests abandoned by their clients (`Counts.abandoned`). */
+  abandoned: number;
   /** Latency in ms of every response; a copy the caller may keep. */
   latency: Sketch;
   /** Requests answered 503 for want of file descriptors (see `SeriesCounters.fdExhausted`). */
@@ -86,6 +95,7 @@ class SecondBucket implements Counts {
   s4xx = 0;
   s5xx = 0;
   upstreamErrors = 0;
+  abandoned = 0;
   readonly latency: Sketch;
 
   constructor(alpha: number) {
@@ -100,6 +110,7 @@ class SecondBucket implements Counts {
     this.s4xx = 0;
     this.s5xx = 0;
     this.upstreamErrors = 0;
+    this.abandoned = 0;
     this.latency.clear();
   }
 
@@ -178,19 +189,47 @@ export class SeriesCounters implements SeriesLabels, SeriesRecorder {
    * latency and the second; O(1) and allocation-free once the ring is warm.
    */
   recordSince(statusCode: number, startedAt: number, upstreamError: boolean): void {
+    this.#addSince(statusCode, startedAt, upstreamError, false);
+  }
+
+  /**
+   * Records, now, a request whose client closed the connection after the version was picked and
+   * before its response head came: status 499, latency until the client left (so a latency judge
+   * sees a version that hangs), counted in `abandoned`. As cheap as `recordSince`.
+   */
+  recordAbandonedSince(startedAt: number): void {
+    this.#addSince(ABANDONED_STATUS, startedAt, false, true);
+  }
+
+  #addSince(statusCode: number, startedAt: number, upstreamError: boolean, abandoned: boolean) {
     const end = performance.now();
     const cfg = this.#cfg;
     const sec =
       cfg.now === null ? Math.floor((cfg.perfOffset + end) / 1000) : Math.floor(cfg.now() / 1000);
-    this.#add(sec, statusCode, end - startedAt, upstreamError);
+    this.#add(sec, statusCode, end - startedAt, upstreamError, abandoned);
   }
 
-  /** Records one finished request with a known latency, at the clock's current second. */
-  record(statusCode: number, latencyMs: number, upstreamError: boolean): void {
-    this.#add(Math.floor(wallNow(this.#cfg) / 1000), statusCode, latencyMs, upstreamError);
+  /**
+   * Records one finished request with a known latency, at the clock's current second;
+   * `abandoned`: its client gave up before the response head (`recordAbandonedSince`).
+   */
+  record(statusCode: number, latencyMs: number, upstreamError: boolean, abandoned = false): void {
+    this.#add(
+      Math.floor(wallNow(this.#cfg) / 1000),
+      statusCode,
+      latencyMs,
+      upstreamError,
+      abandoned,
+    );
   }
 
-  #add(sec: number, statusCode: number, latencyMs: number, upstreamError: boolean): void {
+  #add(
+    sec: number,
+    statusCode: number,
+    latencyMs: number,
+    upstreamError: boolean,
+    abandoned: boolean,
+  ): void {
     let b = this.#cur;
     if (b === null || b.sec !== sec) b = this.#roll(sec);
     // A request that lands in a second already written (the clock's resync at a flush moved it
@@ -205,6 +244,7 @@ export class SeriesCounters implements SeriesLabels, SeriesRecorder {
     else if (statusCode >= 300) b.s3xx++;
     else if (statusCode >= 200) b.s2xx++;
     if (upstreamError) b.upstreamErrors++;
+    if (abandoned) b.abandoned++;
     b.latency.add(latencyMs);
   }
 
@@ -244,6 +284,7 @@ export class SeriesCounters implements SeriesLabels, SeriesRecorder {
       status: statusClasses(t),
       responses: t.requests,
       upstreamErrors: t.upstreamErrors,
+      abandoned: t.abandoned,
       latency: t.latency,
       fdExhausted: this.fdExhausted,
     };
@@ -258,6 +299,7 @@ export class SeriesCounters implements SeriesLabels, SeriesRecorder {
       requests: this.requests,
       status: t.status,
       upstreamErrors: t.upstreamErrors,
+      abandoned: t.abandoned,
       latencyMsSum: t.latency.sum,
       latencyCount: n,
       latencyMsMax: n === 0 ? 0 : t.latency.max,
@@ -283,6 +325,7 @@ export class SeriesCounters implements SeriesLabels, SeriesRecorder {
       requests: sum.requests,
       status: statusClasses(sum),
       upstreamErrors: sum.upstreamErrors,
+      abandoned: sum.abandoned,
       latency: sum.latency,
       seconds: picked.map((b) => b.sec),
     };
@@ -307,6 +350,7 @@ export class SeriesCounters implements SeriesLabels, SeriesRecorder {
         s4xx: b.s4xx,
         s5xx: b.s5xx,
         upstreamErrors: b.upstreamErrors,
+        abandoned: b.abandoned,
         latency: b.latency.toJSON(),
       });
     }

@@ -1,10 +1,47 @@
 /**
  * Test helpers for the router: an in-memory route table source. Tests of the real store go
  * through the end-to-end suite; this one lets router tests control exactly when a change is
- * announced (`onChange`), only visible to polling, or when the source fails.
+ * announced (`onChange`), only visible to polling, or when the source fails. Also: a logger
+ * that keeps its lines, and the store outage both data planes are checked against.
  */
 import type { RouteTable } from "../core/model.js";
 import type { RouteTableSource } from "./router.js";
+import type { RouterLogger } from "./types.js";
+
+/**
+ * The store outage longer than the buffers hold that the built-in router
+ * (src/router/outage.test.ts) and HAProxy's intake (src/traffic/haproxy/measurements.test.ts)
+ * go through, by an injected clock from `t0`: a `windowSeconds` measurement window and room for
+ * `maxRows` exposures (and events), then `seconds` of traffic with `perSecond` new units a
+ * second while the store is down. The first `seconds - windowSeconds` seconds and all but
+ * `maxRows` units must be dropped and counted.
+ */
+export const OUTAGE_SCENARIO = {
+  t0: 1_800_000_000_000,
+  windowSeconds: 5,
+  maxRows: 10,
+  seconds: 12,
+  perSecond: 2,
+} as const;
+
+/** A log line as `captureLog` keeps it. */
+export interface LogLine {
+  level: "debug" | "info" | "warn" | "error";
+  obj: Record<string, unknown>;
+  msg: string;
+}
+
+/** A logger that keeps every line in `lines` (pino's call shapes: `(obj, msg)` or `(msg)`). */
+export function captureLog(lines: LogLine[]): RouterLogger {
+  const at =
+    (level: LogLine["level"]) =>
+    (a: unknown, b?: unknown): void => {
+      const [obj, msg] =
+        typeof a === "string" ? [{}, a] : [(a ?? {}) as Record<string, unknown>, String(b ?? "")];
+      lines.push({ level, obj, msg });
+    };
+  return { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") } as never;
+}
 
 type ChangeKind = "resources" | "commands" | "routeTables" | "status";
 

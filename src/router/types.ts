@@ -39,7 +39,8 @@ export type CompiledEndpoint = Endpoint;
 
 /**
  * Where the proxy records one request of one series (stats.ts `SeriesCounters`): `requests`
- * when the version is picked, `recordSince` once when the request ends.
+ * when the version is picked, then once when the request ends: `recordSince`, or
+ * `recordAbandonedSince` when the client left before the version's response head came.
  */
 export interface SeriesRecorder {
   readonly version: string;
@@ -47,6 +48,7 @@ export interface SeriesRecorder {
   readonly labels: string;
   requests: number;
   recordSince(statusCode: number, startedAt: number, upstreamError: boolean): void;
+  recordAbandonedSince(startedAt: number): void;
   /** Requests answered 503 because the router ran out of file descriptors (not in the store). */
   fdExhausted: number;
 }

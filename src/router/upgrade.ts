@@ -250,7 +250,12 @@ class UpgradeTunnel {
     if (this.closed) return;
     this.closed = true;
     this.endpoint.outstanding--;
-    if (!this.answered) this.upstream?.destroy();
+    if (!this.answered) {
+      // The client left before the instance answered the handshake: abandoned (proxy.ts).
+      this.answered = true;
+      this.backend.counters.recordAbandonedSince(this.startedAt);
+      this.upstream?.destroy();
+    }
     this.upSocket?.destroy();
     // Whatever was written still goes out; then the connection closes.
     (this.socket as Socket).destroySoon();

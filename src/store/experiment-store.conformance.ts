@@ -6,8 +6,10 @@
  */
 import assert from "node:assert/strict";
 import type { ExperimentSpec } from "../core/experiment/types.js";
+import { Sketch } from "../core/sketch.js";
 import type { ExperimentStore } from "./experiment-store.js";
 import type { ConformanceTest } from "./store.conformance.js";
+import type { MeasurementRow } from "./store.js";
 
 const spec: ExperimentSpec = {
   split: 50,
@@ -131,6 +133,50 @@ export function describeExperimentStoreConformance(test: ConformanceTest): void 
       B: { kind: "ratio", n: 2, sumX: 8, sumX2: 50, sumY: 4, sumY2: 10, sumXY: 10 },
     });
     assert.equal((d.metrics.conf!.A as { sum: number }).sum, 0.9);
+  });
+
+  test("experiments: a builtin error_rate counts 5xx answers and requests abandoned by clients", async ({
+    store,
+    features,
+  }) => {
+    const startedAt = 1_700_000_000_000;
+    const row = (
+      version: string,
+      s2xx: number,
+      abandoned: number,
+      s5xx: number,
+    ): MeasurementRow => ({
+      service: "svc",
+      version,
+      labels: "",
+      second: startedAt / 1000 + 1,
+      routerId: "r1",
+      requests: s2xx + abandoned + s5xx,
+      s2xx,
+      s3xx: 0,
+      s4xx: abandoned,
+      s5xx,
+      upstreamErrors: 0,
+      abandoned,
+      latency: new Sketch().toJSON(),
+    });
+    await store.writeMeasurements([row("v1", 9, 0, 1), row("v2", 4, 4, 2)]);
+    const errors: ExperimentSpec = {
+      ...spec,
+      metrics: [
+        { name: "errors", kind: "binomial", role: "guardrail", source: { builtin: "error_rate" } },
+      ],
+    };
+    const d = await features.experiments.data(
+      { name: "e1", service: "svc", spec: errors, arms, startedAt },
+      startedAt + 10_000,
+    );
+    const counts = (a: unknown) => {
+      const { requests, errors } = a as { requests: number; errors: number };
+      return { requests, errors };
+    };
+    assert.deepEqual(counts(d.metrics.errors!.A), { requests: 10, errors: 1 });
+    assert.deepEqual(counts(d.metrics.errors!.B), { requests: 10, errors: 6 });
   });
 
   test("experiments: CUPED's covariate sums events from before each unit's first exposure", async ({

@@ -41,7 +41,10 @@ export interface StoredFlagOverride {
 export interface FlagHistoryEntry {
   time: number;
   actor: string;
-  /** "applied" (a new generation of the resource), "enable", "disable", "set", "reset", "rollout". */
+  /**
+   * "applied" (a new generation of the resource), "enable", "disable", "set", "reset", "rollout",
+   * "deleted" (the resource deleted, with the overrides removed with it).
+   */
   action: string;
   message: string;
   data: Record<string, unknown>;

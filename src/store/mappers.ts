@@ -40,6 +40,7 @@ import type {
   ControllerLease,
   MeasurementRow,
   RouterBuffers,
+  RouterNotServing,
   RouterReport,
   StoredCommand,
   StoredResource,
@@ -58,6 +59,9 @@ export function mapRouter(
     heartbeatAt: Number(row.heartbeat_at),
     revisions,
     ...(row.buffers !== null ? { buffers: JSON.parse(row.buffers) as RouterBuffers } : {}),
+    ...(row.not_serving !== null
+      ? { notServing: JSON.parse(row.not_serving) as RouterNotServing }
+      : {}),
   };
 }
 
@@ -131,6 +135,7 @@ export function mapMeasurement(row: Selectable<MeasurementsTable>): MeasurementR
     s4xx: Number(row.s4xx),
     s5xx: Number(row.s5xx),
     upstreamErrors: Number(row.upstream_errors),
+    abandoned: Number(row.abandoned),
     latency: parseJson<SketchJson>(row.latency),
   };
 }

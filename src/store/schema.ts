@@ -114,6 +114,8 @@ export interface MeasurementsTable {
   s4xx: number;
   s5xx: number;
   upstream_errors: number;
+  /** Requests abandoned by their clients (0013; 0 in rows written before it). */
+  abandoned: Generated<number>;
   latency: string;
 }
 
@@ -143,6 +145,8 @@ export interface RoutersTable {
   heartbeat_at: number;
   /** JSON of `RouterBuffers` (migration 0012); null when the router did not report it. */
   buffers: string | null;
+  /** JSON of `RouterReport.notServing` (migration 0014); null when it reports none. */
+  not_serving: string | null;
 }
 
 /** The route-table revision each router has in force, per service it serves. */

@@ -13,7 +13,12 @@ import { experimentRow, mapControllerLease, mapWriterEpoch } from "./mappers.js"
 import { type Database, WRITER_ROLE_CONTROLLER } from "./schema.js";
 import { recordCommandResults } from "./sql-commands.js";
 import { insertEvents } from "./sql-events.js";
-import { requireService, writeRouteTable, writeStatus } from "./sql-service-state.js";
+import {
+  requireService,
+  requireStatus,
+  writeRouteTable,
+  writeStatus,
+} from "./sql-service-state.js";
 import type {
   ControllerCommit,
   ControllerLease,
@@ -34,6 +39,8 @@ import type {
  * - Status or route table for a Service that no longer exists throws
  *   TURNOUT_ERR_SERVICE_NOT_FOUND and writes nothing (`requireService`). A commit of only
  *   events (e.g. a cleanup message) is accepted for any service.
+ * - With `statusBefore`, status or route table over a stored status that is no longer the one
+ *   the tick read throws TURNOUT_ERR_STORE_CONFLICT and writes nothing (`requireStatus`).
  * - The route table gets the next revision and moves the fingerprint (`writeRouteTable`).
  * - Command results: see `recordCommandResults` (the first result stands).
  */
@@ -43,7 +50,10 @@ export async function commit(
   c: ControllerCommit,
 ): Promise<{ routeTable?: RouteTable }> {
   await checkWriterEpoch(trx, c);
-  if (c.status !== undefined || c.routeTable !== undefined) await requireService(trx, c.service);
+  if (c.status !== undefined || c.routeTable !== undefined) {
+    await requireService(trx, c.service);
+    if (c.statusBefore !== undefined) await requireStatus(trx, c.service, c.statusBefore);
+  }
   if (c.status !== undefined) await writeStatus(trx, changed, c.service, c.status, c.now);
   const routeTable =
     c.routeTable === undefined

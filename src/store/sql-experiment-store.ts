@@ -13,6 +13,7 @@ import type {
   ResolvedArm,
 } from "../core/experiment/index.js";
 import { responseHeaderMetric } from "../core/experiment/index.js";
+import { errorCount } from "../core/measurements.js";
 import { Sketch } from "../core/sketch.js";
 import { batches } from "./batches.js";
 import type {
@@ -164,7 +165,7 @@ export class SqlExperimentStore implements ExperimentStore {
     });
   }
 
-  /** Per version: requests, 5xx and latency moments since the experiment started. */
+  /** Per version: requests, errors and latency moments since the experiment started. */
   async #measured(
     e: Pick<StoredExperiment, "service" | "startedAt">,
     now: number,
@@ -183,7 +184,8 @@ export class SqlExperimentStore implements ExperimentStore {
         acc.set(r.version, a);
       }
       a.requests += r.requests;
-      a.errors += r.s5xx;
+      // Errors as the builtin error_rate counts them everywhere: 5xx and abandoned requests.
+      a.errors += errorCount(r);
       a.sketch.merge(Sketch.fromJSON(r.latency));
     }
     const out = new Map<string, MetricArmData>();

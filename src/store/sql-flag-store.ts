@@ -1,9 +1,11 @@
 /**
  * `FlagStore` over the SQL store (SQLite, PostgreSQL): `flag_overrides` and `flag_history`
  * (migration 0005, declared in `schema.ts`) beside the core store's resources, statuses and
- * events, through `SqlStore.transact` and `SqlStore.query`.
+ * events, through `SqlStore.transact` and `SqlStore.query`; and `forgetFlag`, which the core
+ * store's `deleteResource` runs in the deletion's transaction.
  */
-import type { FlagOverride } from "../core/flags/types.js";
+import type { Transaction } from "kysely";
+import type { FlagOverride, FlagStepOverride } from "../core/flags/types.js";
 import { loadFlagSnapshot } from "./flag-snapshot.js";
 import type {
   FlagHistoryEntry,
@@ -12,8 +14,15 @@ import type {
   StoredFlagOverride,
 } from "./flag-store.js";
 import { canonicalJson } from "./json.js";
-import { mapEvent, mapFlagHistory, mapFlagOverride, mapResourceRevision } from "./mappers.js";
+import {
+  mapEvent,
+  mapFlagHistory,
+  mapFlagOverride,
+  mapResourceRevision,
+  mapStatus,
+} from "./mappers.js";
 import { enqueueNotifications, flagKillEvent } from "./outbox-store.js";
+import type { Database } from "./schema.js";
 import type { SqlStore } from "./sql-store.js";
 import type { Store } from "./store.js";
 
@@ -194,4 +203,66 @@ export class SqlFlagStore implements FlagStore {
   loadSnapshot(): Promise<FlagSnapshot> {
     return loadFlagSnapshot(this.#sql, this);
   }
+}
+
+/**
+ * Removes every piece of state keyed by a flag whose resource is being deleted, inside the
+ * deletion's transaction (`SqlStore.deleteResource`): a person's override (the kill switch
+ * included) and what rollouts put on it (`status.flags[flag]` of every service; the deletion
+ * is refused while a Service still refers to the flag, so no rollout can set it again). A
+ * flag applied again under the same name then starts from its resource alone, as Unleash and
+ * GrowthBook users expect. The history is kept, as an audit trail: a "deleted" entry records
+ * what was removed. Returns whether a status changed.
+ *
+ * The status is the controller's to write; a tick that read it before this transaction is
+ * refused at its commit (`ControllerCommit.statusBefore`) rather than writing the entry back.
+ */
+export async function forgetFlag(
+  trx: Transaction<Database>,
+  flag: string,
+  opts: { actor: string; now: number },
+): Promise<boolean> {
+  const override = await trx
+    .deleteFrom("flag_overrides")
+    .where("flag", "=", flag)
+    .returningAll()
+    .executeTakeFirst();
+  const rollouts: Record<string, FlagStepOverride> = {};
+  // Every status is read: statuses are one row per service, and a JSON body cannot be
+  // filtered portably across the two dialects.
+  const rows = await trx.selectFrom("service_status").select(["service", "body"]).execute();
+  for (const row of rows) {
+    const status = mapStatus(row);
+    const entry = status.flags?.[flag];
+    if (entry === undefined || status.flags === undefined) continue;
+    rollouts[row.service] = entry;
+    const { [flag]: _removed, ...rest } = status.flags;
+    const { flags: _all, ...withoutFlags } = status;
+    const next = Object.keys(rest).length > 0 ? { ...withoutFlags, flags: rest } : withoutFlags;
+    await trx
+      .updateTable("service_status")
+      .set({ body: canonicalJson(next), updated_at: opts.now })
+      .where("service", "=", row.service)
+      .execute();
+  }
+  const services = Object.keys(rollouts);
+  const removed = [
+    ...(override === undefined ? [] : ["its override"]),
+    ...(services.length === 0 ? [] : [`what rollouts of ${services.join(", ")} put on it`]),
+  ];
+  await trx
+    .insertInto("flag_history")
+    .values({
+      flag,
+      time: opts.now,
+      actor: opts.actor,
+      action: "deleted",
+      message: `Flag/${flag} deleted${removed.length > 0 ? `, with ${removed.join(" and ")}` : ""}`,
+      data: canonicalJson({
+        override: override === undefined ? null : mapFlagOverride(override).override,
+        rollouts,
+      }),
+    })
+    .execute();
+  return services.length > 0;
 }

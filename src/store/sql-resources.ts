@@ -2,7 +2,8 @@
  * Resources in the SQL store (`SqlStore`): `resources` (the current generation of each) and
  * `resource_revisions` (every generation applied), with a "ResourceApplied" or
  * "ResourceDeleted" event for each change. Deleting a Service also removes what the controller
- * kept for it (`sql-service-state.ts`) and answers its pending commands (`sql-commands.ts`).
+ * kept for it (`sql-service-state.ts`) and answers its pending commands (`sql-commands.ts`);
+ * deleting a Flag removes its overrides (`forgetFlag`, `sql-flag-store.ts`).
  */
 import type { Kysely, Transaction } from "kysely";
 import { RESOURCE_KINDS, type Resource, type ResourceKind } from "../core/model.js";
@@ -12,6 +13,7 @@ import { mapResource } from "./mappers.js";
 import type { Database } from "./schema.js";
 import { rejectPendingCommands } from "./sql-commands.js";
 import { insertEvents } from "./sql-events.js";
+import { forgetFlag } from "./sql-flag-store.js";
 import { deleteServiceState } from "./sql-service-state.js";
 import type { ApplyAction, ApplyOutcome, StoreChange, StoredResource } from "./store.js";
 
@@ -139,6 +141,8 @@ export async function listResources<K extends ResourceKind>(
  * Deletes a resource; false when there was none. Deleting a Service also deletes its status
  * and route table (routers stop serving it at their next reload) and rejects its pending
  * commands with message "service deleted", so that a CLI waiting on one gets an answer.
+ * Deleting a Flag also deletes every piece of state keyed by it (`forgetFlag`: a person's
+ * override, what rollouts put on it), so that a flag applied again starts clean.
  * Events are kept: the history of a deleted service survives, and a "ResourceDeleted" event
  * is appended to it. Revisions are kept too. Applying the resource again starts over at
  * generation 1, as Kubernetes does.
@@ -164,6 +168,7 @@ export async function deleteResource(
     await deleteServiceState(trx, changed, name);
     data.rejectedCommands = await rejectPendingCommands(trx, changed, name, opts.now);
   }
+  if (kind === "Flag" && (await forgetFlag(trx, name, opts))) changed.add("status");
 
   await insertEvents(trx, [
     {

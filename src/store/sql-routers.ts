@@ -39,6 +39,10 @@ export async function reportRouter(
     started_at: r.startedAt,
     heartbeat_at: r.heartbeatAt,
     buffers: r.buffers === undefined ? null : JSON.stringify(r.buffers),
+    not_serving:
+      r.notServing === undefined || Object.keys(r.notServing).length === 0
+        ? null
+        : JSON.stringify(r.notServing),
   };
   const { id: _key, ...update } = row;
   await trx

@@ -77,6 +77,33 @@ export async function requireService(trx: Transaction<Database>, service: string
   }
 }
 
+/**
+ * Throws TURNOUT_ERR_STORE_CONFLICT unless the stored status is `expected` (null: none stored):
+ * it changed since the tick read it (a deleted Flag's entries taken out of `status.flags`, the
+ * Service deleted and applied again), and a decision made over the old one must not land.
+ * Compared as canonical JSON of the parsed body, not as stored text: a body written by an older
+ * version in another key order is still the same status.
+ */
+export async function requireStatus(
+  trx: Transaction<Database>,
+  service: string,
+  expected: ServiceStatus | null,
+): Promise<void> {
+  const row = await trx
+    .selectFrom("service_status")
+    .select("body")
+    .where("service", "=", service)
+    .executeTakeFirst();
+  const stored = row === undefined ? null : canonicalJson(mapStatus(row));
+  if (stored !== (expected === null ? null : canonicalJson(expected))) {
+    throw new TurnoutError(
+      "TURNOUT_ERR_STORE_CONFLICT",
+      `commit for ${service} refused: its status changed since the tick read it; the next tick decides again`,
+      { service },
+    );
+  }
+}
+
 export async function writeStatus(
   trx: Transaction<Database>,
   changed: Set<StoreChange>,

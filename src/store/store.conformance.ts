@@ -387,6 +387,36 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       );
     });
 
+    test("commit with statusBefore refuses a decision made over a status changed since", async ({
+      store,
+    }) => {
+      await store.applyResources([service("fraud")], { actor: "alice", now: T0 });
+      // No status stored yet, as the tick read it: accepted.
+      await store.commit({ service: "fraud", status: status(), statusBefore: null, now: T0 });
+      const read = await store.getStatus("fraud");
+      const next = status({ message: "next", lastTransitionAt: T0 + 1 });
+      // The same status, with its keys in another order, is the same status.
+      await store.commit({
+        service: "fraud",
+        status: next,
+        statusBefore: reverseKeys(read),
+        now: T0 + 1,
+      });
+      // The Service deleted and applied again meanwhile: the old decision must not land on it.
+      await store.deleteResource("Service", "fraud", { actor: "alice", now: T0 + 2 });
+      await store.applyResources([service("fraud")], { actor: "alice", now: T0 + 3 });
+      for (const c of [
+        { status: status({ message: "stale" }) },
+        { routeTable: table("fraud", 0, T0) },
+      ])
+        await assert.rejects(
+          store.commit({ service: "fraud", ...c, statusBefore: next, now: T0 + 4 }),
+          { code: "TURNOUT_ERR_STORE_CONFLICT" },
+        );
+      assert.equal(await store.getStatus("fraud"), null);
+      assert.equal(await store.getRouteTable("fraud"), null);
+    });
+
     test("the route-table fingerprint changes on every route-table write and delete", async ({
       store,
     }) => {
@@ -863,6 +893,38 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       ]);
     });
 
+    test("measurements: requests abandoned by clients round-trip; a row without the count reads 0", async ({
+      store,
+    }) => {
+      const S = T0 / 1000;
+      const hung = measurement({ second: S, version: "v2", requests: 9, s2xx: 1, s4xx: 8 });
+      hung.abandoned = 8;
+      const { abandoned: _, ...older } = measurement({ second: S, version: "v1" });
+      await store.writeMeasurements([hung, older as MeasurementRow]);
+      assert.deepEqual(
+        (await store.readMeasurements({ service: "svc", fromSec: S, toSec: S + 1 })).map((r) => [
+          r.version,
+          r.requests,
+          r.s4xx,
+          r.abandoned,
+        ]),
+        [
+          ["v1", 10, 1, 0],
+          ["v2", 9, 8, 8],
+        ],
+      );
+      // A second written again, complete, replaces the count too.
+      hung.abandoned = 7;
+      await store.writeMeasurements([hung]);
+      const [again] = await store.readMeasurements({
+        service: "svc",
+        fromSec: S,
+        toSec: S + 1,
+        version: "v2",
+      });
+      assert.deepEqual(again, hung);
+    });
+
     test("measurements: one transaction per write, large batches included", async ({ store }) => {
       const S = T0 / 1000;
       const rows = Array.from({ length: 1234 }, (_, i) =>
@@ -940,6 +1002,23 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       assert.deepEqual((await store.listRouters())[0]?.buffers, counts(0));
       await store.reportRouter(router("r", { web: 1 }, { heartbeatAt: T0 + 2000 }));
       assert.equal((await store.listRouters())[0]?.buffers, undefined, "a router without them");
+    });
+
+    test("routers: the services a router cannot serve are kept with why, and cleared by the next report", async ({
+      store,
+    }) => {
+      const notServing = {
+        web: { revision: 3, reason: "cannot listen on 0.0.0.0:8080: EADDRINUSE" },
+      };
+      await store.reportRouter({ ...router("r", { web: 3 }), notServing });
+      assert.deepEqual((await store.listRouters())[0]?.notServing, notServing);
+      await store.reportRouter(router("r", { web: 3 }, { heartbeatAt: T0 + 1000 }));
+      assert.equal((await store.listRouters())[0]?.notServing, undefined, "bound at last");
+      await store.reportRouter({
+        ...router("r", { web: 3 }, { heartbeatAt: T0 + 2000 }),
+        notServing: {},
+      });
+      assert.equal((await store.listRouters())[0]?.notServing, undefined, "empty is none");
     });
 
     test("routers: a revision change notifies 'routers'; a plain heartbeat notifies nobody", async ({
@@ -1029,6 +1108,7 @@ function measurement(overrides: Partial<MeasurementRow> = {}): MeasurementRow {
     s4xx: 1,
     s5xx: 1,
     upstreamErrors: 1,
+    abandoned: 0,
     latency: {
       v: 1,
       alpha: 0.01,

@@ -59,6 +59,14 @@ export interface ControllerCommit {
    */
   epoch?: number;
   status?: ServiceStatus;
+  /**
+   * The stored status the tick decided from, as it read it (null: none was stored). When given
+   * with `status` or `routeTable`, the commit is refused with TURNOUT_ERR_STORE_CONFLICT,
+   * writing nothing, if the stored status is no longer that one: it was changed meanwhile by
+   * other than this commit (a deleted Flag's entries taken out of `status.flags`, the Service
+   * deleted and applied again), and the next tick decides again from what is stored.
+   */
+  statusBefore?: ServiceStatus | null;
   /** The table to put in force; the store assigns `revision` = previous + 1. */
   routeTable?: Omit<RouteTable, "revision">;
   events?: EventDraft[];
@@ -158,7 +166,18 @@ export interface RouterReport {
    * from routers that do not buffer (and from stores that do not keep it yet).
    */
   buffers?: RouterBuffers;
+  /**
+   * Services this router was given but cannot serve as their route table says, with why: a
+   * listener that cannot bind its port, a table its data plane refused (an HAProxy runtime API
+   * that does not answer). The controller reads it into the service's status
+   * (`status.dataPlane`) and holds a rollout while any live router reports its service here.
+   * Absent: none.
+   */
+  notServing?: RouterNotServing;
 }
+
+/** By service (a preview listener's problem is its service's): the revision and why. */
+export type RouterNotServing = Record<string, { revision: number | null; reason: string }>;
 
 /** Rows a router keeps for the store while it cannot write them, per kind (see `RouterReport`). */
 export type RouterBuffers = Record<RouterBufferKind, { buffered: number; dropped: number }>;
@@ -193,8 +212,12 @@ export interface Store {
   ): Promise<StoredResource<Extract<Resource, { kind: K }>>[]>;
   /**
    * Deletes a resource; false when there was none. For a Service, also deletes its status and
-   * route table and rejects its pending commands ("service deleted"). Its events are kept and a
-   * "ResourceDeleted" event is appended. Applied again later, it restarts at generation 1.
+   * route table and rejects its pending commands ("service deleted"). For a Flag, also deletes
+   * every piece of state keyed by it: a person's override (the kill switch) and what rollouts
+   * put on it (`status.flags[name]` of every service), so that a flag applied again starts
+   * clean; its history is kept, with a "deleted" entry. All in one transaction. Its events are
+   * kept and a "ResourceDeleted" event is appended. Applied again later, it restarts at
+   * generation 1.
    */
   deleteResource(
     kind: ResourceKind,

@@ -7,8 +7,10 @@ import {
   type ServiceStatus,
 } from "../core/model.js";
 import type { RouteFeature } from "../core/traffic.js";
+import { StoreOutage } from "../router/outage.js";
 import { openSqliteStore } from "../store/sqlite/sqlite-store.js";
-import { TrafficAgent } from "./agent.js";
+import type { RouterBuffers } from "../store/store.js";
+import { TrafficAgent, type TrafficAgentSource } from "./agent.js";
 import type { TableOutcome, TrafficProvider } from "./provider.js";
 
 // The agent's contract is with the TrafficProvider interface; real providers are checked by the
@@ -216,6 +218,96 @@ test("the agent is in the registry only while its provider has services in force
       now: T0 + 2,
     });
     await until("the agent's row is removed", async () => (await listed()) === undefined);
+  } finally {
+    await agent.stop();
+    await store.close();
+  }
+});
+
+test("a store outage is told once, by the provider's account; heartbeats carry what the provider holds", async () => {
+  const store = await openSqliteStore({ path: ":memory:" });
+  await store.applyResources([service("a", true)], { actor: "t", now: T0 });
+  await store.commit({ service: "a", status: status(), routeTable: table("a", true), now: T0 });
+  // The store behind a switch: down, every read and report fails as a cut connection does.
+  let down = false;
+  let failedReads = 0;
+  let failedReports = 0;
+  const refused = () => new Error("connect ECONNREFUSED 127.0.0.1:5432");
+  const source: TrafficAgentSource = {
+    onChange: (l) => store.onChange(l),
+    routeTablesFingerprint: () => {
+      if (!down) return store.routeTablesFingerprint();
+      failedReads++;
+      return Promise.reject(refused());
+    },
+    listRouteTables: () => (down ? Promise.reject(refused()) : store.listRouteTables()),
+    reportRouter: (r) => {
+      if (!down) return store.reportRouter(r);
+      failedReports++;
+      return Promise.reject(refused());
+    },
+    removeRouter: (id) => store.removeRouter(id),
+  };
+  const logs: { level: "info" | "warn"; obj: Record<string, unknown>; msg: string }[] = [];
+  const logger = {
+    info: (obj: object, msg: string) => logs.push({ level: "info", obj: { ...obj }, msg }),
+    warn: (obj: object, msg: string) => logs.push({ level: "warn", obj: { ...obj }, msg }),
+  };
+  const held: RouterBuffers = {
+    measurements: { buffered: 4, dropped: 2 },
+    exposures: { buffered: 0, dropped: 9 },
+    events: { buffered: 0, dropped: 0 },
+    shadow: { buffered: 0, dropped: 0 },
+  };
+  const provider = Object.assign(new RecordingProvider(), {
+    buffers: () => structuredClone(held),
+    storeUse: new StoreOutage({ logger, now: Date.now, buffers: () => held }),
+  });
+  const agent = new TrafficAgent({
+    source,
+    provider,
+    select: (t) => t.traffic !== undefined && "haproxy" in t.traffic,
+    pollIntervalMs: 10,
+    heartbeatMs: 10,
+    id: "test-agent",
+    // The agent's own lines: none expected, the provider's account tells the outage.
+    logger,
+  });
+  const until = async (what: string, check: () => boolean | Promise<boolean>) => {
+    const deadline = Date.now() + 10_000;
+    while (!(await check())) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  };
+  const registered = async () =>
+    (await store.listRouters()).find((r) => r.id === "test-agent")?.buffers;
+  try {
+    await agent.start();
+    await until(
+      "a heartbeat with the provider's buffers",
+      async () => JSON.stringify(await registered()) === JSON.stringify(held),
+    );
+
+    down = true;
+    await until("polls and heartbeats failing", () => failedReads >= 5 && failedReports >= 5);
+    assert.notEqual(provider.storeUse.since, null, "the outage is on the provider's account");
+    // One warning, however many reads and heartbeats failed (whichever failed first names it).
+    assert.equal(logs.length, 1, JSON.stringify(logs.map((l) => l.msg)));
+    assert.equal(logs[0]!.level, "warn");
+    assert.ok(["routeTables", "registry"].includes(String(logs[0]!.obj.use)));
+
+    held.exposures.dropped = 11;
+    down = false;
+    await until("the end of the outage told", () => logs.some((l) => l.level === "info"));
+    await until(
+      "a heartbeat with the counts of the outage",
+      async () => (await registered())?.exposures.dropped === 11,
+    );
+    assert.equal(logs.filter((l) => l.level === "warn").length, 1);
+    assert.equal(logs.filter((l) => l.level === "info").length, 1);
+    assert.match(logs[1]!.msg, /reachable again/);
+    assert.deepEqual(logs[1]!.obj.dropped, { measurements: 0, exposures: 2, events: 0, shadow: 0 });
   } finally {
     await agent.stop();
     await store.close();

@@ -12,16 +12,29 @@
  * What the registry learns: this agent is a router of its own (id `<hostname>:<pid>:<kind>`)
  * that serves exactly the services the provider has in force, so the controller's stop gate
  * (invariant 9) waits for the provider's data plane as it waits for the built-in router. An
- * agent with nothing in force is not listed: every router process runs one, and a row per
- * router for an HAProxy no service uses is noise in `turnout get routers` (the stop gate
- * counts a router without a service's revision as serving it, so the gate is the same).
+ * agent with nothing to report (no table in force or refused, nothing held for the store) is
+ * not listed: every router process runs one, and a row per router for an HAProxy no service
+ * uses is noise in `turnout get routers` (the stop gate counts a router without a service's
+ * revision as serving it, so the gate is the same).
  *
  * When the store is unreachable the provider keeps what it has in force (invariant 4): nothing
- * is applied until a read succeeds again.
+ * is applied until a read succeeds again. The outage is told as the built-in router tells it
+ * (src/router/outage.ts): failed reads and heartbeats go to the provider's own account
+ * (`storeUse`, which also counts what it holds for the store, sent with every heartbeat as
+ * `buffers`), so one warning starts it and one info line with the counts ends it.
+ *
+ * A table the provider refused (an attached HAProxy whose runtime API does not answer, a
+ * managed one that cannot start) is reported to the registry as `notServing`, with the
+ * provider's reason, and applied again after 1 s, then at doubling intervals up to 30 s, until
+ * it is in force: the controller holds the service's rollout meanwhile and writes no new table
+ * that would trigger an apply, so without the retry a socket that comes back would never be
+ * noticed.
  */
 import { hostname } from "node:os";
 import type { RouteTable } from "../core/model.js";
-import type { RouterReport, Store } from "../store/store.js";
+import { PREVIEW_SUFFIX } from "../core/routes.js";
+import { StoreOutage, type StoreUseReporter } from "../router/outage.js";
+import type { RouterNotServing, RouterReport, Store } from "../store/store.js";
 import { AppliedRevisions } from "./applied-revisions.js";
 import type { TableOutcome, TrafficProvider } from "./provider.js";
 
@@ -48,7 +61,12 @@ export interface TrafficAgentOptions {
   heartbeatMs?: number;
   /** Registry id; default `<hostname>:<pid>:<provider kind>`. */
   id?: string;
+  /** First wait before a refused table is applied again (doubling up to 30 s). Default 1000 ms. */
+  retryMs?: number;
 }
+
+/** The longest wait between two applies of a table the provider refused. */
+const MAX_RETRY_MS = 30_000;
 
 export class TrafficAgent {
   readonly id: string;
@@ -58,13 +76,16 @@ export class TrafficAgent {
   #applying: Promise<void> | null = null;
   #again = false;
   #stopped = false;
-  #outage = false;
+  /** Store outages: the provider's account, or one of the agent's own. */
+  readonly #health: StoreUseReporter;
   #poll: NodeJS.Timeout | null = null;
   #heartbeat: NodeJS.Timeout | null = null;
   #off: (() => void) | null = null;
   /** Services this agent's provider carries per the last read, with their revisions. */
   #carried = new Map<string, number>();
   #last: TableOutcome[] = [];
+  /** While a table is refused: the wait before the next apply, and when that apply is due. */
+  #retry: { delayMs: number; at: number } | null = null;
   /** Reports run one after another, so that a removal never lands before an earlier upsert. */
   #reporting: Promise<void> = Promise.resolve();
   /** Whether the registry has (or is being sent) this agent's row. */
@@ -75,6 +96,13 @@ export class TrafficAgent {
   constructor(o: TrafficAgentOptions) {
     this.#o = o;
     this.id = o.id ?? `${hostname()}:${process.pid}:${o.provider.kind}`;
+    this.#health =
+      o.provider.storeUse ??
+      new StoreOutage({
+        logger: o.logger ?? { info() {}, warn() {} },
+        name: o.provider.kind,
+        now: Date.now,
+      });
   }
 
   async start(): Promise<void> {
@@ -141,22 +169,10 @@ export class TrafficAgent {
       fingerprint = await this.#o.source.routeTablesFingerprint();
       tables = (await this.#o.source.listRouteTables()).filter(this.#o.select);
     } catch (err) {
-      if (!this.#outage) {
-        this.#outage = true;
-        this.#o.logger?.warn(
-          { err, provider: this.#o.provider.kind },
-          "traffic: cannot read route tables; the data plane keeps its last tables",
-        );
-      }
+      this.#health.failed("routeTables", err);
       return;
     }
-    if (this.#outage) {
-      this.#outage = false;
-      this.#o.logger?.info(
-        { provider: this.#o.provider.kind },
-        "traffic: route tables readable again",
-      );
-    }
+    this.#health.succeeded("routeTables");
     this.#carried = new Map(tables.map((t) => [t.service, t.revision]));
     const outcomes = await this.#o.provider.apply(tables);
     this.#last = outcomes;
@@ -174,21 +190,68 @@ export class TrafficAgent {
         );
     }
     this.#revisions.set(this.#o.provider.inForce());
+    this.#scheduleRetry(outcomes);
     void this.#report();
+  }
+
+  /** Refused tables are applied again at doubling intervals; all in force: no retry. */
+  #scheduleRetry(outcomes: readonly TableOutcome[]): void {
+    if (outcomes.every((o) => o.ok)) {
+      this.#retry = null;
+      return;
+    }
+    const first = this.#o.retryMs ?? 1000;
+    const delayMs = this.#retry === null ? first : Math.min(this.#retry.delayMs * 2, MAX_RETRY_MS);
+    this.#retry = { delayMs, at: Date.now() + delayMs };
+  }
+
+  /** The services the provider refused at the last apply, with its reason (the registry's). */
+  notServing(): RouterNotServing {
+    const inForce = this.#o.provider.inForce();
+    const out: RouterNotServing = {};
+    for (const o of this.#last) {
+      if (o.ok) continue;
+      // A preview table shares its service's outcome (`expandPreviews`): reported once.
+      const service = o.service.endsWith(PREVIEW_SUFFIX)
+        ? o.service.slice(0, -PREVIEW_SUFFIX.length)
+        : o.service;
+      if (out[service] !== undefined) continue;
+      const serves = inForce.get(service);
+      out[service] = {
+        revision: o.revision,
+        reason: `${this.#o.provider.kind} refused route table revision ${o.revision}: ${o.error.message}; ${
+          serves === undefined
+            ? "no table of this service is in force"
+            : `revision ${serves} is still in force`
+        }`,
+      };
+    }
+    return out;
   }
 
   #schedulePoll(): void {
     if (this.#stopped) return;
-    this.#poll = setTimeout(async () => {
-      try {
-        const fp = await this.#o.source.routeTablesFingerprint();
-        if (fp !== this.#fingerprint) await this.refresh();
-      } catch {
-        // The outage is logged by the next refresh; the provider keeps its tables.
-      }
-      this.#schedulePoll();
+    this.#poll = setTimeout(() => {
+      void this.#pollOnce().finally(() => this.#schedulePoll());
     }, this.#o.pollIntervalMs ?? 500);
     this.#poll.unref();
+  }
+
+  /** Rereads the tables when their fingerprint changed. Never rejects. */
+  async #pollOnce(): Promise<void> {
+    let fp: string;
+    try {
+      fp = await this.#o.source.routeTablesFingerprint();
+    } catch (err) {
+      // The provider keeps its tables.
+      this.#health.failed("routeTables", err);
+      return;
+    }
+    // Unchanged tables after an outage: nothing to apply, but the store is back. A refused
+    // table is applied again when its retry is due (see the module comment).
+    const retry = this.#retry !== null && Date.now() >= this.#retry.at;
+    if (fp === this.#fingerprint) this.#health.succeeded("routeTables");
+    if (fp !== this.#fingerprint || retry) await this.refresh().catch(() => undefined);
   }
 
   #scheduleHeartbeat(): void {
@@ -208,13 +271,21 @@ export class TrafficAgent {
     const report = this.#o.source.reportRouter?.bind(this.#o.source);
     if (report === undefined || this.#stopped) return;
     const revisions = Object.fromEntries(this.#o.provider.inForce());
-    if (Object.keys(revisions).length === 0) {
+    const notServing = this.notServing();
+    const buffers = this.#o.provider.buffers?.();
+    const holds =
+      buffers !== undefined && Object.values(buffers).some((b) => b.buffered > 0 || b.dropped > 0);
+    // Nothing in force, nothing refused, nothing held for the store: an idle agent, not listed.
+    if (Object.keys(revisions).length === 0 && Object.keys(notServing).length === 0 && !holds) {
       if (!this.#listed) return;
       this.#listed = false;
-      await this.#o.source.removeRouter?.(this.id).catch((err: unknown) => {
+      try {
+        await this.#o.source.removeRouter?.(this.id);
+        this.#health.succeeded("registry");
+      } catch (err) {
         this.#listed = true; // tried again at the next heartbeat
-        this.#o.logger?.warn({ err }, "traffic: cannot update the router registry; retrying");
-      });
+        this.#health.failed("registry", err);
+      }
       return;
     }
     this.#listed = true;
@@ -225,9 +296,14 @@ export class TrafficAgent {
       startedAt: this.#startedAt,
       heartbeatAt: Date.now(),
       revisions,
+      ...(Object.keys(notServing).length > 0 ? { notServing } : {}),
+      ...(buffers !== undefined ? { buffers } : {}),
     };
-    await report(r).catch((err: unknown) => {
-      this.#o.logger?.warn({ err }, "traffic: cannot report to the router registry; retrying");
-    });
+    try {
+      await report(r);
+      this.#health.succeeded("registry");
+    } catch (err) {
+      this.#health.failed("registry", err);
+    }
   }
 }

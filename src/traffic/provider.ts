@@ -10,9 +10,16 @@
  * as `RouteTable.traffic`), and reports the revisions in force to the router registry, which
  * the controller's stop gate waits for (invariant 9). A provider never reads the store itself
  * on the request path (invariant 8).
+ *
+ * A provider that writes to the store itself (HAProxy's measurements and exposures) holds what
+ * it cannot write during an outage as the built-in router does, and says so through `buffers`
+ * and `storeUse` (src/router/outage.ts), so that the router role reports it and tells one outage
+ * once.
  */
 import type { RouteTable } from "../core/model.js";
 import type { RouteFeature, TrafficProviderKind } from "../core/traffic.js";
+import type { StoreUseReporter } from "../router/outage.js";
+import type { RouterBuffers } from "../store/store.js";
 
 /** The outcome of putting one service's table in force. */
 export type TableOutcome =
@@ -36,4 +43,15 @@ export interface TrafficProvider {
   apply(tables: readonly RouteTable[]): Promise<TableOutcome[]>;
   /** The revision in force per service (what the router registry reports). */
   inForce(): ReadonlyMap<string, number>;
+  /**
+   * Rows held for the store per kind and rows dropped since start, sent with every registry
+   * heartbeat (`turnout get routers`). Absent when the provider writes nothing to the store.
+   */
+  buffers?(): RouterBuffers;
+  /**
+   * The provider's store outage account: the router role tells it how reading route tables and
+   * reporting to the registry went, so an outage is told once, with the provider's counts.
+   * Absent: the router role keeps its own.
+   */
+  readonly storeUse?: StoreUseReporter;
 }

@@ -2,7 +2,8 @@
  * `turnout delete KIND NAME` for the kinds besides services, against a real Turnout: a
  * resource another one refers to is refused (409, exit 1, the references named, nothing
  * deleted); once the references are gone it is deleted, and a second delete says it is not
- * there.
+ * there. A flag deleted and applied again under its name starts clean: no kill switch, no
+ * override is inherited from the one deleted.
  */
 import assert from "node:assert/strict";
 import { rmSync, writeFileSync } from "node:fs";
@@ -116,5 +117,41 @@ describe("turnout delete, besides services", () => {
     const flags = await run("get", "flags", "-o", "json");
     assert.equal(flags.code, 0, flags.stderr);
     assert.doesNotMatch(flags.stdout, /new-checkout/);
+  });
+
+  it("a flag applied again after its deletion inherits no override and no kill switch", async () => {
+    const evaluate = async () => {
+      const r = await fetch(`${t.url}/ofrep/v1/evaluate/flags/new-checkout`, {
+        method: "POST",
+        headers: { "x-api-key": t.flags.clientKey, "content-type": "application/json" },
+        body: JSON.stringify({ context: { targetingKey: "user-1" } }),
+      });
+      assert.equal(r.status, 200);
+      return (await r.json()) as { value: boolean; reason: string };
+    };
+    await apply(flag(false));
+    const fresh = await evaluate();
+    assert.equal(fresh.value, false);
+    for (const args of [
+      ["set", "new-checkout", "--percentage", "100"],
+      ["disable", "new-checkout", "--reason", "incident 42"],
+    ]) {
+      const r = await run("flags", ...args);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    assert.equal((await evaluate()).reason, "DISABLED");
+
+    const del = await run("delete", "flag", "new-checkout");
+    assert.equal(del.code, 0, del.stderr);
+    await apply(flag(false));
+    assert.deepEqual(await evaluate(), fresh, "evaluated as the resource alone");
+    const got = await api(t, "GET", "/api/v1/flags/new-checkout");
+    assert.equal(got.status, 200);
+    assert.equal(got.json.override, null);
+    assert.equal(got.json.effective.state, "ENABLED");
+    // The history keeps what happened, the deletion included.
+    const h = await api(t, "GET", "/api/v1/flags/new-checkout/history");
+    const deleted = h.json.history.findLast((e: { action: string }) => e.action === "deleted");
+    assert.match(deleted?.message ?? "", /deleted, with its override/);
   });
 });

@@ -321,6 +321,7 @@ describe("dashboard API", () => {
       requests: number,
       s5xx: number,
       lat: number[],
+      abandoned = 0,
     ) => ({
       service: "shop",
       version,
@@ -328,18 +329,19 @@ describe("dashboard API", () => {
       second,
       routerId: "r1",
       requests,
-      s2xx: requests - s5xx,
+      s2xx: requests - s5xx - abandoned,
       s3xx: 0,
-      s4xx: 0,
+      s4xx: abandoned,
       s5xx,
       upstreamErrors: 0,
+      abandoned,
       latency: sk(lat),
     });
     await store.writeMeasurements([
       row("v1", nowSec - 15, 30, 0, Array(30).fill(10)),
       row("v2", nowSec - 15, 10, 1, Array(10).fill(20)),
       // Another router's share of the same second adds up.
-      { ...row("v2", nowSec - 14, 10, 1, Array(10).fill(40)), routerId: "r2" },
+      { ...row("v2", nowSec - 14, 10, 1, Array(10).fill(40), 2), routerId: "r2" },
     ]);
     const r = await fetch(`${url}/api/v1/services/shop/series?seconds=60&step=10`, {
       headers: { authorization: `Bearer ${TOKEN}` },
@@ -354,7 +356,10 @@ describe("dashboard API", () => {
     assert.equal(p.versions.v1.requests, 30);
     assert.equal(p.versions.v2.requests, 20);
     assert.equal(p.versions.v2.share, 0.4);
-    assert.equal(p.versions.v2.errorRate, 0.1);
+    // Errors as analysis counts them: 2 5xx and 2 requests abandoned by their clients.
+    assert.equal(p.versions.v2.errorRate, 0.2);
+    assert.equal(p.versions.v2.abandoned, 2);
+    assert.equal(p.versions.v1.abandoned, 0);
     assert.equal(p.versions.v2.rps, 2);
     assert.ok(Math.abs(p.versions.v1.p50Ms - 10) < 0.2);
     assert.ok(Math.abs(p.versions.v2.p99Ms - 40) < 0.5);

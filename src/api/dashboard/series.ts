@@ -1,12 +1,13 @@
 /**
  * `GET /api/v1/services/:name/series?seconds=600&step=5`: the routers' measurements of a
  * service over the last `seconds`, in buckets of `step` seconds, per version: requests per
- * second, share of the service's requests, error rate (5xx / requests, as analysis counts it)
- * and latency p50/p99 (merged sketches, so quantiles of the bucket, not averages of seconds).
+ * second, share of the service's requests, error rate ((5xx + requests abandoned by their
+ * clients) / requests, as analysis counts it), the abandoned requests, and latency p50/p99 (merged sketches, so quantiles of the bucket, not averages of seconds).
  * The dashboard draws its charts from it. Read-only; reads what routers flushed to the store,
  * so numbers from every router are in it.
  */
 import type { FastifyInstance } from "fastify";
+import { addCounts, type Counts, emptyCounts, errorCount } from "../../core/measurements.js";
 import { Sketch } from "../../core/sketch.js";
 import { TurnoutError } from "../../errors.js";
 import type { Store } from "../../store/store.js";
@@ -20,7 +21,10 @@ export interface SeriesPoint {
       requests: number;
       rps: number;
       share: number;
+      /** (5xx + abandoned) / requests: the builtin error_rate's definition. */
       errorRate: number;
+      /** Requests whose client left before the version answered (in `errorRate`). */
+      abandoned: number;
       p50Ms: number | null;
       p99Ms: number | null;
     }
@@ -58,7 +62,7 @@ export function registerSeriesRoute(
       const toSec = (Math.floor(nowSec / step) + 1) * step;
       const fromSec = toSec - Math.ceil(seconds / step) * step;
       const rows = await opts.store.readMeasurements({ service: name, fromSec, toSec });
-      type Acc = { requests: number; s5xx: number; latency: Sketch };
+      type Acc = Counts & { latency: Sketch };
       const buckets = new Map<number, Map<string, Acc>>();
       const versions = new Set<string>();
       for (const r of rows) {
@@ -71,11 +75,10 @@ export function registerSeriesRoute(
         let a = b.get(r.version);
         const sk = Sketch.fromJSON(r.latency);
         if (a === undefined) {
-          a = { requests: 0, s5xx: 0, latency: new Sketch({ alpha: sk.alpha }) };
+          a = { ...emptyCounts(), latency: new Sketch({ alpha: sk.alpha }) };
           b.set(r.version, a);
         }
-        a.requests += r.requests;
-        a.s5xx += r.s5xx;
+        addCounts(a, r);
         a.latency.merge(sk);
         versions.add(r.version);
       }
@@ -90,7 +93,8 @@ export function registerSeriesRoute(
             requests: a.requests,
             rps: a.requests / step,
             share: total === 0 ? 0 : a.requests / total,
-            errorRate: a.requests === 0 ? 0 : a.s5xx / a.requests,
+            errorRate: a.requests === 0 ? 0 : errorCount(a) / a.requests,
+            abandoned: a.abandoned,
             p50Ms: n === 0 ? null : a.latency.quantile(0.5),
             p99Ms: n === 0 ? null : a.latency.quantile(0.99),
           };

@@ -22,8 +22,11 @@ export interface ObservedSide {
   value: number;
   /** Observations behind `value` (requests); absent when the source does not say. */
   sampleSize?: number;
-  /** Events out of trials (errors out of requests): what the sequential judge tests. */
-  proportion?: { events: number; trials: number };
+  /**
+   * Events out of trials (errors out of requests): what the sequential judge tests.
+   * `abandoned`: how many of the events were requests their clients gave up on (explained).
+   */
+  proportion?: { events: number; trials: number; abandoned?: number };
   quantiles?: { p50: number; p90: number; p95: number; p99: number };
   /** Samples for a rank test; may be fewer than `sampleSize` (a grid of quantiles). */
   values?: readonly number[];

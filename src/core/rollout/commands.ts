@@ -5,6 +5,7 @@
 import { durationMs, formatDuration } from "../duration.js";
 import type { Command } from "../model.js";
 import { describeStep, kindOf } from "../steps/index.js";
+import { dataPlaneDown, heldRefusal } from "./data-plane.js";
 import { advance, holdForPerson, release, rollBack } from "./transitions.js";
 import type { Stage, Work } from "./types.js";
 import { emit, inRollout, setPhase, stepLabel } from "./work.js";
@@ -27,7 +28,7 @@ export function applyCommand(w: Work, cmd: Command): { ok: boolean; message: str
   const why = cmd.reason ? ` (${cmd.reason})` : "";
   const noRollout = {
     ok: false,
-    message: `no rollout in progress for ${w.name} (phase ${s.phase}); nothing to ${cmd.type}`,
+    message: `no rollout in progress for ${w.name} (phase ${shownPhase(w)}); nothing to ${cmd.type}`,
   };
   switch (cmd.type) {
     case "abort": {
@@ -60,12 +61,14 @@ export function applyCommand(w: Work, cmd: Command): { ok: boolean; message: str
       const step = w.steps[s.stepIndex ?? 0];
       if (step) {
         const { kind, body } = kindOf(step);
-        if (kind.waitsForPerson?.(body)) return promoteStep(w, cmd);
+        if (kind.waitsForPerson?.(body))
+          return dataPlaneDown(w) ? heldRefusal(w, "resume") : promoteStep(w, cmd);
       }
-      return { ok: false, message: `${w.name} is not paused (phase ${s.phase})` };
+      return { ok: false, message: `${w.name} is not paused (phase ${shownPhase(w)})` };
     }
     case "promote": {
       if (!inRollout(s)) return noRollout;
+      if (dataPlaneDown(w)) return heldRefusal(w, "promote");
       if (cmd.args.full === true) {
         const message = `fully promoted by ${who}${why}: skipping the remaining steps`;
         emit(
@@ -85,7 +88,12 @@ export function applyCommand(w: Work, cmd: Command): { ok: boolean; message: str
     }
     case "retry": {
       if (s.phase !== "Degraded" || s.abortedVersion === null) {
-        return { ok: false, message: `nothing to retry: ${w.name} is ${s.phase}, not Degraded` };
+        return {
+          ok: false,
+          message: dataPlaneDown(w)
+            ? `nothing to retry: ${w.name} has no aborted rollout (it is Degraded because its data plane does not serve its route table)`
+            : `nothing to retry: ${w.name} is ${s.phase}, not Degraded`,
+        };
       }
       if (s.abortedVersion !== w.spec.version) {
         return {
@@ -128,4 +136,11 @@ export function timedPauseLeft(w: Work): number | null {
   if (!step || !("pause" in step) || step.pause.duration === undefined) return null;
   const started = s.stepStartedAt ?? w.now;
   return Math.max(0, started + durationMs(step.pause.duration) - w.now);
+}
+
+/** The phase people see: Degraded while the data plane does not serve (data-plane.ts). */
+function shownPhase(w: Work): string {
+  return dataPlaneDown(w)
+    ? "Degraded: its data plane does not serve its route table"
+    : w.status.phase;
 }

@@ -44,6 +44,12 @@ export interface ReconcileInput {
   /** The report of the mirror phase in `status.shadow` (the `shadow` step's gate reads it). */
   shadowReport?: { id: string; report: ShadowReport } | null;
   /**
+   * What the router registry says of the service's data plane: `serving: false` while a live
+   * router reports that it cannot put the service's route table in force, with its reason.
+   * Absent: serving (nothing reported otherwise).
+   */
+  dataPlane?: { serving: boolean; reason?: string };
+  /**
    * `compileStrategy(service.spec)`, when the caller has compiled it already (the controller's
    * tick compiles once for the decision, the route table and the experiment); compiled here
    * otherwise.

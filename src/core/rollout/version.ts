@@ -8,6 +8,7 @@ import { plural } from "../plural.js";
 import { replicasOf } from "../replicas.js";
 import { describeStep } from "../steps/index.js";
 import { compileStrategy } from "../strategies/index.js";
+import { dataPlaneDown } from "./data-plane.js";
 import { clearRollout, startRollout } from "./transitions.js";
 import type { Stage } from "./types.js";
 import { emit, inRollout, setPhase } from "./work.js";
@@ -50,6 +51,8 @@ export const desiredVersion: Stage = {
     }
     if (want === s.canaryVersion) return "continue";
     if (want === s.abortedVersion) return "stop"; // stays Degraded until retry or a new version
+    // No split is put in force while the data plane does not serve (data-plane.ts).
+    if (dataPlaneDown(w)) return "stop";
     startRollout(w);
     return "continue";
   },
@@ -107,13 +110,18 @@ export function planVersionChange(
   const compiled = compileStrategy(spec);
   const n = compiled.steps.length;
   const window = compiled.rollbackWindow;
+  // No rollout starts while the data plane does not serve (data-plane.ts): say so now.
+  const held =
+    status.dataPlane?.serving === false
+      ? `; it starts once the route table is served (not serving: ${status.dataPlane.reason})`
+      : "";
   if (window > 0 && status.previousStableVersions.slice(0, window).includes(to)) {
-    return `${head}${to} is a recent stable version (rollback window ${window}), so it takes 100% at once, skipping all ${plural(n, "step")} (${compiled.steps.map(describeStep).join(", ")})`;
+    return `${head}${to} is a recent stable version (rollback window ${window}), so it takes 100% at once, skipping all ${plural(n, "step")} (${compiled.steps.map(describeStep).join(", ")})${held}`;
   }
   const replacing = status.canaryVersion
     ? `, replacing the rollout to ${status.canaryVersion}`
     : "";
-  return `${head}a new rollout ${status.stableVersion} -> ${to} of ${plural(n, "step")}${replacing}`;
+  return `${head}a new rollout ${status.stableVersion} -> ${to} of ${plural(n, "step")}${replacing}${held}`;
 }
 
 /** "2026-12-02 21:40:03 UTC", for messages (the format of `turnout history`). */

@@ -178,8 +178,10 @@ export interface SideMeasurement {
   /**
    * For rates that are proportions: `events` out of `trials` (errors out of requests), so that a
    * sequential test on proportions can use the counts rather than the rounded rate.
+   * `abandoned`: how many of the events are requests abandoned by their clients (builtin
+   * `error_rate`), said in the verdict's explanation; absent when none.
    */
-  proportion?: { events: number; trials: number };
+  proportion?: { events: number; trials: number; abandoned?: number };
   /** Latency quantiles, in the unit of the source (the router records milliseconds). */
   quantiles?: { p50: number; p90: number; p95: number; p99: number };
   /**

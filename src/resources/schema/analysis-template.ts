@@ -38,7 +38,9 @@ const MetricSourceSchema = exactlyOne({
         "The metric for two variants of a flag within the candidate version: the feature on against off.",
       ),
     ])
-    .describe("A metric the router measures per version itself."),
+    .describe(
+      "A metric the router measures per version itself: error_rate is (5xx + requests abandoned by their clients before the version answered) / requests; latency is ms from arrival to last byte; request_rate is requests per second.",
+    ),
   prometheus: strict({
     address: httpUrl({ allowQuery: false }).describe("Base URL of the Prometheus HTTP API."),
     query: nonEmpty("a PromQL query", "TEXT_LENGTH").describe(

@@ -18,6 +18,8 @@ import { notifications } from "./0009_notifications.js";
 import { shadowHistory } from "./0010_shadow_history.js";
 import { controllerLease } from "./0011_controller_lease.js";
 import { routerBuffers } from "./0012_router_buffers.js";
+import { abandonedRequests } from "./0013_abandoned_requests.js";
+import { routerNotServing } from "./0014_router_not_serving.js";
 import type { SqlDialectName } from "./dialect.js";
 
 export type { SqlDialectName } from "./dialect.js";
@@ -36,6 +38,8 @@ export function turnoutMigrations(dialect: SqlDialectName): Record<string, Migra
     "0010_shadow_history": shadowHistory(dialect),
     "0011_controller_lease": controllerLease(dialect),
     "0012_router_buffers": routerBuffers(dialect),
+    "0013_abandoned_requests": abandonedRequests(dialect),
+    "0014_router_not_serving": routerNotServing(dialect),
   };
 }
 

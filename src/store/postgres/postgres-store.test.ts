@@ -24,6 +24,7 @@ import { sqlFeatureStores } from "../features.js";
 import { turnoutMigrations } from "../migrations/index.js";
 import { describeStoreConformance } from "../store.conformance.js";
 import type { StoreChange } from "../store.js";
+import { checkRowsFromBeforeAbandoned } from "../testing/upgrade.js";
 import {
   CHANGE_CHANNEL,
   openPostgresDatabase,
@@ -125,6 +126,13 @@ if (missing !== undefined) {
           { column_name: "time", data_type: "bigint", is_identity: "NO" },
         ]);
         await again.db.destroy();
+      });
+    });
+
+    it("measurements written before 0013 read as none abandoned after the upgrade", async () => {
+      await withDatabase(true, async (url) => {
+        const { db } = await openPostgresDatabase({ url });
+        await checkRowsFromBeforeAbandoned("postgres", db, () => openPostgresStore({ url }));
       });
     });
 

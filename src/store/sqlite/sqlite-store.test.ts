@@ -12,6 +12,7 @@ import { sqlFeatureStores } from "../features.js";
 import { turnoutMigrations } from "../migrations/index.js";
 import { describeStoreConformance } from "../store.conformance.js";
 import type { Store } from "../store.js";
+import { checkRowsFromBeforeAbandoned } from "../testing/upgrade.js";
 import { openSqliteDatabase, openSqliteStore } from "./sqlite-store.js";
 
 const T0 = 1_700_000_000_000;
@@ -101,6 +102,14 @@ describe("SQLite store", () => {
       assert.deepEqual(second.migrated, [], "nothing left to run");
       await second.db.destroy();
       assert.deepEqual(readMigrations(file), before, "the record is untouched");
+    });
+  });
+
+  it("measurements written before 0013 read as none abandoned after the upgrade", async () => {
+    await inTempDir(async (dir) => {
+      const file = path.join(dir, "t.db");
+      const { db } = await openSqliteDatabase({ path: file });
+      await checkRowsFromBeforeAbandoned("sqlite", db, () => openSqliteStore({ path: file }));
     });
   });
 

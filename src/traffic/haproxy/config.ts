@@ -2,7 +2,7 @@
  * A route table as HAProxy configuration: pure, so every line Turnout makes HAProxy run is
  * checked by unit tests, and the provider only writes files and talks to the runtime API.
  *
- * The shape (one HAProxy per service, see provider.ts):
+ * The shape (one HAProxy per service, see managed.ts):
  * - A frontend named after the service on its listener, and `<service>:preview` on the preview port when
  *   the table has one. The frontend picks the version exactly as the built-in router does
  *   (src/router/proxy.ts, exposures.ts `selectArm`, then select.ts), in the same order, and
@@ -601,6 +601,11 @@ function render(input: RenderInput, opts: RenderOptions, withServers: boolean): 
     // On a reload the old worker answers each idle keep-alive connection's next request with
     // "connection: close" instead of closing it under a client that may be sending (a reset).
     "  option idle-close-on-response",
+    // No `option abortonclose`: HAProxy 2.6 cannot tell a client that half-closes after its
+    // request (shutdown(SHUT_WR), as `connection: close` clients may) from one that left, and
+    // would answer it 400. So a client that leaves while its version hangs is seen at the
+    // upstream timeout (`policy.timeouts.upstreamSeconds`), logged 504 `sH`: a 5xx that the
+    // error rate counts. The built-in router sees the abort at once (`abandoned`).
     "  timeout connect 5s",
     `  timeout client ${secs(Math.max(t.idleSeconds, t.requestHeadersSeconds, t.upstreamSeconds))}`,
     `  timeout server ${secs(t.upstreamSeconds)}`,

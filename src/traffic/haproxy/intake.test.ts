@@ -44,6 +44,7 @@ test("a log line parses into the measurement's facts", () => {
     status: 200,
     latencyMs: 1.234,
     upstreamError: false,
+    abandoned: false,
     key: "user-42",
     arm: null,
     unit: null,
@@ -74,6 +75,65 @@ test("a log line parses into the measurement's facts", () => {
     line({ grpc: "x" }),
   ])
     assert.equal(parseLogLine(bad), null, JSON.stringify(bad));
+});
+
+test("a client that aborted before the server's response head is abandoned: a 499, not an upstream error", () => {
+  // Waiting for the response headers, queued, connecting: abandoned, whatever status was logged.
+  for (const [termination, status, server] of [
+    ["CH", "400", "e_127.0.0.1_9001"],
+    ["CH", "-1", "e_127.0.0.1_9001"],
+    ["CQ", "503", "<NOSRV>"],
+    ["CC", "503", "e_127.0.0.1_9001"],
+  ] as const) {
+    const l = parseLogLine(line({ termination, status, server, serverMs: "-1" }))!;
+    assert.equal(l.abandoned, true, termination);
+    assert.equal(l.status, 499, termination);
+    assert.equal(l.upstreamError, false, termination);
+  }
+  // During data: the response was under way (its head came, %Tr >= 0), not abandoned...
+  const cd = parseLogLine(line({ termination: "CD", status: "200", serverMs: "12" }))!;
+  assert.equal(cd.abandoned, false);
+  assert.equal(cd.status, 200);
+  // ...unless no response head came at all (HAProxy 2.6 logs a client's reset so).
+  const reset = parseLogLine(line({ termination: "CD", status: "-1", serverMs: "-1" }))!;
+  assert.equal(reset.abandoned, true);
+  // Other ends are not the client's leaving.
+  for (const termination of ["--", "SH", "sH", "cD", "CR", "PH"])
+    assert.equal(
+      parseLogLine(line({ termination, serverMs: "-1" }))!.abandoned,
+      false,
+      termination,
+    );
+
+  // Recorded as the router records it: a 4xx, counted abandoned, with its wait as latency.
+  const sec = 1_796_248_251;
+  const intake = new LogIntake({ now: () => (sec + 60) * 1000, routerId: "hx" });
+  intake.ingest(
+    [
+      line({ seq: "1", endMs: String(sec * 1000 + 10) }),
+      line({
+        seq: "2",
+        endMs: String(sec * 1000 + 20),
+        termination: "CH",
+        status: "400",
+        serverMs: "-1",
+        latencyUs: "2000000",
+      }),
+      line({
+        seq: "3",
+        endMs: String(sec * 1000 + 30),
+        termination: "CD",
+        status: "200",
+        serverMs: "3",
+      }),
+    ].join("\n"),
+  );
+  const v2 = intake.recorder.window("fraud", sec * 1000, (sec + 1) * 1000).get("v2")!;
+  assert.equal(v2.requests, 3);
+  assert.equal(v2.abandoned, 1);
+  assert.deepEqual(v2.status, { "2xx": 2, "3xx": 0, "4xx": 1, "5xx": 0 });
+  assert.equal(v2.latency.max, 2000);
+  assert.equal(intake.recorder.collect(true).rows[0]!.abandoned, 1);
 });
 
 test("lines become the router's measurement rows: per series and version, at the line's second", () => {

@@ -21,6 +21,12 @@
  *   5xx and INVALID_ARGUMENT a 4xx, and errors are judged as for HTTP services.
  * - Upstream error: the session ended on the server side (`termination` starting with S or s:
  *   refused, reset, timed out) with a server picked.
+ * - Abandoned (the router's `Counts.abandoned`): the client aborted (`termination` C) before the
+ *   server's response head came: while queued, connecting or waiting for headers (CQ, CC, CH),
+ *   or during data with no response head at all (CD with `serverMs` -1: HAProxy 2.6 logs a
+ *   client's reset that way). Recorded as 499 whatever status HAProxy logged (400 or -1).
+ *   HAProxy sees a client leave only with `option abortonclose`; without it the request waits
+ *   for the server and ends as the server's answer or `timeout server` (504, sH).
  * - Lines lost: every request gets a per-thread sequence number (`seq`), so the numbers of
  *   one (pid, thread) run 1, 2, 3... Numbers still missing `lossTimeoutMs` after a later one
  *   arrived (a request cannot take longer than its timeouts) are counted lost; one arriving later
@@ -28,6 +34,7 @@
  *   `unparsable`; lines without a version (HAProxy's own 400/408, no instance at all) `unrouted`.
  */
 import net from "node:net";
+import { ABANDONED_STATUS } from "../../core/measurements.js";
 import { MeasurementRecorder, type MeasurementRecorderOptions } from "../../router/stats.js";
 import { LOG_FIELDS, LOG_FORMAT_TAG } from "./config.js";
 
@@ -66,6 +73,8 @@ export interface LogLine {
   status: number;
   latencyMs: number;
   upstreamError: boolean;
+  /** The client left before the server's response head (see the module comment). */
+  abandoned: boolean;
   /** The sticky key, or null. */
   key: string | null;
   /** The experiment arm the request exposed, or null (forced, no experiment, arm not ready). */
@@ -108,6 +117,11 @@ export function parseLogLine(line: string, decodeKey = true): LogLine | null {
   const termination = f[10]!;
   const server = f[11]!;
   const key = f[12]!;
+  const phase = termination[1];
+  const abandoned =
+    termination[0] === "C" &&
+    (phase === "Q" || phase === "C" || phase === "H" || (phase === "D" && f[9] === "-1"));
+  if (abandoned) status = ABANDONED_STATUS;
   return {
     endMs,
     pid,
@@ -118,6 +132,7 @@ export function parseLogLine(line: string, decodeKey = true): LogLine | null {
     status,
     latencyMs: Number.isFinite(latencyUs) && latencyUs >= 0 ? latencyUs / 1000 : 0,
     upstreamError: (termination[0] === "S" || termination[0] === "s") && server !== "<NOSRV>",
+    abandoned,
     key: !decodeKey || key === "-" || key === "" ? null : Buffer.from(key, "hex").toString("utf8"),
     arm: f[14] === "-" || f[14] === "" ? null : f[14]!,
     unit: f[15] === "-" || f[15] === "" ? null : Buffer.from(f[15]!, "hex").toString("utf8"),
@@ -318,7 +333,7 @@ export class LogIntake {
         this.#lineMs = l.endMs;
         const c = this.recorder.series(l.series, l.version);
         c.requests++;
-        c.record(l.status, l.latencyMs, l.upstreamError);
+        c.record(l.status, l.latencyMs, l.upstreamError, l.abandoned);
         if (l.arm !== null && this.onLines !== null) exposed.push(l);
       }
     } finally {

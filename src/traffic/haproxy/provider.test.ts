@@ -26,6 +26,8 @@ import {
   accepts,
   freePort,
   needsHaproxy,
+  operatorConfig,
+  rawRequest,
   runHaproxy,
   startUpstream,
   tempDir,
@@ -668,6 +670,46 @@ describe("HaproxyProvider, lifecycle and measurements", skip, () => {
   });
 });
 
+describe("HaproxyProvider, clients that give up", skip, () => {
+  test("a version that hangs counts as 5xx errors at the upstream timeout, even after its clients left; a half-closing client is answered", async () => {
+    const dir = tempDir();
+    const [v1, v2] = await Promise.all([startUpstream("v1"), startUpstream("v2")]);
+    v1.hang = true;
+    const hx = new HaproxyProvider({ dataDir: dir.path });
+    try {
+      const [port, okPort] = [await freePort(), await freePort()];
+      const policy = {
+        ...DEFAULT_TRAFFIC_POLICY,
+        timeouts: { ...DEFAULT_TRAFFIC_POLICY.timeouts, upstreamSeconds: 1 },
+      };
+      const out = await hx.apply([
+        table("hung", port, [{ version: "v1", weight: 100, endpoints: [v1.url] }], { policy }),
+        table("fine", okPort, [{ version: "v2", weight: 100, endpoints: [v2.url] }]),
+      ]);
+      assert.ok(out.every((o) => o.ok));
+      // Three clients each wait until the version has their request, then leave.
+      for (let i = 1; i <= 3; i++) {
+        const req = http.get({ host: "127.0.0.1", port, path: "/", agent: false });
+        req.on("error", () => {});
+        await waitFor("the version has the request", () => v1.count === i);
+        req.destroy();
+      }
+      await waitFor("three 5xx measured at the upstream timeout", () => {
+        const s = hx.measurements.stats("hung").find((x) => x.version === "v1");
+        return s !== undefined && s.status["5xx"] === 3;
+      });
+      // A client that half-closes after its request (`connection: close`, then FIN) is
+      // answered, not taken for one that left.
+      const r = await rawRequest(okPort, "/", {});
+      assert.equal(r.status, 200, r.headers);
+    } finally {
+      await hx.stop();
+      await Promise.all([v1.close(), v2.close()]);
+      dir.remove();
+    }
+  });
+});
+
 describe("HaproxyProvider, attach mode", skip, () => {
   test("changes only the named backend's servers and weights; bad sockets and backends are refused", async () => {
     const dir = tempDir();
@@ -679,26 +721,19 @@ describe("HaproxyProvider, attach mode", skip, () => {
     const port = await freePort();
     const sock = join(dir.path, "admin.sock");
     const api = new RuntimeApi(sock);
-    const cfg = [
-      "global",
-      `  stats socket ${sock} mode 600 level admin`,
-      "defaults",
-      "  mode http",
-      "  timeout connect 2s",
-      "  timeout client 10s",
-      "  timeout server 10s",
-      "frontend fe",
-      `  bind 127.0.0.1:${port}`,
-      "  use_backend other if { path_beg /other }",
-      "  default_backend app",
-      "backend app",
-      "  balance roundrobin",
-      // The operator's own server for v1's address: reused, not duplicated.
-      `  server static1 127.0.0.1:${v1.port}`,
-      "backend other",
-      `  server o1 127.0.0.1:${other.port}`,
-      "",
-    ].join("\n");
+    const cfg = operatorConfig({
+      socket: sock,
+      port,
+      frontend: ["  use_backend other if { path_beg /other }", "  default_backend app"],
+      backends: [
+        "backend app",
+        "  balance roundrobin",
+        // The operator's own server for v1's address: reused, not duplicated.
+        `  server static1 127.0.0.1:${v1.port}`,
+        "backend other",
+        `  server o1 127.0.0.1:${other.port}`,
+      ],
+    });
     const owner = await runHaproxy(dir.path, cfg, () => api.answers());
     const hx = new HaproxyProvider({ dataDir: dir.path, reapIntervalMs: 100 });
     const attach = { haproxy: { runtimeApi: `unix:${sock}`, backend: "app" } };

@@ -14,6 +14,7 @@ import {
 import {
   freePort,
   needsHaproxy,
+  operatorConfig,
   type RunningHaproxy,
   runHaproxy,
   startUpstream,
@@ -81,23 +82,15 @@ describe("RuntimeApi against a real HAProxy", needsHaproxy(), () => {
     [a, b] = await Promise.all([startUpstream("a"), startUpstream("b")]);
     port = await freePort();
     writeFileSync(mapFile, "k1 one\n");
-    const cfg = [
-      "global",
-      `  stats socket ${dir.path}/admin.sock mode 600 level admin`,
-      "defaults",
-      "  mode http",
-      "  timeout connect 2s",
-      "  timeout client 5s",
-      "  timeout server 5s",
-      "frontend fe",
-      `  bind 127.0.0.1:${port}`,
-      `  http-request return status 200 content-type text/plain lf-string "%[req.hdr(x-k),map(${mapFile})]" if { path /map }`,
-      "  default_backend be",
-      "backend be",
-      "  balance roundrobin",
-      `  server a 127.0.0.1:${a.port}`,
-      "",
-    ].join("\n");
+    const cfg = operatorConfig({
+      socket: `${dir.path}/admin.sock`,
+      port,
+      frontend: [
+        `  http-request return status 200 content-type text/plain lf-string "%[req.hdr(x-k),map(${mapFile})]" if { path /map }`,
+        "  default_backend be",
+      ],
+      backends: ["backend be", "  balance roundrobin", `  server a 127.0.0.1:${a.port}`],
+    });
     api = new RuntimeApi(join(dir.path, "admin.sock"));
     hx = await runHaproxy(dir.path, cfg, () => api.answers());
   });

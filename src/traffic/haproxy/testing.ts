@@ -35,6 +35,8 @@ export interface Upstream {
   count: number;
   /** Status to answer with (default 200). */
   status: number;
+  /** Never answer (a version that hangs); requests are still counted in `count`. */
+  hang: boolean;
   close(): Promise<void>;
 }
 
@@ -46,12 +48,14 @@ export async function startUpstream(name: string): Promise<Upstream> {
     port: 0,
     count: 0,
     status: 200,
+    hang: false,
     close: async () => {},
   };
   const server = http.createServer((req, res) => {
     u.count++;
     req.resume();
     req.on("end", () => {
+      if (u.hang) return;
       res.statusCode = u.status;
       res.setHeader("x-served-by", name);
       res.end(`${name}\n`);
@@ -161,6 +165,33 @@ export async function runHaproxy(
     throw e;
   }
   return { proc, stderr: () => err, stop };
+}
+
+/**
+ * The configuration of an HAProxy someone else runs, as attach mode meets it: its runtime API on
+ * `socket` at level admin, HTTP with short timeouts, and a frontend on 127.0.0.1:`port` whose
+ * own lines (`frontend`) come before the backends' (`backends`).
+ */
+export function operatorConfig(o: {
+  socket: string;
+  port: number;
+  frontend: readonly string[];
+  backends: readonly string[];
+}): string {
+  return [
+    "global",
+    `  stats socket ${o.socket} mode 600 level admin`,
+    "defaults",
+    "  mode http",
+    "  timeout connect 2s",
+    "  timeout client 10s",
+    "  timeout server 10s",
+    "frontend fe",
+    `  bind 127.0.0.1:${o.port}`,
+    ...o.frontend,
+    ...o.backends,
+    "",
+  ].join("\n");
 }
 
 /** Whether something accepts TCP connections on 127.0.0.1:port. */

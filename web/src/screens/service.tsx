@@ -51,15 +51,20 @@ const ACTIONS: {
 function enabled(a: Action, view: any): boolean {
   const s = view?.status;
   const inRollout = !!s?.canaryVersion;
+  // While the data plane does not serve, the rollout's own phase is underneath and nothing
+  // moves it forward (the controller refuses promote).
+  const held = s?.dataPlane?.serving === false;
+  const phase = held ? s.dataPlane.underlying.phase : s?.phase;
   switch (a) {
     case "promote":
     case "promote-full":
+      return inRollout && !held;
     case "abort":
       return inRollout;
     case "pause":
       return inRollout && !s?.pausedByUser;
     case "resume":
-      return inRollout && (s?.pausedByUser || s?.phase === "Paused");
+      return inRollout && (s?.pausedByUser || phase === "Paused");
     case "retry":
       return !!s?.abortedVersion;
     case "undo":
@@ -152,7 +157,25 @@ export function ServiceScreen({ name }: { name: string }) {
             </a>
           ) : null}
         </div>
-        <p>{s?.message}</p>
+        {s?.dataPlane?.serving === false ? (
+          // Not served: said first and loudly, with the rollout's own phase underneath.
+          <>
+            <p className="error" role="alert">
+              <strong>Not serving</strong> since {time(s.dataPlane.since)}: {s.dataPlane.reason}
+            </p>
+            {s.canaryVersion ? (
+              <p>
+                The rollout holds ({s.dataPlane.underlying.phase}: {s.dataPlane.underlying.message})
+                until its route table is served; promote is refused meanwhile.
+              </p>
+            ) : view.desiredVersion !== s.stableVersion &&
+              view.desiredVersion !== s.abortedVersion ? (
+              <p>The rollout to {view.desiredVersion} starts once the route table is served.</p>
+            ) : null}
+          </>
+        ) : (
+          <p>{s?.message}</p>
+        )}
         <p className="muted small">
           stable <strong>{s?.stableVersion ?? "–"}</strong>
           {s?.canaryVersion ? (
@@ -446,7 +469,7 @@ function MetricCharts({
   return (
     <>
       <LineChart
-        title="Error rate (5xx) per version"
+        title="Error rate (5xx and requests abandoned by clients) per version"
         series={by("errorRate", 100)}
         thresholds={thresholdsFor(
           templates,

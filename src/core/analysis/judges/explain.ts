@@ -50,6 +50,7 @@ export function sideInputs(
   if (side?.proportion) {
     out.events = side.proportion.events;
     out.trials = side.proportion.trials;
+    if (side.proportion.abandoned !== undefined) out.abandoned = side.proportion.abandoned;
   }
   return out;
 }
@@ -109,11 +110,14 @@ export function apart(
   return [f(a, 15), f(b, 15)];
 }
 
-/** "4.1% (41/1000)". */
-export function rate(p: { events: number; trials: number }): string {
-  return p.trials > 0
-    ? `${num((100 * p.events) / p.trials)}% (${p.events}/${p.trials})`
-    : `(${p.events}/0)`;
+/** "4.1% (41/1000)"; with abandoned requests "31% (250/810, 250 abandoned by clients)". */
+export function rate(p: { events: number; trials: number; abandoned?: number }): string {
+  const of = `${p.events}/${p.trials}`;
+  const counts =
+    p.abandoned !== undefined && p.abandoned > 0
+      ? `${of}, ${p.abandoned} abandoned by clients`
+      : of;
+  return p.trials > 0 ? `${num((100 * p.events) / p.trials)}% (${counts})` : `(${counts})`;
 }
 
 export function pval(p: number): string {

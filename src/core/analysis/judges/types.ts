@@ -32,6 +32,8 @@ export interface SideInputs {
   sampleSize?: number;
   events?: number;
   trials?: number;
+  /** Of `events`, requests abandoned by their clients (builtin error_rate); absent when none. */
+  abandoned?: number;
   /** Observations the rank test used (samples, or the total count of the bins). */
   rankSamples?: number;
   /** Present when the rank test used histogram bins: how many. */

@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { judge } from "../../../core/analysis/judges.js";
 import { TurnoutError } from "../../../errors.js";
+import { MeasurementRecorder } from "../../../router/stats.js";
+import { RouterMeasurementSource } from "../../measurements.js";
 import {
   assertWellFormed,
   conformanceRequest,
@@ -136,8 +139,44 @@ describe("BuiltinProvider", () => {
       requests: 300,
       status: v2.status,
       upstreamErrors: 3,
+      abandoned: 0,
       errorRate: 18 / 300,
     });
+  });
+
+  it("error_rate counts requests abandoned by their clients as errors, and the verdict says so", async () => {
+    // A candidate that hangs: its clients give up (recorded by the router as abandoned), a few
+    // of its requests were answered before it did.
+    let t = 1_700_000_010_000;
+    const recorder = new MeasurementRecorder({ now: () => t });
+    const stable = recorder.series("svc", "v1");
+    const hung = recorder.series("svc", "v2");
+    for (let i = 0; i < 400; i++, t += 50) {
+      stable.record(200, 8, false);
+      if (i % 5 === 0) hung.record(200, 9, false);
+      if (i % 2 === 0) hung.record(499, 2000, false, true);
+    }
+    const m = await measure("error_rate", new RouterMeasurementSource(recorder));
+    assert.deepEqual(m.candidate, {
+      version: "v2",
+      value: 200 / 280,
+      sampleSize: 280,
+      proportion: { events: 200, trials: 280, abandoned: 200 },
+    });
+    assert.deepEqual(m.baseline?.proportion, { events: 0, trials: 400 });
+    assert.equal((m.raw as { candidate: { abandoned: number } }).candidate.abandoned, 200);
+
+    const v = judge({ sequential: { maxIncrease: 0.01, alpha: 0.01 } }, m, {
+      metric: "errors",
+      minSamples: 100,
+    });
+    assert.equal(v.outcome, "fail");
+    assert.match(
+      v.explanation,
+      /^errors 71\.4% \(200\/280, 200 abandoned by clients\) vs baseline 0% \(0\/400\)/,
+    );
+    assert.equal(v.inputs.candidate?.abandoned, 200);
+    assert.equal(v.inputs.baseline?.abandoned, undefined);
   });
 
   it("latency: p99 as the value, quantiles, and a quantile-grid sample for rank tests", async () => {

@@ -5,7 +5,10 @@
  *
  * - `error_rate`: each side's `errorRate`, with `proportion` = { events: errors, trials:
  *   requests } for a sequential test on proportions. errors = round(errorRate x requests), so
- *   the counts agree with the reader's own definition of an error.
+ *   the counts agree with the reader's own definition of an error: 5xx responses and requests
+ *   abandoned by their clients (a version that hangs fails its users when they give up waiting,
+ *   before the router's upstream timeout could answer 504); `proportion.abandoned` says how many
+ *   of the errors were abandoned, for the verdict's explanation.
  * - `latency`: each side's p99 as `value`, p50/p90/p95/p99 as `quantiles`, and `values` for a
  *   rank test. The reader keeps a sketch, not the requests, so `values` is the sketch read at
  *   an even grid of quantiles ((i + 0.5) / k for i < k, k = min(count, latencySamplePoints)):
@@ -37,7 +40,12 @@ export interface VersionWindow {
   requests: number;
   status: StatusClasses;
   upstreamErrors: number;
-  /** 0..1 */
+  /**
+   * Requests abandoned by their clients before the version answered (in `errorRate`); absent
+   * from readers that do not see clients (the simulator's), meaning none.
+   */
+  abandoned?: number;
+  /** Errors / requests, 0..1: errors are 5xx responses and abandoned requests. */
   errorRate: number;
   latency: {
     /** Latency at quantile q in 0..1, in milliseconds. */
@@ -156,6 +164,7 @@ export class BuiltinProvider implements MetricProvider {
             requests: w.requests,
             status: w.status,
             upstreamErrors: w.upstreamErrors,
+            abandoned: w.abandoned ?? 0,
             errorRate: w.errorRate,
           };
     };
@@ -195,13 +204,19 @@ export class BuiltinProvider implements MetricProvider {
     seconds: number,
   ): SideMeasurement {
     switch (metric) {
-      case "error_rate":
+      case "error_rate": {
+        const events = Math.round(w.errorRate * w.requests);
+        const abandoned = w.abandoned ?? 0;
         return {
           version,
           value: w.errorRate,
           sampleSize: w.requests,
-          proportion: { events: Math.round(w.errorRate * w.requests), trials: w.requests },
+          proportion:
+            abandoned > 0
+              ? { events, trials: w.requests, abandoned }
+              : { events, trials: w.requests },
         };
+      }
       case "request_rate":
         return { version, value: w.requests / seconds, sampleSize: w.requests };
       case "latency": {

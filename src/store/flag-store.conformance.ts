@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { evaluate } from "../core/flags/evaluate.js";
 import type { FlagResource, FlagSpec } from "../core/flags/types.js";
 import { API_VERSION, type ServiceResource, type ServiceStatus } from "../core/model.js";
+import { emptyStatus } from "../core/rollout.js";
 import { TurnoutError } from "../errors.js";
 import { FlagSnapshotCache } from "./flag-store.js";
 import type { ConformanceTest } from "./store.conformance.js";
@@ -168,19 +169,10 @@ function service(name: string): ServiceResource {
 
 function status(): ServiceStatus {
   return {
-    phase: "Healthy",
+    ...emptyStatus(3),
     message: "v1 serves all traffic",
     observedGeneration: 1,
     stableVersion: "v1",
-    canaryVersion: null,
-    stepIndex: null,
-    stepStartedAt: null,
-    canaryWeight: 0,
-    pausedByUser: false,
-    abortedVersion: null,
-    rolloutStartedAt: null,
     rolloutNumber: 1,
-    previousStableVersions: [],
-    lastTransitionAt: 3,
   };
 }

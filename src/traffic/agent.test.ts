@@ -6,6 +6,7 @@ import {
   type ServiceResource,
   type ServiceStatus,
 } from "../core/model.js";
+import { emptyStatus } from "../core/rollout.js";
 import type { RouteFeature } from "../core/traffic.js";
 import { StoreOutage } from "../router/outage.js";
 import { openSqliteStore } from "../store/sqlite/sqlite-store.js";
@@ -71,21 +72,11 @@ function service(name: string, haproxy: boolean): ServiceResource {
 
 function status(): ServiceStatus {
   return {
-    phase: "Healthy",
+    ...emptyStatus(T0),
     message: "v1 serves all traffic",
     observedGeneration: 1,
     stableVersion: "v1",
-    canaryVersion: null,
-    stepIndex: null,
-    stepStartedAt: null,
-    canaryWeight: 0,
-    pausedByUser: false,
-    abortedVersion: null,
-    rolloutStartedAt: null,
-    rolloutNumber: 0,
-    previousStableVersions: [],
-    lastTransitionAt: T0,
-  } as ServiceStatus;
+  };
 }
 
 function table(name: string, haproxy: boolean): Omit<RouteTable, "revision"> {

@@ -1,29 +1,9 @@
-/**
- * The router: Turnout's data plane. It watches the route tables in the store, keeps one HTTP
- * listener per service, and proxies each request to a version chosen by the table's weights.
- *
- * How tables arrive (DESIGN invariant 6, "same code, one process or many"): `onChange` makes a
- * write in the same process visible at once; polling a cheap fingerprint catches writes from
- * other processes. Either way the router re-reads all tables and applies those that changed.
- *
- * How a table is applied: it is compiled into an immutable object (see `table.ts`) and the
- * listener's reference is swapped in one assignment. A request reads the reference once when
- * it arrives and uses that table to the end, so a swap never mixes two tables in one request
- * and needs no lock.
- *
- * When the store is unreachable the router keeps serving the tables it has (DESIGN invariant
- * 4) and retries at each poll; what it writes (measurements, exposures, shadow reports) waits
- * in bounded buffers that count what they drop (`buffers()`, in every heartbeat and in
- * /metrics), and the outage is logged once when it begins and once when it ends (outage.ts).
- */
-import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { hostname } from "node:os";
-import type { Duplex } from "node:stream";
 import { DEFAULT_TRAFFIC_POLICY, type RouteTable, type TrafficPolicySpec } from "../core/model.js";
-import { expandPreviews, PREVIEW_SUFFIX } from "../core/routes.js";
+import { expandPreviews } from "../core/routes.js";
 import { MAX_REQUEST_HEAD_BYTES } from "../defaults.js";
-import type { RouterBuffers, RouterNotServing, RouterReport, Store } from "../store/store.js";
+import type { RouterBuffers, RouterReport, Store } from "../store/store.js";
 import { ExposureLog, type ExposureSink } from "./exposures.js";
 import type { EdgeFlags } from "./flags-edge.js";
 import {
@@ -35,16 +15,17 @@ import {
   type Probe,
   systemClock,
 } from "./health.js";
+import {
+  applyServerPolicy,
+  type BoundServer,
+  closeServer,
+  createListenerServer,
+  notServingOf,
+} from "./listener-server.js";
 import { type MirrorStats, Mirrors, type ShadowAggregateSink } from "./mirror.js";
 import { StoreOutage, writerBuffers } from "./outage.js";
 import { type Endpoint, UpstreamPools } from "./pools.js";
-import {
-  handleRequest,
-  handleUpgrade,
-  installProtocolGuards,
-  onClientError,
-  type ProxyContext,
-} from "./proxy.js";
+import type { ProxyContext } from "./proxy.js";
 import {
   MeasurementFlusher,
   MeasurementRecorder,
@@ -161,14 +142,6 @@ export interface ReloadEvent {
   /** Services whose table was applied or removed, or whose listener got bound at last. */
   changed: string[];
   error?: unknown;
-}
-
-interface BoundServer {
-  server: Server;
-  /** Read by the server's request handler; set when the server starts to close. */
-  closing: boolean;
-  /** Upgraded (WebSocket) client sockets: the server forgets them, so closing must cut them. */
-  upgrades: Set<Duplex>;
 }
 
 interface ServiceListener {
@@ -351,7 +324,7 @@ export class Router {
     this.#heartbeat = null;
     await this.#queue;
     for (const l of this.#listeners.values()) {
-      if (l.bound !== null) this.#closeServer(l.bound);
+      if (l.bound !== null) closeServer(this.#closing, this.#drainTimeoutMs, l.bound);
       l.bound = null;
     }
     this.#listeners.clear();
@@ -684,7 +657,7 @@ export class Router {
         l.error = undefined;
         binds.push(
           this.#bind(l).finally(() => {
-            if (old !== null) this.#closeServer(old);
+            if (old !== null) closeServer(this.#closing, this.#drainTimeoutMs, old);
           }),
         );
       }
@@ -696,7 +669,7 @@ export class Router {
       this.#listeners.delete(service);
       this.#recorder.retire(service);
       this.#mirrors.retire(service);
-      if (l.bound !== null) this.#closeServer(l.bound);
+      if (l.bound !== null) closeServer(this.#closing, this.#drainTimeoutMs, l.bound);
       l.bound = null;
       this.#logger.info({ service }, "router: route table removed; listener closing");
     }
@@ -746,41 +719,11 @@ export class Router {
 
   /** Binds `l` to its address; a failure is recorded in `l.error`, never thrown. */
   async #bind(l: ServiceListener): Promise<void> {
-    const policy = l.table.policy;
-    const headersTimeout = policy.timeouts.requestHeadersSeconds * 1000;
-    const entry: BoundServer = {
-      server: createServer({
-        maxHeaderSize: this.#maxHeaderBytes,
-        // Checked by the proxy, which answers in JSON (Node's own 400 has no body).
-        requireHostHeader: false,
-        // How often Node looks for clients over their header or request time: often enough
-        // that a short timeout is enforced close to its value.
-        connectionsCheckingInterval: Math.max(100, Math.min(1000, headersTimeout / 4)),
-      }),
-      closing: false,
-      upgrades: new Set(),
-    };
+    const entry = createListenerServer(this.#ctx, l, {
+      maxHeaderBytes: this.#maxHeaderBytes,
+      requestTimeoutMs: this.#requestTimeoutMs,
+    });
     const { server } = entry;
-    applyServerPolicy(server, policy, this.#requestTimeoutMs);
-    // One closure per server, none per request. It reads `l.table` at each request, which is
-    // the whole of the atomic swap.
-    server.on("request", (req, res) => {
-      if (entry.closing) res.shouldKeepAlive = false;
-      handleRequest(this.#ctx, l.table, req, res);
-    });
-    server.on("upgrade", (req, socket: Duplex, head: Buffer) => {
-      if (entry.closing) {
-        socket.destroy();
-        return;
-      }
-      entry.upgrades.add(socket);
-      socket.once("close", () => entry.upgrades.delete(socket));
-      handleUpgrade(this.#ctx, l.table, req, socket, head);
-    });
-    server.on("clientError", (err: Error, socket: Duplex) =>
-      onClientError(err, socket, server.requestTimeout),
-    );
-    installProtocolGuards(server);
     const host = l.host;
     const port = l.port;
     try {
@@ -811,7 +754,7 @@ export class Router {
       l.host !== host ||
       l.port !== port
     ) {
-      this.#closeServer(entry);
+      closeServer(this.#closing, this.#drainTimeoutMs, entry);
       return;
     }
     l.bound = entry;
@@ -835,79 +778,4 @@ export class Router {
         this.#logger.info({ endpoint: e.url }, `router: endpoint ${e.kind}`);
     }
   }
-
-  /**
-   * Closes a server gracefully: it stops accepting at once, idle keep-alive connections are
-   * closed, responses in flight finish (with `Connection: close`), and whatever is left after
-   * `drainTimeoutMs` is cut.
-   */
-  #closeServer(entry: BoundServer): void {
-    entry.closing = true;
-    const { server } = entry;
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    server.closeIdleConnections();
-    // A connection whose response was already under way when closing began goes idle later
-    // and would otherwise linger until its keep-alive timeout.
-    const sweep = setInterval(() => server.closeIdleConnections(), 50);
-    // Upgraded connections (WebSockets) are long-lived by nature: they get the drain time too,
-    // then are cut with the rest.
-    const force = setTimeout(() => {
-      server.closeAllConnections();
-      for (const s of entry.upgrades) s.destroy();
-    }, this.#drainTimeoutMs);
-    sweep.unref();
-    force.unref();
-    const tracked = closed.finally(() => {
-      clearInterval(sweep);
-      clearTimeout(force);
-      this.#closing.delete(tracked);
-    });
-    this.#closing.add(tracked);
-  }
-}
-
-/**
- * The registry's `notServing` for listeners that cannot bind (their error is retried at each
- * poll): a preview listener's problem is its service's, since the rollout needs both.
- */
-function notServingOf(
-  listeners: readonly ListenerInfo[],
-  revisions: ReadonlyMap<string, number>,
-): { notServing?: RouterNotServing } {
-  const out: RouterNotServing = {};
-  for (const l of listeners) {
-    if (l.error === undefined) continue;
-    const preview = l.service.endsWith(PREVIEW_SUFFIX);
-    const service = preview ? l.service.slice(0, -PREVIEW_SUFFIX.length) : l.service;
-    const reason = `cannot listen on ${l.host}:${l.port}${preview ? " (the preview listener)" : ""}: ${bindError(l.error)}`;
-    const before = out[service];
-    out[service] = {
-      revision: revisions.get(service) ?? null,
-      reason: before === undefined ? reason : `${before.reason}; ${reason}`,
-    };
-  }
-  return Object.keys(out).length > 0 ? { notServing: out } : {};
-}
-
-/** "EADDRINUSE: listen EADDRINUSE: address already in use 0.0.0.0:80" -> "address already in use (EADDRINUSE)". */
-function bindError(error: string): string {
-  const m = /^(E[A-Z]+): listen E[A-Z]+: (.+?) \S+:\d+$/.exec(error);
-  return m ? `${m[2]} (${m[1]})` : error;
-}
-
-/**
- * Applies a policy's client-side timeouts to a listening server. Node reads these on every
- * check and response, so a changed table takes effect on the running listener (the header size
- * limit is fixed when the listener is created).
- */
-function applyServerPolicy(
-  server: Server,
-  policy: TrafficPolicySpec,
-  requestTimeoutMs: number,
-): void {
-  const headersTimeout = policy.timeouts.requestHeadersSeconds * 1000;
-  server.headersTimeout = headersTimeout;
-  // Never shorter than the headers' time, which Node requires.
-  server.requestTimeout = Math.max(headersTimeout, requestTimeoutMs);
-  server.keepAliveTimeout = policy.timeouts.idleSeconds * 1000;
 }

@@ -42,6 +42,8 @@ export interface Carrier {
   reap(): Promise<void>;
   stop(): Promise<void>;
   status(): Omit<HaproxyServiceStatus, "service" | "revision">;
+  /** The version a slot serves now (managed mode's layout); null when it has none. */
+  slotVersion?(slot: string): string | null;
 }
 
 /**

@@ -17,7 +17,7 @@ import {
   serverOf,
   structuralConfig,
 } from "./config.js";
-import { xxh32 } from "./hash.js";
+import { haproxyHashScheme, xxh32 } from "./hash.js";
 import { needsHaproxy, tempDir, testHaproxy } from "./testing.js";
 
 function table(over: Partial<RouteTable> = {}): RouteTable {
@@ -86,6 +86,11 @@ test("bucket ranges: canary first, weight x 10^4 buckets each, as the router's s
     name: "x-user-id",
     scheme: "haproxy-xxh32-v1",
     hash: `xxh32(${xxh32("fraud")}),mul(1000000),div(4294967296)`,
+    keyHash: `xxh32(${xxh32("fraud")})`,
+    hashRanges: [
+      { from: 0, to: 429_496_729, version: "v2" },
+      { from: 429_496_730, to: 2 ** 32 - 1, version: "v1" },
+    ],
   });
   // 0.0001% steps are exact.
   const fine = planService(
@@ -99,7 +104,7 @@ test("bucket ranges: canary first, weight x 10^4 buckets each, as the router's s
   assert.deepEqual(fine.splitRanges[0], { from: 0, to: 0, version: "v2" });
 });
 
-test("a version without instances keeps its sticky range empty and leaves the split to the others", () => {
+test("a version without instances: its sticky range is divided among the others by the split's shares", () => {
   const plan = planService(
     table({
       stickiness: { header: "x-user-id", salt: "fraud" },
@@ -121,6 +126,48 @@ test("a version without instances keeps its sticky range empty and leaves the sp
   ]);
   const covered = plan.splitRanges.reduce((n, r) => n + r.to - r.from + 1, 0);
   assert.equal(covered, BUCKETS);
+  // In hash space (what sticky.map holds) v2's hole is filled 60/40 by v1 and v0, so every key
+  // names a backend: the whole 32-bit space is covered, without overlap, in order.
+  const h = plan.sticky!.hashRanges;
+  let next = 0;
+  for (const r of h) {
+    assert.equal(r.from, next, JSON.stringify(h));
+    assert.ok(r.to >= r.from);
+    next = r.to + 1;
+  }
+  assert.equal(next, 2 ** 32);
+  const share = (v: string) =>
+    h.filter((r) => r.version === v).reduce((n, r) => n + r.to - r.from + 1, 0) / 2 ** 32;
+  // v1: its own 30 % plus 60 % of v2's 50 %; v0: 20 % plus 40 % of 50 %.
+  assert.ok(Math.abs(share("v1") - 0.6) < 1e-6, String(share("v1")));
+  assert.ok(Math.abs(share("v0") - 0.4) < 1e-6, String(share("v0")));
+  assert.equal(share("v2"), 0);
+  // No version with a server: no range at all (the request gets turnout_none's 503).
+  const none = planService(
+    table({
+      stickiness: { header: "x-user-id", salt: "fraud" },
+      backends: [{ version: "v2", weight: 100, endpoints: [] }],
+    }),
+  );
+  assert.deepEqual(none.sticky!.hashRanges, []);
+});
+
+test("sticky ranges in hash space give exactly the buckets' keys", () => {
+  const plan = planService(table({ stickiness: { header: "x-user-id", salt: "fraud" } }));
+  const scheme = haproxyHashScheme(1)!;
+  // Around each boundary: the hash range holds a hash exactly when its bucket is in the range.
+  for (const r of plan.sticky!.hashRanges) {
+    for (const hv of [r.from - 1, r.from, r.to, r.to + 1]) {
+      if (hv < 0 || hv >= 2 ** 32) continue;
+      const bucket = Math.floor((hv * BUCKETS) / 2 ** 32);
+      const inBuckets = plan.stickyRanges.some(
+        (b) => b.version === r.version && bucket >= b.from && bucket <= b.to,
+      );
+      assert.equal(hv >= r.from && hv <= r.to, inBuckets, `hash ${hv}, bucket ${bucket}`);
+    }
+  }
+  assert.deepEqual(scheme.hashRange(0, 99_999), [0, 429_496_729]);
+  assert.deepEqual(scheme.hashRange(100_000, 999_999), [429_496_730, 2 ** 32 - 1]);
 });
 
 test("what HAProxy cannot carry is refused, naming the feature", () => {
@@ -174,7 +221,7 @@ test("slots: versions keep their slot, free slots are reused, the layout grows w
   assert.deepEqual(slots, ["v3", "v2", "v4", "v5", "v6", null]);
 });
 
-test("maps: backends by slot, ranges, the override, rules, preview and the revision", () => {
+test("maps: backends by slot, ranges by slot, the override, rules, preview and the revision", () => {
   const t = table({
     stickiness: { cookie: "sid", salt: "fraud" },
     versionOverride: true,
@@ -185,8 +232,10 @@ test("maps: backends by slot, ranges, the override, rules, preview and the revis
   const maps = renderMaps(plan, ["v1", "v2", null, null]);
   assert.deepEqual(maps["backends.map"], ["v1 slot0", "v2 slot1"]);
   assert.deepEqual(maps["override.map"], ["v2 v2", "v1 v1"]);
-  assert.deepEqual(maps["split.map"], ["0:99999 v2", "100000:999999 v1"]);
-  assert.deepEqual(maps["sticky.map"], maps["split.map"]);
+  // The hot path's maps name the slot: one lookup from the bucket to the backend.
+  assert.deepEqual(maps["split.map"], ["0:99999 slot1", "100000:999999 slot0"]);
+  // The same ranges in hash space: bucket b holds the hashes h with floor(h × 10^6 / 2^32) = b.
+  assert.deepEqual(maps["sticky.map"], ["0:429496729 slot1", "429496730:4294967295 slot0"]);
   assert.deepEqual(maps["rules.map"], ["r v2,,e,x-beta,1,,,"]);
   assert.deepEqual(maps["preview.map"], ["v v2"]);
   assert.deepEqual(maps["meta.map"], ["revision 7", "service fraud"]);
@@ -228,6 +277,8 @@ test("structural config: weights, instances, rules and the preview's version cha
     const p = planService(table({ stickiness: { header: "x-user-id", salt: "fraud" }, ...over }));
     assert.notEqual(structuralConfig({ plan: p, slots }, OPTS), s0, JSON.stringify(over));
   }
+  // A new version takes a free slot live; only more slots are a reload.
+  assert.equal(structuralConfig({ plan: base, slots: ["v2", "v1", "v3", null] }, OPTS), s0);
   assert.notEqual(structuralConfig({ plan: base, slots: [...slots, null] }, OPTS), s0);
 });
 
@@ -256,10 +307,12 @@ test("the config reads as HAProxy configuration: listeners, selection in the rou
   );
   assert.match(cfg, /server intake 127\.0\.0\.1:5140/);
   const order = [
+    "http-request set-var(txn.tk) req.fhdr(x-user-id,1)",
     "lua.turnout_match",
-    `var(txn.tk),xxh32(${xxh32("fraud")}),mul(1000000),div(4294967296),map_int(`,
-    "split.map",
-    "use_backend %[var(txn.tv),map(/tmp/turnout-hx/fraud/backends.map)]",
+    "use_backend %[var(txn.tv),map(/tmp/turnout-hx/fraud/backends.map)] if { var(txn.tv) -m found }",
+    `use_backend %[var(txn.tk),xxh32(${xxh32("fraud")}),map_int(/tmp/turnout-hx/fraud/sticky.map)] if { var(txn.tk) -m len gt 0 }`,
+    "use_backend %[var(proc.n0),add(1),set-var(proc.n0),mul(618033),mod(1000000),map_int(/tmp/turnout-hx/fraud/split.map)]",
+    "default_backend turnout_none",
   ];
   let at = 0;
   for (const s of order) {
@@ -269,15 +322,23 @@ test("the config reads as HAProxy configuration: listeners, selection in the rou
   }
   assert.match(
     cfg,
-    /backend slot1\n {2}balance roundrobin\n {2}http-response set-header x-turnout-version %\[var\(txn\.tv\)\]\n {2}option httpchk GET \/healthz\n/,
+    /backend slot1\n {2}balance roundrobin\n {2}http-response set-header x-turnout-version %\[srv_name,field\(1,:\)\]\n {2}option httpchk GET \/healthz\n/,
   );
+  // The log numbers each line as it is written (one thread), names the backend, and the body
+  // limit is HAProxy's own count of the body.
+  assert.match(
+    cfg,
+    /log-format "T2 %\[date\(0,ms\)\] %pid 0 %\[var\(proc\.s0\),add\(1\),set-var\(proc\.s0\)\] %f %b %ST /,
+  );
+  assert.match(cfg, /http-request deny deny_status 413 if \{ req\.body_size gt 10485760 \}/);
+  assert.doesNotMatch(cfg, /txn\.sq/);
   // No Lua on the sticky path, and the config says which hash it uses.
   assert.doesNotMatch(cfg, /lua\.turnout_bucket/);
   assert.match(cfg, /^# Sticky and A\/B buckets: haproxy-xxh32-v1 /m);
   assert.match(cfg, /timeout check 500ms/);
   assert.match(
     cfg,
-    /server e_127\.0\.0\.1_9001 127\.0\.0\.1:9001 check inter 2s rise 2 fall 3 observe layer7 error-limit 5 on-error mark-down\n/,
+    /server v1:e_127\.0\.0\.1_9001 127\.0\.0\.1:9001 check inter 2s rise 2 fall 3 observe layer7 error-limit 5 on-error mark-down\n/,
   );
   assert.match(cfg, /frontend fraud\n/);
   assert.doesNotMatch(cfg, /frontend fraud:preview/);

@@ -6,7 +6,7 @@
  * - A frontend named after the service on its listener, and `<service>:preview` on the preview port when
  *   the table has one. The frontend picks the version exactly as the built-in router does
  *   (src/router/proxy.ts, exposures.ts `selectArm`, then select.ts), in the same order, and
- *   stores it in `txn.tv`:
+ *   sends the request to the version's backend (`selection`):
  *   0. experiment: a forced arm (`force` header or query naming an arm in `arms.map`), else the
  *      unit's arm: HAProxy's bucket of the unit key with the experiment's salt (hash.ts,
  *      `haproxy-xxh32-v1`: native converters, no Lua), looked up in `experiment.map` (the arms'
@@ -15,28 +15,28 @@
  *   1. override: `x-turnout-version` looked up in `override.map` (the versions with instances
  *      when the table allows the override, else empty);
  *   2. match rules: the Lua action `turnout_match` (turnout.lua) over `rules.map`;
- *   3. sticky: `<key>,xxh32(<seed of the salt>),mul(10^6),div(2^32)` computes the key's bucket
- *      (hash.ts: HAProxy's own scheme, versioned apart from the router's murmur3, because a
- *      bucket computed in Lua per request cost HAProxy about 15 % of its requests/s) and
- *      `sticky.map` maps bucket ranges to versions (`map_int` with `from:to` keys) — the same
- *      ranges, canary first, as the router's `CompiledSticky`, so proportions are exact and
- *      weights change live;
- *   4. split: a per-thread request counter n gives bucket (n × 618033) mod 10^6, a Weyl
+ *   3. sticky: the key's bucket is `floor(xxh32(key, <seed of the salt>) × 10^6 / 2^32)` (hash.ts:
+ *      HAProxy's own scheme, versioned apart from the router's murmur3, because a bucket
+ *      computed in Lua per request cost HAProxy about 15 % of its requests/s); `sticky.map`
+ *      holds the router's bucket ranges (canary first, as its `CompiledSticky`) written in hash
+ *      space, so the config runs one converter (`xxh32`) and one `map_int` per request;
+ *      proportions are exact and weights change live;
+ *   4. split: the n-th request without a sticky key gets bucket (n × 618033) mod 10^6, a Weyl
  *      sequence: consecutive requests spread evenly over the buckets, so over any run of
  *      requests each version gets its share to within a few requests (exact like the router's
  *      smooth weighted round-robin, not binomial like a random draw); `split.map` maps the
  *      ranges, rescaled over the versions that have instances.
- *   `backends.map` then names the backend of the version.
  * - One backend per *slot*, `slot0`..`slotN-1`: a version takes a free slot when it appears, so
- *   a new version needs no reload (only a new server in a slot). Servers are the version's
- *   endpoints, named after their address.
+ *   a new version needs no reload (only new servers in a slot). Servers are the version's
+ *   endpoints, named `<version>:<address>`: the answer's `x-turnout-version` header and the
+ *   log's version are read from the server's name, not from a variable or a map.
  * - Logging: each request's line (LOG_FIELDS) goes to a ring buffer that HAProxy forwards to
- *   Turnout's intake over TCP (intake.ts): batched, and lines lost are seen by their sequence.
+ *   Turnout's intake over TCP (intake.ts): batched, and lines lost are seen by their numbers.
  *
  * Everything that changes during a rollout (weights, instances, rules, the override, the
  * preview's version, the experiment's arms and weights, the revision) lives in maps and servers, changed live over the runtime API;
- * what is left in the text (listeners, the sticky source and salt, the policy, the slot count)
- * is structural: `structuralConfig` differs exactly when a reload is needed.
+ * what is left in the text (listeners, the sticky source and salt, the policy, the versions
+ * that have a backend) is structural: `structuralConfig` differs exactly when a reload is needed.
  */
 import {
   DEFAULT_TRAFFIC_POLICY,
@@ -96,6 +96,10 @@ export interface ServicePlan {
     scheme: string;
     /** The converters from the key to its bucket, the salt in them. */
     hash: string;
+    /** The converter from the key to its 32-bit hash (what the config runs per request). */
+    keyHash: string;
+    /** `stickyRanges` in hash space: what `sticky.map` holds (hash.ts `hashRange`). */
+    hashRanges: BucketRange[];
   } | null;
   versionOverride: boolean;
   policy: TrafficPolicySpec;
@@ -150,7 +154,10 @@ export function planService(table: RouteTable, opts: PlanOptions = {}): ServiceP
         problems.push(`version ${b.version}: endpoint ${JSON.stringify(url)} skipped: ${s}`);
         continue;
       }
-      if (!servers.some((x) => x.name === s.name)) servers.push(s);
+      // The version leads the name (`serverVersion` reads it back): HAProxy's names allow ":",
+      // version names do not have one.
+      const name = `${b.version}:${s.name}`;
+      if (!servers.some((x) => x.name === name)) servers.push({ ...s, name });
     }
     if (servers.length === 0) continue;
     versions.push({ version: b.version, servers });
@@ -172,7 +179,7 @@ export function planService(table: RouteTable, opts: PlanOptions = {}): ServiceP
   }
   if (table.stickiness && end !== BUCKETS) {
     problems.push(
-      `sticky ranges cover ${end / WEIGHT_SCALE}% of the buckets, not 100%; keys outside them follow the split`,
+      `sticky ranges cover ${end / WEIGHT_SCALE}% of the buckets, not 100%; keys outside them are spread over the versions with instances by the split's shares`,
     );
   }
   const splitRanges = splitOf(table, withServers);
@@ -192,7 +199,20 @@ export function planService(table: RouteTable, opts: PlanOptions = {}): ServiceP
         `stickiness ${source} ${JSON.stringify(name)}: the haproxy provider carries names of A-Z, a-z, 0-9, ".", "_" and "-" only`,
       );
     } else {
-      sticky = { source, name, scheme: scheme.name, hash: scheme.converters(st.salt) };
+      sticky = {
+        source,
+        name,
+        scheme: scheme.name,
+        hash: scheme.converters(st.salt),
+        keyHash: scheme.hashConverter(st.salt),
+        hashRanges: fillHoles(
+          stickyRanges.map((r) => {
+            const [from, to] = scheme.hashRange(r.from, r.to);
+            return { from, to, version: r.version };
+          }),
+          splitRanges,
+        ),
+      };
     }
   }
 
@@ -281,6 +301,39 @@ function experimentOf(
   };
 }
 
+/** Size of the 32-bit hash space the sticky map is written in. */
+const HASH_SPACE = 2 ** 32;
+
+/**
+ * The sticky ranges (hash space) with their holes filled: the range of a version that has no
+ * server yet (or buckets the weights leave out) is divided among the versions that have one, in
+ * the split's shares. The router sends such keys to its split, request by request; here they
+ * must name a backend from the map (`selection`), and dividing the hole keeps them sticky while
+ * it lasts, with the same proportions. Empty when no version has a server.
+ */
+function fillHoles(ranges: readonly BucketRange[], split: readonly BucketRange[]): BucketRange[] {
+  if (split.length === 0) return [];
+  const out: BucketRange[] = [];
+  const fill = (from: number, to: number) => {
+    const n = to - from + 1;
+    let start = from;
+    split.forEach((r, i) => {
+      // n × 10^6 < 2^53: exact.
+      const end = i === split.length - 1 ? to + 1 : from + Math.floor((n * (r.to + 1)) / BUCKETS);
+      if (end > start) out.push({ from: start, to: end - 1, version: r.version });
+      start = Math.max(start, end);
+    });
+  };
+  let next = 0;
+  for (const r of [...ranges].sort((a, b) => a.from - b.from)) {
+    if (r.from > next) fill(next, r.from - 1);
+    out.push(r);
+    next = r.to + 1;
+  }
+  if (next < HASH_SPACE) fill(next, HASH_SPACE - 1);
+  return out;
+}
+
 function bucketsOf(weight: number): number {
   return Number.isFinite(weight) && weight > 0 ? Math.round(weight * WEIGHT_SCALE) : 0;
 }
@@ -306,6 +359,12 @@ function splitOf(table: RouteTable, withServers: ReadonlySet<string>): BucketRan
     from = to;
   }
   return out;
+}
+
+/** The version a managed server serves, from its name (`<version>:<address>`); null for others. */
+export function serverVersion(name: string): string | null {
+  const i = name.indexOf(":");
+  return i > 0 ? name.slice(0, i) : null;
 }
 
 /** `http://127.0.0.1:9001` -> a server; a string says why the endpoint cannot be one. */
@@ -442,13 +501,13 @@ export interface RenderOptions {
 
 /** The fields of a request log line, in order (intake.ts parses them). */
 export const LOG_FIELDS = [
-  "format", // "T1"
+  "format", // LOG_FORMAT_TAG
   "endMs", // epoch ms when the line was written (the response's last byte)
   "pid",
   "thread",
-  "seq", // per-thread request number of this process
+  "seq", // the line's number: per process, or per thread with more than one (see logFormat)
   "frontend", // the service, or the service + ":preview" (frontendName)
-  "version", // "-" when no version could take the request
+  "slot", // %b: the version's slot, or turnout_none / the frontend when no version took it
   "status",
   "latencyUs", // from the request's headers to the log line, µs
   "serverMs", // %Tr: server response time, -1 when there was none
@@ -460,24 +519,32 @@ export const LOG_FIELDS = [
   "unit", // the experiment unit, hex, "-" when none
 ] as const;
 
-export const LOG_FORMAT_TAG = "T1";
+export const LOG_FORMAT_TAG = "T2";
 
 /**
  * The log line (LOG_FIELDS). Fields that cannot have a value in this config are a literal "-"
  * rather than a variable looked up per request (the experiment's arm and unit without an
  * experiment, grpc-status for HTTP): each lookup and conversion costs on every request.
+ *
+ * `seq` numbers the lines so that the intake sees every line lost between HAProxy and Turnout
+ * (a ring buffer full while Turnout does not read: HAProxy 2.6 overwrites the oldest lines
+ * without counting them). With one thread it is counted as the line is written (a process
+ * variable incremented inside the log format): one variable update per line and no rule per
+ * request, and the numbers reach the intake in order. With more threads the lines of two
+ * threads interleave and a shared variable would race, so each thread numbers its requests
+ * (`perThreadCounters`).
  */
-function logFormat(plan: ServicePlan, opts: RenderOptions): string {
+function logFormat(plan: ServicePlan, opts: RenderOptions, threads: number): string {
   const grpc = opts.protocol === "grpc" ? "%[var(txn.gs)]" : "-";
   const x = plan.experiment !== null;
   return [
     LOG_FORMAT_TAG,
     "%[date(0,ms)]",
     "%pid",
-    "%[thread]",
-    "%[var(txn.sq)]",
+    threads === 1 ? "0" : "%[thread]",
+    threads === 1 ? "%[var(proc.s0),add(1),set-var(proc.s0)]" : "%[var(txn.sq)]",
     "%f",
-    "%[var(txn.tv)]",
+    "%b",
     "%ST",
     "%[date(0,us),sub(txn.t0)]",
     "%Tr",
@@ -582,7 +649,9 @@ function render(input: RenderInput, opts: RenderOptions, withServers: boolean): 
     `  lua-load ${map("turnout.lua")}`,
     "  log ring@turnout local0 info",
   );
+  // Counters (logFormat, perThreadCounters, splitBucket).
   for (let i = 0; i < threads; i++) L.push(`  set-var proc.s${i} int(0)`);
+  if (threads === 1) L.push("  set-var proc.n0 int(0)");
   L.push(
     "",
     "ring turnout",
@@ -620,8 +689,7 @@ function render(input: RenderInput, opts: RenderOptions, withServers: boolean): 
   );
   L.push(...frontendHead("main", plan.listen, plan, opts, threads));
   L.push(...experimentSelection(plan, map));
-  L.push(...selection(plan, map));
-  L.push(...frontendTail(map));
+  L.push(...selection(plan, map, threads));
   L.push(...responseCapture(opts));
   if (plan.experiment?.source === "cookie") {
     L.push(
@@ -636,8 +704,10 @@ function render(input: RenderInput, opts: RenderOptions, withServers: boolean): 
   L.push("");
   if (plan.preview) {
     L.push(...frontendHead("preview", plan.preview, plan, opts, threads));
-    L.push(`  http-request set-var(txn.tv) str(v),map(${map("preview.map")})`);
-    L.push(...frontendTail(map));
+    L.push(
+      `  use_backend %[str(v),map(${map("preview.map")}),map(${map("backends.map")})]`,
+      "  default_backend turnout_none",
+    );
     L.push(...responseCapture(opts));
     L.push("");
   }
@@ -654,7 +724,9 @@ function render(input: RenderInput, opts: RenderOptions, withServers: boolean): 
     // Every answer names the version that gave it, as the built-in router's do. Here rather
     // than in the frontends: only requests a version took reach a slot, so no condition is
     // evaluated per request, and the header is set once for the main and preview listeners.
-    L.push("  http-response set-header x-turnout-version %[var(txn.tv)]");
+    // The version is the server's name up to its ":" (`planService` names servers
+    // `<version>:<address>`): no variable, no map, and a slot changes version with no reload.
+    L.push("  http-response set-header x-turnout-version %[srv_name,field(1,:)]");
     const hc = p.healthCheck;
     if (hc) {
       L.push(`  option httpchk GET ${q(hc.path)}`, "  http-check expect status 200-399");
@@ -700,15 +772,23 @@ function frontendHead(
   const L = [
     `frontend ${frontendName(plan.service, name)}`,
     `  bind ${q(host)}:${listen.port}`,
-    `  log-format "${logFormat(plan, opts)}"`,
+    `  log-format "${logFormat(plan, opts, threads)}"`,
     "  http-request set-var(txn.t0) date(0,us)",
-    `  http-request deny deny_status 413 if { req.hdr_val(content-length) gt ${plan.policy.maxRequestBodyBytes} }`,
+    // The body's advertised length (Content-Length, or what a chunked body has sent so far):
+    // HAProxy's own count, no header lookup. A body that grows past the limit later in chunks is
+    // the upstream's to bound, as behind any HAProxy.
+    `  http-request deny deny_status 413 if { req.body_size gt ${plan.policy.maxRequestBodyBytes} }`,
   ];
-  // A per-thread counter: numbers the request for the intake's loss count, and drives the split.
+  if (threads > 1) L.push(...perThreadCounters(threads));
+  return L;
+}
+
+/** With several threads, a request number per thread (the log's `seq` and the split's input). */
+function perThreadCounters(threads: number): string[] {
+  const L: string[] = [];
   for (let i = 0; i < threads; i++) {
-    const only = threads > 1 ? ` if { thread ${i} }` : "";
-    L.push(`  http-request set-var(proc.s${i}) var(proc.s${i}),add(1)${only}`);
-    L.push(`  http-request set-var(txn.sq) var(proc.s${i})${only}`);
+    L.push(`  http-request set-var(proc.s${i}) var(proc.s${i}),add(1) if { thread ${i} }`);
+    L.push(`  http-request set-var(txn.sq) var(proc.s${i}) if { thread ${i} }`);
   }
   return L;
 }
@@ -722,19 +802,6 @@ function responseCapture(opts: RenderOptions): string[] {
   return opts.protocol === "grpc"
     ? ["  http-response set-var(txn.gs) res.hdr(grpc-status) if { res.hdr(grpc-status) -m found }"]
     : [];
-}
-
-/**
- * The version's slot by name, in one rule: when `txn.tv` is unset or has no slot, the name
- * evaluates to "-", which names no backend, and HAProxy falls back to the default backend (a
- * dynamic `use_backend` that names no backend ends the switching rules). Cheaper per request
- * than a variable for the slot and a condition on each.
- */
-function frontendTail(map: (name: string) => string): string[] {
-  return [
-    `  use_backend %[var(txn.tv),map(${map("backends.map")})]`,
-    "  default_backend turnout_none",
-  ];
 }
 
 /**
@@ -780,8 +847,17 @@ function experimentSelection(plan: ServicePlan, map: (name: string) => string): 
   return L;
 }
 
-/** The main frontend's version selection (steps 1-4 of the module comment). */
-function selection(plan: ServicePlan, map: (name: string) => string): string[] {
+/**
+ * The main frontend's version selection (steps 1-4 of the module comment). The experiment, the
+ * override and the match rules set `txn.tv` in http-request rules; then `use_backend` rules,
+ * the first that applies wins: the version in `txn.tv`, else the sticky key's, else the split's.
+ * The sticky and split rules name the version's slot straight from their map, with no variable
+ * or second lookup in between: a dynamic `use_backend` whose name matches no backend ends the switching
+ * rules at `default_backend` (HAProxy 2.6), so every map they read covers all of its key space
+ * whenever some version has a server (`sticky.map` fills the ranges of versions without one,
+ * see `fillHoles`), and only an empty map, with no version to serve, leads to turnout_none.
+ */
+function selection(plan: ServicePlan, map: (name: string) => string, threads: number): string[] {
   const L: string[] = [];
   const unset = "!{ var(txn.tv) -m found }";
   const st = plan.sticky;
@@ -815,16 +891,29 @@ function selection(plan: ServicePlan, map: (name: string) => string): string[] {
   const mayBeSet = plan.versionOverride || plan.experiment !== null;
   L.push(
     `  http-request lua.turnout_match if ${mayBeSet ? `${unset} ` : ""}{ str(r),map(${map("rules.map")}) -m found }`,
+    `  use_backend %[var(txn.tv),map(${map("backends.map")})] if { var(txn.tv) -m found }`,
   );
   if (st) {
     L.push(
-      `  http-request set-var(txn.tv) var(txn.tk),${st.hash},map_int(${map("sticky.map")}) if ${unset} { var(txn.tk) -m len gt 0 }`,
+      `  use_backend %[var(txn.tk),${st.keyHash},map_int(${map("sticky.map")})] if { var(txn.tk) -m len gt 0 }`,
     );
   }
   L.push(
-    `  http-request set-var(txn.tv) var(txn.sq),mul(${WEYL_MULTIPLIER}),mod(${BUCKETS}),map_int(${map("split.map")}) if ${unset}`,
+    `  use_backend %[${splitBucket(threads)},map_int(${map("split.map")})]`,
+    "  default_backend turnout_none",
   );
   return L;
+}
+
+/**
+ * The split's bucket of a request without a sticky key: (n × 618033) mod 10^6 for the n-th
+ * such request, a Weyl sequence (module comment, step 4). With one thread, n is counted inside
+ * the expression, so only requests that reach the split pay for it; with more, the thread's
+ * request number (perThreadCounters).
+ */
+function splitBucket(threads: number): string {
+  const n = threads === 1 ? "var(proc.n0),add(1),set-var(proc.n0)" : "var(txn.sq)";
+  return `${n},mul(${WEYL_MULTIPLIER}),mod(${BUCKETS})`;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -853,15 +942,22 @@ export function renderMaps(plan: ServicePlan, slots: SlotLayout): MapFiles {
     if (v !== null && plan.versions.some((x) => x.version === v))
       backends.push(`${v} ${slotName(i)}`);
   });
+  // The hot path's maps name the slot itself (`selection`); a version has one while it has
+  // servers (the provider gives every planned version a slot).
+  const slotOf = (version: string) => {
+    const i = slots.indexOf(version);
+    return i < 0 ? "-" : slotName(i);
+  };
   const ranges = (rs: BucketRange[]) => rs.map((r) => `${r.from}:${r.to} ${r.version}`);
+  const slotRanges = (rs: BucketRange[]) => rs.map((r) => `${r.from}:${r.to} ${slotOf(r.version)}`);
   return {
     "backends.map": backends,
     "override.map": plan.versionOverride
       ? plan.versions.map((v) => `${v.version} ${v.version}`)
       : [],
     "rules.map": plan.rules === "" ? [] : [`r ${plan.rules}`],
-    "sticky.map": plan.sticky ? ranges(plan.stickyRanges) : [],
-    "split.map": ranges(plan.splitRanges),
+    "sticky.map": plan.sticky ? slotRanges(plan.sticky.hashRanges) : [],
+    "split.map": slotRanges(plan.splitRanges),
     "preview.map": plan.preview ? [`v ${plan.preview.version}`] : [],
     "arms.map": plan.experiment ? plan.experiment.arms.map((a) => `${a.arm} ${a.version}`) : [],
     "experiment.map": plan.experiment

@@ -99,16 +99,35 @@ export interface HaproxyHashScheme {
   readonly algorithm: string;
   /** The converters HAProxy applies to the key (a sample of its bytes) to get its bucket. */
   converters(salt: string): string;
+  /**
+   * The converter HAProxy applies to the key to get its 32-bit hash, before any scaling: the
+   * generated config looks the hash up in maps written in hash space (`hashRange`), which saves
+   * the two scaling converters per request and gives the same buckets.
+   */
+  hashConverter(salt: string): string;
+  /** Buckets [from, to] as the inclusive range of 32-bit hashes whose bucket is in it. */
+  hashRange(from: number, to: number): [number, number];
   /** The bucket of `key` with `salt`, in [0, 1,000,000): what HAProxy computes. */
   bucket(salt: string, key: string | Uint8Array): number;
 }
 
 const TWO_POW_32 = 4_294_967_296;
 
+/** ceil(b × 2^32 / 10^6), exactly. */
+function ceilDiv(b: number): number {
+  const n = BigInt(b) * BigInt(TWO_POW_32);
+  const d = BigInt(BUCKET_SCALE);
+  return Number((n + d - 1n) / d);
+}
+
 const XXH32_V1: HaproxyHashScheme = Object.freeze({
   name: "haproxy-xxh32-v1",
   algorithm: "seed = XXH32(utf8(salt), 0); bucket = floor(XXH32(key bytes, seed) * 1000000 / 2^32)",
   converters: (salt: string) => `xxh32(${xxh32(salt)}),mul(${BUCKET_SCALE}),div(${TWO_POW_32})`,
+  hashConverter: (salt: string) => `xxh32(${xxh32(salt)})`,
+  // bucket(h) = floor(h × 10^6 / 2^32) = b  <=>  ceil(b × 2^32 / 10^6) <= h < ceil((b + 1) × 2^32 / 10^6).
+  // BigInt: b × 2^32 reaches 4.3e15, and the ceiling must be exact.
+  hashRange: (from: number, to: number): [number, number] => [ceilDiv(from), ceilDiv(to + 1) - 1],
   // h × 10^6 < 2^53 and dividing by 2^32 is exact in binary: no rounding anywhere.
   bucket: (salt: string, key: string | Uint8Array) =>
     Math.floor((xxh32(key, xxh32(salt)) * BUCKET_SCALE) / TWO_POW_32),

@@ -12,18 +12,18 @@ import { freePort, needsHaproxy, runHaproxy, startUpstream, tempDir, waitFor } f
 
 const line = (over: Partial<Record<string, string>> = {}) => {
   const f = {
-    tag: "T1",
+    tag: "T2",
     endMs: "1796248251883",
     pid: "42",
     thread: "0",
     seq: "1",
     frontend: "fraud",
-    version: "v2",
+    slot: "slot0",
     status: "200",
     latencyUs: "1234",
     serverMs: "1",
     termination: "--",
-    server: "e_127.0.0.1_9001",
+    server: "v2:e_127.0.0.1_9001",
     key: Buffer.from("user-42").toString("hex"),
     grpc: "-",
     arm: "-",
@@ -49,7 +49,21 @@ test("a log line parses into the measurement's facts", () => {
     arm: null,
     unit: null,
   });
-  assert.equal(parseLogLine(line({ version: "-", key: "-" }))!.version, null);
+  // The server's name leads with its version; a request that got no server is its slot's
+  // version (the provider's layout), and one refused before any backend (the frontend's own
+  // name, turnout_none) is none.
+  assert.equal(parseLogLine(line({ server: "v2.1_rc-3:e_127.0.0.1_9001" }))!.version, "v2.1_rc-3");
+  const layout = (frontend: string, slot: string) =>
+    frontend === "fraud" && slot === "slot0" ? "v2" : null;
+  const nosrv = (over: Partial<Record<string, string>>) =>
+    parseLogLine(
+      line({ server: "<NOSRV>", status: "503", termination: "SC", ...over }),
+      true,
+      layout,
+    );
+  assert.equal(nosrv({})!.version, "v2");
+  assert.equal(nosrv({ slot: "turnout_none", key: "-" })!.version, null);
+  assert.equal(nosrv({ slot: "fraud", status: "413", termination: "PR" })!.version, null);
   assert.equal(parseLogLine(line({ key: "-" }))!.key, null);
   assert.equal(parseLogLine(line({ frontend: "fraud:preview" }))!.series, "fraud:preview");
   // Server side ends are upstream errors, unless no server was picked.
@@ -69,7 +83,7 @@ test("a log line parses into the measurement's facts", () => {
   for (const bad of [
     "",
     "T2 1 2",
-    line().replace("T1", "T0"),
+    line().replace("T2", "T1"),
     line({ pid: "x" }),
     `${line()} extra`,
     line({ grpc: "x" }),
@@ -144,10 +158,13 @@ test("lines become the router's measurement rows: per series and version, at the
     [
       line({ seq: "1", endMs: String(sec * 1000 + 10) }),
       line({ seq: "2", endMs: String(sec * 1000 + 900), status: "503", termination: "SC" }),
-      line({ seq: "3", endMs: String((sec + 1) * 1000), version: "v1" }),
+      line({ seq: "3", endMs: String((sec + 1) * 1000), server: "v1:e_127.0.0.1_9002" }),
       line({ seq: "4", frontend: "fraud:preview" }),
-      line({ seq: "5", version: "-" }),
-      "garbage",
+      line({ seq: "5", slot: "turnout_none", server: "<NOSRV>", status: "503" }),
+      "T2 garbage",
+      // HAProxy's own messages in the ring are not request lines, nor unparsable ones.
+      "3 events dropped",
+      "Server slot0/v2:e_127.0.0.1_9002 is DOWN, reason: Layer4 connection problem.",
     ].join("\n"),
   );
   assert.deepEqual(intake.stats(), {

@@ -12,8 +12,10 @@
  * behind the wall clock: a second is written to the store once its last lines are in, and a
  * line later than that is counted (`delayed`).
  *
- * A line (config.ts LOG_FIELDS): `T1 endMs pid thread seq frontend version status latencyUs
- * serverMs termination server key grpcStatus arm unit`.
+ * A line (config.ts LOG_FIELDS): `T2 endMs pid thread seq frontend slot status latencyUs
+ * serverMs termination server key grpcStatus arm unit`. The version is the server's name up to
+ * its ":" (config.ts `serverVersion`); a request that got no server (`<NOSRV>`: every instance
+ * of its version down) is the version of its slot, which the provider tells (`slotVersion`).
  * - The measurement goes to the series (frontend = service or service:preview, version), at
  *   the second of `endMs`: the recorder's clock reads the line's time while a batch is parsed.
  * - `status` is the HTTP status sent; for gRPC (`grpcStatus` a number) a non-zero gRPC status
@@ -27,16 +29,19 @@
  *   client's reset that way). Recorded as 499 whatever status HAProxy logged (400 or -1).
  *   HAProxy sees a client leave only with `option abortonclose`; without it the request waits
  *   for the server and ends as the server's answer or `timeout server` (504, sH).
- * - Lines lost: every request gets a per-thread sequence number (`seq`), so the numbers of
- *   one (pid, thread) run 1, 2, 3... Numbers still missing `lossTimeoutMs` after a later one
- *   arrived (a request cannot take longer than its timeouts) are counted lost; one arriving later
- *   still is counted `late` and taken back from `lost`. Lines that do not parse are counted
- *   `unparsable`; lines without a version (HAProxy's own 400/408, no instance at all) `unrouted`.
+ * - Lines lost: every line is numbered (`seq`; config.ts `logFormat`), so the numbers of one
+ *   (pid, thread) run 1, 2, 3... Numbers still missing `lossTimeoutMs` after a later one arrived
+ *   are counted lost; one arriving later still is counted `late` and taken back from `lost`.
+ *   (HAProxy's ring says "N events dropped" only for lines it could not write at all; lines it
+ *   overwrote while Turnout was not reading are seen only by their numbers.) Request lines that
+ *   do not parse are counted `unparsable`; lines without a version (HAProxy's own 400/408, a
+ *   413, no instance at all) `unrouted`. HAProxy's own messages in the ring (a server going
+ *   down, "N events dropped") are not request lines and are passed over.
  */
 import net from "node:net";
 import { ABANDONED_STATUS } from "../../core/measurements.js";
 import { MeasurementRecorder, type MeasurementRecorderOptions } from "../../router/stats.js";
-import { LOG_FIELDS, LOG_FORMAT_TAG } from "./config.js";
+import { LOG_FIELDS, LOG_FORMAT_TAG, serverVersion } from "./config.js";
 
 /** gRPC status -> HTTP status (grpc-gateway's runtime.HTTPStatusFromCode). */
 export const GRPC_HTTP_STATUS: readonly number[] = [
@@ -64,7 +69,7 @@ export interface LogLine {
   endMs: number;
   pid: number;
   thread: number;
-  /** 0 when the request got no number (rejected before the frontend's rules). */
+  /** 0 when the line has no number. */
   seq: number;
   series: string;
   /** null when no version took the request. */
@@ -85,12 +90,19 @@ export interface LogLine {
 
 const FIELD_COUNT = LOG_FIELDS.length;
 
+/** The version a slot of a frontend's HAProxy serves now, or null (a provider's layout). */
+export type SlotVersion = (frontend: string, slot: string) => string | null;
+
 /**
  * Parses one line; null when it is not a Turnout request line. Pure. Without `decodeKey` the
  * sticky key is left null: decoding its hex costs about a sixth of the intake's time per line,
  * and nothing Turnout measures reads it (exposures read the experiment's unit).
  */
-export function parseLogLine(line: string, decodeKey = true): LogLine | null {
+export function parseLogLine(
+  line: string,
+  decodeKey = true,
+  slotVersion: SlotVersion = () => null,
+): LogLine | null {
   const f = line.split(" ");
   if (f.length !== FIELD_COUNT || f[0] !== LOG_FORMAT_TAG) return null;
   const endMs = Number(f[1]);
@@ -128,7 +140,9 @@ export function parseLogLine(line: string, decodeKey = true): LogLine | null {
     thread,
     seq,
     series: f[5]!,
-    version: f[6] === "-" || f[6] === "" ? null : f[6]!,
+    // turnout_none, or the frontend's own name for a request refused before any backend (413,
+    // HAProxy's 400/408), is no slot: no version.
+    version: serverVersion(server) ?? (server === "<NOSRV>" ? slotVersion(f[5]!, f[6]!) : null),
     status,
     latencyMs: Number.isFinite(latencyUs) && latencyUs >= 0 ? latencyUs / 1000 : 0,
     upstreamError: (termination[0] === "S" || termination[0] === "s") && server !== "<NOSRV>",
@@ -186,6 +200,9 @@ export interface LogIntakeOptions extends MeasurementRecorderOptions {
   storeGraceMs?: number;
 }
 
+/** How every request line starts; anything else in the ring is one of HAProxy's own messages. */
+const LINE_START = `${LOG_FORMAT_TAG} `;
+
 /** A read this large means a backlog: read on at once rather than resting. */
 const BACKLOG_BYTES = 60 * 1024;
 
@@ -219,6 +236,8 @@ export class LogIntake {
     connections: 0,
   };
   #sweepTimer: NodeJS.Timeout | null = null;
+  /** The version of a slot, for lines of requests that got no server (see the module comment). */
+  slotVersion: SlotVersion = () => null;
   /** Called with each batch's lines that exposed an experiment arm (exposures); `key` is null. */
   onLines: ((lines: readonly LogLine[]) => void) | null = null;
 
@@ -318,9 +337,10 @@ export class LogIntake {
         const l = parseLogLine(
           raw.charCodeAt(raw.length - 1) === 13 ? raw.slice(0, -1) : raw,
           false,
+          this.slotVersion,
         );
         if (l === null) {
-          this.#stats.unparsable++;
+          if (raw.startsWith(LINE_START)) this.#stats.unparsable++;
           continue;
         }
         if (l.seq > 0) this.#sequence(l, now);

@@ -43,6 +43,7 @@ import {
   renderConfig,
   renderMaps,
   type ServicePlan,
+  slotName,
   structuralConfig,
 } from "./config.js";
 import { replaceChangedMaps, SlotServers, verifyMaps } from "./live.js";
@@ -103,6 +104,11 @@ export class ManagedService implements Carrier {
       ...(opts.restartInitialMs !== undefined ? { restartInitialMs: opts.restartInitialMs } : {}),
       ...(opts.restartMaxMs !== undefined ? { restartMaxMs: opts.restartMaxMs } : {}),
     });
+  }
+
+  slotVersion(slot: string): string | null {
+    const i = this.#slots.findIndex((_, j) => slotName(j) === slot);
+    return i < 0 ? null : (this.#slots[i] ?? null);
   }
 
   /** The runtime API of this service's HAProxy (tests read it back). */

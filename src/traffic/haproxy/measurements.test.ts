@@ -34,7 +34,7 @@ const {
 /** A request line as HAProxy logs it (config.ts LOG_FIELDS): an exposure of `unit` to arm A. */
 function logLine(endMs: number, seq: number, unit: string): string {
   const hex = Buffer.from(unit).toString("hex");
-  return `T1 ${endMs} 4242 0 ${seq} svc v1 200 1500 1 -- e_127.0.0.1_9001 - - A ${hex}`;
+  return `T2 ${endMs} 4242 0 ${seq} svc slot0 200 1500 1 -- v1:e_127.0.0.1_9001 - - A ${hex}`;
 }
 
 test("HAProxy's intake through a store outage: holds what fits, counts what does not, writes the rest when the store is back", async (t) => {

@@ -21,7 +21,7 @@ import {
   type RouterMeasurementOptions,
 } from "../../router/stats.js";
 import type { RouterBuffers } from "../../store/store.js";
-import { type IntakeStats, LogIntake } from "./intake.js";
+import { type IntakeStats, LogIntake, type SlotVersion } from "./intake.js";
 import type { SupervisorLogger } from "./supervisor.js";
 
 export interface HaproxyMeasurementsOptions {
@@ -34,6 +34,8 @@ export interface HaproxyMeasurementsOptions {
   logger: SupervisorLogger;
   /** The experiment a series' table runs now, if any (its exposures are logged under it). */
   experimentOf: (series: string) => string | undefined;
+  /** The version a slot of a series' HAProxy serves now (lines of requests that got no server). */
+  slotVersion?: SlotVersion;
 }
 
 /** The log intake, its flusher to the store, and the exposures it finds. */
@@ -62,6 +64,7 @@ export class HaproxyMeasurements {
       health: this.#outage,
       ...(opts.maxBufferedRows !== undefined ? { maxBuffered: opts.maxBufferedRows } : {}),
     });
+    if (opts.slotVersion) this.#intake.slotVersion = opts.slotVersion;
     this.#intake.onLines = (lines) => {
       for (const l of lines) {
         if (l.arm === null || l.unit === null) continue;

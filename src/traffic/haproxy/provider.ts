@@ -95,6 +95,9 @@ export interface HaproxyProviderOptions {
   reapIntervalMs?: number;
 }
 
+/** A preview listener's series is its service's name and this suffix (config.ts frontendName). */
+const PREVIEW_SERIES = /:preview$/;
+
 const quietLogger: SupervisorLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
 /**
@@ -130,6 +133,9 @@ export class HaproxyProvider implements TrafficProvider {
       maxBufferedRows: opts.maxBufferedRows,
       logger: this.#logger,
       experimentOf: (series) => this.#tables.get(series)?.experiment?.name,
+      // The preview frontend's slots are its service's.
+      slotVersion: (series, slot) =>
+        this.#carriers.get(series.replace(PREVIEW_SERIES, ""))?.slotVersion?.(slot) ?? null,
     });
   }
 

@@ -162,6 +162,8 @@ interface Stream {
   /** When the gap at `next` was first seen (ms), null when there is none. */
   gapSince: number | null;
   lastSeen: number;
+  /** Numbers below `next` counted lost, as [from, to] ranges: one that comes after all is late. */
+  lostRanges: [number, number][];
 }
 
 export interface IntakeStats {
@@ -199,6 +201,9 @@ export interface LogIntakeOptions extends MeasurementRecorderOptions {
    */
   storeGraceMs?: number;
 }
+
+/** Lost ranges remembered per stream, so that a line arriving late is told from a repeat. */
+const MAX_LOST_RANGES = 1000;
 
 /** How every request line starts; anything else in the ring is one of HAProxy's own messages. */
 const LINE_START = `${LOG_FORMAT_TAG} `;
@@ -343,7 +348,8 @@ export class LogIntake {
           if (raw.startsWith(LINE_START)) this.#stats.unparsable++;
           continue;
         }
-        if (l.seq > 0) this.#sequence(l, now);
+        // A number seen already is the same line again (a reload's old worker: see managed.ts).
+        if (l.seq > 0 && !this.#sequence(l, now)) continue;
         if (l.version === null) {
           this.#stats.unrouted++;
           continue;
@@ -362,11 +368,12 @@ export class LogIntake {
     if (exposed.length > 0) this.onLines?.(exposed);
   }
 
-  #sequence(l: LogLine, now: number): void {
+  /** Takes a line's number; false when the line came already (it is not counted twice). */
+  #sequence(l: LogLine, now: number): boolean {
     const id = `${l.pid}/${l.thread}`;
     let s = this.#streams.get(id);
     if (s === undefined) {
-      s = { next: 1, above: new Set(), gapSince: null, lastSeen: now };
+      s = { next: 1, above: new Set(), gapSince: null, lastSeen: now, lostRanges: [] };
       this.#streams.set(id, s);
     }
     s.lastSeen = now;
@@ -375,14 +382,31 @@ export class LogIntake {
       s.next++;
       while (s.above.delete(s.next)) s.next++;
       s.gapSince = s.above.size > 0 ? now : null;
-    } else if (seq > s.next) {
+      return true;
+    }
+    if (seq > s.next) {
+      if (s.above.has(seq)) return false;
       s.above.add(seq);
       s.gapSince ??= now;
-    } else {
-      // Below `next`: counted lost at a sweep, and here after all.
-      this.#stats.late++;
-      if (this.#stats.lost > 0) this.#stats.lost--;
+      return true;
     }
+    // Below `next`: counted lost at a sweep and here after all, or a line seen already.
+    const i = s.lostRanges.findIndex(([from, to]) => seq >= from && seq <= to);
+    if (i < 0) return false;
+    const [from, to] = s.lostRanges[i]!;
+    s.lostRanges.splice(
+      i,
+      1,
+      ...(
+        [
+          [from, seq - 1],
+          [seq + 1, to],
+        ] as [number, number][]
+      ).filter(([a, b]) => a <= b),
+    );
+    this.#stats.late++;
+    if (this.#stats.lost > 0) this.#stats.lost--;
+    return true;
   }
 
   /** Declares gaps older than the loss timeout lost; forgets streams idle for twice as long. */
@@ -392,6 +416,9 @@ export class LogIntake {
         let low = Number.POSITIVE_INFINITY;
         for (const n of s.above) if (n < low) low = n;
         this.#stats.lost += low - s.next;
+        s.lostRanges.push([s.next, low - 1]);
+        // Bounded: the oldest ranges go (a line that old arriving is then taken as a repeat).
+        if (s.lostRanges.length > MAX_LOST_RANGES) s.lostRanges.shift();
         s.next = low;
         while (s.above.delete(s.next)) s.next++;
         s.gapSince = s.above.size > 0 ? now : null;

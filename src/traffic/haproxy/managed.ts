@@ -33,6 +33,7 @@ import { isRunning } from "../../runtime/process/proc.js";
 import { type Carrier, type HaproxyServiceStatus, resolver } from "./carrier.js";
 import {
   assignSlots,
+  frontendName,
   type HaproxyProtocol,
   MAP_NAMES,
   type MapFiles,
@@ -47,6 +48,7 @@ import {
   structuralConfig,
 } from "./config.js";
 import { replaceChangedMaps, SlotServers, verifyMaps } from "./live.js";
+import { OldWorkerLines } from "./old-worker.js";
 import type { RuntimeApi } from "./runtime-api.js";
 import { checkHaproxy, HaproxySupervisor, type SupervisorLogger } from "./supervisor.js";
 
@@ -55,6 +57,8 @@ export interface ManagedOptions {
   intake: { host: string; port: number };
   logger: SupervisorLogger;
   threads: number;
+  /** Lines of a reload's old worker read over its runtime API (old-worker.ts). */
+  onOldWorkerLines?: (batch: string) => void;
   restartInitialMs?: number;
   restartMaxMs?: number;
   service: string;
@@ -78,6 +82,8 @@ export class ManagedService implements Carrier {
   #plan: ServicePlan | null = null;
   #slots: (string | null)[] = [];
   #structural: string | null = null;
+  /** Sessions reading reloads' old workers (closed on stop). */
+  readonly #drains = new Set<OldWorkerLines>();
   #maps: MapFiles | null = null;
   /** Servers in HAProxy per slot. */
   readonly #servers = new SlotServers();
@@ -176,7 +182,7 @@ export class ManagedService implements Carrier {
     this.#writeMaps(maps);
     try {
       if (this.#structural === null || !this.#sup.status().running) await this.#sup.start(cfg);
-      else await this.#sup.reload(cfg);
+      else await this.#reload(cfg, plan);
     } catch (err) {
       // The old worker (if any) keeps serving with the maps it has; the files go back to them.
       if (before !== null) this.#writeMaps(before);
@@ -188,6 +194,37 @@ export class ManagedService implements Carrier {
     this.#maps = maps;
     this.#servers.reset(plan, slots);
     await this.#verify(this.#loadedMaps());
+  }
+
+  /**
+   * A hitless reload whose old worker is read to its last log line (old-worker.ts). Without
+   * the session (the socket does not answer) the reload goes on: the old worker's last lines
+   * may then be lost, as with any HAProxy forwarding its ring.
+   */
+  async #reload(cfg: string, plan: ServicePlan): Promise<void> {
+    const oldPid = this.#sup.status().workerPid;
+    const witness = new OldWorkerLines(this.#sup.api.socketPath, (batch) =>
+      this.#o.onOldWorkerLines?.(batch),
+    );
+    const open = await witness.opened().then(
+      () => true,
+      () => false,
+    );
+    try {
+      await this.#sup.reload(cfg);
+    } catch (err) {
+      witness.close();
+      throw err;
+    }
+    if (!open || oldPid === null) {
+      witness.close();
+      return;
+    }
+    const frontends = [frontendName(plan.service, "main"), frontendName(plan.service, "preview")];
+    this.#drains.add(witness);
+    void witness
+      .drain(this.#sup.master, oldPid, frontends)
+      .finally(() => this.#drains.delete(witness));
   }
 
   /** The maps the config in force refers to (HAProxy loads only those). */
@@ -255,6 +292,7 @@ export class ManagedService implements Carrier {
   }
 
   async stop(): Promise<void> {
+    for (const d of this.#drains) d.close();
     const { masterPid, workerPid } = this.#sup.status();
     await this.#sup.stop();
     // The master can exit a moment before its worker has closed the listeners: stopped means

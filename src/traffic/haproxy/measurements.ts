@@ -26,7 +26,7 @@ import type { SupervisorLogger } from "./supervisor.js";
 
 export interface HaproxyMeasurementsOptions {
   /** As `HaproxyProviderOptions.measurements`. */
-  measurements?: RouterMeasurementOptions | undefined;
+  measurements?: (RouterMeasurementOptions & { lossTimeoutMs?: number }) | undefined;
   /** As `HaproxyProviderOptions.exposures`. */
   exposures?: ExposureSink | undefined;
   /** As `HaproxyProviderOptions.maxBufferedRows`. */
@@ -85,6 +85,14 @@ export class HaproxyMeasurements {
   /** The recorder HAProxy's measurements go to (windows, totals for /metrics). */
   get recorder(): MeasurementRecorder {
     return this.#intake.recorder;
+  }
+
+  /**
+   * Lines read from a worker's ring over its runtime API (managed.ts `OldWorkerLines`): the
+   * same lines as the forwarding's, taken once each by their numbers.
+   */
+  ingest(batch: string): void {
+    this.#intake.ingest(batch);
   }
 
   /** The log intake's counts: lines measured, lost, late, unparsable, unrouted. */

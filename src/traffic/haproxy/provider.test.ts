@@ -12,6 +12,7 @@ import net from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
+import { Pool } from "undici";
 import { dueMeasurements, observe, startRun } from "../../core/analysis/run.js";
 import { DEFAULT_TRAFFIC_POLICY, type RouteTable } from "../../core/model.js";
 import type { TurnoutError } from "../../errors.js";
@@ -362,7 +363,7 @@ describe("HaproxyProvider, managed mode", skip, () => {
     assert.ok(l.total > 100);
   });
 
-  test("a structural change (a new preview port) reloads hitlessly under load", async () => {
+  test("a structural change (a new preview port) reloads hitlessly under load, and every line of the old worker arrives", async () => {
     const [port, previewPort] = [await freePort(), await freePort()];
     const backends = [
       { version: "v2", weight: 0, endpoints: [v2.url] },
@@ -385,6 +386,54 @@ describe("HaproxyProvider, managed mode", skip, () => {
       await l.stop();
     }
     assert.deepEqual(l.failures, []);
+    // The old worker's last lines (written after its ring forwarding closed at the reload) come
+    // over its runtime API session: every request answered is measured, none twice.
+    const measured = () => hx.measurements.stats("structural").reduce((n, v) => n + v.requests, 0);
+    await waitFor("a line for every request answered", () => measured() >= l.total);
+    assert.equal(measured(), l.total);
+    await hx.apply([]);
+  });
+
+  test("a reload under unthrottled load: every request answered is measured once, the old worker's last ones too", async () => {
+    const port = await freePort();
+    const backends = [
+      { version: "v2", weight: 30, endpoints: [v2.url] },
+      { version: "v1", weight: 70, endpoints: [v1.url] },
+    ];
+    assert.ok((await hx.apply([table("reloaded", port, backends, {}, 1)]))[0]!.ok);
+    // 8 connections, each sending its next request as soon as the answer comes: at the reload
+    // every connection has a request in flight or about to come, which the old worker serves
+    // after its ring forwarding has closed.
+    const pool = new Pool(`http://127.0.0.1:${port}`, { connections: 8 });
+    const N = 3000;
+    let sent = 0;
+    let answered = 0;
+    const worker = async () => {
+      while (sent < N) {
+        sent++;
+        const r = await pool.request({ path: "/", method: "GET" });
+        await r.body.text();
+        if (r.statusCode === 200) answered++;
+      }
+    };
+    const load = Promise.all(Array.from({ length: 8 }, worker));
+    await waitFor("load to run", () => sent > 200);
+    const policy = { ...DEFAULT_TRAFFIC_POLICY, retries: { attempts: 2 } };
+    const [o] = await hx.apply([table("reloaded", port, backends, { policy }, 2)]);
+    assert.ok(o!.ok, o!.ok ? "" : o!.error.message);
+    await load;
+    await pool.close();
+    assert.equal(answered, N);
+    assert.equal(hx.status().find((s) => s.service === "reloaded")!.process!.reloads, 1);
+    const measured = () => hx.measurements.stats("reloaded").reduce((n, v) => n + v.requests, 0);
+    await waitFor("a line for every request answered", () => measured() >= N, 10_000).catch(
+      (err) => {
+        throw new Error(
+          `${err.message}: ${measured()} of ${N}, ${JSON.stringify(hx.intakeStats())}`,
+        );
+      },
+    );
+    assert.equal(measured(), N);
     await hx.apply([]);
   });
 

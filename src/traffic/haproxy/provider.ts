@@ -75,7 +75,8 @@ export interface HaproxyProviderOptions {
    * (the store as `sink`, flush interval, retention, window). `routerId` defaults to
    * `haproxy@<hostname>:<pid>` so its rows never overwrite the built-in router's.
    */
-  measurements?: RouterMeasurementOptions;
+  /** Where measurements go; `lossTimeoutMs` as intake.ts's (tests shorten it). */
+  measurements?: RouterMeasurementOptions & { lossTimeoutMs?: number };
   /**
    * Where A/B exposures go (the experiment store, as the router's `exposures`): each unit's
    * first exposure per experiment, from the arm HAProxy logged. Without one, none are kept.
@@ -328,6 +329,7 @@ export class HaproxyProvider implements TrafficProvider {
       intake: this.#intakeAddr!,
       logger: this.#logger,
       threads: this.#o.threads ?? 1,
+      onOldWorkerLines: (batch) => this.#measurements.ingest(batch),
       ...(this.#o.restartInitialMs !== undefined
         ? { restartInitialMs: this.#o.restartInitialMs }
         : {}),

@@ -121,7 +121,7 @@ export interface RuntimeApiOptions {
  *
  * @example
  * const api = new RuntimeApi("/run/haproxy/admin.sock");
- * await api.setServerState("v:v1", "e_127.0.0.1_9001", "drain");
+ * await api.setServerState("slot0", "v1:e_127.0.0.1_9001", "drain");
  */
 export class RuntimeApi {
   readonly #timeoutMs: number;

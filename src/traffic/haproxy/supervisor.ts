@@ -151,6 +151,8 @@ export interface SupervisorStatus {
 /** One HAProxy process (master and workers) and its config file. See the module comment. */
 export class HaproxySupervisor {
   readonly api: RuntimeApi;
+  /** The master's CLI: `@!<pid> <command>` reaches any worker, old ones included. */
+  readonly master: RuntimeApi;
   readonly configPath: string;
   readonly #o: SupervisorOptions;
   #child: ChildProcess | null = null;
@@ -170,6 +172,7 @@ export class HaproxySupervisor {
     this.#o = opts;
     this.configPath = join(opts.dir, "haproxy.cfg");
     this.api = new RuntimeApi(join(opts.socketDir, "admin.sock"));
+    this.master = new RuntimeApi(join(opts.socketDir, "master.sock"));
     this.#backoffMs = opts.restartInitialMs ?? 500;
   }
 

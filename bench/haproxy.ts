@@ -7,13 +7,16 @@
 //   equivalent static config (`balance hdr(x-user-id)`, consistent hashing, weights 90/10) that
 //   logs the same line, with the same fields, through the same ring buffer and TCP forwarding to
 //   an equivalent sink (a second LogIntake, Turnout's parser, in this process): the comparison
-//   measures what Turnout adds, not logging. Also (c) Turnout's HAProxy for the same split
-//   without stickiness, and (d) HAProxy alone without any log, for reference. Each HAProxy is
+//   measures what Turnout adds, not logging. That static config comes twice: (b) with the same
+//   behaviour as Turnout's (also the `x-turnout-version` answer header and the body limit's
+//   413: what a static config must do to behave the same), the goals' reference; and (b') the log
+//   line only. Also (c) Turnout's HAProxy for the same split without stickiness, and (d) HAProxy
+//   alone without any log, for reference. Each HAProxy is
 //   pinned to core 0, one thread; wrk, the backends (one HAProxy answering by itself) and
 //   Turnout's own process share core 1. Rounds interleave a, b, c, d with the order rotated;
 //   medians reported, with each HAProxy's CPU per request (user + system time of its process
 //   over the run / requests), which a busy machine disturbs less than requests/s.
-//   Goals: requests/s ≥ 0.95× and p99 ≤ 1.1× HAProxy alone (b).
+//   Goals: requests/s ≥ 0.95× and p99 ≤ 1.1× HAProxy alone with the same behaviour (b).
 // - The CPU Turnout's process spends taking HAProxy's log in, per 10,000 requests.
 // - Weights changed every second under load (wrk): zero failed requests.
 // - A bad canary (every v2 answer a 500) judged by the builtin analysis from HAProxy's
@@ -55,7 +58,7 @@ const WRITE = !args.includes("--no-write");
 
 type Wrk = ReturnType<typeof parseWrk> & { rps: number; p99Ms: number; requests: number };
 
-type Target = "driven" | "alone" | "unsticky" | "bare";
+type Target = "driven" | "same" | "alone" | "unsticky" | "bare";
 
 const CLK_TCK =
   Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
@@ -110,18 +113,33 @@ function backendsConf(p1: number, p2: number, failV2: boolean): string {
 
 /**
  * HAProxy alone: the same split by its own means. With `sink`, it logs the line Turnout's config
- * logs (config.ts LOG_FIELDS: time, pid, thread, a request number, frontend, version, status,
- * latency in µs, server time, termination, server, the key in hex, three unused fields) the
- * way a static config would make it (the request counter %rt, the server's name as the
- * version), through the same ring buffer forwarded over TCP.
+ * logs (config.ts LOG_FIELDS: time, pid, thread, a number, frontend, backend, status, latency in
+ * µs, server time, termination, server, the key in hex, three unused fields) the way a static
+ * config would make it (the request counter %rt; servers named `<version>:<name>` as Turnout
+ * names them, so the same parser finds the version), through the same ring buffer forwarded
+ * over TCP. With `same`, it also behaves as Turnout's config does for a client: every answer
+ * names its version in `x-turnout-version` (from the server's name, as Turnout's), and a body
+ * over the default `maxRequestBodyBytes` is refused with a 413 (as Turnout's, by HAProxy's own
+ * count of the body).
  */
-function staticConf(port: number, p1: number, p2: number, sink: { port: number } | null): string {
+function staticConf(
+  port: number,
+  p1: number,
+  p2: number,
+  sink: { port: number } | null,
+  same = false,
+): string {
   const log =
     sink === null
       ? []
       : [
-          '  log-format "T1 %[date(0,ms)] %pid %[thread] %rt %f %s %ST %[date(0,us),sub(txn.t0)] %Tr %ts %s %[var(txn.tk),hex] - - -"',
+          '  log-format "T2 %[date(0,ms)] %pid 0 %rt %f %b %ST %[date(0,us),sub(txn.t0)] %Tr %ts %s %[var(txn.tk),hex] - - -"',
           "  http-request set-var(txn.t0) date(0,us)",
+          ...(same
+            ? [
+                `  http-request deny deny_status 413 if { req.body_size gt ${DEFAULT_TRAFFIC_POLICY.maxRequestBodyBytes} }`,
+              ]
+            : []),
           "  http-request set-var(txn.tk) req.fhdr(x-user-id,1)",
         ];
   return [
@@ -156,8 +174,9 @@ function staticConf(port: number, p1: number, p2: number, sink: { port: number }
     // HAProxy's own sticky split: the user header hashed onto weighted servers.
     "  balance hdr(x-user-id)",
     "  hash-type consistent",
-    `  server v2 127.0.0.1:${p2} weight 10`,
-    `  server v1 127.0.0.1:${p1} weight 90`,
+    ...(same ? ["  http-response set-header x-turnout-version %[srv_name,field(1,:)]"] : []),
+    `  server v2:a 127.0.0.1:${p2} weight 10`,
+    `  server v1:a 127.0.0.1:${p1} weight 90`,
     "",
   ].join("\n");
 }
@@ -200,7 +219,7 @@ async function main(): Promise<void> {
       writeFileSync(`/proc/${process.pid}/autogroup`, "-20");
     } catch {}
   }
-  const [port, staticPort, p1, p2, q1, q2, splitPort, barePort] = await freePorts(8);
+  const [port, staticPort, p1, p2, q1, q2, splitPort, barePort, samePort] = await freePorts(9);
   // The sink of HAProxy alone's log: Turnout's own parser and recorder, in this process (core
   // 1, as Turnout's intake), so both HAProxies send the same bytes to the same kind of reader.
   const sink = new LogIntake({ routerId: "bench-alone" });
@@ -210,6 +229,7 @@ async function main(): Promise<void> {
   writeFileSync(join(backendsDir, "bad.cfg"), backendsConf(q1, q2, true));
   writeFileSync(join(backendsDir, "static.cfg"), staticConf(staticPort, p1, p2, sinkAddr));
   writeFileSync(join(backendsDir, "bare.cfg"), staticConf(barePort, p1, p2, null));
+  writeFileSync(join(backendsDir, "same.cfg"), staticConf(samePort, p1, p2, sinkAddr, true));
   const backends = startPinned("backends", 1, "haproxy", [
     "-db",
     "-f",
@@ -220,6 +240,11 @@ async function main(): Promise<void> {
     "-db",
     "-f",
     join(backendsDir, "static.cfg"),
+  ]);
+  const same = startPinned("haproxy-alone-same", 0, "haproxy", [
+    "-db",
+    "-f",
+    join(backendsDir, "same.cfg"),
   ]);
   const bare = startPinned("haproxy-alone-no-log", 0, "haproxy", [
     "-db",
@@ -248,14 +273,21 @@ async function main(): Promise<void> {
 
     // 1. Throughput, interleaved, the order rotated each round.
     type Run = Wrk & { cpuUsPerRequest: number };
-    const runs: Record<Target, Run[]> = { driven: [], alone: [], unsticky: [], bare: [] };
+    const runs: Record<Target, Run[]> = {
+      driven: [],
+      same: [],
+      alone: [],
+      unsticky: [],
+      bare: [],
+    };
     const targets: Record<Target, { port: number; pid: () => number }> = {
       driven: { port, pid: () => worker("bench") },
+      same: { port: samePort, pid: () => same.pid },
       alone: { port: staticPort, pid: () => alone.pid },
       unsticky: { port: splitPort, pid: () => worker("split-only") },
       bare: { port: barePort, pid: () => bare.pid },
     };
-    const order: Target[] = ["driven", "alone", "unsticky", "bare"];
+    const order: Target[] = ["driven", "same", "alone", "unsticky", "bare"];
     const intakeCpu: number[] = [];
     const sinkCpu: number[] = [];
     for (const t of order) await wrk(targets[t].port, 2);
@@ -281,7 +313,7 @@ async function main(): Promise<void> {
           const lines = hx.intakeStats().lines - lines0;
           intakeCpu.push(((cpu.user + cpu.system) / 1000 / lines) * 10_000);
         }
-        if (t === "alone") {
+        if (t === "alone" || t === "same") {
           const want = sink0 + r.requests;
           const deadline = Date.now() + 10_000;
           while (sink.stats().lines < want && Date.now() < deadline) {
@@ -303,22 +335,31 @@ async function main(): Promise<void> {
       cpuUsPerRequest: median(runs[t].map((w) => w.cpuUsPerRequest)),
     });
     const drivenMed = med("driven");
+    const sameMed = med("same");
     const aloneMed = med("alone");
     const stats = hx.intakeStats();
     // Every line HAProxy alone logged reached its sink (the same accounting as Turnout's).
-    const aloneRequests = runs.alone.reduce((n, w) => n + w.requests, 0);
+    const aloneRequests = [...runs.alone, ...runs.same].reduce((n, w) => n + w.requests, 0);
     const deadline = Date.now() + 10_000;
     while (sink.stats().lines < aloneRequests && Date.now() < deadline) {
       await new Promise((res) => setTimeout(res, 50));
     }
     out.throughput = {
       turnoutDriven: drivenMed,
+      haproxyAloneSameBehaviour: sameMed,
       haproxyAlone: aloneMed,
       turnoutDrivenWithoutStickiness: med("unsticky"),
       haproxyAloneWithoutLog: med("bare"),
-      rpsRatio: drivenMed.rps / aloneMed.rps,
-      p99Ratio: drivenMed.p99Ms / aloneMed.p99Ms,
-      cpuPerRequestRatio: drivenMed.cpuUsPerRequest / aloneMed.cpuUsPerRequest,
+      // The goals' ratios: against the static config that behaves the same.
+      rpsRatio: drivenMed.rps / sameMed.rps,
+      p99Ratio: drivenMed.p99Ms / sameMed.p99Ms,
+      cpuPerRequestRatio: drivenMed.cpuUsPerRequest / sameMed.cpuUsPerRequest,
+      // Against the static config that only logs the same line.
+      logOnly: {
+        rpsRatio: drivenMed.rps / aloneMed.rps,
+        p99Ratio: drivenMed.p99Ms / aloneMed.p99Ms,
+        cpuPerRequestRatio: drivenMed.cpuUsPerRequest / aloneMed.cpuUsPerRequest,
+      },
       intakeCpuMsPer10k: median(intakeCpu),
       aloneSinkCpuMsPer10k: median(sinkCpu),
       intake: { lines: stats.lines, lost: stats.lost, unparsable: stats.unparsable },
@@ -331,10 +372,13 @@ async function main(): Promise<void> {
       durationSeconds: DURATION,
       byRound: runs.driven.map((x, i) => ({
         drivenRps: x.rps,
+        sameRps: runs.same[i]!.rps,
         aloneRps: runs.alone[i]!.rps,
         drivenP99Ms: x.p99Ms,
+        sameP99Ms: runs.same[i]!.p99Ms,
         aloneP99Ms: runs.alone[i]!.p99Ms,
         drivenCpuUsPerRequest: x.cpuUsPerRequest,
+        sameCpuUsPerRequest: runs.same[i]!.cpuUsPerRequest,
         aloneCpuUsPerRequest: runs.alone[i]!.cpuUsPerRequest,
       })),
     };
@@ -431,7 +475,7 @@ async function main(): Promise<void> {
   } finally {
     await hx.stop();
     await store.close();
-    await Promise.all([stop(backends), stop(bad), stop(alone), stop(bare)]);
+    await Promise.all([stop(backends), stop(bad), stop(alone), stop(same), stop(bare)]);
     await sink.close();
     await stopAll();
     rmSync(dir, { recursive: true, force: true });
@@ -465,17 +509,20 @@ function updateHaproxySection(r: Record<string, any>): void {
     `| ${label} | ${x.rps.toFixed(0)} | ${x.p99Ms.toFixed(2)} ms | ${x.cpuUsPerRequest.toFixed(2)} µs |`;
   type Round = Record<
     | "drivenRps"
+    | "sameRps"
     | "aloneRps"
     | "drivenP99Ms"
+    | "sameP99Ms"
     | "aloneP99Ms"
     | "drivenCpuUsPerRequest"
+    | "sameCpuUsPerRequest"
     | "aloneCpuUsPerRequest",
     number
   >;
   const ratios = (of: keyof Round, to: keyof Round) =>
     (t.byRound as Round[]).map((x) => (x[of] / x[to]).toFixed(2)).join(", ");
   const lines = [
-    `Measured ${r.at.slice(0, 10)} on ${r.machine.cpus} cores (${r.machine.model}), ${r.machine.haproxy}; load average ${fmt(r.machine.loadavgBefore)} before the run and ${fmt(r.machine.loadavg)} after it (the machine is shared with other work: read ratios, and CPU per request, rather than absolute requests/s). Median of ${t.rounds} rounds of ${t.durationSeconds} s, ${CONNECTIONS} connections, the four HAProxies interleaved with the order rotated, each pinned to core 0 with one thread.`,
+    `Measured ${r.at.slice(0, 10)} on ${r.machine.cpus} cores (${r.machine.model}), ${r.machine.haproxy}; load average ${fmt(r.machine.loadavgBefore)} before the run and ${fmt(r.machine.loadavg)} after it (the machine is shared with other work: read ratios, and CPU per request, rather than absolute requests/s). Median of ${t.rounds} rounds of ${t.durationSeconds} s, ${CONNECTIONS} connections, the five HAProxies interleaved with the order rotated, each pinned to core 0 with one thread.`,
     "",
     "| | requests/s | p99 | HAProxy CPU per request |",
     "|---|---:|---:|---:|",
@@ -484,18 +531,20 @@ function updateHaproxySection(r: Record<string, any>): void {
       t.turnoutDriven,
     ),
     row(
-      "HAProxy alone (static 90/10, `balance hdr(x-user-id)`, the same log line through the same ring to an equivalent sink)",
-      t.haproxyAlone,
+      "HAProxy alone, the same behaviour (static 90/10, `balance hdr(x-user-id)`, the same log line through the same ring to an equivalent sink, the `x-turnout-version` header, the 413 body limit)",
+      t.haproxyAloneSameBehaviour,
     ),
-    `| **ratio, driven / alone** (goal ≥ ${GOALS.rps}× requests/s, ≤ ${GOALS.p99}× p99) | **${t.rpsRatio.toFixed(2)}×** | **${t.p99Ratio.toFixed(2)}×** | ${t.cpuPerRequestRatio.toFixed(2)}× |`,
+    `| **ratio, driven / alone with the same behaviour** (goal ≥ ${GOALS.rps}× requests/s, ≤ ${GOALS.p99}× p99) | **${t.rpsRatio.toFixed(2)}×** | **${t.p99Ratio.toFixed(2)}×** | ${t.cpuPerRequestRatio.toFixed(2)}× |`,
+    row("HAProxy alone, the log line only (no version header, no body limit)", t.haproxyAlone),
+    `| ratio, driven / alone with the log line only | ${t.logOnly.rpsRatio.toFixed(2)}× | ${t.logOnly.p99Ratio.toFixed(2)}× | ${t.logOnly.cpuPerRequestRatio.toFixed(2)}× |`,
     row(
       "HAProxy driven by Turnout, the same split without stickiness",
       t.turnoutDrivenWithoutStickiness,
     ),
     row("HAProxy alone without any log (reference)", t.haproxyAloneWithoutLog),
     "",
-    `- Round by round, driven / alone: requests/s ${ratios("drivenRps", "aloneRps")}; p99 ${ratios("drivenP99Ms", "aloneP99Ms")}; CPU per request ${ratios("drivenCpuUsPerRequest", "aloneCpuUsPerRequest")}.`,
-    `- Intake: ${t.intakeCpuMsPer10k.toFixed(1)} ms of Turnout CPU per 10,000 requests; ${t.intake.lines} lines taken in, ${t.intake.lost} lost, ${t.intake.unparsable} unparsable. HAProxy alone's sink (the same parser, no store) took ${t.aloneSink.lines} lines for its ${t.aloneSink.requests} measured requests (and the warm-up's), ${t.aloneSink.unparsable} unparsable, at ${t.aloneSinkCpuMsPer10k.toFixed(1)} ms of CPU per 10,000. Both share core 1 with wrk and the backends.`,
+    `- Round by round, driven / alone with the same behaviour: requests/s ${ratios("drivenRps", "sameRps")}; p99 ${ratios("drivenP99Ms", "sameP99Ms")}; CPU per request ${ratios("drivenCpuUsPerRequest", "sameCpuUsPerRequest")}. Driven / the log line only: requests/s ${ratios("drivenRps", "aloneRps")}; CPU per request ${ratios("drivenCpuUsPerRequest", "aloneCpuUsPerRequest")}.`,
+    `- Intake: ${t.intakeCpuMsPer10k.toFixed(1)} ms of Turnout CPU per 10,000 requests; ${t.intake.lines} lines taken in, ${t.intake.lost} lost, ${t.intake.unparsable} unparsable. The two static HAProxies' sink (the same parser, no store) took ${t.aloneSink.lines} lines for its ${t.aloneSink.requests} measured requests (and the warm-up's), ${t.aloneSink.unparsable} unparsable, at ${t.aloneSinkCpuMsPer10k.toFixed(1)} ms of CPU per 10,000. Both share core 1 with wrk and the backends.`,
     `- Weights changed every second under load: ${w.changes} changes over ${w.requests} requests, ${w.failed} failed, ${w.reloads} reloads; an apply (maps replaced and read back) took ${w.applyMsMedian} ms (median).`,
     `- Bad canary (v2 answering 500): the builtin analysis on HAProxy's measurements says ${b.phase}; v2's weight 0 was read back in force ${b.verdictToWeightInForceMs.toFixed(1)} ms after the verdict.`,
   ];

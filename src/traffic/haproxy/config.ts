@@ -948,7 +948,6 @@ export function renderMaps(plan: ServicePlan, slots: SlotLayout): MapFiles {
     const i = slots.indexOf(version);
     return i < 0 ? "-" : slotName(i);
   };
-  const ranges = (rs: BucketRange[]) => rs.map((r) => `${r.from}:${r.to} ${r.version}`);
   const slotRanges = (rs: BucketRange[]) => rs.map((r) => `${r.from}:${r.to} ${slotOf(r.version)}`);
   return {
     "backends.map": backends,

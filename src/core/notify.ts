@@ -14,6 +14,8 @@ import type { Metadata } from "./model.js";
  * the rollout until someone promotes or aborts (`AnalysisInconclusive`). "rolloutAborted" is
  * every rollback, automatic or by a person. "flagKilled" is a rollout turning its flags off and
  * a person using the kill switch (`turnout flags disable`, which has no event of its own).
+ * "dataPlane" is a data plane that cannot put a service's route table in force (a port taken,
+ * a table HAProxy refused: the service is Degraded and its rollout holds), and its recovery.
  */
 export const NOTIFIER_EVENTS = {
   rolloutStarted: ["RolloutStarted"],
@@ -23,6 +25,7 @@ export const NOTIFIER_EVENTS = {
   analysisFailed: ["AnalysisFailed"],
   experimentConcluded: ["ExperimentConcluded"],
   flagKilled: ["FlagKilled"],
+  dataPlane: ["DataPlaneNotServing", "DataPlaneServing"],
 } as const satisfies Record<string, readonly EventType[]>;
 
 export type NotifierEvent = keyof typeof NOTIFIER_EVENTS;

@@ -74,6 +74,8 @@ const TITLES: Record<Notification["subscription"], string> = {
   analysisFailed: "Analysis failed",
   experimentConcluded: "Experiment concluded",
   flagKilled: "Flag killed",
+  // Not served, or served again: the event's message says which.
+  dataPlane: "Data plane",
 };
 
 const ICONS: Record<Notification["subscription"], string> = {
@@ -84,6 +86,7 @@ const ICONS: Record<Notification["subscription"], string> = {
   analysisFailed: ":x:",
   experimentConcluded: ":bar_chart:",
   flagKilled: ":no_entry:",
+  dataPlane: ":warning:",
 };
 
 /** Slack's mrkdwn treats &, < and > as markup; everything else is literal text. */

@@ -7,6 +7,7 @@
  * `apply` refuses a Service on the API's own port and on another Service's, naming both.
  */
 import assert from "node:assert/strict";
+import { createServer as createHttpServer } from "node:http";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
@@ -56,7 +57,26 @@ describe("a data plane that does not serve, through turnout up", () => {
     const port = (holder.address() as { port: number }).port;
     const dir = join(tmp.path, "port");
     const up = await startUp(dir);
+    // A person subscribed to the data plane's events gets both, as webhooks.
+    const hooks: string[] = [];
+    const receiver = createHttpServer((req, res) => {
+      hooks.push(String(req.headers["x-turnout-event"]));
+      req.resume();
+      req.on("end", () => res.writeHead(200).end());
+    });
+    await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", r));
     try {
+      const hookPort = (receiver.address() as { port: number }).port;
+      const notifier = await api(up, "POST", "/api/v1/apply", {
+        apiVersion: "turnout.dev/v1",
+        kind: "Notifier",
+        metadata: { name: "ops" },
+        spec: {
+          webhook: { url: `http://127.0.0.1:${hookPort}/hook`, secret: "a-long-enough-test-secret" },
+          events: ["dataPlane"],
+        },
+      });
+      assert.equal(notifier.status, 200, JSON.stringify(notifier.json));
       const shop = (version: string) =>
         staticService(port, { v1: [v1.url], v2: [v2.url] }, version);
       await applySeen(up, shop("v1"));
@@ -135,7 +155,10 @@ describe("a data plane that does not serve, through turnout up", () => {
         types.includes("DataPlaneNotServing") && types.includes("DataPlaneServing"),
         types.join(" "),
       );
+      await waitFor("both notified", async () => hooks.length >= 2);
+      assert.deepEqual(hooks, ["DataPlaneNotServing", "DataPlaneServing"]);
     } finally {
+      receiver.close();
       holder.close();
       await up.stop();
       await Promise.all([v1.close(), v2.close()]);

@@ -48,12 +48,12 @@ test("each problem at its exact path, with did-you-mean for events and fields", 
     problems({ webhook: { url: "http://x/y", secret: "short" }, events: ["rolloutAbort"] }),
     [
       `spec.webhook.secret: must be at least ${LIMITS.SECRET_LENGTH.min} characters (an HMAC key that short can be guessed), got 5`,
-      'spec.events[0]: unknown event "rolloutAbort"; known: rolloutStarted, paused, rolloutCompleted, rolloutAborted, analysisFailed, experimentConcluded, flagKilled (did you mean "rolloutAborted"?)',
+      'spec.events[0]: unknown event "rolloutAbort"; known: rolloutStarted, paused, rolloutCompleted, rolloutAborted, analysisFailed, experimentConcluded, flagKilled, dataPlane (did you mean "rolloutAborted"?)',
     ],
   );
   assert.deepEqual(problems({ webhook: { url: "http://x/y" }, events: [] }), [
     'spec.webhook: must have exactly one of "secret" or "secretRef", got none',
-    "spec.events: must name at least one event: rolloutStarted, paused, rolloutCompleted, rolloutAborted, analysisFailed, experimentConcluded, flagKilled",
+    "spec.events: must name at least one event: rolloutStarted, paused, rolloutCompleted, rolloutAborted, analysisFailed, experimentConcluded, flagKilled, dataPlane",
   ]);
   assert.deepEqual(
     problems({

@@ -151,7 +151,7 @@ export const NotifierSchema = strict({
       })
       .meta({ items: { enum: NOTIFIER_EVENT_NAMES } })
       .describe(
-        "Which events to send: rolloutStarted, paused (waits for a person), rolloutCompleted, rolloutAborted (every rollback, with the verdict's explanation), analysisFailed, experimentConcluded, flagKilled.",
+        "Which events to send: rolloutStarted, paused (waits for a person), rolloutCompleted, rolloutAborted (every rollback, with the verdict's explanation), analysisFailed, experimentConcluded, flagKilled, dataPlane (a service's route table not served, and served again).",
       ),
     services: capped("NOTIFIER_SERVICES", "services", z.array(servicePattern).min(1))
       .optional()

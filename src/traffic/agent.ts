@@ -247,6 +247,26 @@ export class TrafficAgent {
       this.#health.failed("routeTables", err);
       return;
     }
+    // A table the provider lost since (an attached HAProxy gone): reported now, applied again.
+    const lost = this.#o.provider.lost?.() ?? [];
+    if (lost.length > 0) {
+      const gone = new Set(lost.map((o) => o.service));
+      this.#last = [...this.#last.filter((o) => !gone.has(o.service)), ...lost];
+      for (const o of lost) {
+        this.#o.logger?.warn(
+          {
+            service: o.service,
+            revision: o.revision,
+            err: o.ok ? undefined : o.error,
+            provider: this.#o.provider.kind,
+          },
+          "traffic: a route table in force was lost by the data plane; applying it again",
+        );
+      }
+      this.#revisions.set(this.#o.provider.inForce());
+      this.#scheduleRetry(this.#last);
+      void this.#report();
+    }
     // Unchanged tables after an outage: nothing to apply, but the store is back. A refused
     // table is applied again when its retry is due (see the module comment).
     const retry = this.#retry !== null && Date.now() >= this.#retry.at;

@@ -44,6 +44,13 @@ export interface TrafficProvider {
   /** The revision in force per service (what the router registry reports). */
   inForce(): ReadonlyMap<string, number>;
   /**
+   * Tables that were in force and are not any more, found between applies (an attached
+   * HAProxy whose runtime API stopped answering), each with why; taken once. The router role
+   * reports them as not served and applies them again until they are. Absent: nothing is lost
+   * between applies.
+   */
+  lost?(): TableOutcome[];
+  /**
    * Rows held for the store per kind and rows dropped since start, sent with every registry
    * heartbeat (`turnout get routers`). Absent when the provider writes nothing to the store.
    */

@@ -72,7 +72,10 @@ describe("a data plane that does not serve, through turnout up", () => {
         kind: "Notifier",
         metadata: { name: "ops" },
         spec: {
-          webhook: { url: `http://127.0.0.1:${hookPort}/hook`, secret: "a-long-enough-test-secret" },
+          webhook: {
+            url: `http://127.0.0.1:${hookPort}/hook`,
+            secret: "a-long-enough-test-secret",
+          },
           events: ["dataPlane"],
         },
       });
@@ -166,7 +169,7 @@ describe("a data plane that does not serve, through turnout up", () => {
   });
 
   it(
-    "an attached HAProxy whose socket does not exist: Degraded, no log figures, the rollout starts once it answers",
+    "an attached HAProxy whose socket does not exist, or goes away later: Degraded, no log figures, the rollout goes on once it answers",
     needsHaproxy(),
     async () => {
       const data = join(tmp.path, "attach");
@@ -232,12 +235,36 @@ describe("a data plane that does not serve, through turnout up", () => {
           (v) => v.status?.phase === "Paused" && v.status?.canaryWeight === 30,
         );
         assert.equal(serving.status.dataPlane, null);
-        await waitFor("both versions answer through the operator's HAProxy", async () => {
-          const counts = await sendMany(front, 100, 4);
+        const bothAnswer = async () => {
+          const counts = await sendMany(front, 100, 4).catch(() => null);
           return (
-            (counts.get("v1") ?? 0) + (counts.get("v2") ?? 0) === 100 && (counts.get("v2") ?? 0) > 0
+            counts !== null &&
+            (counts.get("v1") ?? 0) + (counts.get("v2") ?? 0) === 100 &&
+            (counts.get("v2") ?? 0) > 0
           );
-        });
+        };
+        await waitFor("both versions answer through the operator's HAProxy", bothAnswer);
+
+        // The operator's HAProxy goes away after the table was in force: noticed without an
+        // apply (Degraded, the rollout holds), and put back by itself once it is restarted
+        // (without Turnout's servers: its config has none).
+        await owner.stop();
+        owner = null;
+        const lost = await serviceStatusWhen(
+          up,
+          "att",
+          "Degraded after the socket went away",
+          (v) => v.status?.phase === "Degraded",
+        );
+        assert.match(lost.status.message, /stopped answering after revision \d+ was put in force/);
+        owner = await runHaproxy(tmp.path, cfg, () => admin.answers());
+        await serviceStatusWhen(
+          up,
+          "att",
+          "the rollout at 30% in force again",
+          (v) => v.status?.phase === "Paused" && v.status?.canaryWeight === 30,
+        );
+        await waitFor("both versions answer again", bothAnswer);
       } finally {
         await up.stop();
         await owner?.stop();

@@ -118,6 +118,8 @@ export class HaproxyProvider implements TrafficProvider {
   readonly #measurements: HaproxyMeasurements;
   readonly #carriers = new Map<string, Carrier>();
   readonly #inForce = new Map<string, number>();
+  /** Tables found no longer in force between applies (`lost`). */
+  #lost: TableOutcome[] = [];
   /** The table in force per service (to bring a previous carrier back). */
   readonly #tables = new Map<string, RouteTable>();
   #intakeAddr: { host: string; port: number } | null = null;
@@ -338,9 +340,30 @@ export class HaproxyProvider implements TrafficProvider {
     };
   }
 
+  lost(): TableOutcome[] {
+    const out = this.#lost;
+    this.#lost = [];
+    return out;
+  }
+
   #reapAll(): Promise<void> {
     return this.#serial(async () => {
-      for (const c of this.#carriers.values()) {
+      for (const [service, c] of this.#carriers) {
+        if (c.mode === "attach" && this.#inForce.has(service) && !(await c.api.answers())) {
+          // Someone else's HAProxy went away after its table was put in force: what it serves
+          // now is unknown. Not in force any more; the router role reports it and applies the
+          // table again until the socket answers (managed mode's own process is supervised).
+          const revision = this.#inForce.get(service)!;
+          this.#inForce.delete(service);
+          const error = new TurnoutError(
+            "TURNOUT_ERR_HAPROXY_RUNTIME_API",
+            `HAProxy runtime API ${c.api.socketPath} stopped answering after revision ${revision} was put in force`,
+            { socket: c.api.socketPath },
+          );
+          this.#logger.warn({ service, revision, err: error }, "haproxy: attached HAProxy lost");
+          this.#lost.push({ service, revision, ok: false, error });
+          continue;
+        }
         try {
           await c.reap();
         } catch (err) {

@@ -35,8 +35,8 @@
  *
  * Everything that changes during a rollout (weights, instances, rules, the override, the
  * preview's version, the experiment's arms and weights, the revision) lives in maps and servers, changed live over the runtime API;
- * what is left in the text (listeners, the sticky source and salt, the policy, the versions
- * that have a backend) is structural: `structuralConfig` differs exactly when a reload is needed.
+ * what is left in the text (listeners, the sticky source and salt, the policy, the number of
+ * slots) is structural: `structuralConfig` differs exactly when a reload is needed.
  */
 import {
   DEFAULT_TRAFFIC_POLICY,

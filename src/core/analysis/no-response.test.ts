@@ -248,5 +248,20 @@ describe("the rule in an analysis run (injected clock)", () => {
       },
     ]);
     assert.deepEqual(shortOfData({ ...run, phase: "Failed" }, T), []);
+    // A source that failed is not evidence either; the error limit decides what it does.
+    const failing = observe(
+      run,
+      "errors",
+      { error: "store unavailable", errorKind: "failed" },
+      T + 2000,
+    );
+    assert.deepEqual(shortOfData(failing, T + 2000), [
+      {
+        metric: "errors",
+        reason: "noMeasurement",
+        explanation:
+          "errors: no measurement with data yet; the latest failed: errors: measurement failed: store unavailable",
+      },
+    ]);
   });
 });

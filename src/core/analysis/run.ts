@@ -839,6 +839,8 @@ export function shortOfData(state: RunState, now: number): ShortMetric[] {
       if (m.verdicts[i]!.verdict.outcome !== "error") last = m.verdicts[i];
     }
     if (last === undefined) {
+      // None yet, or only failed ones in the verdicts kept.
+      const failed = m.verdicts.at(-1);
       const due =
         m.nextDueAt === null
           ? ""
@@ -848,7 +850,9 @@ export function shortOfData(state: RunState, now: number): ShortMetric[] {
       out.push({
         metric: m.name,
         reason: "noMeasurement",
-        explanation: `${m.name}: no measurement yet${due}`,
+        explanation: failed
+          ? `${m.name}: no measurement with data yet; the latest failed: ${failed.verdict.explanation}`
+          : `${m.name}: no measurement yet${due}`,
       });
     } else if (
       last.verdict.outcome === "inconclusive" &&

@@ -13,7 +13,6 @@ import {
   startRun,
   summarize,
 } from "../analysis/run.js";
-import { formatDuration } from "../duration.js";
 import { type AnalysisRefSpec, DEFAULT_TRAFFIC_POLICY } from "../model.js";
 import { describeStep } from "../steps/index.js";
 import { complete, holdForPerson, rollBack } from "./transitions.js";
@@ -302,11 +301,12 @@ export function holdForData(w: Work, i: number): { held: true } | { held: false;
       },
     );
   }
-  const held = since === null ? "" : ` for ${formatDuration(w.now - since)}`;
+  // No running duration in the message: it would change the status at every tick (the status
+  // view shows how long from `heldForData.since`).
   setPhase(
     w,
     "Progressing",
-    `${what} held${held} with ${version} at ${s.canaryWeight}%: the background analysis has no evidence on ${version} yet (${why}); it goes on once it has, \`turnout promote\` goes on without it`,
+    `${what} held with ${version} at ${s.canaryWeight}%: the background analysis has no evidence on ${version} yet (${why}); it goes on once it has, \`turnout promote\` goes on without it`,
   );
   if (run) w.wakeAt = earliest(w.wakeAt, nextDueAt(run));
   return { held: true };

@@ -671,6 +671,14 @@ export interface RouteTable {
   backends: RouteBackend[];
   /** Evaluated in order before the split; the first that matches picks the version. */
   matches?: RouteMatch[];
+  /**
+   * The service may route by match rules at some point (`spec.routing.matches`, a
+   * setHeaderRoute step, a blue-green preview match) though `matches` may be empty now: a data
+   * plane that must prepare for rules (HAProxy's Lua hook, a cost on every request) does so
+   * from the start, so that rules come and go live. Set on tables of a `spec.traffic` provider
+   * only; the built-in router needs no preparing.
+   */
+  mayMatch?: true;
   /** A second listener that sends everything to one version (blue-green's preview). */
   preview?: { listen: { host: string; port: number }; version: string };
   versionOverride?: boolean;

@@ -12,6 +12,7 @@ import {
 } from "./model.js";
 import type { VersionWeight } from "./rollout.js";
 import { routeMirrorOf } from "./shadow/route.js";
+import { specFeatures } from "./traffic.js";
 import { roundWeight } from "./steps/setWeight.js";
 import type { CompiledStrategy } from "./strategies/index.js";
 
@@ -73,6 +74,11 @@ export function buildRouteTable(i: RouteInputs): Omit<RouteTable, "revision"> {
   if (spec.stickiness)
     table.stickiness = { ...spec.stickiness, salt: spec.stickiness.salt ?? i.service };
   if (matches.length > 0) table.matches = matches;
+  if (
+    spec.traffic !== undefined &&
+    (matches.length > 0 || specFeatures(spec).some((f) => f.feature === "matches"))
+  )
+    table.mayMatch = true;
   if (spec.routing?.versionOverride) table.versionOverride = true;
   if (spec.flags !== undefined && spec.flags.length > 0) table.flags = [...spec.flags];
   // The data plane that carries it; absent (the built-in router), so tables stay as they were.

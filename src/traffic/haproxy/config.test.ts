@@ -246,13 +246,18 @@ test("maps: backends by slot, ranges by slot, the override, rules, preview and t
 });
 
 test("structural config: weights, instances, rules and the preview's version change live; listeners and policy reload", () => {
-  const base = planService(table({ stickiness: { header: "x-user-id", salt: "fraud" } }));
+  // The service may route by rules (`mayMatch`: a setHeaderRoute step in its strategy), though
+  // it has none yet: the Lua hook is there from the start, and rules then come live.
+  const base = planService(
+    table({ stickiness: { header: "x-user-id", salt: "fraud" }, mayMatch: true }),
+  );
   const slots = ["v2", "v1", null, null];
   const s0 = structuralConfig({ plan: base, slots }, OPTS);
   const live = planService(
     table({
       revision: 8,
       stickiness: { header: "x-user-id", salt: "fraud" },
+      mayMatch: true,
       matches: [{ header: { name: "x-beta", equals: "1" }, version: "v2" }],
       backends: [
         { version: "v2", weight: 50, endpoints: ["http://127.0.0.1:9004"] },
@@ -273,8 +278,12 @@ test("structural config: weights, instances, rules and the preview's version cha
     { preview: { listen: { host: "127.0.0.1", port: 8081 }, version: "v2" } },
     // The spec's, fixed for a rollout: only a config that allows it looks for the header.
     { versionOverride: true },
+    // A service that never routes by rules has no hook (nor its cost per request).
+    { mayMatch: undefined },
   ] satisfies Partial<RouteTable>[]) {
-    const p = planService(table({ stickiness: { header: "x-user-id", salt: "fraud" }, ...over }));
+    const p = planService(
+      table({ stickiness: { header: "x-user-id", salt: "fraud" }, mayMatch: true, ...over }),
+    );
     assert.notEqual(structuralConfig({ plan: p, slots }, OPTS), s0, JSON.stringify(over));
   }
   // A new version takes a free slot live; only more slots are a reload.
@@ -286,6 +295,7 @@ test("the config reads as HAProxy configuration: listeners, selection in the rou
   const plan = planService(
     table({
       stickiness: { header: "x-user-id", salt: "fraud" },
+      mayMatch: true,
       policy: {
         ...DEFAULT_TRAFFIC_POLICY,
         loadBalancing: "roundRobin",
@@ -332,6 +342,15 @@ test("the config reads as HAProxy configuration: listeners, selection in the rou
   );
   assert.match(cfg, /http-request deny deny_status 413 if \{ req\.body_size gt 10485760 \}/);
   assert.doesNotMatch(cfg, /txn\.sq/);
+  // A service that never routes by rules evaluates none: no hook, no rule reading txn.tv.
+  const plain = renderConfig(
+    {
+      plan: planService(table({ stickiness: { header: "x-user-id", salt: "fraud" } })),
+      slots: ["v2", "v1", null, null],
+    },
+    OPTS,
+  );
+  assert.doesNotMatch(plain, /lua\.turnout_match|txn\.tv|rules\.map/);
   // No Lua on the sticky path, and the config says which hash it uses.
   assert.doesNotMatch(cfg, /lua\.turnout_bucket/);
   assert.match(cfg, /^# Sticky and A\/B buckets: haproxy-xxh32-v1 /m);
@@ -347,7 +366,10 @@ test("the config reads as HAProxy configuration: listeners, selection in the rou
   assert.doesNotMatch(cfg, /override\.map/);
   assert.match(cfg, /%\[var\(txn\.tk\),hex\] - - -"/);
   const withOverride = renderConfig(
-    { plan: planService(table({ versionOverride: true })), slots: ["v2", "v1", null, null] },
+    {
+      plan: planService(table({ versionOverride: true, mayMatch: true })),
+      slots: ["v2", "v1", null, null],
+    },
     OPTS,
   );
   assert.match(

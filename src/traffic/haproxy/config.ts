@@ -109,6 +109,11 @@ export interface ServicePlan {
   splitRanges: BucketRange[];
   /** The match rules in `rules.map`'s encoding ("" for none). */
   rules: string;
+  /**
+   * Whether the config evaluates match rules at all (the table's `mayMatch`, or rules now): a
+   * service that never routes by rules pays nothing for them per request.
+   */
+  matchHook: boolean;
   /** The A/B experiment (exposures.ts's rules): arms by bucket of the unit key. */
   experiment: {
     name: string;
@@ -239,6 +244,7 @@ export function planService(table: RouteTable, opts: PlanOptions = {}): ServiceP
     stickyRanges,
     splitRanges,
     rules,
+    matchHook: table.mayMatch === true || rules !== "",
     experiment,
     refusals,
     problems,
@@ -885,14 +891,22 @@ function selection(plan: ServicePlan, map: (name: string) => string, threads: nu
       `  http-request set-var(txn.tv) req.fhdr(${OVERRIDE_HEADER},1),map(${map("override.map")}) if { req.fhdr_cnt(${OVERRIDE_HEADER}) gt 0 }`,
     );
   }
-  // Always there, though rules come and go: a setHeaderRoute step changes them live (rules.map),
-  // never by a reload. Without rules it costs one lookup in a map with no entry, and no Lua.
-  // Nothing before it can have set the version unless the override or an experiment is there.
+  // Wherever the service may route by rules (`matchHook`), though rules come and go: a
+  // setHeaderRoute step changes them live (rules.map), never by a reload. Without rules it
+  // costs one lookup in a map with no entry, and no Lua; a service that never routes by rules
+  // has neither. Nothing before it can have set the version unless the override or an
+  // experiment is there.
   const mayBeSet = plan.versionOverride || plan.experiment !== null;
-  L.push(
-    `  http-request lua.turnout_match if ${mayBeSet ? `${unset} ` : ""}{ str(r),map(${map("rules.map")}) -m found }`,
-    `  use_backend %[var(txn.tv),map(${map("backends.map")})] if { var(txn.tv) -m found }`,
-  );
+  if (plan.matchHook) {
+    L.push(
+      `  http-request lua.turnout_match if ${mayBeSet ? `${unset} ` : ""}{ str(r),map(${map("rules.map")}) -m found }`,
+    );
+  }
+  if (plan.matchHook || mayBeSet) {
+    L.push(
+      `  use_backend %[var(txn.tv),map(${map("backends.map")})] if { var(txn.tv) -m found }`,
+    );
+  }
   if (st) {
     L.push(
       `  use_backend %[var(txn.tk),${st.keyHash},map_int(${map("sticky.map")})] if { var(txn.tk) -m len gt 0 }`,

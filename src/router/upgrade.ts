@@ -89,7 +89,7 @@ export function handleUpgrade(
       );
       return;
     }
-    backend.counters.start(startedAt);
+    backend.counters.requests++;
     new UpgradeTunnel(
       ctx,
       table,

@@ -12,9 +12,9 @@ import {
 } from "./model.js";
 import type { VersionWeight } from "./rollout.js";
 import { routeMirrorOf } from "./shadow/route.js";
-import { specFeatures } from "./traffic.js";
 import { roundWeight } from "./steps/setWeight.js";
 import type { CompiledStrategy } from "./strategies/index.js";
+import { specFeatures } from "./traffic.js";
 
 /** The sticky hashing scheme in force; see core/hashing.ts. Bump only with a new scheme. */
 export const HASH_VERSION = 1;

@@ -903,9 +903,7 @@ function selection(plan: ServicePlan, map: (name: string) => string, threads: nu
     );
   }
   if (plan.matchHook || mayBeSet) {
-    L.push(
-      `  use_backend %[var(txn.tv),map(${map("backends.map")})] if { var(txn.tv) -m found }`,
-    );
+    L.push(`  use_backend %[var(txn.tv),map(${map("backends.map")})] if { var(txn.tv) -m found }`);
   }
   if (st) {
     L.push(

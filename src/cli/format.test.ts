@@ -38,6 +38,13 @@ describe("formatStatus: a timed pause", () => {
     const v = view({ phase: "Paused", pausedByUser: true }, 65_000);
     assert.doesNotMatch(formatStatus(v), /left/);
   });
+
+  it("over and held for analysis data: how long it has waited, not '0s left'", () => {
+    const v = view({ heldForData: { step: 1, rollout: 1, since: 10_000 } }, 75_000);
+    const out = formatStatus(v);
+    assert.match(out, /pause 10s {2}\(held 1m5s: no analysis data yet\)/);
+    assert.doesNotMatch(out, /left/);
+  });
 });
 
 describe("output that reads well in a pipe (#18 item 9)", () => {

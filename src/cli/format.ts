@@ -150,7 +150,17 @@ export function formatStatus(v: StatusView): string {
       if (i < idx) mark = green("✓ ");
       else if (i === idx) {
         mark = cyan("▶ ");
-        if ("pause" in step && step.pause.duration !== undefined && s.stepStartedAt !== null) {
+        const forData = s.heldForData?.step === i ? s.heldForData : null;
+        if (forData && !s.pausedByUser) {
+          // Its time is up; it waits for the analysis to see something of the candidate.
+          text += dim(
+            `  (held ${formatDuration(Math.max(0, v.now - forData.since))}: no analysis data yet)`,
+          );
+        } else if (
+          "pause" in step &&
+          step.pause.duration !== undefined &&
+          s.stepStartedAt !== null
+        ) {
           // Held by a person: the pause's clock stopped when they paused (core/rollout.ts).
           const held = s.pausedByUser && s.pausedAt != null;
           const at = held ? (s.pausedAt as number) : v.now;

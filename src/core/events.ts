@@ -122,6 +122,12 @@ export interface EventData {
   AnalysisSucceeded: AnalysisEndData;
   AnalysisFailed: AnalysisEndData;
   AnalysisInconclusive: AnalysisEndData;
+  StepHeld: {
+    step: number;
+    version: string;
+    weight: number;
+    metrics: { name: string; reason: string; explanation: string }[];
+  };
   FlagKilled: { flags: string[]; version: string | null; reason: string };
   // Step kinds (src/core/steps/)
   WeightChanged: {
@@ -131,7 +137,7 @@ export interface EventData {
     step: number;
     ready?: Record<string, number>;
   };
-  StepCompleted: { step: number } & Partial<RollingNumbers>;
+  StepCompleted: { step: number; heldMs?: number } & Partial<RollingNumbers>;
   BatchScaled: {
     step: number;
     from: { newReplicas: number; oldReplicas: number };
@@ -386,6 +392,18 @@ export const EVENTS: { readonly [T in EventType]: EventInfo<T> } = {
       metrics: "each metric's phase, counters and last verdict",
     },
   },
+  StepHeld: {
+    summary:
+      "A timed pause is over but the background analysis has no evidence on the candidate yet (no measurement, no traffic, no answer yet, too few samples): the step waits for it, or for a person to promote.",
+    source: "rollout",
+    fields: {
+      step: "the pause step",
+      version: "the candidate",
+      weight: "the candidate's weight while it waits",
+      metrics:
+        "each metric without evidence: {name, reason (noMeasurement, noData, noTraffic, noResponse, tooFewSamples), explanation}",
+    },
+  },
   FlagKilled: {
     summary: "Blue-green with flags: the feature failed, its flags are off, the version stays.",
     source: "rollout",
@@ -411,6 +429,7 @@ export const EVENTS: { readonly [T in EventType]: EventInfo<T> } = {
     source: "step",
     fields: {
       step: "the step index",
+      heldMs: "a pause held for analysis data (StepHeld): how long, when it was",
       version: "rolling update: the new version",
       newReplicas: "rolling update: instances of the new version",
       oldReplicas: "rolling update: instances of the old version",

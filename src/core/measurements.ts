@@ -74,6 +74,19 @@ export function errorCount(c: Readonly<Counts>): number {
   return c.s5xx + c.abandoned;
 }
 
+/**
+ * What a data plane counts of requests as they happen, before they end: requests sent to the
+ * version (counted when it was picked for them) and response heads that came back from it, in
+ * the second each happened. The built-in router counts them; a data plane that learns of a
+ * request only when it ends (HAProxy's log) does not, and its rows leave them out: "not known",
+ * never "none". Analysis reads them to tell a version that answers nothing from one that gets
+ * no traffic (`core/analysis/no-response.ts`).
+ */
+export interface StartCounts {
+  started: number;
+  responded: number;
+}
+
 /** Counts with a latency sketch (in memory). */
 export interface CountsWithLatency extends Counts {
   latency: Sketch;
@@ -83,7 +96,7 @@ export interface CountsWithLatency extends Counts {
  * One second of one series as a router measured it. Routers write these (`writeMeasurements`);
  * analysis reads them back (`readMeasurements`) and merges across routers.
  */
-export interface MeasurementRow extends Counts {
+export interface MeasurementRow extends Counts, Partial<StartCounts> {
   service: string;
   version: string;
   /** Further series labels (experiment arm, flag variant) in canonical form; "" for none. */
@@ -120,6 +133,11 @@ export interface SeriesWindow extends SeriesLabels {
   latency: Sketch;
   /** The seconds (epoch seconds, ascending) that have data. */
   seconds: number[];
+  /**
+   * Requests sent and response heads received in the range (`StartCounts`), and the first
+   * second in which a request was sent; absent when the series does not count starts.
+   */
+  starts?: StartCounts & { firstStartedSec: number | null };
 }
 
 /** What reads a router's in-memory window (the router's `MeasurementRecorder`). */

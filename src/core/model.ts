@@ -466,6 +466,12 @@ export interface AnalysisMetricSpec {
   inconclusiveLimit?: number;
   consecutiveErrorLimit?: number;
   dryRun?: boolean;
+  /**
+   * Requests sent to the candidate with none answered for this long fail the measurement
+   * (`src/core/analysis/no-response.ts`); default the service's
+   * `trafficPolicy.timeouts.upstreamSeconds`. Builtin sources only: they know what was sent.
+   */
+  noResponseTimeout?: DurationInput;
 }
 
 export type Resource =
@@ -563,6 +569,12 @@ export interface ServiceStatus {
   rolling?: RollingState | null;
   /** Since when the rollout has waited for the candidate's instances (progress deadline). */
   candidateWaitSince?: number | null;
+  /**
+   * A timed pause whose time is up and that waits for the background analysis to have evidence
+   * on the candidate (`holdForData` in `src/core/rollout/analysis.ts`): which step, of which
+   * rollout, since when (clock ms). Null or absent otherwise.
+   */
+  heldForData?: { step: number; rollout: number; since: number } | null;
   /**
    * What this service's rollouts did to flags (setFlag steps, and the kill after a rollback),
    * by flag key. Kept after the rollout ends: a completed rollout leaves its flags where its

@@ -11,7 +11,9 @@ import type { Metadata } from "./model.js";
  * The events a Notifier subscribes to, each mapped to the catalogue types it stands for.
  * "paused" is every way a rollout comes to wait for a person: an indefinite pause step
  * (`AwaitingPromotion`), `turnout pause` (`Paused`) and an inconclusive analysis, which holds
- * the rollout until someone promotes or aborts (`AnalysisInconclusive`). "rolloutAborted" is
+ * the rollout until someone promotes or aborts (`AnalysisInconclusive`), and a timed pause held
+ * because the analysis has seen nothing of the candidate (`StepHeld`: it goes on by itself once
+ * data comes, and a quiet service may need a person to promote). "rolloutAborted" is
  * every rollback, automatic or by a person. "flagKilled" is a rollout turning its flags off and
  * a person using the kill switch (`turnout flags disable`, which has no event of its own).
  * "dataPlane" is a data plane that cannot put a service's route table in force (a port taken,
@@ -19,7 +21,7 @@ import type { Metadata } from "./model.js";
  */
 export const NOTIFIER_EVENTS = {
   rolloutStarted: ["RolloutStarted"],
-  paused: ["AwaitingPromotion", "Paused", "AnalysisInconclusive"],
+  paused: ["AwaitingPromotion", "Paused", "AnalysisInconclusive", "StepHeld"],
   rolloutCompleted: ["RolloutCompleted"],
   rolloutAborted: ["RolloutAborted"],
   analysisFailed: ["AnalysisFailed"],

@@ -9,7 +9,11 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { MeasurementSource, WindowQuery } from "./measurements.js";
 
-/** One finished request, as the proxy would record it. */
+/**
+ * One request, as the proxy would count it: sent to its version (`start`), its response head
+ * (`respond`), and its end (`record`), all at `atMs` (the sources keep seconds, so the order
+ * within a second does not matter).
+ */
 export interface RecordedRequest {
   atMs: number;
   version: string;
@@ -18,6 +22,10 @@ export interface RecordedRequest {
   upstreamError: boolean;
   /** The client left before the response head (status 499, `Counts.abandoned`). */
   abandoned: boolean;
+  /** The version's response head came (not for the router's own 502, nor an abandoned one). */
+  responded: boolean;
+  /** Sent, and never answered nor ended (a version that hangs): counted only as started. */
+  hung: boolean;
 }
 
 export interface SourceFixture {
@@ -45,8 +53,8 @@ function rng(seed: number): () => number {
 /**
  * Seeded traffic for two versions over TRAFFIC_SECONDS seconds, in time order: v1 (stable, 90%)
  * lognormal around 5 ms with 1% 5xx; v2 (canary, 10%) slower and with more errors, 1% of its
- * requests abandoned by their clients, and silent for seconds 10-14 (a gap the sources must not
- * invent data for).
+ * requests abandoned by their clients, silent for seconds 10-14 (a gap the sources must not
+ * invent data for), and from second 30 on also sent requests that it never answers.
  */
 export function seededTraffic(seed = 1): RecordedRequest[] {
   const r = rng(seed);
@@ -73,7 +81,29 @@ export function seededTraffic(seed = 1): RecordedRequest[] {
             : x < failRate + 0.03
               ? 304
               : 200;
-      out.push({ atMs, version, status, latencyMs, upstreamError, abandoned });
+      const responded = !abandoned && !upstreamError;
+      out.push({
+        atMs,
+        version,
+        status,
+        latencyMs,
+        upstreamError,
+        abandoned,
+        responded,
+        hung: false,
+      });
+      if (canary && s >= 30 && r() < 0.3) {
+        out.push({
+          atMs,
+          version,
+          status: 0,
+          latencyMs: 0,
+          upstreamError: false,
+          abandoned: false,
+          responded: false,
+          hung: true,
+        });
+      }
     }
   }
   return out;
@@ -93,6 +123,15 @@ function truth(traffic: RecordedRequest[], q: WindowQuery) {
     byVersion.set(t.version, list);
   }
   return byVersion;
+}
+
+/** What the data plane counted as it happened, for one version's requests of a window. */
+function startsOf(reqs: RecordedRequest[]) {
+  return {
+    started: reqs.length,
+    responded: reqs.filter((t) => t.responded).length,
+    firstStartedSec: Math.min(...reqs.map((t) => Math.floor(t.atMs / 1000))),
+  };
 }
 
 const WINDOWS: { name: string; q: (service: string) => WindowQuery }[] = [
@@ -150,8 +189,10 @@ export function describeMeasurementSourceConformance(
           const got = await f.source.window(q);
           const want = truth(traffic, q);
           assert.deepEqual([...got.keys()].sort(), [...want.keys()].sort());
-          for (const [version, reqs] of want) {
+          for (const [version, all] of want) {
             const s = got.get(version)!;
+            assert.deepEqual(s.starts, startsOf(all), `${version}: requests sent and answered`);
+            const reqs = all.filter((t) => !t.hung);
             const count = (lo: number, hi: number) =>
               reqs.filter((t) => t.status >= lo && t.status < hi).length;
             assert.equal(s.version, version);

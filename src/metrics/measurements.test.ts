@@ -43,12 +43,10 @@ function play(
       }
       clock.t = r.atMs;
       // Requests alternate between routers, as behind a load balancer.
-      recorders[i % recorders.length]!.series("svc", r.version).record(
-        r.status,
-        r.latencyMs,
-        r.upstreamError,
-        r.abandoned,
-      );
+      const series = recorders[i % recorders.length]!.series("svc", r.version);
+      series.start(performance.now());
+      if (r.responded) series.respond();
+      if (!r.hung) series.record(r.status, r.latencyMs, r.upstreamError, r.abandoned);
     }
   })();
 }

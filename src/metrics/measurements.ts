@@ -17,6 +17,7 @@ import {
   errorCount,
   hasLabel,
   type SeriesWindowReader,
+  type StartCounts,
   type StatusClasses,
   secondsOf,
   statusClasses,
@@ -66,6 +67,15 @@ export interface WindowStats {
   firstSec: number;
   lastSec: number;
   seconds: number;
+  /**
+   * Requests sent to the version in the window (counted when the data plane picked it), response
+   * heads it sent, and the first epoch second in which a request was sent (null: none): the
+   * data plane's view before requests end, which tells a version that answers nothing from
+   * one that gets no traffic. Absent when no row of the window counts starts (HAProxy's, or a
+   * router's from before migration 0015): not known, rather than none. Rows that do not count
+   * them add nothing, so a mixed fleet under-counts starts, never answers.
+   */
+  starts?: StartCounts & { firstStartedSec: number | null };
 }
 
 /** Reads measurements by window; see the module comment for the two implementations. */
@@ -78,10 +88,20 @@ export interface MeasurementSource {
  * Sums per-second pieces into WindowStats per version. Both sources feed it, so they agree by
  * construction on everything but where the pieces come from.
  */
-class WindowAccumulator {
-  readonly #byVersion = new Map<string, Counts & { latency: Sketch; seconds: Set<number> }>();
+type Starts = StartCounts & { firstStartedSec: number | null };
 
-  add(version: string, p: Counts & { latency: Sketch }, seconds: Iterable<number>): void {
+class WindowAccumulator {
+  readonly #byVersion = new Map<
+    string,
+    Counts & { latency: Sketch; seconds: Set<number>; starts?: Starts }
+  >();
+
+  add(
+    version: string,
+    p: Counts & { latency: Sketch },
+    seconds: Iterable<number>,
+    starts?: Starts,
+  ): void {
     let v = this.#byVersion.get(version);
     if (v === undefined) {
       v = { ...emptyCounts(), latency: new Sketch({ alpha: p.latency.alpha }), seconds: new Set() };
@@ -90,6 +110,15 @@ class WindowAccumulator {
     addCounts(v, p);
     v.latency.merge(p.latency);
     for (const s of seconds) v.seconds.add(s);
+    if (starts !== undefined) {
+      v.starts ??= { started: 0, responded: 0, firstStartedSec: null };
+      const t = v.starts;
+      t.started += starts.started;
+      t.responded += starts.responded;
+      const f = starts.firstStartedSec;
+      if (f !== null && (t.firstStartedSec === null || f < t.firstStartedSec))
+        t.firstStartedSec = f;
+    }
   }
 
   result(): Map<string, WindowStats> {
@@ -118,6 +147,7 @@ class WindowAccumulator {
         firstSec: first,
         lastSec: last,
         seconds: v.seconds.size,
+        ...(v.starts !== undefined ? { starts: { ...v.starts } } : {}),
       });
     }
     return out;
@@ -149,7 +179,15 @@ export class StoreMeasurementSource implements MeasurementSource {
     });
     for (const r of rows) {
       if (q.label !== undefined && !hasLabel(r.labels, q.label)) continue;
-      acc.add(r.version, { ...r, latency: Sketch.fromJSON(r.latency) }, [r.second]);
+      const starts =
+        r.started === undefined
+          ? undefined
+          : {
+              started: r.started,
+              responded: r.responded ?? 0,
+              firstStartedSec: r.started > 0 ? r.second : null,
+            };
+      acc.add(r.version, { ...r, latency: Sketch.fromJSON(r.latency) }, [r.second], starts);
     }
     return acc.result();
   }
@@ -182,6 +220,7 @@ export class RouterMeasurementSource implements MeasurementSource {
           latency: w.latency,
         },
         w.seconds,
+        w.starts,
       );
     }
     return acc.result();

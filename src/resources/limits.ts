@@ -294,6 +294,13 @@ export const LIMITS = {
     fields: "AnalysisTemplate metrics[].interval",
     why: "each measurement queries its source; faster than once a second is a load test",
   },
+  NO_RESPONSE_TIMEOUT: {
+    min: 1 * SECOND,
+    max: 1 * HOUR,
+    unit: "duration",
+    fields: "AnalysisTemplate metrics[].noResponseTimeout",
+    why: "as trafficPolicy.timeouts.upstreamSeconds: an hour without an answer is a hung version; under a second, a slow first request fails",
+  },
   QUERY_STEP: {
     min: 1 * SECOND,
     max: 1 * DAY,

@@ -24,8 +24,9 @@
  *   4. dispatch; on a connect error an idempotent, bodyless request is retried on another
  *      instance; every attempt's outcome feeds passive ejection, except running out of file
  *      descriptors (503, counted, the upstream not blamed);
- *   5. relay the response (hop-by-hop headers removed), tell the observers, and record the
- *      outcome once (`counters.recordSince`: one clock read serves the latency and the
+ *   5. relay the response (hop-by-hop headers removed; its head counted, `counters.respond`:
+ *      a version that answers nothing shows before its requests end), tell the observers, and
+ *      record the outcome once (`counters.recordSince`: one clock read serves the latency and the
  *      1-second bucket). A client that leaves before the response head is recorded at once
  *      (`recordAbandonedSince`: 499, the time it waited), so that a version that hangs shows as
  *      failing even when every client gives up before the upstream timeout.
@@ -163,7 +164,7 @@ export function handleRequest(
       const o = interceptors[i]!.request(ex);
       if (o !== null) ex.observe(o);
     }
-    ex.counters.requests++;
+    ex.counters.start(startedAt);
 
     // 4. Dispatch; the exchange streams the rest. A client waiting for 100 Continue gets it
     //    only now, once nothing above refused the request (see installProtocolGuards).
@@ -356,6 +357,7 @@ class ProxyExchange implements Dispatcher.DispatchHandler, ForwardState, Exchang
       return;
     }
     this.statusCode = statusCode;
+    this.counters.respond();
     if (this.observer !== null) this.observer.responseStart(statusCode, headers);
   }
 

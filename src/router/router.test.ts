@@ -755,6 +755,55 @@ test("a request that never got a version is not counted as abandoned, whatever i
   assert.deepEqual(s?.status, { "2xx": 1, "3xx": 0, "4xx": 0, "5xx": 0 });
 });
 
+test("requests sent to a version and its response heads are counted as they happen: a version that hangs shows before anything ends, a stream once its head came", async (t) => {
+  const a = await startBackend(t, "a");
+  const source = new MemoryRouteTableSource();
+  source.set(table("svc", [{ version: "v1", weight: 100, endpoints: [a.url] }]));
+  const { router } = await startRouter(t, source);
+  const port = portOf(router, "svc");
+  const window = () =>
+    router.measurements.window("svc", Date.now() - 60_000, Date.now() + 1000).get("v1");
+
+  // Two requests the version never answers, their clients still waiting.
+  const hung: http.ClientRequest[] = [];
+  for (let i = 0; i < 2; i++) {
+    const arrived = a.nextRequest();
+    const req = http.request({ host: "127.0.0.1", port, path: "/hang", agent: false });
+    req.on("error", () => {});
+    req.end();
+    hung.push(req);
+    await arrived;
+  }
+  let w = window();
+  assert.equal(w?.requests, 0, "nothing ended");
+  assert.equal(w?.starts?.started, 2);
+  assert.equal(w?.starts?.responded, 0);
+  assert.ok(w?.starts?.firstStartedSec !== null);
+
+  // A streamed answer: its head counts at once, its end only when the body ends.
+  const arrived = a.nextRequest();
+  const streaming = http.request({ host: "127.0.0.1", port, path: "/stream", agent: false });
+  streaming.on("error", () => {});
+  streaming.end();
+  await arrived;
+  const [res] = (await once(streaming, "response")) as [http.IncomingMessage];
+  assert.equal(res.statusCode, 200);
+  w = window();
+  assert.equal(w?.starts?.started, 3);
+  assert.equal(w?.starts?.responded, 1, "answered: the head came");
+  assert.equal(w?.requests, 0, "and not ended yet");
+  const body = (async () => {
+    let text = "";
+    for await (const chunk of res) text += chunk;
+    return text;
+  })();
+  a.release();
+  assert.equal(await body, "first;second");
+  await h.until(() => window()?.requests === 1, 3000, "the stream to end");
+  assert.equal(window()?.starts?.responded, 1);
+  for (const req of hung) req.destroy();
+});
+
 // ---------------------------------------------------------------------------------------
 // Instances: balancing, passive ejection, active health checks, retries
 // ---------------------------------------------------------------------------------------

@@ -183,6 +183,47 @@ describe("MeasurementRecorder", () => {
     );
   });
 
+  it("requests sent and response heads are counted as they happen, before anything ends", () => {
+    const c = clock(T0 + 200);
+    const rec = new MeasurementRecorder({ now: c.now, routerId: "r1" });
+    const hung = rec.series("svc", "v2");
+    const ok = rec.series("svc", "v1");
+    // Three requests to a version that answers none: nothing has ended, yet the window says so.
+    for (let i = 0; i < 3; i++) hung.start(performance.now());
+    ok.start(performance.now());
+    c.t = T0 + 1300;
+    ok.respond();
+    ok.record(200, 1100, false);
+    const w = rec.window("svc", T0, T0 + 2000);
+    assert.equal(w.get("v2")?.requests, 0);
+    assert.deepEqual(w.get("v2")?.starts, { started: 3, responded: 0, firstStartedSec: T0 / 1000 });
+    assert.deepEqual(w.get("v2")?.seconds, [T0 / 1000]);
+    assert.deepEqual(w.get("v1")?.starts, { started: 1, responded: 1, firstStartedSec: T0 / 1000 });
+    assert.equal(rec.stats("svc").find((s) => s.version === "v2")?.requests, 3);
+    // Each count in the second it happened: the start at arrival, the head when it came.
+    const rows = rec
+      .collect(true)
+      .rows.sort((a, b) => a.version.localeCompare(b.version) || a.second - b.second);
+    assert.deepEqual(
+      rows.map((r) => [r.version, r.second - T0 / 1000, r.started, r.responded, r.requests]),
+      [
+        ["v1", 0, 1, 0, 0],
+        ["v1", 1, 0, 1, 1],
+        ["v2", 0, 3, 0, 0],
+      ],
+    );
+  });
+
+  it("a series fed only with ended requests (HAProxy's log) leaves the counts of starts out: not known", () => {
+    const c = clock(T0 + 200);
+    const rec = new MeasurementRecorder({ now: c.now, routerId: "r1" });
+    const s = rec.series("svc", "v1");
+    s.record(200, 5, false);
+    assert.equal(rec.window("svc", T0, T0 + 1000).get("v1")?.starts, undefined);
+    const [row] = rec.collect(true).rows;
+    assert.ok(row && !("started" in row) && !("responded" in row), JSON.stringify(row));
+  });
+
   it("a clock that steps back keeps counting into the newest second", () => {
     const c = clock(T0 + 5000);
     const rec = new MeasurementRecorder({ now: c.now });

@@ -3,7 +3,10 @@
  * variants of the flags the edge evaluated for the request, see `SeriesLabels` and
  * `flags-edge.ts`; an experiment's arms are versions, measured as such), a ring of 1-second
  * buckets holding requests, status classes, upstream errors, requests abandoned by their clients
- * and a latency sketch.
+ * and a latency sketch, counted when a request ends; and, counted as they happen, requests sent
+ * to the version (when the proxy picks it) and response heads that came back from it, so that
+ * analysis sees a version that takes requests and answers none before any of them ends
+ * (`core/analysis/no-response.ts`).
  *
  * The hot path: compiled tables hold a direct reference to each version's `SeriesCounters`,
  * so recording a response is a clock read, a compare, a few integer increments and one
@@ -89,6 +92,10 @@ export interface SeriesTotals extends SeriesLabels {
 class SecondBucket implements Counts {
   /** Epoch second; -1 while unused. */
   sec = -1;
+  /** Requests sent to the version in this second (`SeriesCounters.start`). */
+  started = 0;
+  /** Response heads the version sent in this second (`SeriesCounters.respond`). */
+  responded = 0;
   requests = 0;
   s2xx = 0;
   s3xx = 0;
@@ -104,6 +111,8 @@ class SecondBucket implements Counts {
 
   reset(sec: number): void {
     this.sec = sec;
+    this.started = 0;
+    this.responded = 0;
     this.requests = 0;
     this.s2xx = 0;
     this.s3xx = 0;
@@ -115,11 +124,13 @@ class SecondBucket implements Counts {
   }
 
   get empty(): boolean {
-    return this.requests === 0 && this.upstreamErrors === 0;
+    return this.requests === 0 && this.upstreamErrors === 0 && this.started === 0;
   }
 
   addTo(into: SecondBucket): void {
     addCounts(into, this);
+    into.started += this.started;
+    into.responded += this.responded;
     into.latency.merge(this.latency);
   }
 }
@@ -147,12 +158,19 @@ function wallNow(cfg: RecorderConfig): number {
 
 /**
  * The counters of one series (service + version [+ labels]); the object a compiled table's
- * backend points at. The proxy increments `requests` when it picks the version and calls
- * `record` once when the request ends.
+ * backend points at. The proxy calls `start` when it picks the version, `respond` when the
+ * version's response head comes, and `record` once when the request ends.
  */
 export class SeriesCounters implements SeriesLabels, SeriesRecorder {
   /** Requests routed to this series, counted by the proxy when it chooses the version. */
   requests = 0;
+  /**
+   * The series counts requests as they start (`start` was called): its rows carry `started`
+   * and `responded`. A recorder fed only with ended requests (HAProxy's log intake, which
+   * learns of a request when it ends) leaves them out, which readers take as "not known"
+   * rather than "none sent".
+   */
+  #countsStarts = false;
   /**
    * Requests answered 503 because the router ran out of file descriptors connecting to an
    * upstream of this series (in memory, for `turnout_router_fd_exhausted_total`).
@@ -201,6 +219,34 @@ export class SeriesCounters implements SeriesLabels, SeriesRecorder {
     this.#addSince(ABANDONED_STATUS, startedAt, false, true);
   }
 
+  /**
+   * Counts a request sent to the version (the proxy picked it), in the second it arrived
+   * (`startedAt`, a `performance.now()` reading: no clock read of its own), and in `requests`.
+   */
+  start(startedAt: number): void {
+    this.requests++;
+    this.#countsStarts = true;
+    const cfg = this.#cfg;
+    const sec =
+      cfg.now === null
+        ? Math.floor((cfg.perfOffset + startedAt) / 1000)
+        : Math.floor(cfg.now() / 1000);
+    this.#bucket(sec).started++;
+  }
+
+  /**
+   * Counts a response head that came from the version, now: the version answered, even if the
+   * body is a long stream that ends much later. One clock read.
+   */
+  respond(): void {
+    const cfg = this.#cfg;
+    const sec =
+      cfg.now === null
+        ? Math.floor((cfg.perfOffset + performance.now()) / 1000)
+        : Math.floor(cfg.now() / 1000);
+    this.#bucket(sec).responded++;
+  }
+
   #addSince(statusCode: number, startedAt: number, upstreamError: boolean, abandoned: boolean) {
     const end = performance.now();
     const cfg = this.#cfg;
@@ -230,14 +276,7 @@ export class SeriesCounters implements SeriesLabels, SeriesRecorder {
     upstreamError: boolean,
     abandoned: boolean,
   ): void {
-    let b = this.#cur;
-    if (b === null || b.sec !== sec) b = this.#roll(sec);
-    // A request that lands in a second already written (the clock's resync at a flush moved it
-    // back by a few ms across the boundary) re-opens that second: the next flush writes it
-    // again, complete (stored rows are replaced, never added to). Seen: 1 request of 12,330
-    // missing from the store on a busy machine.
-    if (b.sec <= this.#flushedThrough) this.#flushedThrough = b.sec - 1;
-    else if (b.sec <= this.#collectedThrough && b.sec < this.#dirtyFrom) this.#dirtyFrom = b.sec;
+    const b = this.#bucket(sec);
     b.requests++;
     if (statusCode >= 500) b.s5xx++;
     else if (statusCode >= 400) b.s4xx++;
@@ -246,6 +285,19 @@ export class SeriesCounters implements SeriesLabels, SeriesRecorder {
     if (upstreamError) b.upstreamErrors++;
     if (abandoned) b.abandoned++;
     b.latency.add(latencyMs);
+  }
+
+  /** The bucket to count into at `sec`, marking it for the next flush. */
+  #bucket(sec: number): SecondBucket {
+    let b = this.#cur;
+    if (b === null || b.sec !== sec) b = this.#roll(sec);
+    // A request that lands in a second already written (the clock's resync at a flush moved it
+    // back by a few ms across the boundary) re-opens that second: the next flush writes it
+    // again, complete (stored rows are replaced, never added to). Seen: 1 request of 12,330
+    // missing from the store on a busy machine.
+    if (b.sec <= this.#flushedThrough) this.#flushedThrough = b.sec - 1;
+    else if (b.sec <= this.#collectedThrough && b.sec < this.#dirtyFrom) this.#dirtyFrom = b.sec;
+    return b;
   }
 
   /** Moves to the bucket of `sec`; once per second per series. */
@@ -328,6 +380,15 @@ export class SeriesCounters implements SeriesLabels, SeriesRecorder {
       abandoned: sum.abandoned,
       latency: sum.latency,
       seconds: picked.map((b) => b.sec),
+      ...(this.#countsStarts
+        ? {
+            starts: {
+              started: sum.started,
+              responded: sum.responded,
+              firstStartedSec: picked.find((b) => b.started > 0)?.sec ?? null,
+            },
+          }
+        : {}),
     };
   }
 
@@ -351,6 +412,7 @@ export class SeriesCounters implements SeriesLabels, SeriesRecorder {
         s5xx: b.s5xx,
         upstreamErrors: b.upstreamErrors,
         abandoned: b.abandoned,
+        ...(this.#countsStarts ? { started: b.started, responded: b.responded } : {}),
         latency: b.latency.toJSON(),
       });
     }

@@ -38,15 +38,21 @@ export const ISSUED_COOKIE_ATTRIBUTES = "; Path=/; Max-Age=31536000; HttpOnly; S
 export type CompiledEndpoint = Endpoint;
 
 /**
- * Where the proxy records one request of one series (stats.ts `SeriesCounters`): `requests`
- * when the version is picked, then once when the request ends: `recordSince`, or
- * `recordAbandonedSince` when the client left before the version's response head came.
+ * Where the proxy records one request of one series (stats.ts `SeriesCounters`): `start` when
+ * the version is picked, `respond` when the version's response head comes, then once when the
+ * request ends: `recordSince`, or `recordAbandonedSince` when the client left before the
+ * version's response head came.
  */
 export interface SeriesRecorder {
   readonly version: string;
   /** Canonical extra labels of the series; "" for none. */
   readonly labels: string;
+  /** Requests routed to the series (what `start` counted). */
   requests: number;
+  /** A request sent to the version, which arrived at `startedAt` (a `performance.now()` reading). */
+  start(startedAt: number): void;
+  /** The version's response head came. */
+  respond(): void;
   recordSince(statusCode: number, startedAt: number, upstreamError: boolean): void;
   recordAbandonedSince(startedAt: number): void;
   /** Requests answered 503 because the router ran out of file descriptors (not in the store). */

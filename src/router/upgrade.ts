@@ -89,7 +89,7 @@ export function handleUpgrade(
       );
       return;
     }
-    backend.counters.requests++;
+    backend.counters.start(startedAt);
     new UpgradeTunnel(
       ctx,
       table,

@@ -136,6 +136,10 @@ export function mapMeasurement(row: Selectable<MeasurementsTable>): MeasurementR
     s5xx: Number(row.s5xx),
     upstreamErrors: Number(row.upstream_errors),
     abandoned: Number(row.abandoned),
+    // NULL: the writer does not count requests as they start (HAProxy, rows from before 0015).
+    ...(row.started === null || row.started === undefined
+      ? {}
+      : { started: Number(row.started), responded: Number(row.responded ?? 0) }),
     latency: parseJson<SketchJson>(row.latency),
   };
 }

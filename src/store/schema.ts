@@ -116,6 +116,12 @@ export interface MeasurementsTable {
   upstream_errors: number;
   /** Requests abandoned by their clients (0013; 0 in rows written before it). */
   abandoned: Generated<number>;
+  /**
+   * Requests sent to the version and response heads from it in that second (0015; null: not
+   * counted by the writer, see `StartCounts`).
+   */
+  started: number | null;
+  responded: number | null;
   latency: string;
 }
 

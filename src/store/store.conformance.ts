@@ -925,6 +925,51 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       assert.deepEqual(again, hung);
     });
 
+    test("measurements: requests started and responded round-trip; a row without them reads without them", async ({
+      store,
+    }) => {
+      const S = T0 / 1000;
+      // A second in which 37 requests went to a version that answered none yet: no request
+      // ended, so only the counts of starts say anything.
+      const sent = measurement({
+        second: S,
+        version: "v2",
+        requests: 0,
+        s2xx: 0,
+        s3xx: 0,
+        s4xx: 0,
+        s5xx: 0,
+        upstreamErrors: 0,
+      });
+      sent.started = 37;
+      sent.responded = 0;
+      // HAProxy's rows (and rows from before 0015) do not count starts: "not known".
+      const notCounted = measurement({ second: S, version: "v1" });
+      await store.writeMeasurements([sent, notCounted]);
+      const rows = await store.readMeasurements({ service: "svc", fromSec: S, toSec: S + 1 });
+      assert.deepEqual(
+        rows.map((r) => [r.version, r.requests, r.started, r.responded]),
+        [
+          ["v1", 10, undefined, undefined],
+          ["v2", 0, 37, 0],
+        ],
+      );
+      assert.ok(!("started" in rows[0]!) && !("responded" in rows[0]!), JSON.stringify(rows[0]));
+      assert.deepEqual(rows[1], sent);
+      // A second written again, complete, replaces them too.
+      sent.responded = 30;
+      sent.requests = 30;
+      sent.s2xx = 30;
+      await store.writeMeasurements([sent]);
+      const [again] = await store.readMeasurements({
+        service: "svc",
+        fromSec: S,
+        toSec: S + 1,
+        version: "v2",
+      });
+      assert.deepEqual(again, sent);
+    });
+
     test("measurements: one transaction per write, large batches included", async ({ store }) => {
       const S = T0 / 1000;
       const rows = Array.from({ length: 1234 }, (_, i) =>

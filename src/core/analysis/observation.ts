@@ -34,6 +34,34 @@ export interface ObservedSide {
   bins?: readonly ObservedBin[];
 }
 
+/**
+ * What the data plane knows of the requests it sent to the candidate in the window, beyond the
+ * requests that ended: the builtin router counts a request when it picks the version for it
+ * (`started`), and a response when its head comes (`responded`), so a candidate that takes
+ * requests and answers none shows as "started 37, answered 0" long before any of them ends.
+ * Present only when the source knows (the builtin metrics over a data plane that counts starts:
+ * the built-in router, not HAProxy yet); absent, analysis falls back to the ended requests.
+ * See `./no-response.ts`.
+ */
+export interface CandidateTraffic {
+  /** The series measured: the candidate version ("v2"; "v2 flag=on" for the flag form). */
+  version: string;
+  /** Requests the data plane sent to the candidate in the window. */
+  started: number;
+  /** Responses whose head the candidate sent in the window (a stream counts once its head came). */
+  responded: number;
+  /**
+   * Requests that ended in the window: answered, failed, timed out by the data plane (504) or
+   * abandoned by their clients (the metric's usual request count).
+   */
+  ended: number;
+  /**
+   * Clock ms at which the first second of the window with a request sent to the candidate
+   * began; null when none was sent.
+   */
+  firstStartedAt: number | null;
+}
+
 /** An observation with numbers: at least `value` or `values`, or a `candidate` side. */
 export interface ObservedValues {
   value?: number;
@@ -43,6 +71,8 @@ export interface ObservedValues {
   sampleSize?: number;
   /** What the source answered (bounded); kept by the engine, not read by the judges. */
   raw?: unknown;
+  /** The candidate's requests as the data plane counted them, when the source knows. */
+  traffic?: CandidateTraffic;
   error?: undefined;
   errorKind?: undefined;
 }
@@ -59,6 +89,11 @@ export interface FailedObservation {
   error: string;
   errorKind: ObservationErrorKind;
   raw?: unknown;
+  /**
+   * The candidate's requests as the data plane counted them, when the source knows: "no data"
+   * with requests sent to the candidate is a candidate that answers nothing, not a quiet one.
+   */
+  traffic?: CandidateTraffic;
   value?: undefined;
   values?: undefined;
   candidate?: undefined;

@@ -35,6 +35,13 @@
  *   towards inconclusiveLimit. That judge is built to be looked at again and again on a growing
  *   window; counting its early "not yet" would end every run at the first look. It is recorded
  *   (counters.provisional) and shown. At the last measurement it counts like any other.
+ * - Turnout: before its judge, every observation that says what the data plane sent to the
+ *   candidate (`Observation.traffic`, the builtin metrics) goes through the no-response rule
+ *   (`./no-response.ts`): nothing sent is inconclusive ("noTraffic", provisional like "no data");
+ *   requests sent and none answered fail once the first has waited out the metric's
+ *   `noResponseTimeout` (default: the service's upstream timeout), and until then are an
+ *   inconclusive ("noResponse") that, like an error, does not count towards `count`: the metric
+ *   looks again by the bound at the latest, so it ends in an answer or a failure.
  * - Turnout: a metric that reaches its count without a single passing measurement (e.g. all
  *   inconclusive within a generous limit) is Inconclusive, not Successful (Argo would say
  *   Successful): too little data is never a pass. Likewise a metric stopped (run terminated,
@@ -59,6 +66,7 @@ import {
   judgeKind,
   type Verdict,
 } from "./judges.js";
+import { DEFAULT_NO_RESPONSE_MS, noResponseDeadline, noResponseVerdict } from "./no-response.js";
 import type { Observation } from "./observation.js";
 
 export type RunPhase = "Running" | "Successful" | "Failed" | "Inconclusive" | "Error";
@@ -115,6 +123,11 @@ export interface StartRunOptions {
   windowStartMs?: number;
   /** Verdicts kept per metric; default DEFAULT_HISTORY_LIMIT (5). */
   historyLimit?: number;
+  /**
+   * The no-response bound of metrics that set no `noResponseTimeout` (ms): the rollout passes
+   * the service's upstream timeout; default DEFAULT_NO_RESPONSE_MS.
+   */
+  noResponseMs?: number;
 }
 
 export interface MetricCounters {
@@ -160,6 +173,11 @@ export interface MetricRun {
   failureLimit: number;
   inconclusiveLimit: number;
   consecutiveErrorLimit: number;
+  /**
+   * Requests sent to the candidate with none answered for this long fail (ms, see
+   * `./no-response.ts`). Absent in runs stored before it existed: DEFAULT_NO_RESPONSE_MS.
+   */
+  noResponseMs?: number;
   dryRun: boolean;
   phase: MetricPhase;
   /** One line: the metric's state and, once finished, why. */
@@ -274,7 +292,13 @@ export function startRun(
         );
       }
       seen.set(m.name, t.name);
-      const metric = newMetric(t.name, m, kind, state.startedAt);
+      const metric = newMetric(
+        t.name,
+        m,
+        kind,
+        state.startedAt,
+        options.noResponseMs ?? DEFAULT_NO_RESPONSE_MS,
+      );
       if ("error" in metric) return fail(`template "${t.name}": ${metric.error}`);
       state.metrics.push(metric);
     }
@@ -335,6 +359,7 @@ function newMetric(
   m: AnalysisMetricSpec,
   kind: RunKind,
   startedAt: number,
+  defaultNoResponseMs: number,
 ): MetricRun | { error: string } {
   let intervalMs = defaultIntervalMs(m, kind);
   if (m.interval !== undefined) {
@@ -346,6 +371,19 @@ function newMetric(
     if (!(intervalMs > 0)) {
       return {
         error: `metric "${m.name}": interval must be > 0, got ${JSON.stringify(m.interval)}`,
+      };
+    }
+  }
+  let noResponseMs = defaultNoResponseMs;
+  if (m.noResponseTimeout !== undefined) {
+    try {
+      noResponseMs = durationMs(m.noResponseTimeout);
+    } catch (e) {
+      return { error: `metric "${m.name}": noResponseTimeout ${(e as Error).message}` };
+    }
+    if (!(noResponseMs > 0)) {
+      return {
+        error: `metric "${m.name}": noResponseTimeout must be > 0, got ${JSON.stringify(m.noResponseTimeout)}`,
       };
     }
   }
@@ -379,6 +417,7 @@ function newMetric(
     failureLimit: m.failureLimit ?? DEFAULT_FAILURE_LIMIT,
     inconclusiveLimit: m.inconclusiveLimit ?? DEFAULT_INCONCLUSIVE_LIMIT,
     consecutiveErrorLimit: m.consecutiveErrorLimit ?? DEFAULT_CONSECUTIVE_ERROR_LIMIT,
+    noResponseMs,
     dryRun: m.dryRun ?? false,
     phase: "Pending",
     message: `first measurement due in ${formatDuration(intervalMs)}`,
@@ -450,7 +489,11 @@ export function judgeContext(state: RunState, metric: string): JudgeContext {
 // ---------------------------------------------------------------------------------------
 // Recording
 
-/** Judges `obs` for `metric` (with the metric's memory) and records the verdict. */
+/**
+ * Judges `obs` for `metric` (with the metric's memory) and records the verdict: the
+ * no-response rule first when the observation says what the data plane sent, else (and when
+ * the rule has no opinion) the metric's judge.
+ */
 export function observe(
   state: RunState,
   metric: string,
@@ -459,13 +502,18 @@ export function observe(
   window?: { fromMs: number; toMs: number },
 ): RunState {
   const m = findMetric(state, metric);
-  return recordVerdict(
-    state,
-    metric,
-    judge(m.spec.judge, obs, judgeContext(state, metric)),
-    now,
-    window,
-  );
+  const measured = window ?? {
+    fromMs: state.windowStartMs,
+    toMs: Math.max(now, state.windowStartMs),
+  };
+  const v =
+    noResponseVerdict(m.spec.judge, obs.traffic, {
+      metric: m.name,
+      minSamples: m.minSamples,
+      noResponseMs: m.noResponseMs ?? DEFAULT_NO_RESPONSE_MS,
+      window: measured,
+    }) ?? judge(m.spec.judge, obs, judgeContext(state, metric));
+  return recordVerdict(state, metric, v, now, window);
 }
 
 /**
@@ -487,13 +535,15 @@ export function recordVerdict(
   const m: MetricRun = { ...before, counters: { ...before.counters } };
   const c = m.counters;
 
-  // 1. Count it. Errors do not count towards `count`; provisional inconclusives before the
-  //    last measurement do not count towards inconclusiveLimit.
+  // 1. Count it. Errors, and "requests sent, none answered yet", do not count towards `count`
+  //    (they are looked at again); provisional inconclusives before the last measurement do
+  //    not count towards inconclusiveLimit.
   const isError = verdict.outcome === "error";
+  const awaitingAnswer = verdict.outcome === "inconclusive" && verdict.reason === "noResponse";
   const measurement = c.measurements + 1;
-  const final = !isError && m.count !== null && measurement >= m.count;
+  const final = !isError && !awaitingAnswer && m.count !== null && measurement >= m.count;
   let counted = true;
-  if (!isError) c.measurements = measurement;
+  if (!isError && !awaitingAnswer) c.measurements = measurement;
   switch (verdict.outcome) {
     case "pass":
       c.successful++;
@@ -502,13 +552,16 @@ export function recordVerdict(
       c.failed++;
       break;
     case "inconclusive":
-      // The window grows from the run's start, so "no data yet" and "too few requests yet"
-      // can only get better by waiting: they count only at the last measurement.
+      // The window grows from the run's start, so "no data yet", "no traffic yet" and "too
+      // few requests yet" can only get better by waiting: they count only at the last
+      // measurement. "None answered yet" ends by itself: in an answer or a failure.
       if (
-        (verdict.provisional ||
+        awaitingAnswer ||
+        ((verdict.provisional ||
           verdict.reason === "noData" ||
+          verdict.reason === "noTraffic" ||
           verdict.reason === "tooFewSamples") &&
-        !final
+          !final)
       ) {
         c.provisional++;
         counted = false;
@@ -539,11 +592,18 @@ export function recordVerdict(
   m.phase = assessed.phase;
   m.message = assessed.message;
 
-  // 3. Schedule the next measurement: the next grid point after now, or a retry after an error.
+  // 3. Schedule the next measurement: the next grid point after now, a retry after an error,
+  //    and no later than the moment an unanswered candidate would fail.
   if (m.phase === "Running") {
     m.nextDueAt = isError
       ? now + (m.intervalSet ? m.intervalMs : Math.min(m.intervalMs, ERROR_RETRY_MS))
       : nextGridPoint(state.startedAt, m.intervalMs, now);
+    const t = verdict.inputs.traffic;
+    if (awaitingAnswer && t?.firstStartedAt != null) {
+      // A reading that came in late (its window ended before the deadline) looks again soon.
+      const failAt = Math.max(noResponseDeadline(t.firstStartedAt, t.noResponseMs), now + 1000);
+      if (failAt < m.nextDueAt) m.nextDueAt = failAt;
+    }
   } else {
     m.nextDueAt = null;
   }
@@ -739,6 +799,73 @@ export function summarize(state: RunState): RunSummary {
       };
     }),
   };
+}
+
+// ---------------------------------------------------------------------------------------
+// Evidence
+
+/** Why a metric has nothing to go on yet (see `shortOfData`). */
+export type ShortReason = "noMeasurement" | "noData" | "noTraffic" | "noResponse" | "tooFewSamples";
+
+/** A metric of a running run that has no evidence on the candidate yet, and why. */
+export interface ShortMetric {
+  metric: string;
+  reason: ShortReason;
+  /** The latest verdict's explanation, or when the first measurement is due. */
+  explanation: string;
+}
+
+const SHORT_REASONS: ReadonlySet<string> = new Set<ShortReason>([
+  "noData",
+  "noTraffic",
+  "noResponse",
+  "tooFewSamples",
+]);
+
+/**
+ * The metrics of a running run that have no evidence on the candidate yet: no measurement
+ * taken, or the latest one (errors aside: the error limit deals with those) found no data, no
+ * traffic, requests unanswered so far, or too few samples. Dry-run metrics and finished ones
+ * are left out; a run that is not running has none. What a timed pause waits for before it
+ * ends (`holdForData`, `../rollout/analysis.ts`): a step never completes on "nothing seen".
+ */
+export function shortOfData(state: RunState, now: number): ShortMetric[] {
+  if (state.phase !== "Running") return [];
+  const out: ShortMetric[] = [];
+  for (const m of state.metrics) {
+    if (m.dryRun || !isActive(m)) continue;
+    let last: RecordedVerdict | undefined;
+    for (let i = m.verdicts.length - 1; i >= 0 && last === undefined; i--) {
+      if (m.verdicts[i]!.verdict.outcome !== "error") last = m.verdicts[i];
+    }
+    if (last === undefined) {
+      // None yet, or only failed ones in the verdicts kept.
+      const failed = m.verdicts.at(-1);
+      const due =
+        m.nextDueAt === null
+          ? ""
+          : m.nextDueAt > now
+            ? ` (the first is due in ${formatDuration(m.nextDueAt - now)})`
+            : " (the first is being taken)";
+      out.push({
+        metric: m.name,
+        reason: "noMeasurement",
+        explanation: failed
+          ? `${m.name}: no measurement with data yet; the latest failed: ${failed.verdict.explanation}`
+          : `${m.name}: no measurement yet${due}`,
+      });
+    } else if (
+      last.verdict.outcome === "inconclusive" &&
+      SHORT_REASONS.has(last.verdict.reason ?? "")
+    ) {
+      out.push({
+        metric: m.name,
+        reason: last.verdict.reason as ShortReason,
+        explanation: last.verdict.explanation,
+      });
+    }
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 /**
  * Analysis gating: measurements go to their runs, the background analysis runs beside the
- * steps, inline analysis gates a step, and a run's outcome acts on the rollout (a failure rolls
+ * steps, inline analysis gates a step, a timed pause does not end while the background analysis
+ * has seen nothing of the candidate, and a run's outcome acts on the rollout (a failure rolls
  * back or turns a feature's flags off, inconclusive waits for a person).
  */
 import {
@@ -8,10 +9,12 @@ import {
   observe,
   type RunState,
   type RunTemplate,
+  shortOfData,
   startRun,
   summarize,
 } from "../analysis/run.js";
-import type { AnalysisRefSpec } from "../model.js";
+import { type AnalysisRefSpec, DEFAULT_TRAFFIC_POLICY } from "../model.js";
+import { describeStep } from "../steps/index.js";
 import { complete, holdForPerson, rollBack } from "./transitions.js";
 import type { Stage, Work } from "./types.js";
 import { earliest, emit, inRollout, setPhase, stepLabel } from "./work.js";
@@ -100,7 +103,13 @@ export function beginRun(w: Work, ref: AnalysisRefSpec, kind: "inline" | "backgr
     if (spec) templates.push({ name, spec });
     else missing.push(name);
   }
-  const run = startRun(templates, ref.args ?? [], w.now, { kind });
+  // Requests unanswered for as long as the router lets a version take to answer fail the
+  // candidate (no-response.ts), unless a metric says otherwise.
+  const upstreamSeconds = (w.spec.trafficPolicy ?? DEFAULT_TRAFFIC_POLICY).timeouts.upstreamSeconds;
+  const run = startRun(templates, ref.args ?? [], w.now, {
+    kind,
+    noResponseMs: upstreamSeconds * 1000,
+  });
   if (missing.length > 0) {
     return {
       ...run,
@@ -244,4 +253,61 @@ export function analysisGate(
     return "passed";
   }
   return "stopped";
+}
+
+/**
+ * Whether the timed pause at step `i`, whose time is up, must wait for the background analysis:
+ * it does while the background run has no evidence on the candidate (`shortOfData`: no
+ * measurement yet, no request sent to it, requests sent and none answered yet, no data, too few
+ * samples). A pause is there to watch the candidate at its weight; ending it on nothing seen is
+ * how a version that hangs was promoted, its clients waiting longer than the pause so that no
+ * request ended and every look said "no data". Flagger halts on a query without data; Argo
+ * pauses on inconclusive. The wait has no bound of its own: a candidate that gets requests and
+ * answers none fails by the no-response rule, and a quiet one must not be rolled back for being
+ * quiet. The status says what it waits for, a StepHeld event (notifiers' "paused") tells
+ * people once, and `turnout promote` goes on without the data. Returns how long the step was
+ * held once it may end (0 when it never was).
+ */
+export function holdForData(w: Work, i: number): { held: true } | { held: false; heldMs: number } {
+  const s = w.status;
+  const run = s.analysis?.background;
+  const short = run ? shortOfData(run, w.now) : [];
+  const since =
+    s.heldForData?.step === i && s.heldForData.rollout === s.rolloutNumber
+      ? s.heldForData.since
+      : null;
+  if (short.length === 0) {
+    s.heldForData = null;
+    return { held: false, heldMs: since === null ? 0 : w.now - since };
+  }
+  const version = s.canaryVersion as string;
+  const what = `${stepLabel(w, i)} (${describeStep(w.steps[i]!)})`;
+  const why = short.map((m) => m.explanation).join("; ");
+  if (since === null) {
+    s.heldForData = { step: i, rollout: s.rolloutNumber, since: w.now };
+    emit(
+      w,
+      "StepHeld",
+      `${what} is over, held: the background analysis has no evidence on ${version} yet (${why}); it goes on once it has, \`turnout promote\` goes on without it`,
+      {
+        step: i,
+        version,
+        weight: s.canaryWeight,
+        metrics: short.map((m) => ({
+          name: m.metric,
+          reason: m.reason,
+          explanation: m.explanation,
+        })),
+      },
+    );
+  }
+  // No running duration in the message: it would change the status at every tick (the status
+  // view shows how long from `heldForData.since`).
+  setPhase(
+    w,
+    "Progressing",
+    `${what} held with ${version} at ${s.canaryWeight}%: the background analysis has no evidence on ${version} yet (${why}); it goes on once it has, \`turnout promote\` goes on without it`,
+  );
+  if (run) w.wakeAt = earliest(w.wakeAt, nextDueAt(run));
+  return { held: true };
 }

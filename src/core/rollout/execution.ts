@@ -7,7 +7,7 @@ import type { RolloutStep } from "../model.js";
 import { replicasOf } from "../replicas.js";
 import { kindOf, type StepContext } from "../steps/index.js";
 import { DEFAULT_PROGRESS_DEADLINE_SECONDS } from "../strategies/index.js";
-import { analysisGate } from "./analysis.js";
+import { analysisGate, holdForData } from "./analysis.js";
 import { advance, complete, rollBack } from "./transitions.js";
 import type { Stage, Work } from "./types.js";
 import { earliest, emit, inRollout, setPhase, stepLabel } from "./work.js";
@@ -104,5 +104,6 @@ export function stepContext(w: Work): StepContext {
     },
     rollBack: (why, data) => rollBack(w, "controller", why, data),
     analysisGate: (i, ref) => analysisGate(w, i, ref),
+    holdForData: (i) => holdForData(w, i),
   };
 }

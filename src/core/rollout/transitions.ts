@@ -42,6 +42,7 @@ export function clearRollout(s: ServiceStatus): void {
   s.replicas = null;
   s.preview = null;
   s.candidateWaitSince = null;
+  s.heldForData = null;
   clearStepState(s);
 }
 
@@ -152,4 +153,5 @@ export function advance(w: Work): void {
   const s = w.status;
   s.stepIndex = (s.stepIndex ?? 0) + 1;
   s.stepStartedAt = w.now;
+  s.heldForData = null;
 }

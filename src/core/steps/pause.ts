@@ -1,4 +1,9 @@
-/** `pause: {duration}` waits that long; `pause: {}` waits until someone promotes. */
+/**
+ * `pause: {duration}` waits that long, and then for as long as the background analysis has no
+ * evidence on the candidate (`ctx.holdForData`: a pause is for watching the candidate, and
+ * ending it on nothing seen promoted versions that hang); `pause: {}` waits until someone
+ * promotes.
+ */
 import { durationMs, formatDuration } from "../duration.js";
 import type { PauseStep } from "../model.js";
 import type { StepKind } from "./types.js";
@@ -31,7 +36,13 @@ export const pause: StepKind<PauseStep> = {
       ctx.setPhase("Progressing", `pausing ${formatDuration(d)} at ${where}`);
       return "wait";
     }
-    ctx.emit("StepCompleted", `${ctx.label(i)} (${pause.describe(p)}) done`, { step: i });
+    const hold = ctx.holdForData(i);
+    if (hold.held) return "wait";
+    const held = hold.heldMs > 0 ? `, held ${formatDuration(hold.heldMs)} for analysis data` : "";
+    ctx.emit("StepCompleted", `${ctx.label(i)} (${pause.describe(p)}) done${held}`, {
+      step: i,
+      ...(hold.heldMs > 0 ? { heldMs: hold.heldMs } : {}),
+    });
     return "next";
   },
 };

@@ -53,6 +53,12 @@ export interface StepContext {
    * rollout is paused for a person; return "wait").
    */
   analysisGate(i: number, ref: AnalysisRefSpec): "running" | "passed" | "stopped";
+  /**
+   * For a step whose time is up (a timed pause): held while the background analysis has no
+   * evidence on the candidate (the phase, message, event and wake-up are set; return "wait"),
+   * else how long it was held (`holdForData` in `../rollout/analysis.ts`).
+   */
+  holdForData(i: number): { held: true } | { held: false; heldMs: number };
 }
 
 /** The key of every step kind: "setWeight" | "pause" | ... (one per member of `RolloutStep`). */

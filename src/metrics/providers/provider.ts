@@ -18,6 +18,7 @@
  *   the field's path; retrying cannot help, so the engine should stop the analysis with them.
  *   (A window with `fromMs >= toMs` where a provider needs one is a `RangeError`: a caller's bug.)
  */
+import type { CandidateTraffic } from "../../core/analysis/observation.js";
 import type { DurationInput, MetricSourceSpec } from "../../core/model.js";
 import { TurnoutError } from "../../errors.js";
 
@@ -224,6 +225,11 @@ export interface ValueMeasurement {
   sampleSize?: number;
   /** What came back, trimmed to a bounded size (`RAW_LIMIT_CHARS` as JSON) for the verdict record. */
   raw: unknown;
+  /**
+   * What the data plane counted of the candidate's requests as they happened (sent, answered),
+   * when the source knows: the builtin metrics over a data plane that counts starts.
+   */
+  traffic?: CandidateTraffic;
   error?: undefined;
   errorKind?: undefined;
 }
@@ -234,6 +240,11 @@ export interface FailedMeasurement {
   errorKind: MeasurementErrorKind;
   /** What came back, if anything (status, body snippet, stderr tail), bounded like above. */
   raw: unknown;
+  /**
+   * As on a measurement with numbers: "no data" with requests sent to the candidate is a
+   * candidate that answers nothing, not a quiet one.
+   */
+  traffic?: CandidateTraffic;
   value?: undefined;
   values?: undefined;
   candidate?: undefined;

@@ -19,6 +19,7 @@ import {
   stringMap,
   uniqueNames,
 } from "./blocks.js";
+import { isPlainObject } from "./messages.js";
 
 const BUILTIN_METRIC_NAMES = ["error_rate", "latency", "request_rate"] as const;
 const MetricSourceSchema = exactlyOne({
@@ -154,7 +155,26 @@ const MetricSchema = strict({
     .optional()
     .describe("Errors in a row (e.g. the source is unreachable) tolerated before failing."),
   dryRun: z.boolean().optional().describe("Measure and report, but never fail the rollout."),
-});
+  noResponseTimeout: duration("NO_RESPONSE_TIMEOUT", { positive: true })
+    .optional()
+    .describe(
+      "Requests sent to the candidate with none answered for this long fail the measurement (builtin sources only); default the service's trafficPolicy.timeouts.upstreamSeconds.",
+    ),
+}).superRefine(
+  (m, ctx) => {
+    // Only the router knows what it sent the candidate before anything came back; on another
+    // source the setting would do nothing, which is worse than an error.
+    if (m.noResponseTimeout === undefined || !isPlainObject(m.source) || "builtin" in m.source)
+      return;
+    ctx.addIssue({
+      code: "custom",
+      path: ["noResponseTimeout"],
+      input: m.noResponseTimeout,
+      message: `only a builtin source knows the requests sent to the candidate; this metric's source is ${Object.keys(m.source).join(", ")}`,
+    });
+  },
+  { when: (p) => isPlainObject(p.value) },
+);
 
 const AnalysisTemplateSpecSchema = strict({
   args: capped(

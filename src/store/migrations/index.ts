@@ -20,6 +20,7 @@ import { controllerLease } from "./0011_controller_lease.js";
 import { routerBuffers } from "./0012_router_buffers.js";
 import { abandonedRequests } from "./0013_abandoned_requests.js";
 import { routerNotServing } from "./0014_router_not_serving.js";
+import { requestsStarted } from "./0015_requests_started.js";
 import type { SqlDialectName } from "./dialect.js";
 
 export type { SqlDialectName } from "./dialect.js";
@@ -40,6 +41,7 @@ export function turnoutMigrations(dialect: SqlDialectName): Record<string, Migra
     "0012_router_buffers": routerBuffers(dialect),
     "0013_abandoned_requests": abandonedRequests(dialect),
     "0014_router_not_serving": routerNotServing(dialect),
+    "0015_requests_started": requestsStarted(dialect),
   };
 }
 

@@ -1,7 +1,7 @@
 /**
  * A check that both SQL dialects' tests run (sqlite-store.test.ts, postgres-store.test.ts): a
  * measurement row written by a Turnout from before migration 0013 reads as no request abandoned
- * once the store is upgraded. Not part of the package (the build skips `testing/` folders).
+ * once the store is upgraded, and (0015) without counts of requests started. Not part of the package (the build skips `testing/` folders).
  */
 import assert from "node:assert/strict";
 import { type Kysely, Migrator, sql } from "kysely";
@@ -57,6 +57,10 @@ export async function checkRowsFromBeforeAbandoned(
       rows.map((r) => [r.routerId, r.requests, r.s4xx, r.abandoned]),
       [["old-router", 5, 1, 0]],
     );
+    // 0015: its starts were not counted, which is not "none sent".
+    assert.equal(rows[0]?.started, undefined);
+    assert.equal(rows[0]?.responded, undefined);
+    assert.ok(!("started" in rows[0]!), JSON.stringify(rows[0]));
   } finally {
     await store.close();
   }

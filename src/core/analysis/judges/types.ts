@@ -1,6 +1,6 @@
 /** The types every judge shares: verdicts, their inputs and reasons, and the judge interface. */
 import type { JudgeSpec } from "../../model.js";
-import type { ObservedValues } from "../observation.js";
+import type { CandidateTraffic, ObservedValues } from "../observation.js";
 
 /** A judge's key in a spec: "threshold" | "relative" | "sequential" | "mannWhitney". */
 export type JudgeKind = JudgeSpec extends infer S ? (S extends unknown ? keyof S : never) : never;
@@ -20,6 +20,16 @@ export type VerdictReason =
   | "undefinedEffect"
   /** The sequential judge has enough samples but neither rejection nor a tight enough bound. */
   | "notEnoughEvidence"
+  /**
+   * No request was sent to the candidate in the window (the data plane says so): a quiet
+   * service, not a failing one (`../no-response.ts`).
+   */
+  | "noTraffic"
+  /**
+   * Requests were sent to the candidate and none got an answer: inconclusive while the first
+   * is younger than the metric's noResponseTimeout, a fail after it (`../no-response.ts`).
+   */
+  | "noResponse"
   /** The measurement failed (timeout, unreachable, aborted...): an "error" verdict. */
   | "measurementFailed"
   /** The measurement lacks what this judge needs, or its numbers are invalid: "error". */
@@ -56,6 +66,11 @@ export interface VerdictInputs {
   /** A failed measurement's message and kind. */
   error?: string;
   errorKind?: string;
+  /**
+   * The data plane's count of the candidate's requests, and the bound on waiting for an answer
+   * (ms), in a verdict the no-response rule gave ("noTraffic", "noResponse").
+   */
+  traffic?: CandidateTraffic & { noResponseMs: number };
 }
 
 /** The size of the difference the verdict is about. */
@@ -88,7 +103,7 @@ export interface JudgeMemory {
 export interface Verdict {
   judge: JudgeKind;
   outcome: Outcome;
-  /** Set for "inconclusive" and "error" verdicts. */
+  /** Set for "inconclusive" and "error" verdicts, and a "fail" of the no-response rule. */
   reason?: VerdictReason;
   /**
    * True when more data in the same (growing) window may settle it: the sequential judge's

@@ -220,6 +220,83 @@ describe("BuiltinProvider", () => {
     assert.ok(noBase.candidate);
   });
 
+  it("what the router sent the candidate travels with the measurement: a hung candidate is no data with its requests sent", async () => {
+    // The router counts requests as it sends them and heads as they come back.
+    let t = 1_700_000_010_000;
+    const recorder = new MeasurementRecorder({ now: () => t });
+    const stable = recorder.series("svc", "v1");
+    const hung = recorder.series("svc", "v2");
+    for (let i = 0; i < 40; i++, t += 250) {
+      stable.start(0);
+      stable.respond();
+      stable.record(200, 8, false);
+      if (i % 4 === 0) hung.start(0); // sent, never answered, never ended
+    }
+    const source = new RouterMeasurementSource(recorder);
+    const m = await measure("error_rate", source);
+    assert.equal(m.errorKind, "noData");
+    assert.match(
+      m.error!,
+      /had no requests in the window \(10 sent to it, 0 response heads back\)/,
+    );
+    assert.deepEqual(m.traffic, {
+      version: "v2",
+      started: 10,
+      responded: 0,
+      ended: 0,
+      firstStartedAt: 1_700_000_010_000,
+    });
+    // The judge alone would only see "no data"; the run's no-response rule reads `traffic`.
+    assert.equal(
+      judge({ threshold: { max: 0.05 } }, m, { metric: "errors", minSamples: 1 }).reason,
+      "noData",
+    );
+    // Every builtin metric of it says the same.
+    const latency = await measure("latency", source);
+    assert.equal(latency.errorKind, "noData");
+    assert.deepEqual(latency.traffic, m.traffic);
+    // Data with numbers carries it too.
+    const both = await measure("error_rate", {
+      window: async () =>
+        new Map([
+          [
+            "v1",
+            { ...v1, starts: { started: 1000, responded: 990, firstStartedSec: 1_700_000_000 } },
+          ],
+          [
+            "v2",
+            { ...v2, starts: { started: 310, responded: 297, firstStartedSec: 1_700_000_001 } },
+          ],
+        ]),
+    });
+    assert.deepEqual(both.traffic, {
+      version: "v2",
+      started: 310,
+      responded: 297,
+      ended: 300,
+      firstStartedAt: 1_700_000_001_000,
+    });
+  });
+
+  it("a candidate without a row, beside a baseline whose data plane counts starts, was sent nothing; a reader that does not count them says nothing", async () => {
+    const counted = {
+      ...v1,
+      starts: { started: 1000, responded: 990, firstStartedSec: 1_700_000_000 },
+    };
+    const quiet = await measure("error_rate", reader({ v1: counted }));
+    assert.equal(quiet.errorKind, "noData");
+    assert.deepEqual(quiet.traffic, {
+      version: "v2",
+      started: 0,
+      responded: 0,
+      ended: 0,
+      firstStartedAt: null,
+    });
+    const unknown = await measure("error_rate", reader({ v1 }));
+    assert.equal(unknown.errorKind, "noData");
+    assert.equal(unknown.traffic, undefined, "HAProxy's rows: not known, not none");
+  });
+
   it("without a baseline in the request, only the candidate is measured", async () => {
     const m = await measure("latency", reader({ v1, v2 }), { baseline: undefined });
     assert.equal(m.baseline, undefined);

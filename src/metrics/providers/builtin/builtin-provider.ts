@@ -18,8 +18,17 @@
  *
  * A candidate with no requests in the window is "no data". A baseline with none is left out
  * (a relative judge then has no baseline and says so); so is a request without a baseline.
+ *
+ * Every measurement also carries `traffic` when the reader knows what the data plane sent to
+ * the candidate before requests ended (`VersionWindow.starts`: the built-in router counts
+ * them, HAProxy's log does not): requests sent, response heads back, requests ended, and when
+ * the first was sent. That is how analysis tells a candidate that answers nothing (sent, none
+ * back: `core/analysis/no-response.ts` fails it) from one that gets no traffic (a quiet
+ * service holds). A candidate absent from a window whose baseline counts starts was sent
+ * nothing: both sides are served by the same data plane.
  */
-import type { StatusClasses } from "../../../core/measurements.js";
+import type { CandidateTraffic } from "../../../core/analysis/observation.js";
+import type { StartCounts, StatusClasses } from "../../../core/measurements.js";
 import {
   BUILTIN_METRICS,
   type BuiltinMetric,
@@ -47,6 +56,12 @@ export interface VersionWindow {
   abandoned?: number;
   /** Errors / requests, 0..1: errors are 5xx responses and abandoned requests. */
   errorRate: number;
+  /**
+   * Requests sent to the version and response heads from it in the window, and the first epoch
+   * second in which one was sent; absent from readers that do not count them (HAProxy's rows,
+   * the simulator's), meaning "not known".
+   */
+  starts?: StartCounts & { firstStartedSec: number | null };
   latency: {
     /** Latency at quantile q in 0..1, in milliseconds. */
     quantile(q: number): number;
@@ -156,6 +171,7 @@ export class BuiltinProvider implements MetricProvider {
     };
     const candidate = side(candidateName);
     const baseline = baselineName !== undefined ? side(baselineName) : undefined;
+    const traffic = this.traffic(byVersion, candidateName, baselineName);
     const summary = (v: string | undefined) => {
       const w = v === undefined ? undefined : byVersion.get(v);
       return w === undefined
@@ -170,17 +186,28 @@ export class BuiltinProvider implements MetricProvider {
     };
     const rawOut = {
       ...raw,
-      candidate: { version: candidateName, ...summary(candidateName) },
+      candidate: {
+        version: candidateName,
+        ...summary(candidateName),
+        ...(traffic ? { started: traffic.started, responded: traffic.responded } : {}),
+      },
       ...(baselineName !== undefined
         ? { baseline: { version: baselineName, ...summary(baselineName) } }
         : {}),
     };
     if (!candidate) {
-      return failed(
-        "noData",
-        `no data: candidate ${candidateName} of ${req.service} had no ${metric === "latency" ? "latency samples" : "requests"} in the window`,
-        rawOut,
-      );
+      const sent =
+        traffic === undefined
+          ? ""
+          : ` (${traffic.started} sent to it, ${traffic.responded} response heads back)`;
+      return {
+        ...failed(
+          "noData",
+          `no data: candidate ${candidateName} of ${req.service} had no ${metric === "latency" ? "latency samples" : "requests"} in the window${sent}`,
+          rawOut,
+        ),
+        ...(traffic ? { traffic } : {}),
+      };
     }
     if (!Number.isFinite(candidate.value) || (baseline && !Number.isFinite(baseline.value))) {
       return failed("failed", `the router's ${metric} is not a finite number`, rawOut);
@@ -194,7 +221,33 @@ export class BuiltinProvider implements MetricProvider {
       ...(baseline ? { baseline } : {}),
       // Samples are numbers the judge already has; the record keeps the counts only.
       raw: rawOut,
+      ...(traffic ? { traffic } : {}),
     });
+  }
+
+  /** What the data plane sent the candidate, when the reader knows (see the module comment). */
+  private traffic(
+    byVersion: Map<string, VersionWindow>,
+    candidate: string,
+    baseline: string | undefined,
+  ): CandidateTraffic | undefined {
+    const w = byVersion.get(candidate);
+    const starts = w?.starts;
+    if (w !== undefined && starts !== undefined) {
+      return {
+        version: candidate,
+        started: starts.started,
+        responded: starts.responded,
+        ended: w.requests,
+        firstStartedAt: starts.firstStartedSec === null ? null : starts.firstStartedSec * 1000,
+      };
+    }
+    // No row for the candidate at all, from a data plane that counts starts: none were sent.
+    const b = baseline === undefined ? undefined : byVersion.get(baseline);
+    if (w === undefined && b?.starts !== undefined) {
+      return { version: candidate, started: 0, responded: 0, ended: 0, firstStartedAt: null };
+    }
+    return undefined;
   }
 
   private side(

@@ -329,3 +329,25 @@ export function logRecords(stderr: string): LogRecord[] {
     .filter((l) => l.startsWith("{"))
     .map((l) => JSON.parse(l) as LogRecord);
 }
+
+/** Answers /healthz, and never answers anything else (the connection stays open). */
+export async function hangingServer(): Promise<{
+  url: string;
+  server: Server;
+  pending: () => number;
+}> {
+  let pending = 0;
+  const server = createServer((req, res) => {
+    if (req.url === "/healthz") {
+      res.end("ok");
+      return;
+    }
+    req.resume();
+    pending++;
+    res.on("close", () => pending--);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const a = server.address();
+  const port = typeof a === "object" && a ? a.port : 0;
+  return { url: `http://127.0.0.1:${port}`, server, pending: () => pending };
+}

@@ -18,12 +18,12 @@
  */
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
-import { createServer, type Server } from "node:http";
 import { after, before, describe, it } from "node:test";
 import {
   api,
   cli,
   freePort,
+  hangingServer,
   startBackend,
   startUp,
   staticService,
@@ -39,21 +39,6 @@ const CLIENT_TIMEOUT_MS = 60_000;
 const PAUSE_SECONDS = 2;
 /** How long requests to v2 may go unanswered before the analysis fails it. */
 const NO_RESPONSE_SECONDS = 2;
-
-/** Answers /healthz, and never answers anything else (the connection stays open). */
-async function hangingServer(): Promise<{ url: string; server: Server }> {
-  const server = createServer((req, res) => {
-    if (req.url === "/healthz") {
-      res.end("ok");
-      return;
-    }
-    req.resume();
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const a = server.address();
-  const port = typeof a === "object" && a ? a.port : 0;
-  return { url: `http://127.0.0.1:${port}`, server };
-}
 
 interface HistoryEvent {
   type: string;

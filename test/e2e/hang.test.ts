@@ -11,12 +11,12 @@
  */
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
-import { createServer, type Server } from "node:http";
 import { after, before, describe, it } from "node:test";
 import {
   api,
   cli,
   freePort,
+  hangingServer,
   startBackend,
   startUp,
   staticService,
@@ -30,24 +30,6 @@ import { type PacedLoad, type PacedResult, startPacedLoad } from "../load.js";
 const CLIENT_TIMEOUT_MS = 2000;
 /** The canary's pause at 50%: a version still not caught by then is promoted. */
 const PAUSE_SECONDS = 20;
-
-/** Answers /healthz, and never answers anything else (the connection stays open). */
-async function hangingServer(): Promise<{ url: string; server: Server; pending: () => number }> {
-  let pending = 0;
-  const server = createServer((req, res) => {
-    if (req.url === "/healthz") {
-      res.end("ok");
-      return;
-    }
-    req.resume();
-    pending++;
-    res.on("close", () => pending--);
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const a = server.address();
-  const port = typeof a === "object" && a ? a.port : 0;
-  return { url: `http://127.0.0.1:${port}`, server, pending: () => pending };
-}
 
 describe("a canary that hangs, end to end", () => {
   let dir: string;
